@@ -1,0 +1,1 @@
+"""Konvo Flows server."""

@@ -1,0 +1,227 @@
+"""The virtual actor of one contact: a mailbox, one event at a time, one CAS commit per turn."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from server.actors.effects import Effects
+from server.actors.events import (
+    Event,
+    InboundMessage,
+    Redeliver,
+    StartFlow,
+    StopRun,
+    TimerFired,
+    TurnResult,
+)
+from server.actors.flow_cache import FlowCache
+from server.clock import Clock
+from server.errors import Conflict, InvalidInput, NotFound
+from server.ids import ContactKey, new_id
+from server.machines import runner
+from server.store.contacts import ContactRepository, new_contact
+from server.store.flows import FlowRepository
+
+log = logging.getLogger(__name__)
+
+MAX_CAS_ATTEMPTS = 8
+APPLIED_EVENTS_KEPT = 200
+ENDED_RUNS_KEPT = 20
+MAX_CONNECT_DEPTH = 5
+
+SegmentMatcher = Callable[[dict[str, Any], dict[str, Any], datetime], bool]
+
+
+@dataclass
+class ActorDeps:
+    contacts: ContactRepository
+    flows: FlowRepository
+    flow_cache: FlowCache
+    effects: Effects
+    clock: Clock
+    timezone_of: Callable[[str], Awaitable[str]]
+    segment_matcher: SegmentMatcher | None = None
+
+
+Envelope = tuple[Event, "asyncio.Future[TurnResult]"]
+STOP: Envelope = None  # type: ignore[assignment]  # mailbox sentinel: finish queued turns, then exit
+
+
+class ContactActor:
+    def __init__(self, key: ContactKey, deps: ActorDeps) -> None:
+        self.key = key
+        self._deps = deps
+        self.mailbox: asyncio.Queue[Envelope] = asyncio.Queue()
+        self.document: dict[str, Any] | None = None
+        self.busy = False
+        self.last_active = time.monotonic()
+        self.task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self.task = asyncio.create_task(self._loop(), name=f"actor:{self.key.doc_id}")
+
+    @property
+    def idle(self) -> bool:
+        return not self.busy and self.mailbox.empty()
+
+    async def _loop(self) -> None:
+        while True:
+            envelope = await self.mailbox.get()
+            if envelope is STOP:
+                return
+            event, future = envelope
+            self.busy = True
+            try:
+                result = await self._turn(event)
+            except Exception as exc:
+                if not future.done():
+                    future.set_exception(exc)
+                if not isinstance(exc, InvalidInput | NotFound | Conflict):
+                    log.exception("turn of %s failed on %s", self.key.doc_id, type(event).__name__)
+                self.document = None  # reload from the store next time
+            else:
+                if not future.done():
+                    future.set_result(result)
+            finally:
+                self.busy = False
+                self.last_active = time.monotonic()
+
+    async def _load(self) -> dict[str, Any]:
+        if self.document is None:
+            found = await self._deps.contacts.load(self.key)
+            self.document = found if found is not None else new_contact(self.key, self._deps.clock.now())
+            if found is not None and found.get("outbox"):
+                await self._deps.effects.deliver_outbox(self.document)
+        return self.document
+
+    async def _turn(self, event: Event) -> TurnResult:
+        if isinstance(event, Redeliver):
+            document = await self._load()
+            await self._deps.effects.deliver_outbox(document)
+            return TurnResult(document, changed=False)
+        for _ in range(MAX_CAS_ATTEMPTS):
+            before = await self._load()
+            if event.event_id in before.get("applied_events", []):
+                return TurnResult(before, duplicate=True, changed=False)
+            working = copy.deepcopy(before)
+            turn = runner.Turn(
+                contact=working,
+                now=self._deps.clock.now(),
+                timezone=await self._deps.timezone_of(self.key.workspace_id),
+                segment_matcher=self._deps.segment_matcher,
+            )
+            result = await self._apply(turn, event)
+            if not result.changed:
+                return result
+            self._finish(turn, event)
+            expected = before["version"]
+            if await self._deps.contacts.compare_and_set(working, expected):
+                self.document = working
+                inbound = [event.event_id] if isinstance(event, InboundMessage) else []
+                await self._deps.effects.after_commit(before, working, turn.changed_runs, inbound)
+                result.contact = working
+                return result
+            self.document = None  # another writer won the race: reload and redo the turn
+        raise Conflict(f"contact {self.key.phone} kept changing under us; try again")
+
+    def _finish(self, turn: runner.Turn, event: Event) -> None:
+        contact = turn.contact
+        contact["version"] = contact["version"] + 1
+        contact["updated_at"] = turn.now
+        applied = contact.setdefault("applied_events", [])
+        applied.append(event.event_id)
+        del applied[:-APPLIED_EVENTS_KEPT]
+        ended = [r for r in contact.get("runs", []) if r["status"] not in runner.ACTIVE]
+        if len(ended) > ENDED_RUNS_KEPT:
+            drop = {r["id"] for r in ended[: len(ended) - ENDED_RUNS_KEPT]}
+            contact["runs"] = [r for r in contact["runs"] if r["id"] not in drop]
+
+    async def _apply(self, turn: runner.Turn, event: Event) -> TurnResult:
+        if isinstance(event, StartFlow):
+            run = await self._start_flow(turn, event.flow_id, event.trigger, by_name=False)
+            await self._follow_connects(turn)
+            return TurnResult(turn.contact, run=run)
+        if isinstance(event, InboundMessage):
+            return await self._inbound(turn, event)
+        if isinstance(event, TimerFired):
+            return await self._timer(turn, event)
+        if isinstance(event, StopRun):
+            run = next((r for r in turn.contact.get("runs", []) if r["id"] == event.run_id), None)
+            if run is None:
+                raise NotFound(f"run {event.run_id} not found")
+            runner.end_run(turn, run, "cancelled", event.reason)
+            return TurnResult(turn.contact, run=run)
+        raise InvalidInput(f"unknown event {type(event).__name__}")
+
+    async def _start_flow(
+        self, turn: runner.Turn, flow_ref: str, trigger: dict[str, Any], by_name: bool
+    ) -> dict[str, Any]:
+        workspace_id = self.key.workspace_id
+        flows = self._deps.flows
+        flow = (
+            await flows.get_by_name(workspace_id, flow_ref) if by_name else None
+        ) or await flows.get(workspace_id, flow_ref)
+        if flow is None:
+            raise NotFound(f"flow {flow_ref!r} not found")
+        if flow.get("status") != "active" or not flow.get("active_version"):
+            raise InvalidInput(
+                f"flow {flow['name']!r} is {flow.get('status')}: only an active (published) flow starts"
+            )
+        compiled = await self._deps.flow_cache.get(flow["_id"], flow["active_version"])
+        if compiled.definition.settings.supersede:
+            for other in turn.contact.get("runs", []):
+                if other["status"] in runner.ACTIVE:
+                    runner.end_run(turn, other, "cancelled", "superseded")
+        run = runner.new_run(turn, compiled, flow["_id"], flow["active_version"], trigger)
+        runner.start(turn, compiled, run)
+        return run
+
+    async def _follow_connects(self, turn: runner.Turn) -> None:
+        for _ in range(MAX_CONNECT_DEPTH):
+            if not turn.connects:
+                return
+            request = turn.connects.pop(0)
+            try:
+                await self._start_flow(turn, request.flow, request.trigger, by_name=True)
+            except (NotFound, InvalidInput) as exc:
+                source = next(r for r in turn.contact["runs"] if r["id"] == request.from_run)
+                source["end_reason"] = f"CONNECT_FAILED: {exc.message}"
+                turn.changed_runs.add(source["id"])
+
+    async def _inbound(self, turn: runner.Turn, event: InboundMessage) -> TurnResult:
+        contact = turn.contact
+        contact["last_inbound_at"] = event.at
+        if event.name and not contact.get("name"):
+            contact["name"] = event.name
+        run = runner.waiting_for_reply(contact)
+        if run is not None:
+            compiled = await self._deps.flow_cache.get(run["flow_id"], run["version"])
+            runner.deliver_reply(turn, compiled, run, event.text, event.button_id)
+            await self._follow_connects(turn)
+        return TurnResult(contact, run=run)
+
+    async def _timer(self, turn: runner.Turn, event: TimerFired) -> TurnResult:
+        timers = turn.contact.get("timers", [])
+        timer = next((t for t in timers if t["id"] == event.event_id), None)
+        if timer is None:
+            return TurnResult(turn.contact, changed=False)  # stale: the run moved on
+        run = next((r for r in turn.contact.get("runs", []) if r["id"] == timer["run_id"]), None)
+        if run is None or run["status"] not in runner.ACTIVE:
+            turn.contact["timers"] = [t for t in timers if t["id"] != timer["id"]]
+            return TurnResult(turn.contact, run=run)
+        compiled = await self._deps.flow_cache.get(run["flow_id"], run["version"])
+        if not runner.fire_timer(turn, compiled, run, timer):
+            turn.contact["timers"] = [t for t in timers if t["id"] != timer["id"]]
+        await self._follow_connects(turn)
+        return TurnResult(turn.contact, run=run)
+
+
+def event_id() -> str:
+    return new_id("evt")

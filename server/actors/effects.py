@@ -1,0 +1,72 @@
+"""What happens after a turn is committed: timers armed, messages sent, runs projected, news published.
+
+Each effect is idempotent (timer ids, outbox ids, versioned projections), so recovery may redo
+any of them after a crash without a visible duplicate.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from server.channels.base import Channel
+from server.ids import ContactKey
+from server.store.contacts import ContactRepository
+from server.store.messages import MessageRepository
+from server.store.runs import RunRepository
+
+log = logging.getLogger(__name__)
+
+
+class TimerScheduler(Protocol):
+    async def schedule(self, key: ContactKey, timer: dict[str, Any]) -> None: ...
+
+
+class ChangePublisher(Protocol):
+    async def contact_changed(self, contact: dict[str, Any], run_ids: set[str]) -> None: ...
+
+
+@dataclass
+class Effects:
+    contacts: ContactRepository
+    runs: RunRepository
+    messages: MessageRepository
+    channel: Channel
+    timers: TimerScheduler
+    publisher: ChangePublisher
+
+    async def after_commit(
+        self,
+        before: dict[str, Any] | None,
+        after: dict[str, Any],
+        changed_runs: set[str],
+        applied_inbound: list[str],
+    ) -> None:
+        key = ContactKey(after["workspace_id"], after["phone"])
+        known = {t["id"] for t in (before or {}).get("timers", [])}
+        for timer in after.get("timers", []):
+            if timer["id"] not in known:
+                await self.timers.schedule(key, timer)
+        await self.deliver_outbox(after)
+        if changed_runs:
+            await self.runs.project(after, changed_runs)
+        if applied_inbound:
+            await self.messages.mark_applied(applied_inbound)
+        await self.publisher.contact_changed(after, changed_runs)
+
+    async def deliver_outbox(self, contact: dict[str, Any]) -> None:
+        """Send pending messages in order; stop at the first one to retry so order is kept."""
+        delivered: list[str] = []
+        for message in contact.get("outbox", []):
+            try:
+                result = await self.channel.send(contact["workspace_id"], message)
+            except Exception:
+                log.exception("sending %s failed; it stays in the outbox", message["id"])
+                break
+            if not result.ok and result.retry:
+                break
+            delivered.append(message["id"])
+        if delivered:
+            await self.contacts.pull_outbox(contact["_id"], contact["version"], delivered)
+            contact["outbox"] = [m for m in contact.get("outbox", []) if m["id"] not in delivered]

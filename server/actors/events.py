@@ -1,0 +1,58 @@
+"""Events a contact actor handles; each has an id so applying it twice has no effect."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+@dataclass(frozen=True)
+class StartFlow:
+    event_id: str
+    flow_id: str
+    trigger: dict[str, Any] = field(default_factory=dict)
+    source: str = "api"
+
+
+@dataclass(frozen=True)
+class InboundMessage:
+    """What the customer said; ``event_id`` is the provider's message id (the dedupe key)."""
+
+    event_id: str
+    at: datetime
+    text: str | None = None
+    button_id: str | None = None
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class TimerFired:
+    event_id: str  # the timer id
+
+
+@dataclass(frozen=True)
+class StopRun:
+    event_id: str
+    run_id: str
+    reason: str = "stopped"
+
+
+@dataclass(frozen=True)
+class Redeliver:
+    """Send whatever is still in the contact's outbox (recovery after a failed or lost send)."""
+
+    event_id: str
+
+
+Event = StartFlow | InboundMessage | TimerFired | StopRun | Redeliver
+
+
+@dataclass
+class TurnResult:
+    """What a turn produced, for the caller that asked (API mutations wait for it)."""
+
+    contact: dict[str, Any]
+    run: dict[str, Any] | None = None
+    duplicate: bool = False
+    changed: bool = True

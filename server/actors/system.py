@@ -1,0 +1,85 @@
+"""The actor registry: activates a contact's actor on demand and passivates it when idle."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+from server.actors.contact_actor import STOP, ActorDeps, ContactActor
+from server.actors.events import Event, TurnResult
+from server.errors import Unavailable
+from server.ids import ContactKey
+
+log = logging.getLogger(__name__)
+
+
+class ActorSystem:
+    """Orleans-style virtual actors: callers address a contact, never an actor instance."""
+
+    def __init__(self, deps: ActorDeps, idle_seconds: float = 60.0) -> None:
+        self.deps = deps
+        self._idle_seconds = idle_seconds
+        self._actors: dict[ContactKey, ContactActor] = {}
+        self._sweeper: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    @property
+    def active_count(self) -> int:
+        return len(self._actors)
+
+    async def start(self) -> None:
+        self._sweeper = asyncio.create_task(self._sweep(), name="actor-sweeper")
+
+    def tell(self, key: ContactKey, event: Event) -> asyncio.Future[TurnResult]:
+        """Queue ``event`` for the contact; the future resolves once its turn is committed."""
+        if self._stopping:
+            raise Unavailable("the server is shutting down; retry shortly")
+        actor = self._actors.get(key)
+        if actor is None:
+            actor = ContactActor(key, self.deps)
+            actor.start()
+            self._actors[key] = actor
+        future: asyncio.Future[TurnResult] = asyncio.get_running_loop().create_future()
+        actor.mailbox.put_nowait((event, future))
+        return future
+
+    async def ask(self, key: ContactKey, event: Event) -> TurnResult:
+        return await self.tell(key, event)
+
+    def passivate_idle(self, older_than: float) -> int:
+        """Drop actors idle since ``older_than`` (monotonic); their state is safe in the store."""
+        dropped = 0
+        for key, actor in list(self._actors.items()):
+            if actor.idle and actor.last_active <= older_than:
+                del self._actors[key]
+                if actor.task is not None:
+                    actor.task.cancel()
+                dropped += 1
+        return dropped
+
+    async def _sweep(self) -> None:
+        interval = max(0.05, min(self._idle_seconds / 2, 5.0))
+        while True:
+            await asyncio.sleep(interval)
+            self.passivate_idle(time.monotonic() - self._idle_seconds)
+
+    async def stop(self, grace_seconds: float = 10.0) -> None:
+        """Finish the turns already queued (graceful shutdown), then drop every actor."""
+        self._stopping = True
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+        tasks = []
+        for actor in self._actors.values():
+            actor.mailbox.put_nowait(STOP)
+            if actor.task is not None:
+                tasks.append(actor.task)
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=grace_seconds)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        self._actors.clear()

@@ -1,0 +1,23 @@
+"""The Channel protocol: how an outbound message leaves the product."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class SendResult:
+    """``ok`` False with ``retry`` True means try again later; False/False is final for the message."""
+
+    ok: bool
+    provider_id: str | None = None
+    error_code: str | None = None
+    error: str | None = None
+    retry: bool = False
+
+
+class Channel(Protocol):
+    name: str
+
+    async def send(self, workspace_id: str, message: dict[str, Any]) -> SendResult: ...

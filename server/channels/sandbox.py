@@ -1,0 +1,35 @@
+"""The sandbox channel: WhatsApp without Meta. Outbound messages are recorded for people and tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from server.channels.base import SendResult
+from server.clock import Clock
+from server.store.messages import MessageRepository
+
+CHANNEL = "sandbox"
+
+
+class SandboxChannel:
+    name = CHANNEL
+
+    def __init__(self, messages: MessageRepository, clock: Clock) -> None:
+        self._messages = messages
+        self._clock = clock
+
+    async def send(self, workspace_id: str, message: dict[str, Any]) -> SendResult:
+        """Record the message; redelivery of the same outbox id is recorded once."""
+        record = {k: v for k, v in message.items() if k not in ("id", "to")}
+        await self._messages.record_outbound(
+            {
+                **record,
+                "_id": message["id"],
+                "workspace_id": workspace_id,
+                "phone": message["to"],
+                "channel": CHANNEL,
+                "status": "sent",
+                "at": self._clock.now(),
+            }
+        )
+        return SendResult(ok=True, provider_id=message["id"])

@@ -1,0 +1,123 @@
+"""The ``konvo`` command: ``konvo serve`` runs the server, on embedded services by default."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import socket
+from pathlib import Path
+from types import FrameType
+from typing import Annotated, Any
+
+import typer
+
+from server.config import Settings
+from server.embedded import EmbeddedServiceError, EmbeddedServices, port_is_free, start_services
+
+app = typer.Typer(help="Konvo Flows server.", no_args_is_help=True, add_completion=False)
+
+
+class _Shutdown(BaseException):
+    """Raised by our SIGINT/SIGTERM handler outside uvicorn, so ``finally`` blocks run."""
+
+
+def _raise_shutdown(signum: int, frame: FrameType | None) -> None:
+    raise _Shutdown(signum)
+
+
+@app.callback()
+def main() -> None:
+    """Konvo Flows: self-hosted WhatsApp flow automation with a GraphQL API."""
+
+
+def build_settings(**overrides: Any) -> Settings:
+    """Settings from KONVO_* env, with the flags that were given taking precedence."""
+    return Settings(**{key: value for key, value in overrides.items() if value is not None})
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="HTTP bind address (env KONVO_HOST)")] = None,
+    port: Annotated[int | None, typer.Option(help="HTTP port (env KONVO_PORT)")] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="data, logs and pid files (env KONVO_DATA_DIR)")
+    ] = None,
+    store_port: Annotated[
+        int | None, typer.Option(help="embedded SecantusDB port (env KONVO_STORE_PORT)")
+    ] = None,
+    redis_port: Annotated[
+        int | None, typer.Option(help="embedded Redis port (env KONVO_REDIS_PORT)")
+    ] = None,
+) -> None:
+    """Start the embedded services (unless KONVO_MONGODB_URI / KONVO_REDIS_URL are set),
+    seed the demo workspace, and serve GraphQL until Ctrl-C / SIGTERM."""
+    settings = build_settings(
+        host=host, port=port, data_dir=data_dir, store_port=store_port, redis_port=redis_port
+    )
+    # Our handlers stay installed around uvicorn's: uvicorn restores them after its
+    # graceful shutdown and re-raises the signal, which lands here as _Shutdown.
+    signal.signal(signal.SIGINT, _raise_shutdown)
+    signal.signal(signal.SIGTERM, _raise_shutdown)
+    services = EmbeddedServices()
+    try:
+        if not port_is_free(settings.port, settings.host):
+            raise EmbeddedServiceError(
+                f"port {settings.port} for the HTTP server is already in use; "
+                "choose a free one with KONVO_PORT / --port"
+            )
+        services = start_services(settings)
+        if services.mongodb_uri is not None:
+            settings.mongodb_uri = services.mongodb_uri
+        if services.redis_url is not None:
+            settings.redis_url = services.redis_url
+        _run(settings)
+    except _Shutdown:
+        pass
+    except EmbeddedServiceError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    finally:
+        # A second Ctrl-C must not interrupt the stop and leave a process behind.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        services.stop()
+
+
+def _run(settings: Settings) -> None:
+    """Seed, then run uvicorn in this process; the banner appears once HTTP is listening."""
+    import uvicorn
+
+    from server.app import create_app
+    from server.seed import seed_demo
+
+    api_key = asyncio.run(seed_demo(settings))
+    banner = (
+        "Konvo Flows server running\n"
+        f"GraphQL: http://{settings.host}:{settings.port}/graphql\n"
+        f"API key: {api_key}"
+    )
+
+    class _Server(uvicorn.Server):
+        """Prints the banner after the socket is bound, so readers can connect at once."""
+
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets=sockets)
+            if self.started:
+                print(banner, flush=True)
+
+    config = uvicorn.Config(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level.lower(),
+        lifespan="on",
+    )
+    server = _Server(config)
+    server.run()
+    if not server.started:
+        # uvicorn logged why (e.g. the port was taken meanwhile); exit like `uvicorn` does.
+        raise typer.Exit(3)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,56 @@
+"""Per-request context: the runtime and the workspace the API key belongs to."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from server.errors import Forbidden, Unauthenticated
+from server.runtime import Runtime
+
+ROLES = ("ADMIN", "AGENT")
+
+
+def bearer_token(value: object) -> str | None:
+    if not isinstance(value, str):
+        return None
+    scheme, _, token = value.strip().partition(" ")
+    if scheme.lower() == "bearer" and token:
+        return token.strip()
+    return value.strip() or None
+
+
+@dataclass
+class Context:
+    runtime: Runtime
+    request: Any = None
+    response: Any = None
+    workspace_id: str | None = None
+    role: str | None = None
+    auth_error: str | None = None
+    connection_params: dict[str, Any] = field(default_factory=dict)
+
+    async def authenticate(self, authorization: object) -> bool:
+        token = bearer_token(authorization)
+        if token is None:
+            self.auth_error = "send an API key: Authorization: Bearer <key>"
+            return False
+        key = await self.runtime.workspaces.find_key(token)
+        if key is None:
+            self.auth_error = "the API key is unknown or revoked"
+            return False
+        self.workspace_id = key["workspace_id"]
+        self.role = key.get("role", "ADMIN")
+        self.auth_error = None
+        return True
+
+    def workspace(self) -> str:
+        if self.workspace_id is None:
+            raise Unauthenticated(self.auth_error or "authentication required")
+        return self.workspace_id
+
+    def admin_workspace(self) -> str:
+        workspace_id = self.workspace()
+        if self.role != "ADMIN":
+            raise Forbidden("this API key's role cannot do that; an ADMIN key is needed")
+        return workspace_id

@@ -1,0 +1,144 @@
+"""Change notifications through Redis pub/sub, so subscribers on any server process see them.
+
+One pattern subscription per process receives every topic of this deployment and fans it out
+to local subscriber queues; publishing is one PUBLISH per topic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict
+from typing import Any
+
+from bson import json_util
+from redis.asyncio import Redis
+
+log = logging.getLogger(__name__)
+
+QUEUE_LIMIT = 10_000
+_JSON = json_util.JSONOptions(json_mode=json_util.JSONMode.CANONICAL, tz_aware=True)
+
+
+def contact_topic(workspace_id: str, phone: str) -> str:
+    return f"contact:{workspace_id}:{phone}"
+
+
+def run_topic(workspace_id: str) -> str:
+    return f"runs:{workspace_id}"
+
+
+class SubscriberOverflow(Exception):
+    """A subscriber fell more than ``QUEUE_LIMIT`` events behind; it must resubscribe."""
+
+
+class RedisPubSub:
+    def __init__(self, redis: Redis, prefix: str) -> None:
+        self._redis = redis
+        self._prefix = prefix
+        self._queues: dict[str, set[asyncio.Queue[Any]]] = defaultdict(set)
+        self._listener: asyncio.Task[None] | None = None
+        self._ready = asyncio.Event()
+
+    async def start(self) -> None:
+        self._listener = asyncio.create_task(self._listen(), name="pubsub-listener")
+        await asyncio.wait_for(self._ready.wait(), timeout=10)
+
+    async def stop(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
+        for queues in self._queues.values():
+            for queue in queues:
+                queue.put_nowait(None)
+
+    async def publish(self, topic: str, payload: dict[str, Any]) -> None:
+        await self._redis.publish(self._prefix + topic, json_util.dumps(payload, json_options=_JSON))
+
+    async def contact_changed(self, contact: dict[str, Any], run_ids: set[str]) -> None:
+        workspace_id = contact["workspace_id"]
+        await self.publish(contact_topic(workspace_id, contact["phone"]), contact)
+        for run in contact.get("runs", []):
+            if run["id"] in run_ids:
+                await self.publish(
+                    run_topic(workspace_id),
+                    {**run, "contact_id": contact["_id"], "phone": contact["phone"],
+                     "workspace_id": workspace_id},
+                )
+
+    def subscribe(self, topic: str) -> TopicSubscription:
+        """Receive every payload published on ``topic`` from this call on, in order."""
+        return TopicSubscription(self, topic)
+
+    def _register(self, topic: str, queue: asyncio.Queue[Any]) -> None:
+        self._queues[topic].add(queue)
+
+    def _unregister(self, topic: str, queue: asyncio.Queue[Any]) -> None:
+        queues = self._queues.get(topic)
+        if queues is not None:
+            queues.discard(queue)
+            if not queues:
+                del self._queues[topic]
+
+    async def _listen(self) -> None:
+        while True:
+            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.psubscribe(self._prefix + "*")
+                self._ready.set()
+                async for message in pubsub.listen():
+                    if message["type"] != "pmessage":
+                        continue
+                    channel = message["channel"]
+                    if isinstance(channel, bytes):
+                        channel = channel.decode()
+                    self._dispatch(channel[len(self._prefix):], message["data"])
+            except asyncio.CancelledError:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+                raise
+            except Exception:
+                log.exception("pub/sub connection lost; reconnecting")
+                await asyncio.sleep(0.5)
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+
+    def _dispatch(self, topic: str, data: bytes | str) -> None:
+        queues = self._queues.get(topic)
+        if not queues:
+            return
+        payload = json_util.loads(data, json_options=_JSON)
+        for queue in list(queues):
+            try:
+                queue.put_nowait(payload)
+            except asyncio.QueueFull:
+                while not queue.empty():
+                    queue.get_nowait()
+                queue.put_nowait(SubscriberOverflow(f"subscriber on {topic} fell behind"))
+
+
+class TopicSubscription:
+    """An async iterator over one topic, registered at creation so nothing after it is missed."""
+
+    def __init__(self, hub: RedisPubSub, topic: str) -> None:
+        self._hub = hub
+        self._topic = topic
+        self._queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=QUEUE_LIMIT)
+        hub._register(topic, self._queue)
+
+    def __aiter__(self) -> TopicSubscription:
+        return self
+
+    async def __anext__(self) -> dict[str, Any]:
+        item = await self._queue.get()
+        if item is None:
+            raise StopAsyncIteration
+        if isinstance(item, SubscriberOverflow):
+            raise item
+        return item
+
+    async def aclose(self) -> None:
+        self._hub._unregister(self._topic, self._queue)

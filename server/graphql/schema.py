@@ -1,0 +1,175 @@
+"""The GraphQL schema: queries, mutations and subscriptions of API.md, scoped to the key's workspace."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from typing import Any
+
+import strawberry
+from strawberry.scalars import JSON
+
+from server.errors import NotFound
+from server.graphql.errors import CodedErrors
+from server.graphql.pubsub import contact_topic, run_topic
+from server.graphql.types import Contact, Flow, FlowIssue, OutboundMessage, Run, Severity, Workspace
+from server.ids import ContactKey
+from server.operations import contacts as contact_ops
+from server.operations import flows as flow_ops
+from server.phones import normalize_phone
+
+
+def _ctx(info: strawberry.Info) -> Any:
+    return info.context
+
+
+@strawberry.type
+class Query:
+    @strawberry.field
+    async def workspace(self, info: strawberry.Info) -> Workspace:
+        ctx = _ctx(info)
+        found = await ctx.runtime.workspaces.get(ctx.workspace())
+        if found is None:
+            raise NotFound("workspace not found")
+        return Workspace(id=found["_id"], name=found["name"], timezone=found.get("timezone", "UTC"))
+
+    @strawberry.field
+    async def flows(self, info: strawberry.Info) -> list[Flow]:
+        ctx = _ctx(info)
+        return [Flow(doc=f) for f in await ctx.runtime.flows.list(ctx.workspace())]
+
+    @strawberry.field
+    async def flow(self, info: strawberry.Info, id: strawberry.ID) -> Flow | None:
+        ctx = _ctx(info)
+        found = await ctx.runtime.flows.get(ctx.workspace(), str(id))
+        return Flow(doc=found) if found else None
+
+    @strawberry.field
+    async def contact(
+        self, info: strawberry.Info, id: strawberry.ID | None = None, phone: str | None = None
+    ) -> Contact | None:
+        ctx = _ctx(info)
+        workspace_id = ctx.workspace()
+        if phone is not None:
+            found = await ctx.runtime.contacts.load(ContactKey(workspace_id, normalize_phone(phone)))
+        elif id is not None:
+            found = await ctx.runtime.contacts.get(workspace_id, str(id))
+        else:
+            return None
+        return Contact(doc=found) if found else None
+
+    @strawberry.field
+    async def run(self, info: strawberry.Info, id: strawberry.ID) -> Run | None:
+        ctx = _ctx(info)
+        workspace_id = ctx.workspace()
+        contact = await ctx.runtime.contacts.find_run(workspace_id, str(id))
+        if contact is not None:
+            run = next(r for r in contact["runs"] if r["id"] == str(id))
+            return Run(doc={**run, "contact_id": contact["_id"], "phone": contact["phone"]})
+        archived = await ctx.runtime.runs.get(workspace_id, str(id))
+        return Run(doc=archived) if archived else None
+
+    @strawberry.field(description="what the sandbox channel sent to this phone, oldest first")
+    async def sandbox_outbox(self, info: strawberry.Info, phone: str) -> list[OutboundMessage]:
+        ctx = _ctx(info)
+        found = await ctx.runtime.messages.outbound_for(ctx.workspace(), normalize_phone(phone), "sandbox")
+        return [OutboundMessage(doc=m) for m in found]
+
+
+@strawberry.type
+class Mutation:
+    @strawberry.mutation
+    async def import_flow(self, info: strawberry.Info, definition: JSON) -> Flow:
+        ctx = _ctx(info)
+        return Flow(doc=await flow_ops.import_flow(ctx.runtime, ctx.admin_workspace(), definition))
+
+    @strawberry.mutation
+    async def update_flow_draft(self, info: strawberry.Info, id: strawberry.ID, definition: JSON) -> Flow:
+        ctx = _ctx(info)
+        return Flow(
+            doc=await flow_ops.update_draft(ctx.runtime, ctx.admin_workspace(), str(id), definition)
+        )
+
+    @strawberry.mutation
+    async def validate_flow(self, info: strawberry.Info, id: strawberry.ID) -> list[FlowIssue]:
+        ctx = _ctx(info)
+        flow = await flow_ops.require_flow(ctx.runtime, ctx.admin_workspace(), str(id))
+        return [
+            FlowIssue(node_id=i.node_id, severity=Severity(i.severity), code=i.code, message=i.message)
+            for i in flow_ops.issues_of(flow["draft"])
+        ]
+
+    @strawberry.mutation
+    async def publish_flow(self, info: strawberry.Info, id: strawberry.ID) -> Flow:
+        ctx = _ctx(info)
+        return Flow(doc=await flow_ops.publish_flow(ctx.runtime, ctx.admin_workspace(), str(id)))
+
+    @strawberry.mutation
+    async def archive_flow(self, info: strawberry.Info, id: strawberry.ID) -> Flow:
+        ctx = _ctx(info)
+        return Flow(doc=await flow_ops.archive_flow(ctx.runtime, ctx.admin_workspace(), str(id)))
+
+    @strawberry.mutation
+    async def start_flow(
+        self, info: strawberry.Info, flow_id: strawberry.ID, phone: str, variables: JSON | None = None
+    ) -> Run:
+        ctx = _ctx(info)
+        run = await contact_ops.start_flow(ctx.runtime, ctx.admin_workspace(), str(flow_id), phone, variables)
+        return Run(doc=run)
+
+    @strawberry.mutation
+    async def stop_run(self, info: strawberry.Info, id: strawberry.ID) -> Run:
+        ctx = _ctx(info)
+        return Run(doc=await contact_ops.stop_run(ctx.runtime, ctx.admin_workspace(), str(id)))
+
+    @strawberry.mutation(description="the sandbox customer says something (text or a button id)")
+    async def sandbox_inbound(
+        self,
+        info: strawberry.Info,
+        phone: str,
+        text: str | None = None,
+        button_id: str | None = None,
+    ) -> bool:
+        ctx = _ctx(info)
+        await contact_ops.customer_says(ctx.runtime, ctx.workspace(), phone, text, button_id)
+        return True
+
+
+@strawberry.type
+class Subscription:
+    @strawberry.subscription(
+        description="the contact's current state at once, then every committed change, in order"
+    )
+    async def contact_updated(self, info: strawberry.Info, phone: str) -> AsyncGenerator[Contact, None]:
+        ctx = _ctx(info)
+        workspace_id = ctx.workspace()
+        key = ContactKey(workspace_id, normalize_phone(phone))
+        updates = ctx.runtime.pubsub.subscribe(contact_topic(workspace_id, key.phone))
+        try:
+            current = await ctx.runtime.contacts.load(key)
+            seen = current["version"] if current else -1
+            if current is not None:
+                yield Contact(doc=current)
+            async for document in updates:
+                if document.get("version", 0) > seen:
+                    seen = document["version"]
+                    yield Contact(doc=document)
+        finally:
+            await updates.aclose()
+
+    @strawberry.subscription(description="every change of a run in this workspace (or one flow)")
+    async def run_updated(
+        self, info: strawberry.Info, flow_id: strawberry.ID | None = None
+    ) -> AsyncGenerator[Run, None]:
+        ctx = _ctx(info)
+        updates = ctx.runtime.pubsub.subscribe(run_topic(ctx.workspace()))
+        try:
+            async for run in updates:
+                if flow_id is None or run.get("flow_id") == str(flow_id):
+                    yield Run(doc=run)
+        finally:
+            await updates.aclose()
+
+
+schema = strawberry.Schema(
+    query=Query, mutation=Mutation, subscription=Subscription, extensions=[CodedErrors]
+)

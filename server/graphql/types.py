@@ -1,0 +1,328 @@
+"""GraphQL object types; each is a thin view over a stored document (dict)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from enum import Enum
+from typing import Any
+
+import strawberry
+from strawberry.scalars import JSON
+
+from server.clock import as_utc
+from server.machines.compiler import compile_flow, mermaid
+from server.machines.definition import parse_flow
+from server.operations.flows import issues_of
+
+WINDOW = timedelta(hours=24)
+
+
+@strawberry.enum
+class RunStatus(Enum):
+    ACTIVE = "active"
+    WAITING = "waiting"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+@strawberry.enum
+class FlowStatus(Enum):
+    DRAFT = "draft"
+    ACTIVE = "active"
+    ARCHIVED = "archived"
+
+
+@strawberry.enum
+class Severity(Enum):
+    ERROR = "ERROR"
+    WARNING = "WARNING"
+
+
+def _plain(value: Any) -> Any:
+    """Make stored values JSON-safe (datetimes as ISO-8601 strings)."""
+    if isinstance(value, datetime):
+        return as_utc(value).isoformat()
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+@strawberry.type
+class Workspace:
+    id: strawberry.ID
+    name: str
+    timezone: str
+
+
+@strawberry.type
+class FlowIssue:
+    node_id: str | None
+    severity: Severity
+    code: str
+    message: str
+
+
+@strawberry.type
+class FlowVersion:
+    version: int
+    published_at: datetime
+    definition: JSON
+
+    @strawberry.field
+    def diagram(self) -> str:
+        return mermaid(compile_flow(parse_flow(self.definition)))
+
+
+@strawberry.type
+class Flow:
+    doc: strawberry.Private[dict[str, Any]]
+    stored_versions: strawberry.Private[list[dict[str, Any]] | None] = None
+
+    @strawberry.field
+    def id(self) -> strawberry.ID:
+        return strawberry.ID(self.doc["_id"])
+
+    @strawberry.field
+    def name(self) -> str:
+        return self.doc["name"]
+
+    @strawberry.field
+    def status(self) -> FlowStatus:
+        return FlowStatus(self.doc["status"])
+
+    @strawberry.field
+    def draft(self) -> JSON:
+        return self.doc["draft"]
+
+    @strawberry.field
+    def active_version(self) -> int | None:
+        return self.doc.get("active_version")
+
+    @strawberry.field
+    def issues(self) -> list[FlowIssue]:
+        return [
+            FlowIssue(node_id=i.node_id, severity=Severity(i.severity), code=i.code, message=i.message)
+            for i in issues_of(self.doc["draft"])
+        ]
+
+    @strawberry.field
+    async def versions(self, info: strawberry.Info) -> list[FlowVersion]:
+        stored = await info.context.runtime.flows.list_versions(self.doc["_id"])
+        return [
+            FlowVersion(version=v["version"], published_at=v["published_at"], definition=v["definition"])
+            for v in stored
+        ]
+
+    @strawberry.field(description="Mermaid text of the active version's graph (the draft's if none)")
+    async def diagram(self, info: strawberry.Info) -> str | None:
+        definition = self.doc["draft"]
+        if self.doc.get("active_version"):
+            version = await info.context.runtime.flows.get_version(
+                self.doc["_id"], self.doc["active_version"]
+            )
+            if version is not None:
+                definition = version["definition"]
+        try:
+            return mermaid(compile_flow(parse_flow(definition)))
+        except Exception:
+            return None
+
+
+@strawberry.type
+class Step:
+    node: str | None
+    action: str
+    at: datetime
+    outcome: str
+    detail: JSON | None
+    warnings: list[str]
+
+
+@strawberry.type
+class Run:
+    doc: strawberry.Private[dict[str, Any]]
+
+    @strawberry.field
+    def id(self) -> strawberry.ID:
+        return strawberry.ID(self.doc["id"])
+
+    @strawberry.field
+    def flow_id(self) -> strawberry.ID:
+        return strawberry.ID(self.doc["flow_id"])
+
+    @strawberry.field
+    def flow_name(self) -> str | None:
+        return self.doc.get("flow_name")
+
+    @strawberry.field
+    async def flow(self, info: strawberry.Info) -> Flow | None:
+        found = await info.context.runtime.flows.get(info.context.workspace(), self.doc["flow_id"])
+        return Flow(doc=found) if found else None
+
+    @strawberry.field
+    def version(self) -> int:
+        return self.doc["version"]
+
+    @strawberry.field
+    def phone(self) -> str | None:
+        return self.doc.get("phone")
+
+    @strawberry.field
+    async def contact(self, info: strawberry.Info) -> Contact | None:
+        contact_id = self.doc.get("contact_id")
+        if contact_id is None:
+            return None
+        found = await info.context.runtime.contacts.get(info.context.workspace(), contact_id)
+        return Contact(doc=found) if found else None
+
+    @strawberry.field
+    def status(self) -> RunStatus:
+        return RunStatus(self.doc["status"])
+
+    @strawberry.field
+    def node(self) -> str | None:
+        return self.doc.get("node")
+
+    @strawberry.field
+    def waiting_for(self) -> JSON | None:
+        return _plain(self.doc.get("waiting_for"))
+
+    @strawberry.field
+    def end_reason(self) -> str | None:
+        return self.doc.get("end_reason")
+
+    @strawberry.field
+    def reply(self) -> str | None:
+        return self.doc.get("reply")
+
+    @strawberry.field
+    def steps(self) -> list[Step]:
+        return [
+            Step(node=s.get("node"), action=s["action"], at=s["at"], outcome=s["outcome"],
+                 detail=_plain(s.get("detail")), warnings=s.get("warnings", []))
+            for s in self.doc.get("steps", [])
+        ]
+
+    @strawberry.field
+    def trigger(self) -> JSON:
+        return _plain(self.doc.get("trigger") or {})
+
+    @strawberry.field
+    def started_at(self) -> datetime:
+        return self.doc["started_at"]
+
+    @strawberry.field
+    def ended_at(self) -> datetime | None:
+        return self.doc.get("ended_at")
+
+
+@strawberry.type
+class Contact:
+    doc: strawberry.Private[dict[str, Any]]
+
+    @strawberry.field
+    def id(self) -> strawberry.ID:
+        return strawberry.ID(self.doc["_id"])
+
+    @strawberry.field
+    def phone(self) -> str:
+        return self.doc["phone"]
+
+    @strawberry.field
+    def name(self) -> str | None:
+        return self.doc.get("name")
+
+    @strawberry.field(description="tag names")
+    def tags(self) -> list[str]:
+        return list(self.doc.get("tags", []))
+
+    @strawberry.field
+    def variables(self) -> JSON:
+        return _plain(self.doc.get("variables", {}))
+
+    @strawberry.field
+    def opted_in(self) -> bool:
+        return bool(self.doc.get("opted_in"))
+
+    @strawberry.field
+    def assigned_agent(self) -> str | None:
+        return self.doc.get("assigned_agent")
+
+    @strawberry.field
+    def last_inbound_at(self) -> datetime | None:
+        return self.doc.get("last_inbound_at")
+
+    @strawberry.field(description="the 24-hour customer service window is open")
+    def window_open(self, info: strawberry.Info) -> bool:
+        last = self.doc.get("last_inbound_at")
+        return last is not None and info.context.runtime.clock.now() - as_utc(last) < WINDOW
+
+    @strawberry.field
+    def version(self) -> int:
+        return self.doc.get("version", 0)
+
+    @strawberry.field
+    def runs(self) -> list[Run]:
+        contact_id = self.doc["_id"]
+        return [
+            Run(doc={**r, "contact_id": contact_id, "phone": self.doc["phone"]})
+            for r in self.doc.get("runs", [])
+        ]
+
+
+@strawberry.type
+class ReplyButton:
+    id: str
+    title: str
+
+
+@strawberry.type
+class OutboundMessage:
+    doc: strawberry.Private[dict[str, Any]]
+
+    @strawberry.field
+    def id(self) -> strawberry.ID:
+        return strawberry.ID(self.doc["_id"])
+
+    @strawberry.field
+    def phone(self) -> str:
+        return self.doc["phone"]
+
+    @strawberry.field
+    def kind(self) -> str:
+        return self.doc.get("kind", "text")
+
+    @strawberry.field
+    def text(self) -> str | None:
+        return self.doc.get("text")
+
+    @strawberry.field
+    def buttons(self) -> list[ReplyButton]:
+        return [ReplyButton(id=b["id"], title=b["title"]) for b in self.doc.get("buttons") or []]
+
+    @strawberry.field
+    def media(self) -> JSON | None:
+        return self.doc.get("media")
+
+    @strawberry.field
+    def template(self) -> JSON | None:
+        return self.doc.get("template")
+
+    @strawberry.field
+    def status(self) -> str:
+        return self.doc.get("status", "sent")
+
+    @strawberry.field
+    def run_id(self) -> strawberry.ID | None:
+        return self.doc.get("run_id")
+
+    @strawberry.field
+    def node(self) -> str | None:
+        return self.doc.get("node")
+
+    @strawberry.field
+    def at(self) -> datetime:
+        return self.doc["at"]

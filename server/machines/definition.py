@@ -1,0 +1,198 @@
+"""The flow document (API.md "Flow documents") as pydantic models, parsed with node-level errors."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from server.errors import InvalidFlow
+from server.machines.durations import parse_duration
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class Button(_Model):
+    id: str = Field(min_length=1)
+    title: str | None = None
+    next: str | None = None
+
+
+class NoReply(_Model):
+    after: str
+    next: str | None = None
+
+    @field_validator("after")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        parse_duration(value)
+        return value
+
+
+class Media(_Model):
+    kind: Literal["image", "video", "audio", "document"]
+    url: str = Field(min_length=1)
+    caption: str | None = None
+    filename: str | None = None
+
+
+class _Node(_Model):
+    id: str = Field(min_length=1)
+    next: str | None = None
+
+
+class _MessageLike(_Node):
+    buttons: list[Button] = Field(default_factory=list)
+    on_reply: str | None = None
+    no_reply: NoReply | None = None
+    on_failure: str | None = None
+
+    @property
+    def waits(self) -> bool:
+        """A message node waits when something can answer it (API.md)."""
+        return (
+            any(b.next is not None for b in self.buttons)
+            or self.on_reply is not None
+            or self.no_reply is not None
+        )
+
+
+class MessageNode(_MessageLike):
+    type: Literal["message"]
+    text: str | None = None
+    media: Media | None = None
+
+
+class TemplateNode(_MessageLike):
+    type: Literal["template"]
+    template: str = Field(min_length=1)
+    language: str = "es"
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class OptInNode(_Node):
+    type: Literal["opt_in"]
+
+
+class TagNode(_Node):
+    type: Literal["tag"]
+    add: list[str] = Field(default_factory=list)
+    remove: list[str] = Field(default_factory=list)
+
+
+class ValueSource(_Model):
+    """Where a ``set_variable`` value comes from: fixed ``value``, ``reply``, ``button`` or ``var``."""
+
+    from_: Literal["value", "reply", "button", "variable"] = Field("value", alias="from")
+    value: Any = None
+    var: str | None = None
+
+
+class SetVariableNode(_Node):
+    type: Literal["set_variable"]
+    field: str = Field(min_length=1)
+    value: ValueSource | str | int | float | bool | None = None
+
+    def source(self) -> ValueSource:
+        if isinstance(self.value, ValueSource):
+            return self.value
+        return ValueSource(value=self.value)
+
+
+class AssignNode(_Node):
+    type: Literal["assign"]
+    agent: str | None = None
+    team: str | None = None
+    strategy: Literal["round_robin", "least_busy"] = "round_robin"
+
+
+class Branch(_Model):
+    name: str
+    segment: dict[str, Any]
+    next: str | None = None
+
+
+class ConditionNode(_Node):
+    type: Literal["condition"]
+    branches: list[Branch] = Field(default_factory=list)
+    otherwise: str | None = None
+
+
+class DelayNode(_Node):
+    type: Literal["delay"]
+    for_: str | None = Field(None, alias="for")
+    until: str | None = None
+
+    @field_validator("for_")
+    @classmethod
+    def _duration(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_duration(value)
+        return value
+
+
+class ConnectFlowNode(_Node):
+    type: Literal["connect_flow"]
+    flow: str = Field(min_length=1)
+
+
+Node = Annotated[
+    MessageNode
+    | TemplateNode
+    | OptInNode
+    | TagNode
+    | SetVariableNode
+    | AssignNode
+    | ConditionNode
+    | DelayNode
+    | ConnectFlowNode,
+    Field(discriminator="type"),
+]
+NODE_TYPES = (
+    "template", "message", "opt_in", "tag", "set_variable",
+    "assign", "condition", "delay", "connect_flow",
+)
+
+
+class FlowSettings(_Model):
+    """Per-flow behaviour knobs; ``supersede`` ends an older interactive run when this one starts."""
+
+    supersede: bool = True
+
+
+class FlowDefinition(_Model):
+    name: str = Field(min_length=1)
+    start: str | None = None
+    description: str | None = None
+    nodes: list[Node] = Field(default_factory=list)
+    settings: FlowSettings = Field(default_factory=FlowSettings)
+
+    def node(self, node_id: str) -> Node | None:
+        return next((n for n in self.nodes if n.id == node_id), None)
+
+
+def parse_flow(document: Any) -> FlowDefinition:
+    """Parse a flow document; the first problem is raised naming its node id and field."""
+    if not isinstance(document, dict):
+        raise InvalidFlow("a flow definition must be a JSON object with name, start and nodes")
+    try:
+        return FlowDefinition.model_validate(document)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        location = list(error["loc"])
+        node_id = None
+        if len(location) >= 2 and location[0] == "nodes" and isinstance(location[1], int):
+            nodes = document.get("nodes") or []
+            raw = nodes[location[1]] if location[1] < len(nodes) else None
+            node_id = raw.get("id") if isinstance(raw, dict) else None
+            location = location[2:]
+            if location and location[0] in NODE_TYPES:
+                location = location[1:]
+        where = ".".join(str(p) for p in location) or "node"
+        prefix = f"node {node_id!r}: " if node_id else ""
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "union_tag_invalid":
+            message = f"unknown node type; use one of {', '.join(NODE_TYPES)}"
+        raise InvalidFlow(f"{prefix}{where}: {message}", node_id=node_id, field=where) from None

@@ -1,0 +1,398 @@
+"""What entering each node kind does, and how events move a run: the machine decides, the actor acts.
+
+Everything here is synchronous and pure over a working copy of the contact document: effects
+(outbound messages, timers, follow-up flow starts) are *recorded* on the ``Turn``; the actor
+commits the contact in one CAS write and only then performs them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from server.clock import as_utc
+from server.ids import new_id
+from server.machines.compiler import END, CompiledFlow, branch_trigger, button_trigger
+from server.machines.definition import (
+    AssignNode,
+    ConditionNode,
+    ConnectFlowNode,
+    DelayNode,
+    MessageNode,
+    Node,
+    OptInNode,
+    SetVariableNode,
+    TagNode,
+    TemplateNode,
+)
+from server.machines.durations import parse_duration
+from server.machines.placeholders import render, scope_value
+
+WINDOW = timedelta(hours=24)
+MAX_AUTO_STEPS = 100
+MAX_STEPS_KEPT = 200
+ACTIVE = ("active", "waiting")
+
+WAIT = "__wait__"
+ENDED = "__ended__"
+
+
+@dataclass
+class ConnectRequest:
+    """A ``connect_flow`` node asked to start another flow once this turn's machine work is done."""
+
+    flow: str
+    from_run: str
+    trigger: dict[str, Any]
+
+
+@dataclass
+class Turn:
+    """One actor turn: the working contact, the clock reading, and the effects recorded so far."""
+
+    contact: dict[str, Any]
+    now: datetime
+    timezone: str = "UTC"
+    changed_runs: set[str] = field(default_factory=set)
+    connects: list[ConnectRequest] = field(default_factory=list)
+    segment_matcher: Callable[[dict[str, Any], dict[str, Any], datetime], bool] | None = None
+
+    def window_open(self) -> bool:
+        last = self.contact.get("last_inbound_at")
+        return last is not None and self.now - as_utc(last) < WINDOW
+
+
+def new_run(
+    turn: Turn, compiled: CompiledFlow, flow_id: str, version: int, trigger: dict[str, Any]
+) -> dict[str, Any]:
+    run = {
+        "id": new_id("run"),
+        "flow_id": flow_id,
+        "flow_name": compiled.definition.name,
+        "version": version,
+        "node": compiled.definition.start,
+        "status": "active",
+        "waiting_for": None,
+        "steps": [],
+        "trigger": trigger,
+        "reply": None,
+        "started_at": turn.now,
+        "updated_at": turn.now,
+        "ended_at": None,
+        "end_reason": None,
+    }
+    turn.contact.setdefault("runs", []).append(run)
+    turn.changed_runs.add(run["id"])
+    return run
+
+
+def start(turn: Turn, compiled: CompiledFlow, run: dict[str, Any]) -> None:
+    _record(turn, run, None, "started", "ok", detail={"flow": run["flow_name"]})
+    _enter(turn, compiled, run, compiled.definition.start or END)
+
+
+def waiting_for_reply(contact: dict[str, Any]) -> dict[str, Any] | None:
+    """The run (at most one) whose current node is waiting for what the customer says."""
+    for run in reversed(contact.get("runs", [])):
+        waiting = run.get("waiting_for") or {}
+        if run["status"] == "waiting" and waiting.get("kind") == "reply":
+            return run
+    return None
+
+
+def deliver_reply(
+    turn: Turn, compiled: CompiledFlow, run: dict[str, Any], text: str | None, button: str | None
+) -> bool:
+    """Move ``run`` on a reply or a button; False when the node has no path for it."""
+    node_id = run["node"]
+    trigger = None
+    if button is not None and compiled.step(node_id, button_trigger(button)) is not None:
+        trigger = button_trigger(button)
+    elif compiled.step(node_id, "reply") is not None:
+        trigger = "reply"
+    if trigger is None:
+        _record(turn, run, node_id, "reply_ignored", "ok",
+                detail={"text": text, "button": button,
+                        "why": "this message has no path for that answer; still waiting"})
+        return False
+    run["reply"] = text if text is not None else button
+    run["button"] = button
+    _cancel_run_timers(turn, run)
+    _record(turn, run, node_id, "button" if trigger != "reply" else "reply", "ok",
+            detail={"text": text, "button": button})
+    _follow(turn, compiled, run, node_id, trigger)
+    return True
+
+
+def fire_timer(turn: Turn, compiled: CompiledFlow, run: dict[str, Any], timer: dict[str, Any]) -> bool:
+    """Apply a due timer; False when it is stale (the run moved on since it was set)."""
+    waiting = run.get("waiting_for") or {}
+    if run["status"] != "waiting" or waiting.get("timer_id") != timer["id"]:
+        return False
+    _remove_timer(turn, timer["id"])
+    trigger = "no_reply" if timer["kind"] == "no_reply" else "timer"
+    _record(turn, run, run["node"], trigger, "ok")
+    _follow(turn, compiled, run, run["node"], trigger)
+    return True
+
+
+def end_run(turn: Turn, run: dict[str, Any], status: str, reason: str) -> None:
+    if run["status"] not in ACTIVE:
+        return
+    _cancel_run_timers(turn, run)
+    run["status"] = status
+    run["end_reason"] = reason
+    run["ended_at"] = turn.now
+    run["waiting_for"] = None
+    run["updated_at"] = turn.now
+    _record(turn, run, run.get("node"), "ended", status, detail={"reason": reason})
+
+
+def _follow(turn: Turn, compiled: CompiledFlow, run: dict[str, Any], node_id: str, trigger: str) -> None:
+    target = compiled.step(node_id, trigger)
+    if target is None:
+        end_run(turn, run, "failed", f"NO_PATH:{trigger}")
+        return
+    run["waiting_for"] = None
+    run["status"] = "active"
+    _enter(turn, compiled, run, target)
+
+
+def _enter(turn: Turn, compiled: CompiledFlow, run: dict[str, Any], node_id: str) -> None:
+    """Enter nodes one after another until the run waits or ends."""
+    for _ in range(MAX_AUTO_STEPS):
+        if node_id == END:
+            run["node"] = None
+            end_run(turn, run, "completed", "completed")
+            return
+        node = compiled.nodes[node_id]
+        run["node"] = node_id
+        turn.changed_runs.add(run["id"])
+        outcome = _BEHAVIOUR[type(node)](turn, compiled, run, node)
+        if outcome == WAIT:
+            run["status"] = "waiting"
+            run["updated_at"] = turn.now
+            return
+        if outcome == ENDED:
+            return
+        target = compiled.step(node_id, outcome)
+        if target is None:
+            end_run(turn, run, "failed", f"NO_PATH:{outcome}")
+            return
+        node_id = target
+    end_run(turn, run, "failed", "LOOP_LIMIT")
+
+
+def _record(
+    turn: Turn,
+    run: dict[str, Any],
+    node_id: str | None,
+    action: str,
+    outcome: str,
+    detail: dict[str, Any] | None = None,
+    warnings: list[str] | None = None,
+) -> dict[str, Any]:
+    step = {"node": node_id, "action": action, "at": turn.now, "outcome": outcome}
+    if detail:
+        step["detail"] = detail
+    if warnings:
+        step["warnings"] = warnings
+    steps = run.setdefault("steps", [])
+    steps.append(step)
+    if len(steps) > MAX_STEPS_KEPT:
+        del steps[: len(steps) - MAX_STEPS_KEPT]
+    run["updated_at"] = turn.now
+    turn.changed_runs.add(run["id"])
+    return step
+
+
+def _add_timer(turn: Turn, run: dict[str, Any], node_id: str, kind: str, due: datetime) -> str:
+    timer = {"id": new_id("tmr"), "run_id": run["id"], "node": node_id, "kind": kind, "due_at": due}
+    turn.contact.setdefault("timers", []).append(timer)
+    return timer["id"]
+
+
+def _remove_timer(turn: Turn, timer_id: str) -> None:
+    turn.contact["timers"] = [t for t in turn.contact.get("timers", []) if t["id"] != timer_id]
+
+
+def _cancel_run_timers(turn: Turn, run: dict[str, Any]) -> None:
+    turn.contact["timers"] = [t for t in turn.contact.get("timers", []) if t["run_id"] != run["id"]]
+
+
+def _queue_message(turn: Turn, run: dict[str, Any], node_id: str, body: dict[str, Any]) -> str:
+    message = {
+        "id": new_id("msg"),
+        "run_id": run["id"],
+        "flow_id": run["flow_id"],
+        "node": node_id,
+        "to": turn.contact["phone"],
+        "created_at": turn.now,
+        **body,
+    }
+    turn.contact.setdefault("outbox", []).append(message)
+    return message["id"]
+
+
+def _wait_for_answer(turn: Turn, run: dict[str, Any], node: MessageNode | TemplateNode) -> str:
+    if not node.waits:
+        return "advance"
+    waiting: dict[str, Any] = {"kind": "reply", "node": node.id,
+                               "buttons": [b.id for b in node.buttons]}
+    if node.no_reply is not None:
+        due = turn.now + parse_duration(node.no_reply.after)
+        waiting["timer_id"] = _add_timer(turn, run, node.id, "no_reply", due)
+        waiting["due_at"] = due
+    run["waiting_for"] = waiting
+    return WAIT
+
+
+def _message(turn: Turn, compiled: CompiledFlow, run: dict[str, Any], node: Node) -> str:
+    assert isinstance(node, MessageNode)
+    if not turn.window_open():
+        _record(turn, run, node.id, "message_not_sent", "WINDOW_CLOSED",
+                detail={"why": "the 24-hour customer service window is closed; "
+                               "only a template can open the conversation"})
+        if node.on_failure is not None:
+            return "failed"
+        end_run(turn, run, "failed", "WINDOW_CLOSED")
+        return ENDED
+    warnings: list[str] = []
+    body: dict[str, Any] = {"kind": "text"}
+    if node.text is not None:
+        text, missing = render(node.text, turn.contact, run)
+        warnings += missing
+        body["text"] = text
+    if node.media is not None:
+        caption, missing = render(node.media.caption or "", turn.contact, run)
+        warnings += missing
+        body["kind"] = "media"
+        body["media"] = {"kind": node.media.kind, "url": node.media.url, "caption": caption or None,
+                         "filename": node.media.filename}
+    if node.buttons:
+        body["kind"] = "buttons"
+        body["buttons"] = [{"id": b.id, "title": b.title or b.id} for b in node.buttons]
+    message_id = _queue_message(turn, run, node.id, body)
+    _record(turn, run, node.id, "message_sent", "queued", detail={"message": message_id},
+            warnings=warnings)
+    return _wait_for_answer(turn, run, node)
+
+
+def _template(turn: Turn, compiled: CompiledFlow, run: dict[str, Any], node: Node) -> str:
+    assert isinstance(node, TemplateNode)
+    warnings: list[str] = []
+    params: dict[str, Any] = {}
+    for part, values in node.params.items():
+        if isinstance(values, list):
+            rendered = []
+            for value in values:
+                text, missing = render(str(value), turn.contact, run)
+                warnings += missing
+                rendered.append(text)
+            params[part] = rendered
+        else:
+            params[part] = values
+    body = {
+        "kind": "template",
+        "template": {"name": node.template, "language": node.language, "params": params},
+        "buttons": [{"id": b.id, "title": b.title or b.id} for b in node.buttons],
+    }
+    message_id = _queue_message(turn, run, node.id, body)
+    _record(turn, run, node.id, "template_sent", "queued", detail={"message": message_id},
+            warnings=warnings)
+    return _wait_for_answer(turn, run, node)
+
+
+def _opt_in(turn: Turn, compiled: CompiledFlow, run: dict[str, Any], node: Node) -> str:
+    turn.contact["opted_in"] = True
+    turn.contact["opt_in"] = {"at": turn.now, "source": "flow", "flow_id": run["flow_id"],
+                              "node": node.id, "run_id": run["id"]}
+    _record(turn, run, node.id, "opted_in", "ok")
+    return "advance"
+
+
+def _tag(turn: Turn, compiled: CompiledFlow, run: dict[str, Any], node: Node) -> str:
+    assert isinstance(node, TagNode)
+    tags: list[str] = list(turn.contact.get("tags", []))
+    for name in node.add:
+        if name not in tags:
+            tags.append(name)
+    tags = [t for t in tags if t not in node.remove]
+    turn.contact["tags"] = tags
+    _record(turn, run, node.id, "tagged", "ok", detail={"add": node.add, "remove": node.remove})
+    return "advance"
+
+
+def _set_variable(turn: Turn, compiled: CompiledFlow, run: dict[str, Any], node: Node) -> str:
+    assert isinstance(node, SetVariableNode)
+    source = node.source()
+    if source.from_ == "reply":
+        value = run.get("reply")
+    elif source.from_ == "button":
+        value = run.get("button")
+    elif source.from_ == "variable":
+        value = scope_value(f"contact.{source.var}", turn.contact, run)
+    else:
+        value = source.value
+        if isinstance(value, str):
+            value, _ = render(value, turn.contact, run)
+    turn.contact.setdefault("variables", {})[node.field] = value
+    _record(turn, run, node.id, "variable_set", "ok", detail={"field": node.field, "value": value})
+    return "advance"
+
+
+def _assign(turn: Turn, compiled: CompiledFlow, run: dict[str, Any], node: Node) -> str:
+    assert isinstance(node, AssignNode)
+    turn.contact["assigned_agent"] = node.agent
+    _record(turn, run, node.id, "assigned", "ok", detail={"agent": node.agent, "team": node.team})
+    return "advance"
+
+
+def _condition(turn: Turn, compiled: CompiledFlow, run: dict[str, Any], node: Node) -> str:
+    assert isinstance(node, ConditionNode)
+    matcher = turn.segment_matcher
+    for index, branch in enumerate(node.branches):
+        if matcher is not None and matcher(branch.segment, turn.contact, turn.now):
+            _record(turn, run, node.id, "condition", "matched", detail={"branch": branch.name})
+            return branch_trigger(index)
+    _record(turn, run, node.id, "condition", "otherwise")
+    return "otherwise"
+
+
+def _delay(turn: Turn, compiled: CompiledFlow, run: dict[str, Any], node: Node) -> str:
+    assert isinstance(node, DelayNode)
+    if node.for_ is not None:
+        due = turn.now + parse_duration(node.for_)
+    else:
+        moment = datetime.fromisoformat(node.until or "")
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=ZoneInfo(turn.timezone))
+        due = max(as_utc(moment), turn.now)
+    timer_id = _add_timer(turn, run, node.id, "delay", due)
+    run["waiting_for"] = {"kind": "timer", "node": node.id, "timer_id": timer_id, "due_at": due}
+    _record(turn, run, node.id, "delay", "waiting", detail={"until": due})
+    return WAIT
+
+
+def _connect_flow(turn: Turn, compiled: CompiledFlow, run: dict[str, Any], node: Node) -> str:
+    assert isinstance(node, ConnectFlowNode)
+    turn.connects.append(ConnectRequest(node.flow, run["id"], run.get("trigger") or {}))
+    _record(turn, run, node.id, "connect_flow", "ok", detail={"flow": node.flow})
+    end_run(turn, run, "completed", "connected")
+    return ENDED
+
+
+_BEHAVIOUR: dict[type, Callable[[Turn, CompiledFlow, dict[str, Any], Node], str]] = {
+    MessageNode: _message,
+    TemplateNode: _template,
+    OptInNode: _opt_in,
+    TagNode: _tag,
+    SetVariableNode: _set_variable,
+    AssignNode: _assign,
+    ConditionNode: _condition,
+    DelayNode: _delay,
+    ConnectFlowNode: _connect_flow,
+}

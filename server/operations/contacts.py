@@ -1,0 +1,76 @@
+"""Contact-level use cases: start/stop runs and what the customer says, routed through actors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from server.actors.contact_actor import event_id
+from server.actors.events import InboundMessage, StartFlow, StopRun
+from server.errors import InvalidInput, NotFound
+from server.ids import ContactKey, new_id
+from server.phones import normalize_phone
+from server.runtime import Runtime
+
+
+def _actors(runtime: Runtime):  # type: ignore[no-untyped-def]
+    assert runtime.actors is not None, "runtime not started"
+    return runtime.actors
+
+
+async def start_flow(
+    runtime: Runtime, workspace_id: str, flow_id: str, phone: str, variables: Any
+) -> dict[str, Any]:
+    if variables is not None and not isinstance(variables, dict):
+        raise InvalidInput("variables must be a JSON object", field="variables")
+    key = ContactKey(workspace_id, normalize_phone(phone))
+    result = await _actors(runtime).ask(
+        key, StartFlow(event_id(), flow_id, trigger=dict(variables or {}), source="api")
+    )
+    assert result.run is not None
+    return {**result.run, "contact_id": key.doc_id, "phone": key.phone, "workspace_id": workspace_id}
+
+
+async def stop_run(runtime: Runtime, workspace_id: str, run_id: str) -> dict[str, Any]:
+    contact = await runtime.contacts.find_run(workspace_id, run_id)
+    if contact is None:
+        raise NotFound(f"run {run_id} not found or already archived")
+    key = ContactKey(workspace_id, contact["phone"])
+    result = await _actors(runtime).ask(key, StopRun(event_id(), run_id))
+    assert result.run is not None
+    return {**result.run, "contact_id": key.doc_id, "phone": key.phone, "workspace_id": workspace_id}
+
+
+async def customer_says(
+    runtime: Runtime,
+    workspace_id: str,
+    phone: str,
+    text: str | None,
+    button_id: str | None,
+    provider_id: str | None = None,
+    channel: str = "sandbox",
+) -> bool:
+    """Record an inbound message durably, then apply it; True when it was new (not a retry)."""
+    if text is None and button_id is None:
+        raise InvalidInput("say something: give a text or a buttonId")
+    key = ContactKey(workspace_id, normalize_phone(phone))
+    message_id = provider_id or new_id("in")
+    now = runtime.clock.now()
+    stored = await runtime.messages.record_inbound(
+        {
+            "_id": message_id,
+            "workspace_id": workspace_id,
+            "phone": key.phone,
+            "channel": channel,
+            "kind": "button" if button_id is not None else "text",
+            "text": text,
+            "button_id": button_id,
+            "at": now,
+        }
+    )
+    if not stored:
+        existing = await runtime.messages.get(message_id)
+        if existing is not None and existing.get("applied"):
+            return False
+        now = existing["at"] if existing is not None else now
+    await _actors(runtime).ask(key, InboundMessage(message_id, now, text=text, button_id=button_id))
+    return stored

@@ -1,0 +1,104 @@
+"""Flow lifecycle: import, edit the draft, validate, publish a frozen version, archive."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from server.errors import InvalidFlow, InvalidInput, NotFound
+from server.ids import new_id
+from server.machines.definition import parse_flow
+from server.machines.validator import FlowIssue, validate
+from server.runtime import Runtime
+
+
+def issues_of(definition: dict[str, Any]) -> list[FlowIssue]:
+    """Parse errors and validator findings of a draft, as one list."""
+    try:
+        flow = parse_flow(definition)
+    except InvalidFlow as exc:
+        return [FlowIssue(exc.node_id, "ERROR", "INVALID_DOCUMENT", exc.message)]
+    return validate(flow)
+
+
+async def import_flow(runtime: Runtime, workspace_id: str, definition: Any) -> dict[str, Any]:
+    """Store a new draft; a document that cannot be parsed at all is refused with its node id."""
+    flow = parse_flow(definition)
+    if await runtime.flows.get_by_name(workspace_id, flow.name):
+        raise InvalidInput(f"a flow called {flow.name!r} already exists; rename it or edit that one")
+    now = runtime.clock.now()
+    return await runtime.flows.insert(
+        {
+            "_id": new_id("flow"),
+            "workspace_id": workspace_id,
+            "name": flow.name,
+            "status": "draft",
+            "draft": definition,
+            "active_version": None,
+            "version_counter": 0,
+            "created_at": now,
+            "updated_at": now,
+        }
+    )
+
+
+async def require_flow(runtime: Runtime, workspace_id: str, flow_id: str) -> dict[str, Any]:
+    flow = await runtime.flows.get(workspace_id, flow_id)
+    if flow is None:
+        raise NotFound(f"flow {flow_id} not found")
+    return flow
+
+
+async def update_draft(
+    runtime: Runtime, workspace_id: str, flow_id: str, definition: Any
+) -> dict[str, Any]:
+    flow = await require_flow(runtime, workspace_id, flow_id)
+    parsed = parse_flow(definition)
+    changes: dict[str, Any] = {"draft": definition, "updated_at": runtime.clock.now()}
+    if parsed.name != flow["name"]:
+        other = await runtime.flows.get_by_name(workspace_id, parsed.name)
+        if other is not None and other["_id"] != flow_id:
+            raise InvalidInput(f"a flow called {parsed.name!r} already exists")
+        changes["name"] = parsed.name
+    updated = await runtime.flows.update(workspace_id, flow_id, changes)
+    assert updated is not None
+    return updated
+
+
+async def publish_flow(runtime: Runtime, workspace_id: str, flow_id: str) -> dict[str, Any]:
+    """Freeze the draft as version N and make it the one new runs start on.
+
+    Runs already under way keep the version they started on.
+    """
+    flow = await require_flow(runtime, workspace_id, flow_id)
+    errors = [i for i in issues_of(flow["draft"]) if i.severity == "ERROR"]
+    if errors:
+        first = errors[0]
+        more = f" (and {len(errors) - 1} more; see validateFlow)" if len(errors) > 1 else ""
+        raise InvalidFlow(f"{first.code}: {first.message}{more}", node_id=first.node_id,
+                          issues=[i.code for i in errors])
+    now = runtime.clock.now()
+    version = await runtime.flows.next_version(workspace_id, flow_id, now)
+    await runtime.flows.insert_version(
+        {
+            "_id": f"{flow_id}:{version}",
+            "flow_id": flow_id,
+            "workspace_id": workspace_id,
+            "version": version,
+            "definition": flow["draft"],
+            "published_at": now,
+        }
+    )
+    updated = await runtime.flows.update(
+        workspace_id, flow_id, {"status": "active", "active_version": version, "updated_at": now}
+    )
+    assert updated is not None
+    return updated
+
+
+async def archive_flow(runtime: Runtime, workspace_id: str, flow_id: str) -> dict[str, Any]:
+    await require_flow(runtime, workspace_id, flow_id)
+    updated = await runtime.flows.update(
+        workspace_id, flow_id, {"status": "archived", "updated_at": runtime.clock.now()}
+    )
+    assert updated is not None
+    return updated

@@ -1,0 +1,141 @@
+"""The composition root: connects the store, Redis, actors, timer worker and pub/sub of one process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from arq.connections import ArqRedis, RedisSettings, create_pool
+from redis.asyncio import Redis
+
+from server.actors.contact_actor import ActorDeps
+from server.actors.effects import Effects
+from server.actors.flow_cache import FlowCache
+from server.actors.recovery import recover
+from server.actors.system import ActorSystem
+from server.actors.timers import ArqTimerScheduler, timer_worker
+from server.channels.sandbox import SandboxChannel
+from server.clock import Clock, SystemClock
+from server.config import Settings
+from server.graphql.pubsub import RedisPubSub
+from server.store.contacts import ContactRepository
+from server.store.database import Database
+from server.store.flows import FlowRepository
+from server.store.messages import MessageRepository
+from server.store.runs import RunRepository
+from server.store.workspaces import WorkspaceRepository
+
+log = logging.getLogger(__name__)
+
+
+class Runtime:
+    """Everything a server process shares; built by ``start`` and torn down by ``stop``."""
+
+    def __init__(self, settings: Settings, clock: Clock | None = None) -> None:
+        if not settings.mongodb_uri or not settings.redis_url:
+            raise RuntimeError("KONVO_MONGODB_URI and KONVO_REDIS_URL must be set before start")
+        self.settings = settings
+        self.clock = clock or SystemClock()
+        self.prefix = f"konvo:{settings.mongodb_db}:"
+        self.database = Database(settings.mongodb_uri, settings.mongodb_db)
+        self.workspaces = WorkspaceRepository(self.database)
+        self.flows = FlowRepository(self.database)
+        self.contacts = ContactRepository(self.database)
+        self.runs = RunRepository(self.database)
+        self.messages = MessageRepository(self.database)
+        self.flow_cache = FlowCache(self.flows)
+        self.channel = SandboxChannel(self.messages, self.clock)
+        self.redis: Redis = Redis.from_url(settings.redis_url)
+        self.pubsub = RedisPubSub(self.redis, self.prefix + "pubsub:")
+        self._timezones: dict[str, str] = {}
+        self._tasks: list[asyncio.Task[Any]] = []
+        self.arq: ArqRedis | None = None
+        self.timers: ArqTimerScheduler | None = None
+        self.actors: ActorSystem | None = None
+
+    async def timezone_of(self, workspace_id: str) -> str:
+        zone = self._timezones.get(workspace_id)
+        if zone is None:
+            workspace = await self.workspaces.get(workspace_id)
+            zone = (workspace or {}).get("timezone") or "UTC"
+            self._timezones[workspace_id] = zone
+        return zone
+
+    async def start(self) -> None:
+        settings = self.settings
+        await self.database.ensure_indexes()
+        self.arq = await create_pool(RedisSettings.from_dsn(settings.redis_url or ""))
+        self.timers = ArqTimerScheduler(self.arq, self.prefix + "timers")
+        effects = Effects(self.contacts, self.runs, self.messages, self.channel, self.timers, self.pubsub)
+        deps = ActorDeps(
+            contacts=self.contacts,
+            flows=self.flows,
+            flow_cache=self.flow_cache,
+            effects=effects,
+            clock=self.clock,
+            timezone_of=self.timezone_of,
+            segment_matcher=_segment_matcher(),
+        )
+        self.actors = ActorSystem(deps, idle_seconds=settings.actor_idle_seconds)
+        await self.actors.start()
+        await self.pubsub.start()
+        if settings.start_timer_worker:
+            worker = timer_worker(self.arq, self.timers.queue_name, self.actors, settings.timer_poll_seconds)
+            self._worker = worker
+            self._tasks.append(asyncio.create_task(worker.main(), name="timer-worker"))
+        self._tasks.append(asyncio.create_task(self._recover_periodically(), name="recovery"))
+
+    async def recover_now(self) -> None:
+        assert self.timers is not None and self.actors is not None
+        await recover(self.contacts, self.messages, self.timers, self.actors, self.clock)
+
+    async def _recover_periodically(self) -> None:
+        while True:
+            try:
+                await self.recover_now()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("recovery pass failed; will try again")
+            await asyncio.sleep(self.settings.recovery_interval_seconds)
+
+    async def stop(self) -> None:
+        if self.actors is not None:
+            await self.actors.stop()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        await self.pubsub.stop()
+        if self.arq is not None:
+            await self.arq.aclose()
+        await self.redis.aclose()
+        await self.database.close()
+
+    async def health(self) -> dict[str, Any]:
+        report: dict[str, Any] = {}
+        try:
+            await asyncio.wait_for(self.database.ping(), timeout=2)
+            report["store"] = "ok"
+        except Exception as exc:
+            report["store"] = f"error: {type(exc).__name__}"
+        try:
+            await asyncio.wait_for(self.redis.ping(), timeout=2)
+            report["redis"] = "ok"
+        except Exception as exc:
+            report["redis"] = f"error: {type(exc).__name__}"
+        report["ok"] = report["store"] == "ok" and report["redis"] == "ok"
+        return report
+
+
+def _segment_matcher():  # type: ignore[no-untyped-def]
+    """The in-memory segment evaluator when the segments package provides one."""
+    try:
+        from server.segments import matches
+    except ImportError:
+        return None
+    return matches

@@ -1,0 +1,57 @@
+"""The demo workspace: created on first start, left as it is on later starts (idempotent)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from server.clock import SystemClock
+from server.config import Settings
+from server.operations import flows as flow_ops
+from server.runtime import Runtime
+from server.store.workspaces import new_api_key
+
+DEMO_WORKSPACE = "demo"
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "flows"
+
+
+def _key_file(settings: Settings) -> Path:
+    return settings.data_dir / "demo-api-key"
+
+
+async def seed_demo(settings: Settings) -> str:
+    """Ensure the demo workspace, its API key and example flows exist; return the key."""
+    runtime = Runtime(settings)
+    clock = SystemClock()
+    try:
+        await runtime.database.ensure_indexes()
+        now = clock.now()
+        await runtime.workspaces.ensure(DEMO_WORKSPACE, "Demo shop", "Europe/Madrid", now)
+        api_key = settings.demo_api_key or _stored_key(settings)
+        if api_key is None or await runtime.workspaces.find_key(api_key) is None:
+            api_key = api_key or new_api_key()
+            await runtime.workspaces.add_key(DEMO_WORKSPACE, api_key, "ADMIN", "demo", now)
+            _store_key(settings, api_key)
+        for path in sorted(EXAMPLES.glob("*.json")) if EXAMPLES.is_dir() else []:
+            definition = json.loads(path.read_text())
+            if await runtime.flows.get_by_name(DEMO_WORKSPACE, definition["name"]) is None:
+                flow = await flow_ops.import_flow(runtime, DEMO_WORKSPACE, definition)
+                if not [i for i in flow_ops.issues_of(definition) if i.severity == "ERROR"]:
+                    await flow_ops.publish_flow(runtime, DEMO_WORKSPACE, flow["_id"])
+        return api_key
+    finally:
+        await runtime.database.close()
+        await runtime.redis.aclose()
+
+
+def _stored_key(settings: Settings) -> str | None:
+    path = _key_file(settings)
+    return path.read_text().strip() if path.exists() else None
+
+
+def _store_key(settings: Settings, api_key: str) -> None:
+    path = _key_file(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(api_key + "\n")
+    os.chmod(path, 0o600)

@@ -1,0 +1,57 @@
+"""Flows (editable drafts) and their frozen, numbered versions."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pymongo import ReturnDocument
+
+from server.store.database import Database
+
+
+class FlowRepository:
+    def __init__(self, database: Database) -> None:
+        self._flows = database.collection("flows")
+        self._versions = database.collection("flow_versions")
+
+    async def insert(self, document: dict[str, Any]) -> dict[str, Any]:
+        await self._flows.insert_one(document)
+        return document
+
+    async def get(self, workspace_id: str, flow_id: str) -> dict[str, Any] | None:
+        return await self._flows.find_one({"_id": flow_id, "workspace_id": workspace_id})
+
+    async def get_by_name(self, workspace_id: str, name: str) -> dict[str, Any] | None:
+        return await self._flows.find_one({"workspace_id": workspace_id, "name": name})
+
+    async def list(self, workspace_id: str) -> list[dict[str, Any]]:
+        return await self._flows.find({"workspace_id": workspace_id}).sort("created_at", 1).to_list()
+
+    async def update(
+        self, workspace_id: str, flow_id: str, changes: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        return await self._flows.find_one_and_update(
+            {"_id": flow_id, "workspace_id": workspace_id},
+            {"$set": changes},
+            return_document=ReturnDocument.AFTER,
+        )
+
+    async def next_version(self, workspace_id: str, flow_id: str, now: datetime) -> int:
+        """Reserve the next version number atomically (two publishes never share one)."""
+        updated = await self._flows.find_one_and_update(
+            {"_id": flow_id, "workspace_id": workspace_id},
+            {"$inc": {"version_counter": 1}, "$set": {"updated_at": now}},
+            return_document=ReturnDocument.AFTER,
+        )
+        assert updated is not None
+        return int(updated["version_counter"])
+
+    async def insert_version(self, document: dict[str, Any]) -> None:
+        await self._versions.insert_one(document)
+
+    async def get_version(self, flow_id: str, version: int) -> dict[str, Any] | None:
+        return await self._versions.find_one({"flow_id": flow_id, "version": version})
+
+    async def list_versions(self, flow_id: str) -> list[dict[str, Any]]:
+        return await self._versions.find({"flow_id": flow_id}).sort("version", 1).to_list()

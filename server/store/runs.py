@@ -1,0 +1,48 @@
+"""The ``runs`` collection: a query-friendly projection of runs written after each commit."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pymongo import UpdateOne
+
+from server.store.database import Database
+
+
+class RunRepository:
+    def __init__(self, database: Database) -> None:
+        self._runs = database.collection("runs")
+
+    async def project(self, contact: dict[str, Any], run_ids: set[str]) -> None:
+        """Upsert the given runs; ``contact_version`` guards against an older write landing last."""
+        operations = []
+        for run in contact.get("runs", []):
+            if run["id"] not in run_ids:
+                continue
+            document = {
+                **run,
+                "workspace_id": contact["workspace_id"],
+                "contact_id": contact["_id"],
+                "phone": contact["phone"],
+                "contact_version": contact["version"],
+            }
+            document.pop("id")
+            operations.append(
+                UpdateOne(
+                    {"_id": run["id"], "contact_version": {"$not": {"$gt": contact["version"]}}},
+                    {"$set": document},
+                    upsert=True,
+                )
+            )
+        if operations:
+            try:
+                await self._runs.bulk_write(operations, ordered=False)
+            except Exception as exc:  # a newer projection won the race: duplicate key on upsert
+                if "E11000" not in str(exc):
+                    raise
+
+    async def get(self, workspace_id: str, run_id: str) -> dict[str, Any] | None:
+        found = await self._runs.find_one({"_id": run_id, "workspace_id": workspace_id})
+        if found is not None:
+            found["id"] = found.pop("_id")
+        return found
