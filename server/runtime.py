@@ -8,6 +8,7 @@ import logging
 from typing import Any
 
 from arq.connections import ArqRedis, RedisSettings, create_pool
+from arq.worker import Worker
 from redis.asyncio import Redis
 
 from server.actors.contact_actor import ActorDeps
@@ -54,6 +55,8 @@ class Runtime:
         self.arq: ArqRedis | None = None
         self.timers: ArqTimerScheduler | None = None
         self.actors: ActorSystem | None = None
+        self._worker: Worker | None = None
+        self._stopped = False
 
     async def timezone_of(self, workspace_id: str) -> str:
         zone = self._timezones.get(workspace_id)
@@ -101,15 +104,21 @@ class Runtime:
                 log.exception("recovery pass failed; will try again")
             await asyncio.sleep(self.settings.recovery_interval_seconds)
 
-    async def stop(self) -> None:
-        if self.actors is not None:
-            await self.actors.stop()
+    async def stop(self, grace_seconds: float = 10.0) -> None:
+        """Stop taking timer jobs, finish in-flight turns, then close connections (idempotent)."""
+        if self._stopped:
+            return
+        self._stopped = True
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks.clear()
+        if self._worker is not None and self._worker.tasks:
+            await asyncio.wait(list(self._worker.tasks.values()), timeout=grace_seconds)
+        if self.actors is not None:
+            await self.actors.stop(grace_seconds)
         await self.pubsub.stop()
         if self.arq is not None:
             await self.arq.aclose()

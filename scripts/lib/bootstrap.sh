@@ -49,6 +49,6 @@ ensure_uv() {
 }
 
 # Trust the system CA store (needed behind TLS-inspecting proxies; harmless elsewhere).
-export UV_NATIVE_TLS="${UV_NATIVE_TLS:-1}"
+export UV_SYSTEM_CERTS="${UV_SYSTEM_CERTS:-1}"
 ensure_uv
 uv sync --locked --quiet

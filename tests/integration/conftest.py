@@ -1,0 +1,72 @@
+"""An in-process server on the real embedded store and Redis, driven over its HTTP API."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+
+from server.app import create_app
+from server.clock import SystemClock
+from server.config import Settings
+from server.runtime import Runtime
+from server.store.workspaces import new_api_key
+from tests.support.graphql import GraphQLClient
+
+WORKSPACE = "ws_test"
+
+
+async def make_workspace(runtime: Runtime, workspace_id: str = WORKSPACE, role: str = "ADMIN") -> str:
+    now = SystemClock().now()
+    await runtime.workspaces.ensure(workspace_id, f"Workspace {workspace_id}", "Europe/Madrid", now)
+    api_key = new_api_key()
+    await runtime.workspaces.add_key(workspace_id, api_key, role, "test", now)
+    return api_key
+
+
+@pytest.fixture
+def fast_settings(settings: Settings) -> Settings:
+    return settings.model_copy(
+        update={"actor_idle_seconds": 30.0, "timer_poll_seconds": 0.05, "recovery_interval_seconds": 2.0}
+    )
+
+
+@pytest.fixture
+async def runtime(fast_settings: Settings) -> AsyncIterator[Runtime]:
+    runtime = Runtime(fast_settings)
+    await runtime.start()
+    try:
+        yield runtime
+    finally:
+        await runtime.stop()
+
+
+@pytest.fixture
+async def api_key(runtime: Runtime) -> str:
+    return await make_workspace(runtime)
+
+
+def client_for(runtime: Runtime, api_key: str | None) -> GraphQLClient:
+    app = create_app(runtime.settings, runtime=runtime)
+    http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://konvo.test")
+    return GraphQLClient(http, api_key)
+
+
+@pytest.fixture
+async def gql(runtime: Runtime, api_key: str) -> AsyncIterator[GraphQLClient]:
+    client = client_for(runtime, api_key)
+    try:
+        yield client
+    finally:
+        await client.http.aclose()
+
+
+async def publish(gql: GraphQLClient, definition: dict[str, Any]) -> str:
+    data = await gql(
+        "mutation($d: JSON!) { importFlow(definition: $d) { id } }", d=definition
+    )
+    flow_id = data["importFlow"]["id"]
+    await gql("mutation($id: ID!) { publishFlow(id: $id) { status activeVersion } }", id=flow_id)
+    return flow_id
