@@ -21,6 +21,7 @@ from server.channels.sandbox import SandboxChannel
 from server.clock import Clock, SystemClock
 from server.config import Settings
 from server.graphql.pubsub import RedisPubSub
+from server.segments import matches
 from server.store.contacts import ContactRepository
 from server.store.database import Database
 from server.store.flows import FlowRepository
@@ -79,7 +80,7 @@ class Runtime:
             effects=effects,
             clock=self.clock,
             timezone_of=self.timezone_of,
-            segment_matcher=_segment_matcher(),
+            segment_matcher=matches,
         )
         self.actors = ActorSystem(deps, idle_seconds=settings.actor_idle_seconds)
         await self.actors.start()
@@ -139,12 +140,3 @@ class Runtime:
             report["redis"] = f"error: {type(exc).__name__}"
         report["ok"] = report["store"] == "ok" and report["redis"] == "ok"
         return report
-
-
-def _segment_matcher():  # type: ignore[no-untyped-def]
-    """The in-memory segment evaluator when the segments package provides one."""
-    try:
-        from server.segments import matches
-    except ImportError:
-        return None
-    return matches

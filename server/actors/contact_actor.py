@@ -13,6 +13,7 @@ from typing import Any
 
 from server.actors.effects import Effects
 from server.actors.events import (
+    EndFlowRuns,
     Event,
     InboundMessage,
     Redeliver,
@@ -158,6 +159,15 @@ class ContactActor:
                 raise NotFound(f"run {event.run_id} not found")
             runner.end_run(turn, run, "cancelled", event.reason)
             return TurnResult(turn.contact, run=run)
+        if isinstance(event, EndFlowRuns):
+            ended = [
+                run for run in turn.contact.get("runs", [])
+                if run["flow_id"] == event.flow_id and run["version"] < event.below_version
+                and run["status"] in runner.ACTIVE
+            ]
+            for run in ended:
+                runner.end_run(turn, run, "cancelled", event.reason)
+            return TurnResult(turn.contact, changed=bool(ended))
         raise InvalidInput(f"unknown event {type(event).__name__}")
 
     async def _start_flow(

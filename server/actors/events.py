@@ -45,7 +45,6 @@ class Redeliver:
     event_id: str
 
 
-Event = StartFlow | InboundMessage | TimerFired | StopRun | Redeliver
 
 
 @dataclass
@@ -56,3 +55,16 @@ class TurnResult:
     run: dict[str, Any] | None = None
     duplicate: bool = False
     changed: bool = True
+
+
+@dataclass(frozen=True)
+class EndFlowRuns:
+    """End this contact's runs of ``flow_id`` on versions older than ``below_version`` (publish exit)."""
+
+    event_id: str
+    flow_id: str
+    below_version: int
+    reason: str = "version_replaced"
+
+
+Event = StartFlow | InboundMessage | TimerFired | StopRun | Redeliver | EndFlowRuns

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
+from enum import Enum
 from typing import Any
 
 import strawberry
@@ -10,12 +11,40 @@ from strawberry.scalars import JSON
 
 from server.errors import NotFound
 from server.graphql.errors import CodedErrors
+from server.graphql.pagination import PageInfo, decode_cursor, encode_cursor, page_size
 from server.graphql.pubsub import contact_topic, run_topic
-from server.graphql.types import Contact, Flow, FlowIssue, OutboundMessage, Run, Severity, Workspace
+from server.graphql.types import (
+    Contact,
+    Flow,
+    FlowIssue,
+    OutboundMessage,
+    Run,
+    RunStatus,
+    Severity,
+    Workspace,
+)
 from server.ids import ContactKey
 from server.operations import contacts as contact_ops
 from server.operations import flows as flow_ops
 from server.phones import normalize_phone
+
+
+@strawberry.enum(description="what publishing does to runs under way on older versions")
+class InFlightPolicy(Enum):
+    FINISH = "finish"
+    EXIT = "exit"
+
+
+@strawberry.type
+class RunEdge:
+    cursor: str
+    node: Run
+
+
+@strawberry.type
+class RunConnection:
+    edges: list[RunEdge]
+    page_info: PageInfo
 
 
 def _ctx(info: strawberry.Info) -> Any:
@@ -68,6 +97,30 @@ class Query:
         archived = await ctx.runtime.runs.get(workspace_id, str(id))
         return Run(doc=archived) if archived else None
 
+    @strawberry.field(description="runs, newest first, filtered and paginated")
+    async def runs(
+        self,
+        info: strawberry.Info,
+        flow_id: strawberry.ID | None = None,
+        contact_id: strawberry.ID | None = None,
+        status: RunStatus | None = None,
+        first: int | None = None,
+        after: str | None = None,
+    ) -> RunConnection:
+        ctx = _ctx(info)
+        limit = page_size(first)
+        cursor = decode_cursor(after)
+        found = await ctx.runtime.runs.page(
+            ctx.workspace(), flow_id and str(flow_id), contact_id and str(contact_id),
+            status.value if status else None, str(cursor[0]) if cursor else None, limit + 1,
+        )
+        edges = [RunEdge(cursor=encode_cursor([r["id"]]), node=Run(doc=r)) for r in found[:limit]]
+        return RunConnection(
+            edges=edges,
+            page_info=PageInfo(has_next_page=len(found) > limit,
+                               end_cursor=edges[-1].cursor if edges else None),
+        )
+
     @strawberry.field(description="what the sandbox channel sent to this phone, oldest first")
     async def sandbox_outbox(self, info: strawberry.Info, phone: str) -> list[OutboundMessage]:
         ctx = _ctx(info)
@@ -99,9 +152,13 @@ class Mutation:
         ]
 
     @strawberry.mutation
-    async def publish_flow(self, info: strawberry.Info, id: strawberry.ID) -> Flow:
+    async def publish_flow(
+        self, info: strawberry.Info, id: strawberry.ID, in_flight: InFlightPolicy = InFlightPolicy.FINISH
+    ) -> Flow:
         ctx = _ctx(info)
-        return Flow(doc=await flow_ops.publish_flow(ctx.runtime, ctx.admin_workspace(), str(id)))
+        return Flow(
+            doc=await flow_ops.publish_flow(ctx.runtime, ctx.admin_workspace(), str(id), in_flight.value)
+        )
 
     @strawberry.mutation
     async def archive_flow(self, info: strawberry.Info, id: strawberry.ID) -> Flow:

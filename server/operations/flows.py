@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
+from server.actors.events import EndFlowRuns
 from server.errors import InvalidFlow, InvalidInput, NotFound
-from server.ids import new_id
+from server.ids import ContactKey, new_id
 from server.machines.definition import parse_flow
 from server.machines.validator import FlowIssue, validate
 from server.runtime import Runtime
@@ -64,11 +66,19 @@ async def update_draft(
     return updated
 
 
-async def publish_flow(runtime: Runtime, workspace_id: str, flow_id: str) -> dict[str, Any]:
+IN_FLIGHT_POLICIES = ("finish", "exit")
+
+
+async def publish_flow(
+    runtime: Runtime, workspace_id: str, flow_id: str, in_flight: str = "finish"
+) -> dict[str, Any]:
     """Freeze the draft as version N and make it the one new runs start on.
 
-    Runs already under way keep the version they started on.
+    ``in_flight`` says what happens to runs under way on older versions: ``finish`` lets them
+    finish on the version they started on; ``exit`` ends them (reason ``version_replaced``).
     """
+    if in_flight not in IN_FLIGHT_POLICIES:
+        raise InvalidInput(f"inFlight must be one of {', '.join(IN_FLIGHT_POLICIES)}", field="inFlight")
     flow = await require_flow(runtime, workspace_id, flow_id)
     errors = [i for i in issues_of(flow["draft"]) if i.severity == "ERROR"]
     if errors:
@@ -92,7 +102,23 @@ async def publish_flow(runtime: Runtime, workspace_id: str, flow_id: str) -> dic
         workspace_id, flow_id, {"status": "active", "active_version": version, "updated_at": now}
     )
     assert updated is not None
+    if in_flight == "exit":
+        await end_older_runs(runtime, workspace_id, flow_id, version)
     return updated
+
+
+async def end_older_runs(runtime: Runtime, workspace_id: str, flow_id: str, version: int) -> int:
+    """Ask every contact still running an older version of the flow to end that run."""
+    assert runtime.actors is not None
+    pending = [
+        runtime.actors.tell(
+            ContactKey.from_doc_id(contact_id),
+            EndFlowRuns(new_id("evt"), flow_id, version),
+        )
+        async for contact_id in runtime.contacts.keys_with_active_runs(workspace_id, flow_id, version)
+    ]
+    await asyncio.gather(*pending)
+    return len(pending)
 
 
 async def archive_flow(runtime: Runtime, workspace_id: str, flow_id: str) -> dict[str, Any]:

@@ -80,3 +80,21 @@ class ContactRepository:
         )
         async for document in cursor:
             yield document
+
+    async def keys_with_active_runs(
+        self, workspace_id: str, flow_id: str, below_version: int
+    ) -> AsyncIterator[str]:
+        """Ids of contacts with a run of ``flow_id`` still going on an older version."""
+        cursor = self._contacts.find(
+            {
+                "workspace_id": workspace_id,
+                "runs": {"$elemMatch": {
+                    "flow_id": flow_id,
+                    "version": {"$lt": below_version},
+                    "status": {"$in": ["active", "waiting"]},
+                }},
+            },
+            {"_id": 1},
+        )
+        async for document in cursor:
+            yield document["_id"]

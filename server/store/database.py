@@ -18,8 +18,8 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("timers.due_at", ASCENDING)], sparse=True),
     ],
     "runs": [
-        IndexModel([("workspace_id", ASCENDING), ("flow_id", ASCENDING), ("started_at", ASCENDING)]),
-        IndexModel([("workspace_id", ASCENDING), ("contact_id", ASCENDING)]),
+        IndexModel([("workspace_id", ASCENDING), ("flow_id", ASCENDING), ("_id", ASCENDING)]),
+        IndexModel([("workspace_id", ASCENDING), ("contact_id", ASCENDING), ("_id", ASCENDING)]),
     ],
     "messages": [
         IndexModel([("workspace_id", ASCENDING), ("phone", ASCENDING), ("at", ASCENDING)]),

@@ -46,3 +46,27 @@ class RunRepository:
         if found is not None:
             found["id"] = found.pop("_id")
         return found
+
+    async def page(
+        self,
+        workspace_id: str,
+        flow_id: str | None,
+        contact_id: str | None,
+        status: str | None,
+        after_id: str | None,
+        limit: int,
+    ) -> list[dict[str, Any]]:
+        """Newest first by id (ids are time-ordered); ``limit`` rows after ``after_id``."""
+        query: dict[str, Any] = {"workspace_id": workspace_id}
+        if flow_id is not None:
+            query["flow_id"] = flow_id
+        if contact_id is not None:
+            query["contact_id"] = contact_id
+        if status is not None:
+            query["status"] = status
+        if after_id is not None:
+            query["_id"] = {"$lt": after_id}
+        found = await self._runs.find(query).sort("_id", -1).limit(limit).to_list()
+        for document in found:
+            document["id"] = document.pop("_id")
+        return found

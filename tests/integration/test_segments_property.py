@@ -109,7 +109,12 @@ def collection(settings: Settings) -> Any:
         client.close()
 
 
-@hyp_settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@hyp_settings(
+    max_examples=60,
+    deadline=None,
+    database=None,  # no .hypothesis/ example store in the repo; failures print their reproducer
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 @given(docs=contacts(), segment_list=st.lists(segments, min_size=1, max_size=5))
 def test_filter_and_evaluator_select_the_same_contacts(
     collection: Any, docs: list[dict[str, Any]], segment_list: list[dict[str, Any]]
