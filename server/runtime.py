@@ -22,6 +22,7 @@ from server.clock import Clock, SystemClock
 from server.config import Settings
 from server.graphql.pubsub import RedisPubSub
 from server.segments import matches
+from server.store.catalog import AgentRepository, FieldRepository, TagRepository, TemplateRepository
 from server.store.contacts import ContactRepository
 from server.store.database import Database
 from server.store.flows import FlowRepository
@@ -47,6 +48,10 @@ class Runtime:
         self.contacts = ContactRepository(self.database)
         self.runs = RunRepository(self.database)
         self.messages = MessageRepository(self.database)
+        self.tags = TagRepository(self.database)
+        self.fields = FieldRepository(self.database)
+        self.agents = AgentRepository(self.database)
+        self.templates = TemplateRepository(self.database)
         self.flow_cache = FlowCache(self.flows)
         self.channel = SandboxChannel(self.messages, self.clock)
         self.redis: Redis = Redis.from_url(settings.redis_url)

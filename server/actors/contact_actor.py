@@ -49,6 +49,7 @@ class ActorDeps:
     clock: Clock
     timezone_of: Callable[[str], Awaitable[str]]
     segment_matcher: SegmentMatcher | None = None
+    fields_of: Callable[[str], Awaitable[dict[str, tuple[str, list[str]]]]] | None = None
 
 
 Envelope = tuple[Event, "asyncio.Future[TurnResult]"]
@@ -117,6 +118,7 @@ class ContactActor:
                 now=self._deps.clock.now(),
                 timezone=await self._deps.timezone_of(self.key.workspace_id),
                 segment_matcher=self._deps.segment_matcher,
+                fields=await self._deps.fields_of(self.key.workspace_id) if self._deps.fields_of else {},
             )
             result = await self._apply(turn, event)
             if not result.changed:

@@ -19,6 +19,7 @@ from server.machines.definition import (
     FlowDefinition,
     MessageNode,
     Node,
+    SetVariableNode,
     TemplateNode,
 )
 
@@ -85,6 +86,8 @@ def _edges(node: Node) -> list[tuple[str, str | None]]:
         return [("timer", node.next)]
     if isinstance(node, ConnectFlowNode):
         return [("connect", None)]
+    if isinstance(node, SetVariableNode) and node.on_invalid is not None:
+        return [("advance", node.next), ("invalid", node.on_invalid)]
     return [("advance", node.next)]
 
 

@@ -91,9 +91,12 @@ class ValueSource(_Model):
 
 
 class SetVariableNode(_Node):
+    """Save a typed contact variable; ``on_invalid`` is where a value that does not fit goes."""
+
     type: Literal["set_variable"]
     field: str = Field(min_length=1)
     value: ValueSource | str | int | float | bool | None = None
+    on_invalid: str | None = None
 
     def source(self) -> ValueSource:
         if isinstance(self.value, ValueSource):

@@ -14,6 +14,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from server.clock import as_utc
+from server.errors import InvalidInput
 from server.ids import new_id
 from server.machines.compiler import END, CompiledFlow, branch_trigger, button_trigger
 from server.machines.definition import (
@@ -30,6 +31,7 @@ from server.machines.definition import (
 )
 from server.machines.durations import parse_duration
 from server.machines.placeholders import render, scope_value
+from server.machines.values import coerce_value
 
 WINDOW = timedelta(hours=24)
 MAX_AUTO_STEPS = 100
@@ -59,6 +61,7 @@ class Turn:
     changed_runs: set[str] = field(default_factory=set)
     connects: list[ConnectRequest] = field(default_factory=list)
     segment_matcher: Callable[[dict[str, Any], dict[str, Any], datetime], bool] | None = None
+    fields: dict[str, tuple[str, list[str]]] = field(default_factory=dict)
 
     def window_open(self) -> bool:
         last = self.contact.get("last_inbound_at")
@@ -339,6 +342,16 @@ def _set_variable(turn: Turn, compiled: CompiledFlow, run: dict[str, Any], node:
         value = source.value
         if isinstance(value, str):
             value, _ = render(value, turn.contact, run)
+    known = turn.fields.get(node.field)
+    if known is not None:
+        field_type, options = known
+        try:
+            value = coerce_value(field_type, options, value)
+        except InvalidInput as exc:
+            # A reply that does not fit the field is an answer to handle, not a crash.
+            _record(turn, run, node.id, "variable_not_set", "INVALID_VALUE",
+                    detail={"field": node.field, "value": value, "why": exc.message})
+            return "invalid" if node.on_invalid is not None else "advance"
     turn.contact.setdefault("variables", {})[node.field] = value
     _record(turn, run, node.id, "variable_set", "ok", detail={"field": node.field, "value": value})
     return "advance"

@@ -1,21 +1,47 @@
-"""Static checks of a flow definition; ERRORs block publishing, WARNINGs are advice."""
+"""Static checks of a flow definition; ERRORs block publishing, WARNINGs are advice.
+
+``validate(flow)`` checks the document on its own (graph, messages, delays, loops, the 24-hour
+window); ``validate(flow, catalog)`` also checks every name the flow uses against what the
+workspace has (templates, fields, tags, agents, teams, flows). Graph walks are linear in the
+number of nodes and edges, so flows with hundreds of nodes validate quickly.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Literal
 
+from server.errors import InvalidInput
 from server.machines.definition import (
+    AssignNode,
     ConditionNode,
+    ConnectFlowNode,
+    DelayNode,
     FlowDefinition,
     MessageNode,
     Node,
+    SetVariableNode,
+    TagNode,
     TemplateNode,
 )
+from server.machines.durations import parse_duration
 
 Severity = Literal["ERROR", "WARNING"]
 MAX_REPLY_BUTTONS = 3
 MAX_BUTTON_TITLE = 20
+MAX_TEMPLATE_BUTTONS = 10
+MAX_TEMPLATE_URL_BUTTONS = 2
+MAX_TEMPLATE_PHONE_BUTTONS = 1
+MAX_TEMPLATE_COPY_CODE_BUTTONS = 1
+WINDOW = timedelta(hours=24)
+APPROVED = "APPROVED"
+
+# Bits of the window state carried along graph walks: why a simple message may find it closed.
+_AFTER_WEBHOOK = 1
+_AFTER_LONG_WAIT = 2
 
 
 @dataclass(frozen=True)
@@ -26,83 +52,586 @@ class FlowIssue:
     message: str
 
 
-def successors(node: Node) -> list[str | None]:
-    """Every node id this node can lead to (``None`` ends the run)."""
-    targets: list[str | None] = []
+@dataclass(frozen=True)
+class Catalog:
+    """What the workspace has, so names used by a flow can be checked without the store.
+
+    ``fields`` maps a field name to ``(type, options)`` with type TEXT|NUMBER|BOOLEAN|DATE|FIXED;
+    ``templates`` maps a name to its language variants, each ``{"language", "category",
+    "status", "buttons": [{"type", "text"}]}``; ``agents`` holds agent emails and ids; ``flows``
+    the names and ids of the workspace's other flows; ``flow_id`` is this flow's own id (so a
+    ``connect_flow`` to it is recognised as a self-connection, not an unknown flow).
+    """
+
+    tags: dict[str, str] = field(default_factory=dict)
+    fields: dict[str, tuple[str, list[str]]] = field(default_factory=dict)
+    agents: set[str] = field(default_factory=set)
+    teams: set[str] = field(default_factory=set)
+    templates: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    flows: set[str] = field(default_factory=set)
+    starts_from_webhook: bool = False
+    flow_id: str | None = None
+
+
+# --- edges -----------------------------------------------------------------------------------
+
+
+def labelled_targets(node: Node) -> list[tuple[str, str | None]]:
+    """Every reference to another node, with the field that holds it (for messages)."""
+    targets: list[tuple[str, str | None]] = []
     if isinstance(node, MessageNode | TemplateNode):
-        targets += [b.next for b in node.buttons]
+        targets += [(f"buttons[{b.id!r}].next", b.next) for b in node.buttons]
         if node.on_reply is not None:
-            targets.append(node.on_reply)
+            targets.append(("on_reply", node.on_reply))
         if node.no_reply is not None:
-            targets.append(node.no_reply.next)
+            targets.append(("no_reply.next", node.no_reply.next))
         if node.on_failure is not None:
-            targets.append(node.on_failure)
+            targets.append(("on_failure", node.on_failure))
     if isinstance(node, ConditionNode):
-        targets += [b.next for b in node.branches]
-        targets.append(node.otherwise)
+        targets += [(f"branches[{b.name!r}].next", b.next) for b in node.branches]
+        targets.append(("otherwise", node.otherwise))
     else:
-        targets.append(node.next)
+        targets.append(("next", node.next))
     return targets
 
 
-def validate(flow: FlowDefinition) -> list[FlowIssue]:
+def successors(node: Node) -> list[str | None]:
+    """Every node id this node can lead to (``None`` ends the run)."""
+    return [target for _, target in labelled_targets(node)]
+
+
+def _runtime_edges(node: Node) -> list[tuple[str, str]]:
+    """The (kind, target) moves a run can really make from ``node``, as the compiler builds them.
+
+    ``connect_flow`` leaves the run, so its ``next`` is never followed.
+    """
+    if isinstance(node, ConnectFlowNode):
+        return []
+    edges: list[tuple[str, str | None]] = []
+    if isinstance(node, MessageNode | TemplateNode):
+        edges += [("button", b.next) for b in node.buttons]
+        edges.append(("reply", node.on_reply))
+        edges.append(("no_reply", node.no_reply.next if node.no_reply else None))
+        edges.append(("failure", node.on_failure))
+        edges.append(("next", node.next))
+    elif isinstance(node, ConditionNode):
+        edges += [("branch", b.next) for b in node.branches]
+        edges.append(("otherwise", node.otherwise))
+    else:
+        edges.append(("next", node.next))
+    return [(kind, target) for kind, target in edges if target is not None]
+
+
+def _waits(node: Node) -> bool:
+    """A node that stops the run until time passes or the customer answers."""
+    if isinstance(node, DelayNode):
+        return True
+    return isinstance(node, MessageNode | TemplateNode) and node.waits
+
+
+# --- entry point -----------------------------------------------------------------------------
+
+
+def validate(flow: FlowDefinition, catalog: Catalog | None = None) -> list[FlowIssue]:
+    """Every problem of ``flow``; catalog checks run only when ``catalog`` is given."""
     issues: list[FlowIssue] = []
-    ids = [n.id for n in flow.nodes]
-    seen: set[str] = set()
-    for node_id in ids:
-        if node_id in seen:
-            issues.append(FlowIssue(node_id, "ERROR", "DUPLICATE_NODE_ID",
-                                    f"two nodes are called {node_id!r}; node ids must be unique"))
-        seen.add(node_id)
+    by_id: dict[str, Node] = {}
+    for node in flow.nodes:
+        if node.id in by_id:
+            issues.append(_error(node.id, "DUPLICATE_NODE_ID",
+                                 f"two nodes are called {node.id!r}; rename one so node ids are unique"))
+        else:
+            by_id[node.id] = node
     if not flow.nodes:
-        issues.append(FlowIssue(None, "ERROR", "EMPTY_FLOW", "the flow has no nodes"))
+        issues.append(_error(None, "EMPTY_FLOW", "the flow has no nodes: add at least one and set 'start'"))
         return issues
     if flow.start is None:
-        issues.append(FlowIssue(None, "ERROR", "MISSING_START",
-                                "the flow has no start: set 'start' to the id of its first node"))
-    elif flow.start not in seen:
-        issues.append(FlowIssue(None, "ERROR", "UNKNOWN_START",
-                                f"start points to {flow.start!r}, which is not a node of this flow"))
+        issues.append(_error(None, "MISSING_START",
+                             "the flow has no start: set 'start' to the id of its first node"))
+    elif flow.start not in by_id:
+        issues.append(_error(None, "UNKNOWN_START",
+                             f"start points to {flow.start!r}, which is not a node of this flow; "
+                             f"set 'start' to one of its node ids"))
     for node in flow.nodes:
-        for target in successors(node):
-            if target is not None and target not in seen:
-                issues.append(FlowIssue(node.id, "ERROR", "UNKNOWN_NEXT",
-                                        f"node {node.id!r} leads to {target!r}, which does not exist"))
-        if isinstance(node, MessageNode):
-            if node.text is None and node.media is None:
-                issues.append(FlowIssue(node.id, "ERROR", "EMPTY_MESSAGE",
-                                        f"message {node.id!r} needs a text or a media"))
-            if len(node.buttons) > MAX_REPLY_BUTTONS:
-                issues.append(FlowIssue(node.id, "ERROR", "TOO_MANY_BUTTONS",
-                                        f"message {node.id!r} has {len(node.buttons)} buttons; "
-                                        f"WhatsApp allows at most {MAX_REPLY_BUTTONS}"))
-            for button in node.buttons:
-                title = button.title or ""
-                if not title:
-                    issues.append(FlowIssue(node.id, "ERROR", "BUTTON_TITLE_MISSING",
-                                            f"button {button.id!r} of {node.id!r} needs a title"))
-                elif len(title) > MAX_BUTTON_TITLE:
-                    issues.append(FlowIssue(node.id, "ERROR", "BUTTON_TITLE_TOO_LONG",
-                                            f"button {button.id!r} of {node.id!r} has a title of "
-                                            f"{len(title)} characters; the limit is "
-                                            f"{MAX_BUTTON_TITLE}"))
-    if flow.start in seen:
-        reachable = _reachable(flow)
+        issues += _check_targets(node, by_id)
+        issues += _check_node(node, flow)
+        if catalog is not None:
+            issues += _check_catalog(node, flow, catalog)
+    issues += _spin_loops(flow, by_id)
+    if flow.start in by_id:
+        reachable = _reachable(flow.start, by_id)
         for node in flow.nodes:
             if node.id not in reachable:
-                issues.append(FlowIssue(node.id, "WARNING", "UNREACHABLE_NODE",
-                                        f"node {node.id!r} cannot be reached from the start"))
+                issues.append(_warning(node.id, "UNREACHABLE_NODE",
+                                       f"node {node.id!r} cannot be reached from the start; "
+                                       f"point a 'next' or a branch to it, or delete it"))
+        webhook = catalog is not None and catalog.starts_from_webhook
+        issues += _window_warnings(flow.start, by_id, webhook)
     return issues
 
 
-def _reachable(flow: FlowDefinition) -> set[str]:
-    by_id = {n.id: n for n in flow.nodes}
-    stack = [flow.start]
-    found: set[str] = set()
+def _error(node_id: str | None, code: str, message: str) -> FlowIssue:
+    return FlowIssue(node_id, "ERROR", code, message)
+
+
+def _warning(node_id: str | None, code: str, message: str) -> FlowIssue:
+    return FlowIssue(node_id, "WARNING", code, message)
+
+
+# --- per-node checks -------------------------------------------------------------------------
+
+
+def _check_targets(node: Node, by_id: dict[str, Node]) -> list[FlowIssue]:
+    return [
+        _error(node.id, "UNKNOWN_NEXT",
+               f"node {node.id!r}: {label} leads to {target!r}, which does not exist; "
+               f"point it to an existing node id or to null to end the run")
+        for label, target in labelled_targets(node)
+        if target is not None and target not in by_id
+    ]
+
+
+def _check_node(node: Node, flow: FlowDefinition) -> list[FlowIssue]:
+    issues: list[FlowIssue] = []
+    if isinstance(node, MessageNode | TemplateNode):
+        seen: set[str] = set()
+        for button in node.buttons:
+            if button.id in seen:
+                issues.append(_error(node.id, "DUPLICATE_BUTTON_ID",
+                                     f"node {node.id!r} has two buttons with id {button.id!r}; "
+                                     f"give each button its own id"))
+            seen.add(button.id)
+    if isinstance(node, MessageNode):
+        issues += _check_message(node)
+    elif isinstance(node, AssignNode):
+        if not node.agent and not node.team:
+            issues.append(_error(node.id, "ASSIGN_TARGET_MISSING",
+                                 f"assign node {node.id!r} names no one: set 'agent' (an agent's email "
+                                 f"or id) or 'team'"))
+    elif isinstance(node, ConditionNode):
+        issues += _check_condition(node)
+    elif isinstance(node, DelayNode):
+        issues += _check_delay(node)
+    elif isinstance(node, ConnectFlowNode) and node.flow == flow.name:
+        issues.append(_connect_to_self(node))
+    return issues
+
+
+def _check_message(node: MessageNode) -> list[FlowIssue]:
+    issues: list[FlowIssue] = []
+    if not (node.text or "").strip() and node.media is None:
+        issues.append(_error(node.id, "EMPTY_MESSAGE",
+                             f"message {node.id!r} has nothing to send: set 'text' or 'media'"))
+    if len(node.buttons) > MAX_REPLY_BUTTONS:
+        issues.append(_error(node.id, "TOO_MANY_BUTTONS",
+                             f"message {node.id!r} has {len(node.buttons)} buttons; WhatsApp allows at "
+                             f"most {MAX_REPLY_BUTTONS}: remove some or use a template"))
+    for button in node.buttons:
+        title = button.title or ""
+        if not title.strip():
+            issues.append(_error(node.id, "BUTTON_TITLE_MISSING",
+                                 f"button {button.id!r} of message {node.id!r} needs a 'title' "
+                                 f"(what the customer sees)"))
+        elif len(title) > MAX_BUTTON_TITLE:
+            issues.append(_error(node.id, "BUTTON_TITLE_TOO_LONG",
+                                 f"button {button.id!r} of message {node.id!r} has a title of {len(title)} "
+                                 f"characters; shorten it to at most {MAX_BUTTON_TITLE}"))
+    return issues
+
+
+def _check_condition(node: ConditionNode) -> list[FlowIssue]:
+    from server.segments import validate_segment
+
+    issues: list[FlowIssue] = []
+    if not node.branches:
+        issues.append(_error(node.id, "CONDITION_WITHOUT_BRANCHES",
+                             f"condition {node.id!r} has no branches: add at least one named segment, "
+                             f"or replace it with a 'next'"))
+    for branch in node.branches:
+        try:
+            validate_segment(branch.segment)
+        except InvalidInput as exc:
+            issues.append(_error(node.id, "INVALID_SEGMENT",
+                                 f"condition {node.id!r}, branch {branch.name!r}: {exc.message}"))
+    return issues
+
+
+def _check_delay(node: DelayNode) -> list[FlowIssue]:
+    if (node.for_ is None) == (node.until is None):
+        which = "both" if node.for_ is not None else "neither"
+        return [_error(node.id, "DELAY_NEEDS_ONE",
+                       f"delay {node.id!r} has {which} of 'for' and 'until': set exactly one "
+                       f"('for': '2h', or 'until': '2026-12-24T10:00')")]
+    if node.until is not None and _parse_until(node.until) is None:
+        return [_error(node.id, "INVALID_UNTIL",
+                       f"delay {node.id!r}: until {node.until!r} is not an ISO-8601 date-time; "
+                       f"write it like '2026-12-24T10:00' (optionally with an offset such as '+01:00')")]
+    return []
+
+
+def _parse_until(text: str) -> datetime | None:
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+def _connect_to_self(node: ConnectFlowNode) -> FlowIssue:
+    return _warning(node.id, "CONNECT_TO_SELF",
+                    f"connect_flow {node.id!r} restarts this same flow; that is allowed but loops "
+                    f"forever unless something on the way ends it — check that is what you want")
+
+
+# --- catalog checks --------------------------------------------------------------------------
+
+
+def _check_catalog(node: Node, flow: FlowDefinition, catalog: Catalog) -> list[FlowIssue]:
+    if isinstance(node, TemplateNode):
+        return _check_template(node, catalog)
+    if isinstance(node, TagNode):
+        return [_unknown_tag(node.id, f"tag node {node.id!r} ({verb})", name, catalog)
+                for verb, names in (("add", node.add), ("remove", node.remove))
+                for name in names if name not in catalog.tags]
+    if isinstance(node, SetVariableNode):
+        return _check_set_variable(node, catalog)
+    if isinstance(node, AssignNode):
+        issues: list[FlowIssue] = []
+        if node.agent and node.agent not in catalog.agents:
+            issues.append(_error(node.id, "UNKNOWN_AGENT",
+                                 f"assign node {node.id!r}: agent {node.agent!r} is not an agent of this "
+                                 f"workspace; use an existing agent's email or id, or create the agent"))
+        if node.team and node.team not in catalog.teams:
+            issues.append(_error(node.id, "UNKNOWN_AGENT",
+                                 f"assign node {node.id!r}: team {node.team!r} is not a team of this "
+                                 f"workspace; use an existing team or create it"))
+        return issues
+    if isinstance(node, ConditionNode):
+        return _check_segment_names(node, catalog)
+    if isinstance(node, ConnectFlowNode):
+        is_self = node.flow == flow.name or (catalog.flow_id is not None and node.flow == catalog.flow_id)
+        if is_self and node.flow != flow.name:
+            return [_connect_to_self(node)]  # by id; by name it was reported without a catalog
+        if not is_self and node.flow not in catalog.flows:
+            return [_error(node.id, "UNKNOWN_FLOW",
+                           f"connect_flow {node.id!r}: flow {node.flow!r} does not exist in this "
+                           f"workspace; use the name or id of an existing flow")]
+    return []
+
+
+def _unknown_tag(node_id: str, where: str, name: str, catalog: Catalog) -> FlowIssue:
+    return _error(node_id, "UNKNOWN_TAG",
+                  f"{where}: tag {name!r} does not exist; create it (marketing or support) "
+                  f"or use one of the workspace's tags")
+
+
+def _check_template(node: TemplateNode, catalog: Catalog) -> list[FlowIssue]:
+    variants = catalog.templates.get(node.template) or []
+    if not variants:
+        return [_error(node.id, "UNKNOWN_TEMPLATE",
+                       f"template node {node.id!r}: there is no template called {node.template!r}; "
+                       f"create it or pick an existing one")]
+    variant = next((v for v in variants if v.get("language") == node.language), None)
+    if variant is None:
+        languages = ", ".join(sorted(str(v.get("language")) for v in variants))
+        return [_error(node.id, "UNKNOWN_TEMPLATE",
+                       f"template node {node.id!r}: template {node.template!r} has no {node.language!r} "
+                       f"version (it has: {languages}); set 'language' to one of those or add the "
+                       f"translation")]
+    issues: list[FlowIssue] = []
+    status = str(variant.get("status") or "DRAFT").upper()
+    if status != APPROVED:
+        reason = variant.get("rejection_reason") or variant.get("rejectionReason")
+        why = f" (rejected: {reason})" if status == "REJECTED" and reason else ""
+        issues.append(_warning(node.id, "TEMPLATE_NOT_APPROVED",
+                               f"template node {node.id!r}: template {node.template!r} "
+                               f"({node.language}) is {status}{why}, not approved; publishing submits it "
+                               f"to Meta and the flow becomes active only once it is approved"))
+    buttons = [b for b in variant.get("buttons") or [] if isinstance(b, dict)]
+    kinds = [str(b.get("type", "")).upper() for b in buttons]
+    label = f"template {node.template!r} ({node.language}) used by node {node.id!r}"
+    limits = (
+        ("TEMPLATE_TOO_MANY_BUTTONS", len(buttons), MAX_TEMPLATE_BUTTONS, "buttons"),
+        ("TEMPLATE_TOO_MANY_URL_BUTTONS", kinds.count("URL"), MAX_TEMPLATE_URL_BUTTONS, "URL buttons"),
+        ("TEMPLATE_TOO_MANY_PHONE_BUTTONS", kinds.count("PHONE_NUMBER"), MAX_TEMPLATE_PHONE_BUTTONS,
+         "phone-call buttons"),
+        ("TEMPLATE_TOO_MANY_COPY_CODE_BUTTONS", kinds.count("COPY_CODE"), MAX_TEMPLATE_COPY_CODE_BUTTONS,
+         "copy-code buttons"),
+    )
+    for code, count, limit, what in limits:
+        if count > limit:
+            issues.append(_error(node.id, code,
+                                 f"{label} has {count} {what}; WhatsApp allows at most {limit}: "
+                                 f"remove some from the template"))
+    quick_replies = {
+        str(value)
+        for b, kind in zip(buttons, kinds, strict=True) if kind == "QUICK_REPLY"
+        for value in (b.get("text"), b.get("id"), b.get("payload")) if value
+    }
+    for button in node.buttons:
+        if button.id not in quick_replies:
+            offered = ", ".join(sorted(repr(q) for q in quick_replies)) or "none"
+            issues.append(_error(node.id, "UNKNOWN_TEMPLATE_BUTTON",
+                                 f"template node {node.id!r}: button {button.id!r} is not a quick reply "
+                                 f"of {node.template!r} ({node.language}); quick replies are: {offered}"))
+    return issues
+
+
+def _check_set_variable(node: SetVariableNode, catalog: Catalog) -> list[FlowIssue]:
+    issues: list[FlowIssue] = []
+    source = node.source()
+    if source.from_ == "variable" and source.var and source.var not in catalog.fields:
+        issues.append(_unknown_field(node.id, f"set_variable {node.id!r}: value.var", source.var))
+    spec = catalog.fields.get(node.field)
+    if spec is None:
+        issues.append(_unknown_field(node.id, f"set_variable {node.id!r}: field", node.field))
+        return issues
+    if source.from_ != "value" or source.value is None or _has_placeholder(source.value):
+        return issues  # replies, buttons and rendered placeholders are only known at run time
+    field_type, options = spec
+    problem = _value_problem(field_type, options, source.value)
+    if problem is not None:
+        allowed = f" (one of: {', '.join(options)})" if field_type.upper() == "FIXED" else ""
+        issues.append(_error(node.id, "WRONG_VALUE_TYPE",
+                             f"set_variable {node.id!r}: value {source.value!r} does not fit field "
+                             f"{node.field!r} of type {field_type}{allowed}: {problem}"))
+    return issues
+
+
+def _unknown_field(node_id: str, where: str, name: str) -> FlowIssue:
+    return _error(node_id, "UNKNOWN_FIELD",
+                  f"{where} {name!r} is not a field of this workspace; create the field "
+                  f"(name, type) or use an existing one")
+
+
+def _has_placeholder(value: Any) -> bool:
+    return isinstance(value, str) and "{{" in value
+
+
+def _value_problem(field_type: str, options: list[str], raw: Any) -> str | None:
+    """Why ``raw`` cannot be stored in a field of this type, or None when it can."""
+    coerce: Callable[[str, list[str], Any], Any] = _minimal_coerce
+    try:
+        from server.machines.values import coerce_value
+    except ImportError:
+        pass  # values.py is not there yet: fall back to the minimal check below
+    else:
+        coerce = coerce_value
+    try:
+        coerce(field_type, options, raw)
+    except InvalidInput as exc:
+        return exc.message
+    except (ValueError, TypeError) as exc:
+        return str(exc)
+    return None
+
+
+def _minimal_coerce(field_type: str, options: list[str], raw: Any) -> Any:
+    """Stand-in for ``values.coerce_value`` while that module is not available."""
+    kind = field_type.upper()
+    if kind == "TEXT" and isinstance(raw, str | int | float) and not isinstance(raw, bool):
+        return str(raw)
+    if kind == "NUMBER":
+        if isinstance(raw, int | float) and not isinstance(raw, bool):
+            return raw
+        if isinstance(raw, str):
+            try:
+                return float(raw.strip().replace(",", "."))
+            except ValueError:
+                pass
+    if kind == "BOOLEAN":
+        if isinstance(raw, bool):
+            return raw
+        if isinstance(raw, str) and raw.strip().lower() in ("true", "false"):
+            return raw.strip().lower() == "true"
+    if kind == "DATE" and isinstance(raw, str):
+        try:
+            return datetime.fromisoformat(raw.strip())
+        except ValueError:
+            pass
+    if kind == "FIXED" and isinstance(raw, str) and raw in options:
+        return raw
+    raise InvalidInput(f"expected a {kind.lower()} value")
+
+
+def _check_segment_names(node: ConditionNode, catalog: Catalog) -> list[FlowIssue]:
+    issues: list[FlowIssue] = []
+    for branch in node.branches:
+        where = f"condition {node.id!r}, branch {branch.name!r}"
+        for kind, name in _segment_leaves(branch.segment):
+            if kind == "tag" and name not in catalog.tags:
+                issues.append(_unknown_tag(node.id, where, name, catalog))
+            elif kind == "var" and name not in catalog.fields:
+                issues.append(_unknown_field(node.id, f"{where}: var", name))
+            elif kind == "assigned_to" and name not in catalog.agents:
+                issues.append(_error(node.id, "UNKNOWN_AGENT",
+                                     f"{where}: assigned_to {name!r} is not an agent of this workspace; "
+                                     f"use an existing agent's id"))
+    return issues
+
+
+def _segment_leaves(segment: Any) -> Iterator[tuple[str, str]]:
+    """The ``tag``, ``var`` and ``assigned_to`` names in a raw segment, through all/any/not."""
+    stack = [segment]
     while stack:
-        current = stack.pop()
-        if current is None or current in found or current not in by_id:
+        part = stack.pop()
+        if not isinstance(part, dict):
             continue
-        found.add(current)
-        stack.extend(successors(by_id[current]))
+        for key in ("all", "any"):
+            if isinstance(part.get(key), list):
+                stack.extend(reversed(part[key]))
+        if "not" in part:
+            inner = part["not"]
+            stack.extend(reversed(inner) if isinstance(inner, list) else [inner])
+        for key in ("tag", "var", "assigned_to"):
+            if isinstance(part.get(key), str):
+                yield key, part[key]
+
+
+# --- graph walks -----------------------------------------------------------------------------
+
+
+def _reachable(start: str, by_id: dict[str, Node]) -> set[str]:
+    found = {start}
+    stack = [start]
+    while stack:
+        for _, target in _runtime_edges(by_id[stack.pop()]):
+            if target in by_id and target not in found:
+                found.add(target)
+                stack.append(target)
     return found
+
+
+def _spin_loops(flow: FlowDefinition, by_id: dict[str, Node]) -> list[FlowIssue]:
+    """One issue per strongly connected group of non-waiting nodes that can repeat forever."""
+    graph: dict[str, list[str]] = {}
+    for node_id, node in by_id.items():
+        if _waits(node):
+            continue
+        graph[node_id] = list(dict.fromkeys(
+            t for _, t in _runtime_edges(node) if t in by_id and not _waits(by_id[t])
+        ))
+    order = {node.id: i for i, node in enumerate(flow.nodes) if node.id in graph}
+    issues: list[FlowIssue] = []
+    for component in _strongly_connected(graph):
+        first = min(component, key=order.__getitem__)
+        if len(component) == 1 and first not in graph[first]:
+            continue
+        cycle = _cycle_through(first, graph, set(component))
+        path = " → ".join(repr(n) for n in [*cycle, first])
+        others = sorted(set(component) - set(cycle), key=order.__getitem__)
+        also = f" (also on this loop: {', '.join(repr(n) for n in others)})" if others else ""
+        issues.append(_error(first, "SPIN_LOOP",
+                             f"nodes {path} form a loop that repeats without waiting{also}; add a delay "
+                             f"or a message that waits for an answer (buttons, on_reply or no_reply) "
+                             f"on it, or break the loop"))
+    return issues
+
+
+def _strongly_connected(graph: dict[str, list[str]]) -> list[list[str]]:
+    """Tarjan's algorithm without recursion (flows can be deep)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    on_stack: set[str] = set()
+    stack: list[str] = []
+    components: list[list[str]] = []
+    for root in graph:
+        if root in index:
+            continue
+        work: list[tuple[str, int]] = [(root, 0)]
+        while work:
+            node, position = work.pop()
+            if position == 0:
+                index[node] = low[node] = len(index)
+                stack.append(node)
+                on_stack.add(node)
+            children = graph[node]
+            if position < len(children):
+                work.append((node, position + 1))
+                child = children[position]
+                if child not in index:
+                    work.append((child, 0))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            if low[node] == index[node]:
+                component: list[str] = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                components.append(component)
+            if work:
+                parent = work[-1][0]
+                low[parent] = min(low[parent], low[node])
+    return components
+
+
+def _cycle_through(first: str, graph: dict[str, list[str]], component: set[str]) -> list[str]:
+    """A shortest cycle from ``first`` back to itself inside its component (BFS)."""
+    parent: dict[str, str] = {}
+    queue = deque([first])
+    while queue:
+        current = queue.popleft()
+        for target in graph[current]:
+            if target == first:
+                path = [current]
+                while path[-1] != first:
+                    path.append(parent[path[-1]])
+                return list(reversed(path))
+            if target in component and target not in parent:
+                parent[target] = current
+                queue.append(target)
+    return [first]
+
+
+def _long_wait_after(node: Node, kind: str) -> bool:
+    """Whether leaving ``node`` along ``kind`` comes after a wait longer than the 24-hour window."""
+    if isinstance(node, DelayNode):
+        return node.until is not None or (node.for_ is not None and parse_duration(node.for_) > WINDOW)
+    if kind == "no_reply" and isinstance(node, MessageNode | TemplateNode) and node.no_reply:
+        return parse_duration(node.no_reply.after) > WINDOW
+    return False
+
+
+def _window_warnings(start: str, by_id: dict[str, Node], webhook: bool) -> list[FlowIssue]:
+    """Simple messages that may be due while the 24-hour window is closed.
+
+    BFS over (node, why-closed bits): a template clears the bits (it opens the conversation), a
+    reply or button press clears them (the customer wrote), a long wait sets one. At most four
+    states per node, so the walk stays linear.
+    """
+    first = (start, _AFTER_WEBHOOK if webhook else 0)
+    seen = {first}
+    queue = deque([first])
+    warned: dict[str, int] = {}
+    while queue:
+        node_id, bits = queue.popleft()
+        node = by_id[node_id]
+        if isinstance(node, MessageNode) and bits:
+            warned[node_id] = warned.get(node_id, 0) | bits
+        base = 0 if isinstance(node, TemplateNode) else bits
+        for kind, target in _runtime_edges(node):
+            if target not in by_id:
+                continue
+            after = 0 if kind in ("button", "reply") else base
+            if _long_wait_after(node, kind):
+                after |= _AFTER_LONG_WAIT
+            state = (target, after)
+            if state not in seen:
+                seen.add(state)
+                queue.append(state)
+    issues: list[FlowIssue] = []
+    for node_id in (n for n in by_id if n in warned):
+        if warned[node_id] & _AFTER_LONG_WAIT:
+            issues.append(_warning(node_id, "SIMPLE_MESSAGE_AFTER_LONG_WAIT",
+                                   f"message {node_id!r} can be reached after a wait longer than 24 h "
+                                   f"with no template before it; the conversation window may be closed "
+                                   f"and it would not be sent: put a template node before it"))
+        if warned[node_id] & _AFTER_WEBHOOK:
+            issues.append(_warning(node_id, "SIMPLE_MESSAGE_AFTER_WEBHOOK_START",
+                                   f"message {node_id!r} can be reached from the webhook start with no "
+                                   f"template before it; the conversation may not be open and it would "
+                                   f"not be sent: start with a template node"))
+    return issues

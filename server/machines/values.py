@@ -41,13 +41,10 @@ def fold(text: str) -> str:
 
 
 def _fail(field_type: str, raw: object, expected: str | None = None) -> InvalidInput:
-    shown = raw if isinstance(raw, str) else repr(raw)
-    if isinstance(shown, str) and len(shown) > 60:
-        shown = shown[:57] + "..."
-    article = "an" if field_type[0] in "AEIOU" else "a"
+    shown = repr(raw[:57] + "..." if isinstance(raw, str) and len(raw) > 60 else raw)
+    what = "a FIXED option" if field_type == "FIXED" else f"a {field_type}"
     return InvalidInput(
-        f"{shown!r} is not {article} {field_type} (expected {expected or _EXPECTED[field_type]})",
-        fieldType=field_type,
+        f"{shown} is not {what} (expected {expected or _EXPECTED[field_type]})", fieldType=field_type
     )
 
 
@@ -101,15 +98,7 @@ def _number(raw: object) -> int | float:
         raise _fail("NUMBER", raw)
     text = raw.strip()
     if _GROUPED.fullmatch(text) and not _NUMBER.fullmatch(text.replace(",", ".")):
-        # Thousands separators ("1.234,5", "1,234.5", "1 234"): the last . or , is decimal.
-        digits = re.sub(r"\s", "", text)
-        last = max(digits.rfind("."), digits.rfind(","))
-        tail = digits[last + 1:] if last >= 0 else ""
-        if last >= 0 and len(tail) != 3:
-            digits = re.sub(r"[.,]", "", digits[:last]) + "." + tail
-        else:
-            digits = re.sub(r"[.,]", "", digits)
-        text = digits
+        text = _ungroup(text)
     else:
         text = text.replace(",", ".")  # Spanish decimal comma: "3,5"
     if not _NUMBER.fullmatch(text):
@@ -123,6 +112,20 @@ def _number(raw: object) -> int | float:
     if not math.isfinite(number):
         raise _fail("NUMBER", raw)
     return number
+
+
+def _ungroup(text: str) -> str:
+    """Drop thousands separators ("1.234,5", "1,234.5", "1 234", "1.234.567").
+
+    With both "." and "," the last one is the decimal mark; a single mark among space groups
+    is decimal too; one kind of mark repeated only groups thousands.
+    """
+    digits = re.sub(r"\s", "", text)
+    marks = [c for c in digits if c in ".,"]
+    if len(set(marks)) == 2 or len(marks) == 1:
+        last = max(digits.rfind("."), digits.rfind(","))
+        return re.sub(r"[.,]", "", digits[:last]) + "." + digits[last + 1:]
+    return re.sub(r"[.,]", "", digits)
 
 
 def _boolean(raw: object) -> bool:
@@ -178,8 +181,12 @@ def _fixed(options: list[str], raw: object) -> str:
     expected = f"one of: {listed}"
     if isinstance(raw, bool) or not isinstance(raw, str | int | float):
         raise _fail("FIXED", raw, expected)
-    wanted = fold(str(raw)).strip(_EDGE_PUNCTUATION)
+    wanted = fold(str(raw))
     for option in options:
         if fold(option) == wanted:
+            return option
+    bare = wanted.strip(_EDGE_PUNCTUATION)
+    for option in options:
+        if fold(option).strip(_EDGE_PUNCTUATION) == bare:
             return option
     raise _fail("FIXED", raw, expected)

@@ -25,6 +25,13 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("workspace_id", ASCENDING), ("phone", ASCENDING), ("at", ASCENDING)]),
         IndexModel([("direction", ASCENDING), ("applied", ASCENDING)], sparse=True),
     ],
+    # The workspace catalog (server/store/catalog.py): unique on each entry's natural key.
+    "tags": [IndexModel([("workspace_id", ASCENDING), ("name", ASCENDING)], unique=True)],
+    "fields": [IndexModel([("workspace_id", ASCENDING), ("name", ASCENDING)], unique=True)],
+    "agents": [IndexModel([("workspace_id", ASCENDING), ("email", ASCENDING)], unique=True)],
+    "templates": [
+        IndexModel([("workspace_id", ASCENDING), ("name", ASCENDING), ("language", ASCENDING)], unique=True)
+    ],
 }
 
 

@@ -1,0 +1,103 @@
+"""The workspace catalog flows refer to by name: tags, typed fields, agents and WhatsApp templates.
+
+Each collection is unique per workspace on its natural key (see ``INDEXES``); ``insert``
+returns False instead of raising when that key is taken, so operations can answer CONFLICT.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pymongo import ReturnDocument
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import DuplicateKeyError
+
+from server.store.database import Database
+
+Document = dict[str, Any]
+
+
+class _Scoped:
+    """Shared by-id and list access, always filtered by workspace (nothing crosses workspaces)."""
+
+    collection_name = ""
+    order: tuple[str, ...] = ("name",)
+
+    def __init__(self, database: Database) -> None:
+        self._docs: AsyncCollection[Document] = database.collection(self.collection_name)
+
+    async def insert(self, document: Document) -> bool:
+        """Store a new entry; False when its natural key already exists in the workspace."""
+        try:
+            await self._docs.insert_one(document)
+        except DuplicateKeyError:
+            return False
+        return True
+
+    async def get(self, workspace_id: str, doc_id: str) -> Document | None:
+        return await self._docs.find_one({"_id": doc_id, "workspace_id": workspace_id})
+
+    async def list(self, workspace_id: str) -> list[Document]:
+        return await self._docs.find({"workspace_id": workspace_id}).sort(
+            [(key, 1) for key in self.order]
+        ).to_list()
+
+    async def update(self, workspace_id: str, doc_id: str, changes: Document) -> Document | None:
+        """Apply ``changes``; raises ``DuplicateKeyError`` when they collide with another entry."""
+        return await self._docs.find_one_and_update(
+            {"_id": doc_id, "workspace_id": workspace_id},
+            {"$set": changes},
+            return_document=ReturnDocument.AFTER,
+        )
+
+    async def delete(self, workspace_id: str, doc_id: str) -> bool:
+        result = await self._docs.delete_one({"_id": doc_id, "workspace_id": workspace_id})
+        return result.deleted_count == 1
+
+
+class TagRepository(_Scoped):
+    """``{_id, workspace_id, name, kind: MARKETING|SUPPORT, created_at}``."""
+
+    collection_name = "tags"
+
+    async def get_by_name(self, workspace_id: str, name: str) -> Document | None:
+        return await self._docs.find_one({"workspace_id": workspace_id, "name": name})
+
+
+class FieldRepository(_Scoped):
+    """``{_id, workspace_id, name, type, options, external: {system, property} | None}``."""
+
+    collection_name = "fields"
+
+    async def get_by_name(self, workspace_id: str, name: str) -> Document | None:
+        return await self._docs.find_one({"workspace_id": workspace_id, "name": name})
+
+
+class AgentRepository(_Scoped):
+    """``{_id, workspace_id, email, name, available, teams}``; email is stored lower-case."""
+
+    collection_name = "agents"
+    order = ("email",)
+
+    async def get_by_email(self, workspace_id: str, email: str) -> Document | None:
+        return await self._docs.find_one({"workspace_id": workspace_id, "email": email})
+
+    async def find(self, workspace_id: str, id_or_email: str) -> Document | None:
+        """An agent by id or by email: flows may name either in an ``assign`` node."""
+        return await self._docs.find_one(
+            {"workspace_id": workspace_id, "$or": [{"_id": id_or_email}, {"email": id_or_email.lower()}]}
+        )
+
+
+class TemplateRepository(_Scoped):
+    """Meta message templates, one document per (name, language)."""
+
+    collection_name = "templates"
+    order = ("name", "language")
+
+    async def get_by_name(self, workspace_id: str, name: str, language: str | None = None) -> list[Document]:
+        """Every language of template ``name`` (or just ``language``)."""
+        query: Document = {"workspace_id": workspace_id, "name": name}
+        if language is not None:
+            query["language"] = language
+        return await self._docs.find(query).sort("language", 1).to_list()
