@@ -72,6 +72,13 @@ class Runtime:
             self._timezones[workspace_id] = zone
         return zone
 
+    async def fields_of(self, workspace_id: str) -> dict[str, tuple[str, list[str]]]:
+        """The workspace's typed fields, read per turn that needs them (a small indexed query)."""
+        return {
+            f["name"]: (f["type"], list(f.get("options") or []))
+            for f in await self.fields.list(workspace_id)
+        }
+
     async def start(self) -> None:
         settings = self.settings
         await self.database.ensure_indexes()
@@ -86,6 +93,7 @@ class Runtime:
             clock=self.clock,
             timezone_of=self.timezone_of,
             segment_matcher=matches,
+            fields_of=self.fields_of,
         )
         self.actors = ActorSystem(deps, idle_seconds=settings.actor_idle_seconds)
         await self.actors.start()

@@ -5,15 +5,44 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 from server.clock import SystemClock
 from server.config import Settings
+from server.operations import catalog as catalog_ops
 from server.operations import flows as flow_ops
 from server.runtime import Runtime
 from server.store.workspaces import new_api_key
 
 DEMO_WORKSPACE = "demo"
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "flows"
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+async def load_example_catalog(runtime: Runtime, workspace_id: str) -> None:
+    """Create the tags, fields, agents and templates the example flows use (skips existing ones)."""
+    catalog = json.loads((EXAMPLES / "catalog.json").read_text())
+    tags = {t["name"] for t in await catalog_ops.list_tags(runtime, workspace_id)}
+    for tag in catalog["tags"]:
+        if tag["name"] not in tags:
+            await catalog_ops.create_tag(runtime, workspace_id, tag["name"], tag["kind"])
+    fields = {f["name"] for f in await catalog_ops.list_fields(runtime, workspace_id)}
+    for field in catalog["fields"]:
+        if field["name"] not in fields:
+            await catalog_ops.create_field(
+                runtime, workspace_id, field["name"], field["type"], field.get("options")
+            )
+    agents = {a["email"] for a in await catalog_ops.list_agents(runtime, workspace_id)}
+    for agent in catalog["agents"]:
+        if agent["email"] not in agents:
+            await catalog_ops.create_agent(runtime, workspace_id, agent["email"], agent["name"])
+    templates = {(t["name"], t["language"]) for t in await catalog_ops.list_templates(runtime, workspace_id)}
+    for template in catalog["templates"]:
+        if (template["name"], template["language"]) not in templates:
+            await catalog_ops.create_template(runtime, workspace_id, template)
+
+
+def example_flows() -> list[dict[str, Any]]:
+    return [json.loads(path.read_text()) for path in sorted((EXAMPLES / "flows").glob("*.json"))]
 
 
 def _key_file(settings: Settings) -> Path:
@@ -33,8 +62,8 @@ async def seed_demo(settings: Settings) -> str:
             api_key = api_key or new_api_key()
             await runtime.workspaces.add_key(DEMO_WORKSPACE, api_key, "ADMIN", "demo", now)
             _store_key(settings, api_key)
-        for path in sorted(EXAMPLES.glob("*.json")) if EXAMPLES.is_dir() else []:
-            definition = json.loads(path.read_text())
+        await load_example_catalog(runtime, DEMO_WORKSPACE)
+        for definition in example_flows():
             if await runtime.flows.get_by_name(DEMO_WORKSPACE, definition["name"]) is None:
                 flow = await flow_ops.import_flow(runtime, DEMO_WORKSPACE, definition)
                 if not [i for i in flow_ops.issues_of(definition) if i.severity == "ERROR"]:

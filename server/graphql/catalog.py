@@ -1,0 +1,229 @@
+"""GraphQL surface of the workspace catalog: tags, fields, agents, templates (API.md).
+
+``CatalogQuery`` and ``CatalogMutation`` are plain ``@strawberry.type`` classes that the root
+``Query``/``Mutation`` in ``schema.py`` inherit from, so this module owns its resolvers alone.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import Enum
+from typing import Any
+
+import strawberry
+from strawberry.scalars import JSON
+
+from server.clock import as_utc
+from server.operations import catalog as ops
+
+
+@strawberry.enum
+class TagKind(Enum):
+    MARKETING = "MARKETING"
+    SUPPORT = "SUPPORT"
+
+
+@strawberry.enum
+class FieldType(Enum):
+    TEXT = "TEXT"
+    NUMBER = "NUMBER"
+    BOOLEAN = "BOOLEAN"
+    DATE = "DATE"
+    FIXED = "FIXED"
+
+
+@strawberry.enum
+class TemplateCategory(Enum):
+    MARKETING = "MARKETING"
+    UTILITY = "UTILITY"
+    AUTHENTICATION = "AUTHENTICATION"
+
+
+@strawberry.enum
+class TemplateStatus(Enum):
+    DRAFT = "DRAFT"
+    PENDING = "PENDING"
+    APPROVED = "APPROVED"
+    REJECTED = "REJECTED"
+    PAUSED = "PAUSED"
+    DISABLED = "DISABLED"
+
+
+@strawberry.type
+class Tag:
+    id: strawberry.ID
+    name: str
+    kind: TagKind
+
+    @classmethod
+    def of(cls, doc: dict[str, Any]) -> Tag:
+        return cls(id=strawberry.ID(doc["_id"]), name=doc["name"], kind=TagKind(doc["kind"]))
+
+
+@strawberry.type(description="a link from a field to a property of an external profile (Klaviyo)")
+class ExternalLink:
+    system: str
+    property: str
+
+
+@strawberry.input
+class ExternalLinkInput:
+    system: str = "klaviyo"
+    property: str
+
+
+@strawberry.type(description="a typed contact variable: {{contact.<name>}}")
+class Field:
+    id: strawberry.ID
+    name: str
+    type: FieldType
+    options: list[str]
+    external: ExternalLink | None
+
+    @classmethod
+    def of(cls, doc: dict[str, Any]) -> Field:
+        link = doc.get("external")
+        return cls(
+            id=strawberry.ID(doc["_id"]),
+            name=doc["name"],
+            type=FieldType(doc["type"]),
+            options=list(doc.get("options") or []),
+            external=ExternalLink(system=link["system"], property=link["property"]) if link else None,
+        )
+
+
+@strawberry.type
+class Agent:
+    id: strawberry.ID
+    email: str
+    name: str
+    available: bool
+    teams: list[str]
+
+    @classmethod
+    def of(cls, doc: dict[str, Any]) -> Agent:
+        return cls(
+            id=strawberry.ID(doc["_id"]),
+            email=doc["email"],
+            name=doc["name"],
+            available=bool(doc.get("available", True)),
+            teams=list(doc.get("teams") or []),
+        )
+
+
+@strawberry.type
+class Template:
+    id: strawberry.ID
+    name: str
+    language: str
+    category: TemplateCategory
+    status: TemplateStatus
+    rejection_reason: str | None
+    components: JSON
+    updated_at: datetime | None = None
+
+    @classmethod
+    def of(cls, doc: dict[str, Any]) -> Template:
+        updated = doc.get("updated_at")
+        return cls(
+            id=strawberry.ID(doc["_id"]),
+            name=doc["name"],
+            language=doc["language"],
+            category=TemplateCategory(doc["category"]),
+            status=TemplateStatus(doc["status"]),
+            rejection_reason=doc.get("rejection_reason"),
+            components=doc.get("components") or [],
+            updated_at=as_utc(updated) if updated else None,
+        )
+
+
+@strawberry.input(description="a WhatsApp template in Meta's component format (HEADER/BODY/FOOTER/BUTTONS)")
+class TemplateInput:
+    name: str
+    language: str
+    category: TemplateCategory
+    components: JSON
+
+
+@strawberry.type
+class CatalogQuery:
+    @strawberry.field
+    async def tags(self, info: strawberry.Info) -> list[Tag]:
+        ctx = info.context
+        return [Tag.of(d) for d in await ops.list_tags(ctx.runtime, ctx.workspace())]
+
+    @strawberry.field
+    async def fields(self, info: strawberry.Info) -> list[Field]:
+        ctx = info.context
+        return [Field.of(d) for d in await ops.list_fields(ctx.runtime, ctx.workspace())]
+
+    @strawberry.field
+    async def agents(self, info: strawberry.Info) -> list[Agent]:
+        ctx = info.context
+        return [Agent.of(d) for d in await ops.list_agents(ctx.runtime, ctx.workspace())]
+
+    @strawberry.field
+    async def templates(self, info: strawberry.Info) -> list[Template]:
+        ctx = info.context
+        return [Template.of(d) for d in await ops.list_templates(ctx.runtime, ctx.workspace())]
+
+
+@strawberry.type
+class CatalogMutation:
+    @strawberry.mutation
+    async def create_tag(self, info: strawberry.Info, name: str, kind: TagKind) -> Tag:
+        ctx = info.context
+        return Tag.of(await ops.create_tag(ctx.runtime, ctx.admin_workspace(), name, kind.value))
+
+    @strawberry.mutation(description="refused (CONFLICT) while a flow uses the tag")
+    async def rename_tag(self, info: strawberry.Info, id: strawberry.ID, name: str) -> Tag:
+        ctx = info.context
+        return Tag.of(await ops.rename_tag(ctx.runtime, ctx.admin_workspace(), str(id), name))
+
+    @strawberry.mutation(description="refused (CONFLICT, naming the flows) while a flow uses the tag")
+    async def delete_tag(self, info: strawberry.Info, id: strawberry.ID) -> bool:
+        ctx = info.context
+        return await ops.delete_tag(ctx.runtime, ctx.admin_workspace(), str(id))
+
+    @strawberry.mutation
+    async def create_field(
+        self,
+        info: strawberry.Info,
+        name: str,
+        type: FieldType,
+        options: list[str] | None = None,
+        external: ExternalLinkInput | None = None,
+    ) -> Field:
+        ctx = info.context
+        link = {"system": external.system, "property": external.property} if external else None
+        document = await ops.create_field(
+            ctx.runtime, ctx.admin_workspace(), name, type.value, options, link
+        )
+        return Field.of(document)
+
+    @strawberry.mutation
+    async def create_agent(
+        self, info: strawberry.Info, email: str, name: str, teams: list[str] | None = None
+    ) -> Agent:
+        ctx = info.context
+        return Agent.of(await ops.create_agent(ctx.runtime, ctx.admin_workspace(), email, name, teams))
+
+    @strawberry.mutation(description="the agent takes (or stops taking) new conversations")
+    async def set_agent_availability(
+        self, info: strawberry.Info, id: strawberry.ID, available: bool
+    ) -> Agent:
+        ctx = info.context
+        return Agent.of(
+            await ops.set_agent_availability(ctx.runtime, ctx.admin_workspace(), str(id), available)
+        )
+
+    @strawberry.mutation
+    async def create_template(self, info: strawberry.Info, input: TemplateInput) -> Template:
+        ctx = info.context
+        data = {
+            "name": input.name,
+            "language": input.language,
+            "category": input.category.value,
+            "components": input.components,
+        }
+        return Template.of(await ops.create_template(ctx.runtime, ctx.admin_workspace(), data))

@@ -1,0 +1,579 @@
+"""Workspace catalog use cases: tags, fields, agents and templates, plus the snapshot validators use.
+
+Flows refer to catalog entries by *name* (tag names, field names, agent e-mails, template
+names), so names are normalised once here and entries a flow still uses cannot disappear.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from pymongo.errors import DuplicateKeyError
+
+from server.errors import Conflict, InvalidInput, NotFound
+from server.ids import new_id
+from server.machines.values import FIELD_TYPES, fold
+from server.runtime import Runtime
+
+TAG_KINDS = ("MARKETING", "SUPPORT")
+MAX_TAG_NAME = 64
+MAX_FIELD_NAME = 64
+MAX_OPTIONS = 100
+MAX_OPTION = 100
+RESERVED_FIELDS = frozenset({"phone", "name"})  # built into every contact ({{contact.phone}})
+EXTERNAL_SYSTEMS = ("klaviyo",)
+_FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+
+TEMPLATE_CATEGORIES = ("MARKETING", "UTILITY", "AUTHENTICATION")
+TEMPLATE_STATUSES = ("DRAFT", "PENDING", "APPROVED", "REJECTED", "PAUSED", "DISABLED")
+BUTTON_TYPES = ("QUICK_REPLY", "URL", "PHONE_NUMBER", "COPY_CODE")
+HEADER_FORMATS = ("TEXT", "IMAGE", "VIDEO", "DOCUMENT", "LOCATION")
+_TEMPLATE_NAME = re.compile(r"[a-z0-9_]{1,512}")  # Meta: lower-case letters, digits, underscores
+_LANGUAGE = re.compile(r"[a-z]{2,3}(_[A-Z]{2})?")  # Meta locale codes: es, en_US, pt_BR
+# Meta's limits (WhatsApp Cloud API, message templates).
+MAX_BUTTONS = 10
+MAX_BUTTONS_BY_TYPE = {"URL": 2, "PHONE_NUMBER": 1, "COPY_CODE": 1}
+MAX_BODY = 1024
+MAX_HEADER_TEXT = 60
+MAX_FOOTER = 60
+MAX_BUTTON_TEXT = 25
+
+
+# --- tags ---------------------------------------------------------------------------------------
+
+
+def normalize_tag_name(name: object) -> str:
+    if not isinstance(name, str) or not name.strip():
+        raise InvalidInput("a tag needs a name", field="name")
+    value = " ".join(name.split())
+    if len(value) > MAX_TAG_NAME:
+        raise InvalidInput(f"tag names are at most {MAX_TAG_NAME} characters", field="name")
+    return value
+
+
+def _tag_kind(kind: object) -> str:
+    value = str(getattr(kind, "value", kind)).upper()
+    if value not in TAG_KINDS:
+        raise InvalidInput(f"tag kind must be one of {', '.join(TAG_KINDS)}", field="kind")
+    return value
+
+
+async def create_tag(runtime: Runtime, workspace_id: str, name: str, kind: object) -> dict[str, Any]:
+    name = normalize_tag_name(name)
+    document = {
+        "_id": new_id("tag"),
+        "workspace_id": workspace_id,
+        "name": name,
+        "kind": _tag_kind(kind),
+        "created_at": runtime.clock.now(),
+    }
+    if not await runtime.tags.insert(document):
+        raise Conflict(f"a tag called {name!r} already exists", field="name")
+    return document
+
+
+async def require_tag(runtime: Runtime, workspace_id: str, tag_id: str) -> dict[str, Any]:
+    tag = await runtime.tags.get(workspace_id, tag_id)
+    if tag is None:
+        raise NotFound(f"tag {tag_id} not found")
+    return tag
+
+
+async def list_tags(runtime: Runtime, workspace_id: str) -> list[dict[str, Any]]:
+    return await runtime.tags.list(workspace_id)
+
+
+async def rename_tag(runtime: Runtime, workspace_id: str, tag_id: str, name: str) -> dict[str, Any]:
+    """Rename a tag no flow uses yet.
+
+    Flows and contacts hold tag *names*, so renaming a tag a flow uses would silently break
+    that flow's tag nodes and segments: the caller is told which flows to edit first.
+    """
+    tag = await require_tag(runtime, workspace_id, tag_id)
+    name = normalize_tag_name(name)
+    if name == tag["name"]:
+        return tag
+    await _refuse_if_used(runtime, workspace_id, tag["name"], "rename")
+    try:
+        updated = await runtime.tags.update(workspace_id, tag_id, {"name": name})
+    except DuplicateKeyError:
+        raise Conflict(f"a tag called {name!r} already exists", field="name") from None
+    if updated is None:
+        raise NotFound(f"tag {tag_id} not found")
+    return updated
+
+
+async def delete_tag(runtime: Runtime, workspace_id: str, tag_id: str) -> bool:
+    """Delete a tag, refused (CONFLICT naming the flows) while a flow draft or version uses it."""
+    tag = await require_tag(runtime, workspace_id, tag_id)
+    await _refuse_if_used(runtime, workspace_id, tag["name"], "delete")
+    return await runtime.tags.delete(workspace_id, tag_id)
+
+
+async def flows_using_tag(runtime: Runtime, workspace_id: str, name: str) -> list[str]:
+    """Names of the flows whose draft or active version adds, removes or tests tag ``name``."""
+    using: list[str] = []
+    for flow in await runtime.flows.list(workspace_id):
+        definitions = [flow.get("draft")]
+        if flow.get("active_version"):
+            version = await runtime.flows.get_version(flow["_id"], flow["active_version"])
+            if version is not None:
+                definitions.append(version.get("definition"))
+        if any(name in tags_in_definition(d) for d in definitions):
+            using.append(flow["name"])
+    return using
+
+
+async def _refuse_if_used(runtime: Runtime, workspace_id: str, name: str, action: str) -> None:
+    using = await flows_using_tag(runtime, workspace_id, name)
+    if using:
+        listed = ", ".join(repr(n) for n in using)
+        raise Conflict(
+            f"cannot {action} tag {name!r}: used by flow(s) {listed}; remove it from them first",
+            flows=using,
+        )
+
+
+def tags_in_definition(definition: Any) -> set[str]:
+    """Tag names a raw flow document mentions (``tag`` nodes and ``{"tag": ..}`` segment leaves).
+
+    Works on the stored JSON, not the parsed model, so drafts that do not parse yet count too.
+    """
+    found: set[str] = set()
+    if not isinstance(definition, dict):
+        return found
+    for node in definition.get("nodes") or []:
+        if not isinstance(node, dict):
+            continue
+        if node.get("type") == "tag":
+            for key in ("add", "remove"):
+                values = node.get(key) or []
+                found.update(v for v in values if isinstance(v, str))
+        elif node.get("type") == "condition":
+            for branch in node.get("branches") or []:
+                if isinstance(branch, dict):
+                    found.update(_segment_tags(branch.get("segment")))
+    return found
+
+
+def _segment_tags(segment: Any) -> Iterator[str]:
+    if isinstance(segment, dict):
+        tag = segment.get("tag")
+        if isinstance(tag, str):
+            yield tag
+        for key in ("all", "any", "not"):
+            if key in segment:
+                yield from _segment_tags(segment[key])
+    elif isinstance(segment, list):
+        for part in segment:
+            yield from _segment_tags(part)
+
+
+# --- fields -------------------------------------------------------------------------------------
+
+
+def normalize_field_name(name: object) -> str:
+    if not isinstance(name, str) or not name.strip():
+        raise InvalidInput("a field needs a name", field="name")
+    value = name.strip()
+    if not _FIELD_NAME.fullmatch(value) or len(value) > MAX_FIELD_NAME:
+        raise InvalidInput(
+            f"field name {value!r} must be letters, digits and underscores (not starting with a digit, "
+            f"at most {MAX_FIELD_NAME}), e.g. first_name; it is used as {{{{contact.<name>}}}}",
+            field="name",
+        )
+    if value.lower() in RESERVED_FIELDS:
+        raise InvalidInput(
+            f"{value!r} is built into every contact; choose another field name", field="name"
+        )
+    return value
+
+
+def _field_type(field_type: object) -> str:
+    value = str(getattr(field_type, "value", field_type)).upper()
+    if value not in FIELD_TYPES:
+        raise InvalidInput(f"field type must be one of {', '.join(FIELD_TYPES)}", field="type")
+    return value
+
+
+def _options(field_type: str, options: list[str] | None) -> list[str]:
+    given = list(options or [])
+    if field_type != "FIXED":
+        if given:
+            raise InvalidInput(f"only FIXED fields take options, not {field_type}", field="options")
+        return []
+    if not given:
+        raise InvalidInput("a FIXED field needs at least one option", field="options")
+    if len(given) > MAX_OPTIONS:
+        raise InvalidInput(f"a FIXED field takes at most {MAX_OPTIONS} options", field="options")
+    cleaned: list[str] = []
+    seen: set[str] = set()
+    for option in given:
+        if not isinstance(option, str) or not option.strip():
+            raise InvalidInput("FIXED options must be non-empty text", field="options")
+        value = " ".join(option.split())
+        if len(value) > MAX_OPTION:
+            raise InvalidInput(f"FIXED options are at most {MAX_OPTION} characters", field="options")
+        key = fold(value)
+        if key in seen:  # replies match options ignoring case and accents, so these would clash
+            raise InvalidInput(f"option {value!r} is given twice (case and accents are ignored)",
+                               field="options")
+        seen.add(key)
+        cleaned.append(value)
+    return cleaned
+
+
+def _external(external: Any) -> dict[str, str] | None:
+    if external is None:
+        return None
+    if not isinstance(external, dict):
+        raise InvalidInput("external must be {system, property}", field="external")
+    system = str(external.get("system") or "").strip().lower()
+    prop = external.get("property")
+    if system not in EXTERNAL_SYSTEMS:
+        raise InvalidInput(f"external system must be one of {', '.join(EXTERNAL_SYSTEMS)}",
+                           field="external")
+    if not isinstance(prop, str) or not prop.strip():
+        raise InvalidInput("external needs the profile property to update", field="external")
+    return {"system": system, "property": prop.strip()}
+
+
+async def create_field(
+    runtime: Runtime,
+    workspace_id: str,
+    name: str,
+    field_type: object,
+    options: list[str] | None = None,
+    external: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    name = normalize_field_name(name)
+    kind = _field_type(field_type)
+    document = {
+        "_id": new_id("fld"),
+        "workspace_id": workspace_id,
+        "name": name,
+        "type": kind,
+        "options": _options(kind, options),
+        "external": _external(external),
+        "created_at": runtime.clock.now(),
+    }
+    if not await runtime.fields.insert(document):
+        raise Conflict(f"a field called {name!r} already exists", field="name")
+    return document
+
+
+async def list_fields(runtime: Runtime, workspace_id: str) -> list[dict[str, Any]]:
+    return await runtime.fields.list(workspace_id)
+
+
+async def get_field(runtime: Runtime, workspace_id: str, name: str) -> dict[str, Any]:
+    found = await runtime.fields.get_by_name(workspace_id, name)
+    if found is None:
+        raise NotFound(f"no field called {name!r}; create it first (createField)", field="name")
+    return found
+
+
+# --- agents -------------------------------------------------------------------------------------
+
+
+def normalize_email(email: object) -> str:
+    value = email.strip().lower() if isinstance(email, str) else ""
+    if not _EMAIL.fullmatch(value):
+        raise InvalidInput(f"{email!r} is not an e-mail address", field="email")
+    return value
+
+
+def _agent_name(name: object) -> str:
+    if not isinstance(name, str) or not name.strip():
+        raise InvalidInput("an agent needs a name", field="name")
+    return " ".join(name.split())
+
+
+def _teams(teams: list[str] | None) -> list[str]:
+    cleaned = [" ".join(t.split()) for t in teams or [] if isinstance(t, str) and t.strip()]
+    return sorted(set(cleaned))
+
+
+async def create_agent(
+    runtime: Runtime, workspace_id: str, email: str, name: str, teams: list[str] | None = None
+) -> dict[str, Any]:
+    email = normalize_email(email)
+    document = {
+        "_id": new_id("agt"),
+        "workspace_id": workspace_id,
+        "email": email,
+        "name": _agent_name(name),
+        "available": True,
+        "teams": _teams(teams),
+        "created_at": runtime.clock.now(),
+    }
+    if not await runtime.agents.insert(document):
+        raise Conflict(f"an agent with e-mail {email} already exists", field="email")
+    return document
+
+
+async def set_agent(
+    runtime: Runtime, workspace_id: str, email: str, name: str, teams: list[str] | None = None
+) -> dict[str, Any]:
+    """Create the agent or update its name (and teams, when given): idempotent, for seeding."""
+    email = normalize_email(email)
+    existing = await runtime.agents.get_by_email(workspace_id, email)
+    if existing is None:
+        try:
+            return await create_agent(runtime, workspace_id, email, name, teams)
+        except Conflict:  # created concurrently: fall through to the update
+            existing = await runtime.agents.get_by_email(workspace_id, email)
+            assert existing is not None
+    changes: dict[str, Any] = {"name": _agent_name(name)}
+    if teams is not None:
+        changes["teams"] = _teams(teams)
+    updated = await runtime.agents.update(workspace_id, existing["_id"], changes)
+    assert updated is not None
+    return updated
+
+
+async def list_agents(runtime: Runtime, workspace_id: str) -> list[dict[str, Any]]:
+    return await runtime.agents.list(workspace_id)
+
+
+async def find_agent(runtime: Runtime, workspace_id: str, id_or_email: str) -> dict[str, Any]:
+    found = await runtime.agents.find(workspace_id, id_or_email.strip())
+    if found is None:
+        raise NotFound(f"agent {id_or_email} not found")
+    return found
+
+
+async def set_agent_availability(
+    runtime: Runtime, workspace_id: str, agent_id: str, available: bool
+) -> dict[str, Any]:
+    agent = await find_agent(runtime, workspace_id, agent_id)
+    updated = await runtime.agents.update(workspace_id, agent["_id"], {"available": bool(available)})
+    if updated is None:
+        raise NotFound(f"agent {agent_id} not found")
+    return updated
+
+
+# --- templates ----------------------------------------------------------------------------------
+
+
+def _upper(value: object) -> str:
+    return str(getattr(value, "value", value) or "").strip().upper()
+
+
+def _text(component: dict[str, Any], where: str, limit: int, required: bool = True) -> None:
+    text = component.get("text")
+    if text is None and not required:
+        return
+    if not isinstance(text, str) or not text.strip():
+        raise InvalidInput(f"{where} needs its text", field="components")
+    if len(text) > limit:
+        raise InvalidInput(f"{where} text is at most {limit} characters", field="components")
+
+
+def _button(button: Any, index: int) -> dict[str, Any]:
+    where = f"button {index + 1}"
+    if not isinstance(button, dict):
+        raise InvalidInput(f"{where} must be an object with a type", field="components")
+    kind = _upper(button.get("type"))
+    if kind not in BUTTON_TYPES:
+        raise InvalidInput(f"{where}: type must be one of {', '.join(BUTTON_TYPES)}", field="components")
+    normalized = {**button, "type": kind}
+    if kind != "COPY_CODE":  # WhatsApp labels copy-code buttons itself
+        _text(button, where, MAX_BUTTON_TEXT)
+    if kind == "URL" and not (isinstance(button.get("url"), str) and button["url"].startswith("http")):
+        raise InvalidInput(f"{where}: a URL button needs an http(s) url", field="components")
+    if kind == "PHONE_NUMBER" and not (
+        isinstance(button.get("phone_number"), str) and button["phone_number"].strip()
+    ):
+        raise InvalidInput(f"{where}: a PHONE_NUMBER button needs phone_number", field="components")
+    return normalized
+
+
+def validate_components(components: Any) -> list[dict[str, Any]]:
+    """Check Meta's component format (HEADER, BODY, FOOTER, BUTTONS) and WhatsApp's limits.
+
+    Done here rather than waiting for Meta's review so the author gets the reason at once.
+    """
+    if not isinstance(components, list) or not components:
+        raise InvalidInput("components must be a list with at least a BODY", field="components")
+    seen: set[str] = set()
+    result: list[dict[str, Any]] = []
+    for component in components:
+        if not isinstance(component, dict):
+            raise InvalidInput("each component must be an object with a type", field="components")
+        kind = _upper(component.get("type"))
+        if kind not in ("HEADER", "BODY", "FOOTER", "BUTTONS"):
+            raise InvalidInput(
+                f"unknown component type {component.get('type')!r}; use HEADER, BODY, FOOTER or BUTTONS",
+                field="components",
+            )
+        if kind in seen:
+            raise InvalidInput(f"a template has at most one {kind}", field="components")
+        seen.add(kind)
+        normalized = {**component, "type": kind}
+        if kind == "HEADER":
+            header_format = _upper(component.get("format") or "TEXT")
+            if header_format not in HEADER_FORMATS:
+                raise InvalidInput(f"header format must be one of {', '.join(HEADER_FORMATS)}",
+                                   field="components")
+            normalized["format"] = header_format
+            if header_format == "TEXT":
+                _text(component, "the header", MAX_HEADER_TEXT)
+        elif kind == "BODY":
+            _text(component, "the body", MAX_BODY)
+        elif kind == "FOOTER":
+            _text(component, "the footer", MAX_FOOTER)
+        else:
+            buttons = component.get("buttons")
+            if not isinstance(buttons, list) or not buttons:
+                raise InvalidInput("BUTTONS needs a list of buttons", field="components")
+            if len(buttons) > MAX_BUTTONS:
+                raise InvalidInput(f"a template has at most {MAX_BUTTONS} buttons", field="components")
+            normalized["buttons"] = [_button(b, i) for i, b in enumerate(buttons)]
+            for kind_limited, limit in MAX_BUTTONS_BY_TYPE.items():
+                count = sum(1 for b in normalized["buttons"] if b["type"] == kind_limited)
+                if count > limit:
+                    raise InvalidInput(f"a template has at most {limit} {kind_limited} button(s)",
+                                       field="components")
+        result.append(normalized)
+    if "BODY" not in seen:
+        raise InvalidInput("a template needs a BODY component", field="components")
+    return result
+
+
+async def create_template(runtime: Runtime, workspace_id: str, data: dict[str, Any]) -> dict[str, Any]:
+    """Store a template as DRAFT; publishing a flow that uses it submits it to Meta."""
+    name = str(data.get("name") or "").strip()
+    if not _TEMPLATE_NAME.fullmatch(name):
+        raise InvalidInput(
+            f"template name {name!r} must be lower-case letters, digits and underscores "
+            "(Meta's rule), e.g. cart_reminder",
+            field="name",
+        )
+    language = str(data.get("language") or "").strip()
+    if not _LANGUAGE.fullmatch(language):
+        raise InvalidInput(f"language {language!r} must be a WhatsApp locale such as es, en_US or pt_BR",
+                           field="language")
+    category = _upper(data.get("category"))
+    if category not in TEMPLATE_CATEGORIES:
+        raise InvalidInput(f"category must be one of {', '.join(TEMPLATE_CATEGORIES)}", field="category")
+    now = runtime.clock.now()
+    document = {
+        "_id": new_id("tpl"),
+        "workspace_id": workspace_id,
+        "name": name,
+        "language": language,
+        "category": category,
+        "status": "DRAFT",
+        "rejection_reason": None,
+        "components": validate_components(data.get("components")),
+        "created_at": now,
+        "updated_at": now,
+    }
+    if not await runtime.templates.insert(document):
+        raise Conflict(f"template {name!r} already exists in language {language}", field="name")
+    return document
+
+
+async def list_templates(runtime: Runtime, workspace_id: str) -> list[dict[str, Any]]:
+    return await runtime.templates.list(workspace_id)
+
+
+async def set_template_status(
+    runtime: Runtime, workspace_id: str, template_id: str, status: str, rejection_reason: str | None = None
+) -> dict[str, Any]:
+    """Record Meta's review outcome (or a submission); only REJECTED keeps a reason."""
+    value = _upper(status)
+    if value not in TEMPLATE_STATUSES:
+        raise InvalidInput(f"status must be one of {', '.join(TEMPLATE_STATUSES)}", field="status")
+    changes = {
+        "status": value,
+        "rejection_reason": rejection_reason if value == "REJECTED" else None,
+        "updated_at": runtime.clock.now(),
+    }
+    updated = await runtime.templates.update(workspace_id, template_id, changes)
+    if updated is None:
+        raise NotFound(f"template {template_id} not found")
+    return updated
+
+
+# --- snapshot for the flow validator ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ButtonSummary:
+    type: str  # QUICK_REPLY | URL | PHONE_NUMBER | COPY_CODE
+    text: str | None
+
+
+@dataclass(frozen=True)
+class TemplateSummary:
+    language: str
+    category: str
+    status: str
+    buttons: tuple[ButtonSummary, ...] = ()
+    body_params: int = 0  # highest {{n}} in the body: how many body parameters a send needs
+
+    @property
+    def quick_replies(self) -> tuple[str, ...]:
+        return tuple(b.text or "" for b in self.buttons if b.type == "QUICK_REPLY")
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """What a workspace's flows may refer to, read once so validation is pure and fast."""
+
+    tags: dict[str, str] = field(default_factory=dict)  # name -> MARKETING|SUPPORT
+    fields: dict[str, tuple[str, tuple[str, ...]]] = field(default_factory=dict)  # name -> (type, options)
+    agents: frozenset[str] = frozenset()  # agent ids and e-mails (lower-case)
+    templates: dict[str, list[TemplateSummary]] = field(default_factory=dict)  # name -> per language
+    flows: frozenset[str] = frozenset()  # flow names (for connect_flow)
+    teams: frozenset[str] = frozenset()  # agent team names (for assign by team)
+
+    def has_agent(self, id_or_email: str) -> bool:
+        return id_or_email in self.agents or id_or_email.strip().lower() in self.agents
+
+    def template(self, name: str, language: str) -> TemplateSummary | None:
+        return next((t for t in self.templates.get(name, []) if t.language == language), None)
+
+
+_PARAM = re.compile(r"\{\{\s*(\d+)\s*\}\}")
+
+
+def summarize_template(document: dict[str, Any]) -> TemplateSummary:
+    buttons: list[ButtonSummary] = []
+    body_params = 0
+    for component in document.get("components") or []:
+        if component.get("type") == "BUTTONS":
+            buttons.extend(ButtonSummary(b["type"], b.get("text")) for b in component.get("buttons") or [])
+        elif component.get("type") == "BODY":
+            body_params = max((int(n) for n in _PARAM.findall(component.get("text") or "")), default=0)
+    return TemplateSummary(
+        language=document["language"],
+        category=document["category"],
+        status=document["status"],
+        buttons=tuple(buttons),
+        body_params=body_params,
+    )
+
+
+async def catalog_snapshot(runtime: Runtime, workspace_id: str) -> Catalog:
+    tags = await runtime.tags.list(workspace_id)
+    fields = await runtime.fields.list(workspace_id)
+    agents = await runtime.agents.list(workspace_id)
+    templates: dict[str, list[TemplateSummary]] = {}
+    for document in await runtime.templates.list(workspace_id):
+        templates.setdefault(document["name"], []).append(summarize_template(document))
+    flows = await runtime.flows.list(workspace_id)
+    return Catalog(
+        tags={t["name"]: t["kind"] for t in tags},
+        fields={f["name"]: (f["type"], tuple(f.get("options") or ())) for f in fields},
+        agents=frozenset([a["_id"] for a in agents] + [a["email"] for a in agents]),
+        templates=templates,
+        flows=frozenset(f["name"] for f in flows),
+        teams=frozenset(t for a in agents for t in a.get("teams") or []),
+    )
