@@ -66,7 +66,8 @@ async def seed_demo(settings: Settings) -> str:
         for definition in example_flows():
             if await runtime.flows.get_by_name(DEMO_WORKSPACE, definition["name"]) is None:
                 flow = await flow_ops.import_flow(runtime, DEMO_WORKSPACE, definition)
-                if not [i for i in flow_ops.issues_of(definition) if i.severity == "ERROR"]:
+                issues = await flow_ops.flow_issues(runtime, DEMO_WORKSPACE, flow)
+                if not [i for i in issues if i.severity == "ERROR"]:
                     await flow_ops.publish_flow(runtime, DEMO_WORKSPACE, flow["_id"])
         return api_key
     finally:

@@ -10,6 +10,7 @@ import strawberry
 from strawberry.scalars import JSON
 
 from server.errors import NotFound
+from server.graphql.catalog import CatalogMutation, CatalogQuery
 from server.graphql.errors import CodedErrors
 from server.graphql.pagination import PageInfo, decode_cursor, encode_cursor, page_size
 from server.graphql.pubsub import contact_topic, run_topic
@@ -52,7 +53,7 @@ def _ctx(info: strawberry.Info) -> Any:
 
 
 @strawberry.type
-class Query:
+class Query(CatalogQuery):
     @strawberry.field
     async def workspace(self, info: strawberry.Info) -> Workspace:
         ctx = _ctx(info)
@@ -129,7 +130,7 @@ class Query:
 
 
 @strawberry.type
-class Mutation:
+class Mutation(CatalogMutation):
     @strawberry.mutation
     async def import_flow(self, info: strawberry.Info, definition: JSON) -> Flow:
         ctx = _ctx(info)
@@ -148,7 +149,7 @@ class Mutation:
         flow = await flow_ops.require_flow(ctx.runtime, ctx.admin_workspace(), str(id))
         return [
             FlowIssue(node_id=i.node_id, severity=Severity(i.severity), code=i.code, message=i.message)
-            for i in flow_ops.issues_of(flow["draft"])
+            for i in await flow_ops.flow_issues(ctx.runtime, ctx.workspace(), flow)
         ]
 
     @strawberry.mutation

@@ -12,7 +12,7 @@ from strawberry.scalars import JSON
 from server.clock import as_utc
 from server.machines.compiler import compile_flow, mermaid
 from server.machines.definition import parse_flow
-from server.operations.flows import issues_of
+from server.operations.flows import flow_issues
 
 WINDOW = timedelta(hours=24)
 
@@ -101,11 +101,12 @@ class Flow:
     def active_version(self) -> int | None:
         return self.doc.get("active_version")
 
-    @strawberry.field
-    def issues(self) -> list[FlowIssue]:
+    @strawberry.field(description="validation of the draft against the workspace's catalog")
+    async def issues(self, info: strawberry.Info) -> list[FlowIssue]:
+        found = await flow_issues(info.context.runtime, self.doc["workspace_id"], self.doc)
         return [
             FlowIssue(node_id=i.node_id, severity=Severity(i.severity), code=i.code, message=i.message)
-            for i in issues_of(self.doc["draft"])
+            for i in found
         ]
 
     @strawberry.field

@@ -92,6 +92,8 @@ def labelled_targets(node: Node) -> list[tuple[str, str | None]]:
         targets.append(("otherwise", node.otherwise))
     else:
         targets.append(("next", node.next))
+    if isinstance(node, SetVariableNode) and node.on_invalid is not None:
+        targets.append(("on_invalid", node.on_invalid))
     return targets
 
 
@@ -119,6 +121,8 @@ def _runtime_edges(node: Node) -> list[tuple[str, str]]:
         edges.append(("otherwise", node.otherwise))
     else:
         edges.append(("next", node.next))
+    if isinstance(node, SetVariableNode):
+        edges.append(("invalid", node.on_invalid))
     return [(kind, target) for kind, target in edges if target is not None]
 
 
@@ -165,7 +169,7 @@ def validate(flow: FlowDefinition, catalog: Catalog | None = None) -> list[FlowI
                 issues.append(_warning(node.id, "UNREACHABLE_NODE",
                                        f"node {node.id!r} cannot be reached from the start; "
                                        f"point a 'next' or a branch to it, or delete it"))
-        webhook = catalog is not None and catalog.starts_from_webhook
+        webhook = catalog is not None and bool(getattr(catalog, "starts_from_webhook", False))
         issues += _window_warnings(flow.start, by_id, webhook)
     return issues
 
@@ -296,7 +300,7 @@ def _check_catalog(node: Node, flow: FlowDefinition, catalog: Catalog) -> list[F
         return _check_set_variable(node, catalog)
     if isinstance(node, AssignNode):
         issues: list[FlowIssue] = []
-        if node.agent and node.agent not in catalog.agents:
+        if node.agent and not _known_agent(node.agent, catalog):
             issues.append(_error(node.id, "UNKNOWN_AGENT",
                                  f"assign node {node.id!r}: agent {node.agent!r} is not an agent of this "
                                  f"workspace; use an existing agent's email or id, or create the agent"))
@@ -308,7 +312,8 @@ def _check_catalog(node: Node, flow: FlowDefinition, catalog: Catalog) -> list[F
     if isinstance(node, ConditionNode):
         return _check_segment_names(node, catalog)
     if isinstance(node, ConnectFlowNode):
-        is_self = node.flow == flow.name or (catalog.flow_id is not None and node.flow == catalog.flow_id)
+        own_id = getattr(catalog, "flow_id", None)
+        is_self = node.flow == flow.name or (own_id is not None and node.flow == own_id)
         if is_self and node.flow != flow.name:
             return [_connect_to_self(node)]  # by id; by name it was reported without a catalog
         if not is_self and node.flow not in catalog.flows:
@@ -316,6 +321,19 @@ def _check_catalog(node: Node, flow: FlowDefinition, catalog: Catalog) -> list[F
                            f"connect_flow {node.id!r}: flow {node.flow!r} does not exist in this "
                            f"workspace; use the name or id of an existing flow")]
     return []
+
+
+def _get(item: Any, key: str) -> Any:
+    """A key of a template/button given as a dict, or the attribute of one given as an object."""
+    return item.get(key) if isinstance(item, dict) else getattr(item, key, None)
+
+
+def _known_agent(name: str, catalog: Catalog) -> bool:
+    """Agent ids match exactly; e-mails also match whatever their case."""
+    if name in catalog.agents:
+        return True
+    lowered = name.strip().lower()
+    return any(lowered == agent.lower() for agent in catalog.agents)
 
 
 def _unknown_tag(node_id: str, where: str, name: str, catalog: Catalog) -> FlowIssue:
@@ -330,24 +348,24 @@ def _check_template(node: TemplateNode, catalog: Catalog) -> list[FlowIssue]:
         return [_error(node.id, "UNKNOWN_TEMPLATE",
                        f"template node {node.id!r}: there is no template called {node.template!r}; "
                        f"create it or pick an existing one")]
-    variant = next((v for v in variants if v.get("language") == node.language), None)
+    variant = next((v for v in variants if _get(v, "language") == node.language), None)
     if variant is None:
-        languages = ", ".join(sorted(str(v.get("language")) for v in variants))
+        languages = ", ".join(sorted(str(_get(v, "language")) for v in variants))
         return [_error(node.id, "UNKNOWN_TEMPLATE",
                        f"template node {node.id!r}: template {node.template!r} has no {node.language!r} "
                        f"version (it has: {languages}); set 'language' to one of those or add the "
                        f"translation")]
     issues: list[FlowIssue] = []
-    status = str(variant.get("status") or "DRAFT").upper()
+    status = str(_get(variant, "status") or "DRAFT").upper()
     if status != APPROVED:
-        reason = variant.get("rejection_reason") or variant.get("rejectionReason")
+        reason = _get(variant, "rejection_reason") or _get(variant, "rejectionReason")
         why = f" (rejected: {reason})" if status == "REJECTED" and reason else ""
         issues.append(_warning(node.id, "TEMPLATE_NOT_APPROVED",
                                f"template node {node.id!r}: template {node.template!r} "
                                f"({node.language}) is {status}{why}, not approved; publishing submits it "
                                f"to Meta and the flow becomes active only once it is approved"))
-    buttons = [b for b in variant.get("buttons") or [] if isinstance(b, dict)]
-    kinds = [str(b.get("type", "")).upper() for b in buttons]
+    buttons = list(_get(variant, "buttons") or [])
+    kinds = [str(_get(b, "type") or "").upper() for b in buttons]
     label = f"template {node.template!r} ({node.language}) used by node {node.id!r}"
     limits = (
         ("TEMPLATE_TOO_MANY_BUTTONS", len(buttons), MAX_TEMPLATE_BUTTONS, "buttons"),
@@ -362,17 +380,15 @@ def _check_template(node: TemplateNode, catalog: Catalog) -> list[FlowIssue]:
             issues.append(_error(node.id, code,
                                  f"{label} has {count} {what}; WhatsApp allows at most {limit}: "
                                  f"remove some from the template"))
-    quick_replies = {
-        str(value)
-        for b, kind in zip(buttons, kinds, strict=True) if kind == "QUICK_REPLY"
-        for value in (b.get("text"), b.get("id"), b.get("payload")) if value
-    }
-    for button in node.buttons:
-        if button.id not in quick_replies:
-            offered = ", ".join(sorted(repr(q) for q in quick_replies)) or "none"
-            issues.append(_error(node.id, "UNKNOWN_TEMPLATE_BUTTON",
-                                 f"template node {node.id!r}: button {button.id!r} is not a quick reply "
-                                 f"of {node.template!r} ({node.language}); quick replies are: {offered}"))
+    # Node button i answers the template's quick reply i: its id is sent as that button's payload.
+    quick_replies = [str(_get(b, "text") or "") for b, kind in zip(buttons, kinds, strict=True)
+                     if kind == "QUICK_REPLY"]
+    for button in node.buttons[len(quick_replies):]:
+        offered = ", ".join(repr(q) for q in quick_replies) or "none"
+        issues.append(_error(node.id, "UNKNOWN_TEMPLATE_BUTTON",
+                             f"template node {node.id!r}: button {button.id!r} has no quick reply to answer; "
+                             f"{node.template!r} ({node.language}) has {len(quick_replies)} ({offered}), "
+                             f"matched to the node's buttons in order"))
     return issues
 
 
@@ -462,7 +478,7 @@ def _check_segment_names(node: ConditionNode, catalog: Catalog) -> list[FlowIssu
                 issues.append(_unknown_tag(node.id, where, name, catalog))
             elif kind == "var" and name not in catalog.fields:
                 issues.append(_unknown_field(node.id, f"{where}: var", name))
-            elif kind == "assigned_to" and name not in catalog.agents:
+            elif kind == "assigned_to" and not _known_agent(name, catalog):
                 issues.append(_error(node.id, "UNKNOWN_AGENT",
                                      f"{where}: assigned_to {name!r} is not an agent of this workspace; "
                                      f"use an existing agent's id"))

@@ -10,16 +10,23 @@ from server.errors import InvalidFlow, InvalidInput, NotFound
 from server.ids import ContactKey, new_id
 from server.machines.definition import parse_flow
 from server.machines.validator import FlowIssue, validate
+from server.operations.catalog import catalog_snapshot
 from server.runtime import Runtime
 
 
-def issues_of(definition: dict[str, Any]) -> list[FlowIssue]:
+def issues_of(definition: dict[str, Any], catalog: Any = None) -> list[FlowIssue]:
     """Parse errors and validator findings of a draft, as one list."""
     try:
         flow = parse_flow(definition)
     except InvalidFlow as exc:
         return [FlowIssue(exc.node_id, "ERROR", "INVALID_DOCUMENT", exc.message)]
-    return validate(flow)
+    return validate(flow, catalog)
+
+
+async def flow_issues(runtime: Runtime, workspace_id: str, flow: dict[str, Any]) -> list[FlowIssue]:
+    """A flow's draft checked against what its workspace has (tags, fields, agents, templates)."""
+    catalog = await catalog_snapshot(runtime, workspace_id)
+    return issues_of(flow["draft"], catalog)
 
 
 async def import_flow(runtime: Runtime, workspace_id: str, definition: Any) -> dict[str, Any]:
@@ -80,7 +87,7 @@ async def publish_flow(
     if in_flight not in IN_FLIGHT_POLICIES:
         raise InvalidInput(f"inFlight must be one of {', '.join(IN_FLIGHT_POLICIES)}", field="inFlight")
     flow = await require_flow(runtime, workspace_id, flow_id)
-    errors = [i for i in issues_of(flow["draft"]) if i.severity == "ERROR"]
+    errors = [i for i in await flow_issues(runtime, workspace_id, flow) if i.severity == "ERROR"]
     if errors:
         first = errors[0]
         more = f" (and {len(errors) - 1} more; see validateFlow)" if len(errors) > 1 else ""

@@ -13,6 +13,7 @@ from server.clock import SystemClock
 from server.config import Settings
 from server.runtime import Runtime
 from server.store.workspaces import new_api_key
+from tests.support.catalog import ensure_catalog
 from tests.support.graphql import GraphQLClient
 
 WORKSPACE = "ws_test"
@@ -64,6 +65,8 @@ async def gql(runtime: Runtime, api_key: str) -> AsyncIterator[GraphQLClient]:
 
 
 async def publish(gql: GraphQLClient, definition: dict[str, Any]) -> str:
+    """Create what the flow refers to, import it and publish it; returns the flow id."""
+    await ensure_catalog(gql, definition)
     data = await gql(
         "mutation($d: JSON!) { importFlow(definition: $d) { id } }", d=definition
     )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -126,6 +128,8 @@ def test_duplicate_node_id() -> None:
         (msg("a", on_reply="ghost"), "on_reply"),
         (msg("a", no_reply={"after": "1h", "next": "ghost"}), "no_reply.next"),
         (msg("a", on_failure="ghost"), "on_failure"),
+        ({"id": "a", "type": "set_variable", "field": "age", "value": {"from": "reply"},
+          "on_invalid": "ghost"}, "on_invalid"),
         ({"id": "a", "type": "condition", "branches": [{"name": "B", "segment": {"tag": "x"},
                                                          "next": "ghost"}]}, "branches['B'].next"),
         ({"id": "a", "type": "condition", "branches": [{"name": "B", "segment": {"tag": "x"}}],
@@ -362,9 +366,9 @@ def test_template_within_button_limits_is_fine() -> None:
 
 def test_unknown_template_button() -> None:
     node = {"id": "a", "type": "template", "template": "cart_reminder",
-            "buttons": [{"id": "buy"}, {"id": "maybe"}]}
+            "buttons": [{"id": "buy"}, {"id": "later"}, {"id": "maybe"}]}
     issue = only(validate(flow(node), catalog()), "UNKNOWN_TEMPLATE_BUTTON")
-    assert "'maybe'" in issue.message and "'buy'" in issue.message
+    assert "'maybe'" in issue.message and "has 2" in issue.message
 
 
 def test_unknown_field_in_set_variable_condition_and_source() -> None:
@@ -451,3 +455,43 @@ def test_large_flow_validates_quickly() -> None:
     issues = validate(definition, catalog(starts_from_webhook=True))
     assert time.perf_counter() - began < 2.0
     assert "SPIN_LOOP" in codes(issues)  # n0 branches back to itself
+
+
+def test_on_invalid_path_is_followed() -> None:
+    definition = flow({"id": "a", "type": "set_variable", "field": "age", "value": {"from": "reply"},
+                       "on_invalid": "b"}, {"id": "b", "type": "opt_in", "next": "a"})
+    assert codes(validate(definition)) == ["SPIN_LOOP"]  # reachable, and a loop without waiting
+
+
+def test_agent_emails_match_whatever_their_case() -> None:
+    definition = flow({"id": "a", "type": "assign", "agent": "Ana@Shop.Example"})
+    assert validate(definition, catalog()) == []
+
+
+def test_template_variants_may_be_objects() -> None:
+    @dataclass(frozen=True)
+    class ButtonSummary:
+        type: str
+        text: str | None
+
+    @dataclass(frozen=True)
+    class TemplateSummary:
+        language: str
+        status: str
+        buttons: tuple[ButtonSummary, ...]
+
+    templates = {"promo": [TemplateSummary("es", "APPROVED", (ButtonSummary("QUICK_REPLY", "ok"),))]}
+    ok = flow({"id": "a", "type": "template", "template": "promo", "buttons": [{"id": "ok"}]})
+    wrong = flow({"id": "a", "type": "template", "template": "promo", "buttons": [{"id": "ok"}, {"id": "no"}]})
+    assert validate(ok, catalog(templates=templates)) == []
+    assert codes(validate(wrong, catalog(templates=templates))) == ["UNKNOWN_TEMPLATE_BUTTON"]
+
+
+@pytest.mark.parametrize(("field", "value", "fits"), [("age", "many", False), ("size", "M", True),
+                                                      ("size", "XL", False), ("club", True, True)])
+def test_minimal_type_check_when_values_module_is_missing(
+    monkeypatch: pytest.MonkeyPatch, field: str, value: Any, fits: bool
+) -> None:
+    monkeypatch.setitem(sys.modules, "server.machines.values", None)  # import now raises ImportError
+    issues = validate(flow({"id": "a", "type": "set_variable", "field": field, "value": value}), catalog())
+    assert codes(issues) == ([] if fits else ["WRONG_VALUE_TYPE"])

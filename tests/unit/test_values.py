@@ -66,9 +66,7 @@ def test_number_spellings(raw: object, expected: float) -> None:
 def test_number_refusals_say_what_is_expected(raw: object) -> None:
     with pytest.raises(InvalidInput) as caught:
         coerce_value("NUMBER", None, raw)
-    assert "is not a NUMBER (expected digits like 42 or 3.5)" in caught.value.message or (
-        "NUMBER" in caught.value.message and "expected" in caught.value.message
-    )
+    assert "is not a NUMBER (expected " in caught.value.message
     assert caught.value.details["fieldType"] == "NUMBER"
 
 
