@@ -7,6 +7,7 @@ import pytest
 
 from server.embedded import pid_alive
 from tests.e2e.conftest import ServedProcess
+from tests.support.catalog import ensure_catalog
 from tests.support.flows import skeleton_flow
 from tests.support.graphql import GraphQLClient
 from tests.support.ws import GraphQLWebSocket
@@ -24,6 +25,12 @@ async def test_serve_runs_a_flow_and_streams_contact_updates(served: ServedProce
         health = (await http.get("/healthz")).json()
         assert health == {"store": "ok", "redis": "ok", "ok": True}
         gql = GraphQLClient(http, banner["API key"])
+        demo = (await gql("{ flows { name status } }"))["flows"]
+        assert {f["name"]: f["status"] for f in demo} == {
+            "Abandoned cart": "ACTIVE", "Opt-in collection": "ACTIVE",
+            "Order update with feedback": "ACTIVE", "VIP routing": "ACTIVE",
+        }
+        await ensure_catalog(gql, skeleton_flow(no_reply_after="1h"))
         flow_id = (await gql("mutation($d: JSON!) { importFlow(definition: $d) { id } }",
                              d=skeleton_flow(no_reply_after="1h")))["importFlow"]["id"]
         await gql("mutation($id: ID!) { publishFlow(id: $id) { id } }", id=flow_id)
