@@ -186,3 +186,32 @@ async def test_assign_hands_the_contact_to_an_agent(gql: GraphQLClient) -> None:
     await start_with(gql, flow_id, phone)
     state = (await gql("query($p: String!) { contact(phone: $p) { assignedAgent } }", p=phone))["contact"]
     assert state["assignedAgent"] == "ana@shop.example"
+
+
+async def test_a_reply_that_does_not_fit_the_field_type_is_handled(gql: GraphQLClient) -> None:
+    await gql("mutation { createField(name: \"age\", type: NUMBER) { id } }")
+    await gql("mutation { createField(name: \"size\", type: FIXED, options: [\"S\", \"M\", \"L\"]) { id } }")
+    flow_id = await publish(gql, flow(
+        "Typed", "ask_age",
+        {"id": "ask_age", "type": "message", "text": "¿Edad?", "on_reply": "save_age"},
+        {"id": "save_age", "type": "set_variable", "field": "age", "value": {"from": "reply"},
+         "on_invalid": "again", "next": "ask_size"},
+        {"id": "again", "type": "message", "text": "Escribe tu edad en números, por favor", "on_reply": "save_age"},
+        {"id": "ask_size", "type": "message", "text": "¿Talla?", "on_reply": "save_size"},
+        {"id": "save_size", "type": "set_variable", "field": "size", "value": {"from": "reply"}, "next": None},
+    ))
+    phone = "+34600001011"
+    await say(gql, phone, "hola")
+    run = await start_with(gql, flow_id, phone)
+    await say(gql, phone, "treinta")
+    assert (await run_of(gql, run["id"]))["node"] == "again"
+    await say(gql, phone, "31")
+    await say(gql, phone, "xl")  # not an option: recorded, not saved, the run goes on
+    done = await run_of(gql, run["id"])
+    assert done["status"] == "COMPLETED"
+    rejected = [s for s in done["steps"] if s["outcome"] == "INVALID_VALUE"]
+    assert [s["node"] for s in rejected] == ["save_age", "save_size"]
+    assert "NUMBER" in rejected[0]["detail"]["why"]
+    state = (await gql("query($p: String!) { contact(phone: $p) { variables } }", p=phone))["contact"]
+    assert state["variables"] == {"age": 31}
+    assert [m["text"] for m in await outbox(gql, phone)][1] == "Escribe tu edad en números, por favor"
