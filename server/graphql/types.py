@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from enum import Enum
 from typing import Any
 
@@ -12,9 +12,8 @@ from strawberry.scalars import JSON
 from server.clock import as_utc
 from server.machines.compiler import compile_flow, mermaid
 from server.machines.definition import parse_flow
+from server.machines.runner import window_open
 from server.operations.flows import flow_issues
-
-WINDOW = timedelta(hours=24)
 
 
 @strawberry.enum
@@ -258,8 +257,7 @@ class Contact:
 
     @strawberry.field(description="the 24-hour customer service window is open")
     def window_open(self, info: strawberry.Info) -> bool:
-        last = self.doc.get("last_inbound_at")
-        return last is not None and info.context.runtime.clock.now() - as_utc(last) < WINDOW
+        return window_open(self.doc.get("last_inbound_at"), info.context.runtime.clock.now())
 
     @strawberry.field
     def version(self) -> int:

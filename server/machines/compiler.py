@@ -62,11 +62,8 @@ class CompiledFlow:
             return None
         return self._cursor.state if moved else None
 
-    def triggers_from(self, node_id: str) -> list[str]:
-        return self.machine.get_triggers(node_id)
 
-
-def _edges(node: Node) -> list[tuple[str, str | None]]:
+def node_edges(node: Node) -> list[tuple[str, str | None]]:
     if isinstance(node, MessageNode | TemplateNode):
         edges: list[tuple[str, str | None]] = [
             (button_trigger(b.id), b.next) for b in node.buttons
@@ -97,7 +94,7 @@ def compile_flow(definition: FlowDefinition) -> CompiledFlow:
     transitions = [
         {"trigger": trigger, "source": node.id, "dest": target or END}
         for node in definition.nodes
-        for trigger, target in _edges(node)
+        for trigger, target in node_edges(node)
     ]
     machine = Machine(
         model=None,

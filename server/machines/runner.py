@@ -42,6 +42,11 @@ WAIT = "__wait__"
 ENDED = "__ended__"
 
 
+def window_open(last_inbound_at: datetime | None, now: datetime) -> bool:
+    """The 24-hour customer service window, opened by the customer's last inbound message."""
+    return last_inbound_at is not None and now - as_utc(last_inbound_at) < WINDOW
+
+
 @dataclass
 class ConnectRequest:
     """A ``connect_flow`` node asked to start another flow once this turn's machine work is done."""
@@ -64,8 +69,7 @@ class Turn:
     fields: dict[str, tuple[str, list[str]]] = field(default_factory=dict)
 
     def window_open(self) -> bool:
-        last = self.contact.get("last_inbound_at")
-        return last is not None and self.now - as_utc(last) < WINDOW
+        return window_open(self.contact.get("last_inbound_at"), self.now)
 
 
 def new_run(

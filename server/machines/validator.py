@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from server.errors import InvalidInput
+from server.machines.compiler import node_edges
 from server.machines.definition import (
     AssignNode,
     ConditionNode,
@@ -103,27 +104,16 @@ def successors(node: Node) -> list[str | None]:
 
 
 def _runtime_edges(node: Node) -> list[tuple[str, str]]:
-    """The (kind, target) moves a run can really make from ``node``, as the compiler builds them.
+    """The (trigger, target) moves a run can really make from ``node``: the compiler's own edges.
 
-    ``connect_flow`` leaves the run, so its ``next`` is never followed.
+    Button triggers are folded to ``button``; moves that end the run (target None) are dropped,
+    so ``connect_flow`` (which leaves the run) has none.
     """
-    if isinstance(node, ConnectFlowNode):
-        return []
-    edges: list[tuple[str, str | None]] = []
-    if isinstance(node, MessageNode | TemplateNode):
-        edges += [("button", b.next) for b in node.buttons]
-        edges.append(("reply", node.on_reply))
-        edges.append(("no_reply", node.no_reply.next if node.no_reply else None))
-        edges.append(("failure", node.on_failure))
-        edges.append(("next", node.next))
-    elif isinstance(node, ConditionNode):
-        edges += [("branch", b.next) for b in node.branches]
-        edges.append(("otherwise", node.otherwise))
-    else:
-        edges.append(("next", node.next))
-    if isinstance(node, SetVariableNode):
-        edges.append(("invalid", node.on_invalid))
-    return [(kind, target) for kind, target in edges if target is not None]
+    return [
+        ("button" if trigger.startswith("button__") else trigger, target)
+        for trigger, target in node_edges(node)
+        if target is not None
+    ]
 
 
 def _waits(node: Node) -> bool:
