@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from typing import Any
 
 from arq.connections import ArqRedis, RedisSettings, create_pool
@@ -32,6 +33,8 @@ from server.store.workspaces import WorkspaceRepository
 
 log = logging.getLogger(__name__)
 
+FIELDS_TTL_SECONDS = 5.0
+
 
 class Runtime:
     """Everything a server process shares; built by ``start`` and torn down by ``stop``."""
@@ -57,6 +60,7 @@ class Runtime:
         self.redis: Redis = Redis.from_url(settings.redis_url)
         self.pubsub = RedisPubSub(self.redis, self.prefix + "pubsub:")
         self._timezones: dict[str, str] = {}
+        self._fields: dict[str, tuple[float, dict[str, tuple[str, list[str]]]]] = {}
         self._tasks: list[asyncio.Task[Any]] = []
         self.arq: ArqRedis | None = None
         self.timers: ArqTimerScheduler | None = None
@@ -73,11 +77,23 @@ class Runtime:
         return zone
 
     async def fields_of(self, workspace_id: str) -> dict[str, tuple[str, list[str]]]:
-        """The workspace's typed fields, read per turn that needs them (a small indexed query)."""
-        return {
+        """The workspace's typed fields, cached briefly: every actor turn asks for them.
+
+        A field created in this process clears the cache at once (``forget_fields``); other
+        processes see it within ``FIELDS_TTL_SECONDS``.
+        """
+        cached = self._fields.get(workspace_id)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        fields = {
             f["name"]: (f["type"], list(f.get("options") or []))
             for f in await self.fields.list(workspace_id)
         }
+        self._fields[workspace_id] = (time.monotonic() + FIELDS_TTL_SECONDS, fields)
+        return fields
+
+    def forget_fields(self, workspace_id: str) -> None:
+        self._fields.pop(workspace_id, None)
 
     async def start(self) -> None:
         settings = self.settings

@@ -263,6 +263,7 @@ async def create_field(
     }
     if not await runtime.fields.insert(document):
         raise Conflict(f"a field called {name!r} already exists", field="name")
+    runtime.forget_fields(workspace_id)
     return document
 
 
