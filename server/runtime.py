@@ -23,6 +23,7 @@ from server.clock import Clock, SystemClock
 from server.config import Settings
 from server.graphql.pubsub import RedisPubSub
 from server.segments import matches
+from server.store.channels import ChannelRepository
 from server.store.catalog import AgentRepository, FieldRepository, TagRepository, TemplateRepository
 from server.store.contacts import ContactRepository
 from server.store.database import Database
@@ -55,6 +56,7 @@ class Runtime:
         self.fields = FieldRepository(self.database)
         self.agents = AgentRepository(self.database)
         self.templates = TemplateRepository(self.database)
+        self.channels = ChannelRepository(self.database)
         self.flow_cache = FlowCache(self.flows)
         self.channel = SandboxChannel(self.messages, self.clock)
         self.redis: Redis = Redis.from_url(settings.redis_url)

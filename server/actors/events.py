@@ -45,6 +45,21 @@ class Redeliver:
     event_id: str
 
 
+@dataclass(frozen=True)
+class MessageStatus:
+    """What became of an outbound message (provider status webhook, or a permanent send failure).
+
+    ``event_id`` is unique per (message, status) so a repeated webhook is applied once; statuses
+    may arrive out of order, and the contact keeps the furthest one (read > delivered > sent).
+    """
+
+    event_id: str
+    message_id: str
+    status: str  # sent | delivered | read | failed
+    at: datetime
+    error_code: str | None = None
+    error: str | None = None
+    pricing: dict[str, Any] | None = None
 
 
 @dataclass
@@ -67,4 +82,4 @@ class EndFlowRuns:
     reason: str = "version_replaced"
 
 
-Event = StartFlow | InboundMessage | TimerFired | StopRun | Redeliver | EndFlowRuns
+Event = StartFlow | InboundMessage | TimerFired | StopRun | Redeliver | EndFlowRuns | MessageStatus

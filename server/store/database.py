@@ -29,6 +29,10 @@ INDEXES: dict[str, list[IndexModel]] = {
     "tags": [IndexModel([("workspace_id", ASCENDING), ("name", ASCENDING)], unique=True)],
     "fields": [IndexModel([("workspace_id", ASCENDING), ("name", ASCENDING)], unique=True)],
     "agents": [IndexModel([("workspace_id", ASCENDING), ("email", ASCENDING)], unique=True)],
+    "channels": [
+        IndexModel([("workspace_id", ASCENDING)]),
+        IndexModel([("phone_number_id", ASCENDING)], unique=True),
+    ],
     "templates": [
         IndexModel([("workspace_id", ASCENDING), ("name", ASCENDING), ("language", ASCENDING)], unique=True)
     ],

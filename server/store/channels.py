@@ -1,0 +1,78 @@
+"""WhatsApp Cloud API channel configurations: one document per connected business phone number.
+
+A workspace without a channel talks through the sandbox. Secrets (app secret, access token)
+are stored as given; the API never returns them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from server.store.database import Database
+
+Document = dict[str, Any]
+
+DEFAULT_BASE_URL = "https://graph.facebook.com"
+DEFAULT_API_VERSION = "v23.0"
+DEFAULT_THROUGHPUT = 80
+MAX_THROUGHPUT = 1000
+
+
+def new_channel(
+    *,
+    channel_id: str,
+    workspace_id: str,
+    phone_number_id: str,
+    waba_id: str,
+    verify_token: str,
+    app_secret: str,
+    access_token: str,
+    display_phone: str | None = None,
+    base_url: str = DEFAULT_BASE_URL,
+    api_version: str = DEFAULT_API_VERSION,
+    auth_header: str = "Authorization",
+    auth_scheme: str = "Bearer",
+    throughput_per_second: int = DEFAULT_THROUGHPUT,
+    created_at: Any = None,
+) -> Document:
+    """The stored shape of a channel; ``base_url``/``api_version``/auth header let a BSP stand in for Meta."""
+    return {
+        "_id": channel_id,
+        "workspace_id": workspace_id,
+        "kind": "whatsapp",
+        "phone_number_id": phone_number_id,
+        "waba_id": waba_id,
+        "display_phone": display_phone,
+        "verify_token": verify_token,
+        "app_secret": app_secret,
+        "access_token": access_token,
+        "base_url": base_url.rstrip("/"),
+        "api_version": api_version,
+        "auth_header": auth_header,
+        "auth_scheme": auth_scheme,
+        "throughput_per_second": throughput_per_second,
+        "created_at": created_at,
+    }
+
+
+class ChannelRepository:
+    def __init__(self, database: Database) -> None:
+        self._channels = database.collection("channels")
+
+    async def insert(self, document: Document) -> None:
+        await self._channels.insert_one(document)
+
+    async def get(self, channel_id: str) -> Document | None:
+        """By id alone: the webhook URL names the channel before any workspace is known."""
+        return await self._channels.find_one({"_id": channel_id})
+
+    async def for_workspace(self, workspace_id: str) -> Document | None:
+        """The workspace's WhatsApp channel, or None when it still talks through the sandbox."""
+        return await self._channels.find_one({"workspace_id": workspace_id}, sort=[("created_at", 1)])
+
+    async def by_phone_number_id(self, phone_number_id: str) -> Document | None:
+        return await self._channels.find_one({"phone_number_id": phone_number_id})
+
+    async def update(self, workspace_id: str, channel_id: str, changes: Document) -> Document | None:
+        await self._channels.update_one({"_id": channel_id, "workspace_id": workspace_id}, {"$set": changes})
+        return await self._channels.find_one({"_id": channel_id, "workspace_id": workspace_id})
