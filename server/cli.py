@@ -45,9 +45,7 @@ def serve(
     store_port: Annotated[
         int | None, typer.Option(help="embedded SecantusDB port (env KONVO_STORE_PORT)")
     ] = None,
-    redis_port: Annotated[
-        int | None, typer.Option(help="embedded Redis port (env KONVO_REDIS_PORT)")
-    ] = None,
+    redis_port: Annotated[int | None, typer.Option(help="embedded Redis port (env KONVO_REDIS_PORT)")] = None,
 ) -> None:
     """Start the embedded services (unless KONVO_MONGODB_URI / KONVO_REDIS_URL are set),
     seed the demo workspace, and serve GraphQL until Ctrl-C / SIGTERM."""

@@ -123,9 +123,7 @@ def _wait_gone(pid: int, timeout: float, popen: subprocess.Popen[bytes] | None) 
     return False
 
 
-def terminate_pid(
-    pid: int, timeout: float = 10.0, popen: subprocess.Popen[bytes] | None = None
-) -> None:
+def terminate_pid(pid: int, timeout: float = 10.0, popen: subprocess.Popen[bytes] | None = None) -> None:
     """SIGTERM, then SIGKILL after ``timeout``; returns once the process is gone."""
     try:
         os.kill(pid, signal.SIGTERM)

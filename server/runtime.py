@@ -23,8 +23,8 @@ from server.clock import Clock, SystemClock
 from server.config import Settings
 from server.graphql.pubsub import RedisPubSub
 from server.segments import matches
-from server.store.channels import ChannelRepository
 from server.store.catalog import AgentRepository, FieldRepository, TagRepository, TemplateRepository
+from server.store.channels import ChannelRepository
 from server.store.contacts import ContactRepository
 from server.store.database import Database
 from server.store.flows import FlowRepository
@@ -88,8 +88,7 @@ class Runtime:
         if cached is not None and cached[0] > time.monotonic():
             return cached[1]
         fields = {
-            f["name"]: (f["type"], list(f.get("options") or []))
-            for f in await self.fields.list(workspace_id)
+            f["name"]: (f["type"], list(f.get("options") or [])) for f in await self.fields.list(workspace_id)
         }
         self._fields[workspace_id] = (time.monotonic() + FIELDS_TTL_SECONDS, fields)
         return fields

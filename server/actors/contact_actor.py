@@ -163,8 +163,10 @@ class ContactActor:
             return TurnResult(turn.contact, run=run)
         if isinstance(event, EndFlowRuns):
             ended = [
-                run for run in turn.contact.get("runs", [])
-                if run["flow_id"] == event.flow_id and run["version"] < event.below_version
+                run
+                for run in turn.contact.get("runs", [])
+                if run["flow_id"] == event.flow_id
+                and run["version"] < event.below_version
                 and run["status"] in runner.ACTIVE
             ]
             for run in ended:
@@ -177,9 +179,9 @@ class ContactActor:
     ) -> dict[str, Any]:
         workspace_id = self.key.workspace_id
         flows = self._deps.flows
-        flow = (
-            await flows.get_by_name(workspace_id, flow_ref) if by_name else None
-        ) or await flows.get(workspace_id, flow_ref)
+        flow = (await flows.get_by_name(workspace_id, flow_ref) if by_name else None) or await flows.get(
+            workspace_id, flow_ref
+        )
         if flow is None:
             raise NotFound(f"flow {flow_ref!r} not found")
         if flow.get("status") != "active" or not flow.get("active_version"):

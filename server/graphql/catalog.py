@@ -196,9 +196,7 @@ class CatalogMutation:
     ) -> Field:
         ctx = info.context
         link = {"system": external.system, "property": external.property} if external else None
-        document = await ops.create_field(
-            ctx.runtime, ctx.admin_workspace(), name, type.value, options, link
-        )
+        document = await ops.create_field(ctx.runtime, ctx.admin_workspace(), name, type.value, options, link)
         return Field.of(document)
 
     @strawberry.mutation

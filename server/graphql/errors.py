@@ -28,19 +28,35 @@ class CodedErrors(MaskErrors):
         if original is None:
             extensions = dict(error.extensions or {})
             extensions.setdefault("code", "GRAPHQL_VALIDATION_FAILED")
-            return GraphQLError(error.message, error.nodes, error.source, error.positions,
-                                error.path, None, extensions)
+            return GraphQLError(
+                error.message, error.nodes, error.source, error.positions, error.path, None, extensions
+            )
         if isinstance(original, KonvoError):
             extensions = {"code": original.code, **original.details}
-            return GraphQLError(original.message, error.nodes, error.source, error.positions,
-                                error.path, None, extensions)
+            return GraphQLError(
+                original.message, error.nodes, error.source, error.positions, error.path, None, extensions
+            )
         if isinstance(original, ValidationError):
             first = original.errors()[0]
             where = ".".join(str(p) for p in first["loc"])
-            return GraphQLError(f"{where}: {first['msg']}", error.nodes, error.source,
-                                error.positions, error.path, None, {"code": "INVALID_INPUT"})
+            return GraphQLError(
+                f"{where}: {first['msg']}",
+                error.nodes,
+                error.source,
+                error.positions,
+                error.path,
+                None,
+                {"code": "INVALID_INPUT"},
+            )
         if isinstance(original, GraphQLError):
             return self.anonymise_error(original)
         log.error("unexpected error in GraphQL resolver", exc_info=original)
-        return GraphQLError("internal error", error.nodes, error.source, error.positions,
-                            error.path, None, {"code": "INTERNAL"})
+        return GraphQLError(
+            "internal error",
+            error.nodes,
+            error.source,
+            error.positions,
+            error.path,
+            None,
+            {"code": "INTERNAL"},
+        )

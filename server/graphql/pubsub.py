@@ -64,8 +64,12 @@ class RedisPubSub:
             if run["id"] in run_ids:
                 await self.publish(
                     run_topic(workspace_id),
-                    {**run, "contact_id": contact["_id"], "phone": contact["phone"],
-                     "workspace_id": workspace_id},
+                    {
+                        **run,
+                        "contact_id": contact["_id"],
+                        "phone": contact["phone"],
+                        "workspace_id": workspace_id,
+                    },
                 )
 
     def subscribe(self, topic: str) -> TopicSubscription:
@@ -94,7 +98,7 @@ class RedisPubSub:
                     channel = message["channel"]
                     if isinstance(channel, bytes):
                         channel = channel.decode()
-                    self._dispatch(channel[len(self._prefix):], message["data"])
+                    self._dispatch(channel[len(self._prefix) :], message["data"])
             except asyncio.CancelledError:
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()

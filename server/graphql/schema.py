@@ -112,14 +112,19 @@ class Query(CatalogQuery):
         limit = page_size(first)
         cursor = decode_cursor(after)
         found = await ctx.runtime.runs.page(
-            ctx.workspace(), flow_id and str(flow_id), contact_id and str(contact_id),
-            status.value if status else None, str(cursor[0]) if cursor else None, limit + 1,
+            ctx.workspace(),
+            flow_id and str(flow_id),
+            contact_id and str(contact_id),
+            status.value if status else None,
+            str(cursor[0]) if cursor else None,
+            limit + 1,
         )
         edges = [RunEdge(cursor=encode_cursor([r["id"]]), node=Run(doc=r)) for r in found[:limit]]
         return RunConnection(
             edges=edges,
-            page_info=PageInfo(has_next_page=len(found) > limit,
-                               end_cursor=edges[-1].cursor if edges else None),
+            page_info=PageInfo(
+                has_next_page=len(found) > limit, end_cursor=edges[-1].cursor if edges else None
+            ),
         )
 
     @strawberry.field(description="what the sandbox channel sent to this phone, oldest first")
@@ -139,9 +144,7 @@ class Mutation(CatalogMutation):
     @strawberry.mutation
     async def update_flow_draft(self, info: strawberry.Info, id: strawberry.ID, definition: JSON) -> Flow:
         ctx = _ctx(info)
-        return Flow(
-            doc=await flow_ops.update_draft(ctx.runtime, ctx.admin_workspace(), str(id), definition)
-        )
+        return Flow(doc=await flow_ops.update_draft(ctx.runtime, ctx.admin_workspace(), str(id), definition))
 
     @strawberry.mutation
     async def validate_flow(self, info: strawberry.Info, id: strawberry.ID) -> list[FlowIssue]:

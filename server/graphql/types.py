@@ -201,8 +201,14 @@ class Run:
     @strawberry.field
     def steps(self) -> list[Step]:
         return [
-            Step(node=s.get("node"), action=s["action"], at=s["at"], outcome=s["outcome"],
-                 detail=_plain(s.get("detail")), warnings=s.get("warnings", []))
+            Step(
+                node=s.get("node"),
+                action=s["action"],
+                at=s["at"],
+                outcome=s["outcome"],
+                detail=_plain(s.get("detail")),
+                warnings=s.get("warnings", []),
+            )
             for s in self.doc.get("steps", [])
         ]
 

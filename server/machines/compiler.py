@@ -65,9 +65,7 @@ class CompiledFlow:
 
 def node_edges(node: Node) -> list[tuple[str, str | None]]:
     if isinstance(node, MessageNode | TemplateNode):
-        edges: list[tuple[str, str | None]] = [
-            (button_trigger(b.id), b.next) for b in node.buttons
-        ]
+        edges: list[tuple[str, str | None]] = [(button_trigger(b.id), b.next) for b in node.buttons]
         if node.on_reply is not None:
             edges.append(("reply", node.on_reply))
         if node.no_reply is not None:

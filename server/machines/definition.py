@@ -154,8 +154,15 @@ Node = Annotated[
     Field(discriminator="type"),
 ]
 NODE_TYPES = (
-    "template", "message", "opt_in", "tag", "set_variable",
-    "assign", "condition", "delay", "connect_flow",
+    "template",
+    "message",
+    "opt_in",
+    "tag",
+    "set_variable",
+    "assign",
+    "condition",
+    "delay",
+    "connect_flow",
 )
 
 

@@ -23,6 +23,4 @@ def parse_duration(text: str) -> timedelta:
     if iso and any(iso.groupdict().values()) and not text.strip().upper().endswith("T"):
         parts = {k: float(v) for k, v in iso.groupdict().items() if v}
         return timedelta(**parts)
-    raise ValueError(
-        f"{text!r} is not a duration: use 30m, 2h, 3d, 45s or ISO-8601 such as PT2H"
-    )
+    raise ValueError(f"{text!r} is not a duration: use 30m, 2h, 3d, 45s or ISO-8601 such as PT2H")

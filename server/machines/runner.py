@@ -121,15 +121,30 @@ def deliver_reply(
     elif compiled.step(node_id, "reply") is not None:
         trigger = "reply"
     if trigger is None:
-        _record(turn, run, node_id, "reply_ignored", "ok",
-                detail={"text": text, "button": button,
-                        "why": "this message has no path for that answer; still waiting"})
+        _record(
+            turn,
+            run,
+            node_id,
+            "reply_ignored",
+            "ok",
+            detail={
+                "text": text,
+                "button": button,
+                "why": "this message has no path for that answer; still waiting",
+            },
+        )
         return False
     run["reply"] = text if text is not None else button
     run["button"] = button
     _cancel_run_timers(turn, run)
-    _record(turn, run, node_id, "button" if trigger != "reply" else "reply", "ok",
-            detail={"text": text, "button": button})
+    _record(
+        turn,
+        run,
+        node_id,
+        "button" if trigger != "reply" else "reply",
+        "ok",
+        detail={"text": text, "button": button},
+    )
     _follow(turn, compiled, run, node_id, trigger)
     return True
 
@@ -247,8 +262,7 @@ def _queue_message(turn: Turn, run: dict[str, Any], node_id: str, body: dict[str
 def _wait_for_answer(turn: Turn, run: dict[str, Any], node: MessageNode | TemplateNode) -> str:
     if not node.waits:
         return "advance"
-    waiting: dict[str, Any] = {"kind": "reply", "node": node.id,
-                               "buttons": [b.id for b in node.buttons]}
+    waiting: dict[str, Any] = {"kind": "reply", "node": node.id, "buttons": [b.id for b in node.buttons]}
     if node.no_reply is not None:
         due = turn.now + parse_duration(node.no_reply.after)
         waiting["timer_id"] = _add_timer(turn, run, node.id, "no_reply", due)
@@ -260,9 +274,17 @@ def _wait_for_answer(turn: Turn, run: dict[str, Any], node: MessageNode | Templa
 def _message(turn: Turn, compiled: CompiledFlow, run: dict[str, Any], node: Node) -> str:
     assert isinstance(node, MessageNode)
     if not turn.window_open():
-        _record(turn, run, node.id, "message_not_sent", "WINDOW_CLOSED",
-                detail={"why": "the 24-hour customer service window is closed; "
-                               "only a template can open the conversation"})
+        _record(
+            turn,
+            run,
+            node.id,
+            "message_not_sent",
+            "WINDOW_CLOSED",
+            detail={
+                "why": "the 24-hour customer service window is closed; "
+                "only a template can open the conversation"
+            },
+        )
         if node.on_failure is not None:
             return "failed"
         end_run(turn, run, "failed", "WINDOW_CLOSED")
@@ -277,14 +299,17 @@ def _message(turn: Turn, compiled: CompiledFlow, run: dict[str, Any], node: Node
         caption, missing = render(node.media.caption or "", turn.contact, run)
         warnings += missing
         body["kind"] = "media"
-        body["media"] = {"kind": node.media.kind, "url": node.media.url, "caption": caption or None,
-                         "filename": node.media.filename}
+        body["media"] = {
+            "kind": node.media.kind,
+            "url": node.media.url,
+            "caption": caption or None,
+            "filename": node.media.filename,
+        }
     if node.buttons:
         body["kind"] = "buttons"
         body["buttons"] = [{"id": b.id, "title": b.title or b.id} for b in node.buttons]
     message_id = _queue_message(turn, run, node.id, body)
-    _record(turn, run, node.id, "message_sent", "queued", detail={"message": message_id},
-            warnings=warnings)
+    _record(turn, run, node.id, "message_sent", "queued", detail={"message": message_id}, warnings=warnings)
     return _wait_for_answer(turn, run, node)
 
 
@@ -308,15 +333,19 @@ def _template(turn: Turn, compiled: CompiledFlow, run: dict[str, Any], node: Nod
         "buttons": [{"id": b.id, "title": b.title or b.id} for b in node.buttons],
     }
     message_id = _queue_message(turn, run, node.id, body)
-    _record(turn, run, node.id, "template_sent", "queued", detail={"message": message_id},
-            warnings=warnings)
+    _record(turn, run, node.id, "template_sent", "queued", detail={"message": message_id}, warnings=warnings)
     return _wait_for_answer(turn, run, node)
 
 
 def _opt_in(turn: Turn, compiled: CompiledFlow, run: dict[str, Any], node: Node) -> str:
     turn.contact["opted_in"] = True
-    turn.contact["opt_in"] = {"at": turn.now, "source": "flow", "flow_id": run["flow_id"],
-                              "node": node.id, "run_id": run["id"]}
+    turn.contact["opt_in"] = {
+        "at": turn.now,
+        "source": "flow",
+        "flow_id": run["flow_id"],
+        "node": node.id,
+        "run_id": run["id"],
+    }
     _record(turn, run, node.id, "opted_in", "ok")
     return "advance"
 
@@ -353,8 +382,14 @@ def _set_variable(turn: Turn, compiled: CompiledFlow, run: dict[str, Any], node:
             value = coerce_value(field_type, options, value)
         except InvalidInput as exc:
             # A reply that does not fit the field is an answer to handle, not a crash.
-            _record(turn, run, node.id, "variable_not_set", "INVALID_VALUE",
-                    detail={"field": node.field, "value": value, "why": exc.message})
+            _record(
+                turn,
+                run,
+                node.id,
+                "variable_not_set",
+                "INVALID_VALUE",
+                detail={"field": node.field, "value": value, "why": exc.message},
+            )
             return "invalid" if node.on_invalid is not None else "advance"
     turn.contact.setdefault("variables", {})[node.field] = value
     _record(turn, run, node.id, "variable_set", "ok", detail={"field": node.field, "value": value})

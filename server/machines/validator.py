@@ -132,20 +132,31 @@ def validate(flow: FlowDefinition, catalog: Catalog | None = None) -> list[FlowI
     by_id: dict[str, Node] = {}
     for node in flow.nodes:
         if node.id in by_id:
-            issues.append(_error(node.id, "DUPLICATE_NODE_ID",
-                                 f"two nodes are called {node.id!r}; rename one so node ids are unique"))
+            issues.append(
+                _error(
+                    node.id,
+                    "DUPLICATE_NODE_ID",
+                    f"two nodes are called {node.id!r}; rename one so node ids are unique",
+                )
+            )
         else:
             by_id[node.id] = node
     if not flow.nodes:
         issues.append(_error(None, "EMPTY_FLOW", "the flow has no nodes: add at least one and set 'start'"))
         return issues
     if flow.start is None:
-        issues.append(_error(None, "MISSING_START",
-                             "the flow has no start: set 'start' to the id of its first node"))
+        issues.append(
+            _error(None, "MISSING_START", "the flow has no start: set 'start' to the id of its first node")
+        )
     elif flow.start not in by_id:
-        issues.append(_error(None, "UNKNOWN_START",
-                             f"start points to {flow.start!r}, which is not a node of this flow; "
-                             f"set 'start' to one of its node ids"))
+        issues.append(
+            _error(
+                None,
+                "UNKNOWN_START",
+                f"start points to {flow.start!r}, which is not a node of this flow; "
+                f"set 'start' to one of its node ids",
+            )
+        )
     for node in flow.nodes:
         issues += _check_targets(node, by_id)
         issues += _check_node(node, flow)
@@ -156,9 +167,14 @@ def validate(flow: FlowDefinition, catalog: Catalog | None = None) -> list[FlowI
         reachable = _reachable(flow.start, by_id)
         for node in flow.nodes:
             if node.id not in reachable:
-                issues.append(_warning(node.id, "UNREACHABLE_NODE",
-                                       f"node {node.id!r} cannot be reached from the start; "
-                                       f"point a 'next' or a branch to it, or delete it"))
+                issues.append(
+                    _warning(
+                        node.id,
+                        "UNREACHABLE_NODE",
+                        f"node {node.id!r} cannot be reached from the start; "
+                        f"point a 'next' or a branch to it, or delete it",
+                    )
+                )
         webhook = catalog is not None and bool(getattr(catalog, "starts_from_webhook", False))
         issues += _window_warnings(flow.start, by_id, webhook)
     return issues
@@ -177,9 +193,12 @@ def _warning(node_id: str | None, code: str, message: str) -> FlowIssue:
 
 def _check_targets(node: Node, by_id: dict[str, Node]) -> list[FlowIssue]:
     return [
-        _error(node.id, "UNKNOWN_NEXT",
-               f"node {node.id!r}: {label} leads to {target!r}, which does not exist; "
-               f"point it to an existing node id or to null to end the run")
+        _error(
+            node.id,
+            "UNKNOWN_NEXT",
+            f"node {node.id!r}: {label} leads to {target!r}, which does not exist; "
+            f"point it to an existing node id or to null to end the run",
+        )
         for label, target in labelled_targets(node)
         if target is not None and target not in by_id
     ]
@@ -191,17 +210,26 @@ def _check_node(node: Node, flow: FlowDefinition) -> list[FlowIssue]:
         seen: set[str] = set()
         for button in node.buttons:
             if button.id in seen:
-                issues.append(_error(node.id, "DUPLICATE_BUTTON_ID",
-                                     f"node {node.id!r} has two buttons with id {button.id!r}; "
-                                     f"give each button its own id"))
+                issues.append(
+                    _error(
+                        node.id,
+                        "DUPLICATE_BUTTON_ID",
+                        f"node {node.id!r} has two buttons with id {button.id!r}; "
+                        f"give each button its own id",
+                    )
+                )
             seen.add(button.id)
     if isinstance(node, MessageNode):
         issues += _check_message(node)
     elif isinstance(node, AssignNode):
         if not node.agent and not node.team:
-            issues.append(_error(node.id, "ASSIGN_TARGET_MISSING",
-                                 f"assign node {node.id!r} names no one: set 'agent' (an agent's email "
-                                 f"or id) or 'team'"))
+            issues.append(
+                _error(
+                    node.id,
+                    "ASSIGN_TARGET_MISSING",
+                    f"assign node {node.id!r} names no one: set 'agent' (an agent's email or id) or 'team'",
+                )
+            )
     elif isinstance(node, ConditionNode):
         issues += _check_condition(node)
     elif isinstance(node, DelayNode):
@@ -214,22 +242,39 @@ def _check_node(node: Node, flow: FlowDefinition) -> list[FlowIssue]:
 def _check_message(node: MessageNode) -> list[FlowIssue]:
     issues: list[FlowIssue] = []
     if not (node.text or "").strip() and node.media is None:
-        issues.append(_error(node.id, "EMPTY_MESSAGE",
-                             f"message {node.id!r} has nothing to send: set 'text' or 'media'"))
+        issues.append(
+            _error(
+                node.id, "EMPTY_MESSAGE", f"message {node.id!r} has nothing to send: set 'text' or 'media'"
+            )
+        )
     if len(node.buttons) > MAX_REPLY_BUTTONS:
-        issues.append(_error(node.id, "TOO_MANY_BUTTONS",
-                             f"message {node.id!r} has {len(node.buttons)} buttons; WhatsApp allows at "
-                             f"most {MAX_REPLY_BUTTONS}: remove some or use a template"))
+        issues.append(
+            _error(
+                node.id,
+                "TOO_MANY_BUTTONS",
+                f"message {node.id!r} has {len(node.buttons)} buttons; WhatsApp allows at "
+                f"most {MAX_REPLY_BUTTONS}: remove some or use a template",
+            )
+        )
     for button in node.buttons:
         title = button.title or ""
         if not title.strip():
-            issues.append(_error(node.id, "BUTTON_TITLE_MISSING",
-                                 f"button {button.id!r} of message {node.id!r} needs a 'title' "
-                                 f"(what the customer sees)"))
+            issues.append(
+                _error(
+                    node.id,
+                    "BUTTON_TITLE_MISSING",
+                    f"button {button.id!r} of message {node.id!r} needs a 'title' (what the customer sees)",
+                )
+            )
         elif len(title) > MAX_BUTTON_TITLE:
-            issues.append(_error(node.id, "BUTTON_TITLE_TOO_LONG",
-                                 f"button {button.id!r} of message {node.id!r} has a title of {len(title)} "
-                                 f"characters; shorten it to at most {MAX_BUTTON_TITLE}"))
+            issues.append(
+                _error(
+                    node.id,
+                    "BUTTON_TITLE_TOO_LONG",
+                    f"button {button.id!r} of message {node.id!r} has a title of {len(title)} "
+                    f"characters; shorten it to at most {MAX_BUTTON_TITLE}",
+                )
+            )
     return issues
 
 
@@ -238,28 +283,48 @@ def _check_condition(node: ConditionNode) -> list[FlowIssue]:
 
     issues: list[FlowIssue] = []
     if not node.branches:
-        issues.append(_error(node.id, "CONDITION_WITHOUT_BRANCHES",
-                             f"condition {node.id!r} has no branches: add at least one named segment, "
-                             f"or replace it with a 'next'"))
+        issues.append(
+            _error(
+                node.id,
+                "CONDITION_WITHOUT_BRANCHES",
+                f"condition {node.id!r} has no branches: add at least one named segment, "
+                f"or replace it with a 'next'",
+            )
+        )
     for branch in node.branches:
         try:
             validate_segment(branch.segment)
         except InvalidInput as exc:
-            issues.append(_error(node.id, "INVALID_SEGMENT",
-                                 f"condition {node.id!r}, branch {branch.name!r}: {exc.message}"))
+            issues.append(
+                _error(
+                    node.id,
+                    "INVALID_SEGMENT",
+                    f"condition {node.id!r}, branch {branch.name!r}: {exc.message}",
+                )
+            )
     return issues
 
 
 def _check_delay(node: DelayNode) -> list[FlowIssue]:
     if (node.for_ is None) == (node.until is None):
         which = "both" if node.for_ is not None else "neither"
-        return [_error(node.id, "DELAY_NEEDS_ONE",
-                       f"delay {node.id!r} has {which} of 'for' and 'until': set exactly one "
-                       f"('for': '2h', or 'until': '2026-12-24T10:00')")]
+        return [
+            _error(
+                node.id,
+                "DELAY_NEEDS_ONE",
+                f"delay {node.id!r} has {which} of 'for' and 'until': set exactly one "
+                f"('for': '2h', or 'until': '2026-12-24T10:00')",
+            )
+        ]
     if node.until is not None and _parse_until(node.until) is None:
-        return [_error(node.id, "INVALID_UNTIL",
-                       f"delay {node.id!r}: until {node.until!r} is not an ISO-8601 date-time; "
-                       f"write it like '2026-12-24T10:00' (optionally with an offset such as '+01:00')")]
+        return [
+            _error(
+                node.id,
+                "INVALID_UNTIL",
+                f"delay {node.id!r}: until {node.until!r} is not an ISO-8601 date-time; "
+                f"write it like '2026-12-24T10:00' (optionally with an offset such as '+01:00')",
+            )
+        ]
     return []
 
 
@@ -271,9 +336,12 @@ def _parse_until(text: str) -> datetime | None:
 
 
 def _connect_to_self(node: ConnectFlowNode) -> FlowIssue:
-    return _warning(node.id, "CONNECT_TO_SELF",
-                    f"connect_flow {node.id!r} restarts this same flow; that is allowed but loops "
-                    f"forever unless something on the way ends it — check that is what you want")
+    return _warning(
+        node.id,
+        "CONNECT_TO_SELF",
+        f"connect_flow {node.id!r} restarts this same flow; that is allowed but loops "
+        f"forever unless something on the way ends it — check that is what you want",
+    )
 
 
 # --- catalog checks --------------------------------------------------------------------------
@@ -283,21 +351,34 @@ def _check_catalog(node: Node, flow: FlowDefinition, catalog: Catalog) -> list[F
     if isinstance(node, TemplateNode):
         return _check_template(node, catalog)
     if isinstance(node, TagNode):
-        return [_unknown_tag(node.id, f"tag node {node.id!r} ({verb})", name, catalog)
-                for verb, names in (("add", node.add), ("remove", node.remove))
-                for name in names if name not in catalog.tags]
+        return [
+            _unknown_tag(node.id, f"tag node {node.id!r} ({verb})", name, catalog)
+            for verb, names in (("add", node.add), ("remove", node.remove))
+            for name in names
+            if name not in catalog.tags
+        ]
     if isinstance(node, SetVariableNode):
         return _check_set_variable(node, catalog)
     if isinstance(node, AssignNode):
         issues: list[FlowIssue] = []
         if node.agent and not _known_agent(node.agent, catalog):
-            issues.append(_error(node.id, "UNKNOWN_AGENT",
-                                 f"assign node {node.id!r}: agent {node.agent!r} is not an agent of this "
-                                 f"workspace; use an existing agent's email or id, or create the agent"))
+            issues.append(
+                _error(
+                    node.id,
+                    "UNKNOWN_AGENT",
+                    f"assign node {node.id!r}: agent {node.agent!r} is not an agent of this "
+                    f"workspace; use an existing agent's email or id, or create the agent",
+                )
+            )
         if node.team and node.team not in catalog.teams:
-            issues.append(_error(node.id, "UNKNOWN_AGENT",
-                                 f"assign node {node.id!r}: team {node.team!r} is not a team of this "
-                                 f"workspace; use an existing team or create it"))
+            issues.append(
+                _error(
+                    node.id,
+                    "UNKNOWN_AGENT",
+                    f"assign node {node.id!r}: team {node.team!r} is not a team of this "
+                    f"workspace; use an existing team or create it",
+                )
+            )
         return issues
     if isinstance(node, ConditionNode):
         return _check_segment_names(node, catalog)
@@ -307,9 +388,14 @@ def _check_catalog(node: Node, flow: FlowDefinition, catalog: Catalog) -> list[F
         if is_self and node.flow != flow.name:
             return [_connect_to_self(node)]  # by id; by name it was reported without a catalog
         if not is_self and node.flow not in catalog.flows:
-            return [_error(node.id, "UNKNOWN_FLOW",
-                           f"connect_flow {node.id!r}: flow {node.flow!r} does not exist in this "
-                           f"workspace; use the name or id of an existing flow")]
+            return [
+                _error(
+                    node.id,
+                    "UNKNOWN_FLOW",
+                    f"connect_flow {node.id!r}: flow {node.flow!r} does not exist in this "
+                    f"workspace; use the name or id of an existing flow",
+                )
+            ]
     return []
 
 
@@ -327,58 +413,95 @@ def _known_agent(name: str, catalog: Catalog) -> bool:
 
 
 def _unknown_tag(node_id: str, where: str, name: str, catalog: Catalog) -> FlowIssue:
-    return _error(node_id, "UNKNOWN_TAG",
-                  f"{where}: tag {name!r} does not exist; create it (marketing or support) "
-                  f"or use one of the workspace's tags")
+    return _error(
+        node_id,
+        "UNKNOWN_TAG",
+        f"{where}: tag {name!r} does not exist; create it (marketing or support) "
+        f"or use one of the workspace's tags",
+    )
 
 
 def _check_template(node: TemplateNode, catalog: Catalog) -> list[FlowIssue]:
     variants = catalog.templates.get(node.template) or []
     if not variants:
-        return [_error(node.id, "UNKNOWN_TEMPLATE",
-                       f"template node {node.id!r}: there is no template called {node.template!r}; "
-                       f"create it or pick an existing one")]
+        return [
+            _error(
+                node.id,
+                "UNKNOWN_TEMPLATE",
+                f"template node {node.id!r}: there is no template called {node.template!r}; "
+                f"create it or pick an existing one",
+            )
+        ]
     variant = next((v for v in variants if _get(v, "language") == node.language), None)
     if variant is None:
         languages = ", ".join(sorted(str(_get(v, "language")) for v in variants))
-        return [_error(node.id, "UNKNOWN_TEMPLATE",
-                       f"template node {node.id!r}: template {node.template!r} has no {node.language!r} "
-                       f"version (it has: {languages}); set 'language' to one of those or add the "
-                       f"translation")]
+        return [
+            _error(
+                node.id,
+                "UNKNOWN_TEMPLATE",
+                f"template node {node.id!r}: template {node.template!r} has no {node.language!r} "
+                f"version (it has: {languages}); set 'language' to one of those or add the "
+                f"translation",
+            )
+        ]
     issues: list[FlowIssue] = []
     status = str(_get(variant, "status") or "DRAFT").upper()
     if status != APPROVED:
         reason = _get(variant, "rejection_reason") or _get(variant, "rejectionReason")
         why = f" (rejected: {reason})" if status == "REJECTED" and reason else ""
-        issues.append(_warning(node.id, "TEMPLATE_NOT_APPROVED",
-                               f"template node {node.id!r}: template {node.template!r} "
-                               f"({node.language}) is {status}{why}, not approved; publishing submits it "
-                               f"to Meta and the flow becomes active only once it is approved"))
+        issues.append(
+            _warning(
+                node.id,
+                "TEMPLATE_NOT_APPROVED",
+                f"template node {node.id!r}: template {node.template!r} "
+                f"({node.language}) is {status}{why}, not approved; publishing submits it "
+                f"to Meta and the flow becomes active only once it is approved",
+            )
+        )
     buttons = list(_get(variant, "buttons") or [])
     kinds = [str(_get(b, "type") or "").upper() for b in buttons]
     label = f"template {node.template!r} ({node.language}) used by node {node.id!r}"
     limits = (
         ("TEMPLATE_TOO_MANY_BUTTONS", len(buttons), MAX_TEMPLATE_BUTTONS, "buttons"),
         ("TEMPLATE_TOO_MANY_URL_BUTTONS", kinds.count("URL"), MAX_TEMPLATE_URL_BUTTONS, "URL buttons"),
-        ("TEMPLATE_TOO_MANY_PHONE_BUTTONS", kinds.count("PHONE_NUMBER"), MAX_TEMPLATE_PHONE_BUTTONS,
-         "phone-call buttons"),
-        ("TEMPLATE_TOO_MANY_COPY_CODE_BUTTONS", kinds.count("COPY_CODE"), MAX_TEMPLATE_COPY_CODE_BUTTONS,
-         "copy-code buttons"),
+        (
+            "TEMPLATE_TOO_MANY_PHONE_BUTTONS",
+            kinds.count("PHONE_NUMBER"),
+            MAX_TEMPLATE_PHONE_BUTTONS,
+            "phone-call buttons",
+        ),
+        (
+            "TEMPLATE_TOO_MANY_COPY_CODE_BUTTONS",
+            kinds.count("COPY_CODE"),
+            MAX_TEMPLATE_COPY_CODE_BUTTONS,
+            "copy-code buttons",
+        ),
     )
     for code, count, limit, what in limits:
         if count > limit:
-            issues.append(_error(node.id, code,
-                                 f"{label} has {count} {what}; WhatsApp allows at most {limit}: "
-                                 f"remove some from the template"))
+            issues.append(
+                _error(
+                    node.id,
+                    code,
+                    f"{label} has {count} {what}; WhatsApp allows at most {limit}: "
+                    f"remove some from the template",
+                )
+            )
     # Node button i answers the template's quick reply i: its id is sent as that button's payload.
-    quick_replies = [str(_get(b, "text") or "") for b, kind in zip(buttons, kinds, strict=True)
-                     if kind == "QUICK_REPLY"]
-    for button in node.buttons[len(quick_replies):]:
+    quick_replies = [
+        str(_get(b, "text") or "") for b, kind in zip(buttons, kinds, strict=True) if kind == "QUICK_REPLY"
+    ]
+    for button in node.buttons[len(quick_replies) :]:
         offered = ", ".join(repr(q) for q in quick_replies) or "none"
-        issues.append(_error(node.id, "UNKNOWN_TEMPLATE_BUTTON",
-                             f"template node {node.id!r}: button {button.id!r} has no quick reply to answer; "
-                             f"{node.template!r} ({node.language}) has {len(quick_replies)} ({offered}), "
-                             f"matched to the node's buttons in order"))
+        issues.append(
+            _error(
+                node.id,
+                "UNKNOWN_TEMPLATE_BUTTON",
+                f"template node {node.id!r}: button {button.id!r} has no quick reply to answer; "
+                f"{node.template!r} ({node.language}) has {len(quick_replies)} ({offered}), "
+                f"matched to the node's buttons in order",
+            )
+        )
     return issues
 
 
@@ -397,16 +520,24 @@ def _check_set_variable(node: SetVariableNode, catalog: Catalog) -> list[FlowIss
     problem = _value_problem(field_type, options, source.value)
     if problem is not None:
         allowed = f" (one of: {', '.join(options)})" if field_type.upper() == "FIXED" else ""
-        issues.append(_error(node.id, "WRONG_VALUE_TYPE",
-                             f"set_variable {node.id!r}: value {source.value!r} does not fit field "
-                             f"{node.field!r} of type {field_type}{allowed}: {problem}"))
+        issues.append(
+            _error(
+                node.id,
+                "WRONG_VALUE_TYPE",
+                f"set_variable {node.id!r}: value {source.value!r} does not fit field "
+                f"{node.field!r} of type {field_type}{allowed}: {problem}",
+            )
+        )
     return issues
 
 
 def _unknown_field(node_id: str, where: str, name: str) -> FlowIssue:
-    return _error(node_id, "UNKNOWN_FIELD",
-                  f"{where} {name!r} is not a field of this workspace; create the field "
-                  f"(name, type) or use an existing one")
+    return _error(
+        node_id,
+        "UNKNOWN_FIELD",
+        f"{where} {name!r} is not a field of this workspace; create the field "
+        f"(name, type) or use an existing one",
+    )
 
 
 def _has_placeholder(value: Any) -> bool:
@@ -469,9 +600,14 @@ def _check_segment_names(node: ConditionNode, catalog: Catalog) -> list[FlowIssu
             elif kind == "var" and name not in catalog.fields:
                 issues.append(_unknown_field(node.id, f"{where}: var", name))
             elif kind == "assigned_to" and not _known_agent(name, catalog):
-                issues.append(_error(node.id, "UNKNOWN_AGENT",
-                                     f"{where}: assigned_to {name!r} is not an agent of this workspace; "
-                                     f"use an existing agent's id"))
+                issues.append(
+                    _error(
+                        node.id,
+                        "UNKNOWN_AGENT",
+                        f"{where}: assigned_to {name!r} is not an agent of this workspace; "
+                        f"use an existing agent's id",
+                    )
+                )
     return issues
 
 
@@ -513,9 +649,9 @@ def _spin_loops(flow: FlowDefinition, by_id: dict[str, Node]) -> list[FlowIssue]
     for node_id, node in by_id.items():
         if _waits(node):
             continue
-        graph[node_id] = list(dict.fromkeys(
-            t for _, t in _runtime_edges(node) if t in by_id and not _waits(by_id[t])
-        ))
+        graph[node_id] = list(
+            dict.fromkeys(t for _, t in _runtime_edges(node) if t in by_id and not _waits(by_id[t]))
+        )
     order = {node.id: i for i, node in enumerate(flow.nodes) if node.id in graph}
     issues: list[FlowIssue] = []
     for component in _strongly_connected(graph):
@@ -526,10 +662,15 @@ def _spin_loops(flow: FlowDefinition, by_id: dict[str, Node]) -> list[FlowIssue]
         path = " → ".join(repr(n) for n in [*cycle, first])
         others = sorted(set(component) - set(cycle), key=order.__getitem__)
         also = f" (also on this loop: {', '.join(repr(n) for n in others)})" if others else ""
-        issues.append(_error(first, "SPIN_LOOP",
-                             f"nodes {path} form a loop that repeats without waiting{also}; add a delay "
-                             f"or a message that waits for an answer (buttons, on_reply or no_reply) "
-                             f"on it, or break the loop"))
+        issues.append(
+            _error(
+                first,
+                "SPIN_LOOP",
+                f"nodes {path} form a loop that repeats without waiting{also}; add a delay "
+                f"or a message that waits for an answer (buttons, on_reply or no_reply) "
+                f"on it, or break the loop",
+            )
+        )
     return issues
 
 
@@ -631,13 +772,23 @@ def _window_warnings(start: str, by_id: dict[str, Node], webhook: bool) -> list[
     issues: list[FlowIssue] = []
     for node_id in (n for n in by_id if n in warned):
         if warned[node_id] & _AFTER_LONG_WAIT:
-            issues.append(_warning(node_id, "SIMPLE_MESSAGE_AFTER_LONG_WAIT",
-                                   f"message {node_id!r} can be reached after a wait longer than 24 h "
-                                   f"with no template before it; the conversation window may be closed "
-                                   f"and it would not be sent: put a template node before it"))
+            issues.append(
+                _warning(
+                    node_id,
+                    "SIMPLE_MESSAGE_AFTER_LONG_WAIT",
+                    f"message {node_id!r} can be reached after a wait longer than 24 h "
+                    f"with no template before it; the conversation window may be closed "
+                    f"and it would not be sent: put a template node before it",
+                )
+            )
         if warned[node_id] & _AFTER_WEBHOOK:
-            issues.append(_warning(node_id, "SIMPLE_MESSAGE_AFTER_WEBHOOK_START",
-                                   f"message {node_id!r} can be reached from the webhook start with no "
-                                   f"template before it; the conversation may not be open and it would "
-                                   f"not be sent: start with a template node"))
+            issues.append(
+                _warning(
+                    node_id,
+                    "SIMPLE_MESSAGE_AFTER_WEBHOOK_START",
+                    f"message {node_id!r} can be reached from the webhook start with no "
+                    f"template before it; the conversation may not be open and it would "
+                    f"not be sent: start with a template node",
+                )
+            )
     return issues

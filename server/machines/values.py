@@ -78,8 +78,9 @@ def _text(raw: object) -> str:
         raise _fail("TEXT", raw)
     value = raw.strip()
     if len(value) > MAX_TEXT:
-        raise InvalidInput(f"text of {len(value)} characters is too long for a TEXT field (max {MAX_TEXT})",
-                           fieldType="TEXT")
+        raise InvalidInput(
+            f"text of {len(value)} characters is too long for a TEXT field (max {MAX_TEXT})", fieldType="TEXT"
+        )
     return value
 
 
@@ -124,7 +125,7 @@ def _ungroup(text: str) -> str:
     marks = [c for c in digits if c in ".,"]
     if len(set(marks)) == 2 or len(marks) == 1:
         last = max(digits.rfind("."), digits.rfind(","))
-        return re.sub(r"[.,]", "", digits[:last]) + "." + digits[last + 1:]
+        return re.sub(r"[.,]", "", digits[:last]) + "." + digits[last + 1 :]
     return re.sub(r"[.,]", "", digits)
 
 

@@ -187,9 +187,7 @@ def normalize_field_name(name: object) -> str:
             field="name",
         )
     if value.lower() in RESERVED_FIELDS:
-        raise InvalidInput(
-            f"{value!r} is built into every contact; choose another field name", field="name"
-        )
+        raise InvalidInput(f"{value!r} is built into every contact; choose another field name", field="name")
     return value
 
 
@@ -220,8 +218,9 @@ def _options(field_type: str, options: list[str] | None) -> list[str]:
             raise InvalidInput(f"FIXED options are at most {MAX_OPTION} characters", field="options")
         key = fold(value)
         if key in seen:  # replies match options ignoring case and accents, so these would clash
-            raise InvalidInput(f"option {value!r} is given twice (case and accents are ignored)",
-                               field="options")
+            raise InvalidInput(
+                f"option {value!r} is given twice (case and accents are ignored)", field="options"
+            )
         seen.add(key)
         cleaned.append(value)
     return cleaned
@@ -235,8 +234,7 @@ def _external(external: Any) -> dict[str, str] | None:
     system = str(external.get("system") or "").strip().lower()
     prop = external.get("property")
     if system not in EXTERNAL_SYSTEMS:
-        raise InvalidInput(f"external system must be one of {', '.join(EXTERNAL_SYSTEMS)}",
-                           field="external")
+        raise InvalidInput(f"external system must be one of {', '.join(EXTERNAL_SYSTEMS)}", field="external")
     if not isinstance(prop, str) or not prop.strip():
         raise InvalidInput("external needs the profile property to update", field="external")
     return {"system": system, "property": prop.strip()}
@@ -419,8 +417,9 @@ def validate_components(components: Any) -> list[dict[str, Any]]:
         if kind == "HEADER":
             header_format = _upper(component.get("format") or "TEXT")
             if header_format not in HEADER_FORMATS:
-                raise InvalidInput(f"header format must be one of {', '.join(HEADER_FORMATS)}",
-                                   field="components")
+                raise InvalidInput(
+                    f"header format must be one of {', '.join(HEADER_FORMATS)}", field="components"
+                )
             normalized["format"] = header_format
             if header_format == "TEXT":
                 _text(component, "the header", MAX_HEADER_TEXT)
@@ -438,8 +437,9 @@ def validate_components(components: Any) -> list[dict[str, Any]]:
             for kind_limited, limit in MAX_BUTTONS_BY_TYPE.items():
                 count = sum(1 for b in normalized["buttons"] if b["type"] == kind_limited)
                 if count > limit:
-                    raise InvalidInput(f"a template has at most {limit} {kind_limited} button(s)",
-                                       field="components")
+                    raise InvalidInput(
+                        f"a template has at most {limit} {kind_limited} button(s)", field="components"
+                    )
         result.append(normalized)
     if "BODY" not in seen:
         raise InvalidInput("a template needs a BODY component", field="components")
@@ -457,8 +457,9 @@ async def create_template(runtime: Runtime, workspace_id: str, data: dict[str, A
         )
     language = str(data.get("language") or "").strip()
     if not _LANGUAGE.fullmatch(language):
-        raise InvalidInput(f"language {language!r} must be a WhatsApp locale such as es, en_US or pt_BR",
-                           field="language")
+        raise InvalidInput(
+            f"language {language!r} must be a WhatsApp locale such as es, en_US or pt_BR", field="language"
+        )
     category = _upper(data.get("category"))
     if category not in TEMPLATE_CATEGORIES:
         raise InvalidInput(f"category must be one of {', '.join(TEMPLATE_CATEGORIES)}", field="category")

@@ -57,9 +57,7 @@ async def require_flow(runtime: Runtime, workspace_id: str, flow_id: str) -> dic
     return flow
 
 
-async def update_draft(
-    runtime: Runtime, workspace_id: str, flow_id: str, definition: Any
-) -> dict[str, Any]:
+async def update_draft(runtime: Runtime, workspace_id: str, flow_id: str, definition: Any) -> dict[str, Any]:
     flow = await require_flow(runtime, workspace_id, flow_id)
     parsed = parse_flow(definition)
     changes: dict[str, Any] = {"draft": definition, "updated_at": runtime.clock.now()}
@@ -91,8 +89,9 @@ async def publish_flow(
     if errors:
         first = errors[0]
         more = f" (and {len(errors) - 1} more; see validateFlow)" if len(errors) > 1 else ""
-        raise InvalidFlow(f"{first.code}: {first.message}{more}", node_id=first.node_id,
-                          issues=[i.code for i in errors])
+        raise InvalidFlow(
+            f"{first.code}: {first.message}{more}", node_id=first.node_id, issues=[i.code for i in errors]
+        )
     now = runtime.clock.now()
     version = await runtime.flows.next_version(workspace_id, flow_id, now)
     await runtime.flows.insert_version(

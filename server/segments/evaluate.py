@@ -65,8 +65,10 @@ def _eval(node: Segment, doc: dict[str, Any], now: datetime) -> bool:
     if isinstance(node, AssignedTo):
         return _eq(doc.get(FIELD_AGENT, MISSING), node.agent)
     if isinstance(node, PhonePrefix):
-        return any(isinstance(c, str) and c.startswith(node.prefix)
-                   for c in _candidates(doc.get(FIELD_PHONE, MISSING)))
+        return any(
+            isinstance(c, str) and c.startswith(node.prefix)
+            for c in _candidates(doc.get(FIELD_PHONE, MISSING))
+        )
     if isinstance(node, LastInbound):
         value = doc.get(FIELD_LAST_INBOUND, MISSING)
         moment = cutoff(now, node.delta)
@@ -116,8 +118,12 @@ def _compare(value: Any, op: str, wanted: Any) -> bool:
         if not _same_class(c, wanted):
             continue
         left, right = _key(c), _key(wanted)
-        if (op == "gt" and left > right) or (op == "gte" and left >= right) \
-                or (op == "lt" and left < right) or (op == "lte" and left <= right):
+        if (
+            (op == "gt" and left > right)
+            or (op == "gte" and left >= right)
+            or (op == "lt" and left < right)
+            or (op == "lte" and left <= right)
+        ):
             return True
     return False
 

@@ -44,8 +44,18 @@ FIELD_VARIABLES = "variables"
 
 OPERATORS = ("eq", "ne", "gt", "gte", "lt", "lte", "in", "contains", "exists")
 ORDER_OPERATORS = ("gt", "gte", "lt", "lte")
-KINDS = ("all", "any", "not", "tag", "opted_in", "assigned", "assigned_to", "var", "last_inbound",
-         "phone_prefix")
+KINDS = (
+    "all",
+    "any",
+    "not",
+    "tag",
+    "opted_in",
+    "assigned",
+    "assigned_to",
+    "var",
+    "last_inbound",
+    "phone_prefix",
+)
 MAX_DEPTH = 32
 MAX_IN_VALUES = 1000
 MAX_NAME = 100
@@ -120,8 +130,9 @@ def validate_segment(segment: Any, path: str = "segment") -> None:
 
 def parse_segment(segment: Any, path: str = "segment") -> Segment:
     """Validate a segment document (or pass through an already parsed one) into the typed tree."""
-    if isinstance(segment, All | AnyOf | Not | Tag | OptedIn | Assigned | AssignedTo | Var | LastInbound
-                  | PhonePrefix):
+    if isinstance(
+        segment, All | AnyOf | Not | Tag | OptedIn | Assigned | AssignedTo | Var | LastInbound | PhonePrefix
+    ):
         return segment
     return _parse(segment, path, 0)
 
@@ -155,7 +166,7 @@ def _parse(node: Any, path: str, depth: int) -> Segment:
     if depth > MAX_DEPTH:
         raise _fail(path, f"segments nest more than {MAX_DEPTH} levels deep")
     if not isinstance(node, dict):
-        raise _fail(path, f"a segment is an object such as {{\"tag\": \"vip\"}}, not {_kind(node)}")
+        raise _fail(path, f'a segment is an object such as {{"tag": "vip"}}, not {_kind(node)}')
     keys = [k for k in node if k in KINDS]
     if not keys:
         unknown = next(iter(node), None)
@@ -164,7 +175,7 @@ def _parse(node: Any, path: str, depth: int) -> Segment:
         raise _fail(path, f"{unknown!r} is not a segment; use one of {', '.join(KINDS)}")
     if len(keys) > 1:
         names = ", ".join(repr(k) for k in keys)
-        raise _fail(path, f"a segment has exactly one of {names}; combine them with {{\"all\": [...]}}")
+        raise _fail(path, f'a segment has exactly one of {names}; combine them with {{"all": [...]}}')
     kind = keys[0]
     allowed = {"var", "op", "value"} if kind == "var" else {kind}
     extra = [k for k in node if k not in allowed]
@@ -192,8 +203,13 @@ def _parse(node: Any, path: str, depth: int) -> Segment:
     if kind == "last_inbound":
         return _last_inbound(value, here)
     if kind == "phone_prefix":
-        if not isinstance(value, str) or not value.startswith("+") or not value[1:].isdecimal() \
-                or not value[1:].isascii() or len(value) > 16:
+        if (
+            not isinstance(value, str)
+            or not value.startswith("+")
+            or not value[1:].isdecimal()
+            or not value[1:].isascii()
+            or len(value) > 16
+        ):
             raise _fail(here, f"{value!r} is not a phone prefix; use '+' and digits, e.g. '+34'")
         return PhonePrefix(value)
     return _var(node, path)
@@ -204,8 +220,10 @@ def _var(node: dict[str, Any], path: str) -> Var:
     if not isinstance(name, str) or not name:
         raise _fail(f"{path}.var", f"'var' takes a variable name, not {_kind(name)}")
     if "." in name or name.startswith("$") or "\x00" in name or len(name) > MAX_NAME:
-        raise _fail(f"{path}.var", f"{name!r} is not a variable name (no '.', no leading '$', "
-                                   f"at most {MAX_NAME} characters)")
+        raise _fail(
+            f"{path}.var",
+            f"{name!r} is not a variable name (no '.', no leading '$', at most {MAX_NAME} characters)",
+        )
     op = node.get("op")
     if op not in OPERATORS:
         shown = f"{op!r} is not an operator" if op is not None else "missing operator"
@@ -261,13 +279,16 @@ def _scalar(raw: Any, path: str, op: str) -> Scalar:
         raise _fail(path, f"null is not a value to compare with; {hint}")
     if isinstance(raw, list):
         raise _fail(path, f"{op!r} takes a single value, not a list; use 'in' for several")
-    raise _fail(path, f"{_kind(raw)} is not a value to compare with; use text, a number, true/false "
-                      "or {\"$date\": \"<ISO-8601>\"}")
+    raise _fail(
+        path,
+        f"{_kind(raw)} is not a value to compare with; use text, a number, true/false "
+        'or {"$date": "<ISO-8601>"}',
+    )
 
 
 def _last_inbound(value: Any, path: str) -> LastInbound:
     if not isinstance(value, dict) or len(value) != 1 or next(iter(value)) not in ("within", "before"):
-        raise _fail(path, "'last_inbound' takes {\"within\": \"24h\"} or {\"before\": \"7d\"}")
+        raise _fail(path, '\'last_inbound\' takes {"within": "24h"} or {"before": "7d"}')
     kind, text = next(iter(value.items()))
     where = f"{path}.{kind}"
     if not isinstance(text, str):

@@ -38,9 +38,11 @@ class _Scoped:
         return await self._docs.find_one({"_id": doc_id, "workspace_id": workspace_id})
 
     async def list(self, workspace_id: str) -> list[Document]:
-        return await self._docs.find({"workspace_id": workspace_id}).sort(
-            [(key, 1) for key in self.order]
-        ).to_list()
+        return (
+            await self._docs.find({"workspace_id": workspace_id})
+            .sort([(key, 1) for key in self.order])
+            .to_list()
+        )
 
     async def update(self, workspace_id: str, doc_id: str, changes: Document) -> Document | None:
         """Apply ``changes``; raises ``DuplicateKeyError`` when they collide with another entry."""

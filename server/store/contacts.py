@@ -68,9 +68,7 @@ class ContactRepository:
         )
 
     async def find_run(self, workspace_id: str, run_id: str) -> dict[str, Any] | None:
-        return await self._contacts.find_one(
-            {"workspace_id": workspace_id, "runs.id": run_id}
-        )
+        return await self._contacts.find_one({"workspace_id": workspace_id, "runs.id": run_id})
 
     async def with_pending_work(self) -> AsyncIterator[dict[str, Any]]:
         """Contacts holding timers or undelivered messages: what recovery must re-arm."""
@@ -88,11 +86,13 @@ class ContactRepository:
         cursor = self._contacts.find(
             {
                 "workspace_id": workspace_id,
-                "runs": {"$elemMatch": {
-                    "flow_id": flow_id,
-                    "version": {"$lt": below_version},
-                    "status": {"$in": ["active", "waiting"]},
-                }},
+                "runs": {
+                    "$elemMatch": {
+                        "flow_id": flow_id,
+                        "version": {"$lt": below_version},
+                        "status": {"$in": ["active", "waiting"]},
+                    }
+                },
             },
             {"_id": 1},
         )

@@ -28,9 +28,7 @@ class FlowRepository:
     async def list(self, workspace_id: str) -> list[dict[str, Any]]:
         return await self._flows.find({"workspace_id": workspace_id}).sort("created_at", 1).to_list()
 
-    async def update(
-        self, workspace_id: str, flow_id: str, changes: dict[str, Any]
-    ) -> dict[str, Any] | None:
+    async def update(self, workspace_id: str, flow_id: str, changes: dict[str, Any]) -> dict[str, Any] | None:
         return await self._flows.find_one_and_update(
             {"_id": flow_id, "workspace_id": workspace_id},
             {"$set": changes},

@@ -38,13 +38,15 @@ class MessageRepository:
         return True
 
     async def unapplied_inbound(self, older_than: datetime) -> AsyncIterator[dict[str, Any]]:
-        cursor = self._messages.find(
-            {"direction": "in", "applied": False, "at": {"$lt": older_than}}
-        )
+        cursor = self._messages.find({"direction": "in", "applied": False, "at": {"$lt": older_than}})
         async for document in cursor:
             yield document
 
     async def outbound_for(self, workspace_id: str, phone: str, channel: str) -> list[dict[str, Any]]:
-        return await self._messages.find(
-            {"workspace_id": workspace_id, "phone": phone, "direction": "out", "channel": channel}
-        ).sort([("at", 1), ("_id", 1)]).to_list()
+        return (
+            await self._messages.find(
+                {"workspace_id": workspace_id, "phone": phone, "direction": "out", "channel": channel}
+            )
+            .sort([("at", 1), ("_id", 1)])
+            .to_list()
+        )
