@@ -1,7 +1,9 @@
 """What happens after a turn is committed: timers armed, messages sent, runs projected, news published.
 
 Each effect is idempotent (timer ids, outbox ids, versioned projections), so recovery may redo
-any of them after a crash without a visible duplicate.
+any of them after a crash without a visible duplicate. What became of each send goes to the
+status ledger: a permanent failure ends the message (and tells the actor, without waiting: this
+runs inside the actor's own turn); a provider id just learnt releases statuses parked for it.
 """
 
 from __future__ import annotations
@@ -10,7 +12,8 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from server.channels.base import Channel
+from server.actors.message_statuses import StatusLedger
+from server.channels.base import Channel, SendResult
 from server.ids import ContactKey
 from server.store.contacts import ContactRepository
 from server.store.messages import MessageRepository
@@ -35,6 +38,7 @@ class Effects:
     channel: Channel
     timers: TimerScheduler
     publisher: ChangePublisher
+    ledger: StatusLedger | None = None
 
     async def after_commit(
         self,
@@ -67,6 +71,21 @@ class Effects:
             if not result.ok and result.retry:
                 break
             delivered.append(message["id"])
+            await self._settle_send(contact["workspace_id"], message, result)
         if delivered:
             await self.contacts.pull_outbox(contact["_id"], contact["version"], delivered)
             contact["outbox"] = [m for m in contact.get("outbox", []) if m["id"] not in delivered]
+
+    async def _settle_send(self, workspace_id: str, message: dict[str, Any], result: SendResult) -> None:
+        if self.ledger is None:
+            return
+        try:
+            if not result.ok:
+                log.info("message %s failed for good: %s %s", message["id"], result.error_code, result.error)
+                await self.ledger.send_failed(
+                    workspace_id, self.channel.name, message, result.error_code, result.error
+                )
+            elif result.provider_id:
+                await self.ledger.provider_id_known(workspace_id, result.provider_id)
+        except Exception:
+            log.exception("recording the outcome of message %s failed", message["id"])

@@ -1,0 +1,152 @@
+"""The WhatsApp Cloud API channel: an outbox message becomes one Graph API send.
+
+Order of checks: already sent (a redelivery after a crash must not send twice) -> template
+usable (PAUSED/DISABLED/unapproved templates are refused here, not by Meta) -> payload valid ->
+throughput slot + request with retries (``GraphClient``). On Meta's 200 the message is recorded
+as ``accepted`` with the wamid as ``provider_id``; Meta's own ``sent``/``delivered``/``read``
+arrive later by webhook.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from server.channels.base import SendResult
+from server.channels.whatsapp.client import GraphClient
+from server.channels.whatsapp.costs import estimate
+from server.channels.whatsapp.payloads import PayloadError, build
+from server.clock import Clock
+from server.ids import ContactKey
+from server.machines.runner import window_open
+from server.store.catalog import TemplateRepository
+from server.store.contacts import ContactRepository
+from server.store.messages import MessageRepository
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "whatsapp"
+# Meta's codes that mean the template itself can no longer be sent: mirror them on our template.
+TEMPLATE_STATE_CODES = {"132015": "PAUSED", "132016": "DISABLED"}
+# As operations.catalog.SENDABLE_TEMPLATE_STATUSES: FLAGGED is a quality warning, still sendable.
+SENDABLE = ("APPROVED", "FLAGGED")
+
+
+class WhatsAppChannel:
+    name = CHANNEL
+
+    def __init__(
+        self,
+        client: GraphClient,
+        messages: MessageRepository,
+        templates: TemplateRepository,
+        contacts: ContactRepository,
+        clock: Clock,
+    ) -> None:
+        self.client = client
+        self._messages = messages
+        self._templates = templates
+        self._contacts = contacts
+        self._clock = clock
+
+    async def send(self, workspace_id: str, message: dict[str, Any], channel: dict[str, Any]) -> SendResult:
+        existing = await self._messages.get(message["id"])
+        if existing is not None and existing.get("provider_id"):
+            return SendResult(ok=True, provider_id=existing["provider_id"])
+        template: dict[str, Any] | None = None
+        if message.get("kind") == "template":
+            template, refusal = await self._usable_template(workspace_id, message)
+            if refusal is not None:
+                return refusal
+        try:
+            body = build(message, template)
+        except PayloadError as exc:
+            return SendResult(ok=False, retry=False, error_code=exc.code, error=exc.message)
+        result = await self.client.send_message(channel, body)
+        if not result.ok:
+            if result.error_code in TEMPLATE_STATE_CODES and template is not None:
+                await self._templates.update(
+                    workspace_id,
+                    template["_id"],
+                    {"status": TEMPLATE_STATE_CODES[result.error_code], "updated_at": self._clock.now()},
+                )
+            return SendResult(ok=False, retry=result.retry, error_code=result.error_code, error=result.error)
+        wamid = _wamid(result.body)
+        await self._record(workspace_id, message, channel, wamid, template, result.body)
+        return SendResult(ok=True, provider_id=wamid)
+
+    async def _usable_template(
+        self, workspace_id: str, message: dict[str, Any]
+    ) -> tuple[dict[str, Any] | None, SendResult | None]:
+        spec = message.get("template") or {}
+        found = await self._templates.get_by_name(workspace_id, str(spec.get("name")), spec.get("language"))
+        if not found:
+            return None, _refuse(
+                "TEMPLATE_MISSING",
+                f"template {spec.get('name')!r} ({spec.get('language')}) does not exist in this workspace",
+            )
+        template = found[0]
+        status = template.get("status")
+        if status == "PAUSED":
+            return None, _refuse(
+                "TEMPLATE_PAUSED",
+                f"template {template['name']!r} is paused by Meta (low quality); it cannot be sent until "
+                "Meta unpauses it",
+            )
+        if status == "DISABLED":
+            return None, _refuse(
+                "TEMPLATE_DISABLED",
+                f"template {template['name']!r} was disabled by Meta; create and submit a new template",
+            )
+        if status not in SENDABLE:
+            reason = f" ({template['rejection_reason']})" if template.get("rejection_reason") else ""
+            return None, _refuse(
+                "TEMPLATE_NOT_APPROVED",
+                f"template {template['name']!r} is {status}{reason}; only approved templates can be sent",
+            )
+        return template, None
+
+    async def _record(
+        self,
+        workspace_id: str,
+        message: dict[str, Any],
+        channel: dict[str, Any],
+        wamid: str | None,
+        template: dict[str, Any] | None,
+        answer: Any,
+    ) -> None:
+        record = {k: v for k, v in message.items() if k not in ("id", "to")}
+        document = {
+            **record,
+            "_id": message["id"],
+            "workspace_id": workspace_id,
+            "phone": message["to"],
+            "channel": CHANNEL,
+            "channel_id": channel.get("_id"),
+            "status": _accepted_status(answer),
+            "provider_id": wamid,
+            "at": self._clock.now(),
+        }
+        if template is not None:
+            contact = await self._contacts.load(ContactKey(workspace_id, message["to"]))
+            is_open = window_open((contact or {}).get("last_inbound_at"), self._clock.now())
+            document["template_category"] = template.get("category")
+            document["cost_estimate"] = estimate(str(template.get("category")), message["to"], is_open)
+        if not await self._messages.record_outbound(document):
+            log.warning("message %s was already recorded; sent again as %s", message["id"], wamid)
+
+
+def _refuse(code: str, error: str) -> SendResult:
+    return SendResult(ok=False, retry=False, error_code=code, error=error)
+
+
+def _wamid(body: Any) -> str | None:
+    messages = (body or {}).get("messages") if isinstance(body, dict) else None
+    return messages[0].get("id") if messages else None
+
+
+def _accepted_status(body: Any) -> str:
+    """``accepted`` (or Meta's ``held_for_quality_assessment`` / ``paused``), never ``sent`` yet."""
+    messages = (body or {}).get("messages") if isinstance(body, dict) else None
+    status = messages[0].get("message_status") if messages else None
+    return str(status or "accepted")

@@ -1,0 +1,137 @@
+"""``GET/POST /webhooks/whatsapp/{channel_id}``: Meta's verification handshake and its event POSTs.
+
+POST answers as soon as the events are stored (the actors apply them afterwards), because Meta
+retries anything slower or non-200: 401 for a bad signature (nothing recorded), 400 for a body
+that is not a WhatsApp webhook, 413 past ``MAX_BODY_BYTES``, 503 when the store cannot take it
+(Meta retries later), 404 for an unknown channel. Never a 500 for what the sender got wrong.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from pymongo.errors import PyMongoError
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from server.channels.whatsapp.signature import HEADER, signature_valid
+from server.channels.whatsapp.webhook import MalformedWebhook, parse_webhook
+from server.errors import Unavailable
+from server.operations.channel_inbound import receive_whatsapp
+from server.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 1024 * 1024  # Meta batches at most a few hundred KB; anything bigger is not Meta
+PATH = "/webhooks/whatsapp/{channel_id}"
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def whatsapp_routes(runtime: Runtime) -> list[Route]:
+    return [Route(PATH, _endpoint(runtime), methods=["GET", "POST"], name="whatsapp-webhook")]
+
+
+def _endpoint(runtime: Runtime) -> Endpoint:
+    async def webhook(request: Request) -> Response:
+        channel_id = request.path_params["channel_id"]
+        try:
+            channel = await runtime.channels.get(channel_id)
+        except PyMongoError as exc:
+            return _unavailable(channel_id, exc)
+        if channel is None or channel.get("kind", "whatsapp") != "whatsapp":
+            return _problem(404, f"no WhatsApp channel {channel_id!r}")
+        if request.method == "GET":
+            return _verify(request, channel)
+        return await _receive(runtime, request, channel)
+
+    return webhook
+
+
+def _verify(request: Request, channel: dict[str, Any]) -> Response:
+    """Meta subscribes a callback URL by GETting it with the verify token we gave it."""
+    query = request.query_params
+    token = query.get("hub.verify_token") or ""
+    expected = channel.get("verify_token") or ""
+    challenge = query.get("hub.challenge")
+    if (
+        query.get("hub.mode") == "subscribe"
+        and challenge is not None
+        and expected
+        and hmac.compare_digest(token.encode(), expected.encode())
+    ):
+        return PlainTextResponse(challenge)
+    log.warning(
+        "whatsapp verification refused for channel %s (mode %r)", channel["_id"], query.get("hub.mode")
+    )
+    return PlainTextResponse("verification refused", status_code=403)
+
+
+async def _receive(runtime: Runtime, request: Request, channel: dict[str, Any]) -> Response:
+    channel_id = channel["_id"]
+    try:
+        body = await _read_capped(request, MAX_BODY_BYTES)
+    except _TooLarge:
+        log.warning("whatsapp webhook for %s refused: body over %d bytes", channel_id, MAX_BODY_BYTES)
+        return _problem(413, f"body larger than {MAX_BODY_BYTES} bytes")
+    except ClientDisconnect:
+        return _problem(400, "the client went away before the body was read")
+    if not signature_valid(body, channel.get("app_secret"), request.headers.get(HEADER)):
+        log.warning("whatsapp webhook for %s refused: missing or wrong %s", channel_id, HEADER)
+        return _problem(401, f"missing or invalid {HEADER}")
+    try:
+        batch = parse_webhook(json.loads(body))
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError and MalformedWebhook are ValueErrors
+        why = str(exc) if isinstance(exc, MalformedWebhook) else f"body is not JSON: {exc}"
+        log.warning("whatsapp webhook for %s refused: %s", channel_id, why)
+        return _problem(400, why)
+    try:
+        received = await receive_whatsapp(runtime, channel, batch)
+    except (PyMongoError, Unavailable) as exc:
+        return _unavailable(channel_id, exc)
+    log.info(
+        "whatsapp webhook %s: %d new messages, %d repeats, statuses %s, %d template updates%s",
+        channel_id,
+        received.messages,
+        received.duplicates,
+        received.statuses,
+        received.templates,
+        f"; ignored: {received.ignored}" if received.ignored else "",
+    )
+    return JSONResponse({"ok": True})
+
+
+async def _read_capped(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _TooLarge
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _TooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _problem(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"ok": False, "error": message}, status_code=status)
+
+
+def _unavailable(channel_id: str, exc: Exception) -> JSONResponse:
+    log.error("whatsapp webhook for %s not stored (Meta will retry): %s", channel_id, exc)
+    return JSONResponse(
+        {"ok": False, "error": "the store is unavailable; retry later"},
+        status_code=503,
+        headers={"Retry-After": "30"},
+    )

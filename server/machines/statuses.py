@@ -1,0 +1,54 @@
+"""What a status report of an outbound message does to the run that sent it (pure, like runner.py).
+
+Every report becomes a ``message_status`` step on the sending node. A ``failed`` one moves the
+run down the node's ``on_failure`` path when the run is still at that node; otherwise the step
+is the record of the failure (the run goes on as if the message had been shown).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from server.machines import runner
+from server.machines.compiler import CompiledFlow
+from server.machines.definition import MessageNode, TemplateNode
+
+SEND_ACTIONS = ("message_sent", "template_sent")
+
+
+def sender_of(contact: dict[str, Any], message_id: str) -> tuple[dict[str, Any], str] | None:
+    """The run and node that queued ``message_id`` (found by its send step), newest runs first."""
+    for run in reversed(contact.get("runs", [])):
+        for step in reversed(run.get("steps", [])):
+            if step.get("action") in SEND_ACTIONS and (step.get("detail") or {}).get("message") == message_id:
+                return run, step["node"]
+    return None
+
+
+def apply_status(
+    turn: runner.Turn,
+    compiled: CompiledFlow,
+    run: dict[str, Any],
+    node_id: str,
+    message_id: str,
+    status: str,
+    error_code: str | None = None,
+    error: str | None = None,
+) -> bool:
+    """Record the status on ``run``; True when a failure moved the run to ``on_failure``."""
+    detail: dict[str, Any] = {"message": message_id}
+    if error_code is not None:
+        detail["error_code"] = error_code
+    if error is not None:
+        detail["error"] = error
+    # The runner's helpers keep one definition of a step, a timer cancel and a transition.
+    runner._record(turn, run, node_id, "message_status", status, detail=detail)
+    if status != "failed":
+        return False
+    node = compiled.nodes.get(node_id)
+    at_node = run["status"] in runner.ACTIVE and run.get("node") == node_id
+    if not at_node or not isinstance(node, MessageNode | TemplateNode) or node.on_failure is None:
+        return False
+    runner._cancel_run_timers(turn, run)
+    runner._follow(turn, compiled, run, node_id, "failed")
+    return True

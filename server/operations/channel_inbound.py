@@ -1,0 +1,205 @@
+"""What customers and providers send in: store it durably, then hand it to the contact's actor.
+
+``accept_inbound`` is the one "store then tell" path for a customer message, whichever channel
+brought it (the sandbox's ``customer_says`` asks and waits; the WhatsApp webhook tells and
+answers at once). ``receive_whatsapp`` applies one parsed webhook batch: messages, statuses of
+our messages (through the status ledger; they never start flows) and template news.
+Each event is stored before its actor is told, and the customer messages of a batch are told
+only once the whole batch is stored, so the webhook's 200 means "stored".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from server.actors.events import InboundMessage, TurnResult
+from server.actors.message_statuses import StatusReport
+from server.channels.whatsapp.webhook import InboundWhatsApp, StatusUpdate, TemplateUpdate, WebhookBatch
+from server.errors import InvalidInput, KonvoError, Unavailable
+from server.ids import ContactKey
+from server.operations.templates import apply_template_status
+from server.phones import normalize_phone
+from server.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "whatsapp"
+
+
+@dataclass
+class Received:
+    """What one webhook POST did, for the log line and the tests."""
+
+    messages: int = 0
+    duplicates: int = 0
+    statuses: dict[str, int] = field(default_factory=dict)
+    templates: int = 0
+    ignored: list[str] = field(default_factory=list)
+
+
+async def accept_inbound(runtime: Runtime, record: dict[str, Any]) -> tuple[bool, InboundMessage | None]:
+    """Store an inbound message (its ``_id`` is the provider id) and return the event to apply.
+
+    Returns (new, event): ``new`` is False for a provider retry; the event is None when a
+    retry's message was already applied, so nothing needs telling.
+    """
+    if await runtime.messages.record_inbound(record):
+        return True, InboundMessage.from_record(record)
+    existing = await runtime.messages.get(record["_id"])
+    if existing is not None and existing.get("applied"):
+        return False, None
+    return False, InboundMessage.from_record(existing or record)
+
+
+def tell_inbound(runtime: Runtime, key: ContactKey, event: InboundMessage) -> None:
+    """Queue the event without waiting for its turn; if the server is stopping, recovery applies it."""
+    if runtime.actors is None:
+        return
+    try:
+        future = runtime.actors.tell(key, event)
+    except Unavailable:
+        return
+    future.add_done_callback(_consume)
+
+
+def _consume(future: asyncio.Future[TurnResult]) -> None:
+    # The actor logs failed turns; reading the exception keeps asyncio from warning again.
+    if not future.cancelled():
+        future.exception()
+
+
+async def receive_whatsapp(runtime: Runtime, channel: dict[str, Any], batch: WebhookBatch) -> Received:
+    """Apply a verified webhook batch for ``channel``; store errors propagate (the caller answers 503)."""
+    received = Received(ignored=list(batch.skipped))
+    workspaces = _Workspaces(runtime, channel)
+    accepted: list[tuple[ContactKey, InboundMessage]] = []
+    for message in batch.messages:
+        workspace_id = await workspaces.for_number(message.phone_number_id)
+        if workspace_id is None:
+            received.ignored.append(f"message {message.wamid}: number {message.phone_number_id} not ours")
+            continue
+        try:
+            phone = _phone(message.from_)
+        except InvalidInput as exc:
+            received.ignored.append(f"message {message.wamid}: {exc.message}")
+            continue
+        new, event = await accept_inbound(runtime, _record(workspace_id, channel["_id"], phone, message))
+        received.messages += int(new)
+        received.duplicates += int(not new)
+        if event is not None:
+            accepted.append((ContactKey(workspace_id, phone), event))
+    for status in batch.statuses:
+        workspace_id = await workspaces.for_number(status.phone_number_id)
+        if workspace_id is None:
+            received.ignored.append(f"status {status.wamid}: number {status.phone_number_id} not ours")
+            continue
+        outcome = await runtime.ledger.report(workspace_id, channel["_id"], _report(status))
+        received.statuses[outcome] = received.statuses.get(outcome, 0) + 1
+    for update in batch.templates:
+        if await _template_update(runtime, channel, update, received):
+            received.templates += 1
+    for key, event in accepted:  # only now: everything above is stored
+        tell_inbound(runtime, key, event)
+    return received
+
+
+class _Workspaces:
+    """The workspace of each business number in the batch.
+
+    One Meta app (one webhook URL, one app secret) may serve several numbers; an event for
+    another number goes to that number's channel only if it shares this channel's app secret.
+    """
+
+    def __init__(self, runtime: Runtime, channel: dict[str, Any]) -> None:
+        self._runtime = runtime
+        self._channel = channel
+        self._known: dict[str | None, str | None] = {
+            None: channel["workspace_id"],
+            channel.get("phone_number_id"): channel["workspace_id"],
+        }
+
+    async def for_number(self, phone_number_id: str | None) -> str | None:
+        if phone_number_id not in self._known:
+            other = await self._runtime.channels.by_phone_number_id(phone_number_id or "")
+            same_app = other is not None and other.get("app_secret") == self._channel.get("app_secret")
+            self._known[phone_number_id] = other["workspace_id"] if other is not None and same_app else None
+        return self._known[phone_number_id]
+
+
+def _phone(wa_id: str) -> str:
+    """Meta writes the customer's number as digits without the ``+``."""
+    return normalize_phone(wa_id if wa_id.startswith("+") else "+" + wa_id, field="from")
+
+
+def _record(workspace_id: str, channel_id: str, phone: str, message: InboundWhatsApp) -> dict[str, Any]:
+    record: dict[str, Any] = {
+        "_id": message.wamid,
+        "workspace_id": workspace_id,
+        "phone": phone,
+        "channel": CHANNEL,
+        "channel_id": channel_id,
+        "kind": message.kind,
+        "text": message.text,
+        "button_id": message.button_id,
+        "name": message.profile_name,
+        "at": message.at,
+        "payload": message.raw,
+    }
+    optional = {
+        "reply_type": message.reply_type,
+        "media": message.media,
+        "location": message.location,
+        "contacts": message.contacts,
+        "reaction": message.reaction,
+        "context": message.context,
+        "errors": message.errors or None,
+    }
+    record.update({k: v for k, v in optional.items() if v is not None})
+    return record
+
+
+def _report(status: StatusUpdate) -> StatusReport:
+    return StatusReport(
+        provider_id=status.wamid,
+        status=status.status,
+        at=status.at,
+        error_code=status.error_code,
+        error=status.error,
+        errors=status.errors,
+        pricing=status.pricing,
+        conversation=status.conversation,
+    )
+
+
+async def _template_update(
+    runtime: Runtime, channel: dict[str, Any], update: TemplateUpdate, received: Received
+) -> bool:
+    """Hand a template status change to the templates use case; quality/category news is logged."""
+    waba_id = channel.get("waba_id")
+    if update.waba_id and waba_id and update.waba_id != waba_id:
+        received.ignored.append(f"template {update.name}: account {update.waba_id} is not this channel's")
+        return False
+    if update.field != "message_template_status_update":
+        log.info("template %s %s: %s", update.name, update.field, update.raw)
+        received.ignored.append(f"template {update.name}: {update.field} noted")
+        return False
+    try:
+        await apply_template_status(
+            runtime,
+            channel["workspace_id"],
+            meta_id=update.meta_id,
+            name=update.name or "",
+            language=update.language or "",
+            status=update.event or "",
+            reason=update.reason,
+        )
+    except KonvoError as exc:  # e.g. a template made in WhatsApp Manager that we never knew
+        log.warning(
+            "template status %s for %s/%s not applied: %s", update.event, update.name, update.language, exc
+        )
+        received.ignored.append(f"template {update.name}: {exc.message}")
+        return False
+    return True

@@ -1,0 +1,274 @@
+"""The template lifecycle with Meta: submit for review, learn the outcome, activate waiting flows.
+
+Outcomes arrive by webhook (``apply_template_status``, called by the inbound channel code) or by
+"sync now" (``sync_templates``). A flow published on a WhatsApp workspace waits for its templates
+(``pending_version``) and becomes active once every template it uses can be sent.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+from server.errors import InvalidInput, NotFound, Unavailable
+from server.ids import new_id
+from server.machines.definition import TemplateNode, parse_flow
+from server.operations.catalog import SENDABLE_TEMPLATE_STATUSES, validate_components
+from server.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+# Meta's template statuses (webhook ``event`` / list ``status``) -> ours. Others are kept only in
+# ``meta_status`` (e.g. LIMIT_EXCEEDED is about creating templates, not this one).
+META_STATUSES = {
+    "APPROVED": "APPROVED",
+    "REINSTATED": "APPROVED",
+    "UNPAUSED": "APPROVED",
+    "PENDING": "PENDING",
+    "IN_APPEAL": "PENDING",
+    "REJECTED": "REJECTED",
+    "PAUSED": "PAUSED",
+    "DISABLED": "DISABLED",
+    "PENDING_DELETION": "DISABLED",
+    "DELETED": "DISABLED",
+    "ARCHIVED": "DISABLED",
+    "FLAGGED": "FLAGGED",
+}
+SUBMITTABLE = ("DRAFT", "REJECTED")
+_PARAM = re.compile(r"\{\{\s*(\d+)\s*\}\}")
+
+
+async def _whatsapp(runtime: Runtime, workspace_id: str) -> dict[str, Any]:
+    channel = await runtime.channels.for_workspace(workspace_id)
+    if channel is None:
+        raise InvalidInput("this workspace has no WhatsApp number; connect one first (connectWhatsApp)")
+    return channel
+
+
+def meta_components(components: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Our stored components in Meta's create format, with the examples review needs for variables."""
+    result = []
+    for component in components:
+        part = dict(component)
+        text = part.get("text") or ""
+        count = max((int(n) for n in _PARAM.findall(text)), default=0)
+        if count and "example" not in part:
+            samples = [f"example {i + 1}" for i in range(count)]
+            if part["type"] == "BODY":
+                part["example"] = {"body_text": [samples]}
+            elif part["type"] == "HEADER":
+                part["example"] = {"header_text": samples}
+        if part["type"] == "BUTTONS":
+            buttons = []
+            for button in part.get("buttons") or []:
+                button = dict(button)
+                if (
+                    button.get("type") == "URL"
+                    and _PARAM.search(button.get("url") or "")
+                    and "example" not in button
+                ):
+                    button["example"] = [_PARAM.sub("example", button["url"])]
+                buttons.append(button)
+            part["buttons"] = buttons
+        result.append(part)
+    return result
+
+
+async def submit_template(runtime: Runtime, workspace_id: str, template_id: str) -> dict[str, Any]:
+    """Send a DRAFT (or fixed REJECTED) template to Meta for review; it becomes PENDING."""
+    channel = await _whatsapp(runtime, workspace_id)
+    template = await runtime.templates.get(workspace_id, template_id)
+    if template is None:
+        raise NotFound(f"template {template_id} not found")
+    if template["status"] not in SUBMITTABLE:
+        raise InvalidInput(
+            f"template {template['name']!r} is {template['status']}; "
+            "only drafts and rejected templates are submitted"
+        )
+    components = meta_components(template.get("components") or [])
+    if template.get("meta_id"):  # a rejected template is fixed in place (Meta's edit endpoint)
+        result = await runtime.graph.edit_template(
+            channel, template["meta_id"], {"category": template["category"], "components": components}
+        )
+        answer = {"id": template["meta_id"], "status": "PENDING", "category": template["category"]}
+    else:
+        body = {
+            "name": template["name"],
+            "language": template["language"],
+            "category": template["category"],
+            "components": components,
+        }
+        result = await runtime.graph.create_template(channel, body)
+        answer = result.body if isinstance(result.body, dict) else {}
+    now = runtime.clock.now()
+    if not result.ok:
+        if result.retry:
+            raise Unavailable(f"Meta could not take template {template['name']!r} now: {result.error}")
+        await runtime.templates.update(
+            workspace_id, template_id, {"submit_error": result.error, "updated_at": now}
+        )
+        raise InvalidInput(f"Meta refused template {template['name']!r}: {result.error}", field="components")
+    status = META_STATUSES.get(str(answer.get("status") or "PENDING").upper(), "PENDING")
+    changes = {
+        "meta_id": str(answer.get("id") or template.get("meta_id")),
+        "status": status,
+        "meta_status": answer.get("status"),
+        "rejection_reason": None,
+        "submit_error": None,
+        "submitted_at": now,
+        "updated_at": now,
+    }
+    if answer.get("category") in ("MARKETING", "UTILITY", "AUTHENTICATION"):
+        changes["category"] = answer["category"]  # Meta may recategorise on creation
+    updated = await runtime.templates.update(workspace_id, template_id, changes)
+    assert updated is not None
+    if status in SENDABLE_TEMPLATE_STATUSES:
+        await activate_waiting_flows(runtime, workspace_id)
+    return updated
+
+
+def _reason(status: str, reason: str | None) -> str | None:
+    if status != "REJECTED" or not reason or reason.strip().upper() == "NONE":
+        return None
+    return reason
+
+
+async def _set_status(
+    runtime: Runtime, workspace_id: str, template: dict[str, Any], meta_status: str, reason: str | None
+) -> dict[str, Any]:
+    raw = meta_status.strip().upper()
+    status = META_STATUSES.get(raw)
+    changes: dict[str, Any] = {"meta_status": raw, "updated_at": runtime.clock.now()}
+    if status is not None:
+        changes["status"] = status
+        changes["rejection_reason"] = _reason(status, reason)
+    updated = await runtime.templates.update(workspace_id, template["_id"], changes)
+    return updated or template
+
+
+async def apply_template_status(
+    runtime: Runtime,
+    workspace_id: str,
+    *,
+    meta_id: str | None,
+    name: str,
+    language: str,
+    status: str,
+    reason: str | None,
+) -> None:
+    """Meta's verdict on a template (``message_template_status_update``); REJECTED keeps its reason."""
+    template = await runtime.templates.by_meta_id(workspace_id, meta_id) if meta_id else None
+    if template is None:
+        found = await runtime.templates.get_by_name(workspace_id, name, language)
+        template = found[0] if found else None
+    if template is None:
+        log.warning(
+            "status %s for unknown template %s (%s, %s) in %s", status, meta_id, name, language, workspace_id
+        )
+        return
+    if meta_id and not template.get("meta_id"):
+        await runtime.templates.update(workspace_id, template["_id"], {"meta_id": meta_id})
+    await _set_status(runtime, workspace_id, template, status, reason)
+    await activate_waiting_flows(runtime, workspace_id)
+
+
+async def sync_templates(runtime: Runtime, workspace_id: str) -> list[dict[str, Any]]:
+    """ "Sync now": read every template Meta has for the WABA; update ours, import the ones we lack."""
+    channel = await _whatsapp(runtime, workspace_id)
+    result = await runtime.graph.list_templates(channel)
+    if not result.ok:
+        raise Unavailable(f"could not read templates from Meta: {result.error}")
+    for remote in (result.body or {}).get("data") or []:
+        name, language = remote.get("name"), remote.get("language")
+        meta_id = str(remote.get("id") or "") or None
+        local = await runtime.templates.by_meta_id(workspace_id, meta_id) if meta_id else None
+        if local is None and name and language:
+            found = await runtime.templates.get_by_name(workspace_id, name, language)
+            local = found[0] if found else None
+        reason = remote.get("rejected_reason") or remote.get("reason")
+        if local is None:
+            await _import(runtime, workspace_id, remote)
+            continue
+        changes: dict[str, Any] = {}
+        if meta_id and local.get("meta_id") != meta_id:
+            changes["meta_id"] = meta_id
+        if remote.get("category") in ("MARKETING", "UTILITY", "AUTHENTICATION"):
+            changes["category"] = remote["category"]
+        if changes:
+            local = await runtime.templates.update(workspace_id, local["_id"], changes) or local
+        await _set_status(runtime, workspace_id, local, str(remote.get("status") or ""), reason)
+    await activate_waiting_flows(runtime, workspace_id)
+    return await runtime.templates.list(workspace_id)
+
+
+async def _import(runtime: Runtime, workspace_id: str, remote: dict[str, Any]) -> None:
+    """A template created outside the product (e.g. in WhatsApp Manager) becomes usable by flows."""
+    try:
+        components = validate_components(
+            [{**c, "type": str(c.get("type") or "").upper()} for c in remote.get("components") or []]
+        )
+    except InvalidInput as exc:
+        log.info("not importing template %s: %s", remote.get("name"), exc.message)
+        return
+    status = META_STATUSES.get(str(remote.get("status") or "").upper(), "PENDING")
+    now = runtime.clock.now()
+    await runtime.templates.insert(
+        {
+            "_id": new_id("tpl"),
+            "workspace_id": workspace_id,
+            "name": remote["name"],
+            "language": remote["language"],
+            "category": remote.get("category") or "UTILITY",
+            "status": status,
+            "meta_status": remote.get("status"),
+            "meta_id": str(remote.get("id")),
+            "rejection_reason": _reason(status, remote.get("rejected_reason")),
+            "components": components,
+            "created_at": now,
+            "updated_at": now,
+        }
+    )
+
+
+# --- flows waiting for approval -------------------------------------------------------------------
+
+
+def templates_of(definition: Any) -> set[tuple[str, str]]:
+    """(name, language) of every template node of a flow document."""
+    try:
+        flow = parse_flow(definition)
+    except Exception:  # an unparsable draft uses nothing we can name
+        return set()
+    return {(n.template, n.language) for n in flow.nodes if isinstance(n, TemplateNode)}
+
+
+async def unapproved_templates(runtime: Runtime, workspace_id: str, definition: Any) -> list[dict[str, Any]]:
+    """The templates a flow uses that cannot be sent yet (missing ones are the validator's job)."""
+    waiting = []
+    for name, language in sorted(templates_of(definition)):
+        found = await runtime.templates.get_by_name(workspace_id, name, language)
+        if found and found[0]["status"] not in SENDABLE_TEMPLATE_STATUSES:
+            waiting.append(found[0])
+    return waiting
+
+
+async def activate_waiting_flows(runtime: Runtime, workspace_id: str) -> list[str]:
+    """Activate every flow version whose templates are now all approved; returns the flow ids."""
+    from server.operations.flows import activate_version  # flows imports this module
+
+    activated = []
+    for flow in await runtime.flows.list(workspace_id):
+        version = flow.get("pending_version")
+        if not version or flow.get("status") == "archived":
+            continue
+        stored = await runtime.flows.get_version(flow["_id"], version)
+        if stored is None:
+            continue
+        if await unapproved_templates(runtime, workspace_id, stored["definition"]):
+            continue
+        await activate_version(
+            runtime, workspace_id, flow["_id"], version, flow.get("pending_in_flight") or "finish"
+        )
+        activated.append(flow["_id"])
+    return activated

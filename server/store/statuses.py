@@ -1,0 +1,70 @@
+"""The durable record of every status report about an outbound message (``message_statuses``).
+
+One document per (provider id, status), so a webhook retried by Meta is stored once. Its
+``state`` says how far it got:
+
+- ``parked``: the message is not known yet (the send response has not been recorded when the
+  status arrived); applied when the provider id shows up, or by recovery;
+- ``recorded``: the message document has it; its contact's actor was told and has not confirmed;
+- ``applied``: the actor's turn committed it (a run step was written, or nothing needed one);
+- ``expired``: parked for days without its message ever showing up (sent by another tool).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Any
+
+from pymongo.errors import DuplicateKeyError
+
+from server.store.database import Database
+
+Document = dict[str, Any]
+
+
+class MessageStatusRepository:
+    def __init__(self, database: Database) -> None:
+        self._statuses = database.collection("message_statuses")
+
+    async def insert(self, document: Document) -> bool:
+        """Store a report; False when the same (provider id, status) was stored before."""
+        try:
+            await self._statuses.insert_one(document)
+        except DuplicateKeyError:
+            return False
+        return True
+
+    async def get(self, status_id: str) -> Document | None:
+        return await self._statuses.find_one({"_id": status_id})
+
+    async def attach(self, status_id: str, message_id: str, phone: str) -> None:
+        """The report's message is known: it is on the message document and its actor is told."""
+        await self._statuses.update_one(
+            {"_id": status_id, "state": {"$ne": "applied"}},
+            {"$set": {"message_id": message_id, "phone": phone, "state": "recorded"}},
+        )
+
+    async def mark_applied(self, status_id: str) -> None:
+        await self.set_state(status_id, "applied")
+
+    async def set_state(self, status_id: str, state: str) -> None:
+        await self._statuses.update_one({"_id": status_id}, {"$set": {"state": state}})
+
+    async def parked_for(self, workspace_id: str, provider_id: str) -> list[Document]:
+        return await self._statuses.find(
+            {"workspace_id": workspace_id, "provider_id": provider_id, "state": "parked"}
+        ).to_list()
+
+    async def unfinished(self, recorded_before: datetime) -> AsyncIterator[Document]:
+        """Every parked report, and recorded ones whose actor turn never confirmed."""
+        cursor = self._statuses.find(
+            {
+                "$or": [
+                    {"state": "parked"},
+                    {"state": "recorded", "received_at": {"$lt": recorded_before}},
+                ]
+            }
+        )
+        async for document in cursor:
+            yield document
