@@ -1,0 +1,181 @@
+"""Contact commands from the API, the inbox and integrations, applied inside the contact's actor turn.
+
+They run in the actor (not as direct store writes) so each is one CAS write of the contact,
+ordered with what the customer and the flows do, and published like any other change.
+Synchronous and free of I/O: the caller has already looked up and checked what needs the store.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from server.actors.events import (
+    AgentMessage,
+    AssignAgent,
+    Event,
+    ExternalSyncResult,
+    InboundMessage,
+    MarkRead,
+    ReleaseContact,
+    SetConsent,
+    SetVariables,
+    TagContact,
+    TurnResult,
+)
+from server.errors import InvalidInput, WindowClosed
+from server.machines import runner
+from server.machines.contact_state import (
+    clear_assignment,
+    note_inbound,
+    opt_out_word,
+    queue_external_sync,
+    set_assignment,
+    set_consent,
+)
+from server.machines.contact_state import opt_out_keys as default_opt_out_keys
+
+
+def apply_command(turn: runner.Turn, event: Event) -> TurnResult:
+    contact = turn.contact
+    if isinstance(event, TagContact):
+        return _tag(turn, event)
+    if isinstance(event, SetVariables):
+        variables = contact.setdefault("variables", {})
+        for name, value in event.values.items():
+            variables[name] = value
+            link = event.links.get(name)
+            if link is not None:
+                queue_external_sync(contact, link, name, value, turn.now)
+        return TurnResult(contact)
+    if isinstance(event, SetConsent):
+        changed = set_consent(
+            contact, event.opted_in, turn.now, event.source, by=event.by, key_id=event.key_id
+        )
+        return TurnResult(contact, changed=changed)
+    if isinstance(event, AssignAgent):
+        set_assignment(contact, event.agent, turn.now, source="api", team=event.team, by=event.by)
+        return TurnResult(contact)
+    if isinstance(event, ReleaseContact):
+        return TurnResult(contact, changed=clear_assignment(contact, turn.now, source="api", by=event.by))
+    if isinstance(event, AgentMessage):
+        return _agent_message(turn, event)
+    if isinstance(event, MarkRead):
+        if not contact.get("unread"):
+            return TurnResult(contact, changed=False)
+        contact["unread"] = 0
+        return TurnResult(contact)
+    if isinstance(event, ExternalSyncResult):
+        return _sync_result(turn, event)
+    raise InvalidInput(f"unknown contact command {type(event).__name__}")
+
+
+def _tag(turn: runner.Turn, event: TagContact) -> TurnResult:
+    contact = turn.contact
+    tags: list[str] = list(contact.get("tags", []))
+    before = list(tags)
+    if len(event.add) == len(event.remove) == 1 and event.remove[0] in tags and event.add[0] not in tags:
+        tags[tags.index(event.remove[0])] = event.add[0]  # a renamed tag keeps its place
+    for name in event.add:
+        if name not in tags:
+            tags.append(name)
+    tags = [t for t in tags if t not in event.remove]
+    contact["tags"] = tags
+    return TurnResult(contact, changed=tags != before)
+
+
+def _agent_message(turn: runner.Turn, event: AgentMessage) -> TurnResult:
+    contact = turn.contact
+    if not turn.window_open():
+        raise WindowClosed(
+            f"the 24-hour window with {contact['phone']} is closed (the customer has not written in the "
+            "last 24 hours); only a template can reopen the conversation",
+            phone=contact["phone"],
+        )
+    contact.setdefault("outbox", []).append(
+        {
+            "id": event.event_id,
+            "run_id": None,
+            "flow_id": None,
+            "node": None,
+            "to": contact["phone"],
+            "created_at": turn.now,
+            "kind": "text",
+            "text": event.text,
+            "sender": "agent",
+            "agent_id": event.agent_id,
+        }
+    )
+    contact["unread"] = 0  # answering the customer means the agent has read the conversation
+    return TurnResult(contact)
+
+
+def _sync_result(turn: runner.Turn, event: ExternalSyncResult) -> TurnResult:
+    contact = turn.contact
+    entries: list[dict[str, Any]] = contact.get("external_sync", [])
+    entry = next((e for e in entries if e["id"] == event.sync_id), None)
+    if entry is None:
+        return TurnResult(contact, changed=False)  # replaced by a newer value meanwhile
+    entry["attempts"] = int(entry.get("attempts") or 0) + 1
+    if event.ok:
+        contact["external_sync"] = [e for e in entries if e["id"] != entry["id"]]
+        outcome = "ok"
+    else:
+        entry["last_error"] = event.error
+        if event.retry_at is None:
+            entry["gave_up"] = True
+            outcome = "FAILED"
+        else:
+            entry["next_attempt_at"] = event.retry_at
+            outcome = "RETRYING"
+    run = next((r for r in contact.get("runs", []) if r["id"] == entry.get("run_id")), None)
+    if run is not None:
+        detail: dict[str, Any] = {
+            "provider": entry["provider"],
+            "property": entry["property"],
+            "field": entry["field"],
+            "attempt": entry["attempts"],
+        }
+        if not event.ok:
+            detail["error"] = event.error
+            detail["retry_at"] = event.retry_at
+        runner.record_step(turn, run, entry.get("node"), "external_sync", outcome, detail=detail)
+    return TurnResult(contact, run=run)
+
+
+class TurnExtras:
+    """What a turn needs from the workspace beyond fields: read through a short cache per process."""
+
+    def __init__(
+        self,
+        template_categories: dict[tuple[str, str], str] | None = None,
+        field_links: dict[str, dict[str, Any]] | None = None,
+        opt_out_keys: frozenset[str] | None = None,
+    ) -> None:
+        self.template_categories = template_categories or {}
+        self.field_links = field_links or {}
+        self.opt_out_keys = opt_out_keys if opt_out_keys is not None else default_opt_out_keys()
+
+    def fill(self, turn: runner.Turn) -> None:
+        turn.template_categories = self.template_categories
+        turn.field_links = self.field_links
+
+
+def screen_inbound(turn: runner.Turn, event: InboundMessage, extras: TurnExtras) -> str | None:
+    """Inbox bookkeeping, then what comes before any flow sees a customer message.
+
+    Returns why flows must not see it: ``opt_out`` (the whole message is STOP, BAJA or one of
+    the workspace's words; recorded with the keyword and message id) or ``assigned`` (a human
+    owns the conversation: it waits in the inbox, and a run waiting for a reply keeps waiting
+    until its no-reply time or the release). None lets flows handle it.
+    """
+    contact = turn.contact
+    note_inbound(contact, event.at)
+    word = opt_out_word(event.text, extras.opt_out_keys) if event.button_id is None else None
+    if word is not None:
+        set_consent(
+            contact, False, turn.now, "keyword", keyword=word, text=event.text, message_id=event.event_id
+        )
+        return "opt_out"
+    if contact.get("assigned_agent"):
+        return "assigned"
+    return None

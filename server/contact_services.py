@@ -1,0 +1,104 @@
+"""The per-process services behind contacts: consent, assignment, inbox news and Klaviyo sync.
+
+Built by the composition root (``Runtime``), which hands their callables to the actors:
+``extras_of`` (what a turn needs from the workspace, cached briefly), ``picker.for_node`` (the
+``assign`` node's agent) and ``after_turn`` (inbox news and external syncs after a commit).
+Kept out of ``runtime.py`` so the root stays a list of parts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+from server.actors.contact_commands import TurnExtras
+from server.graphql.pubsub import inbox_topic
+from server.integrations.klaviyo_sync import KlaviyoSync
+from server.machines.contact_state import opt_out_keys
+from server.operations.agent_picker import AgentPicker
+from server.store.catalog import AgentTeams
+from server.store.teams import TeamRepository
+from server.store.workspace_settings import WorkspaceSettingsRepository
+
+log = logging.getLogger(__name__)
+
+EXTRAS_TTL_SECONDS = 5.0
+
+
+class ContactServices:
+    def __init__(self, runtime: Any) -> None:
+        self._runtime = runtime
+        self.teams = TeamRepository(runtime.database)
+        self.members = AgentTeams(runtime.database)
+        self.settings = WorkspaceSettingsRepository(runtime.database)
+        self.picker = AgentPicker(runtime.agents, self.members, self.teams, runtime.contacts, runtime.clock)
+        self.klaviyo: KlaviyoSync | None = None
+        self._extras: dict[str, tuple[float, TurnExtras]] = {}
+        self._tasks: list[asyncio.Task[Any]] = []
+
+    async def extras_of(self, workspace_id: str) -> TurnExtras:
+        """Template categories, field links and opt-out words; changes made here clear it at once
+        (``forget``), other processes see them within ``EXTRAS_TTL_SECONDS``."""
+        cached = self._extras.get(workspace_id)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        runtime = self._runtime
+        templates = await runtime.templates.list(workspace_id)
+        fields = await runtime.fields.list(workspace_id)
+        settings = await self.settings.get(workspace_id)
+        categories = {(t["name"], ""): t["category"] for t in templates}
+        categories.update({(t["name"], t["language"]): t["category"] for t in templates})
+        extras = TurnExtras(
+            template_categories=categories,
+            field_links={f["name"]: f["external"] for f in fields if f.get("external")},
+            opt_out_keys=opt_out_keys(settings.get("opt_out_keywords") or []),
+        )
+        self._extras[workspace_id] = (time.monotonic() + EXTRAS_TTL_SECONDS, extras)
+        return extras
+
+    def forget(self, workspace_id: str) -> None:
+        self._extras.pop(workspace_id, None)
+
+    async def after_turn(self, before: dict[str, Any] | None, after: dict[str, Any]) -> None:
+        """After a commit: tell inbox subscribers, and hand new external updates to the sync."""
+        if after.get("last_message_at") is not None:
+            try:
+                await self._runtime.pubsub.publish(inbox_topic(after["workspace_id"]), after)
+            except Exception:
+                log.exception("publishing the inbox update of %s failed", after["_id"])
+        if self.klaviyo is not None and after.get("external_sync"):
+            try:
+                await self.klaviyo.after_turn(before, after)
+            except Exception:  # recovery enqueues it later: the document holds the entry
+                log.exception("enqueueing the Klaviyo sync of %s failed", after["_id"])
+
+    async def start(self) -> None:
+        runtime = self._runtime
+        self.klaviyo = KlaviyoSync(
+            runtime.contacts,
+            self.settings,
+            runtime.arq,
+            runtime.prefix + "integrations",
+            lambda: runtime.actors,
+            runtime.clock,
+        )
+        if runtime.settings.start_timer_worker:
+            worker = self.klaviyo.worker(runtime.settings.timer_poll_seconds)
+            self._tasks.append(asyncio.create_task(worker.main(), name="integrations-worker"))
+
+    async def recover(self) -> None:
+        if self.klaviyo is not None:
+            await self.klaviyo.recover()
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        if self.klaviyo is not None:
+            await self.klaviyo.client.aclose()

@@ -1,0 +1,272 @@
+"""Agents' teams, and handing conversations to people and back.
+
+Teams are named in flows (``assign`` nodes with ``team``), so a team a flow uses cannot be
+renamed or deleted, and an agent a flow names (by id or e-mail) cannot be deleted or change
+e-mail; an agent who still owns conversations cannot be deleted either. While a contact is
+assigned, the inbox owns its messages and flows do not answer them (``screen_inbound``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from pymongo.errors import DuplicateKeyError
+
+from server.actors.contact_actor import event_id
+from server.actors.events import AssignAgent, ReleaseContact
+from server.errors import Conflict, InvalidInput, NotFound
+from server.ids import ContactKey, new_id
+from server.operations.catalog import find_agent, normalize_email, normalize_tag_name
+from server.phones import normalize_phone
+from server.runtime import Runtime
+from server.store.teams import POLICIES
+
+# --- teams --------------------------------------------------------------------------------------
+
+
+def _policy(policy: object) -> str:
+    value = str(getattr(policy, "value", policy) or "ROUND_ROBIN").upper()
+    if value not in POLICIES:
+        raise InvalidInput(f"policy must be one of {', '.join(POLICIES)}", field="policy")
+    return value
+
+
+def _team_name(name: object) -> str:
+    try:
+        return normalize_tag_name(name)  # the same rule: trimmed, single spaces, at most 64
+    except InvalidInput:
+        raise InvalidInput("a team needs a name of 1 to 64 characters", field="name") from None
+
+
+async def _agent_ids(runtime: Runtime, workspace_id: str, refs: list[str] | None) -> list[str]:
+    ids: list[str] = []
+    for ref in refs or []:
+        found = await runtime.agents.find(workspace_id, str(ref).strip())
+        if found is None:
+            raise NotFound(f"agent {ref!r} not found", field="agentIds")
+        if found["_id"] not in ids:
+            ids.append(found["_id"])
+    return ids
+
+
+async def require_team(runtime: Runtime, workspace_id: str, team_ref: str) -> dict[str, Any]:
+    team = await runtime.contact_services.teams.find(workspace_id, team_ref)
+    if team is None:
+        raise NotFound(f"team {team_ref} not found")
+    return team
+
+
+async def list_teams(runtime: Runtime, workspace_id: str) -> list[dict[str, Any]]:
+    return await runtime.contact_services.teams.list(workspace_id)
+
+
+async def team_members(runtime: Runtime, workspace_id: str, name: str) -> list[dict[str, Any]]:
+    return await runtime.contact_services.members.members(workspace_id, name)
+
+
+async def create_team(
+    runtime: Runtime, workspace_id: str, name: str, agent_ids: list[str] | None, policy: object
+) -> dict[str, Any]:
+    name = _team_name(name)
+    members = await _agent_ids(runtime, workspace_id, agent_ids)
+    document = {
+        "_id": new_id("team"),
+        "workspace_id": workspace_id,
+        "name": name,
+        "policy": _policy(policy),
+        "turns": 0,
+        "created_at": runtime.clock.now(),
+    }
+    if not await runtime.contact_services.teams.insert(document):
+        raise Conflict(f"a team called {name!r} already exists", field="name")
+    await runtime.contact_services.members.set_members(workspace_id, name, members)
+    return document
+
+
+async def update_team(
+    runtime: Runtime,
+    workspace_id: str,
+    team_id: str,
+    name: str | None = None,
+    agent_ids: list[str] | None = None,
+    policy: object | None = None,
+) -> dict[str, Any]:
+    """Change a team's policy, members or name (a name no flow uses yet)."""
+    team = await require_team(runtime, workspace_id, team_id)
+    services = runtime.contact_services
+    old_name = team["name"]
+    changes: dict[str, Any] = {}
+    if policy is not None:
+        changes["policy"] = _policy(policy)
+    new_name = _team_name(name) if name is not None else old_name
+    if new_name != old_name:
+        await _refuse_if_named(runtime, workspace_id, f"rename team {old_name!r}", _names_team(old_name))
+        changes["name"] = new_name
+    members = await _agent_ids(runtime, workspace_id, agent_ids) if agent_ids is not None else None
+    if changes:
+        try:
+            updated = await services.teams.update(workspace_id, team["_id"], changes)
+        except DuplicateKeyError:
+            raise Conflict(f"a team called {new_name!r} already exists", field="name") from None
+        team = updated or team
+    if new_name != old_name:
+        await services.members.rename(workspace_id, old_name, new_name)
+    if members is not None:
+        await services.members.set_members(workspace_id, new_name, members)
+    return team
+
+
+async def delete_team(runtime: Runtime, workspace_id: str, team_id: str) -> bool:
+    team = await require_team(runtime, workspace_id, team_id)
+    await _refuse_if_named(runtime, workspace_id, f"delete team {team['name']!r}", _names_team(team["name"]))
+    await runtime.contact_services.members.remove(workspace_id, team["name"])
+    return await runtime.contact_services.teams.delete(workspace_id, team["_id"])
+
+
+# --- agents (create and availability live in catalog.py) -----------------------------------------
+
+
+async def update_agent(
+    runtime: Runtime,
+    workspace_id: str,
+    agent_id: str,
+    name: str | None = None,
+    email: str | None = None,
+    teams: list[str] | None = None,
+) -> dict[str, Any]:
+    agent = await find_agent(runtime, workspace_id, agent_id)
+    changes: dict[str, Any] = {}
+    if name is not None:
+        if not name.strip():
+            raise InvalidInput("an agent needs a name", field="name")
+        changes["name"] = " ".join(name.split())
+    if email is not None and normalize_email(email) != agent["email"]:
+        await _refuse_if_named(
+            runtime,
+            workspace_id,
+            f"change the e-mail of agent {agent['email']}",
+            _names_agent(agent, by_id=False),
+        )
+        changes["email"] = normalize_email(email)
+    if teams is not None:
+        names = sorted({_team_name(t) for t in teams})
+        await runtime.contact_services.teams.ensure(workspace_id, names, runtime.clock.now())
+        changes["teams"] = names
+    if not changes:
+        return agent
+    try:
+        updated = await runtime.agents.update(workspace_id, agent["_id"], changes)
+    except DuplicateKeyError:
+        raise Conflict(f"an agent with e-mail {changes.get('email')} already exists", field="email") from None
+    if updated is None:
+        raise NotFound(f"agent {agent_id} not found")
+    return updated
+
+
+async def delete_agent(runtime: Runtime, workspace_id: str, agent_id: str) -> bool:
+    """Delete an agent no flow names and who owns no conversation (release or reassign them first)."""
+    agent = await find_agent(runtime, workspace_id, agent_id)
+    await _refuse_if_named(runtime, workspace_id, f"delete agent {agent['email']}", _names_agent(agent))
+    owned = (await runtime.contacts.open_counts(workspace_id, [agent["_id"]]))[agent["_id"]]
+    if owned:
+        raise Conflict(
+            f"cannot delete agent {agent['email']}: they own {owned} conversation(s); "
+            "release or reassign them first",
+            conversations=owned,
+        )
+    return await runtime.agents.delete(workspace_id, agent["_id"])
+
+
+# --- who uses what ------------------------------------------------------------------------------
+
+
+def _assign_nodes(definition: Any) -> list[dict[str, Any]]:
+    if not isinstance(definition, dict):
+        return []
+    nodes = definition.get("nodes") or []
+    return [n for n in nodes if isinstance(n, dict) and n.get("type") == "assign"]
+
+
+def _names_team(name: str) -> Callable[[Any], bool]:
+    return lambda definition: any(n.get("team") == name for n in _assign_nodes(definition))
+
+
+def _names_agent(agent: dict[str, Any], by_id: bool = True) -> Callable[[Any], bool]:
+    def names(definition: Any) -> bool:
+        for node in _assign_nodes(definition):
+            ref = node.get("agent")
+            if isinstance(ref, str) and (
+                ref.strip().lower() == agent["email"] or (by_id and ref == agent["_id"])
+            ):
+                return True
+        return False
+
+    return names
+
+
+async def _refuse_if_named(
+    runtime: Runtime, workspace_id: str, action: str, uses: Callable[[Any], bool]
+) -> None:
+    """CONFLICT naming the flows whose draft or active version would break."""
+    using: list[str] = []
+    for flow in await runtime.flows.list(workspace_id):
+        definitions = [flow.get("draft")]
+        if flow.get("active_version"):
+            version = await runtime.flows.get_version(flow["_id"], flow["active_version"])
+            if version is not None:
+                definitions.append(version.get("definition"))
+        if any(uses(d) for d in definitions):
+            using.append(flow["name"])
+    if using:
+        listed = ", ".join(repr(n) for n in using)
+        raise Conflict(f"cannot {action}: used by flow(s) {listed}; change them first", flows=using)
+
+
+# --- assignment ---------------------------------------------------------------------------------
+
+
+async def assign_contact(
+    runtime: Runtime, workspace_id: str, phone: str, agent_ref: str, by: str | None = None
+) -> dict[str, Any]:
+    """Hand the conversation to an available agent (INVALID_INPUT saying why when not possible)."""
+    key = ContactKey(workspace_id, normalize_phone(phone))
+    agent, why = await runtime.contact_services.picker.agent(workspace_id, str(agent_ref))
+    if agent is None:
+        raise InvalidInput(f"cannot assign {key.phone}: {why}", field="agentId")
+    return await _ask(runtime, key, AssignAgent(event_id(), agent, by=by))
+
+
+async def assign_to_team(
+    runtime: Runtime,
+    workspace_id: str,
+    phone: str,
+    team: str,
+    strategy: str | None = None,
+    by: str | None = None,
+) -> dict[str, Any]:
+    """Hand the conversation to a team member picked by the team's policy (or ``strategy``)."""
+    key = ContactKey(workspace_id, normalize_phone(phone))
+    agent, why = await runtime.contact_services.picker.from_team(workspace_id, team, strategy)
+    if agent is None:
+        raise InvalidInput(f"cannot assign {key.phone}: {why}", field="team")
+    found = await runtime.contact_services.teams.find(workspace_id, team)
+    return await _ask(
+        runtime, key, AssignAgent(event_id(), agent, team=found["name"] if found else team, by=by)
+    )
+
+
+async def release_contact(
+    runtime: Runtime, workspace_id: str, phone: str, by: str | None = None
+) -> dict[str, Any]:
+    """Give the conversation back to the flows (a no-op when nobody owns it)."""
+    key = ContactKey(workspace_id, normalize_phone(phone))
+    contact = await _ask(runtime, key, ReleaseContact(event_id(), by=by))
+    if contact.get("version", 0) == 0:
+        raise NotFound(f"no contact with phone {key.phone}")
+    return contact
+
+
+async def _ask(runtime: Runtime, key: ContactKey, event: Any) -> dict[str, Any]:
+    assert runtime.actors is not None, "runtime not started"
+    return (await runtime.actors.ask(key, event)).contact

@@ -1,0 +1,61 @@
+"""Marketing consent by API, and the workspace's own opt-out words.
+
+Consent given or withdrawn is recorded on the contact with when, how (``api``, ``flow``,
+``keyword``, ``import``) and by whom (the API key, an agent). Customers opt out by writing
+only STOP or BAJA, or one of the workspace's words, in any case and with or without accents
+(see ``contact_state.opt_out_word``); marketing templates then stop (runner ``_template``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from server.actors.contact_actor import event_id
+from server.actors.events import SetConsent
+from server.errors import InvalidInput
+from server.ids import ContactKey
+from server.machines.contact_state import DEFAULT_OPT_OUT_WORDS
+from server.machines.values import fold
+from server.phones import normalize_phone
+from server.runtime import Runtime
+
+MAX_WORDS = 50
+MAX_WORD = 40
+
+
+async def set_opt_in(
+    runtime: Runtime,
+    workspace_id: str,
+    phone: str,
+    opted_in: bool,
+    by: str | None = None,
+    key_id: str | None = None,
+) -> dict[str, Any]:
+    assert runtime.actors is not None, "runtime not started"
+    key = ContactKey(workspace_id, normalize_phone(phone))
+    event = SetConsent(event_id(), bool(opted_in), source="api", by=by, key_id=key_id)
+    return (await runtime.actors.ask(key, event)).contact
+
+
+async def opt_out_keywords(runtime: Runtime, workspace_id: str) -> list[str]:
+    """The workspace's own words (STOP and BAJA always apply on top of them)."""
+    settings = await runtime.contact_services.settings.get(workspace_id)
+    return list(settings.get("opt_out_keywords") or [])
+
+
+async def set_opt_out_keywords(runtime: Runtime, workspace_id: str, words: list[str]) -> list[str]:
+    if len(words) > MAX_WORDS:
+        raise InvalidInput(f"at most {MAX_WORDS} opt-out words", field="words")
+    cleaned: list[str] = []
+    seen = {fold(w) for w in DEFAULT_OPT_OUT_WORDS}
+    for word in words:
+        value = " ".join(str(word).split())
+        if not value or len(value) > MAX_WORD:
+            raise InvalidInput(f"opt-out words are 1 to {MAX_WORD} characters: {word!r}", field="words")
+        if fold(value) in seen:
+            continue  # a default, or the same word with other accents/case
+        seen.add(fold(value))
+        cleaned.append(value)
+    await runtime.contact_services.settings.set(workspace_id, "opt_out_keywords", cleaned)
+    runtime.contact_services.forget(workspace_id)
+    return cleaned

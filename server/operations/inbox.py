@@ -1,0 +1,115 @@
+"""The agents' inbox: conversations newest first, their messages, agent replies and read marks.
+
+A conversation is a contact that has exchanged messages (or was handed to an agent). Agent
+replies go through the contact's actor and outbox like flow messages, so they share the
+channel, its ordering and its retries, and are refused with WINDOW_CLOSED outside the 24-hour
+customer service window.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from server.actors.contact_actor import event_id
+from server.actors.events import AgentMessage, MarkRead
+from server.errors import InvalidInput, NotFound
+from server.ids import ContactKey, new_id
+from server.operations.catalog import find_agent
+from server.phones import normalize_phone
+from server.runtime import Runtime
+
+MAX_TEXT = 4096  # WhatsApp's limit for a text message body
+MAX_MESSAGES = 200
+
+
+async def conversations(
+    runtime: Runtime,
+    workspace_id: str,
+    assigned_to: str | None,
+    unassigned: bool,
+    after: tuple[datetime, str] | None,
+    limit: int,
+) -> list[dict[str, Any]]:
+    """Up to ``limit`` conversations after the cursor; ``assigned_to`` takes an agent id or e-mail."""
+    agent_id = None
+    if assigned_to is not None:
+        agent_id = (await find_agent(runtime, workspace_id, assigned_to))["_id"]
+    return await runtime.contacts.conversations(workspace_id, agent_id, unassigned, after, limit)
+
+
+def sender_of(message: dict[str, Any]) -> str:
+    """Who wrote a message: CUSTOMER, AGENT, FLOW (a run sent it) or SYSTEM (e.g. a broadcast)."""
+    if message.get("direction") == "in":
+        return "CUSTOMER"
+    if message.get("sender") == "agent" or message.get("agent_id"):
+        return "AGENT"
+    if message.get("run_id"):
+        return "FLOW"
+    return "SYSTEM"
+
+
+async def messages(runtime: Runtime, contact: dict[str, Any], last: int) -> list[dict[str, Any]]:
+    """The latest ``last`` messages, oldest first; ones still waiting in the outbox show as queued."""
+    if last < 1 or last > MAX_MESSAGES:
+        raise InvalidInput(f"last must be between 1 and {MAX_MESSAGES}", field="last")
+    stored = await runtime.messages.conversation(contact["workspace_id"], contact["phone"], last)
+    known = {m["_id"] for m in stored}
+    queued = [
+        {
+            **{k: v for k, v in m.items() if k not in ("id", "to")},
+            "_id": m["id"],
+            "phone": contact["phone"],
+            "direction": "out",
+            "status": "queued",
+            "at": m.get("created_at"),
+        }
+        for m in contact.get("outbox", [])
+        if m["id"] not in known
+    ]
+    return [*stored, *queued][-last:]
+
+
+async def send_agent_message(
+    runtime: Runtime, workspace_id: str, phone: str, text: str, agent_ref: str | None
+) -> dict[str, Any]:
+    """Queue an agent's text to the customer; returns the message as the inbox shows it."""
+    assert runtime.actors is not None, "runtime not started"
+    body = (text or "").strip()
+    if not body:
+        raise InvalidInput("text is empty", field="text")
+    if len(body) > MAX_TEXT:
+        raise InvalidInput(f"text is at most {MAX_TEXT} characters (WhatsApp's limit)", field="text")
+    key = ContactKey(workspace_id, normalize_phone(phone))
+    agent_id = (await find_agent(runtime, workspace_id, agent_ref))["_id"] if agent_ref else None
+    if agent_id is None:
+        current = await runtime.contacts.load(key)
+        agent_id = (current or {}).get("assigned_agent")
+    message_id = new_id("msg")
+    result = await runtime.actors.ask(key, AgentMessage(message_id, body, agent_id))
+    sent = await runtime.messages.get(message_id)
+    if sent is not None:
+        return sent
+    pending = next((m for m in result.contact.get("outbox", []) if m["id"] == message_id), None)
+    return {
+        **{k: v for k, v in (pending or {}).items() if k not in ("id", "to")},
+        "kind": "text",
+        "text": body,
+        "sender": "agent",
+        "agent_id": agent_id,
+        "_id": message_id,
+        "workspace_id": workspace_id,
+        "phone": key.phone,
+        "direction": "out",
+        "status": "queued",
+        "at": (pending or {}).get("created_at") or runtime.clock.now(),
+    }
+
+
+async def mark_read(runtime: Runtime, workspace_id: str, phone: str) -> dict[str, Any]:
+    assert runtime.actors is not None, "runtime not started"
+    key = ContactKey(workspace_id, normalize_phone(phone))
+    result = await runtime.actors.ask(key, MarkRead(event_id()))
+    if result.contact.get("version", 0) == 0:
+        raise NotFound(f"no conversation with {key.phone}")
+    return result.contact

@@ -1,0 +1,39 @@
+"""A workspace's Klaviyo connection: the private key (write-only) and an overridable base URL."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from server.errors import InvalidInput
+from server.integrations.klaviyo import DEFAULT_BASE_URL
+from server.runtime import Runtime
+
+
+def view(stored: dict[str, Any] | None) -> dict[str, Any]:
+    """What the API shows: never the key itself, only whether there is one and its start."""
+    stored = stored or {}
+    key = stored.get("private_key") or ""
+    return {
+        "configured": bool(key),
+        "base_url": stored.get("base_url") or DEFAULT_BASE_URL,
+        "key_hint": key[:6] + "..." if key else None,
+    }
+
+
+async def get_klaviyo(runtime: Runtime, workspace_id: str) -> dict[str, Any]:
+    return view((await runtime.contact_services.settings.get(workspace_id)).get("klaviyo"))
+
+
+async def set_klaviyo(
+    runtime: Runtime, workspace_id: str, private_key: str | None, base_url: str | None = None
+) -> dict[str, Any]:
+    """Connect (or, with no key, disconnect) Klaviyo; pending syncs use the new settings."""
+    key = (private_key or "").strip()
+    url = (base_url or DEFAULT_BASE_URL).strip().rstrip("/")
+    if not url.startswith(("https://", "http://")):
+        raise InvalidInput(f"baseUrl must be an http(s) URL, not {base_url!r}", field="baseUrl")
+    if private_key is not None and not key:
+        raise InvalidInput("privateKey is empty; pass null to disconnect Klaviyo", field="privateKey")
+    value = {"private_key": key, "base_url": url} if key else None
+    settings = await runtime.contact_services.settings.set(workspace_id, "klaviyo", value)
+    return view(settings.get("klaviyo"))
