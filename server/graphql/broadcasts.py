@@ -1,0 +1,301 @@
+"""GraphQL surface of broadcasts: create/pause/resume/cancel, estimate, progress (query and live).
+
+Mixed into the root ``Query``/``Mutation``/``Subscription`` in ``schema.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator
+from datetime import datetime
+from enum import Enum
+from typing import Any
+
+import strawberry
+from strawberry.scalars import JSON
+
+from server.errors import NotFound
+from server.graphql.permissions import ADMIN_ONLY
+from server.triggers import broadcasts as ops
+from server.triggers.broadcast_rules import DEFAULT_TIER
+
+POLL_SECONDS = 2.0  # statuses (delivered, read) keep arriving after the runner is done
+
+
+@strawberry.enum
+class BroadcastStatus(Enum):
+    SCHEDULED = "scheduled"
+    RUNNING = "running"
+    PAUSED = "paused"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+
+
+@strawberry.enum(
+    description="WhatsApp's messaging limit: unique contacts reached outside the window per 24 h"
+)
+class MessagingTier(Enum):
+    TIER_250 = "TIER_250"
+    TIER_2K = "TIER_2K"
+    TIER_10K = "TIER_10K"
+    TIER_100K = "TIER_100K"
+    TIER_UNLIMITED = "TIER_UNLIMITED"
+
+
+@strawberry.type
+class ReasonCount:
+    reason: str
+    count: int
+
+
+def _reasons(counts: dict[str, int]) -> list[ReasonCount]:
+    return [ReasonCount(reason=r, count=n) for r, n in sorted(counts.items())]
+
+
+@strawberry.type(description="recipients by state; sent includes delivered and read")
+class BroadcastCounts:
+    total: int
+    queued: int
+    started: int
+    sent: int
+    delivered: int
+    read: int
+    failed: int
+    skipped: int
+    cancelled: int
+    skipped_by_reason: list[ReasonCount]
+
+    @classmethod
+    def of(cls, counts: ops.Counts) -> BroadcastCounts:
+        return cls(
+            total=counts.total,
+            queued=counts.queued,
+            started=counts.started,
+            sent=counts.sent,
+            delivered=counts.delivered,
+            read=counts.read,
+            failed=counts.failed,
+            skipped=counts.skipped,
+            cancelled=counts.cancelled,
+            skipped_by_reason=_reasons(counts.skipped_by_reason),
+        )
+
+
+@strawberry.type
+class Broadcast:
+    doc: strawberry.Private[dict[str, Any]]
+    known: strawberry.Private[ops.Counts | None] = None
+
+    @strawberry.field
+    def id(self) -> strawberry.ID:
+        return strawberry.ID(self.doc["_id"])
+
+    @strawberry.field
+    def name(self) -> str:
+        return self.doc["name"]
+
+    @strawberry.field
+    def status(self) -> BroadcastStatus:
+        return BroadcastStatus(self.doc["status"])
+
+    @strawberry.field(description="flow or template")
+    def kind(self) -> str:
+        return self.doc["kind"]
+
+    @strawberry.field(description="the flow sent (for a template broadcast: its hidden one-node flow)")
+    def flow_id(self) -> strawberry.ID:
+        return strawberry.ID(self.doc["flow_id"])
+
+    @strawberry.field
+    def template(self) -> JSON | None:
+        return self.doc.get("template")
+
+    @strawberry.field
+    def segment(self) -> JSON:
+        return self.doc["segment"]
+
+    @strawberry.field
+    def require_opt_in(self) -> bool:
+        return bool(self.doc.get("require_opt_in", True))
+
+    @strawberry.field
+    def start_at(self) -> datetime:
+        return self.doc["start_at"]
+
+    @strawberry.field
+    def created_at(self) -> datetime:
+        return self.doc["created_at"]
+
+    @strawberry.field
+    def started_at(self) -> datetime | None:
+        return self.doc.get("started_at")
+
+    @strawberry.field
+    def finished_at(self) -> datetime | None:
+        return self.doc.get("finished_at")
+
+    @strawberry.field(description="audience size, known once it is frozen at start")
+    def total(self) -> int | None:
+        return self.doc.get("total")
+
+    @strawberry.field
+    def error(self) -> str | None:
+        return self.doc.get("error")
+
+    @strawberry.field(description="set while recipients wait for the messaging limit to free up")
+    def waiting_for_capacity_until(self) -> datetime | None:
+        return self.doc.get("waiting_for_capacity_until")
+
+    @strawberry.field
+    async def counts(self, info: strawberry.Info) -> BroadcastCounts:
+        counts = self.known or await ops.progress(info.context.runtime, self.doc)
+        return BroadcastCounts.of(counts)
+
+
+@strawberry.input
+class BroadcastTemplateInput:
+    name: str
+    language: str = "es"
+    params: JSON | None = None
+
+
+@strawberry.input(
+    description="give flowId or template; segment selects the audience ({'all': []} = everyone)"
+)
+class BroadcastInput:
+    segment: JSON
+    flow_id: strawberry.ID | None = None
+    template: BroadcastTemplateInput | None = None
+    name: str | None = None
+    start_at: datetime | None = None
+    require_opt_in: bool = True
+
+    def data(self) -> dict[str, Any]:
+        template = None
+        if self.template is not None:
+            template = {"name": self.template.name, "language": self.template.language}
+            if self.template.params:
+                template["params"] = self.template.params
+        return {
+            "segment": self.segment,
+            "flow_id": str(self.flow_id) if self.flow_id is not None else None,
+            "template": template,
+            "name": self.name,
+            "start_at": self.start_at,
+            "require_opt_in": self.require_opt_in,
+        }
+
+
+@strawberry.type
+class BroadcastEstimate:
+    recipients: int
+    eligible: int
+    outside_window: int = strawberry.field(description="eligible contacts whose 24-hour window is closed")
+    capacity_left: int | None = strawberry.field(description="messaging-limit room now (null: unlimited)")
+    skipped_by_reason: list[ReasonCount]
+    cost: float
+    currency: str | None
+    unpriced: int = strawberry.field(description="eligible contacts whose country the rate card lacks")
+    category: str | None = strawberry.field(description="category of the first template sent")
+
+
+@strawberry.type
+class BroadcastQuery:
+    @strawberry.field(permission_classes=ADMIN_ONLY, description="newest first")
+    async def broadcasts(self, info: strawberry.Info) -> list[Broadcast]:
+        ctx = info.context
+        return [Broadcast(doc=d) for d in await ctx.runtime.triggers.broadcasts.list(ctx.workspace())]
+
+    @strawberry.field(permission_classes=ADMIN_ONLY)
+    async def broadcast(self, info: strawberry.Info, id: strawberry.ID) -> Broadcast | None:
+        ctx = info.context
+        found = await ctx.runtime.triggers.broadcasts.get(ctx.workspace(), str(id))
+        return Broadcast(doc=found) if found else None
+
+    @strawberry.field(
+        permission_classes=ADMIN_ONLY, description="who would get it and what it costs, if sent now"
+    )
+    async def estimate_broadcast(self, info: strawberry.Info, input: BroadcastInput) -> BroadcastEstimate:
+        ctx = info.context
+        found = await ops.estimate_broadcast(ctx.runtime, ctx.workspace(), input.data())
+        return BroadcastEstimate(
+            recipients=found.recipients,
+            eligible=found.eligible,
+            outside_window=found.outside_window,
+            capacity_left=found.capacity_left,
+            skipped_by_reason=_reasons(found.skipped_by_reason),
+            cost=round(found.cost, 6),
+            currency=found.currency,
+            unpriced=found.unpriced,
+            category=found.category,
+        )
+
+    @strawberry.field(permission_classes=ADMIN_ONLY)
+    async def messaging_limit(self, info: strawberry.Info) -> MessagingTier:
+        ctx = info.context
+        tier = await ctx.runtime.triggers.limits.tier(ctx.workspace())
+        return MessagingTier(tier or DEFAULT_TIER)
+
+
+@strawberry.type
+class BroadcastMutation:
+    @strawberry.mutation(permission_classes=ADMIN_ONLY, description="starts at startAt (now when omitted)")
+    async def create_broadcast(self, info: strawberry.Info, input: BroadcastInput) -> Broadcast:
+        ctx = info.context
+        return Broadcast(doc=await ops.create_broadcast(ctx.runtime, ctx.admin_workspace(), input.data()))
+
+    @strawberry.mutation(permission_classes=ADMIN_ONLY)
+    async def pause_broadcast(self, info: strawberry.Info, id: strawberry.ID) -> Broadcast:
+        ctx = info.context
+        return Broadcast(doc=await ops.pause_broadcast(ctx.runtime, ctx.admin_workspace(), str(id)))
+
+    @strawberry.mutation(permission_classes=ADMIN_ONLY)
+    async def resume_broadcast(self, info: strawberry.Info, id: strawberry.ID) -> Broadcast:
+        ctx = info.context
+        return Broadcast(doc=await ops.resume_broadcast(ctx.runtime, ctx.admin_workspace(), str(id)))
+
+    @strawberry.mutation(permission_classes=ADMIN_ONLY, description="recipients not yet started are not sent")
+    async def cancel_broadcast(self, info: strawberry.Info, id: strawberry.ID) -> Broadcast:
+        ctx = info.context
+        return Broadcast(doc=await ops.cancel_broadcast(ctx.runtime, ctx.admin_workspace(), str(id)))
+
+    @strawberry.mutation(
+        permission_classes=ADMIN_ONLY, description="the number's tier as Meta shows it (WhatsApp Manager)"
+    )
+    async def set_messaging_limit(self, info: strawberry.Info, tier: MessagingTier) -> MessagingTier:
+        ctx = info.context
+        return MessagingTier(await ops.set_messaging_tier(ctx.runtime, ctx.admin_workspace(), tier.value))
+
+
+@strawberry.type
+class BroadcastSubscription:
+    @strawberry.subscription(
+        permission_classes=ADMIN_ONLY,
+        description="the broadcast at once, then whenever its status or counts change",
+    )
+    async def broadcast_progress(
+        self, info: strawberry.Info, id: strawberry.ID
+    ) -> AsyncGenerator[Broadcast, None]:
+        ctx = info.context
+        runtime, workspace_id = ctx.runtime, ctx.workspace()
+        updates = runtime.pubsub.subscribe(ops.broadcast_topic(workspace_id, str(id)))
+        try:
+            last: Any = None
+            while True:
+                found = await runtime.triggers.broadcasts.get(workspace_id, str(id))
+                if found is None:
+                    raise NotFound(f"broadcast {id} not found")
+                counts = await ops.progress(runtime, found)
+                seen = (found["status"], found.get("total"), found.get("waiting_for_capacity_until"), counts)
+                if seen != last:
+                    last = seen
+                    yield Broadcast(doc=found, known=counts)
+                try:
+                    await asyncio.wait_for(updates.__anext__(), POLL_SECONDS)
+                except TimeoutError:
+                    pass
+                except StopAsyncIteration:  # the server is stopping
+                    return
+        finally:
+            await updates.aclose()

@@ -1,0 +1,193 @@
+"""GraphQL surface of webhook and inbound (keyword) triggers; mixed into the root types in ``schema.py``."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import Enum
+from typing import Any
+
+import strawberry
+from strawberry.scalars import JSON
+
+from server.errors import InvalidInput
+from server.graphql.permissions import ADMIN_ONLY
+from server.triggers import inbound as inbound_ops
+from server.triggers import webhooks as webhook_ops
+from server.triggers.mapping import country_code
+
+
+def _base_url(info: strawberry.Info) -> str:
+    request = getattr(info.context, "request", None)
+    base = getattr(request, "base_url", None)
+    if base is not None:
+        return str(base).rstrip("/")
+    settings = info.context.runtime.settings
+    return f"http://{settings.host}:{settings.port}"
+
+
+@strawberry.type(description="POST JSON to `url`, signed with `secret`, to start the flow for a contact")
+class WebhookTrigger:
+    doc: strawberry.Private[dict[str, Any]]
+
+    @strawberry.field
+    def id(self) -> strawberry.ID:
+        return strawberry.ID(self.doc["_id"])
+
+    @strawberry.field
+    def url(self, info: strawberry.Info) -> str:
+        return f"{_base_url(info)}/hooks/{self.doc['_id']}"
+
+    @strawberry.field(description="HMAC key for X-Konvo-Signature / X-Shopify-Hmac-Sha256, or the token")
+    def secret(self) -> str:
+        return self.doc["secret"]
+
+    @strawberry.field
+    def flow_id(self) -> strawberry.ID:
+        return strawberry.ID(self.doc["flow_id"])
+
+    @strawberry.field(
+        description="{phone, default_country, variables: {name: path}, idempotency_key, signature}"
+    )
+    def mapping(self) -> JSON:
+        return self.doc["mapping"]
+
+    @strawberry.field
+    def created_at(self) -> datetime:
+        return self.doc["created_at"]
+
+
+@strawberry.enum
+class InboundTriggerKind(Enum):
+    KEYWORD = "KEYWORD"
+    ANY_MESSAGE = "ANY_MESSAGE"
+
+
+@strawberry.enum
+class KeywordMatch(Enum):
+    EXACT = "EXACT"
+    CONTAINS = "CONTAINS"
+
+
+@strawberry.type(description="starts a flow on a customer's message when no run waits for a reply")
+class InboundTrigger:
+    id: strawberry.ID
+    flow_id: strawberry.ID
+    kind: InboundTriggerKind
+    match: KeywordMatch
+    keywords: list[str]
+    priority: int
+    enabled: bool
+    created_at: datetime
+
+    @classmethod
+    def of(cls, doc: dict[str, Any]) -> InboundTrigger:
+        return cls(
+            id=strawberry.ID(doc["_id"]),
+            flow_id=strawberry.ID(doc["flow_id"]),
+            kind=InboundTriggerKind(doc["kind"]),
+            match=KeywordMatch(doc.get("match") or "EXACT"),
+            keywords=list(doc.get("keywords") or []),
+            priority=int(doc.get("priority") or 0),
+            enabled=bool(doc.get("enabled", True)),
+            created_at=doc["created_at"],
+        )
+
+
+@strawberry.input(description="on create, flowId is required; on update, give only what changes")
+class InboundTriggerInput:
+    flow_id: strawberry.ID | None = None
+    kind: InboundTriggerKind | None = None
+    match: KeywordMatch | None = None
+    keywords: list[str] | None = None
+    priority: int | None = None
+    enabled: bool | None = None
+
+
+def _fields(data: InboundTriggerInput) -> dict[str, Any]:
+    raw = {
+        "flow_id": str(data.flow_id) if data.flow_id is not None else None,
+        "kind": data.kind.value if data.kind else None,
+        "match": data.match.value if data.match else None,
+        "keywords": data.keywords,
+        "priority": data.priority,
+        "enabled": data.enabled,
+    }
+    return {k: v for k, v in raw.items() if v is not None}
+
+
+@strawberry.type
+class TriggerQuery:
+    @strawberry.field(permission_classes=ADMIN_ONLY, description="webhook triggers (all, or of one flow)")
+    async def webhook_triggers(
+        self, info: strawberry.Info, flow_id: strawberry.ID | None = None
+    ) -> list[WebhookTrigger]:
+        ctx = info.context
+        found = await ctx.runtime.triggers.webhooks.list(ctx.workspace(), flow_id and str(flow_id))
+        return [WebhookTrigger(doc=d) for d in found]
+
+    @strawberry.field(
+        permission_classes=ADMIN_ONLY, description="inbound triggers in the order they are tried"
+    )
+    async def inbound_triggers(self, info: strawberry.Info) -> list[InboundTrigger]:
+        ctx = info.context
+        return [InboundTrigger.of(d) for d in await ctx.runtime.triggers.inbound.list(ctx.workspace())]
+
+
+@strawberry.type
+class TriggerMutation:
+    @strawberry.mutation(
+        permission_classes=ADMIN_ONLY,
+        description="a URL that starts the flow; `secret` may be given (e.g. Shopify's signing key)",
+    )
+    async def create_webhook_trigger(
+        self, info: strawberry.Info, flow_id: strawberry.ID, mapping: JSON, secret: str | None = None
+    ) -> WebhookTrigger:
+        ctx = info.context
+        document = await webhook_ops.create_webhook_trigger(
+            ctx.runtime, ctx.admin_workspace(), str(flow_id), mapping, secret
+        )
+        return WebhookTrigger(doc=document)
+
+    @strawberry.mutation(permission_classes=ADMIN_ONLY)
+    async def delete_webhook_trigger(self, info: strawberry.Info, id: strawberry.ID) -> bool:
+        ctx = info.context
+        return await webhook_ops.delete_webhook_trigger(ctx.runtime, ctx.admin_workspace(), str(id))
+
+    @strawberry.mutation(
+        permission_classes=ADMIN_ONLY,
+        description="the country national numbers in webhook payloads belong to (ISO 3166, e.g. ES)",
+    )
+    async def set_default_country(self, info: strawberry.Info, country: str | None) -> str | None:
+        ctx = info.context
+        code = country_code(country) if country else None
+        await ctx.runtime.triggers.webhooks.set_workspace_country(ctx.admin_workspace(), code)
+        return code
+
+    @strawberry.mutation(permission_classes=ADMIN_ONLY)
+    async def create_inbound_trigger(
+        self, info: strawberry.Info, input: InboundTriggerInput
+    ) -> InboundTrigger:
+        ctx = info.context
+        fields = _fields(input)
+        flow_id = fields.pop("flow_id", None)
+        if flow_id is None:
+            raise InvalidInput("flowId: which flow the trigger starts", field="flowId")
+        document = await inbound_ops.create_inbound_trigger(
+            ctx.runtime, ctx.admin_workspace(), flow_id, fields
+        )
+        return InboundTrigger.of(document)
+
+    @strawberry.mutation(permission_classes=ADMIN_ONLY)
+    async def update_inbound_trigger(
+        self, info: strawberry.Info, id: strawberry.ID, input: InboundTriggerInput
+    ) -> InboundTrigger:
+        ctx = info.context
+        document = await inbound_ops.update_inbound_trigger(
+            ctx.runtime, ctx.admin_workspace(), str(id), _fields(input)
+        )
+        return InboundTrigger.of(document)
+
+    @strawberry.mutation(permission_classes=ADMIN_ONLY)
+    async def delete_inbound_trigger(self, info: strawberry.Info, id: strawberry.ID) -> bool:
+        ctx = info.context
+        return await inbound_ops.delete_inbound_trigger(ctx.runtime, ctx.admin_workspace(), str(id))

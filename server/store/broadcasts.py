@@ -1,0 +1,243 @@
+"""Broadcasts, their frozen recipients, the audience query, and the messaging-limit ledger.
+
+``broadcasts`` holds one document per broadcast with its status and the runner lease;
+``broadcast_recipients`` one per (broadcast, contact) with its state (queued, started, skipped,
+failed, cancelled); ``messaging_reach`` one per (workspace, contact) with the last time the
+contact was reached outside the 24-hour window, which is what WhatsApp's tier limit counts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable
+from datetime import datetime
+from typing import Any
+
+from pymongo import ReturnDocument, UpdateOne
+from pymongo.errors import BulkWriteError
+
+from server.store.database import Database
+
+Document = dict[str, Any]
+LIGHT_CONTACT = {"runs": 0, "outbox": 0, "timers": 0, "applied_events": 0}
+"""Projection for eligibility checks: everything segments and consent look at, not the run state."""
+
+
+def _ignore_duplicates(exc: BulkWriteError) -> None:
+    if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
+        raise exc
+
+
+class BroadcastRepository:
+    def __init__(self, database: Database) -> None:
+        self._docs = database.collection("broadcasts")
+        self._messages = database.collection("messages")
+
+    async def insert(self, document: Document) -> Document:
+        await self._docs.insert_one(document)
+        return document
+
+    async def get(self, workspace_id: str, broadcast_id: str) -> Document | None:
+        return await self._docs.find_one({"_id": broadcast_id, "workspace_id": workspace_id})
+
+    async def find(self, broadcast_id: str) -> Document | None:
+        return await self._docs.find_one({"_id": broadcast_id})
+
+    async def list(self, workspace_id: str) -> list[Document]:
+        return await self._docs.find({"workspace_id": workspace_id}).sort("created_at", -1).to_list()
+
+    async def transition(
+        self, workspace_id: str, broadcast_id: str, from_statuses: Iterable[str], changes: Document
+    ) -> Document | None:
+        """Set ``changes`` only while the status is one of ``from_statuses`` (None otherwise)."""
+        return await self._docs.find_one_and_update(
+            {"_id": broadcast_id, "workspace_id": workspace_id, "status": {"$in": list(from_statuses)}},
+            {"$set": changes},
+            return_document=ReturnDocument.AFTER,
+        )
+
+    async def update(self, broadcast_id: str, changes: Document, status: str | None = None) -> bool:
+        query: Document = {"_id": broadcast_id}
+        if status is not None:
+            query["status"] = status
+        result = await self._docs.update_one(query, {"$set": changes})
+        return result.matched_count == 1
+
+    async def claimable(self, now: datetime, owner: str) -> list[Document]:
+        """Running broadcasts and due scheduled ones that no other live process holds."""
+        return await self._docs.find(
+            {
+                "$and": [
+                    {"$or": [{"status": "running"}, {"status": "scheduled", "start_at": {"$lte": now}}]},
+                    {"$or": [{"lease_until": None}, {"lease_until": {"$lt": now}}, {"lease_owner": owner}]},
+                ]
+            },
+            {"_id": 1},
+        ).to_list()
+
+    async def claim(self, broadcast_id: str, owner: str, now: datetime, until: datetime) -> Document | None:
+        """Take the lease (free, expired or already ours); the document, or None if another has it."""
+        return await self._docs.find_one_and_update(
+            {
+                "_id": broadcast_id,
+                "status": {"$in": ["running", "scheduled"]},
+                "$or": [{"lease_until": None}, {"lease_until": {"$lt": now}}, {"lease_owner": owner}],
+            },
+            {"$set": {"lease_owner": owner, "lease_until": until}},
+            return_document=ReturnDocument.AFTER,
+        )
+
+    async def renew(self, broadcast_id: str, owner: str, until: datetime) -> bool:
+        result = await self._docs.update_one(
+            {"_id": broadcast_id, "lease_owner": owner}, {"$set": {"lease_until": until}}
+        )
+        return result.matched_count == 1
+
+    async def release(self, broadcast_id: str, owner: str) -> None:
+        await self._docs.update_one(
+            {"_id": broadcast_id, "lease_owner": owner}, {"$set": {"lease_owner": None, "lease_until": None}}
+        )
+
+    async def message_statuses(self, broadcast_id: str) -> list[Document]:
+        """``{_id: {phone, status}}`` per distinct pair among the broadcast's outbound messages."""
+        cursor = await self._messages.aggregate(
+            [
+                {"$match": {"broadcast_id": broadcast_id}},
+                {"$group": {"_id": {"phone": "$phone", "status": "$status"}}},
+            ]
+        )
+        return await cursor.to_list()
+
+
+class RecipientRepository:
+    def __init__(self, database: Database) -> None:
+        self._docs = database.collection("broadcast_recipients")
+
+    async def add_many(self, documents: list[Document]) -> None:
+        """Insert recipients; ones already there (a freeze redone after a restart) are kept as they are."""
+        if not documents:
+            return
+        try:
+            await self._docs.insert_many(documents, ordered=False)
+        except BulkWriteError as exc:
+            _ignore_duplicates(exc)
+
+    async def queued(self, broadcast_id: str, after_id: str, limit: int) -> list[Document]:
+        return (
+            await self._docs.find({"broadcast_id": broadcast_id, "state": "queued", "_id": {"$gt": after_id}})
+            .sort("_id", 1)
+            .limit(limit)
+            .to_list()
+        )
+
+    async def set_states(self, updates: list[tuple[str, Document]], only_from: Iterable[str]) -> None:
+        """Bulk state changes, each applied only while the recipient is still in ``only_from``."""
+        if not updates:
+            return
+        allowed = list(only_from)
+        await self._docs.bulk_write(
+            [
+                UpdateOne({"_id": rid, "state": {"$in": allowed}}, {"$set": changes})
+                for rid, changes in updates
+            ],
+            ordered=False,
+        )
+
+    async def state_counts(self, broadcast_id: str) -> list[Document]:
+        cursor = await self._docs.aggregate(
+            [
+                {"$match": {"broadcast_id": broadcast_id}},
+                {"$group": {"_id": {"state": "$state", "reason": "$reason"}, "n": {"$sum": 1}}},
+            ]
+        )
+        return await cursor.to_list()
+
+    async def cancel_queued(self, broadcast_id: str, now: datetime) -> int:
+        result = await self._docs.update_many(
+            {"broadcast_id": broadcast_id, "state": "queued"},
+            {"$set": {"state": "cancelled", "at": now}},
+        )
+        return result.modified_count
+
+    async def count(self, broadcast_id: str) -> int:
+        return await self._docs.count_documents({"broadcast_id": broadcast_id})
+
+
+class AudienceRepository:
+    """Contacts seen as an audience: segment queries, batch loads for eligibility, bulk import."""
+
+    def __init__(self, database: Database) -> None:
+        self._contacts = database.collection("contacts")
+
+    async def members(self, workspace_id: str, segment_filter: Document) -> AsyncIterator[Document]:
+        query = {"$and": [{"workspace_id": workspace_id}, segment_filter]}
+        async for document in self._contacts.find(query, {"phone": 1}).sort("_id", 1):
+            yield document
+
+    async def scan(self, workspace_id: str, segment_filter: Document) -> AsyncIterator[Document]:
+        query = {"$and": [{"workspace_id": workspace_id}, segment_filter]}
+        async for document in self._contacts.find(query, LIGHT_CONTACT):
+            yield document
+
+    async def load_many(self, contact_ids: list[str]) -> dict[str, Document]:
+        found = await self._contacts.find({"_id": {"$in": contact_ids}}, LIGHT_CONTACT).to_list()
+        return {d["_id"]: d for d in found}
+
+    async def insert_many(self, documents: list[Document]) -> None:
+        """Bulk import of new contact documents (``store.contacts.new_contact`` shape); existing kept.
+
+        Stored at version 1 at least: version 0 means "not stored yet" to the actor's CAS.
+        """
+        if not documents:
+            return
+        stored = [{**d, "version": max(1, int(d.get("version") or 0))} for d in documents]
+        try:
+            await self._contacts.insert_many(stored, ordered=False)
+        except BulkWriteError as exc:
+            _ignore_duplicates(exc)
+
+
+class MessagingLimitRepository:
+    """The workspace's WhatsApp messaging-limit tier and who it reached outside the window, when."""
+
+    def __init__(self, database: Database) -> None:
+        self._workspaces = database.collection("workspaces")
+        self._reach = database.collection("messaging_reach")
+
+    async def tier(self, workspace_id: str) -> str | None:
+        found = await self._workspaces.find_one({"_id": workspace_id}, {"messaging_limit": 1})
+        return (found or {}).get("messaging_limit")
+
+    async def set_tier(self, workspace_id: str, tier: str) -> None:
+        await self._workspaces.update_one({"_id": workspace_id}, {"$set": {"messaging_limit": tier}})
+
+    async def used_since(self, workspace_id: str, since: datetime) -> int:
+        return await self._reach.count_documents({"workspace_id": workspace_id, "at": {"$gte": since}})
+
+    async def oldest_since(self, workspace_id: str, since: datetime) -> datetime | None:
+        found = (
+            await self._reach.find({"workspace_id": workspace_id, "at": {"$gte": since}})
+            .sort("at", 1)
+            .limit(1)
+            .to_list()
+        )
+        return found[0]["at"] if found else None
+
+    async def reached_since(self, workspace_id: str, phones: list[str], since: datetime) -> set[str]:
+        ids = [f"{workspace_id}:{p}" for p in phones]
+        found = await self._reach.find({"_id": {"$in": ids}, "at": {"$gte": since}}, {"phone": 1}).to_list()
+        return {d["phone"] for d in found}
+
+    async def record(self, workspace_id: str, phones: list[str], at: datetime) -> None:
+        if not phones:
+            return
+        await self._reach.bulk_write(
+            [
+                UpdateOne(
+                    {"_id": f"{workspace_id}:{p}"},
+                    {"$set": {"workspace_id": workspace_id, "phone": p, "at": at}},
+                    upsert=True,
+                )
+                for p in phones
+            ],
+            ordered=False,
+        )

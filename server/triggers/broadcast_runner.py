@@ -1,0 +1,381 @@
+"""The broadcast runner: one task per server process that drives due broadcasts to the end.
+
+A broadcast is driven by one process at a time: the runner takes a lease on its document and
+renews it while it works; a crashed process's lease expires and another process takes over.
+Each recipient is started with the event id ``bc:{broadcast}:{phone}``, so when a restart
+re-sends a recipient whose turn committed but whose state was not yet written, the contact
+actor's ``applied_events`` drops it: nobody is messaged twice. Recipients' states are written
+in bulk; the throughput per number is the channel's limiter's business, not the runner's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from server.actors.events import StartFlow
+from server.errors import InvalidInput, KonvoError, NotFound
+from server.ids import ContactKey, new_id
+from server.machines.runner import window_open
+from server.segments import matches, to_mongo_filter
+from server.triggers.broadcast_rules import Judge, Plan, tier_limit
+from server.triggers.broadcasts import DAY, broadcast_topic, make_plan
+
+if TYPE_CHECKING:
+    from server.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+FREEZE_BATCH = 1000
+PUBLISH_EVERY_SECONDS = 0.5
+FLUSH_EVERY_SECONDS = 0.5  # recipients' states are written in bulk this often while sending
+PASSIVATE_ABOVE = 20_000  # actors in memory: beyond this, a broadcast passivates idle ones
+
+
+@dataclass
+class PassOutcome:
+    deferred: int = 0  # waiting for messaging-limit capacity
+    stopped: bool = False  # paused, cancelled or lease lost
+
+
+class BroadcastRunner:
+    def __init__(
+        self,
+        runtime: Runtime,
+        poll_seconds: float = 0.5,
+        lease_seconds: float = 15.0,
+        batch_size: int = 500,
+        concurrency: int = 64,
+    ) -> None:
+        self.runtime = runtime
+        self.owner = new_id("proc")
+        self.poll_seconds = poll_seconds
+        self.lease = timedelta(seconds=lease_seconds)
+        self.batch_size = batch_size
+        self.concurrency = concurrency
+        self._wake = asyncio.Event()
+        self._driving: dict[str, asyncio.Task[None]] = {}
+        self._published: dict[str, float] = {}
+
+    def nudge(self) -> None:
+        """Look for due broadcasts now rather than at the next poll (one was created or resumed)."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        try:
+            while True:
+                self._wake.clear()
+                try:
+                    await self._claim_due()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("looking for due broadcasts failed; will try again")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
+        finally:
+            tasks = list(self._driving.values())
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _claim_due(self) -> None:
+        repo = self.runtime.triggers.broadcasts
+        now = self.runtime.clock.now()
+        for found in await repo.claimable(now, self.owner):
+            if found["_id"] in self._driving:
+                continue
+            claimed = await repo.claim(found["_id"], self.owner, now, now + self.lease)
+            if claimed is not None:
+                task = asyncio.create_task(self._drive(claimed), name=f"broadcast:{found['_id']}")
+                self._driving[found["_id"]] = task
+
+    async def _drive(self, broadcast: dict[str, Any]) -> None:
+        broadcast_id = broadcast["_id"]
+        me = asyncio.current_task()
+        assert me is not None
+        renewer = asyncio.create_task(self._renew(broadcast_id, me))
+        try:
+            await self._work(broadcast)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("broadcast %s stopped on an error; it is retried at the next poll", broadcast_id)
+        finally:
+            renewer.cancel()
+            with contextlib.suppress(Exception):
+                await self.runtime.triggers.broadcasts.release(broadcast_id, self.owner)
+            self._driving.pop(broadcast_id, None)
+            with contextlib.suppress(Exception):
+                await self._publish(broadcast, force=True)
+
+    async def _renew(self, broadcast_id: str, driver: asyncio.Task[None]) -> None:
+        every = max(self.lease.total_seconds() / 3, 0.05)
+        while True:
+            await asyncio.sleep(every)
+            until = self.runtime.clock.now() + self.lease
+            if not await self.runtime.triggers.broadcasts.renew(broadcast_id, self.owner, until):
+                log.warning("lost the lease on broadcast %s; another process drives it", broadcast_id)
+                driver.cancel()
+                return
+
+    async def _work(self, broadcast: dict[str, Any]) -> None:
+        runtime, repo = self.runtime, self.runtime.triggers.broadcasts
+        broadcast_id = broadcast["_id"]
+        if broadcast["status"] == "scheduled":
+            changes = {"status": "running", "started_at": runtime.clock.now()}
+            started = await repo.transition(broadcast["workspace_id"], broadcast_id, ["scheduled"], changes)
+            if started is None:
+                return
+            broadcast = started
+        try:
+            plan = await make_plan(runtime, broadcast)
+        except KonvoError as exc:
+            failed = {"status": "failed", "error": exc.message, "finished_at": runtime.clock.now()}
+            await repo.update(broadcast_id, failed, status="running")
+            return
+        if not broadcast.get("frozen"):
+            await self._freeze(broadcast)
+        while True:
+            outcome = await self._pass(broadcast, plan)
+            if outcome.stopped:
+                return
+            if outcome.deferred:
+                if not await self._wait_for_capacity(broadcast):
+                    return
+                continue
+            if await runtime.triggers.recipients.queued(broadcast_id, "", 1):
+                await asyncio.sleep(self.poll_seconds)  # some starts failed for a passing reason
+                continue
+            done = {
+                "status": "completed",
+                "finished_at": runtime.clock.now(),
+                "waiting_for_capacity_until": None,
+            }
+            await repo.update(broadcast_id, done, status="running")
+            return
+
+    async def _freeze(self, broadcast: dict[str, Any]) -> None:
+        """Materialise the audience once; redoing it after a crash adds only who is missing."""
+        runtime = self.runtime
+        broadcast_id, workspace_id = broadcast["_id"], broadcast["workspace_id"]
+        now = runtime.clock.now()
+        batch: list[dict[str, Any]] = []
+        async for contact in runtime.triggers.audience.members(
+            workspace_id, to_mongo_filter(broadcast["segment"], now)
+        ):
+            batch.append(
+                {
+                    "_id": f"{broadcast_id}:{contact['phone']}",
+                    "broadcast_id": broadcast_id,
+                    "workspace_id": workspace_id,
+                    "contact_id": contact["_id"],
+                    "phone": contact["phone"],
+                    "state": "queued",
+                    "reason": None,
+                    "run_id": None,
+                    "at": None,
+                }
+            )
+            if len(batch) >= FREEZE_BATCH:
+                await runtime.triggers.recipients.add_many(batch)
+                batch = []
+        await runtime.triggers.recipients.add_many(batch)
+        total = await runtime.triggers.recipients.count(broadcast_id)
+        await runtime.triggers.broadcasts.update(
+            broadcast_id, {"frozen": True, "total": total, "frozen_at": now}
+        )
+        broadcast.update(frozen=True, total=total)
+        await self._publish(broadcast, force=True)
+
+    async def _pass(self, broadcast: dict[str, Any], plan: Plan) -> PassOutcome:
+        """Start every queued recipient that may go now, in ``_id`` order, ``concurrency`` at a time."""
+        runtime = self.runtime
+        broadcast_id, workspace_id = broadcast["_id"], broadcast["workspace_id"]
+        outcome = PassOutcome()
+        limit = tier_limit(await runtime.triggers.limits.tier(workspace_id))
+        timezone = await runtime.timezone_of(workspace_id)
+        fields = await runtime.fields_of(workspace_id)
+        gate = asyncio.Semaphore(self.concurrency)
+        inflight: set[asyncio.Task[None]] = set()
+        finished: list[tuple[str, dict[str, Any]]] = []
+        flusher = asyncio.create_task(self._flush_every(broadcast, finished))
+        after = ""
+        try:
+            while True:
+                current = await runtime.triggers.broadcasts.find(broadcast_id)
+                if current is None or current["status"] != "running":
+                    outcome.stopped = True
+                    break
+                batch = await runtime.triggers.recipients.queued(broadcast_id, after, self.batch_size)
+                if not batch:
+                    break
+                after = batch[-1]["_id"]
+                starts = await self._decide(broadcast, plan, batch, limit, timezone, fields, outcome)
+                for recipient in starts:
+                    await gate.acquire()
+                    task = asyncio.create_task(self._start_one(broadcast, plan, recipient, finished, gate))
+                    inflight.add(task)
+                    task.add_done_callback(inflight.discard)
+                self._relieve_memory()
+            await asyncio.gather(*inflight)
+        finally:
+            flusher.cancel()
+            await asyncio.gather(flusher, return_exceptions=True)
+            for task in inflight:
+                task.cancel()
+            await asyncio.gather(*inflight, return_exceptions=True)
+            await self._flush(finished)
+        return outcome
+
+    async def _decide(
+        self,
+        broadcast: dict[str, Any],
+        plan: Plan,
+        batch: list[dict[str, Any]],
+        limit: int | None,
+        timezone: str,
+        fields: dict[str, tuple[str, list[str]]],
+        outcome: PassOutcome,
+    ) -> list[dict[str, Any]]:
+        """Skip who must be skipped (recorded), keep who waits for capacity queued, return the rest."""
+        runtime = self.runtime
+        workspace_id = broadcast["workspace_id"]
+        contacts = await runtime.triggers.audience.load_many([r["contact_id"] for r in batch])
+        now = runtime.clock.now()
+        judge = Judge(plan, now, timezone, matches, fields)
+        skips: list[tuple[str, dict[str, Any]]] = []
+        starts: list[dict[str, Any]] = []
+        closed: list[str] = []
+        for recipient in batch:
+            contact = contacts.get(recipient["contact_id"])
+            reason = judge.skip_reason(contact)
+            if reason is not None:
+                skips.append((recipient["_id"], {"state": "skipped", "reason": reason, "at": now}))
+                continue
+            assert contact is not None
+            starts.append(recipient)
+            if not window_open(contact.get("last_inbound_at"), now):
+                closed.append(recipient["phone"])
+        await runtime.triggers.recipients.set_states(skips, ["queued"])
+        if not closed:
+            return starts
+        since = now - DAY
+        already = await runtime.triggers.limits.reached_since(workspace_id, closed, since)
+        free = (
+            None if limit is None else limit - await runtime.triggers.limits.used_since(workspace_id, since)
+        )
+        allowed: set[str] = set()
+        for phone in closed:
+            if phone in already:
+                allowed.add(phone)
+            elif free is None or free > 0:
+                free = None if free is None else free - 1
+                allowed.add(phone)
+        fresh = [p for p in allowed if p not in already]
+        await runtime.triggers.limits.record(workspace_id, fresh, now)
+        waiting = set(closed) - allowed
+        outcome.deferred += len(waiting)
+        return [r for r in starts if r["phone"] not in waiting]
+
+    async def _start_one(
+        self,
+        broadcast: dict[str, Any],
+        plan: Plan,
+        recipient: dict[str, Any],
+        finished: list[tuple[str, dict[str, Any]]],
+        gate: asyncio.Semaphore,
+    ) -> None:
+        runtime = self.runtime
+        broadcast_id = broadcast["_id"]
+        assert runtime.actors is not None
+        key = ContactKey(broadcast["workspace_id"], recipient["phone"])
+        event = StartFlow(
+            f"bc:{broadcast_id}:{recipient['phone']}",
+            plan.flow_id,
+            trigger={"broadcast_id": broadcast_id},
+            source="broadcast",
+        )
+        try:
+            result = await runtime.actors.ask(key, event)
+        except (InvalidInput, NotFound) as exc:
+            finished.append(
+                (recipient["_id"], {"state": "failed", "reason": exc.message, "at": runtime.clock.now()})
+            )
+            return
+        except KonvoError as exc:  # contended or shutting down: stays queued for the next pass
+            log.info("broadcast %s: %s stays queued: %s", broadcast_id, recipient["phone"], exc.message)
+            return
+        finally:
+            gate.release()
+        run = result.run or next(
+            (
+                r
+                for r in result.contact.get("runs", [])
+                if (r.get("trigger") or {}).get("broadcast_id") == broadcast_id
+            ),
+            None,
+        )
+        finished.append(
+            (recipient["_id"], {"state": "started", "run_id": run and run["id"], "at": runtime.clock.now()})
+        )
+
+    async def _flush(self, finished: list[tuple[str, dict[str, Any]]]) -> None:
+        """Write the states of recipients started since the last flush, in one bulk write."""
+        if not finished:
+            return
+        updates = finished[:]
+        del finished[:]
+        try:
+            await self.runtime.triggers.recipients.set_states(updates, ["queued", "cancelled"])
+        except BaseException:
+            finished[:0] = updates  # written by the next flush (or redone, harmlessly, after a restart)
+            raise
+
+    async def _flush_every(
+        self, broadcast: dict[str, Any], finished: list[tuple[str, dict[str, Any]]]
+    ) -> None:
+        while True:
+            await asyncio.sleep(FLUSH_EVERY_SECONDS)
+            await self._flush(finished)
+            await self._publish(broadcast)
+
+    async def _wait_for_capacity(self, broadcast: dict[str, Any]) -> bool:
+        """Sleep until the messaging limit frees a slot; False when paused or cancelled meanwhile."""
+        runtime = self.runtime
+        broadcast_id, workspace_id = broadcast["_id"], broadcast["workspace_id"]
+        while True:
+            now = runtime.clock.now()
+            limit = tier_limit(await runtime.triggers.limits.tier(workspace_id))
+            if limit is None or await runtime.triggers.limits.used_since(workspace_id, now - DAY) < limit:
+                await runtime.triggers.broadcasts.update(broadcast_id, {"waiting_for_capacity_until": None})
+                return True
+            oldest = await runtime.triggers.limits.oldest_since(workspace_id, now - DAY)
+            until = (oldest or now) + DAY
+            await runtime.triggers.broadcasts.update(broadcast_id, {"waiting_for_capacity_until": until})
+            await self._publish(broadcast)
+            current = await runtime.triggers.broadcasts.find(broadcast_id)
+            if current is None or current["status"] != "running":
+                return False
+            await asyncio.sleep(self.poll_seconds)
+
+    def _relieve_memory(self) -> None:
+        """A large broadcast activates an actor per recipient: passivate the idle ones early."""
+        actors = self.runtime.actors
+        if actors is not None and actors.active_count > PASSIVATE_ABOVE:
+            actors.passivate_idle(time.monotonic() - 1.0)
+
+    async def _publish(self, broadcast: dict[str, Any], force: bool = False) -> None:
+        """Tell ``broadcastProgress`` subscribers to look again (throttled)."""
+        broadcast_id = broadcast["_id"]
+        moment = time.monotonic()
+        if not force and moment - self._published.get(broadcast_id, 0.0) < PUBLISH_EVERY_SECONDS:
+            return
+        self._published[broadcast_id] = moment
+        topic = broadcast_topic(broadcast["workspace_id"], broadcast_id)
+        await self.runtime.pubsub.publish(topic, {"id": broadcast_id})

@@ -1,0 +1,388 @@
+"""Broadcast use cases: create (now or at ``start_at``), pause, resume, cancel, progress, estimate.
+
+A broadcast sends a flow, or a single template, to the contacts of a segment. Its audience is
+frozen into ``broadcast_recipients`` when it starts; the per-process ``BroadcastRunner`` then
+starts each recipient through its contact actor. A template broadcast runs as a hidden one-node
+flow (``hidden: true``, named after the broadcast) so every send goes through the same runs,
+outbox and channel as any flow.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from server.channels.whatsapp.costs import estimate as estimate_cost
+from server.clock import as_utc
+from server.errors import Conflict, InvalidInput, NotFound
+from server.ids import new_id
+from server.machines.compiler import compile_flow
+from server.machines.definition import FlowDefinition, TemplateNode, parse_flow
+from server.machines.runner import window_open
+from server.segments import matches, to_mongo_filter, validate_segment
+from server.triggers.broadcast_rules import TIERS, Judge, Plan, tier_limit, window_sensitive
+
+if TYPE_CHECKING:
+    from server.runtime import Runtime
+
+STATUSES = ("scheduled", "running", "paused", "completed", "cancelled", "failed")
+UNUSABLE_TEMPLATE = ("REJECTED", "PAUSED", "DISABLED")  # the sandbox sends drafts; WhatsApp: APPROVED only
+# "accepted" (and Meta's held/paused answers) is what the Graph API says when it takes a message;
+# the status webhooks then move it to sent, delivered, read, or failed.
+STATUS_RANK = {"accepted": 1, "held_for_quality_assessment": 1, "sent": 1, "delivered": 2, "read": 3}
+DAY = timedelta(hours=24)
+
+
+def broadcast_topic(workspace_id: str, broadcast_id: str) -> str:
+    return f"broadcast:{workspace_id}:{broadcast_id}"
+
+
+async def _categories(runtime: Runtime, workspace_id: str) -> dict[str, str]:
+    """Template name -> category (MARKETING wins when languages disagree)."""
+    found: dict[str, str] = {}
+    for template in await runtime.templates.list(workspace_id):
+        if found.get(template["name"]) != "MARKETING":
+            found[template["name"]] = template["category"]
+    return found
+
+
+def _uses_marketing(definition: FlowDefinition, categories: dict[str, str]) -> bool:
+    return any(
+        isinstance(n, TemplateNode) and categories.get(n.template) == "MARKETING" for n in definition.nodes
+    )
+
+
+def _template_flow(name: str, template: dict[str, Any]) -> dict[str, Any]:
+    node = {"id": "send", "type": "template", "template": template["name"], "next": None}
+    node["language"] = template.get("language") or "es"
+    if template.get("params"):
+        node["params"] = template["params"]
+    return {"name": name, "start": "send", "nodes": [node], "settings": {"supersede": False}}
+
+
+@dataclass
+class Draft:
+    """A checked broadcast input: what it sends and to whom, not yet stored."""
+
+    name: str
+    segment: Any
+    start_at: datetime
+    require_opt_in: bool
+    flow_id: str | None
+    template: dict[str, Any] | None
+    definition: FlowDefinition
+    categories: dict[str, str]
+
+
+async def _check(runtime: Runtime, workspace_id: str, data: dict[str, Any]) -> Draft:
+    flow_id, template = data.get("flow_id"), data.get("template")
+    if (flow_id is None) == (template is None):
+        raise InvalidInput("give either flowId or template (not both)", field="flowId")
+    segment = data.get("segment")
+    if segment is None:
+        raise InvalidInput("segment: give the audience, e.g. {'tag': 'vip'} or {'all': []} for everyone")
+    validate_segment(segment, "segment")
+    categories = await _categories(runtime, workspace_id)
+    if flow_id is not None:
+        flow = await runtime.flows.get(workspace_id, flow_id)
+        if flow is None or flow.get("hidden"):
+            raise NotFound(f"flow {flow_id} not found", field="flowId")
+        if flow.get("status") != "active" or not flow.get("active_version"):
+            raise InvalidInput(f"flow {flow['name']!r} is {flow['status']}: publish it first", field="flowId")
+        version = await runtime.flows.get_version(flow_id, flow["active_version"])
+        assert version is not None
+        definition = parse_flow(version["definition"])
+        name = data.get("name") or flow["name"]
+    else:
+        assert template is not None
+        if not template.get("name"):
+            raise InvalidInput("template.name: which template to send", field="template.name")
+        language = template.get("language") or "es"
+        found = await runtime.templates.get_by_name(workspace_id, template["name"], language)
+        if not found:
+            raise NotFound(f"template {template['name']!r} ({language}) not found", field="template.name")
+        status = found[0]["status"]
+        on_whatsapp = await runtime.channels.for_workspace(workspace_id) is not None
+        if status in UNUSABLE_TEMPLATE or (on_whatsapp and status != "APPROVED"):
+            raise InvalidInput(
+                f"template {template['name']!r} is {status}; only an approved template can be broadcast",
+                field="template.name",
+            )
+        definition = parse_flow(_template_flow("broadcast", template))
+        name = data.get("name") or template["name"]
+    require = data.get("require_opt_in")
+    marketing = _uses_marketing(definition, categories)
+    if require is False and marketing:
+        raise InvalidInput("requireOptIn: marketing templates are only sent to opted-in contacts")
+    now = runtime.clock.now()
+    start_at = as_utc(data["start_at"]) if data.get("start_at") else now
+    return Draft(
+        name=str(name),
+        segment=segment,
+        start_at=max(start_at, now),
+        require_opt_in=require is not False,
+        flow_id=flow_id,
+        template=template,
+        definition=definition,
+        categories=categories,
+    )
+
+
+async def create_broadcast(runtime: Runtime, workspace_id: str, data: dict[str, Any]) -> dict[str, Any]:
+    draft = await _check(runtime, workspace_id, data)
+    now = runtime.clock.now()
+    broadcast_id = new_id("bc")
+    flow_id = draft.flow_id
+    if flow_id is None:
+        flow_id = await _hidden_flow(runtime, workspace_id, broadcast_id, draft, now)
+    document = {
+        "_id": broadcast_id,
+        "workspace_id": workspace_id,
+        "name": draft.name,
+        "kind": "flow" if draft.flow_id else "template",
+        "flow_id": flow_id,
+        "template": draft.template,
+        "segment": draft.segment,
+        "require_opt_in": draft.require_opt_in,
+        "status": "scheduled",
+        "start_at": draft.start_at,
+        "created_at": now,
+        "started_at": None,
+        "finished_at": None,
+        "frozen": False,
+        "total": None,
+        "error": None,
+        "waiting_for_capacity_until": None,
+        "lease_owner": None,
+        "lease_until": None,
+    }
+    await runtime.triggers.broadcasts.insert(document)
+    runtime.triggers.runner.nudge()
+    return document
+
+
+async def _hidden_flow(
+    runtime: Runtime, workspace_id: str, broadcast_id: str, draft: Draft, now: datetime
+) -> str:
+    assert draft.template is not None
+    flow_id = f"flow_{broadcast_id}"
+    definition = _template_flow(f"Broadcast {broadcast_id}", draft.template)
+    await runtime.flows.insert(
+        {
+            "_id": flow_id,
+            "workspace_id": workspace_id,
+            "name": definition["name"],
+            "status": "active",
+            "hidden": True,
+            "broadcast_id": broadcast_id,
+            "draft": definition,
+            "active_version": 1,
+            "version_counter": 1,
+            "created_at": now,
+            "updated_at": now,
+        }
+    )
+    await runtime.flows.insert_version(
+        {
+            "_id": f"{flow_id}:1",
+            "flow_id": flow_id,
+            "workspace_id": workspace_id,
+            "version": 1,
+            "definition": definition,
+            "published_at": now,
+        }
+    )
+    return flow_id
+
+
+async def require_broadcast(runtime: Runtime, workspace_id: str, broadcast_id: str) -> dict[str, Any]:
+    found = await runtime.triggers.broadcasts.get(workspace_id, broadcast_id)
+    if found is None:
+        raise NotFound(f"broadcast {broadcast_id} not found")
+    return found
+
+
+async def _move(
+    runtime: Runtime, workspace_id: str, broadcast_id: str, allowed: tuple[str, ...], changes: dict[str, Any]
+) -> dict[str, Any]:
+    current = await require_broadcast(runtime, workspace_id, broadcast_id)
+    updated = await runtime.triggers.broadcasts.transition(workspace_id, broadcast_id, allowed, changes)
+    if updated is None:
+        raise Conflict(
+            f"broadcast {broadcast_id} is {current['status']}; this needs it {' or '.join(allowed)}",
+            status=current["status"],
+        )
+    await runtime.pubsub.publish(broadcast_topic(workspace_id, broadcast_id), {"id": broadcast_id})
+    return updated
+
+
+async def pause_broadcast(runtime: Runtime, workspace_id: str, broadcast_id: str) -> dict[str, Any]:
+    return await _move(
+        runtime,
+        workspace_id,
+        broadcast_id,
+        ("scheduled", "running"),
+        {"status": "paused", "paused_at": now(runtime)},
+    )
+
+
+async def resume_broadcast(runtime: Runtime, workspace_id: str, broadcast_id: str) -> dict[str, Any]:
+    current = await require_broadcast(runtime, workspace_id, broadcast_id)
+    target = "running" if current.get("started_at") else "scheduled"
+    updated = await _move(
+        runtime, workspace_id, broadcast_id, ("paused",), {"status": target, "paused_at": None}
+    )
+    runtime.triggers.runner.nudge()
+    return updated
+
+
+async def cancel_broadcast(runtime: Runtime, workspace_id: str, broadcast_id: str) -> dict[str, Any]:
+    moment = now(runtime)
+    updated = await _move(
+        runtime,
+        workspace_id,
+        broadcast_id,
+        ("scheduled", "running", "paused"),
+        {"status": "cancelled", "finished_at": moment},
+    )
+    await runtime.triggers.recipients.cancel_queued(broadcast_id, moment)
+    return updated
+
+
+def now(runtime: Runtime) -> datetime:
+    return runtime.clock.now()
+
+
+async def make_plan(runtime: Runtime, broadcast: dict[str, Any]) -> Plan:
+    """The flow version and rules a running broadcast applies (re-made after a restart)."""
+    workspace_id = broadcast["workspace_id"]
+    flow = await runtime.flows.get(workspace_id, broadcast["flow_id"])
+    if flow is None or flow.get("status") != "active" or not flow.get("active_version"):
+        raise InvalidInput("the broadcast's flow is no longer active; publish it and resume")
+    version = flow["active_version"]
+    compiled = await runtime.flow_cache.get(flow["_id"], version)
+    categories = await _categories(runtime, workspace_id)
+    return Plan(
+        flow_id=flow["_id"],
+        version=version,
+        compiled=compiled,
+        needs_opt_in=broadcast.get("require_opt_in", True)
+        or _uses_marketing(compiled.definition, categories),
+        window_sensitive=window_sensitive(compiled.definition),
+    )
+
+
+@dataclass
+class Counts:
+    """Progress of a broadcast; ``sent`` includes delivered and read (each recipient counted once)."""
+
+    total: int = 0
+    queued: int = 0
+    started: int = 0
+    sent: int = 0
+    delivered: int = 0
+    read: int = 0
+    failed: int = 0
+    skipped: int = 0
+    cancelled: int = 0
+    skipped_by_reason: dict[str, int] = field(default_factory=dict)
+
+
+async def progress(runtime: Runtime, broadcast: dict[str, Any]) -> Counts:
+    counts = Counts()
+    broadcast_id = broadcast["_id"]
+    for row in await runtime.triggers.recipients.state_counts(broadcast_id):
+        state, reason, n = row["_id"].get("state"), row["_id"].get("reason"), row["n"]
+        counts.total += n
+        if state == "queued":
+            counts.queued += n
+        elif state == "started":
+            counts.started += n
+        elif state == "skipped":
+            counts.skipped += n
+            counts.skipped_by_reason[reason or "UNKNOWN"] = counts.skipped_by_reason.get(reason, 0) + n
+        elif state == "failed":
+            counts.failed += n
+        elif state == "cancelled":
+            counts.cancelled += n
+    best: dict[str, int] = {}
+    failed: set[str] = set()
+    for row in await runtime.triggers.broadcasts.message_statuses(broadcast_id):
+        phone, status = row["_id"].get("phone"), row["_id"].get("status")
+        if status == "failed":
+            failed.add(phone)
+        best[phone] = max(best.get(phone, 0), STATUS_RANK.get(status, 0))
+    counts.sent = sum(1 for rank in best.values() if rank >= 1)
+    counts.delivered = sum(1 for rank in best.values() if rank >= 2)
+    counts.read = sum(1 for rank in best.values() if rank >= 3)
+    counts.failed += sum(1 for phone in failed if best.get(phone, 0) == 0)
+    return counts
+
+
+@dataclass
+class Estimate:
+    recipients: int = 0
+    eligible: int = 0
+    outside_window: int = 0
+    capacity_left: int | None = None
+    skipped_by_reason: dict[str, int] = field(default_factory=dict)
+    cost: float = 0.0
+    currency: str | None = None
+    unpriced: int = 0  # eligible recipients whose country is not on the rate card
+    category: str | None = None
+
+
+async def estimate_broadcast(runtime: Runtime, workspace_id: str, data: dict[str, Any]) -> Estimate:
+    """Who would be messaged, skipped (and why), and the cost, if the broadcast started now.
+
+    The cost is the rate card's price of the first template each eligible recipient would get
+    (free inside the window where the card says so); a flow that starts with a simple message
+    costs nothing to start.
+    """
+    draft = await _check(runtime, workspace_id, data)
+    definition = draft.definition
+    plan = Plan(
+        flow_id="estimate",
+        version=0,
+        compiled=compile_flow(definition),
+        needs_opt_in=draft.require_opt_in or _uses_marketing(definition, draft.categories),
+        window_sensitive=window_sensitive(definition),
+    )
+    moment = now(runtime)
+    judge = Judge(
+        plan, moment, await runtime.timezone_of(workspace_id), matches, await runtime.fields_of(workspace_id)
+    )
+    first = plan.first_template()
+    category = draft.categories.get(first.template) if first is not None else None
+    result = Estimate(category=category)
+    async for contact in runtime.triggers.audience.scan(workspace_id, to_mongo_filter(draft.segment, moment)):
+        result.recipients += 1
+        reason = judge.skip_reason(contact)
+        if reason is not None:
+            result.skipped_by_reason[reason] = result.skipped_by_reason.get(reason, 0) + 1
+            continue
+        result.eligible += 1
+        is_open = window_open(contact.get("last_inbound_at"), moment)
+        if not is_open:
+            result.outside_window += 1
+        if category is not None:
+            price = estimate_cost(category, contact["phone"], is_open)
+            result.currency = price["currency"]
+            if price["amount"] is None:
+                result.unpriced += 1
+            else:
+                result.cost += price["amount"]
+    limit = tier_limit(await runtime.triggers.limits.tier(workspace_id))
+    if limit is not None:
+        used = await runtime.triggers.limits.used_since(workspace_id, moment - DAY)
+        result.capacity_left = max(0, limit - used)
+    return result
+
+
+async def set_messaging_tier(runtime: Runtime, workspace_id: str, tier: str) -> str:
+    if tier not in TIERS:
+        raise InvalidInput(f"tier must be one of {', '.join(TIERS)}", field="tier")
+    await runtime.triggers.limits.set_tier(workspace_id, tier)
+    runtime.triggers.runner.nudge()
+    return tier

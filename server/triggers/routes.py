@@ -1,0 +1,20 @@
+"""HTTP routes of triggers: ``POST /hooks/{trigger_id}`` (mounted by ``server/app.py``, whose
+middleware caps the body size)."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from server.runtime import Runtime
+from server.triggers.webhooks import receive
+
+
+def hook_routes(runtime: Runtime) -> list[Route]:
+    async def hook(request: Request) -> JSONResponse:
+        body = await request.body()
+        outcome = await receive(runtime, request.path_params["trigger_id"], body, request.headers)
+        return JSONResponse(outcome.body, status_code=outcome.status)
+
+    return [Route("/hooks/{trigger_id}", hook, methods=["POST"])]

@@ -1,0 +1,168 @@
+"""Webhook triggers: create/list/delete them, and accept ``POST /hooks/{id}`` requests.
+
+A request is authenticated, mapped, and stored in ``hook_requests`` under
+``{trigger}:{idempotency key}`` before it is acknowledged; only then is it handed to the contact's
+actor as a ``StartFlow`` whose event id derives from the same key. A retry of a stored request
+finds it there (and the actor's ``applied_events`` drops a second application), so it starts one
+run; recovery re-applies requests a crash left stored but unapplied.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from pymongo.errors import PyMongoError
+
+from server.actors.events import StartFlow
+from server.errors import InvalidInput, KonvoError, NotFound
+from server.ids import ContactKey, new_id
+from server.triggers.mapping import PayloadError, extract, parse_mapping
+from server.triggers.signatures import verify
+
+if TYPE_CHECKING:
+    from server.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+IDEMPOTENCY_HEADERS = ("idempotency-key", "x-shopify-webhook-id")
+MAX_KEY_LENGTH = 200
+
+
+def hook_event_id(trigger_id: str, key: str) -> str:
+    return f"hook:{trigger_id}:{key}"
+
+
+async def create_webhook_trigger(
+    runtime: Runtime, workspace_id: str, flow_id: str, mapping: Any, secret: str | None = None
+) -> dict[str, Any]:
+    """A new trigger for ``flow_id``; ``secret`` may be given (Shopify's signing key), else generated."""
+    parsed = parse_mapping(mapping)
+    if await runtime.flows.get(workspace_id, flow_id) is None:
+        raise NotFound(f"flow {flow_id} not found", field="flowId")
+    if secret is not None and len(secret.strip()) < 16:
+        raise InvalidInput("secret: use at least 16 characters", field="secret")
+    document = {
+        "_id": new_id("hook"),
+        "workspace_id": workspace_id,
+        "flow_id": flow_id,
+        "mapping": parsed.model_dump(exclude_none=True),
+        "secret": secret.strip() if secret else secrets.token_hex(32),
+        "created_at": runtime.clock.now(),
+    }
+    return await runtime.triggers.webhooks.insert(document)
+
+
+async def delete_webhook_trigger(runtime: Runtime, workspace_id: str, trigger_id: str) -> bool:
+    if not await runtime.triggers.webhooks.delete(workspace_id, trigger_id):
+        raise NotFound(f"webhook trigger {trigger_id} not found")
+    return True
+
+
+@dataclass
+class HookResponse:
+    status: int
+    body: dict[str, Any] = field(default_factory=dict)
+
+
+def _error(status: int, message: str, **extra: Any) -> HookResponse:
+    return HookResponse(status, {"error": message, **extra})
+
+
+def _idempotency_key(headers: Any, mapped: str | None) -> str | None:
+    key = mapped
+    if key is None:
+        key = next((headers.get(h) for h in IDEMPOTENCY_HEADERS if headers.get(h)), None)
+    if key is None:
+        return None
+    key = key.strip()
+    if not key or len(key) > MAX_KEY_LENGTH:
+        raise PayloadError("idempotency key", f"the idempotency key must be 1-{MAX_KEY_LENGTH} characters")
+    return key
+
+
+async def receive(runtime: Runtime, trigger_id: str, body: bytes, headers: Any) -> HookResponse:
+    """Everything ``POST /hooks/{trigger_id}`` does, as a status code and a JSON body."""
+    try:
+        return await _receive(runtime, trigger_id, body, headers)
+    except PyMongoError as exc:
+        log.warning("webhook %s refused, store unavailable: %s", trigger_id, exc)
+        return _error(503, "the store is unavailable; retry later")
+
+
+async def _receive(runtime: Runtime, trigger_id: str, body: bytes, headers: Any) -> HookResponse:
+    trigger = await runtime.triggers.webhooks.find(trigger_id)
+    if trigger is None:
+        return _error(404, f"no webhook trigger {trigger_id}")
+    mapping = parse_mapping(trigger["mapping"])
+    problem = verify(mapping.signature, trigger["secret"], body, headers)
+    if problem is not None:
+        return _error(401, problem)
+    try:
+        payload = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return _error(400, "the body is not JSON")
+    workspace_id = trigger["workspace_id"]
+    try:
+        extracted = extract(mapping, payload, await runtime.triggers.webhooks.workspace_country(workspace_id))
+        key = _idempotency_key(headers, extracted.idempotency_key)
+    except PayloadError as exc:
+        return _error(400, exc.message, path=exc.path)
+    flow = await runtime.flows.get(workspace_id, trigger["flow_id"])
+    if flow is None or flow.get("status") != "active":
+        state = "deleted" if flow is None else flow.get("status")
+        return _error(409, f"the trigger's flow is {state}: publish it to accept requests")
+    key = key or new_id("req")
+    request = {
+        "_id": f"{trigger_id}:{key}",
+        "workspace_id": workspace_id,
+        "trigger_id": trigger_id,
+        "flow_id": trigger["flow_id"],
+        "phone": extracted.phone,
+        "trigger": extracted.variables,
+        "event_id": hook_event_id(trigger_id, key),
+        "body": body.decode("utf-8", "replace"),  # as received (JSON keys may not suit a document)
+        "received_at": runtime.clock.now(),
+    }
+    stored, existing = await runtime.triggers.hook_requests.record(request)
+    if not stored and existing.get("applied"):
+        return HookResponse(202, {"id": existing["_id"], "duplicate": True, "runId": existing.get("run_id")})
+    _apply_later(runtime, existing)
+    return HookResponse(202, {"id": existing["_id"], "duplicate": not stored, "phone": extracted.phone})
+
+
+_pending: set[asyncio.Task[None]] = set()
+
+
+def _apply_later(runtime: Runtime, request: dict[str, Any]) -> None:
+    """Hand the stored request to its actor; the response does not wait for the turn."""
+    task = asyncio.create_task(apply_request(runtime, request))
+    _pending.add(task)
+    task.add_done_callback(_pending.discard)
+
+
+async def apply_request(runtime: Runtime, request: dict[str, Any]) -> None:
+    """Start the flow for a stored request and mark it applied (a failure is recorded, not raised)."""
+    assert runtime.actors is not None
+    key = ContactKey(request["workspace_id"], request["phone"])
+    event = StartFlow(request["event_id"], request["flow_id"], trigger=request["trigger"], source="webhook")
+    try:
+        result = await runtime.actors.ask(key, event)
+    except (InvalidInput, NotFound) as exc:  # the flow was archived or deleted meanwhile: final
+        await runtime.triggers.hook_requests.mark_applied(request["_id"], None, exc.message)
+        return
+    except KonvoError as exc:  # shutting down or contended: recovery applies it later
+        log.info("webhook request %s not applied yet: %s", request["_id"], exc.message)
+        return
+    except Exception:
+        log.exception("webhook request %s not applied; recovery will retry", request["_id"])
+        return
+    run_id = result.run["id"] if result.run else None
+    try:
+        await runtime.triggers.hook_requests.mark_applied(request["_id"], run_id)
+    except Exception:  # applied but not marked: recovery re-applies it and the actor drops the copy
+        log.warning("webhook request %s applied but not marked", request["_id"], exc_info=True)

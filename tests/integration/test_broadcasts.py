@@ -1,0 +1,296 @@
+"""Broadcasts on the sandbox: consent, the 24-hour rule, the messaging limit, pause/resume/cancel,
+estimates and live progress."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+from server.channels.whatsapp.costs import estimate
+from server.runtime import Runtime
+from tests.integration.broadcast_support import (
+    CREATE,
+    contact,
+    create_template,
+    finished,
+    get,
+    sends_per_phone,
+    window,
+)
+from tests.integration.conftest import WORKSPACE, publish
+from tests.support.graphql import GraphQLClient, GraphQLErrors, eventually
+from tests.support.live import live_server
+from tests.support.ws import GraphQLWebSocket
+
+
+async def test_5000_contacts_with_mixed_consent_end_with_exact_counts(
+    runtime: Runtime, gql: GraphQLClient
+) -> None:
+    await create_template(gql, "spring_sale", "MARKETING")
+    now = runtime.clock.now()
+    documents = [
+        contact(
+            WORKSPACE,
+            f"+3461{i:07d}",
+            now,
+            tags=["spring"],
+            opted_in=i % 5 == 0,
+            last_inbound_at=window(now, i % 2 == 0),
+        )
+        for i in range(5000)
+    ] + [contact(WORKSPACE, f"+3462{i:07d}", now, opted_in=True) for i in range(100)]  # not in the segment
+    await runtime.triggers.audience.insert_many(documents)
+    began = time.monotonic()
+    created = (
+        await gql(
+            CREATE,
+            i={
+                "template": {"name": "spring_sale", "params": {"body": ["amigo"]}},
+                "segment": {"tag": "spring"},
+            },
+        )
+    )["createBroadcast"]
+    assert created["status"] == "SCHEDULED"
+    done = await finished(gql, created["id"])
+    elapsed = time.monotonic() - began
+    print(f"\n5,000-contact sandbox broadcast: {elapsed:.1f} s")
+    counts = done["counts"]
+    assert done["status"] == "COMPLETED" and done["total"] == 5000
+    assert counts == {
+        "total": 5000,
+        "queued": 0,
+        "started": 1000,
+        "sent": 1000,
+        "delivered": 0,
+        "read": 0,
+        "failed": 0,
+        "skipped": 4000,
+        "cancelled": 0,
+        "skippedByReason": [{"reason": "NO_OPT_IN", "count": 4000}],
+    }
+    sends = await sends_per_phone(runtime, created["id"])
+    assert len(sends) == 1000 and set(sends.values()) == {1}
+    # A template broadcast runs as a hidden flow: it is not in the workspace's flow list.
+    assert (await gql("{ flows { id } }"))["flows"] == []
+
+
+async def test_window_rule_follows_each_contact_through_the_flow(
+    runtime: Runtime, gql: GraphQLClient
+) -> None:
+    """A simple message first can't reach a closed window; a condition routing VIPs to a template can."""
+    flow_id = await publish(
+        gql,
+        {
+            "name": "News",
+            "start": "route",
+            "nodes": [
+                {
+                    "id": "route",
+                    "type": "condition",
+                    "branches": [{"name": "VIP", "segment": {"tag": "vip"}, "next": "tpl"}],
+                    "otherwise": "hi",
+                },
+                {"id": "tpl", "type": "template", "template": "news_vip", "language": "es", "next": None},
+                {"id": "hi", "type": "message", "text": "Novedades", "next": None},
+            ],
+        },
+    )
+    now = runtime.clock.now()
+    people = {
+        "+34630000001": (["vip"], False),  # closed window, template first: sent
+        "+34630000002": ([], False),  # closed window, simple message first: skipped
+        "+34630000003": ([], True),  # open window: sent
+    }
+    await runtime.triggers.audience.insert_many(
+        [
+            contact(WORKSPACE, phone, now, tags=tags, opted_in=True, last_inbound_at=window(now, is_open))
+            for phone, (tags, is_open) in people.items()
+        ]
+    )
+    estimate = (
+        await gql(
+            "query($i: BroadcastInput!) { estimateBroadcast(input: $i) { recipients eligible outsideWindow skippedByReason { reason count } } }",
+            i={"flowId": flow_id, "segment": {"all": []}},
+        )
+    )["estimateBroadcast"]
+    assert estimate == {
+        "recipients": 3,
+        "eligible": 2,
+        "outsideWindow": 1,
+        "skippedByReason": [{"reason": "WINDOW_CLOSED", "count": 1}],
+    }
+    created = (await gql(CREATE, i={"flowId": flow_id, "segment": {"all": []}}))["createBroadcast"]
+    done = await finished(gql, created["id"])
+    assert done["counts"]["sent"] == 2 and done["counts"]["skippedByReason"] == [
+        {"reason": "WINDOW_CLOSED", "count": 1}
+    ]
+    assert set(await sends_per_phone(runtime, created["id"])) == {"+34630000001", "+34630000003"}
+    # Delivery news arrives later (status webhooks update the messages): the counts follow it.
+    messages = runtime.database.collection("messages")
+    await messages.update_one(
+        {"broadcast_id": created["id"], "phone": "+34630000001"}, {"$set": {"status": "read"}}
+    )
+    await messages.update_one(
+        {"broadcast_id": created["id"], "phone": "+34630000003"}, {"$set": {"status": "failed"}}
+    )
+    counts = (await get(gql, created["id"]))["counts"]
+    assert (counts["sent"], counts["delivered"], counts["read"], counts["failed"]) == (1, 1, 1, 1)
+
+
+async def test_estimate_prices_the_template_from_the_rate_card(runtime: Runtime, gql: GraphQLClient) -> None:
+    await create_template(gql, "promo", "MARKETING")
+    now = runtime.clock.now()
+    await runtime.triggers.audience.insert_many(
+        [
+            contact(WORKSPACE, "+5491122334455", now, opted_in=True),  # Argentina
+            contact(WORKSPACE, "+436641234567", now, opted_in=True),  # Austria
+            contact(WORKSPACE, "+5491122334466", now, opted_in=False),
+        ]
+    )
+    expected = sum(estimate("MARKETING", p, False)["amount"] for p in ("+5491122334455", "+436641234567"))
+    query = "query($i: BroadcastInput!) { estimateBroadcast(input: $i) { eligible cost currency category unpriced capacityLeft } }"
+    found = (await gql(query, i={"template": {"name": "promo"}, "segment": {"all": []}}))["estimateBroadcast"]
+    assert found["eligible"] == 2 and found["category"] == "MARKETING" and found["currency"]
+    assert (
+        found["cost"] == round(expected, 6) > 0 and found["unpriced"] == 0 and found["capacityLeft"] is None
+    )
+    await gql("mutation { setMessagingLimit(tier: TIER_250) }")
+    found = (await gql(query, i={"template": {"name": "promo"}, "segment": {"all": []}}))["estimateBroadcast"]
+    assert found["capacityLeft"] == 250
+    try:
+        await gql(query, i={"template": {"name": "promo"}, "segment": {"all": []}, "requireOptIn": False})
+    except GraphQLErrors as exc:
+        assert exc.codes == ["INVALID_INPUT"] and "marketing" in str(exc)
+    else:
+        raise AssertionError("a marketing broadcast without opt-in was accepted")
+
+
+async def test_messaging_limit_makes_the_excess_wait_not_drop(runtime: Runtime, gql: GraphQLClient) -> None:
+    """TIER_250: 250 closed-window contacts go, 50 wait a day; open windows do not count."""
+    clock = ShiftedClock(runtime.clock)
+    runtime.clock = clock  # what the broadcast runner and the actors read
+    assert runtime.actors is not None
+    runtime.actors.deps.clock = clock
+    await create_template(gql, "notice", "UTILITY")
+    await gql("mutation { setMessagingLimit(tier: TIER_250) }")
+    now = clock.now()
+    await runtime.triggers.audience.insert_many(
+        [contact(WORKSPACE, f"+3465{i:07d}", now, opted_in=True) for i in range(300)]
+        + [
+            contact(WORKSPACE, f"+3466{i:07d}", now, opted_in=True, last_inbound_at=window(now, True))
+            for i in range(20)
+        ]
+    )
+    runtime.triggers.runner.poll_seconds = 0.05
+    created = (await gql(CREATE, i={"template": {"name": "notice"}, "segment": {"all": []}}))[
+        "createBroadcast"
+    ]
+    waiting = await eventually(
+        lambda: get(gql, created["id"]), lambda b: b["waitingForCapacityUntil"] is not None
+    )
+    waiting = await eventually(lambda: get(gql, created["id"]), lambda b: b["counts"]["started"] == 270)
+    assert waiting["status"] == "RUNNING" and waiting["counts"]["queued"] == 50
+    clock.shift += timedelta(hours=24, minutes=1)
+    done = await finished(gql, created["id"])
+    assert done["counts"]["started"] == 320 and done["counts"]["queued"] == 0
+    assert len(await sends_per_phone(runtime, created["id"])) == 320
+
+
+class ShiftedClock:
+    """The runtime's clock moved forward by ``shift`` (time passes without sleeping)."""
+
+    def __init__(self, base: object) -> None:
+        self.base = base
+        self.shift = timedelta()
+
+    def now(self):  # type: ignore[no-untyped-def]
+        return self.base.now() + self.shift  # type: ignore[attr-defined]
+
+
+async def test_scheduled_pause_resume_and_cancel(runtime: Runtime, gql: GraphQLClient) -> None:
+    await create_template(gql, "later_news", "UTILITY")
+    now = runtime.clock.now()
+    await runtime.triggers.audience.insert_many(
+        [contact(WORKSPACE, f"+3467{i:07d}", now, opted_in=True) for i in range(120)]
+    )
+    later = (now + timedelta(days=1)).isoformat()
+    scheduled = (
+        await gql(CREATE, i={"template": {"name": "later_news"}, "segment": {"all": []}, "startAt": later})
+    )["createBroadcast"]
+    bid = scheduled["id"]
+    action = "mutation($id: ID!) {{ {}(id: $id) {{ status }} }}"
+    assert (await gql(action.format("pauseBroadcast"), id=bid))["pauseBroadcast"]["status"] == "PAUSED"
+    assert (await gql(action.format("resumeBroadcast"), id=bid))["resumeBroadcast"]["status"] == "SCHEDULED"
+    assert (await get(gql, bid))["total"] is None  # not started: the audience is not frozen yet
+
+    # A running broadcast, slowed down so it can be paused and cancelled half-way.
+    runner = runtime.triggers.runner
+    runner.batch_size, runner.concurrency = 5, 1
+    running = (await gql(CREATE, i={"template": {"name": "later_news"}, "segment": {"all": []}}))[
+        "createBroadcast"
+    ]
+    rid = running["id"]
+    await eventually(lambda: get(gql, rid), lambda b: b["counts"]["started"] >= 10)
+    await gql(action.format("pauseBroadcast"), id=rid)
+    await eventually(lambda: runtime.triggers.broadcasts.find(rid), lambda d: d["lease_owner"] is None)
+    paused = await get(gql, rid)
+    assert paused["status"] == "PAUSED" and 0 < paused["counts"]["started"] < 120
+    assert len(await sends_per_phone(runtime, rid)) == paused["counts"]["started"]
+    await gql(action.format("resumeBroadcast"), id=rid)
+    await eventually(
+        lambda: get(gql, rid), lambda b: b["counts"]["started"] >= paused["counts"]["started"] + 10
+    )
+    assert (await gql(action.format("cancelBroadcast"), id=rid))["cancelBroadcast"]["status"] == "CANCELLED"
+    await eventually(lambda: runtime.triggers.broadcasts.find(rid), lambda d: d["lease_owner"] is None)
+    done = await get(gql, rid)
+    counts = done["counts"]
+    assert done["status"] == "CANCELLED" and counts["cancelled"] > 0 and counts["queued"] == 0
+    assert counts["started"] + counts["cancelled"] == 120
+    assert len(await sends_per_phone(runtime, rid)) == counts["started"]
+    try:
+        await gql(action.format("resumeBroadcast"), id=rid)
+    except GraphQLErrors as exc:
+        assert exc.codes == ["CONFLICT"]
+    else:
+        raise AssertionError("a cancelled broadcast resumed")
+    assert (await gql(action.format("cancelBroadcast"), id=bid))["cancelBroadcast"]["status"] == "CANCELLED"
+
+
+async def test_progress_is_live_over_websocket(runtime: Runtime, api_key: str, gql: GraphQLClient) -> None:
+    await create_template(gql, "live_news", "UTILITY")
+    now = runtime.clock.now()
+    await runtime.triggers.audience.insert_many(
+        [contact(WORKSPACE, f"+3468{i:07d}", now, opted_in=i % 2 == 0) for i in range(40)]
+    )
+    later = (now + timedelta(days=1)).isoformat()
+    created = (
+        await gql(CREATE, i={"template": {"name": "live_news"}, "segment": {"all": []}, "startAt": later})
+    )["createBroadcast"]
+    query = "subscription($id: ID!) { broadcastProgress(id: $id) { status counts { started skipped } } }"
+    async with live_server(runtime) as (host, _), GraphQLWebSocket(f"ws://{host}/graphql", api_key) as ws:
+        await ws.subscribe("p", query, id=created["id"])
+        first = (await ws.next_data("p"))["broadcastProgress"]
+        assert first == {"status": "SCHEDULED", "counts": {"started": 0, "skipped": 0}}
+        await runtime.triggers.broadcasts.update(created["id"], {"start_at": now})  # due now
+        runtime.triggers.runner.nudge()
+        seen = first
+        while seen["status"] != "COMPLETED" or seen["counts"]["started"] != 20:
+            seen = (await ws.next_data("p"))["broadcastProgress"]
+        assert seen["counts"] == {"started": 20, "skipped": 20}
+
+
+async def test_bad_broadcast_input_names_the_field(gql: GraphQLClient) -> None:
+    await create_template(gql, "ok_template", "UTILITY")
+    cases = [
+        ({"segment": {"all": []}}, "flowId"),
+        ({"template": {"name": "ok_template"}, "segment": {"tag": ""}}, "segment"),
+        ({"template": {"name": "missing"}, "segment": {"all": []}}, "template"),
+        ({"flowId": "flow_missing", "segment": {"all": []}}, "flowId"),
+    ]
+    for data, where in cases:
+        try:
+            await gql(CREATE, i=data)
+        except GraphQLErrors as exc:
+            assert where in str(exc) or where in str(exc.errors[0].get("extensions")), (data, exc.errors)
+        else:
+            raise AssertionError(f"{data} was accepted")
