@@ -1,0 +1,179 @@
+"""The API's limits, each refusing with an ``extensions.code`` a client can act on.
+
+- document size and shape: strawberry's ``QueryDepthLimiter`` (``QUERY_TOO_DEEP``),
+  ``MaxTokensLimiter`` (``QUERY_TOO_LARGE``) and ``MaxAliasesLimiter`` (``TOO_MANY_ALIASES``);
+- operations per API key and window, counted in Redis so every server process shares the count
+  (``RATE_LIMITED`` with ``retryAfter`` seconds; HTTP 429 with ``Retry-After``);
+- request body size, before anything is parsed (HTTP 413, ``PAYLOAD_TOO_LARGE``).
+Page sizes are capped in ``pagination.py`` and subscriptions per WebSocket in ``view.py``.
+All numbers are settings (``KONVO_MAX_QUERY_DEPTH`` ... in ``server/config.py``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from graphql import GraphQLError
+from redis.asyncio import Redis
+from starlette.requests import ClientDisconnect
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter, SchemaExtension
+from strawberry.extensions.query_depth_limiter import IgnoreContext
+
+from server.config import Settings
+
+log = logging.getLogger(__name__)
+
+# One round trip, atomic: count this hit and say how long the window still runs.
+_HIT = """
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]); ttl = tonumber(ARGV[1]) end
+return {n, ttl}
+"""
+
+
+class RateLimiter:
+    """A fixed window per API key in Redis: ``limit`` operations per ``window_seconds``."""
+
+    def __init__(self, redis: Redis, prefix: str, limit: int, window_seconds: int) -> None:
+        self._redis = redis
+        self._prefix = prefix
+        self.limit = limit
+        self.window_ms = window_seconds * 1000
+        self._script = redis.register_script(_HIT)
+
+    async def hit(self, key_id: str) -> float | None:
+        """Count one operation; None when allowed, else the seconds until the window resets."""
+        count, ttl_ms = await self._script(keys=[self._prefix + key_id], args=[self.window_ms])
+        if int(count) <= self.limit:
+            return None
+        return max(1.0, math.ceil(int(ttl_ms) / 1000))
+
+
+class RateLimit(SchemaExtension):
+    """Counts every executed operation (HTTP request or WebSocket subscribe) against its key.
+
+    Runs in ``on_execute`` (after parsing and validation) because that is the one hook strawberry
+    turns into an error result on every transport; a refused operation never reaches a resolver.
+    """
+
+    async def on_execute(self) -> AsyncIterator[None]:  # type: ignore[override]
+        context = self.execution_context.context
+        limiter: RateLimiter | None = getattr(context, "rate_limiter", None)
+        key_id = getattr(context, "key_id", None)
+        if limiter is not None and key_id is not None:
+            try:
+                retry_after = await limiter.hit(key_id)
+            except Exception:
+                log.exception("rate limiter unavailable")
+                raise GraphQLError(
+                    "the server cannot take requests right now; try again shortly",
+                    extensions={"code": "UNAVAILABLE"},
+                ) from None
+            if retry_after is not None:
+                _mark_http_response(context, retry_after)
+                raise GraphQLError(
+                    f"rate limit of {limiter.limit} operations per {limiter.window_ms // 1000}s "
+                    f"reached for this API key; retry in {int(retry_after)}s",
+                    extensions={"code": "RATE_LIMITED", "retryAfter": int(retry_after)},
+                )
+        yield
+
+
+def _mark_http_response(context: Any, retry_after: float) -> None:
+    response = getattr(context, "response", None)
+    headers = getattr(response, "headers", None)
+    if headers is not None and hasattr(response, "status_code"):
+        response.status_code = 429
+        headers["Retry-After"] = str(int(retry_after))
+
+
+def _skip_introspection(ignore: IgnoreContext) -> bool:
+    # Tools (GraphiQL, codegen) send a deep introspection query; it is bounded by the token limit.
+    return ignore.field_name.startswith("__")
+
+
+def limit_extensions(settings: Settings) -> list[Callable[[], SchemaExtension]]:
+    """Factories of the extensions that enforce the configured limits (a fresh one per request)."""
+    tokens, depth, aliases = settings.max_query_tokens, settings.max_query_depth, settings.max_query_aliases
+    return [
+        lambda: MaxTokensLimiter(max_token_count=tokens),
+        lambda: QueryDepthLimiter(max_depth=depth, should_ignore=_skip_introspection),
+        lambda: MaxAliasesLimiter(max_alias_count=aliases),
+        RateLimit,
+    ]
+
+
+class BodySizeLimit:
+    """ASGI middleware: refuse HTTP bodies over ``max_bytes`` (declared or streamed) with 413."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+            await self._refuse(send)
+            return
+        received = 0
+        started = False
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise _TooLarge
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except _TooLarge:
+            if not started:
+                await self._refuse(send)
+        except ClientDisconnect:
+            # The client hung up before its body arrived: nobody is left to answer, and it is not an error.
+            log.info("client disconnected before sending its whole request to %s", scope.get("path"))
+
+    async def _refuse(self, send: Send) -> None:
+        body = json.dumps(
+            {
+                "errors": [
+                    {
+                        "message": f"request body larger than {self.max_bytes} bytes",
+                        "extensions": {"code": "PAYLOAD_TOO_LARGE"},
+                    }
+                ]
+            }
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+class _TooLarge(Exception):
+    """Raised inside the app's ``receive`` when a streamed body passes the limit."""
