@@ -1,4 +1,5 @@
-"""The Starlette application: /graphql, /healthz, /metrics, with the runtime as its lifespan."""
+"""The Starlette application: /graphql (+ GraphiQL assets), /healthz, /metrics, with the runtime as
+its lifespan; every HTTP body is size-capped (``KONVO_MAX_BODY_BYTES``)."""
 
 from __future__ import annotations
 
@@ -6,13 +7,18 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route, WebSocketRoute
 
+from server.channels.whatsapp.ingress import whatsapp_routes
 from server.config import Settings
+from server.graphql import graphiql
+from server.graphql.limits import BodySizeLimit
 from server.graphql.view import KonvoGraphQL
 from server.runtime import Runtime
+from server.triggers.routes import hook_routes
 
 
 def create_app(settings: Settings, runtime: Runtime | None = None) -> Starlette:
@@ -33,21 +39,35 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Starlette:
 
     async def metrics(request: Request) -> PlainTextResponse:
         active = runtime.actors.active_count if runtime.actors else 0
-        lines = [
-            "# HELP konvo_active_actors Contact actors in memory.",
-            "# TYPE konvo_active_actors gauge",
-            f"konvo_active_actors {active}",
-        ]
+        gauges = {
+            "konvo_active_actors": ("Contact actors in memory.", active),
+            "konvo_websocket_connections": (
+                "Open GraphQL WebSocket connections.",
+                graphql.gauges.connections,
+            ),
+            "konvo_websocket_operation_tasks": (
+                "Running GraphQL operations (subscriptions) over WebSockets.",
+                len(graphql.gauges.tasks),
+            ),
+            "konvo_pubsub_subscribers": ("Local pub/sub subscriptions.", runtime.pubsub.subscriber_count),
+        }
+        lines = []
+        for name, (help_text, value) in gauges.items():
+            lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge", f"{name} {value}"]
         return PlainTextResponse("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
 
     app = Starlette(
         routes=[
             Route("/graphql", graphql, methods=["GET", "POST"]),
+            Route(graphiql.ASSET_PREFIX + "{name}", graphiql.asset),
             WebSocketRoute("/graphql", graphql),
             Route("/healthz", healthz),
             Route("/metrics", metrics),
+            *whatsapp_routes(runtime),
+            *hook_routes(runtime),
         ],
         lifespan=lifespan,
+        middleware=[Middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)],
     )
     app.state.runtime = runtime
     return app

@@ -1,4 +1,5 @@
-"""The ``konvo`` command: ``konvo serve`` runs the server, on embedded services by default."""
+"""The ``konvo`` command: ``serve`` runs the server (embedded services by default), ``chat`` plays
+a sandbox customer through the API, ``export-schema`` writes the GraphQL SDL."""
 
 from __future__ import annotations
 
@@ -115,6 +116,57 @@ def _run(settings: Settings) -> None:
     if not server.started:
         # uvicorn logged why (e.g. the port was taken meanwhile); exit like `uvicorn` does.
         raise typer.Exit(3)
+
+
+@app.command("export-schema")
+def export_schema(
+    output: Annotated[Path, typer.Option(help="where to write the SDL")] = Path("schema.graphql"),
+    check: Annotated[bool, typer.Option(help="only compare; exit 1 when the file is out of date")] = False,
+) -> None:
+    """Write the GraphQL schema (SDL) printed from the code, for frontends and code generators."""
+    from server.graphql.sdl import schema_sdl
+
+    sdl = schema_sdl()
+    if check:
+        current = output.read_text() if output.exists() else ""
+        if current != sdl:
+            typer.echo(f"{output} is out of date; run: konvo export-schema", err=True)
+            raise typer.Exit(1)
+        return
+    output.write_text(sdl)
+    typer.echo(f"wrote {output} ({len(sdl.splitlines())} lines)")
+
+
+@app.command()
+def chat(
+    phone: Annotated[str, typer.Argument(help="the customer's phone number (E.164, e.g. +34600111222)")],
+    url: Annotated[
+        str | None, typer.Option(help="server base URL (default http://KONVO_HOST:KONVO_PORT)")
+    ] = None,
+    api_key: Annotated[
+        str | None,
+        typer.Option(envvar="KONVO_API_KEY", help="API key (default: the demo key in KONVO_DATA_DIR)"),
+    ] = None,
+) -> None:
+    """Chat as a sandbox customer: type to send, type a button's number to press it."""
+    from server.chat import ChatError
+    from server.chat import chat as run_chat
+
+    settings = build_settings()
+    if api_key is None:
+        key_file = settings.data_dir / "demo-api-key"
+        if not key_file.exists():
+            typer.echo(f"error: no --api-key given and no {key_file}; start `konvo serve` first", err=True)
+            raise typer.Exit(2)
+        api_key = key_file.read_text().strip()
+    base_url = url or f"http://{settings.host}:{settings.port}"
+    try:
+        asyncio.run(run_chat(base_url, api_key, phone))
+    except ChatError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        pass
 
 
 if __name__ == "__main__":

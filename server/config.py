@@ -33,6 +33,19 @@ class Settings(BaseSettings):
     )
     start_timer_worker: bool = True
 
+    # API limits (server/graphql/limits.py): every one answers with an ``extensions.code``.
+    max_query_depth: int = Field(12, description="deepest selection nesting a query may have")
+    max_query_tokens: int = Field(2000, description="most lexer tokens a GraphQL document may have")
+    max_query_aliases: int = Field(30, description="most aliased fields a document may have")
+    max_body_bytes: int = Field(1_000_000, description="largest HTTP request body accepted (413 above)")
+    rate_limit_requests: int = Field(
+        1200, description="operations one API key may run per rate window, counted across processes"
+    )
+    rate_limit_window_seconds: int = Field(60, description="length of the per-key rate window")
+    max_subscriptions_per_connection: int = Field(
+        20, description="operations one WebSocket connection may have running at once"
+    )
+
     @property
     def embedded_store(self) -> bool:
         return self.mongodb_uri is None

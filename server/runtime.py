@@ -14,14 +14,24 @@ from redis.asyncio import Redis
 
 from server.actors.contact_actor import ActorDeps
 from server.actors.effects import Effects
+from server.actors.events import Event, TurnResult
 from server.actors.flow_cache import FlowCache
+from server.actors.message_statuses import StatusLedger
 from server.actors.recovery import recover
 from server.actors.system import ActorSystem
 from server.actors.timers import ArqTimerScheduler, timer_worker
+from server.channels.router import ChannelRouter
 from server.channels.sandbox import SandboxChannel
+from server.channels.whatsapp.channel import WhatsAppChannel
+from server.channels.whatsapp.client import GraphClient
+from server.channels.whatsapp.costs import reconcile as reconcile_cost
+from server.channels.whatsapp.limiter import ThroughputLimiter
 from server.clock import Clock, SystemClock
 from server.config import Settings
+from server.contact_services import ContactServices
+from server.errors import Unavailable
 from server.graphql.pubsub import RedisPubSub
+from server.ids import ContactKey
 from server.segments import matches
 from server.store.catalog import AgentRepository, FieldRepository, TagRepository, TemplateRepository
 from server.store.channels import ChannelRepository
@@ -30,7 +40,9 @@ from server.store.database import Database
 from server.store.flows import FlowRepository
 from server.store.messages import MessageRepository
 from server.store.runs import RunRepository
+from server.store.statuses import MessageStatusRepository
 from server.store.workspaces import WorkspaceRepository
+from server.triggers.services import TriggerServices
 
 log = logging.getLogger(__name__)
 
@@ -52,15 +64,26 @@ class Runtime:
         self.contacts = ContactRepository(self.database)
         self.runs = RunRepository(self.database)
         self.messages = MessageRepository(self.database)
+        self.message_statuses = MessageStatusRepository(self.database)
+        self.ledger = StatusLedger(
+            self.messages, self.message_statuses, self._tell, self.clock, price=reconcile_cost
+        )
         self.tags = TagRepository(self.database)
         self.fields = FieldRepository(self.database)
         self.agents = AgentRepository(self.database)
         self.templates = TemplateRepository(self.database)
         self.channels = ChannelRepository(self.database)
         self.flow_cache = FlowCache(self.flows)
-        self.channel = SandboxChannel(self.messages, self.clock)
         self.redis: Redis = Redis.from_url(settings.redis_url)
+        # One Graph API client per process (keep-alive); the limiter is shared through Redis.
+        self.graph = GraphClient(ThroughputLimiter(self.redis, self.prefix))
+        self.whatsapp = WhatsAppChannel(self.graph, self.messages, self.templates, self.contacts, self.clock)
+        self.channel = ChannelRouter(self.channels, SandboxChannel(self.messages, self.clock), self.whatsapp)
         self.pubsub = RedisPubSub(self.redis, self.prefix + "pubsub:")
+        # Consent, assignment, inbox news and Klaviyo sync (server/contact_services.py).
+        self.contact_services = ContactServices(self)
+        # Webhook/inbound triggers and broadcasts (server/triggers/services.py).
+        self.triggers = TriggerServices(self)
         self._timezones: dict[str, str] = {}
         self._fields: dict[str, tuple[float, dict[str, tuple[str, list[str]]]]] = {}
         self._tasks: list[asyncio.Task[Any]] = []
@@ -101,7 +124,15 @@ class Runtime:
         await self.database.ensure_indexes()
         self.arq = await create_pool(RedisSettings.from_dsn(settings.redis_url or ""))
         self.timers = ArqTimerScheduler(self.arq, self.prefix + "timers")
-        effects = Effects(self.contacts, self.runs, self.messages, self.channel, self.timers, self.pubsub)
+        effects = Effects(
+            self.contacts,
+            self.runs,
+            self.messages,
+            self.channel,
+            self.timers,
+            self.pubsub,
+            ledger=self.ledger,
+        )
         deps = ActorDeps(
             contacts=self.contacts,
             flows=self.flows,
@@ -111,19 +142,33 @@ class Runtime:
             timezone_of=self.timezone_of,
             segment_matcher=matches,
             fields_of=self.fields_of,
+            extras_of=self.contact_services.extras_of,
+            assigner=self.contact_services.picker.for_node,
+            after_turn=self.contact_services.after_turn,
+            inbound_trigger=self.triggers.inbound_trigger_for,
         )
         self.actors = ActorSystem(deps, idle_seconds=settings.actor_idle_seconds)
         await self.actors.start()
         await self.pubsub.start()
+        await self.contact_services.start()
         if settings.start_timer_worker:
             worker = timer_worker(self.arq, self.timers.queue_name, self.actors, settings.timer_poll_seconds)
             self._worker = worker
             self._tasks.append(asyncio.create_task(worker.main(), name="timer-worker"))
         self._tasks.append(asyncio.create_task(self._recover_periodically(), name="recovery"))
+        self._tasks.append(self.triggers.start())
+
+    def _tell(self, key: ContactKey, event: Event) -> asyncio.Future[TurnResult]:
+        """Queue an event without waiting for its turn (safe from inside an actor's own turn)."""
+        if self.actors is None:
+            raise Unavailable("the server is not started")
+        return self.actors.tell(key, event)
 
     async def recover_now(self) -> None:
         assert self.timers is not None and self.actors is not None
-        await recover(self.contacts, self.messages, self.timers, self.actors, self.clock)
+        await recover(self.contacts, self.messages, self.timers, self.actors, self.clock, ledger=self.ledger)
+        await self.contact_services.recover()
+        await self.triggers.recover()
 
     async def _recover_periodically(self) -> None:
         while True:
@@ -146,13 +191,16 @@ class Runtime:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks.clear()
+        await self.contact_services.stop()
         if self._worker is not None and self._worker.tasks:
             await asyncio.wait(list(self._worker.tasks.values()), timeout=grace_seconds)
         if self.actors is not None:
             await self.actors.stop(grace_seconds)
+        await self.ledger.drain()
         await self.pubsub.stop()
         if self.arq is not None:
             await self.arq.aclose()
+        await self.graph.close()
         await self.redis.aclose()
         await self.database.close()
 

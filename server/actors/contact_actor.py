@@ -11,11 +11,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from server.actors import contact_commands
 from server.actors.effects import Effects
 from server.actors.events import (
+    CONTACT_COMMANDS,
     EndFlowRuns,
     Event,
     InboundMessage,
+    MessageStatus,
     Redeliver,
     StartFlow,
     StopRun,
@@ -24,9 +27,9 @@ from server.actors.events import (
 )
 from server.actors.flow_cache import FlowCache
 from server.clock import Clock
-from server.errors import Conflict, InvalidInput, NotFound
+from server.errors import Conflict, InvalidInput, NotFound, WindowClosed
 from server.ids import ContactKey, new_id
-from server.machines import runner
+from server.machines import contact_state, runner, statuses
 from server.store.contacts import ContactRepository, new_contact
 from server.store.flows import FlowRepository
 
@@ -50,6 +53,18 @@ class ActorDeps:
     timezone_of: Callable[[str], Awaitable[str]]
     segment_matcher: SegmentMatcher | None = None
     fields_of: Callable[[str], Awaitable[dict[str, tuple[str, list[str]]]]] | None = None
+    # Template categories, field links and opt-out words of a workspace (cached by the runtime).
+    extras_of: Callable[[str], Awaitable[contact_commands.TurnExtras]] | None = None
+    # Picks the agent for an ``assign`` node: (agent document or None, why not).
+    assigner: (
+        Callable[[str, runner.AssignRequest], Awaitable[tuple[dict[str, Any] | None, str | None]]] | None
+    ) = None
+    # After the commit and its effects: inbox news, external profile syncs.
+    after_turn: Callable[[dict[str, Any] | None, dict[str, Any]], Awaitable[None]] | None = None
+    # Inbound triggers (keywords, catch-all): (workspace, text, button) -> (flow id, trigger) or None.
+    inbound_trigger: (
+        Callable[[str, str | None, str | None], Awaitable[tuple[str, dict[str, Any]] | None]] | None
+    ) = None
 
 
 Envelope = tuple[Event, "asyncio.Future[TurnResult]"]
@@ -85,7 +100,7 @@ class ContactActor:
             except Exception as exc:
                 if not future.done():
                     future.set_exception(exc)
-                if not isinstance(exc, InvalidInput | NotFound | Conflict):
+                if not isinstance(exc, InvalidInput | NotFound | Conflict | WindowClosed):
                     log.exception("turn of %s failed on %s", self.key.doc_id, type(event).__name__)
                 self.document = None  # reload from the store next time
             else:
@@ -120,15 +135,19 @@ class ContactActor:
                 segment_matcher=self._deps.segment_matcher,
                 fields=await self._deps.fields_of(self.key.workspace_id) if self._deps.fields_of else {},
             )
+            (await self._extras()).fill(turn)
             result = await self._apply(turn, event)
             if not result.changed:
                 return result
+            contact_state.note_outbound(before, working, turn.now)
             self._finish(turn, event)
             expected = before["version"]
             if await self._deps.contacts.compare_and_set(working, expected):
                 self.document = working
                 inbound = [event.event_id] if isinstance(event, InboundMessage) else []
                 await self._deps.effects.after_commit(before, working, turn.changed_runs, inbound)
+                if self._deps.after_turn is not None:
+                    await self._deps.after_turn(before, working)
                 result.contact = working
                 return result
             self.document = None  # another writer won the race: reload and redo the turn
@@ -152,7 +171,13 @@ class ContactActor:
             await self._follow_connects(turn)
             return TurnResult(turn.contact, run=run)
         if isinstance(event, InboundMessage):
+            if not event.moves_runs:
+                return self._inbound_noted(turn, event)
             return await self._inbound(turn, event)
+        if isinstance(event, MessageStatus):
+            return await self._message_status(turn, event)
+        if isinstance(event, CONTACT_COMMANDS):
+            return contact_commands.apply_command(turn, event)
         if isinstance(event, TimerFired):
             return await self._timer(turn, event)
         if isinstance(event, StopRun):
@@ -197,8 +222,30 @@ class ContactActor:
         runner.start(turn, compiled, run)
         return run
 
+    async def _extras(self) -> contact_commands.TurnExtras:
+        if self._deps.extras_of is None:
+            return contact_commands.TurnExtras()
+        return await self._deps.extras_of(self.key.workspace_id)
+
+    async def _follow_assigns(self, turn: runner.Turn) -> None:
+        """Pick agents for ``assign`` nodes reached in this turn and resume their runs."""
+        picked = 0
+        while turn.assigns:
+            request = turn.assigns.pop(0)
+            run = next(r for r in turn.contact["runs"] if r["id"] == request.run_id)
+            compiled = await self._deps.flow_cache.get(run["flow_id"], run["version"])
+            agent, why = (None, "assignment is not configured in this process")
+            picked += 1
+            if picked > runner.MAX_AUTO_STEPS:
+                why = "too many assign nodes in one turn (a loop in the flow?)"
+            elif self._deps.assigner is not None:
+                agent, why = await self._deps.assigner(self.key.workspace_id, request)
+            runner.finish_assign(turn, compiled, request, agent, why)
+
     async def _follow_connects(self, turn: runner.Turn) -> None:
+        """Finish what nodes asked of the actor: agents to pick, then flows to connect to."""
         for _ in range(MAX_CONNECT_DEPTH):
+            await self._follow_assigns(turn)
             if not turn.connects:
                 return
             request = turn.connects.pop(0)
@@ -208,18 +255,63 @@ class ContactActor:
                 source = next(r for r in turn.contact["runs"] if r["id"] == request.from_run)
                 source["end_reason"] = f"CONNECT_FAILED: {exc.message}"
                 turn.changed_runs.add(source["id"])
+        await self._follow_assigns(turn)
 
     async def _inbound(self, turn: runner.Turn, event: InboundMessage) -> TurnResult:
         contact = turn.contact
         contact["last_inbound_at"] = event.at
         if event.name and not contact.get("name"):
             contact["name"] = event.name
+        if contact_commands.screen_inbound(turn, event, await self._extras()) is not None:
+            return TurnResult(contact)  # an opt-out keyword, or a human owns the conversation
         run = runner.waiting_for_reply(contact)
         if run is not None:
             compiled = await self._deps.flow_cache.get(run["flow_id"], run["version"])
             runner.deliver_reply(turn, compiled, run, event.text, event.button_id)
             await self._follow_connects(turn)
+        else:
+            run = await self._start_from_inbound_trigger(turn, event)
         return TurnResult(contact, run=run)
+
+    async def _start_from_inbound_trigger(
+        self, turn: runner.Turn, event: InboundMessage
+    ) -> dict[str, Any] | None:
+        """No run waits for this message: a keyword or catch-all trigger may start a flow, same turn."""
+        if self._deps.inbound_trigger is None:
+            return None
+        found = await self._deps.inbound_trigger(self.key.workspace_id, event.text, event.button_id)
+        if found is None:
+            return None
+        flow_id, trigger = found
+        try:
+            run = await self._start_flow(turn, flow_id, trigger, by_name=False)
+        except (NotFound, InvalidInput) as exc:  # the trigger's flow is archived or gone
+            log.warning("inbound trigger %s not started: %s", trigger.get("inbound_trigger"), exc.message)
+            return None
+        await self._follow_connects(turn)
+        return run
+
+    def _inbound_noted(self, turn: runner.Turn, event: InboundMessage) -> TurnResult:
+        """Media, location, reactions...: they open the 24-hour window but answer no flow."""
+        contact = turn.contact
+        contact["last_inbound_at"] = event.at
+        contact_state.note_inbound(contact, event.at)  # the inbox shows them as unread
+        if event.name and not contact.get("name"):
+            contact["name"] = event.name
+        return TurnResult(contact)
+
+    async def _message_status(self, turn: runner.Turn, event: MessageStatus) -> TurnResult:
+        """A status of a message a run sent: a step on that run, and ``on_failure`` when it failed."""
+        found = statuses.sender_of(turn.contact, event.message_id)
+        if found is None:
+            return TurnResult(turn.contact, changed=False)  # not sent by a run (agent, broadcast)
+        run, node_id = found
+        compiled = await self._deps.flow_cache.get(run["flow_id"], run["version"])
+        statuses.apply_status(
+            turn, compiled, run, node_id, event.message_id, event.status, event.error_code, event.error
+        )
+        await self._follow_connects(turn)
+        return TurnResult(turn.contact, run=run)
 
     async def _timer(self, turn: runner.Turn, event: TimerFired) -> TurnResult:
         timers = turn.contact.get("timers", [])

@@ -15,15 +15,40 @@ class StartFlow:
     source: str = "api"
 
 
+# Inbound kinds that answer a flow; media, location, contacts, reactions... are recorded only.
+ANSWER_KINDS = ("text", "button")
+
+
 @dataclass(frozen=True)
 class InboundMessage:
-    """What the customer said; ``event_id`` is the provider's message id (the dedupe key)."""
+    """What the customer said; ``event_id`` is the provider's message id (the dedupe key).
+
+    ``kind`` is ``text``/``button`` for answers, else what was sent (``image``, ``location``...).
+    """
 
     event_id: str
     at: datetime
     text: str | None = None
     button_id: str | None = None
     name: str | None = None
+    kind: str = "text"
+
+    @property
+    def moves_runs(self) -> bool:
+        return self.kind in ANSWER_KINDS
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> InboundMessage:
+        """The event of a stored inbound message (first delivery, a provider retry, or recovery)."""
+        kind = record.get("kind") or ("button" if record.get("button_id") is not None else "text")
+        return cls(
+            event_id=record["_id"],
+            at=record["at"],
+            text=record.get("text"),
+            button_id=record.get("button_id"),
+            name=record.get("name"),
+            kind=kind,
+        )
 
 
 @dataclass(frozen=True)
@@ -82,4 +107,107 @@ class EndFlowRuns:
     reason: str = "version_replaced"
 
 
-Event = StartFlow | InboundMessage | TimerFired | StopRun | Redeliver | EndFlowRuns | MessageStatus
+# --- contact commands (API, inbox, integrations): applied by server/actors/contact_commands.py ---
+
+
+@dataclass(frozen=True)
+class TagContact:
+    """Add and remove tags (names already checked against the catalog)."""
+
+    event_id: str
+    add: tuple[str, ...] = ()
+    remove: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SetVariables:
+    """Set typed variables; ``values`` are already coerced, ``links`` are the fields' external links."""
+
+    event_id: str
+    values: dict[str, Any]
+    links: dict[str, dict[str, Any]] = field(default_factory=dict)
+    source: str = "api"
+
+
+@dataclass(frozen=True)
+class SetConsent:
+    """Marketing consent given or withdrawn by ``source`` (api | keyword), recorded with who/where."""
+
+    event_id: str
+    opted_in: bool
+    source: str = "api"
+    by: str | None = None
+    key_id: str | None = None
+
+
+@dataclass(frozen=True)
+class AssignAgent:
+    """A human takes the conversation; ``agent`` is the stored agent document (already picked)."""
+
+    event_id: str
+    agent: dict[str, Any]
+    team: str | None = None
+    by: str | None = None
+
+
+@dataclass(frozen=True)
+class ReleaseContact:
+    """The agent hands the conversation back to the flows."""
+
+    event_id: str
+    by: str | None = None
+
+
+@dataclass(frozen=True)
+class AgentMessage:
+    """An agent writes to the customer (refused with WINDOW_CLOSED outside the 24-hour window)."""
+
+    event_id: str
+    text: str
+    agent_id: str | None = None
+
+
+@dataclass(frozen=True)
+class MarkRead:
+    event_id: str
+
+
+@dataclass(frozen=True)
+class ExternalSyncResult:
+    """What became of one queued external profile update (``ok``, or the error and when to retry)."""
+
+    event_id: str
+    sync_id: str
+    ok: bool
+    error: str | None = None
+    retry_at: datetime | None = None  # None with ok False: given up for good
+
+
+CONTACT_COMMANDS = (
+    TagContact,
+    SetVariables,
+    SetConsent,
+    AssignAgent,
+    ReleaseContact,
+    AgentMessage,
+    MarkRead,
+    ExternalSyncResult,
+)
+
+Event = (
+    StartFlow
+    | InboundMessage
+    | TimerFired
+    | StopRun
+    | Redeliver
+    | EndFlowRuns
+    | MessageStatus
+    | TagContact
+    | SetVariables
+    | SetConsent
+    | AssignAgent
+    | ReleaseContact
+    | AgentMessage
+    | MarkRead
+    | ExternalSyncResult
+)

@@ -1,8 +1,9 @@
 """Rebuild what Redis and memory may have lost from MongoDB, the source of truth.
 
 Run at start-up and periodically: every timer in a contact document is (re-)enqueued in arq
-(arq ignores ids already queued), undelivered outbox messages are sent, and inbound messages
-that were stored but never applied are handed to their actors again.
+(arq ignores ids already queued), undelivered outbox messages are sent, inbound messages
+that were stored but never applied are handed to their actors again, and message status reports
+still parked (or told but never confirmed) are retried.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from server.actors.events import InboundMessage, Redeliver
+from server.actors.message_statuses import StatusLedger
 from server.actors.system import ActorSystem
 from server.actors.timers import ArqTimerScheduler
 from server.clock import Clock
@@ -29,6 +31,7 @@ class RecoveryReport:
     timers: int = 0
     outboxes: int = 0
     inbound: int = 0
+    statuses: int = 0
 
 
 async def recover(
@@ -38,6 +41,7 @@ async def recover(
     actors: ActorSystem,
     clock: Clock,
     inbound_grace: timedelta = INBOUND_GRACE,
+    ledger: StatusLedger | None = None,
 ) -> RecoveryReport:
     report = RecoveryReport()
     async for document in contacts.with_pending_work():
@@ -50,16 +54,10 @@ async def recover(
             report.outboxes += 1
     async for message in messages.unapplied_inbound(clock.now() - inbound_grace):
         key = ContactKey(message["workspace_id"], message["phone"])
-        actors.tell(
-            key,
-            InboundMessage(
-                event_id=message["_id"],
-                at=message["at"],
-                text=message.get("text"),
-                button_id=message.get("button_id"),
-            ),
-        )
+        actors.tell(key, InboundMessage.from_record(message))
         report.inbound += 1
-    if report.timers or report.outboxes or report.inbound:
+    if ledger is not None:
+        report.statuses = await ledger.recover(clock.now() - inbound_grace)
+    if report.timers or report.outboxes or report.inbound or report.statuses:
         log.info("recovery: %s", report)
     return report

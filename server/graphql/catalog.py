@@ -2,6 +2,8 @@
 
 ``CatalogQuery`` and ``CatalogMutation`` are plain ``@strawberry.type`` classes that the root
 ``Query``/``Mutation`` in ``schema.py`` inherit from, so this module owns its resolvers alone.
+Reading the catalog is open to AGENT keys (an inbox tags contacts, sets typed variables, assigns
+agents and may reopen a window with a template); changing it is ADMIN only.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import strawberry
 from strawberry.scalars import JSON
 
 from server.clock import as_utc
+from server.graphql.permissions import ADMIN_ONLY, ANY_ROLE
 from server.operations import catalog as ops
 
 
@@ -47,6 +50,7 @@ class TemplateStatus(Enum):
     REJECTED = "REJECTED"
     PAUSED = "PAUSED"
     DISABLED = "DISABLED"
+    FLAGGED = "FLAGGED"
 
 
 @strawberry.type
@@ -65,10 +69,15 @@ class ExternalLink:
     system: str
     property: str
 
+    @strawberry.field(description="the external system (same as system)")
+    def provider(self) -> str:
+        return self.system
+
 
 @strawberry.input
 class ExternalLinkInput:
-    system: str = "klaviyo"
+    system: str | None = None
+    provider: str | None = strawberry.field(default=None, description="alias of system: klaviyo")
     property: str
 
 
@@ -121,11 +130,17 @@ class Template:
     rejection_reason: str | None
     components: JSON
     updated_at: datetime | None = None
+    meta_id: str | None = strawberry.field(default=None, description="Meta's template id once submitted")
+    submit_error: str | None = strawberry.field(
+        default=None, description="why Meta refused the last submission (not a review rejection)"
+    )
 
     @classmethod
     def of(cls, doc: dict[str, Any]) -> Template:
         updated = doc.get("updated_at")
         return cls(
+            meta_id=doc.get("meta_id"),
+            submit_error=doc.get("submit_error"),
             id=strawberry.ID(doc["_id"]),
             name=doc["name"],
             language=doc["language"],
@@ -147,22 +162,22 @@ class TemplateInput:
 
 @strawberry.type
 class CatalogQuery:
-    @strawberry.field
+    @strawberry.field(permission_classes=ANY_ROLE)
     async def tags(self, info: strawberry.Info) -> list[Tag]:
         ctx = info.context
         return [Tag.of(d) for d in await ops.list_tags(ctx.runtime, ctx.workspace())]
 
-    @strawberry.field
+    @strawberry.field(permission_classes=ANY_ROLE)
     async def fields(self, info: strawberry.Info) -> list[Field]:
         ctx = info.context
         return [Field.of(d) for d in await ops.list_fields(ctx.runtime, ctx.workspace())]
 
-    @strawberry.field
+    @strawberry.field(permission_classes=ANY_ROLE)
     async def agents(self, info: strawberry.Info) -> list[Agent]:
         ctx = info.context
         return [Agent.of(d) for d in await ops.list_agents(ctx.runtime, ctx.workspace())]
 
-    @strawberry.field
+    @strawberry.field(permission_classes=ANY_ROLE)
     async def templates(self, info: strawberry.Info) -> list[Template]:
         ctx = info.context
         return [Template.of(d) for d in await ops.list_templates(ctx.runtime, ctx.workspace())]
@@ -170,22 +185,27 @@ class CatalogQuery:
 
 @strawberry.type
 class CatalogMutation:
-    @strawberry.mutation
+    @strawberry.mutation(permission_classes=ADMIN_ONLY)
     async def create_tag(self, info: strawberry.Info, name: str, kind: TagKind) -> Tag:
         ctx = info.context
         return Tag.of(await ops.create_tag(ctx.runtime, ctx.admin_workspace(), name, kind.value))
 
-    @strawberry.mutation(description="refused (CONFLICT) while a flow uses the tag")
+    @strawberry.mutation(
+        permission_classes=ADMIN_ONLY, description="refused (CONFLICT) while a flow uses the tag"
+    )
     async def rename_tag(self, info: strawberry.Info, id: strawberry.ID, name: str) -> Tag:
         ctx = info.context
         return Tag.of(await ops.rename_tag(ctx.runtime, ctx.admin_workspace(), str(id), name))
 
-    @strawberry.mutation(description="refused (CONFLICT, naming the flows) while a flow uses the tag")
+    @strawberry.mutation(
+        permission_classes=ADMIN_ONLY,
+        description="refused (CONFLICT, naming the flows) while a flow uses the tag",
+    )
     async def delete_tag(self, info: strawberry.Info, id: strawberry.ID) -> bool:
         ctx = info.context
         return await ops.delete_tag(ctx.runtime, ctx.admin_workspace(), str(id))
 
-    @strawberry.mutation
+    @strawberry.mutation(permission_classes=ADMIN_ONLY)
     async def create_field(
         self,
         info: strawberry.Info,
@@ -195,18 +215,24 @@ class CatalogMutation:
         external: ExternalLinkInput | None = None,
     ) -> Field:
         ctx = info.context
-        link = {"system": external.system, "property": external.property} if external else None
+        link = (
+            {"system": external.provider or external.system or "klaviyo", "property": external.property}
+            if external
+            else None
+        )
         document = await ops.create_field(ctx.runtime, ctx.admin_workspace(), name, type.value, options, link)
         return Field.of(document)
 
-    @strawberry.mutation
+    @strawberry.mutation(permission_classes=ADMIN_ONLY)
     async def create_agent(
         self, info: strawberry.Info, email: str, name: str, teams: list[str] | None = None
     ) -> Agent:
         ctx = info.context
         return Agent.of(await ops.create_agent(ctx.runtime, ctx.admin_workspace(), email, name, teams))
 
-    @strawberry.mutation(description="the agent takes (or stops taking) new conversations")
+    @strawberry.mutation(
+        permission_classes=ADMIN_ONLY, description="the agent takes (or stops taking) new conversations"
+    )
     async def set_agent_availability(
         self, info: strawberry.Info, id: strawberry.ID, available: bool
     ) -> Agent:
@@ -215,7 +241,7 @@ class CatalogMutation:
             await ops.set_agent_availability(ctx.runtime, ctx.admin_workspace(), str(id), available)
         )
 
-    @strawberry.mutation
+    @strawberry.mutation(permission_classes=ADMIN_ONLY)
     async def create_template(self, info: strawberry.Info, input: TemplateInput) -> Template:
         ctx = info.context
         data = {

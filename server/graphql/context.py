@@ -1,4 +1,8 @@
-"""Per-request context: the runtime and the workspace the API key belongs to."""
+"""Per-request context: the runtime, and the workspace, role and key of the caller's API key.
+
+Resolvers call ``workspace()`` to scope every read and write; role rules are declared on the
+fields (``server.graphql.permissions``), ``admin_workspace()`` stays for resolvers that check inline.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +10,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from server.errors import Forbidden, Unauthenticated
+from server.graphql.permissions import ADMIN, ROLES
 from server.runtime import Runtime
 
-ROLES = ("ADMIN", "AGENT")
+__all__ = ["ROLES", "Context", "bearer_token"]
 
 
 def bearer_token(value: object) -> str | None:
@@ -27,7 +32,10 @@ class Context:
     response: Any = None
     workspace_id: str | None = None
     role: str | None = None
+    key_id: str | None = None
+    agent_id: str | None = None
     auth_error: str | None = None
+    rate_limiter: Any = None
     connection_params: dict[str, Any] = field(default_factory=dict)
 
     async def authenticate(self, authorization: object) -> bool:
@@ -40,7 +48,9 @@ class Context:
             self.auth_error = "the API key is unknown or revoked"
             return False
         self.workspace_id = key["workspace_id"]
-        self.role = key.get("role", "ADMIN")
+        self.role = key.get("role", ADMIN)
+        self.key_id = key.get("key_id") or key["_id"]
+        self.agent_id = key.get("agent_id")
         self.auth_error = None
         return True
 
@@ -51,6 +61,6 @@ class Context:
 
     def admin_workspace(self) -> str:
         workspace_id = self.workspace()
-        if self.role != "ADMIN":
+        if self.role != ADMIN:
             raise Forbidden("this API key's role cannot do that; an ADMIN key is needed")
         return workspace_id

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from graphql.error import GraphQLError
+from graphql.error import GraphQLError, GraphQLSyntaxError
 from pydantic import ValidationError
 from strawberry.extensions import MaskErrors
 
@@ -17,6 +17,29 @@ def _always(_: GraphQLError) -> bool:
     return True
 
 
+# graphql-core and strawberry's limiters give these only as messages; tests pin the wording.
+_LIMIT_CODES = (
+    ("exceeds maximum operation depth", "QUERY_TOO_DEEP"),
+    ("aliases found. Allowed", "TOO_MANY_ALIASES"),
+    ("Parsing aborted", "QUERY_TOO_LARGE"),
+)
+
+
+def request_error_code(error: GraphQLError) -> str:
+    """The code of an error in the request itself (syntax, validation, a limit), not a resolver."""
+    for fragment, code in _LIMIT_CODES:
+        if fragment in error.message:
+            return code
+    if isinstance(error, GraphQLSyntaxError):
+        return "GRAPHQL_PARSE_FAILED"
+    return "GRAPHQL_VALIDATION_FAILED"
+
+
+def _is_input_coercion(error: GraphQLError) -> bool:
+    """Variable/argument values the schema cannot accept: the caller's mistake, message is safe."""
+    return error.path is None and error.message.startswith(("Variable '$", "Argument '"))
+
+
 class CodedErrors(MaskErrors):
     """Domain errors keep their message and gain their code; anything unexpected is masked."""
 
@@ -25,9 +48,9 @@ class CodedErrors(MaskErrors):
 
     def anonymise_error(self, error: GraphQLError) -> GraphQLError:
         original = error.original_error
-        if original is None:
+        if original is None or (not isinstance(original, KonvoError) and _is_input_coercion(error)):
             extensions = dict(error.extensions or {})
-            extensions.setdefault("code", "GRAPHQL_VALIDATION_FAILED")
+            extensions.setdefault("code", "INVALID_INPUT" if original else request_error_code(error))
             return GraphQLError(
                 error.message, error.nodes, error.source, error.positions, error.path, None, extensions
             )

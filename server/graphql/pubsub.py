@@ -29,6 +29,11 @@ def run_topic(workspace_id: str) -> str:
     return f"runs:{workspace_id}"
 
 
+def inbox_topic(workspace_id: str) -> str:
+    """Every committed change of a workspace's conversations (``inboxUpdated``)."""
+    return f"inbox:{workspace_id}"
+
+
 class SubscriberOverflow(Exception):
     """A subscriber fell more than ``QUEUE_LIMIT`` events behind; it must resubscribe."""
 
@@ -71,6 +76,11 @@ class RedisPubSub:
                         "workspace_id": workspace_id,
                     },
                 )
+
+    @property
+    def subscriber_count(self) -> int:
+        """Local subscriptions registered right now (a gauge: leaving clients must bring it to 0)."""
+        return sum(len(queues) for queues in self._queues.values())
 
     def subscribe(self, topic: str) -> TopicSubscription:
         """Receive every payload published on ``topic`` from this call on, in order."""

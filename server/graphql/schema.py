@@ -10,10 +10,18 @@ import strawberry
 from strawberry.scalars import JSON
 
 from server.errors import NotFound
+from server.graphql.api_keys import ApiKeyMutation, ApiKeyQuery
+from server.graphql.arguments import default_omitted_to_null
+from server.graphql.broadcasts import BroadcastMutation, BroadcastQuery, BroadcastSubscription
 from server.graphql.catalog import CatalogMutation, CatalogQuery
+from server.graphql.channels import ChannelsMutation, ChannelsQuery
+from server.graphql.contacts import ContactsMutation, ContactsQuery
 from server.graphql.errors import CodedErrors
+from server.graphql.inbox import InboxMutation, InboxQuery, InboxSubscription
 from server.graphql.pagination import PageInfo, decode_cursor, encode_cursor, page_size
+from server.graphql.permissions import ADMIN_ONLY, ANY_ROLE
 from server.graphql.pubsub import contact_topic, run_topic
+from server.graphql.triggers import TriggerMutation, TriggerQuery
 from server.graphql.types import (
     Contact,
     Flow,
@@ -53,8 +61,10 @@ def _ctx(info: strawberry.Info) -> Any:
 
 
 @strawberry.type
-class Query(CatalogQuery):
-    @strawberry.field
+class Query(
+    CatalogQuery, ApiKeyQuery, ChannelsQuery, ContactsQuery, InboxQuery, TriggerQuery, BroadcastQuery
+):
+    @strawberry.field(permission_classes=ANY_ROLE)
     async def workspace(self, info: strawberry.Info) -> Workspace:
         ctx = _ctx(info)
         found = await ctx.runtime.workspaces.get(ctx.workspace())
@@ -62,18 +72,18 @@ class Query(CatalogQuery):
             raise NotFound("workspace not found")
         return Workspace(id=found["_id"], name=found["name"], timezone=found.get("timezone", "UTC"))
 
-    @strawberry.field
+    @strawberry.field(permission_classes=ADMIN_ONLY)
     async def flows(self, info: strawberry.Info) -> list[Flow]:
         ctx = _ctx(info)
         return [Flow(doc=f) for f in await ctx.runtime.flows.list(ctx.workspace())]
 
-    @strawberry.field
+    @strawberry.field(permission_classes=ADMIN_ONLY)
     async def flow(self, info: strawberry.Info, id: strawberry.ID) -> Flow | None:
         ctx = _ctx(info)
         found = await ctx.runtime.flows.get(ctx.workspace(), str(id))
         return Flow(doc=found) if found else None
 
-    @strawberry.field
+    @strawberry.field(permission_classes=ANY_ROLE)
     async def contact(
         self, info: strawberry.Info, id: strawberry.ID | None = None, phone: str | None = None
     ) -> Contact | None:
@@ -87,7 +97,7 @@ class Query(CatalogQuery):
             return None
         return Contact(doc=found) if found else None
 
-    @strawberry.field
+    @strawberry.field(permission_classes=ANY_ROLE)
     async def run(self, info: strawberry.Info, id: strawberry.ID) -> Run | None:
         ctx = _ctx(info)
         workspace_id = ctx.workspace()
@@ -98,7 +108,7 @@ class Query(CatalogQuery):
         archived = await ctx.runtime.runs.get(workspace_id, str(id))
         return Run(doc=archived) if archived else None
 
-    @strawberry.field(description="runs, newest first, filtered and paginated")
+    @strawberry.field(permission_classes=ANY_ROLE, description="runs, newest first, filtered and paginated")
     async def runs(
         self,
         info: strawberry.Info,
@@ -127,7 +137,9 @@ class Query(CatalogQuery):
             ),
         )
 
-    @strawberry.field(description="what the sandbox channel sent to this phone, oldest first")
+    @strawberry.field(
+        permission_classes=ANY_ROLE, description="what the sandbox channel sent to this phone, oldest first"
+    )
     async def sandbox_outbox(self, info: strawberry.Info, phone: str) -> list[OutboundMessage]:
         ctx = _ctx(info)
         found = await ctx.runtime.messages.outbound_for(ctx.workspace(), normalize_phone(phone), "sandbox")
@@ -135,18 +147,26 @@ class Query(CatalogQuery):
 
 
 @strawberry.type
-class Mutation(CatalogMutation):
-    @strawberry.mutation
+class Mutation(
+    CatalogMutation,
+    ApiKeyMutation,
+    ChannelsMutation,
+    ContactsMutation,
+    InboxMutation,
+    TriggerMutation,
+    BroadcastMutation,
+):
+    @strawberry.mutation(permission_classes=ADMIN_ONLY)
     async def import_flow(self, info: strawberry.Info, definition: JSON) -> Flow:
         ctx = _ctx(info)
         return Flow(doc=await flow_ops.import_flow(ctx.runtime, ctx.admin_workspace(), definition))
 
-    @strawberry.mutation
+    @strawberry.mutation(permission_classes=ADMIN_ONLY)
     async def update_flow_draft(self, info: strawberry.Info, id: strawberry.ID, definition: JSON) -> Flow:
         ctx = _ctx(info)
         return Flow(doc=await flow_ops.update_draft(ctx.runtime, ctx.admin_workspace(), str(id), definition))
 
-    @strawberry.mutation
+    @strawberry.mutation(permission_classes=ADMIN_ONLY)
     async def validate_flow(self, info: strawberry.Info, id: strawberry.ID) -> list[FlowIssue]:
         ctx = _ctx(info)
         flow = await flow_ops.require_flow(ctx.runtime, ctx.admin_workspace(), str(id))
@@ -155,7 +175,7 @@ class Mutation(CatalogMutation):
             for i in await flow_ops.flow_issues(ctx.runtime, ctx.workspace(), flow)
         ]
 
-    @strawberry.mutation
+    @strawberry.mutation(permission_classes=ADMIN_ONLY)
     async def publish_flow(
         self, info: strawberry.Info, id: strawberry.ID, in_flight: InFlightPolicy = InFlightPolicy.FINISH
     ) -> Flow:
@@ -164,12 +184,12 @@ class Mutation(CatalogMutation):
             doc=await flow_ops.publish_flow(ctx.runtime, ctx.admin_workspace(), str(id), in_flight.value)
         )
 
-    @strawberry.mutation
+    @strawberry.mutation(permission_classes=ADMIN_ONLY)
     async def archive_flow(self, info: strawberry.Info, id: strawberry.ID) -> Flow:
         ctx = _ctx(info)
         return Flow(doc=await flow_ops.archive_flow(ctx.runtime, ctx.admin_workspace(), str(id)))
 
-    @strawberry.mutation
+    @strawberry.mutation(permission_classes=ADMIN_ONLY)
     async def start_flow(
         self, info: strawberry.Info, flow_id: strawberry.ID, phone: str, variables: JSON | None = None
     ) -> Run:
@@ -177,12 +197,15 @@ class Mutation(CatalogMutation):
         run = await contact_ops.start_flow(ctx.runtime, ctx.admin_workspace(), str(flow_id), phone, variables)
         return Run(doc=run)
 
-    @strawberry.mutation
+    @strawberry.mutation(permission_classes=ADMIN_ONLY)
     async def stop_run(self, info: strawberry.Info, id: strawberry.ID) -> Run:
         ctx = _ctx(info)
         return Run(doc=await contact_ops.stop_run(ctx.runtime, ctx.admin_workspace(), str(id)))
 
-    @strawberry.mutation(description="the sandbox customer says something (text or a button id)")
+    @strawberry.mutation(
+        permission_classes=ADMIN_ONLY,
+        description="the sandbox customer says something (text or a button id)",
+    )
     async def sandbox_inbound(
         self,
         info: strawberry.Info,
@@ -196,9 +219,10 @@ class Mutation(CatalogMutation):
 
 
 @strawberry.type
-class Subscription:
+class Subscription(InboxSubscription, BroadcastSubscription):
     @strawberry.subscription(
-        description="the contact's current state at once, then every committed change, in order"
+        permission_classes=ANY_ROLE,
+        description="the contact's current state at once, then every committed change, in order",
     )
     async def contact_updated(self, info: strawberry.Info, phone: str) -> AsyncGenerator[Contact, None]:
         ctx = _ctx(info)
@@ -217,7 +241,9 @@ class Subscription:
         finally:
             await updates.aclose()
 
-    @strawberry.subscription(description="every change of a run in this workspace (or one flow)")
+    @strawberry.subscription(
+        permission_classes=ANY_ROLE, description="every change of a run in this workspace (or one flow)"
+    )
     async def run_updated(
         self, info: strawberry.Info, flow_id: strawberry.ID | None = None
     ) -> AsyncGenerator[Run, None]:
@@ -231,6 +257,16 @@ class Subscription:
             await updates.aclose()
 
 
-schema = strawberry.Schema(
-    query=Query, mutation=Mutation, subscription=Subscription, extensions=[CodedErrors]
-)
+def build_schema(*extensions: Any) -> strawberry.Schema:
+    """The schema with request extensions (limits) in front of the error coding.
+
+    ``server.graphql.limits`` adds the served limits; ``schema`` below has none, for exporting
+    the SDL and for in-process tests.
+    """
+    default_omitted_to_null(Query, Mutation, Subscription)
+    return strawberry.Schema(
+        query=Query, mutation=Mutation, subscription=Subscription, extensions=[*extensions, CodedErrors]
+    )
+
+
+schema = build_schema()

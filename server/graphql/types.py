@@ -10,9 +10,13 @@ import strawberry
 from strawberry.scalars import JSON
 
 from server.clock import as_utc
+from server.graphql.catalog import Agent
+from server.graphql.costs import CostEstimate
+from server.graphql.permissions import ADMIN_ONLY
 from server.machines.compiler import compile_flow, mermaid
 from server.machines.definition import parse_flow
 from server.machines.runner import window_open
+from server.operations.costs import flow_cost_estimate
 from server.operations.flows import flow_issues
 
 
@@ -30,6 +34,7 @@ class FlowStatus(Enum):
     DRAFT = "draft"
     ACTIVE = "active"
     ARCHIVED = "archived"
+    PENDING_APPROVAL = "pending_approval"  # first version published, waiting for Meta to approve templates
 
 
 @strawberry.enum
@@ -100,6 +105,18 @@ class Flow:
     def active_version(self) -> int | None:
         return self.doc.get("active_version")
 
+    @strawberry.field(description="a published version waiting for Meta to approve its templates")
+    def pending_version(self) -> int | None:
+        return self.doc.get("pending_version")
+
+    @strawberry.field(
+        description="Meta's charges per template node: for one recipient country, or for the "
+        "workspace's contacts by country (rate card in server/channels/whatsapp/rate_card.json)"
+    )
+    async def cost_estimate(self, info: strawberry.Info, country: str | None = None) -> CostEstimate:
+        found = await flow_cost_estimate(info.context.runtime, self.doc["workspace_id"], self.doc, country)
+        return CostEstimate.of(found)
+
     @strawberry.field(description="validation of the draft against the workspace's catalog")
     async def issues(self, info: strawberry.Info) -> list[FlowIssue]:
         found = await flow_issues(info.context.runtime, self.doc["workspace_id"], self.doc)
@@ -157,7 +174,7 @@ class Run:
     def flow_name(self) -> str | None:
         return self.doc.get("flow_name")
 
-    @strawberry.field
+    @strawberry.field(permission_classes=ADMIN_ONLY, description="the flow (ADMIN keys; see flowName)")
     async def flow(self, info: strawberry.Info) -> Flow | None:
         found = await info.context.runtime.flows.get(info.context.workspace(), self.doc["flow_id"])
         return Flow(doc=found) if found else None
@@ -253,9 +270,39 @@ class Contact:
     def opted_in(self) -> bool:
         return bool(self.doc.get("opted_in"))
 
-    @strawberry.field
+    @strawberry.field(description="the id of the agent who owns the conversation (see agent)")
     def assigned_agent(self) -> str | None:
         return self.doc.get("assigned_agent")
+
+    @strawberry.field(description="the agent who owns the conversation; flows stay quiet meanwhile")
+    async def agent(self, info: strawberry.Info) -> Agent | None:
+        agent_id = self.doc.get("assigned_agent")
+        found = (
+            await info.context.runtime.agents.get(self.doc["workspace_id"], agent_id) if agent_id else None
+        )
+        return Agent.of(found) if found else None
+
+    @strawberry.field(
+        description="how and by whom the contact was assigned: {agent_id, source, team, by, at}"
+    )
+    def assignment(self) -> JSON | None:
+        return _plain(self.doc.get("assignment"))
+
+    @strawberry.field(description="the last consent given: {at, source: flow|api|keyword|import, ...}")
+    def opt_in(self) -> JSON | None:
+        return _plain(self.doc.get("opt_in"))
+
+    @strawberry.field(description="the last opt-out: {at, source, keyword, message_id, by}")
+    def opt_out(self) -> JSON | None:
+        return _plain(self.doc.get("opt_out"))
+
+    @strawberry.field(description="every consent change, oldest first (the latest 50)")
+    def consent_log(self) -> JSON:
+        return _plain(self.doc.get("consent_log") or [])
+
+    @strawberry.field(description="external profile updates still to make (Klaviyo), with their last error")
+    def external_sync(self) -> JSON:
+        return _plain(self.doc.get("external_sync") or [])
 
     @strawberry.field
     def last_inbound_at(self) -> datetime | None:

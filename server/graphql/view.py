@@ -1,38 +1,179 @@
-"""The ASGI GraphQL endpoint: HTTP and ``graphql-transport-ws``, authenticated by API key."""
+"""The ASGI GraphQL endpoint: HTTP and ``graphql-transport-ws``, authenticated by API key.
+
+Beyond strawberry's view it: serves GraphiQL from local assets, answers protocol-level HTTP
+errors as GraphQL JSON with an ``extensions.code``, caps running operations per WebSocket with a
+coded error, and keeps live gauges (connections, operation tasks) for ``/metrics``.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import json
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from cross_web import HTTPException
+from graphql import GraphQLError
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
+from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
-from strawberry.exceptions import ConnectionRejectionError
+from strawberry.exceptions import ConnectionRejectionError, MissingQueryError
+from strawberry.http import GraphQLRequestData
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import SubscribeMessage
+from strawberry.types import ExecutionResult
+from strawberry.types.graphql import OperationType
 
 from server.graphql.context import Context
-from server.graphql.schema import schema
+from server.graphql.graphiql import render_page
+from server.graphql.limits import RateLimiter, limit_extensions
+from server.graphql.schema import build_schema
 from server.runtime import Runtime
 
-MAX_SUBSCRIPTIONS_PER_CONNECTION = 50
+GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
+_HTTP_CODES = {400: "BAD_REQUEST", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 415: "UNSUPPORTED_MEDIA_TYPE"}
+
+
+@dataclass
+class SocketGauges:
+    """What WebSocket clients hold on this process right now; all drop to zero when they leave."""
+
+    connections: int = 0
+    tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+
+    def track(self, task: asyncio.Task[Any]) -> None:
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+
+class _TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
+    """strawberry's handler, with a coded subscription cap and task tracking."""
+
+    view: KonvoGraphQL
+
+    async def handle(self) -> None:
+        gauges = self.view.gauges
+        gauges.connections += 1
+        try:
+            await super().handle()
+        finally:
+            gauges.connections -= 1
+
+    async def handle_subscribe(self, message: SubscribeMessage) -> None:
+        limit = self.max_subscriptions_per_connection
+        accepted = self.connection_acknowledged and message.get("id") not in self.operations
+        if accepted and limit is not None and len(self.operations) >= limit:
+            error = GraphQLError(
+                f"this connection already runs {limit} operations; complete one or open another connection",
+                extensions={"code": "TOO_MANY_SUBSCRIPTIONS", "limit": limit},
+            )
+            await self.send_message({"id": message["id"], "type": "error", "payload": [error.formatted]})
+            return
+        await super().handle_subscribe(message)
+        operation = self.operations.get(message["id"]) if accepted else None
+        if operation is not None and operation.task is not None:
+            self.view.gauges.track(operation.task)
 
 
 class KonvoGraphQL(GraphQL[Context, None]):
+    graphql_transport_ws_handler_class = _TransportWSHandler
+
     def __init__(self, runtime: Runtime) -> None:
+        settings = runtime.settings
         super().__init__(
-            schema,
+            build_schema(*limit_extensions(settings)),
             subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
             connection_init_wait_timeout=timedelta(seconds=10),
+            max_subscriptions_per_connection=settings.max_subscriptions_per_connection,
         )
         self.runtime = runtime
+        self.gauges = SocketGauges()
+        self.rate_limiter = RateLimiter(
+            runtime.redis,
+            runtime.prefix + "rate:",
+            settings.rate_limit_requests,
+            settings.rate_limit_window_seconds,
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        request = Request(scope=scope, receive=receive)
+        try:
+            response = await self.run(request)
+        except HTTPException as exc:
+            response = self.http_error(exc.status_code, exc.reason)
+        if (
+            GRAPHQL_RESPONSE_JSON in request.headers.get("accept", "")
+            and response.media_type == "application/json"
+        ):
+            response = as_graphql_response_json(response)
+        await response(scope, receive, send)
+
+    @staticmethod
+    def http_error(status: int, message: str) -> JSONResponse:
+        """A protocol-level refusal as a GraphQL response body, so clients parse one shape."""
+        code = _HTTP_CODES.get(status, "BAD_REQUEST")
+        return JSONResponse({"errors": [{"message": message, "extensions": {"code": code}}]}, status)
+
+    async def execute_single(  # type: ignore[override]
+        self,
+        request: Request,
+        request_adapter: Any,
+        sub_response: Response,
+        context: Context,
+        root_value: None,
+        request_data: GraphQLRequestData,
+    ) -> ExecutionResult:
+        """strawberry's, minus subscriptions: over plain HTTP they have no way to stream."""
+        allowed = OperationType.from_http(request_adapter.method) - {OperationType.SUBSCRIPTION}
+        try:
+            return await self.schema.execute(
+                request_data.query,
+                root_value=root_value,
+                variable_values=request_data.variables,
+                context_value=context,
+                operation_name=request_data.operation_name,
+                allowed_operation_types=allowed,
+                operation_extensions=request_data.extensions,
+            )
+        except CannotGetOperationTypeError as exc:
+            raise HTTPException(400, exc.as_http_error_reason()) from exc
+        except InvalidOperationTypeError as exc:
+            if exc.operation_type == OperationType.SUBSCRIPTION:
+                reason = "subscriptions run over the WebSocket (graphql-transport-ws) at this URL"
+            else:
+                reason = exc.as_http_error_reason(request_adapter.method)
+            raise HTTPException(400 if request_adapter.method == "POST" else 405, reason) from exc
+        except MissingQueryError as exc:
+            raise HTTPException(400, "No GraphQL query found in the request") from exc
 
     async def get_context(self, request: Request | WebSocket, response: Response | WebSocket) -> Context:
         context = Context(runtime=self.runtime, request=request, response=response)
+        context.rate_limiter = self.rate_limiter
         if isinstance(request, Request):
             await context.authenticate(request.headers.get("authorization"))
         return context
+
+    async def render_graphql_ide(self, request: Request) -> Response:
+        return render_page()
+
+    def parse_json(self, data: str | bytes) -> Any:
+        """A request body (or the GET ``variables``/``extensions``) must be a JSON object."""
+        parsed = super().parse_json(data)
+        if not isinstance(parsed, dict | list):
+            raise HTTPException(400, 'expected a JSON object like {"query": "..."}')
+        return parsed
+
+    def decode_json(self, data: str | bytes) -> object:
+        # Reject NaN/Infinity literals, which are not JSON and would otherwise reach resolvers.
+        return json.loads(data, parse_constant=_reject_constant)
 
     async def on_ws_connect(self, context: Context) -> Any:
         params = context.connection_params or {}
@@ -40,3 +181,27 @@ class KonvoGraphQL(GraphQL[Context, None]):
         if not await context.authenticate(authorization):
             raise ConnectionRejectionError({"message": context.auth_error, "code": "UNAUTHENTICATED"})
         return None
+
+
+def as_graphql_response_json(response: Response) -> Response:
+    """The GraphQL-over-HTTP media type, for clients that ask for it: a request that could not be
+    executed (parse, validation, variable errors: no error has a ``path``) is a 400 without ``data``."""
+    body = json.loads(bytes(response.body))
+    status = response.status_code
+    errors = body.get("errors") if isinstance(body, dict) else None
+    if status == 200 and errors and body.get("data") is None and all("path" not in e for e in errors):
+        status = 400
+        body.pop("data", None)
+    headers = {
+        k: v for k, v in response.headers.items() if k.lower() not in ("content-type", "content-length")
+    }
+    return Response(
+        json.dumps(body, separators=(",", ":")),
+        status_code=status,
+        headers=headers,
+        media_type=f"{GRAPHQL_RESPONSE_JSON}; charset=utf-8",
+    )
+
+
+def _reject_constant(name: str) -> Any:
+    raise json.JSONDecodeError(f"{name} is not valid JSON", name, 0)

@@ -17,6 +17,7 @@ from server.clock import as_utc
 from server.errors import InvalidInput
 from server.ids import new_id
 from server.machines.compiler import END, CompiledFlow, branch_trigger, button_trigger
+from server.machines.contact_state import queue_external_sync, set_assignment, set_consent
 from server.machines.definition import (
     AssignNode,
     ConditionNode,
@@ -57,6 +58,17 @@ class ConnectRequest:
 
 
 @dataclass
+class AssignRequest:
+    """An ``assign`` node wants an agent; the actor picks one (store I/O) and calls ``finish_assign``."""
+
+    run_id: str
+    node: str
+    agent: str | None
+    team: str | None
+    strategy: str | None  # set explicitly on the node; None means "the team's policy"
+
+
+@dataclass
 class Turn:
     """One actor turn: the working contact, the clock reading, and the effects recorded so far."""
 
@@ -67,6 +79,12 @@ class Turn:
     connects: list[ConnectRequest] = field(default_factory=list)
     segment_matcher: Callable[[dict[str, Any], dict[str, Any], datetime], bool] | None = None
     fields: dict[str, tuple[str, list[str]]] = field(default_factory=dict)
+    # (template name, language) -> MARKETING | UTILITY | AUTHENTICATION, for the consent check;
+    # (name, "") holds the category of any language of that name.
+    template_categories: dict[tuple[str, str], str] = field(default_factory=dict)
+    # field name -> external link ({"system"/"provider": "klaviyo", "property": ...}).
+    field_links: dict[str, dict[str, Any]] = field(default_factory=dict)
+    assigns: list[AssignRequest] = field(default_factory=list)
 
     def window_open(self) -> bool:
         return window_open(self.contact.get("last_inbound_at"), self.now)
@@ -255,6 +273,9 @@ def _queue_message(turn: Turn, run: dict[str, Any], node_id: str, body: dict[str
         "created_at": turn.now,
         **body,
     }
+    broadcast_id = (run.get("trigger") or {}).get("broadcast_id")
+    if broadcast_id:
+        message["broadcast_id"] = broadcast_id  # broadcast progress counts its messages' statuses
     turn.contact.setdefault("outbox", []).append(message)
     return message["id"]
 
@@ -315,6 +336,25 @@ def _message(turn: Turn, compiled: CompiledFlow, run: dict[str, Any], node: Node
 
 def _template(turn: Turn, compiled: CompiledFlow, run: dict[str, Any], node: Node) -> str:
     assert isinstance(node, TemplateNode)
+    categories = turn.template_categories
+    category = categories.get((node.template, node.language)) or categories.get((node.template, ""))
+    if category == "MARKETING" and not turn.contact.get("opted_in"):
+        # Consent is checked when the run reaches the node, on the contact as it is now.
+        _record(
+            turn,
+            run,
+            node.id,
+            "template_not_sent",
+            "NO_OPT_IN",
+            detail={
+                "template": node.template,
+                "why": "a MARKETING template needs the contact's marketing opt-in; the contact has none",
+            },
+        )
+        if node.on_failure is not None:
+            return "failed"
+        end_run(turn, run, "failed", "NO_OPT_IN")
+        return ENDED
     warnings: list[str] = []
     params: dict[str, Any] = {}
     for part, values in node.params.items():
@@ -338,14 +378,7 @@ def _template(turn: Turn, compiled: CompiledFlow, run: dict[str, Any], node: Nod
 
 
 def _opt_in(turn: Turn, compiled: CompiledFlow, run: dict[str, Any], node: Node) -> str:
-    turn.contact["opted_in"] = True
-    turn.contact["opt_in"] = {
-        "at": turn.now,
-        "source": "flow",
-        "flow_id": run["flow_id"],
-        "node": node.id,
-        "run_id": run["id"],
-    }
+    set_consent(turn.contact, True, turn.now, "flow", flow_id=run["flow_id"], node=node.id, run_id=run["id"])
     _record(turn, run, node.id, "opted_in", "ok")
     return "advance"
 
@@ -392,15 +425,64 @@ def _set_variable(turn: Turn, compiled: CompiledFlow, run: dict[str, Any], node:
             )
             return "invalid" if node.on_invalid is not None else "advance"
     turn.contact.setdefault("variables", {})[node.field] = value
-    _record(turn, run, node.id, "variable_set", "ok", detail={"field": node.field, "value": value})
+    detail: dict[str, Any] = {"field": node.field, "value": value}
+    link = turn.field_links.get(node.field)
+    if link is not None:
+        entry = queue_external_sync(turn.contact, link, node.field, value, turn.now, run["id"], node.id)
+        detail["external"] = {"provider": entry["provider"], "property": entry["property"], "sync": "queued"}
+    _record(turn, run, node.id, "variable_set", "ok", detail=detail)
     return "advance"
 
 
 def _assign(turn: Turn, compiled: CompiledFlow, run: dict[str, Any], node: Node) -> str:
+    """Ask the actor for an agent: picking one reads the store (availability, counters, loads).
+
+    The run pauses here only within the turn; ``finish_assign`` resumes it before the commit, so
+    the nodes after it (a condition on ``assigned``, a "te atiende Ana" message) see the result.
+    """
     assert isinstance(node, AssignNode)
-    turn.contact["assigned_agent"] = node.agent
-    _record(turn, run, node.id, "assigned", "ok", detail={"agent": node.agent, "team": node.team})
-    return "advance"
+    strategy = node.strategy if "strategy" in node.model_fields_set else None
+    turn.assigns.append(AssignRequest(run["id"], node.id, node.agent, node.team, strategy))
+    run["waiting_for"] = {"kind": "assignment", "node": node.id}
+    return WAIT
+
+
+def finish_assign(
+    turn: Turn,
+    compiled: CompiledFlow,
+    request: AssignRequest,
+    agent: dict[str, Any] | None,
+    why: str | None = None,
+) -> None:
+    """Resume the run of ``request`` with the agent picked, or end it with ``NO_AGENT_AVAILABLE``."""
+    run = next((r for r in turn.contact.get("runs", []) if r["id"] == request.run_id), None)
+    if run is None or run["status"] not in ACTIVE or run.get("node") != request.node:
+        return
+    run["waiting_for"] = None
+    run["status"] = "active"
+    asked = {"agent": request.agent, "team": request.team}
+    if agent is None:
+        _record(turn, run, request.node, "not_assigned", "NO_AGENT_AVAILABLE", detail={**asked, "why": why})
+        end_run(turn, run, "failed", "NO_AGENT_AVAILABLE")
+        return
+    set_assignment(
+        turn.contact, agent, turn.now, source="flow", team=request.team, run_id=run["id"], node=request.node
+    )
+    detail = {**asked, "agent_id": agent["_id"], "agent_email": agent.get("email")}
+    _record(turn, run, request.node, "assigned", "ok", detail=detail)
+    _follow(turn, compiled, run, request.node, "advance")
+
+
+def record_step(
+    turn: Turn,
+    run: dict[str, Any],
+    node_id: str | None,
+    action: str,
+    outcome: str,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    """Add a step to a run from outside its node behaviour (e.g. an external sync's result)."""
+    _record(turn, run, node_id, action, outcome, detail=detail)
 
 
 def _condition(turn: Turn, compiled: CompiledFlow, run: dict[str, Any], node: Node) -> str:

@@ -6,6 +6,7 @@ names), so names are normalised once here and entries a flow still uses cannot d
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -13,12 +14,15 @@ from typing import Any
 
 from pymongo.errors import DuplicateKeyError
 
+from server.actors.contact_actor import event_id
+from server.actors.events import TagContact
 from server.errors import Conflict, InvalidInput, NotFound
-from server.ids import new_id
+from server.ids import ContactKey, new_id
 from server.machines.values import FIELD_TYPES, fold
 from server.runtime import Runtime
 
 TAG_KINDS = ("MARKETING", "SUPPORT")
+RETAG_CONCURRENCY = 16
 MAX_TAG_NAME = 64
 MAX_FIELD_NAME = 64
 MAX_OPTIONS = 100
@@ -29,7 +33,9 @@ _FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 
 TEMPLATE_CATEGORIES = ("MARKETING", "UTILITY", "AUTHENTICATION")
-TEMPLATE_STATUSES = ("DRAFT", "PENDING", "APPROVED", "REJECTED", "PAUSED", "DISABLED")
+TEMPLATE_STATUSES = ("DRAFT", "PENDING", "APPROVED", "REJECTED", "PAUSED", "DISABLED", "FLAGGED")
+# FLAGGED (quality warning) templates can still be sent; PAUSED/DISABLED/unapproved ones cannot.
+SENDABLE_TEMPLATE_STATUSES = ("APPROVED", "FLAGGED")
 BUTTON_TYPES = ("QUICK_REPLY", "URL", "PHONE_NUMBER", "COPY_CODE")
 HEADER_FORMATS = ("TEXT", "IMAGE", "VIDEO", "DOCUMENT", "LOCATION")
 _TEMPLATE_NAME = re.compile(r"[a-z0-9_]{1,512}")  # Meta: lower-case letters, digits, underscores
@@ -104,14 +110,43 @@ async def rename_tag(runtime: Runtime, workspace_id: str, tag_id: str, name: str
         raise Conflict(f"a tag called {name!r} already exists", field="name") from None
     if updated is None:
         raise NotFound(f"tag {tag_id} not found")
+    await retag_contacts(runtime, workspace_id, tag["name"], name)  # contacts keep their tag
     return updated
 
 
 async def delete_tag(runtime: Runtime, workspace_id: str, tag_id: str) -> bool:
-    """Delete a tag, refused (CONFLICT naming the flows) while a flow draft or version uses it."""
+    """Delete a tag no flow uses, and take it off every contact.
+
+    The rule: refused with CONFLICT, naming the flows, while the draft or the active version of
+    any flow adds, removes or tests the tag (edit those flows first). Runs still finishing on
+    an older version may add the name again; it then acts like a tag outside the catalog.
+    """
     tag = await require_tag(runtime, workspace_id, tag_id)
     await _refuse_if_used(runtime, workspace_id, tag["name"], "delete")
-    return await runtime.tags.delete(workspace_id, tag_id)
+    deleted = await runtime.tags.delete(workspace_id, tag_id)
+    if deleted:
+        await retag_contacts(runtime, workspace_id, tag["name"], None)
+    return deleted
+
+
+async def retag_contacts(runtime: Runtime, workspace_id: str, old: str, new: str | None) -> int:
+    """Rename (or, with ``new`` None, remove) a tag on every contact that has it.
+
+    Through each contact's actor, not a bulk update: an actor holding the contact in memory
+    must see the change, and subscribers get it like any other.
+    """
+    assert runtime.actors is not None, "runtime not started"
+    actors = runtime.actors
+    gate = asyncio.Semaphore(RETAG_CONCURRENCY)
+    add = (new,) if new else ()
+
+    async def retag(phone: str) -> None:
+        async with gate:
+            await actors.ask(ContactKey(workspace_id, phone), TagContact(event_id(), add=add, remove=(old,)))
+
+    phones = await runtime.contacts.phones_with_tag(workspace_id, old)
+    await asyncio.gather(*(retag(p) for p in phones))
+    return len(phones)
 
 
 async def flows_using_tag(runtime: Runtime, workspace_id: str, name: str) -> list[str]:
@@ -227,11 +262,12 @@ def _options(field_type: str, options: list[str] | None) -> list[str]:
 
 
 def _external(external: Any) -> dict[str, str] | None:
+    """``{"provider" (or "system"): "klaviyo", "property": "city"}``, stored as ``system``."""
     if external is None:
         return None
     if not isinstance(external, dict):
-        raise InvalidInput("external must be {system, property}", field="external")
-    system = str(external.get("system") or "").strip().lower()
+        raise InvalidInput("external must be {provider, property}", field="external")
+    system = str(external.get("provider") or external.get("system") or "").strip().lower()
     prop = external.get("property")
     if system not in EXTERNAL_SYSTEMS:
         raise InvalidInput(f"external system must be one of {', '.join(EXTERNAL_SYSTEMS)}", field="external")
@@ -262,6 +298,7 @@ async def create_field(
     if not await runtime.fields.insert(document):
         raise Conflict(f"a field called {name!r} already exists", field="name")
     runtime.forget_fields(workspace_id)
+    runtime.contact_services.forget(workspace_id)
     return document
 
 
@@ -312,6 +349,7 @@ async def create_agent(
     }
     if not await runtime.agents.insert(document):
         raise Conflict(f"an agent with e-mail {email} already exists", field="email")
+    await runtime.contact_services.teams.ensure(workspace_id, document["teams"], document["created_at"])
     return document
 
 
@@ -330,6 +368,7 @@ async def set_agent(
     changes: dict[str, Any] = {"name": _agent_name(name)}
     if teams is not None:
         changes["teams"] = _teams(teams)
+        await runtime.contact_services.teams.ensure(workspace_id, changes["teams"], runtime.clock.now())
     updated = await runtime.agents.update(workspace_id, existing["_id"], changes)
     assert updated is not None
     return updated
@@ -478,6 +517,7 @@ async def create_template(runtime: Runtime, workspace_id: str, data: dict[str, A
     }
     if not await runtime.templates.insert(document):
         raise Conflict(f"template {name!r} already exists in language {language}", field="name")
+    runtime.contact_services.forget(workspace_id)  # runs check a template's category (consent)
     return document
 
 
@@ -519,6 +559,7 @@ class TemplateSummary:
     status: str
     buttons: tuple[ButtonSummary, ...] = ()
     body_params: int = 0  # highest {{n}} in the body: how many body parameters a send needs
+    rejection_reason: str | None = None  # Meta's reason when REJECTED (shown on the flow's node)
 
     @property
     def quick_replies(self) -> tuple[str, ...]:
@@ -535,6 +576,7 @@ class Catalog:
     templates: dict[str, list[TemplateSummary]] = field(default_factory=dict)  # name -> per language
     flows: frozenset[str] = frozenset()  # flow names (for connect_flow)
     teams: frozenset[str] = frozenset()  # agent team names (for assign by team)
+    starts_from_webhook: bool = False  # a webhook trigger starts the flow being checked
 
     def has_agent(self, id_or_email: str) -> bool:
         return id_or_email in self.agents or id_or_email.strip().lower() in self.agents
@@ -560,10 +602,12 @@ def summarize_template(document: dict[str, Any]) -> TemplateSummary:
         status=document["status"],
         buttons=tuple(buttons),
         body_params=body_params,
+        rejection_reason=document.get("rejection_reason"),
     )
 
 
-async def catalog_snapshot(runtime: Runtime, workspace_id: str) -> Catalog:
+async def catalog_snapshot(runtime: Runtime, workspace_id: str, flow_id: str | None = None) -> Catalog:
+    """What the workspace has; with ``flow_id``, also whether a webhook trigger starts that flow."""
     tags = await runtime.tags.list(workspace_id)
     fields = await runtime.fields.list(workspace_id)
     agents = await runtime.agents.list(workspace_id)
@@ -577,5 +621,10 @@ async def catalog_snapshot(runtime: Runtime, workspace_id: str) -> Catalog:
         agents=frozenset([a["_id"] for a in agents] + [a["email"] for a in agents]),
         templates=templates,
         flows=frozenset(f["name"] for f in flows),
-        teams=frozenset(t for a in agents for t in a.get("teams") or []),
+        teams=frozenset(
+            [t for a in agents for t in a.get("teams") or []]
+            + [t["name"] for t in await runtime.contact_services.teams.list(workspace_id)]
+        ),
+        starts_from_webhook=flow_id is not None
+        and await runtime.triggers.webhooks.exists_for_flow(workspace_id, flow_id),
     )

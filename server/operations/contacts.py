@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from server.actors.contact_actor import event_id
-from server.actors.events import InboundMessage, StartFlow, StopRun
+from server.actors.events import StartFlow, StopRun
 from server.errors import InvalidInput, NotFound
 from server.ids import ContactKey, new_id
+from server.operations.channel_inbound import accept_inbound
 from server.phones import normalize_phone
 from server.runtime import Runtime
 
@@ -53,24 +54,19 @@ async def customer_says(
     if text is None and button_id is None:
         raise InvalidInput("say something: give a text or a buttonId")
     key = ContactKey(workspace_id, normalize_phone(phone))
-    message_id = provider_id or new_id("in")
-    now = runtime.clock.now()
-    stored = await runtime.messages.record_inbound(
+    stored, event = await accept_inbound(
+        runtime,
         {
-            "_id": message_id,
+            "_id": provider_id or new_id("in"),
             "workspace_id": workspace_id,
             "phone": key.phone,
             "channel": channel,
             "kind": "button" if button_id is not None else "text",
             "text": text,
             "button_id": button_id,
-            "at": now,
-        }
+            "at": runtime.clock.now(),
+        },
     )
-    if not stored:
-        existing = await runtime.messages.get(message_id)
-        if existing is not None and existing.get("applied"):
-            return False
-        now = existing["at"] if existing is not None else now
-    await _actors(runtime).ask(key, InboundMessage(message_id, now, text=text, button_id=button_id))
+    if event is not None:
+        await _actors(runtime).ask(key, event)
     return stored

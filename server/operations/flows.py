@@ -10,6 +10,7 @@ from server.errors import InvalidFlow, InvalidInput, NotFound
 from server.ids import ContactKey, new_id
 from server.machines.definition import parse_flow
 from server.machines.validator import FlowIssue, validate
+from server.operations import templates
 from server.operations.catalog import catalog_snapshot
 from server.runtime import Runtime
 
@@ -25,7 +26,7 @@ def issues_of(definition: dict[str, Any], catalog: Any = None) -> list[FlowIssue
 
 async def flow_issues(runtime: Runtime, workspace_id: str, flow: dict[str, Any]) -> list[FlowIssue]:
     """A flow's draft checked against what its workspace has (tags, fields, agents, templates)."""
-    catalog = await catalog_snapshot(runtime, workspace_id)
+    catalog = await catalog_snapshot(runtime, workspace_id, flow["_id"])
     return issues_of(flow["draft"], catalog)
 
 
@@ -92,6 +93,15 @@ async def publish_flow(
         raise InvalidFlow(
             f"{first.code}: {first.message}{more}", node_id=first.node_id, issues=[i.code for i in errors]
         )
+    waiting: list[dict[str, Any]] = []
+    if await runtime.channels.for_workspace(workspace_id) is not None:
+        # On WhatsApp only approved templates can be sent: submit the flow's drafts (and fixed
+        # rejections) first, so a template Meta refuses outright fails the publish with its reason.
+        waiting = await templates.unapproved_templates(runtime, workspace_id, flow["draft"])
+        for template in waiting:
+            if template["status"] in templates.SUBMITTABLE:
+                await templates.submit_template(runtime, workspace_id, template["_id"])
+        waiting = await templates.unapproved_templates(runtime, workspace_id, flow["draft"])
     now = runtime.clock.now()
     version = await runtime.flows.next_version(workspace_id, flow_id, now)
     await runtime.flows.insert_version(
@@ -104,8 +114,32 @@ async def publish_flow(
             "published_at": now,
         }
     )
+    if waiting:
+        # Until Meta approves, an already active version keeps serving new runs; a first version
+        # leaves the flow ``pending_approval`` (see ``templates.activate_waiting_flows``).
+        changes = {"pending_version": version, "pending_in_flight": in_flight, "updated_at": now}
+        if not flow.get("active_version"):
+            changes["status"] = "pending_approval"
+        updated = await runtime.flows.update(workspace_id, flow_id, changes)
+        assert updated is not None
+        return updated
+    return await activate_version(runtime, workspace_id, flow_id, version, in_flight)
+
+
+async def activate_version(
+    runtime: Runtime, workspace_id: str, flow_id: str, version: int, in_flight: str = "finish"
+) -> dict[str, Any]:
+    """Make ``version`` the one new runs start on (at publish, or once its templates are approved)."""
     updated = await runtime.flows.update(
-        workspace_id, flow_id, {"status": "active", "active_version": version, "updated_at": now}
+        workspace_id,
+        flow_id,
+        {
+            "status": "active",
+            "active_version": version,
+            "pending_version": None,
+            "pending_in_flight": None,
+            "updated_at": runtime.clock.now(),
+        },
     )
     assert updated is not None
     if in_flight == "exit":

@@ -103,3 +103,38 @@ class TemplateRepository(_Scoped):
         if language is not None:
             query["language"] = language
         return await self._docs.find(query).sort("language", 1).to_list()
+
+    async def by_meta_id(self, workspace_id: str, meta_id: str) -> Document | None:
+        """The template Meta knows as ``meta_id`` (its id from submission or sync)."""
+        return await self._docs.find_one({"workspace_id": workspace_id, "meta_id": meta_id})
+
+
+class AgentTeams:
+    """Team membership, stored on the agents (``teams`` holds team names)."""
+
+    def __init__(self, database: Database) -> None:
+        self._agents: AsyncCollection[Document] = database.collection("agents")
+
+    async def members(self, workspace_id: str, team: str) -> list[Document]:
+        return (
+            await self._agents.find({"workspace_id": workspace_id, "teams": team}).sort("email", 1).to_list()
+        )
+
+    async def set_members(self, workspace_id: str, team: str, agent_ids: list[str]) -> None:
+        await self._agents.update_many(
+            {"workspace_id": workspace_id, "teams": team, "_id": {"$nin": agent_ids}},
+            {"$pull": {"teams": team}},
+        )
+        await self._agents.update_many(
+            {"workspace_id": workspace_id, "_id": {"$in": agent_ids}}, {"$addToSet": {"teams": team}}
+        )
+
+    async def rename(self, workspace_id: str, old: str, new: str) -> None:
+        await self._agents.update_many(
+            {"workspace_id": workspace_id, "teams": old}, {"$set": {"teams.$": new}}
+        )
+
+    async def remove(self, workspace_id: str, team: str) -> None:
+        await self._agents.update_many(
+            {"workspace_id": workspace_id, "teams": team}, {"$pull": {"teams": team}}
+        )

@@ -98,3 +98,55 @@ class ContactRepository:
         )
         async for document in cursor:
             yield document["_id"]
+
+    # --- tags, assignment and the inbox -----------------------------------------------------
+
+    async def phones_with_tag(self, workspace_id: str, name: str) -> list[str]:
+        """Phones of the contacts holding tag ``name`` (a rename or delete retags them via their actors)."""
+        cursor = self._contacts.find({"workspace_id": workspace_id, "tags": name}, {"phone": 1})
+        return [document["phone"] async for document in cursor]
+
+    async def open_counts(self, workspace_id: str, agent_ids: list[str]) -> dict[str, int]:
+        """Conversations each agent owns right now (for "least open" assignment)."""
+        counts = dict.fromkeys(agent_ids, 0)
+        cursor = await self._contacts.aggregate(
+            [
+                {"$match": {"workspace_id": workspace_id, "assigned_agent": {"$in": agent_ids}}},
+                {"$group": {"_id": "$assigned_agent", "n": {"$sum": 1}}},
+            ]
+        )
+        async for row in cursor:
+            counts[row["_id"]] = row["n"]
+        return counts
+
+    async def conversations(
+        self,
+        workspace_id: str,
+        assigned_to: str | None,
+        unassigned: bool,
+        after: tuple[datetime, str] | None,
+        limit: int,
+    ) -> list[dict[str, Any]]:
+        """Contacts with messages, most recent conversation first (``after``: the last row seen)."""
+        query: dict[str, Any] = {"workspace_id": workspace_id, "last_message_at": {"$ne": None}}
+        if assigned_to is not None:
+            query["assigned_agent"] = assigned_to
+        elif unassigned:
+            query["assigned_agent"] = None
+        if after is not None:
+            at, doc_id = after
+            query["$or"] = [
+                {"last_message_at": {"$lt": at}},
+                {"last_message_at": at, "_id": {"$lt": doc_id}},
+            ]
+        cursor = self._contacts.find(query).sort([("last_message_at", -1), ("_id", -1)]).limit(limit)
+        return await cursor.to_list()
+
+    async def with_external_sync(self) -> AsyncIterator[dict[str, Any]]:
+        """Contacts with external profile updates still to make (for the sync's recovery)."""
+        cursor = self._contacts.find(
+            {"external_sync.id": {"$exists": True}},
+            {"external_sync": 1, "workspace_id": 1, "phone": 1},
+        )
+        async for document in cursor:
+            yield document

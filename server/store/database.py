@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pymongo import ASCENDING, AsyncMongoClient, IndexModel
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
@@ -16,6 +16,12 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("workspace_id", ASCENDING), ("phone", ASCENDING)]),
         IndexModel([("runs.id", ASCENDING)]),
         IndexModel([("timers.due_at", ASCENDING)], sparse=True),
+        # The inbox (server/operations/inbox.py): newest conversations, per agent or all.
+        IndexModel([("workspace_id", ASCENDING), ("last_message_at", DESCENDING), ("_id", DESCENDING)]),
+        IndexModel(
+            [("workspace_id", ASCENDING), ("assigned_agent", ASCENDING), ("last_message_at", DESCENDING)]
+        ),
+        IndexModel([("external_sync.id", ASCENDING)], sparse=True),  # Klaviyo sync recovery
     ],
     "runs": [
         IndexModel([("workspace_id", ASCENDING), ("flow_id", ASCENDING), ("_id", ASCENDING)]),
@@ -24,18 +30,39 @@ INDEXES: dict[str, list[IndexModel]] = {
     "messages": [
         IndexModel([("workspace_id", ASCENDING), ("phone", ASCENDING), ("at", ASCENDING)]),
         IndexModel([("direction", ASCENDING), ("applied", ASCENDING)], sparse=True),
+        IndexModel([("provider_id", ASCENDING)], sparse=True),
+        IndexModel([("broadcast_id", ASCENDING)], sparse=True),  # broadcast progress
+    ],
+    # Status reports of outbound messages (server/store/statuses.py): parked until their message is known.
+    "message_statuses": [
+        IndexModel([("workspace_id", ASCENDING), ("provider_id", ASCENDING), ("state", ASCENDING)]),
+        IndexModel([("state", ASCENDING), ("received_at", ASCENDING)]),
     ],
     # The workspace catalog (server/store/catalog.py): unique on each entry's natural key.
     "tags": [IndexModel([("workspace_id", ASCENDING), ("name", ASCENDING)], unique=True)],
     "fields": [IndexModel([("workspace_id", ASCENDING), ("name", ASCENDING)], unique=True)],
     "agents": [IndexModel([("workspace_id", ASCENDING), ("email", ASCENDING)], unique=True)],
+    "teams": [IndexModel([("workspace_id", ASCENDING), ("name", ASCENDING)], unique=True)],
     "channels": [
         IndexModel([("workspace_id", ASCENDING)]),
         IndexModel([("phone_number_id", ASCENDING)], unique=True),
     ],
     "templates": [
-        IndexModel([("workspace_id", ASCENDING), ("name", ASCENDING), ("language", ASCENDING)], unique=True)
+        IndexModel([("workspace_id", ASCENDING), ("name", ASCENDING), ("language", ASCENDING)], unique=True),
+        IndexModel([("workspace_id", ASCENDING), ("meta_id", ASCENDING)], sparse=True),
     ],
+    # Triggers and broadcasts (server/store/triggers.py, server/store/broadcasts.py).
+    "webhook_triggers": [IndexModel([("workspace_id", ASCENDING), ("flow_id", ASCENDING)])],
+    "inbound_triggers": [IndexModel([("workspace_id", ASCENDING), ("priority", DESCENDING)])],
+    "hook_requests": [IndexModel([("applied", ASCENDING), ("received_at", ASCENDING)])],
+    "broadcasts": [
+        IndexModel([("workspace_id", ASCENDING), ("created_at", DESCENDING)]),
+        IndexModel([("status", ASCENDING), ("start_at", ASCENDING)]),
+    ],
+    "broadcast_recipients": [
+        IndexModel([("broadcast_id", ASCENDING), ("state", ASCENDING), ("_id", ASCENDING)])
+    ],
+    "messaging_reach": [IndexModel([("workspace_id", ASCENDING), ("at", ASCENDING)])],
 }
 
 

@@ -26,7 +26,9 @@ class FlowRepository:
         return await self._flows.find_one({"workspace_id": workspace_id, "name": name})
 
     async def list(self, workspace_id: str) -> list[dict[str, Any]]:
-        return await self._flows.find({"workspace_id": workspace_id}).sort("created_at", 1).to_list()
+        """The workspace's flows, without the hidden one-node flows of template broadcasts."""
+        query = {"workspace_id": workspace_id, "hidden": {"$ne": True}}
+        return await self._flows.find(query).sort("created_at", 1).to_list()
 
     async def update(self, workspace_id: str, flow_id: str, changes: dict[str, Any]) -> dict[str, Any] | None:
         return await self._flows.find_one_and_update(

@@ -10,6 +10,9 @@ from pymongo.errors import DuplicateKeyError
 
 from server.store.database import Database
 
+# How far an outbound message got; a later one wins and ``failed`` is final.
+STATUS_ORDER = ("sent", "delivered", "read", "failed")
+
 
 class MessageRepository:
     def __init__(self, database: Database) -> None:
@@ -50,3 +53,75 @@ class MessageRepository:
             .sort([("at", 1), ("_id", 1)])
             .to_list()
         )
+
+    # --- outbound message statuses (provider webhooks and permanent send failures) ---
+
+    async def find_by_provider_id(self, workspace_id: str, provider_id: str) -> dict[str, Any] | None:
+        """Our outbound message the provider knows as ``provider_id`` (a wamid for WhatsApp).
+
+        The sandbox's provider id is the message id itself, so both are looked up.
+        """
+        return await self._messages.find_one(
+            {
+                "workspace_id": workspace_id,
+                "direction": "out",
+                "$or": [{"provider_id": provider_id}, {"_id": provider_id}],
+            }
+        )
+
+    async def apply_status(
+        self,
+        message_id: str,
+        status: str,
+        at: datetime,
+        *,
+        pricing: dict[str, Any] | None = None,
+        conversation: dict[str, Any] | None = None,
+        error_code: str | None = None,
+        error: str | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        """Keep every status's time, and as ``status`` the furthest one (``STATUS_ORDER``).
+
+        Statuses arrive out of order; a lower one never replaces a higher one, and nothing
+        replaces ``failed``. Two single-document updates, each idempotent.
+        """
+        changes: dict[str, Any] = {f"statuses.{status}": at, **(extra or {})}
+        if pricing is not None:
+            changes["pricing"] = pricing
+        if conversation is not None:
+            changes["conversation"] = conversation
+        if error_code is not None or error is not None:
+            changes["error_code"] = error_code
+            changes["error"] = error
+        await self._messages.update_one({"_id": message_id}, {"$set": changes})
+        if status in STATUS_ORDER:
+            at_least = list(STATUS_ORDER[STATUS_ORDER.index(status) :])
+            await self._messages.update_one(
+                {"_id": message_id, "status": {"$nin": at_least}}, {"$set": {"status": status}}
+            )
+
+    async def record_send_failure(
+        self, message: dict[str, Any], error_code: str | None, error: str | None, at: datetime
+    ) -> None:
+        """Mark an outbound message failed for good, creating its record if the channel left none."""
+        defaults = {k: v for k, v in message.items() if k not in ("_id", "status", "error_code", "error")}
+        await self._messages.update_one(
+            {"_id": message["_id"]},
+            {
+                "$set": {"status": "failed", "error_code": error_code, "error": error, "statuses.failed": at},
+                "$setOnInsert": {**defaults, "direction": "out"},
+            },
+            upsert=True,
+        )
+
+    async def conversation(
+        self, workspace_id: str, phone: str, limit: int, before: tuple[datetime, str] | None = None
+    ) -> list[dict[str, Any]]:
+        """The latest ``limit`` messages in and out with ``phone`` (older than ``before``), oldest first."""
+        query: dict[str, Any] = {"workspace_id": workspace_id, "phone": phone}
+        if before is not None:
+            at, message_id = before
+            query["$or"] = [{"at": {"$lt": at}}, {"at": at, "_id": {"$lt": message_id}}]
+        found = await self._messages.find(query).sort([("at", -1), ("_id", -1)]).limit(limit).to_list()
+        return found[::-1]

@@ -1,4 +1,9 @@
-"""Workspaces and their API keys (stored as SHA-256 hashes; the plain key is shown once)."""
+"""Workspaces and their API keys.
+
+A key is stored only as its SHA-256 hash (the document ``_id``), so a database leak yields no
+usable key; the plain key is returned once, at creation. Each key also has a public ``key_id``
+used to list and revoke it. Keys are 256-bit random, so an unsalted fast hash is enough.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ import secrets
 from datetime import datetime
 from typing import Any
 
+from server.ids import new_id
 from server.store.database import Database
 
 KEY_PREFIX = "konvo_"
@@ -39,13 +45,21 @@ class WorkspaceRepository:
         return found
 
     async def add_key(
-        self, workspace_id: str, api_key: str, role: str, name: str, now: datetime
+        self,
+        workspace_id: str,
+        api_key: str,
+        role: str,
+        name: str,
+        now: datetime,
+        agent_id: str | None = None,
     ) -> dict[str, Any]:
         document = {
             "_id": hash_key(api_key),
+            "key_id": new_id("key"),
             "workspace_id": workspace_id,
             "role": role,
             "name": name,
+            "agent_id": agent_id,
             "hint": api_key[: len(KEY_PREFIX) + 4],
             "created_at": now,
             "revoked_at": None,
@@ -59,3 +73,32 @@ class WorkspaceRepository:
         if found is None or found.get("revoked_at") is not None:
             return None
         return found
+
+    async def list_keys(self, workspace_id: str, include_revoked: bool = False) -> list[dict[str, Any]]:
+        query: dict[str, Any] = {"workspace_id": workspace_id}
+        if not include_revoked:
+            query["revoked_at"] = None
+        return await self._keys.find(query).sort([("created_at", 1), ("_id", 1)]).to_list()
+
+    async def get_key(self, workspace_id: str, key_id: str) -> dict[str, Any] | None:
+        """A key of this workspace by its public id (keys made before ``key_id`` existed: by hash)."""
+        return await self._keys.find_one(
+            {"workspace_id": workspace_id, "$or": [{"key_id": key_id}, {"_id": key_id}]}
+        )
+
+    async def revoke_key(self, workspace_id: str, key_id: str, now: datetime) -> dict[str, Any] | None:
+        """Mark the key revoked (idempotent); None when this workspace has no such key."""
+        found = await self.get_key(workspace_id, key_id)
+        if found is None:
+            return None
+        if found.get("revoked_at") is None:
+            await self._keys.update_one(
+                {"_id": found["_id"], "revoked_at": None}, {"$set": {"revoked_at": now}}
+            )
+            found["revoked_at"] = now
+        return found
+
+    async def count_live_admin_keys(self, workspace_id: str) -> int:
+        return await self._keys.count_documents(
+            {"workspace_id": workspace_id, "role": "ADMIN", "revoked_at": None}
+        )

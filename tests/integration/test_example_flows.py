@@ -19,7 +19,7 @@ from tests.integration.test_nodes import outbox, start_with
 from tests.integration.test_skeleton_flow import say
 from tests.support.graphql import GraphQLClient
 
-STATE = "query($p: String!) { contact(phone: $p) { tags variables optedIn assignedAgent runs { status node endReason } } }"
+STATE = "query($p: String!) { contact(phone: $p) { tags variables optedIn agent { email } runs { status node endReason } } }"
 
 
 @pytest.fixture
@@ -49,8 +49,15 @@ def last_run(contact: dict[str, Any]) -> dict[str, Any]:
 CART = {"cart_url": "https://shop.example/c/9"}
 
 
+async def opt_in(gql: GraphQLClient, *phones: str) -> None:
+    """The cart reminders are MARKETING templates: only contacts who opted in receive them."""
+    for phone in phones:
+        await gql("mutation($p: String!) { setOptIn(phone: $p, optedIn: true) { optedIn } }", p=phone)
+
+
 async def test_abandoned_cart_bought_at_once(gql: GraphQLClient, examples: dict[str, str]) -> None:
     phone = "+34600002001"
+    await opt_in(gql, phone)
     await start_with(gql, examples["Abandoned cart"], phone, CART)
     await say(gql, phone, button="buy")
     contact = await state(gql, phone)
@@ -60,6 +67,7 @@ async def test_abandoned_cart_bought_at_once(gql: GraphQLClient, examples: dict[
 
 async def test_abandoned_cart_goes_cold(gql: GraphQLClient, runtime: Runtime, examples: dict[str, str]) -> None:
     phone = "+34600002002"
+    await opt_in(gql, phone)
     await start_with(gql, examples["Abandoned cart"], phone, CART)
     await fire_pending_timer(runtime, phone)
     contact = await state(gql, phone)
@@ -70,6 +78,7 @@ async def test_abandoned_cart_later_then_last_call(
     gql: GraphQLClient, runtime: Runtime, examples: dict[str, str]
 ) -> None:
     bought, ignored = "+34600002003", "+34600002004"
+    await opt_in(gql, bought, ignored)
     for phone in (bought, ignored):
         await start_with(gql, examples["Abandoned cart"], phone, CART)
         await say(gql, phone, button="later")
@@ -139,11 +148,11 @@ async def test_vip_routing_each_branch(gql: GraphQLClient, examples: dict[str, s
         await start_with(gql, examples["VIP routing"], phone)
     for phone in (vip, spender):
         contact = await state(gql, phone)
-        assert contact["assignedAgent"] == "ana@shop.example" and "vip" in contact["tags"]
+        assert contact["agent"]["email"] == "ana@shop.example" and "vip" in contact["tags"]
         assert (await outbox(gql, phone))[-1]["text"].endswith("te atiende Ana personalmente.")
     assert (await state(gql, spender))["variables"] == {"total_spent": 900}
     contact = await state(gql, regular)
-    assert contact["assignedAgent"] is None
+    assert contact["agent"] is None
     assert (await outbox(gql, regular))[-1]["text"].startswith("¡Gracias por escribir!")
 
 

@@ -1,0 +1,123 @@
+"""GraphQL surface of a contact's data: tags, typed variables, consent, import, Klaviyo settings.
+
+Mixins the root ``Query``/``Mutation`` inherit (like ``catalog.py``). Inbox keys (AGENT) may tag
+contacts, set variables and record consent; importing and settings are ADMIN only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import strawberry
+from strawberry.scalars import JSON
+
+from server.graphql.permissions import ADMIN_ONLY, ANY_ROLE
+from server.graphql.types import Contact
+from server.operations import consent as consent_ops
+from server.operations import contact_data as ops
+from server.operations import klaviyo_settings as klaviyo_ops
+
+
+def caller(info: strawberry.Info) -> str | None:
+    """Who is acting, for the record: the key's agent, else the API key id."""
+    ctx = info.context
+    agent_id = getattr(ctx, "agent_id", None)
+    if agent_id:
+        return f"agent:{agent_id}"
+    key_id = getattr(ctx, "key_id", None)
+    return f"key:{key_id}" if key_id else None
+
+
+@strawberry.type(description="the workspace's Klaviyo connection (the private key is never shown)")
+class KlaviyoSettings:
+    configured: bool
+    base_url: str
+    key_hint: str | None
+
+    @classmethod
+    def of(cls, view: dict[str, Any]) -> KlaviyoSettings:
+        return cls(configured=view["configured"], base_url=view["base_url"], key_hint=view["key_hint"])
+
+
+@strawberry.type
+class ContactsQuery:
+    @strawberry.field(
+        permission_classes=ANY_ROLE,
+        description="the workspace's own opt-out words; STOP and BAJA always apply as well",
+    )
+    async def opt_out_keywords(self, info: strawberry.Info) -> list[str]:
+        ctx = info.context
+        return await consent_ops.opt_out_keywords(ctx.runtime, ctx.workspace())
+
+    @strawberry.field(permission_classes=ADMIN_ONLY)
+    async def klaviyo_settings(self, info: strawberry.Info) -> KlaviyoSettings:
+        ctx = info.context
+        return KlaviyoSettings.of(await klaviyo_ops.get_klaviyo(ctx.runtime, ctx.workspace()))
+
+
+@strawberry.type
+class ContactsMutation:
+    @strawberry.mutation(permission_classes=ANY_ROLE, description="add a tag of the catalog to the contact")
+    async def tag_contact(self, info: strawberry.Info, phone: str, tag: str) -> Contact:
+        ctx = info.context
+        return Contact(doc=await ops.tag_contact(ctx.runtime, ctx.workspace(), phone, tag, add=True))
+
+    @strawberry.mutation(permission_classes=ANY_ROLE)
+    async def untag_contact(self, info: strawberry.Info, phone: str, tag: str) -> Contact:
+        ctx = info.context
+        return Contact(doc=await ops.tag_contact(ctx.runtime, ctx.workspace(), phone, tag, add=False))
+
+    @strawberry.mutation(
+        permission_classes=ANY_ROLE,
+        description="set a typed variable (INVALID_INPUT names the field and its type when the value "
+        "does not fit; null clears it); a field linked to Klaviyo updates the profile too",
+    )
+    async def set_variable(
+        self, info: strawberry.Info, phone: str, field: str, value: JSON | None = None
+    ) -> Contact:
+        ctx = info.context
+        return Contact(doc=await ops.set_variable(ctx.runtime, ctx.workspace(), phone, field, value))
+
+    @strawberry.mutation(
+        permission_classes=ANY_ROLE,
+        description="record marketing consent given or withdrawn (kept with when and by whom)",
+    )
+    async def set_opt_in(self, info: strawberry.Info, phone: str, opted_in: bool) -> Contact:
+        ctx = info.context
+        contact = await consent_ops.set_opt_in(
+            ctx.runtime,
+            ctx.workspace(),
+            phone,
+            opted_in,
+            by=caller(info),
+            key_id=getattr(ctx, "key_id", None),
+        )
+        return Contact(doc=contact)
+
+    @strawberry.mutation(
+        permission_classes=ADMIN_ONLY,
+        description="create or update contacts from rows {phone, variables, tags, optedIn}; every row "
+        "is validated before any is applied",
+    )
+    async def import_contacts(self, info: strawberry.Info, rows: JSON) -> list[Contact]:
+        ctx = info.context
+        return [Contact(doc=c) for c in await ops.import_contacts(ctx.runtime, ctx.workspace(), rows)]
+
+    @strawberry.mutation(
+        permission_classes=ADMIN_ONLY,
+        description="the workspace's own opt-out words (whole message, any case or accents)",
+    )
+    async def set_opt_out_keywords(self, info: strawberry.Info, words: list[str]) -> list[str]:
+        ctx = info.context
+        return await consent_ops.set_opt_out_keywords(ctx.runtime, ctx.workspace(), words)
+
+    @strawberry.mutation(
+        permission_classes=ADMIN_ONLY,
+        description="connect Klaviyo (a private key with profiles:write); null privateKey disconnects",
+    )
+    async def set_klaviyo_settings(
+        self, info: strawberry.Info, private_key: str | None, base_url: str | None = None
+    ) -> KlaviyoSettings:
+        ctx = info.context
+        view = await klaviyo_ops.set_klaviyo(ctx.runtime, ctx.workspace(), private_key, base_url)
+        return KlaviyoSettings.of(view)

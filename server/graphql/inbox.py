@@ -1,0 +1,393 @@
+"""GraphQL surface of the inbox: conversations, agent messages, assignment, teams, ``inboxUpdated``.
+
+Mixins the root ``Query``/``Mutation``/``Subscription`` inherit. Working the inbox is open to
+AGENT keys (an AGENT key tied to an agent writes as that agent); teams and agents are managed
+by ADMIN keys.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncGenerator
+from datetime import datetime
+from enum import Enum
+from typing import Any
+
+import strawberry
+from strawberry.scalars import JSON
+
+from server.errors import InvalidInput
+from server.graphql.catalog import Agent
+from server.graphql.contacts import caller
+from server.graphql.pagination import PageInfo, decode_cursor, encode_cursor, page_size
+from server.graphql.permissions import ADMIN_ONLY, ANY_ROLE
+from server.graphql.pubsub import inbox_topic
+from server.graphql.types import Contact, OutboundMessage
+from server.ids import ContactKey
+from server.machines.runner import window_open
+from server.operations import assignment as ops
+from server.operations import inbox as inbox_ops
+from server.phones import normalize_phone
+
+SUPPORT_TAGS_TTL = 5.0
+
+
+@strawberry.enum
+class TeamPolicy(Enum):
+    ROUND_ROBIN = "ROUND_ROBIN"
+    LEAST_OPEN = "LEAST_OPEN"
+
+
+@strawberry.enum
+class MessageDirection(Enum):
+    IN = "IN"
+    OUT = "OUT"
+
+
+@strawberry.enum(description="who wrote a message")
+class MessageSender(Enum):
+    CUSTOMER = "CUSTOMER"
+    FLOW = "FLOW"
+    AGENT = "AGENT"
+    SYSTEM = "SYSTEM"
+
+
+@strawberry.type
+class Team:
+    doc: strawberry.Private[dict[str, Any]]
+
+    @strawberry.field
+    def id(self) -> strawberry.ID:
+        return strawberry.ID(self.doc["_id"])
+
+    @strawberry.field
+    def name(self) -> str:
+        return self.doc["name"]
+
+    @strawberry.field
+    def policy(self) -> TeamPolicy:
+        return TeamPolicy(self.doc.get("policy") or "ROUND_ROBIN")
+
+    @strawberry.field
+    async def agents(self, info: strawberry.Info) -> list[Agent]:
+        found = await ops.team_members(info.context.runtime, self.doc["workspace_id"], self.doc["name"])
+        return [Agent.of(a) for a in found]
+
+
+@strawberry.type(
+    description="a message in or out; status: received (in), queued, sent, delivered, read, failed"
+)
+class InboxMessage:
+    doc: strawberry.Private[dict[str, Any]]
+
+    @strawberry.field
+    def id(self) -> strawberry.ID:
+        return strawberry.ID(self.doc["_id"])
+
+    @strawberry.field
+    def direction(self) -> MessageDirection:
+        return MessageDirection.IN if self.doc.get("direction") == "in" else MessageDirection.OUT
+
+    @strawberry.field
+    def sender(self) -> MessageSender:
+        return MessageSender(inbox_ops.sender_of(self.doc))
+
+    @strawberry.field
+    def kind(self) -> str:
+        return self.doc.get("kind") or "text"
+
+    @strawberry.field
+    def text(self) -> str | None:
+        return self.doc.get("text")
+
+    @strawberry.field
+    def button_id(self) -> str | None:
+        return self.doc.get("button_id")
+
+    @strawberry.field
+    def template(self) -> JSON | None:
+        return self.doc.get("template")
+
+    @strawberry.field
+    def media(self) -> JSON | None:
+        return self.doc.get("media")
+
+    @strawberry.field
+    def status(self) -> str:
+        if self.doc.get("direction") == "in":
+            return "received"
+        return self.doc.get("status") or "sent"
+
+    @strawberry.field
+    def error(self) -> str | None:
+        return self.doc.get("error")
+
+    @strawberry.field
+    def agent_id(self) -> strawberry.ID | None:
+        return self.doc.get("agent_id")
+
+    @strawberry.field
+    def run_id(self) -> strawberry.ID | None:
+        return self.doc.get("run_id")
+
+    @strawberry.field
+    def at(self) -> datetime | None:
+        return self.doc.get("at")
+
+
+async def _support_tags(info: strawberry.Info, workspace_id: str) -> set[str]:
+    """Names of SUPPORT tags, cached on the request (or subscription) context for a few seconds."""
+    ctx = info.context
+    cache: dict[str, tuple[float, set[str]]] = ctx.__dict__.setdefault("_support_tags", {})
+    cached = cache.get(workspace_id)
+    if cached is not None and cached[0] > time.monotonic():
+        return cached[1]
+    names = {t["name"] for t in await ctx.runtime.tags.list(workspace_id) if t["kind"] == "SUPPORT"}
+    cache[workspace_id] = (time.monotonic() + SUPPORT_TAGS_TTL, names)
+    return names
+
+
+@strawberry.type(description="a contact's conversation as the agents' inbox shows it")
+class Conversation:
+    doc: strawberry.Private[dict[str, Any]]
+
+    @strawberry.field(description="the contact id")
+    def id(self) -> strawberry.ID:
+        return strawberry.ID(self.doc["_id"])
+
+    @strawberry.field
+    def phone(self) -> str:
+        return self.doc["phone"]
+
+    @strawberry.field
+    def name(self) -> str | None:
+        return self.doc.get("name")
+
+    @strawberry.field
+    def contact(self) -> Contact:
+        return Contact(doc=self.doc)
+
+    @strawberry.field
+    async def assigned_agent(self, info: strawberry.Info) -> Agent | None:
+        agent_id = self.doc.get("assigned_agent")
+        found = (
+            await info.context.runtime.agents.get(self.doc["workspace_id"], agent_id) if agent_id else None
+        )
+        return Agent.of(found) if found else None
+
+    @strawberry.field(description="the contact's SUPPORT tags (marketing tags are not shown here)")
+    async def support_tags(self, info: strawberry.Info) -> list[str]:
+        support = await _support_tags(info, self.doc["workspace_id"])
+        return [t for t in self.doc.get("tags", []) if t in support]
+
+    @strawberry.field(description="customer messages since an agent last read or answered")
+    def unread_count(self) -> int:
+        return int(self.doc.get("unread") or 0)
+
+    @strawberry.field(description="the 24-hour window is open: agents may write free text")
+    def window_open(self, info: strawberry.Info) -> bool:
+        return window_open(self.doc.get("last_inbound_at"), info.context.runtime.clock.now())
+
+    @strawberry.field
+    def last_message_at(self) -> datetime | None:
+        return self.doc.get("last_message_at")
+
+    @strawberry.field(description="the latest messages in and out, oldest first")
+    async def messages(self, info: strawberry.Info, last: int = 50) -> list[InboxMessage]:
+        found = await inbox_ops.messages(info.context.runtime, self.doc, last)
+        return [InboxMessage(doc=m) for m in found]
+
+
+@strawberry.type
+class ConversationEdge:
+    cursor: str
+    node: Conversation
+
+
+@strawberry.type
+class ConversationConnection:
+    edges: list[ConversationEdge]
+    page_info: PageInfo
+
+
+def _cursor(doc: dict[str, Any]) -> str:
+    return encode_cursor([doc["last_message_at"].isoformat(), doc["_id"]])
+
+
+def _after(after: str | None) -> tuple[datetime, str] | None:
+    values = decode_cursor(after)
+    if values is None:
+        return None
+    try:
+        return datetime.fromisoformat(values[0]), str(values[1])
+    except (ValueError, IndexError, TypeError):
+        raise InvalidInput("after: not a cursor this API returned", field="after") from None
+
+
+@strawberry.type
+class InboxQuery:
+    @strawberry.field(
+        permission_classes=ANY_ROLE,
+        description="conversations, most recent first; assignedTo takes an agent id or e-mail",
+    )
+    async def conversations(
+        self,
+        info: strawberry.Info,
+        assigned_to: strawberry.ID | None = None,
+        unassigned: bool = False,
+        first: int | None = None,
+        after: str | None = None,
+    ) -> ConversationConnection:
+        ctx = info.context
+        limit = page_size(first)
+        found = await inbox_ops.conversations(
+            ctx.runtime,
+            ctx.workspace(),
+            assigned_to and str(assigned_to),
+            unassigned,
+            _after(after),
+            limit + 1,
+        )
+        edges = [ConversationEdge(cursor=_cursor(d), node=Conversation(doc=d)) for d in found[:limit]]
+        return ConversationConnection(
+            edges=edges,
+            page_info=PageInfo(
+                has_next_page=len(found) > limit, end_cursor=edges[-1].cursor if edges else None
+            ),
+        )
+
+    @strawberry.field(permission_classes=ANY_ROLE)
+    async def conversation(self, info: strawberry.Info, phone: str) -> Conversation | None:
+        ctx = info.context
+        found = await ctx.runtime.contacts.load(ContactKey(ctx.workspace(), normalize_phone(phone)))
+        return Conversation(doc=found) if found else None
+
+    @strawberry.field(permission_classes=ANY_ROLE)
+    async def teams(self, info: strawberry.Info) -> list[Team]:
+        ctx = info.context
+        return [Team(doc=t) for t in await ops.list_teams(ctx.runtime, ctx.workspace())]
+
+
+@strawberry.type
+class InboxMutation:
+    @strawberry.mutation(
+        permission_classes=ANY_ROLE,
+        description="write to the customer as an agent (WINDOW_CLOSED outside the 24-hour window); "
+        "agentId defaults to the key's agent, then to the contact's assigned agent",
+    )
+    async def send_agent_message(
+        self, info: strawberry.Info, phone: str, text: str, agent_id: strawberry.ID | None = None
+    ) -> OutboundMessage:
+        ctx = info.context
+        agent = str(agent_id) if agent_id else getattr(ctx, "agent_id", None)
+        message = await inbox_ops.send_agent_message(ctx.runtime, ctx.workspace(), phone, text, agent)
+        return OutboundMessage(doc=message)
+
+    @strawberry.mutation(permission_classes=ANY_ROLE)
+    async def mark_conversation_read(self, info: strawberry.Info, phone: str) -> Conversation:
+        ctx = info.context
+        return Conversation(doc=await inbox_ops.mark_read(ctx.runtime, ctx.workspace(), phone))
+
+    @strawberry.mutation(
+        permission_classes=ANY_ROLE,
+        description="hand the conversation to an available agent (id or e-mail); flows stop answering",
+    )
+    async def assign_contact(self, info: strawberry.Info, phone: str, agent_id: strawberry.ID) -> Contact:
+        ctx = info.context
+        return Contact(
+            doc=await ops.assign_contact(ctx.runtime, ctx.workspace(), phone, str(agent_id), caller(info))
+        )
+
+    @strawberry.mutation(
+        permission_classes=ANY_ROLE,
+        description="hand the conversation to an available member of a team, by its policy or strategy",
+    )
+    async def assign_contact_to_team(
+        self, info: strawberry.Info, phone: str, team: str, strategy: TeamPolicy | None = None
+    ) -> Contact:
+        ctx = info.context
+        contact = await ops.assign_to_team(
+            ctx.runtime, ctx.workspace(), phone, team, strategy.value if strategy else None, caller(info)
+        )
+        return Contact(doc=contact)
+
+    @strawberry.mutation(permission_classes=ANY_ROLE, description="hand the conversation back to the flows")
+    async def release_contact(self, info: strawberry.Info, phone: str) -> Contact:
+        ctx = info.context
+        return Contact(doc=await ops.release_contact(ctx.runtime, ctx.workspace(), phone, caller(info)))
+
+    @strawberry.mutation(permission_classes=ADMIN_ONLY)
+    async def create_team(
+        self,
+        info: strawberry.Info,
+        name: str,
+        agent_ids: list[strawberry.ID] | None = None,
+        policy: TeamPolicy = TeamPolicy.ROUND_ROBIN,
+    ) -> Team:
+        ctx = info.context
+        ids = [str(a) for a in agent_ids or []]
+        return Team(doc=await ops.create_team(ctx.runtime, ctx.workspace(), name, ids, policy.value))
+
+    @strawberry.mutation(
+        permission_classes=ADMIN_ONLY, description="renaming is refused while a flow uses it"
+    )
+    async def update_team(
+        self,
+        info: strawberry.Info,
+        id: strawberry.ID,
+        name: str | None = None,
+        agent_ids: list[strawberry.ID] | None = None,
+        policy: TeamPolicy | None = None,
+    ) -> Team:
+        ctx = info.context
+        ids = [str(a) for a in agent_ids] if agent_ids is not None else None
+        team = await ops.update_team(
+            ctx.runtime, ctx.workspace(), str(id), name, ids, policy.value if policy else None
+        )
+        return Team(doc=team)
+
+    @strawberry.mutation(permission_classes=ADMIN_ONLY, description="refused (CONFLICT) while a flow uses it")
+    async def delete_team(self, info: strawberry.Info, id: strawberry.ID) -> bool:
+        ctx = info.context
+        return await ops.delete_team(ctx.runtime, ctx.workspace(), str(id))
+
+    @strawberry.mutation(
+        permission_classes=ADMIN_ONLY, description="an e-mail change is refused while a flow names the agent"
+    )
+    async def update_agent(
+        self,
+        info: strawberry.Info,
+        id: strawberry.ID,
+        name: str | None = None,
+        email: str | None = None,
+        teams: list[str] | None = None,
+    ) -> Agent:
+        ctx = info.context
+        return Agent.of(await ops.update_agent(ctx.runtime, ctx.workspace(), str(id), name, email, teams))
+
+    @strawberry.mutation(
+        permission_classes=ADMIN_ONLY,
+        description="refused (CONFLICT) while a flow names the agent or they own conversations",
+    )
+    async def delete_agent(self, info: strawberry.Info, id: strawberry.ID) -> bool:
+        ctx = info.context
+        return await ops.delete_agent(ctx.runtime, ctx.workspace(), str(id))
+
+
+@strawberry.type
+class InboxSubscription:
+    @strawberry.subscription(
+        permission_classes=ANY_ROLE,
+        description="every committed change of a conversation (new messages, assignment, reads, tags)",
+    )
+    async def inbox_updated(
+        self, info: strawberry.Info, assigned_to: strawberry.ID | None = None
+    ) -> AsyncGenerator[Conversation, None]:
+        ctx = info.context
+        updates = ctx.runtime.pubsub.subscribe(inbox_topic(ctx.workspace()))
+        try:
+            async for document in updates:
+                if assigned_to is None or document.get("assigned_agent") == str(assigned_to):
+                    yield Conversation(doc=document)
+        finally:
+            await updates.aclose()
