@@ -1,0 +1,102 @@
+"""What every benchmark needs: embedded services, a runtime, a workspace, published flows, and
+contacts cloned in bulk from one real actor turn (so setup does not dominate the measurement)."""
+
+from __future__ import annotations
+
+import copy
+import os
+import tempfile
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from server.clock import SystemClock
+from server.config import Settings
+from server.embedded import free_port, start_services
+from server.ids import ContactKey, new_id
+from server.operations import flows as flow_ops
+from server.runtime import Runtime
+
+WORKSPACE = "ws_bench"
+
+
+@contextmanager
+def services() -> Iterator[Settings]:
+    """Embedded store + Redis on free ports in a temporary directory, stopped afterwards."""
+    data_dir = Path(tempfile.mkdtemp(prefix="konvo-bench-"))
+    boot = Settings(
+        data_dir=data_dir, store_port=free_port(), redis_port=free_port(), mongodb_uri=None, redis_url=None
+    )
+    running = start_services(boot, redis_persist=False)
+    try:
+        assert running.mongodb_uri and running.redis_url
+        yield boot.model_copy(
+            update={
+                "mongodb_uri": running.mongodb_uri,
+                "redis_url": running.redis_url,
+                "mongodb_db": f"bench_{uuid.uuid4().hex[:8]}",
+            }
+        )
+    finally:
+        running.stop()
+
+
+def rss_bytes() -> int:
+    """Resident memory of this process, from /proc (Linux)."""
+    with open(f"/proc/{os.getpid()}/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+async def workspace(runtime: Runtime) -> str:
+    await runtime.workspaces.ensure(WORKSPACE, "Bench", "Europe/Madrid", SystemClock().now())
+    return WORKSPACE
+
+
+async def publish(runtime: Runtime, definition: dict[str, Any]) -> str:
+    flow = await flow_ops.import_flow(runtime, WORKSPACE, definition)
+    await flow_ops.publish_flow(runtime, WORKSPACE, flow["_id"])
+    return str(flow["_id"])
+
+
+def phone(index: int) -> str:
+    return f"+3460{index:07d}"
+
+
+def clone_contact(template: dict[str, Any], index: int, due_at: datetime | None) -> dict[str, Any]:
+    """A copy of ``template`` for another phone, with fresh run and timer ids."""
+    doc = copy.deepcopy(template)
+    key = ContactKey(WORKSPACE, phone(index))
+    doc["_id"], doc["phone"], doc["applied_events"] = key.doc_id, key.phone, []
+    run_ids = {run["id"]: new_id("run") for run in doc.get("runs", [])}
+    timer_ids = {timer["id"]: new_id("tmr") for timer in doc.get("timers", [])}
+    for run in doc.get("runs", []):
+        run["id"] = run_ids[run["id"]]
+        waiting = run.get("waiting_for") or {}
+        if waiting.get("timer_id"):
+            waiting["timer_id"] = timer_ids[waiting["timer_id"]]
+            if due_at is not None:
+                waiting["due_at"] = due_at
+    for timer in doc.get("timers", []):
+        timer["id"], timer["run_id"] = timer_ids[timer["id"]], run_ids[timer["run_id"]]
+        if due_at is not None:
+            timer["due_at"] = due_at
+    return doc
+
+
+async def insert_clones(
+    runtime: Runtime,
+    template: dict[str, Any],
+    count: int,
+    due_at: datetime | None,
+    first_index: int = 1,
+    batch: int = 2000,
+) -> None:
+    contacts = runtime.database.collection("contacts")
+    for start in range(first_index, first_index + count, batch):
+        stop = min(start + batch, first_index + count)
+        await contacts.insert_many(
+            [clone_contact(template, i, due_at) for i in range(start, stop)], ordered=False
+        )
