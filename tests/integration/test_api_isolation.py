@@ -133,6 +133,37 @@ async def populate(b: GraphQLClient) -> None:
     await b(
         "mutation($f: ID!, $p: String!) { startFlow(flowId: $f, phone: $p) { id } }", f=flow_id, p=B_PHONE
     )
+    await b(f'mutation {{ createTeam(name: "{MARK} team") {{ id }} }}')
+    await b(
+        "mutation($f: ID!, $m: JSON!) { createWebhookTrigger(flowId: $f, mapping: $m) { id } }",
+        f=flow_id,
+        m={"phone": "customer.phone"},
+    )
+    await b(
+        "mutation($i: InboundTriggerInput!) { createInboundTrigger(input: $i) { id } }",
+        i={"flowId": flow_id, "kind": "KEYWORD", "keywords": [f"{MARK}word"]},
+    )
+    # Scheduled far ahead, so B does not change by itself while A probes it.
+    await b(
+        "mutation($i: BroadcastInput!) { createBroadcast(input: $i) { id } }",
+        i={
+            "segment": {"tag": f"{MARK}-tag"},
+            "flowId": flow_id,
+            "name": f"{MARK} broadcast",
+            "startAt": "2099-01-01T00:00:00Z",
+        },
+    )
+    await b(
+        "mutation($i: ConnectWhatsAppInput!) { connectWhatsApp(input: $i) { id } }",
+        i={
+            "phoneNumberId": "b-number",
+            "wabaId": "b-waba",
+            "accessToken": "token",
+            "appSecret": "secret",
+            "displayPhone": MARK,
+            "baseUrl": "http://127.0.0.1:9",
+        },
+    )
 
 
 async def harvest(client: GraphQLClient) -> dict[str, Any]:
