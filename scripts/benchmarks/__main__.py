@@ -26,7 +26,8 @@ async def run(keys: list[str], quick: bool) -> list[Row]:
         module, full, small = ROWS[key]
         with harness.services() as settings:
             rows.append(await module.measure(settings, small if quick else full, quick))
-        print(f"... {key} done", flush=True)
+        row = rows[-1]
+        print(f"... {row.key}: {row.measured} (reference {row.reference}; target {row.target})", flush=True)
     return rows
 
 
