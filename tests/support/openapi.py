@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -26,7 +27,10 @@ import yaml
 from jsonschema import Draft202012Validator
 
 ROOT = Path(__file__).resolve().parents[2]
-SPEC_PATH = ROOT.parent / "shared" / "conformance" / "meta-cloud-api" / "business-messaging-api_v23.0.yaml"
+# The third-party conformance material lives beside the checkout (../shared/conformance/);
+# KONVO_CONFORMANCE_DIR points elsewhere when the checkout sits somewhere else.
+CONFORMANCE_DIR = Path(os.environ.get("KONVO_CONFORMANCE_DIR") or ROOT.parent / "shared" / "conformance")
+SPEC_PATH = CONFORMANCE_DIR / "meta-cloud-api" / "business-messaging-api_v23.0.yaml"
 _REF = "#/components/schemas/"
 
 # (JSON pointer into the spec, new value, why). Applied to a copy; the file itself is never edited.
@@ -86,6 +90,11 @@ ERRATA: tuple[tuple[str, Any, str], ...] = (
 def load_spec(path: Path = SPEC_PATH) -> dict[str, Any]:
     """The spec as a dict with ERRATA applied (parsed once per process; ~0.5 s with libyaml)."""
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"Meta's API description is not at {path}: the conformance material is expected in "
+            "../shared/conformance/ beside the checkout; set KONVO_CONFORMANCE_DIR to where it is"
+        )
     with path.open(encoding="utf-8") as handle:
         spec = yaml.load(handle, Loader=loader)  # a safe loader
     for pointer, value, _why in ERRATA:
