@@ -65,6 +65,10 @@ class ActorDeps:
     inbound_trigger: (
         Callable[[str, str | None, str | None], Awaitable[tuple[str, dict[str, Any]] | None]] | None
     ) = None
+    # Shard lease fencing: the epoch of this process's lease on the contact's shard, written into
+    # the document so a replica that lost its lease can never overwrite a newer owner's commit.
+    # Raises (e.g. Unavailable) when this process does not own the shard any more.
+    fence_of: Callable[[ContactKey], int | None] | None = None
 
 
 Envelope = tuple[Event, "asyncio.Future[TurnResult]"]
@@ -141,6 +145,10 @@ class ContactActor:
                 return result
             contact_state.note_outbound(before, working, turn.now)
             self._finish(turn, event)
+            if self._deps.fence_of is not None:
+                epoch = self._deps.fence_of(self.key)
+                if epoch is not None:
+                    working["lease_epoch"] = epoch
             expected = before["version"]
             if await self._deps.contacts.compare_and_set(working, expected):
                 self.document = working

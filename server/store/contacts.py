@@ -34,6 +34,15 @@ def new_contact(key: ContactKey, now: datetime) -> dict[str, Any]:
     }
 
 
+def cas_filter(document: dict[str, Any], expected_version: int) -> dict[str, Any]:
+    """The filter of a compare-and-set write: same version, and no newer lease epoch."""
+    query: dict[str, Any] = {"_id": document["_id"], "version": expected_version}
+    epoch = document.get("lease_epoch")
+    if epoch is not None:
+        query["$or"] = [{"lease_epoch": {"$exists": False}}, {"lease_epoch": {"$lte": epoch}}]
+    return query
+
+
 class ContactRepository:
     def __init__(self, database: Database) -> None:
         self._contacts = database.collection("contacts")
@@ -48,6 +57,8 @@ class ContactRepository:
         """Write ``document`` only if the stored version is still ``expected_version``.
 
         Version 0 means "not stored yet": the insert fails if another writer created it first.
+        A ``lease_epoch`` in the document fences the write: it fails if a newer shard owner
+        (a higher epoch) has written the contact since.
         """
         if expected_version == 0:
             try:
@@ -55,9 +66,7 @@ class ContactRepository:
             except DuplicateKeyError:
                 return False
             return True
-        result = await self._contacts.replace_one(
-            {"_id": document["_id"], "version": expected_version}, document
-        )
+        result = await self._contacts.replace_one(cas_filter(document, expected_version), document)
         return result.matched_count == 1
 
     async def pull_outbox(self, doc_id: str, version: int, message_ids: list[str]) -> None:
