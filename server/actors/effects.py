@@ -52,19 +52,24 @@ class Effects:
         for timer in after.get("timers", []):
             if timer["id"] not in known:
                 await self.timers.schedule(key, timer)
-        await self.deliver_outbox(after)
+        queued_before = {m["id"] for m in (before or {}).get("outbox", [])}
+        await self.deliver_outbox(after, fresh={m["id"] for m in after.get("outbox", [])} - queued_before)
         if changed_runs:
             await self.runs.project(after, changed_runs)
         if applied_inbound:
             await self.messages.mark_applied(applied_inbound)
         await self.publisher.contact_changed(after, changed_runs)
 
-    async def deliver_outbox(self, contact: dict[str, Any]) -> None:
-        """Send pending messages in order; stop at the first one to retry so order is kept."""
+    async def deliver_outbox(self, contact: dict[str, Any], fresh: set[str] | None = None) -> None:
+        """Send pending messages in order; stop at the first one to retry so order is kept.
+
+        ``fresh``: ids queued by the turn just committed (never sent, so no lookup before sending).
+        """
         delivered: list[str] = []
         for message in contact.get("outbox", []):
             try:
-                result = await self.channel.send(contact["workspace_id"], message)
+                is_fresh = fresh is not None and message["id"] in fresh
+                result = await self.channel.send(contact["workspace_id"], message, fresh=is_fresh)
             except Exception:
                 log.exception("sending %s failed; it stays in the outbox", message["id"])
                 break

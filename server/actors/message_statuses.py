@@ -20,6 +20,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
 from server.actors.events import Event, MessageStatus, TurnResult
 from server.clock import Clock
 from server.errors import Unavailable
@@ -48,6 +51,33 @@ class StatusReport:
     conversation: dict[str, Any] | None = None
 
 
+class ParkedMarks:
+    """A short-lived Redis flag per provider id that has parked reports.
+
+    Every send would otherwise ask the store whether a report is parked for its new provider
+    id, which is almost never the case. The flag is set *before* a report looks for its message,
+    so either the report finds the message, or the sender (which records the message first and
+    then reads the flag) finds the flag. If Redis fails, the sender asks the store anyway.
+    """
+
+    def __init__(self, redis: Redis, prefix: str, ttl_seconds: int = 3600) -> None:
+        self._redis = redis
+        self._prefix = prefix
+        self._ttl = ttl_seconds
+
+    async def mark(self, provider_id: str) -> None:
+        try:
+            await self._redis.set(self._prefix + provider_id, 1, ex=self._ttl)
+        except RedisError as exc:  # the recovery pass still settles the report
+            log.warning("could not flag parked status for %s: %s", provider_id, exc)
+
+    async def maybe_parked(self, provider_id: str) -> bool:
+        try:
+            return bool(await self._redis.exists(self._prefix + provider_id))
+        except RedisError:
+            return True
+
+
 Pricer = Callable[[dict[str, Any], dict[str, Any] | None], dict[str, Any]]
 """Fields to set on a message from a status's ``pricing`` block (the channel's cost reconciliation)."""
 
@@ -60,7 +90,9 @@ class StatusLedger:
         tell: Tell,
         clock: Clock,
         price: Pricer | None = None,
+        marks: ParkedMarks | None = None,
     ) -> None:
+        self._marks = marks
         self._messages = messages
         self._price = price
         self._statuses = statuses
@@ -95,6 +127,8 @@ class StatusLedger:
                 self._tell_actor(existing)  # a retry while the first turn is pending: harmless
                 return "duplicate"
             document = existing
+        if self._marks is not None:
+            await self._marks.mark(report.provider_id)  # before looking for the message: see ParkedMarks
         return await self._settle(document)
 
     async def send_failed(
@@ -132,6 +166,8 @@ class StatusLedger:
 
     async def provider_id_known(self, workspace_id: str, provider_id: str) -> int:
         """Apply the reports parked for a message whose provider id was just recorded."""
+        if self._marks is not None and not await self._marks.maybe_parked(provider_id):
+            return 0
         parked = await self._statuses.parked_for(workspace_id, provider_id)
         for document in parked:
             await self._settle(document)

@@ -20,4 +20,7 @@ class SendResult:
 class Channel(Protocol):
     name: str
 
-    async def send(self, workspace_id: str, message: dict[str, Any]) -> SendResult: ...
+    async def send(self, workspace_id: str, message: dict[str, Any], fresh: bool = False) -> SendResult:
+        """Send one outbox message. ``fresh``: it was queued by the turn just committed, so it
+        cannot have been sent before and the channel may skip its "already sent?" lookup."""
+        ...

@@ -29,6 +29,7 @@ class ChannelRouter:
         self.sandbox = sandbox
         self.whatsapp = whatsapp
         self._cache: dict[str, tuple[float, dict[str, Any] | None]] = {}
+        self._by_id: dict[str, tuple[float, dict[str, Any] | None]] = {}
 
     async def channel_for(self, workspace_id: str) -> dict[str, Any] | None:
         cached = self._cache.get(workspace_id)
@@ -38,11 +39,21 @@ class ChannelRouter:
         self._cache[workspace_id] = (time.monotonic() + CHANNEL_TTL_SECONDS, found)
         return found
 
+    async def by_id(self, channel_id: str) -> dict[str, Any] | None:
+        """A channel by id (each webhook POST names its channel), cached like ``channel_for``."""
+        cached = self._by_id.get(channel_id)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        found = await self._channels.get(channel_id)
+        self._by_id[channel_id] = (time.monotonic() + CHANNEL_TTL_SECONDS, found)
+        return found
+
     def forget(self, workspace_id: str) -> None:
         self._cache.pop(workspace_id, None)
+        self._by_id.clear()  # rare (a number connected or changed): simpler than finding its ids
 
-    async def send(self, workspace_id: str, message: dict[str, Any]) -> SendResult:
+    async def send(self, workspace_id: str, message: dict[str, Any], fresh: bool = False) -> SendResult:
         channel = await self.channel_for(workspace_id)
         if channel is None or channel.get("kind", "whatsapp") != "whatsapp":
             return await self.sandbox.send(workspace_id, message)
-        return await self.whatsapp.send(workspace_id, message, channel)
+        return await self.whatsapp.send(workspace_id, message, channel, fresh=fresh)

@@ -18,7 +18,7 @@ class SandboxChannel:
         self._messages = messages
         self._clock = clock
 
-    async def send(self, workspace_id: str, message: dict[str, Any]) -> SendResult:
+    async def send(self, workspace_id: str, message: dict[str, Any], fresh: bool = False) -> SendResult:
         """Record the message; redelivery of the same outbox id is recorded once."""
         record = {k: v for k, v in message.items() if k not in ("id", "to")}
         await self._messages.record_outbound(

@@ -1,7 +1,9 @@
 """Change notifications through Redis pub/sub, so subscribers on any server process see them.
 
 One pattern subscription per process receives every topic of this deployment and fans it out
-to local subscriber queues; publishing is one PUBLISH per topic.
+to local subscriber queues; publishing is one PUBLISH per topic. Payloads travel as BSON: every
+commit publishes its contact document, and the C encoder costs a fraction of a JSON encoding
+that has to walk datetimes in Python.
 """
 
 from __future__ import annotations
@@ -12,13 +14,14 @@ import logging
 from collections import defaultdict
 from typing import Any
 
-from bson import json_util
+import bson
+from bson.codec_options import CodecOptions
 from redis.asyncio import Redis
 
 log = logging.getLogger(__name__)
 
 QUEUE_LIMIT = 10_000
-_JSON = json_util.JSONOptions(json_mode=json_util.JSONMode.CANONICAL, tz_aware=True)
+_CODEC = CodecOptions(tz_aware=True)
 
 
 def contact_topic(workspace_id: str, phone: str) -> str:
@@ -60,7 +63,7 @@ class RedisPubSub:
                 queue.put_nowait(None)
 
     async def publish(self, topic: str, payload: dict[str, Any]) -> None:
-        await self._redis.publish(self._prefix + topic, json_util.dumps(payload, json_options=_JSON))
+        await self._redis.publish(self._prefix + topic, bson.encode(payload, codec_options=_CODEC))
 
     async def contact_changed(self, contact: dict[str, Any], run_ids: set[str]) -> None:
         workspace_id = contact["workspace_id"]
@@ -120,11 +123,11 @@ class RedisPubSub:
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()
 
-    def _dispatch(self, topic: str, data: bytes | str) -> None:
+    def _dispatch(self, topic: str, data: bytes) -> None:
         queues = self._queues.get(topic)
         if not queues:
             return
-        payload = json_util.loads(data, json_options=_JSON)
+        payload = bson.decode(data, codec_options=_CODEC)
         for queue in list(queues):
             try:
                 queue.put_nowait(payload)

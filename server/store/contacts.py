@@ -6,9 +6,10 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
-from pymongo.errors import DuplicateKeyError
+from pymongo import InsertOne, UpdateOne
 
-from server.ids import ContactKey
+from server.ids import ContactKey, new_id
+from server.store.batching import CasBatcher, IdLoader, Outcome, WriteBatcher
 from server.store.database import Database
 
 
@@ -39,16 +40,21 @@ def cas_filter(document: dict[str, Any], expected_version: int) -> dict[str, Any
     query: dict[str, Any] = {"_id": document["_id"], "version": expected_version}
     epoch = document.get("lease_epoch")
     if epoch is not None:
-        query["$or"] = [{"lease_epoch": {"$exists": False}}, {"lease_epoch": {"$lte": epoch}}]
+        query["lease_epoch"] = {"$not": {"$gt": epoch}}  # missing or <= epoch; an $or scans (no _id index)
     return query
 
 
 class ContactRepository:
     def __init__(self, database: Database) -> None:
         self._contacts = database.collection("contacts")
+        self._runs = database.collection("runs")  # to find the contact of a run
+        # Group commit: the turns of many actors share round trips (server/store/batching.py).
+        self._writes = WriteBatcher(self._contacts)
+        self._commits = CasBatcher(self._contacts)
+        self._loads = IdLoader(self._contacts)
 
     async def load(self, key: ContactKey) -> dict[str, Any] | None:
-        return await self._contacts.find_one({"_id": key.doc_id})
+        return await self._loads.load(key.doc_id)
 
     async def get(self, workspace_id: str, contact_id: str) -> dict[str, Any] | None:
         return await self._contacts.find_one({"_id": contact_id, "workspace_id": workspace_id})
@@ -60,24 +66,32 @@ class ContactRepository:
         A ``lease_epoch`` in the document fences the write: it fails if a newer shard owner
         (a higher epoch) has written the contact since.
         """
+        document["commit_id"] = new_id("cmt")  # tells a batched write whether it landed
         if expected_version == 0:
-            try:
-                await self._contacts.insert_one(document)
-            except DuplicateKeyError:
-                return False
-            return True
-        result = await self._contacts.replace_one(cas_filter(document, expected_version), document)
-        return result.matched_count == 1
+            return await self._writes.write(InsertOne(document)) is Outcome.DONE
+        return await self._commits.replace(cas_filter(document, expected_version), document)
 
     async def pull_outbox(self, doc_id: str, version: int, message_ids: list[str]) -> None:
         """Forget delivered messages without a version bump (only the owning actor writes)."""
-        await self._contacts.update_one(
-            {"_id": doc_id, "version": version},
-            {"$pull": {"outbox": {"id": {"$in": message_ids}}}},
+        await self._writes.write(
+            UpdateOne(
+                {"_id": doc_id, "version": version}, {"$pull": {"outbox": {"id": {"$in": message_ids}}}}
+            )
         )
 
     async def find_run(self, workspace_id: str, run_id: str) -> dict[str, Any] | None:
-        return await self._contacts.find_one({"workspace_id": workspace_id, "runs.id": run_id})
+        """The contact still holding run ``run_id`` (its projection names the contact)."""
+        projected = await self._runs.find_one(
+            {"_id": run_id, "workspace_id": workspace_id}, {"contact_id": 1}
+        )
+        if projected is None:
+            return None
+        contact = await self._contacts.find_one(
+            {"_id": projected["contact_id"], "workspace_id": workspace_id}
+        )
+        if contact is None or not any(run["id"] == run_id for run in contact.get("runs", [])):
+            return None
+        return contact
 
     async def with_pending_work(self) -> AsyncIterator[dict[str, Any]]:
         """Contacts holding timers or undelivered messages: what recovery must re-arm."""

@@ -12,10 +12,11 @@ INDEXES: dict[str, list[IndexModel]] = {
     "api_keys": [IndexModel([("workspace_id", ASCENDING)])],
     "flows": [IndexModel([("workspace_id", ASCENDING), ("name", ASCENDING)])],
     "flow_versions": [IndexModel([("flow_id", ASCENDING), ("version", ASCENDING)], unique=True)],
+    # Every index costs each contact commit (the embedded store maintains indexes in Python: each
+    # one roughly halved its compare-and-set rate), so contacts keep only what queries need. The
+    # _id is "workspace:phone"; workspace-wide queries use the inbox index's workspace_id prefix;
+    # a run is found through the ``runs`` projection.
     "contacts": [
-        IndexModel([("workspace_id", ASCENDING), ("phone", ASCENDING)]),
-        IndexModel([("runs.id", ASCENDING)]),
-        IndexModel([("timers.due_at", ASCENDING)], sparse=True),
         # The inbox (server/operations/inbox.py): newest conversations, per agent or all.
         IndexModel([("workspace_id", ASCENDING), ("last_message_at", DESCENDING), ("_id", DESCENDING)]),
         IndexModel(
@@ -66,6 +67,12 @@ INDEXES: dict[str, list[IndexModel]] = {
 }
 
 
+# Indexes earlier versions created that cost writes and serve no query any more: dropped at start.
+RETIRED_INDEXES: dict[str, list[str]] = {
+    "contacts": ["workspace_id_1_phone_1", "runs.id_1", "timers.due_at_1"],
+}
+
+
 class Database:
     """Owns the async client; repositories receive collections from it."""
 
@@ -81,6 +88,11 @@ class Database:
     async def ensure_indexes(self) -> None:
         for name, indexes in INDEXES.items():
             await self.db[name].create_indexes(indexes)
+        for name, retired in RETIRED_INDEXES.items():
+            existing = {index["name"] async for index in await self.db[name].list_indexes()}
+            for index_name in retired:
+                if index_name in existing:
+                    await self.db[name].drop_index(index_name)
 
     async def ping(self) -> bool:
         await self.db.command("ping")

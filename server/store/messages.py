@@ -6,8 +6,9 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
-from pymongo.errors import DuplicateKeyError
+from pymongo import InsertOne, UpdateMany
 
+from server.store.batching import IdLoader, Outcome, WriteBatcher
 from server.store.database import Database
 
 # How far an outbound message got; a later one wins and ``failed`` is final.
@@ -17,28 +18,24 @@ STATUS_ORDER = ("sent", "delivered", "read", "failed")
 class MessageRepository:
     def __init__(self, database: Database) -> None:
         self._messages = database.collection("messages")
+        # Group commit: concurrent webhooks and sends share round trips (server/store/batching.py).
+        self._writes = WriteBatcher(self._messages)
+        self._loads = IdLoader(self._messages)
 
     async def record_inbound(self, document: dict[str, Any]) -> bool:
         """Store an inbound message; False when this provider id was already stored (a retry)."""
-        try:
-            await self._messages.insert_one({**document, "direction": "in", "applied": False})
-        except DuplicateKeyError:
-            return False
-        return True
+        inserted = await self._writes.write(InsertOne({**document, "direction": "in", "applied": False}))
+        return inserted is Outcome.DONE
 
     async def get(self, message_id: str) -> dict[str, Any] | None:
-        return await self._messages.find_one({"_id": message_id})
+        return await self._loads.load(message_id)
 
     async def mark_applied(self, message_ids: list[str]) -> None:
-        await self._messages.update_many({"_id": {"$in": message_ids}}, {"$set": {"applied": True}})
+        await self._writes.write(UpdateMany({"_id": {"$in": message_ids}}, {"$set": {"applied": True}}))
 
     async def record_outbound(self, document: dict[str, Any]) -> bool:
         """Store an outbound message once (its id is the outbox id, so redelivery is a no-op)."""
-        try:
-            await self._messages.insert_one({**document, "direction": "out"})
-        except DuplicateKeyError:
-            return False
-        return True
+        return await self._writes.write(InsertOne({**document, "direction": "out"})) is Outcome.DONE
 
     async def unapplied_inbound(self, older_than: datetime) -> AsyncIterator[dict[str, Any]]:
         cursor = self._messages.find({"direction": "in", "applied": False, "at": {"$lt": older_than}})

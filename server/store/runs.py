@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from pymongo import UpdateOne
 
+from server.store.batching import WriteBatcher
 from server.store.database import Database
 
 
 class RunRepository:
     def __init__(self, database: Database) -> None:
         self._runs = database.collection("runs")
+        self._writes = WriteBatcher(self._runs)  # projections of many actors share round trips
 
     async def project(self, contact: dict[str, Any], run_ids: set[str]) -> None:
         """Upsert the given runs; ``contact_version`` guards against an older write landing last."""
@@ -34,12 +37,8 @@ class RunRepository:
                     upsert=True,
                 )
             )
-        if operations:
-            try:
-                await self._runs.bulk_write(operations, ordered=False)
-            except Exception as exc:  # a newer projection won the race: duplicate key on upsert
-                if "E11000" not in str(exc):
-                    raise
+        # A duplicate key on the upsert means a newer projection won the race: nothing to do.
+        await asyncio.gather(*(self._writes.write(operation) for operation in operations))
 
     async def get(self, workspace_id: str, run_id: str) -> dict[str, Any] | None:
         found = await self._runs.find_one({"_id": run_id, "workspace_id": workspace_id})

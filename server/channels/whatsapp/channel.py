@@ -49,10 +49,13 @@ class WhatsAppChannel:
         self._contacts = contacts
         self._clock = clock
 
-    async def send(self, workspace_id: str, message: dict[str, Any], channel: dict[str, Any]) -> SendResult:
-        existing = await self._messages.get(message["id"])
-        if existing is not None and existing.get("provider_id"):
-            return SendResult(ok=True, provider_id=existing["provider_id"])
+    async def send(
+        self, workspace_id: str, message: dict[str, Any], channel: dict[str, Any], fresh: bool = False
+    ) -> SendResult:
+        if not fresh:  # a redelivery after a crash: it may have reached Meta already
+            existing = await self._messages.get(message["id"])
+            if existing is not None and existing.get("provider_id"):
+                return SendResult(ok=True, provider_id=existing["provider_id"])
         template: dict[str, Any] | None = None
         if message.get("kind") == "template":
             template, refusal = await self._usable_template(workspace_id, message)

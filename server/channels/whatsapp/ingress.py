@@ -45,7 +45,7 @@ def _endpoint(runtime: Runtime) -> Endpoint:
     async def webhook(request: Request) -> Response:
         channel_id = request.path_params["channel_id"]
         try:
-            channel = await runtime.channels.get(channel_id)
+            channel = await runtime.channel.by_id(channel_id)
         except PyMongoError as exc:
             return _unavailable(channel_id, exc)
         if channel is None or channel.get("kind", "whatsapp") != "whatsapp":

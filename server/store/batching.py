@@ -1,0 +1,198 @@
+"""Group commit: concurrent writes (and reads by id) to one collection share one round trip.
+
+The embedded store answers a round trip in about 1 ms but takes only about 0.3 ms more per
+document inside a bulk write, so many actors committing at once should not each pay a round
+trip. Callers still await their own write and get its own outcome: a write is acknowledged only
+after the bulk that carried it was acknowledged by the store (the same durability as a single
+write). While one bulk is in flight the next writes queue up and go out together when it
+returns: under light load every write goes out alone at once, so batching adds no latency.
+
+Outcomes per write come from the unordered bulk's ``writeErrors`` (by index): a duplicate key
+(code 11000) is the ``DUPLICATE`` outcome, which is how compare-and-set writes report a lost race
+(see ``ContactRepository.compare_and_set``); any other write error is raised to that caller only;
+a failure of the whole round trip (store down) is raised to every caller of the bulk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+from collections.abc import Sequence
+from enum import Enum
+from typing import Any
+
+from pymongo import DeleteOne, InsertOne, ReplaceOne, UpdateMany, UpdateOne
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import BulkWriteError, WriteError
+
+log = logging.getLogger(__name__)
+
+WriteOp = InsertOne[Any] | ReplaceOne[Any] | UpdateOne | UpdateMany | DeleteOne
+DUPLICATE_KEY = 11000
+MAX_BATCH = 500  # documents per bulk: past a few hundred the store gains nothing and latency grows
+
+
+class Outcome(Enum):
+    DONE = "done"
+    DUPLICATE = "duplicate"  # the write hit a unique key: an insert's retry, or a lost CAS race
+
+
+_Pending = tuple[WriteOp, "asyncio.Future[Outcome]"]
+
+
+class WriteBatcher:
+    """Writes to one collection, sent as unordered bulk writes, at most one bulk in flight."""
+
+    def __init__(self, collection: AsyncCollection[dict[str, Any]], max_batch: int = MAX_BATCH) -> None:
+        self._collection = collection
+        self._max_batch = max_batch
+        self._pending: list[_Pending] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    async def write(self, operation: WriteOp) -> Outcome:
+        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        self._pending.append((operation, future))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.get_running_loop().create_task(self._flush_all())
+        return await future
+
+    async def _flush_all(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending[: self._max_batch], self._pending[self._max_batch :]
+            await self._flush([entry for entry in batch if not entry[1].cancelled()])
+
+    async def _flush(self, batch: Sequence[_Pending]) -> None:
+        if not batch:
+            return
+        failed: dict[int, dict[str, Any]] = {}
+        try:
+            await self._collection.bulk_write([operation for operation, _ in batch], ordered=False)
+        except BulkWriteError as exc:
+            failed = {error["index"]: error for error in exc.details.get("writeErrors", [])}
+            if exc.details.get("writeConcernErrors"):
+                _fail_all(batch, exc)
+                return
+        except Exception as exc:  # the round trip failed: nobody's write is known to be stored
+            _fail_all(batch, exc)
+            return
+        for index, (_, future) in enumerate(batch):
+            if future.done():
+                continue
+            error = failed.get(index)
+            if error is None:
+                future.set_result(Outcome.DONE)
+            elif error.get("code") == DUPLICATE_KEY:
+                future.set_result(Outcome.DUPLICATE)
+            else:
+                message = str(error.get("errmsg", "write failed"))[:300]
+                future.set_exception(WriteError(message, error.get("code"), error))
+
+
+def _fail_all(batch: Sequence[_Pending], exc: Exception) -> None:
+    for _, future in batch:
+        if not future.done():
+            future.set_exception(exc)
+
+
+class CasBatcher:
+    """Compare-and-set replaces of many documents in one unordered bulk; each caller learns if it won.
+
+    A bulk only says how many replaces matched in total, and an upsert (which would report a lost
+    race per operation as a duplicate key) makes the embedded store scan the collection. So each
+    document carries a unique ``commit_id``: when fewer replaces matched than were sent, the
+    stored ``commit_id`` of each document tells whose write landed.
+    """
+
+    def __init__(self, collection: AsyncCollection[dict[str, Any]], max_batch: int = MAX_BATCH) -> None:
+        self._collection = collection
+        self._max_batch = max_batch
+        self._pending: list[tuple[dict[str, Any], dict[str, Any], asyncio.Future[bool]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    async def replace(self, query: dict[str, Any], document: dict[str, Any]) -> bool:
+        """Replace the document matching ``query`` (which names its ``_id``); False if none matched."""
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._pending.append((query, document, future))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.get_running_loop().create_task(self._flush_all())
+        return await future
+
+    async def _flush_all(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending[: self._max_batch], self._pending[self._max_batch :]
+            try:
+                await self._flush(batch)
+            except Exception as exc:  # the round trip failed: nobody's write is known to be stored
+                for _, _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+
+    async def _flush(self, batch: list[tuple[dict[str, Any], dict[str, Any], asyncio.Future[bool]]]) -> None:
+        operations = [ReplaceOne(query, document) for query, document, _ in batch]
+        failed: dict[int, dict[str, Any]] = {}
+        try:
+            matched = (await self._collection.bulk_write(operations, ordered=False)).matched_count
+        except BulkWriteError as exc:
+            failed = {error["index"]: error for error in exc.details.get("writeErrors", [])}
+            matched = int(exc.details.get("nMatched", 0))
+        landed: set[Any] | None = None
+        if matched < len(batch) - len(failed):
+            ids = [document["_id"] for _, document, _ in batch]
+            stored = await self._collection.find({"_id": {"$in": ids}}, {"commit_id": 1}).to_list()
+            landed = {doc.get("commit_id") for doc in stored}
+        for index, (_, document, future) in enumerate(batch):
+            if future.done():
+                continue
+            error = failed.get(index)
+            if error is not None:
+                message = str(error.get("errmsg", "write failed"))[:300]
+                future.set_exception(WriteError(message, error.get("code"), error))
+            else:
+                future.set_result(landed is None or document["commit_id"] in landed)
+
+
+class IdLoader:
+    """Finds by ``_id`` batched into one ``$in`` query per round trip (same scheme as the writes)."""
+
+    def __init__(self, collection: AsyncCollection[dict[str, Any]], max_batch: int = MAX_BATCH) -> None:
+        self._collection = collection
+        self._max_batch = max_batch
+        self._pending: list[tuple[Any, asyncio.Future[dict[str, Any] | None]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    async def load(self, doc_id: Any) -> dict[str, Any] | None:
+        future: asyncio.Future[dict[str, Any] | None] = asyncio.get_running_loop().create_future()
+        self._pending.append((doc_id, future))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.get_running_loop().create_task(self._flush_all())
+        return await future
+
+    async def _flush_all(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending[: self._max_batch], self._pending[self._max_batch :]
+            await self._flush(batch)
+
+    async def _flush(self, batch: list[tuple[Any, asyncio.Future[dict[str, Any] | None]]]) -> None:
+        ids = list({doc_id for doc_id, _ in batch})
+        try:
+            if len(ids) == 1:
+                found = await self._collection.find_one({"_id": ids[0]})
+                documents = [found] if found is not None else []
+            else:
+                documents = await self._collection.find({"_id": {"$in": ids}}).to_list()
+        except Exception as exc:
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        by_id = {document["_id"]: document for document in documents}
+        seen: set[Any] = set()
+        for doc_id, future in batch:
+            if future.done():
+                continue
+            document = by_id.get(doc_id)
+            # Two callers asking for the same id must not share (and mutate) one dict.
+            shared = doc_id in seen and document is not None
+            future.set_result(copy.deepcopy(document) if shared else document)
+            seen.add(doc_id)

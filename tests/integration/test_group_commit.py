@@ -1,0 +1,101 @@
+"""Group commit on the real store: concurrent writes share bulk round trips, yet each caller gets
+its own outcome (a lost compare-and-set race, a duplicate insert, a failed write)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from pymongo import InsertOne, UpdateOne
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import WriteError
+
+from server.config import Settings
+from server.ids import ContactKey, new_id
+from server.store.batching import CasBatcher, IdLoader, Outcome, WriteBatcher
+from server.store.contacts import ContactRepository, new_contact
+from server.store.database import Database
+
+@pytest.fixture
+async def database(settings: Settings) -> AsyncIterator[Database]:
+    assert settings.mongodb_uri
+    database = Database(settings.mongodb_uri, settings.mongodb_db)
+    await database.ensure_indexes()
+    yield database
+    await database.close()
+
+
+def _collection(database: Database) -> AsyncCollection[dict[str, Any]]:
+    return database.collection(f"batching_{new_id('t')}")
+
+
+async def test_concurrent_inserts_share_round_trips_and_report_duplicates_each(database: Database) -> None:
+    collection = _collection(database)
+    await collection.insert_one({"_id": "taken"})
+    batcher = WriteBatcher(collection)
+    outcomes = await asyncio.gather(
+        *(batcher.write(InsertOne({"_id": f"doc{i}"})) for i in range(200)),
+        batcher.write(InsertOne({"_id": "taken"})),
+        batcher.write(InsertOne({"_id": "doc7"})),  # the same id twice in one bulk
+    )
+    assert outcomes[200] is Outcome.DUPLICATE
+    assert [outcomes[7], outcomes[201]].count(Outcome.DUPLICATE) == 1
+    assert [o for i, o in enumerate(outcomes[:200]) if i != 7] == [Outcome.DONE] * 199
+    assert await collection.count_documents({}) == 201
+
+
+async def test_a_failed_write_fails_only_its_caller(database: Database) -> None:
+    collection = _collection(database)
+    await collection.insert_many([{"_id": 1, "n": 1}, {"_id": 2, "n": 1}])
+    batcher = WriteBatcher(collection)
+    good, bad = await asyncio.gather(
+        batcher.write(UpdateOne({"_id": 1}, {"$inc": {"n": 1}})),
+        batcher.write(UpdateOne({"_id": 2}, {"$inc": {"n": "not a number"}})),
+        return_exceptions=True,
+    )
+    assert good is Outcome.DONE
+    assert isinstance(bad, WriteError)
+    assert await collection.find_one({"_id": 1}) == {"_id": 1, "n": 2}
+
+
+async def test_cas_batch_tells_each_writer_whether_its_version_won(database: Database) -> None:
+    collection = _collection(database)
+    await collection.insert_many([{"_id": i, "version": 1} for i in range(50)])
+    batcher = CasBatcher(collection)
+
+    def replace(i: int, expected: int) -> Any:
+        document = {"_id": i, "version": expected + 1, "commit_id": new_id("cmt")}
+        return batcher.replace({"_id": i, "version": expected}, document)
+
+    # Even ids expect the stored version; odd ids are stale writers that must lose.
+    results = await asyncio.gather(*(replace(i, 1 if i % 2 == 0 else 0) for i in range(50)))
+    assert results == [i % 2 == 0 for i in range(50)]
+    stored = {d["_id"]: d["version"] async for d in collection.find()}
+    assert stored == {i: 2 if i % 2 == 0 else 1 for i in range(50)}
+
+
+async def test_two_writers_of_one_contact_in_one_bulk_exactly_one_wins(database: Database) -> None:
+    contacts = ContactRepository(database)
+    key = ContactKey(new_id("ws"), "+34600000001")
+    document = {**new_contact(key, datetime.now(UTC)), "version": 1}  # as an actor's first commit
+    assert await contacts.compare_and_set(dict(document), 0)
+    first = {**document, "version": 2, "name": "first"}
+    second = {**document, "version": 2, "name": "second"}
+    won = await asyncio.gather(contacts.compare_and_set(first, 1), contacts.compare_and_set(second, 1))
+    assert sorted(won) == [False, True]
+    stored = await contacts.load(key)
+    assert stored is not None and stored["name"] == ("first" if won[0] else "second")
+
+
+async def test_loads_by_id_are_batched_and_not_shared_between_callers(database: Database) -> None:
+    collection = _collection(database)
+    await collection.insert_many([{"_id": i, "tags": []} for i in range(20)])
+    loader = IdLoader(collection)
+    found = await asyncio.gather(*(loader.load(i % 10) for i in range(20)), loader.load("missing"))
+    assert [d["_id"] for d in found[:20] if d is not None] == [i % 10 for i in range(20)]
+    assert found[20] is None
+    found[0]["tags"].append("mutated")  # type: ignore[index]
+    assert found[10]["tags"] == []  # type: ignore[index]
