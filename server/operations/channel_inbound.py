@@ -49,7 +49,7 @@ async def accept_inbound(runtime: Runtime, record: dict[str, Any]) -> tuple[bool
     if await runtime.messages.record_inbound(record):
         return True, InboundMessage.from_record(record)
     existing = await runtime.messages.get(record["_id"])
-    if existing is not None and existing.get("applied"):
+    if existing is not None and await runtime.messages.applied(record["_id"]):
         return False, None
     return False, InboundMessage.from_record(existing or record)
 

@@ -22,13 +22,13 @@ from collections.abc import Sequence
 from enum import Enum
 from typing import Any
 
-from pymongo import DeleteOne, InsertOne, ReplaceOne, UpdateMany, UpdateOne
+from pymongo import DeleteMany, DeleteOne, InsertOne, ReplaceOne, UpdateMany, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError, WriteError
 
 log = logging.getLogger(__name__)
 
-WriteOp = InsertOne[Any] | ReplaceOne[Any] | UpdateOne | UpdateMany | DeleteOne
+WriteOp = InsertOne[Any] | ReplaceOne[Any] | UpdateOne | UpdateMany | DeleteOne | DeleteMany
 DUPLICATE_KEY = 11000
 MAX_BATCH = 500  # documents per bulk: past a few hundred the store gains nothing and latency grows
 

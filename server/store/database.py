@@ -30,8 +30,6 @@ INDEXES: dict[str, list[IndexModel]] = {
     ],
     "messages": [
         IndexModel([("workspace_id", ASCENDING), ("phone", ASCENDING), ("at", ASCENDING)]),
-        IndexModel([("direction", ASCENDING), ("applied", ASCENDING)], sparse=True),
-        IndexModel([("provider_id", ASCENDING)], sparse=True),
         IndexModel([("broadcast_id", ASCENDING)], sparse=True),  # broadcast progress
     ],
     # Status reports of outbound messages (server/store/statuses.py): parked until their message is known.
@@ -70,6 +68,8 @@ INDEXES: dict[str, list[IndexModel]] = {
 # Indexes earlier versions created that cost writes and serve no query any more: dropped at start.
 RETIRED_INDEXES: dict[str, list[str]] = {
     "contacts": ["workspace_id_1_phone_1", "runs.id_1", "timers.due_at_1"],
+    # Unapplied inbound messages and provider ids live in side collections (store/messages.py).
+    "messages": ["direction_1_applied_1", "provider_id_1"],
 }
 
 

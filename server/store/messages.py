@@ -1,12 +1,20 @@
-"""Conversation messages in and out; inbound ones double as the durable record of an event."""
+"""Conversation messages in and out; inbound ones double as the durable record of an event.
+
+Every secondary index costs each write of the embedded store about as much as the write itself,
+so ``messages`` keeps only the conversation index. Two side collections keyed by ``_id`` alone
+answer the other questions: ``inbound_pending`` holds the ids of inbound messages stored but not
+yet applied by their actor (what recovery re-tells), and ``message_refs`` maps a provider's id
+(a wamid) to our message (what a status webhook names).
+"""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
-from pymongo import InsertOne, UpdateMany
+from pymongo import DeleteMany, InsertOne
 
 from server.store.batching import IdLoader, Outcome, WriteBatcher
 from server.store.database import Database
@@ -18,29 +26,70 @@ STATUS_ORDER = ("sent", "delivered", "read", "failed")
 class MessageRepository:
     def __init__(self, database: Database) -> None:
         self._messages = database.collection("messages")
+        self._pending = database.collection("inbound_pending")
+        self._refs = database.collection("message_refs")
         # Group commit: concurrent webhooks and sends share round trips (server/store/batching.py).
         self._writes = WriteBatcher(self._messages)
+        self._pending_writes = WriteBatcher(self._pending)
+        self._ref_writes = WriteBatcher(self._refs)
         self._loads = IdLoader(self._messages)
+        self._pending_loads = IdLoader(self._pending)
 
     async def record_inbound(self, document: dict[str, Any]) -> bool:
-        """Store an inbound message; False when this provider id was already stored (a retry)."""
-        inserted = await self._writes.write(InsertOne({**document, "direction": "in", "applied": False}))
+        """Store an inbound message as pending; False when this provider id was already stored (a retry).
+
+        Both writes finish before the caller acknowledges the webhook. A retry of a message whose
+        pending mark was lost (a crash between the two) stores the mark then.
+        """
+        pending = {
+            "_id": document["_id"],
+            "workspace_id": document["workspace_id"],
+            "phone": document["phone"],
+            "at": document["at"],
+        }
+        _, inserted = await asyncio.gather(
+            self._pending_writes.write(InsertOne(pending)),
+            self._writes.write(InsertOne({**document, "direction": "in"})),
+        )
         return inserted is Outcome.DONE
 
     async def get(self, message_id: str) -> dict[str, Any] | None:
         return await self._loads.load(message_id)
 
+    async def applied(self, message_id: str) -> bool:
+        """Whether the actor has applied this inbound message (its pending mark is gone)."""
+        return await self._pending_loads.load(message_id) is None
+
     async def mark_applied(self, message_ids: list[str]) -> None:
-        await self._writes.write(UpdateMany({"_id": {"$in": message_ids}}, {"$set": {"applied": True}}))
+        await self._pending_writes.write(DeleteMany({"_id": {"$in": message_ids}}))
 
     async def record_outbound(self, document: dict[str, Any]) -> bool:
         """Store an outbound message once (its id is the outbox id, so redelivery is a no-op)."""
-        return await self._writes.write(InsertOne({**document, "direction": "out"})) is Outcome.DONE
+        writes = [self._writes.write(InsertOne({**document, "direction": "out"}))]
+        provider_id = document.get("provider_id")
+        if provider_id and provider_id != document["_id"]:
+            ref = {
+                "_id": provider_id,
+                "message_id": document["_id"],
+                "workspace_id": document["workspace_id"],
+            }
+            writes.append(self._ref_writes.write(InsertOne(ref)))
+        outcomes = await asyncio.gather(*writes)
+        return outcomes[0] is Outcome.DONE
 
     async def unapplied_inbound(self, older_than: datetime) -> AsyncIterator[dict[str, Any]]:
-        cursor = self._messages.find({"direction": "in", "applied": False, "at": {"$lt": older_than}})
-        async for document in cursor:
-            yield document
+        """Inbound messages stored before ``older_than`` and still not applied (for recovery)."""
+        cursor = self._pending.find({"at": {"$lt": older_than}}, {"_id": 1})
+        ids = [document["_id"] async for document in cursor]
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            found = {d["_id"]: d for d in await self._messages.find({"_id": {"$in": chunk}}).to_list()}
+            orphans = [message_id for message_id in chunk if message_id not in found]
+            if orphans:  # the message insert failed after its mark: Meta retried or will retry
+                await self._pending.delete_many({"_id": {"$in": orphans}})
+            for message_id in chunk:
+                if message_id in found:
+                    yield found[message_id]
 
     async def outbound_for(self, workspace_id: str, phone: str, channel: str) -> list[dict[str, Any]]:
         return (
@@ -56,14 +105,12 @@ class MessageRepository:
     async def find_by_provider_id(self, workspace_id: str, provider_id: str) -> dict[str, Any] | None:
         """Our outbound message the provider knows as ``provider_id`` (a wamid for WhatsApp).
 
-        The sandbox's provider id is the message id itself, so both are looked up.
+        The sandbox's provider id is the message id itself, so both are looked up (by ``_id``).
         """
+        ref = await self._refs.find_one({"_id": provider_id, "workspace_id": workspace_id})
+        message_id = ref["message_id"] if ref is not None else provider_id
         return await self._messages.find_one(
-            {
-                "workspace_id": workspace_id,
-                "direction": "out",
-                "$or": [{"provider_id": provider_id}, {"_id": provider_id}],
-            }
+            {"_id": message_id, "workspace_id": workspace_id, "direction": "out"}
         )
 
     async def apply_status(

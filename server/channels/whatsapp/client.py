@@ -63,7 +63,7 @@ class GraphClient:
                 timeout=httpx.Timeout(
                     self.policy.timeout_seconds, connect=min(5.0, self.policy.timeout_seconds)
                 ),
-                limits=httpx.Limits(max_connections=200, max_keepalive_connections=100),
+                limits=httpx.Limits(max_connections=64, max_keepalive_connections=64),
                 headers={"User-Agent": USER_AGENT},
             )
         return self._http
