@@ -4,7 +4,10 @@ loopback Graph API fake and commit every run as completed.
 
 Measured: webhooks/s from the first POST until the fake has all outbound requests and no run is
 left waiting or holding an outbox. Reference, in the same run and store: raw compare-and-set
-``replace_one`` with a version filter on cloned contact documents, same driver and concurrency.
+``replace_one`` with a version filter on cloned contact documents, same driver and concurrency,
+in a collection with the contacts collection's indexes (the store maintains each index on every
+write, so that is the store's own limit for a contact commit). The rate without any secondary
+index is printed in the notes too.
 ``KONVO_BENCH_PROFILE=path`` runs the server under cProfile and writes its stats there.
 """
 
@@ -28,6 +31,7 @@ from server.ids import new_id
 from server.operations import catalog as catalog_ops
 from server.operations import contacts as contact_ops
 from server.runtime import Runtime
+from server.store.database import INDEXES
 from tests.support.graph_api_fake import GraphApiFake, ThreadedGraphApiFake
 
 FLOW = {
@@ -82,11 +86,15 @@ async def seed(settings: Settings, fake: GraphApiFake, count: int, first_index: 
         await runtime.stop()
 
 
-async def raw_cas_rate(settings: Settings, template: dict[str, Any], count: int) -> float:
+async def raw_cas_rate(
+    settings: Settings, template: dict[str, Any], count: int, with_indexes: bool = True
+) -> float:
     """Compare-and-set updates/s of cloned contact documents: the store's own limit for P1's writes."""
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(settings.mongodb_uri)
     try:
         collection = client[settings.mongodb_db]["bench_cas"]
+        if with_indexes:
+            await collection.create_indexes(INDEXES["contacts"])
         docs = []
         for i in range(count):
             doc = harness.clone_contact(template, i + 1, None)
@@ -143,6 +151,7 @@ async def measure(settings: Settings, count: int, quick: bool) -> Row:
     with graph_fake() as fake:
         template = await seed(settings, fake, count)
         reference = await raw_cas_rate(settings, template, count)
+        bare = await raw_cas_rate(settings, template, count, with_indexes=False)
         sent_before = len(fake.requests)
         bodies = [
             served.text_webhook(fake.phone_number_id, harness.phone(i), f"wamid.{new_id('b')}")
@@ -162,8 +171,11 @@ async def measure(settings: Settings, count: int, quick: bool) -> Row:
         key="P1",
         what=f"{count:,} webhooks, 3-node flow, to outbound + committed",
         measured=f"{rate:,.0f} webhooks/s",
-        reference=f"{reference:,.0f} raw CAS/s",
+        reference=f"{reference:,.0f} raw CAS/s (contacts indexes)",
         target=f">= {TARGET_RATIO:.0%} ({ratio:.0%})",
         passed=None if quick else (ratio >= TARGET_RATIO and not rejected),
-        notes=f"POSTs acked at {count / posting:,.0f}/s; {len(rejected)} outbound requests refused",
+        notes=(
+            f"POSTs acked at {count / posting:,.0f}/s; {len(rejected)} outbound requests refused; "
+            f"raw CAS without secondary indexes {bare:,.0f}/s ({rate / bare:.0%})"
+        ),
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import datetime
 from typing import Any
 
@@ -9,11 +10,16 @@ from pymongo import ReturnDocument
 
 from server.store.database import Database
 
+# How long a process may start runs from a flow document it read (status, active version): every
+# run start reads it, and a change made in this process clears it at once.
+FLOW_TTL_SECONDS = 1.0
+
 
 class FlowRepository:
     def __init__(self, database: Database) -> None:
         self._flows = database.collection("flows")
         self._versions = database.collection("flow_versions")
+        self._recent: dict[tuple[str, str], tuple[float, dict[str, Any] | None]] = {}
 
     async def insert(self, document: dict[str, Any]) -> dict[str, Any]:
         await self._flows.insert_one(document)
@@ -21,6 +27,18 @@ class FlowRepository:
 
     async def get(self, workspace_id: str, flow_id: str) -> dict[str, Any] | None:
         return await self._flows.find_one({"_id": flow_id, "workspace_id": workspace_id})
+
+    async def get_recent(self, workspace_id: str, flow_id: str) -> dict[str, Any] | None:
+        """``get``, answered from a read at most ``FLOW_TTL_SECONDS`` old (for starting runs)."""
+        key = (workspace_id, flow_id)
+        cached = self._recent.get(key)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        found = await self.get(workspace_id, flow_id)
+        if len(self._recent) > 10_000:
+            self._recent.clear()
+        self._recent[key] = (time.monotonic() + FLOW_TTL_SECONDS, found)
+        return found
 
     async def get_by_name(self, workspace_id: str, name: str) -> dict[str, Any] | None:
         return await self._flows.find_one({"workspace_id": workspace_id, "name": name})
@@ -31,6 +49,7 @@ class FlowRepository:
         return await self._flows.find(query).sort("created_at", 1).to_list()
 
     async def update(self, workspace_id: str, flow_id: str, changes: dict[str, Any]) -> dict[str, Any] | None:
+        self._recent.pop((workspace_id, flow_id), None)
         return await self._flows.find_one_and_update(
             {"_id": flow_id, "workspace_id": workspace_id},
             {"$set": changes},

@@ -19,6 +19,7 @@ from server.store.batching import CasBatcher, IdLoader, Outcome, WriteBatcher
 from server.store.contacts import ContactRepository, new_contact
 from server.store.database import Database
 
+
 @pytest.fixture
 async def database(settings: Settings) -> AsyncIterator[Database]:
     assert settings.mongodb_uri
