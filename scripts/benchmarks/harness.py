@@ -70,6 +70,7 @@ def clone_contact(template: dict[str, Any], index: int, due_at: datetime | None)
     doc = copy.deepcopy(template)
     key = ContactKey(WORKSPACE, phone(index))
     doc["_id"], doc["phone"], doc["applied_events"] = key.doc_id, key.phone, []
+    doc.pop("lease_epoch", None)  # the clone lives on another shard: its owner fences it anew
     run_ids = {run["id"]: new_id("run") for run in doc.get("runs", [])}
     timer_ids = {timer["id"]: new_id("tmr") for timer in doc.get("timers", [])}
     for run in doc.get("runs", []):
