@@ -1,18 +1,24 @@
 """P4: many no-reply timers due within the same second: all must fire, with a small p99 lateness.
 
-Lateness of a timer = when its turn was committed (the run's ``no_reply`` step) minus when it was
-due. Contacts are cloned from one real waiting contact and armed by recovery, as after a restart.
+Lateness of a timer = when the compare-and-set write of its turn returned (wall clock, taken by
+wrapping ``ContactRepository.compare_and_set``) minus when it was due. The turn's own clock
+(``steps[].at``) is taken before the turn's store round trips and would flatter the figure.
+Contacts are cloned from one real waiting contact and armed by recovery, as after a restart.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from scripts.benchmarks import harness
 from scripts.benchmarks.report import Row
 from server.config import Settings
+from server.ids import ContactKey
 from server.operations import contacts as contact_ops
 from server.runtime import Runtime
 
@@ -33,6 +39,20 @@ def percentile(values: list[float], fraction: float) -> float:
 
 async def measure(settings: Settings, count: int, quick: bool) -> Row:
     runtime = Runtime(settings.model_copy(update={"recovery_interval_seconds": 3600.0}))
+    committed_at: dict[str, datetime] = {}  # clone contact id -> when its last write returned
+    all_committed = asyncio.Event()
+    template_id = ContactKey(harness.WORKSPACE, harness.phone(0)).doc_id
+    compare_and_set = runtime.contacts.compare_and_set
+
+    async def timed_compare_and_set(document: dict[str, Any], expected_version: int) -> bool:
+        written = await compare_and_set(document, expected_version)
+        if written and document["_id"] != template_id:
+            committed_at[document["_id"]] = datetime.now(UTC)
+            if len(committed_at) >= count:
+                all_committed.set()
+        return written
+
+    runtime.contacts.compare_and_set = timed_compare_and_set  # type: ignore[method-assign]
     await runtime.start()
     try:
         await harness.workspace(runtime)
@@ -41,24 +61,35 @@ async def measure(settings: Settings, count: int, quick: bool) -> Row:
         await contact_ops.start_flow(runtime, harness.WORKSPACE, flow_id, harness.phone(0), None)
         template = await runtime.contacts.get(harness.WORKSPACE, f"{harness.WORKSPACE}:{harness.phone(0)}")
         assert template is not None
+        # A clone's shard is not the template's: its first turn writes its own shard's epoch.
+        template.pop("lease_epoch", None)
         due = runtime.clock.now() + timedelta(seconds=4 if quick else 30)
         await harness.insert_clones(runtime, template, count, due)
         armed_at = time.perf_counter()
         await runtime.recover_now()  # arms every timer in arq, as a restart would
         arm_seconds = time.perf_counter() - armed_at
         contacts = runtime.database.collection("contacts")
-        deadline = time.monotonic() + 600
-        while time.monotonic() < deadline:
-            clones_waiting = {"_id": {"$ne": template["_id"]}, "runs.status": "waiting"}
-            waiting = await contacts.count_documents(clones_waiting)
-            if waiting == 0:
-                break
-            await asyncio.sleep(0.5)
+        # Wait on the commits seen in-process: polling the store with count queries would take
+        # a good share of its capacity from the turns being measured. The store is read once after.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(all_committed.wait(), 600)
         lateness: list[float] = []
         async for doc in contacts.find({"_id": {"$ne": template["_id"]}}, {"runs.steps": 1}):
-            for step in doc["runs"][-1]["steps"]:
-                if step["action"] == "no_reply":
-                    lateness.append((step["at"] - due).total_seconds())
+            if any(step["action"] == "no_reply" for step in doc["runs"][-1]["steps"]):
+                lateness.append((committed_at[doc["_id"]] - due).total_seconds())
+        worker = runtime._worker
+        # Jobs still queued once every run moved on (acks trail the commits a little); the
+        # template contact's own timer (due in an hour) stays.
+        for _ in range(100):
+            if await runtime.redis.zcard(runtime.prefix + "timers") <= 1:
+                break
+            await asyncio.sleep(0.1)
+        left = await runtime.redis.zcard(runtime.prefix + "timers") - 1
+        counts = (
+            f"worker fired {worker.fired:,}, retried {worker.retried:,}, dropped {worker.dropped:,}; "
+            if worker is not None
+            else ""
+        )
     finally:
         await runtime.stop()
     fired = len(lateness)
@@ -71,5 +102,9 @@ async def measure(settings: Settings, count: int, quick: bool) -> Row:
         reference="due time",
         target=f"all fired; p99 <= {P99_TARGET_SECONDS:.0f} s",
         passed=None if quick else passed,
-        notes=f"arming {count:,} timers in arq took {arm_seconds:.1f} s",
+        notes=(
+            f"arming {count:,} timers in arq took {arm_seconds:.1f} s; {counts}{left} jobs left queued; "
+            f"{fired / max(1e-9, max(lateness, default=0.0)):.0f} timer turns/s; "
+            f"machine load (1 min) {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
+        ),
     )

@@ -1,20 +1,26 @@
 """Rebuild what Redis and memory may have lost from MongoDB, the source of truth.
 
 Run at start-up and periodically: every timer in a contact document is (re-)enqueued in arq
-(arq ignores ids already queued), undelivered outbox messages are sent, inbound messages
-that were stored but never applied are handed to their actors again, and message status reports
-still parked (or told but never confirmed) are retried.
+(ids already queued or running are skipped), undelivered outbox messages are sent, inbound
+messages that were stored but never applied are handed to their actors again, and message status
+reports still parked (or told but never confirmed) are retried.
+
+Timers are armed ``batch_size`` at a time with one Redis call each
+(``ArqTimerScheduler.schedule_many``), the next batch being read from the store while the
+previous one is written: re-arming 100,000 timers is bounded by reading the contacts.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any, Protocol
 
-from server.actors.events import InboundMessage, Redeliver
+from server.actors.events import Event, InboundMessage, Redeliver, TurnResult
 from server.actors.message_statuses import StatusLedger
-from server.actors.system import ActorSystem
 from server.actors.timers import ArqTimerScheduler
 from server.clock import Clock
 from server.ids import ContactKey
@@ -23,12 +29,20 @@ from server.store.messages import MessageRepository
 
 log = logging.getLogger(__name__)
 
-INBOUND_GRACE = timedelta(seconds=30)
+INBOUND_GRACE = timedelta(seconds=30)  # default of Settings.inbound_grace_seconds
+TIMER_BATCH = 500
+
+
+class Actors(Protocol):
+    """The actor system as recovery uses it (``ActorSystem`` or ``ShardedActors``)."""
+
+    def tell(self, key: ContactKey, event: Event) -> Awaitable[TurnResult]: ...
 
 
 @dataclass
 class RecoveryReport:
-    timers: int = 0
+    timers: int = 0  # timers found in contact documents
+    timers_armed: int = 0  # of which were missing in Redis and were enqueued
     outboxes: int = 0
     inbound: int = 0
     statuses: int = 0
@@ -38,20 +52,41 @@ async def recover(
     contacts: ContactRepository,
     messages: MessageRepository,
     timers: ArqTimerScheduler,
-    actors: ActorSystem,
+    actors: Actors,
     clock: Clock,
     inbound_grace: timedelta = INBOUND_GRACE,
     ledger: StatusLedger | None = None,
+    batch_size: int = TIMER_BATCH,
 ) -> RecoveryReport:
     report = RecoveryReport()
-    async for document in contacts.with_pending_work():
-        key = ContactKey(document["workspace_id"], document["phone"])
-        for timer in document.get("timers", []):
-            await timers.schedule(key, timer)
-            report.timers += 1
-        if document.get("outbox"):
-            actors.tell(key, Redeliver(event_id=f"redeliver:{clock.now().isoformat()}"))
-            report.outboxes += 1
+    batch: list[tuple[ContactKey, dict[str, Any]]] = []
+    writing: asyncio.Task[int] | None = None
+
+    async def flush() -> None:
+        nonlocal batch, writing
+        if writing is not None:
+            report.timers_armed += await writing
+            writing = None
+        if batch:
+            writing = asyncio.create_task(timers.schedule_many(batch))
+            batch = []
+
+    try:
+        async for document in contacts.with_pending_work():
+            key = ContactKey(document["workspace_id"], document["phone"])
+            for timer in document.get("timers", []):
+                batch.append((key, timer))
+                report.timers += 1
+            if len(batch) >= batch_size:
+                await flush()
+            if document.get("outbox"):
+                actors.tell(key, Redeliver(event_id=f"redeliver:{clock.now().isoformat()}"))
+                report.outboxes += 1
+        await flush()
+        await flush()
+    finally:
+        if writing is not None and not writing.done():
+            writing.cancel()
     async for message in messages.unapplied_inbound(clock.now() - inbound_grace):
         key = ContactKey(message["workspace_id"], message["phone"])
         actors.tell(key, InboundMessage.from_record(message))

@@ -1,62 +1,324 @@
-"""Timers as arq deferred jobs (job id = timer id), fired by an arq worker inside the server.
+"""Timers as arq deferred jobs (job id = timer id), fired in batches by a worker inside the server.
 
 Redis only holds the schedule; the timer itself lives in the contact document, so a lost or
-duplicated job is harmless: recovery re-enqueues missing ones, and a stale one finds nothing.
+duplicated job is harmless: recovery re-enqueues missing ones, and a stale one finds nothing
+(the actor drops a ``TimerFired`` whose timer is gone, and dedupes its event id).
+
+The schedule is arq's own layout (``arq:job:<id>`` record in arq's serializer, the queue sorted
+set scored by due time in ms, ``arq:in-progress:<id>`` / ``arq:retry:<id>``), so ``enqueue_job``,
+``Job.status()`` and arq's own ``Worker`` (running :func:`fire_timer`) all still work on it. Two
+things are done differently from arq, because arq's per-job round trips (WATCH/MULTI to enqueue
+and again to start, one pipeline to finish) and its one-task-per-job model were what drowned
+10,000 timers due in the same second (issue 8, P4/P6):
+
+- **enqueue in batches**: :meth:`ArqTimerScheduler.schedule_many` arms a few hundred timers
+  with one Lua call, skipping ids already queued, running or with a result (what
+  ``enqueue_job`` checks);
+- **claim in batches, bounded**: :class:`TimerWorker` claims up to ``batch_size`` due jobs per
+  Lua call and never holds more than ``max_in_flight`` turns at once. A claim sets arq's
+  in-progress key and pushes the job's score ``claim_seconds`` ahead (a visibility timeout):
+  if this process dies, the job is due again after that and another worker runs it. A job is
+  acked (removed) only once the actor's turn is committed; ``Unavailable`` re-schedules it
+  one second later; any other error backs off and retries up to ``max_tries``. Nothing waits
+  on a job timeout: the backlog waits in Redis, not in thousands of blocked tasks.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Iterable
+from datetime import datetime
+from typing import Any, Protocol
 
 from arq.connections import ArqRedis
-from arq.worker import Retry, Worker, func
+from arq.constants import in_progress_key_prefix, job_key_prefix, result_key_prefix, retry_key_prefix
+from arq.jobs import deserialize_job_raw, serialize_job
+from arq.utils import to_unix_ms
+from arq.worker import Retry
 
-from server.actors.events import TimerFired
-from server.actors.system import ActorSystem
+from server.actors.events import TimerFired, TurnResult
 from server.errors import Unavailable
 from server.ids import ContactKey
 
+log = logging.getLogger(__name__)
+
 FIRE_TIMER = "fire_timer"
+MAX_TRIES = 20
+RETRY_KEY_SECONDS = 88400  # as arq's worker
+
+# KEYS: queue, then (job key, result key) per timer; ARGV: (job id, score, expiry ms, record) per timer.
+_ENQUEUE = """
+local added = 0
+local n = (#KEYS - 1) / 2
+for i = 1, n do
+  local job_key, result_key = KEYS[2 * i], KEYS[2 * i + 1]
+  if redis.call('exists', job_key, result_key) == 0 then
+    local a = (i - 1) * 4
+    redis.call('psetex', job_key, ARGV[a + 3], ARGV[a + 4])
+    redis.call('zadd', KEYS[1], ARGV[a + 2], ARGV[a + 1])
+    added = added + 1
+  end
+end
+return added
+"""
+
+# KEYS: queue; ARGV: now ms, limit, claim ms, in-progress prefix, job prefix, retry prefix, retry ttl.
+# Returns (job id, record or false, try) triples for the due jobs this call claimed.
+_CLAIM = """
+local due = redis.call('zrangebyscore', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+local out = {}
+local until_ms = tonumber(ARGV[1]) + tonumber(ARGV[3])
+for _, id in ipairs(due) do
+  if redis.call('set', ARGV[4] .. id, '1', 'NX', 'PX', ARGV[3]) then
+    redis.call('zadd', KEYS[1], 'XX', until_ms, id)
+    local try = redis.call('incr', ARGV[6] .. id)
+    redis.call('expire', ARGV[6] .. id, ARGV[7])
+    out[#out + 1] = id
+    out[#out + 1] = redis.call('get', ARGV[5] .. id)
+    out[#out + 1] = try
+  end
+end
+return out
+"""
+
+
+class TimerActors(Protocol):
+    """What firing needs of the actor system: queue an event, get its committed turn."""
+
+    def tell(self, key: ContactKey, event: TimerFired) -> Awaitable[TurnResult]: ...
 
 
 class ArqTimerScheduler:
     def __init__(self, pool: ArqRedis, queue_name: str) -> None:
         self._pool = pool
         self.queue_name = queue_name
+        self._enqueue = pool.register_script(_ENQUEUE)
 
     async def schedule(self, key: ContactKey, timer: dict[str, Any]) -> None:
-        """Enqueue once: arq ignores a job id that is already queued or running."""
-        await self._pool.enqueue_job(
-            FIRE_TIMER,
-            key.workspace_id,
-            key.phone,
-            timer["id"],
-            _job_id=timer["id"],
-            _defer_until=timer["due_at"],
-            _queue_name=self.queue_name,
-        )
+        """Enqueue once: an id already queued or running is left alone (as ``enqueue_job``)."""
+        await self.schedule_many([(key, timer)])
+
+    async def schedule_many(self, timers: Iterable[tuple[ContactKey, dict[str, Any]]]) -> int:
+        """Arm every timer not queued yet with one round trip; returns how many were new."""
+        keys: list[str] = [self.queue_name]
+        args: list[Any] = []
+        now_ms = int(time.time() * 1000)
+        for key, timer in timers:
+            job_id = timer["id"]
+            score = to_unix_ms(timer["due_at"]) if isinstance(timer["due_at"], datetime) else now_ms
+            record = serialize_job(
+                FIRE_TIMER,
+                (key.workspace_id, key.phone, job_id),
+                {},
+                None,
+                now_ms,
+                serializer=self._pool.job_serializer,
+            )
+            expires_ms = max(score - now_ms, 0) + self._pool.expires_extra_ms
+            keys += [job_key_prefix + job_id, result_key_prefix + job_id]
+            args += [job_id, score, expires_ms, record]
+        if not args:
+            return 0
+        return int(await self._enqueue(keys=keys, args=args))
 
 
 async def fire_timer(ctx: dict[str, Any], workspace_id: str, phone: str, timer_id: str) -> str:
-    actors: ActorSystem = ctx["actors"]
+    """The job function, for arq's own ``Worker`` (``TimerWorker`` does the same in batches)."""
+    actors: TimerActors = ctx["actors"]
     try:
-        result = await actors.ask(ContactKey(workspace_id, phone), TimerFired(timer_id))
+        result = await actors.tell(ContactKey(workspace_id, phone), TimerFired(timer_id))
     except Unavailable as exc:
         raise Retry(defer=1) from exc
     return "stale" if not result.changed else "fired"
 
 
-def timer_worker(pool: ArqRedis, queue_name: str, actors: ActorSystem, poll_seconds: float) -> Worker:
-    """An arq worker sharing the server's event loop and actor system."""
-    return Worker(
-        functions=[func(fire_timer, name=FIRE_TIMER, max_tries=20)],
-        queue_name=queue_name,
-        redis_pool=pool,
-        ctx={"actors": actors},
-        handle_signals=False,
-        poll_delay=poll_seconds,
-        max_jobs=1000,
-        keep_result=0,
-        job_timeout=60,
-        log_results=False,
+class TimerWorker:
+    """Fires due timers of one arq queue: claim a batch, tell the actors, ack what committed."""
+
+    def __init__(
+        self,
+        pool: ArqRedis,
+        queue_name: str,
+        actors: TimerActors,
+        poll_seconds: float,
+        *,
+        batch_size: int = 200,
+        max_in_flight: int = 500,
+        claim_seconds: float = 60.0,
+        max_tries: int = MAX_TRIES,
+        stop_grace_seconds: float = 5.0,
+    ) -> None:
+        self._pool = pool
+        self.queue_name = queue_name
+        self._actors = actors
+        self._poll = poll_seconds
+        self._batch = max(1, batch_size)
+        self._max_in_flight = max(1, max_in_flight)
+        self._claim_ms = int(claim_seconds * 1000)
+        self._max_tries = max_tries
+        self._stop_grace = stop_grace_seconds
+        self._claim = pool.register_script(_CLAIM)
+        # job id -> the turn's future; what runtime.stop waits for (as arq's ``Worker.tasks``).
+        self.tasks: dict[str, asyncio.Future[TurnResult]] = {}
+        self._done: list[tuple[str, int, BaseException | None]] = []
+        self._wake = asyncio.Event()
+        self.fired = 0  # jobs acked after their turn (a stale timer's no-op turn included)
+        self.retried = 0
+        self.dropped = 0
+
+    async def main(self) -> None:
+        try:
+            while True:
+                try:
+                    await self._step()
+                except Exception:  # Redis gone for a moment: nothing is lost, claims expire
+                    log.exception("timer worker: polling failed; retrying in 1 s")
+                    await asyncio.sleep(1.0)
+        finally:
+            await asyncio.shield(self._stop())
+
+    async def _step(self) -> None:
+        """Settle what finished, claim what is due and fits, else wait for a turn or the poll."""
+        await self._settle()
+        want = min(self._max_in_flight - len(self.tasks), self._batch)
+        # Claim when a good share of a batch is free (or nothing runs): not one by one.
+        if want > 0 and (want * 4 >= min(self._batch, self._max_in_flight) or not self.tasks):
+            if await self._claim_due(want) == want:
+                return  # more may be due: claim again at once
+        self._wake.clear()
+        if self._done:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), self._poll)
+
+    async def _claim_due(self, limit: int) -> int:
+        now_ms = int(time.time() * 1000)
+        found = await self._claim(
+            keys=[self.queue_name],
+            args=[
+                now_ms,
+                limit,
+                self._claim_ms,
+                in_progress_key_prefix,
+                job_key_prefix,
+                retry_key_prefix,
+                RETRY_KEY_SECONDS,
+            ],
+        )
+        for i in range(0, len(found), 3):
+            raw_id, record, tries = found[i], found[i + 1], int(found[i + 2])
+            job_id = raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)
+            self._start(job_id, record, tries)
+        return len(found) // 3
+
+    def _start(self, job_id: str, record: bytes | None, tries: int) -> None:
+        if not record:
+            log.warning("timer job %s has no record (expired); dropped", job_id)
+            self._done.append((job_id, tries, _Drop()))
+            return
+        try:
+            function, args, _, _, _ = deserialize_job_raw(record, deserializer=self._pool.job_deserializer)
+            if function != FIRE_TIMER:
+                raise ValueError(f"unknown function {function!r}")
+            workspace_id, phone, timer_id = args
+        except Exception:
+            log.exception("timer job %s cannot be read; dropped", job_id)
+            self._done.append((job_id, tries, _Drop()))
+            return
+        if tries > self._max_tries:
+            log.warning("timer %s failed %d times; dropped (recovery re-arms it)", job_id, tries - 1)
+            self._done.append((job_id, tries, _Drop()))
+            return
+        try:
+            future = asyncio.ensure_future(
+                self._actors.tell(ContactKey(workspace_id, phone), TimerFired(timer_id))
+            )
+        except Exception as exc:  # e.g. Unavailable: the actor system is stopping
+            self._done.append((job_id, tries, exc))
+            return
+        self.tasks[job_id] = future
+        future.add_done_callback(lambda f, job_id=job_id, tries=tries: self._finished(job_id, tries, f))
+
+    def _finished(self, job_id: str, tries: int, future: asyncio.Future[TurnResult]) -> None:
+        self.tasks.pop(job_id, None)
+        error = future.exception() if not future.cancelled() else asyncio.CancelledError()
+        self._done.append((job_id, tries, error))
+        self._wake.set()
+
+    async def _settle(self) -> None:
+        """Ack committed turns, re-schedule failed ones: one pipeline for all that finished."""
+        if not self._done:
+            return
+        done, self._done = self._done, []
+        try:
+            await self._write_outcomes(done)
+        except BaseException:
+            self._done = done + self._done  # settle them on the next pass
+            raise
+
+    async def _write_outcomes(self, done: list[tuple[str, int, BaseException | None]]) -> None:
+        now_ms = int(time.time() * 1000)
+        fired = dropped = retried = 0
+        failed: list[str] = []
+        async with self._pool.pipeline(transaction=False) as pipe:
+            for job_id, tries, error in done:
+                if error is None or isinstance(error, _Drop):
+                    fired, dropped = (fired + 1, dropped) if error is None else (fired, dropped + 1)
+                    pipe.zrem(self.queue_name, job_id)
+                    pipe.delete(
+                        job_key_prefix + job_id, in_progress_key_prefix + job_id, retry_key_prefix + job_id
+                    )
+                    continue
+                retried += 1
+                if isinstance(error, Unavailable | asyncio.CancelledError):
+                    delay_ms = 1000
+                else:
+                    delay_ms = min(60_000, 1000 * 2 ** min(tries, 6))
+                    failed.append(f"{job_id} ({type(error).__name__}: {error}; retry in {delay_ms} ms)")
+                pipe.zadd(self.queue_name, {job_id: now_ms + delay_ms}, xx=True)
+                pipe.delete(in_progress_key_prefix + job_id)
+            await pipe.execute()
+        self.fired += fired
+        self.dropped += dropped
+        self.retried += retried
+        if failed:  # one line per pass, not one per timer: a store outage must not flood the log
+            log.warning("%d timer turns failed and will be retried, e.g. %s", len(failed), failed[0])
+
+    async def _stop(self) -> None:
+        """Wait briefly for turns in flight, ack them, and hand the rest back to the queue."""
+        if self.tasks:
+            await asyncio.wait(list(self.tasks.values()), timeout=self._stop_grace)
+        for job_id in list(self.tasks):
+            self._done.append((job_id, 0, Unavailable("stopping")))
+            self.tasks.pop(job_id, None)
+        with contextlib.suppress(Exception):
+            await self._settle()
+
+
+class _Drop(Exception):
+    """A job that cannot run (no record, unknown function, too many tries): removed, not retried."""
+
+
+def timer_worker(
+    pool: ArqRedis,
+    queue_name: str,
+    actors: TimerActors,
+    poll_seconds: float,
+    *,
+    batch_size: int = 200,
+    max_in_flight: int = 500,
+    claim_seconds: float = 60.0,
+) -> TimerWorker:
+    """The timer worker sharing the server's event loop and actor system."""
+    return TimerWorker(
+        pool,
+        queue_name,
+        actors,
+        poll_seconds,
+        batch_size=batch_size,
+        max_in_flight=max_in_flight,
+        claim_seconds=claim_seconds,
     )
