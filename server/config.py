@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from pathlib import Path
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def default_replica_id() -> str:
+    """Unique per process start (a restarted process is a new replica): host, pid and a random part."""
+    return f"{socket.gethostname()}-{os.getpid()}-{os.urandom(3).hex()}".replace("/", "-")
 
 
 class Settings(BaseSettings):
@@ -32,6 +39,18 @@ class Settings(BaseSettings):
         60.0, description="how often timers in the store are re-armed in Redis"
     )
     start_timer_worker: bool = True
+    # Timer firing and re-arming (server/actors/timers.py, server/actors/recovery.py).
+    timer_batch_size: int = Field(200, description="due timers the timer worker claims per Redis call")
+    timer_max_in_flight: int = Field(
+        500, description="timer turns one process runs at once; the rest wait, due, in Redis"
+    )
+    timer_claim_seconds: float = Field(
+        60.0, description="a claimed timer whose turn has not committed by then is run again (crash)"
+    )
+    recovery_batch_size: int = Field(500, description="timers re-armed per Redis call by recovery")
+    inbound_grace_seconds: float = Field(
+        30.0, description="recovery re-applies stored inbound messages left unapplied this long"
+    )
 
     # API limits (server/graphql/limits.py): every one answers with an ``extensions.code``.
     max_query_depth: int = Field(12, description="deepest selection nesting a query may have")
@@ -44,6 +63,18 @@ class Settings(BaseSettings):
     rate_limit_window_seconds: int = Field(60, description="length of the per-key rate window")
     max_subscriptions_per_connection: int = Field(
         20, description="operations one WebSocket connection may have running at once"
+    )
+
+    # Replicas (server/actors/leases.py): contacts are sharded; each shard is leased by one replica.
+    replica_id: str = Field(
+        default_factory=default_replica_id,
+        description="this process's id among the replicas: unique among running processes (no '/')",
+    )
+    shard_count: int = Field(
+        64, ge=1, le=4096, description="contact shards leased among replicas; the same on every replica"
+    )
+    lease_ttl_seconds: float = Field(
+        5.0, gt=0.5, description="a dead replica's shards move to the others after about this long"
     )
 
     @property

@@ -6,20 +6,20 @@ import asyncio
 import contextlib
 import logging
 import time
+from datetime import timedelta
 from typing import Any
 
 from arq.connections import ArqRedis, RedisSettings, create_pool
-from arq.worker import Worker
 from redis.asyncio import Redis
 
 from server.actors.contact_actor import ActorDeps
 from server.actors.effects import Effects
 from server.actors.events import Event, TurnResult
 from server.actors.flow_cache import FlowCache
-from server.actors.message_statuses import StatusLedger
+from server.actors.message_statuses import ParkedMarks, StatusLedger
 from server.actors.recovery import recover
-from server.actors.system import ActorSystem
-from server.actors.timers import ArqTimerScheduler, timer_worker
+from server.actors.shards import ShardedActors
+from server.actors.timers import ArqTimerScheduler, TimerWorker, timer_worker
 from server.channels.router import ChannelRouter
 from server.channels.sandbox import SandboxChannel
 from server.channels.whatsapp.channel import WhatsAppChannel
@@ -65,8 +65,14 @@ class Runtime:
         self.runs = RunRepository(self.database)
         self.messages = MessageRepository(self.database)
         self.message_statuses = MessageStatusRepository(self.database)
+        self.redis: Redis = Redis.from_url(settings.redis_url)
         self.ledger = StatusLedger(
-            self.messages, self.message_statuses, self._tell, self.clock, price=reconcile_cost
+            self.messages,
+            self.message_statuses,
+            self._tell,
+            self.clock,
+            price=reconcile_cost,
+            marks=ParkedMarks(self.redis, self.prefix + "parked:"),
         )
         self.tags = TagRepository(self.database)
         self.fields = FieldRepository(self.database)
@@ -74,7 +80,6 @@ class Runtime:
         self.templates = TemplateRepository(self.database)
         self.channels = ChannelRepository(self.database)
         self.flow_cache = FlowCache(self.flows)
-        self.redis: Redis = Redis.from_url(settings.redis_url)
         # One Graph API client per process (keep-alive); the limiter is shared through Redis.
         self.graph = GraphClient(ThroughputLimiter(self.redis, self.prefix))
         self.whatsapp = WhatsAppChannel(self.graph, self.messages, self.templates, self.contacts, self.clock)
@@ -89,8 +94,8 @@ class Runtime:
         self._tasks: list[asyncio.Task[Any]] = []
         self.arq: ArqRedis | None = None
         self.timers: ArqTimerScheduler | None = None
-        self.actors: ActorSystem | None = None
-        self._worker: Worker | None = None
+        self.actors: ShardedActors | None = None
+        self._worker: TimerWorker | None = None
         self._stopped = False
 
     async def timezone_of(self, workspace_id: str) -> str:
@@ -147,12 +152,30 @@ class Runtime:
             after_turn=self.contact_services.after_turn,
             inbound_trigger=self.triggers.inbound_trigger_for,
         )
-        self.actors = ActorSystem(deps, idle_seconds=settings.actor_idle_seconds)
+        # Contacts are sharded over the replicas sharing this store and Redis; a single process
+        # leases every shard at start (server/actors/shards.py).
+        self.actors = ShardedActors(
+            deps,
+            self.redis,
+            self.prefix,
+            settings.replica_id,
+            shard_count=settings.shard_count,
+            lease_ttl_seconds=settings.lease_ttl_seconds,
+            idle_seconds=settings.actor_idle_seconds,
+        )
         await self.actors.start()
         await self.pubsub.start()
         await self.contact_services.start()
         if settings.start_timer_worker:
-            worker = timer_worker(self.arq, self.timers.queue_name, self.actors, settings.timer_poll_seconds)
+            worker = timer_worker(
+                self.arq,
+                self.timers.queue_name,
+                self.actors,
+                settings.timer_poll_seconds,
+                batch_size=settings.timer_batch_size,
+                max_in_flight=settings.timer_max_in_flight,
+                claim_seconds=settings.timer_claim_seconds,
+            )
             self._worker = worker
             self._tasks.append(asyncio.create_task(worker.main(), name="timer-worker"))
         self._tasks.append(asyncio.create_task(self._recover_periodically(), name="recovery"))
@@ -166,7 +189,16 @@ class Runtime:
 
     async def recover_now(self) -> None:
         assert self.timers is not None and self.actors is not None
-        await recover(self.contacts, self.messages, self.timers, self.actors, self.clock, ledger=self.ledger)
+        await recover(
+            self.contacts,
+            self.messages,
+            self.timers,
+            self.actors,
+            self.clock,
+            inbound_grace=timedelta(seconds=self.settings.inbound_grace_seconds),
+            ledger=self.ledger,
+            batch_size=self.settings.recovery_batch_size,
+        )
         await self.contact_services.recover()
         await self.triggers.recover()
 

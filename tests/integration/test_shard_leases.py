@@ -1,0 +1,264 @@
+"""Shard leases on the real Redis and store: balance, takeover, fencing, forwarding and handover."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+
+import pytest
+from redis.asyncio import Redis
+
+from server.actors.events import (
+    ExternalSyncResult,
+    InboundMessage,
+    SetVariables,
+    StopRun,
+    TagContact,
+    TurnResult,
+)
+from server.actors.leases import ShardLeases
+from server.actors.shards import (
+    RemoteTurnError,
+    decode_error,
+    decode_event,
+    decode_result,
+    encode_error,
+    encode_event,
+    encode_result,
+    pack,
+    unpack,
+)
+from server.clock import SystemClock
+from server.config import Settings
+from server.errors import Conflict, InvalidFlow, NotFound, Unavailable
+from server.ids import ContactKey
+from server.runtime import Runtime
+from tests.conftest import ServiceURLs
+from tests.integration.conftest import WORKSPACE, make_workspace
+
+TTL = 1.5  # short leases keep the takeover tests quick
+
+
+@pytest.fixture
+async def redis(services: ServiceURLs) -> AsyncIterator[Redis]:
+    client = Redis.from_url(services.redis_url)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+def fresh_prefix() -> str:
+    return f"t_leases_{uuid.uuid4().hex[:10]}:"
+
+
+async def until(check: Callable[[], bool], timeout: float, what: str) -> float:
+    """Seconds until ``check()`` holds (polled every 20 ms); fails after ``timeout``."""
+    began = time.monotonic()
+    while not check():
+        if time.monotonic() - began > timeout:
+            raise AssertionError(f"not within {timeout}s: {what}")
+        await asyncio.sleep(0.02)
+    return time.monotonic() - began
+
+
+async def holders(redis: Redis, prefix: str, shards: int) -> list[str | None]:
+    """Who holds each shard's lease, read from Redis (``replica/epoch``)."""
+    values = await redis.mget([f"{prefix}shards:lease:{n}" for n in range(shards)])
+    return [v.decode().rpartition("/")[0] if v else None for v in values]
+
+
+def inbound(text: str) -> InboundMessage:
+    return InboundMessage(event_id=f"wamid.{uuid.uuid4().hex}", at=SystemClock().now(), text=text)
+
+
+async def test_shards_balance_over_three_replicas(redis: Redis) -> None:
+    prefix, shards = fresh_prefix(), 64
+    replicas = [ShardLeases(redis, prefix, f"r{n}-{uuid.uuid4().hex[:6]}", shards, TTL) for n in range(3)]
+    await asyncio.gather(*(r.start() for r in replicas))
+    try:
+        await until(lambda: all(r.settled and len(r.live) == 3 for r in replicas), 5, "all three settled")
+        held = [r.held for r in replicas]
+        assert sum(len(h) for h in held) == shards
+        assert frozenset().union(*held) == frozenset(range(shards))
+        assert all(len(h) >= 8 for h in held), [len(h) for h in held]  # ~21 each by rendezvous hashing
+        in_redis = await holders(redis, prefix, shards)
+        for replica in replicas:
+            assert {n for n, owner in enumerate(in_redis) if owner == replica.replica_id} == replica.held
+    finally:
+        await asyncio.gather(*(r.stop() for r in replicas))
+    assert await holders(redis, prefix, shards) == [None] * shards  # stop releases every lease
+
+
+async def test_takeover_when_a_holder_stops_renewing(redis: Redis) -> None:
+    prefix, shards = fresh_prefix(), 32
+    a = ShardLeases(redis, prefix, "a-" + uuid.uuid4().hex[:6], shards, TTL)
+    b = ShardLeases(redis, prefix, "b-" + uuid.uuid4().hex[:6], shards, TTL)
+    await asyncio.gather(a.start(), b.start())
+    try:
+        await until(lambda: a.settled and b.settled and len(a.live) == 2, 5, "both settled")
+        taken = a.held
+        assert taken and b.held
+        key = next(
+            k for k in (ContactKey("ws", f"+3460000{n:04d}") for n in range(1000)) if a.shard_of(k) in taken
+        )
+        epoch_before = a.fence(key)
+        assert a._task is not None
+        a._task.cancel()  # a "hangs": it neither renews nor releases
+        began = time.monotonic()
+        while not taken <= b.held:
+            # Never two trusted holders: a stops trusting its lease before Redis lets b take it.
+            assert not any(a.owns(s) and s in b.held for s in taken)
+            assert time.monotonic() - began < TTL + 3, "b did not take a's shards"
+            await asyncio.sleep(0.01)
+        takeover = time.monotonic() - began
+        assert b.held == frozenset(range(shards))
+        assert not any(a.owns(s) for s in taken)
+        with pytest.raises(Unavailable):
+            a.fence(key)
+        assert b.fence(key) > epoch_before  # the new owner's epoch fences the old one out
+        assert TTL - 0.5 < takeover < TTL + 2, takeover
+        print(f"\n[leases] takeover of {len(taken)} shards after {takeover:.2f}s (ttl {TTL}s)")
+    finally:
+        await asyncio.gather(a.stop(), b.stop())
+
+
+@asynccontextmanager
+async def runtimes(fast_settings: Settings, count: int) -> AsyncIterator[list[Runtime]]:
+    """``count`` runtimes on one database and Redis (replicas in one event loop), stopped after."""
+    started: list[Runtime] = []
+    try:
+        for n in range(count):
+            started.append(await start_replica(fast_settings, n))
+        yield started
+    finally:
+        for runtime in started:
+            await runtime.stop()
+
+
+async def start_replica(fast_settings: Settings, n: int) -> Runtime:
+    settings = fast_settings.model_copy(
+        update={"replica_id": f"replica{n}-{uuid.uuid4().hex[:6]}", "lease_ttl_seconds": TTL}
+    )
+    runtime = Runtime(settings)
+    await runtime.start()
+    return runtime
+
+
+def leases_of(runtime: Runtime) -> ShardLeases:
+    assert runtime.actors is not None
+    return runtime.actors.leases
+
+
+def contacts_on(runtime: Runtime, count: int) -> Iterator[ContactKey]:
+    """Contacts whose shard ``runtime`` holds."""
+    leases = leases_of(runtime)
+    keys = (ContactKey(WORKSPACE, f"+3461{n:07d}") for n in range(100_000))
+    return itertools.islice((k for k in keys if leases.shard_of(k) in leases.held), count)
+
+
+async def settled(replicas: list[Runtime]) -> None:
+    await until(
+        lambda: all(leases_of(r).settled and len(leases_of(r).live) == len(replicas) for r in replicas),
+        TTL * 4,
+        "replicas settled",
+    )
+
+
+async def test_fenced_write_refused_for_a_stale_epoch(runtime: Runtime, api_key: str) -> None:
+    assert runtime.actors is not None
+    key = ContactKey(WORKSPACE, "+34600000001")
+    first = await runtime.actors.ask(key, inbound("hello"))
+    epoch = leases_of(runtime).fence(key)
+    assert first.contact["lease_epoch"] == epoch
+    # A newer owner (a higher epoch) commits the contact...
+    newer = {**first.contact, "version": first.contact["version"] + 1, "lease_epoch": epoch + 1}
+    assert await runtime.contacts.compare_and_set(newer, first.contact["version"])
+    # ...so a write under the old epoch is refused even at the right version,
+    stale = {**newer, "version": newer["version"] + 1, "lease_epoch": epoch, "name": "stale"}
+    assert not await runtime.contacts.compare_and_set(stale, newer["version"])
+    # ...and so is every turn of the replica still holding the old epoch (it reloads, is refused again).
+    with pytest.raises(Conflict):
+        await runtime.actors.ask(key, inbound("again"))
+    stored = await runtime.contacts.load(key)
+    assert stored is not None and stored["version"] == newer["version"] and stored["lease_epoch"] == epoch + 1
+
+
+async def test_ask_is_forwarded_to_the_owner(fast_settings: Settings) -> None:
+    async with runtimes(fast_settings, 2) as (one, two):
+        await make_workspace(one)
+        await settled([one, two])
+        assert one.actors is not None and two.actors is not None
+        key = next(contacts_on(two, 1))
+        result = await one.actors.ask(key, inbound("hi from one"))
+        assert result.changed and result.contact["version"] == 1
+        assert result.contact["last_inbound_at"] is not None and result.contact["last_inbound_at"].tzinfo
+        stored = await one.contacts.load(key)
+        assert stored is not None and stored["lease_epoch"] == leases_of(two).fence(key)
+        assert one.actors.forwarded == 1 and one.actors.active_count == 0
+        assert two.actors.received == 1 and two.actors.active_count == 1
+        # A domain error comes back as the same class and message.
+        with pytest.raises(NotFound, match="run run_missing not found"):
+            await one.actors.ask(key, StopRun("evt_stop", "run_missing"))
+        # A tell (nobody waits) still runs on the owner; its future resolves too.
+        told = await one.actors.tell(key, inbound("told"))
+        assert told.contact["version"] == 2
+
+
+async def test_handover_when_a_replica_joins(fast_settings: Settings) -> None:
+    async with runtimes(fast_settings, 1) as (one,):
+        await make_workspace(one)
+        assert one.actors is not None
+        assert leases_of(one).held == frozenset(range(fast_settings.shard_count))
+        keys = [ContactKey(WORKSPACE, f"+3462{n:07d}") for n in range(40)]
+        await asyncio.gather(*(one.actors.ask(k, inbound("before")) for k in keys))
+        assert one.actors.active_count == len(keys)
+        two = await start_replica(fast_settings, 2)
+        try:
+            await settled([one, two])
+            assert two.actors is not None
+            moved = [k for k in keys if leases_of(two).shard_of(k) in leases_of(two).held]
+            assert moved and len(moved) < len(keys)
+            # The moved contacts' actors were passivated on the old owner once their turns ended.
+            assert one.actors.active_count == len(keys) - len(moved)
+            results = await asyncio.gather(*(one.actors.ask(k, inbound("after")) for k in keys))
+            assert all(r.contact["version"] == 2 for r in results)
+            assert one.actors.forwarded == len(moved)
+            for k in moved:
+                stored = await two.contacts.load(k)
+                assert stored is not None and stored["lease_epoch"] == leases_of(two).fence(k)
+        finally:
+            await two.stop()
+        # Stopping releases at once: the survivor holds everything again well before a ttl.
+        took = await until(
+            lambda: leases_of(one).held == frozenset(range(fast_settings.shard_count)), TTL * 3, "takeback"
+        )
+        assert took < TTL
+
+
+def test_events_results_and_errors_cross_the_wire_unchanged() -> None:
+    """What a forward carries: BSON, not pickle; tz-aware datetimes and tuples come back as such."""
+    at = datetime(2026, 5, 1, 12, 30, 15, 123000, tzinfo=UTC)
+    events = [
+        InboundMessage("wamid.1", at, text="hola", button_id=None, name="Ana", kind="text"),
+        TagContact("evt_1", add=("vip", "spring"), remove=("cold",)),
+        SetVariables("evt_2", {"age": 31, "when": at}, links={"age": {"klaviyo": "age"}}),
+        ExternalSyncResult("evt_3", "sync_1", ok=False, error="timeout", retry_at=at),
+        StopRun("evt_4", "run_1"),
+    ]
+    for event in events:
+        assert decode_event(unpack(pack(encode_event(event)))) == event
+    result = TurnResult({"_id": "ws:+34", "version": 3, "updated_at": at}, run={"id": "run_1"}, changed=True)
+    assert decode_result(unpack(pack(encode_result(result)))) == result
+    flow_error = decode_error(unpack(pack(encode_error(InvalidFlow("bad node", node_id="n1")))))
+    assert type(flow_error) is InvalidFlow and flow_error.message == "bad node" and flow_error.node_id == "n1"
+    assert flow_error.code == "INVALID_FLOW" and str(flow_error) == "bad node"
+    missing = decode_error(unpack(pack(encode_error(NotFound("run run_1 not found")))))
+    assert type(missing) is NotFound and missing.message == "run run_1 not found"
+    unexpected = decode_error(unpack(pack(encode_error(ValueError("boom")))))
+    assert type(unexpected) is RemoteTurnError and "ValueError: boom" in str(unexpected)
