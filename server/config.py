@@ -39,6 +39,13 @@ class Settings(BaseSettings):
         60.0, description="how often timers in the store are re-armed in Redis"
     )
     start_timer_worker: bool = True
+    contact_scan_interval_seconds: float = Field(
+        600.0,
+        description=(
+            "how often recovery also scans every contact for timers and stuck outboxes; it always "
+            "does at start and when Redis lost its data (the scan costs the store at scale)"
+        ),
+    )
     # Timer firing and re-arming (server/actors/timers.py, server/actors/recovery.py).
     timer_batch_size: int = Field(200, description="due timers the timer worker claims per Redis call")
     timer_max_in_flight: int = Field(

@@ -97,6 +97,7 @@ class Runtime:
         self.actors: ShardedActors | None = None
         self._worker: TimerWorker | None = None
         self._stopped = False
+        self._effects: Effects | None = None
 
     async def timezone_of(self, workspace_id: str) -> str:
         zone = self._timezones.get(workspace_id)
@@ -129,7 +130,7 @@ class Runtime:
         await self.database.ensure_indexes()
         self.arq = await create_pool(RedisSettings.from_dsn(settings.redis_url or ""))
         self.timers = ArqTimerScheduler(self.arq, self.prefix + "timers")
-        effects = Effects(
+        effects = self._effects = Effects(
             self.contacts,
             self.runs,
             self.messages,
@@ -187,8 +188,12 @@ class Runtime:
             raise Unavailable("the server is not started")
         return self.actors.tell(key, event)
 
-    async def recover_now(self) -> None:
+    async def recover_now(self, scan_contacts: bool = True) -> None:
         assert self.timers is not None and self.actors is not None
+        stuck: list[ContactKey] = []
+        if self._effects is not None and not scan_contacts:
+            stuck = list(self._effects.stuck_outboxes)
+            self._effects.stuck_outboxes.clear()
         await recover(
             self.contacts,
             self.messages,
@@ -198,19 +203,37 @@ class Runtime:
             inbound_grace=timedelta(seconds=self.settings.inbound_grace_seconds),
             ledger=self.ledger,
             batch_size=self.settings.recovery_batch_size,
+            scan_contacts=scan_contacts,
+            stuck_outboxes=stuck,
         )
         await self.contact_services.recover()
         await self.triggers.recover()
 
     async def _recover_periodically(self) -> None:
+        last_scan: float | None = None
         while True:
             try:
-                await self.recover_now()
+                lost = await self._redis_lost()  # checked first: it also sets the marker
+                interval = self.settings.contact_scan_interval_seconds
+                scan = lost or last_scan is None or time.monotonic() - last_scan >= interval
+                started = time.monotonic()
+                await self.recover_now(scan_contacts=scan)
+                if scan:
+                    last_scan = started
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("recovery pass failed; will try again")
             await asyncio.sleep(self.settings.recovery_interval_seconds)
+
+    async def _redis_lost(self) -> bool:
+        """True once after Redis lost its data (a restart without persistence, FLUSHALL): the
+        timers it held must be rebuilt from the contacts. A marker key set now tells next time."""
+        marker = self.prefix + "recovery:marker"
+        if await self.redis.exists(marker):
+            return False
+        await self.redis.set(marker, 1)
+        return True
 
     async def stop(self, grace_seconds: float = 10.0) -> None:
         """Stop taking timer jobs, finish in-flight turns, then close connections (idempotent)."""

@@ -9,7 +9,7 @@ runs inside the actor's own turn); a provider id just learnt releases statuses p
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from server.actors.message_statuses import StatusLedger
@@ -39,6 +39,8 @@ class Effects:
     timers: TimerScheduler
     publisher: ChangePublisher
     ledger: StatusLedger | None = None
+    # Contacts whose outbox kept a message to retry: the next light recovery pass redelivers them.
+    stuck_outboxes: set[ContactKey] = field(default_factory=set)
 
     async def after_commit(
         self,
@@ -80,6 +82,11 @@ class Effects:
         if delivered:
             await self.contacts.pull_outbox(contact["_id"], contact["version"], delivered)
             contact["outbox"] = [m for m in contact.get("outbox", []) if m["id"] not in delivered]
+        key = ContactKey(contact["workspace_id"], contact["phone"])
+        if contact.get("outbox"):
+            self.stuck_outboxes.add(key)
+        else:
+            self.stuck_outboxes.discard(key)
 
     async def _settle_send(self, workspace_id: str, message: dict[str, Any], result: SendResult) -> None:
         if self.ledger is None:

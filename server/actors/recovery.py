@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator, Awaitable, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Protocol
@@ -57,8 +57,17 @@ async def recover(
     inbound_grace: timedelta = INBOUND_GRACE,
     ledger: StatusLedger | None = None,
     batch_size: int = TIMER_BATCH,
+    scan_contacts: bool = True,
+    stuck_outboxes: Iterable[ContactKey] = (),
 ) -> RecoveryReport:
+    """One pass. ``scan_contacts`` False skips the scan of every contact for timers and outboxes
+    (the costly part at scale: run at start, when Redis lost its data, and now and then) and
+    only redelivers the outboxes this process saw stuck."""
     report = RecoveryReport()
+    if not scan_contacts:
+        for key in stuck_outboxes:
+            actors.tell(key, Redeliver(event_id=f"redeliver:{clock.now().isoformat()}"))
+            report.outboxes += 1
     batch: list[tuple[ContactKey, dict[str, Any]]] = []
     writing: asyncio.Task[int] | None = None
 
@@ -72,7 +81,7 @@ async def recover(
             batch = []
 
     try:
-        async for document in contacts.with_pending_work():
+        async for document in contacts.with_pending_work() if scan_contacts else _nothing():
             key = ContactKey(document["workspace_id"], document["phone"])
             for timer in document.get("timers", []):
                 batch.append((key, timer))
@@ -96,3 +105,8 @@ async def recover(
     if report.timers or report.outboxes or report.inbound or report.statuses:
         log.info("recovery: %s", report)
     return report
+
+
+async def _nothing() -> AsyncIterator[dict[str, Any]]:
+    return
+    yield {}
