@@ -34,6 +34,12 @@ def phones(count: int, prefix: str = "+346990") -> list[str]:
     return [f"{prefix}{n:05d}" for n in range(count)]
 
 
+# A request that failed at the client may still be in flight on the server (forwarded to the shard
+# owner when the replica the client spoke to died): give it time to commit before deciding from
+# the store whether to send it again.
+IN_FLIGHT_SETTLE = 1.0
+
+
 async def contact_doc(mongo: AsyncMongoClient[dict[str, Any]], db: str, phone: str) -> dict[str, Any] | None:
     return await mongo[db]["contacts"].find_one({"_id": f"{WORKSPACE}:{phone}"})
 
@@ -68,6 +74,7 @@ async def drive_contact(
             break
         except FAILURES:
             outcome.retries += 1
+            await asyncio.sleep(IN_FLIGHT_SETTLE)
             if await contact_doc(mongo, db, phone):
                 break
             await asyncio.sleep(0.2)
@@ -78,6 +85,7 @@ async def drive_contact(
             break
         except FAILURES:
             outcome.retries += 1
+            await asyncio.sleep(IN_FLIGHT_SETTLE)
             doc = await contact_doc(mongo, db, phone)
             if doc and doc.get("runs"):
                 break
@@ -92,6 +100,7 @@ async def drive_contact(
             return
         except FAILURES:
             outcome.retries += 1
+            await asyncio.sleep(IN_FLIGHT_SETTLE)
             doc = await contact_doc(mongo, db, phone)
             if doc and any(entered(r, "got") for r in doc.get("runs", [])):
                 return
