@@ -17,20 +17,21 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import logging
 from collections.abc import Sequence
 from enum import Enum
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from pymongo import DeleteMany, DeleteOne, InsertOne, ReplaceOne, UpdateMany, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError, WriteError
 
-log = logging.getLogger(__name__)
-
 WriteOp = InsertOne[Any] | ReplaceOne[Any] | UpdateOne | UpdateMany | DeleteOne | DeleteMany
 DUPLICATE_KEY = 11000
 MAX_BATCH = 500  # documents per bulk: past a few hundred the store gains nothing and latency grows
+
+
+Item = TypeVar("Item")
+Result = TypeVar("Result")
 
 
 class Outcome(Enum):
@@ -38,44 +39,56 @@ class Outcome(Enum):
     DUPLICATE = "duplicate"  # the write hit a unique key: an insert's retry, or a lost CAS race
 
 
-_Pending = tuple[WriteOp, "asyncio.Future[Outcome]"]
+class _GroupFlusher(Generic[Item, Result]):
+    """Queues items with a future each and flushes them in groups, at most one group in flight.
 
-
-class WriteBatcher:
-    """Writes to one collection, sent as unordered bulk writes, at most one bulk in flight."""
+    While a group is at the store the next items queue up; when it returns they go out together.
+    ``_flush`` settles every future of its group; an exception it raises fails those still open.
+    """
 
     def __init__(self, collection: AsyncCollection[dict[str, Any]], max_batch: int = MAX_BATCH) -> None:
         self._collection = collection
         self._max_batch = max_batch
-        self._pending: list[_Pending] = []
+        self._pending: list[tuple[Item, asyncio.Future[Result]]] = []
         self._flusher: asyncio.Task[None] | None = None
 
-    async def write(self, operation: WriteOp) -> Outcome:
-        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
-        self._pending.append((operation, future))
+    async def _submit(self, item: Item) -> Result:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Result] = loop.create_future()
+        self._pending.append((item, future))
         if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.get_running_loop().create_task(self._flush_all())
+            self._flusher = loop.create_task(self._flush_all())
         return await future
 
     async def _flush_all(self) -> None:
         while self._pending:
             batch, self._pending = self._pending[: self._max_batch], self._pending[self._max_batch :]
-            await self._flush([entry for entry in batch if not entry[1].cancelled()])
+            batch = [entry for entry in batch if not entry[1].cancelled()]
+            if not batch:
+                continue
+            try:
+                await self._flush(batch)
+            except Exception as exc:  # the round trip failed: nobody's write is known to be stored
+                _fail_all(batch, exc)
 
-    async def _flush(self, batch: Sequence[_Pending]) -> None:
-        if not batch:
-            return
+    async def _flush(self, batch: list[tuple[Item, asyncio.Future[Result]]]) -> None:
+        raise NotImplementedError
+
+
+class WriteBatcher(_GroupFlusher[WriteOp, Outcome]):
+    """Writes to one collection, sent as unordered bulk writes, at most one bulk in flight."""
+
+    async def write(self, operation: WriteOp) -> Outcome:
+        return await self._submit(operation)
+
+    async def _flush(self, batch: list[tuple[WriteOp, asyncio.Future[Outcome]]]) -> None:
         failed: dict[int, dict[str, Any]] = {}
         try:
             await self._collection.bulk_write([operation for operation, _ in batch], ordered=False)
         except BulkWriteError as exc:
-            failed = {error["index"]: error for error in exc.details.get("writeErrors", [])}
             if exc.details.get("writeConcernErrors"):
-                _fail_all(batch, exc)
-                return
-        except Exception as exc:  # the round trip failed: nobody's write is known to be stored
-            _fail_all(batch, exc)
-            return
+                raise
+            failed = {error["index"]: error for error in exc.details.get("writeErrors", [])}
         for index, (_, future) in enumerate(batch):
             if future.done():
                 continue
@@ -85,17 +98,10 @@ class WriteBatcher:
             elif error.get("code") == DUPLICATE_KEY:
                 future.set_result(Outcome.DUPLICATE)
             else:
-                message = str(error.get("errmsg", "write failed"))[:300]
-                future.set_exception(WriteError(message, error.get("code"), error))
+                future.set_exception(_write_error(error))
 
 
-def _fail_all(batch: Sequence[_Pending], exc: Exception) -> None:
-    for _, future in batch:
-        if not future.done():
-            future.set_exception(exc)
-
-
-class CasBatcher:
+class CasBatcher(_GroupFlusher[tuple[dict[str, Any], dict[str, Any]], bool]):
     """Compare-and-set replaces of many documents in one unordered bulk; each caller learns if it won.
 
     A bulk only says how many replaces matched in total, and an upsert (which would report a lost
@@ -104,32 +110,14 @@ class CasBatcher:
     stored ``commit_id`` of each document tells whose write landed.
     """
 
-    def __init__(self, collection: AsyncCollection[dict[str, Any]], max_batch: int = MAX_BATCH) -> None:
-        self._collection = collection
-        self._max_batch = max_batch
-        self._pending: list[tuple[dict[str, Any], dict[str, Any], asyncio.Future[bool]]] = []
-        self._flusher: asyncio.Task[None] | None = None
-
     async def replace(self, query: dict[str, Any], document: dict[str, Any]) -> bool:
         """Replace the document matching ``query`` (which names its ``_id``); False if none matched."""
-        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._pending.append((query, document, future))
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.get_running_loop().create_task(self._flush_all())
-        return await future
+        return await self._submit((query, document))
 
-    async def _flush_all(self) -> None:
-        while self._pending:
-            batch, self._pending = self._pending[: self._max_batch], self._pending[self._max_batch :]
-            try:
-                await self._flush(batch)
-            except Exception as exc:  # the round trip failed: nobody's write is known to be stored
-                for _, _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
-
-    async def _flush(self, batch: list[tuple[dict[str, Any], dict[str, Any], asyncio.Future[bool]]]) -> None:
-        operations = [ReplaceOne(query, document) for query, document, _ in batch]
+    async def _flush(
+        self, batch: list[tuple[tuple[dict[str, Any], dict[str, Any]], asyncio.Future[bool]]]
+    ) -> None:
+        operations = [ReplaceOne(query, document) for (query, document), _ in batch]
         failed: dict[int, dict[str, Any]] = {}
         try:
             matched = (await self._collection.bulk_write(operations, ordered=False)).matched_count
@@ -138,54 +126,32 @@ class CasBatcher:
             matched = int(exc.details.get("nMatched", 0))
         landed: set[Any] | None = None
         if matched < len(batch) - len(failed):
-            ids = [document["_id"] for _, document, _ in batch]
+            ids = [document["_id"] for (_, document), _ in batch]
             stored = await self._collection.find({"_id": {"$in": ids}}, {"commit_id": 1}).to_list()
             landed = {doc.get("commit_id") for doc in stored}
-        for index, (_, document, future) in enumerate(batch):
+        for index, ((_, document), future) in enumerate(batch):
             if future.done():
                 continue
             error = failed.get(index)
             if error is not None:
-                message = str(error.get("errmsg", "write failed"))[:300]
-                future.set_exception(WriteError(message, error.get("code"), error))
+                future.set_exception(_write_error(error))
             else:
                 future.set_result(landed is None or document["commit_id"] in landed)
 
 
-class IdLoader:
+class IdLoader(_GroupFlusher[Any, dict[str, Any] | None]):
     """Finds by ``_id`` batched into one ``$in`` query per round trip (same scheme as the writes)."""
 
-    def __init__(self, collection: AsyncCollection[dict[str, Any]], max_batch: int = MAX_BATCH) -> None:
-        self._collection = collection
-        self._max_batch = max_batch
-        self._pending: list[tuple[Any, asyncio.Future[dict[str, Any] | None]]] = []
-        self._flusher: asyncio.Task[None] | None = None
-
     async def load(self, doc_id: Any) -> dict[str, Any] | None:
-        future: asyncio.Future[dict[str, Any] | None] = asyncio.get_running_loop().create_future()
-        self._pending.append((doc_id, future))
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.get_running_loop().create_task(self._flush_all())
-        return await future
-
-    async def _flush_all(self) -> None:
-        while self._pending:
-            batch, self._pending = self._pending[: self._max_batch], self._pending[self._max_batch :]
-            await self._flush(batch)
+        return await self._submit(doc_id)
 
     async def _flush(self, batch: list[tuple[Any, asyncio.Future[dict[str, Any] | None]]]) -> None:
         ids = list({doc_id for doc_id, _ in batch})
-        try:
-            if len(ids) == 1:
-                found = await self._collection.find_one({"_id": ids[0]})
-                documents = [found] if found is not None else []
-            else:
-                documents = await self._collection.find({"_id": {"$in": ids}}).to_list()
-        except Exception as exc:
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
-            return
+        if len(ids) == 1:
+            found = await self._collection.find_one({"_id": ids[0]})
+            documents = [found] if found is not None else []
+        else:
+            documents = await self._collection.find({"_id": {"$in": ids}}).to_list()
         by_id = {document["_id"]: document for document in documents}
         seen: set[Any] = set()
         for doc_id, future in batch:
@@ -196,3 +162,13 @@ class IdLoader:
             shared = doc_id in seen and document is not None
             future.set_result(copy.deepcopy(document) if shared else document)
             seen.add(doc_id)
+
+
+def _write_error(error: dict[str, Any]) -> WriteError:
+    return WriteError(str(error.get("errmsg", "write failed"))[:300], error.get("code"), error)
+
+
+def _fail_all(batch: Sequence[tuple[Any, asyncio.Future[Any]]], exc: Exception) -> None:
+    for _, future in batch:
+        if not future.done():
+            future.set_exception(exc)
