@@ -190,10 +190,7 @@ class Runtime:
 
     async def recover_now(self, scan_contacts: bool = True) -> None:
         assert self.timers is not None and self.actors is not None
-        stuck: list[ContactKey] = []
-        if self._effects is not None and not scan_contacts:
-            stuck = list(self._effects.stuck_outboxes)
-            self._effects.stuck_outboxes.clear()
+        stuck = self._effects.take_stuck_outboxes() if self._effects and not scan_contacts else []
         await recover(
             self.contacts,
             self.messages,

@@ -88,6 +88,12 @@ class Effects:
         else:
             self.stuck_outboxes.discard(key)
 
+    def take_stuck_outboxes(self) -> list[ContactKey]:
+        """Contacts whose outbox kept a message to retry since the last call (for recovery)."""
+        stuck = list(self.stuck_outboxes)
+        self.stuck_outboxes.clear()
+        return stuck
+
     async def _settle_send(self, workspace_id: str, message: dict[str, Any], result: SendResult) -> None:
         if self.ledger is None:
             return

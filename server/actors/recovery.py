@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Iterable
+from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Protocol
@@ -64,10 +64,33 @@ async def recover(
     (the costly part at scale: run at start, when Redis lost its data, and now and then) and
     only redelivers the outboxes this process saw stuck."""
     report = RecoveryReport()
-    if not scan_contacts:
+    if scan_contacts:
+        await _rearm_from_contacts(contacts, timers, actors, clock, batch_size, report)
+    else:
         for key in stuck_outboxes:
-            actors.tell(key, Redeliver(event_id=f"redeliver:{clock.now().isoformat()}"))
+            _redeliver(actors, key, clock)
             report.outboxes += 1
+    async for message in messages.unapplied_inbound(clock.now() - inbound_grace):
+        key = ContactKey(message["workspace_id"], message["phone"])
+        actors.tell(key, InboundMessage.from_record(message))
+        report.inbound += 1
+    if ledger is not None:
+        report.statuses = await ledger.recover(clock.now() - inbound_grace)
+    if report.timers or report.outboxes or report.inbound or report.statuses:
+        log.info("recovery: %s", report)
+    return report
+
+
+async def _rearm_from_contacts(
+    contacts: ContactRepository,
+    timers: ArqTimerScheduler,
+    actors: Actors,
+    clock: Clock,
+    batch_size: int,
+    report: RecoveryReport,
+) -> None:
+    """Every timer held in a contact re-armed (batch N+1 read while batch N is written to Redis),
+    every contact with an undelivered outbox told to redeliver."""
     batch: list[tuple[ContactKey, dict[str, Any]]] = []
     writing: asyncio.Task[int] | None = None
 
@@ -81,7 +104,7 @@ async def recover(
             batch = []
 
     try:
-        async for document in contacts.with_pending_work() if scan_contacts else _nothing():
+        async for document in contacts.with_pending_work():
             key = ContactKey(document["workspace_id"], document["phone"])
             for timer in document.get("timers", []):
                 batch.append((key, timer))
@@ -89,24 +112,14 @@ async def recover(
             if len(batch) >= batch_size:
                 await flush()
             if document.get("outbox"):
-                actors.tell(key, Redeliver(event_id=f"redeliver:{clock.now().isoformat()}"))
+                _redeliver(actors, key, clock)
                 report.outboxes += 1
         await flush()
-        await flush()
+        await flush()  # waits for the last batch written
     finally:
         if writing is not None and not writing.done():
             writing.cancel()
-    async for message in messages.unapplied_inbound(clock.now() - inbound_grace):
-        key = ContactKey(message["workspace_id"], message["phone"])
-        actors.tell(key, InboundMessage.from_record(message))
-        report.inbound += 1
-    if ledger is not None:
-        report.statuses = await ledger.recover(clock.now() - inbound_grace)
-    if report.timers or report.outboxes or report.inbound or report.statuses:
-        log.info("recovery: %s", report)
-    return report
 
 
-async def _nothing() -> AsyncIterator[dict[str, Any]]:
-    return
-    yield {}
+def _redeliver(actors: Actors, key: ContactKey, clock: Clock) -> None:
+    actors.tell(key, Redeliver(event_id=f"redeliver:{clock.now().isoformat()}"))
