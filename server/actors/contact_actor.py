@@ -9,11 +9,9 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-import bson
-from bson.codec_options import CodecOptions
 from bson.errors import BSONError
 
 from server.actors import contact_commands
@@ -35,6 +33,7 @@ from server.clock import Clock
 from server.errors import Conflict, InvalidInput, NotFound, Unavailable, WindowClosed
 from server.ids import ContactKey, new_id
 from server.machines import contact_state, runner, statuses
+from server.packing import pack, unpack
 from server.store.contacts import ContactRepository, new_contact
 from server.store.flows import FlowRepository
 
@@ -141,7 +140,7 @@ class ContactActor:
         if self.document is None:
             return
         try:
-            self._packed = bson.encode(self.document, codec_options=_CODEC)
+            self._packed = pack(self.document)
         except (BSONError, TypeError, ValueError, OverflowError):
             self._packed = None  # not BSON after all: read it from the store next time
         self.document = None
@@ -166,7 +165,7 @@ class ContactActor:
 
     async def _load(self) -> dict[str, Any]:
         if self.document is None and self._packed is not None:
-            self.document = bson.decode(self._packed, codec_options=_CODEC)
+            self.document = unpack(self._packed)
             self._packed = None
         if self.document is None:
             found = await self._deps.contacts.load(self.key)
@@ -387,9 +386,6 @@ class ContactActor:
             turn.contact["timers"] = [t for t in timers if t["id"] != timer["id"]]
         await self._follow_connects(turn)
         return TurnResult(turn.contact, run=run)
-
-
-_CODEC = CodecOptions(tz_aware=True, tzinfo=UTC)
 
 
 def _fail(mailbox: deque[Envelope] | None, error: Exception) -> None:

@@ -18,11 +18,9 @@ import logging
 import os
 import time
 import typing
-from datetime import UTC
 from typing import Any
 
 import bson
-from bson.codec_options import CodecOptions
 from bson.errors import InvalidDocument
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -33,6 +31,7 @@ from server.actors.leases import ShardLeases
 from server.actors.system import ActorSystem
 from server.errors import InvalidFlow, KonvoError, Unavailable
 from server.ids import ContactKey
+from server.packing import pack, unpack
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +39,6 @@ MAX_HOPS = 3  # an event re-forwarded more often than this chases an owner that 
 MAILBOX_TTL_MS = 60_000  # inboxes and reply lists of a dead replica disappear on their own
 BATCH = 256
 
-_CODEC = CodecOptions(tz_aware=True, tzinfo=UTC)
 _EVENT_TYPES: dict[str, type[Any]] = {cls.__name__: cls for cls in typing.get_args(Event)}
 
 
@@ -123,15 +121,6 @@ def decode_error(document: dict[str, Any]) -> Exception:
     if isinstance(error, InvalidFlow):
         error.node_id = typing.cast(str | None, error.details.get("nodeId"))
     return error
-
-
-def pack(document: dict[str, Any]) -> bytes:
-    """One forwarded request or reply as BSON (datetimes kept tz-aware in UTC)."""
-    return bson.encode(document, codec_options=_CODEC)
-
-
-def unpack(payload: bytes) -> dict[str, Any]:
-    return bson.decode(payload, codec_options=_CODEC)
 
 
 class _LocalShard:

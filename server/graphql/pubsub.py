@@ -14,14 +14,13 @@ import logging
 from collections import defaultdict
 from typing import Any
 
-import bson
-from bson.codec_options import CodecOptions
 from redis.asyncio import Redis
+
+from server.packing import pack, unpack
 
 log = logging.getLogger(__name__)
 
 QUEUE_LIMIT = 10_000
-_CODEC = CodecOptions(tz_aware=True)
 
 
 def contact_topic(workspace_id: str, phone: str) -> str:
@@ -63,7 +62,7 @@ class RedisPubSub:
                 queue.put_nowait(None)
 
     async def publish(self, topic: str, payload: dict[str, Any]) -> None:
-        await self._redis.publish(self._prefix + topic, bson.encode(payload, codec_options=_CODEC))
+        await self._redis.publish(self._prefix + topic, pack(payload))
 
     async def contact_changed(self, contact: dict[str, Any], run_ids: set[str]) -> None:
         workspace_id = contact["workspace_id"]
@@ -127,7 +126,7 @@ class RedisPubSub:
         queues = self._queues.get(topic)
         if not queues:
             return
-        payload = bson.decode(data, codec_options=_CODEC)
+        payload = unpack(data)
         for queue in list(queues):
             try:
                 queue.put_nowait(payload)

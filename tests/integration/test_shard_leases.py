@@ -30,13 +30,12 @@ from server.actors.shards import (
     encode_error,
     encode_event,
     encode_result,
-    pack,
-    unpack,
 )
 from server.clock import SystemClock
 from server.config import Settings
 from server.errors import Conflict, InvalidFlow, NotFound, Unavailable
 from server.ids import ContactKey
+from server.packing import pack, unpack
 from server.runtime import Runtime
 from tests.conftest import ServiceURLs
 from tests.integration.conftest import WORKSPACE, make_workspace
