@@ -17,6 +17,7 @@ from server.clock import SystemClock
 from server.config import Settings
 from server.embedded import free_port, start_services
 from server.ids import ContactKey, new_id
+from server.operations import contacts as contact_ops
 from server.operations import flows as flow_ops
 from server.runtime import Runtime
 
@@ -63,6 +64,16 @@ async def publish(runtime: Runtime, definition: dict[str, Any]) -> str:
 
 def phone(index: int) -> str:
     return f"+3460{index:07d}"
+
+
+async def waiting_template(runtime: Runtime, flow: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """Publish ``flow`` and start it for phone(0): (flow id, that contact's document to clone)."""
+    flow_id = await publish(runtime, flow)
+    await contact_ops.customer_says(runtime, WORKSPACE, phone(0), "hola", None)
+    await contact_ops.start_flow(runtime, WORKSPACE, flow_id, phone(0), None)
+    template = await runtime.contacts.get(WORKSPACE, f"{WORKSPACE}:{phone(0)}")
+    assert template is not None
+    return flow_id, template
 
 
 def clone_contact(template: dict[str, Any], index: int, due_at: datetime | None) -> dict[str, Any]:

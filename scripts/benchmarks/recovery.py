@@ -10,11 +10,12 @@ import os
 import time
 from datetime import timedelta
 
+from redis.asyncio import Redis
+
 from scripts.benchmarks import harness
 from scripts.benchmarks.report import Row
 from scripts.benchmarks.timers import FLOW
 from server.config import Settings
-from server.operations import contacts as contact_ops
 from server.runtime import Runtime
 
 TARGET_SECONDS = 30.0
@@ -25,19 +26,11 @@ async def measure(settings: Settings, count: int, quick: bool) -> Row:
     await first.start()
     try:
         await harness.workspace(first)
-        flow_id = await harness.publish(first, FLOW)
-        await contact_ops.customer_says(first, harness.WORKSPACE, harness.phone(0), "hola", None)
-        await contact_ops.start_flow(first, harness.WORKSPACE, flow_id, harness.phone(0), None)
-        template = await first.contacts.get(harness.WORKSPACE, f"{harness.WORKSPACE}:{harness.phone(0)}")
-        assert template is not None
-        # A clone's shard is not the template's: its first turn writes its own shard's epoch.
-        template.pop("lease_epoch", None)
+        _, template = await harness.waiting_template(first, FLOW)
         await harness.insert_clones(first, template, count, first.clock.now() + timedelta(hours=1))
     finally:
         await first.stop()
     queue = f"konvo:{settings.mongodb_db}:timers"
-    from redis.asyncio import Redis
-
     redis = Redis.from_url(settings.redis_url or "")
     await redis.flushall()
     started = time.perf_counter()

@@ -19,7 +19,6 @@ from scripts.benchmarks import harness
 from scripts.benchmarks.report import Row
 from server.config import Settings
 from server.ids import ContactKey
-from server.operations import contacts as contact_ops
 from server.runtime import Runtime
 
 FLOW = {
@@ -56,13 +55,7 @@ async def measure(settings: Settings, count: int, quick: bool) -> Row:
     await runtime.start()
     try:
         await harness.workspace(runtime)
-        flow_id = await harness.publish(runtime, FLOW)
-        await contact_ops.customer_says(runtime, harness.WORKSPACE, harness.phone(0), "hola", None)
-        await contact_ops.start_flow(runtime, harness.WORKSPACE, flow_id, harness.phone(0), None)
-        template = await runtime.contacts.get(harness.WORKSPACE, f"{harness.WORKSPACE}:{harness.phone(0)}")
-        assert template is not None
-        # A clone's shard is not the template's: its first turn writes its own shard's epoch.
-        template.pop("lease_epoch", None)
+        _, template = await harness.waiting_template(runtime, FLOW)
         due = runtime.clock.now() + timedelta(seconds=4 if quick else 30)
         await harness.insert_clones(runtime, template, count, due)
         armed_at = time.perf_counter()
