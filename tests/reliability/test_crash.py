@@ -16,7 +16,7 @@ import pytest
 from pymongo import AsyncMongoClient
 
 from tests.reliability.conftest import Api, publish
-from tests.reliability.drive import Outcome, all_ended, drive_contact, phones, verify
+from tests.reliability.drive import Outcome, all_ended, drive_all, phones, verify
 from tests.reliability.flows import wait_and_timer_flow
 from tests.reliability.webhooks import add_channel
 from tests.support.catalog import ensure_catalog
@@ -43,22 +43,7 @@ async def crash_run(
         flow_id = await publish(gql, definition)
         outcome = Outcome()
         numbers = phones(contacts)
-        drivers = asyncio.gather(
-            *(
-                drive_contact(
-                    api,
-                    mongo,
-                    cluster.db_name,
-                    flow_id,
-                    p,
-                    outcome,
-                    [0],
-                    rng,
-                    spread=max(2.0, contacts / 100),
-                )
-                for p in numbers
-            )
-        )
+        drivers = drive_all(api, mongo, cluster.db_name, flow_id, numbers, outcome, [0], rng)
         done_kills = 0
         kill_times: list[tuple[float, float]] = []  # (killed, restarted)
         window = 2.0 + contacts / 100  # drivers start over ~2 s; timers fire 2 s after each reply

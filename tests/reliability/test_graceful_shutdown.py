@@ -13,7 +13,7 @@ import pytest
 from pymongo import AsyncMongoClient
 
 from tests.reliability.conftest import Api, publish
-from tests.reliability.drive import Outcome, all_ended, drive_contact, phones, verify
+from tests.reliability.drive import Outcome, all_ended, drive_all, phones, verify
 from tests.reliability.flows import wait_and_timer_flow
 from tests.support.catalog import ensure_catalog
 
@@ -35,22 +35,7 @@ async def test_sigterm_finishes_in_flight_turns(
         outcome = Outcome()
         numbers = phones(contacts)
         rng = random.Random()
-        drivers = asyncio.gather(
-            *(
-                drive_contact(
-                    api,
-                    mongo,
-                    cluster.db_name,
-                    flow_id,
-                    p,
-                    outcome,
-                    [0],
-                    rng,
-                    spread=max(2.0, contacts / 100),
-                )
-                for p in numbers
-            )
-        )
+        drivers = drive_all(api, mongo, cluster.db_name, flow_id, numbers, outcome, [0], rng)
         await asyncio.sleep(1.0)
         process = cluster.procs[0].process
         acked_before = sum(len(v) for v in outcome.acked_replies.values())

@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 from pymongo import AsyncMongoClient
 
 from tests.reliability.conftest import WORKSPACE, Api, publish
-from tests.reliability.drive import Outcome, all_ended, drive_contact, phones, verify
+from tests.reliability.drive import Outcome, all_ended, drive_all, phones, verify
 from tests.reliability.flows import wait_and_timer_flow
 from tests.support.catalog import ensure_catalog
 
@@ -40,22 +40,7 @@ async def redis_loss(
         outcome = Outcome()
         numbers = phones(contacts)
         rng = random.Random()
-        await asyncio.gather(
-            *(
-                drive_contact(
-                    api,
-                    mongo,
-                    cluster.db_name,
-                    flow_id,
-                    p,
-                    outcome,
-                    [0],
-                    rng,
-                    spread=max(2.0, contacts / 100),
-                )
-                for p in numbers
-            )
-        )
+        await drive_all(api, mongo, cluster.db_name, flow_id, numbers, outcome, [0], rng)
         waiting = await pending_timers(mongo, cluster.db_name)
         # The no-reply timer was cancelled by the reply; each contact now waits on its delay, unless a
         # slow machine took so long driving them that the first delays already fired (still checked below).

@@ -24,7 +24,7 @@ from redis.asyncio import Redis
 from server.config import Settings
 from tests.conftest import ServiceURLs
 from tests.reliability.conftest import Api, Cluster, publish
-from tests.reliability.drive import Outcome, all_ended, drive_contact, phones, verify
+from tests.reliability.drive import Outcome, all_ended, drive_all, phones, verify
 from tests.reliability.flows import wait_and_timer_flow
 from tests.support.catalog import ensure_catalog
 
@@ -90,22 +90,7 @@ async def replicas_run(
         flow_id = await publish(gql, definition)
         outcome = Outcome()
         numbers = phones(contacts)
-        drivers = asyncio.gather(
-            *(
-                drive_contact(
-                    api,
-                    mongo,
-                    cluster.db_name,
-                    flow_id,
-                    p,
-                    outcome,
-                    [0, 1, 2],
-                    rng,
-                    spread=max(2.0, contacts / 100),
-                )
-                for p in numbers
-            )
-        )
+        drivers = drive_all(api, mongo, cluster.db_name, flow_id, numbers, outcome, [0, 1, 2], rng)
         killed: list[int] = []
         takeovers: list[float] = []
         moved: list[int] = []
