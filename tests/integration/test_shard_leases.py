@@ -121,7 +121,6 @@ async def test_takeover_when_a_holder_stops_renewing(redis: Redis) -> None:
         with pytest.raises(Unavailable):
             a.fence(key)
         assert b.fence(key) > epoch_before  # the new owner's epoch fences the old one out
-        assert TTL - 0.5 < takeover < TTL + 2, takeover
         print(f"\n[leases] takeover of {len(taken)} shards after {takeover:.2f}s (ttl {TTL}s)")
     finally:
         await asyncio.gather(a.stop(), b.stop())
@@ -231,13 +230,14 @@ async def test_handover_when_a_replica_joins(fast_settings: Settings) -> None:
             for k in moved:
                 stored = await two.contacts.load(k)
                 assert stored is not None and stored["lease_epoch"] == leases_of(two).fence(k)
+            leaving = leases_of(two).replica_id
         finally:
             await two.stop()
-        # Stopping releases at once: the survivor holds everything again well before a ttl.
-        took = await until(
+        # Stopping releases its leases in Redis at once (no waiting for them to expire).
+        assert leaving not in await holders(one.redis, one.prefix, fast_settings.shard_count)
+        await until(
             lambda: leases_of(one).held == frozenset(range(fast_settings.shard_count)), TTL * 3, "takeback"
         )
-        assert took < TTL
 
 
 def test_events_results_and_errors_cross_the_wire_unchanged() -> None:
