@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from datetime import timedelta
@@ -237,11 +236,7 @@ class Runtime:
         if self._stopped:
             return
         self._stopped = True
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await _cancel_and_wait(self._tasks, grace_seconds)
         self._tasks.clear()
         await self.contact_services.stop()
         if self._worker is not None and self._worker.tasks:
@@ -270,3 +265,25 @@ class Runtime:
             report["redis"] = f"error: {type(exc).__name__}"
         report["ok"] = report["store"] == "ok" and report["redis"] == "ok"
         return report
+
+
+async def _cancel_and_wait(tasks: list[asyncio.Task[Any]], grace_seconds: float) -> None:
+    """Cancel the background loops and wait for them, cancelling again if a cancel was lost.
+
+    A cancel can be swallowed by code that catches it late (3.11's ``wait_for`` does when its
+    inner await finishes at the same moment); one lost cancel must not hang the server's stop.
+    """
+    pending = {task for task in tasks if not task.done()}
+    deadline = asyncio.get_running_loop().time() + grace_seconds
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=0.5)
+        if pending and asyncio.get_running_loop().time() >= deadline:
+            names = sorted(task.get_name() for task in pending)
+            log.error("background tasks ignored cancellation on stop: %s", names)
+            return
+    for task in tasks:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background task %s had failed", task.get_name(), exc_info=task.exception())
+

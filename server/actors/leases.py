@@ -213,7 +213,8 @@ class ShardLeases:
         self._hurry += 1
         try:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(ticked.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await ticked.wait()
         finally:
             self._hurry -= 1
 
@@ -255,7 +256,8 @@ class ShardLeases:
             busy = self._hurry or any(lease.draining for lease in self._held.values())
             await asyncio.sleep(self.renew_every / 4 if busy else self.renew_every)
             try:
-                await asyncio.wait_for(self.tick(), timeout=self.ttl)
+                async with asyncio.timeout(self.ttl):
+                    await self.tick()
             except (RedisError, OSError, TimeoutError) as exc:
                 log.warning("shard lease tick failed: %s", exc)
             except Exception:
@@ -345,7 +347,8 @@ class ShardLeases:
         """Let the shard's queued turns finish, then release it for its new owner."""
         try:
             if self._drain is not None:
-                await asyncio.wait_for(self._drain(lease.shard), timeout=self._drain_timeout)
+                async with asyncio.timeout(self._drain_timeout):
+                    await self._drain(lease.shard)
         except Exception:
             log.exception("draining shard %d before its handover failed", lease.shard)
         finally:
@@ -353,7 +356,7 @@ class ShardLeases:
             if self._held.get(lease.shard) is lease:
                 del self._held[lease.shard]
                 try:
-                    release = self._release(keys=[self._lease_keys[lease.shard]], args=[lease.token])
-                    await asyncio.wait_for(release, timeout=2)
+                    async with asyncio.timeout(2):
+                        await self._release(keys=[self._lease_keys[lease.shard]], args=[lease.token])
                 except (RedisError, OSError, TimeoutError) as exc:
                     log.warning("releasing shard %d failed (it expires): %s", lease.shard, exc)

@@ -316,7 +316,8 @@ class ShardedActors:
         self._outgoing.put_nowait((self._inbox_of(owner), payload, request_id))
         self.forwarded += 1
         try:
-            return await asyncio.wait_for(future, self._ask_timeout)
+            async with asyncio.timeout(self._ask_timeout):
+                return await future
         except TimeoutError:
             raise Unavailable(
                 f"the server owning contact {key.phone} did not answer in {self._ask_timeout:.0f}s; retry"

@@ -191,8 +191,11 @@ class TimerWorker:
         self._wake.clear()
         if self._done:
             return
+        # asyncio.timeout, not wait_for: 3.11's wait_for drops a cancel that lands as the wake
+        # fires, and this loop would then poll on forever through the server's stop.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), self._poll)
+            async with asyncio.timeout(self._poll):
+                await self._wake.wait()
 
     async def _claim_due(self, limit: int) -> int:
         now_ms = int(time.time() * 1000)

@@ -292,7 +292,8 @@ class BroadcastSubscription:
                     last = seen
                     yield Broadcast(doc=found, known=counts)
                 try:
-                    await asyncio.wait_for(updates.__anext__(), POLL_SECONDS)
+                    async with asyncio.timeout(POLL_SECONDS):
+                        await updates.__anext__()
                 except TimeoutError:
                     pass
                 except StopAsyncIteration:  # the server is stopping

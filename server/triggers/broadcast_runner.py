@@ -77,7 +77,8 @@ class BroadcastRunner:
                 except Exception:
                     log.exception("looking for due broadcasts failed; will try again")
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
+                    async with asyncio.timeout(self.poll_seconds):
+                        await self._wake.wait()
         finally:
             tasks = list(self._driving.values())
             for task in tasks:

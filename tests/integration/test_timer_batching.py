@@ -235,3 +235,14 @@ async def test_a_claimed_timer_whose_turn_never_committed_runs_again(quiet: Runt
         assert not fired(await run_of(quiet, document))  # still claimed by the dead worker
         await eventually(lambda: run_of(quiet, document), fired, timeout=10)
     assert survivor.fired == 1
+
+
+async def test_a_cancel_landing_as_the_worker_wakes_still_stops_it(quiet: Runtime) -> None:
+    """The server's stop cancels the worker; a turn finishing at that moment must not eat the cancel."""
+    worker = worker_for(quiet)
+    task = asyncio.create_task(worker.main())
+    await asyncio.sleep(0.2)  # idle, waiting for a wake or the poll
+    worker._wake.set()  # a turn just finished ...
+    task.cancel()  # ... as the server stops
+    done, _ = await asyncio.wait({task}, timeout=5)
+    assert done == {task} and task.cancelled()
