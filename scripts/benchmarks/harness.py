@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import os
+import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -26,7 +27,7 @@ WORKSPACE = "ws_bench"
 
 @contextmanager
 def services() -> Iterator[Settings]:
-    """Embedded store + Redis on free ports in a temporary directory, stopped afterwards."""
+    """Embedded store + Redis on free ports in a temporary directory, both removed afterwards."""
     data_dir = Path(tempfile.mkdtemp(prefix="konvo-bench-"))
     boot = Settings(
         data_dir=data_dir, store_port=free_port(), redis_port=free_port(), mongodb_uri=None, redis_url=None
@@ -43,6 +44,7 @@ def services() -> Iterator[Settings]:
         )
     finally:
         running.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def rss_bytes() -> int:

@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import multiprocessing
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -167,7 +168,8 @@ def main() -> int:
         from server.embedded import free_port, redis_process
 
         port = free_port()
-        managed = redis_process(Path(tempfile.mkdtemp(prefix="konvo-bench-")), port, persist=False)
+        scratch = Path(tempfile.mkdtemp(prefix="konvo-bench-"))
+        managed = redis_process(scratch, port, persist=False)
         managed.start()
         redis_url = f"redis://127.0.0.1:{port}/0"
     ok = True
@@ -187,6 +189,7 @@ def main() -> int:
     finally:
         if managed is not None:
             managed.stop()
+            shutil.rmtree(managed.data_dir, ignore_errors=True)
     return 0 if ok else 1
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -81,7 +82,8 @@ def _wait_listening(port: int, process: subprocess.Popen[bytes], log: Path, time
 
 @contextmanager
 def _process(args: list[str], env: dict[str, str], port: int) -> Iterator[subprocess.Popen[bytes]]:
-    log = Path(tempfile.mkdtemp(prefix="konvo-bench-serve-")) / "out.log"
+    scratch = Path(tempfile.mkdtemp(prefix="konvo-bench-serve-"))
+    log = scratch / "out.log"
     with log.open("wb") as out:
         process = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
@@ -95,6 +97,7 @@ def _process(args: list[str], env: dict[str, str], port: int) -> Iterator[subpro
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 @contextmanager
@@ -107,7 +110,7 @@ def konvo_serve(settings: Settings, profile: Path | None = None) -> Iterator[str
         "KONVO_REDIS_URL": settings.redis_url or "",
         "KONVO_MONGODB_DB": settings.mongodb_db,
         "KONVO_PORT": str(port),
-        "KONVO_DATA_DIR": tempfile.mkdtemp(prefix="konvo-bench-data-"),
+        "KONVO_DATA_DIR": str(settings.data_dir / "server"),  # removed with the bench's services
         "KONVO_LOG_LEVEL": "WARNING",
     }
     args = [KONVO, "serve"]
