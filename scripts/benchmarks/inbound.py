@@ -31,7 +31,7 @@ from server.ids import new_id
 from server.operations import catalog as catalog_ops
 from server.operations import contacts as contact_ops
 from server.runtime import Runtime
-from server.store.database import INDEXES
+from server.store.database import CLIENT_OPTIONS, INDEXES
 from tests.support.graph_api_fake import GraphApiFake, ThreadedGraphApiFake
 
 FLOW = {
@@ -90,7 +90,7 @@ async def raw_cas_rate(
     settings: Settings, template: dict[str, Any], count: int, with_indexes: bool = True
 ) -> float:
     """Compare-and-set updates/s of cloned contact documents: the store's own limit for P1's writes."""
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(settings.mongodb_uri)
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(settings.mongodb_uri, **CLIENT_OPTIONS)
     try:
         collection = client[settings.mongodb_db]["bench_cas"]
         if with_indexes:
@@ -128,7 +128,7 @@ async def wait_done(
     settings: Settings, fake: GraphApiFake, sent_before: int, count: int, template_id: str
 ) -> None:
     """Until the fake holds ``count`` new sends and no clone waits or holds an unsent outbox."""
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(settings.mongodb_uri)
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(settings.mongodb_uri, **CLIENT_OPTIONS)
     try:
         contacts = client[settings.mongodb_db]["contacts"]
         deadline = time.monotonic() + 900

@@ -17,12 +17,13 @@ from scripts.benchmarks.report import Row
 from scripts.benchmarks.timers import percentile
 from server.config import Settings
 from server.ids import new_id
+from server.store.database import CLIENT_OPTIONS
 
 ROUND_TRIPS = 500
 
 
 async def store_round_trip_p50(settings: Settings, doc_id: str) -> float:
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(settings.mongodb_uri)
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(settings.mongodb_uri, **CLIENT_OPTIONS)
     try:
         contacts = client[settings.mongodb_db]["contacts"]
         await contacts.find_one({"_id": doc_id})
