@@ -73,16 +73,11 @@ RETIRED_INDEXES: dict[str, list[str]] = {
 }
 
 
-# Retryable writes are off: every write here is already safe to repeat or to fail (a contact
-# write is a compare-and-set carrying its commit id, an insert has its own ``_id`` and reads a
-# duplicate as "already there", and a failed write surfaces as Unavailable to a caller that
-# retries). The embedded store also records each retryable write's reply and re-scans that
-# record on every write, which made it slower the longer it ran (25% of its CPU after minutes).
+# The URI's options apply too: the embedded store's URI turns retryable writes off (embedded.py).
 CLIENT_OPTIONS: dict[str, Any] = {
     "tz_aware": True,
     "serverSelectionTimeoutMS": 5000,
     "connectTimeoutMS": 5000,
-    "retryWrites": False,
 }
 
 

@@ -100,9 +100,3 @@ async def test_loads_by_id_are_batched_and_not_shared_between_callers(database: 
     assert found[20] is None
     found[0]["tags"].append("mutated")  # type: ignore[index]
     assert found[10]["tags"] == []  # type: ignore[index]
-
-
-async def test_the_client_sends_no_retryable_writes(database: Database) -> None:
-    """The embedded store records each retryable write and re-scans that record on every write
-    (it slowed down the longer it ran); our writes are safe to repeat without it."""
-    assert database.client.options.retry_writes is False

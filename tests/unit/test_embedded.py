@@ -16,11 +16,13 @@ from server.embedded import (
     ManagedProcess,
     PortInUseError,
     free_port,
+    mongodb_uri_for,
     pid_alive,
     redis_process,
     start_services,
     store_process,
 )
+from server.store.database import Database
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -117,7 +119,9 @@ def test_stop_leaves_no_process(tmp_path: Path) -> None:
     services = start_services(settings, redis_persist=False)
     assert services.store is not None and services.redis is not None
     pids = [services.store.pid, services.redis.pid]
-    assert services.mongodb_uri == f"mongodb://127.0.0.1:{settings.store_port}/?directConnection=true"
+    assert services.mongodb_uri == (
+        f"mongodb://127.0.0.1:{settings.store_port}/?directConnection=true&retryWrites=false"
+    )
     assert services.redis_url == f"redis://127.0.0.1:{settings.redis_port}/0"
     services.stop()
     for pid in pids:
@@ -147,3 +151,13 @@ def test_children_die_with_a_killed_parent(tmp_path: Path) -> None:
     parent.kill()
     parent.wait()
     assert _wait_dead(child_pid), "redis-server outlived its SIGKILLed parent"
+
+
+async def test_the_embedded_stores_client_sends_no_retryable_writes() -> None:
+    """That store re-scans its record of retryable writes on every write (slower over time)."""
+    database = Database(mongodb_uri_for(free_port()), "unused")  # connects lazily: nothing runs
+    try:
+        assert database.client.options.retry_writes is False
+    finally:
+        await database.close()
+
