@@ -17,6 +17,7 @@ from server.config import Settings
 from server.graphql import graphiql
 from server.graphql.limits import BodySizeLimit
 from server.graphql.view import KonvoGraphQL
+from server.metrics import exposition
 from server.runtime import Runtime
 from server.triggers.routes import hook_routes
 
@@ -38,23 +39,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Starlette:
         return JSONResponse(report, status_code=200 if report["ok"] else 503)
 
     async def metrics(request: Request) -> PlainTextResponse:
-        active = runtime.actors.active_count if runtime.actors else 0
-        gauges = {
-            "konvo_active_actors": ("Contact actors in memory.", active),
-            "konvo_websocket_connections": (
-                "Open GraphQL WebSocket connections.",
-                graphql.gauges.connections,
-            ),
-            "konvo_websocket_operation_tasks": (
-                "Running GraphQL operations (subscriptions) over WebSockets.",
-                len(graphql.gauges.tasks),
-            ),
-            "konvo_pubsub_subscribers": ("Local pub/sub subscriptions.", runtime.pubsub.subscriber_count),
-        }
-        lines = []
-        for name, (help_text, value) in gauges.items():
-            lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge", f"{name} {value}"]
-        return PlainTextResponse("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
+        return PlainTextResponse(exposition(runtime, graphql.gauges), media_type="text/plain; version=0.0.4")
 
     app = Starlette(
         routes=[

@@ -231,6 +231,11 @@ class Runtime:
         await self.redis.set(marker, 1)
         return True
 
+    @property
+    def timer_worker(self) -> TimerWorker | None:
+        """The in-process timer worker (None when ``start_timer_worker`` is off): its counts feed /metrics."""
+        return self._worker
+
     async def stop(self, grace_seconds: float = 10.0) -> None:
         """Stop taking timer jobs, finish in-flight turns, then close connections (idempotent)."""
         if self._stopped:

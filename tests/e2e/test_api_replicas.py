@@ -3,6 +3,7 @@ subscriber of the other, in order, and a leaving client leaves nothing running b
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import httpx
@@ -67,4 +68,13 @@ async def test_a_mutation_on_one_process_reaches_a_subscriber_on_another(
             lambda m: m["konvo_websocket_connections"] == 0 and m["konvo_websocket_operation_tasks"] == 0,
         )
         assert after["konvo_pubsub_subscribers"] == 0
+        # The two replicas share the shards, and every turn one sent the other ran.
+        on_writer, on_reader = await eventually(
+            lambda: asyncio.gather(metrics(writer.base_url), metrics(reader.base_url)),
+            lambda both: sum(m["konvo_shards_held"] for m in both) == 64,
+        )
+        assert on_writer["konvo_replicas_live"] == on_reader["konvo_replicas_live"] == 2
+        sent = on_writer["konvo_turns_forwarded_total"] + on_reader["konvo_turns_forwarded_total"]
+        assert sent == on_writer["konvo_turns_received_total"] + on_reader["konvo_turns_received_total"]
+        assert on_writer["konvo_timers_dropped_total"] == on_reader["konvo_timers_dropped_total"] == 0
         assert writer.interrupt() == 0 and reader.interrupt() == 0
