@@ -18,7 +18,7 @@ from server.actors.flow_cache import FlowCache
 from server.actors.message_statuses import ParkedMarks, StatusLedger
 from server.actors.recovery import recover
 from server.actors.shards import ShardedActors
-from server.actors.timers import ArqTimerScheduler, TimerWorker, timer_worker
+from server.actors.timers import ArqTimerScheduler, TimerWorker
 from server.channels.router import ChannelRouter
 from server.channels.sandbox import SandboxChannel
 from server.channels.whatsapp.channel import WhatsAppChannel
@@ -167,7 +167,7 @@ class Runtime:
         await self.pubsub.start()
         await self.contact_services.start()
         if settings.start_timer_worker:
-            worker = timer_worker(
+            worker = TimerWorker(  # shares this event loop and actor system
                 self.arq,
                 self.timers.queue_name,
                 self.actors,
@@ -291,4 +291,3 @@ async def _cancel_and_wait(tasks: list[asyncio.Task[Any]], grace_seconds: float)
     for task in tasks:
         if not task.cancelled() and task.exception() is not None:
             log.error("background task %s had failed", task.get_name(), exc_info=task.exception())
-

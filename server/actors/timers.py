@@ -303,25 +303,3 @@ class TimerWorker:
 
 class _Drop(Exception):
     """A job that cannot run (no record, unknown function, too many tries): removed, not retried."""
-
-
-def timer_worker(
-    pool: ArqRedis,
-    queue_name: str,
-    actors: TimerActors,
-    poll_seconds: float,
-    *,
-    batch_size: int = 200,
-    max_in_flight: int = 500,
-    claim_seconds: float = 60.0,
-) -> TimerWorker:
-    """The timer worker sharing the server's event loop and actor system."""
-    return TimerWorker(
-        pool,
-        queue_name,
-        actors,
-        poll_seconds,
-        batch_size=batch_size,
-        max_in_flight=max_in_flight,
-        claim_seconds=claim_seconds,
-    )
