@@ -126,10 +126,13 @@ def own_store(tmp_path: Path) -> Iterator[ManagedProcess]:
 
 @pytest.fixture
 async def mongo(services: ServiceURLs) -> AsyncIterator[AsyncMongoClient[dict[str, Any]]]:
+    # The tests' own look at the store, taken while the servers load it fully: connected before
+    # the load starts, and patient (it observes the system; it is not the system under test).
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
-        services.mongodb_uri, serverSelectionTimeoutMS=5000
+        services.mongodb_uri, serverSelectionTimeoutMS=30_000
     )
     try:
+        await client.admin.command("ping")
         yield client
     finally:
         await client.close()
