@@ -273,21 +273,24 @@ class Runtime:
 
 
 async def _cancel_and_wait(tasks: list[asyncio.Task[Any]], grace_seconds: float) -> None:
-    """Cancel the background loops and wait for them, cancelling again if a cancel was lost.
+    """Cancel the background loops and let them finish (their ``finally`` may settle work), then
+    cancel once more whatever still runs.
 
     A cancel can be swallowed by code that catches it late (3.11's ``wait_for`` does when its
     inner await finishes at the same moment); one lost cancel must not hang the server's stop.
     """
     pending = {task for task in tasks if not task.done()}
-    deadline = asyncio.get_running_loop().time() + grace_seconds
-    while pending:
+    for task in pending:
+        task.cancel()
+    if pending:
+        _, pending = await asyncio.wait(pending, timeout=grace_seconds)
+    if pending:
         for task in pending:
             task.cancel()
-        _, pending = await asyncio.wait(pending, timeout=0.5)
-        if pending and asyncio.get_running_loop().time() >= deadline:
-            names = sorted(task.get_name() for task in pending)
-            log.error("background tasks ignored cancellation on stop: %s", names)
-            return
+        _, pending = await asyncio.wait(pending, timeout=1.0)
+    if pending:
+        names = sorted(task.get_name() for task in pending)
+        log.error("background tasks ignored cancellation on stop: %s", names)
     for task in tasks:
-        if not task.cancelled() and task.exception() is not None:
+        if task.done() and not task.cancelled() and task.exception() is not None:
             log.error("background task %s had failed", task.get_name(), exc_info=task.exception())
