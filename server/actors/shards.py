@@ -184,7 +184,7 @@ class ShardedActors:
         self._redis = redis
         self._prefix = prefix
         self._inbox = self._inbox_of(replica_id)
-        self._replies = prefix + "shard-replies:" + replica_id
+        self._replies = self._replies_of(replica_id)
         self._idle_seconds = idle_seconds
         self._ask_timeout = ask_timeout_seconds
         self._handover_grace = handover_grace_seconds
@@ -203,6 +203,9 @@ class ShardedActors:
 
     def _inbox_of(self, replica_id: str) -> str:
         return self._prefix + "shard-inbox:" + replica_id
+
+    def _replies_of(self, replica_id: str) -> str:
+        return self._prefix + "shard-replies:" + replica_id
 
     # --- the ActorSystem surface ---------------------------------------------------------------
 
@@ -223,8 +226,12 @@ class ShardedActors:
     async def start(self) -> None:
         """Listen for forwarded events, then join and wait (bounded) until our shards are held."""
         self._loops["sender"] = asyncio.create_task(self._send_loop(), name="shards-sender")
-        self._loops["inbox"] = asyncio.create_task(self._inbox_loop(), name="shards-inbox")
-        self._loops["replies"] = asyncio.create_task(self._reply_loop(), name="shards-replies")
+        self._loops["inbox"] = asyncio.create_task(
+            self._listen(self._inbox, self._accept, "the shard inbox"), name="shards-inbox"
+        )
+        self._loops["replies"] = asyncio.create_task(
+            self._listen(self._replies, self._answered, "shard replies"), name="shards-replies"
+        )
         self._loops["sweeper"] = asyncio.create_task(self._sweep(), name="actor-sweeper")
         await self.leases.start()
 
@@ -411,16 +418,17 @@ class ShardedActors:
             payloads.extend(more)
         return payloads
 
-    async def _inbox_loop(self) -> None:
+    async def _listen(self, key: str, handle: typing.Callable[[bytes], None], what: str) -> None:
+        """Hand each message pushed to ``key`` to ``handle``, riding out Redis blips."""
         while True:
             try:
-                payloads = await self._take(self._inbox)
+                payloads = await self._take(key)
             except (RedisError, OSError) as exc:
-                log.warning("reading the shard inbox failed: %s", exc)
+                log.warning("reading %s failed: %s", what, exc)
                 await asyncio.sleep(0.5)
                 continue
             for payload in payloads:
-                self._accept(payload)
+                handle(payload)
 
     def _accept(self, payload: bytes) -> None:
         """Run a forwarded event here (or pass it on) and answer its sender when the turn ends."""
@@ -455,28 +463,21 @@ class ShardedActors:
         except Exception as exc:
             log.exception("could not encode the reply to a forwarded %s", request["event"]["type"])
             payload = pack({"id": request["id"], "ok": False, "error": encode_error(exc)})
-        self._outgoing.put_nowait((self._prefix + "shard-replies:" + request["from"], payload, None))
+        self._outgoing.put_nowait((self._replies_of(request["from"]), payload, None))
 
-    async def _reply_loop(self) -> None:
-        while True:
-            try:
-                payloads = await self._take(self._replies)
-            except (RedisError, OSError) as exc:
-                log.warning("reading shard replies failed: %s", exc)
-                await asyncio.sleep(0.5)
-                continue
-            for payload in payloads:
-                try:
-                    answer = unpack(payload)
-                    entry = self._pending.pop(answer["id"], None)
-                    if entry is None or entry[0].done():
-                        continue  # timed out or failed already
-                    if answer["ok"]:
-                        entry[0].set_result(decode_result(answer["result"]))
-                    else:
-                        entry[0].set_exception(decode_error(answer["error"]))
-                except Exception:
-                    log.exception("dropped an unreadable shard reply")
+    def _answered(self, payload: bytes) -> None:
+        """A reply to one of our forwards resolves its waiting future (unless it gave up already)."""
+        try:
+            answer = unpack(payload)
+            entry = self._pending.pop(answer["id"], None)
+            if entry is None or entry[0].done():
+                return  # timed out or failed already
+            if answer["ok"]:
+                entry[0].set_result(decode_result(answer["result"]))
+            else:
+                entry[0].set_exception(decode_error(answer["error"]))
+        except Exception:
+            log.exception("dropped an unreadable shard reply")
 
     # --- tasks ---------------------------------------------------------------------------------
 
