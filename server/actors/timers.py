@@ -269,7 +269,10 @@ class TimerWorker:
         async with self._pool.pipeline(transaction=False) as pipe:
             for job_id, tries, error in done:
                 if error is None or isinstance(error, _Drop):
-                    fired, dropped = (fired + 1, dropped) if error is None else (fired, dropped + 1)
+                    if error is None:
+                        fired += 1
+                    else:
+                        dropped += 1
                     pipe.zrem(self.queue_name, job_id)
                     pipe.delete(
                         job_key_prefix + job_id, in_progress_key_prefix + job_id, retry_key_prefix + job_id

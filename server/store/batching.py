@@ -1,11 +1,12 @@
 """Group commit: concurrent writes (and reads by id) to one collection share one round trip.
 
-The embedded store answers a round trip in about 1 ms but takes only about 0.3 ms more per
-document inside a bulk write, so many actors committing at once should not each pay a round
-trip. Callers still await their own write and get its own outcome: a write is acknowledged only
-after the bulk that carried it was acknowledged by the store (the same durability as a single
-write). While one bulk is in flight the next writes queue up and go out together when it
-returns: under light load every write goes out alone at once, so batching adds no latency.
+The embedded store does more documents per second inside one bulk write than as separate writes
+(contact compare-and-sets: about 600/s one by one, 1,050-1,350/s in bulks of 20), so many actors
+committing at once should not each pay a round trip. Callers still await their own write and
+get its own outcome: a write is acknowledged only after the bulk that carried it was
+acknowledged by the store (the same durability as a single write). While one bulk is in
+flight the next writes queue up and go out together when it returns: under light load every
+write goes out alone at once, so batching adds no latency.
 
 Outcomes per write come from the unordered bulk's ``writeErrors`` (by index): a duplicate key
 (code 11000) is the ``DUPLICATE`` outcome, which is how compare-and-set writes report a lost race
