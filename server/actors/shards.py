@@ -28,7 +28,7 @@ from redis.exceptions import RedisError
 from server.actors.contact_actor import ActorDeps
 from server.actors.events import Event, TurnResult
 from server.actors.leases import ShardLeases
-from server.actors.system import ActorSystem
+from server.actors.system import ActorSystem, sweep_idle
 from server.errors import InvalidFlow, KonvoError, Unavailable
 from server.ids import ContactKey
 from server.packing import pack, unpack
@@ -132,7 +132,7 @@ class _LocalShard:
     """
 
     def __init__(self, deps: ActorDeps, idle_seconds: float) -> None:
-        self.system = ActorSystem(deps, idle_seconds=idle_seconds)  # swept by ``ShardedActors._sweep``
+        self.system = ActorSystem(deps, idle_seconds=idle_seconds)  # swept by ``ShardedActors``
         self._queued: set[asyncio.Future[TurnResult]] = set()
 
     def tell(self, key: ContactKey, event: Event) -> asyncio.Future[TurnResult]:
@@ -232,7 +232,9 @@ class ShardedActors:
         self._loops["replies"] = asyncio.create_task(
             self._listen(self._replies, self._answered, "shard replies"), name="shards-replies"
         )
-        self._loops["sweeper"] = asyncio.create_task(self._sweep(), name="actor-sweeper")
+        self._loops["sweeper"] = asyncio.create_task(
+            sweep_idle(self, self._idle_seconds), name="actor-sweeper"
+        )
         await self.leases.start()
 
     async def stop(self, grace_seconds: float = 10.0) -> None:
@@ -373,12 +375,6 @@ class ShardedActors:
             task = asyncio.create_task(local.stop(self._handover_grace), name=f"retire-shard:{shard}")
             self._retiring.add(task)
             task.add_done_callback(self._retiring.discard)
-
-    async def _sweep(self) -> None:
-        interval = max(0.05, min(self._idle_seconds / 2, 5.0))
-        while True:
-            await asyncio.sleep(interval)
-            self.passivate_idle(time.monotonic() - self._idle_seconds)
 
     # --- Redis transport -----------------------------------------------------------------------
 

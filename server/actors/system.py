@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from typing import Protocol
 
 from server.actors.contact_actor import ActorDeps, ContactActor
 from server.actors.events import Event, TurnResult
@@ -36,7 +37,7 @@ class ActorSystem:
         return len(self._actors)
 
     async def start(self) -> None:
-        self._sweeper = asyncio.create_task(self._sweep(), name="actor-sweeper")
+        self._sweeper = asyncio.create_task(sweep_idle(self, self._idle_seconds), name="actor-sweeper")
 
     def tell(self, key: ContactKey, event: Event) -> asyncio.Future[TurnResult]:
         """Queue ``event`` for the contact; the future resolves once its turn is committed."""
@@ -64,12 +65,6 @@ class ActorSystem:
             self._actors = dict(actors.items())
         return len(idle)
 
-    async def _sweep(self) -> None:
-        interval = max(0.05, min(self._idle_seconds / 2, 5.0))
-        while True:
-            await asyncio.sleep(interval)
-            self.passivate_idle(time.monotonic() - self._idle_seconds)
-
     async def stop(self, grace_seconds: float = 10.0) -> None:
         """Finish the turns already queued (graceful shutdown), then drop every actor."""
         self._stopping = True
@@ -87,3 +82,15 @@ class ActorSystem:
         for actor in self._actors.values():  # a task cancelled before its first step ran nothing
             actor.fail_queued(Unavailable("the server stopped before this turn ran; retry"))
         self._actors.clear()
+
+
+class Passivating(Protocol):
+    def passivate_idle(self, older_than: float) -> int: ...
+
+
+async def sweep_idle(actors: Passivating, idle_seconds: float) -> None:
+    """Forever: passivate the actors idle for ``idle_seconds``, looking a few times per period."""
+    interval = max(0.05, min(idle_seconds / 2, 5.0))
+    while True:
+        await asyncio.sleep(interval)
+        actors.passivate_idle(time.monotonic() - idle_seconds)
