@@ -92,16 +92,13 @@ async def _rearm_from_contacts(
     """Every timer held in a contact re-armed (batch N+1 read while batch N is written to Redis),
     every contact with an undelivered outbox told to redeliver."""
     batch: list[tuple[ContactKey, dict[str, Any]]] = []
-    writing: asyncio.Task[int] | None = None
+    writing: asyncio.Task[int] | None = None  # the previous batch, written while the next is read
 
-    async def flush() -> None:
-        nonlocal batch, writing
+    async def written() -> None:
+        nonlocal writing
         if writing is not None:
             report.timers_armed += await writing
             writing = None
-        if batch:
-            writing = asyncio.create_task(timers.schedule_many(batch))
-            batch = []
 
     try:
         async for document in contacts.with_pending_work():
@@ -110,12 +107,15 @@ async def _rearm_from_contacts(
                 batch.append((key, timer))
                 report.timers += 1
             if len(batch) >= batch_size:
-                await flush()
+                await written()
+                writing = asyncio.create_task(timers.schedule_many(batch))
+                batch = []
             if document.get("outbox"):
                 _redeliver(actors, key, clock)
                 report.outboxes += 1
-        await flush()
-        await flush()  # waits for the last batch written
+        await written()
+        if batch:
+            report.timers_armed += await timers.schedule_many(batch)
     finally:
         if writing is not None and not writing.done():
             writing.cancel()
