@@ -11,10 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from typing import Any
 
 from server.actors.contact_commands import TurnExtras
+from server.expiring import ExpiringCache
 from server.graphql.pubsub import inbox_topic
 from server.integrations.klaviyo_sync import KlaviyoSync
 from server.machines.contact_state import opt_out_keys
@@ -36,31 +36,29 @@ class ContactServices:
         self.settings = WorkspaceSettingsRepository(runtime.database)
         self.picker = AgentPicker(runtime.agents, self.members, self.teams, runtime.contacts, runtime.clock)
         self.klaviyo: KlaviyoSync | None = None
-        self._extras: dict[str, tuple[float, TurnExtras]] = {}
+        self._extras: ExpiringCache[str, TurnExtras] = ExpiringCache(EXTRAS_TTL_SECONDS)
         self._tasks: list[asyncio.Task[Any]] = []
 
     async def extras_of(self, workspace_id: str) -> TurnExtras:
         """Template categories, field links and opt-out words; changes made here clear it at once
         (``forget``), other processes see them within ``EXTRAS_TTL_SECONDS``."""
-        cached = self._extras.get(workspace_id)
-        if cached is not None and cached[0] > time.monotonic():
-            return cached[1]
+        return await self._extras.get(workspace_id, lambda: self._load_extras(workspace_id))
+
+    async def _load_extras(self, workspace_id: str) -> TurnExtras:
         runtime = self._runtime
         templates = await runtime.templates.list(workspace_id)
         fields = await runtime.fields.list(workspace_id)
         settings = await self.settings.get(workspace_id)
         categories = {(t["name"], ""): t["category"] for t in templates}
         categories.update({(t["name"], t["language"]): t["category"] for t in templates})
-        extras = TurnExtras(
+        return TurnExtras(
             template_categories=categories,
             field_links={f["name"]: f["external"] for f in fields if f.get("external")},
             opt_out_keys=opt_out_keys(settings.get("opt_out_keywords") or []),
         )
-        self._extras[workspace_id] = (time.monotonic() + EXTRAS_TTL_SECONDS, extras)
-        return extras
 
     def forget(self, workspace_id: str) -> None:
-        self._extras.pop(workspace_id, None)
+        self._extras.forget(workspace_id)
 
     async def after_turn(self, before: dict[str, Any] | None, after: dict[str, Any]) -> None:
         """After a commit: tell inbox subscribers, and hand new external updates to the sync."""

@@ -29,6 +29,7 @@ from server.clock import Clock, SystemClock
 from server.config import Settings
 from server.contact_services import ContactServices
 from server.errors import Unavailable
+from server.expiring import ExpiringCache
 from server.graphql.pubsub import RedisPubSub
 from server.ids import ContactKey
 from server.segments import matches
@@ -89,7 +90,7 @@ class Runtime:
         # Webhook/inbound triggers and broadcasts (server/triggers/services.py).
         self.triggers = TriggerServices(self)
         self._timezones: dict[str, str] = {}
-        self._fields: dict[str, tuple[float, dict[str, tuple[str, list[str]]]]] = {}
+        self._fields: ExpiringCache[str, dict[str, tuple[str, list[str]]]] = ExpiringCache(FIELDS_TTL_SECONDS)
         self._tasks: list[asyncio.Task[Any]] = []
         self.arq: ArqRedis | None = None
         self.timers: ArqTimerScheduler | None = None
@@ -112,17 +113,15 @@ class Runtime:
         A field created in this process clears the cache at once (``forget_fields``); other
         processes see it within ``FIELDS_TTL_SECONDS``.
         """
-        cached = self._fields.get(workspace_id)
-        if cached is not None and cached[0] > time.monotonic():
-            return cached[1]
-        fields = {
-            f["name"]: (f["type"], list(f.get("options") or [])) for f in await self.fields.list(workspace_id)
-        }
-        self._fields[workspace_id] = (time.monotonic() + FIELDS_TTL_SECONDS, fields)
-        return fields
+
+        async def load() -> dict[str, tuple[str, list[str]]]:
+            found = await self.fields.list(workspace_id)
+            return {f["name"]: (f["type"], list(f.get("options") or [])) for f in found}
+
+        return await self._fields.get(workspace_id, load)
 
     def forget_fields(self, workspace_id: str) -> None:
-        self._fields.pop(workspace_id, None)
+        self._fields.forget(workspace_id)
 
     async def start(self) -> None:
         settings = self.settings

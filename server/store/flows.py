@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import time
 from datetime import datetime
 from typing import Any
 
 from pymongo import ReturnDocument
 
+from server.expiring import ExpiringCache
 from server.store.database import Database
 
 # How long a process may start runs from a flow document it read (status, active version): every
@@ -19,7 +19,7 @@ class FlowRepository:
     def __init__(self, database: Database) -> None:
         self._flows = database.collection("flows")
         self._versions = database.collection("flow_versions")
-        self._recent: dict[tuple[str, str], tuple[float, dict[str, Any] | None]] = {}
+        self._recent: ExpiringCache[tuple[str, str], dict[str, Any] | None] = ExpiringCache(FLOW_TTL_SECONDS)
 
     async def insert(self, document: dict[str, Any]) -> dict[str, Any]:
         await self._flows.insert_one(document)
@@ -30,15 +30,7 @@ class FlowRepository:
 
     async def get_recent(self, workspace_id: str, flow_id: str) -> dict[str, Any] | None:
         """``get``, answered from a read at most ``FLOW_TTL_SECONDS`` old (for starting runs)."""
-        key = (workspace_id, flow_id)
-        cached = self._recent.get(key)
-        if cached is not None and cached[0] > time.monotonic():
-            return cached[1]
-        found = await self.get(workspace_id, flow_id)
-        if len(self._recent) > 10_000:
-            self._recent.clear()
-        self._recent[key] = (time.monotonic() + FLOW_TTL_SECONDS, found)
-        return found
+        return await self._recent.get((workspace_id, flow_id), lambda: self.get(workspace_id, flow_id))
 
     async def get_by_name(self, workspace_id: str, name: str) -> dict[str, Any] | None:
         return await self._flows.find_one({"workspace_id": workspace_id, "name": name})
@@ -49,12 +41,13 @@ class FlowRepository:
         return await self._flows.find(query).sort("created_at", 1).to_list()
 
     async def update(self, workspace_id: str, flow_id: str, changes: dict[str, Any]) -> dict[str, Any] | None:
-        self._recent.pop((workspace_id, flow_id), None)
-        return await self._flows.find_one_and_update(
+        updated = await self._flows.find_one_and_update(
             {"_id": flow_id, "workspace_id": workspace_id},
             {"$set": changes},
             return_document=ReturnDocument.AFTER,
         )
+        self._recent.forget((workspace_id, flow_id))  # after the write: a read racing it is not kept
+        return updated
 
     async def next_version(self, workspace_id: str, flow_id: str, now: datetime) -> int:
         """Reserve the next version number atomically (two publishes never share one)."""

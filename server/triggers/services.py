@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from server.expiring import ExpiringCache
 from server.store.broadcasts import (
     AudienceRepository,
     BroadcastRepository,
@@ -44,7 +44,7 @@ class TriggerServices:
         self.limits = MessagingLimitRepository(database)
         self.runner = BroadcastRunner(runtime)
         self.hook_grace = HOOK_GRACE
-        self._rules: dict[str, tuple[float, list[InboundRule]]] = {}
+        self._rules: ExpiringCache[str, list[InboundRule]] = ExpiringCache(RULES_TTL_SECONDS)
 
     def start(self) -> asyncio.Task[None]:
         """The broadcast runner task; the runtime cancels it first on stop, before the actors."""
@@ -52,15 +52,14 @@ class TriggerServices:
 
     async def rules_of(self, workspace_id: str) -> list[InboundRule]:
         """The workspace's inbound triggers, cached briefly: every unanswered message asks."""
-        cached = self._rules.get(workspace_id)
-        if cached is not None and cached[0] > time.monotonic():
-            return cached[1]
-        rules = compile_rules(await self.inbound.list(workspace_id))
-        self._rules[workspace_id] = (time.monotonic() + RULES_TTL_SECONDS, rules)
-        return rules
+
+        async def load() -> list[InboundRule]:
+            return compile_rules(await self.inbound.list(workspace_id))
+
+        return await self._rules.get(workspace_id, load)
 
     def forget_rules(self, workspace_id: str) -> None:
-        self._rules.pop(workspace_id, None)
+        self._rules.forget(workspace_id)
 
     async def inbound_trigger_for(
         self, workspace_id: str, text: str | None, button_id: str | None
