@@ -59,9 +59,7 @@ def settings(services: ServiceURLs, tmp_path: Path) -> Iterator[Settings]:
         mongodb_db=db_name,
         redis_url=services.redis_url,
     )
-    client: MongoClient[dict[str, object]] = MongoClient(
-        services.mongodb_uri, serverSelectionTimeoutMS=5000
-    )
+    client: MongoClient[dict[str, object]] = MongoClient(services.mongodb_uri, serverSelectionTimeoutMS=5000)
     try:
         client.drop_database(db_name)
     finally:

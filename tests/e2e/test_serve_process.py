@@ -27,25 +27,38 @@ async def test_serve_runs_a_flow_and_streams_contact_updates(served: ServedProce
         gql = GraphQLClient(http, banner["API key"])
         demo = (await gql("{ flows { name status } }"))["flows"]
         assert {f["name"]: f["status"] for f in demo} == {
-            "Abandoned cart": "ACTIVE", "Opt-in collection": "ACTIVE",
-            "Order update with feedback": "ACTIVE", "VIP routing": "ACTIVE",
+            "Abandoned cart": "ACTIVE",
+            "Opt-in collection": "ACTIVE",
+            "Order update with feedback": "ACTIVE",
+            "VIP routing": "ACTIVE",
         }
         await ensure_catalog(gql, skeleton_flow(no_reply_after="1h"))
-        flow_id = (await gql("mutation($d: JSON!) { importFlow(definition: $d) { id } }",
-                             d=skeleton_flow(no_reply_after="1h")))["importFlow"]["id"]
+        flow_id = (
+            await gql(
+                "mutation($d: JSON!) { importFlow(definition: $d) { id } }",
+                d=skeleton_flow(no_reply_after="1h"),
+            )
+        )["importFlow"]["id"]
         await gql("mutation($id: ID!) { publishFlow(id: $id) { id } }", id=flow_id)
         phone = "+34611222333"
         await gql('mutation($p: String!) { sandboxInbound(phone: $p, text: "hola") }', p=phone)
 
         url = f"ws://127.0.0.1:{port}/graphql"
         async with GraphQLWebSocket(url, banner["API key"]) as ws:
-            await ws.subscribe("c1", "subscription($p: String!) { contactUpdated(phone: $p) "
-                                     "{ phone tags version runs { status node } } }", p=phone)
+            await ws.subscribe(
+                "c1",
+                "subscription($p: String!) { contactUpdated(phone: $p) "
+                "{ phone tags version runs { status node } } }",
+                p=phone,
+            )
             snapshot = (await ws.next_data("c1"))["contactUpdated"]
             assert snapshot["phone"] == phone and snapshot["runs"] == []
 
-            await gql("mutation($f: ID!, $p: String!) { startFlow(flowId: $f, phone: $p) { id } }",
-                      f=flow_id, p=phone)
+            await gql(
+                "mutation($f: ID!, $p: String!) { startFlow(flowId: $f, phone: $p) { id } }",
+                f=flow_id,
+                p=phone,
+            )
             waiting = (await ws.next_data("c1"))["contactUpdated"]
             assert waiting["runs"] == [{"status": "WAITING", "node": "ask"}]
 

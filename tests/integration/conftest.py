@@ -67,9 +67,7 @@ async def gql(runtime: Runtime, api_key: str) -> AsyncIterator[GraphQLClient]:
 async def publish(gql: GraphQLClient, definition: dict[str, Any]) -> str:
     """Create what the flow refers to, import it and publish it; returns the flow id."""
     await ensure_catalog(gql, definition)
-    data = await gql(
-        "mutation($d: JSON!) { importFlow(definition: $d) { id } }", d=definition
-    )
+    data = await gql("mutation($d: JSON!) { importFlow(definition: $d) { id } }", d=definition)
     flow_id = data["importFlow"]["id"]
     await gql("mutation($id: ID!) { publishFlow(id: $id) { status activeVersion } }", id=flow_id)
     return flow_id

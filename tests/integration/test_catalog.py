@@ -25,14 +25,21 @@ OTHER = "ws_other"
 BODY_ONLY = [{"type": "BODY", "text": "Hola {{1}}, tu carrito te espera: {{2}}"}]
 
 
-def flow_using(name: str, tag_node: list[str] | None = None, segment_tag: str | None = None) -> dict[str, Any]:
+def flow_using(
+    name: str, tag_node: list[str] | None = None, segment_tag: str | None = None
+) -> dict[str, Any]:
     nodes: list[dict[str, Any]] = []
     if segment_tag is not None:
-        nodes.append({
-            "id": "route", "type": "condition",
-            "branches": [{"name": "VIP", "segment": {"all": [{"not": {"tag": segment_tag}}]}, "next": None}],
-            "otherwise": None,
-        })
+        nodes.append(
+            {
+                "id": "route",
+                "type": "condition",
+                "branches": [
+                    {"name": "VIP", "segment": {"all": [{"not": {"tag": segment_tag}}]}, "next": None}
+                ],
+                "otherwise": None,
+            }
+        )
     if tag_node is not None:
         nodes.append({"id": "t", "type": "tag", "add": tag_node, "remove": [], "next": None})
     return {"name": name, "start": nodes[0]["id"], "nodes": nodes}
@@ -50,8 +57,9 @@ async def test_tags_are_unique_per_workspace_and_normalised(runtime: Runtime) ->
     assert [t["name"] for t in await ops.list_tags(runtime, WS)] == ["vip"]
 
 
-@pytest.mark.parametrize(("name", "kind"), [("", "MARKETING"), ("   ", "SUPPORT"), ("x" * 65, "SUPPORT"),
-                                            ("ok", "PROMO")])
+@pytest.mark.parametrize(
+    ("name", "kind"), [("", "MARKETING"), ("   ", "SUPPORT"), ("x" * 65, "SUPPORT"), ("ok", "PROMO")]
+)
 async def test_tag_input_is_checked(runtime: Runtime, name: str, kind: str) -> None:
     with pytest.raises(InvalidInput):
         await ops.create_tag(runtime, WS, name, kind)
@@ -113,9 +121,13 @@ async def test_a_flow_in_another_workspace_does_not_block_delete(runtime: Runtim
 async def test_fields(runtime: Runtime) -> None:
     city = await ops.create_field(runtime, WS, "city", "FIXED", [" Madrid ", "Málaga"])
     assert city["options"] == ["Madrid", "Málaga"] and city["type"] == "FIXED"
-    points = await ops.create_field(runtime, WS, "points", "NUMBER", None,
-                                    {"system": "Klaviyo", "property": "loyalty_points"})
-    assert points["options"] == [] and points["external"] == {"system": "klaviyo", "property": "loyalty_points"}
+    points = await ops.create_field(
+        runtime, WS, "points", "NUMBER", None, {"system": "Klaviyo", "property": "loyalty_points"}
+    )
+    assert points["options"] == [] and points["external"] == {
+        "system": "klaviyo",
+        "property": "loyalty_points",
+    }
     assert (await ops.get_field(runtime, WS, "city"))["_id"] == city["_id"]
     assert [f["name"] for f in await ops.list_fields(runtime, WS)] == ["city", "points"]
     with pytest.raises(Conflict):
@@ -186,11 +198,14 @@ def cart_template(**changes: Any) -> dict[str, Any]:
             {"type": "HEADER", "format": "TEXT", "text": "Tu carrito"},
             {"type": "BODY", "text": "Hola {{1}}, vuelve: {{2}}"},
             {"type": "FOOTER", "text": "Tienda"},
-            {"type": "BUTTONS", "buttons": [
-                {"type": "QUICK_REPLY", "text": "Comprar"},
-                {"type": "quick_reply", "text": "Más tarde"},
-                {"type": "URL", "text": "Ver carrito", "url": "https://shop.example/cart/{{1}}"},
-            ]},
+            {
+                "type": "BUTTONS",
+                "buttons": [
+                    {"type": "QUICK_REPLY", "text": "Comprar"},
+                    {"type": "quick_reply", "text": "Más tarde"},
+                    {"type": "URL", "text": "Ver carrito", "url": "https://shop.example/cart/{{1}}"},
+                ],
+            },
         ],
     }
     return {**base, **changes}
@@ -206,7 +221,8 @@ async def test_templates(runtime: Runtime) -> None:
     rejected = await ops.set_template_status(runtime, WS, created["_id"], "REJECTED", "promotional content")
     assert rejected["rejection_reason"] == "promotional content"
     assert [(t["name"], t["language"]) for t in await ops.list_templates(runtime, WS)] == [
-        ("cart_reminder", "en_US"), ("cart_reminder", "es"),
+        ("cart_reminder", "en_US"),
+        ("cart_reminder", "es"),
     ]
     assert await ops.list_templates(runtime, OTHER) == []
 
@@ -222,16 +238,54 @@ async def test_templates(runtime: Runtime) -> None:
         ({"components": [*BODY_ONLY, *BODY_ONLY]}, "at most one BODY"),
         ({"components": [{"type": "BODY", "text": "x" * 1025}]}, "at most 1024"),
         ({"components": [{"type": "SIDEBAR"}, *BODY_ONLY]}, "unknown component type"),
-        ({"components": [*BODY_ONLY, {"type": "BUTTONS", "buttons": [
-            {"type": "QUICK_REPLY", "text": str(i)} for i in range(11)]}]}, "at most 10 buttons"),
-        ({"components": [*BODY_ONLY, {"type": "BUTTONS", "buttons": [
-            {"type": "URL", "text": str(i), "url": "https://x.example"} for i in range(3)]}]}, "at most 2 URL"),
-        ({"components": [*BODY_ONLY, {"type": "BUTTONS", "buttons": [
-            {"type": "PHONE_NUMBER", "text": "Llamar"}]}]}, "needs phone_number"),
-        ({"components": [*BODY_ONLY, {"type": "BUTTONS", "buttons": [
-            {"type": "FLOW", "text": "x"}]}]}, "type must be one of QUICK_REPLY"),
-        ({"components": [*BODY_ONLY, {"type": "BUTTONS", "buttons": [
-            {"type": "QUICK_REPLY", "text": "x" * 26}]}]}, "at most 25"),
+        (
+            {
+                "components": [
+                    *BODY_ONLY,
+                    {
+                        "type": "BUTTONS",
+                        "buttons": [{"type": "QUICK_REPLY", "text": str(i)} for i in range(11)],
+                    },
+                ]
+            },
+            "at most 10 buttons",
+        ),
+        (
+            {
+                "components": [
+                    *BODY_ONLY,
+                    {
+                        "type": "BUTTONS",
+                        "buttons": [
+                            {"type": "URL", "text": str(i), "url": "https://x.example"} for i in range(3)
+                        ],
+                    },
+                ]
+            },
+            "at most 2 URL",
+        ),
+        (
+            {
+                "components": [
+                    *BODY_ONLY,
+                    {"type": "BUTTONS", "buttons": [{"type": "PHONE_NUMBER", "text": "Llamar"}]},
+                ]
+            },
+            "needs phone_number",
+        ),
+        (
+            {"components": [*BODY_ONLY, {"type": "BUTTONS", "buttons": [{"type": "FLOW", "text": "x"}]}]},
+            "type must be one of QUICK_REPLY",
+        ),
+        (
+            {
+                "components": [
+                    *BODY_ONLY,
+                    {"type": "BUTTONS", "buttons": [{"type": "QUICK_REPLY", "text": "x" * 26}]},
+                ]
+            },
+            "at most 25",
+        ),
     ],
 )
 async def test_template_input_is_checked(runtime: Runtime, changes: dict[str, Any], message: str) -> None:
@@ -306,21 +360,25 @@ async def test_graphql_resolvers_and_error_codes(runtime: Runtime) -> None:
 
     agent = await run(runtime, 'mutation { createAgent(email: "ana@shop.example", name: "Ana") { id } }')
     agent_id = agent.data["createAgent"]["id"]
-    away = await run(runtime, "mutation($id: ID!) { setAgentAvailability(id: $id, available: false) "
-                     "{ available } }", id=agent_id)
+    away = await run(
+        runtime,
+        "mutation($id: ID!) { setAgentAvailability(id: $id, available: false) { available } }",
+        id=agent_id,
+    )
     assert away.data["setAgentAvailability"]["available"] is False
 
     template = await run(
         runtime,
-        "mutation($c: JSON!) { createTemplate(input: {name: \"hello\", language: \"es\", category: UTILITY, "
+        'mutation($c: JSON!) { createTemplate(input: {name: "hello", language: "es", category: UTILITY, '
         "components: $c}) { name status category rejectionReason components } }",
         c=BODY_ONLY,
     )
     assert template.errors is None
     assert template.data["createTemplate"]["status"] == "DRAFT"
 
-    listed = await run(runtime, "{ tags { name } fields { name } agents { email available } "
-                       "templates { name language } }")
+    listed = await run(
+        runtime, "{ tags { name } fields { name } agents { email available } templates { name language } }"
+    )
     assert listed.errors is None
     assert listed.data == {
         "tags": [{"name": "vip"}],

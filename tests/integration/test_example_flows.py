@@ -65,7 +65,9 @@ async def test_abandoned_cart_bought_at_once(gql: GraphQLClient, examples: dict[
     assert [m["kind"] for m in await outbox(gql, phone)] == ["template", "text"]
 
 
-async def test_abandoned_cart_goes_cold(gql: GraphQLClient, runtime: Runtime, examples: dict[str, str]) -> None:
+async def test_abandoned_cart_goes_cold(
+    gql: GraphQLClient, runtime: Runtime, examples: dict[str, str]
+) -> None:
     phone = "+34600002002"
     await opt_in(gql, phone)
     await start_with(gql, examples["Abandoned cart"], phone, CART)
@@ -91,7 +93,9 @@ async def test_abandoned_cart_later_then_last_call(
     assert len(await outbox(gql, ignored)) == 2
 
 
-async def test_order_update_happy_customer(gql: GraphQLClient, runtime: Runtime, examples: dict[str, str]) -> None:
+async def test_order_update_happy_customer(
+    gql: GraphQLClient, runtime: Runtime, examples: dict[str, str]
+) -> None:
     phone = "+34600002005"
     order = {"order_id": "A-100", "tracking_url": "https://track.example/A-100"}
     run = await start_with(gql, examples["Order update with feedback"], phone, order)
@@ -125,7 +129,9 @@ async def test_order_update_unhappy_customer_silent(
     assert (await state(gql, phone))["tags"] == ["needs-follow-up"]
 
 
-async def test_order_update_no_feedback(gql: GraphQLClient, runtime: Runtime, examples: dict[str, str]) -> None:
+async def test_order_update_no_feedback(
+    gql: GraphQLClient, runtime: Runtime, examples: dict[str, str]
+) -> None:
     phone = "+34600002008"
     await start_with(gql, examples["Order update with feedback"], phone, {"order_id": "A-103"})
     await fire_pending_timer(runtime, phone)
@@ -138,11 +144,21 @@ async def test_vip_routing_each_branch(gql: GraphQLClient, examples: dict[str, s
     vip, spender, regular = "+34600002009", "+34600002010", "+34600002011"
     for phone in (vip, spender, regular):
         await say(gql, phone, "hola")
-    setup = await publish(gql, {"name": "Setup", "start": "t", "nodes": [
-        {"id": "t", "type": "tag", "add": ["vip"], "next": None}]})
+    setup = await publish(
+        gql,
+        {"name": "Setup", "start": "t", "nodes": [{"id": "t", "type": "tag", "add": ["vip"], "next": None}]},
+    )
     await start_with(gql, setup, vip)
-    spend = await publish(gql, {"name": "Spend", "start": "s", "nodes": [
-        {"id": "s", "type": "set_variable", "field": "total_spent", "value": "900", "next": None}]})
+    spend = await publish(
+        gql,
+        {
+            "name": "Spend",
+            "start": "s",
+            "nodes": [
+                {"id": "s", "type": "set_variable", "field": "total_spent", "value": "900", "next": None}
+            ],
+        },
+    )
     await start_with(gql, spend, spender)
     for phone in (vip, spender, regular):
         await start_with(gql, examples["VIP routing"], phone)

@@ -19,7 +19,9 @@ def flow(name: str, start: str, *nodes: dict[str, Any]) -> dict[str, Any]:
 async def start_with(gql: GraphQLClient, flow_id: str, phone: str, variables: Any = None) -> dict[str, Any]:
     data = await gql(
         "mutation($f: ID!, $p: String!, $v: JSON) { startFlow(flowId: $f, phone: $p, variables: $v) { id status } }",
-        f=flow_id, p=phone, v=variables,
+        f=flow_id,
+        p=phone,
+        v=variables,
     )
     return data["startFlow"]
 
@@ -33,22 +35,37 @@ async def outbox(gql: GraphQLClient, phone: str) -> list[dict[str, Any]]:
 
 
 async def test_opt_in_tags_variables_and_placeholders(gql: GraphQLClient) -> None:
-    flow_id = await publish(gql, flow(
-        "Actions", "optin",
-        {"id": "optin", "type": "opt_in", "next": "add"},
-        {"id": "add", "type": "tag", "add": ["lead", "vip"], "next": "remove"},
-        {"id": "remove", "type": "tag", "remove": ["lead"], "next": "city"},
-        {"id": "city", "type": "set_variable", "field": "city", "value": "Madrid", "next": "copy"},
-        {"id": "copy", "type": "set_variable", "field": "home", "value": {"from": "variable", "var": "city"},
-         "next": "say"},
-        {"id": "say", "type": "message", "text": "{{contact.home}}: pedido {{trigger.order.id}} {{contact.nope}}",
-         "next": None},
-    ))
+    flow_id = await publish(
+        gql,
+        flow(
+            "Actions",
+            "optin",
+            {"id": "optin", "type": "opt_in", "next": "add"},
+            {"id": "add", "type": "tag", "add": ["lead", "vip"], "next": "remove"},
+            {"id": "remove", "type": "tag", "remove": ["lead"], "next": "city"},
+            {"id": "city", "type": "set_variable", "field": "city", "value": "Madrid", "next": "copy"},
+            {
+                "id": "copy",
+                "type": "set_variable",
+                "field": "home",
+                "value": {"from": "variable", "var": "city"},
+                "next": "say",
+            },
+            {
+                "id": "say",
+                "type": "message",
+                "text": "{{contact.home}}: pedido {{trigger.order.id}} {{contact.nope}}",
+                "next": None,
+            },
+        ),
+    )
     phone = "+34600001001"
     await say(gql, phone, "hola")
     run = await start_with(gql, flow_id, phone, {"order": {"id": "A-17"}})
     assert run["status"] == "COMPLETED"
-    state = (await gql("query($p: String!) { contact(phone: $p) { optedIn tags variables } }", p=phone))["contact"]
+    state = (await gql("query($p: String!) { contact(phone: $p) { optedIn tags variables } }", p=phone))[
+        "contact"
+    ]
     assert state == {"optedIn": True, "tags": ["vip"], "variables": {"city": "Madrid", "home": "Madrid"}}
     assert [m["text"] for m in await outbox(gql, phone)] == ["Madrid: pedido A-17 "]
     steps = (await run_of(gql, run["id"]))["steps"]
@@ -56,15 +73,38 @@ async def test_opt_in_tags_variables_and_placeholders(gql: GraphQLClient) -> Non
 
 
 async def test_set_variable_from_reply_and_button(gql: GraphQLClient) -> None:
-    flow_id = await publish(gql, flow(
-        "Ask", "ask",
-        {"id": "ask", "type": "message", "text": "¿Ciudad?", "on_reply": "save", "next": None},
-        {"id": "save", "type": "set_variable", "field": "city", "value": {"from": "reply"}, "next": "size"},
-        {"id": "size", "type": "message", "text": "¿Talla?",
-         "buttons": [{"id": "S", "title": "S", "next": "save_size"}, {"id": "M", "title": "M", "next": "save_size"}]},
-        {"id": "save_size", "type": "set_variable", "field": "size", "value": {"from": "button"}, "next": "echo"},
-        {"id": "echo", "type": "message", "text": "{{run.reply}} en {{contact.city}}", "next": None},
-    ))
+    flow_id = await publish(
+        gql,
+        flow(
+            "Ask",
+            "ask",
+            {"id": "ask", "type": "message", "text": "¿Ciudad?", "on_reply": "save", "next": None},
+            {
+                "id": "save",
+                "type": "set_variable",
+                "field": "city",
+                "value": {"from": "reply"},
+                "next": "size",
+            },
+            {
+                "id": "size",
+                "type": "message",
+                "text": "¿Talla?",
+                "buttons": [
+                    {"id": "S", "title": "S", "next": "save_size"},
+                    {"id": "M", "title": "M", "next": "save_size"},
+                ],
+            },
+            {
+                "id": "save_size",
+                "type": "set_variable",
+                "field": "size",
+                "value": {"from": "button"},
+                "next": "echo",
+            },
+            {"id": "echo", "type": "message", "text": "{{run.reply}} en {{contact.city}}", "next": None},
+        ),
+    )
     phone = "+34600001002"
     await say(gql, phone, "hola")
     await start_with(gql, flow_id, phone)
@@ -76,21 +116,38 @@ async def test_set_variable_from_reply_and_button(gql: GraphQLClient) -> None:
 
 
 async def test_condition_takes_the_first_matching_branch(gql: GraphQLClient) -> None:
-    flow_id = await publish(gql, flow(
-        "Route", "route",
-        {"id": "route", "type": "condition", "branches": [
-            {"name": "VIP", "segment": {"tag": "vip"}, "next": "tag_vip"},
-            {"name": "Madrid", "segment": {"var": "city", "op": "eq", "value": "Madrid"}, "next": "tag_mad"},
-        ], "otherwise": "tag_other"},
-        {"id": "tag_vip", "type": "tag", "add": ["went-vip"], "next": None},
-        {"id": "tag_mad", "type": "tag", "add": ["went-madrid"], "next": None},
-        {"id": "tag_other", "type": "tag", "add": ["went-other"], "next": None},
-    ))
-    setup = await publish(gql, flow(
-        "Setup", "t",
-        {"id": "t", "type": "tag", "add": ["vip"], "next": "c"},
-        {"id": "c", "type": "set_variable", "field": "city", "value": "Madrid", "next": None},
-    ))
+    flow_id = await publish(
+        gql,
+        flow(
+            "Route",
+            "route",
+            {
+                "id": "route",
+                "type": "condition",
+                "branches": [
+                    {"name": "VIP", "segment": {"tag": "vip"}, "next": "tag_vip"},
+                    {
+                        "name": "Madrid",
+                        "segment": {"var": "city", "op": "eq", "value": "Madrid"},
+                        "next": "tag_mad",
+                    },
+                ],
+                "otherwise": "tag_other",
+            },
+            {"id": "tag_vip", "type": "tag", "add": ["went-vip"], "next": None},
+            {"id": "tag_mad", "type": "tag", "add": ["went-madrid"], "next": None},
+            {"id": "tag_other", "type": "tag", "add": ["went-other"], "next": None},
+        ),
+    )
+    setup = await publish(
+        gql,
+        flow(
+            "Setup",
+            "t",
+            {"id": "t", "type": "tag", "add": ["vip"], "next": "c"},
+            {"id": "c", "type": "set_variable", "field": "city", "value": "Madrid", "next": None},
+        ),
+    )
     vip, plain = "+34600001003", "+34600001004"
     await start_with(gql, setup, vip)
     await start_with(gql, flow_id, vip)
@@ -100,12 +157,16 @@ async def test_condition_takes_the_first_matching_branch(gql: GraphQLClient) -> 
 
 
 async def test_delay_sends_the_next_message_even_if_the_customer_writes(gql: GraphQLClient) -> None:
-    flow_id = await publish(gql, flow(
-        "Delay", "hello",
-        {"id": "hello", "type": "message", "text": "Un momento", "next": "wait"},
-        {"id": "wait", "type": "delay", "for": "PT1S", "next": "later"},
-        {"id": "later", "type": "message", "text": "Ya está", "next": None},
-    ))
+    flow_id = await publish(
+        gql,
+        flow(
+            "Delay",
+            "hello",
+            {"id": "hello", "type": "message", "text": "Un momento", "next": "wait"},
+            {"id": "wait", "type": "delay", "for": "PT1S", "next": "later"},
+            {"id": "later", "type": "message", "text": "Ya está", "next": None},
+        ),
+    )
     phone = "+34600001005"
     await say(gql, phone, "hola")
     run = await start_with(gql, flow_id, phone)
@@ -118,10 +179,14 @@ async def test_delay_sends_the_next_message_even_if_the_customer_writes(gql: Gra
 
 
 async def test_delay_until_is_read_in_the_workspace_time_zone(gql: GraphQLClient) -> None:
-    flow_id = await publish(gql, flow(
-        "Until", "wait",
-        {"id": "wait", "type": "delay", "until": "2031-07-01T10:00", "next": None},
-    ))
+    flow_id = await publish(
+        gql,
+        flow(
+            "Until",
+            "wait",
+            {"id": "wait", "type": "delay", "until": "2031-07-01T10:00", "next": None},
+        ),
+    )
     run = await start_with(gql, flow_id, "+34600001006")
     waiting = (await run_of(gql, run["id"]))["waitingFor"]
     due = datetime.fromisoformat(waiting["due_at"])
@@ -129,13 +194,28 @@ async def test_delay_until_is_read_in_the_workspace_time_zone(gql: GraphQLClient
 
 
 async def test_connect_flow_leaves_this_run_and_starts_the_other(gql: GraphQLClient) -> None:
-    await publish(gql, flow(
-        "Second", "hi", {"id": "hi", "type": "message", "text": "Segundo flujo", "on_reply": None,
-                         "no_reply": {"after": "1h", "next": None}},
-    ))
-    first = await publish(gql, flow(
-        "First", "go", {"id": "go", "type": "connect_flow", "flow": "Second"},
-    ))
+    await publish(
+        gql,
+        flow(
+            "Second",
+            "hi",
+            {
+                "id": "hi",
+                "type": "message",
+                "text": "Segundo flujo",
+                "on_reply": None,
+                "no_reply": {"after": "1h", "next": None},
+            },
+        ),
+    )
+    first = await publish(
+        gql,
+        flow(
+            "First",
+            "go",
+            {"id": "go", "type": "connect_flow", "flow": "Second"},
+        ),
+    )
     phone = "+34600001007"
     await say(gql, phone, "hola")
     run = await start_with(gql, first, phone)
@@ -147,28 +227,49 @@ async def test_connect_flow_leaves_this_run_and_starts_the_other(gql: GraphQLCli
 
 
 async def test_template_node_sends_and_waits_for_quick_reply(gql: GraphQLClient) -> None:
-    flow_id = await publish(gql, flow(
-        "Cart", "remind",
-        {"id": "remind", "type": "template", "template": "cart_reminder", "language": "es",
-         "params": {"body": ["{{contact.first_name}}", "{{trigger.cart_url}}"]},
-         "buttons": [{"id": "buy", "next": "thanks"}]},
-        {"id": "thanks", "type": "tag", "add": ["bought"], "next": None},
-    ))
+    flow_id = await publish(
+        gql,
+        flow(
+            "Cart",
+            "remind",
+            {
+                "id": "remind",
+                "type": "template",
+                "template": "cart_reminder",
+                "language": "es",
+                "params": {"body": ["{{contact.first_name}}", "{{trigger.cart_url}}"]},
+                "buttons": [{"id": "buy", "next": "thanks"}],
+            },
+            {"id": "thanks", "type": "tag", "add": ["bought"], "next": None},
+        ),
+    )
     phone = "+34600001008"
     await start_with(gql, flow_id, phone, {"cart_url": "https://shop.example/c/1"})
     sent = await gql("query($p: String!) { sandboxOutbox(phone: $p) { kind template } }", p=phone)
-    assert sent["sandboxOutbox"] == [{"kind": "template", "template": {
-        "name": "cart_reminder", "language": "es", "params": {"body": ["", "https://shop.example/c/1"]}}}]
+    assert sent["sandboxOutbox"] == [
+        {
+            "kind": "template",
+            "template": {
+                "name": "cart_reminder",
+                "language": "es",
+                "params": {"body": ["", "https://shop.example/c/1"]},
+            },
+        }
+    ]
     await say(gql, phone, button="buy")
     assert (await contact(gql, phone))["tags"] == ["bought"]
 
 
 async def test_window_closed_follows_the_failure_path(gql: GraphQLClient) -> None:
-    flow_id = await publish(gql, flow(
-        "Closed", "msg",
-        {"id": "msg", "type": "message", "text": "Hola", "on_failure": "mark", "next": None},
-        {"id": "mark", "type": "tag", "add": ["unreachable"], "next": None},
-    ))
+    flow_id = await publish(
+        gql,
+        flow(
+            "Closed",
+            "msg",
+            {"id": "msg", "type": "message", "text": "Hola", "on_failure": "mark", "next": None},
+            {"id": "mark", "type": "tag", "add": ["unreachable"], "next": None},
+        ),
+    )
     phone = "+34600001009"
     run = await start_with(gql, flow_id, phone)
     assert run["status"] == "COMPLETED"
@@ -179,27 +280,55 @@ async def test_window_closed_follows_the_failure_path(gql: GraphQLClient) -> Non
 
 
 async def test_assign_hands_the_contact_to_an_agent(gql: GraphQLClient) -> None:
-    flow_id = await publish(gql, flow(
-        "Assign", "to_agent", {"id": "to_agent", "type": "assign", "agent": "ana@shop.example", "next": None},
-    ))
+    flow_id = await publish(
+        gql,
+        flow(
+            "Assign",
+            "to_agent",
+            {"id": "to_agent", "type": "assign", "agent": "ana@shop.example", "next": None},
+        ),
+    )
     phone = "+34600001010"
     await start_with(gql, flow_id, phone)
-    state = (await gql("query($p: String!) { contact(phone: $p) { assignedAgent agent { id email } } }", p=phone))["contact"]
+    state = (
+        await gql("query($p: String!) { contact(phone: $p) { assignedAgent agent { id email } } }", p=phone)
+    )["contact"]
     assert state["agent"]["email"] == "ana@shop.example" and state["assignedAgent"] == state["agent"]["id"]
 
 
 async def test_a_reply_that_does_not_fit_the_field_type_is_handled(gql: GraphQLClient) -> None:
-    await gql("mutation { createField(name: \"age\", type: NUMBER) { id } }")
-    await gql("mutation { createField(name: \"size\", type: FIXED, options: [\"S\", \"M\", \"L\"]) { id } }")
-    flow_id = await publish(gql, flow(
-        "Typed", "ask_age",
-        {"id": "ask_age", "type": "message", "text": "¿Edad?", "on_reply": "save_age"},
-        {"id": "save_age", "type": "set_variable", "field": "age", "value": {"from": "reply"},
-         "on_invalid": "again", "next": "ask_size"},
-        {"id": "again", "type": "message", "text": "Escribe tu edad en números, por favor", "on_reply": "save_age"},
-        {"id": "ask_size", "type": "message", "text": "¿Talla?", "on_reply": "save_size"},
-        {"id": "save_size", "type": "set_variable", "field": "size", "value": {"from": "reply"}, "next": None},
-    ))
+    await gql('mutation { createField(name: "age", type: NUMBER) { id } }')
+    await gql('mutation { createField(name: "size", type: FIXED, options: ["S", "M", "L"]) { id } }')
+    flow_id = await publish(
+        gql,
+        flow(
+            "Typed",
+            "ask_age",
+            {"id": "ask_age", "type": "message", "text": "¿Edad?", "on_reply": "save_age"},
+            {
+                "id": "save_age",
+                "type": "set_variable",
+                "field": "age",
+                "value": {"from": "reply"},
+                "on_invalid": "again",
+                "next": "ask_size",
+            },
+            {
+                "id": "again",
+                "type": "message",
+                "text": "Escribe tu edad en números, por favor",
+                "on_reply": "save_age",
+            },
+            {"id": "ask_size", "type": "message", "text": "¿Talla?", "on_reply": "save_size"},
+            {
+                "id": "save_size",
+                "type": "set_variable",
+                "field": "size",
+                "value": {"from": "reply"},
+                "next": None,
+            },
+        ),
+    )
     phone = "+34600001011"
     await say(gql, phone, "hola")
     run = await start_with(gql, flow_id, phone)

@@ -25,17 +25,26 @@ TAGS = ["vip", "VIP", "cart-cold", "b2b"]
 AGENTS = ["ana@shop.example", "bo@shop.example", ""]
 WORDS = ["Madrid", "madrid", "MAD", "Ärger", "ärg", "a.b", "a+b", "x\ny", "", "ß", "10", "Z"]
 
-dates = st.datetimes(min_value=datetime(1950, 1, 1), max_value=datetime(2100, 1, 1),
-                     timezones=st.just(UTC)) | st.datetimes(min_value=datetime(1950, 1, 1),
-                                                             max_value=datetime(2100, 1, 1))
+dates = st.datetimes(
+    min_value=datetime(1950, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)
+) | st.datetimes(min_value=datetime(1950, 1, 1), max_value=datetime(2100, 1, 1))
 near_now = st.integers(min_value=-40 * 24 * 3600 * 1000, max_value=3600 * 1000).map(
-    lambda ms: NOW + timedelta(milliseconds=ms, microseconds=789))
-numbers = st.sampled_from([0, 1, 2, 3, -1, 3.0, 2.5, -0.0, 10**12]) | st.integers(-5, 5) \
+    lambda ms: NOW + timedelta(milliseconds=ms, microseconds=789)
+)
+numbers = (
+    st.sampled_from([0, 1, 2, 3, -1, 3.0, 2.5, -0.0, 10**12])
+    | st.integers(-5, 5)
     | st.floats(-10, 10, allow_nan=False)
+)
 texts = st.sampled_from(WORDS) | st.text(alphabet="aAbB.+ ä", max_size=4)
 scalars = numbers | texts | st.booleans() | dates | st.sampled_from([datetime(2000, 1, 1, tzinfo=UTC)])
-values = scalars | st.none() | st.lists(scalars | st.none(), max_size=3) \
-    | st.lists(st.lists(scalars, max_size=2), max_size=2) | st.just({"a": 1})
+values = (
+    scalars
+    | st.none()
+    | st.lists(scalars | st.none(), max_size=3)
+    | st.lists(st.lists(scalars, max_size=2), max_size=2)
+    | st.just({"a": 1})
+)
 
 
 @st.composite
@@ -61,8 +70,14 @@ def contacts(draw: st.DrawFn) -> list[dict[str, Any]]:
     return out
 
 
-query_scalars = numbers | texts.filter(bool) | st.booleans() | dates | near_now \
+query_scalars = (
+    numbers
+    | texts.filter(bool)
+    | st.booleans()
+    | dates
+    | near_now
     | st.just({"$date": "2000-01-01T00:00:00Z"})
+)
 
 
 @st.composite

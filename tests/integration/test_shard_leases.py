@@ -187,7 +187,6 @@ async def test_fenced_write_refused_for_a_stale_epoch(runtime: Runtime, api_key:
     assert stored is not None and stored["version"] == newer["version"] and stored["lease_epoch"] == epoch + 1
 
 
-
 async def test_a_replica_stalled_past_its_leases_takes_them_back_and_serves(fast_settings: Settings) -> None:
     """A long pause (GC, CPU starvation) lets every lease expire; the replica must not stay stuck."""
     async with runtimes(fast_settings, 1) as (one,):
@@ -205,6 +204,7 @@ async def test_a_replica_stalled_past_its_leases_takes_them_back_and_serves(fast
         after = await one.actors.ask(key, inbound("after the stall"))
         assert after.contact["version"] == first.contact["version"] + 1
         assert after.contact["lease_epoch"] == leases.fence(key)
+
 
 async def test_ask_is_forwarded_to_the_owner(fast_settings: Settings) -> None:
     async with runtimes(fast_settings, 2) as (one, two):

@@ -24,14 +24,17 @@ OUTBOX = """query($p: String!) { sandboxOutbox(phone: $p) { kind text buttons { 
 async def say(gql: GraphQLClient, phone: str, text: str | None = None, button: str | None = None) -> None:
     await gql(
         "mutation($p: String!, $t: String, $b: String) { sandboxInbound(phone: $p, text: $t, buttonId: $b) }",
-        p=phone, t=text, b=button,
+        p=phone,
+        t=text,
+        b=button,
     )
 
 
 async def start(gql: GraphQLClient, flow_id: str, phone: str) -> dict[str, Any]:
     data = await gql(
         "mutation($f: ID!, $p: String!) { startFlow(flowId: $f, phone: $p) { id status node waitingFor } }",
-        f=flow_id, p=phone,
+        f=flow_id,
+        p=phone,
     )
     return data["startFlow"]
 
@@ -59,9 +62,13 @@ async def test_button_path(gql: GraphQLClient) -> None:
     assert state["tags"] == ["interested"]
     assert state["runs"][0]["status"] == "COMPLETED"
     assert [s["action"] for s in state["runs"][0]["steps"]] == [
-        "started", "message_sent", "button", "tagged", "ended",
+        "started",
+        "message_sent",
+        "button",
+        "tagged",
+        "ended",
     ]
-    missing = (await gql("query($id: ID!) { run(id: $id) { steps { warnings } } }", id=run["id"]))
+    missing = await gql("query($id: ID!) { run(id: $id) { steps { warnings } } }", id=run["id"])
     assert "first_name" in missing["run"]["steps"][1]["warnings"][0]
 
 

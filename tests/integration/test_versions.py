@@ -21,8 +21,11 @@ PUBLISH = "mutation($id: ID!, $p: InFlightPolicy!) { publishFlow(id: $id, inFlig
 async def republish(gql: GraphQLClient, flow_id: str, text: str, policy: str) -> int:
     definition = skeleton_flow(no_reply_after="1h")
     definition["nodes"][0]["text"] = text
-    await gql("mutation($id: ID!, $d: JSON!) { updateFlowDraft(id: $id, definition: $d) { id } }",
-              id=flow_id, d=definition)
+    await gql(
+        "mutation($id: ID!, $d: JSON!) { updateFlowDraft(id: $id, definition: $d) { id } }",
+        id=flow_id,
+        d=definition,
+    )
     return (await gql(PUBLISH, id=flow_id, p=policy))["publishFlow"]["activeVersion"]
 
 
@@ -37,13 +40,17 @@ async def test_runs_finish_on_their_version(gql: GraphQLClient) -> None:
     assert second["status"] == "WAITING"
 
     await say(gql, old, button="yes")
-    runs = (await gql("query($f: ID!) { runs(flowId: $f) { edges { node { version status phone } } } }",
-                      f=flow_id))["runs"]["edges"]
+    runs = (
+        await gql(
+            "query($f: ID!) { runs(flowId: $f) { edges { node { version status phone } } } }", f=flow_id
+        )
+    )["runs"]["edges"]
     by_phone = {e["node"]["phone"]: e["node"] for e in runs}
     assert by_phone[old] == {"version": 1, "status": "COMPLETED", "phone": old}
     assert by_phone[new] == {"version": 2, "status": "WAITING", "phone": new}
-    versions = (await gql("query($id: ID!) { flow(id: $id) { versions { version definition } } }",
-                          id=flow_id))["flow"]["versions"]
+    versions = (
+        await gql("query($id: ID!) { flow(id: $id) { versions { version definition } } }", id=flow_id)
+    )["flow"]["versions"]
     assert [v["version"] for v in versions] == [1, 2]
     assert versions[1]["definition"]["nodes"][0]["text"] == "Versión dos"
 
@@ -122,7 +129,8 @@ async def test_run_updated_streams_each_change(gql: GraphQLClient, runtime: Runt
     assert await context.authenticate(f"Bearer {api_key}")
     stream: Any = await schema.subscribe(
         "subscription($f: ID!) { runUpdated(flowId: $f) { status node phone } }",
-        variable_values={"f": flow_id}, context_value=context,
+        variable_values={"f": flow_id},
+        context_value=context,
     )
     received: list[dict[str, Any]] = []
 

@@ -48,7 +48,10 @@ def referenced(definition: dict[str, Any]) -> dict[str, Any]:
             agents.add(node["agent"])
         elif kind == "template":
             body = (node.get("params") or {}).get("body") or []
-            templates[(node["template"], node.get("language", "es"))] = (len(body), len(node.get("buttons", [])))
+            templates[(node["template"], node.get("language", "es"))] = (
+                len(body),
+                len(node.get("buttons", [])),
+            )
         elif kind == "condition":
             for branch in node.get("branches", []):
                 for leaf in _segment_leaves(branch.get("segment")):
@@ -76,7 +79,13 @@ async def ensure_catalog(gql: GraphQLClient, definition: dict[str, Any]) -> None
         body = "Hola " + " ".join(f"{{{{{i + 1}}}}}" for i in range(params))
         components: list[dict[str, Any]] = [{"type": "BODY", "text": body}]
         if buttons:
-            components.append({"type": "BUTTONS", "buttons": [
-                {"type": "QUICK_REPLY", "text": f"Opción {i + 1}"} for i in range(buttons)]})
-        await gql("mutation($i: TemplateInput!) { createTemplate(input: $i) { id } }",
-                  i={"name": name, "language": language, "category": "UTILITY", "components": components})
+            components.append(
+                {
+                    "type": "BUTTONS",
+                    "buttons": [{"type": "QUICK_REPLY", "text": f"Opción {i + 1}"} for i in range(buttons)],
+                }
+            )
+        await gql(
+            "mutation($i: TemplateInput!) { createTemplate(input: $i) { id } }",
+            i={"name": name, "language": language, "category": "UTILITY", "components": components},
+        )

@@ -1,7 +1,8 @@
 """A Klaviyo profile API on loopback that checks every request against Klaviyo's published facts.
 
 Real HTTP (``ThreadingHTTPServer`` on 127.0.0.1, a thread of its own). Each request to
-``POST /api/profile-import`` is checked as shared/conformance/klaviyo.md describes: the
+``POST /api/profile-import`` is checked against Klaviyo's published description (klaviyo/openapi,
+``create_or_update_profile.json``, revision 2026-07-15): the
 ``Klaviyo-API-Key`` authorization, the ``revision`` header (2026-07-15, format
 ``YYYY-MM-DD[.suffix]``), JSON:API content type and accept, a body of at most 100 KB shaped
 ``{"data": {"type": "profile", "attributes": {...}}}`` with custom properties under

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -27,9 +26,9 @@ import yaml
 from jsonschema import Draft202012Validator
 
 ROOT = Path(__file__).resolve().parents[2]
-# The third-party conformance material lives beside the checkout (../shared/conformance/);
-# KONVO_CONFORMANCE_DIR points elsewhere when the checkout sits somewhere else.
-CONFORMANCE_DIR = Path(os.environ.get("KONVO_CONFORMANCE_DIR") or ROOT.parent / "shared" / "conformance")
+# Vendored with its licence and source commit (tests/conformance/README.md): a fresh clone needs
+# nothing beside it.
+CONFORMANCE_DIR = ROOT / "tests" / "conformance"
 SPEC_PATH = CONFORMANCE_DIR / "meta-cloud-api" / "business-messaging-api_v23.0.yaml"
 _REF = "#/components/schemas/"
 
@@ -92,8 +91,8 @@ def load_spec(path: Path = SPEC_PATH) -> dict[str, Any]:
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     if not path.is_file():
         raise FileNotFoundError(
-            f"Meta's API description is not at {path}: the conformance material is expected in "
-            "../shared/conformance/ beside the checkout; set KONVO_CONFORMANCE_DIR to where it is"
+            f"Meta's API description is not at {path}: it is vendored in tests/conformance/ "
+            "(see its README); the Graph API fake cannot check requests without it"
         )
     with path.open(encoding="utf-8") as handle:
         spec = yaml.load(handle, Loader=loader)  # a safe loader

@@ -160,4 +160,3 @@ async def test_the_embedded_stores_client_sends_no_retryable_writes() -> None:
         assert database.client.options.retry_writes is False
     finally:
         await database.close()
-

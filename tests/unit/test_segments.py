@@ -15,9 +15,17 @@ NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 
 
 def contact(**fields: Any) -> dict[str, Any]:
-    base: dict[str, Any] = {"_id": "ws:+34600111222", "workspace_id": "ws", "phone": "+34600111222",
-                            "name": None, "tags": [], "variables": {}, "opted_in": False,
-                            "assigned_agent": None, "last_inbound_at": None}
+    base: dict[str, Any] = {
+        "_id": "ws:+34600111222",
+        "workspace_id": "ws",
+        "phone": "+34600111222",
+        "name": None,
+        "tags": [],
+        "variables": {},
+        "opted_in": False,
+        "assigned_agent": None,
+        "last_inbound_at": None,
+    }
     return base | fields
 
 
@@ -28,11 +36,15 @@ def var(name: str, op: str, value: Any = None, **vars_: Any) -> bool:
 
 # --- validation -------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     ("segment", "path", "fragment"),
     [
-        ({"all": [{"tag": "a"}, {"tag": "b"}, {"var": "x", "op": "between", "value": 1}]},
-         "segment.all[2].op", "'between' is not an operator; use one of eq, ne, gt"),
+        (
+            {"all": [{"tag": "a"}, {"tag": "b"}, {"var": "x", "op": "between", "value": 1}]},
+            "segment.all[2].op",
+            "'between' is not an operator; use one of eq, ne, gt",
+        ),
         ({"var": "x", "value": 1}, "segment.op", "missing operator"),
         ("vip", "segment", "not text 'vip'"),
         ({}, "segment", "empty segment"),
@@ -48,7 +60,7 @@ def var(name: str, op: str, value: Any = None, **vars_: Any) -> bool:
         ({"phone_prefix": "34"}, "segment.phone_prefix", "'34' is not a phone prefix"),
         ({"phone_prefix": "+3a"}, "segment.phone_prefix", "use '+' and digits"),
         ({"last_inbound": {"within": "soon"}}, "segment.last_inbound.within", "'soon' is not a duration"),
-        ({"last_inbound": {"after": "2h"}}, "segment.last_inbound", "{\"within\": \"24h\"}"),
+        ({"last_inbound": {"after": "2h"}}, "segment.last_inbound", '{"within": "24h"}'),
         ({"last_inbound": {"before": 7}}, "segment.last_inbound.before", "not the number 7"),
         ({"last_inbound": {"within": "99999d"}}, "segment.last_inbound.within", "longer than 36500 days"),
         ({"var": "a.b", "op": "eq", "value": 1}, "segment.var", "'a.b' is not a variable name"),
@@ -93,10 +105,17 @@ def test_deep_nesting_is_refused() -> None:
 @pytest.mark.parametrize(
     "segment",
     [
-        {"all": []}, {"any": []}, {"not": {"tag": "vip"}}, {"opted_in": False}, {"assigned": True},
-        {"assigned_to": "ana@shop.example"}, {"phone_prefix": "+34"},
-        {"last_inbound": {"within": "PT2H"}}, {"last_inbound": {"before": "7d"}},
-        {"var": "city", "op": "exists"}, {"var": "birthday", "op": "lt", "value": {"$date": "2000-01-01"}},
+        {"all": []},
+        {"any": []},
+        {"not": {"tag": "vip"}},
+        {"opted_in": False},
+        {"assigned": True},
+        {"assigned_to": "ana@shop.example"},
+        {"phone_prefix": "+34"},
+        {"last_inbound": {"within": "PT2H"}},
+        {"last_inbound": {"before": "7d"}},
+        {"var": "city", "op": "exists"},
+        {"var": "birthday", "op": "lt", "value": {"$date": "2000-01-01"}},
         {"var": "city", "op": "in", "value": ["Madrid", 3, True]},
     ],
 )
@@ -105,6 +124,7 @@ def test_valid_segments_pass(segment: Any) -> None:
 
 
 # --- semantics --------------------------------------------------------------------------------
+
 
 def test_tags_opt_in_and_assignment() -> None:
     vip = contact(tags=["vip", "b2b"], opted_in=True, assigned_agent="ana")
@@ -195,11 +215,13 @@ def test_phone_prefix_and_boolean_structure() -> None:
     assert matches({"all": []}, spanish, NOW)
     assert not matches({"any": []}, spanish, NOW)
     assert matches({"not": {"any": []}}, spanish, NOW)
-    assert matches({"any": [{"tag": "x"}, {"all": [{"phone_prefix": "+3"}, {"not": {"opted_in": True}}]}]},
-                   spanish, NOW)
+    assert matches(
+        {"any": [{"tag": "x"}, {"all": [{"phone_prefix": "+3"}, {"not": {"opted_in": True}}]}]}, spanish, NOW
+    )
 
 
 # --- compiled filters -------------------------------------------------------------------------
+
 
 def test_filter_shapes() -> None:
     assert to_mongo_filter({"all": []}, NOW) == {}
@@ -208,9 +230,11 @@ def test_filter_shapes() -> None:
     assert to_mongo_filter({"not": {"tag": "vip"}}, NOW) == {"$nor": [{"tags": {"$eq": "vip"}}]}
     assert to_mongo_filter({"phone_prefix": "+34"}, NOW) == {"phone": {"$regex": "^\\x2b34"}}
     assert to_mongo_filter({"var": "note", "op": "contains", "value": "a.b"}, NOW) == {
-        "variables.note": {"$regex": "a\\x2eb", "$options": "i"}}
+        "variables.note": {"$regex": "a\\x2eb", "$options": "i"}
+    }
     assert to_mongo_filter({"last_inbound": {"within": "24h"}}, NOW) == {
-        "last_inbound_at": {"$gte": NOW - timedelta(hours=24)}}
+        "last_inbound_at": {"$gte": NOW - timedelta(hours=24)}
+    }
 
 
 def test_cutoff_is_truncated_to_milliseconds_like_bson() -> None:

@@ -20,13 +20,24 @@ def quick(text: str) -> dict[str, str]:
 def catalog(**changes: Any) -> Catalog:
     base: dict[str, Any] = {
         "tags": {"vip": "SUPPORT", "cart-cold": "MARKETING"},
-        "fields": {"city": ("TEXT", []), "age": ("NUMBER", []), "size": ("FIXED", ["S", "M", "L"]),
-                   "club": ("BOOLEAN", []), "birthday": ("DATE", [])},
+        "fields": {
+            "city": ("TEXT", []),
+            "age": ("NUMBER", []),
+            "size": ("FIXED", ["S", "M", "L"]),
+            "club": ("BOOLEAN", []),
+            "birthday": ("DATE", []),
+        },
         "agents": {"ana@shop.example", "agt_1"},
         "teams": {"support"},
         "templates": {
-            "cart_reminder": [{"language": "es", "category": "MARKETING", "status": "APPROVED",
-                               "buttons": [quick("buy"), quick("later")]}],
+            "cart_reminder": [
+                {
+                    "language": "es",
+                    "category": "MARKETING",
+                    "status": "APPROVED",
+                    "buttons": [quick("buy"), quick("later")],
+                }
+            ],
         },
         "flows": {"Second reminder", "flow_2"},
     }
@@ -39,23 +50,50 @@ def clean_document() -> dict[str, Any]:
         "name": "Abandoned cart",
         "start": "remind",
         "nodes": [
-            {"id": "remind", "type": "template", "template": "cart_reminder", "language": "es",
-             "params": {"body": ["{{contact.first_name}}"]},
-             "buttons": [{"id": "buy", "next": "thanks"}, {"id": "later", "next": "wait_day"}],
-             "no_reply": {"after": "2h", "next": "tag_cold"}},
-            {"id": "thanks", "type": "message", "text": "Gracias!",
-             "buttons": [{"id": "yes", "title": "Por supuesto!", "next": "optin"}],
-             "on_reply": "ask_city", "next": None},
+            {
+                "id": "remind",
+                "type": "template",
+                "template": "cart_reminder",
+                "language": "es",
+                "params": {"body": ["{{contact.first_name}}"]},
+                "buttons": [{"id": "buy", "next": "thanks"}, {"id": "later", "next": "wait_day"}],
+                "no_reply": {"after": "2h", "next": "tag_cold"},
+            },
+            {
+                "id": "thanks",
+                "type": "message",
+                "text": "Gracias!",
+                "buttons": [{"id": "yes", "title": "Por supuesto!", "next": "optin"}],
+                "on_reply": "ask_city",
+                "next": None,
+            },
             {"id": "optin", "type": "opt_in", "next": "ask_city"},
-            {"id": "ask_city", "type": "message", "text": "¿De qué ciudad eres?", "on_reply": "save_city",
-             "no_reply": {"after": "1d", "next": None}},
-            {"id": "save_city", "type": "set_variable", "field": "city", "value": {"from": "reply"},
-             "next": "route"},
-            {"id": "route", "type": "condition",
-             "branches": [{"name": "VIP", "segment": {"all": [{"tag": "vip"},
-                                                                {"var": "age", "op": "gte", "value": 18}]},
-                           "next": "to_agent"}],
-             "otherwise": "tag_cold"},
+            {
+                "id": "ask_city",
+                "type": "message",
+                "text": "¿De qué ciudad eres?",
+                "on_reply": "save_city",
+                "no_reply": {"after": "1d", "next": None},
+            },
+            {
+                "id": "save_city",
+                "type": "set_variable",
+                "field": "city",
+                "value": {"from": "reply"},
+                "next": "route",
+            },
+            {
+                "id": "route",
+                "type": "condition",
+                "branches": [
+                    {
+                        "name": "VIP",
+                        "segment": {"all": [{"tag": "vip"}, {"var": "age", "op": "gte", "value": 18}]},
+                        "next": "to_agent",
+                    }
+                ],
+                "otherwise": "tag_cold",
+            },
             {"id": "to_agent", "type": "assign", "agent": "ana@shop.example", "next": None},
             {"id": "wait_day", "type": "delay", "for": "20h", "next": "remind_again"},
             {"id": "remind_again", "type": "connect_flow", "flow": "Second reminder"},
@@ -128,12 +166,33 @@ def test_duplicate_node_id() -> None:
         (msg("a", on_reply="ghost"), "on_reply"),
         (msg("a", no_reply={"after": "1h", "next": "ghost"}), "no_reply.next"),
         (msg("a", on_failure="ghost"), "on_failure"),
-        ({"id": "a", "type": "set_variable", "field": "age", "value": {"from": "reply"},
-          "on_invalid": "ghost"}, "on_invalid"),
-        ({"id": "a", "type": "condition", "branches": [{"name": "B", "segment": {"tag": "x"},
-                                                         "next": "ghost"}]}, "branches['B'].next"),
-        ({"id": "a", "type": "condition", "branches": [{"name": "B", "segment": {"tag": "x"}}],
-          "otherwise": "ghost"}, "otherwise"),
+        (
+            {
+                "id": "a",
+                "type": "set_variable",
+                "field": "age",
+                "value": {"from": "reply"},
+                "on_invalid": "ghost",
+            },
+            "on_invalid",
+        ),
+        (
+            {
+                "id": "a",
+                "type": "condition",
+                "branches": [{"name": "B", "segment": {"tag": "x"}, "next": "ghost"}],
+            },
+            "branches['B'].next",
+        ),
+        (
+            {
+                "id": "a",
+                "type": "condition",
+                "branches": [{"name": "B", "segment": {"tag": "x"}}],
+                "otherwise": "ghost",
+            },
+            "otherwise",
+        ),
     ],
 )
 def test_unknown_next_names_the_field(node: dict[str, Any], field: str) -> None:
@@ -176,8 +235,7 @@ def test_button_title_missing() -> None:
 
 
 def test_button_title_too_long() -> None:
-    issue = only(validate(flow(msg("a", buttons=[{"id": "b1", "title": "x" * 21}]))),
-                 "BUTTON_TITLE_TOO_LONG")
+    issue = only(validate(flow(msg("a", buttons=[{"id": "b1", "title": "x" * 21}]))), "BUTTON_TITLE_TOO_LONG")
     assert "21 characters" in issue.message
 
 
@@ -194,11 +252,17 @@ def test_duplicate_button_id() -> None:
 
 
 def test_spin_loop_names_the_nodes_on_it() -> None:
-    issues = validate(flow(
-        {"id": "a", "type": "tag", "add": ["x"], "next": "b"},
-        {"id": "b", "type": "condition", "branches": [{"name": "again", "segment": {"tag": "x"},
-                                                        "next": "a"}], "otherwise": None},
-    ))
+    issues = validate(
+        flow(
+            {"id": "a", "type": "tag", "add": ["x"], "next": "b"},
+            {
+                "id": "b",
+                "type": "condition",
+                "branches": [{"name": "again", "segment": {"tag": "x"}, "next": "a"}],
+                "otherwise": None,
+            },
+        )
+    )
     issue = only(issues, "SPIN_LOOP")
     assert issue.node_id == "a" and "'a' → 'b' → 'a'" in issue.message
 
@@ -208,19 +272,24 @@ def test_self_loop_spins() -> None:
 
 
 def test_one_issue_per_loop() -> None:
-    issues = validate(flow(
-        {"id": "a", "type": "opt_in", "next": "b"},
-        {"id": "b", "type": "opt_in", "next": "a"},
-        {"id": "c", "type": "opt_in", "next": "d"},
-        {"id": "d", "type": "opt_in", "next": "c"},
-        start="a",
-    ))
+    issues = validate(
+        flow(
+            {"id": "a", "type": "opt_in", "next": "b"},
+            {"id": "b", "type": "opt_in", "next": "a"},
+            {"id": "c", "type": "opt_in", "next": "d"},
+            {"id": "d", "type": "opt_in", "next": "c"},
+            start="a",
+        )
+    )
     assert sorted(i.node_id or "" for i in issues if i.code == "SPIN_LOOP") == ["a", "c"]
 
 
 def test_loops_through_a_waiting_node_are_fine() -> None:
-    delay = validate(flow({"id": "a", "type": "delay", "for": "1h", "next": "b"},
-                          {"id": "b", "type": "opt_in", "next": "a"}))
+    delay = validate(
+        flow(
+            {"id": "a", "type": "delay", "for": "1h", "next": "b"}, {"id": "b", "type": "opt_in", "next": "a"}
+        )
+    )
     waiting = validate(flow(msg("a", on_reply="b"), {"id": "b", "type": "opt_in", "next": "a"}))
     assert "SPIN_LOOP" not in codes(delay) + codes(waiting)
 
@@ -238,14 +307,18 @@ def test_assign_target_missing() -> None:
 
 
 def test_condition_without_branches() -> None:
-    issue = only(validate(flow({"id": "a", "type": "condition", "otherwise": None})),
-                 "CONDITION_WITHOUT_BRANCHES")
+    issue = only(
+        validate(flow({"id": "a", "type": "condition", "otherwise": None})), "CONDITION_WITHOUT_BRANCHES"
+    )
     assert issue.node_id == "a"
 
 
 def test_invalid_segment() -> None:
-    node = {"id": "a", "type": "condition",
-            "branches": [{"name": "Old", "segment": {"var": "age", "op": "older"}}]}
+    node = {
+        "id": "a",
+        "type": "condition",
+        "branches": [{"name": "Old", "segment": {"var": "age", "op": "older"}}],
+    }
     issue = only(validate(flow(node)), "INVALID_SEGMENT")
     assert "'Old'" in issue.message and "operator" in issue.message
 
@@ -267,8 +340,9 @@ def test_connect_to_self_is_a_warning() -> None:
 
 
 def test_connect_to_self_by_id_with_catalog() -> None:
-    issues = validate(flow({"id": "a", "type": "connect_flow", "flow": "flow_me"}),
-                      catalog(flow_id="flow_me"))
+    issues = validate(
+        flow({"id": "a", "type": "connect_flow", "flow": "flow_me"}), catalog(flow_id="flow_me")
+    )
     assert codes(issues) == ["CONNECT_TO_SELF"]
 
 
@@ -291,31 +365,50 @@ def test_simple_message_after_long_wait(wait: dict[str, Any]) -> None:
 
 def test_short_wait_or_template_between_needs_no_warning() -> None:
     short = flow({"id": "a", "type": "delay", "for": "24h", "next": "m"}, msg("m"))
-    templated = flow({"id": "a", "type": "delay", "for": "3d", "next": "t"},
-                     {"id": "t", "type": "template", "template": "cart_reminder", "next": "m"}, msg("m"))
+    templated = flow(
+        {"id": "a", "type": "delay", "for": "3d", "next": "t"},
+        {"id": "t", "type": "template", "template": "cart_reminder", "next": "m"},
+        msg("m"),
+    )
     assert validate(short) == [] and validate(templated) == []
 
 
 def test_reply_after_long_wait_reopens_the_window() -> None:
-    definition = flow({"id": "a", "type": "delay", "for": "3d", "next": "t"},
-                      {"id": "t", "type": "template", "template": "cart_reminder",
-                       "no_reply": {"after": "2d", "next": "late"}, "on_reply": "answer"},
-                      msg("late"), msg("answer"))
+    definition = flow(
+        {"id": "a", "type": "delay", "for": "3d", "next": "t"},
+        {
+            "id": "t",
+            "type": "template",
+            "template": "cart_reminder",
+            "no_reply": {"after": "2d", "next": "late"},
+            "on_reply": "answer",
+        },
+        msg("late"),
+        msg("answer"),
+    )
     assert only(validate(definition), "SIMPLE_MESSAGE_AFTER_LONG_WAIT").node_id == "late"
 
 
 def test_long_wait_warning_once_per_message() -> None:
-    definition = flow({"id": "a", "type": "delay", "for": "3d", "next": "b"},
-                      {"id": "b", "type": "condition", "branches": [{"name": "x", "segment": {"tag": "vip"},
-                                                                     "next": "m"}], "otherwise": "m"},
-                      msg("m"))
+    definition = flow(
+        {"id": "a", "type": "delay", "for": "3d", "next": "b"},
+        {
+            "id": "b",
+            "type": "condition",
+            "branches": [{"name": "x", "segment": {"tag": "vip"}, "next": "m"}],
+            "otherwise": "m",
+        },
+        msg("m"),
+    )
     assert codes(validate(definition)).count("SIMPLE_MESSAGE_AFTER_LONG_WAIT") == 1
 
 
 def test_simple_message_after_webhook_start() -> None:
     definition = flow({"id": "a", "type": "tag", "add": ["vip"], "next": "m"}, msg("m"))
     assert validate(definition, catalog()) == []
-    issue = only(validate(definition, catalog(starts_from_webhook=True)), "SIMPLE_MESSAGE_AFTER_WEBHOOK_START")
+    issue = only(
+        validate(definition, catalog(starts_from_webhook=True)), "SIMPLE_MESSAGE_AFTER_WEBHOOK_START"
+    )
     assert issue.node_id == "m"
 
 
@@ -329,16 +422,21 @@ def test_webhook_start_with_a_template_first_is_fine() -> None:
 
 def test_unknown_template_by_name_and_language() -> None:
     by_name = validate(flow({"id": "a", "type": "template", "template": "nope"}), catalog())
-    by_language = validate(flow({"id": "a", "type": "template", "template": "cart_reminder",
-                                 "language": "en"}), catalog())
+    by_language = validate(
+        flow({"id": "a", "type": "template", "template": "cart_reminder", "language": "en"}), catalog()
+    )
     assert "'nope'" in only(by_name, "UNKNOWN_TEMPLATE").message
     assert "'en'" in only(by_language, "UNKNOWN_TEMPLATE").message
 
 
 def test_template_not_approved_is_a_warning() -> None:
     templates = {"cart_reminder": [{"language": "es", "status": "PENDING", "buttons": []}]}
-    issue = only(validate(flow({"id": "a", "type": "template", "template": "cart_reminder"}),
-                          catalog(templates=templates)), "TEMPLATE_NOT_APPROVED")
+    issue = only(
+        validate(
+            flow({"id": "a", "type": "template", "template": "cart_reminder"}), catalog(templates=templates)
+        ),
+        "TEMPLATE_NOT_APPROVED",
+    )
     assert issue.severity == "WARNING" and "PENDING" in issue.message
 
 
@@ -353,52 +451,91 @@ def test_template_not_approved_is_a_warning() -> None:
 )
 def test_template_button_limits(buttons: list[dict[str, str]], code: str) -> None:
     templates = {"promo": [{"language": "es", "status": "APPROVED", "buttons": buttons}]}
-    issues = validate(flow({"id": "a", "type": "template", "template": "promo"}), catalog(templates=templates))
+    issues = validate(
+        flow({"id": "a", "type": "template", "template": "promo"}), catalog(templates=templates)
+    )
     assert codes(issues) == [code]
 
 
 def test_template_within_button_limits_is_fine() -> None:
-    buttons = [*(quick(f"q{i}") for i in range(6)), {"type": "URL", "text": "u1"}, {"type": "URL", "text": "u2"},
-               {"type": "PHONE_NUMBER", "text": "call"}, {"type": "COPY_CODE", "text": "code"}]
+    buttons = [
+        *(quick(f"q{i}") for i in range(6)),
+        {"type": "URL", "text": "u1"},
+        {"type": "URL", "text": "u2"},
+        {"type": "PHONE_NUMBER", "text": "call"},
+        {"type": "COPY_CODE", "text": "code"},
+    ]
     templates = {"promo": [{"language": "es", "status": "APPROVED", "buttons": buttons}]}
-    assert validate(flow({"id": "a", "type": "template", "template": "promo"}), catalog(templates=templates)) == []
+    assert (
+        validate(flow({"id": "a", "type": "template", "template": "promo"}), catalog(templates=templates))
+        == []
+    )
 
 
 def test_unknown_template_button() -> None:
-    node = {"id": "a", "type": "template", "template": "cart_reminder",
-            "buttons": [{"id": "buy"}, {"id": "later"}, {"id": "maybe"}]}
+    node = {
+        "id": "a",
+        "type": "template",
+        "template": "cart_reminder",
+        "buttons": [{"id": "buy"}, {"id": "later"}, {"id": "maybe"}],
+    }
     issue = only(validate(flow(node), catalog()), "UNKNOWN_TEMPLATE_BUTTON")
     assert "'maybe'" in issue.message and "has 2" in issue.message
 
 
 def test_unknown_field_in_set_variable_condition_and_source() -> None:
-    issues = validate(flow(
-        {"id": "a", "type": "set_variable", "field": "colour", "value": "red", "next": "b"},
-        {"id": "b", "type": "set_variable", "field": "city", "value": {"from": "variable", "var": "town"},
-         "next": "c"},
-        {"id": "c", "type": "condition",
-         "branches": [{"name": "N", "segment": {"not": {"var": "zip", "op": "exists"}}}]},
-    ), catalog())
+    issues = validate(
+        flow(
+            {"id": "a", "type": "set_variable", "field": "colour", "value": "red", "next": "b"},
+            {
+                "id": "b",
+                "type": "set_variable",
+                "field": "city",
+                "value": {"from": "variable", "var": "town"},
+                "next": "c",
+            },
+            {
+                "id": "c",
+                "type": "condition",
+                "branches": [{"name": "N", "segment": {"not": {"var": "zip", "op": "exists"}}}],
+            },
+        ),
+        catalog(),
+    )
     unknown = [i for i in issues if i.code == "UNKNOWN_FIELD"]
-    assert [(i.node_id, next(n for n in ("colour", "town", "zip") if repr(n) in i.message))
-            for i in unknown] == [("a", "colour"), ("b", "town"), ("c", "zip")]
+    assert [
+        (i.node_id, next(n for n in ("colour", "town", "zip") if repr(n) in i.message)) for i in unknown
+    ] == [("a", "colour"), ("b", "town"), ("c", "zip")]
 
 
 def test_unknown_tag_in_tag_node_and_nested_segments() -> None:
-    issues = validate(flow(
-        {"id": "a", "type": "tag", "add": ["new"], "remove": ["old"], "next": "b"},
-        {"id": "b", "type": "condition",
-         "branches": [{"name": "N", "segment": {"any": [{"all": [{"not": {"tag": "deep"}}]}, {"tag": "vip"}]}}]},
-    ), catalog())
+    issues = validate(
+        flow(
+            {"id": "a", "type": "tag", "add": ["new"], "remove": ["old"], "next": "b"},
+            {
+                "id": "b",
+                "type": "condition",
+                "branches": [
+                    {"name": "N", "segment": {"any": [{"all": [{"not": {"tag": "deep"}}]}, {"tag": "vip"}]}}
+                ],
+            },
+        ),
+        catalog(),
+    )
     messages = [i.message for i in issues if i.code == "UNKNOWN_TAG"]
     assert len(messages) == 3
     assert all(any(f"'{t}'" in m for m in messages) for t in ("new", "old", "deep"))
 
 
 def test_unknown_agent_and_team() -> None:
-    issues = validate(flow({"id": "a", "type": "assign", "agent": "bob@shop.example", "next": "b"},
-                           {"id": "b", "type": "assign", "team": "sales", "next": "c"},
-                           {"id": "c", "type": "assign", "agent": "agt_1", "team": "support"}), catalog())
+    issues = validate(
+        flow(
+            {"id": "a", "type": "assign", "agent": "bob@shop.example", "next": "b"},
+            {"id": "b", "type": "assign", "team": "sales", "next": "c"},
+            {"id": "c", "type": "assign", "agent": "agt_1", "team": "support"},
+        ),
+        catalog(),
+    )
     assert [(i.code, i.node_id) for i in issues] == [("UNKNOWN_AGENT", "a"), ("UNKNOWN_AGENT", "b")]
 
 
@@ -420,16 +557,27 @@ def test_wrong_value_type(field: str, value: Any) -> None:
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("age", 42), ("club", True), ("size", "M"), ("birthday", "2025-01-31"), ("city", "Madrid"),
-     ("age", "{{trigger.age}}"), ("size", {"from": "reply"})],
+    [
+        ("age", 42),
+        ("club", True),
+        ("size", "M"),
+        ("birthday", "2025-01-31"),
+        ("city", "Madrid"),
+        ("age", "{{trigger.age}}"),
+        ("size", {"from": "reply"}),
+    ],
 )
 def test_values_that_fit(field: str, value: Any) -> None:
-    assert validate(flow({"id": "a", "type": "set_variable", "field": field, "value": value}), catalog()) == []
+    assert (
+        validate(flow({"id": "a", "type": "set_variable", "field": field, "value": value}), catalog()) == []
+    )
 
 
 def test_no_catalog_skips_catalog_checks() -> None:
-    definition = flow({"id": "a", "type": "template", "template": "nope", "next": "b"},
-                      {"id": "b", "type": "assign", "agent": "nobody"})
+    definition = flow(
+        {"id": "a", "type": "template", "template": "nope", "next": "b"},
+        {"id": "b", "type": "assign", "agent": "nobody"},
+    )
     assert validate(definition) == []
 
 
@@ -442,14 +590,25 @@ def test_large_flow_validates_quickly() -> None:
     for i in range(count):
         following = f"n{i + 1}" if i + 1 < count else None
         if i % 3 == 0:
-            nodes.append({"id": f"n{i}", "type": "condition",
-                          "branches": [{"name": "back", "segment": {"tag": "vip"}, "next": f"n{max(i - 3, 0)}"}],
-                          "otherwise": following})
+            nodes.append(
+                {
+                    "id": f"n{i}",
+                    "type": "condition",
+                    "branches": [{"name": "back", "segment": {"tag": "vip"}, "next": f"n{max(i - 3, 0)}"}],
+                    "otherwise": following,
+                }
+            )
         elif i % 3 == 1:
             nodes.append({"id": f"n{i}", "type": "delay", "for": "2d", "next": following})
         else:
-            nodes.append(msg(f"n{i}", next=following, no_reply={"after": "3d", "next": following},
-                             on_reply=f"n{max(i - 5, 0)}"))
+            nodes.append(
+                msg(
+                    f"n{i}",
+                    next=following,
+                    no_reply={"after": "3d", "next": following},
+                    on_reply=f"n{max(i - 5, 0)}",
+                )
+            )
     definition = flow(*nodes, start="n0")
     began = time.perf_counter()
     issues = validate(definition, catalog(starts_from_webhook=True))
@@ -458,8 +617,10 @@ def test_large_flow_validates_quickly() -> None:
 
 
 def test_on_invalid_path_is_followed() -> None:
-    definition = flow({"id": "a", "type": "set_variable", "field": "age", "value": {"from": "reply"},
-                       "on_invalid": "b"}, {"id": "b", "type": "opt_in", "next": "a"})
+    definition = flow(
+        {"id": "a", "type": "set_variable", "field": "age", "value": {"from": "reply"}, "on_invalid": "b"},
+        {"id": "b", "type": "opt_in", "next": "a"},
+    )
     assert codes(validate(definition)) == ["SPIN_LOOP"]  # reachable, and a loop without waiting
 
 
@@ -482,13 +643,17 @@ def test_template_variants_may_be_objects() -> None:
 
     templates = {"promo": [TemplateSummary("es", "APPROVED", (ButtonSummary("QUICK_REPLY", "ok"),))]}
     ok = flow({"id": "a", "type": "template", "template": "promo", "buttons": [{"id": "ok"}]})
-    wrong = flow({"id": "a", "type": "template", "template": "promo", "buttons": [{"id": "ok"}, {"id": "no"}]})
+    wrong = flow(
+        {"id": "a", "type": "template", "template": "promo", "buttons": [{"id": "ok"}, {"id": "no"}]}
+    )
     assert validate(ok, catalog(templates=templates)) == []
     assert codes(validate(wrong, catalog(templates=templates))) == ["UNKNOWN_TEMPLATE_BUTTON"]
 
 
-@pytest.mark.parametrize(("field", "value", "fits"), [("age", "many", False), ("size", "M", True),
-                                                      ("size", "XL", False), ("club", True, True)])
+@pytest.mark.parametrize(
+    ("field", "value", "fits"),
+    [("age", "many", False), ("size", "M", True), ("size", "XL", False), ("club", True, True)],
+)
 def test_minimal_type_check_when_values_module_is_missing(
     monkeypatch: pytest.MonkeyPatch, field: str, value: Any, fits: bool
 ) -> None:

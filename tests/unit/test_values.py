@@ -156,7 +156,9 @@ def test_fixed_numbers_match_textual_options() -> None:
 def test_fixed_refusal_lists_the_options() -> None:
     with pytest.raises(InvalidInput) as caught:
         coerce_value("FIXED", CITIES, "Sevilla")
-    assert caught.value.message == "'Sevilla' is not a FIXED option (expected one of: Madrid, Barcelona, Málaga)"
+    assert (
+        caught.value.message == "'Sevilla' is not a FIXED option (expected one of: Madrid, Barcelona, Málaga)"
+    )
 
 
 def test_fixed_without_options_refuses_everything() -> None:
