@@ -17,6 +17,9 @@ from pymongo import MongoClient
 
 from server.config import Settings
 from server.embedded import free_port, start_services
+from tests import hypothesis_profiles
+
+hypothesis_profiles.load()
 
 
 @dataclass(frozen=True)

@@ -2,11 +2,12 @@
 cost of each actor while active.
 
 RSS rarely shrinks when Python frees objects, so the per-actor cost is measured with tracemalloc on
-a sample of fresh contacts: memory traced with their actors live (each holding the contact
-document of its one turn, packed, as an idle actor does) minus after passivating them. The notes
-give the size of that document as objects and packed, the same for contacts reloaded from the store (touched
-again after passivation: decoded BSON rather than a new document), and what passivation leaves
-behind per contact (traced memory still held after it: any leak shows there).
+a sample of fresh contacts: memory *retained* (traced and still held, counted from just before the
+sample is touched) with their actors live, each holding the contact document of its one turn,
+packed, as an idle actor does. What passivation leaves behind per contact (retained after it) has a
+target of its own, so a leak shows in the verdict whether or not passivation frees anything. The
+notes give the size of that document as objects and packed, and the same for contacts reloaded
+from the store (touched again after passivation: decoded BSON rather than a new document).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from server.runtime import Runtime
 
 GROWTH_TARGET_MB = 300
 PER_ACTOR_TARGET_KB = 4
+KEPT_TARGET_KB = 0.5  # retained per contact once its actor is passivated
 BATCH = 400
 SAMPLE = 2_000
 SAMPLE_FIRST = 20_000_000
@@ -71,10 +73,10 @@ def deep_size(values: list[Any]) -> int:
 
 @dataclass
 class ActorCost:
-    live_kb: float  # per live actor: traced memory freed by passivating it
+    live_kb: float  # per live actor: traced memory retained while it is live
     document_kb: float  # the contact document of one turn as Python objects (by size)
     packed_kb: float  # the same packed as BSON, as an idle actor caches it
-    kept_kb: float  # traced memory still held per contact after passivation
+    kept_kb: float  # traced memory still retained per contact after passivation (a leak)
 
 
 async def traced_actor_cost(runtime: Runtime, first: int, sample: int) -> ActorCost:
@@ -96,7 +98,7 @@ async def traced_actor_cost(runtime: Runtime, first: int, sample: int) -> ActorC
     finally:
         tracemalloc.stop()
     kb = sample * 1024
-    return ActorCost(max(0, live - after) / kb, document / kb, packed / kb, after / kb)
+    return ActorCost(live / kb, document / kb, packed / kb, after / kb)
 
 
 async def measure(settings: Settings, count: int, quick: bool) -> Row:
@@ -125,22 +127,29 @@ async def measure(settings: Settings, count: int, quick: bool) -> Row:
         await runtime.stop()
     growth_mb = (passivated - baseline) / 2**20
     peak_mb = (peak - baseline) / 2**20
-    passed = growth_mb <= GROWTH_TARGET_MB and max(fresh.live_kb, reloaded.live_kb) <= PER_ACTOR_TARGET_KB
+    passed = (
+        growth_mb <= GROWTH_TARGET_MB
+        and max(fresh.live_kb, reloaded.live_kb) <= PER_ACTOR_TARGET_KB
+        and max(fresh.kept_kb, reloaded.kept_kb) <= KEPT_TARGET_KB
+    )
     return Row(
         key="P5",
         what=f"{count:,} contacts touched once",
         measured=(
             f"growth {growth_mb:.0f} MB after passivation; {fresh.live_kb:.1f} KB per active actor"
-            f" ({reloaded.live_kb:.1f} KB reloaded from the store)"
+            f" ({reloaded.live_kb:.1f} KB reloaded from the store), {fresh.kept_kb * 1024:.0f} B retained"
+            f" per contact after passivation ({reloaded.kept_kb * 1024:.0f} B reloaded)"
         ),
         reference="RSS before",
-        target=f"<= {GROWTH_TARGET_MB} MB; <= {PER_ACTOR_TARGET_KB} KB/actor",
+        target=(
+            f"<= {GROWTH_TARGET_MB} MB; <= {PER_ACTOR_TARGET_KB} KB/actor;"
+            f" <= {KEPT_TARGET_KB * 1024:.0f} B kept"
+        ),
         passed=None if quick else passed,
         notes=(
             f"{count / touched_in:,.0f} touches/s; {active:,} actors were live before passivation"
             f" (RSS +{peak_mb:.0f} MB then); contact document {fresh.document_kb:.1f} KB as objects"
             f" ({reloaded.document_kb:.1f} KB reloaded), cached packed: {fresh.packed_kb:.1f} KB"
-            f" ({reloaded.packed_kb:.1f} KB); {fresh.kept_kb * 1024:.0f} B traced per contact"
-            f" after passivation ({reloaded.kept_kb * 1024:.0f} B reloaded)"
+            f" ({reloaded.packed_kb:.1f} KB)"
         ),
     )

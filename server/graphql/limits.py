@@ -18,11 +18,12 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from graphql import GraphQLError
+from graphql.validation import ValidationContext, ValidationRule
 from redis.asyncio import Redis
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter, SchemaExtension
-from strawberry.extensions.query_depth_limiter import IgnoreContext
+from strawberry.extensions import AddValidationRules, MaxAliasesLimiter, MaxTokensLimiter, SchemaExtension
+from strawberry.extensions.query_depth_limiter import IgnoreContext, create_validator
 
 from server.config import Settings
 
@@ -99,12 +100,34 @@ def _skip_introspection(ignore: IgnoreContext) -> bool:
     return ignore.field_name.startswith("__")
 
 
+class DepthLimit(AddValidationRules):
+    """strawberry's depth rule, made total: it raises on documents that other rules refuse anyway
+    (``ValueError`` on an empty selection set, which graphql-core 3.3 parses; ``KeyError`` on a
+    fragment that is not defined), and that reached the client as an error without a code. Such a
+    document is refused as a validation error instead."""
+
+    def __init__(self, max_depth: int) -> None:
+        depth_rule = create_validator(max_depth, _skip_introspection)
+
+        class TotalDepthRule(ValidationRule):
+            def __init__(self, context: ValidationContext) -> None:
+                super().__init__(context)
+                try:
+                    depth_rule(context)
+                except (ValueError, KeyError):
+                    context.report_error(
+                        GraphQLError("this document is not valid: an empty selection or an unknown fragment")
+                    )
+
+        super().__init__([TotalDepthRule])
+
+
 def limit_extensions(settings: Settings) -> list[Callable[[], SchemaExtension]]:
     """Factories of the extensions that enforce the configured limits (a fresh one per request)."""
     tokens, depth, aliases = settings.max_query_tokens, settings.max_query_depth, settings.max_query_aliases
     return [
         lambda: MaxTokensLimiter(max_token_count=tokens),
-        lambda: QueryDepthLimiter(max_depth=depth, should_ignore=_skip_introspection),
+        lambda: DepthLimit(depth),
         lambda: MaxAliasesLimiter(max_alias_count=aliases),
         RateLimit,
     ]

@@ -185,3 +185,23 @@ async def test_stop_runs_the_queued_turns_and_answers_the_rest(runtime: Runtime)
     for future in cut:
         with pytest.raises(Unavailable):
             await future
+
+
+async def test_an_older_event_told_again_is_a_duplicate_not_only_the_latest(runtime: Runtime) -> None:
+    """Dedupe checks every applied event kept, not just the most recent one (a provider may redeliver
+    a message long after others were applied)."""
+    await make_workspace(runtime)
+    system = Watched(runtime).system
+    key = ContactKey(WORKSPACE, "+34600999007")
+    first, second, third = inbound("uno"), inbound("dos"), inbound("tres")
+    for event in (first, second, third):
+        assert not (await system.ask(key, event)).duplicate
+    for event in (first, second):
+        again = await system.ask(key, event)
+        assert again.duplicate and not again.changed
+    system._actors[key].document = None  # and from the stored document, not only the cached one
+    assert (await system.ask(key, first)).duplicate
+    stored = await runtime.contacts.load(key)
+    assert stored is not None and stored["version"] == 3
+    assert stored["applied_events"][-3:] == [first.event_id, second.event_id, third.event_id]
+    await system.stop()

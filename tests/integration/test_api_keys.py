@@ -7,7 +7,8 @@ from pymongo import AsyncMongoClient
 
 from server.runtime import Runtime
 from server.store.workspaces import hash_key
-from tests.integration.conftest import WORKSPACE, client_for
+from tests.integration.conftest import WORKSPACE, client_for, publish
+from tests.support.flows import skeleton_flow
 from tests.support.graphql import GraphQLClient, GraphQLErrors
 
 CREATE = """mutation($n: String!, $r: Role!, $a: ID) {
@@ -95,10 +96,21 @@ async def test_an_agent_reads_contacts_but_not_flows_nested_either(
     agent = client_for(runtime, key)
     try:
         await gql('mutation { sandboxInbound(phone: "+34600000001", text: "hola") }')
+        flow_id = await publish(gql, skeleton_flow("Agent-hidden flow"))
+        started = await gql(
+            'mutation($f: ID!) { startFlow(flowId: $f, phone: "+34600000001") { id } }', f=flow_id
+        )
+        run_id = started["startFlow"]["id"]
         contact = (await agent('{ contact(phone: "+34600000001") { phone runs { id } } }'))["contact"]
         assert contact["phone"] == "+34600000001"
+        assert [r["id"] for r in contact["runs"]] == [run_id]  # the nested field below is really resolved
         body = await agent.raw("{ runs { edges { node { id flowName flow { name } } } } }")
-        assert "errors" not in body or all(e["extensions"]["code"] == "FORBIDDEN" for e in body["errors"])
+        errors = body.get("errors") or []
+        assert [e["extensions"]["code"] for e in errors] == ["FORBIDDEN"], body
+        assert errors[0]["path"][-1] == "flow"
+        assert [edge["node"]["flow"] for edge in body["data"]["runs"]["edges"]] == [None]
+        body = await agent.raw('{ contact(phone: "+34600000001") { runs { id flow { name draft } } } }')
+        assert [e["extensions"]["code"] for e in body.get("errors") or []] == ["FORBIDDEN"], body
         for query in (
             "{ flows { id } }",
             "{ apiKeys { id } }",

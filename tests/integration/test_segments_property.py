@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given
+from hypothesis import given
 from hypothesis import settings as hyp_settings
 from hypothesis import strategies as st
 from pymongo import MongoClient
@@ -124,12 +124,7 @@ def collection(settings: Settings) -> Any:
         client.close()
 
 
-@hyp_settings(
-    max_examples=60,
-    deadline=None,
-    database=None,  # no .hypothesis/ example store in the repo; failures print their reproducer
-    suppress_health_check=[HealthCheck.function_scoped_fixture],
-)
+@hyp_settings(max_examples=150)  # the rest from the profile (tests/hypothesis_profiles.py)
 @given(docs=contacts(), segment_list=st.lists(segments, min_size=1, max_size=5))
 def test_filter_and_evaluator_select_the_same_contacts(
     collection: Any, docs: list[dict[str, Any]], segment_list: list[dict[str, Any]]
