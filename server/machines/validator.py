@@ -535,12 +535,17 @@ def _template_status_issues(node: TemplateNode, variant: Any, catalog: Catalog) 
                 f"submits it for review and the flow waits for approval",
             )
         ]
+    then = {
+        "DRAFT": "publishing submits it to Meta and the flow becomes active once it is approved",
+        "PENDING": "Meta is reviewing it; the flow becomes active once it is approved",
+        "PAUSED": "Meta paused it for low quality; it is not sent until Meta unpauses it",
+        "DISABLED": "Meta disabled it for good; use another template",
+    }.get(status, "it cannot be sent")
     return [
         _warning(
             node.id,
             "TEMPLATE_NOT_APPROVED",
-            f"template node {node.id!r}: {label} is {status}, not approved; publishing submits "
-            f"it to Meta and the flow becomes active only once it is approved",
+            f"template node {node.id!r}: {label} is {status}, not approved; {then}",
         )
     ]
 
