@@ -18,6 +18,7 @@ from strawberry.scalars import JSON
 from server.clock import as_utc
 from server.graphql.permissions import ADMIN_ONLY, ANY_ROLE
 from server.operations import catalog as ops
+from server.operations import templates as template_ops
 
 
 @strawberry.enum
@@ -251,3 +252,21 @@ class CatalogMutation:
             "components": input.components,
         }
         return Template.of(await ops.create_template(ctx.runtime, ctx.admin_workspace(), data))
+
+    @strawberry.mutation(
+        permission_classes=ADMIN_ONLY,
+        description="edit a draft or a rejected template; a rejected one is resubmitted to Meta at once "
+        "(flows waiting on it go from TEMPLATE_REJECTED back to PENDING_APPROVAL)",
+    )
+    async def update_template(
+        self, info: strawberry.Info, id: strawberry.ID, input: TemplateInput
+    ) -> Template:
+        ctx = info.context
+        data = {
+            "name": input.name,
+            "language": input.language,
+            "category": input.category.value,
+            "components": input.components,
+        }
+        updated = await template_ops.update_template(ctx.runtime, ctx.admin_workspace(), str(id), data)
+        return Template.of(updated)

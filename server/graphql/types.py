@@ -34,7 +34,14 @@ class FlowStatus(Enum):
     DRAFT = "draft"
     ACTIVE = "active"
     ARCHIVED = "archived"
-    PENDING_APPROVAL = "pending_approval"  # first version published, waiting for Meta to approve templates
+    PENDING_APPROVAL = strawberry.enum_value(
+        "pending_approval", description="published; starts nothing until Meta approves its templates"
+    )
+    TEMPLATE_REJECTED = strawberry.enum_value(
+        "template_rejected",
+        description="published; starts nothing: Meta rejected one of its templates (issues, code "
+        "TEMPLATE_REJECTED, give the node and the reason); updateTemplate fixes and resubmits it",
+    )
 
 
 @strawberry.enum
@@ -108,6 +115,16 @@ class Flow:
     @strawberry.field(description="a published version waiting for Meta to approve its templates")
     def pending_version(self) -> int | None:
         return self.doc.get("pending_version")
+
+    @strawberry.field(
+        description="what holds pendingVersion: PENDING_APPROVAL (Meta is reviewing its templates) or "
+        "TEMPLATE_REJECTED (one was rejected: the reason is in issues, code TEMPLATE_REJECTED, on its "
+        "node); null without a pending version. status says the same for a flow with no active version"
+    )
+    def pending_status(self) -> FlowStatus | None:
+        if not self.doc.get("pending_version"):
+            return None
+        return FlowStatus(self.doc.get("pending_status") or "pending_approval")
 
     @strawberry.field(
         description="Meta's charges per template node: for one recipient country, or for the "

@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from server.errors import InvalidFlow
 from server.machines.durations import parse_duration
+from server.machines.template_params import UNION_TAGS, TemplateParams
 
 
 class _Model(BaseModel):
@@ -69,7 +70,7 @@ class TemplateNode(_MessageLike):
     type: Literal["template"]
     template: str = Field(min_length=1)
     language: str = "es"
-    params: dict[str, Any] = Field(default_factory=dict)
+    params: TemplateParams = Field(default_factory=TemplateParams)  # docs/templates.md
 
 
 class OptInNode(_Node):
@@ -200,6 +201,7 @@ def parse_flow(document: Any) -> FlowDefinition:
             location = location[2:]
             if location and location[0] in NODE_TYPES:
                 location = location[1:]
+        location = [p for p in location if p not in UNION_TAGS]
         where = ".".join(str(p) for p in location) or "node"
         prefix = f"node {node_id!r}: " if node_id else ""
         message = error["msg"].removeprefix("Value error, ")

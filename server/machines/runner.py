@@ -356,17 +356,13 @@ def _template(turn: Turn, compiled: CompiledFlow, run: dict[str, Any], node: Nod
         end_run(turn, run, "failed", "NO_OPT_IN")
         return ENDED
     warnings: list[str] = []
-    params: dict[str, Any] = {}
-    for part, values in node.params.items():
-        if isinstance(values, list):
-            rendered = []
-            for value in values:
-                text, missing = render(str(value), turn.contact, run)
-                warnings += missing
-                rendered.append(text)
-            params[part] = rendered
-        else:
-            params[part] = values
+
+    def rendered(value: str) -> str:
+        text, missing = render(value, turn.contact, run)
+        warnings.extend(missing)
+        return text
+
+    params = node.params.mapped(rendered).stored()
     body = {
         "kind": "template",
         "template": {"name": node.template, "language": node.language, "params": params},

@@ -29,6 +29,7 @@ from server.machines.definition import (
     TemplateNode,
 )
 from server.machines.durations import parse_duration
+from server.machines.template_message import resolve_template
 
 Severity = Literal["ERROR", "WARNING"]
 MAX_REPLY_BUTTONS = 3
@@ -38,7 +39,7 @@ MAX_TEMPLATE_URL_BUTTONS = 2
 MAX_TEMPLATE_PHONE_BUTTONS = 1
 MAX_TEMPLATE_COPY_CODE_BUTTONS = 1
 WINDOW = timedelta(hours=24)
-APPROVED = "APPROVED"
+SENDABLE_STATUSES = ("APPROVED", "FLAGGED")  # FLAGGED: a quality warning, still sent
 
 # Bits of the window state carried along graph walks: why a simple message may find it closed.
 _AFTER_WEBHOOK = 1
@@ -59,9 +60,11 @@ class Catalog:
 
     ``fields`` maps a field name to ``(type, options)`` with type TEXT|NUMBER|BOOLEAN|DATE|FIXED;
     ``templates`` maps a name to its language variants, each ``{"language", "category",
-    "status", "buttons": [{"type", "text"}]}``; ``agents`` holds agent emails and ids; ``flows``
-    the names and ids of the workspace's other flows; ``flow_id`` is this flow's own id (so a
-    ``connect_flow`` to it is recognised as a self-connection, not an unknown flow).
+    "status", "buttons": [{"type", "text"}]}`` and, when known, its ``components`` (then the
+    node's ``params`` are checked against them) and ``meta_id``; ``agents`` holds agent emails
+    and ids; ``flows`` the names and ids of the workspace's other flows; ``flow_id`` is this
+    flow's own id (so a ``connect_flow`` to it is recognised as a self-connection, not an
+    unknown flow); ``sandbox``: no WhatsApp number is connected, so templates are not reviewed.
     """
 
     tags: dict[str, str] = field(default_factory=dict)
@@ -72,6 +75,7 @@ class Catalog:
     flows: set[str] = field(default_factory=set)
     starts_from_webhook: bool = False
     flow_id: str | None = None
+    sandbox: bool = False
 
 
 # --- edges -----------------------------------------------------------------------------------
@@ -444,20 +448,7 @@ def _check_template(node: TemplateNode, catalog: Catalog) -> list[FlowIssue]:
                 f"translation",
             )
         ]
-    issues: list[FlowIssue] = []
-    status = str(_get(variant, "status") or "DRAFT").upper()
-    if status != APPROVED:
-        reason = _get(variant, "rejection_reason") or _get(variant, "rejectionReason")
-        why = f" (rejected: {reason})" if status == "REJECTED" and reason else ""
-        issues.append(
-            _warning(
-                node.id,
-                "TEMPLATE_NOT_APPROVED",
-                f"template node {node.id!r}: template {node.template!r} "
-                f"({node.language}) is {status}{why}, not approved; publishing submits it "
-                f"to Meta and the flow becomes active only once it is approved",
-            )
-        )
+    issues = _template_status_issues(node, variant, catalog)
     buttons = list(_get(variant, "buttons") or [])
     kinds = [str(_get(b, "type") or "").upper() for b in buttons]
     label = f"template {node.template!r} ({node.language}) used by node {node.id!r}"
@@ -502,7 +493,61 @@ def _check_template(node: TemplateNode, catalog: Catalog) -> list[FlowIssue]:
                 f"matched to the node's buttons in order",
             )
         )
+    components = _get(variant, "components")
+    if components:  # what the template takes, per language: checked now, not at every send
+        resolved = resolve_template(
+            list(components), node.params, [b.id for b in node.buttons], placeholders=True
+        )
+        issues += [
+            _error(
+                node.id,
+                "TEMPLATE_PARAMS",
+                f"template node {node.id!r}: template {node.template!r} ({node.language}): {problem}",
+            )
+            for problem in resolved.problems
+        ]
     return issues
+
+
+def _template_status_issues(node: TemplateNode, variant: Any, catalog: Catalog) -> list[FlowIssue]:
+    """What Meta's review means for this node; the sandbox says what it really does."""
+    status = str(_get(variant, "status") or "DRAFT").upper()
+    label = f"template {node.template!r} ({node.language})"
+    if status == "REJECTED":
+        reason = _get(variant, "rejection_reason") or _get(variant, "rejectionReason") or "no reason given"
+        return [
+            _error(
+                node.id,
+                "TEMPLATE_REJECTED",
+                f"template node {node.id!r}: Meta rejected {label}: {reason}; edit it "
+                f"(updateTemplate) to resubmit it; flows waiting on it become active once it is approved",
+            )
+        ]
+    if status in SENDABLE_STATUSES:
+        return []
+    if status == "DRAFT" and getattr(catalog, "sandbox", False) and not _get(variant, "meta_id"):
+        return [
+            _warning(
+                node.id,
+                "TEMPLATE_SANDBOX_ONLY",
+                f"template node {node.id!r}: {label} has not been submitted to Meta (no WhatsApp "
+                f"number is connected): the sandbox sends it as written; connecting WhatsApp "
+                f"submits it for review and the flow waits for approval",
+            )
+        ]
+    then = {
+        "DRAFT": "publishing submits it to Meta and the flow becomes active once it is approved",
+        "PENDING": "Meta is reviewing it; the flow becomes active once it is approved",
+        "PAUSED": "Meta paused it for low quality; it is not sent until Meta unpauses it",
+        "DISABLED": "Meta disabled it for good; use another template",
+    }.get(status, "it cannot be sent")
+    return [
+        _warning(
+            node.id,
+            "TEMPLATE_NOT_APPROVED",
+            f"template node {node.id!r}: {label} is {status}, not approved; {then}",
+        )
+    ]
 
 
 def _check_set_variable(node: SetVariableNode, catalog: Catalog) -> list[FlowIssue]:

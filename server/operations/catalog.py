@@ -18,6 +18,7 @@ from server.actors.contact_actor import event_id
 from server.actors.events import TagContact
 from server.errors import Conflict, InvalidInput, NotFound
 from server.ids import ContactKey, new_id
+from server.machines.template_message import parameter_count
 from server.machines.values import FIELD_TYPES, fold
 from server.runtime import Runtime
 
@@ -485,8 +486,8 @@ def validate_components(components: Any) -> list[dict[str, Any]]:
     return result
 
 
-async def create_template(runtime: Runtime, workspace_id: str, data: dict[str, Any]) -> dict[str, Any]:
-    """Store a template as DRAFT; publishing a flow that uses it submits it to Meta."""
+def template_fields(data: dict[str, Any]) -> dict[str, Any]:
+    """A template's name, language, category and components, checked as Meta would check them."""
     name = str(data.get("name") or "").strip()
     if not _TEMPLATE_NAME.fullmatch(name):
         raise InvalidInput(
@@ -502,21 +503,33 @@ async def create_template(runtime: Runtime, workspace_id: str, data: dict[str, A
     category = _upper(data.get("category"))
     if category not in TEMPLATE_CATEGORIES:
         raise InvalidInput(f"category must be one of {', '.join(TEMPLATE_CATEGORIES)}", field="category")
+    return {
+        "name": name,
+        "language": language,
+        "category": category,
+        "components": validate_components(data.get("components")),
+    }
+
+
+async def create_template(runtime: Runtime, workspace_id: str, data: dict[str, Any]) -> dict[str, Any]:
+    """Store a template as DRAFT; publishing a flow that uses it submits it to Meta."""
+    fields = template_fields(data)
     now = runtime.clock.now()
     document = {
         "_id": new_id("tpl"),
         "workspace_id": workspace_id,
-        "name": name,
-        "language": language,
-        "category": category,
+        **fields,
         "status": "DRAFT",
         "rejection_reason": None,
-        "components": validate_components(data.get("components")),
         "created_at": now,
         "updated_at": now,
     }
     if not await runtime.templates.insert(document):
-        raise Conflict(f"template {name!r} already exists in language {language}", field="name")
+        name, language = fields["name"], fields["language"]
+        raise Conflict(
+            f"template {name!r} already exists in language {language}; edit it with updateTemplate",
+            field="name",
+        )
     runtime.contact_services.forget(workspace_id)  # runs check a template's category (consent)
     return document
 
@@ -560,6 +573,8 @@ class TemplateSummary:
     buttons: tuple[ButtonSummary, ...] = ()
     body_params: int = 0  # highest {{n}} in the body: how many body parameters a send needs
     rejection_reason: str | None = None  # Meta's reason when REJECTED (shown on the flow's node)
+    components: tuple[dict[str, Any], ...] = ()  # as stored: what a node's params are checked against
+    meta_id: str | None = None  # set once Meta has seen the template
 
     @property
     def quick_replies(self) -> tuple[str, ...]:
@@ -577,15 +592,13 @@ class Catalog:
     flows: frozenset[str] = frozenset()  # flow names (for connect_flow)
     teams: frozenset[str] = frozenset()  # agent team names (for assign by team)
     starts_from_webhook: bool = False  # a webhook trigger starts the flow being checked
+    sandbox: bool = False  # no WhatsApp number connected: templates are sent unreviewed, by the sandbox
 
     def has_agent(self, id_or_email: str) -> bool:
         return id_or_email in self.agents or id_or_email.strip().lower() in self.agents
 
     def template(self, name: str, language: str) -> TemplateSummary | None:
         return next((t for t in self.templates.get(name, []) if t.language == language), None)
-
-
-_PARAM = re.compile(r"\{\{\s*(\d+)\s*\}\}")
 
 
 def summarize_template(document: dict[str, Any]) -> TemplateSummary:
@@ -595,7 +608,7 @@ def summarize_template(document: dict[str, Any]) -> TemplateSummary:
         if component.get("type") == "BUTTONS":
             buttons.extend(ButtonSummary(b["type"], b.get("text")) for b in component.get("buttons") or [])
         elif component.get("type") == "BODY":
-            body_params = max((int(n) for n in _PARAM.findall(component.get("text") or "")), default=0)
+            body_params = parameter_count(component.get("text"))
     return TemplateSummary(
         language=document["language"],
         category=document["category"],
@@ -603,6 +616,8 @@ def summarize_template(document: dict[str, Any]) -> TemplateSummary:
         buttons=tuple(buttons),
         body_params=body_params,
         rejection_reason=document.get("rejection_reason"),
+        components=tuple(document.get("components") or ()),
+        meta_id=document.get("meta_id"),
     )
 
 
@@ -627,4 +642,5 @@ async def catalog_snapshot(runtime: Runtime, workspace_id: str, flow_id: str | N
         ),
         starts_from_webhook=flow_id is not None
         and await runtime.triggers.webhooks.exists_for_flow(workspace_id, flow_id),
+        sandbox=await runtime.channels.for_workspace(workspace_id) is None,
     )

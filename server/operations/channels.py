@@ -11,6 +11,7 @@ from pymongo.errors import DuplicateKeyError
 from server.channels.whatsapp.limiter import MAX_RATE
 from server.errors import Conflict, InvalidInput
 from server.ids import new_id
+from server.operations import templates
 from server.runtime import Runtime
 from server.store.channels import DEFAULT_API_VERSION, DEFAULT_BASE_URL, DEFAULT_THROUGHPUT, new_channel
 
@@ -76,6 +77,8 @@ async def connect_whatsapp(runtime: Runtime, workspace_id: str, data: dict[str, 
     forget = getattr(runtime.channel, "forget", None)
     if forget is not None:
         forget(workspace_id)
+    # Flows published in the sandbox sent unreviewed templates: from now on Meta must approve them.
+    await templates.review_sandbox_flows(runtime, workspace_id)
     return document
 
 

@@ -116,10 +116,16 @@ async def publish_flow(
     )
     if waiting:
         # Until Meta approves, an already active version keeps serving new runs; a first version
-        # leaves the flow ``pending_approval`` (see ``templates.activate_waiting_flows``).
-        changes = {"pending_version": version, "pending_in_flight": in_flight, "updated_at": now}
+        # leaves the flow waiting (see ``templates.refresh_waiting_flows``).
+        state = templates.waiting_state(waiting)
+        changes = {
+            "pending_version": version,
+            "pending_in_flight": in_flight,
+            "pending_status": state,
+            "updated_at": now,
+        }
         if not flow.get("active_version"):
-            changes["status"] = "pending_approval"
+            changes["status"] = state
         updated = await runtime.flows.update(workspace_id, flow_id, changes)
         assert updated is not None
         return updated
@@ -138,6 +144,7 @@ async def activate_version(
             "active_version": version,
             "pending_version": None,
             "pending_in_flight": None,
+            "pending_status": None,
             "updated_at": runtime.clock.now(),
         },
     )

@@ -2,18 +2,23 @@
 
 Outcomes arrive by webhook (``apply_template_status``, called by the inbound channel code) or by
 "sync now" (``sync_templates``). A flow published on a WhatsApp workspace waits for its templates
-(``pending_version``) and becomes active once every template it uses can be sent.
+(``pending_version``, status ``pending_approval``), shows ``template_rejected`` while one of them
+is rejected, and becomes active once every template it uses can be sent. ``update_template``
+edits a draft or a rejected template and resubmits it. The lifecycle is told in docs/templates.md.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 from typing import Any
 
-from server.errors import InvalidInput, NotFound, Unavailable
+from pymongo.errors import DuplicateKeyError
+
+from server.errors import Conflict, InvalidInput, NotFound, Unavailable
 from server.ids import new_id
 from server.machines.definition import TemplateNode, parse_flow
+from server.machines.template_message import PARAM, parameter_count
+from server.operations import catalog as catalog_ops
 from server.operations.catalog import SENDABLE_TEMPLATE_STATUSES, validate_components
 from server.runtime import Runtime
 
@@ -36,7 +41,6 @@ META_STATUSES = {
     "FLAGGED": "FLAGGED",
 }
 SUBMITTABLE = ("DRAFT", "REJECTED")
-_PARAM = re.compile(r"\{\{\s*(\d+)\s*\}\}")
 
 
 async def _whatsapp(runtime: Runtime, workspace_id: str) -> dict[str, Any]:
@@ -52,7 +56,7 @@ def meta_components(components: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for component in components:
         part = dict(component)
         text = part.get("text") or ""
-        count = max((int(n) for n in _PARAM.findall(text)), default=0)
+        count = parameter_count(text)
         if count and "example" not in part:
             samples = [f"example {i + 1}" for i in range(count)]
             if part["type"] == "BODY":
@@ -65,10 +69,10 @@ def meta_components(components: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 button = dict(button)
                 if (
                     button.get("type") == "URL"
-                    and _PARAM.search(button.get("url") or "")
+                    and PARAM.search(button.get("url") or "")
                     and "example" not in button
                 ):
-                    button["example"] = [_PARAM.sub("example", button["url"])]
+                    button["example"] = [PARAM.sub("example", button["url"])]
                 buttons.append(button)
             part["buttons"] = buttons
         result.append(part)
@@ -123,8 +127,7 @@ async def submit_template(runtime: Runtime, workspace_id: str, template_id: str)
         changes["category"] = answer["category"]  # Meta may recategorise on creation
     updated = await runtime.templates.update(workspace_id, template_id, changes)
     assert updated is not None
-    if status in SENDABLE_TEMPLATE_STATUSES:
-        await activate_waiting_flows(runtime, workspace_id)
+    await refresh_waiting_flows(runtime, workspace_id)
     return updated
 
 
@@ -170,7 +173,7 @@ async def apply_template_status(
     if meta_id and not template.get("meta_id"):
         await runtime.templates.update(workspace_id, template["_id"], {"meta_id": meta_id})
     await _set_status(runtime, workspace_id, template, status, reason)
-    await activate_waiting_flows(runtime, workspace_id)
+    await refresh_waiting_flows(runtime, workspace_id)
 
 
 async def sync_templates(runtime: Runtime, workspace_id: str) -> list[dict[str, Any]]:
@@ -198,7 +201,7 @@ async def sync_templates(runtime: Runtime, workspace_id: str) -> list[dict[str, 
         if changes:
             local = await runtime.templates.update(workspace_id, local["_id"], changes) or local
         await _set_status(runtime, workspace_id, local, str(remote.get("status") or ""), reason)
-    await activate_waiting_flows(runtime, workspace_id)
+    await refresh_waiting_flows(runtime, workspace_id)
     return await runtime.templates.list(workspace_id)
 
 
@@ -253,8 +256,19 @@ async def unapproved_templates(runtime: Runtime, workspace_id: str, definition: 
     return waiting
 
 
-async def activate_waiting_flows(runtime: Runtime, workspace_id: str) -> list[str]:
-    """Activate every flow version whose templates are now all approved; returns the flow ids."""
+def waiting_state(templates: list[dict[str, Any]]) -> str:
+    """Why a published version is not active yet: a rejected template, or Meta's review."""
+    return "template_rejected" if any(t["status"] == "REJECTED" for t in templates) else "pending_approval"
+
+
+async def refresh_waiting_flows(runtime: Runtime, workspace_id: str) -> list[str]:
+    """Move every flow version waiting for Meta to where its templates now are; returns activated ids.
+
+    All templates sendable: the version becomes active. One rejected: ``template_rejected``
+    (until an edited template is resubmitted). Otherwise ``pending_approval``. A flow with an
+    active version keeps status ``active`` (that version still runs); ``pending_status`` says
+    what holds its pending version.
+    """
     from server.operations.flows import activate_version  # flows imports this module
 
     activated = []
@@ -265,10 +279,129 @@ async def activate_waiting_flows(runtime: Runtime, workspace_id: str) -> list[st
         stored = await runtime.flows.get_version(flow["_id"], version)
         if stored is None:
             continue
-        if await unapproved_templates(runtime, workspace_id, stored["definition"]):
+        waiting = await unapproved_templates(runtime, workspace_id, stored["definition"])
+        if not waiting:
+            await activate_version(
+                runtime, workspace_id, flow["_id"], version, flow.get("pending_in_flight") or "finish"
+            )
+            activated.append(flow["_id"])
             continue
-        await activate_version(
-            runtime, workspace_id, flow["_id"], version, flow.get("pending_in_flight") or "finish"
-        )
-        activated.append(flow["_id"])
+        state = waiting_state(waiting)
+        changes: dict[str, Any] = {"pending_status": state}
+        if not flow.get("active_version"):
+            changes["status"] = state
+        if any(flow.get(k) != v for k, v in changes.items()):
+            await runtime.flows.update(
+                workspace_id, flow["_id"], {**changes, "updated_at": runtime.clock.now()}
+            )
     return activated
+
+
+# --- editing and resubmitting ----------------------------------------------------------------------
+
+EDITABLE = ("DRAFT", "REJECTED")
+
+
+async def update_template(
+    runtime: Runtime, workspace_id: str, template_id: str, data: dict[str, Any]
+) -> dict[str, Any]:
+    """Edit a draft or a rejected template; a rejected one goes back to Meta for review at once.
+
+    Meta's edit endpoint keeps a submitted template's id, name and language, so only a draft
+    Meta never saw may be renamed. A draft is submitted here only when a flow is already waiting
+    for it (otherwise publishing does it). Without a WhatsApp number an edited rejection becomes a
+    DRAFT again: Meta's verdict was about the old text.
+    """
+    template = await runtime.templates.get(workspace_id, template_id)
+    if template is None:
+        raise NotFound(f"template {template_id} not found")
+    if template["status"] not in EDITABLE:
+        raise InvalidInput(
+            f"template {template['name']!r} ({template['language']}) is {template['status']}: only drafts "
+            "and rejected templates can be edited; create a new template instead",
+            field="id",
+        )
+    fields = catalog_ops.template_fields(data)
+    renamed = (fields["name"], fields["language"]) != (template["name"], template["language"])
+    if renamed and template.get("meta_id"):
+        raise InvalidInput(
+            f"Meta keeps the name and language of a submitted template ({template['name']!r}, "
+            f"{template['language']}); create a new template for another name or language",
+            field="name",
+        )
+    channel = await runtime.channels.for_workspace(workspace_id)
+    changes: dict[str, Any] = {**fields, "submit_error": None, "updated_at": runtime.clock.now()}
+    if template["status"] == "REJECTED" and channel is None:
+        changes.update(status="DRAFT", rejection_reason=None)
+    try:
+        updated = await runtime.templates.update(workspace_id, template_id, changes)
+    except DuplicateKeyError:
+        raise Conflict(
+            f"template {fields['name']!r} already exists in language {fields['language']}", field="name"
+        ) from None
+    if updated is None:
+        raise NotFound(f"template {template_id} not found")
+    runtime.contact_services.forget(workspace_id)  # runs check a template's category (consent)
+    if channel is not None and (
+        updated["status"] == "REJECTED" or await _awaited_by_a_flow(runtime, workspace_id, updated)
+    ):
+        return await submit_template(runtime, workspace_id, template_id)
+    await refresh_waiting_flows(runtime, workspace_id)
+    return updated
+
+
+async def _awaited_by_a_flow(runtime: Runtime, workspace_id: str, template: dict[str, Any]) -> bool:
+    """Whether a published version waits for this template (so it must reach Meta now)."""
+    key = (template["name"], template["language"])
+    for flow in await runtime.flows.list(workspace_id):
+        version = flow.get("pending_version")
+        if version and flow.get("status") != "archived":
+            stored = await runtime.flows.get_version(flow["_id"], version)
+            if stored is not None and key in templates_of(stored["definition"]):
+                return True
+    return False
+
+
+# --- a sandbox workspace connects WhatsApp ---------------------------------------------------------
+
+
+async def review_sandbox_flows(runtime: Runtime, workspace_id: str) -> list[str]:
+    """Hold every active flow whose templates Meta has not approved, and submit its drafts.
+
+    In the sandbox, templates are sent unreviewed. Once a WhatsApp number is connected only
+    approved ones can be sent, so such a flow goes back to waiting (its version becomes the
+    pending one, starting nothing) until Meta approves; a draft Meta refuses outright keeps its
+    ``submit_error`` and its flow waits for an edit. Returns the ids of the flows held.
+    """
+    held = []
+    for flow in await runtime.flows.list(workspace_id):
+        version = flow.get("active_version")
+        if flow.get("status") != "active" or not version or flow.get("hidden") or flow.get("pending_version"):
+            continue
+        stored = await runtime.flows.get_version(flow["_id"], version)
+        if stored is None:
+            continue
+        waiting = await unapproved_templates(runtime, workspace_id, stored["definition"])
+        if not waiting:
+            continue
+        for template in waiting:
+            if template["status"] == "DRAFT":
+                try:
+                    await submit_template(runtime, workspace_id, template["_id"])
+                except (InvalidInput, Unavailable) as exc:
+                    log.info("template %s not submitted on connect: %s", template["name"], exc.message)
+        await runtime.flows.update(
+            workspace_id,
+            flow["_id"],
+            {
+                "status": "pending_approval",
+                "active_version": None,
+                "pending_version": version,
+                "pending_status": "pending_approval",
+                "pending_in_flight": "finish",
+                "updated_at": runtime.clock.now(),
+            },
+        )
+        held.append(flow["_id"])
+    await refresh_waiting_flows(runtime, workspace_id)
+    return held

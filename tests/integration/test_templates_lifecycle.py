@@ -107,16 +107,17 @@ async def test_publish_waits_for_approval_and_shows_rejections(
     [template] = (await gql(TEMPLATES))["templates"]
     assert template["status"] == "REJECTED" and template["rejectionReason"] == "INVALID_FORMAT"
     state = (await gql(FLOW_STATE, id=flow_id))["flow"]
-    assert state["status"] == "PENDING_APPROVAL"
-    [issue] = [i for i in state["issues"] if i["code"] == "TEMPLATE_NOT_APPROVED"]
+    assert state["status"] == "TEMPLATE_REJECTED"  # issue 14: the rejection is the flow's state
+    [issue] = [i for i in state["issues"] if i["code"] == "TEMPLATE_REJECTED"]
     assert issue["nodeId"] == "hello" and "INVALID_FORMAT" in issue["message"]
 
-    # fixed and resubmitted (Meta's edit endpoint), then approved: the flow becomes active
+    # resubmitted as it is (Meta's edit endpoint; e.g. after an appeal), then approved: active
     resubmitted = await gql(
         "mutation($id: ID!) { submitTemplate(id: $id) { status rejectionReason } }", id=template["id"]
     )
     assert resubmitted["submitTemplate"] == {"status": "PENDING", "rejectionReason": None}
     assert fake.requests[-1].path.endswith("/" + template["metaId"])
+    assert (await gql(FLOW_STATE, id=flow_id))["flow"]["status"] == "PENDING_APPROVAL"
     fake.set_template_status("welcome_back", "es", "APPROVED")
     await apply_template_status(
         runtime,

@@ -130,13 +130,16 @@ def template_node(name: str, buttons: int = 0) -> dict[str, Any]:
     }
 
 
-async def test_draft_template_is_a_warning_naming_its_status(gql: GraphQLClient) -> None:
+async def test_draft_template_in_the_sandbox_is_a_warning_saying_meta_has_not_seen_it(
+    gql: GraphQLClient,
+) -> None:
+    # issue 14: without a WhatsApp number nothing is submitted, so the sandbox never talks of approval
     await create_template(gql, "promo_draft", [])
     issue = only(
-        await validate(gql, {"start": "t", "nodes": [template_node("promo_draft")]}), "TEMPLATE_NOT_APPROVED"
+        await validate(gql, {"start": "t", "nodes": [template_node("promo_draft")]}), "TEMPLATE_SANDBOX_ONLY"
     )
     assert (issue["nodeId"], issue["severity"]) == ("t", "WARNING")
-    assert "DRAFT" in issue["message"]
+    assert "not been submitted to Meta" in issue["message"]
 
 
 async def test_node_buttons_beyond_the_template_quick_replies(gql: GraphQLClient) -> None:

@@ -416,6 +416,9 @@ class GraphApiFake:
             found = self.templates.get((template["name"], template["language"]["code"]))
             if found is not None and found.status != "APPROVED":
                 return graph_error(132001, f"template {found.name} is {found.status}")
+            mismatch = _parameters_mismatch(found.components, template) if found is not None else None
+            if mismatch is not None:
+                return graph_error(*mismatch)
         wamid = "wamid." + os.urandom(18).hex().upper()
         digits = str(body["to"]).lstrip("+")
         return 200, {
@@ -478,6 +481,57 @@ class GraphApiFake:
             if name is None or t.name == name
         ]
         return 200, {"data": data, "paging": {"cursors": {"before": "MAZDZD", "after": "MjQZD"}}}
+
+
+# --- what Meta checks of a template send against the template it has ---------------------------
+
+_VARIABLE = re.compile(r"\{\{\s*(\d+)\s*\}\}")
+
+
+def _parameters_mismatch(components: list[dict[str, Any]], sent: dict[str, Any]) -> tuple[int, str] | None:
+    """Meta's 132000 (parameter count) / 132012 (parameter format) for a send that does not fit.
+
+    The OpenAPI description checks a send's shape; this checks it against the template itself,
+    as Meta does: one value per ``{{n}}`` of header and body, the header's media kind, and a
+    parameter for every dynamic URL and copy-code button at its index, of the button's kind.
+    """
+    by_type = {str(c.get("type") or "").upper(): c for c in components}
+    parts = {str(c.get("type")).lower(): c for c in sent.get("components") or [] if c.get("type") != "button"}
+    header = by_type.get("HEADER")
+    given_header = (parts.get("header") or {}).get("parameters") or []
+    header_format = str((header or {}).get("format") or "TEXT").upper()
+    if header is None or (header_format == "TEXT" and not _VARIABLE.search(header.get("text") or "")):
+        wanted_header: list[str] = []
+    else:
+        wanted_header = ["text" if header_format == "TEXT" else header_format.lower()]
+    if len(given_header) != len(wanted_header):
+        return 132000, f"header: {len(wanted_header)} parameter(s) expected, {len(given_header)} given"
+    if [p.get("type") for p in given_header] != wanted_header:
+        return 132012, f"header parameter must be of type {wanted_header}"
+    body_text = (by_type.get("BODY") or {}).get("text") or ""
+    wanted_body = max((int(n) for n in _VARIABLE.findall(body_text)), default=0)
+    given_body = (parts.get("body") or {}).get("parameters") or []
+    if len(given_body) != wanted_body:
+        return 132000, f"body: {wanted_body} parameter(s) expected, {len(given_body)} given"
+    buttons = (by_type.get("BUTTONS") or {}).get("buttons") or []
+    sub_types = {"QUICK_REPLY": "quick_reply", "URL": "url", "COPY_CODE": "copy_code"}
+    given_buttons = {
+        int(c.get("index", -1)): c for c in sent.get("components") or [] if c.get("type") == "button"
+    }
+    for index, component in given_buttons.items():
+        if not 0 <= index < len(buttons):
+            return 132012, f"button index {index}: the template has {len(buttons)} button(s)"
+        kind = str(buttons[index].get("type") or "").upper()
+        if sub_types.get(kind) != component.get("sub_type"):
+            return 132012, f"button {index} is {kind}, not {component.get('sub_type')}"
+        if kind == "URL" and not _VARIABLE.search(buttons[index].get("url") or ""):
+            return 132000, f"button {index} has a fixed URL and takes no parameter"
+    for index, button in enumerate(buttons):
+        kind = str(button.get("type") or "").upper()
+        dynamic = kind == "COPY_CODE" or (kind == "URL" and _VARIABLE.search(button.get("url") or ""))
+        if dynamic and index not in given_buttons:
+            return 132000, f"button {index} ({kind}) needs its parameter"
+    return None
 
 
 # --- a minimal HTTP/1.1 server side (keep-alive, Content-Length bodies) -----------------------

@@ -7,14 +7,16 @@ and Meta's messages ("(#100) Invalid parameter") do not name the node that cause
 Outbox kinds: ``text`` {text}; ``media`` {media: {kind, url, caption, filename}, text?};
 ``buttons`` {text, buttons: [{id, title}], media?}; ``list`` {text, list: {button, sections:
 [{title?, rows: [{id, title, description?}]}]}}; ``template`` {template: {name, language,
-params: {header?, body?, buttons?}}, buttons: [{id, title}]}. Template ``params.buttons`` fills
-URL-suffix and copy-code buttons in template order; quick replies carry the node's button ids.
+params}, buttons: [{id, title}]}: ``params`` in the flow document's typed form (docs/templates.md),
+placeholders already rendered; quick replies carry the node's button ids.
 """
 
 from __future__ import annotations
 
 import re
 from typing import Any
+
+from server.machines.template_message import resolve_template
 
 # WhatsApp's limits (Cloud API message reference).
 MAX_TEXT = 4096
@@ -30,13 +32,9 @@ MAX_ROW_TITLE = 24
 MAX_ROW_DESCRIPTION = 72
 MAX_ROW_ID = 200
 MAX_SECTION_TITLE = 24
-MAX_COUPON = 15
 MEDIA_KINDS = ("image", "video", "audio", "document")
 CAPTIONED = ("image", "video", "document")
-HEADER_MEDIA = {"IMAGE": "image", "VIDEO": "video", "DOCUMENT": "document"}
-_PARAM = re.compile(r"\{\{\s*(\d+)\s*\}\}")
 _LINK = re.compile(r"https?://", re.IGNORECASE)
-_BAD_PARAM = re.compile(r"[\n\t]| {5,}")
 
 
 class PayloadError(Exception):
@@ -217,59 +215,47 @@ def _list(message: dict[str, Any]) -> dict[str, Any]:
 # --- templates ------------------------------------------------------------------------------------
 
 
-def _param_text(value: Any, where: str) -> str:
-    text = "" if value is None else str(value)
-    if not text.strip():
-        raise PayloadError(f"{where} is empty; WhatsApp refuses empty template parameters")
-    if _BAD_PARAM.search(text):
-        raise PayloadError(
-            f"{where} has a new line, a tab or more than 4 spaces in a row; WhatsApp refuses it"
-        )
-    return text
-
-
-def _as_list(value: Any) -> list[Any]:
-    if value is None:
-        return []
-    return list(value) if isinstance(value, list | tuple) else [value]
-
-
 def template_object(message: dict[str, Any], template: dict[str, Any]) -> dict[str, Any]:
-    """Meta's ``template`` object: name, language and the components that carry parameters."""
+    """Meta's ``template`` object: name, language and the components that carry parameters.
+
+    How params fill the template is ``server.machines.template_message`` (shared with the flow
+    validator and the sandbox); here the result becomes Meta's components.
+    """
     spec = message.get("template") or {}
-    params = spec.get("params") or {}
     name = template["name"]
-    components: list[dict[str, Any]] = []
-    by_type = {c.get("type"): c for c in template.get("components") or []}
-    header = by_type.get("HEADER")
-    if header is not None:
-        part = _header(header, params.get("header"), name)
-        if part is not None:
-            components.append(part)
-    body = by_type.get("BODY") or {}
-    wanted = max((int(n) for n in _PARAM.findall(body.get("text") or "")), default=0)
-    values = _as_list(params.get("body"))
-    if len(values) != wanted:
-        raise PayloadError(
-            f"template {name!r} has {wanted} body parameter(s) but the node gives {len(values)}",
-            "TEMPLATE_PARAMS",
-        )
-    if values:
-        components.append(
-            {
-                "type": "body",
-                "parameters": [
-                    {"type": "text", "text": _param_text(v, f"body parameter {i + 1}")}
-                    for i, v in enumerate(values)
-                ],
-            }
-        )
-    components += _template_buttons(
-        name,
-        (by_type.get("BUTTONS") or {}).get("buttons") or [],
-        message.get("buttons") or [],
-        _as_list(params.get("buttons")),
+    resolved = resolve_template(
+        template.get("components") or [],
+        spec.get("params"),
+        [str(b.get("id")) for b in message.get("buttons") or []],
     )
+    if resolved.problems:
+        more = f" (and {len(resolved.problems) - 1} more)" if len(resolved.problems) > 1 else ""
+        raise PayloadError(f"template {name!r}: {resolved.problems[0]}{more}", "TEMPLATE_PARAMS")
+    components: list[dict[str, Any]] = []
+    header = resolved.header
+    if header is not None and header.parameter is not None:
+        components.append({"type": "header", "parameters": [{"type": "text", "text": header.parameter}]})
+    elif header is not None and header.media_kind is not None and header.media_url is not None:
+        kind = header.media_kind
+        media: dict[str, Any] = {"link": _link(header.media_url, f"the {kind} header of {name!r}")}
+        if header.filename:
+            media["filename"] = header.filename
+        components.append({"type": "header", "parameters": [{"type": kind, kind: media}]})
+    if resolved.body_parameters:
+        components.append(
+            {"type": "body", "parameters": [{"type": "text", "text": v} for v in resolved.body_parameters]}
+        )
+    for button in resolved.buttons:
+        if button.kind == "QUICK_REPLY" and button.payload is not None:
+            # the reply's payload maps back to the node's button
+            parameter = {"type": "payload", "payload": button.payload}
+            components.append(_button_component("quick_reply", button.index, parameter))
+        elif button.kind == "URL" and button.suffix is not None:
+            parameter = {"type": "text", "text": button.suffix}
+            components.append(_button_component("url", button.index, parameter))
+        elif button.kind == "COPY_CODE" and button.coupon_code is not None:
+            parameter = {"type": "coupon_code", "coupon_code": button.coupon_code}
+            components.append(_button_component("copy_code", button.index, parameter))
     result: dict[str, Any] = {
         "name": name,
         "language": {"policy": "deterministic", "code": template["language"]},
@@ -277,77 +263,6 @@ def template_object(message: dict[str, Any], template: dict[str, Any]) -> dict[s
     if components:
         result["components"] = components
     return result
-
-
-def _header(header: dict[str, Any], given: Any, name: str) -> dict[str, Any] | None:
-    header_format = str(header.get("format") or "TEXT").upper()
-    if header_format == "TEXT":
-        if not _PARAM.search(header.get("text") or ""):
-            return None
-        values = _as_list(given)
-        if len(values) != 1:
-            raise PayloadError(
-                f"template {name!r} has a header parameter: give params.header one value", "TEMPLATE_PARAMS"
-            )
-        return {"type": "header", "parameters": [{"type": "text", "text": _param_text(values[0], "header")}]}
-    kind = HEADER_MEDIA.get(header_format)
-    if kind is None:
-        raise PayloadError(
-            f"template {name!r}: {header_format} headers cannot be sent yet", "TEMPLATE_PARAMS"
-        )
-    value = given[0] if isinstance(given, list) and given else given
-    link = value.get("link") if isinstance(value, dict) else value
-    if not link:
-        raise PayloadError(
-            f"template {name!r} has an {header_format} header: give params.header the media URL",
-            "TEMPLATE_PARAMS",
-        )
-    media: dict[str, Any] = {"link": _link(link, f"the {kind} header of {name!r}")}
-    if kind == "document" and isinstance(value, dict) and value.get("filename"):
-        media["filename"] = str(value["filename"])
-    return {"type": "header", "parameters": [{"type": kind, kind: media}]}
-
-
-def _template_buttons(
-    name: str, buttons: list[dict[str, Any]], node_buttons: list[dict[str, Any]], values: list[Any]
-) -> list[dict[str, Any]]:
-    components = []
-    replies = iter(node_buttons)
-    pending = list(values)
-    for index, button in enumerate(buttons):
-        kind = str(button.get("type") or "").upper()
-        if kind == "QUICK_REPLY":
-            answer = next(replies, None)
-            if answer is not None:  # the reply's payload maps back to the node's button
-                components.append(
-                    _button_component("quick_reply", index, {"type": "payload", "payload": str(answer["id"])})
-                )
-        elif kind == "URL" and _PARAM.search(button.get("url") or ""):
-            if not pending:
-                raise PayloadError(
-                    f"template {name!r}: URL button {index + 1} needs its suffix in params.buttons",
-                    "TEMPLATE_PARAMS",
-                )
-            suffix = _param_text(pending.pop(0), f"URL button {index + 1} parameter")
-            components.append(_button_component("url", index, {"type": "text", "text": suffix}))
-        elif kind == "COPY_CODE":
-            if not pending:
-                raise PayloadError(
-                    f"template {name!r}: the copy-code button needs its code in params.buttons",
-                    "TEMPLATE_PARAMS",
-                )
-            code = _param_text(pending.pop(0), "copy code")
-            if len(code) > MAX_COUPON:
-                raise PayloadError(f"a copy code is at most {MAX_COUPON} characters", "TEMPLATE_PARAMS")
-            components.append(
-                _button_component("copy_code", index, {"type": "coupon_code", "coupon_code": code})
-            )
-    if pending:
-        raise PayloadError(
-            f"template {name!r}: {len(pending)} button parameter(s) more than its URL/copy-code buttons take",
-            "TEMPLATE_PARAMS",
-        )
-    return components
 
 
 def _button_component(sub_type: str, index: int, parameter: dict[str, Any]) -> dict[str, Any]:
