@@ -127,7 +127,7 @@ class Runtime:
         settings = self.settings
         await self.database.ensure_indexes()
         self.arq = await create_pool(RedisSettings.from_dsn(settings.redis_url or ""))
-        self.timers = ArqTimerScheduler(self.arq, self.prefix + "timers")
+        self.timers = ArqTimerScheduler(self.arq, self.prefix + "timers", self.clock)
         effects = self._effects = Effects(
             self.contacts,
             self.runs,
@@ -174,6 +174,7 @@ class Runtime:
                 batch_size=settings.timer_batch_size,
                 max_in_flight=settings.timer_max_in_flight,
                 claim_seconds=settings.timer_claim_seconds,
+                clock=self.clock,
             )
             self._worker = worker
             self._tasks.append(asyncio.create_task(worker.main(), name="timer-worker"))

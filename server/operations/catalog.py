@@ -10,14 +10,17 @@ import asyncio
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from pymongo.errors import DuplicateKeyError
 
 from server.actors.contact_actor import event_id
 from server.actors.events import TagContact
-from server.errors import Conflict, InvalidInput, NotFound
+from server.errors import Conflict, InvalidFlow, InvalidInput, NotFound
 from server.ids import ContactKey, new_id
+from server.machines.definition import parse_flow
+from server.machines.validator import instant_connections
 from server.machines.values import FIELD_TYPES, fold
 from server.runtime import Runtime
 
@@ -577,6 +580,10 @@ class Catalog:
     flows: frozenset[str] = frozenset()  # flow names (for connect_flow)
     teams: frozenset[str] = frozenset()  # agent team names (for assign by team)
     starts_from_webhook: bool = False  # a webhook trigger starts the flow being checked
+    # flow name -> the flows it connects to before any wait (draft or active version): loops
+    connects: dict[str, frozenset[str]] = field(default_factory=dict)
+    now: datetime | None = None  # when the check runs: a delay until a past moment is flagged
+    timezone: str = "UTC"  # the workspace's, for delays written without an offset
 
     def has_agent(self, id_or_email: str) -> bool:
         return id_or_email in self.agents or id_or_email.strip().lower() in self.agents
@@ -627,4 +634,32 @@ async def catalog_snapshot(runtime: Runtime, workspace_id: str, flow_id: str | N
         ),
         starts_from_webhook=flow_id is not None
         and await runtime.triggers.webhooks.exists_for_flow(workspace_id, flow_id),
+        connects=await instant_connections_of(runtime, flows),
+        now=runtime.clock.now(),
+        timezone=await runtime.timezone_of(workspace_id),
     )
+
+
+async def instant_connections_of(runtime: Runtime, flows: list[dict[str, Any]]) -> dict[str, frozenset[str]]:
+    """Which flows each flow connects to before any wait, in its draft or in its active version.
+
+    Both count: the active version is what runs now, the draft what will run once published.
+    Archived flows start nothing; a document that does not parse connects to nothing.
+    """
+    live = [f for f in flows if f.get("status") != "archived"]
+    versions = await runtime.flows.get_versions(
+        [(f["_id"], f["active_version"]) for f in live if f.get("active_version")]
+    )
+    found: dict[str, set[str]] = {}
+    for flow in live:
+        documents = [flow.get("draft")]
+        active = versions.get((flow["_id"], flow.get("active_version")))
+        if active is not None:
+            documents.append(active.get("definition"))
+        targets = found.setdefault(flow["name"], set())
+        for document in documents:
+            try:
+                targets.update(instant_connections(parse_flow(document)))
+            except InvalidFlow:
+                continue
+    return {name: frozenset(targets) for name, targets in found.items()}

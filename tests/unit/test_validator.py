@@ -334,16 +334,23 @@ def test_invalid_until() -> None:
     assert "'christmas'" in issue.message
 
 
-def test_connect_to_self_is_a_warning() -> None:
-    issue = only(validate(flow({"id": "a", "type": "connect_flow", "flow": "Test"})), "CONNECT_TO_SELF")
-    assert issue.severity == "WARNING"
+def test_connect_to_self_without_a_wait_is_an_error() -> None:
+    issue = only(validate(flow({"id": "a", "type": "connect_flow", "flow": "Test"})), "CONNECT_LOOP")
+    assert issue.severity == "ERROR" and issue.node_id == "a"
+    assert "'Test' → 'Test'" in issue.message
+
+
+def test_connect_to_self_after_a_wait_is_a_warning() -> None:
+    waits = msg("a", on_reply="b", next=None)
+    issue = only(validate(flow(waits, {"id": "b", "type": "connect_flow", "flow": "Test"})), "CONNECT_TO_SELF")
+    assert issue.severity == "WARNING" and issue.node_id == "b"
 
 
 def test_connect_to_self_by_id_with_catalog() -> None:
     issues = validate(
         flow({"id": "a", "type": "connect_flow", "flow": "flow_me"}), catalog(flow_id="flow_me")
     )
-    assert codes(issues) == ["CONNECT_TO_SELF"]
+    assert codes(issues) == ["CONNECT_LOOP"]
 
 
 # --- window warnings --------------------------------------------------------------------------
