@@ -342,7 +342,9 @@ def test_connect_to_self_without_a_wait_is_an_error() -> None:
 
 def test_connect_to_self_after_a_wait_is_a_warning() -> None:
     waits = msg("a", on_reply="b", next=None)
-    issue = only(validate(flow(waits, {"id": "b", "type": "connect_flow", "flow": "Test"})), "CONNECT_TO_SELF")
+    issue = only(
+        validate(flow(waits, {"id": "b", "type": "connect_flow", "flow": "Test"})), "CONNECT_TO_SELF"
+    )
     assert issue.severity == "WARNING" and issue.node_id == "b"
 
 
