@@ -32,6 +32,7 @@ from server.errors import Unavailable
 from server.expiring import ExpiringCache
 from server.graphql.pubsub import RedisPubSub
 from server.ids import ContactKey
+from server.machines.connections import ConnectionMemo
 from server.segments import matches
 from server.store.catalog import AgentRepository, FieldRepository, TagRepository, TemplateRepository
 from server.store.channels import ChannelRepository
@@ -80,6 +81,7 @@ class Runtime:
         self.templates = TemplateRepository(self.database)
         self.channels = ChannelRepository(self.database)
         self.flow_cache = FlowCache(self.flows)
+        self.flow_connections = ConnectionMemo()  # for connection-loop checks (validator)
         # One Graph API client per process (keep-alive); the limiter is shared through Redis.
         self.graph = GraphClient(ThroughputLimiter(self.redis, self.prefix))
         self.whatsapp = WhatsAppChannel(self.graph, self.messages, self.templates, self.contacts, self.clock)

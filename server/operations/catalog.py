@@ -17,10 +17,8 @@ from pymongo.errors import DuplicateKeyError
 
 from server.actors.contact_actor import event_id
 from server.actors.events import TagContact
-from server.errors import Conflict, InvalidFlow, InvalidInput, NotFound
+from server.errors import Conflict, InvalidInput, NotFound
 from server.ids import ContactKey, new_id
-from server.machines.definition import parse_flow
-from server.machines.validator import instant_connections
 from server.machines.values import FIELD_TYPES, fold
 from server.runtime import Runtime
 
@@ -644,22 +642,19 @@ async def instant_connections_of(runtime: Runtime, flows: list[dict[str, Any]]) 
     """Which flows each flow connects to before any wait, in its draft or in its active version.
 
     Both count: the active version is what runs now, the draft what will run once published.
-    Archived flows start nothing; a document that does not parse connects to nothing.
+    Archived flows start nothing; a document that does not parse connects to nothing. Each
+    document is parsed once per process (``runtime.flow_connections``).
     """
+    memo = runtime.flow_connections
     live = [f for f in flows if f.get("status") != "archived"]
-    versions = await runtime.flows.get_versions(
-        [(f["_id"], f["active_version"]) for f in live if f.get("active_version")]
-    )
-    found: dict[str, set[str]] = {}
+    active = [(f["_id"], f["active_version"]) for f in live if f.get("active_version")]
+    versions = await runtime.flows.get_versions([key for key in active if not memo.known(("version", *key))])
+    found: dict[str, frozenset[str]] = {}
     for flow in live:
-        documents = [flow.get("draft")]
-        active = versions.get((flow["_id"], flow.get("active_version")))
-        if active is not None:
-            documents.append(active.get("definition"))
-        targets = found.setdefault(flow["name"], set())
-        for document in documents:
-            try:
-                targets.update(instant_connections(parse_flow(document)))
-            except InvalidFlow:
-                continue
-    return {name: frozenset(targets) for name, targets in found.items()}
+        targets = memo.targets(("draft", flow["_id"], flow.get("updated_at")), flow.get("draft"))
+        key = (flow["_id"], flow.get("active_version"))
+        if key[1]:
+            stored = versions.get(key)
+            targets |= memo.targets(("version", *key), stored.get("definition") if stored else None)
+        found[flow["name"]] = targets
+    return found
