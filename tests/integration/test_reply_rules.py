@@ -179,9 +179,9 @@ async def test_a_reply_just_before_the_timer_wins_and_the_timer_finds_nothing(
     phone = "+34600200004"
     run = await started(gql, flow_id, phone)
     [timer] = await timers(runtime, phone)
-    clock.advance(timedelta(seconds=55))  # a few seconds before it falls due
+    clock.advance(timedelta(seconds=50))  # ten seconds before it falls due
     await say(gql, phone, "Sí")
-    clock.advance(timedelta(seconds=5))
+    clock.advance(timedelta(seconds=15))  # now it is past due
     assert runtime.timers is not None and runtime.actors is not None
     await eventually(
         lambda: runtime.redis.zscore(runtime.timers.queue_name, timer["id"]), lambda score: score is None
