@@ -40,11 +40,13 @@ class ContactServices:
         self._tasks: list[asyncio.Task[Any]] = []
 
     async def extras_of(self, workspace_id: str) -> TurnExtras:
-        """Template categories, field links and opt-out words; changes made here clear it at once
+        """Template categories and buttons, field links and opt-out words; changes made here clear it at once
         (``forget``), other processes see them within ``EXTRAS_TTL_SECONDS``."""
         return await self._extras.get(workspace_id, lambda: self._load_extras(workspace_id))
 
     async def _load_extras(self, workspace_id: str) -> TurnExtras:
+        from server.operations.catalog import summarize_template  # operations import the runtime
+
         runtime = self._runtime
         templates = await runtime.templates.list(workspace_id)
         fields = await runtime.fields.list(workspace_id)
@@ -55,6 +57,9 @@ class ContactServices:
             template_categories=categories,
             field_links={f["name"]: f["external"] for f in fields if f.get("external")},
             opt_out_keys=opt_out_keys(settings.get("opt_out_keywords") or []),
+            template_buttons={
+                (t["name"], t["language"]): list(summarize_template(t).quick_replies) for t in templates
+            },
         )
 
     def forget(self, workspace_id: str) -> None:

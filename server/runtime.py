@@ -32,6 +32,7 @@ from server.errors import Unavailable
 from server.expiring import ExpiringCache
 from server.graphql.pubsub import RedisPubSub
 from server.ids import ContactKey
+from server.machines.connections import ConnectionMemo
 from server.segments import matches
 from server.store.catalog import AgentRepository, FieldRepository, TagRepository, TemplateRepository
 from server.store.channels import ChannelRepository
@@ -80,6 +81,7 @@ class Runtime:
         self.templates = TemplateRepository(self.database)
         self.channels = ChannelRepository(self.database)
         self.flow_cache = FlowCache(self.flows)
+        self.flow_connections = ConnectionMemo()  # for connection-loop checks (validator)
         # One Graph API client per process (keep-alive); the limiter is shared through Redis.
         self.graph = GraphClient(ThroughputLimiter(self.redis, self.prefix))
         self.whatsapp = WhatsAppChannel(self.graph, self.messages, self.templates, self.contacts, self.clock)
@@ -127,7 +129,7 @@ class Runtime:
         settings = self.settings
         await self.database.ensure_indexes()
         self.arq = await create_pool(RedisSettings.from_dsn(settings.redis_url or ""))
-        self.timers = ArqTimerScheduler(self.arq, self.prefix + "timers")
+        self.timers = ArqTimerScheduler(self.arq, self.prefix + "timers", self.clock)
         effects = self._effects = Effects(
             self.contacts,
             self.runs,
@@ -174,6 +176,7 @@ class Runtime:
                 batch_size=settings.timer_batch_size,
                 max_in_flight=settings.timer_max_in_flight,
                 claim_seconds=settings.timer_claim_seconds,
+                clock=self.clock,
             )
             self._worker = worker
             self._tasks.append(asyncio.create_task(worker.main(), name="timer-worker"))

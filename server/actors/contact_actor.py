@@ -42,7 +42,6 @@ log = logging.getLogger(__name__)
 MAX_CAS_ATTEMPTS = 8
 APPLIED_EVENTS_KEPT = 200
 ENDED_RUNS_KEPT = 20
-MAX_CONNECT_DEPTH = 5
 
 SegmentMatcher = Callable[[dict[str, Any], dict[str, Any], datetime], bool]
 
@@ -227,12 +226,14 @@ class ContactActor:
 
     async def _apply(self, turn: runner.Turn, event: Event) -> TurnResult:
         if isinstance(event, StartFlow):
-            run = await self._start_flow(turn, event.flow_id, event.trigger, by_name=False)
+            run = await self._start_flow(
+                turn, event.flow_id, event.trigger, by_name=False, source=event.source
+            )
             await self._follow_connects(turn)
             return TurnResult(turn.contact, run=run)
         if isinstance(event, InboundMessage):
             if not event.moves_runs:
-                return self._inbound_noted(turn, event)
+                return await self._inbound_noted(turn, event)
             return await self._inbound(turn, event)
         if isinstance(event, MessageStatus):
             return await self._message_status(turn, event)
@@ -260,8 +261,12 @@ class ContactActor:
         raise InvalidInput(f"unknown event {type(event).__name__}")
 
     async def _start_flow(
-        self, turn: runner.Turn, flow_ref: str, trigger: dict[str, Any], by_name: bool
+        self, turn: runner.Turn, flow_ref: str, trigger: dict[str, Any], by_name: bool, source: str
     ) -> dict[str, Any]:
+        """Start a run of the flow's active version (``source``: api, webhook, broadcast, keyword,
+        connect). While an agent owns the conversation the run is recorded as skipped with
+        ``CONTACT_WITH_AGENT``, unless the flow runs while assigned or another run of this very
+        conversation connects to it."""
         workspace_id = self.key.workspace_id
         flows = self._deps.flows
         named = await flows.get_by_name(workspace_id, flow_ref) if by_name else None
@@ -273,6 +278,11 @@ class ContactActor:
                 f"flow {flow['name']!r} is {flow.get('status')}: only an active (published) flow starts"
             )
         compiled = await self._deps.flow_cache.get(flow["_id"], flow["active_version"])
+        agent_id = turn.contact.get("assigned_agent")
+        if agent_id and source != "connect" and not compiled.definition.settings.runs_while_assigned:
+            run = runner.new_run(turn, compiled, flow["_id"], flow["active_version"], trigger)
+            runner.skip_run(turn, run, agent_id)
+            return run
         if compiled.definition.settings.supersede:
             for other in turn.contact.get("runs", []):
                 if other["status"] in runner.ACTIVE:
@@ -288,41 +298,43 @@ class ContactActor:
 
     async def _follow_assigns(self, turn: runner.Turn) -> None:
         """Pick agents for ``assign`` nodes reached in this turn and resume their runs."""
-        picked = 0
-        while turn.assigns:
+        while turn.assigns:  # bounded: each assign node is entered at most once per turn (spin guard)
             request = turn.assigns.pop(0)
             run = next(r for r in turn.contact["runs"] if r["id"] == request.run_id)
             compiled = await self._deps.flow_cache.get(run["flow_id"], run["version"])
             agent, why = (None, "assignment is not configured in this process")
-            picked += 1
-            if picked > runner.MAX_AUTO_STEPS:
-                why = "too many assign nodes in one turn (a loop in the flow?)"
-            elif self._deps.assigner is not None:
+            if self._deps.assigner is not None:
                 agent, why = await self._deps.assigner(self.key.workspace_id, request)
             runner.finish_assign(turn, compiled, request, agent, why)
 
     async def _follow_connects(self, turn: runner.Turn) -> None:
-        """Finish what nodes asked of the actor: agents to pick, then flows to connect to."""
-        for _ in range(MAX_CONNECT_DEPTH):
+        """Finish what nodes asked of the actor: agents to pick, then flows to connect to.
+
+        Bounded without a depth limit: a flow's start node entered twice in one turn is a spin
+        that the runner stops, so a chain of connections ends after at most one run per flow.
+        """
+        while True:
             await self._follow_assigns(turn)
             if not turn.connects:
                 return
             request = turn.connects.pop(0)
             try:
-                await self._start_flow(turn, request.flow, request.trigger, by_name=True)
+                await self._start_flow(turn, request.flow, request.trigger, by_name=True, source="connect")
             except (NotFound, InvalidInput) as exc:
                 source = next(r for r in turn.contact["runs"] if r["id"] == request.from_run)
                 source["end_reason"] = f"CONNECT_FAILED: {exc.message}"
                 turn.changed_runs.add(source["id"])
-        await self._follow_assigns(turn)
 
     async def _inbound(self, turn: runner.Turn, event: InboundMessage) -> TurnResult:
         contact = turn.contact
         contact["last_inbound_at"] = event.at
         if event.name and not contact.get("name"):
             contact["name"] = event.name
-        if contact_commands.screen_inbound(turn, event, await self._extras()) is not None:
-            return TurnResult(contact)  # an opt-out keyword, or a human owns the conversation
+        screened = contact_commands.screen_inbound(turn, event, await self._extras())
+        if screened == "assigned":
+            return await self._inbound_while_assigned(turn, event)
+        if screened is not None:
+            return TurnResult(contact)  # an opt-out keyword
         run = runner.waiting_for_reply(contact)
         if run is not None:
             compiled = await self._deps.flow_cache.get(run["flow_id"], run["version"])
@@ -332,8 +344,19 @@ class ContactActor:
             run = await self._start_from_inbound_trigger(turn, event)
         return TurnResult(contact, run=run)
 
+    async def _inbound_while_assigned(self, turn: runner.Turn, event: InboundMessage) -> TurnResult:
+        """A human owns the conversation: the message is theirs. A waiting run's no-reply time
+        starts again, and a keyword trigger is recorded as skipped (``CONTACT_WITH_AGENT``) or,
+        for a flow that runs while assigned, started; a catch-all trigger does nothing."""
+        waiting = runner.waiting_for_reply(turn.contact)
+        if waiting is not None:
+            compiled = await self._deps.flow_cache.get(waiting["flow_id"], waiting["version"])
+            runner.customer_wrote_to_agent(turn, compiled, waiting)
+        run = await self._start_from_inbound_trigger(turn, event, keywords_only=True)
+        return TurnResult(turn.contact, run=run or waiting)
+
     async def _start_from_inbound_trigger(
-        self, turn: runner.Turn, event: InboundMessage
+        self, turn: runner.Turn, event: InboundMessage, keywords_only: bool = False
     ) -> dict[str, Any] | None:
         """No run waits for this message: a keyword or catch-all trigger may start a flow, same turn."""
         if self._deps.inbound_trigger is None:
@@ -342,22 +365,35 @@ class ContactActor:
         if found is None:
             return None
         flow_id, trigger = found
+        if keywords_only and "keyword" not in trigger:
+            return None
         try:
-            run = await self._start_flow(turn, flow_id, trigger, by_name=False)
+            run = await self._start_flow(turn, flow_id, trigger, by_name=False, source="keyword")
         except (NotFound, InvalidInput) as exc:  # the trigger's flow is archived or gone
             log.warning("inbound trigger %s not started: %s", trigger.get("inbound_trigger"), exc.message)
             return None
         await self._follow_connects(turn)
         return run
 
-    def _inbound_noted(self, turn: runner.Turn, event: InboundMessage) -> TurnResult:
-        """Media, location, reactions...: they open the 24-hour window but answer no flow."""
+    async def _inbound_noted(self, turn: runner.Turn, event: InboundMessage) -> TurnResult:
+        """Media, location, reactions...: they open the 24-hour window but choose no path.
+
+        The customer is there, though: a run waiting for a reply records the message and its
+        no-reply time starts again from it (the no-reply path never answers a customer who wrote).
+        """
         contact = turn.contact
         contact["last_inbound_at"] = event.at
         contact_state.note_inbound(contact, event.at)  # the inbox shows them as unread
         if event.name and not contact.get("name"):
             contact["name"] = event.name
-        return TurnResult(contact)
+        run = runner.waiting_for_reply(contact)
+        if run is not None:
+            compiled = await self._deps.flow_cache.get(run["flow_id"], run["version"])
+            if contact.get("assigned_agent"):
+                runner.customer_wrote_to_agent(turn, compiled, run)
+            else:
+                runner.deliver_other_message(turn, compiled, run, event.kind)
+        return TurnResult(contact, run=run)
 
     async def _message_status(self, turn: runner.Turn, event: MessageStatus) -> TurnResult:
         """A status of a message a run sent: a step on that run, and ``on_failure`` when it failed."""

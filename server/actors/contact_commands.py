@@ -150,14 +150,18 @@ class TurnExtras:
         template_categories: dict[tuple[str, str], str] | None = None,
         field_links: dict[str, dict[str, Any]] | None = None,
         opt_out_keys: frozenset[str] | None = None,
+        template_buttons: dict[tuple[str, str], list[str]] | None = None,
     ) -> None:
         self.template_categories = template_categories or {}
         self.field_links = field_links or {}
         self.opt_out_keys = opt_out_keys if opt_out_keys is not None else default_opt_out_keys()
+        # (name, language) -> quick-reply titles: typed titles answer a template's buttons too.
+        self.template_buttons = template_buttons or {}
 
     def fill(self, turn: runner.Turn) -> None:
         turn.template_categories = self.template_categories
         turn.field_links = self.field_links
+        turn.template_buttons = self.template_buttons
 
 
 def screen_inbound(turn: runner.Turn, event: InboundMessage, extras: TurnExtras) -> str | None:
@@ -165,8 +169,9 @@ def screen_inbound(turn: runner.Turn, event: InboundMessage, extras: TurnExtras)
 
     Returns why flows must not see it: ``opt_out`` (the whole message is STOP, BAJA or one of
     the workspace's words; recorded with the keyword and message id) or ``assigned`` (a human
-    owns the conversation: it waits in the inbox, and a run waiting for a reply keeps waiting
-    until its no-reply time or the release). None lets flows handle it.
+    owns the conversation: it waits in the inbox, and a run waiting for a reply keeps waiting,
+    its no-reply time counted again from this message, until that time or the release). None
+    lets flows handle it.
     """
     contact = turn.contact
     note_inbound(contact, event.at)

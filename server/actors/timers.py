@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Awaitable, Iterable
 from datetime import datetime
 from typing import Any, Protocol
@@ -40,6 +39,7 @@ from arq.utils import to_unix_ms
 from arq.worker import Retry
 
 from server.actors.events import TimerFired, TurnResult
+from server.clock import Clock, SystemClock
 from server.errors import Unavailable
 from server.ids import ContactKey
 
@@ -91,10 +91,16 @@ class TimerActors(Protocol):
     def tell(self, key: ContactKey, event: TimerFired) -> Awaitable[TurnResult]: ...
 
 
+def _now_ms(clock: Clock) -> int:
+    """Scores are due times in ms from the injected clock, the one the due times were set by."""
+    return to_unix_ms(clock.now())
+
+
 class ArqTimerScheduler:
-    def __init__(self, pool: ArqRedis, queue_name: str) -> None:
+    def __init__(self, pool: ArqRedis, queue_name: str, clock: Clock | None = None) -> None:
         self._pool = pool
         self.queue_name = queue_name
+        self._clock = clock or SystemClock()
         self._enqueue = pool.register_script(_ENQUEUE)
 
     async def schedule(self, key: ContactKey, timer: dict[str, Any]) -> None:
@@ -105,7 +111,7 @@ class ArqTimerScheduler:
         """Arm every timer not queued yet with one round trip; returns how many were new."""
         keys: list[str] = [self.queue_name]
         args: list[Any] = []
-        now_ms = int(time.time() * 1000)
+        now_ms = _now_ms(self._clock)
         for key, timer in timers:
             job_id = timer["id"]
             score = to_unix_ms(timer["due_at"]) if isinstance(timer["due_at"], datetime) else now_ms
@@ -150,7 +156,9 @@ class TimerWorker:
         claim_seconds: float = 60.0,
         max_tries: int = MAX_TRIES,
         stop_grace_seconds: float = 5.0,
+        clock: Clock | None = None,
     ) -> None:
+        self._clock = clock or SystemClock()
         self._pool = pool
         self.queue_name = queue_name
         self._actors = actors
@@ -198,7 +206,7 @@ class TimerWorker:
                 await self._wake.wait()
 
     async def _claim_due(self, limit: int) -> int:
-        now_ms = int(time.time() * 1000)
+        now_ms = _now_ms(self._clock)
         found = await self._claim(
             keys=[self.queue_name],
             args=[
@@ -263,7 +271,7 @@ class TimerWorker:
             raise
 
     async def _write_outcomes(self, done: list[tuple[str, int, BaseException | None]]) -> None:
-        now_ms = int(time.time() * 1000)
+        now_ms = _now_ms(self._clock)
         fired = dropped = retried = 0
         failed: list[str] = []
         async with self._pool.pipeline(transaction=False) as pipe:

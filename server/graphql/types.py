@@ -246,6 +246,13 @@ class Run:
             for s in self.doc.get("steps", [])
         ]
 
+    @strawberry.field(
+        description="how many steps were dropped between the first and the latest ones kept "
+        "(a run keeps its first step and its latest 199)"
+    )
+    def steps_dropped(self) -> int:
+        return int(self.doc.get("steps_dropped") or 0)
+
     @strawberry.field
     def trigger(self) -> JSON:
         return _plain(self.doc.get("trigger") or {})

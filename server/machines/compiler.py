@@ -1,7 +1,8 @@
 """Compile a flow version into one shared ``transitions`` machine used as a pure step function.
 
 States are node ids (plus ``END``); triggers are the events that move a run: ``advance``,
-``reply``, ``button__<id>``, ``no_reply``, ``failed``, ``timer``, ``branch__<n>``, ``otherwise``.
+``reply``, ``other``, ``button__<id>``, ``no_reply``, ``failed``, ``timer``, ``branch__<n>``,
+``otherwise``, ``invalid``.
 One machine per published version is shared by every run of that version: a run is only its
 node id, so stepping is ``set_state(node)`` + ``trigger`` + read the state (see DESIGN.md).
 """
@@ -68,6 +69,8 @@ def node_edges(node: Node) -> list[tuple[str, str | None]]:
         edges: list[tuple[str, str | None]] = [(button_trigger(b.id), b.next) for b in node.buttons]
         if node.on_reply is not None:
             edges.append(("reply", node.on_reply))
+        if node.on_other is not None:
+            edges.append(("other", node.on_other))
         if node.no_reply is not None:
             edges.append(("no_reply", node.no_reply.next))
         edges.append(("failed", node.on_failure))

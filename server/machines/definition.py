@@ -47,6 +47,8 @@ class _Node(_Model):
 class _MessageLike(_Node):
     buttons: list[Button] = Field(default_factory=list)
     on_reply: str | None = None
+    # Where typed text goes that matches no button, when there is no on_reply (docs/flows.md).
+    on_other: str | None = None
     no_reply: NoReply | None = None
     on_failure: str | None = None
 
@@ -56,6 +58,7 @@ class _MessageLike(_Node):
         return (
             any(b.next is not None for b in self.buttons)
             or self.on_reply is not None
+            or self.on_other is not None
             or self.no_reply is not None
         )
 
@@ -92,12 +95,17 @@ class ValueSource(_Model):
 
 
 class SetVariableNode(_Node):
-    """Save a typed contact variable; ``on_invalid`` is where a value that does not fit goes."""
+    """Save a typed contact variable; ``on_invalid`` is where a value that does not fit goes.
+
+    ``retries``: how many times a reply that does not fit is answered by asking the question
+    again before ``on_invalid`` runs (or the run ends with ``INVALID_VALUE``).
+    """
 
     type: Literal["set_variable"]
     field: str = Field(min_length=1)
     value: ValueSource | str | int | float | bool | None = None
     on_invalid: str | None = None
+    retries: int = Field(2, ge=0, le=10)
 
     def source(self) -> ValueSource:
         if isinstance(self.value, ValueSource):
@@ -168,9 +176,15 @@ NODE_TYPES = (
 
 
 class FlowSettings(_Model):
-    """Per-flow behaviour knobs; ``supersede`` ends an older interactive run when this one starts."""
+    """Per-flow behaviour knobs.
+
+    ``supersede`` ends an older interactive run when this one starts; ``runs_while_assigned``
+    lets the flow start for a contact an agent owns (order confirmations), which every other
+    flow skips with ``CONTACT_WITH_AGENT``.
+    """
 
     supersede: bool = True
+    runs_while_assigned: bool = False
 
 
 class FlowDefinition(_Model):

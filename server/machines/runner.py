@@ -32,15 +32,21 @@ from server.machines.definition import (
 )
 from server.machines.durations import parse_duration
 from server.machines.placeholders import render, scope_value
+from server.machines.replies import choose
 from server.machines.values import coerce_value
 
 WINDOW = timedelta(hours=24)
-MAX_AUTO_STEPS = 100
+# Steps kept per run: the first ("started") and the latest; the count dropped between is kept.
 MAX_STEPS_KEPT = 200
 ACTIVE = ("active", "waiting")
 
 WAIT = "__wait__"
 ENDED = "__ended__"
+MOVED = "__moved__"  # the node moved the run itself (re-asking a question): nothing to follow
+
+CONTACT_WITH_AGENT = "CONTACT_WITH_AGENT"
+INVALID_VALUE = "INVALID_VALUE"
+SPIN_LOOP = "SPIN_LOOP"
 
 
 def window_open(last_inbound_at: datetime | None, now: datetime) -> bool:
@@ -85,6 +91,14 @@ class Turn:
     # field name -> external link ({"system"/"provider": "klaviyo", "property": ...}).
     field_links: dict[str, dict[str, Any]] = field(default_factory=dict)
     assigns: list[AssignRequest] = field(default_factory=list)
+    # (template name, language) -> the titles of its quick-reply buttons, in order (reply rules).
+    template_buttons: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+    # (flow id, node id) entered in this turn: entering one again without a wait is a spin.
+    entered: set[tuple[str, str]] = field(default_factory=set)
+    # run id -> the message node whose question the customer answered in this turn (re-asking).
+    answered: dict[str, str] = field(default_factory=dict)
+    # run id -> a line added to the next simple message the run sends (a FIXED field's options).
+    hints: dict[str, str] = field(default_factory=dict)
 
     def window_open(self) -> bool:
         return window_open(self.contact.get("last_inbound_at"), self.now)
@@ -128,43 +142,170 @@ def waiting_for_reply(contact: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
+def button_titles(turn: Turn, node: MessageNode | TemplateNode) -> list[tuple[str, str | None]]:
+    """The node's buttons as the customer sees them: (id, title), in order.
+
+    A template node's button without a ``title`` shows the template's quick reply at the same
+    position (node button i answers quick reply i, see the validator).
+    """
+    offered: list[str] = []
+    if isinstance(node, TemplateNode):
+        offered = turn.template_buttons.get((node.template, node.language), [])
+    return [(b.id, b.title or (offered[i] if i < len(offered) else None)) for i, b in enumerate(node.buttons)]
+
+
 def deliver_reply(
     turn: Turn, compiled: CompiledFlow, run: dict[str, Any], text: str | None, button: str | None
 ) -> bool:
-    """Move ``run`` on a reply or a button; False when the node has no path for it."""
+    """Move ``run`` by the reply rules (``replies.choose``); False when the message chose no path.
+
+    Whatever the customer said, the node's no-reply timer stops: they answered. A message that
+    matches nothing keeps the run waiting (see ``_not_understood``).
+    """
     node_id = run["node"]
-    trigger = None
-    if button is not None and compiled.step(node_id, button_trigger(button)) is not None:
-        trigger = button_trigger(button)
-    elif compiled.step(node_id, "reply") is not None:
-        trigger = "reply"
-    if trigger is None:
+    node = compiled.nodes.get(node_id)
+    if not isinstance(node, MessageNode | TemplateNode):
+        return False
+    titles = button_titles(turn, node)
+    choice = choose(titles, text, button, node.on_reply is not None, node.on_other is not None)
+    if choice.path == "none":
+        _not_understood(turn, compiled, run, node, text=text, button=button)
+        return False
+    if choice.path == "button":
+        assert choice.button is not None
+        trigger = button_trigger(choice.button)
+        title = dict(titles).get(choice.button)
+        # A number stands for the button: the reply is what a tap would have said, its title.
+        run["reply"] = (title or choice.button) if choice.matched_by == "number" else (text or choice.button)
+        run["button"] = choice.button
+        detail: dict[str, Any] = {"text": text, "button": choice.button, "matched_by": choice.matched_by}
+    else:
+        trigger = "reply" if choice.path == "on_reply" else "other"
+        run["reply"] = text if text is not None else button
+        run["button"] = button
+        detail = {"text": text, "button": button, "path": choice.path}
+    _cancel_run_timers(turn, run)
+    _record(turn, run, node_id, "button" if choice.path == "button" else "reply", "ok", detail=detail)
+    turn.answered[run["id"]] = node_id
+    _follow(turn, compiled, run, node_id, trigger)
+    return True
+
+
+def deliver_other_message(turn: Turn, compiled: CompiledFlow, run: dict[str, Any], kind: str) -> None:
+    """A message that is not text (image, location, reaction...): no path, but the customer is there."""
+    node = compiled.nodes.get(run["node"])
+    if isinstance(node, MessageNode | TemplateNode):
+        _not_understood(turn, compiled, run, node, kind=kind)
+
+
+def customer_wrote_to_agent(turn: Turn, compiled: CompiledFlow, run: dict[str, Any]) -> None:
+    """The customer wrote while an agent owns the conversation: the message is the agent's, but
+    the waiting run's no-reply time starts again (a customer who wrote is not silent)."""
+    node = compiled.nodes.get(run["node"])
+    if isinstance(node, MessageNode | TemplateNode) and node.no_reply is not None:
+        due = _restart_no_reply(turn, run, node)
         _record(
             turn,
             run,
-            node_id,
-            "reply_ignored",
-            "ok",
+            node.id,
+            "reply_held",
+            "ASSIGNED",
             detail={
-                "text": text,
-                "button": button,
-                "why": "this message has no path for that answer; still waiting",
+                "why": "an agent owns the conversation, so the message is theirs; "
+                "the no-reply time starts again from it",
+                "no_reply_at": due,
             },
         )
-        return False
-    run["reply"] = text if text is not None else button
-    run["button"] = button
+
+
+def _not_understood(
+    turn: Turn,
+    compiled: CompiledFlow,
+    run: dict[str, Any],
+    node: MessageNode | TemplateNode,
+    text: str | None = None,
+    button: str | None = None,
+    kind: str = "text",
+) -> None:
+    """Nothing to follow: re-prompt once with the buttons, or keep waiting with a fresh no-reply time.
+
+    Only a simple message with buttons is repeated (free inside the window the customer just
+    opened); a template is not sent again (it may be charged), and a non-text message (a photo,
+    a sticker) is not answered with a repeat.
+    """
+    waiting = run.get("waiting_for") or {}
+    detail: dict[str, Any] = {"text": text, "button": button} if kind == "text" else {"kind": kind}
+    repeatable = isinstance(node, MessageNode) and bool(node.buttons)
+    reprompt = kind == "text" and repeatable and not waiting.get("reprompted")
+    if reprompt:
+        why = "the message matches no button's title or number; the question is asked again with its buttons"
+        _record(turn, run, node.id, "reply_not_understood", "reprompted", detail={**detail, "why": why})
+        _cancel_run_timers(turn, run)
+        _enter(turn, compiled, run, node.id)  # sends it again and waits, with a fresh no-reply time
+        if run["status"] == "waiting" and run.get("waiting_for"):
+            run["waiting_for"]["reprompted"] = True
+        return
+    if kind == "text":
+        why = "the message matches no button and this node has no on_reply or on_other; still waiting" + (
+            " (already asked again once)" if waiting.get("reprompted") else ""
+        )
+    else:
+        why = f"a {kind} message is not an answer to this node; still waiting"
+    due = _restart_no_reply(turn, run, node)
+    if due is not None:
+        detail["no_reply_at"] = due
+    _record(turn, run, node.id, "reply_not_understood", "waiting", detail={**detail, "why": why})
+
+
+def _restart_no_reply(turn: Turn, run: dict[str, Any], node: MessageNode | TemplateNode) -> datetime | None:
+    """Cancel the node's no-reply timer and, when it has one, start it again from now."""
     _cancel_run_timers(turn, run)
+    waiting = run.get("waiting_for")
+    if waiting is None:
+        return None
+    waiting.pop("timer_id", None)
+    waiting.pop("due_at", None)
+    if node.no_reply is None:
+        return None
+    due = turn.now + parse_duration(node.no_reply.after)
+    waiting["timer_id"] = _add_timer(turn, run, node.id, "no_reply", due)
+    waiting["due_at"] = due
+    turn.changed_runs.add(run["id"])
+    return due
+
+
+def send_failed(
+    turn: Turn, compiled: CompiledFlow, run: dict[str, Any], node_id: str, code: str | None
+) -> bool:
+    """A message the run is still at was refused for good: follow ``on_failure``, or fail the run.
+
+    Never leaves the run waiting for an answer to a message the customer did not get. True when
+    the run took ``on_failure``.
+    """
+    node = compiled.nodes.get(node_id)
+    _cancel_run_timers(turn, run)
+    if isinstance(node, MessageNode | TemplateNode) and node.on_failure is not None:
+        _follow(turn, compiled, run, node_id, "failed")
+        return True
+    end_run(turn, run, "failed", f"SEND_FAILED:{code or 'UNKNOWN'}")
+    return False
+
+
+def skip_run(turn: Turn, run: dict[str, Any], agent_id: str | None) -> None:
+    """End a run before its first node: an agent owns the conversation (handoff, docs/flows.md)."""
     _record(
         turn,
         run,
-        node_id,
-        "button" if trigger != "reply" else "reply",
-        "ok",
-        detail={"text": text, "button": button},
+        None,
+        "not_started",
+        CONTACT_WITH_AGENT,
+        detail={
+            "agent_id": agent_id,
+            "why": "an agent owns this conversation, so flows do not message the contact until it is "
+            "released; set settings.runs_while_assigned on a flow that must still run",
+        },
     )
-    _follow(turn, compiled, run, node_id, trigger)
-    return True
+    end_run(turn, run, "cancelled", CONTACT_WITH_AGENT)
 
 
 def fire_timer(turn: Turn, compiled: CompiledFlow, run: dict[str, Any], timer: dict[str, Any]) -> bool:
@@ -202,8 +343,12 @@ def _follow(turn: Turn, compiled: CompiledFlow, run: dict[str, Any], node_id: st
 
 
 def _enter(turn: Turn, compiled: CompiledFlow, run: dict[str, Any], node_id: str) -> None:
-    """Enter nodes one after another until the run waits or ends."""
-    for _ in range(MAX_AUTO_STEPS):
+    """Enter nodes one after another until the run waits or ends.
+
+    However long the path, it ends: a node entered a second time in one turn (no wait in
+    between, since a wait ends the turn's work on the run) is a spin, and stops the run.
+    """
+    while True:
         if node_id == END:
             run["node"] = None
             end_run(turn, run, "completed", "completed")
@@ -211,19 +356,27 @@ def _enter(turn: Turn, compiled: CompiledFlow, run: dict[str, Any], node_id: str
         node = compiled.nodes[node_id]
         run["node"] = node_id
         turn.changed_runs.add(run["id"])
+        if (run["flow_id"], node_id) in turn.entered:
+            why = (
+                f"node {node_id!r} of {run.get('flow_name')!r} was reached again without waiting "
+                "in between: the flow loops without a wait (add a delay or a message that waits)"
+            )
+            _record(turn, run, node_id, "spin_stopped", SPIN_LOOP, detail={"why": why})
+            end_run(turn, run, "failed", SPIN_LOOP)
+            return
+        turn.entered.add((run["flow_id"], node_id))
         outcome = _BEHAVIOUR[type(node)](turn, compiled, run, node)
         if outcome == WAIT:
             run["status"] = "waiting"
             run["updated_at"] = turn.now
             return
-        if outcome == ENDED:
+        if outcome in (ENDED, MOVED):
             return
         target = compiled.step(node_id, outcome)
         if target is None:
             end_run(turn, run, "failed", f"NO_PATH:{outcome}")
             return
         node_id = target
-    end_run(turn, run, "failed", "LOOP_LIMIT")
 
 
 def _record(
@@ -243,7 +396,9 @@ def _record(
     steps = run.setdefault("steps", [])
     steps.append(step)
     if len(steps) > MAX_STEPS_KEPT:
-        del steps[: len(steps) - MAX_STEPS_KEPT]
+        dropped = len(steps) - MAX_STEPS_KEPT
+        del steps[1 : 1 + dropped]  # the first step says how the run started: keep it
+        run["steps_dropped"] = int(run.get("steps_dropped") or 0) + dropped
     run["updated_at"] = turn.now
     turn.changed_runs.add(run["id"])
     return step
@@ -326,6 +481,11 @@ def _message(turn: Turn, compiled: CompiledFlow, run: dict[str, Any], node: Node
             "caption": caption or None,
             "filename": node.media.filename,
         }
+    hint = turn.hints.pop(run["id"], None)
+    if hint and body["kind"] == "media" and "text" not in body:
+        body["media"]["caption"] = "\n\n".join(p for p in (body["media"]["caption"], hint) if p)
+    elif hint:
+        body["text"] = "\n\n".join(p for p in (body.get("text"), hint) if p)
     if node.buttons:
         body["kind"] = "buttons"
         body["buttons"] = [{"id": b.id, "title": b.title or b.id} for b in node.buttons]
@@ -394,32 +554,37 @@ def _tag(turn: Turn, compiled: CompiledFlow, run: dict[str, Any], node: Node) ->
 def _set_variable(turn: Turn, compiled: CompiledFlow, run: dict[str, Any], node: Node) -> str:
     assert isinstance(node, SetVariableNode)
     source = node.source()
+    blank: str | None = None  # why the value is missing, when a value was expected
     if source.from_ == "reply":
         value = run.get("reply")
+        blank = "the reply has no text to save"
     elif source.from_ == "button":
         value = run.get("button")
+        blank = "no button was pressed"
     elif source.from_ == "variable":
         value = scope_value(f"contact.{source.var}", turn.contact, run)
+        blank = f"variable {source.var!r} has no value"
     else:
         value = source.value
         if isinstance(value, str):
-            value, _ = render(value, turn.contact, run)
+            value, missing = render(value, turn.contact, run)
+            if missing:
+                blank = "; ".join(missing)
     known = turn.fields.get(node.field)
-    if known is not None:
-        field_type, options = known
+    problem = None
+    if blank is not None and (value is None or (isinstance(value, str) and not value.strip())):
+        problem = blank  # never saved as if it were an answer
+    elif known is not None:
         try:
-            value = coerce_value(field_type, options, value)
+            value = coerce_value(known[0], known[1], value)
         except InvalidInput as exc:
-            # A reply that does not fit the field is an answer to handle, not a crash.
-            _record(
-                turn,
-                run,
-                node.id,
-                "variable_not_set",
-                "INVALID_VALUE",
-                detail={"field": node.field, "value": value, "why": exc.message},
-            )
-            return "invalid" if node.on_invalid is not None else "advance"
+            problem = exc.message
+    if problem is not None:
+        # A reply that does not fit the field is an answer to handle, not a crash.
+        return _invalid_value(turn, compiled, run, node, value, problem)
+    tries = run.get("invalid_tries") or {}
+    if node.id in tries:
+        del tries[node.id]
     turn.contact.setdefault("variables", {})[node.field] = value
     detail: dict[str, Any] = {"field": node.field, "value": value}
     link = turn.field_links.get(node.field)
@@ -428,6 +593,39 @@ def _set_variable(turn: Turn, compiled: CompiledFlow, run: dict[str, Any], node:
         detail["external"] = {"provider": entry["provider"], "property": entry["property"], "sync": "queued"}
     _record(turn, run, node.id, "variable_set", "ok", detail=detail)
     return "advance"
+
+
+def _invalid_value(
+    turn: Turn, compiled: CompiledFlow, run: dict[str, Any], node: SetVariableNode, value: Any, why: str
+) -> str:
+    """Ask the question the customer answered again (``retries`` times), then ``on_invalid``.
+
+    Without ``on_invalid`` the run ends with ``INVALID_VALUE``. Only an answer given in this very
+    turn is asked again: a value from elsewhere (a variable, a placeholder, an old reply) has
+    no question to repeat.
+    """
+    detail: dict[str, Any] = {"field": node.field, "value": value, "why": why}
+    question_id = turn.answered.get(run["id"]) if node.source().from_ in ("reply", "button") else None
+    question = compiled.nodes.get(question_id) if question_id else None
+    tries: dict[str, int] = run.setdefault("invalid_tries", {})
+    used = tries.get(node.id, 0)
+    if isinstance(question, MessageNode | TemplateNode) and used < node.retries:
+        tries[node.id] = used + 1
+        detail.update(asking_again=question.id, attempt=used + 1, retries=node.retries)
+        _record(turn, run, node.id, "variable_not_set", INVALID_VALUE, detail=detail)
+        field_type, options = turn.fields.get(node.field, ("", []))
+        if field_type.upper() == "FIXED" and options:
+            turn.hints[run["id"]] = " / ".join(options)
+        turn.answered.pop(run["id"], None)
+        _enter(turn, compiled, run, question.id)
+        turn.hints.pop(run["id"], None)
+        return MOVED
+    tries.pop(node.id, None)
+    _record(turn, run, node.id, "variable_not_set", INVALID_VALUE, detail=detail)
+    if node.on_invalid is not None:
+        return "invalid"
+    end_run(turn, run, "failed", INVALID_VALUE)
+    return ENDED
 
 
 def _assign(turn: Turn, compiled: CompiledFlow, run: dict[str, Any], node: Node) -> str:
@@ -500,7 +698,11 @@ def _delay(turn: Turn, compiled: CompiledFlow, run: dict[str, Any], node: Node) 
         moment = datetime.fromisoformat(node.until or "")
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=ZoneInfo(turn.timezone))
-        due = max(as_utc(moment), turn.now)
+        due = as_utc(moment)
+        if due <= turn.now:
+            why = "that moment has already passed; the run continues at once"
+            _record(turn, run, node.id, "delay", "passed", detail={"until": due, "why": why})
+            return "timer"
     timer_id = _add_timer(turn, run, node.id, "delay", due)
     run["waiting_for"] = {"kind": "timer", "node": node.id, "timer_id": timer_id, "due_at": due}
     _record(turn, run, node.id, "delay", "waiting", detail={"until": due})

@@ -1,8 +1,10 @@
 """What a status report of an outbound message does to the run that sent it (pure, like runner.py).
 
-Every report becomes a ``message_status`` step on the sending node. A ``failed`` one moves the
-run down the node's ``on_failure`` path when the run is still at that node; otherwise the step
-is the record of the failure (the run goes on as if the message had been shown).
+Every report becomes a ``message_status`` step on the sending node. A ``failed`` one (final:
+Meta's error codes, a paused or disabled template...) moves a run still at that node down the
+node's ``on_failure`` path, or fails the run with ``SEND_FAILED:<code>``: a run never waits for
+an answer to a message the customer did not get. A run that has moved on keeps the step as the
+record of the failure.
 """
 
 from __future__ import annotations
@@ -41,14 +43,11 @@ def apply_status(
         detail["error_code"] = error_code
     if error is not None:
         detail["error"] = error
-    # The runner's helpers keep one definition of a step, a timer cancel and a transition.
-    runner._record(turn, run, node_id, "message_status", status, detail=detail)
+    runner.record_step(turn, run, node_id, "message_status", status, detail=detail)
     if status != "failed":
         return False
     node = compiled.nodes.get(node_id)
     at_node = run["status"] in runner.ACTIVE and run.get("node") == node_id
-    if not at_node or not isinstance(node, MessageNode | TemplateNode) or node.on_failure is None:
+    if not at_node or not isinstance(node, MessageNode | TemplateNode):
         return False
-    runner._cancel_run_timers(turn, run)
-    runner._follow(turn, compiled, run, node_id, "failed")
-    return True
+    return runner.send_failed(turn, compiled, run, node_id, error_code)

@@ -2,7 +2,8 @@
 
 ``validate(flow)`` checks the document on its own (graph, messages, delays, loops, the 24-hour
 window); ``validate(flow, catalog)`` also checks every name the flow uses against what the
-workspace has (templates, fields, tags, agents, teams, flows). Graph walks are linear in the
+workspace has (templates, fields, tags, agents, teams, flows, the flows other flows connect to
+without waiting) and delays against the moment of validation. Graph walks are linear in the
 number of nodes and edges, so flows with hundreds of nodes validate quickly.
 """
 
@@ -13,7 +14,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
+from server.clock import as_utc
 from server.errors import InvalidInput
 from server.machines.compiler import node_edges
 from server.machines.definition import (
@@ -64,7 +67,9 @@ class Catalog:
     node's ``params`` are checked against them) and ``meta_id``; ``agents`` holds agent emails
     and ids; ``flows`` the names and ids of the workspace's other flows; ``flow_id`` is this
     flow's own id (so a ``connect_flow`` to it is recognised as a self-connection, not an
-    unknown flow); ``sandbox``: no WhatsApp number is connected, so templates are not reviewed.
+    unknown flow); ``sandbox``: no WhatsApp number is connected, so templates are not reviewed;
+    ``connects`` maps other flows' names to the flows they connect to before any wait
+    (``instant_connections``), for connection loops; ``now`` and ``timezone`` date delays.
     """
 
     tags: dict[str, str] = field(default_factory=dict)
@@ -76,6 +81,9 @@ class Catalog:
     starts_from_webhook: bool = False
     flow_id: str | None = None
     sandbox: bool = False
+    connects: dict[str, frozenset[str]] = field(default_factory=dict)
+    now: datetime | None = None
+    timezone: str = "UTC"
 
 
 # --- edges -----------------------------------------------------------------------------------
@@ -88,6 +96,8 @@ def labelled_targets(node: Node) -> list[tuple[str, str | None]]:
         targets += [(f"buttons[{b.id!r}].next", b.next) for b in node.buttons]
         if node.on_reply is not None:
             targets.append(("on_reply", node.on_reply))
+        if node.on_other is not None:
+            targets.append(("on_other", node.on_other))
         if node.no_reply is not None:
             targets.append(("no_reply.next", node.no_reply.next))
         if node.on_failure is not None:
@@ -167,6 +177,9 @@ def validate(flow: FlowDefinition, catalog: Catalog | None = None) -> list[FlowI
         if catalog is not None:
             issues += _check_catalog(node, flow, catalog)
     issues += _spin_loops(flow, by_id)
+    issues += _connect_loops(flow, by_id, catalog)
+    if catalog is not None and getattr(catalog, "now", None) is not None:
+        issues += _delays_in_the_past(flow, catalog.now, getattr(catalog, "timezone", None) or "UTC")
     if flow.start in by_id:
         reachable = _reachable(flow.start, by_id)
         for node in flow.nodes:
@@ -238,8 +251,6 @@ def _check_node(node: Node, flow: FlowDefinition) -> list[FlowIssue]:
         issues += _check_condition(node)
     elif isinstance(node, DelayNode):
         issues += _check_delay(node)
-    elif isinstance(node, ConnectFlowNode) and node.flow == flow.name:
-        issues.append(_connect_to_self(node))
     return issues
 
 
@@ -339,12 +350,39 @@ def _parse_until(text: str) -> datetime | None:
         return None
 
 
+def _delays_in_the_past(flow: FlowDefinition, now: datetime, timezone: str) -> list[FlowIssue]:
+    """``delay until`` a moment already past: a run goes straight on (it says so in a step)."""
+    issues: list[FlowIssue] = []
+    for node in flow.nodes:
+        if not isinstance(node, DelayNode) or node.until is None or node.for_ is not None:
+            continue
+        moment = _parse_until(node.until)
+        if moment is None:
+            continue  # INVALID_UNTIL says why
+        if moment.tzinfo is None:
+            try:
+                moment = moment.replace(tzinfo=ZoneInfo(timezone))
+            except (KeyError, ValueError):
+                moment = moment.replace(tzinfo=ZoneInfo("UTC"))
+        if as_utc(moment) <= as_utc(now):
+            issues.append(
+                _warning(
+                    node.id,
+                    "DELAY_IN_THE_PAST",
+                    f"delay {node.id!r} waits until {node.until} ({timezone} unless an offset is "
+                    f"given), which has already passed: runs will not wait there but go straight "
+                    f"on; set a later date or use 'for'",
+                )
+            )
+    return issues
+
+
 def _connect_to_self(node: ConnectFlowNode) -> FlowIssue:
     return _warning(
         node.id,
         "CONNECT_TO_SELF",
-        f"connect_flow {node.id!r} restarts this same flow; that is allowed but loops "
-        f"forever unless something on the way ends it — check that is what you want",
+        f"connect_flow {node.id!r} restarts this same flow after a wait; that is allowed but "
+        f"loops as long as the customer keeps going round — check that is what you want",
     )
 
 
@@ -387,11 +425,7 @@ def _check_catalog(node: Node, flow: FlowDefinition, catalog: Catalog) -> list[F
     if isinstance(node, ConditionNode):
         return _check_segment_names(node, catalog)
     if isinstance(node, ConnectFlowNode):
-        own_id = getattr(catalog, "flow_id", None)
-        is_self = node.flow == flow.name or (own_id is not None and node.flow == own_id)
-        if is_self and node.flow != flow.name:
-            return [_connect_to_self(node)]  # by id; by name it was reported without a catalog
-        if not is_self and node.flow not in catalog.flows:
+        if not _connects_to_self(node, flow, catalog) and node.flow not in catalog.flows:
             return [
                 _error(
                     node.id,
@@ -778,6 +812,90 @@ def _cycle_through(first: str, graph: dict[str, list[str]], component: set[str])
     return [first]
 
 
+def instant_connections(flow: FlowDefinition) -> dict[str, str]:
+    """The flows ``flow`` connects to before any wait: target name -> the connect_flow node id.
+
+    Walks from the start through nodes that do not wait (as a run does in one turn); a message
+    that waits or a delay stops the walk.
+    """
+    by_id = {n.id: n for n in flow.nodes}
+    if flow.start not in by_id:
+        return {}
+    found: dict[str, str] = {}
+    seen = {flow.start}
+    queue = deque([flow.start])
+    while queue:
+        node = by_id[queue.popleft()]
+        if _waits(node):
+            continue
+        if isinstance(node, ConnectFlowNode):
+            found.setdefault(node.flow, node.id)
+        for _, target in _runtime_edges(node):
+            if target in by_id and target not in seen:
+                seen.add(target)
+                queue.append(target)
+    return found
+
+
+def _connects_to_self(node: ConnectFlowNode, flow: FlowDefinition, catalog: Catalog | None) -> bool:
+    own_id = getattr(catalog, "flow_id", None) if catalog is not None else None
+    return node.flow == flow.name or (own_id is not None and node.flow == own_id)
+
+
+def _connect_loops(flow: FlowDefinition, by_id: dict[str, Node], catalog: Catalog | None) -> list[FlowIssue]:
+    """``connect_flow`` cycles with no wait on the way (a contact would go round without end).
+
+    This flow's connections before any wait come from its document; other flows' from the
+    catalog (``connects``), so a loop through several flows is named from this flow's node.
+    A self-connection after a wait is only advice (``CONNECT_TO_SELF``).
+    """
+    issues: list[FlowIssue] = []
+    instant = set(instant_connections(flow).values())
+    others: dict[str, frozenset[str]] = dict(getattr(catalog, "connects", None) or {})
+    others.pop(flow.name, None)  # this flow's stored copy may be older than the document checked
+    for node in flow.nodes:
+        if not isinstance(node, ConnectFlowNode) or by_id.get(node.id) is not node:
+            continue
+        if _connects_to_self(node, flow, catalog):
+            cycle: list[str] | None = [flow.name, flow.name]
+        else:
+            back = _connection_path(node.flow, flow.name, others)
+            cycle = [flow.name, *back] if back else None
+        if cycle is None or node.id not in instant:
+            if cycle is not None and len(cycle) == 2:
+                issues.append(_connect_to_self(node))
+            continue
+        path = " → ".join(repr(name) for name in cycle)
+        issues.append(
+            _error(
+                node.id,
+                "CONNECT_LOOP",
+                f"connect_flow {node.id!r}: flows {path} connect to each other with no wait on the "
+                f"way, so a contact would go round without end; add a message that waits for an "
+                f"answer, or a delay, before one of these connections",
+            )
+        )
+    return issues
+
+
+def _connection_path(start: str, goal: str, connects: dict[str, frozenset[str]]) -> list[str] | None:
+    """A shortest chain of instant connections from flow ``start`` to flow ``goal`` (BFS)."""
+    parent: dict[str, str | None] = {start: None}
+    queue = deque([start])
+    while queue:
+        current = queue.popleft()
+        if current == goal:
+            path = [current]
+            while parent[path[-1]] is not None:
+                path.append(parent[path[-1]])  # type: ignore[arg-type]
+            return list(reversed(path))
+        for target in sorted(connects.get(current, ())):
+            if target not in parent:
+                parent[target] = current
+                queue.append(target)
+    return None
+
+
 def _long_wait_after(node: Node, kind: str) -> bool:
     """Whether leaving ``node`` along ``kind`` comes after a wait longer than the 24-hour window."""
     if isinstance(node, DelayNode):
@@ -807,7 +925,7 @@ def _window_warnings(start: str, by_id: dict[str, Node], webhook: bool) -> list[
         for kind, target in _runtime_edges(node):
             if target not in by_id:
                 continue
-            after = 0 if kind in ("button", "reply") else base
+            after = 0 if kind in ("button", "reply", "other") else base
             if _long_wait_after(node, kind):
                 after |= _AFTER_LONG_WAIT
             state = (target, after)

@@ -10,6 +10,7 @@ import asyncio
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from pymongo.errors import DuplicateKeyError
@@ -593,6 +594,10 @@ class Catalog:
     teams: frozenset[str] = frozenset()  # agent team names (for assign by team)
     starts_from_webhook: bool = False  # a webhook trigger starts the flow being checked
     sandbox: bool = False  # no WhatsApp number connected: templates are sent unreviewed, by the sandbox
+    # flow name -> the flows it connects to before any wait (draft or active version): loops
+    connects: dict[str, frozenset[str]] = field(default_factory=dict)
+    now: datetime | None = None  # when the check runs: a delay until a past moment is flagged
+    timezone: str = "UTC"  # the workspace's, for delays written without an offset
 
     def has_agent(self, id_or_email: str) -> bool:
         return id_or_email in self.agents or id_or_email.strip().lower() in self.agents
@@ -643,4 +648,29 @@ async def catalog_snapshot(runtime: Runtime, workspace_id: str, flow_id: str | N
         starts_from_webhook=flow_id is not None
         and await runtime.triggers.webhooks.exists_for_flow(workspace_id, flow_id),
         sandbox=await runtime.channels.for_workspace(workspace_id) is None,
+        connects=await instant_connections_of(runtime, flows),
+        now=runtime.clock.now(),
+        timezone=await runtime.timezone_of(workspace_id),
     )
+
+
+async def instant_connections_of(runtime: Runtime, flows: list[dict[str, Any]]) -> dict[str, frozenset[str]]:
+    """Which flows each flow connects to before any wait, in its draft or in its active version.
+
+    Both count: the active version is what runs now, the draft what will run once published.
+    Archived flows start nothing; a document that does not parse connects to nothing. Each
+    document is parsed once per process (``runtime.flow_connections``).
+    """
+    memo = runtime.flow_connections
+    live = [f for f in flows if f.get("status") != "archived"]
+    active = [(f["_id"], f["active_version"]) for f in live if f.get("active_version")]
+    versions = await runtime.flows.get_versions([key for key in active if not memo.known(("version", *key))])
+    found: dict[str, frozenset[str]] = {}
+    for flow in live:
+        targets = memo.targets(("draft", flow["_id"], flow.get("updated_at")), flow.get("draft"))
+        key = (flow["_id"], flow.get("active_version"))
+        if key[1]:
+            stored = versions.get(key)
+            targets |= memo.targets(("version", *key), stored.get("definition") if stored else None)
+        found[flow["name"]] = targets
+    return found

@@ -7,6 +7,8 @@ closed window in between is respected:
 - ``WINDOW_CLOSED``: the contact's 24-hour window is closed and the flow's first message would be
   a simple message (found by dry-running the flow on a copy of the contact, so a condition that
   routes this contact to a template first is honoured).
+- ``CONTACT_WITH_AGENT``: an agent owns the conversation and the flow does not set
+  ``settings.runs_while_assigned`` (the actor checks it again when the run starts).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ DEFAULT_TIER = "TIER_UNLIMITED"
 NO_OPT_IN = "NO_OPT_IN"
 WINDOW_CLOSED = "WINDOW_CLOSED"
 CONTACT_GONE = "CONTACT_GONE"
+CONTACT_WITH_AGENT = runner.CONTACT_WITH_AGENT
 
 
 def tier_limit(tier: str | None) -> int | None:
@@ -96,6 +99,8 @@ class Judge:
     def skip_reason(self, contact: dict[str, Any] | None) -> str | None:
         if contact is None:
             return CONTACT_GONE
+        if contact.get("assigned_agent") and not self.plan.compiled.definition.settings.runs_while_assigned:
+            return CONTACT_WITH_AGENT
         if self.plan.needs_opt_in and not contact.get("opted_in"):
             return NO_OPT_IN
         if self.plan.window_sensitive and not runner.window_open(contact.get("last_inbound_at"), self.now):

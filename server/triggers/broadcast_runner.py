@@ -23,7 +23,7 @@ from server.errors import InvalidInput, KonvoError, NotFound
 from server.ids import ContactKey, new_id
 from server.machines.runner import window_open
 from server.segments import matches, to_mongo_filter
-from server.triggers.broadcast_rules import Judge, Plan, tier_limit
+from server.triggers.broadcast_rules import CONTACT_WITH_AGENT, Judge, Plan, tier_limit
 from server.triggers.broadcasts import DAY, broadcast_topic, make_plan
 
 if TYPE_CHECKING:
@@ -322,9 +322,12 @@ class BroadcastRunner:
             ),
             None,
         )
-        finished.append(
-            (recipient["_id"], {"state": "started", "run_id": run and run["id"], "at": runtime.clock.now()})
-        )
+        if run is not None and run.get("end_reason") == CONTACT_WITH_AGENT:
+            # Assigned after this batch was judged: the actor skipped the run; so is the recipient.
+            state = {"state": "skipped", "reason": CONTACT_WITH_AGENT, "run_id": run["id"]}
+        else:
+            state = {"state": "started", "run_id": run and run["id"]}
+        finished.append((recipient["_id"], {**state, "at": runtime.clock.now()}))
 
     async def _flush(self, finished: list[tuple[str, dict[str, Any]]]) -> None:
         """Write the states of recipients started since the last flush, in one bulk write."""

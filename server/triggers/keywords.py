@@ -8,21 +8,19 @@ priority (highest first), then oldest first; an ``ANY_MESSAGE`` rule takes every
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from server.machines.values import fold
+from server.machines.replies import comparable
 
 KINDS = ("KEYWORD", "ANY_MESSAGE")
 MATCHES = ("EXACT", "CONTAINS")
-_PUNCTUATION = re.compile(r"[^\w\s]")
 
 
 def normalize(text: str) -> str:
-    """``"¡Hola,  SEÑOR!"`` -> ``"hola senor"``: the form keywords and messages are compared in."""
-    return " ".join(_PUNCTUATION.sub(" ", fold(text)).split())
+    """``"¡Hola,  SEÑOR!"`` -> ``"hola senor"``: compared as button titles are (``replies.comparable``)."""
+    return comparable(text)
 
 
 @dataclass(frozen=True)

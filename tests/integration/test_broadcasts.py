@@ -18,6 +18,7 @@ from tests.integration.broadcast_support import (
     window,
 )
 from tests.integration.conftest import WORKSPACE, publish
+from tests.support.clock import ShiftedClock
 from tests.support.graphql import GraphQLClient, GraphQLErrors, eventually
 from tests.support.live import live_server
 from tests.support.ws import GraphQLWebSocket
@@ -194,17 +195,6 @@ async def test_messaging_limit_makes_the_excess_wait_not_drop(runtime: Runtime, 
     done = await finished(gql, created["id"])
     assert done["counts"]["started"] == 320 and done["counts"]["queued"] == 0
     assert len(await sends_per_phone(runtime, created["id"])) == 320
-
-
-class ShiftedClock:
-    """The runtime's clock moved forward by ``shift`` (time passes without sleeping)."""
-
-    def __init__(self, base: object) -> None:
-        self.base = base
-        self.shift = timedelta()
-
-    def now(self):  # type: ignore[no-untyped-def]
-        return self.base.now() + self.shift  # type: ignore[attr-defined]
 
 
 async def test_scheduled_pause_resume_and_cancel(runtime: Runtime, gql: GraphQLClient) -> None:

@@ -6,6 +6,7 @@ checks the resolvers and error codes without depending on the root schema.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -316,9 +317,13 @@ async def test_catalog_snapshot(runtime: Runtime) -> None:
     assert (summary.category, summary.status, summary.body_params) == ("MARKETING", "DRAFT", 2)
     assert summary.quick_replies == ("Comprar", "Más tarde")
     assert [b.type for b in summary.buttons] == ["QUICK_REPLY", "QUICK_REPLY", "URL"]
+    assert catalog.connects == {"Second reminder": frozenset()}  # its draft connects nowhere
 
     empty = await ops.catalog_snapshot(runtime, "ws_empty")
-    assert empty == ops.Catalog(sandbox=True)  # no WhatsApp number: templates go unreviewed
+    assert empty.now is not None and empty.timezone == "UTC"  # the moment delays are judged at
+    assert replace(empty, now=None) == ops.Catalog(
+        sandbox=True
+    )  # no WhatsApp number: templates go unreviewed
 
 
 # --- GraphQL resolvers (on a schema built from this module's classes only) ---

@@ -92,8 +92,9 @@ async def test_connect_to_itself_is_named(gql: GraphQLClient) -> None:
         "nodes": [{"id": "a", "type": "connect_flow", "flow": "Loop back"}],
     }
     flow_id = (await gql(IMPORT, d=definition))["importFlow"]["id"]
-    issue = only((await gql(VALIDATE, id=flow_id))["validateFlow"], "CONNECT_TO_SELF")
-    assert (issue["nodeId"], issue["severity"]) == ("a", "WARNING")
+    issue = only((await gql(VALIDATE, id=flow_id))["validateFlow"], "CONNECT_LOOP")
+    assert (issue["nodeId"], issue["severity"]) == ("a", "ERROR")
+    assert "'Loop back' → 'Loop back'" in issue["message"]
 
 
 async def test_errors_block_publishing_but_warnings_do_not(gql: GraphQLClient) -> None:

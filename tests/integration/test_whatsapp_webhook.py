@@ -269,7 +269,10 @@ async def test_every_kind_is_recorded_and_only_answers_move_the_run(
     document = await settled(runtime)
     run = the_run(document, run_id)
     assert (run["status"], run["node"]) == ("waiting", "ask")
-    assert not [s for s in run["steps"] if s["action"] in ("reply", "button", "reply_ignored")]
+    assert not [s for s in run["steps"] if s["action"] in ("reply", "button")]
+    # Each is noted on the waiting run (the customer is there) without choosing a path.
+    noted = [s["detail"]["kind"] for s in run["steps"] if s["action"] == "reply_not_understood"]
+    assert sorted(noted) == sorted(RECORDED_ONLY)
     for name, wamid in sent.items():
         stored = await runtime.messages.get(wamid)
         assert stored is not None and stored["kind"] == name, name

@@ -122,16 +122,20 @@ async def test_failed_follows_on_failure_while_the_run_is_at_the_node(
     assert (stored["status"], stored["error_code"]) == ("failed", "131026")
 
 
-async def test_failed_without_a_failure_path_is_recorded_and_the_run_waits(
+async def test_failed_without_a_failure_path_fails_the_run_with_the_code(
     runtime: Runtime, gql: GraphQLClient, webhook: WebhookClient
 ) -> None:
+    """Issue 14: the run no longer waits for an answer to a message the customer never got."""
     run_id = await open_window_and_start(runtime, gql, webhook)
     _, wamid = await sent_message(runtime, run_id)
     assert (await webhook.post(status_payload("status_failed", wamid))).status_code == 200
-    document = await eventually(lambda: contact(runtime), lambda c: c is not None and status_steps(c, run_id))
+    document = await eventually(
+        lambda: contact(runtime), lambda c: c is not None and the_run(c, run_id)["status"] == "failed"
+    )
     assert status_steps(document, run_id) == [("ask", "failed")]
     run = the_run(document, run_id)
-    assert (run["status"], run["node"]) == ("waiting", "ask")
+    assert (run["node"], run["end_reason"]) == ("ask", "SEND_FAILED:131026")
+    assert not document.get("timers")
 
 
 async def test_a_status_before_its_message_is_known_is_parked_then_applied(

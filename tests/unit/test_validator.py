@@ -164,6 +164,7 @@ def test_duplicate_node_id() -> None:
         (msg("a", next="ghost"), "next"),
         (msg("a", buttons=[{"id": "b1", "title": "Sí", "next": "ghost"}]), "buttons['b1'].next"),
         (msg("a", on_reply="ghost"), "on_reply"),
+        (msg("a", on_other="ghost"), "on_other"),
         (msg("a", no_reply={"after": "1h", "next": "ghost"}), "no_reply.next"),
         (msg("a", on_failure="ghost"), "on_failure"),
         (
@@ -334,16 +335,80 @@ def test_invalid_until() -> None:
     assert "'christmas'" in issue.message
 
 
-def test_connect_to_self_is_a_warning() -> None:
-    issue = only(validate(flow({"id": "a", "type": "connect_flow", "flow": "Test"})), "CONNECT_TO_SELF")
-    assert issue.severity == "WARNING"
+def test_connect_to_self_without_a_wait_is_an_error() -> None:
+    issue = only(validate(flow({"id": "a", "type": "connect_flow", "flow": "Test"})), "CONNECT_LOOP")
+    assert issue.severity == "ERROR" and issue.node_id == "a"
+    assert "'Test' → 'Test'" in issue.message
+
+
+def test_connect_to_self_after_a_wait_is_a_warning() -> None:
+    waits = msg("a", on_reply="b", next=None)
+    issue = only(
+        validate(flow(waits, {"id": "b", "type": "connect_flow", "flow": "Test"})), "CONNECT_TO_SELF"
+    )
+    assert issue.severity == "WARNING" and issue.node_id == "b"
 
 
 def test_connect_to_self_by_id_with_catalog() -> None:
     issues = validate(
         flow({"id": "a", "type": "connect_flow", "flow": "flow_me"}), catalog(flow_id="flow_me")
     )
-    assert codes(issues) == ["CONNECT_TO_SELF"]
+    assert codes(issues) == ["CONNECT_LOOP"]
+
+
+def test_a_connection_cycle_through_other_flows_is_named() -> None:
+    connects = {"Second reminder": frozenset({"Third"}), "Third": frozenset({"Test"})}
+    issues = validate(
+        flow({"id": "a", "type": "connect_flow", "flow": "Second reminder"}),
+        catalog(connects=connects, flows={"Second reminder", "Third"}),
+    )
+    issue = only(issues, "CONNECT_LOOP")
+    assert issue.severity == "ERROR" and issue.node_id == "a"
+    assert "'Test' → 'Second reminder' → 'Third' → 'Test'" in issue.message
+
+
+def test_a_connection_cycle_with_a_wait_here_or_there_is_fine() -> None:
+    waits = msg("a", on_reply="b", next=None)
+    go = {"id": "b", "type": "connect_flow", "flow": "Second reminder"}
+    cycle = catalog(connects={"Second reminder": frozenset({"Test"})})
+    assert validate(flow(waits, go), cycle) == []  # this flow waits before connecting
+    assert validate(flow(go, start="b"), catalog()) == []  # the other flow waits (not instant)
+
+
+def test_instant_connections_stop_at_waits() -> None:
+    from server.machines.validator import instant_connections
+
+    document = flow(
+        {
+            "id": "a",
+            "type": "condition",
+            "branches": [{"name": "x", "segment": {"tag": "x"}, "next": "b"}],
+            "otherwise": "c",
+        },
+        {"id": "b", "type": "connect_flow", "flow": "B"},
+        msg("c", on_reply="d"),
+        {"id": "d", "type": "connect_flow", "flow": "D"},
+    )
+    assert instant_connections(document) == {"B": "b"}
+
+
+def test_delay_until_in_the_past_is_a_warning_read_in_the_workspace_zone() -> None:
+    from datetime import UTC, datetime
+
+    now = datetime(2026, 12, 24, 9, 30, tzinfo=UTC)  # 10:30 in Madrid
+    madrid = catalog(now=now, timezone="Europe/Madrid")
+    past = validate(flow({"id": "a", "type": "delay", "until": "2026-12-24T10:00"}), madrid)
+    assert only(past, "DELAY_IN_THE_PAST").severity == "WARNING"
+    future = validate(flow({"id": "a", "type": "delay", "until": "2026-12-24T10:00+00:00"}), madrid)
+    assert codes(future) == []
+
+
+def test_on_other_is_drawn_and_followed() -> None:
+    from server.machines.compiler import compile_flow, mermaid
+
+    document = flow(msg("a", buttons=[{"id": "y", "title": "Sí", "next": None}], on_other="b"), msg("b"))
+    assert validate(document) == []
+    assert "-->|other|" in mermaid(compile_flow(document))
 
 
 # --- window warnings --------------------------------------------------------------------------
