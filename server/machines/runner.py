@@ -32,6 +32,8 @@ from server.machines.definition import (
 )
 from server.machines.durations import parse_duration
 from server.machines.placeholders import render, scope_value
+from server.machines.regional import FALLBACK_LOCALE, Regional
+from server.machines.rendering import TemplateKey, render_message
 from server.machines.values import coerce_value
 
 WINDOW = timedelta(hours=24)
@@ -75,6 +77,7 @@ class Turn:
     contact: dict[str, Any]
     now: datetime
     timezone: str = "UTC"
+    locale: str = FALLBACK_LOCALE
     changed_runs: set[str] = field(default_factory=set)
     connects: list[ConnectRequest] = field(default_factory=list)
     segment_matcher: Callable[[dict[str, Any], dict[str, Any], datetime], bool] | None = None
@@ -84,10 +87,17 @@ class Turn:
     template_categories: dict[tuple[str, str], str] = field(default_factory=dict)
     # field name -> external link ({"system"/"provider": "klaviyo", "property": ...}).
     field_links: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # (template name, language) -> template document, to store what a message looks like.
+    templates: dict[TemplateKey, dict[str, Any]] = field(default_factory=dict)
     assigns: list[AssignRequest] = field(default_factory=list)
 
     def window_open(self) -> bool:
         return window_open(self.contact.get("last_inbound_at"), self.now)
+
+    @property
+    def regional(self) -> Regional:
+        """The workspace's time zone and locale: customers' values are read and written in them."""
+        return Regional(self.timezone, self.locale)
 
 
 def new_run(
@@ -273,6 +283,7 @@ def _queue_message(turn: Turn, run: dict[str, Any], node_id: str, body: dict[str
         "created_at": turn.now,
         **body,
     }
+    message["rendered"] = render_message(message, turn.templates)  # as the customer will see it
     broadcast_id = (run.get("trigger") or {}).get("broadcast_id")
     if broadcast_id:
         message["broadcast_id"] = broadcast_id  # broadcast progress counts its messages' statuses
@@ -313,11 +324,11 @@ def _message(turn: Turn, compiled: CompiledFlow, run: dict[str, Any], node: Node
     warnings: list[str] = []
     body: dict[str, Any] = {"kind": "text"}
     if node.text is not None:
-        text, missing = render(node.text, turn.contact, run)
+        text, missing = render(node.text, turn.contact, run, turn.regional)
         warnings += missing
         body["text"] = text
     if node.media is not None:
-        caption, missing = render(node.media.caption or "", turn.contact, run)
+        caption, missing = render(node.media.caption or "", turn.contact, run, turn.regional)
         warnings += missing
         body["kind"] = "media"
         body["media"] = {
@@ -361,7 +372,7 @@ def _template(turn: Turn, compiled: CompiledFlow, run: dict[str, Any], node: Nod
         if isinstance(values, list):
             rendered = []
             for value in values:
-                text, missing = render(str(value), turn.contact, run)
+                text, missing = render(str(value), turn.contact, run, turn.regional)
                 warnings += missing
                 rendered.append(text)
             params[part] = rendered
@@ -407,12 +418,12 @@ def _set_variable(turn: Turn, compiled: CompiledFlow, run: dict[str, Any], node:
     else:
         value = source.value
         if isinstance(value, str):
-            value, _ = render(value, turn.contact, run)
+            value, _ = render(value, turn.contact, run, turn.regional)
     known = turn.fields.get(node.field)
     if known is not None:
         field_type, options = known
         try:
-            value = coerce_value(field_type, options, value)
+            value = coerce_value(field_type, options, value, turn.regional)
         except InvalidInput as exc:
             # A reply that does not fit the field is an answer to handle, not a crash.
             _record(
