@@ -61,7 +61,9 @@ def test_the_demo_in_a_terminal_template_buttons_by_number_and_history(server: S
     phone = "+34600000000"
     chat = open_chat(server, phone)
     try:
-        expect_lines(chat, f"chatting as {phone}. Type a message, a button's number to press it, /quit to leave.")
+        expect_lines(
+            chat, f"chatting as {phone}. Type a message, a button's number to press it, /quit to leave."
+        )
         expect_lines(chat, "(no messages yet)")
         chat.sendline("hola")
         expect_lines(
