@@ -15,7 +15,7 @@ import math
 import re
 from dataclasses import dataclass
 from datetime import datetime, time
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal, localcontext
 
 from babel.dates import (
     format_date,
@@ -173,7 +173,9 @@ def _number(value: float, regional: Regional, decimals: int | None) -> str:
         decimals_range = (MIN_DECIMALS, MAX_DECIMALS)
     pattern = parse_pattern(regional.babel.decimal_formats.get(None) or "#,##0.###")
     pattern.frac_prec = decimals_range
-    return pattern.apply(Decimal(str(value)), regional.babel)
+    with localcontext() as context:
+        context.rounding = ROUND_HALF_UP  # 2.5 -> 3, as shops round (babel's default is half-even)
+        return pattern.apply(Decimal(str(value)), regional.babel)
 
 
 def _currency(value: float, regional: Regional, code: str | None) -> str:
@@ -186,7 +188,9 @@ def _currency(value: float, regional: Regional, code: str | None) -> str:
             )
         code = found[0]
     try:
-        return format_currency(Decimal(str(value)), code, locale=regional.babel)
+        with localcontext() as context:
+            context.rounding = ROUND_HALF_UP
+            return format_currency(Decimal(str(value)), code, locale=regional.babel)
     except UnknownCurrencyError:
         raise FormatError(f"currency:{code} is not an ISO 4217 currency code") from None
 
