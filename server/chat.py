@@ -44,7 +44,7 @@ class Chat:
         self.phone = phone
         self.out = out
         self.seen: set[str] = set()
-        # The quick replies of the latest message that had some: what a typed number presses.
+        # The quick replies of the latest message from the business: what a typed number presses.
         self.buttons: dict[int, dict[str, Any]] = {}
         self.http = httpx.AsyncClient(headers={"Authorization": f"Bearer {api_key}"}, timeout=30)
         self._opened = asyncio.Event()  # the history is printed: live messages may follow
@@ -81,7 +81,7 @@ class Chat:
         """Print what the business wrote since, not shown yet (what you typed is on screen already)."""
         await self._opened.wait()
         async with self._printing:
-            for message in await self.messages(20):
+            for message in await self.messages(HISTORY):
                 if message["id"] in self.seen:
                     continue
                 self.seen.add(message["id"])
@@ -103,9 +103,11 @@ class Chat:
         self.say(f"{who}: {lines[0]}")
         for line in lines[1:]:
             self.say(f"  {line}")
-        numbered = {b["number"]: b for b in rendered.get("buttons") or [] if b.get("number") and b.get("id")}
-        if numbered:
-            self.buttons = numbered
+        # A number typed now answers this message: a question without buttons ("¿Cuántas?") must
+        # get the text "1", not a press of an older message's button.
+        self.buttons = {
+            b["number"]: b for b in rendered.get("buttons") or [] if b.get("number") and b.get("id")
+        }
 
     async def send(self, line: str) -> None:
         text = line.strip()

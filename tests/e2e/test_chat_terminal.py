@@ -81,10 +81,10 @@ def test_the_demo_in_a_terminal_template_buttons_by_number_and_history(server: S
         )
         chat.sendline("1")  # a press of "Mi pedido", not the text "1"
         expect_lines(chat, "you pressed: Mi pedido", "bot: ¿Cuál es tu número de pedido?")
-        chat.sendline("A-1001")
+        chat.sendline("3")  # a number, but this question has no buttons: the text "3", no press
         expect_lines(chat, "bot: ¿Qué día lo hiciste? (por ejemplo, 24/12/2026)")
         chat.sendline("24/12/2026")
-        expect_lines(chat, "bot: Anotado: pedido A-1001 del 24/12/2026 (jueves).", "bot: ¿Cómo te llamas?")
+        expect_lines(chat, "bot: Anotado: pedido 3 del 24/12/2026 (jueves).", "bot: ¿Cómo te llamas?")
         chat.sendline("Lucía")
         expect_lines(chat, "bot: Gracias, Lucía. Ana te atiende en un momento.")
         chat.sendline("/quit")
@@ -107,7 +107,7 @@ def test_the_demo_in_a_terminal_template_buttons_by_number_and_history(server: S
     chat = open_chat(server, phone)
     try:
         expect_lines(chat, "you: hola", "bot: *¡Bienvenido a Demo shop!*")
-        expect_lines(chat, "you pressed: Mi pedido", "bot: ¿Cuál es tu número de pedido?", "you: A-1001")
+        expect_lines(chat, "you pressed: Mi pedido", "bot: ¿Cuál es tu número de pedido?", "you: 3")
         expect_lines(chat, "bot: Gracias, Lucía. Ana te atiende en un momento.")
         chat.sendline("/quit")
         chat.expect(pexpect.EOF)
