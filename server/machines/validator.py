@@ -800,7 +800,7 @@ def _check_placeholder_formats(node: Node) -> list[FlowIssue]:
     """A format named in a placeholder ({{contact.birthday|date:long}}) must exist and be well formed."""
     texts: list[str] = []
     if isinstance(node, MessageNode):
-        texts += [node.text or "", node.media.caption or "" if node.media else ""]
+        texts += [node.text or "", (node.media.caption or "") if node.media else ""]
     elif isinstance(node, TemplateNode):
         texts += list(_strings(node.params))
     elif isinstance(node, SetVariableNode) and isinstance(node.value, str):
