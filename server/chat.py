@@ -1,8 +1,11 @@
 """``konvo chat PHONE``: play the customer of the sandbox channel from a terminal, through the API.
 
-What you type is sent with ``sandboxInbound``; a ``contactUpdated`` subscription
-(``graphql-transport-ws``) says when the contact changed, and the new messages of
-``sandboxOutbox`` are printed with their buttons numbered: typing a number presses that button.
+On opening, the conversation so far is printed (the customer's messages and what flows and
+agents wrote). What you type is sent with ``sandboxInbound``; a ``contactUpdated`` subscription
+(``graphql-transport-ws``) says when the contact changed, and the new messages are printed as
+WhatsApp shows them (the server's ``rendered`` form: template header, body, footer, every
+button). Quick replies are numbered: typing a number presses that button, as a tap would (its id
+and title), the other buttons (link, call, copy code) are shown with what they hold.
 Only the public API is used, so it works against any server you have a key for.
 """
 
@@ -19,12 +22,14 @@ from typing import Any, TextIO
 import httpx
 import websockets
 
-OUTBOX = """query($p: String!) { sandboxOutbox(phone: $p) {
-  id kind text buttons { id title } media template } }"""
-SAY = (
-    """mutation($p: String!, $t: String, $b: String) { sandboxInbound(phone: $p, text: $t, buttonId: $b) }"""
-)
+HISTORY = 50  # messages printed when the chat opens
+CONVERSATION = """query($p: String!, $n: Int!) { conversation(phone: $p) { messages(last: $n) {
+  id direction sender status error text buttonId
+  rendered { text buttons { kind title id number } } } } }"""
+SAY = """mutation($p: String!, $t: String, $b: String) {
+  sandboxInbound(phone: $p, text: $t, buttonId: $b) }"""
 WATCH = "subscription($p: String!) { contactUpdated(phone: $p) { version } }"
+WHO = {"AGENT": "agent", "FLOW": "bot", "SYSTEM": "bot", "CUSTOMER": "you"}
 
 
 class ChatError(Exception):
@@ -39,8 +44,11 @@ class Chat:
         self.phone = phone
         self.out = out
         self.seen: set[str] = set()
-        self.buttons: list[dict[str, str]] = []
+        # The quick replies of the latest message from the business: what a typed number presses.
+        self.buttons: dict[int, dict[str, Any]] = {}
         self.http = httpx.AsyncClient(headers={"Authorization": f"Bearer {api_key}"}, timeout=30)
+        self._opened = asyncio.Event()  # the history is printed: live messages may follow
+        self._printing = asyncio.Lock()
 
     def say(self, line: str) -> None:
         print(line, file=self.out, flush=True)
@@ -55,26 +63,60 @@ class Chat:
             raise ChatError("; ".join(e.get("message", "?") for e in body["errors"]))
         return body["data"]
 
+    async def messages(self, last: int) -> list[dict[str, Any]]:
+        conversation = (await self.graphql(CONVERSATION, p=self.phone, n=last))["conversation"]
+        return conversation["messages"] if conversation else []
+
+    async def show_history(self) -> int:
+        """Print the conversation so far, oldest first; returns how many messages it had."""
+        async with self._printing:
+            messages = await self.messages(HISTORY)
+            for message in messages:
+                self.seen.add(message["id"])
+                self.show(message)
+            self._opened.set()
+            return len(messages)
+
     async def show_new_messages(self) -> None:
-        """Print outbound messages not shown yet, oldest first; remember the last buttons."""
-        messages = (await self.graphql(OUTBOX, p=self.phone))["sandboxOutbox"]
-        for message in messages:
-            if message["id"] in self.seen:
-                continue
-            self.seen.add(message["id"])
-            self.say(f"bot: {describe(message)}")
-            if message["buttons"]:
-                self.buttons = message["buttons"]
-                for number, button in enumerate(self.buttons, start=1):
-                    self.say(f"  [{number}] {button['title']}")
+        """Print what the business wrote since, not shown yet (what you typed is on screen already)."""
+        await self._opened.wait()
+        async with self._printing:
+            for message in await self.messages(HISTORY):
+                if message["id"] in self.seen:
+                    continue
+                self.seen.add(message["id"])
+                if message["direction"] == "OUT":
+                    self.show(message)
+
+    def show(self, message: dict[str, Any]) -> None:
+        """One message: ``who: first line``, the rest indented; remembers numbered buttons."""
+        if message["direction"] == "IN":
+            pressed = message.get("buttonId")
+            text = message.get("text") or pressed or ""
+            self.say(f"you pressed: {text}" if pressed else f"you: {text}")
+            return
+        rendered = message.get("rendered") or {}
+        lines = (rendered.get("text") or message.get("text") or "").splitlines() or [""]
+        who = WHO.get(message.get("sender") or "FLOW", "bot")
+        if message.get("status") == "failed":
+            who = f"{who} (not delivered: {message.get('error') or 'failed'})"
+        self.say(f"{who}: {lines[0]}")
+        for line in lines[1:]:
+            self.say(f"  {line}")
+        # A number typed now answers this message: a question without buttons ("¿Cuántas?") must
+        # get the text "1", not a press of an older message's button.
+        self.buttons = {
+            b["number"]: b for b in rendered.get("buttons") or [] if b.get("number") and b.get("id")
+        }
 
     async def send(self, line: str) -> None:
         text = line.strip()
         if not text:
             return
-        if text.isdigit() and 1 <= int(text) <= len(self.buttons):
-            button = self.buttons[int(text) - 1]
-            await self.graphql(SAY, p=self.phone, t=None, b=button["id"])
+        button = self.buttons.get(int(text)) if text.isdigit() else None
+        if button is not None:
+            # A tap, as WhatsApp reports it: the button's id and its title.
+            await self.graphql(SAY, p=self.phone, t=button["title"], b=button["id"])
             self.say(f"you pressed: {button['title']}")
         else:
             await self.graphql(SAY, p=self.phone, t=text, b=None)
@@ -109,8 +151,7 @@ class Chat:
     async def run(self, read_line: Callable[[], Any]) -> None:
         """Chat until end of input (Ctrl-D) or ``/quit``."""
         try:
-            messages = (await self.graphql(OUTBOX, p=self.phone))["sandboxOutbox"]
-            self.seen.update(m["id"] for m in messages)
+            await self.messages(1)  # a bad key or URL is reported before anything else
             ready = asyncio.Event()
             watcher = asyncio.create_task(self.watch(ready))
             waiting = asyncio.create_task(ready.wait())
@@ -119,10 +160,10 @@ class Chat:
                 waiting.cancel()
                 await watcher  # raises why it stopped
             self.say(
-                f"chatting as {self.phone} ({len(messages)} earlier messages). "
-                "Type a message, a button's number to press it, /quit to leave."
+                f"chatting as {self.phone}. Type a message, a button's number to press it, /quit to leave."
             )
-            await self.show_new_messages()
+            if not await self.show_history():
+                self.say("(no messages yet)")
             try:
                 while True:
                     reading = asyncio.ensure_future(read_line())
@@ -143,21 +184,6 @@ class Chat:
                     await watcher
         finally:
             await self.http.aclose()
-
-
-def describe(message: dict[str, Any]) -> str:
-    """One line for an outbound message: its text, or what kind of thing was sent."""
-    if message.get("text"):
-        return message["text"]
-    if message.get("template"):
-        template = message["template"]
-        name = template.get("name") if isinstance(template, dict) else template
-        return f"(template {name})"
-    if message.get("media"):
-        media = message["media"]
-        caption = media.get("caption") or media.get("url") if isinstance(media, dict) else media
-        return f"({message.get('kind', 'media')}: {caption})"
-    return f"({message.get('kind', 'message')})"
 
 
 def stdin_reader() -> Callable[[], Any]:

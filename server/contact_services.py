@@ -40,8 +40,9 @@ class ContactServices:
         self._tasks: list[asyncio.Task[Any]] = []
 
     async def extras_of(self, workspace_id: str) -> TurnExtras:
-        """Template categories and buttons, field links and opt-out words; changes made here clear it at once
-        (``forget``), other processes see them within ``EXTRAS_TTL_SECONDS``."""
+        """Templates (category, components, quick-reply titles), field links, opt-out words and the
+        locale; changes made here clear it at once (``forget``), other processes see them within
+        ``EXTRAS_TTL_SECONDS``."""
         return await self._extras.get(workspace_id, lambda: self._load_extras(workspace_id))
 
     async def _load_extras(self, workspace_id: str) -> TurnExtras:
@@ -53,6 +54,8 @@ class ContactServices:
         settings = await self.settings.get(workspace_id)
         categories = {(t["name"], ""): t["category"] for t in templates}
         categories.update({(t["name"], t["language"]): t["category"] for t in templates})
+        by_key = {(t["name"], ""): t for t in templates}
+        by_key.update({(t["name"], t["language"]): t for t in templates})
         return TurnExtras(
             template_categories=categories,
             field_links={f["name"]: f["external"] for f in fields if f.get("external")},
@@ -60,6 +63,8 @@ class ContactServices:
             template_buttons={
                 (t["name"], t["language"]): list(summarize_template(t).quick_replies) for t in templates
             },
+            templates=by_key,
+            locale=(await runtime.regional_of(workspace_id)).locale,
         )
 
     def forget(self, workspace_id: str) -> None:

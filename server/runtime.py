@@ -33,6 +33,7 @@ from server.expiring import ExpiringCache
 from server.graphql.pubsub import RedisPubSub
 from server.ids import ContactKey
 from server.machines.connections import ConnectionMemo
+from server.machines.regional import Regional, workspace_regional
 from server.segments import matches
 from server.store.catalog import AgentRepository, FieldRepository, TagRepository, TemplateRepository
 from server.store.channels import ChannelRepository
@@ -91,7 +92,7 @@ class Runtime:
         self.contact_services = ContactServices(self)
         # Webhook/inbound triggers and broadcasts (server/triggers/services.py).
         self.triggers = TriggerServices(self)
-        self._timezones: dict[str, str] = {}
+        self._regional: ExpiringCache[str, Regional] = ExpiringCache(FIELDS_TTL_SECONDS)
         self._fields: ExpiringCache[str, dict[str, tuple[str, list[str]]]] = ExpiringCache(FIELDS_TTL_SECONDS)
         self._tasks: list[asyncio.Task[Any]] = []
         self.arq: ArqRedis | None = None
@@ -101,13 +102,24 @@ class Runtime:
         self._stopped = False
         self._effects: Effects | None = None
 
+    async def regional_of(self, workspace_id: str) -> Regional:
+        """The workspace's time zone and locale, cached briefly: every actor turn asks for them.
+
+        ``updateWorkspace`` clears the cache at once (``forget_regional``); other processes see
+        a change within ``FIELDS_TTL_SECONDS``.
+        """
+
+        async def load() -> Regional:
+            return workspace_regional(await self.workspaces.get(workspace_id))
+
+        return await self._regional.get(workspace_id, load)
+
     async def timezone_of(self, workspace_id: str) -> str:
-        zone = self._timezones.get(workspace_id)
-        if zone is None:
-            workspace = await self.workspaces.get(workspace_id)
-            zone = (workspace or {}).get("timezone") or "UTC"
-            self._timezones[workspace_id] = zone
-        return zone
+        return (await self.regional_of(workspace_id)).timezone
+
+    def forget_regional(self, workspace_id: str) -> None:
+        self._regional.forget(workspace_id)
+        self.contact_services.forget(workspace_id)  # turns take the locale from there
 
     async def fields_of(self, workspace_id: str) -> dict[str, tuple[str, list[str]]]:
         """The workspace's typed fields, cached briefly: every actor turn asks for them.

@@ -1,4 +1,10 @@
-"""The demo workspace: created on first start, left as it is on later starts (idempotent)."""
+"""The demo workspace: created on first start, left as it is on later starts (idempotent).
+
+It has the example catalog and flows (``examples/``) published, and the triggers that start them
+(``examples/triggers.json``): "hola" starts the Welcome flow, "ofertas" the opt-in collection,
+any other message VIP routing, and two webhook URLs the order update and the abandoned cart. The
+triggers are created once (a workspace marker), so a trigger the user deleted stays deleted.
+"""
 
 from __future__ import annotations
 
@@ -13,8 +19,13 @@ from server.operations import catalog as catalog_ops
 from server.operations import flows as flow_ops
 from server.runtime import Runtime
 from server.store.workspaces import new_api_key
+from server.triggers.inbound import create_inbound_trigger
+from server.triggers.webhooks import create_webhook_trigger
 
 DEMO_WORKSPACE = "demo"
+DEMO_TIMEZONE = "Europe/Madrid"
+DEMO_LOCALE = "es-ES"
+TRIGGERS_MARK = "demo_triggers_seeded"
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
@@ -45,6 +56,30 @@ def example_flows() -> list[dict[str, Any]]:
     return [json.loads(path.read_text()) for path in sorted((EXAMPLES / "flows").glob("*.json"))]
 
 
+async def load_example_triggers(runtime: Runtime, workspace_id: str) -> None:
+    """Create the triggers of ``examples/triggers.json`` once per workspace (the marker says so)."""
+    workspace = await runtime.workspaces.get(workspace_id)
+    if (workspace or {}).get(TRIGGERS_MARK):
+        return
+    triggers = json.loads((EXAMPLES / "triggers.json").read_text())
+    flows = {f["name"]: f["_id"] for f in await runtime.flows.list(workspace_id)}
+    inbound_flows = {t["flow_id"] for t in await runtime.triggers.inbound.list(workspace_id)}
+    for rule in triggers["keywords"]:
+        flow_id = flows.get(rule["flow"])
+        if flow_id and flow_id not in inbound_flows:
+            fields = {"kind": "KEYWORD", "keywords": rule["keywords"], "priority": rule.get("priority", 0)}
+            await create_inbound_trigger(runtime, workspace_id, flow_id, fields)
+    for rule in triggers["any_message"]:
+        flow_id = flows.get(rule["flow"])
+        if flow_id and flow_id not in inbound_flows:
+            await create_inbound_trigger(runtime, workspace_id, flow_id, {"kind": "ANY_MESSAGE"})
+    for hook in triggers["webhooks"]:
+        flow_id = flows.get(hook["flow"])
+        if flow_id and not await runtime.triggers.webhooks.exists_for_flow(workspace_id, flow_id):
+            await create_webhook_trigger(runtime, workspace_id, flow_id, hook["mapping"])
+    await runtime.workspaces.update(workspace_id, {TRIGGERS_MARK: True})
+
+
 def _key_file(settings: Settings) -> Path:
     return settings.data_dir / "demo-api-key"
 
@@ -56,7 +91,7 @@ async def seed_demo(settings: Settings) -> str:
     try:
         await runtime.database.ensure_indexes()
         now = clock.now()
-        await runtime.workspaces.ensure(DEMO_WORKSPACE, "Demo shop", "Europe/Madrid", now)
+        await runtime.workspaces.ensure(DEMO_WORKSPACE, "Demo shop", DEMO_TIMEZONE, now, DEMO_LOCALE)
         api_key = settings.demo_api_key or _stored_key(settings)
         if api_key is None or await runtime.workspaces.find_key(api_key) is None:
             api_key = api_key or new_api_key()
@@ -69,6 +104,7 @@ async def seed_demo(settings: Settings) -> str:
                 issues = await flow_ops.flow_issues(runtime, DEMO_WORKSPACE, flow)
                 if not [i for i in issues if i.severity == "ERROR"]:
                     await flow_ops.publish_flow(runtime, DEMO_WORKSPACE, flow["_id"])
+        await load_example_triggers(runtime, DEMO_WORKSPACE)
         return api_key
     finally:
         await runtime.database.close()

@@ -151,17 +151,24 @@ class TurnExtras:
         field_links: dict[str, dict[str, Any]] | None = None,
         opt_out_keys: frozenset[str] | None = None,
         template_buttons: dict[tuple[str, str], list[str]] | None = None,
+        templates: dict[tuple[str, str], dict[str, Any]] | None = None,
+        locale: str | None = None,
     ) -> None:
         self.template_categories = template_categories or {}
         self.field_links = field_links or {}
         self.opt_out_keys = opt_out_keys if opt_out_keys is not None else default_opt_out_keys()
         # (name, language) -> quick-reply titles: typed titles answer a template's buttons too.
         self.template_buttons = template_buttons or {}
+        self.templates = templates or {}
+        self.locale = locale
 
     def fill(self, turn: runner.Turn) -> None:
         turn.template_categories = self.template_categories
         turn.field_links = self.field_links
         turn.template_buttons = self.template_buttons
+        turn.templates = self.templates
+        if self.locale is not None:
+            turn.locale = self.locale
 
 
 def screen_inbound(turn: runner.Turn, event: InboundMessage, extras: TurnExtras) -> str | None:

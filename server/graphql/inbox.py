@@ -22,7 +22,7 @@ from server.graphql.contacts import caller
 from server.graphql.pagination import PageInfo, decode_cursor, encode_cursor, page_size
 from server.graphql.permissions import ADMIN_ONLY, ANY_ROLE
 from server.graphql.pubsub import inbox_topic
-from server.graphql.types import Contact, OutboundMessage
+from server.graphql.types import Contact, OutboundMessage, RenderedMessage, rendered_of
 from server.ids import ContactKey
 from server.machines.runner import window_open
 from server.operations import assignment as ops
@@ -96,9 +96,13 @@ class InboxMessage:
     def kind(self) -> str:
         return self.doc.get("kind") or "text"
 
-    @strawberry.field
+    @strawberry.field(description="the text; for a template, its body with the parameters filled in")
     def text(self) -> str | None:
-        return self.doc.get("text")
+        return self.doc.get("text") or rendered_of(self.doc).get("body")
+
+    @strawberry.field(description="the message as the customer sees it (header, body, footer, every button)")
+    def rendered(self) -> RenderedMessage:
+        return RenderedMessage(doc=rendered_of(self.doc))
 
     @strawberry.field
     def button_id(self) -> str | None:

@@ -32,6 +32,7 @@ from server.graphql.types import (
     Severity,
     Workspace,
 )
+from server.graphql.workspaces import WorkspaceMutation
 from server.ids import ContactKey
 from server.operations import contacts as contact_ops
 from server.operations import flows as flow_ops
@@ -70,7 +71,7 @@ class Query(
         found = await ctx.runtime.workspaces.get(ctx.workspace())
         if found is None:
             raise NotFound("workspace not found")
-        return Workspace(id=found["_id"], name=found["name"], timezone=found.get("timezone", "UTC"))
+        return Workspace.of(found)
 
     @strawberry.field(permission_classes=ADMIN_ONLY)
     async def flows(self, info: strawberry.Info) -> list[Flow]:
@@ -155,6 +156,7 @@ class Mutation(
     InboxMutation,
     TriggerMutation,
     BroadcastMutation,
+    WorkspaceMutation,
 ):
     @strawberry.mutation(permission_classes=ADMIN_ONLY)
     async def import_flow(self, info: strawberry.Info, definition: JSON) -> Flow:

@@ -15,6 +15,8 @@ from server.graphql.costs import CostEstimate
 from server.graphql.permissions import ADMIN_ONLY
 from server.machines.compiler import compile_flow, mermaid
 from server.machines.definition import parse_flow
+from server.machines.regional import workspace_regional
+from server.machines.rendering import plain_text, render_message
 from server.machines.runner import window_open
 from server.operations.costs import flow_cost_estimate
 from server.operations.flows import flow_issues
@@ -66,6 +68,17 @@ class Workspace:
     id: strawberry.ID
     name: str
     timezone: str
+    locale: str = strawberry.field(
+        description="BCP 47 tag (es-ES): customers' dates and numbers are read and written its way; "
+        "unset, it follows the default country or the time zone's country"
+    )
+
+    @classmethod
+    def of(cls, doc: dict[str, Any]) -> Workspace:
+        regional = workspace_regional(doc)
+        return cls(
+            id=strawberry.ID(doc["_id"]), name=doc["name"], timezone=regional.timezone, locale=regional.locale
+        )
 
 
 @strawberry.type
@@ -355,6 +368,91 @@ class ReplyButton:
     title: str
 
 
+@strawberry.enum(description="what tapping a button does")
+class ButtonKind(Enum):
+    QUICK_REPLY = "QUICK_REPLY"  # answers with the button (id)
+    URL = "URL"  # opens url
+    CALL = "CALL"  # dials phoneNumber
+    COPY_CODE = "COPY_CODE"  # copies code
+    OTHER = "OTHER"
+
+
+@strawberry.type(description="a message's header as WhatsApp shows it: text, or the media sent")
+class RenderedHeader:
+    kind: str = strawberry.field(description="TEXT, IMAGE, VIDEO, DOCUMENT, AUDIO or LOCATION")
+    text: str | None = None
+    url: str | None = None
+    filename: str | None = None
+
+
+@strawberry.type(description="a button as the customer sees it")
+class RenderedButton:
+    kind: ButtonKind
+    title: str
+    id: str | None = strawberry.field(
+        default=None, description="what a tap sends back (sandboxInbound buttonId); quick replies only"
+    )
+    number: int | None = strawberry.field(
+        default=None, description="the number a customer may type instead of tapping; quick replies only"
+    )
+    url: str | None = None
+    phone_number: str | None = None
+    code: str | None = None
+
+
+@strawberry.type(description="what the customer sees: templates filled in from their components")
+class RenderedMessage:
+    doc: strawberry.Private[dict[str, Any]]
+
+    @strawberry.field
+    def header(self) -> RenderedHeader | None:
+        header = self.doc.get("header")
+        if not header:
+            return None
+        return RenderedHeader(
+            kind=str(header.get("kind")),
+            text=header.get("text"),
+            url=header.get("url"),
+            filename=header.get("filename"),
+        )
+
+    @strawberry.field(description="the text, template parameters filled in")
+    def body(self) -> str | None:
+        return self.doc.get("body")
+
+    @strawberry.field
+    def footer(self) -> str | None:
+        return self.doc.get("footer")
+
+    @strawberry.field(description="every button in order, with its kind")
+    def buttons(self) -> list[RenderedButton]:
+        return [
+            RenderedButton(
+                kind=ButtonKind(b.get("kind") if b.get("kind") in ButtonKind.__members__ else "OTHER"),
+                title=str(b.get("title") or ""),
+                id=b.get("id"),
+                number=b.get("number"),
+                url=b.get("url"),
+                phone_number=b.get("phone_number"),
+                code=b.get("code"),
+            )
+            for b in self.doc.get("buttons") or []
+        ]
+
+    @strawberry.field(description="more than 3 buttons: WhatsApp shows them as a list")
+    def as_list(self) -> bool:
+        return bool(self.doc.get("as_list"))
+
+    @strawberry.field(description="the whole message as plain text, as `konvo chat` prints it")
+    def text(self) -> str:
+        return plain_text(self.doc)
+
+
+def rendered_of(message: dict[str, Any]) -> dict[str, Any]:
+    """The rendered form stored when the message was queued (worked out now for older messages)."""
+    return message.get("rendered") or render_message(message)
+
+
 @strawberry.type
 class OutboundMessage:
     doc: strawberry.Private[dict[str, Any]]
@@ -371,13 +469,21 @@ class OutboundMessage:
     def kind(self) -> str:
         return self.doc.get("kind", "text")
 
-    @strawberry.field
+    @strawberry.field(description="the text; for a template, its body with the parameters filled in")
     def text(self) -> str | None:
-        return self.doc.get("text")
+        return self.doc.get("text") or rendered_of(self.doc).get("body")
 
-    @strawberry.field
+    @strawberry.field(description="the buttons a tap answers with, titled as the customer sees them")
     def buttons(self) -> list[ReplyButton]:
-        return [ReplyButton(id=b["id"], title=b["title"]) for b in self.doc.get("buttons") or []]
+        return [
+            ReplyButton(id=b["id"], title=b["title"])
+            for b in rendered_of(self.doc).get("buttons") or []
+            if b.get("kind") == "QUICK_REPLY"
+        ]
+
+    @strawberry.field(description="the message as the customer sees it (header, body, footer, every button)")
+    def rendered(self) -> RenderedMessage:
+        return RenderedMessage(doc=rendered_of(self.doc))
 
     @strawberry.field
     def media(self) -> JSON | None:

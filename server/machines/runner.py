@@ -32,6 +32,8 @@ from server.machines.definition import (
 )
 from server.machines.durations import parse_duration
 from server.machines.placeholders import render, scope_value
+from server.machines.regional import FALLBACK_LOCALE, Regional
+from server.machines.rendering import TemplateKey, render_message
 from server.machines.replies import choose
 from server.machines.values import coerce_value
 
@@ -81,6 +83,7 @@ class Turn:
     contact: dict[str, Any]
     now: datetime
     timezone: str = "UTC"
+    locale: str = FALLBACK_LOCALE
     changed_runs: set[str] = field(default_factory=set)
     connects: list[ConnectRequest] = field(default_factory=list)
     segment_matcher: Callable[[dict[str, Any], dict[str, Any], datetime], bool] | None = None
@@ -90,6 +93,8 @@ class Turn:
     template_categories: dict[tuple[str, str], str] = field(default_factory=dict)
     # field name -> external link ({"system"/"provider": "klaviyo", "property": ...}).
     field_links: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # (template name, language) -> template document, to store what a message looks like.
+    templates: dict[TemplateKey, dict[str, Any]] = field(default_factory=dict)
     assigns: list[AssignRequest] = field(default_factory=list)
     # (template name, language) -> the titles of its quick-reply buttons, in order (reply rules).
     template_buttons: dict[tuple[str, str], list[str]] = field(default_factory=dict)
@@ -102,6 +107,11 @@ class Turn:
 
     def window_open(self) -> bool:
         return window_open(self.contact.get("last_inbound_at"), self.now)
+
+    @property
+    def regional(self) -> Regional:
+        """The workspace's time zone and locale: customers' values are read and written in them."""
+        return Regional(self.timezone, self.locale)
 
 
 def new_run(
@@ -428,6 +438,7 @@ def _queue_message(turn: Turn, run: dict[str, Any], node_id: str, body: dict[str
         "created_at": turn.now,
         **body,
     }
+    message["rendered"] = render_message(message, turn.templates)  # as the customer will see it
     broadcast_id = (run.get("trigger") or {}).get("broadcast_id")
     if broadcast_id:
         message["broadcast_id"] = broadcast_id  # broadcast progress counts its messages' statuses
@@ -468,11 +479,11 @@ def _message(turn: Turn, compiled: CompiledFlow, run: dict[str, Any], node: Node
     warnings: list[str] = []
     body: dict[str, Any] = {"kind": "text"}
     if node.text is not None:
-        text, missing = render(node.text, turn.contact, run)
+        text, missing = render(node.text, turn.contact, run, turn.regional)
         warnings += missing
         body["text"] = text
     if node.media is not None:
-        caption, missing = render(node.media.caption or "", turn.contact, run)
+        caption, missing = render(node.media.caption or "", turn.contact, run, turn.regional)
         warnings += missing
         body["kind"] = "media"
         body["media"] = {
@@ -518,7 +529,7 @@ def _template(turn: Turn, compiled: CompiledFlow, run: dict[str, Any], node: Nod
     warnings: list[str] = []
 
     def rendered(value: str) -> str:
-        text, missing = render(value, turn.contact, run)
+        text, missing = render(value, turn.contact, run, turn.regional)
         warnings.extend(missing)
         return text
 
@@ -567,7 +578,7 @@ def _set_variable(turn: Turn, compiled: CompiledFlow, run: dict[str, Any], node:
     else:
         value = source.value
         if isinstance(value, str):
-            value, missing = render(value, turn.contact, run)
+            value, missing = render(value, turn.contact, run, turn.regional)
             if missing:
                 blank = "; ".join(missing)
     known = turn.fields.get(node.field)
@@ -576,7 +587,7 @@ def _set_variable(turn: Turn, compiled: CompiledFlow, run: dict[str, Any], node:
         problem = blank  # never saved as if it were an answer
     elif known is not None:
         try:
-            value = coerce_value(known[0], known[1], value)
+            value = coerce_value(known[0], known[1], value, turn.regional)
         except InvalidInput as exc:
             problem = exc.message
     if problem is not None:

@@ -32,6 +32,7 @@ from server.machines.definition import (
     TemplateNode,
 )
 from server.machines.durations import parse_duration
+from server.machines.placeholders import format_problems
 from server.machines.template_message import resolve_template
 
 Severity = Literal["ERROR", "WARNING"]
@@ -174,6 +175,7 @@ def validate(flow: FlowDefinition, catalog: Catalog | None = None) -> list[FlowI
     for node in flow.nodes:
         issues += _check_targets(node, by_id)
         issues += _check_node(node, flow)
+        issues += _check_placeholder_formats(node)
         if catalog is not None:
             issues += _check_catalog(node, flow, catalog)
     issues += _spin_loops(flow, by_id)
@@ -955,3 +957,30 @@ def _window_warnings(start: str, by_id: dict[str, Node], webhook: bool) -> list[
                 )
             )
     return issues
+
+
+def _check_placeholder_formats(node: Node) -> list[FlowIssue]:
+    """A format named in a placeholder ({{contact.birthday|date:long}}) must exist and be well formed."""
+    texts: list[str] = []
+    if isinstance(node, MessageNode):
+        texts += [node.text or "", (node.media.caption or "") if node.media else ""]
+    elif isinstance(node, TemplateNode):
+        texts += list(_strings(node.params))
+    elif isinstance(node, SetVariableNode) and isinstance(node.value, str):
+        texts.append(node.value)
+    return [
+        _error(node.id, "PLACEHOLDER_FORMAT", f"node {node.id!r}: {problem}")
+        for text in texts
+        for problem in format_problems(text)
+    ]
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)

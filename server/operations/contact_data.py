@@ -14,6 +14,7 @@ from server.actors.contact_actor import event_id
 from server.actors.events import SetConsent, SetVariables, TagContact
 from server.errors import InvalidInput, NotFound
 from server.ids import ContactKey
+from server.machines.regional import Regional
 from server.machines.values import coerce_value
 from server.operations.catalog import normalize_tag_name
 from server.phones import normalize_phone
@@ -27,10 +28,15 @@ def _actors(runtime: Runtime):  # type: ignore[no-untyped-def]
     return runtime.actors
 
 
-def checked_value(field_doc: dict[str, Any], raw: Any, where: str = "") -> Any:
-    """``raw`` as the field stores it, or INVALID_INPUT saying which field and what it expects."""
+def checked_value(
+    field_doc: dict[str, Any], raw: Any, where: str = "", regional: Regional | None = None
+) -> Any:
+    """``raw`` as the field stores it, or INVALID_INPUT saying which field and what it expects.
+
+    ``regional``: the workspace's zone and locale ("24/12/2026" is a day there, at its midnight).
+    """
     try:
-        return coerce_value(field_doc["type"], field_doc.get("options"), raw)
+        return coerce_value(field_doc["type"], field_doc.get("options"), raw, regional)
     except InvalidInput as exc:
         raise InvalidInput(
             f"{where}field {field_doc['name']!r} ({field_doc['type']}): {exc.message}",
@@ -60,7 +66,7 @@ async def set_variable(
     field_doc = await runtime.fields.get_by_name(workspace_id, str(field).strip())
     if field_doc is None:
         raise NotFound(f"no field called {field!r}; create it first (createField)", field="field")
-    coerced = checked_value(field_doc, value)
+    coerced = checked_value(field_doc, value, regional=await runtime.regional_of(workspace_id))
     links = {field_doc["name"]: field_doc["external"]} if field_doc.get("external") else {}
     event = SetVariables(event_id(), {field_doc["name"]: coerced}, links)
     return (await _actors(runtime).ask(key, event)).contact
@@ -86,7 +92,10 @@ async def import_contacts(runtime: Runtime, workspace_id: str, rows: Any) -> lis
     if len(rows) > MAX_IMPORT_ROWS:
         raise InvalidInput(f"import at most {MAX_IMPORT_ROWS} rows per call", field="rows")
     fields = {f["name"]: f for f in await runtime.fields.list(workspace_id)}
-    checked = [await _check_row(runtime, workspace_id, fields, row, index) for index, row in enumerate(rows)]
+    regional = await runtime.regional_of(workspace_id)
+    checked = [
+        await _check_row(runtime, workspace_id, fields, row, n, regional) for n, row in enumerate(rows)
+    ]
     contacts = []
     for row in checked:
         actors = _actors(runtime)
@@ -105,7 +114,12 @@ async def import_contacts(runtime: Runtime, workspace_id: str, rows: Any) -> lis
 
 
 async def _check_row(
-    runtime: Runtime, workspace_id: str, fields: dict[str, dict[str, Any]], row: Any, index: int
+    runtime: Runtime,
+    workspace_id: str,
+    fields: dict[str, dict[str, Any]],
+    row: Any,
+    index: int,
+    regional: Regional,
 ) -> ImportRow:
     where = f"row {index + 1}: "
     if not isinstance(row, dict):
@@ -122,7 +136,7 @@ async def _check_row(
         field_doc = fields.get(name)
         if field_doc is None:
             raise NotFound(f"{where}no field called {name!r}; create it first (createField)", field="field")
-        result.variables[name] = checked_value(field_doc, raw, where)
+        result.variables[name] = checked_value(field_doc, raw, where, regional)
         if field_doc.get("external"):
             result.links[name] = field_doc["external"]
     tags = row.get("tags") or []

@@ -34,15 +34,25 @@ class WorkspaceRepository:
     async def get(self, workspace_id: str) -> dict[str, Any] | None:
         return await self._workspaces.find_one({"_id": workspace_id})
 
-    async def ensure(self, workspace_id: str, name: str, timezone: str, now: datetime) -> dict[str, Any]:
-        await self._workspaces.update_one(
-            {"_id": workspace_id},
-            {"$setOnInsert": {"name": name, "timezone": timezone, "created_at": now}},
-            upsert=True,
-        )
+    async def ensure(
+        self, workspace_id: str, name: str, timezone: str, now: datetime, locale: str | None = None
+    ) -> dict[str, Any]:
+        """Create the workspace unless it exists; a locale missing on an existing one is added."""
+        fields: dict[str, Any] = {"name": name, "timezone": timezone, "created_at": now}
+        await self._workspaces.update_one({"_id": workspace_id}, {"$setOnInsert": fields}, upsert=True)
+        if locale is not None:
+            await self._workspaces.update_one(
+                {"_id": workspace_id, "locale": {"$exists": False}}, {"$set": {"locale": locale}}
+            )
         found = await self.get(workspace_id)
         assert found is not None
         return found
+
+    async def update(self, workspace_id: str, changes: dict[str, Any]) -> dict[str, Any] | None:
+        """Set top-level settings (``timezone``, ``locale``); None when there is no such workspace."""
+        if changes:
+            await self._workspaces.update_one({"_id": workspace_id}, {"$set": changes})
+        return await self.get(workspace_id)
 
     async def add_key(
         self,

@@ -31,6 +31,7 @@ async def test_serve_runs_a_flow_and_streams_contact_updates(served: ServedProce
             "Opt-in collection": "ACTIVE",
             "Order update with feedback": "ACTIVE",
             "VIP routing": "ACTIVE",
+            "Welcome": "ACTIVE",
         }
         await ensure_catalog(gql, skeleton_flow(no_reply_after="1h"))
         flow_id = (
@@ -40,6 +41,9 @@ async def test_serve_runs_a_flow_and_streams_contact_updates(served: ServedProce
             )
         )["importFlow"]["id"]
         await gql("mutation($id: ID!) { publishFlow(id: $id) { id } }", id=flow_id)
+        # The demo's inbound triggers would answer the message below; this test starts its own flow.
+        for trigger in (await gql("{ inboundTriggers { id } }"))["inboundTriggers"]:
+            await gql("mutation($id: ID!) { deleteInboundTrigger(id: $id) }", id=trigger["id"])
         phone = "+34611222333"
         await gql('mutation($p: String!) { sandboxInbound(phone: $p, text: "hola") }', p=phone)
 

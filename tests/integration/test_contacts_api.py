@@ -56,7 +56,7 @@ async def test_tag_and_untag_are_one_committed_and_published_change(
         ("age", 41, 41),
         ("wants_sms", "Sí", True),
         ("size", " m ", "M"),
-        ("vip_since", "24/12/2026", "2026-12-24T00:00:00+00:00"),
+        ("vip_since", "24/12/2026", "2026-12-23T23:00:00+00:00"),  # midnight in Europe/Madrid
         ("nick", 12, "12"),
         ("nick", None, None),
     ],
