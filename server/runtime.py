@@ -38,6 +38,7 @@ from server.store.channels import ChannelRepository
 from server.store.contacts import ContactRepository
 from server.store.database import Database
 from server.store.flows import FlowRepository
+from server.store.legacy_ids import LegacyProviderIds
 from server.store.messages import MessageRepository
 from server.store.runs import RunRepository
 from server.store.statuses import MessageStatusRepository
@@ -63,8 +64,10 @@ class Runtime:
         self.flows = FlowRepository(self.database)
         self.contacts = ContactRepository(self.database)
         self.runs = RunRepository(self.database)
-        self.messages = MessageRepository(self.database)
-        self.message_statuses = MessageStatusRepository(self.database)
+        # Provider ids scoped by workspace; documents of older versions found by their bare ids.
+        self.legacy_ids = LegacyProviderIds(self.database)
+        self.messages = MessageRepository(self.database, self.legacy_ids)
+        self.message_statuses = MessageStatusRepository(self.database, self.legacy_ids)
         self.redis: Redis = Redis.from_url(settings.redis_url)
         self.ledger = StatusLedger(
             self.messages,
@@ -126,6 +129,7 @@ class Runtime:
     async def start(self) -> None:
         settings = self.settings
         await self.database.ensure_indexes()
+        await self.legacy_ids.load(self.clock.now())
         self.arq = await create_pool(RedisSettings.from_dsn(settings.redis_url or ""))
         self.timers = ArqTimerScheduler(self.arq, self.prefix + "timers")
         effects = self._effects = Effects(

@@ -80,8 +80,11 @@ class Team:
 class InboxMessage:
     doc: strawberry.Private[dict[str, Any]]
 
-    @strawberry.field
+    @strawberry.field(description="an inbound message's provider id (wamid), else our message id")
     def id(self) -> strawberry.ID:
+        # Inbound documents are stored under the provider id scoped by workspace (store/messages.py).
+        if self.doc.get("direction") == "in" and self.doc.get("provider_id"):
+            return strawberry.ID(self.doc["provider_id"])
         return strawberry.ID(self.doc["_id"])
 
     @strawberry.field

@@ -8,7 +8,7 @@ from server.actors.contact_actor import event_id
 from server.actors.events import StartFlow, StopRun
 from server.errors import InvalidInput, NotFound
 from server.ids import ContactKey, new_id
-from server.operations.channel_inbound import accept_inbound
+from server.operations.channel_inbound import accept_inbound, inbound_record
 from server.phones import normalize_phone
 from server.runtime import Runtime
 
@@ -56,16 +56,16 @@ async def customer_says(
     key = ContactKey(workspace_id, normalize_phone(phone))
     stored, event = await accept_inbound(
         runtime,
-        {
-            "_id": provider_id or new_id("in"),
-            "workspace_id": workspace_id,
-            "phone": key.phone,
-            "channel": channel,
-            "kind": "button" if button_id is not None else "text",
-            "text": text,
-            "button_id": button_id,
-            "at": runtime.clock.now(),
-        },
+        inbound_record(
+            workspace_id,
+            provider_id or new_id("in"),
+            phone=key.phone,
+            channel=channel,
+            kind="button" if button_id is not None else "text",
+            text=text,
+            button_id=button_id,
+            at=runtime.clock.now(),
+        ),
     )
     if event is not None:
         await _actors(runtime).ask(key, event)
