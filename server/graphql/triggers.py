@@ -14,6 +14,7 @@ from server.graphql.permissions import ADMIN_ONLY
 from server.triggers import inbound as inbound_ops
 from server.triggers import webhooks as webhook_ops
 from server.triggers.mapping import country_code
+from server.triggers.signatures import scheme_of
 
 
 def _base_url(info: strawberry.Info) -> str:
@@ -40,6 +41,14 @@ class WebhookTrigger:
     @strawberry.field(description="HMAC key for X-Konvo-Signature / X-Shopify-Hmac-Sha256, or the token")
     def secret(self) -> str:
         return self.doc["secret"]
+
+    @strawberry.field(
+        description="how requests are authenticated: konvo (X-Konvo-Signature: t=<unix>,v1=<hex HMAC-SHA256 "
+        "of '<t>.<body>'>, 5 minutes' tolerance, each signature used once), konvo_legacy (hex HMAC-SHA256 of "
+        "the body; triggers created before timestamps), shopify or token"
+    )
+    def signature_scheme(self) -> str:
+        return scheme_of(self.doc)
 
     @strawberry.field
     def flow_id(self) -> strawberry.ID:

@@ -19,7 +19,7 @@ from server.phones import normalize_phone
 
 _PATH_PART = re.compile(r"^[^.\s]+$")
 _NAME = re.compile(r"^[A-Za-z_][\w\-]*$")
-SIGNATURES = ("konvo", "shopify", "token")
+SIGNATURES = ("konvo", "konvo_legacy", "shopify", "token")  # server/triggers/signatures.py
 
 
 class PayloadError(Exception):
@@ -59,7 +59,7 @@ class WebhookMapping(BaseModel):
     default_country: str | None = None
     variables: dict[str, str | VariableSpec] = {}
     idempotency_key: str | None = None
-    signature: Literal["konvo", "shopify", "token"] = "konvo"
+    signature: Literal["konvo", "konvo_legacy", "shopify", "token"] = "konvo"
 
     @field_validator("phone", "idempotency_key")
     @classmethod
