@@ -94,6 +94,7 @@ class Runtime:
         self.triggers = TriggerServices(self)
         self._timezones: dict[str, str] = {}
         self._fields: ExpiringCache[str, dict[str, tuple[str, list[str]]]] = ExpiringCache(FIELDS_TTL_SECONDS)
+        self._countries: ExpiringCache[str, str | None] = ExpiringCache(FIELDS_TTL_SECONDS)
         self._tasks: list[asyncio.Task[Any]] = []
         self.arq: ArqRedis | None = None
         self.timers: ArqTimerScheduler | None = None
@@ -125,6 +126,19 @@ class Runtime:
 
     def forget_fields(self, workspace_id: str) -> None:
         self._fields.forget(workspace_id)
+
+    async def default_country_of(self, workspace_id: str) -> str | None:
+        """The country national phone numbers of this workspace belong to (``setDefaultCountry``).
+
+        Cached like ``fields_of``: every phone argument asks; a change in this process is seen at
+        once (``forget_default_country``), in others within ``FIELDS_TTL_SECONDS``.
+        """
+        return await self._countries.get(
+            workspace_id, lambda: self.triggers.webhooks.workspace_country(workspace_id)
+        )
+
+    def forget_default_country(self, workspace_id: str) -> None:
+        self._countries.forget(workspace_id)
 
     async def start(self) -> None:
         settings = self.settings

@@ -23,11 +23,10 @@ from server.graphql.pagination import PageInfo, decode_cursor, encode_cursor, pa
 from server.graphql.permissions import ADMIN_ONLY, ANY_ROLE
 from server.graphql.pubsub import inbox_topic
 from server.graphql.types import Contact, OutboundMessage
-from server.ids import ContactKey
 from server.machines.runner import window_open
 from server.operations import assignment as ops
 from server.operations import inbox as inbox_ops
-from server.phones import normalize_phone
+from server.operations.phone_input import contact_key
 
 SUPPORT_TAGS_TTL = 5.0
 
@@ -262,7 +261,7 @@ class InboxQuery:
     @strawberry.field(permission_classes=ANY_ROLE)
     async def conversation(self, info: strawberry.Info, phone: str) -> Conversation | None:
         ctx = info.context
-        found = await ctx.runtime.contacts.load(ContactKey(ctx.workspace(), normalize_phone(phone)))
+        found = await ctx.runtime.contacts.load(await contact_key(ctx.runtime, ctx.workspace(), phone))
         return Conversation(doc=found) if found else None
 
     @strawberry.field(permission_classes=ANY_ROLE)

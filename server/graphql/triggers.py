@@ -164,12 +164,14 @@ class TriggerMutation:
 
     @strawberry.mutation(
         permission_classes=ADMIN_ONLY,
-        description="the country national numbers in webhook payloads belong to (ISO 3166, e.g. ES)",
+        description="the country national phone numbers belong to (ISO 3166, e.g. ES): in API arguments, "
+        "imports and webhook payloads",
     )
     async def set_default_country(self, info: strawberry.Info, country: str | None) -> str | None:
         ctx = info.context
         code = country_code(country) if country else None
         await ctx.runtime.triggers.webhooks.set_workspace_country(ctx.admin_workspace(), code)
+        ctx.runtime.forget_default_country(ctx.admin_workspace())
         return code
 
     @strawberry.mutation(permission_classes=ADMIN_ONLY)

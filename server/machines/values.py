@@ -16,7 +16,13 @@ from server.errors import InvalidInput
 
 FIELD_TYPES = ("TEXT", "NUMBER", "BOOLEAN", "DATE", "FIXED")
 MAX_TEXT = 4096
+# NUMBER's range: integers MongoDB stores (int64) and decimals that are finite IEEE-754 doubles
+# (magnitude below ~1.8e308, 15-17 significant digits), written in at most MAX_NUMBER_TEXT
+# characters (enough for any double written out in full, with grouping). Longer text is refused
+# before int()/float() see it: Python refuses int() of over 4,300 digits (issue 15, finding 8).
 _INT64 = (-(2**63), 2**63 - 1)
+MAX_NUMBER_TEXT = 512
+_RANGE = "a number between -2^63 and 2^63-1, or a decimal within ±1.8e308"
 
 _EXPECTED = {
     "TEXT": "text up to 4096 characters",
@@ -89,7 +95,7 @@ def _number(raw: object) -> int | float:
         raise _fail("NUMBER", raw)
     if isinstance(raw, int):
         if not _INT64[0] <= raw <= _INT64[1]:
-            raise _fail("NUMBER", raw, "a number between -2^63 and 2^63-1")
+            raise _fail("NUMBER", raw, _RANGE)
         return raw
     if isinstance(raw, float):
         if not math.isfinite(raw):
@@ -98,6 +104,8 @@ def _number(raw: object) -> int | float:
     if not isinstance(raw, str):
         raise _fail("NUMBER", raw)
     text = raw.strip()
+    if len(text) > MAX_NUMBER_TEXT:
+        raise _fail("NUMBER", raw, _RANGE)
     if _GROUPED.fullmatch(text) and not _NUMBER.fullmatch(text.replace(",", ".")):
         text = _ungroup(text)
     else:
@@ -107,11 +115,11 @@ def _number(raw: object) -> int | float:
     if "." not in text:
         value = int(text)
         if not _INT64[0] <= value <= _INT64[1]:
-            raise _fail("NUMBER", raw, "a number between -2^63 and 2^63-1")
+            raise _fail("NUMBER", raw, _RANGE)
         return value
     number = float(text)
     if not math.isfinite(number):
-        raise _fail("NUMBER", raw)
+        raise _fail("NUMBER", raw, _RANGE)
     return number
 
 

@@ -21,7 +21,7 @@ from server.channels.whatsapp.webhook import InboundWhatsApp, StatusUpdate, Temp
 from server.errors import InvalidInput, KonvoError, Unavailable
 from server.ids import ContactKey, scoped_id
 from server.operations.templates import apply_template_status
-from server.phones import normalize_phone
+from server.phones import parse_phone
 from server.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -146,8 +146,8 @@ class _Workspaces:
 
 
 def _phone(wa_id: str) -> str:
-    """Meta writes the customer's number as digits without the ``+``."""
-    return normalize_phone(wa_id if wa_id.startswith("+") else "+" + wa_id, field="from")
+    """Meta writes the customer's number as digits without the ``+`` (and knows it exists)."""
+    return parse_phone(wa_id, field="from", bare_international=True, from_provider=True)
 
 
 def _record(workspace_id: str, channel_id: str, phone: str, message: InboundWhatsApp) -> dict[str, Any]:

@@ -9,8 +9,9 @@ from server.actors.events import StartFlow, StopRun
 from server.errors import InvalidInput, NotFound
 from server.ids import ContactKey, new_id
 from server.operations.channel_inbound import accept_inbound, inbound_record
-from server.phones import normalize_phone
+from server.operations.phone_input import contact_key
 from server.runtime import Runtime
+from server.text_input import MAX_BUTTON_ID, checked_text
 
 
 def _actors(runtime: Runtime):  # type: ignore[no-untyped-def]
@@ -23,7 +24,7 @@ async def start_flow(
 ) -> dict[str, Any]:
     if variables is not None and not isinstance(variables, dict):
         raise InvalidInput("variables must be a JSON object", field="variables")
-    key = ContactKey(workspace_id, normalize_phone(phone))
+    key = await contact_key(runtime, workspace_id, phone)
     result = await _actors(runtime).ask(
         key, StartFlow(event_id(), flow_id, trigger=dict(variables or {}), source="api")
     )
@@ -53,7 +54,11 @@ async def customer_says(
     """Record an inbound message durably, then apply it; True when it was new (not a retry)."""
     if text is None and button_id is None:
         raise InvalidInput("say something: give a text or a buttonId")
-    key = ContactKey(workspace_id, normalize_phone(phone))
+    if text is not None:
+        text = checked_text(text, field="text", what="the customer's message")
+    if button_id is not None:
+        button_id = checked_text(button_id, field="buttonId", limit=MAX_BUTTON_ID, what="a button id")
+    key = await contact_key(runtime, workspace_id, phone)
     stored, event = await accept_inbound(
         runtime,
         inbound_record(

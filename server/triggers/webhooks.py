@@ -136,7 +136,7 @@ async def _accept(runtime: Runtime, trigger: dict[str, Any], body: bytes, header
         return _error(400, "the body is not JSON")
     workspace_id = trigger["workspace_id"]
     try:
-        extracted = extract(mapping, payload, await runtime.triggers.webhooks.workspace_country(workspace_id))
+        extracted = extract(mapping, payload, await runtime.default_country_of(workspace_id))
         key = _idempotency_key(headers, extracted.idempotency_key)
     except PayloadError as exc:
         return _error(400, exc.message, path=exc.path)
