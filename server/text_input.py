@@ -58,9 +58,11 @@ def checked_text(value: object, *, field: str, limit: int = MAX_MESSAGE_TEXT, wh
     return text
 
 
-def checked_characters(value: str, *, field: str, what: str = "a text") -> str:
-    """``value`` unchanged when it holds no control character but line breaks and tabs (any length)."""
+def checked_characters(value: str, *, field: str, what: str = "a text", limit: int | None = None) -> str:
+    """``value`` unchanged (as typed) when it holds no control character but line breaks and tabs."""
     _refuse_invisible(value, field, what, allowed=_TEXT_ALLOWED, bidi=False)
+    if limit is not None and len(value) > limit:
+        raise InvalidInput(f"{field}: at most {limit} characters for {what}, not {len(value)}", field=field)
     return value
 
 

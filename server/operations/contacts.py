@@ -11,7 +11,7 @@ from server.ids import ContactKey, new_id
 from server.operations.channel_inbound import accept_inbound, inbound_record
 from server.operations.phone_input import contact_key
 from server.runtime import Runtime
-from server.text_input import MAX_BUTTON_ID, checked_text
+from server.text_input import MAX_BUTTON_ID, MAX_MESSAGE_TEXT, checked_characters
 
 
 def _actors(runtime: Runtime):  # type: ignore[no-untyped-def]
@@ -54,10 +54,10 @@ async def customer_says(
     """Record an inbound message durably, then apply it; True when it was new (not a retry)."""
     if text is None and button_id is None:
         raise InvalidInput("say something: give a text or a buttonId")
-    if text is not None:
-        text = checked_text(text, field="text", what="the customer's message")
+    if text is not None:  # kept as typed: opt-out words and replies are matched on it
+        checked_characters(text, field="text", what="the customer's message", limit=MAX_MESSAGE_TEXT)
     if button_id is not None:
-        button_id = checked_text(button_id, field="buttonId", limit=MAX_BUTTON_ID, what="a button id")
+        checked_characters(button_id, field="buttonId", what="a button id", limit=MAX_BUTTON_ID)
     key = await contact_key(runtime, workspace_id, phone)
     stored, event = await accept_inbound(
         runtime,
