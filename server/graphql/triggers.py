@@ -157,6 +157,20 @@ class TriggerMutation:
         )
         return WebhookTrigger(doc=document)
 
+    @strawberry.mutation(
+        permission_classes=ADMIN_ONLY,
+        description="how the trigger's requests are signed: konvo (timestamped, each signature used once), "
+        "konvo_legacy, shopify or token",
+    )
+    async def set_webhook_trigger_signature(
+        self, info: strawberry.Info, id: strawberry.ID, signature: str
+    ) -> WebhookTrigger:
+        ctx = info.context
+        document = await webhook_ops.set_signature_scheme(
+            ctx.runtime, ctx.admin_workspace(), str(id), signature
+        )
+        return WebhookTrigger(doc=document)
+
     @strawberry.mutation(permission_classes=ADMIN_ONLY)
     async def delete_webhook_trigger(self, info: strawberry.Info, id: strawberry.ID) -> bool:
         ctx = info.context

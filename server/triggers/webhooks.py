@@ -24,7 +24,7 @@ from server.actors.events import StartFlow
 from server.errors import InvalidInput, KonvoError, NotFound
 from server.ids import ContactKey, new_id
 from server.triggers.mapping import PayloadError, extract, parse_mapping
-from server.triggers.signatures import scheme_of, verify
+from server.triggers.signatures import SCHEMES, scheme_of, verify
 
 if TYPE_CHECKING:
     from server.runtime import Runtime
@@ -59,6 +59,18 @@ async def create_webhook_trigger(
         "created_at": runtime.clock.now(),
     }
     return await runtime.triggers.webhooks.insert(document)
+
+
+async def set_signature_scheme(
+    runtime: Runtime, workspace_id: str, trigger_id: str, scheme: str
+) -> dict[str, Any]:
+    """Move a trigger to another signature scheme, e.g. an older trigger to the timestamped one."""
+    if scheme not in SCHEMES:
+        raise InvalidInput(f"signature must be one of {', '.join(SCHEMES)}", field="signature")
+    document = await runtime.triggers.webhooks.set_signature_scheme(workspace_id, trigger_id, scheme)
+    if document is None:
+        raise NotFound(f"webhook trigger {trigger_id} not found")
+    return document
 
 
 async def delete_webhook_trigger(runtime: Runtime, workspace_id: str, trigger_id: str) -> bool:

@@ -136,6 +136,19 @@ async def test_a_trigger_stored_before_timestamps_keeps_its_signature_in_any_cas
     listed = await gql("{ webhookTriggers { id signatureScheme } }")
     assert listed["webhookTriggers"] == [{"id": trigger_id, "signatureScheme": "konvo_legacy"}]
 
+    # Once its senders sign with timestamps, the trigger can refuse the body-only signature.
+    moved = await gql(
+        'mutation($id: ID!) { setWebhookTriggerSignature(id: $id, signature: "konvo") { signatureScheme } }',
+        id=trigger_id,
+    )
+    assert moved["setWebhookTriggerSignature"]["signatureScheme"] == "konvo"
+    refused = await post(gql.http, trigger, *legacy({**ORDER, "id": 2005}))
+    assert refused.status_code == 401 and "t=<unix seconds>" in refused.json()["error"]
+    later = runtime.clock.now() + timedelta(seconds=1)
+    assert (
+        await post(gql.http, trigger, *signed_at(secret, {**ORDER, "id": 2005}, later))
+    ).status_code == 202
+
 
 async def test_new_triggers_may_choose_the_body_only_signature(gql: GraphQLClient) -> None:
     trigger = await make_trigger(
