@@ -12,6 +12,15 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{int(time.time() * 1000):012x}{os.urandom(10).hex()}"
 
 
+def scoped_id(workspace_id: str, provider_id: str) -> str:
+    """A provider's id (a wamid) as one workspace knows it: the ``_id`` of what it names.
+
+    A provider's id is not a secret and not ours to trust: a tenant can post any wamid to its own
+    channel, so nothing stored under a provider id may be shared across workspaces (issue 15).
+    """
+    return f"{workspace_id}:{provider_id}"
+
+
 class ContactKey(NamedTuple):
     """A contact is identified by workspace + E.164 phone; this is also the actor address."""
 

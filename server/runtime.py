@@ -40,6 +40,7 @@ from server.store.channels import ChannelRepository
 from server.store.contacts import ContactRepository
 from server.store.database import Database
 from server.store.flows import FlowRepository
+from server.store.legacy_ids import LegacyProviderIds
 from server.store.messages import MessageRepository
 from server.store.runs import RunRepository
 from server.store.statuses import MessageStatusRepository
@@ -65,8 +66,10 @@ class Runtime:
         self.flows = FlowRepository(self.database)
         self.contacts = ContactRepository(self.database)
         self.runs = RunRepository(self.database)
-        self.messages = MessageRepository(self.database)
-        self.message_statuses = MessageStatusRepository(self.database)
+        # Provider ids scoped by workspace; documents of older versions found by their bare ids.
+        self.legacy_ids = LegacyProviderIds(self.database)
+        self.messages = MessageRepository(self.database, self.legacy_ids)
+        self.message_statuses = MessageStatusRepository(self.database, self.legacy_ids)
         self.redis: Redis = Redis.from_url(settings.redis_url)
         self.ledger = StatusLedger(
             self.messages,
@@ -94,6 +97,7 @@ class Runtime:
         self.triggers = TriggerServices(self)
         self._regional: ExpiringCache[str, Regional] = ExpiringCache(FIELDS_TTL_SECONDS)
         self._fields: ExpiringCache[str, dict[str, tuple[str, list[str]]]] = ExpiringCache(FIELDS_TTL_SECONDS)
+        self._countries: ExpiringCache[str, str | None] = ExpiringCache(FIELDS_TTL_SECONDS)
         self._tasks: list[asyncio.Task[Any]] = []
         self.arq: ArqRedis | None = None
         self.timers: ArqTimerScheduler | None = None
@@ -137,9 +141,23 @@ class Runtime:
     def forget_fields(self, workspace_id: str) -> None:
         self._fields.forget(workspace_id)
 
+    async def default_country_of(self, workspace_id: str) -> str | None:
+        """The country national phone numbers of this workspace belong to (``setDefaultCountry``).
+
+        Cached like ``fields_of``: every phone argument asks; a change in this process is seen at
+        once (``forget_default_country``), in others within ``FIELDS_TTL_SECONDS``.
+        """
+        return await self._countries.get(
+            workspace_id, lambda: self.triggers.webhooks.workspace_country(workspace_id)
+        )
+
+    def forget_default_country(self, workspace_id: str) -> None:
+        self._countries.forget(workspace_id)
+
     async def start(self) -> None:
         settings = self.settings
         await self.database.ensure_indexes()
+        await self.legacy_ids.load(self.clock.now())
         self.arq = await create_pool(RedisSettings.from_dsn(settings.redis_url or ""))
         self.timers = ArqTimerScheduler(self.arq, self.prefix + "timers", self.clock)
         effects = self._effects = Effects(

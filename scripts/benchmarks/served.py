@@ -63,6 +63,7 @@ async def add_channel(runtime: Runtime, fake_fields: dict[str, Any]) -> dict[str
         created_at=SystemClock().now(),
         **fake_fields,
     )
+    document["webhook_verified_at"] = SystemClock().now()  # Meta's handshake done (server/store/channels.py)
     await runtime.channels.insert(document)
     return document
 

@@ -26,9 +26,9 @@ from redis.exceptions import RedisError
 from server.actors.events import Event, MessageStatus, TurnResult
 from server.clock import Clock
 from server.errors import Unavailable
-from server.ids import ContactKey
+from server.ids import ContactKey, scoped_id
 from server.store.messages import MessageRepository
-from server.store.statuses import MessageStatusRepository
+from server.store.statuses import MessageStatusRepository, report_id
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ class StatusReport:
 
 
 class ParkedMarks:
-    """A short-lived Redis flag per provider id that has parked reports.
+    """A short-lived Redis flag per (workspace, provider id) that has parked reports.
 
     Every send would otherwise ask the store whether a report is parked for its new provider
     id, which is almost never the case. The flag is set *before* a report looks for its message,
@@ -65,15 +65,15 @@ class ParkedMarks:
         self._prefix = prefix
         self._ttl = ttl_seconds
 
-    async def mark(self, provider_id: str) -> None:
+    async def mark(self, workspace_id: str, provider_id: str) -> None:
         try:
-            await self._redis.set(self._prefix + provider_id, 1, ex=self._ttl)
+            await self._redis.set(self._prefix + scoped_id(workspace_id, provider_id), 1, ex=self._ttl)
         except RedisError as exc:  # the recovery pass still settles the report
             log.warning("could not flag parked status for %s: %s", provider_id, exc)
 
-    async def maybe_parked(self, provider_id: str) -> bool:
+    async def maybe_parked(self, workspace_id: str, provider_id: str) -> bool:
         try:
-            return bool(await self._redis.exists(self._prefix + provider_id))
+            return bool(await self._redis.exists(self._prefix + scoped_id(workspace_id, provider_id)))
         except RedisError:
             return True
 
@@ -101,9 +101,13 @@ class StatusLedger:
         self._confirmations: set[asyncio.Task[None]] = set()
 
     async def report(self, workspace_id: str, channel_id: str | None, report: StatusReport) -> str:
-        """Store and apply a provider report: ``applied``, ``parked`` or ``duplicate``."""
+        """Store and apply a provider report: ``applied``, ``parked`` or ``duplicate``.
+
+        Everything is keyed by workspace: a report names a provider id, and whoever posts it
+        only ever reaches its own workspace's messages.
+        """
         document: dict[str, Any] = {
-            "_id": f"{report.provider_id}:{report.status}",
+            "_id": report_id(workspace_id, report.provider_id, report.status),
             "workspace_id": workspace_id,
             "channel_id": channel_id,
             "provider_id": report.provider_id,
@@ -119,8 +123,8 @@ class StatusLedger:
             "state": "parked",
             "received_at": self._clock.now(),
         }
-        if not await self._statuses.insert(document):
-            existing = await self._statuses.get(document["_id"])
+        new, existing = await self._statuses.record_report(document)
+        if not new:
             if existing is None or existing.get("state") in ("applied", "expired"):
                 return "duplicate"
             if existing.get("state") == "recorded":
@@ -128,7 +132,9 @@ class StatusLedger:
                 return "duplicate"
             document = existing
         if self._marks is not None:
-            await self._marks.mark(report.provider_id)  # before looking for the message: see ParkedMarks
+            await self._marks.mark(
+                workspace_id, report.provider_id
+            )  # before looking for the message: see ParkedMarks
         return await self._settle(document)
 
     async def send_failed(
@@ -166,7 +172,7 @@ class StatusLedger:
 
     async def provider_id_known(self, workspace_id: str, provider_id: str) -> int:
         """Apply the reports parked for a message whose provider id was just recorded."""
-        if self._marks is not None and not await self._marks.maybe_parked(provider_id):
+        if self._marks is not None and not await self._marks.maybe_parked(workspace_id, provider_id):
             return 0
         parked = await self._statuses.parked_for(workspace_id, provider_id)
         for document in parked:

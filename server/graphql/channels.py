@@ -6,6 +6,7 @@ secrets (access token, app secret) are write-only: no type here returns them.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import strawberry
@@ -15,6 +16,7 @@ from server.graphql.permissions import ADMIN_ONLY
 from server.operations import channels as channel_ops
 from server.operations import templates as template_ops
 from server.operations.channels import WEBHOOK_PATH
+from server.store.channels import webhook_verified
 
 
 @strawberry.type
@@ -30,6 +32,14 @@ class WhatsAppChannel:
     verify_token: str | None = strawberry.field(
         default=None, description="the webhook verify token; returned only by connectWhatsApp"
     )
+    webhook_verified: bool = strawberry.field(
+        default=True,
+        description="Meta completed the verification handshake on webhookUrl; until then the webhook "
+        "refuses events (403)",
+    )
+    webhook_verified_at: datetime | None = strawberry.field(
+        default=None, description="when the handshake was completed (null for channels older than the check)"
+    )
 
     @classmethod
     def of(cls, doc: dict[str, Any], base: str = "", with_token: bool = False) -> WhatsAppChannel:
@@ -43,6 +53,8 @@ class WhatsAppChannel:
             throughput_per_second=int(doc["throughput_per_second"]),
             webhook_url=base + WEBHOOK_PATH.format(channel_id=doc["_id"]),
             verify_token=doc["verify_token"] if with_token else None,
+            webhook_verified=webhook_verified(doc),
+            webhook_verified_at=doc.get("webhook_verified_at"),
         )
 
 

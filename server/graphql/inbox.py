@@ -23,11 +23,10 @@ from server.graphql.pagination import PageInfo, decode_cursor, encode_cursor, pa
 from server.graphql.permissions import ADMIN_ONLY, ANY_ROLE
 from server.graphql.pubsub import inbox_topic
 from server.graphql.types import Contact, OutboundMessage, RenderedMessage, rendered_of
-from server.ids import ContactKey
 from server.machines.runner import window_open
 from server.operations import assignment as ops
 from server.operations import inbox as inbox_ops
-from server.phones import normalize_phone
+from server.operations.phone_input import contact_key
 
 SUPPORT_TAGS_TTL = 5.0
 
@@ -80,8 +79,11 @@ class Team:
 class InboxMessage:
     doc: strawberry.Private[dict[str, Any]]
 
-    @strawberry.field
+    @strawberry.field(description="an inbound message's provider id (wamid), else our message id")
     def id(self) -> strawberry.ID:
+        # Inbound documents are stored under the provider id scoped by workspace (store/messages.py).
+        if self.doc.get("direction") == "in" and self.doc.get("provider_id"):
+            return strawberry.ID(self.doc["provider_id"])
         return strawberry.ID(self.doc["_id"])
 
     @strawberry.field
@@ -263,7 +265,7 @@ class InboxQuery:
     @strawberry.field(permission_classes=ANY_ROLE)
     async def conversation(self, info: strawberry.Info, phone: str) -> Conversation | None:
         ctx = info.context
-        found = await ctx.runtime.contacts.load(ContactKey(ctx.workspace(), normalize_phone(phone)))
+        found = await ctx.runtime.contacts.load(await contact_key(ctx.runtime, ctx.workspace(), phone))
         return Conversation(doc=found) if found else None
 
     @strawberry.field(permission_classes=ANY_ROLE)

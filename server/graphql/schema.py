@@ -33,10 +33,9 @@ from server.graphql.types import (
     Workspace,
 )
 from server.graphql.workspaces import WorkspaceMutation
-from server.ids import ContactKey
 from server.operations import contacts as contact_ops
 from server.operations import flows as flow_ops
-from server.phones import normalize_phone
+from server.operations.phone_input import contact_key, contact_phone
 
 
 @strawberry.enum(description="what publishing does to runs under way on older versions")
@@ -91,7 +90,7 @@ class Query(
         ctx = _ctx(info)
         workspace_id = ctx.workspace()
         if phone is not None:
-            found = await ctx.runtime.contacts.load(ContactKey(workspace_id, normalize_phone(phone)))
+            found = await ctx.runtime.contacts.load(await contact_key(ctx.runtime, workspace_id, phone))
         elif id is not None:
             found = await ctx.runtime.contacts.get(workspace_id, str(id))
         else:
@@ -143,7 +142,9 @@ class Query(
     )
     async def sandbox_outbox(self, info: strawberry.Info, phone: str) -> list[OutboundMessage]:
         ctx = _ctx(info)
-        found = await ctx.runtime.messages.outbound_for(ctx.workspace(), normalize_phone(phone), "sandbox")
+        found = await ctx.runtime.messages.outbound_for(
+            ctx.workspace(), await contact_phone(ctx.runtime, ctx.workspace(), phone), "sandbox"
+        )
         return [OutboundMessage(doc=m) for m in found]
 
 
@@ -229,7 +230,7 @@ class Subscription(InboxSubscription, BroadcastSubscription):
     async def contact_updated(self, info: strawberry.Info, phone: str) -> AsyncGenerator[Contact, None]:
         ctx = _ctx(info)
         workspace_id = ctx.workspace()
-        key = ContactKey(workspace_id, normalize_phone(phone))
+        key = await contact_key(ctx.runtime, workspace_id, phone)
         updates = ctx.runtime.pubsub.subscribe(contact_topic(workspace_id, key.phone))
         try:
             current = await ctx.runtime.contacts.load(key)

@@ -14,6 +14,7 @@ from server.graphql.permissions import ADMIN_ONLY
 from server.triggers import inbound as inbound_ops
 from server.triggers import webhooks as webhook_ops
 from server.triggers.mapping import country_code
+from server.triggers.signatures import scheme_of
 
 
 def _base_url(info: strawberry.Info) -> str:
@@ -40,6 +41,14 @@ class WebhookTrigger:
     @strawberry.field(description="HMAC key for X-Konvo-Signature / X-Shopify-Hmac-Sha256, or the token")
     def secret(self) -> str:
         return self.doc["secret"]
+
+    @strawberry.field(
+        description="how requests are authenticated: konvo (X-Konvo-Signature: t=<unix>,v1=<hex HMAC-SHA256 "
+        "of '<t>.<body>'>, 5 minutes' tolerance, each signature used once), konvo_legacy (hex HMAC-SHA256 of "
+        "the body; triggers created before timestamps), shopify or token"
+    )
+    def signature_scheme(self) -> str:
+        return scheme_of(self.doc)
 
     @strawberry.field
     def flow_id(self) -> strawberry.ID:
@@ -148,6 +157,20 @@ class TriggerMutation:
         )
         return WebhookTrigger(doc=document)
 
+    @strawberry.mutation(
+        permission_classes=ADMIN_ONLY,
+        description="how the trigger's requests are signed: konvo (timestamped, each signature used once), "
+        "konvo_legacy, shopify or token",
+    )
+    async def set_webhook_trigger_signature(
+        self, info: strawberry.Info, id: strawberry.ID, signature: str
+    ) -> WebhookTrigger:
+        ctx = info.context
+        document = await webhook_ops.set_signature_scheme(
+            ctx.runtime, ctx.admin_workspace(), str(id), signature
+        )
+        return WebhookTrigger(doc=document)
+
     @strawberry.mutation(permission_classes=ADMIN_ONLY)
     async def delete_webhook_trigger(self, info: strawberry.Info, id: strawberry.ID) -> bool:
         ctx = info.context
@@ -155,12 +178,14 @@ class TriggerMutation:
 
     @strawberry.mutation(
         permission_classes=ADMIN_ONLY,
-        description="the country national numbers in webhook payloads belong to (ISO 3166, e.g. ES)",
+        description="the country national phone numbers belong to (ISO 3166, e.g. ES): in API arguments, "
+        "imports and webhook payloads",
     )
     async def set_default_country(self, info: strawberry.Info, country: str | None) -> str | None:
         ctx = info.context
         code = country_code(country) if country else None
         await ctx.runtime.triggers.webhooks.set_workspace_country(ctx.admin_workspace(), code)
+        ctx.runtime.forget_default_country(ctx.admin_workspace())
         return code
 
     @strawberry.mutation(permission_classes=ADMIN_ONLY)

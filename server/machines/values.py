@@ -22,7 +22,13 @@ from server.machines.regional import Regional
 
 FIELD_TYPES = ("TEXT", "NUMBER", "BOOLEAN", "DATE", "FIXED")
 MAX_TEXT = 4096
+# NUMBER's range: integers MongoDB stores (int64) and decimals that are finite IEEE-754 doubles
+# (magnitude below ~1.8e308, 15-17 significant digits), written in at most MAX_NUMBER_TEXT
+# characters (enough for any double written out in full, with grouping). Longer text is refused
+# before int()/float() see it: Python refuses int() of over 4,300 digits (issue 15, finding 8).
 _INT64 = (-(2**63), 2**63 - 1)
+MAX_NUMBER_TEXT = 512
+_RANGE = "a number between -2^63 and 2^63-1, or a decimal within ±1.8e308"
 
 _EXPECTED = {
     "TEXT": "text up to 4096 characters",
@@ -112,7 +118,7 @@ def _number(raw: object, regional: Regional | None = None) -> int | float:
         raise _fail("NUMBER", raw)
     if isinstance(raw, int):
         if not _INT64[0] <= raw <= _INT64[1]:
-            raise _fail("NUMBER", raw, "a number between -2^63 and 2^63-1")
+            raise _fail("NUMBER", raw, _RANGE)
         return raw
     if isinstance(raw, float):
         if not math.isfinite(raw):
@@ -120,8 +126,11 @@ def _number(raw: object, regional: Regional | None = None) -> int | float:
         return raw
     if not isinstance(raw, str):
         raise _fail("NUMBER", raw)
-    currency = _CURRENCY.fullmatch(raw.strip())
-    text = currency.group("n") if currency else raw.strip()
+    text = raw.strip()
+    if len(text) > MAX_NUMBER_TEXT:
+        raise _fail("NUMBER", raw, _RANGE)
+    currency = _CURRENCY.fullmatch(text)
+    text = currency.group("n") if currency else text
     lone = _LONE_MARK.fullmatch(text)
     if lone and regional is not None and lone.group(1) == regional.group_mark != regional.decimal_mark:
         text = text.replace(lone.group(1), "")  # "1.234" where "." groups thousands (es-ES)
@@ -134,11 +143,11 @@ def _number(raw: object, regional: Regional | None = None) -> int | float:
     if "." not in text:
         value = int(text)
         if not _INT64[0] <= value <= _INT64[1]:
-            raise _fail("NUMBER", raw, "a number between -2^63 and 2^63-1")
+            raise _fail("NUMBER", raw, _RANGE)
         return value
     number = float(text)
     if not math.isfinite(number):
-        raise _fail("NUMBER", raw)
+        raise _fail("NUMBER", raw, _RANGE)
     return number
 
 

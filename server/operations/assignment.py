@@ -17,10 +17,11 @@ from server.actors.contact_actor import event_id
 from server.actors.events import AssignAgent, ReleaseContact
 from server.errors import Conflict, InvalidInput, NotFound
 from server.ids import ContactKey, new_id
-from server.operations.catalog import find_agent, normalize_email, normalize_tag_name
-from server.phones import normalize_phone
+from server.operations.catalog import agent_name, find_agent, normalize_email
+from server.operations.phone_input import contact_key
 from server.runtime import Runtime
 from server.store.teams import POLICIES
+from server.text_input import MAX_TEAM_NAME, checked_name
 
 # --- teams --------------------------------------------------------------------------------------
 
@@ -33,10 +34,7 @@ def _policy(policy: object) -> str:
 
 
 def _team_name(name: object) -> str:
-    try:
-        return normalize_tag_name(name)  # the same rule: trimmed, single spaces, at most 64
-    except InvalidInput:
-        raise InvalidInput("a team needs a name of 1 to 64 characters", field="name") from None
+    return checked_name(name, field="name", limit=MAX_TEAM_NAME, what="a team name")
 
 
 async def _agent_ids(runtime: Runtime, workspace_id: str, refs: list[str] | None) -> list[str]:
@@ -138,9 +136,7 @@ async def update_agent(
     agent = await find_agent(runtime, workspace_id, agent_id)
     changes: dict[str, Any] = {}
     if name is not None:
-        if not name.strip():
-            raise InvalidInput("an agent needs a name", field="name")
-        changes["name"] = " ".join(name.split())
+        changes["name"] = agent_name(name)
     if email is not None and normalize_email(email) != agent["email"]:
         await _refuse_if_named(
             runtime,
@@ -230,7 +226,7 @@ async def assign_contact(
     runtime: Runtime, workspace_id: str, phone: str, agent_ref: str, by: str | None = None
 ) -> dict[str, Any]:
     """Hand the conversation to an available agent (INVALID_INPUT saying why when not possible)."""
-    key = ContactKey(workspace_id, normalize_phone(phone))
+    key = await contact_key(runtime, workspace_id, phone)
     agent, why = await runtime.contact_services.picker.agent(workspace_id, str(agent_ref))
     if agent is None:
         raise InvalidInput(f"cannot assign {key.phone}: {why}", field="agentId")
@@ -246,7 +242,7 @@ async def assign_to_team(
     by: str | None = None,
 ) -> dict[str, Any]:
     """Hand the conversation to a team member picked by the team's policy (or ``strategy``)."""
-    key = ContactKey(workspace_id, normalize_phone(phone))
+    key = await contact_key(runtime, workspace_id, phone)
     agent, why = await runtime.contact_services.picker.from_team(workspace_id, team, strategy)
     if agent is None:
         raise InvalidInput(f"cannot assign {key.phone}: {why}", field="team")
@@ -260,7 +256,7 @@ async def release_contact(
     runtime: Runtime, workspace_id: str, phone: str, by: str | None = None
 ) -> dict[str, Any]:
     """Give the conversation back to the flows (a no-op when nobody owns it)."""
-    key = ContactKey(workspace_id, normalize_phone(phone))
+    key = await contact_key(runtime, workspace_id, phone)
     contact = await _ask(runtime, key, ReleaseContact(event_id(), by=by))
     if contact.get("version", 0) == 0:
         raise NotFound(f"no contact with phone {key.phone}")

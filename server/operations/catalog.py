@@ -22,13 +22,19 @@ from server.ids import ContactKey, new_id
 from server.machines.template_message import parameter_count
 from server.machines.values import FIELD_TYPES, fold
 from server.runtime import Runtime
+from server.text_input import (
+    MAX_AGENT_NAME,
+    MAX_EMAIL,
+    MAX_FIELD_NAME,
+    MAX_OPTION,
+    MAX_TAG_NAME,
+    checked_name,
+    checked_text,
+)
 
 TAG_KINDS = ("MARKETING", "SUPPORT")
 RETAG_CONCURRENCY = 16
-MAX_TAG_NAME = 64
-MAX_FIELD_NAME = 64
 MAX_OPTIONS = 100
-MAX_OPTION = 100
 RESERVED_FIELDS = frozenset({"phone", "name"})  # built into every contact ({{contact.phone}})
 EXTERNAL_SYSTEMS = ("klaviyo",)
 _FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -54,13 +60,8 @@ MAX_BUTTON_TEXT = 25
 # --- tags ---------------------------------------------------------------------------------------
 
 
-def normalize_tag_name(name: object) -> str:
-    if not isinstance(name, str) or not name.strip():
-        raise InvalidInput("a tag needs a name", field="name")
-    value = " ".join(name.split())
-    if len(value) > MAX_TAG_NAME:
-        raise InvalidInput(f"tag names are at most {MAX_TAG_NAME} characters", field="name")
-    return value
+def normalize_tag_name(name: object, field: str = "name") -> str:
+    return checked_name(name, field=field, limit=MAX_TAG_NAME, what="a tag name")
 
 
 def _tag_kind(kind: object) -> str:
@@ -248,11 +249,7 @@ def _options(field_type: str, options: list[str] | None) -> list[str]:
     cleaned: list[str] = []
     seen: set[str] = set()
     for option in given:
-        if not isinstance(option, str) or not option.strip():
-            raise InvalidInput("FIXED options must be non-empty text", field="options")
-        value = " ".join(option.split())
-        if len(value) > MAX_OPTION:
-            raise InvalidInput(f"FIXED options are at most {MAX_OPTION} characters", field="options")
+        value = checked_name(option, field="options", limit=MAX_OPTION, what="a FIXED option")
         key = fold(value)
         if key in seen:  # replies match options ignoring case and accents, so these would clash
             raise InvalidInput(
@@ -319,16 +316,14 @@ async def get_field(runtime: Runtime, workspace_id: str, name: str) -> dict[str,
 
 
 def normalize_email(email: object) -> str:
-    value = email.strip().lower() if isinstance(email, str) else ""
+    value = checked_name(email, field="email", limit=MAX_EMAIL, what="an e-mail address").lower()
     if not _EMAIL.fullmatch(value):
         raise InvalidInput(f"{email!r} is not an e-mail address", field="email")
     return value
 
 
-def _agent_name(name: object) -> str:
-    if not isinstance(name, str) or not name.strip():
-        raise InvalidInput("an agent needs a name", field="name")
-    return " ".join(name.split())
+def agent_name(name: object) -> str:
+    return checked_name(name, field="name", limit=MAX_AGENT_NAME, what="an agent name")
 
 
 def _teams(teams: list[str] | None) -> list[str]:
@@ -344,7 +339,7 @@ async def create_agent(
         "_id": new_id("agt"),
         "workspace_id": workspace_id,
         "email": email,
-        "name": _agent_name(name),
+        "name": agent_name(name),
         "available": True,
         "teams": _teams(teams),
         "created_at": runtime.clock.now(),
@@ -367,7 +362,7 @@ async def set_agent(
         except Conflict:  # created concurrently: fall through to the update
             existing = await runtime.agents.get_by_email(workspace_id, email)
             assert existing is not None
-    changes: dict[str, Any] = {"name": _agent_name(name)}
+    changes: dict[str, Any] = {"name": agent_name(name)}
     if teams is not None:
         changes["teams"] = _teams(teams)
         await runtime.contact_services.teams.ensure(workspace_id, changes["teams"], runtime.clock.now())
@@ -410,8 +405,7 @@ def _text(component: dict[str, Any], where: str, limit: int, required: bool = Tr
         return
     if not isinstance(text, str) or not text.strip():
         raise InvalidInput(f"{where} needs its text", field="components")
-    if len(text) > limit:
-        raise InvalidInput(f"{where} text is at most {limit} characters", field="components")
+    checked_text(text, field="components", limit=limit, what=f"{where} text")
 
 
 def _button(button: Any, index: int) -> dict[str, Any]:

@@ -19,9 +19,9 @@ from server.actors.events import InboundMessage, TurnResult
 from server.actors.message_statuses import StatusReport
 from server.channels.whatsapp.webhook import InboundWhatsApp, StatusUpdate, TemplateUpdate, WebhookBatch
 from server.errors import InvalidInput, KonvoError, Unavailable
-from server.ids import ContactKey
+from server.ids import ContactKey, scoped_id
 from server.operations.templates import apply_template_status
-from server.phones import normalize_phone
+from server.phones import parse_phone
 from server.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -40,16 +40,29 @@ class Received:
     ignored: list[str] = field(default_factory=list)
 
 
+def inbound_record(workspace_id: str, provider_id: str, **fields: Any) -> dict[str, Any]:
+    """An inbound message's document: its ``_id`` is the provider's id scoped by the workspace."""
+    return {
+        "_id": scoped_id(workspace_id, provider_id),
+        "workspace_id": workspace_id,
+        "provider_id": provider_id,
+        **fields,
+    }
+
+
 async def accept_inbound(runtime: Runtime, record: dict[str, Any]) -> tuple[bool, InboundMessage | None]:
-    """Store an inbound message (its ``_id`` is the provider id) and return the event to apply.
+    """Store an inbound message (built by ``inbound_record``) and return the event to apply.
 
     Returns (new, event): ``new`` is False for a provider retry; the event is None when a
-    retry's message was already applied, so nothing needs telling.
+    retry's message was already applied, so nothing needs telling. A retry is looked up in
+    the record's own workspace only: another tenant's message with the same provider id is
+    never read back, whoever posts its id.
     """
-    if await runtime.messages.record_inbound(record):
+    stored_as = await runtime.messages.record_inbound(record)
+    if stored_as is None:
         return True, InboundMessage.from_record(record)
-    existing = await runtime.messages.get(record["_id"])
-    if existing is not None and await runtime.messages.applied(record["_id"]):
+    existing = await runtime.messages.get(stored_as)
+    if existing is not None and await runtime.messages.applied(stored_as):
         return False, None
     return False, InboundMessage.from_record(existing or record)
 
@@ -107,10 +120,12 @@ async def receive_whatsapp(runtime: Runtime, channel: dict[str, Any], batch: Web
 
 
 class _Workspaces:
-    """The workspace of each business number in the batch.
+    """The workspace of each business number in the batch: the receiving channel's, or none.
 
     One Meta app (one webhook URL, one app secret) may serve several numbers; an event for
-    another number goes to that number's channel only if it shares this channel's app secret.
+    another number is taken only if that number is a channel of the same workspace sharing this
+    channel's app secret. A webhook URL belongs to one tenant, and a number id is unique within
+    a workspace only, so an event never crosses into another workspace whatever it names.
     """
 
     def __init__(self, runtime: Runtime, channel: dict[str, Any]) -> None:
@@ -123,31 +138,32 @@ class _Workspaces:
 
     async def for_number(self, phone_number_id: str | None) -> str | None:
         if phone_number_id not in self._known:
-            other = await self._runtime.channels.by_phone_number_id(phone_number_id or "")
+            workspace_id = self._channel["workspace_id"]
+            other = await self._runtime.channels.by_phone_number_id(workspace_id, phone_number_id or "")
             same_app = other is not None and other.get("app_secret") == self._channel.get("app_secret")
-            self._known[phone_number_id] = other["workspace_id"] if other is not None and same_app else None
+            self._known[phone_number_id] = workspace_id if same_app else None
         return self._known[phone_number_id]
 
 
 def _phone(wa_id: str) -> str:
-    """Meta writes the customer's number as digits without the ``+``."""
-    return normalize_phone(wa_id if wa_id.startswith("+") else "+" + wa_id, field="from")
+    """Meta writes the customer's number as digits without the ``+`` (and knows it exists)."""
+    return parse_phone(wa_id, field="from", bare_international=True, from_provider=True)
 
 
 def _record(workspace_id: str, channel_id: str, phone: str, message: InboundWhatsApp) -> dict[str, Any]:
-    record: dict[str, Any] = {
-        "_id": message.wamid,
-        "workspace_id": workspace_id,
-        "phone": phone,
-        "channel": CHANNEL,
-        "channel_id": channel_id,
-        "kind": message.kind,
-        "text": message.text,
-        "button_id": message.button_id,
-        "name": message.profile_name,
-        "at": message.at,
-        "payload": message.raw,
-    }
+    record = inbound_record(
+        workspace_id,
+        message.wamid,
+        phone=phone,
+        channel=CHANNEL,
+        channel_id=channel_id,
+        kind=message.kind,
+        text=message.text,
+        button_id=message.button_id,
+        name=message.profile_name,
+        at=message.at,
+        payload=message.raw,
+    )
     optional = {
         "reply_type": message.reply_type,
         "media": message.media,

@@ -29,7 +29,10 @@ def _required(value: Any, field: str, what: str) -> str:
 
 
 async def connect_whatsapp(runtime: Runtime, workspace_id: str, data: dict[str, Any]) -> dict[str, Any]:
-    """Store a WhatsApp channel; its outbound sends and template reviews go through it from now on."""
+    """Store a WhatsApp channel; its outbound sends and template reviews go through it from now on.
+
+    Its webhook takes events once Meta has verified the callback URL (``webhook_verified_at``).
+    """
     phone_number_id = _required(data.get("phone_number_id"), "phoneNumberId", "the phone number id")
     waba_id = _required(data.get("waba_id"), "wabaId", "the WhatsApp Business Account id")
     for value, field in ((phone_number_id, "phoneNumberId"), (waba_id, "wabaId")):
@@ -70,9 +73,12 @@ async def connect_whatsapp(runtime: Runtime, workspace_id: str, data: dict[str, 
     )
     try:
         await runtime.channels.insert(document)
-    except DuplicateKeyError:
+    except DuplicateKeyError:  # unique within the workspace: the CONFLICT names this tenant's own channel
+        existing = await runtime.channels.by_phone_number_id(workspace_id, phone_number_id)
+        which = f" (channel {existing['_id']})" if existing is not None else ""
         raise Conflict(
-            f"phone number {phone_number_id} is already connected", field="phoneNumberId"
+            f"phone number id {phone_number_id} is already connected in this workspace{which}",
+            field="phoneNumberId",
         ) from None
     forget = getattr(runtime.channel, "forget", None)
     if forget is not None:

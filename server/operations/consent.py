@@ -13,10 +13,9 @@ from typing import Any
 from server.actors.contact_actor import event_id
 from server.actors.events import SetConsent
 from server.errors import InvalidInput
-from server.ids import ContactKey
 from server.machines.contact_state import DEFAULT_OPT_OUT_WORDS
 from server.machines.values import fold
-from server.phones import normalize_phone
+from server.operations.phone_input import contact_key
 from server.runtime import Runtime
 
 MAX_WORDS = 50
@@ -32,7 +31,7 @@ async def set_opt_in(
     key_id: str | None = None,
 ) -> dict[str, Any]:
     assert runtime.actors is not None, "runtime not started"
-    key = ContactKey(workspace_id, normalize_phone(phone))
+    key = await contact_key(runtime, workspace_id, phone)
     event = SetConsent(event_id(), bool(opted_in), source="api", by=by, key_id=key_id)
     return (await runtime.actors.ask(key, event)).contact
 

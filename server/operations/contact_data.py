@@ -17,8 +17,9 @@ from server.ids import ContactKey
 from server.machines.regional import Regional
 from server.machines.values import coerce_value
 from server.operations.catalog import normalize_tag_name
-from server.phones import normalize_phone
+from server.operations.phone_input import contact_key
 from server.runtime import Runtime
+from server.text_input import checked_characters
 
 MAX_IMPORT_ROWS = 1000
 
@@ -35,6 +36,8 @@ def checked_value(
 
     ``regional``: the workspace's zone and locale ("24/12/2026" is a day there, at its midnight).
     """
+    if isinstance(raw, str):
+        checked_characters(raw, field=field_doc["name"], what=f"{where}the value of {field_doc['name']!r}")
     try:
         return coerce_value(field_doc["type"], field_doc.get("options"), raw, regional)
     except InvalidInput as exc:
@@ -46,14 +49,14 @@ def checked_value(
 
 
 async def _tag_name(runtime: Runtime, workspace_id: str, tag: Any, where: str = "") -> str:
-    name = normalize_tag_name(tag)
+    name = normalize_tag_name(tag, field="tag")
     if await runtime.tags.get_by_name(workspace_id, name) is None:
         raise NotFound(f"{where}no tag called {name!r}; create it first (createTag)", field="tag")
     return name
 
 
 async def tag_contact(runtime: Runtime, workspace_id: str, phone: str, tag: str, add: bool) -> dict[str, Any]:
-    key = ContactKey(workspace_id, normalize_phone(phone))
+    key = await contact_key(runtime, workspace_id, phone)
     name = await _tag_name(runtime, workspace_id, tag)
     event = TagContact(event_id(), add=(name,)) if add else TagContact(event_id(), remove=(name,))
     return (await _actors(runtime).ask(key, event)).contact
@@ -62,7 +65,7 @@ async def tag_contact(runtime: Runtime, workspace_id: str, phone: str, tag: str,
 async def set_variable(
     runtime: Runtime, workspace_id: str, phone: str, field: str, value: Any
 ) -> dict[str, Any]:
-    key = ContactKey(workspace_id, normalize_phone(phone))
+    key = await contact_key(runtime, workspace_id, phone)
     field_doc = await runtime.fields.get_by_name(workspace_id, str(field).strip())
     if field_doc is None:
         raise NotFound(f"no field called {field!r}; create it first (createField)", field="field")
@@ -127,7 +130,7 @@ async def _check_row(
     unknown = set(row) - {"phone", "variables", "tags", "optedIn"}
     if unknown:
         raise InvalidInput(f"{where}unknown key(s) {', '.join(sorted(unknown))}", field="rows")
-    key = ContactKey(workspace_id, normalize_phone(str(row.get("phone") or ""), field=f"{where}phone"))
+    key = await contact_key(runtime, workspace_id, row.get("phone"), field=f"{where}phone")
     result = ImportRow(key)
     variables = row.get("variables") or {}
     if not isinstance(variables, dict):

@@ -8,9 +8,10 @@ from server.actors.contact_actor import event_id
 from server.actors.events import StartFlow, StopRun
 from server.errors import InvalidInput, NotFound
 from server.ids import ContactKey, new_id
-from server.operations.channel_inbound import accept_inbound
-from server.phones import normalize_phone
+from server.operations.channel_inbound import accept_inbound, inbound_record
+from server.operations.phone_input import contact_key
 from server.runtime import Runtime
+from server.text_input import MAX_BUTTON_ID, MAX_MESSAGE_TEXT, checked_characters
 
 
 def _actors(runtime: Runtime):  # type: ignore[no-untyped-def]
@@ -23,7 +24,7 @@ async def start_flow(
 ) -> dict[str, Any]:
     if variables is not None and not isinstance(variables, dict):
         raise InvalidInput("variables must be a JSON object", field="variables")
-    key = ContactKey(workspace_id, normalize_phone(phone))
+    key = await contact_key(runtime, workspace_id, phone)
     result = await _actors(runtime).ask(
         key, StartFlow(event_id(), flow_id, trigger=dict(variables or {}), source="api")
     )
@@ -53,19 +54,23 @@ async def customer_says(
     """Record an inbound message durably, then apply it; True when it was new (not a retry)."""
     if text is None and button_id is None:
         raise InvalidInput("say something: give a text or a buttonId")
-    key = ContactKey(workspace_id, normalize_phone(phone))
+    if text is not None:  # kept as typed: opt-out words and replies are matched on it
+        checked_characters(text, field="text", what="the customer's message", limit=MAX_MESSAGE_TEXT)
+    if button_id is not None:
+        checked_characters(button_id, field="buttonId", what="a button id", limit=MAX_BUTTON_ID)
+    key = await contact_key(runtime, workspace_id, phone)
     stored, event = await accept_inbound(
         runtime,
-        {
-            "_id": provider_id or new_id("in"),
-            "workspace_id": workspace_id,
-            "phone": key.phone,
-            "channel": channel,
-            "kind": "button" if button_id is not None else "text",
-            "text": text,
-            "button_id": button_id,
-            "at": runtime.clock.now(),
-        },
+        inbound_record(
+            workspace_id,
+            provider_id or new_id("in"),
+            phone=key.phone,
+            channel=channel,
+            kind="button" if button_id is not None else "text",
+            text=text,
+            button_id=button_id,
+            at=runtime.clock.now(),
+        ),
     )
     if event is not None:
         await _actors(runtime).ask(key, event)

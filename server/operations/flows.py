@@ -13,6 +13,7 @@ from server.machines.validator import FlowIssue, validate
 from server.operations import templates
 from server.operations.catalog import catalog_snapshot
 from server.runtime import Runtime
+from server.text_input import MAX_FLOW_NAME, checked_name
 
 
 def issues_of(definition: dict[str, Any], catalog: Any = None) -> list[FlowIssue]:
@@ -33,6 +34,7 @@ async def flow_issues(runtime: Runtime, workspace_id: str, flow: dict[str, Any])
 async def import_flow(runtime: Runtime, workspace_id: str, definition: Any) -> dict[str, Any]:
     """Store a new draft; a document that cannot be parsed at all is refused with its node id."""
     flow = parse_flow(definition)
+    checked_name(flow.name, field="name", limit=MAX_FLOW_NAME, what="a flow name")
     if await runtime.flows.get_by_name(workspace_id, flow.name):
         raise InvalidInput(f"a flow called {flow.name!r} already exists; rename it or edit that one")
     now = runtime.clock.now()
@@ -61,6 +63,7 @@ async def require_flow(runtime: Runtime, workspace_id: str, flow_id: str) -> dic
 async def update_draft(runtime: Runtime, workspace_id: str, flow_id: str, definition: Any) -> dict[str, Any]:
     flow = await require_flow(runtime, workspace_id, flow_id)
     parsed = parse_flow(definition)
+    checked_name(parsed.name, field="name", limit=MAX_FLOW_NAME, what="a flow name")
     changes: dict[str, Any] = {"draft": definition, "updated_at": runtime.clock.now()}
     if parsed.name != flow["name"]:
         other = await runtime.flows.get_by_name(workspace_id, parsed.name)

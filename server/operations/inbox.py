@@ -14,12 +14,12 @@ from typing import Any
 from server.actors.contact_actor import event_id
 from server.actors.events import AgentMessage, MarkRead
 from server.errors import InvalidInput, NotFound
-from server.ids import ContactKey, new_id
+from server.ids import new_id
 from server.operations.catalog import find_agent
-from server.phones import normalize_phone
+from server.operations.phone_input import contact_key
 from server.runtime import Runtime
+from server.text_input import checked_text
 
-MAX_TEXT = 4096  # WhatsApp's limit for a text message body
 MAX_MESSAGES = 200
 
 
@@ -75,12 +75,8 @@ async def send_agent_message(
 ) -> dict[str, Any]:
     """Queue an agent's text to the customer; returns the message as the inbox shows it."""
     assert runtime.actors is not None, "runtime not started"
-    body = (text or "").strip()
-    if not body:
-        raise InvalidInput("text is empty", field="text")
-    if len(body) > MAX_TEXT:
-        raise InvalidInput(f"text is at most {MAX_TEXT} characters (WhatsApp's limit)", field="text")
-    key = ContactKey(workspace_id, normalize_phone(phone))
+    body = checked_text(text, field="text", what="an agent's message")
+    key = await contact_key(runtime, workspace_id, phone)
     agent_id = (await find_agent(runtime, workspace_id, agent_ref))["_id"] if agent_ref else None
     if agent_id is None:
         current = await runtime.contacts.load(key)
@@ -108,7 +104,7 @@ async def send_agent_message(
 
 async def mark_read(runtime: Runtime, workspace_id: str, phone: str) -> dict[str, Any]:
     assert runtime.actors is not None, "runtime not started"
-    key = ContactKey(workspace_id, normalize_phone(phone))
+    key = await contact_key(runtime, workspace_id, phone)
     result = await runtime.actors.ask(key, MarkRead(event_id()))
     if result.contact.get("version", 0) == 0:
         raise NotFound(f"no conversation with {key.phone}")

@@ -2,6 +2,12 @@
 
 A workspace without a channel talks through the sandbox. Secrets (app secret, access token)
 are stored as given; the API never returns them.
+
+A phone number id is unique within a workspace only: which tenant really owns a number is
+Meta's to know, and a global uniqueness let one tenant squat another's number (and learn from
+the CONFLICT that someone had connected it). A new channel takes webhook events only once Meta
+has completed the verification handshake on its URL (``webhook_verified_at``); channels stored
+before that step existed (no such key) already had their traffic and count as verified.
 """
 
 from __future__ import annotations
@@ -52,7 +58,13 @@ def new_channel(
         "auth_scheme": auth_scheme,
         "throughput_per_second": throughput_per_second,
         "created_at": created_at,
+        "webhook_verified_at": None,
     }
+
+
+def webhook_verified(channel: Document) -> bool:
+    """Whether Meta completed the GET handshake on the channel's webhook URL (see the module doc)."""
+    return "webhook_verified_at" not in channel or channel["webhook_verified_at"] is not None
 
 
 class ChannelRepository:
@@ -70,8 +82,18 @@ class ChannelRepository:
         """The workspace's WhatsApp channel, or None when it still talks through the sandbox."""
         return await self._channels.find_one({"workspace_id": workspace_id}, sort=[("created_at", 1)])
 
-    async def by_phone_number_id(self, phone_number_id: str) -> Document | None:
-        return await self._channels.find_one({"phone_number_id": phone_number_id})
+    async def by_phone_number_id(self, workspace_id: str, phone_number_id: str) -> Document | None:
+        """The workspace's channel for this number (numbers are unique within a workspace only)."""
+        return await self._channels.find_one(
+            {"workspace_id": workspace_id, "phone_number_id": phone_number_id}
+        )
+
+    async def mark_webhook_verified(self, channel_id: str, at: Any) -> bool:
+        """Record Meta's first completed handshake; True when this call recorded it."""
+        result = await self._channels.update_one(
+            {"_id": channel_id, "webhook_verified_at": None}, {"$set": {"webhook_verified_at": at}}
+        )
+        return result.modified_count == 1
 
     async def update(self, workspace_id: str, channel_id: str, changes: Document) -> Document | None:
         await self._channels.update_one({"_id": channel_id, "workspace_id": workspace_id}, {"$set": changes})

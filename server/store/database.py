@@ -42,9 +42,10 @@ INDEXES: dict[str, list[IndexModel]] = {
     "fields": [IndexModel([("workspace_id", ASCENDING), ("name", ASCENDING)], unique=True)],
     "agents": [IndexModel([("workspace_id", ASCENDING), ("email", ASCENDING)], unique=True)],
     "teams": [IndexModel([("workspace_id", ASCENDING), ("name", ASCENDING)], unique=True)],
+    # A phone number id is unique within its workspace only (server/store/channels.py).
     "channels": [
         IndexModel([("workspace_id", ASCENDING)]),
-        IndexModel([("phone_number_id", ASCENDING)], unique=True),
+        IndexModel([("workspace_id", ASCENDING), ("phone_number_id", ASCENDING)], unique=True),
     ],
     "templates": [
         IndexModel([("workspace_id", ASCENDING), ("name", ASCENDING), ("language", ASCENDING)], unique=True),
@@ -70,6 +71,8 @@ RETIRED_INDEXES: dict[str, list[str]] = {
     "contacts": ["workspace_id_1_phone_1", "runs.id_1", "timers.due_at_1"],
     # Unapplied inbound messages and provider ids live in side collections (store/messages.py).
     "messages": ["direction_1_applied_1", "provider_id_1"],
+    # Numbers were unique across workspaces, which let one tenant squat another's (issue 15).
+    "channels": ["phone_number_id_1"],
 }
 
 

@@ -5,6 +5,11 @@ so ``messages`` keeps only the conversation index. Two side collections keyed by
 answer the other questions: ``inbound_pending`` holds the ids of inbound messages stored but not
 yet applied by their actor (what recovery re-tells), and ``message_refs`` maps a provider's id
 (a wamid) to our message (what a status webhook names).
+
+A provider's id is unique only as far as the provider is honest, and any tenant can post any
+wamid to its own channel: an inbound message's ``_id`` and a reference's are the provider id
+scoped by workspace (``server.ids.scoped_id``), so one tenant's message is never another's.
+Documents stored before that keep their bare ids and stay found (``server/store/legacy_ids.py``).
 """
 
 from __future__ import annotations
@@ -16,15 +21,18 @@ from typing import Any
 
 from pymongo import DeleteMany, InsertOne
 
+from server.ids import scoped_id
 from server.store.batching import IdLoader, Outcome, WriteBatcher
 from server.store.database import Database
+from server.store.legacy_ids import LegacyProviderIds
 
 # How far an outbound message got; a later one wins and ``failed`` is final.
 STATUS_ORDER = ("sent", "delivered", "read", "failed")
 
 
 class MessageRepository:
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, legacy: LegacyProviderIds) -> None:
+        self._legacy = legacy
         self._messages = database.collection("messages")
         self._pending = database.collection("inbound_pending")
         self._refs = database.collection("message_refs")
@@ -35,12 +43,19 @@ class MessageRepository:
         self._loads = IdLoader(self._messages)
         self._pending_loads = IdLoader(self._pending)
 
-    async def record_inbound(self, document: dict[str, Any]) -> bool:
-        """Store an inbound message as pending; False when this provider id was already stored (a retry).
+    async def record_inbound(self, document: dict[str, Any]) -> str | None:
+        """Store an inbound message as pending: None when new, else the ``_id`` it was stored under.
 
-        Both writes finish before the caller acknowledges the webhook. A retry of a message whose
-        pending mark was lost (a crash between the two) stores the mark then.
+        ``document`` has its ``provider_id`` and, as ``_id``, that id scoped by its workspace. A
+        provider's retry finds the first copy (also one stored under the bare id by an older
+        version). Both writes finish before the caller acknowledges the webhook. A retry of a
+        message whose pending mark was lost (a crash between the two) stores the mark then.
         """
+        if self._legacy.may_exist(document["at"]):
+            bare = await self._loads.load(document["provider_id"])
+            ours = bare is not None and bare.get("workspace_id") == document["workspace_id"]
+            if ours and bare is not None and bare.get("direction") == "in":
+                return bare["_id"]
         pending = {
             "_id": document["_id"],
             "workspace_id": document["workspace_id"],
@@ -51,7 +66,7 @@ class MessageRepository:
             self._pending_writes.write(InsertOne(pending)),
             self._writes.write(InsertOne({**document, "direction": "in"})),
         )
-        return inserted is Outcome.DONE
+        return None if inserted is Outcome.DONE else document["_id"]
 
     async def get(self, message_id: str) -> dict[str, Any] | None:
         return await self._loads.load(message_id)
@@ -69,7 +84,7 @@ class MessageRepository:
         provider_id = document.get("provider_id")
         if provider_id and provider_id != document["_id"]:
             ref = {
-                "_id": provider_id,
+                "_id": scoped_id(document["workspace_id"], provider_id),
                 "message_id": document["_id"],
                 "workspace_id": document["workspace_id"],
             }
@@ -106,8 +121,10 @@ class MessageRepository:
         """Our outbound message the provider knows as ``provider_id`` (a wamid for WhatsApp).
 
         The sandbox's provider id is the message id itself, so both are looked up (by ``_id``).
+        A reference stored by an older version has the bare provider id as ``_id``.
         """
-        ref = await self._refs.find_one({"_id": provider_id, "workspace_id": workspace_id})
+        ids = [scoped_id(workspace_id, provider_id), provider_id]
+        ref = await self._refs.find_one({"_id": {"$in": ids}, "workspace_id": workspace_id})
         message_id = ref["message_id"] if ref is not None else provider_id
         return await self._messages.find_one(
             {"_id": message_id, "workspace_id": workspace_id, "direction": "out"}

@@ -1,7 +1,8 @@
 """The durable record of every status report about an outbound message (``message_statuses``).
 
-One document per (provider id, status), so a webhook retried by Meta is stored once. Its
-``state`` says how far it got:
+One document per (workspace, provider id, status), so a webhook retried by Meta is stored once
+and one tenant posting another's wamid stores a report of its own. Its ``state`` says how far
+it got:
 
 - ``parked``: the message is not known yet (the send response has not been recorded when the
   status arrived); applied when the provider id shows up, or by recovery;
@@ -18,14 +19,36 @@ from typing import Any
 
 from pymongo.errors import DuplicateKeyError
 
+from server.ids import scoped_id
 from server.store.database import Database
+from server.store.legacy_ids import LegacyProviderIds
 
 Document = dict[str, Any]
 
 
+def report_id(workspace_id: str, provider_id: str, status: str) -> str:
+    return scoped_id(workspace_id, f"{provider_id}:{status}")
+
+
 class MessageStatusRepository:
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, legacy: LegacyProviderIds) -> None:
         self._statuses = database.collection("message_statuses")
+        self._legacy = legacy
+
+    async def record_report(self, document: Document) -> tuple[bool, Document | None]:
+        """Store a provider's report (``_id`` from ``report_id``): (True, None) when new, else
+        (False, the report stored before).
+
+        A report stored by an older version under ``{provider id}:{status}`` is found too, when
+        it is of the same workspace (``server/store/legacy_ids.py``).
+        """
+        if self._legacy.may_exist(document["at"]):
+            bare = await self.get(f"{document['provider_id']}:{document['status']}")
+            if bare is not None and bare.get("workspace_id") == document["workspace_id"]:
+                return False, bare
+        if await self.insert(document):
+            return True, None
+        return False, await self.get(document["_id"])
 
     async def insert(self, document: Document) -> bool:
         """Store a report; False when the same (provider id, status) was stored before."""

@@ -43,6 +43,14 @@ class WebhookTriggerRepository:
         result = await self._docs.delete_one({"_id": trigger_id, "workspace_id": workspace_id})
         return result.deleted_count == 1
 
+    async def set_signature_scheme(self, workspace_id: str, trigger_id: str, scheme: str) -> Document | None:
+        """Change how the trigger's requests are authenticated (``server/triggers/signatures.py``)."""
+        return await self._docs.find_one_and_update(
+            {"_id": trigger_id, "workspace_id": workspace_id},
+            {"$set": {"signature_scheme": scheme, "mapping.signature": scheme}},
+            return_document=ReturnDocument.AFTER,
+        )
+
     async def workspace_country(self, workspace_id: str) -> str | None:
         """The workspace's default country for national phone numbers in payloads (ISO 3166)."""
         found = await self._workspaces.find_one({"_id": workspace_id}, {"default_country": 1})

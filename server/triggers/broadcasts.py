@@ -21,6 +21,7 @@ from server.machines.compiler import compile_flow
 from server.machines.definition import FlowDefinition, TemplateNode, parse_flow
 from server.machines.runner import window_open
 from server.segments import matches, to_mongo_filter, validate_segment
+from server.text_input import MAX_BROADCAST_NAME, checked_name
 from server.triggers.broadcast_rules import TIERS, Judge, Plan, tier_limit, window_sensitive
 
 if TYPE_CHECKING:
@@ -118,7 +119,7 @@ async def _check(runtime: Runtime, workspace_id: str, data: dict[str, Any]) -> D
     now = runtime.clock.now()
     start_at = as_utc(data["start_at"]) if data.get("start_at") else now
     return Draft(
-        name=str(name),
+        name=checked_name(str(name), field="name", limit=MAX_BROADCAST_NAME, what="a broadcast name"),
         segment=segment,
         start_at=max(start_at, now),
         require_opt_in=require is not False,

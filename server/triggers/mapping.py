@@ -15,11 +15,11 @@ import phonenumbers
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from server.errors import InvalidInput
-from server.phones import normalize_phone
+from server.phones import parse_phone
 
 _PATH_PART = re.compile(r"^[^.\s]+$")
 _NAME = re.compile(r"^[A-Za-z_][\w\-]*$")
-SIGNATURES = ("konvo", "shopify", "token")
+SIGNATURES = ("konvo", "konvo_legacy", "shopify", "token")  # server/triggers/signatures.py
 
 
 class PayloadError(Exception):
@@ -59,7 +59,7 @@ class WebhookMapping(BaseModel):
     default_country: str | None = None
     variables: dict[str, str | VariableSpec] = {}
     idempotency_key: str | None = None
-    signature: Literal["konvo", "shopify", "token"] = "konvo"
+    signature: Literal["konvo", "konvo_legacy", "shopify", "token"] = "konvo"
 
     @field_validator("phone", "idempotency_key")
     @classmethod
@@ -133,7 +133,7 @@ def lookup(payload: Any, path: str) -> Any:
 
 
 def to_e164(raw: Any, country: str | None, path: str) -> str:
-    """A phone from a payload in E.164.
+    """A phone from a payload in E.164, through the one parser (``server/phones.py``).
 
     ``+``/``00`` numbers are international; other digits are read as a national number of
     ``country`` first and, failing that, as international digits without the ``+`` (how
@@ -143,24 +143,11 @@ def to_e164(raw: Any, country: str | None, path: str) -> str:
         raw = str(raw)
     if not isinstance(raw, str):
         raise PayloadError(path, f"{path!r} must be a phone number, got {type(raw).__name__}")
-    text = raw.strip()
-    if text.startswith(("+", "00")):
-        try:
-            return normalize_phone(text, field=path)
-        except InvalidInput as exc:
-            raise PayloadError(path, exc.message) from None
-    for candidate, region in ((text, country), ("+" + text, None)):
-        if region is None and candidate is text:
-            continue
-        try:
-            number = phonenumbers.parse(candidate, region)
-        except phonenumbers.NumberParseException:
-            continue
-        if phonenumbers.is_valid_number(number):
-            return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-    hint = "" if country else "; set default_country in the mapping or the workspace for national numbers"
-    where = f"a number of {country} or in E.164 form" if country else "in E.164 form (like +34600111222)"
-    raise PayloadError(path, f"{path!r}: {raw!r} is not a phone number {where}{hint}")
+    try:
+        return parse_phone(raw, field=path, region=country, bare_international=True)
+    except InvalidInput as exc:
+        hint = "" if country else "; set default_country in the mapping or the workspace for national numbers"
+        raise PayloadError(path, f"{exc.message}{hint}") from None
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from server.store.broadcasts import (
 from server.store.triggers import HookRequestRepository, InboundTriggerRepository, WebhookTriggerRepository
 from server.triggers.broadcast_runner import BroadcastRunner
 from server.triggers.keywords import InboundRule, compile_rules, pick
+from server.triggers.replays import ReplayGuard
 
 if TYPE_CHECKING:
     from server.runtime import Runtime
@@ -44,6 +45,8 @@ class TriggerServices:
         self.limits = MessagingLimitRepository(database)
         self.runner = BroadcastRunner(runtime)
         self.hook_grace = HOOK_GRACE
+        # Timestamped webhook signatures are single-use within their tolerance (shared by replicas).
+        self.replays = ReplayGuard(runtime.redis, runtime.prefix + "hook-signature:")
         self._rules: ExpiringCache[str, list[InboundRule]] = ExpiringCache(RULES_TTL_SECONDS)
 
     def start(self) -> asyncio.Task[None]:

@@ -1,6 +1,7 @@
 """Webhook triggers: create/list/delete them, and accept ``POST /hooks/{id}`` requests.
 
-A request is authenticated, mapped, and stored in ``hook_requests`` under
+A request is authenticated (``server/triggers/signatures.py``; a timestamped signature is used
+once: ``server/triggers/replays.py``), mapped, and stored in ``hook_requests`` under
 ``{trigger}:{idempotency key}`` before it is acknowledged; only then is it handed to the contact's
 actor as a ``StartFlow`` whose event id derives from the same key. A retry of a stored request
 finds it there (and the actor's ``applied_events`` drops a second application), so it starts one
@@ -17,12 +18,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pymongo.errors import PyMongoError
+from redis.exceptions import RedisError
 
 from server.actors.events import StartFlow
 from server.errors import InvalidInput, KonvoError, NotFound
 from server.ids import ContactKey, new_id
 from server.triggers.mapping import PayloadError, extract, parse_mapping
-from server.triggers.signatures import verify
+from server.triggers.signatures import SCHEMES, scheme_of, verify
 
 if TYPE_CHECKING:
     from server.runtime import Runtime
@@ -51,10 +53,24 @@ async def create_webhook_trigger(
         "workspace_id": workspace_id,
         "flow_id": flow_id,
         "mapping": parsed.model_dump(exclude_none=True),
+        # Kept with the trigger: what ``konvo`` means changed once (scheme_of), and may again.
+        "signature_scheme": parsed.signature,
         "secret": secret.strip() if secret else secrets.token_hex(32),
         "created_at": runtime.clock.now(),
     }
     return await runtime.triggers.webhooks.insert(document)
+
+
+async def set_signature_scheme(
+    runtime: Runtime, workspace_id: str, trigger_id: str, scheme: str
+) -> dict[str, Any]:
+    """Move a trigger to another signature scheme, e.g. an older trigger to the timestamped one."""
+    if scheme not in SCHEMES:
+        raise InvalidInput(f"signature must be one of {', '.join(SCHEMES)}", field="signature")
+    document = await runtime.triggers.webhooks.set_signature_scheme(workspace_id, trigger_id, scheme)
+    if document is None:
+        raise NotFound(f"webhook trigger {trigger_id} not found")
+    return document
 
 
 async def delete_webhook_trigger(runtime: Runtime, workspace_id: str, trigger_id: str) -> bool:
@@ -85,30 +101,54 @@ def _idempotency_key(headers: Any, mapped: str | None) -> str | None:
     return key
 
 
+def _unavailable(trigger_id: str, exc: Exception) -> HookResponse:
+    log.warning("webhook %s refused, store or Redis unavailable: %s", trigger_id, exc)
+    return _error(503, "the server cannot take the request now; retry later")
+
+
 async def receive(runtime: Runtime, trigger_id: str, body: bytes, headers: Any) -> HookResponse:
-    """Everything ``POST /hooks/{trigger_id}`` does, as a status code and a JSON body."""
+    """Everything ``POST /hooks/{trigger_id}`` does, as a status code and a JSON body.
+
+    A timestamped signature is claimed before the request is stored and given back unless the
+    request was accepted, so only a replay of an accepted request is refused as one.
+    """
     try:
-        return await _receive(runtime, trigger_id, body, headers)
+        trigger = await runtime.triggers.webhooks.find(trigger_id)
     except PyMongoError as exc:
-        log.warning("webhook %s refused, store unavailable: %s", trigger_id, exc)
-        return _error(503, "the store is unavailable; retry later")
-
-
-async def _receive(runtime: Runtime, trigger_id: str, body: bytes, headers: Any) -> HookResponse:
-    trigger = await runtime.triggers.webhooks.find(trigger_id)
+        return _unavailable(trigger_id, exc)
     if trigger is None:
         return _error(404, f"no webhook trigger {trigger_id}")
+    verdict = verify(scheme_of(trigger), trigger["secret"], body, headers, runtime.clock.now().timestamp())
+    if verdict.problem is not None:
+        return _error(401, verdict.problem)
+    claim = f"{trigger_id}:{verdict.replay_key}" if verdict.replay_key else None
+    if claim is not None:
+        try:
+            first_use = await runtime.triggers.replays.claim(claim)
+        except RedisError as exc:
+            return _unavailable(trigger_id, exc)
+        if not first_use:
+            return _error(401, "this signed request was already received (a replay): sign each delivery anew")
+    try:
+        response = await _accept(runtime, trigger, body, headers)
+    except PyMongoError as exc:
+        response = _unavailable(trigger_id, exc)
+    if claim is not None and response.status >= 300:
+        await runtime.triggers.replays.release(claim)
+    return response
+
+
+async def _accept(runtime: Runtime, trigger: dict[str, Any], body: bytes, headers: Any) -> HookResponse:
+    """Map an authenticated request and store it; 202 once stored (then its actor is told)."""
+    trigger_id = trigger["_id"]
     mapping = parse_mapping(trigger["mapping"])
-    problem = verify(mapping.signature, trigger["secret"], body, headers)
-    if problem is not None:
-        return _error(401, problem)
     try:
         payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested too deep
         return _error(400, "the body is not JSON")
     workspace_id = trigger["workspace_id"]
     try:
-        extracted = extract(mapping, payload, await runtime.triggers.webhooks.workspace_country(workspace_id))
+        extracted = extract(mapping, payload, await runtime.default_country_of(workspace_id))
         key = _idempotency_key(headers, extracted.idempotency_key)
     except PayloadError as exc:
         return _error(400, exc.message, path=exc.path)

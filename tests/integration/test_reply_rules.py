@@ -17,7 +17,7 @@ from server.actors.events import TimerFired
 from server.clock import SystemClock
 from server.config import Settings
 from server.ids import ContactKey, new_id
-from server.operations.channel_inbound import accept_inbound
+from server.operations.channel_inbound import accept_inbound, inbound_record
 from server.runtime import Runtime
 from tests.integration.conftest import WORKSPACE, publish
 from tests.integration.test_nodes import outbox, run_of, start_with
@@ -218,15 +218,15 @@ async def test_a_photo_is_no_answer_but_the_customer_is_there(
     run = await started(gql, flow_id, phone)
     [first] = await timers(runtime, phone)
     clock.advance(timedelta(seconds=40))
-    record = {
-        "_id": new_id("wamid"),
-        "workspace_id": WORKSPACE,
-        "phone": phone,
-        "channel": "whatsapp",
-        "kind": "image",
-        "media": {"kind": "image", "id": "2754859441498128", "caption": None},
-        "at": runtime.clock.now(),
-    }
+    record = inbound_record(
+        WORKSPACE,
+        new_id("wamid"),
+        phone=phone,
+        channel="whatsapp",
+        kind="image",
+        media={"kind": "image", "id": "2754859441498128", "caption": None},
+        at=runtime.clock.now(),
+    )
     _, event = await accept_inbound(runtime, record)  # as the WhatsApp webhook stores it
     assert event is not None and runtime.actors is not None
     await runtime.actors.ask(ContactKey(WORKSPACE, phone), event)

@@ -17,7 +17,7 @@ from tests.support.catalog import ensure_catalog
 from tests.support.graph_api_fake import GraphApiFake
 from tests.support.graphql import GraphQLClient, GraphQLErrors, eventually
 from tests.support.whatsapp import FAST_RETRIES
-from tests.support.whatsapp_webhooks import WebhookClient, payload, value_of
+from tests.support.whatsapp_webhooks import VERIFY_TOKEN, WebhookClient, payload, value_of
 
 APP_SECRET = "review-secret"
 TEMPLATES = "{ templates { id name language status rejectionReason metaId components } }"
@@ -67,9 +67,12 @@ async def connect(gql: GraphQLClient, runtime: Runtime, fake: GraphApiFake) -> W
             "accessToken": fake.token,
             "appSecret": APP_SECRET,
             "baseUrl": fake.url,
+            "verifyToken": VERIFY_TOKEN,
         },
     )
-    return WebhookClient(gql.http, data["connectWhatsApp"]["id"], APP_SECRET)
+    webhook = WebhookClient(gql.http, data["connectWhatsApp"]["id"], APP_SECRET)
+    assert (await webhook.handshake()).status_code == 200  # Meta's GET: the channel then takes events
+    return webhook
 
 
 async def meta_says(

@@ -7,13 +7,14 @@ warning a webhook trigger turns on.
 from __future__ import annotations
 
 import json
+import time
 from datetime import timedelta
 from typing import Any
 
 import httpx
 
 from server.runtime import Runtime
-from server.triggers.signatures import konvo_signature, shopify_signature
+from server.triggers.signatures import konvo_header, konvo_signature, shopify_signature
 from tests.integration.conftest import WORKSPACE, client_for, publish
 from tests.support.graphql import GraphQLClient, GraphQLErrors, eventually
 
@@ -49,9 +50,14 @@ async def make_trigger(
 
 
 def signed(trigger: dict[str, Any], payload: Any) -> tuple[bytes, dict[str, str]]:
+    """The body and headers a sender writes now (timestamped signature: the default scheme)."""
     body = json.dumps(payload).encode()
-    return body, {
-        "X-Konvo-Signature": konvo_signature(trigger["secret"], body),
+    return body, signed_headers(trigger["secret"], body)
+
+
+def signed_headers(secret: str, body: bytes, ago: int = 0) -> dict[str, str]:
+    return {
+        "X-Konvo-Signature": konvo_header(secret, body, int(time.time()) - ago),
         "Content-Type": "application/json",
     }
 
@@ -84,7 +90,7 @@ async def test_signed_request_starts_the_flow_once_even_when_retried(gql: GraphQ
     phone = "+34600111222"
     runs = await eventually(lambda: runs_of(gql, phone), lambda r: len(r) == 1)
     assert runs[0]["trigger"] == {"order_id": 1001, "first_item": "Camiseta"}
-    retry = await post(gql.http, trigger, body, headers)
+    retry = await post(gql.http, trigger, body, signed_headers(trigger["secret"], body, ago=1))  # re-signed
     assert retry.status_code == 202 and retry.json()["duplicate"] is True
     other = {**ORDER, "id": 1002}
     await post(gql.http, trigger, *signed(trigger, other))
@@ -142,9 +148,7 @@ async def test_bad_payload_is_400_naming_the_path(gql: GraphQLClient) -> None:
     response = await post(gql.http, trigger, *signed(trigger, national))
     assert response.status_code == 400 and "default_country" in response.json()["error"]
     body = b"{not json"
-    response = await post(
-        gql.http, trigger, body, {"X-Konvo-Signature": konvo_signature(trigger["secret"], body)}
-    )
+    response = await post(gql.http, trigger, body, signed_headers(trigger["secret"], body))
     assert response.status_code == 400
 
 

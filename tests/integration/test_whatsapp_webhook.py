@@ -21,7 +21,7 @@ from pymongo import AsyncMongoClient
 from server.actors.events import Redeliver
 from server.app import create_app
 from server.embedded import free_port
-from server.ids import ContactKey, new_id
+from server.ids import ContactKey, new_id, scoped_id
 from server.runtime import Runtime
 from server.store.channels import new_channel
 from server.store.messages import MessageRepository
@@ -55,7 +55,9 @@ RECORDED_ONLY = [
 
 async def stored_and_applied(runtime: Runtime, wamid: str) -> bool:
     """Stored, and applied by its actor (no pending mark left)."""
-    return await runtime.messages.get(wamid) is not None and await runtime.messages.applied(wamid)
+    return await runtime.messages.get(
+        scoped_id(WORKSPACE, wamid)
+    ) is not None and await runtime.messages.applied(scoped_id(WORKSPACE, wamid))
 
 
 def fresh(name: str, wamid: str | None = None) -> dict[str, Any]:
@@ -123,7 +125,9 @@ async def webhook_fixture(runtime: Runtime, channel: dict[str, Any]) -> AsyncIte
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://konvo.test"
     ) as http:
-        yield WebhookClient(http, channel["_id"])
+        client = WebhookClient(http, channel["_id"])
+        assert (await client.handshake()).status_code == 200  # Meta verifies the URL before posting
+        yield client
 
 
 async def contact(runtime: Runtime) -> dict[str, Any] | None:
@@ -199,7 +203,7 @@ async def test_bad_or_missing_signature_is_401_and_records_nothing(
     data = httpx.Request("POST", "/", json=body).content
     assert (await webhook.post_raw(data, signature=None)).status_code == 401
     assert (await webhook.post_raw(data, signature="sha256=" + "0" * 64)).status_code == 401
-    assert await runtime.messages.get(wamid) is None
+    assert await runtime.messages.get(scoped_id(WORKSPACE, wamid)) is None
     assert await contact(runtime) is None
 
 
@@ -242,7 +246,7 @@ async def test_text_is_recorded_and_names_the_contact(runtime: Runtime, webhook:
     wamid = message_of(body)["id"]
     response = await webhook.post(body)
     assert response.status_code == 200
-    stored = await runtime.messages.get(wamid)
+    stored = await runtime.messages.get(scoped_id(WORKSPACE, wamid))
     assert stored is not None  # stored before the 200
     assert (stored["direction"], stored["kind"], stored["phone"], stored["channel_id"]) == (
         "in",
@@ -274,17 +278,17 @@ async def test_every_kind_is_recorded_and_only_answers_move_the_run(
     noted = [s["detail"]["kind"] for s in run["steps"] if s["action"] == "reply_not_understood"]
     assert sorted(noted) == sorted(RECORDED_ONLY)
     for name, wamid in sent.items():
-        stored = await runtime.messages.get(wamid)
+        stored = await runtime.messages.get(scoped_id(WORKSPACE, wamid))
         assert stored is not None and stored["kind"] == name, name
-        assert await runtime.messages.applied(wamid), name
-    image = await runtime.messages.get(sent["image"])
+        assert await runtime.messages.applied(scoped_id(WORKSPACE, wamid)), name
+    image = await runtime.messages.get(scoped_id(WORKSPACE, sent["image"]))
     assert image is not None and image["media"]["id"] == "2754859441498128"
     assert image["media"]["caption"] == "El paquete llegó así"
-    document_message = await runtime.messages.get(sent["document"])
+    document_message = await runtime.messages.get(scoped_id(WORKSPACE, sent["document"]))
     assert document_message is not None and document_message["media"]["filename"] == "factura-2041.pdf"
-    location = await runtime.messages.get(sent["location"])
+    location = await runtime.messages.get(scoped_id(WORKSPACE, sent["location"]))
     assert location is not None and location["location"]["name"] == "Tienda Centro"
-    shared = await runtime.messages.get(sent["contacts"])
+    shared = await runtime.messages.get(scoped_id(WORKSPACE, sent["contacts"]))
     assert shared is not None and shared["contacts"][0]["name"]["formatted_name"] == "Lucía Pérez"
     assert document["last_inbound_at"] >= image["at"]
 
@@ -351,7 +355,7 @@ async def test_store_unreachable_is_503_then_metas_retry_is_stored(
     body = fresh("text")
     wamid = message_of(body)["id"]
     working = runtime.messages
-    runtime.messages = MessageRepository(Unreachable())  # type: ignore[arg-type]
+    runtime.messages = MessageRepository(Unreachable(), runtime.legacy_ids)  # type: ignore[arg-type]
     try:
         response = await webhook.post(body)
     finally:
@@ -359,7 +363,7 @@ async def test_store_unreachable_is_503_then_metas_retry_is_stored(
         await away.close()
     assert response.status_code == 503
     assert response.headers["retry-after"]
-    assert await runtime.messages.get(wamid) is None
+    assert await runtime.messages.get(scoped_id(WORKSPACE, wamid)) is None
     assert (await webhook.post(body)).status_code == 200
     await eventually(lambda: stored_and_applied(runtime, wamid), bool)
 
@@ -368,7 +372,7 @@ async def test_a_number_of_another_app_is_not_ours(runtime: Runtime, webhook: We
     body = fresh("text")
     body["entry"][0]["changes"][0]["value"]["metadata"]["phone_number_id"] = "999999999999999"
     assert (await webhook.post(body)).status_code == 200
-    assert await runtime.messages.get(message_of(body)["id"]) is None
+    assert await runtime.messages.get(scoped_id(WORKSPACE, message_of(body)["id"])) is None
 
 
 async def test_replayed_through_a_real_uvicorn_server(runtime: Runtime, channel: dict[str, Any]) -> None:
@@ -390,7 +394,7 @@ async def test_replayed_through_a_real_uvicorn_server(runtime: Runtime, channel:
             response = await client.post(body)
             assert response.status_code == 200
             assert (await client.post(body, secret="wrong")).status_code == 401
-        stored = await runtime.messages.get(message_of(body)["id"])
+        stored = await runtime.messages.get(scoped_id(WORKSPACE, message_of(body)["id"]))
         assert stored is not None and (stored["kind"], stored["button_id"]) == ("button", "yes")
     finally:
         server.should_exit = True

@@ -8,6 +8,7 @@ import pytest
 
 from server.ids import new_id
 from server.runtime import Runtime
+from server.store.statuses import report_id
 from tests.integration.conftest import WORKSPACE, publish
 from tests.integration.test_whatsapp_webhook import (
     answers_flow,
@@ -80,7 +81,7 @@ async def test_statuses_out_of_order_keep_the_furthest_every_time_and_the_pricin
     assert (run["status"], run["node"]) == ("waiting", "ask")
     assert len(document["runs"]) == 1  # statuses never start flows
     await eventually(
-        lambda: runtime.message_statuses.get(f"{wamid}:sent"),
+        lambda: runtime.message_statuses.get(report_id(WORKSPACE, wamid, "sent")),
         lambda s: s is not None and s["state"] == "applied",
     )
 
@@ -145,7 +146,7 @@ async def test_a_status_before_its_message_is_known_is_parked_then_applied(
     late = f"wamid.{new_id('late')}"
     for wamid in (early, late):
         assert (await webhook.post(status_payload("status_delivered", wamid))).status_code == 200
-        parked = await runtime.message_statuses.get(f"{wamid}:delivered")
+        parked = await runtime.message_statuses.get(report_id(WORKSPACE, wamid, "delivered"))
         assert parked is not None and parked["state"] == "parked"
         assert parked["pricing"] == PRICING
     for wamid in (early, late):  # the send response is recorded only now
@@ -167,7 +168,7 @@ async def test_a_status_before_its_message_is_known_is_parked_then_applied(
         assert message is not None
         assert (message["status"], message["pricing"]) == ("delivered", PRICING)
         await eventually(
-            lambda w=wamid: runtime.message_statuses.get(f"{w}:delivered"),
+            lambda w=wamid: runtime.message_statuses.get(report_id(WORKSPACE, w, "delivered")),
             lambda s: s is not None and s["state"] == "applied",
         )
 
@@ -176,7 +177,7 @@ async def test_a_status_from_a_number_not_ours_is_ignored(runtime: Runtime, webh
     body = status_payload("status_sent", "wamid.other")
     value_of(body)["metadata"]["phone_number_id"] = "999999999999999"
     assert (await webhook.post(body)).status_code == 200
-    assert await runtime.message_statuses.get("wamid.other:sent") is None
+    assert await runtime.message_statuses.get(report_id(WORKSPACE, "wamid.other", "sent")) is None
 
 
 # --- templates ------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ import pytest
 from pymongo import AsyncMongoClient
 
 from server.embedded import ManagedProcess, mongodb_uri_for
+from server.ids import scoped_id
 from tests.reliability.conftest import WORKSPACE
 from tests.reliability.webhooks import CHANNEL_ID, add_channel, inbound_text
 from tests.support.graph_api_fake import GraphApiFake
@@ -80,7 +81,7 @@ async def outage(cluster_factory: Any, own_store: ManagedProcess, down_seconds: 
             stop.set()
             await asyncio.gather(*tasks)
 
-        ids = [w for w, _ in acked]
+        ids = [scoped_id(WORKSPACE, w) for w, _ in acked]  # inbound ids are scoped by workspace
         settling = time.monotonic()
         deadline = time.monotonic() + 45
         while True:  # every acknowledged message ends in its contact's state

@@ -29,6 +29,7 @@ async def add_channel(
         **graph.channel_fields(),
         **extra,
     )
+    document["webhook_verified_at"] = datetime.now(UTC)  # Meta's handshake done (server/store/channels.py)
     await mongo[db]["channels"].insert_one(document)
     return document
 

@@ -31,5 +31,6 @@ async def connect_fake(
         **fake.channel_fields(),
     )
     await runtime.channels.insert(document)
+    await runtime.channels.mark_webhook_verified(document["_id"], SystemClock().now())  # as Meta's handshake
     runtime.channel.forget(workspace_id)
-    return document
+    return await runtime.channels.get(document["_id"]) or document

@@ -70,3 +70,11 @@ class WebhookClient:
 
     async def verify(self, **params: str) -> httpx.Response:
         return await self.http.get(self.path, params=params)
+
+    async def handshake(
+        self, verify_token: str = VERIFY_TOKEN, challenge: str = "1158201444"
+    ) -> httpx.Response:
+        """Meta's subscription GET with the channel's verify token: the channel then takes events."""
+        return await self.verify(
+            **{"hub.mode": "subscribe", "hub.verify_token": verify_token, "hub.challenge": challenge}
+        )

@@ -8,7 +8,14 @@ from server.errors import InvalidInput
 from server.triggers.broadcast_rules import tier_limit
 from server.triggers.keywords import compile_rules, normalize, pick
 from server.triggers.mapping import PayloadError, extract, lookup, parse_mapping, to_e164
-from server.triggers.signatures import konvo_signature, shopify_signature, verify
+from server.triggers.signatures import (
+    konvo_header,
+    konvo_signature,
+    scheme_of,
+    shopify_signature,
+    timestamped_signature,
+    verify,
+)
 
 PAYLOAD = {
     "customer": {"phone": "+34 600-111-222", "tags": None},
@@ -76,20 +83,42 @@ def test_mapping_errors_name_the_key() -> None:
 
 def test_signatures() -> None:
     body = b'{"id": 1}'
-    assert verify("konvo", "s3cret", body, {"x-konvo-signature": konvo_signature("s3cret", body)}) is None
+    now = 1_760_000_000
+
+    def check(scheme: str, headers: dict[str, str], at: float = now, data: bytes = body) -> str | None:
+        return verify(scheme, "s3cret", data, headers, at).problem
+
+    legacy = konvo_signature("s3cret", body)
+    assert check("konvo_legacy", {"x-konvo-signature": legacy}) is None
+    assert check("konvo_legacy", {"x-konvo-signature": "sha256=" + legacy}) is None
+    assert check("konvo_legacy", {"x-konvo-signature": "SHA256=" + legacy.upper()}) is None
+    assert check("konvo_legacy", {"x-konvo-signature": legacy}, data=body + b" ")
+    assert check("konvo", {"x-konvo-signature": legacy})  # the default scheme needs the timestamp
+    header = konvo_header("s3cret", body, now)
+    assert header == f"t={now},v1={timestamped_signature('s3cret', now, body)}"
+    verdict = verify("konvo", "s3cret", body, {"x-konvo-signature": header}, now + 299)
+    assert verdict.problem is None and verdict.replay_key == timestamped_signature("s3cret", now, body)
+    assert check("konvo", {"x-konvo-signature": header}, at=now + 301)  # stale
+    assert check("konvo", {"x-konvo-signature": header}, at=now - 301)  # from the future
+    assert check("konvo", {"x-konvo-signature": header.replace(f"t={now}", f"t={now + 1}")})
+    rolled = f"t={now},v1={'0' * 64},V1={timestamped_signature('s3cret', now, body).upper()}"
+    assert check("konvo", {"x-konvo-signature": rolled}) is None  # several v1, any case
+    for broken in ("garbage", "t=abc,v1=00", f"t={now}", "v1=00", f"t=١٧٦,v1={legacy}"):
+        assert check("konvo", {"x-konvo-signature": broken}), broken
+    assert check("shopify", {"x-shopify-hmac-sha256": shopify_signature("s3cret", body)}) is None
+    assert check("shopify", {"x-konvo-signature": legacy})
+    assert check("token", {"x-konvo-token": "s3cret"}) is None
+    assert check("token", {"authorization": "Bearer s3cret"}) is None
+    assert check("token", {"x-konvo-token": "guess"})
+
+
+def test_triggers_keep_the_scheme_they_were_created_with() -> None:
+    assert scheme_of({"mapping": {"phone": "p", "signature": "konvo"}}) == "konvo_legacy"  # stored before
+    assert scheme_of({"mapping": {"phone": "p"}}) == "konvo_legacy"
+    assert scheme_of({"mapping": {"phone": "p", "signature": "shopify"}}) == "shopify"
     assert (
-        verify("konvo", "s3cret", body, {"x-konvo-signature": "sha256=" + konvo_signature("s3cret", body)})
-        is None
+        scheme_of({"mapping": {"phone": "p", "signature": "konvo"}, "signature_scheme": "konvo"}) == "konvo"
     )
-    assert verify("konvo", "s3cret", body + b" ", {"x-konvo-signature": konvo_signature("s3cret", body)})
-    assert (
-        verify("shopify", "s3cret", body, {"x-shopify-hmac-sha256": shopify_signature("s3cret", body)})
-        is None
-    )
-    assert verify("shopify", "s3cret", body, {"x-konvo-signature": konvo_signature("s3cret", body)})
-    assert verify("token", "s3cret", body, {"x-konvo-token": "s3cret"}) is None
-    assert verify("token", "s3cret", body, {"authorization": "Bearer s3cret"}) is None
-    assert verify("token", "s3cret", body, {"x-konvo-token": "guess"})
 
 
 def test_keywords_ignore_case_accents_and_punctuation() -> None:

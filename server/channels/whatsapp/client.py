@@ -18,6 +18,7 @@ import httpx
 
 from server.channels.whatsapp.errors import Failure, classify, parse_retry_after, transport_failure
 from server.channels.whatsapp.limiter import ThroughputLimiter
+from server.ids import scoped_id
 
 USER_AGENT = "konvo-flows/0.1.0"
 
@@ -122,7 +123,10 @@ class GraphClient:
         while attempt < policy.attempts:
             attempt += 1
             if throttle and self.limiter is not None:
-                await self.limiter.acquire(channel["phone_number_id"], channel.get("throughput_per_second"))
+                # Keyed by workspace too: a number id is unique within a workspace only, so another
+                # tenant naming the same id must not share (and use up) this number's schedule.
+                number = scoped_id(channel["workspace_id"], channel["phone_number_id"])
+                await self.limiter.acquire(number, channel.get("throughput_per_second"))
             try:
                 response = await self.http().request(
                     method,

@@ -1,9 +1,12 @@
 """``GET/POST /webhooks/whatsapp/{channel_id}``: Meta's verification handshake and its event POSTs.
 
 POST answers as soon as the events are stored (the actors apply them afterwards), because Meta
-retries anything slower or non-200: 401 for a bad signature (nothing recorded), 400 for a body
-that is not a WhatsApp webhook, 413 past ``MAX_BODY_BYTES``, 503 when the store cannot take it
-(Meta retries later), 404 for an unknown channel. Never a 500 for what the sender got wrong.
+retries anything slower or non-200: 401 for a bad signature (nothing recorded), 403 for a channel
+whose URL Meta has not verified yet (nothing recorded: a number takes traffic only after the
+handshake; Meta verifies a callback URL before it posts to it, and retries what was refused),
+400 for a body that is not a WhatsApp webhook, 413 past ``MAX_BODY_BYTES``, 503 when the store
+cannot take it (Meta retries later), 404 for an unknown channel. Never a 500 for what the sender
+got wrong.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from server.channels.whatsapp.webhook import MalformedWebhook, parse_webhook
 from server.errors import Unavailable
 from server.operations.channel_inbound import receive_whatsapp
 from server.runtime import Runtime
+from server.store.channels import webhook_verified
 
 log = logging.getLogger(__name__)
 
@@ -51,14 +55,17 @@ def _endpoint(runtime: Runtime) -> Endpoint:
         if channel is None or channel.get("kind", "whatsapp") != "whatsapp":
             return _problem(404, f"no WhatsApp channel {channel_id!r}")
         if request.method == "GET":
-            return _verify(request, channel)
+            return await _verify(runtime, request, channel)
         return await _receive(runtime, request, channel)
 
     return webhook
 
 
-def _verify(request: Request, channel: dict[str, Any]) -> Response:
-    """Meta subscribes a callback URL by GETting it with the verify token we gave it."""
+async def _verify(runtime: Runtime, request: Request, channel: dict[str, Any]) -> Response:
+    """Meta subscribes a callback URL by GETting it with the verify token we gave it.
+
+    The first completed handshake marks the channel verified: from then on it takes events.
+    """
     query = request.query_params
     token = query.get("hub.verify_token") or ""
     expected = channel.get("verify_token") or ""
@@ -69,6 +76,13 @@ def _verify(request: Request, channel: dict[str, Any]) -> Response:
         and expected
         and hmac.compare_digest(token.encode(), expected.encode())
     ):
+        if not webhook_verified(channel):
+            try:
+                if await runtime.channels.mark_webhook_verified(channel["_id"], runtime.clock.now()):
+                    log.info("whatsapp channel %s verified by Meta's handshake", channel["_id"])
+            except PyMongoError as exc:  # Meta repeats the handshake when it gets no answer
+                return _unavailable(channel["_id"], exc)
+            runtime.channel.forget(channel["workspace_id"])
         return PlainTextResponse(challenge)
     log.warning(
         "whatsapp verification refused for channel %s (mode %r)", channel["_id"], query.get("hub.mode")
@@ -88,6 +102,14 @@ async def _receive(runtime: Runtime, request: Request, channel: dict[str, Any]) 
     if not signature_valid(body, channel.get("app_secret"), request.headers.get(HEADER)):
         log.warning("whatsapp webhook for %s refused: missing or wrong %s", channel_id, HEADER)
         return _problem(401, f"missing or invalid {HEADER}")
+    if not webhook_verified(channel):  # the cached document may predate a handshake just answered
+        try:
+            stored = await runtime.channels.get(channel_id)
+        except PyMongoError as exc:
+            return _unavailable(channel_id, exc)
+        if stored is None or not webhook_verified(stored):
+            log.warning("whatsapp webhook for %s refused: URL not verified by Meta yet", channel_id)
+            return _problem(403, "this channel's webhook URL has not completed Meta's verification yet")
     try:
         batch = parse_webhook(json.loads(body))
     except (ValueError, RecursionError) as exc:  # JSONDecodeError and MalformedWebhook are ValueErrors
