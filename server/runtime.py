@@ -30,7 +30,9 @@ from server.config import Settings
 from server.contact_services import ContactServices
 from server.errors import Unavailable
 from server.expiring import ExpiringCache
+from server.graphql.key_guard import KeyGuard
 from server.graphql.pubsub import RedisPubSub
+from server.graphql.socket_slots import SocketSlots
 from server.ids import ContactKey
 from server.segments import matches
 from server.store.catalog import AgentRepository, FieldRepository, TagRepository, TemplateRepository
@@ -85,6 +87,10 @@ class Runtime:
         self.whatsapp = WhatsAppChannel(self.graph, self.messages, self.templates, self.contacts, self.clock)
         self.channel = ChannelRouter(self.channels, SandboxChannel(self.messages, self.clock), self.whatsapp)
         self.pubsub = RedisPubSub(self.redis, self.prefix + "pubsub:")
+        # WebSockets: each operation re-checks its key; revocations reach every process (4403), and
+        # one key holds at most max_sockets_per_key sockets across processes.
+        self.key_guard = KeyGuard(self.workspaces, self.pubsub, settings.api_key_recheck_seconds)
+        self.socket_slots = SocketSlots(self.redis, self.prefix + "sockets:", settings.max_sockets_per_key)
         # Consent, assignment, inbox news and Klaviyo sync (server/contact_services.py).
         self.contact_services = ContactServices(self)
         # Webhook/inbound triggers and broadcasts (server/triggers/services.py).
@@ -164,6 +170,8 @@ class Runtime:
         )
         await self.actors.start()
         await self.pubsub.start()
+        self._tasks.append(self.key_guard.start())
+        self._tasks.append(self.socket_slots.start())
         await self.contact_services.start()
         if settings.start_timer_worker:
             worker = TimerWorker(  # shares this event loop and actor system

@@ -19,6 +19,7 @@ from strawberry.scalars import JSON
 from server.errors import InvalidInput
 from server.graphql.catalog import Agent
 from server.graphql.contacts import caller
+from server.graphql.loaders import loaders
 from server.graphql.pagination import PageInfo, decode_cursor, encode_cursor, page_size
 from server.graphql.permissions import ADMIN_ONLY, ANY_ROLE
 from server.graphql.pubsub import inbox_topic
@@ -170,9 +171,7 @@ class Conversation:
     @strawberry.field
     async def assigned_agent(self, info: strawberry.Info) -> Agent | None:
         agent_id = self.doc.get("assigned_agent")
-        found = (
-            await info.context.runtime.agents.get(self.doc["workspace_id"], agent_id) if agent_id else None
-        )
+        found = await loaders(info).agents.load((self.doc["workspace_id"], agent_id)) if agent_id else None
         return Agent.of(found) if found else None
 
     @strawberry.field(description="the contact's SUPPORT tags (marketing tags are not shown here)")

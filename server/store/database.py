@@ -9,7 +9,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
 INDEXES: dict[str, list[IndexModel]] = {
-    "api_keys": [IndexModel([("workspace_id", ASCENDING)])],
+    "api_keys": [IndexModel([("workspace_id", ASCENDING)]), IndexModel([("key_id", ASCENDING)])],
     "flows": [IndexModel([("workspace_id", ASCENDING), ("name", ASCENDING)])],
     "flow_versions": [IndexModel([("flow_id", ASCENDING), ("version", ASCENDING)], unique=True)],
     # Every index costs each contact commit (the embedded store maintains indexes in Python: each
