@@ -23,6 +23,7 @@ from server.errors import InvalidInput, KonvoError, NotFound
 from server.ids import ContactKey, new_id
 from server.triggers.mapping import PayloadError, extract, parse_mapping
 from server.triggers.signatures import verify
+from server.web.json_limits import JsonTooDeep, check_json_depth
 
 if TYPE_CHECKING:
     from server.runtime import Runtime
@@ -103,7 +104,10 @@ async def _receive(runtime: Runtime, trigger_id: str, body: bytes, headers: Any)
     if problem is not None:
         return _error(401, problem)
     try:
+        check_json_depth(body, runtime.settings.max_json_depth)
         payload = json.loads(body)
+    except JsonTooDeep as exc:
+        return _error(400, str(exc))
     except (ValueError, UnicodeDecodeError):
         return _error(400, "the body is not JSON")
     workspace_id = trigger["workspace_id"]

@@ -24,6 +24,7 @@ from server.channels.whatsapp.webhook import MalformedWebhook, parse_webhook
 from server.errors import Unavailable
 from server.operations.channel_inbound import receive_whatsapp
 from server.runtime import Runtime
+from server.web.json_limits import JsonTooDeep, check_json_depth
 
 log = logging.getLogger(__name__)
 
@@ -89,9 +90,10 @@ async def _receive(runtime: Runtime, request: Request, channel: dict[str, Any]) 
         log.warning("whatsapp webhook for %s refused: missing or wrong %s", channel_id, HEADER)
         return _problem(401, f"missing or invalid {HEADER}")
     try:
+        check_json_depth(body, runtime.settings.max_json_depth)
         batch = parse_webhook(json.loads(body))
-    except (ValueError, RecursionError) as exc:  # JSONDecodeError and MalformedWebhook are ValueErrors
-        why = str(exc) if isinstance(exc, MalformedWebhook) else f"body is not JSON: {exc}"
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, JsonTooDeep, MalformedWebhook
+        why = str(exc) if isinstance(exc, MalformedWebhook | JsonTooDeep) else f"body is not JSON: {exc}"
         log.warning("whatsapp webhook for %s refused: %s", channel_id, why)
         return _problem(400, why)
     try:
