@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
 from arq.connections import ArqRedis, RedisSettings, create_pool
+from pymongo.monitoring import CommandListener
 from redis.asyncio import Redis
 
 from server.actors.contact_actor import ActorDeps
@@ -54,13 +56,16 @@ FIELDS_TTL_SECONDS = 5.0
 class Runtime:
     """Everything a server process shares; built by ``start`` and torn down by ``stop``."""
 
-    def __init__(self, settings: Settings, clock: Clock | None = None) -> None:
+    def __init__(
+        self, settings: Settings, clock: Clock | None = None, store_listeners: Sequence[CommandListener] = ()
+    ) -> None:
+        """``store_listeners`` watch the store's commands (to count round trips)."""
         if not settings.mongodb_uri or not settings.redis_url:
             raise RuntimeError("KONVO_MONGODB_URI and KONVO_REDIS_URL must be set before start")
         self.settings = settings
         self.clock = clock or SystemClock()
         self.prefix = f"konvo:{settings.mongodb_db}:"
-        self.database = Database(settings.mongodb_uri, settings.mongodb_db)
+        self.database = Database(settings.mongodb_uri, settings.mongodb_db, store_listeners)
         self.workspaces = WorkspaceRepository(self.database)
         self.flows = FlowRepository(self.database)
         self.contacts = ContactRepository(self.database)

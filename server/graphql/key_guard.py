@@ -4,16 +4,19 @@ A WebSocket authenticates once, at ``connection_init``, and may then live for ho
 operation on it asks ``is_live`` again: answered from a per-process cache (a key confirmed live
 less than ``recheck_seconds`` ago, one store read otherwise). ``revoke`` marks the key dead here
 and publishes it through Redis; every process (this one included) then calls the callbacks its
-sockets registered with ``watch``, which close them (4403). Should that message be lost (a
-pub/sub reconnect), the loop re-reads every watched key from the store each ``recheck_seconds``.
+sockets registered with ``watch``, which stop their operations and close them (4403).
+
+Revocations are handled synchronously as pub/sub delivers them: an event published after the
+revocation (a contact update) reaches a subscription only after its operations were cancelled,
+so nothing streams past a revoke. Should the message be lost (a pub/sub reconnect), a loop
+re-reads every watched key from the store each ``recheck_seconds``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 from redis.exceptions import RedisError
@@ -27,7 +30,7 @@ log = logging.getLogger(__name__)
 REVOKED_TOPIC = "api-keys:revoked"
 MAX_REMEMBERED = 100_000  # revoked key ids kept in memory (they never come back to life)
 
-OnRevoked = Callable[[], Awaitable[None]]
+OnRevoked = Callable[[], None]
 
 
 class KeyGuard:
@@ -48,13 +51,13 @@ class KeyGuard:
             found = await self._workspaces.get_key(workspace_id, key_id)
             return found is not None and found.get("revoked_at") is None
 
-        live = await self._live.get((workspace_id, key_id), read)
-        if not live:
-            await self._mark_revoked(key_id)
-        return live and key_id not in self._revoked
+        if not await self._live.get((workspace_id, key_id), read):
+            self._mark_revoked(key_id)
+        return key_id not in self._revoked
 
     def watch(self, key_id: str, on_revoked: OnRevoked) -> Callable[[], None]:
-        """Call ``on_revoked`` once the key is revoked; returns the function that stops watching."""
+        """Call ``on_revoked`` (synchronously, once) when the key is revoked; returns the function
+        that stops watching."""
         self._watchers.setdefault(key_id, set()).add(on_revoked)
 
         def unwatch() -> None:
@@ -68,7 +71,7 @@ class KeyGuard:
 
     async def revoke(self, workspace_id: str, key_id: str) -> None:
         """After the store marked the key revoked: act on it here at once, and tell every process."""
-        await self._mark_revoked(key_id)
+        self._mark_revoked(key_id)
         try:
             await self._pubsub.publish(REVOKED_TOPIC, {"workspace_id": workspace_id, "key_id": key_id})
         except RedisError as exc:  # the store has it: other processes' sweeps find it
@@ -80,29 +83,22 @@ class KeyGuard:
             )
 
     def start(self) -> asyncio.Task[None]:
-        """Listen for revocations (registered before this returns, so none published after is missed)."""
-        heard: asyncio.Queue[str] = asyncio.Queue()
+        """Listen for revocations (registered before this returns, so none published after is
+        missed) and start the sweep loop."""
+        self._pubsub.on(REVOKED_TOPIC, self._heard)
+        return asyncio.create_task(self._sweep_periodically(), name="api-key-guard")
 
-        def on_revoked(payload: dict[str, Any]) -> None:
-            key_id = payload.get("key_id")
-            if isinstance(key_id, str):
-                heard.put_nowait(key_id)
+    def _heard(self, payload: dict[str, Any]) -> None:
+        key_id = payload.get("key_id")
+        if isinstance(key_id, str):
+            self._mark_revoked(key_id)
 
-        self._pubsub.on(REVOKED_TOPIC, on_revoked)
-        return asyncio.create_task(self._listen(heard), name="api-key-guard")
-
-    async def _listen(self, heard: asyncio.Queue[str]) -> None:
-        next_sweep = time.monotonic() + self.recheck_seconds
+    async def _sweep_periodically(self) -> None:
         while True:
-            try:
-                key_id = await asyncio.wait_for(heard.get(), timeout=max(0.0, next_sweep - time.monotonic()))
-            except TimeoutError:
-                next_sweep = time.monotonic() + self.recheck_seconds
-                await self._sweep()
-                continue
-            await self._mark_revoked(key_id)
+            await asyncio.sleep(self.recheck_seconds)
+            await self.sweep()
 
-    async def _sweep(self) -> None:
+    async def sweep(self) -> None:
         """Re-read the keys this process has sockets for; act on any revoked meanwhile."""
         watched = list(self._watchers)
         if not watched:
@@ -114,9 +110,9 @@ class KeyGuard:
             return
         for key_id in watched:
             if key_id not in live:
-                await self._mark_revoked(key_id)
+                self._mark_revoked(key_id)
 
-    async def _mark_revoked(self, key_id: str) -> None:
+    def _mark_revoked(self, key_id: str) -> None:
         if key_id not in self._revoked:
             self._revoked[key_id] = None
             if len(self._revoked) > MAX_REMEMBERED:
@@ -124,7 +120,8 @@ class KeyGuard:
         watchers = self._watchers.pop(key_id, set())
         if watchers:
             log.info("API key %s revoked: closing its %d WebSocket(s) here", key_id, len(watchers))
-            results = await asyncio.gather(*(on_revoked() for on_revoked in watchers), return_exceptions=True)
-            for result in results:
-                if isinstance(result, Exception):
-                    log.warning("closing a revoked key's WebSocket failed: %r", result)
+        for on_revoked in watchers:
+            try:
+                on_revoked()
+            except Exception:
+                log.exception("closing a revoked key's WebSocket failed")

@@ -14,6 +14,7 @@ Oversized, deep, non-JSON or ill-shaped messages close the socket with 4400.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import AsyncGenerator, Callable
@@ -98,6 +99,7 @@ class _TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
     view: KonvoGraphQL
     _slot: str | None = None
     _unwatch: Callable[[], None] | None = None
+    _closing: asyncio.Task[None] | None = None
 
     async def handle(self) -> None:
         gauges = self.view.gauges
@@ -145,7 +147,7 @@ class _TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
             limit = runtime.socket_slots.limit
             await self.websocket.close(code=4429, reason=f"this API key holds {limit} WebSockets already")
             return
-        self._unwatch = runtime.key_guard.watch(context.key_id, self.close_revoked)
+        self._unwatch = runtime.key_guard.watch(context.key_id, self.revoked)
         await self.send_message({"type": "connection_ack"})
         self.connection_acknowledged = True
 
@@ -181,16 +183,25 @@ class _TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
             await self.send_message({"id": operation_id, "type": "error", "payload": [error.formatted]})
             return False
         if not live:
-            await self.close_revoked()
+            self.revoked()
         return live
 
-    async def close_revoked(self) -> None:
-        """Stop every operation (no event may follow), then close with 4403."""
-        for operation_id in list(self.operations):
-            await self.cleanup_operation(operation_id)
-        await self.websocket.close(code=4403, reason="the API key was revoked")
+    def revoked(self) -> None:
+        """The key was revoked: cancel every operation now, so no event follows, and close (4403)."""
+        operations = list(self.operations.values())
+        self.operations.clear()
+        for operation in operations:
+            if operation.task is not None:
+                operation.task.cancel()
+        if self._closing is None:
+            self._closing = asyncio.create_task(
+                self.websocket.close(code=4403, reason="the API key was revoked"), name="close-revoked-socket"
+            )
 
     async def _leave(self) -> None:
+        if self._closing is not None:
+            with contextlib.suppress(Exception):
+                await self._closing
         if self._unwatch is not None:
             self._unwatch()
             self._unwatch = None
