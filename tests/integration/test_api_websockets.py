@@ -160,3 +160,22 @@ async def test_a_socket_is_closed_even_when_the_revocation_message_is_lost(ws_ru
             assert await close_code(ws) == 4403  # the sweep found it within api_key_recheck_seconds
     finally:
         await admin.http.aclose()
+
+
+async def test_every_operation_rechecks_its_key(ws_runtime: Runtime) -> None:
+    admin, key, key_id = await admin_key_and_websocket_key(ws_runtime)
+    workspace_id = (await ws_runtime.workspaces.find_key(key) or {})["workspace_id"]
+    try:
+        async with live_server(ws_runtime) as (host, _), GraphQLWebSocket(f"ws://{host}/graphql", key) as ws:
+            await ws_runtime.workspaces.revoke_key(workspace_id, key_id, ws_runtime.clock.now())
+            await ws.subscribe("keys", "{ apiKeys { id } }")
+            await ws.subscribe("mint", 'mutation { createApiKey(name: "x", role: ADMIN) { key } }')
+            seen: list[dict[str, Any]] = []
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                while True:
+                    seen.append(json.loads(await asyncio.wait_for(ws.connection.recv(), 10)))
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 4403
+            assert [m for m in seen if m.get("type") == "next"] == []
+        assert [k["name"] for k in await ws_runtime.workspaces.list_keys(workspace_id)] == ["test"]
+    finally:
+        await admin.http.aclose()
