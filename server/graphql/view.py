@@ -47,7 +47,7 @@ from server.graphql.context import Context
 from server.graphql.graphiql import render_page
 from server.graphql.limits import RateLimiter, limit_extensions
 from server.graphql.schema import build_schema
-from server.graphql.ws_messages import MalformedMessage, read_message
+from server.graphql.ws_messages import MAX_REASON_BYTES, MalformedMessage, read_message
 from server.runtime import Runtime
 from server.web.json_limits import JsonTooDeep, check_json_depth
 
@@ -90,7 +90,8 @@ class _LimitedWebSocketAdapter(ASGIWebSocketAdapter):
 
     async def close(self, code: int, reason: str) -> None:
         if self.ws.application_state != WebSocketState.DISCONNECTED:
-            await self.ws.close(code=code, reason=reason)
+            fitting = reason.encode()[:MAX_REASON_BYTES].decode(errors="ignore")
+            await self.ws.close(code=code, reason=fitting)
 
 
 class _TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):

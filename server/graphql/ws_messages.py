@@ -17,6 +17,7 @@ from server.web.json_limits import JsonTooDeep, check_json_depth
 _OBJECT_OR_NULL = (dict, type(None))
 _STRING_OR_NULL = (str, type(None))
 _PAYLOADS = {"connection_init", "ping", "pong"}
+MAX_REASON_BYTES = 123  # a close frame's reason (RFC 6455)
 
 
 class MalformedMessage(ValueError):
@@ -59,7 +60,7 @@ def shape_problem(message: object) -> str | None:
         return _id_problem(message)
     if kind == "subscribe":
         return _id_problem(message) or _subscribe_payload_problem(message.get("payload"))
-    return None  # unknown types: strawberry closes with 4400 naming the type
+    return f"unknown message type {kind[:40]!r}"
 
 
 def _id_problem(message: dict[str, Any]) -> str | None:

@@ -68,6 +68,7 @@ MALFORMED: dict[str, str | bytes] = {
     "not JSON": "{type: subscribe",
     "JSON but not an object": "[1, 2]",
     "type not a string": json.dumps({"type": 5}),
+    "type unknown and long": json.dumps({"type": "x" * 500}),
     "id not a string": json.dumps({"id": 7, "type": "complete"}),
     "binary": b'{"type": "ping"}',
 }
