@@ -1,9 +1,12 @@
 """The Starlette application: /graphql (+ GraphiQL assets), /healthz, /metrics, with the runtime as
-its lifespan; every HTTP body is size-capped (``KONVO_MAX_BODY_BYTES``)."""
+its lifespan; every HTTP body is size-capped (``KONVO_MAX_BODY_BYTES``). ``/metrics`` asks for
+``Authorization: Bearer <KONVO_METRICS_TOKEN>`` when that is set (open otherwise, for a scraper
+on a private network)."""
 
 from __future__ import annotations
 
 import contextlib
+import hmac
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
@@ -15,6 +18,7 @@ from starlette.routing import Route, WebSocketRoute
 from server.channels.whatsapp.ingress import whatsapp_routes
 from server.config import Settings
 from server.graphql import graphiql
+from server.graphql.context import bearer_token
 from server.graphql.limits import BodySizeLimit
 from server.graphql.view import KonvoGraphQL
 from server.metrics import exposition
@@ -39,6 +43,12 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Starlette:
         return JSONResponse(report, status_code=200 if report["ok"] else 503)
 
     async def metrics(request: Request) -> PlainTextResponse:
+        if not metrics_allowed(settings.metrics_token, request.headers.get("authorization")):
+            return PlainTextResponse(
+                "send the metrics token: Authorization: Bearer <KONVO_METRICS_TOKEN>",
+                status_code=401,
+                headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
+            )
         return PlainTextResponse(exposition(runtime, graphql.gauges), media_type="text/plain; version=0.0.4")
 
     app = Starlette(
@@ -56,3 +66,11 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Starlette:
     )
     app.state.runtime = runtime
     return app
+
+
+def metrics_allowed(token: str | None, authorization: str | None) -> bool:
+    """Open when no token is configured; otherwise the bearer token must match (constant time)."""
+    if not token:
+        return True
+    given = bearer_token(authorization)
+    return given is not None and hmac.compare_digest(given.encode(), token.encode())

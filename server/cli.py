@@ -110,6 +110,9 @@ def _run(settings: Settings) -> None:
         port=settings.port,
         log_level=settings.log_level.lower(),
         lifespan="on",
+        # The app closes messages over the limit with 4400 (server/graphql/ws_messages.py); the
+        # transport drops (1009) those far larger before holding them whole in memory.
+        ws_max_size=2 * settings.max_ws_frame_bytes,
     )
     server = _Server(config)
     server.run()

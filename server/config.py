@@ -64,12 +64,35 @@ class Settings(BaseSettings):
     max_query_tokens: int = Field(2000, description="most lexer tokens a GraphQL document may have")
     max_query_aliases: int = Field(30, description="most aliased fields a document may have")
     max_body_bytes: int = Field(1_000_000, description="largest HTTP request body accepted (413 above)")
-    rate_limit_requests: int = Field(
-        1200, description="operations one API key may run per rate window, counted across processes"
+    max_json_depth: int = Field(
+        64, ge=1, description="deepest nesting of arrays/objects in a JSON body or WebSocket frame (400/4400)"
+    )
+    max_query_cost: int = Field(
+        10_000, ge=1, description="largest static cost of one operation (QUERY_TOO_COSTLY above)"
+    )
+    rate_limit_points: int = Field(
+        20_000,
+        description="query cost one API key may spend per rate window (each operation at least 1), "
+        "counted across processes",
     )
     rate_limit_window_seconds: int = Field(60, description="length of the per-key rate window")
     max_subscriptions_per_connection: int = Field(
         20, description="operations one WebSocket connection may have running at once"
+    )
+    max_ws_frame_bytes: int = Field(
+        1_000_000, ge=1024, description="largest WebSocket message accepted (closed with 4400 above)"
+    )
+    max_sockets_per_key: int = Field(
+        20, ge=1, description="open WebSockets one API key may hold, counted across processes (4429 above)"
+    )
+    api_key_recheck_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="WebSocket operations trust a key checked this recently; a revocation closes the "
+        "key's sockets at once through Redis, and this bounds it if that message is lost",
+    )
+    metrics_token: str | None = Field(
+        None, description="when set, /metrics requires 'Authorization: Bearer <token>'"
     )
 
     # Replicas (server/actors/leases.py): contacts are sharded; each shard is leased by one replica.

@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
 from arq.connections import ArqRedis, RedisSettings, create_pool
+from pymongo.monitoring import CommandListener
 from redis.asyncio import Redis
 
 from server.actors.contact_actor import ActorDeps
@@ -30,7 +32,9 @@ from server.config import Settings
 from server.contact_services import ContactServices
 from server.errors import Unavailable
 from server.expiring import ExpiringCache
+from server.graphql.key_guard import KeyGuard
 from server.graphql.pubsub import RedisPubSub
+from server.graphql.socket_slots import SocketSlots
 from server.ids import ContactKey
 from server.machines.connections import ConnectionMemo
 from server.machines.regional import Regional, workspace_regional
@@ -55,13 +59,16 @@ FIELDS_TTL_SECONDS = 5.0
 class Runtime:
     """Everything a server process shares; built by ``start`` and torn down by ``stop``."""
 
-    def __init__(self, settings: Settings, clock: Clock | None = None) -> None:
+    def __init__(
+        self, settings: Settings, clock: Clock | None = None, store_listeners: Sequence[CommandListener] = ()
+    ) -> None:
+        """``store_listeners`` watch the store's commands (to count round trips)."""
         if not settings.mongodb_uri or not settings.redis_url:
             raise RuntimeError("KONVO_MONGODB_URI and KONVO_REDIS_URL must be set before start")
         self.settings = settings
         self.clock = clock or SystemClock()
         self.prefix = f"konvo:{settings.mongodb_db}:"
-        self.database = Database(settings.mongodb_uri, settings.mongodb_db)
+        self.database = Database(settings.mongodb_uri, settings.mongodb_db, store_listeners)
         self.workspaces = WorkspaceRepository(self.database)
         self.flows = FlowRepository(self.database)
         self.contacts = ContactRepository(self.database)
@@ -91,6 +98,10 @@ class Runtime:
         self.whatsapp = WhatsAppChannel(self.graph, self.messages, self.templates, self.contacts, self.clock)
         self.channel = ChannelRouter(self.channels, SandboxChannel(self.messages, self.clock), self.whatsapp)
         self.pubsub = RedisPubSub(self.redis, self.prefix + "pubsub:")
+        # WebSockets: each operation re-checks its key; revocations reach every process (4403), and
+        # one key holds at most max_sockets_per_key sockets across processes.
+        self.key_guard = KeyGuard(self.workspaces, self.pubsub, settings.api_key_recheck_seconds)
+        self.socket_slots = SocketSlots(self.redis, self.prefix + "sockets:", settings.max_sockets_per_key)
         # Consent, assignment, inbox news and Klaviyo sync (server/contact_services.py).
         self.contact_services = ContactServices(self)
         # Webhook/inbound triggers and broadcasts (server/triggers/services.py).
@@ -196,6 +207,8 @@ class Runtime:
         )
         await self.actors.start()
         await self.pubsub.start()
+        self._tasks.append(self.key_guard.start())
+        self._tasks.append(self.socket_slots.start())
         await self.contact_services.start()
         if settings.start_timer_worker:
             worker = TimerWorker(  # shares this event loop and actor system

@@ -99,7 +99,8 @@ class ApiKeyMutation:
 
     @strawberry.mutation(
         permission_classes=ADMIN_ONLY,
-        description="the key stops working at once; refused (CONFLICT) for the last ADMIN key",
+        description="the key stops working at once, its open WebSockets on every server process "
+        "closed (4403); refused (CONFLICT) for the last ADMIN key",
     )
     async def revoke_api_key(self, info: strawberry.Info, id: strawberry.ID) -> ApiKey:
         ctx = info.context
@@ -113,4 +114,6 @@ class ApiKeyMutation:
             raise Conflict("this is the workspace's last ADMIN key; create another ADMIN key first")
         revoked = await workspaces.revoke_key(workspace_id, str(id), ctx.runtime.clock.now())
         assert revoked is not None
+        # Sockets opened with it, on any process, are closed (4403) and refuse further operations.
+        await ctx.runtime.key_guard.revoke(workspace_id, revoked.get("key_id") or revoked["_id"])
         return ApiKey.of(revoked)

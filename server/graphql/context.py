@@ -2,6 +2,8 @@
 
 Resolvers call ``workspace()`` to scope every read and write; role rules are declared on the
 fields (``server.graphql.permissions``), ``admin_workspace()`` stays for resolvers that check inline.
+A WebSocket keeps one context for its life: a key's workspace and role never change, but it can
+be revoked, so the view re-checks the key before each operation (``key_guard.KeyGuard``).
 """
 
 from __future__ import annotations

@@ -16,11 +16,12 @@ from typing import Any
 import strawberry
 from strawberry.scalars import JSON
 
-from server.errors import InvalidInput
+from server.errors import Forbidden, InvalidInput
 from server.graphql.catalog import Agent
 from server.graphql.contacts import caller
+from server.graphql.loaders import loaders
 from server.graphql.pagination import PageInfo, decode_cursor, encode_cursor, page_size
-from server.graphql.permissions import ADMIN_ONLY, ANY_ROLE
+from server.graphql.permissions import ADMIN_ONLY, AGENT, ANY_ROLE
 from server.graphql.pubsub import inbox_topic
 from server.graphql.types import Contact, OutboundMessage, RenderedMessage, rendered_of
 from server.machines.runner import window_open
@@ -176,9 +177,7 @@ class Conversation:
     @strawberry.field
     async def assigned_agent(self, info: strawberry.Info) -> Agent | None:
         agent_id = self.doc.get("assigned_agent")
-        found = (
-            await info.context.runtime.agents.get(self.doc["workspace_id"], agent_id) if agent_id else None
-        )
+        found = await loaders(info).agents.load((self.doc["workspace_id"], agent_id)) if agent_id else None
         return Agent.of(found) if found else None
 
     @strawberry.field(description="the contact's SUPPORT tags (marketing tags are not shown here)")
@@ -274,19 +273,39 @@ class InboxQuery:
         return [Team(doc=t) for t in await ops.list_teams(ctx.runtime, ctx.workspace())]
 
 
+async def _own_agent(ctx: Any, workspace_id: str, agent_ref: str) -> str:
+    """The id of the agent ``agent_ref`` (id or e-mail) names when it is the AGENT key's own agent:
+    an inbox key must not write in a colleague's name (whether that agent exists is not said)."""
+    own = getattr(ctx, "agent_id", None)
+    if own is not None and agent_ref == own:
+        return own
+    named = await ctx.runtime.agents.find(workspace_id, agent_ref.strip()) if own is not None else None
+    if named is None or named["_id"] != own:
+        raise Forbidden(
+            "an AGENT key sends only as its own agent: leave agentId out"
+            if own is not None
+            else "this AGENT key is tied to no agent, so it cannot send as one: leave agentId out"
+        )
+    return own
+
+
 @strawberry.type
 class InboxMutation:
     @strawberry.mutation(
         permission_classes=ANY_ROLE,
         description="write to the customer as an agent (WINDOW_CLOSED outside the 24-hour window); "
-        "agentId defaults to the key's agent, then to the contact's assigned agent",
+        "agentId defaults to the key's agent, then to the contact's assigned agent; an AGENT key "
+        "may name only its own agent (FORBIDDEN otherwise)",
     )
     async def send_agent_message(
         self, info: strawberry.Info, phone: str, text: str, agent_id: strawberry.ID | None = None
     ) -> OutboundMessage:
         ctx = info.context
+        workspace_id = ctx.workspace()
         agent = str(agent_id) if agent_id else getattr(ctx, "agent_id", None)
-        message = await inbox_ops.send_agent_message(ctx.runtime, ctx.workspace(), phone, text, agent)
+        if agent_id and ctx.role == AGENT:
+            agent = await _own_agent(ctx, workspace_id, str(agent_id))
+        message = await inbox_ops.send_agent_message(ctx.runtime, workspace_id, phone, text, agent)
         return OutboundMessage(doc=message)
 
     @strawberry.mutation(permission_classes=ANY_ROLE)

@@ -2,9 +2,13 @@
 
 - document size and shape: strawberry's ``QueryDepthLimiter`` (``QUERY_TOO_DEEP``),
   ``MaxTokensLimiter`` (``QUERY_TOO_LARGE``) and ``MaxAliasesLimiter`` (``TOO_MANY_ALIASES``);
-- operations per API key and window, counted in Redis so every server process shares the count
-  (``RATE_LIMITED`` with ``retryAfter`` seconds; HTTP 429 with ``Retry-After``);
-- request body size, before anything is parsed (HTTP 413, ``PAYLOAD_TOO_LARGE``).
+- the operation's static cost (``server/graphql/query_cost.py``) against a per-operation maximum
+  (``QUERY_TOO_COSTLY`` with ``cost`` and ``limit``), before any resolver runs;
+- cost points per API key and window, counted in Redis so every server process shares the count
+  (``RATE_LIMITED`` with ``retryAfter`` seconds; HTTP 429 with ``Retry-After``): each operation
+  spends its cost, at least 1;
+- request body size, before anything is parsed (HTTP 413, ``PAYLOAD_TOO_LARGE``); JSON nesting
+  is checked by ``server/web/json_limits.py`` where bodies are parsed.
 Page sizes are capped in ``pagination.py`` and subscriptions per WebSocket in ``view.py``.
 All numbers are settings (``KONVO_MAX_QUERY_DEPTH`` ... in ``server/config.py``).
 """
@@ -26,13 +30,14 @@ from strawberry.extensions import AddValidationRules, MaxAliasesLimiter, MaxToke
 from strawberry.extensions.query_depth_limiter import IgnoreContext, create_validator
 
 from server.config import Settings
+from server.graphql.query_cost import operation_cost
 
 log = logging.getLogger(__name__)
 
-# One round trip, atomic: count this hit and say how long the window still runs.
+# One round trip, atomic: spend this operation's points and say how long the window still runs.
 _HIT = """
-local n = redis.call('INCR', KEYS[1])
-if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+local n = redis.call('INCRBY', KEYS[1], ARGV[2])
+if n == tonumber(ARGV[2]) then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
 local ttl = redis.call('PTTL', KEYS[1])
 if ttl < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]); ttl = tonumber(ARGV[1]) end
 return {n, ttl}
@@ -40,7 +45,7 @@ return {n, ttl}
 
 
 class RateLimiter:
-    """A fixed window per API key in Redis: ``limit`` operations per ``window_seconds``."""
+    """A fixed window per API key in Redis: ``limit`` cost points per ``window_seconds``."""
 
     def __init__(self, redis: Redis, prefix: str, limit: int, window_seconds: int) -> None:
         self._redis = redis
@@ -49,42 +54,66 @@ class RateLimiter:
         self.window_ms = window_seconds * 1000
         self._script = redis.register_script(_HIT)
 
-    async def hit(self, key_id: str) -> float | None:
-        """Count one operation; None when allowed, else the seconds until the window resets."""
-        count, ttl_ms = await self._script(keys=[self._prefix + key_id], args=[self.window_ms])
+    async def hit(self, key_id: str, points: int = 1) -> float | None:
+        """Spend ``points``; None when the window still allows them, else the seconds until it resets."""
+        count, ttl_ms = await self._script(keys=[self._prefix + key_id], args=[self.window_ms, points])
         if int(count) <= self.limit:
             return None
         return max(1.0, math.ceil(int(ttl_ms) / 1000))
 
 
-class RateLimit(SchemaExtension):
-    """Counts every executed operation (HTTP request or WebSocket subscribe) against its key.
+class QueryBudget(SchemaExtension):
+    """Refuses an operation that costs too much, then spends its cost from the key's rate window.
 
     Runs in ``on_execute`` (after parsing and validation) because that is the one hook strawberry
-    turns into an error result on every transport; a refused operation never reaches a resolver.
+    turns into an error result on every transport (HTTP and each WebSocket subscribe); a refused
+    operation never reaches a resolver, so it never reads the store. A too costly operation
+    still spends 1 point: refusals are not a free way to hammer the server.
     """
 
+    def __init__(self, max_cost: int) -> None:
+        self.max_cost = max_cost
+
     async def on_execute(self) -> AsyncIterator[None]:  # type: ignore[override]
-        context = self.execution_context.context
-        limiter: RateLimiter | None = getattr(context, "rate_limiter", None)
-        key_id = getattr(context, "key_id", None)
-        if limiter is not None and key_id is not None:
-            try:
-                retry_after = await limiter.hit(key_id)
-            except Exception:
-                log.exception("rate limiter unavailable")
-                raise GraphQLError(
-                    "the server cannot take requests right now; try again shortly",
-                    extensions={"code": "UNAVAILABLE"},
-                ) from None
-            if retry_after is not None:
-                _mark_http_response(context, retry_after)
-                raise GraphQLError(
-                    f"rate limit of {limiter.limit} operations per {limiter.window_ms // 1000}s "
-                    f"reached for this API key; retry in {int(retry_after)}s",
-                    extensions={"code": "RATE_LIMITED", "retryAfter": int(retry_after)},
-                )
+        execution = self.execution_context
+        assert execution.graphql_document is not None
+        cost = operation_cost(
+            execution.schema._schema,
+            execution.graphql_document,
+            execution.operation_name,
+            execution.variables,
+        )
+        too_costly = cost > self.max_cost
+        await _spend(execution.context, 1 if too_costly else max(1, cost))
+        if too_costly:
+            raise GraphQLError(
+                f"this operation costs {cost}, more than the {self.max_cost} one operation may cost: "
+                "ask for fewer objects (smaller first/last, fewer nested lists or aliases)",
+                extensions={"code": "QUERY_TOO_COSTLY", "cost": cost, "limit": self.max_cost},
+            )
         yield
+
+
+async def _spend(context: Any, points: int) -> None:
+    limiter: RateLimiter | None = getattr(context, "rate_limiter", None)
+    key_id = getattr(context, "key_id", None)
+    if limiter is None or key_id is None:
+        return
+    try:
+        retry_after = await limiter.hit(key_id, points)
+    except Exception:
+        log.exception("rate limiter unavailable")
+        raise GraphQLError(
+            "the server cannot take requests right now; try again shortly",
+            extensions={"code": "UNAVAILABLE"},
+        ) from None
+    if retry_after is not None:
+        _mark_http_response(context, retry_after)
+        raise GraphQLError(
+            f"rate limit of {limiter.limit} cost points per {limiter.window_ms // 1000}s "
+            f"reached for this API key; retry in {int(retry_after)}s",
+            extensions={"code": "RATE_LIMITED", "retryAfter": int(retry_after)},
+        )
 
 
 def _mark_http_response(context: Any, retry_after: float) -> None:
@@ -125,11 +154,12 @@ class DepthLimit(AddValidationRules):
 def limit_extensions(settings: Settings) -> list[Callable[[], SchemaExtension]]:
     """Factories of the extensions that enforce the configured limits (a fresh one per request)."""
     tokens, depth, aliases = settings.max_query_tokens, settings.max_query_depth, settings.max_query_aliases
+    max_cost = settings.max_query_cost
     return [
         lambda: MaxTokensLimiter(max_token_count=tokens),
         lambda: DepthLimit(depth),
         lambda: MaxAliasesLimiter(max_alias_count=aliases),
-        RateLimit,
+        lambda: QueryBudget(max_cost),
     ]
 
 

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 from redis.asyncio import Redis
@@ -45,6 +46,7 @@ class RedisPubSub:
         self._redis = redis
         self._prefix = prefix
         self._queues: dict[str, set[asyncio.Queue[Any]]] = defaultdict(set)
+        self._handlers: dict[str, list[Callable[[dict[str, Any]], None]]] = defaultdict(list)
         self._listener: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
 
@@ -83,6 +85,11 @@ class RedisPubSub:
     def subscriber_count(self) -> int:
         """Local subscriptions registered right now (a gauge: leaving clients must bring it to 0)."""
         return sum(len(queues) for queues in self._queues.values())
+
+    def on(self, topic: str, handler: Callable[[dict[str, Any]], None]) -> None:
+        """Call ``handler`` with every payload of ``topic``, for the life of the process: the
+        server's own listeners (not client subscriptions, so not in ``subscriber_count``)."""
+        self._handlers[topic].append(handler)
 
     def subscribe(self, topic: str) -> TopicSubscription:
         """Receive every payload published on ``topic`` from this call on, in order."""
@@ -124,10 +131,16 @@ class RedisPubSub:
 
     def _dispatch(self, topic: str, data: bytes) -> None:
         queues = self._queues.get(topic)
-        if not queues:
+        handlers = self._handlers.get(topic)
+        if not queues and not handlers:
             return
         payload = unpack(data)
-        for queue in list(queues):
+        for handler in handlers or ():
+            try:
+                handler(payload)
+            except Exception:
+                log.exception("pub/sub handler for %s failed", topic)
+        for queue in list(queues or ()):
             try:
                 queue.put_nowait(payload)
             except asyncio.QueueFull:

@@ -18,6 +18,7 @@ from server.graphql.channels import ChannelsMutation, ChannelsQuery
 from server.graphql.contacts import ContactsMutation, ContactsQuery
 from server.graphql.errors import CodedErrors
 from server.graphql.inbox import InboxMutation, InboxQuery, InboxSubscription
+from server.graphql.loaders import BatchLoads
 from server.graphql.pagination import PageInfo, decode_cursor, encode_cursor, page_size
 from server.graphql.permissions import ADMIN_ONLY, ANY_ROLE
 from server.graphql.pubsub import contact_topic, run_topic
@@ -261,14 +262,17 @@ class Subscription(InboxSubscription, BroadcastSubscription):
 
 
 def build_schema(*extensions: Any) -> strawberry.Schema:
-    """The schema with request extensions (limits) in front of the error coding.
+    """The schema with request extensions (limits) in front of batched loads and error coding.
 
     ``server.graphql.limits`` adds the served limits; ``schema`` below has none, for exporting
     the SDL and for in-process tests.
     """
     default_omitted_to_null(Query, Mutation, Subscription)
     return strawberry.Schema(
-        query=Query, mutation=Mutation, subscription=Subscription, extensions=[*extensions, CodedErrors]
+        query=Query,
+        mutation=Mutation,
+        subscription=Subscription,
+        extensions=[*extensions, BatchLoads, CodedErrors],
     )
 
 

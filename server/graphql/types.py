@@ -12,6 +12,7 @@ from strawberry.scalars import JSON
 from server.clock import as_utc
 from server.graphql.catalog import Agent
 from server.graphql.costs import CostEstimate
+from server.graphql.loaders import loaders
 from server.graphql.permissions import ADMIN_ONLY
 from server.machines.compiler import compile_flow, mermaid
 from server.machines.definition import parse_flow
@@ -206,7 +207,7 @@ class Run:
 
     @strawberry.field(permission_classes=ADMIN_ONLY, description="the flow (ADMIN keys; see flowName)")
     async def flow(self, info: strawberry.Info) -> Flow | None:
-        found = await info.context.runtime.flows.get(info.context.workspace(), self.doc["flow_id"])
+        found = await loaders(info).flows.load((info.context.workspace(), self.doc["flow_id"]))
         return Flow(doc=found) if found else None
 
     @strawberry.field
@@ -222,7 +223,7 @@ class Run:
         contact_id = self.doc.get("contact_id")
         if contact_id is None:
             return None
-        found = await info.context.runtime.contacts.get(info.context.workspace(), contact_id)
+        found = await loaders(info).contacts.load((info.context.workspace(), contact_id))
         return Contact(doc=found) if found else None
 
     @strawberry.field
@@ -314,9 +315,7 @@ class Contact:
     @strawberry.field(description="the agent who owns the conversation; flows stay quiet meanwhile")
     async def agent(self, info: strawberry.Info) -> Agent | None:
         agent_id = self.doc.get("assigned_agent")
-        found = (
-            await info.context.runtime.agents.get(self.doc["workspace_id"], agent_id) if agent_id else None
-        )
+        found = await loaders(info).agents.load((self.doc["workspace_id"], agent_id)) if agent_id else None
         return Agent.of(found) if found else None
 
     @strawberry.field(

@@ -1,31 +1,45 @@
 """The ASGI GraphQL endpoint: HTTP and ``graphql-transport-ws``, authenticated by API key.
 
 Beyond strawberry's view it: serves GraphiQL from local assets, answers protocol-level HTTP
-errors as GraphQL JSON with an ``extensions.code``, caps running operations per WebSocket with a
-coded error, and keeps live gauges (connections, operation tasks) for ``/metrics``.
+errors as GraphQL JSON with an ``extensions.code``, refuses JSON nested too deep (400), caps
+running operations per WebSocket with a coded error, and keeps live gauges (connections,
+operation tasks) for ``/metrics``.
+
+WebSockets: ``connection_init`` authenticates the key and takes one of its socket slots
+(``KONVO_MAX_SOCKETS_PER_KEY`` across processes, else close 4429); every ``subscribe`` re-checks
+the key (``KeyGuard``) and a revocation on any process closes the key's sockets (4403).
+Oversized, deep, non-JSON or ill-shaped messages close the socket with 4400.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import logging
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
 from cross_web import HTTPException
 from graphql import GraphQLError
+from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
-from starlette.websockets import WebSocket
-from strawberry.asgi import GraphQL
-from strawberry.exceptions import ConnectionRejectionError, MissingQueryError
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+from strawberry.asgi import ASGIWebSocketAdapter, GraphQL
+from strawberry.exceptions import MissingQueryError
 from strawberry.http import GraphQLRequestData
+from strawberry.http.exceptions import NonTextMessageReceived, WebSocketDisconnected
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler
-from strawberry.subscriptions.protocols.graphql_transport_ws.types import SubscribeMessage
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
+    ConnectionInitMessage,
+    SubscribeMessage,
+)
 from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
@@ -33,7 +47,11 @@ from server.graphql.context import Context
 from server.graphql.graphiql import render_page
 from server.graphql.limits import RateLimiter, limit_extensions
 from server.graphql.schema import build_schema
+from server.graphql.ws_messages import MAX_REASON_BYTES, MalformedMessage, read_message
 from server.runtime import Runtime
+from server.web.json_limits import JsonTooDeep, check_json_depth
+
+log = logging.getLogger(__name__)
 
 GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
 _HTTP_CODES = {400: "BAD_REQUEST", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 415: "UNSUPPORTED_MEDIA_TYPE"}
@@ -51,20 +69,92 @@ class SocketGauges:
         task.add_done_callback(self.tasks.discard)
 
 
-class _TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
-    """strawberry's handler, with a coded subscription cap and task tracking."""
+class _LimitedWebSocketAdapter(ASGIWebSocketAdapter):
+    """Reads messages through ``read_message`` (size, nesting, JSON, shape); closing is idempotent,
+    since a revocation may close a socket the handler is closing too."""
 
     view: KonvoGraphQL
+
+    async def iter_json(self, *, ignore_parsing_errors: bool = False) -> AsyncGenerator[object, None]:
+        settings = self.view.runtime.settings
+        try:
+            while self.ws.application_state != WebSocketState.DISCONNECTED:
+                text = await self.ws.receive_text()
+                yield read_message(
+                    text, settings.max_ws_frame_bytes, settings.max_json_depth, self.view.decode_json
+                )
+        except KeyError as exc:
+            raise NonTextMessageReceived from exc
+        except WebSocketDisconnect:
+            pass
+
+    async def close(self, code: int, reason: str) -> None:
+        if self.ws.application_state != WebSocketState.DISCONNECTED:
+            fitting = reason.encode()[:MAX_REASON_BYTES].decode(errors="ignore")
+            await self.ws.close(code=code, reason=fitting)
+
+
+class _TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
+    """strawberry's handler, with key checks, socket slots, message limits and a coded subscription cap."""
+
+    view: KonvoGraphQL
+    _slot: str | None = None
+    _unwatch: Callable[[], None] | None = None
+    _closing: asyncio.Task[None] | None = None
 
     async def handle(self) -> None:
         gauges = self.view.gauges
         gauges.connections += 1
+        self.on_request_accepted()
         try:
-            await super().handle()
+            try:
+                async for message in self.websocket.iter_json():
+                    await self.handle_message(message)  # type: ignore[arg-type]
+            except MalformedMessage as exc:
+                await self.handle_invalid_message(str(exc))
+            except NonTextMessageReceived:
+                await self.handle_invalid_message("WebSocket message type must be text")
+        except WebSocketDisconnected:
+            pass
         finally:
+            await self.shutdown()
+            await self._leave()
             gauges.connections -= 1
 
+    async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
+        """Authenticate the key and take one of its socket slots before acknowledging."""
+        if self.connection_timed_out:
+            return
+        if self.connection_init_timeout_task:
+            self.connection_init_timeout_task.cancel()
+        if self.connection_init_received:
+            await self.websocket.close(code=4429, reason="Too many initialisation requests")
+            return
+        self.connection_init_received = True
+        context = self.context
+        context.connection_params = message.get("payload") or {}
+        params = context.connection_params
+        if not await context.authenticate(params.get("authorization") or params.get("Authorization")):
+            await self.websocket.close(code=4403, reason="Forbidden")
+            return
+        assert context.key_id is not None
+        runtime = self.view.runtime
+        try:
+            self._slot = await runtime.socket_slots.acquire(context.key_id)
+        except RedisError:
+            await self.websocket.close(code=1013, reason="cannot take WebSockets right now; retry shortly")
+            return
+        if self._slot is None:
+            limit = runtime.socket_slots.limit
+            await self.websocket.close(code=4429, reason=f"this API key holds {limit} WebSockets already")
+            return
+        self._unwatch = runtime.key_guard.watch(context.key_id, self.revoked)
+        await self.send_message({"type": "connection_ack"})
+        self.connection_acknowledged = True
+
     async def handle_subscribe(self, message: SubscribeMessage) -> None:
+        if self.connection_acknowledged and not await self._key_still_live(message["id"]):
+            return
         limit = self.max_subscriptions_per_connection
         accepted = self.connection_acknowledged and message.get("id") not in self.operations
         if accepted and limit is not None and len(self.operations) >= limit:
@@ -79,9 +169,54 @@ class _TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
         if operation is not None and operation.task is not None:
             self.view.gauges.track(operation.task)
 
+    async def _key_still_live(self, operation_id: str) -> bool:
+        """Every operation re-checks its key: a revoked one closes the socket (4403)."""
+        context = self.context
+        assert context.workspace_id is not None and context.key_id is not None
+        try:
+            live = await self.view.runtime.key_guard.is_live(context.workspace_id, context.key_id)
+        except Exception as exc:
+            log.warning("could not re-check an API key (%s); operation refused", type(exc).__name__)
+            error = GraphQLError(
+                "the server cannot take requests right now; try again shortly",
+                extensions={"code": "UNAVAILABLE"},
+            )
+            await self.send_message({"id": operation_id, "type": "error", "payload": [error.formatted]})
+            return False
+        if not live:
+            self.revoked()
+        return live
+
+    def revoked(self) -> None:
+        """The key was revoked: cancel every operation now, so no event follows, and close (4403)."""
+        operations = list(self.operations.values())
+        self.operations.clear()
+        for operation in operations:
+            if operation.task is not None:
+                operation.task.cancel()
+        if self._closing is None:
+            self._closing = asyncio.create_task(
+                self.websocket.close(code=4403, reason="the API key was revoked"), name="close-revoked-socket"
+            )
+
+    async def _leave(self) -> None:
+        if self._closing is not None:
+            with contextlib.suppress(Exception):
+                await self._closing
+        if self._unwatch is not None:
+            self._unwatch()
+            self._unwatch = None
+        if self._slot is not None:
+            slot, self._slot = self._slot, None
+            try:
+                await self.view.runtime.socket_slots.release(slot)
+            except RedisError as exc:  # the slot expires on its own
+                log.warning("could not free a WebSocket slot: %s", type(exc).__name__)
+
 
 class KonvoGraphQL(GraphQL[Context, None]):
     graphql_transport_ws_handler_class = _TransportWSHandler
+    websocket_adapter_class = _LimitedWebSocketAdapter  # type: ignore[assignment]
 
     def __init__(self, runtime: Runtime) -> None:
         settings = runtime.settings
@@ -96,7 +231,7 @@ class KonvoGraphQL(GraphQL[Context, None]):
         self.rate_limiter = RateLimiter(
             runtime.redis,
             runtime.prefix + "rate:",
-            settings.rate_limit_requests,
+            settings.rate_limit_points,
             settings.rate_limit_window_seconds,
         )
 
@@ -165,7 +300,12 @@ class KonvoGraphQL(GraphQL[Context, None]):
         return render_page()
 
     def parse_json(self, data: str | bytes) -> Any:
-        """A request body (or the GET ``variables``/``extensions``) must be a JSON object."""
+        """A request body (or the GET ``variables``/``extensions``) must be a JSON object, nested
+        no deeper than ``KONVO_MAX_JSON_DEPTH`` (checked before parsing)."""
+        try:
+            check_json_depth(data, self.runtime.settings.max_json_depth)
+        except JsonTooDeep as exc:
+            raise HTTPException(400, str(exc)) from None
         parsed = super().parse_json(data)
         if not isinstance(parsed, dict | list):
             raise HTTPException(400, 'expected a JSON object like {"query": "..."}')
@@ -174,13 +314,6 @@ class KonvoGraphQL(GraphQL[Context, None]):
     def decode_json(self, data: str | bytes) -> object:
         # Reject NaN/Infinity literals, which are not JSON and would otherwise reach resolvers.
         return json.loads(data, parse_constant=_reject_constant)
-
-    async def on_ws_connect(self, context: Context) -> Any:
-        params = context.connection_params or {}
-        authorization = params.get("authorization") or params.get("Authorization")
-        if not await context.authenticate(authorization):
-            raise ConnectionRejectionError({"message": context.auth_error, "code": "UNAUTHENTICATED"})
-        return None
 
 
 def as_graphql_response_json(response: Response) -> Response:

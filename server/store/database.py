@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.monitoring import CommandListener
 
 INDEXES: dict[str, list[IndexModel]] = {
-    "api_keys": [IndexModel([("workspace_id", ASCENDING)])],
+    "api_keys": [IndexModel([("workspace_id", ASCENDING)]), IndexModel([("key_id", ASCENDING)])],
     "flows": [IndexModel([("workspace_id", ASCENDING), ("name", ASCENDING)])],
     "flow_versions": [IndexModel([("flow_id", ASCENDING), ("version", ASCENDING)], unique=True)],
     # Every index costs each contact commit (the embedded store maintains indexes in Python: each
@@ -87,8 +89,11 @@ CLIENT_OPTIONS: dict[str, Any] = {
 class Database:
     """Owns the async client; repositories receive collections from it."""
 
-    def __init__(self, uri: str, name: str) -> None:
-        self.client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(uri, **CLIENT_OPTIONS)
+    def __init__(self, uri: str, name: str, listeners: Sequence[CommandListener] = ()) -> None:
+        """``listeners`` see every command this client sends (pymongo command monitoring)."""
+        self.client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+            uri, event_listeners=list(listeners), **CLIENT_OPTIONS
+        )
         self.db: AsyncDatabase[dict[str, Any]] = self.client[name]
 
     def collection(self, name: str) -> AsyncCollection[dict[str, Any]]:

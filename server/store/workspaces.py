@@ -108,6 +108,15 @@ class WorkspaceRepository:
             found["revoked_at"] = now
         return found
 
+    async def live_key_ids(self, key_ids: list[str]) -> set[str]:
+        """Which of these public key ids are still live (not revoked), in one round trip (keys made
+        before ``key_id`` existed go by their hash, like ``get_key``)."""
+        query = {"$or": [{"key_id": {"$in": key_ids}}, {"_id": {"$in": key_ids}}], "revoked_at": None}
+        wanted, live = set(key_ids), set()
+        async for document in self._keys.find(query, {"key_id": 1}):
+            live.update(i for i in (document.get("key_id"), document["_id"]) if i in wanted)
+        return live
+
     async def count_live_admin_keys(self, workspace_id: str) -> int:
         return await self._keys.count_documents(
             {"workspace_id": workspace_id, "role": "ADMIN", "revoked_at": None}

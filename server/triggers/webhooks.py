@@ -25,6 +25,7 @@ from server.errors import InvalidInput, KonvoError, NotFound
 from server.ids import ContactKey, new_id
 from server.triggers.mapping import PayloadError, extract, parse_mapping
 from server.triggers.signatures import SCHEMES, scheme_of, verify
+from server.web.json_limits import JsonTooDeep, check_json_depth
 
 if TYPE_CHECKING:
     from server.runtime import Runtime
@@ -143,7 +144,10 @@ async def _accept(runtime: Runtime, trigger: dict[str, Any], body: bytes, header
     trigger_id = trigger["_id"]
     mapping = parse_mapping(trigger["mapping"])
     try:
+        check_json_depth(body, runtime.settings.max_json_depth)
         payload = json.loads(body)
+    except JsonTooDeep as exc:
+        return _error(400, str(exc))
     except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested too deep
         return _error(400, "the body is not JSON")
     workspace_id = trigger["workspace_id"]

@@ -29,8 +29,15 @@ async def make_workspace(runtime: Runtime, workspace_id: str = WORKSPACE, role: 
 
 @pytest.fixture
 def fast_settings(settings: Settings) -> Settings:
+    # Tests that walk the whole schema with one key spend far more than a client's minute of cost
+    # points; the rate window has its own tests (test_api_limits.py, with a small budget).
     return settings.model_copy(
-        update={"actor_idle_seconds": 30.0, "timer_poll_seconds": 0.05, "recovery_interval_seconds": 2.0}
+        update={
+            "actor_idle_seconds": 30.0,
+            "timer_poll_seconds": 0.05,
+            "recovery_interval_seconds": 2.0,
+            "rate_limit_points": 10_000_000,
+        }
     )
 
 

@@ -71,7 +71,7 @@ async def test_page_sizes_are_capped(gql: GraphQLClient) -> None:
 async def strict_runtime(fast_settings: Settings) -> AsyncIterator[Runtime]:
     strict = fast_settings.model_copy(
         update={
-            "rate_limit_requests": 3,
+            "rate_limit_points": 3,
             "rate_limit_window_seconds": 60,
             "max_body_bytes": 2000,
             "max_subscriptions_per_connection": 2,

@@ -45,7 +45,7 @@ class Cluster:
             "KONVO_LOG_LEVEL": "WARNING",
             "KONVO_RECOVERY_INTERVAL_SECONDS": "1",
             "KONVO_TIMER_POLL_SECONDS": "0.05",
-            "KONVO_RATE_LIMIT_REQUESTS": "100000000",
+            "KONVO_RATE_LIMIT_POINTS": "100000000",
             **extra_env,
         }
         self.procs: list[ServedProcess] = []

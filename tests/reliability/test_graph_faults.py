@@ -32,7 +32,7 @@ def fast_settings(settings: Settings) -> Settings:
             "actor_idle_seconds": 30.0,
             "timer_poll_seconds": 0.05,
             "recovery_interval_seconds": 2.0,
-            "rate_limit_requests": 1_000_000,
+            "rate_limit_points": 1_000_000,
         }
     )
 

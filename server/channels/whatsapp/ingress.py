@@ -28,6 +28,7 @@ from server.errors import Unavailable
 from server.operations.channel_inbound import receive_whatsapp
 from server.runtime import Runtime
 from server.store.channels import webhook_verified
+from server.web.json_limits import JsonTooDeep, check_json_depth
 
 log = logging.getLogger(__name__)
 
@@ -111,9 +112,10 @@ async def _receive(runtime: Runtime, request: Request, channel: dict[str, Any]) 
             log.warning("whatsapp webhook for %s refused: URL not verified by Meta yet", channel_id)
             return _problem(403, "this channel's webhook URL has not completed Meta's verification yet")
     try:
+        check_json_depth(body, runtime.settings.max_json_depth)
         batch = parse_webhook(json.loads(body))
-    except (ValueError, RecursionError) as exc:  # JSONDecodeError and MalformedWebhook are ValueErrors
-        why = str(exc) if isinstance(exc, MalformedWebhook) else f"body is not JSON: {exc}"
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, JsonTooDeep, MalformedWebhook
+        why = str(exc) if isinstance(exc, MalformedWebhook | JsonTooDeep) else f"body is not JSON: {exc}"
         log.warning("whatsapp webhook for %s refused: %s", channel_id, why)
         return _problem(400, why)
     try:
