@@ -19,12 +19,14 @@ import pytest
 from pymongo import AsyncMongoClient
 
 from server.embedded import ManagedProcess, free_port, redis_process, redis_url_for, store_process
+from server.secret_box import generate_key
 from server.store.workspaces import new_api_key
 from tests.conftest import ServiceURLs
 from tests.e2e.conftest import ServedProcess
 from tests.e2e.servers import KONVO
 from tests.integration.conftest import api_key, fast_settings, gql, runtime  # noqa: F401 - fixtures
 from tests.support.graphql import GraphQLClient
+from tests.support.network import LOOPBACK_ALLOW
 
 WORKSPACE = "demo"
 
@@ -43,6 +45,9 @@ class Cluster:
             "KONVO_REDIS_URL": redis_url,
             "KONVO_DEMO_API_KEY": self.api_key,
             "KONVO_LOG_LEVEL": "WARNING",
+            # Processes share the store, so they share the key; the fakes they call are on loopback.
+            "KONVO_SECRET_KEY": generate_key(),
+            "KONVO_EGRESS_ALLOW": LOOPBACK_ALLOW,
             "KONVO_RECOVERY_INTERVAL_SECONDS": "1",
             "KONVO_TIMER_POLL_SECONDS": "0.05",
             "KONVO_RATE_LIMIT_REQUESTS": "100000000",
