@@ -184,7 +184,8 @@ class GraphClient:
         return ApiResult(
             False,
             error_code=failure.code,
-            error=f"{failure.message} (gave up for now after {attempt} attempt(s))",
+            # No attempt count here: how many fit in the time budget tells a hanging port from a closed one.
+            error=f"{failure.message} (gave up for now; will try again later)",
             retry=True,
             attempts=attempt,
         )
