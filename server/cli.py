@@ -13,7 +13,14 @@ from typing import Annotated, Any
 import typer
 
 from server.config import Settings
-from server.embedded import EmbeddedServiceError, EmbeddedServices, port_is_free, start_services
+from server.embedded import (
+    EmbeddedServiceError,
+    EmbeddedServices,
+    apply_local_defaults,
+    port_is_free,
+    start_services,
+)
+from server.secret_box import SecretKeyError, generate_key
 
 app = typer.Typer(help="Konvo Flows server.", no_args_is_help=True, add_completion=False)
 
@@ -64,6 +71,7 @@ def serve(
                 f"port {settings.port} for the HTTP server is already in use; "
                 "choose a free one with KONVO_PORT / --port"
             )
+        apply_local_defaults(settings, embedded_store=settings.embedded_store)
         services = start_services(settings)
         if services.mongodb_uri is not None:
             settings.mongodb_uri = services.mongodb_uri
@@ -72,7 +80,7 @@ def serve(
         _run(settings)
     except _Shutdown:
         pass
-    except EmbeddedServiceError as exc:
+    except (EmbeddedServiceError, SecretKeyError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
     finally:
@@ -87,8 +95,10 @@ def _run(settings: Settings) -> None:
     import uvicorn
 
     from server.app import create_app
+    from server.redaction import configure_logging
     from server.seed import seed_demo
 
+    configure_logging(settings.log_level)
     api_key = asyncio.run(seed_demo(settings))
     banner = (
         "Konvo Flows server running\n"
@@ -119,6 +129,13 @@ def _run(settings: Settings) -> None:
     if not server.started:
         # uvicorn logged why (e.g. the port was taken meanwhile); exit like `uvicorn` does.
         raise typer.Exit(3)
+
+
+@app.command("secret-key")
+def secret_key() -> None:
+    """Print a new key for KONVO_SECRET_KEY (put it first, keep the old one after it until a restart
+    has re-sealed the stored secrets)."""
+    typer.echo(generate_key())
 
 
 @app.command("export-schema")

@@ -16,6 +16,7 @@ from typing import Any
 from server.actors.contact_commands import TurnExtras
 from server.expiring import ExpiringCache
 from server.graphql.pubsub import inbox_topic
+from server.integrations.klaviyo import KlaviyoClient
 from server.integrations.klaviyo_sync import KlaviyoSync
 from server.machines.contact_state import opt_out_keys
 from server.operations.agent_picker import AgentPicker
@@ -33,7 +34,7 @@ class ContactServices:
         self._runtime = runtime
         self.teams = TeamRepository(runtime.database)
         self.members = AgentTeams(runtime.database)
-        self.settings = WorkspaceSettingsRepository(runtime.database)
+        self.settings = WorkspaceSettingsRepository(runtime.database, runtime.secrets)
         self.picker = AgentPicker(runtime.agents, self.members, self.teams, runtime.contacts, runtime.clock)
         self.klaviyo: KlaviyoSync | None = None
         self._extras: ExpiringCache[str, TurnExtras] = ExpiringCache(EXTRAS_TTL_SECONDS)
@@ -92,6 +93,7 @@ class ContactServices:
             runtime.prefix + "integrations",
             lambda: runtime.actors,
             runtime.clock,
+            KlaviyoClient(runtime.egress),
         )
         if runtime.settings.start_timer_worker:
             worker = self.klaviyo.worker(runtime.settings.timer_poll_seconds)

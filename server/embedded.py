@@ -23,10 +23,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
+from pydantic import SecretStr
+
 from server.config import Settings
+from server.secret_box import KEY_FILE, SecretKeyError, key_from_data_dir
 
 _PR_SET_PDEATHSIG = 1
 LOCALHOST = "127.0.0.1"
+# The embedded dev setup talks to fakes and services on this machine. It allows loopback through
+# the setting production uses (KONVO_EGRESS_ALLOW), and only when the operator left it unset.
+DEV_EGRESS_ALLOW = "localhost,127.0.0.0/8,::1"
 
 
 class EmbeddedServiceError(RuntimeError):
@@ -434,6 +440,23 @@ class EmbeddedServices:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def apply_local_defaults(settings: Settings, embedded_store: bool) -> None:
+    """Fill in what production configures itself: the secret key (``KONVO_SECRET_KEY``, else the
+    data dir's ``secret.key``, generated there only for the embedded store: processes sharing an
+    external store must share one key) and, for the embedded setup, loopback egress."""
+    if embedded_store and settings.egress_allow is None:
+        settings.egress_allow = DEV_EGRESS_ALLOW
+    if settings.secret_key is None:
+        key = key_from_data_dir(Path(settings.data_dir), create=embedded_store)
+        if key is None:
+            raise SecretKeyError(
+                f"KONVO_SECRET_KEY is not set and {Path(settings.data_dir) / KEY_FILE} does not exist: "
+                "with an external store every process needs the same key (make one with "
+                "`konvo secret-key`)"
+            )
+        settings.secret_key = SecretStr(key)
 
 
 def start_services(settings: Settings, *, redis_persist: bool = True) -> EmbeddedServices:

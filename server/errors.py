@@ -52,3 +52,22 @@ class Unavailable(KonvoError):
     """A backing service (store, Redis) cannot take the request right now."""
 
     code = "UNAVAILABLE"
+
+
+class EgressRefused(KonvoError):
+    """A URL the egress policy does not let the server call (``server/egress.py``).
+
+    The message is fixed: it never says what the target resolved to or answered, so a caller
+    cannot use the server to map a network. ``reason`` is for the server's log only.
+    """
+
+    code = "EGRESS_REFUSED"
+
+    def __init__(self, reason: str, field: str | None = None) -> None:
+        where = f"{field}: " if field else ""
+        super().__init__(
+            f"{where}this URL is not allowed: the server calls only https URLs whose host resolves to "
+            "public addresses (an operator can allow more with KONVO_EGRESS_ALLOW)",
+            field=field,
+        )
+        self.reason = reason

@@ -30,6 +30,7 @@ from server.channels.whatsapp.limiter import ThroughputLimiter
 from server.clock import Clock, SystemClock
 from server.config import Settings
 from server.contact_services import ContactServices
+from server.egress import EgressAllowList, EgressPolicy, Resolver, system_resolver
 from server.errors import Unavailable
 from server.expiring import ExpiringCache
 from server.graphql.key_guard import KeyGuard
@@ -38,6 +39,7 @@ from server.graphql.socket_slots import SocketSlots
 from server.ids import ContactKey
 from server.machines.connections import ConnectionMemo
 from server.machines.regional import Regional, workspace_regional
+from server.secret_box import SecretBox
 from server.segments import matches
 from server.store.catalog import AgentRepository, FieldRepository, TagRepository, TemplateRepository
 from server.store.channels import ChannelRepository
@@ -60,13 +62,25 @@ class Runtime:
     """Everything a server process shares; built by ``start`` and torn down by ``stop``."""
 
     def __init__(
-        self, settings: Settings, clock: Clock | None = None, store_listeners: Sequence[CommandListener] = ()
+        self,
+        settings: Settings,
+        clock: Clock | None = None,
+        store_listeners: Sequence[CommandListener] = (),
+        resolver: Resolver | None = None,
     ) -> None:
-        """``store_listeners`` watch the store's commands (to count round trips)."""
+        """``store_listeners`` watch the store's commands (to count round trips); ``resolver`` answers
+        the egress policy's host lookups (tests resolve names without DNS)."""
         if not settings.mongodb_uri or not settings.redis_url:
             raise RuntimeError("KONVO_MONGODB_URI and KONVO_REDIS_URL must be set before start")
+        if settings.secret_key is None:
+            raise RuntimeError(
+                "KONVO_SECRET_KEY must be set before start (`konvo serve` reads the data dir's)"
+            )
         self.settings = settings
         self.clock = clock or SystemClock()
+        # Secrets at rest are sealed with these keys; every outbound HTTP call passes this policy.
+        self.secrets = SecretBox.from_setting(settings.secret_key.get_secret_value())
+        self.egress = EgressPolicy(EgressAllowList.parse(settings.egress_allow), resolver or system_resolver)
         self.prefix = f"konvo:{settings.mongodb_db}:"
         self.database = Database(settings.mongodb_uri, settings.mongodb_db, store_listeners)
         self.workspaces = WorkspaceRepository(self.database)
@@ -90,11 +104,11 @@ class Runtime:
         self.fields = FieldRepository(self.database)
         self.agents = AgentRepository(self.database)
         self.templates = TemplateRepository(self.database)
-        self.channels = ChannelRepository(self.database)
+        self.channels = ChannelRepository(self.database, self.secrets)
         self.flow_cache = FlowCache(self.flows)
         self.flow_connections = ConnectionMemo()  # for connection-loop checks (validator)
         # One Graph API client per process (keep-alive); the limiter is shared through Redis.
-        self.graph = GraphClient(ThroughputLimiter(self.redis, self.prefix))
+        self.graph = GraphClient(ThroughputLimiter(self.redis, self.prefix), self.egress)
         self.whatsapp = WhatsAppChannel(self.graph, self.messages, self.templates, self.contacts, self.clock)
         self.channel = ChannelRouter(self.channels, SandboxChannel(self.messages, self.clock), self.whatsapp)
         self.pubsub = RedisPubSub(self.redis, self.prefix + "pubsub:")
@@ -169,6 +183,7 @@ class Runtime:
         settings = self.settings
         await self.database.ensure_indexes()
         await self.legacy_ids.load(self.clock.now())
+        await self._reseal_secrets()
         self.arq = await create_pool(RedisSettings.from_dsn(settings.redis_url or ""))
         self.timers = ArqTimerScheduler(self.arq, self.prefix + "timers", self.clock)
         effects = self._effects = Effects(
@@ -225,6 +240,16 @@ class Runtime:
             self._tasks.append(asyncio.create_task(worker.main(), name="timer-worker"))
         self._tasks.append(asyncio.create_task(self._recover_periodically(), name="recovery"))
         self._tasks.append(self.triggers.start())
+
+    async def _reseal_secrets(self) -> None:
+        """Seal secrets stored in plaintext (before encryption) or under an older key, once per start:
+        after it, a key rotated out of ``KONVO_SECRET_KEY`` is no longer needed."""
+        resealed = 0
+        for repository in (self.channels, self.contact_services.settings, self.triggers.webhooks):
+            count, _unreadable = await repository.reseal()  # unreadable ones are logged by reseal
+            resealed += count
+        if resealed:
+            log.info("sealed %d stored secret(s) with the current key", resealed)
 
     def _tell(self, key: ContactKey, event: Event) -> asyncio.Future[TurnResult]:
         """Queue an event without waiting for its turn (safe from inside an actor's own turn)."""

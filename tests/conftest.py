@@ -13,11 +13,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 from pymongo import MongoClient
 
 from server.config import Settings
 from server.embedded import free_port, start_services
+from server.secret_box import generate_key
 from tests import hypothesis_profiles
+from tests.support.network import LOOPBACK_ALLOW
 
 hypothesis_profiles.load()
 
@@ -54,13 +57,16 @@ def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceURLs]:
 
 @pytest.fixture
 def settings(services: ServiceURLs, tmp_path: Path) -> Iterator[Settings]:
-    """Settings on the session's services with a database of its own, dropped afterwards."""
+    """Settings on the session's services with a database of its own, dropped afterwards; outbound
+    HTTP may reach loopback (the fakes), secrets are sealed with a key of the test's own."""
     db_name = f"t_{uuid.uuid4().hex[:12]}"
     yield Settings(
         data_dir=tmp_path,
         mongodb_uri=services.mongodb_uri,
         mongodb_db=db_name,
         redis_url=services.redis_url,
+        egress_allow=LOOPBACK_ALLOW,
+        secret_key=SecretStr(generate_key()),
     )
     client: MongoClient[dict[str, object]] = MongoClient(services.mongodb_uri, serverSelectionTimeoutMS=5000)
     try:

@@ -30,7 +30,14 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from scripts.benchmarks.harness import WORKSPACE, phone, rss_bytes, services, workspace  # noqa: E402
+from scripts.benchmarks.harness import (  # noqa: E402
+    WORKSPACE,
+    local_security,
+    phone,
+    rss_bytes,
+    services,
+    workspace,
+)
 from server.config import Settings  # noqa: E402
 from server.ids import ContactKey  # noqa: E402
 from server.runtime import Runtime  # noqa: E402
@@ -194,6 +201,7 @@ def main() -> int:
     external = os.environ.get("KONVO_MONGODB_URI") and os.environ.get("KONVO_REDIS_URL")
     if external:
         settings = Settings(mongodb_db=f"bench_{uuid.uuid4().hex[:8]}")
+        settings = settings.model_copy(update=local_security(settings))
         report = asyncio.run(run(settings, args.contacts, args.rate, args.sandbox))
     else:
         with services() as settings:

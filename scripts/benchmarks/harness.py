@@ -14,13 +14,16 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from pydantic import SecretStr
+
 from server.clock import SystemClock
 from server.config import Settings
-from server.embedded import free_port, start_services
+from server.embedded import DEV_EGRESS_ALLOW, free_port, start_services
 from server.ids import ContactKey, new_id
 from server.operations import contacts as contact_ops
 from server.operations import flows as flow_ops
 from server.runtime import Runtime
+from server.secret_box import generate_key
 
 WORKSPACE = "ws_bench"
 
@@ -40,11 +43,20 @@ def services() -> Iterator[Settings]:
                 "mongodb_uri": running.mongodb_uri,
                 "redis_url": running.redis_url,
                 "mongodb_db": f"bench_{uuid.uuid4().hex[:8]}",
+                **local_security(),
             }
         )
     finally:
         running.stop()
         shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def local_security(settings: Settings | None = None) -> dict[str, object]:
+    """A fresh secret key and loopback egress (the Graph API fake), unless ``settings`` has them."""
+    return {
+        "secret_key": (settings and settings.secret_key) or SecretStr(generate_key()),
+        "egress_allow": (settings and settings.egress_allow) or DEV_EGRESS_ALLOW,
+    }
 
 
 def rss_bytes() -> int:

@@ -31,6 +31,8 @@ sys.path.insert(0, str(ROOT))
 
 from server.channels.whatsapp.client import GraphClient, RetryPolicy  # noqa: E402
 from server.channels.whatsapp.limiter import ThroughputLimiter  # noqa: E402
+from server.egress import EgressAllowList, EgressPolicy  # noqa: E402
+from server.embedded import DEV_EGRESS_ALLOW  # noqa: E402
 
 SENDERS = 2
 WARMUP = 1.0  # seconds ignored at the start (connection set-up) when measuring
@@ -58,7 +60,8 @@ async def _send_until(
 
     redis = Redis.from_url(redis_url)
     limiter = ThroughputLimiter(redis, prefix)
-    client = GraphClient(limiter, RetryPolicy(attempts=1, timeout_seconds=10))
+    egress = EgressPolicy(EgressAllowList.parse(DEV_EGRESS_ALLOW))  # the Graph API fake is on loopback
+    client = GraphClient(limiter, egress, RetryPolicy(attempts=1, timeout_seconds=10))
     until = time.monotonic() + seconds
     sent = 0
     grants: list[float] = []

@@ -113,6 +113,9 @@ def konvo_serve(settings: Settings, profile: Path | None = None) -> Iterator[str
         "KONVO_PORT": str(port),
         "KONVO_DATA_DIR": str(settings.data_dir / "server"),  # removed with the bench's services
         "KONVO_LOG_LEVEL": "WARNING",
+        # The bench seeds channels itself: the server must open them with the same key.
+        "KONVO_SECRET_KEY": settings.secret_key.get_secret_value() if settings.secret_key else "",
+        "KONVO_EGRESS_ALLOW": settings.egress_allow or "",
     }
     args = [KONVO, "serve"]
     if profile is not None:

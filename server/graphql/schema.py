@@ -16,7 +16,7 @@ from server.graphql.broadcasts import BroadcastMutation, BroadcastQuery, Broadca
 from server.graphql.catalog import CatalogMutation, CatalogQuery
 from server.graphql.channels import ChannelsMutation, ChannelsQuery
 from server.graphql.contacts import ContactsMutation, ContactsQuery
-from server.graphql.errors import CodedErrors
+from server.graphql.errors import CodedErrors, CodedSchema
 from server.graphql.inbox import InboxMutation, InboxQuery, InboxSubscription
 from server.graphql.loaders import BatchLoads
 from server.graphql.pagination import PageInfo, decode_cursor, encode_cursor, page_size
@@ -268,7 +268,7 @@ def build_schema(*extensions: Any) -> strawberry.Schema:
     the SDL and for in-process tests.
     """
     default_omitted_to_null(Query, Mutation, Subscription)
-    return strawberry.Schema(
+    return CodedSchema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,

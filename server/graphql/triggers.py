@@ -26,7 +26,10 @@ def _base_url(info: strawberry.Info) -> str:
     return f"http://{settings.host}:{settings.port}"
 
 
-@strawberry.type(description="POST JSON to `url`, signed with `secret`, to start the flow for a contact")
+@strawberry.type(
+    description="POST JSON to `url`, signed with `secret`, to start the flow for a contact; the secret "
+    "is shown once, by createWebhookTrigger and rotateWebhookTriggerSecret"
+)
 class WebhookTrigger:
     doc: strawberry.Private[dict[str, Any]]
 
@@ -38,9 +41,12 @@ class WebhookTrigger:
     def url(self, info: strawberry.Info) -> str:
         return f"{_base_url(info)}/hooks/{self.doc['_id']}"
 
-    @strawberry.field(description="HMAC key for X-Konvo-Signature / X-Shopify-Hmac-Sha256, or the token")
-    def secret(self) -> str:
-        return self.doc["secret"]
+    @strawberry.field(
+        description="HMAC key for X-Konvo-Signature / X-Shopify-Hmac-Sha256, or the token; only in the "
+        "answer of createWebhookTrigger and rotateWebhookTriggerSecret, null when read later"
+    )
+    def secret(self) -> str | None:
+        return self.doc.get("secret")
 
     @strawberry.field(
         description="how requests are authenticated: konvo (X-Konvo-Signature: t=<unix>,v1=<hex HMAC-SHA256 "
@@ -168,6 +174,20 @@ class TriggerMutation:
         ctx = info.context
         document = await webhook_ops.set_signature_scheme(
             ctx.runtime, ctx.admin_workspace(), str(id), signature
+        )
+        return WebhookTrigger(doc=document)
+
+    @strawberry.mutation(
+        permission_classes=ADMIN_ONLY,
+        description="a new secret for the trigger (the old one stops working), shown this once; "
+        "`secret` may be given (e.g. Shopify's new signing key)",
+    )
+    async def rotate_webhook_trigger_secret(
+        self, info: strawberry.Info, id: strawberry.ID, secret: str | None = None
+    ) -> WebhookTrigger:
+        ctx = info.context
+        document = await webhook_ops.rotate_webhook_trigger_secret(
+            ctx.runtime, ctx.admin_workspace(), str(id), secret
         )
         return WebhookTrigger(doc=document)
 

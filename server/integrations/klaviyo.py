@@ -4,13 +4,15 @@ Follows the published API (revision 2026-07-15; see shared/conformance/klaviyo.m
 ``POST {base}/api/profile-import`` with a JSON:API body, the private key in
 ``Authorization: Klaviyo-API-Key``, the ``revision`` header, and retries on 429 (honouring
 ``Retry-After``) and 5xx with exponential backoff. The base URL is a setting so tests (and
-proxies) can point it elsewhere.
+proxies) can point it elsewhere; every request passes the egress policy (``server/egress.py``).
+Errors say the status in our words; Klaviyo's own text goes to the server log only.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -20,6 +22,10 @@ from typing import Any
 
 import httpx
 
+from server.egress import EgressClient, EgressPolicy, printable_origin
+from server.errors import EgressRefused
+
+log = logging.getLogger(__name__)
 REVISION = "2026-07-15"
 DEFAULT_BASE_URL = "https://a.klaviyo.com"
 PROFILE_IMPORT = "/api/profile-import"
@@ -87,12 +93,12 @@ def _retry_after(response: httpx.Response) -> float | None:
     return max(0.0, (moment - datetime.now(UTC)).total_seconds())
 
 
-def _error_text(response: httpx.Response) -> str:
-    """Klaviyo's first error (``{"errors": [{"title", "detail"}]}``), else the status line."""
+def _error_text(response: httpx.Response, limit: int = 300) -> str:
+    """Klaviyo's first error (``{"errors": [{"title", "detail"}]}``), else the status line: for the log."""
     try:
         errors = response.json().get("errors") or []
         first = errors[0]
-        return str(first.get("detail") or first.get("title") or first.get("code"))
+        return str(first.get("detail") or first.get("title") or first.get("code"))[:limit]
     except Exception:
         return response.reason_phrase or "error"
 
@@ -102,13 +108,13 @@ class KlaviyoClient:
 
     def __init__(
         self,
-        http: httpx.AsyncClient | None = None,
+        egress: EgressPolicy,
         attempts: int = 4,
         backoff: float = 0.5,
         max_wait: float = 30.0,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
-        self._http = http or httpx.AsyncClient(timeout=httpx.Timeout(10.0))
+        self._http = EgressClient(egress, timeout=httpx.Timeout(10.0))
         self.attempts = attempts
         self.backoff = backoff
         self.max_wait = max_wait
@@ -131,13 +137,17 @@ class KlaviyoClient:
         for attempt in range(self.attempts):
             wait = self.backoff * (2**attempt) * (1 + random.random() / 4)
             try:
-                response = await self._http.post(url, content=body, headers=headers)
+                response = await self._http.request("POST", url, content=body, headers=headers)
+            except EgressRefused as exc:
+                raise KlaviyoError(exc.message, retryable=False) from None
             except httpx.TransportError as exc:
-                last = f"could not reach Klaviyo: {type(exc).__name__}"
+                last = "Klaviyo could not be reached"
+                log.info("Klaviyo %s unreachable: %s", printable_origin(httpx.URL(url)), type(exc).__name__)
             else:
                 if response.status_code in (200, 201):
                     return response.status_code
-                last = f"Klaviyo answered {response.status_code}: {_error_text(response)}"
+                last = f"Klaviyo answered {response.status_code}"
+                log.info("Klaviyo answered %s: %s", response.status_code, _error_text(response))
                 if response.status_code == 429:
                     asked = _retry_after(response)
                     if asked is not None and asked > self.max_wait:

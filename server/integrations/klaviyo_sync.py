@@ -47,7 +47,7 @@ class KlaviyoSync:
         queue_name: str,
         actors: Callable[[], ActorSystem],
         clock: Clock,
-        client: KlaviyoClient | None = None,
+        client: KlaviyoClient,
     ) -> None:
         self._contacts = contacts
         self._settings = settings
@@ -55,7 +55,7 @@ class KlaviyoSync:
         self.queue_name = queue_name
         self._actors = actors
         self._clock = clock
-        self.client = client or KlaviyoClient()
+        self.client = client
         self.retry_delays = RETRY_DELAYS
         self.max_attempts = MAX_ATTEMPTS
 

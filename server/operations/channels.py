@@ -38,9 +38,11 @@ async def connect_whatsapp(runtime: Runtime, workspace_id: str, data: dict[str, 
     for value, field in ((phone_number_id, "phoneNumberId"), (waba_id, "wabaId")):
         if not _ID.fullmatch(value):
             raise InvalidInput(f"{field} {value!r} is not a Graph API id", field=field)
-    base_url = str(data.get("base_url") or DEFAULT_BASE_URL).strip()
-    if not base_url.startswith(("https://", "http://")):
-        raise InvalidInput("baseUrl must be an http(s) URL", field="baseUrl")
+    base_url = str(data.get("base_url") or DEFAULT_BASE_URL).strip().rstrip("/")
+    if (
+        base_url != DEFAULT_BASE_URL
+    ):  # a tenant-chosen URL: the egress policy decides (and again at each call)
+        await runtime.egress.check_url(base_url, "baseUrl")
     api_version = str(data.get("api_version") or DEFAULT_API_VERSION).strip()
     if not _VERSION.fullmatch(api_version):
         raise InvalidInput("apiVersion looks like v23.0", field="apiVersion")

@@ -30,8 +30,8 @@ async def set_klaviyo(
     """Connect (or, with no key, disconnect) Klaviyo; pending syncs use the new settings."""
     key = (private_key or "").strip()
     url = (base_url or DEFAULT_BASE_URL).strip().rstrip("/")
-    if not url.startswith(("https://", "http://")):
-        raise InvalidInput(f"baseUrl must be an http(s) URL, not {base_url!r}", field="baseUrl")
+    if url != DEFAULT_BASE_URL:  # a tenant-chosen URL: the egress policy decides (and again at each call)
+        await runtime.egress.check_url(url, "baseUrl")
     if private_key is not None and not key:
         raise InvalidInput("privateKey is empty; pass null to disconnect Klaviyo", field="privateKey")
     value = {"private_key": key, "base_url": url} if key else None

@@ -14,7 +14,7 @@ from typing import Any
 
 from pymongo.errors import DuplicateKeyError
 
-from server.errors import Conflict, InvalidInput, NotFound, Unavailable
+from server.errors import Conflict, EgressRefused, InvalidInput, NotFound, Unavailable
 from server.ids import new_id
 from server.machines.definition import TemplateNode, parse_flow
 from server.machines.template_message import PARAM, parameter_count
@@ -107,6 +107,7 @@ async def submit_template(runtime: Runtime, workspace_id: str, template_id: str)
         answer = result.body if isinstance(result.body, dict) else {}
     now = runtime.clock.now()
     if not result.ok:
+        _refused_by_egress(result.error_code, "submitTemplate")
         if result.retry:
             raise Unavailable(f"Meta could not take template {template['name']!r} now: {result.error}")
         await runtime.templates.update(
@@ -181,7 +182,10 @@ async def sync_templates(runtime: Runtime, workspace_id: str) -> list[dict[str, 
     channel = await _whatsapp(runtime, workspace_id)
     result = await runtime.graph.list_templates(channel)
     if not result.ok:
-        raise Unavailable(f"could not read templates from Meta: {result.error}")
+        _refused_by_egress(result.error_code, "syncTemplates")
+        raise Unavailable(
+            f"could not read templates from the WhatsApp API: {result.error}", remoteCode=result.error_code
+        )
     for remote in (result.body or {}).get("data") or []:
         name, language = remote.get("name"), remote.get("language")
         meta_id = str(remote.get("id") or "") or None
@@ -203,6 +207,12 @@ async def sync_templates(runtime: Runtime, workspace_id: str) -> list[dict[str, 
         await _set_status(runtime, workspace_id, local, str(remote.get("status") or ""), reason)
     await refresh_waiting_flows(runtime, workspace_id)
     return await runtime.templates.list(workspace_id)
+
+
+def _refused_by_egress(code: str | None, operation: str) -> None:
+    """The channel's base URL (or a page Meta pointed to) is one the egress policy refuses."""
+    if code == EgressRefused.code:
+        raise EgressRefused(f"{operation}: the channel's base URL", field="baseUrl")
 
 
 async def _import(runtime: Runtime, workspace_id: str, remote: dict[str, Any]) -> None:

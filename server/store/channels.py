@@ -1,7 +1,8 @@
 """WhatsApp Cloud API channel configurations: one document per connected business phone number.
 
-A workspace without a channel talks through the sandbox. Secrets (app secret, access token)
-are stored as given; the API never returns them.
+A workspace without a channel talks through the sandbox. Secrets (access token, app secret,
+verify token) are sealed in the store (``server/store/sealed.py``) and opened on read; the API
+never returns them (the verify token once, to ``connectWhatsApp``).
 
 A phone number id is unique within a workspace only: which tenant really owns a number is
 Meta's to know, and a global uniqueness let one tenant squat another's number (and learn from
@@ -14,7 +15,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from server.secret_box import SecretBox
 from server.store.database import Database
+from server.store.sealed import open_fields, reseal_fields, seal_fields
 
 Document = dict[str, Any]
 
@@ -22,6 +25,7 @@ DEFAULT_BASE_URL = "https://graph.facebook.com"
 DEFAULT_API_VERSION = "v23.0"
 DEFAULT_THROUGHPUT = 80
 MAX_THROUGHPUT = 1000
+SECRET_FIELDS = ("access_token", "app_secret", "verify_token")
 
 
 def new_channel(
@@ -68,24 +72,29 @@ def webhook_verified(channel: Document) -> bool:
 
 
 class ChannelRepository:
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, secrets: SecretBox) -> None:
         self._channels = database.collection("channels")
+        self._secrets = secrets
+
+    def _open(self, document: Document | None) -> Document | None:
+        return open_fields(self._secrets, document, SECRET_FIELDS)
 
     async def insert(self, document: Document) -> None:
-        await self._channels.insert_one(document)
+        await self._channels.insert_one(seal_fields(self._secrets, document, SECRET_FIELDS))
 
     async def get(self, channel_id: str) -> Document | None:
         """By id alone: the webhook URL names the channel before any workspace is known."""
-        return await self._channels.find_one({"_id": channel_id})
+        return self._open(await self._channels.find_one({"_id": channel_id}))
 
     async def for_workspace(self, workspace_id: str) -> Document | None:
         """The workspace's WhatsApp channel, or None when it still talks through the sandbox."""
-        return await self._channels.find_one({"workspace_id": workspace_id}, sort=[("created_at", 1)])
+        found = await self._channels.find_one({"workspace_id": workspace_id}, sort=[("created_at", 1)])
+        return self._open(found)
 
     async def by_phone_number_id(self, workspace_id: str, phone_number_id: str) -> Document | None:
         """The workspace's channel for this number (numbers are unique within a workspace only)."""
-        return await self._channels.find_one(
-            {"workspace_id": workspace_id, "phone_number_id": phone_number_id}
+        return self._open(
+            await self._channels.find_one({"workspace_id": workspace_id, "phone_number_id": phone_number_id})
         )
 
     async def mark_webhook_verified(self, channel_id: str, at: Any) -> bool:
@@ -96,5 +105,10 @@ class ChannelRepository:
         return result.modified_count == 1
 
     async def update(self, workspace_id: str, channel_id: str, changes: Document) -> Document | None:
-        await self._channels.update_one({"_id": channel_id, "workspace_id": workspace_id}, {"$set": changes})
-        return await self._channels.find_one({"_id": channel_id, "workspace_id": workspace_id})
+        sealed = seal_fields(self._secrets, changes, SECRET_FIELDS)
+        await self._channels.update_one({"_id": channel_id, "workspace_id": workspace_id}, {"$set": sealed})
+        return self._open(await self._channels.find_one({"_id": channel_id, "workspace_id": workspace_id}))
+
+    async def reseal(self) -> tuple[int, int]:
+        """Seal plaintext (older) secrets and older-key ones with the current key (start-up)."""
+        return await reseal_fields(self._channels, self._secrets, SECRET_FIELDS)

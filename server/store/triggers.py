@@ -8,33 +8,56 @@ from typing import Any
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
+from server.secret_box import SecretBox
 from server.store.database import Database
+from server.store.sealed import open_fields, reseal_fields, seal_fields
 
 Document = dict[str, Any]
+SECRET_FIELDS = ("secret",)
 
 
 class WebhookTriggerRepository:
-    """``webhook_triggers``: one per URL; looked up by id alone because the caller is anonymous."""
+    """``webhook_triggers``: one per URL; looked up by id alone because the caller is anonymous.
 
-    def __init__(self, database: Database) -> None:
+    The secret is sealed in the store; ``find`` (checking a request) opens it, ``get`` and ``list``
+    (showing triggers) leave it out: it is shown once, when created or rotated.
+    """
+
+    def __init__(self, database: Database, secrets: SecretBox) -> None:
         self._docs = database.collection("webhook_triggers")
         self._workspaces = database.collection("workspaces")
+        self._secrets = secrets
 
     async def insert(self, document: Document) -> Document:
-        await self._docs.insert_one(document)
+        await self._docs.insert_one(seal_fields(self._secrets, document, SECRET_FIELDS))
         return document
 
     async def find(self, trigger_id: str) -> Document | None:
-        return await self._docs.find_one({"_id": trigger_id})
+        """With its secret, to authenticate a request."""
+        found = await self._docs.find_one({"_id": trigger_id})
+        return open_fields(self._secrets, found, SECRET_FIELDS)
 
     async def get(self, workspace_id: str, trigger_id: str) -> Document | None:
-        return await self._docs.find_one({"_id": trigger_id, "workspace_id": workspace_id})
+        return await self._docs.find_one({"_id": trigger_id, "workspace_id": workspace_id}, {"secret": 0})
 
     async def list(self, workspace_id: str, flow_id: str | None = None) -> list[Document]:
         query: Document = {"workspace_id": workspace_id}
         if flow_id is not None:
             query["flow_id"] = flow_id
-        return await self._docs.find(query).sort("created_at", 1).to_list()
+        return await self._docs.find(query, {"secret": 0}).sort("created_at", 1).to_list()
+
+    async def set_secret(self, workspace_id: str, trigger_id: str, secret: str) -> Document | None:
+        """Replace the secret (rotation); the trigger without it, or None when there is none."""
+        return await self._docs.find_one_and_update(
+            {"_id": trigger_id, "workspace_id": workspace_id},
+            {"$set": {"secret": self._secrets.seal(secret)}},
+            projection={"secret": 0},
+            return_document=ReturnDocument.AFTER,
+        )
+
+    async def reseal(self) -> tuple[int, int]:
+        """Seal plaintext (older) secrets and older-key ones with the current key (start-up)."""
+        return await reseal_fields(self._docs, self._secrets, SECRET_FIELDS)
 
     async def exists_for_flow(self, workspace_id: str, flow_id: str) -> bool:
         return await self._docs.find_one({"workspace_id": workspace_id, "flow_id": flow_id}) is not None
@@ -48,6 +71,7 @@ class WebhookTriggerRepository:
         return await self._docs.find_one_and_update(
             {"_id": trigger_id, "workspace_id": workspace_id},
             {"$set": {"signature_scheme": scheme, "mapping.signature": scheme}},
+            projection={"secret": 0},  # shown only when created or rotated
             return_document=ReturnDocument.AFTER,
         )
 

@@ -36,7 +36,7 @@ class TriggerServices:
     def __init__(self, runtime: Runtime) -> None:
         database = runtime.database
         self.runtime = runtime
-        self.webhooks = WebhookTriggerRepository(database)
+        self.webhooks = WebhookTriggerRepository(database, runtime.secrets)
         self.inbound = InboundTriggerRepository(database)
         self.hook_requests = HookRequestRepository(database)
         self.broadcasts = BroadcastRepository(database)

@@ -40,15 +40,20 @@ def hook_event_id(trigger_id: str, key: str) -> str:
     return f"hook:{trigger_id}:{key}"
 
 
+def _new_secret(given: str | None) -> str:
+    """The caller's secret (Shopify's signing key is Shopify's), else a generated one."""
+    if given is not None and len(given.strip()) < 16:
+        raise InvalidInput("secret: use at least 16 characters", field="secret")
+    return given.strip() if given else secrets.token_hex(32)
+
+
 async def create_webhook_trigger(
     runtime: Runtime, workspace_id: str, flow_id: str, mapping: Any, secret: str | None = None
 ) -> dict[str, Any]:
-    """A new trigger for ``flow_id``; ``secret`` may be given (Shopify's signing key), else generated."""
+    """A new trigger for ``flow_id``, with its secret: the only time the secret is shown."""
     parsed = parse_mapping(mapping)
     if await runtime.flows.get(workspace_id, flow_id) is None:
         raise NotFound(f"flow {flow_id} not found", field="flowId")
-    if secret is not None and len(secret.strip()) < 16:
-        raise InvalidInput("secret: use at least 16 characters", field="secret")
     document = {
         "_id": new_id("hook"),
         "workspace_id": workspace_id,
@@ -56,7 +61,7 @@ async def create_webhook_trigger(
         "mapping": parsed.model_dump(exclude_none=True),
         # Kept with the trigger: what ``konvo`` means changed once (scheme_of), and may again.
         "signature_scheme": parsed.signature,
-        "secret": secret.strip() if secret else secrets.token_hex(32),
+        "secret": _new_secret(secret),
         "created_at": runtime.clock.now(),
     }
     return await runtime.triggers.webhooks.insert(document)
@@ -72,6 +77,18 @@ async def set_signature_scheme(
     if document is None:
         raise NotFound(f"webhook trigger {trigger_id} not found")
     return document
+
+
+async def rotate_webhook_trigger_secret(
+    runtime: Runtime, workspace_id: str, trigger_id: str, secret: str | None = None
+) -> dict[str, Any]:
+    """Replace the trigger's secret; the old one stops working at once. Returns the trigger with
+    the new secret, shown this once."""
+    new = _new_secret(secret)
+    updated = await runtime.triggers.webhooks.set_secret(workspace_id, trigger_id, new)
+    if updated is None:
+        raise NotFound(f"webhook trigger {trigger_id} not found")
+    return {**updated, "secret": new}
 
 
 async def delete_webhook_trigger(runtime: Runtime, workspace_id: str, trigger_id: str) -> bool:

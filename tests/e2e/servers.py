@@ -13,9 +13,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from server.embedded import free_port
+from server.secret_box import generate_key
 from server.store.workspaces import new_api_key
 from tests.conftest import ServiceURLs
 from tests.e2e.conftest import ServedProcess
+from tests.support.network import LOOPBACK_ALLOW
 
 KONVO = str(Path(sys.executable).with_name("konvo"))
 
@@ -32,6 +34,9 @@ def replicas(
         "KONVO_REDIS_URL": services.redis_url,
         "KONVO_DEMO_API_KEY": new_api_key(),
         "KONVO_LOG_LEVEL": "WARNING",
+        # Replicas share the store, so they share the key; the fakes they call are on loopback.
+        "KONVO_SECRET_KEY": generate_key(),
+        "KONVO_EGRESS_ALLOW": LOOPBACK_ALLOW,
         **extra_env,
     }
     started: list[ServedProcess] = []

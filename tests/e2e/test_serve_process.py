@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import stat
+
 import httpx
 import pytest
 
@@ -20,6 +22,8 @@ async def test_serve_runs_a_flow_and_streams_contact_updates(served: ServedProce
     banner = served.banner
     children = served.children
     assert len(children) == 2 and all(pid_alive(pid) for pid in children)
+    # The embedded setup keeps the key sealing stored secrets in its data dir, readable by us alone.
+    assert stat.S_IMODE((served.data_dir / "secret.key").stat().st_mode) == 0o600
     assert banner["GraphQL"] == f"http://127.0.0.1:{port}/graphql"
     async with httpx.AsyncClient(base_url=served.base_url, timeout=30) as http:
         health = (await http.get("/healthz")).json()

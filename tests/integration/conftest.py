@@ -15,6 +15,7 @@ from server.runtime import Runtime
 from server.store.workspaces import new_api_key
 from tests.support.catalog import ensure_catalog
 from tests.support.graphql import GraphQLClient
+from tests.support.network import HostsResolver
 
 WORKSPACE = "ws_test"
 
@@ -43,7 +44,7 @@ def fast_settings(settings: Settings) -> Settings:
 
 @pytest.fixture
 async def runtime(fast_settings: Settings) -> AsyncIterator[Runtime]:
-    runtime = Runtime(fast_settings)
+    runtime = Runtime(fast_settings, resolver=HostsResolver())
     await runtime.start()
     try:
         yield runtime

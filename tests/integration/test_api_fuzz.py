@@ -11,7 +11,6 @@ import json
 import string
 from typing import Any
 
-import pytest
 from graphql import (
     GraphQLEnumType,
     GraphQLError,
@@ -30,10 +29,7 @@ from hypothesis import strategies as st
 
 from server.graphql.schema import schema
 from tests.support.graphql import GraphQLClient
-from tests.support.network import loopback_only  # noqa: F401  (fixture)
 from tests.support.schema_walk import root_fields
-
-pytestmark = pytest.mark.usefixtures("loopback_only")
 
 ROOTS = root_fields(schema._schema)
 LEAKS = ("Traceback", 'File "', "internal error", "Exception", "pymongo", "redis.")

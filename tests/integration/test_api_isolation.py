@@ -27,7 +27,6 @@ from tests.integration.conftest import client_for, make_workspace
 from tests.support.catalog import ensure_catalog
 from tests.support.flows import skeleton_flow
 from tests.support.graphql import GraphQLClient
-from tests.support.network import loopback_only  # noqa: F401  (fixture)
 from tests.support.schema_walk import (
     RootField,
     default_leaf,
@@ -38,8 +37,6 @@ from tests.support.schema_walk import (
     root_fields,
     sample_value,
 )
-
-pytestmark = pytest.mark.usefixtures("loopback_only")
 
 MARK = "zzsecretb"
 B_PHONE = "+34699000111"

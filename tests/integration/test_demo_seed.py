@@ -107,10 +107,15 @@ async def test_other_messages_go_to_vip_routing_and_ofertas_to_the_opt_in(
 async def test_the_order_webhook_starts_the_order_update(demo: tuple[Runtime, GraphQLClient]) -> None:
     _, gql = demo
     flows = {f["name"]: f["id"] for f in (await gql("{ flows { id name } }"))["flows"]}
-    hooks = (await gql("{ webhookTriggers { url secret flowId } }"))["webhookTriggers"]
+    hooks = (await gql("{ webhookTriggers { id url flowId } }"))["webhookTriggers"]
     by_flow = {h["flowId"]: h for h in hooks}
     assert set(by_flow) == {flows["Order update with feedback"], flows["Abandoned cart"]}
     hook = by_flow[flows["Order update with feedback"]]
+    # A secret is shown only when made: the demo's user gets one by rotating it (docs/sandbox.md).
+    rotated = await gql(
+        "mutation($id: ID!) { rotateWebhookTriggerSecret(id: $id) { secret } }", id=hook["id"]
+    )
+    hook["secret"] = rotated["rotateWebhookTriggerSecret"]["secret"]
     payload = {
         "order": {"id": "1042", "tracking_url": "https://track.example/1042"},
         "customer": {"phone": "600 123 456"},

@@ -19,6 +19,7 @@ from tests.integration.conftest import publish
 from tests.integration.test_nodes import flow, run_of, start_with
 from tests.support.graphql import GraphQLClient, GraphQLErrors, eventually
 from tests.support.klaviyo_fake import KlaviyoFake, klaviyo_fake
+from tests.support.network import loopback_egress
 
 CONNECT = "mutation($k: String, $u: String) { setKlaviyoSettings(privateKey: $k, baseUrl: $u) { configured baseUrl keyHint } }"
 CITY_FIELD = 'mutation { createField(name: "city", type: TEXT, external: {provider: "klaviyo", property: "city"}) { external { provider property } } }'
@@ -52,7 +53,7 @@ def city_flow(name: str = "City") -> dict[str, Any]:
 
 
 async def test_the_client_sends_what_klaviyo_documents(fake: KlaviyoFake) -> None:
-    client = KlaviyoClient(backoff=0.01)
+    client = KlaviyoClient(loopback_egress(), backoff=0.01)
     settings = KlaviyoSettings(fake.private_key, fake.base_url)
     try:
         assert await client.import_profile(settings, "+34600700001", {"city": "Madrid"}) == 201
@@ -85,7 +86,7 @@ async def test_the_fake_refuses_what_klaviyo_would(fake: KlaviyoFake) -> None:
 
 
 async def test_the_client_retries_429_and_5xx_then_gives_up(fake: KlaviyoFake) -> None:
-    client = KlaviyoClient(backoff=0.01, attempts=3)
+    client = KlaviyoClient(loopback_egress(), backoff=0.01, attempts=3)
     settings = KlaviyoSettings(fake.private_key, fake.base_url)
     try:
         fake.fail_next(429, retry_after="0")
@@ -195,7 +196,7 @@ async def test_unconnected_klaviyo_is_retried_once_connected_even_after_redis_lo
 async def test_settings_are_checked_and_the_key_never_shown(gql: GraphQLClient) -> None:
     with pytest.raises(GraphQLErrors) as caught:
         await gql(CONNECT, k="pk_x", u="ftp://nope")
-    assert caught.value.codes == ["INVALID_INPUT"]
+    assert caught.value.codes == ["EGRESS_REFUSED"]  # the egress policy takes https (http if allowed)
     shown = (await gql(CONNECT, k="pk_secret_value", u=None))["setKlaviyoSettings"]
     assert shown == {"configured": True, "baseUrl": "https://a.klaviyo.com", "keyHint": "pk_sec..."}
     assert (await gql(CONNECT, k=None, u=None))["setKlaviyoSettings"]["configured"] is False

@@ -138,10 +138,11 @@ async def test_a_trigger_stored_before_timestamps_keeps_its_signature_in_any_cas
 
     # Once its senders sign with timestamps, the trigger can refuse the body-only signature.
     moved = await gql(
-        'mutation($id: ID!) { setWebhookTriggerSignature(id: $id, signature: "konvo") { signatureScheme } }',
+        'mutation($id: ID!) { setWebhookTriggerSignature(id: $id, signature: "konvo") { signatureScheme secret } }',
         id=trigger_id,
     )
     assert moved["setWebhookTriggerSignature"]["signatureScheme"] == "konvo"
+    assert moved["setWebhookTriggerSignature"]["secret"] is None  # shown only when created or rotated
     refused = await post(gql.http, trigger, *legacy({**ORDER, "id": 2005}))
     assert refused.status_code == 401 and "t=<unix seconds>" in refused.json()["error"]
     later = runtime.clock.now() + timedelta(seconds=1)

@@ -19,12 +19,14 @@ import pytest
 from pymongo import AsyncMongoClient
 
 from server.embedded import ManagedProcess, free_port, redis_process, redis_url_for, store_process
+from server.secret_box import generate_key
 from server.store.workspaces import new_api_key
 from tests.conftest import ServiceURLs
 from tests.e2e.conftest import ServedProcess
 from tests.e2e.servers import KONVO
 from tests.integration.conftest import api_key, fast_settings, gql, runtime  # noqa: F401 - fixtures
 from tests.support.graphql import GraphQLClient
+from tests.support.network import LOOPBACK_ALLOW
 
 WORKSPACE = "demo"
 
@@ -42,7 +44,10 @@ class Cluster:
             "KONVO_MONGODB_DB": self.db_name,
             "KONVO_REDIS_URL": redis_url,
             "KONVO_DEMO_API_KEY": self.api_key,
-            "KONVO_LOG_LEVEL": "WARNING",
+            "KONVO_LOG_LEVEL": os.environ.get("KONVO_TEST_SERVER_LOG_LEVEL", "WARNING"),
+            # Processes share the store, so they share the key; the fakes they call are on loopback.
+            "KONVO_SECRET_KEY": generate_key(),
+            "KONVO_EGRESS_ALLOW": LOOPBACK_ALLOW,
             "KONVO_RECOVERY_INTERVAL_SECONDS": "1",
             "KONVO_TIMER_POLL_SECONDS": "0.05",
             "KONVO_RATE_LIMIT_POINTS": "100000000",
@@ -167,6 +172,10 @@ class Api:
 
 
 async def publish(client: GraphQLClient, definition: dict[str, Any]) -> str:
+    """Publish the flow under test; the demo's keyword and catch-all triggers are removed first, so
+    a customer's message reaches only the run this test starts (none starts a flow of its own)."""
+    for trigger in (await client("{ inboundTriggers { id } }"))["inboundTriggers"]:
+        await client("mutation($id: ID!) { deleteInboundTrigger(id: $id) }", id=trigger["id"])
     data = await client("mutation($d: JSON!) { importFlow(definition: $d) { id } }", d=definition)
     flow_id = data["importFlow"]["id"]
     await client("mutation($id: ID!) { publishFlow(id: $id) { status activeVersion } }", id=flow_id)

@@ -45,7 +45,7 @@ async def outage(cluster_factory: Any, own_store: ManagedProcess, down_seconds: 
                 count = 0
                 while not stop.is_set():
                     count += 1
-                    wa_id = f"3469800{n:02d}{count % 50:03d}"
+                    wa_id = f"346980{n:02d}{count % 50:03d}"  # a possible Spanish mobile
                     wamid, body = inbound_text(wa_id, f"m{count}")
                     try:
                         response = await hooks.post(body)

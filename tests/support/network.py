@@ -1,24 +1,37 @@
-"""Keep tests that call arbitrary mutations on loopback.
+"""Keep tests' outbound traffic on loopback, through the product's own egress setting.
 
-Generic tests (fuzzing, isolation) may connect a WhatsApp number or Klaviyo with made-up
-settings and then trigger a call to it. Every HTTP client of the product is httpx, which honours
-the proxy variables: pointing them at a closed loopback port makes any non-loopback request
-fail at once, while loopback (``NO_PROXY``) keeps working.
+Test runtimes allow loopback with ``KONVO_EGRESS_ALLOW`` (as the embedded dev setup does) and
+resolve names from a table of their own (``HostsResolver``), so a test that connects a WhatsApp
+number or Klaviyo with made-up or default settings never sends a DNS query or a request off the
+machine: a name outside the table does not resolve, like an unknown host.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import socket
+from collections.abc import Mapping
 
-import pytest
+from server.egress import EgressAllowList, EgressPolicy
 
-CLOSED_PORT_PROXY = "http://127.0.0.1:9"
+LOOPBACK_ALLOW = "localhost,127.0.0.0/8,::1"
 
 
-@pytest.fixture
-def loopback_only(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
-        monkeypatch.setenv(name, CLOSED_PORT_PROXY)
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost,::1")
-    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost,::1")
-    yield
+class HostsResolver:
+    """Answers names from a table (like ``/etc/hosts``); anything else does not resolve."""
+
+    def __init__(self, table: Mapping[str, list[str]] | None = None) -> None:
+        self.table = {"localhost": ["127.0.0.1"], **(table or {})}
+        self.asked: list[str] = []
+
+    async def __call__(self, host: str, port: int) -> list[str]:
+        name = host.lower().rstrip(".")
+        self.asked.append(name)
+        try:
+            return list(self.table[name])
+        except KeyError:
+            raise socket.gaierror(socket.EAI_NONAME, f"{name} is not in the test's hosts table") from None
+
+
+def loopback_egress(table: Mapping[str, list[str]] | None = None) -> EgressPolicy:
+    """The egress policy of a test client built without a runtime: loopback allowed, names from a table."""
+    return EgressPolicy(EgressAllowList.parse(LOOPBACK_ALLOW), HostsResolver(table))

@@ -187,7 +187,9 @@ def test_message_problems_are_final(code: int) -> None:
     status, body = graph_error(code)
     failure = classify(status, body)
     assert failure.verdict == "permanent" and failure.code == str(code)
-    assert ERRORS[code][2] in failure.message  # Meta's details are kept for the step
+    # Our words for the code: never the remote body, which a tenant-chosen base URL could fill.
+    assert failure.message.startswith(f"WhatsApp API error {code}: ")
+    assert ERRORS[code][1] not in failure.message and ERRORS[code][2] not in failure.message
 
 
 def test_auth_problems_wait_for_a_fix_and_bare_statuses() -> None:
@@ -195,4 +197,4 @@ def test_auth_problems_wait_for_a_fix_and_bare_statuses() -> None:
     assert classify(503, None).verdict == "retry"
     assert classify(429, "busy", retry_after=3).retry_after == 3
     assert classify(400, None).verdict == "permanent"
-    assert transport_failure(TimeoutError("read timeout")).verdict == "retry"
+    assert transport_failure().verdict == "retry" and transport_failure().code == "UNREACHABLE"

@@ -1,24 +1,38 @@
 """The Graph API over HTTP: one keep-alive ``httpx.AsyncClient`` per process, retries with backoff.
 
 Base URL, API version and the auth header/scheme come from the channel document, so a provider
-exposing the same API under another host and key header works by configuration. Message sends
-take a throughput slot before *every* attempt (retries included) so retrying never pushes the
-number over its limit.
+exposing the same API under another host and key header works by configuration. Every request
+goes through the egress policy (``server/egress.py``): the tenant chose that base URL, and
+``paging.next`` is followed only within its origin (the token goes along). Message sends take a
+throughput slot before *every* attempt (retries included) so retrying never pushes the number
+over its limit.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import time
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urljoin
 
 import httpx
 
-from server.channels.whatsapp.errors import Failure, classify, parse_retry_after, transport_failure
+from server.channels.whatsapp.errors import (
+    Failure,
+    classify,
+    parse_retry_after,
+    remote_text,
+    transport_failure,
+)
 from server.channels.whatsapp.limiter import ThroughputLimiter
+from server.egress import EgressClient, EgressPolicy, printable_origin, same_origin
+from server.errors import EgressRefused
 from server.ids import scoped_id
+
+log = logging.getLogger(__name__)
 
 USER_AGENT = "konvo-flows/0.1.0"
 
@@ -55,12 +69,14 @@ class ApiResult:
 @dataclass
 class GraphClient:
     limiter: ThroughputLimiter | None
+    egress: EgressPolicy
     policy: RetryPolicy = field(default_factory=RetryPolicy)
-    _http: httpx.AsyncClient | None = None
+    _http: EgressClient | None = None
 
-    def http(self) -> httpx.AsyncClient:
+    def http(self) -> EgressClient:
         if self._http is None:
-            self._http = httpx.AsyncClient(
+            self._http = EgressClient(
+                self.egress,
                 timeout=httpx.Timeout(
                     self.policy.timeout_seconds, connect=min(5.0, self.policy.timeout_seconds)
                 ),
@@ -89,19 +105,27 @@ class GraphClient:
         return await self._call(channel, "POST", _url(channel, meta_id), body)
 
     async def list_templates(self, channel: dict[str, Any], name: str | None = None) -> ApiResult:
-        """Every template of the WABA (following ``paging.next``), optionally one name."""
-        url: str | None = _url(channel, channel["waba_id"], "message_templates")
+        """Every template of the WABA (following ``paging.next`` within the base URL's origin),
+        optionally one name. A page elsewhere fails the whole list: nothing half-read is used."""
+        first = _url(channel, channel["waba_id"], "message_templates")
+        url: str | None = first
         params: dict[str, str] | None = {"name": name} if name else None
         data: list[Any] = []
         attempts = 0
+        seen: set[str] = set()
         while url:
+            seen.add(url)
             result = await self._call(channel, "GET", url, None, params=params)
             attempts += result.attempts
             if not result.ok:
                 return result
             data += (result.body or {}).get("data") or []
             following = ((result.body or {}).get("paging") or {}).get("next")
-            url, params = (following, None) if following and following != url else (None, None)
+            url, params = (urljoin(url, str(following)), None) if following else (None, None)
+            if url in seen:
+                url = None
+            elif url is not None and not _same_origin(url, first):
+                return _refused(EgressRefused("paging.next to another origin"), attempts)
         return ApiResult(ok=True, body={"data": data}, attempts=attempts)
 
     # --- the retry loop ---------------------------------------------------------------------
@@ -119,6 +143,7 @@ class GraphClient:
         policy = self.policy
         started = time.monotonic()
         failure: Failure | None = None
+        remote = ""
         attempt = 0
         while attempt < policy.attempts:
             attempt += 1
@@ -136,8 +161,11 @@ class GraphClient:
                     headers=_auth(channel),
                     timeout=policy.timeout_seconds,
                 )
+            except EgressRefused as exc:
+                return _refused(exc, attempt)
             except (httpx.TimeoutException, httpx.TransportError) as exc:
-                failure = transport_failure(exc)
+                failure = transport_failure()
+                remote = type(exc).__name__
             else:
                 parsed = _json(response)
                 if 200 <= response.status_code < 300:
@@ -145,7 +173,9 @@ class GraphClient:
                 failure = classify(
                     response.status_code, parsed, parse_retry_after(response.headers.get("retry-after"))
                 )
+                remote = f"HTTP {response.status_code} {remote_text(parsed) or ''}".strip()
             if failure.verdict == "permanent":
+                _log_failure(method, url, failure, remote)
                 return ApiResult(False, error_code=failure.code, error=failure.message, attempts=attempt)
             if failure.verdict == "later" or attempt >= policy.attempts:
                 break
@@ -154,13 +184,36 @@ class GraphClient:
                 break
             await asyncio.sleep(delay)
         assert failure is not None
+        _log_failure(method, url, failure, remote)
         return ApiResult(
             False,
             error_code=failure.code,
-            error=f"{failure.message} (gave up for now after {attempt} attempt(s))",
+            # No attempt count here: how many fit in the time budget tells a hanging port from a closed one.
+            error=f"{failure.message} (gave up for now; will try again later)",
             retry=True,
             attempts=attempt,
         )
+
+
+def _refused(exc: EgressRefused, attempts: int) -> ApiResult:
+    """A URL the egress policy refused: final, and said in its fixed words."""
+    return ApiResult(False, error_code=exc.code, error=exc.message, attempts=attempts)
+
+
+def _same_origin(url: str, other: str) -> bool:
+    try:
+        return same_origin(url, other)
+    except (httpx.InvalidURL, ValueError):
+        return False
+
+
+def _log_failure(method: str, url: str, failure: Failure, remote: str) -> None:
+    """What the remote said goes to the operator's log (never to the tenant); no path or query."""
+    try:
+        where = printable_origin(httpx.URL(url))
+    except (httpx.InvalidURL, ValueError):
+        where = "?"
+    log.info("Graph API %s %s failed (%s, %s): %s", method, where, failure.code, failure.verdict, remote)
 
 
 def _url(channel: dict[str, Any], owner: str, edge: str = "") -> str:

@@ -4,6 +4,11 @@ Source: Meta's Cloud API error-code reference. Rate limits and server trouble pa
 retried with backoff; authorization problems need a person to fix the channel, so the message
 waits in the outbox for recovery; anything about the message itself (window closed, recipient
 unreachable, invalid parameters, template problems) fails the same way every time, so it is final.
+
+What a failure says (``Failure.message``, shown on run steps and API errors) is our own text for
+Meta's code, never the remote body: a tenant chooses the base URL, so the body could be anyone's.
+Transport failures all read the same (``UNREACHABLE``), so the answers cannot tell a closed port
+from an open one. The remote's own words go to the server log (``remote_text``).
 """
 
 from __future__ import annotations
@@ -34,6 +39,45 @@ RETRY_CODES = frozenset(
 LATER_CODES = frozenset({0, 3, 10, 190, 131031, 131042, 131045, 133010, 368})
 LATER_CODE_RANGE = range(200, 300)  # permission errors
 
+# Our words for Meta's codes (Meta's Cloud API error-code reference).
+DESCRIPTIONS: dict[int, str] = {
+    0: "authentication failed: check the access token",
+    1: "Meta reported an unknown error",
+    2: "the service is temporarily unavailable",
+    3: "the app lacks a capability or permission for this call",
+    4: "the app's request limit was reached",
+    10: "permission denied: the token lacks a permission this call needs",
+    17: "the request limit was reached",
+    100: "a parameter is invalid, missing or misspelled",
+    190: "the access token is invalid or expired",
+    368: "the account is temporarily blocked for policy violations",
+    80007: "the business account's rate limit was reached",
+    130429: "the number's message throughput was reached",
+    131000: "Meta could not process the message",
+    131005: "access denied",
+    131008: "a required parameter is missing",
+    131009: "a parameter value is not valid",
+    131016: "the service is unavailable",
+    131021: "the recipient is the sending number itself",
+    131026: "the message cannot be delivered to this recipient",
+    131031: "the business account is locked",
+    131042: "the business account has a payment problem",
+    131045: "the phone number is not registered",
+    131047: "more than 24 hours passed since the customer last wrote: only a template can be sent",
+    131051: "this message type is not supported",
+    131056: "too many messages to this recipient in a short time",
+    132000: "the number of parameters does not match the template",
+    132001: "the template does not exist in this language or is not approved",
+    132005: "the template text is too long once filled in",
+    132007: "the template breaks a formatting policy",
+    132012: "a parameter's format does not match the template",
+    132015: "the template is paused for low quality",
+    132016: "the template is disabled",
+    133004: "the server is temporarily unavailable",
+    133010: "the phone number is not registered on the Cloud API",
+}
+UNREACHABLE = "the WhatsApp API could not be reached"
+
 
 @dataclass(frozen=True)
 class Failure:
@@ -46,6 +90,17 @@ class Failure:
 def meta_error(body: Any) -> dict[str, Any] | None:
     error = body.get("error") if isinstance(body, dict) else None
     return error if isinstance(error, dict) else None
+
+
+def remote_text(body: Any, limit: int = 300) -> str | None:
+    """Meta's own message and details, for the server log only (bounded)."""
+    error = meta_error(body)
+    return describe(error)[:limit] if error is not None else None
+
+
+def graph_message(code: int) -> str:
+    description = DESCRIPTIONS.get(code)
+    return f"WhatsApp API error {code}: {description}" if description else f"WhatsApp API error {code}"
 
 
 def describe(error: dict[str, Any]) -> str:
@@ -62,7 +117,7 @@ def classify(status: int, body: Any, retry_after: float | None = None) -> Failur
     error = meta_error(body)
     if error is not None and isinstance(error.get("code"), int):
         code = int(error["code"])
-        message = describe(error)
+        message = graph_message(code)
         if code in RETRY_CODES:
             return Failure("retry", str(code), message, retry_after)
         if code in LATER_CODES or code in LATER_CODE_RANGE:
@@ -70,7 +125,7 @@ def classify(status: int, body: Any, retry_after: float | None = None) -> Failur
         if status >= 500:
             return Failure("retry", str(code), message, retry_after)
         return Failure("permanent", str(code), message)
-    text = f"HTTP {status} without a Graph error body"
+    text = f"the WhatsApp API answered HTTP {status} without a Graph error"
     if status in (408, 425, 429) or status >= 500:
         return Failure("retry", f"HTTP_{status}", text, retry_after)
     if status in (401, 403, 404):  # wrong token, or a base URL / API version that is not the Graph API
@@ -78,10 +133,10 @@ def classify(status: int, body: Any, retry_after: float | None = None) -> Failur
     return Failure("permanent", f"HTTP_{status}", text)
 
 
-def transport_failure(exc: Exception) -> Failure:
-    """Timeouts and dropped connections: the request may not have arrived, so try again."""
-    kind = "TIMEOUT" if "Timeout" in type(exc).__name__ else "NETWORK"
-    return Failure("retry", kind, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
+def transport_failure() -> Failure:
+    """Timeouts, refused and dropped connections: the request may not have arrived, so try again.
+    One code and one text for all of them (the exception's own text names the target)."""
+    return Failure("retry", "UNREACHABLE", UNREACHABLE)
 
 
 def parse_retry_after(value: str | None) -> float | None:
