@@ -131,9 +131,10 @@ def _skip_introspection(ignore: IgnoreContext) -> bool:
 
 class DepthLimit(AddValidationRules):
     """strawberry's depth rule, made total: it raises on documents that other rules refuse anyway
-    (``ValueError`` on an empty selection set, which graphql-core 3.3 parses; ``KeyError`` on a
-    fragment that is not defined), and that reached the client as an error without a code. Such a
-    document is refused as a validation error instead."""
+    (``ValueError`` on an empty selection set, which graphql-core 3.3 parses, or on an integer
+    literal longer than Python converts; ``KeyError`` on a fragment that is not defined), and that
+    reached the client as an error without a code. Such a document is refused as a validation
+    error instead."""
 
     def __init__(self, max_depth: int) -> None:
         depth_rule = create_validator(max_depth, _skip_introspection)
@@ -145,7 +146,10 @@ class DepthLimit(AddValidationRules):
                     depth_rule(context)
                 except (ValueError, KeyError):
                     context.report_error(
-                        GraphQLError("this document is not valid: an empty selection or an unknown fragment")
+                        GraphQLError(
+                            "this document is not valid: an empty selection, an unknown fragment or"
+                            " a number literal too long to read"
+                        )
                     )
 
         super().__init__([TotalDepthRule])

@@ -312,8 +312,9 @@ class KonvoGraphQL(GraphQL[Context, None]):
         return parsed
 
     def decode_json(self, data: str | bytes) -> object:
-        # Reject NaN/Infinity literals, which are not JSON and would otherwise reach resolvers.
-        return json.loads(data, parse_constant=_reject_constant)
+        # Reject NaN/Infinity literals, which are not JSON and would otherwise reach resolvers, and
+        # integers longer than Python converts (a ValueError that would escape as a 500).
+        return json.loads(data, parse_constant=_reject_constant, parse_int=_bounded_int)
 
 
 def as_graphql_response_json(response: Response) -> Response:
@@ -338,3 +339,12 @@ def as_graphql_response_json(response: Response) -> Response:
 
 def _reject_constant(name: str) -> Any:
     raise json.JSONDecodeError(f"{name} is not valid JSON", name, 0)
+
+
+MAX_INT_DIGITS = 4300  # Python's own limit for int(str); NUMBER fields hold far less (values.py)
+
+
+def _bounded_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        raise json.JSONDecodeError(f"an integer of {len(text)} digits is too long", text[:20], 0)
+    return int(text)

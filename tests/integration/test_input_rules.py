@@ -112,6 +112,28 @@ async def test_numbers_beyond_the_field_range_are_invalid_input(gql: GraphQLClie
     assert kept["setVariable"]["variables"] == {"points": 1234.5}
 
 
+async def test_a_number_too_long_for_python_is_refused_with_a_code_in_json_and_in_the_query(
+    gql: GraphQLClient,
+) -> None:
+    """5,000 digits as a raw JSON number (a 500 before: Python refuses to convert it) or as a literal."""
+    headers = {"Authorization": f"Bearer {gql.api_key}", "content-type": "application/json"}
+    body = (
+        '{"query": "mutation($v: JSON) { setVariable(phone: \\"+34600111222\\", field: \\"points\\", value: $v) { id } }", "variables": {"v": '
+        + "9" * 5000
+        + "}}"
+    )
+    response = await gql.http.post("/graphql", content=body, headers=headers)
+    assert response.status_code == 400, response.text
+    assert [e["extensions"]["code"] for e in response.json()["errors"]] == ["BAD_REQUEST"]
+    literal = (
+        'mutation { setVariable(phone: "+34600111222", field: "points", value: ' + "9" * 5000 + ") { id } }"
+    )
+    response = await gql.http.post("/graphql", json={"query": literal}, headers=headers)
+    assert response.status_code < 500, response.text
+    codes = [e["extensions"]["code"] for e in response.json()["errors"]]
+    assert codes and "INTERNAL" not in codes, response.text
+
+
 # --- finding 10: names and texts -------------------------------------------------------------------
 
 
