@@ -32,6 +32,13 @@ class Settings(BaseSettings):
 
     demo_api_key: str | None = None
     log_level: str = "INFO"
+    store_stats: bool = Field(
+        False,
+        description=(
+            "count store commands and documents written (driver command monitoring) on /metrics; "
+            "for benchmarks and diagnosis, it costs a little CPU per command"
+        ),
+    )
 
     actor_idle_seconds: float = Field(60.0, description="passivate a contact actor idle this long")
     timer_poll_seconds: float = Field(0.05, description="how often the arq worker polls due timers")

@@ -40,6 +40,7 @@ from server.store.database import Database
 from server.store.flows import FlowRepository
 from server.store.messages import MessageRepository
 from server.store.runs import RunRepository
+from server.store.stats import StoreStats
 from server.store.statuses import MessageStatusRepository
 from server.store.workspaces import WorkspaceRepository
 from server.triggers.services import TriggerServices
@@ -58,7 +59,8 @@ class Runtime:
         self.settings = settings
         self.clock = clock or SystemClock()
         self.prefix = f"konvo:{settings.mongodb_db}:"
-        self.database = Database(settings.mongodb_uri, settings.mongodb_db)
+        stats = StoreStats() if settings.store_stats else None
+        self.database = Database(settings.mongodb_uri, settings.mongodb_db, stats)
         self.workspaces = WorkspaceRepository(self.database)
         self.flows = FlowRepository(self.database)
         self.contacts = ContactRepository(self.database)

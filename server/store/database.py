@@ -8,6 +8,8 @@ from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
+from server.store.stats import StoreStats
+
 INDEXES: dict[str, list[IndexModel]] = {
     "api_keys": [IndexModel([("workspace_id", ASCENDING)])],
     "flows": [IndexModel([("workspace_id", ASCENDING), ("name", ASCENDING)])],
@@ -82,11 +84,16 @@ CLIENT_OPTIONS: dict[str, Any] = {
 
 
 class Database:
-    """Owns the async client; repositories receive collections from it."""
+    """Owns the async client; repositories receive collections from it.
 
-    def __init__(self, uri: str, name: str) -> None:
-        self.client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(uri, **CLIENT_OPTIONS)
+    ``stats``: when given, counts every command the client sends (``server/store/stats.py``).
+    """
+
+    def __init__(self, uri: str, name: str, stats: StoreStats | None = None) -> None:
+        listeners = {"event_listeners": [stats]} if stats is not None else {}
+        self.client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(uri, **CLIENT_OPTIONS, **listeners)
         self.db: AsyncDatabase[dict[str, Any]] = self.client[name]
+        self.stats = stats
 
     def collection(self, name: str) -> AsyncCollection[dict[str, Any]]:
         return self.db[name]
