@@ -2,13 +2,14 @@
 ``konvo serve`` receives one signed text webhook per contact and must send every "thanks" to the
 loopback Graph API fake and commit every run as completed.
 
-Measured: webhooks/s from the first POST until the fake has all outbound requests and no run is
-left waiting or holding an outbox, and what that window cost per webhook (CPU of each process,
-the server's store work: ``costs.py``). The load generator and the Graph API fake run in processes
-of their own (``loadgen.py``, ``graph_fake.py``); the window opens once the server listens and
-has finished its start-up work. Reference, in the same run and store: raw compare-and-set
-``replace_one`` with a version filter on cloned contact documents, same driver and concurrency,
-in a collection with the contacts collection's indexes (the store maintains each index on every
+Measured: webhooks/s from the first POST until the fake has all outbound requests, no run is
+left waiting or holding an outbox and every inbound message is marked applied, and what that
+window cost per webhook (CPU of each process, the server's store work: ``costs.py``). The load
+generator and the Graph API fake run in processes of their own (``loadgen.py``,
+``graph_fake.py``); the window opens once the server listens and has finished its start-up
+work. Reference, in the same run and store: raw compare-and-set ``replace_one`` with a version
+filter on cloned contact documents, same driver and concurrency, in a collection with the
+contacts collection's indexes (the store maintains each index on every
 write, so that is the store's own limit for a contact commit). The rate without any secondary
 index is printed in the notes too.
 ``KONVO_BENCH_PROFILE=path`` runs the server under cProfile and writes its stats there.
@@ -133,22 +134,29 @@ async def raw_cas_rate(
 
 
 async def wait_done(settings: Settings, fake: GraphFakeProcess, requests: int, template_id: str) -> None:
-    """Until the fake holds ``requests`` requests in all and no clone waits or holds an unsent outbox."""
+    """Until the fake holds ``requests`` requests in all, no clone waits or holds an unsent outbox, and
+    no inbound message is left unapplied: its turn's read models (run projection) are written too,
+    so the measured window holds all the work of each webhook (but its last pub/sub notices)."""
     deadline = time.monotonic() + DONE_TIMEOUT
     received = await fake.wait_requests(requests, DONE_TIMEOUT)
     if received < requests:
         raise TimeoutError(f"only {received} of {requests} outbound requests arrived")
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(settings.mongodb_uri, **CLIENT_OPTIONS)
     try:
-        contacts = client[settings.mongodb_db]["contacts"]
+        database = client[settings.mongodb_db]
+        undone = {"_id": {"$ne": template_id}, "$or": [DONE, {"outbox.0": {"$exists": True}}]}
+        left = "contacts still wait or hold an outbox"
         while time.monotonic() < deadline:
-            left = await contacts.count_documents(
-                {"_id": {"$ne": template_id}, "$or": [DONE, {"outbox.0": {"$exists": True}}]}
-            )
-            if left == 0:
+            if await database["contacts"].count_documents(undone) == 0:
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise TimeoutError(f"some {left}")
+        while time.monotonic() < deadline:  # the pending mark goes last, after the run projection
+            if await database["inbound_pending"].count_documents({}) == 0:
                 return
             await asyncio.sleep(0.05)
-        raise TimeoutError(f"{left} contacts still wait or hold an outbox")
+        raise TimeoutError("inbound messages are still unapplied")
     finally:
         await client.close()
 
