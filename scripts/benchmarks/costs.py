@@ -84,7 +84,7 @@ class EventCosts:
     """What ``events`` events cost each process over one measured window, and the targets per event.
 
     ``targets``: process -> most CPU milliseconds per event; ``checks``: the row's other conditions
-    (a rate, exactly-once delivery), by what they say. No verdict in quick mode.
+    (a rate, exactly-once delivery), by what they say.
     """
 
     key: str
@@ -103,7 +103,8 @@ class EventCosts:
 
     @property
     def passed(self) -> bool | None:
-        if self.quick:
+        """No verdict in quick mode, nor for a row without CPU targets (its checks are in the notes)."""
+        if self.quick or not self.targets:
             return None
         within = all((self.ms(p) is not None and self.ms(p) <= most) for p, most in self.targets.items())
         return within and all(self.checks.values())
