@@ -34,6 +34,13 @@ class Settings(BaseSettings):
 
     demo_api_key: str | None = None
     log_level: str = "INFO"
+    store_stats: bool = Field(
+        False,
+        description=(
+            "count store commands and documents written (driver command monitoring) on /metrics; "
+            "for benchmarks and diagnosis, it costs a little CPU per command"
+        ),
+    )
 
     # Security (server/egress.py, server/secret_box.py).
     egress_allow: str | None = Field(

@@ -3,21 +3,26 @@
 Replicas: shards held and replicas seen say whether the leases are balanced (and a process that
 holds none cannot serve); forwarded/received turns show how much traffic crosses replicas.
 Timers: fired/retried/dropped show whether due timers keep up and whether some keep failing.
+Store work (only with ``KONVO_STORE_STATS``): commands by name and documents written, what the
+store's CPU follows (``./scripts/bench`` divides them by the events of its measured window).
 """
 
 from __future__ import annotations
 
 from server.graphql.view import SocketGauges
 from server.runtime import Runtime
+from server.store.stats import StoreStats
 
-# name -> (help, Prometheus type, value)
-Series = dict[str, tuple[str, str, float]]
+# name -> (help, Prometheus type, value or {label set such as '{command="find"}': value})
+Series = dict[str, tuple[str, str, float | dict[str, float]]]
 
 
 def exposition(runtime: Runtime, sockets: SocketGauges) -> str:
     lines = []
     for name, (help_text, kind, value) in collect(runtime, sockets).items():
-        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}", f"{name} {value}"]
+        samples = value if isinstance(value, dict) else {"": value}
+        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
+        lines += [f"{name}{labels} {sample}" for labels, sample in samples.items()]
     return "\n".join(lines) + "\n"
 
 
@@ -48,7 +53,20 @@ def collect(runtime: Runtime, sockets: SocketGauges) -> Series:
                 "Timer jobs dropped: unreadable, expired or out of tries.", worker.dropped
             ),
         }
+    if runtime.database.stats is not None:
+        series |= _store_series(runtime.database.stats)
     return series
+
+
+def _store_series(stats: StoreStats) -> Series:
+    by_name = {f'{{command="{name}"}}': float(count) for name, count in sorted(stats.commands.items())}
+    return {
+        "konvo_store_commands_total": ("Commands sent to the store, by command name.", "counter", by_name),
+        "konvo_store_command_failures_total": _counter("Store commands that failed.", stats.failures),
+        "konvo_store_documents_written_total": _counter(
+            "Documents the store inserted, changed or deleted for this process.", stats.documents_written
+        ),
+    }
 
 
 def _gauge(help_text: str, value: float) -> tuple[str, str, float]:

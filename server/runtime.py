@@ -49,6 +49,7 @@ from server.store.flows import FlowRepository
 from server.store.legacy_ids import LegacyProviderIds
 from server.store.messages import MessageRepository
 from server.store.runs import RunRepository
+from server.store.stats import StoreStats
 from server.store.statuses import MessageStatusRepository
 from server.store.workspaces import WorkspaceRepository
 from server.triggers.services import TriggerServices
@@ -82,7 +83,8 @@ class Runtime:
         self.secrets = SecretBox.from_setting(settings.secret_key.get_secret_value())
         self.egress = EgressPolicy(EgressAllowList.parse(settings.egress_allow), resolver or system_resolver)
         self.prefix = f"konvo:{settings.mongodb_db}:"
-        self.database = Database(settings.mongodb_uri, settings.mongodb_db, store_listeners)
+        stats = StoreStats() if settings.store_stats else None
+        self.database = Database(settings.mongodb_uri, settings.mongodb_db, store_listeners, stats)
         self.workspaces = WorkspaceRepository(self.database)
         self.flows = FlowRepository(self.database)
         self.contacts = ContactRepository(self.database)

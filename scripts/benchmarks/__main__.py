@@ -7,12 +7,13 @@ import asyncio
 import logging
 
 from scripts.benchmarks import endpoint, harness, inbound, latency, memory, recovery, timers
+from scripts.benchmarks.costs import print_costs
 from scripts.benchmarks.report import Row, print_table
 
 # row -> (module, full size, quick size)
 ROWS = {
     "P1": (inbound, 10_000, 50),
-    "P2": (endpoint, 5_000, 60),
+    "P2": (endpoint, 5_000, 200),
     "P3": (latency, 2_000, 30),
     "P4": (timers, 10_000, 300),
     "P5": (memory, 200_000, 1_000),
@@ -24,8 +25,8 @@ async def run(keys: list[str], quick: bool) -> list[Row]:
     rows = []
     for key in keys:
         module, full, small = ROWS[key]
-        with harness.services() as settings:
-            rows.append(await module.measure(settings, small if quick else full, quick))
+        with harness.services() as services:
+            rows.append(await module.measure(services, small if quick else full, quick))
         row = rows[-1]
         print(f"... {row.key}: {row.measured} (reference {row.reference}; target {row.target})", flush=True)
     return rows
@@ -43,6 +44,7 @@ def main() -> None:
     rows = asyncio.run(run(args.rows or list(ROWS), args.quick))
     print()
     print_table(rows)
+    print_costs([costs for row in rows for costs in row.costs])
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -28,8 +29,17 @@ from server.secret_box import generate_key
 WORKSPACE = "ws_bench"
 
 
+@dataclass(frozen=True)
+class Services:
+    """Where a benchmark's store and Redis run, and their process ids (None when external)."""
+
+    settings: Settings
+    store_pid: int | None = None
+    redis_pid: int | None = None
+
+
 @contextmanager
-def services() -> Iterator[Settings]:
+def services() -> Iterator[Services]:
     """Embedded store + Redis on free ports in a temporary directory, both removed afterwards."""
     data_dir = Path(tempfile.mkdtemp(prefix="konvo-bench-"))
     boot = Settings(
@@ -37,8 +47,8 @@ def services() -> Iterator[Settings]:
     )
     running = start_services(boot, redis_persist=False)
     try:
-        assert running.mongodb_uri and running.redis_url
-        yield boot.model_copy(
+        assert running.mongodb_uri and running.redis_url and running.store and running.redis
+        settings = boot.model_copy(
             update={
                 "mongodb_uri": running.mongodb_uri,
                 "redis_url": running.redis_url,
@@ -46,6 +56,7 @@ def services() -> Iterator[Settings]:
                 **local_security(),
             }
         )
+        yield Services(settings, running.store.pid, running.redis.pid)
     finally:
         running.stop()
         shutil.rmtree(data_dir, ignore_errors=True)

@@ -25,7 +25,6 @@ import bson
 from scripts.benchmarks import harness
 from scripts.benchmarks.report import Row
 from server.actors.events import InboundMessage, TurnResult
-from server.config import Settings
 from server.ids import ContactKey, new_id
 from server.runtime import Runtime
 
@@ -101,7 +100,8 @@ async def traced_actor_cost(runtime: Runtime, first: int, sample: int) -> ActorC
     return ActorCost(live / kb, document / kb, packed / kb, after / kb)
 
 
-async def measure(settings: Settings, count: int, quick: bool) -> Row:
+async def measure(services: harness.Services, count: int, quick: bool) -> Row:
+    settings = services.settings
     runtime = Runtime(settings.model_copy(update={"actor_idle_seconds": 3600.0}))
     await runtime.start()
     try:

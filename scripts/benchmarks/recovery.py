@@ -15,13 +15,13 @@ from redis.asyncio import Redis
 from scripts.benchmarks import harness
 from scripts.benchmarks.report import Row
 from scripts.benchmarks.timers import FLOW
-from server.config import Settings
 from server.runtime import Runtime
 
 TARGET_SECONDS = 30.0
 
 
-async def measure(settings: Settings, count: int, quick: bool) -> Row:
+async def measure(services: harness.Services, count: int, quick: bool) -> Row:
+    settings = services.settings
     first = Runtime(settings)
     await first.start()
     try:

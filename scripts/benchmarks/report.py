@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from scripts.benchmarks.costs import EventCosts
 
 
 @dataclass
@@ -14,6 +16,7 @@ class Row:
     target: str
     passed: bool | None  # None: measured, but no verdict (quick mode or missing reference)
     notes: str = ""
+    costs: list[EventCosts] = field(default_factory=list)  # per-event costs (issue 19), where measured
 
     @property
     def verdict(self) -> str:

@@ -1,10 +1,10 @@
 """Real HTTP servers for the webhook rows: ``konvo serve`` on the bench's store and Redis, a bare
-Starlette app on the same uvicorn settings, a WhatsApp channel at the loopback Graph API fake, and
-the signed webhook bodies and the client that POSTs them at a fixed concurrency."""
+Starlette app on the same uvicorn settings, a WhatsApp channel at the loopback Graph API fake, the
+signed webhook requests a load generator (``loadgen.py``, a process of its own) POSTs, and the
+processes whose CPU a row measures."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import shutil
@@ -13,14 +13,18 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from scripts.benchmarks import harness
+from scripts.benchmarks.costs import StoreWork
+from scripts.benchmarks.graph_fake import GraphFakeProcess
+from scripts.benchmarks.loadgen import LoadGenerator, LoadResult
 from server.channels.whatsapp.signature import HEADER, signature_for
 from server.clock import SystemClock
 from server.config import Settings
@@ -30,7 +34,7 @@ from server.store.channels import new_channel
 
 CHANNEL_ID = "chn_bench"
 APP_SECRET = "bench-app-secret"
-CONCURRENCY = 16  # httpx's pool gets slower past ~16 connections: 64 made the client the bottleneck
+CONCURRENCY = 16  # webhook requests in flight, as Meta's delivery does under load
 KONVO = str(Path(sys.executable).with_name("konvo"))
 
 # The same uvicorn settings as ``server.cli._run`` (loop/http "auto": uvloop + httptools when
@@ -101,9 +105,27 @@ def _process(args: list[str], env: dict[str, str], port: int) -> Iterator[subpro
         shutil.rmtree(scratch, ignore_errors=True)
 
 
+@dataclass(frozen=True)
+class Served:
+    """A server process the benchmark started: where it listens and its process id."""
+
+    url: str
+    pid: int
+
+    def store_work(self) -> StoreWork:
+        """The store work counted by the server so far (its ``/metrics``, ``KONVO_STORE_STATS=1``)."""
+        text = httpx.get(self.url + "/metrics", timeout=10.0).raise_for_status().text
+        series = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                name, _, value = line.rpartition(" ")
+                series[name] = float(value)
+        return StoreWork.from_metrics(series)
+
+
 @contextmanager
-def konvo_serve(settings: Settings, profile: Path | None = None) -> Iterator[str]:
-    """``konvo serve`` on the bench's store and Redis; yields its base URL. ``profile``: cProfile it."""
+def konvo_serve(settings: Settings, profile: Path | None = None) -> Iterator[Served]:
+    """``konvo serve`` on the bench's store and Redis, counting its store work. ``profile``: cProfile it."""
     port = free_port()
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("KONVO_")},
@@ -116,19 +138,20 @@ def konvo_serve(settings: Settings, profile: Path | None = None) -> Iterator[str
         # The bench seeds channels itself: the server must open them with the same key.
         "KONVO_SECRET_KEY": settings.secret_key.get_secret_value() if settings.secret_key else "",
         "KONVO_EGRESS_ALLOW": settings.egress_allow or "",
+        "KONVO_STORE_STATS": "1",
     }
     args = [KONVO, "serve"]
     if profile is not None:
         args = [sys.executable, "-m", "cProfile", "-o", str(profile), "-m", "server.cli", "serve"]
-    with _process(args, env, port):
-        yield f"http://127.0.0.1:{port}"
+    with _process(args, env, port) as process:
+        yield Served(f"http://127.0.0.1:{port}", process.pid)
 
 
 @contextmanager
-def bare_starlette() -> Iterator[str]:
+def bare_starlette() -> Iterator[Served]:
     port = free_port()
-    with _process([sys.executable, "-c", BARE_APP, str(port)], dict(os.environ), port):
-        yield f"http://127.0.0.1:{port}"
+    with _process([sys.executable, "-c", BARE_APP, str(port)], dict(os.environ), port) as process:
+        yield Served(f"http://127.0.0.1:{port}", process.pid)
 
 
 def _metadata(phone_number_id: str) -> dict[str, str]:
@@ -202,37 +225,34 @@ def signed_headers(body: bytes) -> dict[str, str]:
     return {"Content-Type": "application/json", HEADER: signature_for(body, APP_SECRET)}
 
 
-def client(base_url: str, concurrency: int = CONCURRENCY) -> httpx.AsyncClient:
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    return httpx.AsyncClient(base_url=base_url, limits=limits, timeout=60.0)
+def signed(bodies: list[bytes]) -> list[tuple[dict[str, str], bytes]]:
+    """The requests a load generator POSTs to the bench channel's webhook: each body, signed."""
+    return [(signed_headers(body), body) for body in bodies]
 
 
-async def post_all(
-    http: httpx.AsyncClient,
-    bodies: list[bytes],
-    concurrency: int = CONCURRENCY,
-    on_post: Callable[[int, float], None] | None = None,
-    pace: Callable[[int], Awaitable[None]] | None = None,
-) -> float:
-    """POST every body (signed) with ``concurrency`` workers; seconds taken. Any non-200 raises.
+def webhook_url(base_url: str) -> str:
+    return f"{base_url}/webhooks/whatsapp/{CHANNEL_ID}"
 
-    ``on_post(i, monotonic)`` is called just before body ``i`` goes out; ``pace(i)`` may wait first.
-    """
-    path = f"/webhooks/whatsapp/{CHANNEL_ID}"
-    position = iter(range(len(bodies)))
-    signed = [(body, signed_headers(body)) for body in bodies]
 
-    async def worker() -> None:
-        for i in position:
-            if pace is not None:
-                await pace(i)
-            body, headers = signed[i]
-            if on_post is not None:
-                on_post(i, time.monotonic())
-            response = await http.post(path, content=body, headers=headers)
-            if response.status_code != 200:
-                raise RuntimeError(f"webhook answered {response.status_code}: {response.text[:300]}")
+def check_answers(result: LoadResult) -> None:
+    """Every webhook must be acknowledged (200): a refused one is a broken benchmark, not a figure."""
+    refused = {status: n for status, n in result.statuses.items() if status != 200}
+    if refused:
+        raise RuntimeError(f"webhooks answered {refused}: {result.errors}")
 
-    started = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return time.perf_counter() - started
+
+def processes(
+    services: harness.Services,
+    server: Served | None = None,
+    load: LoadGenerator | None = None,
+    fake: GraphFakeProcess | None = None,
+) -> dict[str, int | None]:
+    """The processes of a served row, by role (``costs.PROCESSES``); the bench is this process."""
+    return {
+        "server": server.pid if server is not None else None,
+        "store": services.store_pid,
+        "redis": services.redis_pid,
+        "loadgen": load.pid if load is not None else None,
+        "fake": fake.pid if fake is not None else None,
+        "bench": os.getpid(),
+    }

@@ -10,6 +10,8 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.monitoring import CommandListener
 
+from server.store.stats import StoreStats
+
 INDEXES: dict[str, list[IndexModel]] = {
     "api_keys": [IndexModel([("workspace_id", ASCENDING)]), IndexModel([("key_id", ASCENDING)])],
     "flows": [IndexModel([("workspace_id", ASCENDING), ("name", ASCENDING)])],
@@ -87,14 +89,21 @@ CLIENT_OPTIONS: dict[str, Any] = {
 
 
 class Database:
-    """Owns the async client; repositories receive collections from it."""
+    """Owns the async client; repositories receive collections from it.
 
-    def __init__(self, uri: str, name: str, listeners: Sequence[CommandListener] = ()) -> None:
-        """``listeners`` see every command this client sends (pymongo command monitoring)."""
+    ``listeners`` see every command this client sends (pymongo command monitoring); ``stats``, when
+    given, is one of them that counts commands and documents written (``server/store/stats.py``).
+    """
+
+    def __init__(
+        self, uri: str, name: str, listeners: Sequence[CommandListener] = (), stats: StoreStats | None = None
+    ) -> None:
+        watching = [*listeners, *([stats] if stats is not None else [])]
         self.client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
-            uri, event_listeners=list(listeners), **CLIENT_OPTIONS
+            uri, event_listeners=watching, **CLIENT_OPTIONS
         )
         self.db: AsyncDatabase[dict[str, Any]] = self.client[name]
+        self.stats = stats
 
     def collection(self, name: str) -> AsyncCollection[dict[str, Any]]:
         return self.db[name]

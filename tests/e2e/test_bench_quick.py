@@ -1,5 +1,6 @@
-"""The benchmarks in ``--quick`` mode, so their code does not rot: it must run and print the table.
-No timing is asserted (the verdicts need the full sizes; ``./scripts/bench``)."""
+"""The benchmarks in ``--quick`` mode, so their code does not rot: they must run and print their
+tables (issue 8's rows, and issue 19's cost per event). No timing is asserted (the verdicts need
+the full sizes; ``./scripts/bench``)."""
 
 from __future__ import annotations
 
@@ -12,23 +13,56 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 ROWS = ["P1", "P2", "P3", "P4", "P5", "P6"]
+COST_ROWS = ["P1", "P2", "P2 bare", "P3", "P4"]
+COSTS_HEADER = "#  | events"
+
+
+def _run(args: list[str], timeout: float) -> str:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KONVO_")}
+    done = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done.stdout
+
+
+def _keys(lines: list[str], header: str, count: int) -> list[str]:
+    """The first column of the ``count`` rows under the table whose header line starts with ``header``."""
+    at = next(
+        (i for i, line in enumerate(lines) if line.replace(" ", "").startswith(header.replace(" ", ""))), None
+    )
+    assert at is not None, "\n".join(lines[-40:])
+    return [line.split("|")[0].strip() for line in lines[at + 2 : at + 2 + count]]
+
+
+def _cost_cells(lines: list[str], key: str) -> list[str]:
+    row = next(line for line in lines if line.split("|")[0].strip() == key)
+    return [cell.strip() for cell in row.split("|")]
 
 
 @pytest.mark.e2e
-@pytest.mark.timeout(300)  # ~60 s on an idle 2-core machine; more when it is shared
-def test_quick_benchmarks_print_the_table() -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KONVO_")}
-    done = subprocess.run(
-        [sys.executable, "-m", "scripts.benchmarks", "--quick", *ROWS],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    lines = done.stdout.splitlines()
-    header = next((i for i, line in enumerate(lines) if line.startswith("#  | what")), None)
-    assert header is not None, done.stdout[-3000:]
-    keys = [line.split("|")[0].strip() for line in lines[header + 2 : header + 2 + len(ROWS)]]
-    assert keys == ROWS, done.stdout[-3000:]
+@pytest.mark.timeout(420)  # ~60 s on an idle 2-core machine; minutes when it is shared
+def test_quick_benchmarks_print_the_table_and_the_cost_per_event() -> None:
+    stdout = _run([sys.executable, "-m", "scripts.benchmarks", "--quick", *ROWS], timeout=420)
+    lines = stdout.splitlines()
+    assert _keys(lines, "#  | what", len(ROWS)) == ROWS, stdout[-3000:]
+    costs_at = next(i for i, line in enumerate(lines) if line.startswith("Cost per event"))
+    cost_lines = lines[costs_at:]
+    assert _keys(cost_lines, COSTS_HEADER, len(COST_ROWS)) == COST_ROWS, stdout[-3000:]
+    p1 = _cost_cells(cost_lines, "P1")
+    # server, store and Redis CPU, load generator and fake, store work: all measured for P1
+    assert all(cell != "-" for cell in p1[2:10]), p1
+    assert "(<= 1)" in p1[2] and "(<= 2)" in p1[3], p1
+    assert float(p1[8]) > 0 and float(p1[9]) > 0, p1  # documents written, store commands per webhook
+    assert p1[-1] == "-", p1  # no verdict in quick mode
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(300)
+def test_quick_broadcast_prints_its_cost_per_message() -> None:
+    stdout = _run([sys.executable, "scripts/benchmarks/broadcast.py", "--quick"], timeout=300)
+    lines = stdout.splitlines()
+    costs_at = next(i for i, line in enumerate(lines) if line.startswith("Cost per event"))
+    cells = _cost_cells(lines[costs_at:], "broadcast")
+    assert cells[1] == "100 messages", cells
+    assert "(<= 0.7)" in cells[2] and "(<= 1.5)" in cells[3], cells
+    assert cells[6] != "-", cells  # the Graph API fake's own CPU
+    assert "every recipient exactly once: yes" in stdout, stdout[-3000:]
