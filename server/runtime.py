@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
-from arq.connections import ArqRedis, RedisSettings, create_pool
+from arq.connections import ArqRedis
 from pymongo.monitoring import CommandListener
 from redis.asyncio import Redis
 
@@ -39,6 +39,7 @@ from server.graphql.socket_slots import SocketSlots
 from server.ids import ContactKey
 from server.machines.connections import ConnectionMemo
 from server.machines.regional import Regional, workspace_regional
+from server.redis_clients import arq_client, redis_client
 from server.secret_box import SecretBox
 from server.segments import matches
 from server.store.catalog import AgentRepository, FieldRepository, TagRepository, TemplateRepository
@@ -93,7 +94,7 @@ class Runtime:
         self.legacy_ids = LegacyProviderIds(self.database)
         self.messages = MessageRepository(self.database, self.legacy_ids)
         self.message_statuses = MessageStatusRepository(self.database, self.legacy_ids)
-        self.redis: Redis = Redis.from_url(settings.redis_url)
+        self.redis: Redis = redis_client(settings.redis_url)
         self.ledger = StatusLedger(
             self.messages,
             self.message_statuses,
@@ -186,7 +187,8 @@ class Runtime:
         await self.database.ensure_indexes()
         await self.legacy_ids.load(self.clock.now())
         await self._reseal_secrets()
-        self.arq = await create_pool(RedisSettings.from_dsn(settings.redis_url or ""))
+        self.arq = arq_client(settings.redis_url or "")
+        await self.arq.ping()  # fail the start now, as arq's create_pool did, if Redis is not there
         self.timers = ArqTimerScheduler(self.arq, self.prefix + "timers", self.clock)
         effects = self._effects = Effects(
             self.contacts,
@@ -320,6 +322,8 @@ class Runtime:
             await asyncio.wait(list(self._worker.tasks.values()), timeout=grace_seconds)
         if self.actors is not None:
             await self.actors.stop(grace_seconds)
+        if self._effects is not None:
+            await self._effects.wait_settled(grace_seconds)  # effects of committed turns cut short
         await self.ledger.drain()
         await self.pubsub.stop()
         if self.arq is not None:

@@ -181,6 +181,12 @@ class ContactActor:
         for _ in range(MAX_CAS_ATTEMPTS):
             before = await self._load()
             if event.event_id in before.get("applied_events", []):
+                if isinstance(event, InboundMessage):
+                    # Redelivered (recovery found its pending mark): the turn that applied it may
+                    # have been cut after its commit, so what follows a commit is done again.
+                    await self._deps.effects.settle(
+                        self._deps.effects.redo_after_commit(before, [event.event_id])
+                    )
                 return TurnResult(before, duplicate=True, changed=False)
             working = copy.deepcopy(before)
             turn = runner.Turn(
@@ -204,13 +210,20 @@ class ContactActor:
             if await self._deps.contacts.compare_and_set(working, expected):
                 self.document = working
                 inbound = [event.event_id] if isinstance(event, InboundMessage) else []
-                await self._deps.effects.after_commit(before, working, turn.changed_runs, inbound)
-                if self._deps.after_turn is not None:
-                    await self._deps.after_turn(before, working)
+                await self._deps.effects.settle(
+                    self._after_commit(before, working, turn.changed_runs, inbound)
+                )
                 result.contact = working
                 return result
             self.document = None  # another writer won the race: reload and redo the turn
         raise Conflict(f"contact {self.key.phone} kept changing under us; try again")
+
+    async def _after_commit(
+        self, before: dict[str, Any], after: dict[str, Any], changed_runs: set[str], inbound: list[str]
+    ) -> None:
+        await self._deps.effects.after_commit(before, after, changed_runs, inbound)
+        if self._deps.after_turn is not None:
+            await self._deps.after_turn(before, after)
 
     def _finish(self, turn: runner.Turn, event: Event) -> None:
         contact = turn.contact

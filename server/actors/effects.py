@@ -8,7 +8,9 @@ runs inside the actor's own turn); a provider id just learnt releases statuses p
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -41,6 +43,40 @@ class Effects:
     ledger: StatusLedger | None = None
     # Contacts whose outbox kept a message to retry: the next light recovery pass redelivers them.
     stuck_outboxes: set[ContactKey] = field(default_factory=set)
+    # What follows commits, running to its end even when the turn that started it was cancelled.
+    settling: set[asyncio.Task[None]] = field(default_factory=set)
+
+    async def settle(self, work: Awaitable[None]) -> None:
+        """Run ``work`` (what follows a commit) to its end even if the awaiting turn is cancelled.
+
+        A shard retired on lease loss, or a stop whose grace ran out, cancels the turns still
+        running; a turn past its commit no longer needs the lease, and cutting its effects left the
+        committed turn without timers, sends, run projection or applied mark until recovery (issue 19
+        measured thousands of inbound messages left pending that way under load).
+        """
+        task = asyncio.ensure_future(work)
+        self.settling.add(task)
+        task.add_done_callback(self.settling.discard)
+        await asyncio.shield(task)
+
+    async def wait_settled(self, timeout: float) -> None:
+        """Let effects still running finish (a stop, before the connections close)."""
+        if self.settling:
+            await asyncio.wait(set(self.settling), timeout=timeout)
+
+    async def redo_after_commit(self, contact: dict[str, Any], applied_inbound: list[str]) -> None:
+        """Everything ``after_commit`` does, again, for a committed turn whose effects may have been
+        cut: every timer armed (job id = timer id), the outbox delivered (each message looked up
+        first: it may have gone), every run projected, the inbound marked applied. All idempotent."""
+        key = ContactKey(contact["workspace_id"], contact["phone"])
+        for timer in contact.get("timers", []):
+            await self.timers.schedule(key, timer)
+        await self.deliver_outbox(contact)
+        runs = {run["id"] for run in contact.get("runs", [])}
+        if runs:
+            await self.runs.project(contact, runs)
+        if applied_inbound:
+            await self.messages.mark_applied(applied_inbound)
 
     async def after_commit(
         self,
