@@ -186,10 +186,13 @@ async def test_messaging_limit_makes_the_excess_wait_not_drop(runtime: Runtime, 
     created = (await gql(CREATE, i={"template": {"name": "notice"}, "segment": {"all": []}}))[
         "createBroadcast"
     ]
+    # Conditions, not timings: 270 sends take a while on a loaded 2-core machine.
     waiting = await eventually(
-        lambda: get(gql, created["id"]), lambda b: b["waitingForCapacityUntil"] is not None
+        lambda: get(gql, created["id"]), lambda b: b["waitingForCapacityUntil"] is not None, timeout=90
     )
-    waiting = await eventually(lambda: get(gql, created["id"]), lambda b: b["counts"]["started"] == 270)
+    waiting = await eventually(
+        lambda: get(gql, created["id"]), lambda b: b["counts"]["started"] == 270, timeout=90
+    )
     assert waiting["status"] == "RUNNING" and waiting["counts"]["queued"] == 50
     clock.shift += timedelta(hours=24, minutes=1)
     done = await finished(gql, created["id"])
