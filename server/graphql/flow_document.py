@@ -67,15 +67,31 @@ def _is_model(annotation: Any) -> bool:
     return isinstance(annotation, type) and issubclass(annotation, BaseModel)
 
 
-class _Generator:
-    """Builds one strawberry type per pydantic model reached from ``FlowDefinition``."""
+class FlowTypes:
+    """One strawberry type per pydantic model reached from ``root``; ``nodes`` implement ``FlowNode``."""
 
-    def __init__(self) -> None:
-        self.nodes = node_models()
+    def __init__(self, root: type[BaseModel], nodes: tuple[type[BaseModel], ...]) -> None:
+        self.root = root
+        self.nodes = nodes
         self.types: dict[type[BaseModel], type] = {}
         self.converters: dict[type[BaseModel], Convert] = {}
         self.short_forms: set[type[BaseModel]] = set()  # models also given as a bare value
-        self._find_short_forms(FlowDefinition, set())
+        self._building: set[type[BaseModel]] = set()
+        self._find_short_forms(root, set())
+        self.type_of(root)
+        for node in nodes:
+            self.type_of(node)
+
+    def node_types(self) -> dict[str, type]:
+        """Node kind ("message") -> its GraphQL type."""
+        return {typing.get_args(m.model_fields["type"].annotation)[0]: self.types[m] for m in self.nodes}
+
+    def convert(self, document: BaseModel) -> Any:
+        """The GraphQL object of a parsed document (of ``root``)."""
+        return self.converters[type(document)](document)
+
+    def all_types(self) -> list[type]:
+        return list(dict.fromkeys(self.types.values()))
 
     # -- which models take a short form (a bare value instead of the object) --
 
@@ -113,6 +129,9 @@ class _Generator:
 
     def type_of(self, model: type[BaseModel]) -> type:
         if model not in self.types:
+            if model in self._building:
+                raise TypeError(f"{model.__name__} contains itself: flow models are trees")
+            self._building.add(model)
             self._build(model)
         return self.types[model]
 
@@ -121,8 +140,6 @@ class _Generator:
         annotations: dict[str, Any] = {}
         namespace: dict[str, Any] = {"__annotations__": annotations, "__module__": __name__}
         converters: dict[str, tuple[str, Convert]] = {}
-        placeholder = type(self.name_of(model), (), {})
-        self.types[model] = placeholder  # a model reached again while building (recursion)
         for attribute, info in model.model_fields.items():
             field_type, convert, choices = self._map(info.annotation)
             converters[attribute] = (attribute, convert)
@@ -241,19 +258,15 @@ def _describe(info: FieldInfo, choices: tuple[Any, ...]) -> str | None:
     return "; ".join(parts) or None
 
 
-_generator = _Generator()
-FlowDefinitionType = _generator.type_of(FlowDefinition)
-# Node kind ("message") -> its GraphQL type.
-NODE_GRAPHQL_TYPES: dict[str, type] = {
-    typing.get_args(m.model_fields["type"].annotation)[0]: _generator.type_of(m) for m in _generator.nodes
-}
+FLOW_TYPES = FlowTypes(FlowDefinition, node_models())
+FlowDefinitionType = FLOW_TYPES.types[FlowDefinition]
 
 
 def flow_definition(definition: FlowDefinition) -> Any:
     """The GraphQL object of a parsed flow document."""
-    return _generator.converters[FlowDefinition](definition)
+    return FLOW_TYPES.convert(definition)
 
 
 def all_types() -> list[type]:
     """Every generated type: the schema must list the node types (reached only via ``FlowNode``)."""
-    return list(dict.fromkeys(_generator.types.values()))
+    return FLOW_TYPES.all_types()
