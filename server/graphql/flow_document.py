@@ -12,7 +12,9 @@ Adding a node kind needs nothing here: add its model to ``Node`` and the schema 
 ``Literal`` choices as ``String`` (the choices in its description), lists and nested models as
 lists and types, and anything else (segments, free values) as ``JSON``. A value the document may
 give either as an object or in a short form (a template header given as text) is the object's
-type, the short form in its ``value`` field.
+type, the short form in its ``value`` field. A field name that is optional in one node kind is
+optional in all that have it: GraphQL refuses a query asking two same-named fields whose
+types differ, and an editor asks every node kind at once.
 """
 
 from __future__ import annotations
@@ -77,10 +79,18 @@ class FlowTypes:
         self.converters: dict[type[BaseModel], Convert] = {}
         self.short_forms: set[type[BaseModel]] = set()  # models also given as a bare value
         self._building: set[type[BaseModel]] = set()
+        self._optional_in_some = self._names_optional_in_some_node()
         self._find_short_forms(root, set())
         self.type_of(root)
         for node in nodes:
             self.type_of(node)
+
+    def _names_optional_in_some_node(self) -> set[str]:
+        optional: dict[str, set[bool]] = {}
+        for node in self.nodes:
+            for attribute, info in node.model_fields.items():
+                optional.setdefault(camel(info.alias or attribute), set()).add(_allows_none(info.annotation))
+        return {name for name, seen in optional.items() if True in seen}
 
     def node_types(self) -> dict[str, type]:
         """Node kind ("message") -> its GraphQL type."""
@@ -145,6 +155,8 @@ class FlowTypes:
             converters[attribute] = (attribute, convert)
             if is_node and attribute in INTERFACE_FIELDS:
                 continue  # declared by FlowNode
+            if is_node and camel(info.alias or attribute) in self._optional_in_some:
+                field_type = _maybe(field_type, not _allows_none(field_type))
             annotations[attribute] = field_type
             namespace[attribute] = strawberry.field(
                 name=camel(info.alias or attribute), description=_describe(info, choices)
@@ -214,6 +226,11 @@ class FlowTypes:
 
     def _convert_node(self, value: Any) -> Any:
         return self.converters[type(value)](value) if value is not None else None
+
+
+def _allows_none(annotation: Any) -> bool:
+    annotation = _strip_annotated(annotation)
+    return annotation is Any or type(None) in typing.get_args(annotation)
 
 
 def _same(value: Any) -> Any:

@@ -122,6 +122,6 @@ class Message:
     def channel_id(self) -> strawberry.ID | None:
         return self.doc.get("channel_id")
 
-    @strawberry.field
-    def at(self) -> datetime | None:
-        return self.doc.get("at")
+    @strawberry.field(description="when it was received, or sent (or failed for good)")
+    def at(self) -> datetime:
+        return self.doc.get("at") or self.doc["created_at"]

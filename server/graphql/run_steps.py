@@ -11,6 +11,10 @@ is an ``OtherStep``.
 ``steps { action outcome detail }`` still works and ``... on SendFailed { errorCode }`` is typed
 (codegen tools produce a union over ``__typename``). To type a new action: add a class below
 implementing ``Step`` and a line to ``STEP_TYPES``.
+
+A field name used by several step types has one GraphQL type in all of them (``buttonId`` is
+nullable everywhere): GraphQL refuses a query selecting two same-named fields of different
+types, so a timeline asking every step type at once stays valid.
 """
 
 from __future__ import annotations
@@ -122,9 +126,9 @@ class RunNotStarted(Step):
 
 @strawberry.type(description="the customer chose a button, by tap, title or number (action button)")
 class ButtonPressed(Step):
-    @strawberry.field
-    def button_id(self) -> str:
-        return str(self._detail.get("button"))
+    @strawberry.field(description="the button chosen (nullable like every step's buttonId)")
+    def button_id(self) -> str | None:
+        return _text(self._detail.get("button"))
 
     @strawberry.field(description="what the customer typed (null for a tap)")
     def text(self) -> str | None:
@@ -384,8 +388,8 @@ class ExternalSynced(Step):
         return _text(self._detail.get("property"))
 
     @strawberry.field
-    def field(self) -> str | None:
-        return _text(self._detail.get("field"))
+    def field(self) -> str:
+        return str(self._detail.get("field"))
 
     @strawberry.field
     def error(self) -> str | None:

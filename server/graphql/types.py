@@ -512,7 +512,3 @@ class OutboundMessage(Message):
     @strawberry.field
     def node(self) -> str | None:
         return self.doc.get("node")
-
-    @strawberry.field
-    def at(self) -> datetime:
-        return self.doc["at"]

@@ -61,6 +61,23 @@ def test_every_recorded_step_action_has_a_type() -> None:
     assert actions - set(STEP_TYPES) == set(), "add a step type in server/graphql/run_steps.py"
 
 
+def test_same_named_fields_of_one_interface_have_one_type() -> None:
+    """GraphQL refuses a query selecting two same-named fields of different types (a timeline of
+    every step type, an editor of every node kind): the implementations must agree."""
+    graphql_schema = schema._schema
+    for name in ("Step", "FlowNode", "Message"):
+        interface = graphql_schema.get_type(name)
+        assert isinstance(interface, GraphQLInterfaceType)
+        seen: dict[str, tuple[str, str]] = {}
+        for implementation in graphql_schema.get_possible_types(interface):
+            for field_name, field in implementation.fields.items():
+                shown = str(field.type)
+                first = seen.setdefault(field_name, (implementation.name, shown))
+                assert first[1] == shown, (
+                    f"{name}: {first[0]}.{field_name} is {first[1]}, {implementation.name}'s {shown}"
+                )
+
+
 def test_every_node_kind_has_a_flow_node_type() -> None:
     graphql_schema = schema._schema
     interface = graphql_schema.get_type("FlowNode")
@@ -87,6 +104,7 @@ class SplitNode(_Node):
     mode: Literal["random", "round_robin"] = "random"
     branches: list[_Weighted] = Field(default_factory=list)
     meta: dict[str, Any] = Field(default_factory=dict)
+    text: str | None = None
 
 
 class EchoNode(_Node):
@@ -119,10 +137,11 @@ def test_a_new_node_kind_becomes_a_graphql_type_by_itself() -> None:
     sdl = print_schema(test_schema)
     assert "type SplitNode implements FlowNode" in sdl and "type EchoNode implements FlowNode" in sdl
     assert "branches: [FlowWeighted!]!" in sdl and "meta: JSON!" in sdl
+    assert "text: String!" not in sdl  # optional in SplitNode, so in EchoNode too (one type per name)
     split = test_schema._schema.get_type("SplitNode")
     assert isinstance(split, GraphQLObjectType) and FlowNode.__name__ in {i.name for i in split.interfaces}
     result = test_schema.execute_sync(
-        "{ document { name nodes { __typename id type next ... on SplitNode { mode meta branches { name weight next } }"
+        "{ document { name nodes { __typename id type next ... on SplitNode { mode meta text branches { name weight next } }"
         " ... on EchoNode { text } } } }"
     )
     assert result.errors is None, result.errors
@@ -138,6 +157,7 @@ def test_a_new_node_kind_becomes_a_graphql_type_by_itself() -> None:
                     "mode": "random",
                     "meta": {},
                     "branches": [{"name": "A", "weight": 2, "next": "e"}],
+                    "text": None,
                 },
                 {"__typename": "EchoNode", "id": "e", "type": "echo", "next": None, "text": "hola"},
             ],
