@@ -19,12 +19,11 @@ from strawberry.scalars import JSON
 from server.errors import Forbidden, InvalidInput
 from server.graphql.catalog import Agent
 from server.graphql.contacts import caller
-from server.graphql.loaders import loaders
 from server.graphql.messages import Message
 from server.graphql.pagination import PageInfo, decode_cursor, encode_cursor, page_size
 from server.graphql.permissions import ADMIN_ONLY, AGENT, ANY_ROLE
 from server.graphql.pubsub import inbox_topic
-from server.graphql.types import Contact, OutboundMessage, RenderedMessage, rendered_of
+from server.graphql.types import Contact, OutboundMessage, RenderedMessage, assigned_agent_of, rendered_of
 from server.machines.runner import window_open
 from server.operations import assignment as ops
 from server.operations import inbox as inbox_ops
@@ -150,9 +149,7 @@ class Conversation:
 
     @strawberry.field
     async def assigned_agent(self, info: strawberry.Info) -> Agent | None:
-        agent_id = self.doc.get("assigned_agent")
-        found = await loaders(info).agents.load((self.doc["workspace_id"], agent_id)) if agent_id else None
-        return Agent.of(found) if found else None
+        return await assigned_agent_of(info, self.doc)
 
     @strawberry.field(description="the contact's SUPPORT tags (marketing tags are not shown here)")
     async def support_tags(self, info: strawberry.Info) -> list[str]:

@@ -57,9 +57,6 @@ class Severity(Enum):
     WARNING = "WARNING"
 
 
-_plain = plain
-
-
 @strawberry.type
 class Workspace:
     id: strawberry.ID
@@ -246,7 +243,7 @@ class Run:
 
     @strawberry.field
     def waiting_for(self) -> JSON | None:
-        return _plain(self.doc.get("waiting_for"))
+        return plain(self.doc.get("waiting_for"))
 
     @strawberry.field
     def end_reason(self) -> str | None:
@@ -277,7 +274,7 @@ class Run:
 
     @strawberry.field
     def trigger(self) -> JSON:
-        return _plain(self.doc.get("trigger") or {})
+        return plain(self.doc.get("trigger") or {})
 
     @strawberry.field
     def started_at(self) -> datetime:
@@ -286,6 +283,13 @@ class Run:
     @strawberry.field
     def ended_at(self) -> datetime | None:
         return self.doc.get("ended_at")
+
+
+async def assigned_agent_of(info: strawberry.Info, contact: dict[str, Any]) -> Agent | None:
+    """The agent who owns the contact's conversation (batched per operation), or None."""
+    agent_id = contact.get("assigned_agent")
+    found = await loaders(info).agents.load((contact["workspace_id"], agent_id)) if agent_id else None
+    return Agent.of(found) if found else None
 
 
 @strawberry.type
@@ -310,7 +314,7 @@ class Contact:
 
     @strawberry.field
     def variables(self) -> JSON:
-        return _plain(self.doc.get("variables", {}))
+        return plain(self.doc.get("variables", {}))
 
     @strawberry.field
     def opted_in(self) -> bool:
@@ -322,40 +326,36 @@ class Contact:
 
     @strawberry.field(description="the agent who owns the conversation; flows stay quiet meanwhile")
     async def assigned_agent(self, info: strawberry.Info) -> Agent | None:
-        agent_id = self.doc.get("assigned_agent")
-        found = await loaders(info).agents.load((self.doc["workspace_id"], agent_id)) if agent_id else None
-        return Agent.of(found) if found else None
+        return await assigned_agent_of(info, self.doc)
 
     @strawberry.field(
         description="the agent who owns the conversation",
         deprecation_reason="assignedAgent is the Agent now; use it (and assignedAgentId for the id)",
     )
     async def agent(self, info: strawberry.Info) -> Agent | None:
-        agent_id = self.doc.get("assigned_agent")
-        found = await loaders(info).agents.load((self.doc["workspace_id"], agent_id)) if agent_id else None
-        return Agent.of(found) if found else None
+        return await assigned_agent_of(info, self.doc)
 
     @strawberry.field(
         description="how and by whom the contact was assigned: {agent_id, source, team, by, at}"
     )
     def assignment(self) -> JSON | None:
-        return _plain(self.doc.get("assignment"))
+        return plain(self.doc.get("assignment"))
 
     @strawberry.field(description="the last consent given: {at, source: flow|api|keyword|import, ...}")
     def opt_in(self) -> JSON | None:
-        return _plain(self.doc.get("opt_in"))
+        return plain(self.doc.get("opt_in"))
 
     @strawberry.field(description="the last opt-out: {at, source, keyword, message_id, by}")
     def opt_out(self) -> JSON | None:
-        return _plain(self.doc.get("opt_out"))
+        return plain(self.doc.get("opt_out"))
 
     @strawberry.field(description="every consent change, oldest first (the latest 50)")
     def consent_log(self) -> JSON:
-        return _plain(self.doc.get("consent_log") or [])
+        return plain(self.doc.get("consent_log") or [])
 
     @strawberry.field(description="external profile updates still to make (Klaviyo), with their last error")
     def external_sync(self) -> JSON:
-        return _plain(self.doc.get("external_sync") or [])
+        return plain(self.doc.get("external_sync") or [])
 
     @strawberry.field
     def last_inbound_at(self) -> datetime | None:

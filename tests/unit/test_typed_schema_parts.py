@@ -13,7 +13,14 @@ import inspect
 from typing import Annotated, Any, Literal
 
 import strawberry
-from graphql import GraphQLInterfaceType, GraphQLObjectType
+from graphql import (
+    GraphQLInterfaceType,
+    GraphQLList,
+    GraphQLNonNull,
+    GraphQLObjectType,
+    GraphQLOutputType,
+    is_leaf_type,
+)
 from pydantic import BaseModel, Field
 from strawberry.printer import print_schema
 
@@ -61,8 +68,19 @@ def test_every_recorded_step_action_has_a_type() -> None:
     assert actions - set(STEP_TYPES) == set(), "add a step type in server/graphql/run_steps.py"
 
 
+def response_shape(type_: GraphQLOutputType) -> str:
+    """What GraphQL's "same response shape" rule compares: list and non-null wrappers, and the
+    scalar or enum itself; two object types may differ (their own fields are compared when
+    selected)."""
+    if isinstance(type_, GraphQLNonNull):
+        return response_shape(type_.of_type) + "!"
+    if isinstance(type_, GraphQLList):
+        return f"[{response_shape(type_.of_type)}]"
+    return type_.name if is_leaf_type(type_) else "object"
+
+
 def test_same_named_fields_of_one_interface_have_one_type() -> None:
-    """GraphQL refuses a query selecting two same-named fields of different types (a timeline of
+    """GraphQL refuses a query selecting two same-named fields of different shapes (a timeline of
     every step type, an editor of every node kind): the implementations must agree."""
     graphql_schema = schema._schema
     for name in ("Step", "FlowNode", "Message"):
@@ -71,7 +89,7 @@ def test_same_named_fields_of_one_interface_have_one_type() -> None:
         seen: dict[str, tuple[str, str]] = {}
         for implementation in graphql_schema.get_possible_types(interface):
             for field_name, field in implementation.fields.items():
-                shown = str(field.type)
+                shown = response_shape(field.type)
                 first = seen.setdefault(field_name, (implementation.name, shown))
                 assert first[1] == shown, (
                     f"{name}: {first[0]}.{field_name} is {first[1]}, {implementation.name}'s {shown}"
