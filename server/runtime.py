@@ -212,6 +212,7 @@ class Runtime:
             assigner=self.contact_services.picker.for_node,
             after_turn=self.contact_services.after_turn,
             inbound_trigger=self.triggers.inbound_trigger_for,
+            default_channel_of=self.channel.default_channel_id,
         )
         # Contacts are sharded over the replicas sharing this store and Redis; a single process
         # leases every shard at start (server/actors/shards.py).

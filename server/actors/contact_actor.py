@@ -68,6 +68,9 @@ class ActorDeps:
     inbound_trigger: (
         Callable[[str, str | None, str | None], Awaitable[tuple[str, dict[str, Any]] | None]] | None
     ) = None
+    # The workspace's default channel id now (None: the sandbox); a run started without a channel
+    # of its own keeps it, so a later change of default does not move a conversation mid-way.
+    default_channel_of: Callable[[str], Awaitable[str | None]] | None = None
     # Shard lease fencing: the epoch of this process's lease on the contact's shard, written into
     # the document so a replica that lost its lease can never overwrite a newer owner's commit.
     # Raises (e.g. Unavailable) when this process does not own the shard any more.
@@ -240,7 +243,12 @@ class ContactActor:
     async def _apply(self, turn: runner.Turn, event: Event) -> TurnResult:
         if isinstance(event, StartFlow):
             run = await self._start_flow(
-                turn, event.flow_id, event.trigger, by_name=False, source=event.source
+                turn,
+                event.flow_id,
+                event.trigger,
+                by_name=False,
+                source=event.source,
+                channel_id=event.channel_id,
             )
             await self._follow_connects(turn)
             return TurnResult(turn.contact, run=run)
@@ -274,12 +282,21 @@ class ContactActor:
         raise InvalidInput(f"unknown event {type(event).__name__}")
 
     async def _start_flow(
-        self, turn: runner.Turn, flow_ref: str, trigger: dict[str, Any], by_name: bool, source: str
+        self,
+        turn: runner.Turn,
+        flow_ref: str,
+        trigger: dict[str, Any],
+        by_name: bool,
+        source: str,
+        channel_id: str | None = None,
     ) -> dict[str, Any]:
         """Start a run of the flow's active version (``source``: api, webhook, broadcast, keyword,
         connect). While an agent owns the conversation the run is recorded as skipped with
         ``CONTACT_WITH_AGENT``, unless the flow runs while assigned or another run of this very
-        conversation connects to it."""
+        conversation connects to it.
+
+        The run's channel: ``channel_id`` (the caller's choice, the number the customer wrote to,
+        or the connecting run's), else the flow's own, else the workspace's default now."""
         workspace_id = self.key.workspace_id
         flows = self._deps.flows
         named = await flows.get_by_name(workspace_id, flow_ref) if by_name else None
@@ -291,16 +308,20 @@ class ContactActor:
                 f"flow {flow['name']!r} is {flow.get('status')}: only an active (published) flow starts"
             )
         compiled = await self._deps.flow_cache.get(flow["_id"], flow["active_version"])
+        channel_id = channel_id or flow.get("channel_id")
+        if channel_id is None and self._deps.default_channel_of is not None:
+            channel_id = await self._deps.default_channel_of(workspace_id)
+        version = flow["active_version"]
         agent_id = turn.contact.get("assigned_agent")
         if agent_id and source != "connect" and not compiled.definition.settings.runs_while_assigned:
-            run = runner.new_run(turn, compiled, flow["_id"], flow["active_version"], trigger)
+            run = runner.new_run(turn, compiled, flow["_id"], version, trigger, channel_id=channel_id)
             runner.skip_run(turn, run, agent_id)
             return run
         if compiled.definition.settings.supersede:
             for other in turn.contact.get("runs", []):
                 if other["status"] in runner.ACTIVE:
                     runner.end_run(turn, other, "cancelled", "superseded")
-        run = runner.new_run(turn, compiled, flow["_id"], flow["active_version"], trigger)
+        run = runner.new_run(turn, compiled, flow["_id"], version, trigger, channel_id=channel_id)
         runner.start(turn, compiled, run)
         return run
 
@@ -331,16 +352,24 @@ class ContactActor:
             if not turn.connects:
                 return
             request = turn.connects.pop(0)
-            try:
-                await self._start_flow(turn, request.flow, request.trigger, by_name=True, source="connect")
+            source = next(r for r in turn.contact["runs"] if r["id"] == request.from_run)
+            try:  # the conversation goes on with the number it was on
+                await self._start_flow(
+                    turn,
+                    request.flow,
+                    request.trigger,
+                    by_name=True,
+                    source="connect",
+                    channel_id=source.get("channel_id"),
+                )
             except (NotFound, InvalidInput) as exc:
-                source = next(r for r in turn.contact["runs"] if r["id"] == request.from_run)
                 source["end_reason"] = f"CONNECT_FAILED: {exc.message}"
                 turn.changed_runs.add(source["id"])
 
     async def _inbound(self, turn: runner.Turn, event: InboundMessage) -> TurnResult:
         contact = turn.contact
         contact["last_inbound_at"] = event.at
+        _note_channel(turn, runner.waiting_for_reply(contact), event)
         if event.name and not contact.get("name"):
             contact["name"] = event.name
         screened = contact_commands.screen_inbound(turn, event, await self._extras())
@@ -380,8 +409,10 @@ class ContactActor:
         flow_id, trigger = found
         if keywords_only and "keyword" not in trigger:
             return None
-        try:
-            run = await self._start_flow(turn, flow_id, trigger, by_name=False, source="keyword")
+        try:  # the number the customer wrote to answers them, whatever the flow's own channel
+            run = await self._start_flow(
+                turn, flow_id, trigger, by_name=False, source="keyword", channel_id=event.channel_id
+            )
         except (NotFound, InvalidInput) as exc:  # the trigger's flow is archived or gone
             log.warning("inbound trigger %s not started: %s", trigger.get("inbound_trigger"), exc.message)
             return None
@@ -396,6 +427,7 @@ class ContactActor:
         """
         contact = turn.contact
         contact["last_inbound_at"] = event.at
+        _note_channel(turn, runner.waiting_for_reply(contact), event)
         contact_state.note_inbound(contact, event.at)  # the inbox shows them as unread
         if event.name and not contact.get("name"):
             contact["name"] = event.name
@@ -416,7 +448,15 @@ class ContactActor:
         run, node_id = found
         compiled = await self._deps.flow_cache.get(run["flow_id"], run["version"])
         statuses.apply_status(
-            turn, compiled, run, node_id, event.message_id, event.status, event.error_code, event.error
+            turn,
+            compiled,
+            run,
+            node_id,
+            event.message_id,
+            event.status,
+            event.error_code,
+            event.error,
+            event.error_title,
         )
         await self._follow_connects(turn)
         return TurnResult(turn.contact, run=run)
@@ -435,6 +475,17 @@ class ContactActor:
             turn.contact["timers"] = [t for t in timers if t["id"] != timer["id"]]
         await self._follow_connects(turn)
         return TurnResult(turn.contact, run=run)
+
+
+def _note_channel(turn: runner.Turn, waiting: dict[str, Any] | None, event: InboundMessage) -> None:
+    """The customer wrote to ``event.channel_id``: what answers them goes out through that number
+    (the run waiting for them, and agents' messages), as the customer expects."""
+    if event.channel_id is None:  # the sandbox: nothing to follow
+        return
+    turn.contact["inbound_channel_id"] = event.channel_id
+    if waiting is not None and waiting.get("channel_id") != event.channel_id:
+        waiting["channel_id"] = event.channel_id
+        turn.changed_runs.add(waiting["id"])
 
 
 def _fail(mailbox: deque[Envelope] | None, error: Exception) -> None:

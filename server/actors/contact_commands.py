@@ -103,6 +103,8 @@ def _agent_message(turn: runner.Turn, event: AgentMessage) -> TurnResult:
             "text": event.text,
             "sender": "agent",
             "agent_id": event.agent_id,
+            # The number the customer last wrote to (None: the default channel sends it).
+            "channel_id": contact.get("inbound_channel_id"),
         }
     )
     contact["unread"] = 0  # answering the customer means the agent has read the conversation

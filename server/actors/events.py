@@ -9,10 +9,14 @@ from typing import Any
 
 @dataclass(frozen=True)
 class StartFlow:
+    """Start a run; ``channel_id`` is the number it talks through when the caller chose one (a
+    trigger's, a broadcast's, ``startFlow``'s), else the flow's, else the workspace's default."""
+
     event_id: str
     flow_id: str
     trigger: dict[str, Any] = field(default_factory=dict)
     source: str = "api"
+    channel_id: str | None = None
 
 
 # Inbound kinds that answer a flow; media, location, contacts, reactions... are recorded only.
@@ -24,6 +28,8 @@ class InboundMessage:
     """What the customer said; ``event_id`` is the provider's message id (the dedupe key).
 
     ``kind`` is ``text``/``button`` for answers, else what was sent (``image``, ``location``...).
+    ``channel_id``: the number the customer wrote to (None in the sandbox); what answers them
+    goes out through it.
     """
 
     event_id: str
@@ -32,6 +38,7 @@ class InboundMessage:
     button_id: str | None = None
     name: str | None = None
     kind: str = "text"
+    channel_id: str | None = None
 
     @property
     def moves_runs(self) -> bool:
@@ -48,6 +55,7 @@ class InboundMessage:
             button_id=record.get("button_id"),
             name=record.get("name"),
             kind=kind,
+            channel_id=record.get("channel_id"),
         )
 
 
@@ -85,6 +93,7 @@ class MessageStatus:
     error_code: str | None = None
     error: str | None = None
     pricing: dict[str, Any] | None = None
+    error_title: str | None = None
 
 
 @dataclass

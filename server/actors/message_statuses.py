@@ -24,6 +24,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from server.actors.events import Event, MessageStatus, TurnResult
+from server.channels.whatsapp.errors import error_title, reported_error
 from server.clock import Clock
 from server.errors import Unavailable
 from server.ids import ContactKey, scoped_id
@@ -196,6 +197,10 @@ class StatusLedger:
         message = await self._messages.find_by_provider_id(document["workspace_id"], document["provider_id"])
         if message is None:
             return "parked"
+        extra = self._price(message, document.get("pricing")) if self._price else {}
+        _, title, detail = reported_error(document.get("errors"))
+        if title is not None or detail is not None:  # Meta's own words, kept apart (errorTitle/Detail)
+            extra = {**extra, "error_title": title, "error_detail": detail}
         await self._messages.apply_status(
             message["_id"],
             document["status"],
@@ -204,7 +209,7 @@ class StatusLedger:
             conversation=document.get("conversation"),
             error_code=document.get("error_code"),
             error=document.get("error"),
-            extra=self._price(message, document.get("pricing")) if self._price else None,
+            extra=extra or None,
         )
         await self._statuses.attach(document["_id"], message["_id"], message["phone"])
         self._tell_actor({**document, "message_id": message["_id"], "phone": message["phone"]})
@@ -220,6 +225,7 @@ class StatusLedger:
             error_code=document.get("error_code"),
             error=document.get("error"),
             pricing=document.get("pricing"),
+            error_title=reported_error(document.get("errors"))[1] or error_title(document.get("error_code")),
         )
         try:
             future = self._tell(key, event)

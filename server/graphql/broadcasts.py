@@ -111,6 +111,10 @@ class Broadcast:
     def template(self) -> JSON | None:
         return self.doc.get("template")
 
+    @strawberry.field(description="the number it sends from; null: the flow's channel, else the default")
+    def channel_id(self) -> strawberry.ID | None:
+        return self.doc.get("channel_id")
+
     @strawberry.field
     def segment(self) -> JSON:
         return self.doc["segment"]
@@ -170,6 +174,9 @@ class BroadcastInput:
     name: str | None = None
     start_at: datetime | None = None
     require_opt_in: bool = True
+    channel_id: strawberry.ID | None = strawberry.field(
+        default=None, description="the number it sends from (null: the flow's channel, else the default)"
+    )
 
     def data(self) -> dict[str, Any]:
         template = None
@@ -184,6 +191,7 @@ class BroadcastInput:
             "name": self.name,
             "start_at": self.start_at,
             "require_opt_in": self.require_opt_in,
+            "channel_id": str(self.channel_id) if self.channel_id is not None else None,
         }
 
 

@@ -1,4 +1,5 @@
-"""GraphQL for WhatsApp channels and template review: connect a number, submit and sync templates.
+"""GraphQL for WhatsApp channels and template review: connect, change, disconnect and choose
+numbers; submit and sync templates.
 
 Mixins like ``server/graphql/catalog.py``: the root ``Query``/``Mutation`` inherit them. Channel
 secrets (access token, app secret) are write-only: no type here returns them.
@@ -7,6 +8,7 @@ secrets (access token, app secret) are write-only: no type here returns them.
 from __future__ import annotations
 
 from datetime import datetime
+from enum import Enum
 from typing import Any
 
 import strawberry
@@ -16,7 +18,15 @@ from server.graphql.permissions import ADMIN_ONLY
 from server.operations import channels as channel_ops
 from server.operations import templates as template_ops
 from server.operations.channels import WEBHOOK_PATH
-from server.store.channels import webhook_verified
+from server.store.channels import is_connected, webhook_verified
+
+
+@strawberry.enum(description="whether a number sends and takes webhooks")
+class ChannelStatus(Enum):
+    CONNECTED = "connected"
+    DISCONNECTED = strawberry.enum_value(
+        "disconnected", description="sends nothing, its webhook answers 410; its messages and runs are kept"
+    )
 
 
 @strawberry.type
@@ -40,9 +50,19 @@ class WhatsAppChannel:
     webhook_verified_at: datetime | None = strawberry.field(
         default=None, description="when the handshake was completed (null for channels older than the check)"
     )
+    status: ChannelStatus = ChannelStatus.CONNECTED
+    disconnected_at: datetime | None = None
+    created_at: datetime | None = None
+    is_default: bool = strawberry.field(
+        default=False,
+        description="sends what names no channel of its own: runs started without a flow, trigger or "
+        "broadcast channel, agent messages before the customer wrote (setDefaultWhatsAppChannel)",
+    )
 
     @classmethod
-    def of(cls, doc: dict[str, Any], base: str = "", with_token: bool = False) -> WhatsAppChannel:
+    def of(
+        cls, doc: dict[str, Any], base: str = "", with_token: bool = False, default_id: str | None = None
+    ) -> WhatsAppChannel:
         return cls(
             id=strawberry.ID(doc["_id"]),
             phone_number_id=doc["phone_number_id"],
@@ -55,6 +75,10 @@ class WhatsAppChannel:
             verify_token=doc["verify_token"] if with_token else None,
             webhook_verified=webhook_verified(doc),
             webhook_verified_at=doc.get("webhook_verified_at"),
+            status=ChannelStatus.CONNECTED if is_connected(doc) else ChannelStatus.DISCONNECTED,
+            disconnected_at=doc.get("disconnected_at"),
+            created_at=doc.get("created_at"),
+            is_default=default_id == doc["_id"],
         )
 
 
@@ -73,6 +97,37 @@ class ConnectWhatsAppInput:
     throughput_per_second: int | None = strawberry.field(default=None, description="80 unless upgraded")
 
 
+@strawberry.input(description="give only what changes; secrets are write-only")
+class UpdateWhatsAppChannelInput:
+    access_token: str | None = strawberry.field(default=None, description="token rotation")
+    app_secret: str | None = strawberry.field(default=None, description="checks webhook signatures")
+    display_phone: str | None = None
+    base_url: str | None = strawberry.field(
+        default=None, description="a provider's Graph-compatible URL, within the egress policy"
+    )
+    api_version: str | None = None
+    auth_header: str | None = None
+    auth_scheme: str | None = None
+    throughput_per_second: int | None = strawberry.field(
+        default=None, description="the number's throughput tier: 80, or 1000 once Meta upgraded it"
+    )
+    is_default: bool | None = strawberry.field(
+        default=None, description="true: make it the workspace's default channel (setDefaultWhatsAppChannel)"
+    )
+
+
+def _given(data: Any) -> dict[str, Any]:
+    return {k: v for k, v in vars(data).items() if v is not None}
+
+
+async def channel_view(
+    info: strawberry.Info, doc: dict[str, Any], with_token: bool = False
+) -> WhatsAppChannel:
+    """A channel as the API shows it (``isDefault`` needs the workspace's current default)."""
+    default_id = await info.context.runtime.channel.default_channel_id(doc["workspace_id"])
+    return WhatsAppChannel.of(doc, _base(info), with_token=with_token, default_id=default_id)
+
+
 def _base(info: strawberry.Info) -> str:
     request = getattr(info.context, "request", None)
     url = getattr(request, "base_url", None)
@@ -81,11 +136,14 @@ def _base(info: strawberry.Info) -> str:
 
 @strawberry.type
 class ChannelsQuery:
-    @strawberry.field(permission_classes=ADMIN_ONLY)
-    async def whatsapp_channels(self, info: strawberry.Info) -> list[WhatsAppChannel]:
+    @strawberry.field(permission_classes=ADMIN_ONLY, description="every connected number, oldest first")
+    async def whatsapp_channels(
+        self, info: strawberry.Info, include_disconnected: bool = False
+    ) -> list[WhatsAppChannel]:
         ctx = info.context
-        found = await channel_ops.whatsapp_channels(ctx.runtime, ctx.workspace())
-        return [WhatsAppChannel.of(d, _base(info)) for d in found]
+        found = await channel_ops.whatsapp_channels(ctx.runtime, ctx.workspace(), include_disconnected)
+        default_id = await ctx.runtime.channel.default_channel_id(ctx.workspace())
+        return [WhatsAppChannel.of(d, _base(info), default_id=default_id) for d in found]
 
 
 @strawberry.type
@@ -93,13 +151,48 @@ class ChannelsMutation:
     @strawberry.mutation(
         name="connectWhatsApp",
         permission_classes=ADMIN_ONLY,
-        description="connect a WhatsApp Cloud API number",
+        description="connect a WhatsApp Cloud API number; a number the workspace already has is "
+        "updated in place (same id and webhook URL, reconnected if it was disconnected)",
     )
     async def connect_whatsapp(self, info: strawberry.Info, input: ConnectWhatsAppInput) -> WhatsAppChannel:
         ctx = info.context
-        data = {k: v for k, v in vars(input).items() if v is not None}
-        document = await channel_ops.connect_whatsapp(ctx.runtime, ctx.workspace(), data)
-        return WhatsAppChannel.of(document, _base(info), with_token=True)
+        document = await channel_ops.connect_whatsapp(ctx.runtime, ctx.workspace(), _given(input))
+        return await channel_view(info, document, with_token=True)
+
+    @strawberry.mutation(
+        name="updateWhatsAppChannel",
+        permission_classes=ADMIN_ONLY,
+        description="rotate the token or app secret, change the base URL (EGRESS_REFUSED outside the "
+        "egress policy), display phone or throughput tier, or make it the default",
+    )
+    async def update_whatsapp_channel(
+        self, info: strawberry.Info, id: strawberry.ID, input: UpdateWhatsAppChannelInput
+    ) -> WhatsAppChannel:
+        ctx = info.context
+        document = await channel_ops.update_whatsapp_channel(
+            ctx.runtime, ctx.workspace(), str(id), _given(input)
+        )
+        return await channel_view(info, document)
+
+    @strawberry.mutation(
+        name="disconnectWhatsApp",
+        permission_classes=ADMIN_ONLY,
+        description="stop using a number: its secrets are dropped and its webhook answers 410; its "
+        "messages and runs are kept, and what it would have sent goes through the default channel",
+    )
+    async def disconnect_whatsapp(self, info: strawberry.Info, id: strawberry.ID) -> bool:
+        ctx = info.context
+        return await channel_ops.disconnect_whatsapp(ctx.runtime, ctx.workspace(), str(id))
+
+    @strawberry.mutation(
+        name="setDefaultWhatsAppChannel",
+        permission_classes=ADMIN_ONLY,
+        description="the number that sends what names no channel of its own",
+    )
+    async def set_default_whatsapp_channel(self, info: strawberry.Info, id: strawberry.ID) -> WhatsAppChannel:
+        ctx = info.context
+        document = await channel_ops.set_default_channel(ctx.runtime, ctx.workspace(), str(id))
+        return await channel_view(info, document)
 
     @strawberry.mutation(permission_classes=ADMIN_ONLY, description="send a draft or fixed template to Meta")
     async def submit_template(self, info: strawberry.Info, id: strawberry.ID) -> Template:

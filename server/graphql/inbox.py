@@ -19,11 +19,11 @@ from strawberry.scalars import JSON
 from server.errors import Forbidden, InvalidInput
 from server.graphql.catalog import Agent
 from server.graphql.contacts import caller
-from server.graphql.loaders import loaders
+from server.graphql.messages import Message
 from server.graphql.pagination import PageInfo, decode_cursor, encode_cursor, page_size
 from server.graphql.permissions import ADMIN_ONLY, AGENT, ANY_ROLE
 from server.graphql.pubsub import inbox_topic
-from server.graphql.types import Contact, OutboundMessage, RenderedMessage, rendered_of
+from server.graphql.types import Contact, OutboundMessage, RenderedMessage, assigned_agent_of, rendered_of
 from server.machines.runner import window_open
 from server.operations import assignment as ops
 from server.operations import inbox as inbox_ops
@@ -36,12 +36,6 @@ SUPPORT_TAGS_TTL = 5.0
 class TeamPolicy(Enum):
     ROUND_ROBIN = "ROUND_ROBIN"
     LEAST_OPEN = "LEAST_OPEN"
-
-
-@strawberry.enum
-class MessageDirection(Enum):
-    IN = "IN"
-    OUT = "OUT"
 
 
 @strawberry.enum(description="who wrote a message")
@@ -75,21 +69,10 @@ class Team:
 
 
 @strawberry.type(
-    description="a message in or out; status: received (in), queued, sent, delivered, read, failed"
+    description="a message in or out; status: received (in), accepted, sent, delivered, read, failed"
 )
-class InboxMessage:
+class InboxMessage(Message):
     doc: strawberry.Private[dict[str, Any]]
-
-    @strawberry.field(description="an inbound message's provider id (wamid), else our message id")
-    def id(self) -> strawberry.ID:
-        # Inbound documents are stored under the provider id scoped by workspace (store/messages.py).
-        if self.doc.get("direction") == "in" and self.doc.get("provider_id"):
-            return strawberry.ID(self.doc["provider_id"])
-        return strawberry.ID(self.doc["_id"])
-
-    @strawberry.field
-    def direction(self) -> MessageDirection:
-        return MessageDirection.IN if self.doc.get("direction") == "in" else MessageDirection.OUT
 
     @strawberry.field
     def sender(self) -> MessageSender:
@@ -119,13 +102,7 @@ class InboxMessage:
     def media(self) -> JSON | None:
         return self.doc.get("media")
 
-    @strawberry.field
-    def status(self) -> str:
-        if self.doc.get("direction") == "in":
-            return "received"
-        return self.doc.get("status") or "sent"
-
-    @strawberry.field
+    @strawberry.field(description="what went wrong, in one text (see errorCode, errorTitle, errorDetail)")
     def error(self) -> str | None:
         return self.doc.get("error")
 
@@ -136,10 +113,6 @@ class InboxMessage:
     @strawberry.field
     def run_id(self) -> strawberry.ID | None:
         return self.doc.get("run_id")
-
-    @strawberry.field
-    def at(self) -> datetime | None:
-        return self.doc.get("at")
 
 
 async def _support_tags(info: strawberry.Info, workspace_id: str) -> set[str]:
@@ -176,9 +149,7 @@ class Conversation:
 
     @strawberry.field
     async def assigned_agent(self, info: strawberry.Info) -> Agent | None:
-        agent_id = self.doc.get("assigned_agent")
-        found = await loaders(info).agents.load((self.doc["workspace_id"], agent_id)) if agent_id else None
-        return Agent.of(found) if found else None
+        return await assigned_agent_of(info, self.doc)
 
     @strawberry.field(description="the contact's SUPPORT tags (marketing tags are not shown here)")
     async def support_tags(self, info: strawberry.Info) -> list[str]:

@@ -44,12 +44,13 @@ def _batched(get_many: GetMany) -> Callable[[list[Key]], Awaitable[list[Document
 
 
 class Loaders:
-    """One operation's loaders: contacts, agents and flows by (workspace, id)."""
+    """One operation's loaders: contacts, agents, flows and messages by (workspace, id)."""
 
     def __init__(self, runtime: Any) -> None:
         self.contacts: DataLoader[Key, Document | None] = DataLoader(_batched(runtime.contacts.get_many))
         self.agents: DataLoader[Key, Document | None] = DataLoader(_batched(runtime.agents.get_many))
         self.flows: DataLoader[Key, Document | None] = DataLoader(_batched(runtime.flows.get_many))
+        self.messages: DataLoader[Key, Document | None] = DataLoader(_batched(runtime.messages.get_many))
 
 
 _current: ContextVar[Loaders | None] = ContextVar("konvo_graphql_loaders", default=None)

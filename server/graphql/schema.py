@@ -17,11 +17,13 @@ from server.graphql.catalog import CatalogMutation, CatalogQuery
 from server.graphql.channels import ChannelsMutation, ChannelsQuery
 from server.graphql.contacts import ContactsMutation, ContactsQuery
 from server.graphql.errors import CodedErrors, CodedSchema
+from server.graphql.flow_document import all_types as flow_document_types
 from server.graphql.inbox import InboxMutation, InboxQuery, InboxSubscription
 from server.graphql.loaders import BatchLoads
 from server.graphql.pagination import PageInfo, decode_cursor, encode_cursor, page_size
 from server.graphql.permissions import ADMIN_ONLY, ANY_ROLE
 from server.graphql.pubsub import contact_topic, run_topic
+from server.graphql.run_steps import ALL_STEP_TYPES
 from server.graphql.triggers import TriggerMutation, TriggerQuery
 from server.graphql.types import (
     Contact,
@@ -193,13 +195,38 @@ class Mutation(
         ctx = _ctx(info)
         return Flow(doc=await flow_ops.archive_flow(ctx.runtime, ctx.admin_workspace(), str(id)))
 
-    @strawberry.mutation(permission_classes=ADMIN_ONLY)
+    @strawberry.mutation(
+        permission_classes=ADMIN_ONLY,
+        description="start a run now; channelId: the number it talks through (default: the flow's "
+        "channel, else the workspace's default)",
+    )
     async def start_flow(
-        self, info: strawberry.Info, flow_id: strawberry.ID, phone: str, variables: JSON | None = None
+        self,
+        info: strawberry.Info,
+        flow_id: strawberry.ID,
+        phone: str,
+        variables: JSON | None = None,
+        channel_id: strawberry.ID | None = None,
     ) -> Run:
         ctx = _ctx(info)
-        run = await contact_ops.start_flow(ctx.runtime, ctx.admin_workspace(), str(flow_id), phone, variables)
+        run = await contact_ops.start_flow(
+            ctx.runtime, ctx.admin_workspace(), str(flow_id), phone, variables, channel_id and str(channel_id)
+        )
         return Run(doc=run)
+
+    @strawberry.mutation(
+        permission_classes=ADMIN_ONLY,
+        description="the WhatsApp channel the flow's runs talk through (null: the workspace's default); "
+        "runs under way keep theirs",
+    )
+    async def set_flow_channel(
+        self, info: strawberry.Info, id: strawberry.ID, channel_id: strawberry.ID | None = None
+    ) -> Flow:
+        ctx = _ctx(info)
+        flow = await flow_ops.set_flow_channel(
+            ctx.runtime, ctx.admin_workspace(), str(id), channel_id and str(channel_id)
+        )
+        return Flow(doc=flow)
 
     @strawberry.mutation(permission_classes=ADMIN_ONLY)
     async def stop_run(self, info: strawberry.Info, id: strawberry.ID) -> Run:
@@ -272,6 +299,8 @@ def build_schema(*extensions: Any) -> strawberry.Schema:
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
+        # Types reached only through an interface (FlowNode, Step) must be named.
+        types=[*flow_document_types(), *ALL_STEP_TYPES],
         extensions=[*extensions, BatchLoads, CodedErrors],
     )
 

@@ -70,6 +70,12 @@ class WebhookTrigger:
     def created_at(self) -> datetime:
         return self.doc["created_at"]
 
+    @strawberry.field(
+        description="the number its runs talk through; null: the flow's channel, else the workspace's default"
+    )
+    def channel_id(self) -> strawberry.ID | None:
+        return self.doc.get("channel_id")
+
 
 @strawberry.enum
 class InboundTriggerKind(Enum):
@@ -155,11 +161,30 @@ class TriggerMutation:
         description="a URL that starts the flow; `secret` may be given (e.g. Shopify's signing key)",
     )
     async def create_webhook_trigger(
-        self, info: strawberry.Info, flow_id: strawberry.ID, mapping: JSON, secret: str | None = None
+        self,
+        info: strawberry.Info,
+        flow_id: strawberry.ID,
+        mapping: JSON,
+        secret: str | None = None,
+        channel_id: strawberry.ID | None = None,
     ) -> WebhookTrigger:
         ctx = info.context
         document = await webhook_ops.create_webhook_trigger(
-            ctx.runtime, ctx.admin_workspace(), str(flow_id), mapping, secret
+            ctx.runtime, ctx.admin_workspace(), str(flow_id), mapping, secret, channel_id and str(channel_id)
+        )
+        return WebhookTrigger(doc=document)
+
+    @strawberry.mutation(
+        permission_classes=ADMIN_ONLY,
+        description="the number the trigger's runs talk through (null: the flow's channel, else the "
+        "workspace's default)",
+    )
+    async def set_webhook_trigger_channel(
+        self, info: strawberry.Info, id: strawberry.ID, channel_id: strawberry.ID | None = None
+    ) -> WebhookTrigger:
+        ctx = info.context
+        document = await webhook_ops.set_webhook_trigger_channel(
+            ctx.runtime, ctx.admin_workspace(), str(id), channel_id and str(channel_id)
         )
         return WebhookTrigger(doc=document)
 

@@ -9,11 +9,15 @@ from typing import Any
 import strawberry
 from strawberry.scalars import JSON
 
-from server.clock import as_utc
+from server.errors import InvalidFlow
 from server.graphql.catalog import Agent
 from server.graphql.costs import CostEstimate
+from server.graphql.flow_document import FlowDefinitionType, flow_definition
+from server.graphql.json_values import plain
 from server.graphql.loaders import loaders
+from server.graphql.messages import Message
 from server.graphql.permissions import ADMIN_ONLY
+from server.graphql.run_steps import Step, step_of
 from server.machines.compiler import compile_flow, mermaid
 from server.machines.definition import parse_flow
 from server.machines.regional import workspace_regional
@@ -53,17 +57,6 @@ class Severity(Enum):
     WARNING = "WARNING"
 
 
-def _plain(value: Any) -> Any:
-    """Make stored values JSON-safe (datetimes as ISO-8601 strings)."""
-    if isinstance(value, datetime):
-        return as_utc(value).isoformat()
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
-
-
 @strawberry.type
 class Workspace:
     id: strawberry.ID
@@ -90,6 +83,16 @@ class FlowIssue:
     message: str
 
 
+async def _diagram(info: strawberry.Info, definition: dict[str, Any]) -> str | None:
+    """Mermaid text of a flow document (None when a draft cannot be drawn: see its issues);
+    template buttons are titled as the templates show them."""
+    extras = await info.context.runtime.contact_services.extras_of(info.context.workspace())
+    try:
+        return mermaid(compile_flow(parse_flow(definition)), extras.template_buttons)
+    except Exception:  # a draft naming nodes it does not have, or not a flow at all
+        return None
+
+
 @strawberry.type
 class FlowVersion:
     version: int
@@ -97,8 +100,8 @@ class FlowVersion:
     definition: JSON
 
     @strawberry.field
-    def diagram(self) -> str:
-        return mermaid(compile_flow(parse_flow(self.definition)))
+    async def diagram(self, info: strawberry.Info) -> str:
+        return await _diagram(info, self.definition) or ""  # a published version always compiles
 
 
 @strawberry.type
@@ -118,9 +121,26 @@ class Flow:
     def status(self) -> FlowStatus:
         return FlowStatus(self.doc["status"])
 
-    @strawberry.field
+    @strawberry.field(description="the draft as JSON, as imported and exported (see definition)")
     def draft(self) -> JSON:
         return self.doc["draft"]
+
+    @strawberry.field(
+        description="the draft as the typed flow document: one type per node kind (FlowNode); null "
+        "when the draft cannot be read (see issues)"
+    )
+    def definition(self) -> FlowDefinitionType | None:
+        try:
+            return flow_definition(parse_flow(self.doc["draft"]))
+        except InvalidFlow:
+            return None
+
+    @strawberry.field(
+        description="the WhatsApp channel its runs talk through (null: the workspace's default); a "
+        "trigger's or broadcast's own channel wins, and a customer is answered on the number they wrote to"
+    )
+    def channel_id(self) -> strawberry.ID | None:
+        return self.doc.get("channel_id")
 
     @strawberry.field
     def active_version(self) -> int | None:
@@ -173,20 +193,7 @@ class Flow:
             )
             if version is not None:
                 definition = version["definition"]
-        try:
-            return mermaid(compile_flow(parse_flow(definition)))
-        except Exception:
-            return None
-
-
-@strawberry.type
-class Step:
-    node: str | None
-    action: str
-    at: datetime
-    outcome: str
-    detail: JSON | None
-    warnings: list[str]
+        return await _diagram(info, definition)
 
 
 @strawberry.type
@@ -236,7 +243,7 @@ class Run:
 
     @strawberry.field
     def waiting_for(self) -> JSON | None:
-        return _plain(self.doc.get("waiting_for"))
+        return plain(self.doc.get("waiting_for"))
 
     @strawberry.field
     def end_reason(self) -> str | None:
@@ -246,19 +253,17 @@ class Run:
     def reply(self) -> str | None:
         return self.doc.get("reply")
 
-    @strawberry.field
-    def steps(self) -> list[Step]:
-        return [
-            Step(
-                node=s.get("node"),
-                action=s["action"],
-                at=s["at"],
-                outcome=s["outcome"],
-                detail=_plain(s.get("detail")),
-                warnings=s.get("warnings", []),
-            )
-            for s in self.doc.get("steps", [])
-        ]
+    @strawberry.field(description="what happened, oldest first: one type per action (see Step)")
+    def steps(self, info: strawberry.Info) -> list[Step]:
+        workspace_id = info.context.workspace()
+        return [step_of(s, workspace_id) for s in self.doc.get("steps", [])]
+
+    @strawberry.field(
+        description="the WhatsApp channel its messages go through (null: the workspace's default, or the "
+        "sandbox); chosen when it started, then the number the customer last wrote to"
+    )
+    def channel_id(self) -> strawberry.ID | None:
+        return self.doc.get("channel_id")
 
     @strawberry.field(
         description="how many steps were dropped between the first and the latest ones kept "
@@ -269,7 +274,7 @@ class Run:
 
     @strawberry.field
     def trigger(self) -> JSON:
-        return _plain(self.doc.get("trigger") or {})
+        return plain(self.doc.get("trigger") or {})
 
     @strawberry.field
     def started_at(self) -> datetime:
@@ -278,6 +283,13 @@ class Run:
     @strawberry.field
     def ended_at(self) -> datetime | None:
         return self.doc.get("ended_at")
+
+
+async def assigned_agent_of(info: strawberry.Info, contact: dict[str, Any]) -> Agent | None:
+    """The agent who owns the contact's conversation (batched per operation), or None."""
+    agent_id = contact.get("assigned_agent")
+    found = await loaders(info).agents.load((contact["workspace_id"], agent_id)) if agent_id else None
+    return Agent.of(found) if found else None
 
 
 @strawberry.type
@@ -302,43 +314,48 @@ class Contact:
 
     @strawberry.field
     def variables(self) -> JSON:
-        return _plain(self.doc.get("variables", {}))
+        return plain(self.doc.get("variables", {}))
 
     @strawberry.field
     def opted_in(self) -> bool:
         return bool(self.doc.get("opted_in"))
 
-    @strawberry.field(description="the id of the agent who owns the conversation (see agent)")
-    def assigned_agent(self) -> str | None:
+    @strawberry.field(description="the id of the agent who owns the conversation (see assignedAgent)")
+    def assigned_agent_id(self) -> strawberry.ID | None:
         return self.doc.get("assigned_agent")
 
     @strawberry.field(description="the agent who owns the conversation; flows stay quiet meanwhile")
+    async def assigned_agent(self, info: strawberry.Info) -> Agent | None:
+        return await assigned_agent_of(info, self.doc)
+
+    @strawberry.field(
+        description="the agent who owns the conversation",
+        deprecation_reason="assignedAgent is the Agent now; use it (and assignedAgentId for the id)",
+    )
     async def agent(self, info: strawberry.Info) -> Agent | None:
-        agent_id = self.doc.get("assigned_agent")
-        found = await loaders(info).agents.load((self.doc["workspace_id"], agent_id)) if agent_id else None
-        return Agent.of(found) if found else None
+        return await assigned_agent_of(info, self.doc)
 
     @strawberry.field(
         description="how and by whom the contact was assigned: {agent_id, source, team, by, at}"
     )
     def assignment(self) -> JSON | None:
-        return _plain(self.doc.get("assignment"))
+        return plain(self.doc.get("assignment"))
 
     @strawberry.field(description="the last consent given: {at, source: flow|api|keyword|import, ...}")
     def opt_in(self) -> JSON | None:
-        return _plain(self.doc.get("opt_in"))
+        return plain(self.doc.get("opt_in"))
 
     @strawberry.field(description="the last opt-out: {at, source, keyword, message_id, by}")
     def opt_out(self) -> JSON | None:
-        return _plain(self.doc.get("opt_out"))
+        return plain(self.doc.get("opt_out"))
 
     @strawberry.field(description="every consent change, oldest first (the latest 50)")
     def consent_log(self) -> JSON:
-        return _plain(self.doc.get("consent_log") or [])
+        return plain(self.doc.get("consent_log") or [])
 
     @strawberry.field(description="external profile updates still to make (Klaviyo), with their last error")
     def external_sync(self) -> JSON:
-        return _plain(self.doc.get("external_sync") or [])
+        return plain(self.doc.get("external_sync") or [])
 
     @strawberry.field
     def last_inbound_at(self) -> datetime | None:
@@ -453,12 +470,8 @@ def rendered_of(message: dict[str, Any]) -> dict[str, Any]:
 
 
 @strawberry.type
-class OutboundMessage:
+class OutboundMessage(Message):
     doc: strawberry.Private[dict[str, Any]]
-
-    @strawberry.field
-    def id(self) -> strawberry.ID:
-        return strawberry.ID(self.doc["_id"])
 
     @strawberry.field
     def phone(self) -> str:
@@ -493,17 +506,9 @@ class OutboundMessage:
         return self.doc.get("template")
 
     @strawberry.field
-    def status(self) -> str:
-        return self.doc.get("status", "sent")
-
-    @strawberry.field
     def run_id(self) -> strawberry.ID | None:
         return self.doc.get("run_id")
 
     @strawberry.field
     def node(self) -> str | None:
         return self.doc.get("node")
-
-    @strawberry.field
-    def at(self) -> datetime:
-        return self.doc["at"]

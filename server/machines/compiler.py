@@ -9,6 +9,7 @@ node id, so stepping is ``set_state(node)`` + ``trigger`` + read the state (see 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from transitions import Machine, MachineError
@@ -25,6 +26,7 @@ from server.machines.definition import (
 )
 
 END = "__end__"
+_PLAIN_LABEL = re.compile(r"[\w .:-]+")
 
 
 def button_trigger(button_id: str) -> str:
@@ -108,8 +110,13 @@ def compile_flow(definition: FlowDefinition) -> CompiledFlow:
     return CompiledFlow(definition, machine, {n.id: n for n in definition.nodes})
 
 
-def mermaid(compiled: CompiledFlow) -> str:
-    """Mermaid ``flowchart`` text of the compiled machine's states and transitions."""
+def mermaid(compiled: CompiledFlow, template_buttons: dict[tuple[str, str], list[str]] | None = None) -> str:
+    """Mermaid ``flowchart`` text of the flow's graph, its edges labelled as a person reads them.
+
+    A button's edge shows its title (a template node's untitled button, the template's quick
+    reply at its position, from ``template_buttons``: (name, language) -> titles), a branch's
+    its name, a ``connect_flow`` node points at the flow it starts; a plain ``next`` has no label.
+    """
     lines = ["flowchart TD"]
     definition = compiled.definition
     names = {state: f"n{index}" for index, state in enumerate(compiled.machine.states)}
@@ -120,10 +127,51 @@ def mermaid(compiled: CompiledFlow) -> str:
     lines.append(f"  {names[END]}((end))")
     if definition.start in names:
         lines.append(f"  start --> {names[definition.start]}")
-    for event in compiled.machine.events.values():
-        for source, transitions in event.transitions.items():
-            for transition in transitions:
-                if event.name == "failed" and transition.dest == END:
-                    continue
-                lines.append(f"  {names[source]} -->|{event.name}| {names[transition.dest]}")
+    flows: dict[str, str] = {}
+    for node in definition.nodes:
+        source = names[node.id]
+        if isinstance(node, ConnectFlowNode):
+            if node.flow not in flows:
+                flows[node.flow] = f"f{len(flows)}"
+                lines.append(f'  {flows[node.flow]}[["{_escape(node.flow)}"]]')
+            lines.append(f"  {source} -->|{_label(node.flow)}| {flows[node.flow]}")
+            continue
+        for trigger, target in node_edges(node):
+            if trigger == "failed" and target is None:
+                continue  # no on_failure: a failed send ends the run, drawn by no edge
+            label = edge_label(node, trigger, template_buttons or {})
+            arrow = f"-->|{_label(label)}|" if label else "-->"
+            lines.append(f"  {source} {arrow} {names[target or END]}")
     return "\n".join(lines) + "\n"
+
+
+def edge_label(node: Node, trigger: str, template_buttons: dict[tuple[str, str], list[str]]) -> str | None:
+    """How a person reads the edge ``trigger`` of ``node`` (None: a plain next)."""
+    if trigger == "advance":
+        return None
+    if trigger.startswith("button__") and isinstance(node, MessageNode | TemplateNode):
+        offered = (
+            template_buttons.get((node.template, node.language), []) if isinstance(node, TemplateNode) else []
+        )
+        for index, button in enumerate(node.buttons):
+            if button_trigger(button.id) == trigger:
+                return button.title or (offered[index] if index < len(offered) else None) or button.id
+    if trigger.startswith("branch__") and isinstance(node, ConditionNode):
+        index = int(trigger.removeprefix("branch__"))
+        if index < len(node.branches):
+            return node.branches[index].name
+    if trigger == "no_reply" and isinstance(node, MessageNode | TemplateNode) and node.no_reply is not None:
+        return f"no reply in {node.no_reply.after}"
+    if trigger == "timer" and isinstance(node, DelayNode):
+        return f"after {node.for_}" if node.for_ is not None else f"at {node.until}"
+    return {"failed": "send failed", "invalid": "invalid value"}.get(trigger, trigger)
+
+
+def _label(text: str) -> str:
+    """An edge label: as is when plain words, else quoted (Mermaid reads anything in quotes)."""
+    return text if _PLAIN_LABEL.fullmatch(text) else f'"{_escape(text)}"'
+
+
+def _escape(text: str) -> str:
+    """Text inside a quoted Mermaid label: no quotes, angle brackets or line breaks of its own."""
+    return text.replace("\n", " ").replace('"', "#quot;").replace("<", "#lt;").replace(">", "#gt;")

@@ -115,8 +115,14 @@ class Turn:
 
 
 def new_run(
-    turn: Turn, compiled: CompiledFlow, flow_id: str, version: int, trigger: dict[str, Any]
+    turn: Turn,
+    compiled: CompiledFlow,
+    flow_id: str,
+    version: int,
+    trigger: dict[str, Any],
+    channel_id: str | None = None,
 ) -> dict[str, Any]:
+    """A new run; ``channel_id`` is the number its messages go out through (None: the default)."""
     run = {
         "id": new_id("run"),
         "flow_id": flow_id,
@@ -132,6 +138,7 @@ def new_run(
         "updated_at": turn.now,
         "ended_at": None,
         "end_reason": None,
+        "channel_id": channel_id,
     }
     turn.contact.setdefault("runs", []).append(run)
     turn.changed_runs.add(run["id"])
@@ -438,6 +445,8 @@ def _queue_message(turn: Turn, run: dict[str, Any], node_id: str, body: dict[str
         "created_at": turn.now,
         **body,
     }
+    if run.get("channel_id"):
+        message["channel_id"] = run["channel_id"]  # the number the run talks through (router.py)
     message["rendered"] = render_message(message, turn.templates)  # as the customer will see it
     broadcast_id = (run.get("trigger") or {}).get("broadcast_id")
     if broadcast_id:

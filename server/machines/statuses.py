@@ -36,11 +36,14 @@ def apply_status(
     status: str,
     error_code: str | None = None,
     error: str | None = None,
+    error_title: str | None = None,
 ) -> bool:
     """Record the status on ``run``; True when a failure moved the run to ``on_failure``."""
     detail: dict[str, Any] = {"message": message_id}
     if error_code is not None:
         detail["error_code"] = error_code
+    if error_title is not None:
+        detail["error_title"] = error_title
     if error is not None:
         detail["error"] = error
     runner.record_step(turn, run, node_id, "message_status", status, detail=detail)

@@ -23,6 +23,7 @@ from server.ids import ContactKey, scoped_id
 from server.operations.templates import apply_template_status
 from server.phones import parse_phone
 from server.runtime import Runtime
+from server.store.channels import is_connected
 
 log = logging.getLogger(__name__)
 
@@ -90,8 +91,8 @@ async def receive_whatsapp(runtime: Runtime, channel: dict[str, Any], batch: Web
     workspaces = _Workspaces(runtime, channel)
     accepted: list[tuple[ContactKey, InboundMessage]] = []
     for message in batch.messages:
-        workspace_id = await workspaces.for_number(message.phone_number_id)
-        if workspace_id is None:
+        workspace_id, channel_id = await workspaces.channel_of(message.phone_number_id)
+        if workspace_id is None or channel_id is None:
             received.ignored.append(f"message {message.wamid}: number {message.phone_number_id} not ours")
             continue
         try:
@@ -99,17 +100,17 @@ async def receive_whatsapp(runtime: Runtime, channel: dict[str, Any], batch: Web
         except InvalidInput as exc:
             received.ignored.append(f"message {message.wamid}: {exc.message}")
             continue
-        new, event = await accept_inbound(runtime, _record(workspace_id, channel["_id"], phone, message))
+        new, event = await accept_inbound(runtime, _record(workspace_id, channel_id, phone, message))
         received.messages += int(new)
         received.duplicates += int(not new)
         if event is not None:
             accepted.append((ContactKey(workspace_id, phone), event))
     for status in batch.statuses:
-        workspace_id = await workspaces.for_number(status.phone_number_id)
-        if workspace_id is None:
+        workspace_id, channel_id = await workspaces.channel_of(status.phone_number_id)
+        if workspace_id is None or channel_id is None:
             received.ignored.append(f"status {status.wamid}: number {status.phone_number_id} not ours")
             continue
-        outcome = await runtime.ledger.report(workspace_id, channel["_id"], _report(status))
+        outcome = await runtime.ledger.report(workspace_id, channel_id, _report(status))
         received.statuses[outcome] = received.statuses.get(outcome, 0) + 1
     for update in batch.templates:
         if await _template_update(runtime, channel, update, received):
@@ -120,28 +121,38 @@ async def receive_whatsapp(runtime: Runtime, channel: dict[str, Any], batch: Web
 
 
 class _Workspaces:
-    """The workspace of each business number in the batch: the receiving channel's, or none.
+    """The workspace and channel of each business number in the batch: the receiving channel's, or none.
 
     One Meta app (one webhook URL, one app secret) may serve several numbers; an event for
-    another number is taken only if that number is a channel of the same workspace sharing this
-    channel's app secret. A webhook URL belongs to one tenant, and a number id is unique within
-    a workspace only, so an event never crosses into another workspace whatever it names.
+    another number is taken only if that number is a connected channel of the same workspace
+    sharing this channel's app secret, and is recorded as that number's (a reply goes out through
+    the number the customer wrote to). A webhook URL belongs to one tenant, and a number id is
+    unique within a workspace only, so an event never crosses into another workspace whatever
+    it names.
     """
 
     def __init__(self, runtime: Runtime, channel: dict[str, Any]) -> None:
         self._runtime = runtime
         self._channel = channel
-        self._known: dict[str | None, str | None] = {
-            None: channel["workspace_id"],
-            channel.get("phone_number_id"): channel["workspace_id"],
+        own = (channel["workspace_id"], channel["_id"])
+        self._known: dict[str | None, tuple[str | None, str | None]] = {
+            None: own,
+            channel.get("phone_number_id"): own,
         }
 
-    async def for_number(self, phone_number_id: str | None) -> str | None:
+    async def channel_of(self, phone_number_id: str | None) -> tuple[str | None, str | None]:
+        """(workspace id, channel id) of the number, or (None, None) when it is not this app's."""
         if phone_number_id not in self._known:
             workspace_id = self._channel["workspace_id"]
             other = await self._runtime.channels.by_phone_number_id(workspace_id, phone_number_id or "")
-            same_app = other is not None and other.get("app_secret") == self._channel.get("app_secret")
-            self._known[phone_number_id] = workspace_id if same_app else None
+            same_app = (
+                other is not None
+                and is_connected(other)
+                and other.get("app_secret") == self._channel.get("app_secret")
+            )
+            self._known[phone_number_id] = (
+                (workspace_id, other["_id"]) if same_app and other else (None, None)
+            )
         return self._known[phone_number_id]
 
 

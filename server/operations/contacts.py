@@ -6,6 +6,7 @@ from typing import Any
 
 from server.actors.contact_actor import event_id
 from server.actors.events import StartFlow, StopRun
+from server.channels.choice import chosen_channel_id
 from server.errors import InvalidInput, NotFound
 from server.ids import ContactKey, new_id
 from server.operations.channel_inbound import accept_inbound, inbound_record
@@ -20,14 +21,21 @@ def _actors(runtime: Runtime):  # type: ignore[no-untyped-def]
 
 
 async def start_flow(
-    runtime: Runtime, workspace_id: str, flow_id: str, phone: str, variables: Any
+    runtime: Runtime,
+    workspace_id: str,
+    flow_id: str,
+    phone: str,
+    variables: Any,
+    channel_id: str | None = None,
 ) -> dict[str, Any]:
+    """Start a run now; ``channel_id`` (checked) is the number it talks through, else the flow's own
+    channel, else the workspace's default."""
     if variables is not None and not isinstance(variables, dict):
         raise InvalidInput("variables must be a JSON object", field="variables")
+    channel_id = await chosen_channel_id(runtime.channels, workspace_id, channel_id)
     key = await contact_key(runtime, workspace_id, phone)
-    result = await _actors(runtime).ask(
-        key, StartFlow(event_id(), flow_id, trigger=dict(variables or {}), source="api")
-    )
+    event = StartFlow(event_id(), flow_id, trigger=dict(variables or {}), source="api", channel_id=channel_id)
+    result = await _actors(runtime).ask(key, event)
     assert result.run is not None
     return {**result.run, "contact_id": key.doc_id, "phone": key.phone, "workspace_id": workspace_id}
 

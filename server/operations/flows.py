@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 from server.actors.events import EndFlowRuns
+from server.channels.choice import chosen_channel_id
 from server.errors import InvalidFlow, InvalidInput, NotFound
 from server.ids import ContactKey, new_id
 from server.machines.definition import parse_flow
@@ -175,6 +176,22 @@ async def archive_flow(runtime: Runtime, workspace_id: str, flow_id: str) -> dic
     await require_flow(runtime, workspace_id, flow_id)
     updated = await runtime.flows.update(
         workspace_id, flow_id, {"status": "archived", "updated_at": runtime.clock.now()}
+    )
+    assert updated is not None
+    return updated
+
+
+async def set_flow_channel(
+    runtime: Runtime, workspace_id: str, flow_id: str, channel_id: str | None
+) -> dict[str, Any]:
+    """The number the flow's runs talk through (None: the workspace's default channel).
+
+    Runs already under way keep the channel they started with (docs/channels.md).
+    """
+    await require_flow(runtime, workspace_id, flow_id)
+    checked = await chosen_channel_id(runtime.channels, workspace_id, channel_id)
+    updated = await runtime.flows.update(
+        workspace_id, flow_id, {"channel_id": checked, "updated_at": runtime.clock.now()}
     )
     assert updated is not None
     return updated

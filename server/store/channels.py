@@ -9,6 +9,12 @@ Meta's to know, and a global uniqueness let one tenant squat another's number (a
 the CONFLICT that someone had connected it). A new channel takes webhook events only once Meta
 has completed the verification handshake on its URL (``webhook_verified_at``); channels stored
 before that step existed (no such key) already had their traffic and count as verified.
+
+A workspace may connect several numbers. Its *default* channel (``workspaces.default_channel_id``,
+set by ``setDefaultWhatsAppChannel``) sends whatever names no channel of its own; without one,
+the oldest connected channel is the default (what every send used before numbers could be
+chosen). A disconnected channel keeps its document (messages and runs name it) without its
+secrets; it sends nothing and its webhook answers 410.
 """
 
 from __future__ import annotations
@@ -26,6 +32,8 @@ DEFAULT_API_VERSION = "v23.0"
 DEFAULT_THROUGHPUT = 80
 MAX_THROUGHPUT = 1000
 SECRET_FIELDS = ("access_token", "app_secret", "verify_token")
+CONNECTED = "connected"
+DISCONNECTED = "disconnected"
 
 
 def new_channel(
@@ -63,6 +71,7 @@ def new_channel(
         "throughput_per_second": throughput_per_second,
         "created_at": created_at,
         "webhook_verified_at": None,
+        "status": CONNECTED,
     }
 
 
@@ -71,9 +80,19 @@ def webhook_verified(channel: Document) -> bool:
     return "webhook_verified_at" not in channel or channel["webhook_verified_at"] is not None
 
 
+def is_connected(channel: Document) -> bool:
+    """Channels stored before disconnection existed have no ``status``: they are connected."""
+    return channel.get("status", CONNECTED) != DISCONNECTED
+
+
+_CONNECTED_QUERY = {"status": {"$ne": DISCONNECTED}}
+
+
 class ChannelRepository:
     def __init__(self, database: Database, secrets: SecretBox) -> None:
         self._channels = database.collection("channels")
+        # The workspace's choice of default channel lives on the workspace document.
+        self._workspaces = database.collection("workspaces")
         self._secrets = secrets
 
     def _open(self, document: Document | None) -> Document | None:
@@ -87,9 +106,52 @@ class ChannelRepository:
         return self._open(await self._channels.find_one({"_id": channel_id}))
 
     async def for_workspace(self, workspace_id: str) -> Document | None:
-        """The workspace's WhatsApp channel, or None when it still talks through the sandbox."""
-        found = await self._channels.find_one({"workspace_id": workspace_id}, sort=[("created_at", 1)])
+        """The workspace's default connected channel, or None when it talks through the sandbox."""
+        chosen = await self.default_id(workspace_id)
+        if chosen is not None:
+            found = await self._channels.find_one(
+                {"_id": chosen, "workspace_id": workspace_id, **_CONNECTED_QUERY}
+            )
+            if found is not None:
+                return self._open(found)
+        found = await self._channels.find_one(
+            {"workspace_id": workspace_id, **_CONNECTED_QUERY}, sort=[("created_at", 1), ("_id", 1)]
+        )
         return self._open(found)
+
+    async def list(self, workspace_id: str, include_disconnected: bool = False) -> list[Document]:
+        """The workspace's channels, oldest first."""
+        query: Document = {"workspace_id": workspace_id}
+        if not include_disconnected:
+            query.update(_CONNECTED_QUERY)
+        found = await self._channels.find(query).sort([("created_at", 1), ("_id", 1)]).to_list()
+        return [d for d in (self._open(f) for f in found) if d is not None]
+
+    async def default_id(self, workspace_id: str) -> str | None:
+        """The channel chosen as default (it may since have been disconnected), or None."""
+        found = await self._workspaces.find_one({"_id": workspace_id}, {"default_channel_id": 1})
+        return (found or {}).get("default_channel_id")
+
+    async def set_default(self, workspace_id: str, channel_id: str | None) -> None:
+        await self._workspaces.update_one({"_id": workspace_id}, {"$set": {"default_channel_id": channel_id}})
+
+    async def disconnect(self, workspace_id: str, channel_id: str, at: Any) -> Document | None:
+        """Mark the channel disconnected and drop its secrets (its history stays)."""
+        await self._channels.update_one(
+            {"_id": channel_id, "workspace_id": workspace_id},
+            {
+                "$set": {"status": DISCONNECTED, "disconnected_at": at},
+                "$unset": {name: "" for name in SECRET_FIELDS},
+            },
+        )
+        await self._workspaces.update_one(
+            {"_id": workspace_id, "default_channel_id": channel_id}, {"$set": {"default_channel_id": None}}
+        )
+        return await self.get_in(workspace_id, channel_id)
+
+    async def get_in(self, workspace_id: str, channel_id: str) -> Document | None:
+        """A channel of this workspace by id (any other workspace's id reads as none)."""
+        return self._open(await self._channels.find_one({"_id": channel_id, "workspace_id": workspace_id}))
 
     async def by_phone_number_id(self, workspace_id: str, phone_number_id: str) -> Document | None:
         """The workspace's channel for this number (numbers are unique within a workspace only)."""

@@ -71,6 +71,12 @@ class MessageRepository:
     async def get(self, message_id: str) -> dict[str, Any] | None:
         return await self._loads.load(message_id)
 
+    async def get_many(self, workspace_id: str, message_ids: list[str]) -> list[dict[str, Any]]:
+        """The messages of these ids in this workspace (missing ones left out): API DataLoaders."""
+        return await self._messages.find(
+            {"_id": {"$in": message_ids}, "workspace_id": workspace_id}
+        ).to_list()
+
     async def applied(self, message_id: str) -> bool:
         """Whether the actor has applied this inbound message (its pending mark is gone)."""
         return await self._pending_loads.load(message_id) is None

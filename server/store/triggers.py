@@ -75,6 +75,17 @@ class WebhookTriggerRepository:
             return_document=ReturnDocument.AFTER,
         )
 
+    async def set_channel(
+        self, workspace_id: str, trigger_id: str, channel_id: str | None
+    ) -> Document | None:
+        """The number the trigger's runs talk through (None: the flow's, else the default)."""
+        return await self._docs.find_one_and_update(
+            {"_id": trigger_id, "workspace_id": workspace_id},
+            {"$set": {"channel_id": channel_id}},
+            projection={"secret": 0},
+            return_document=ReturnDocument.AFTER,
+        )
+
     async def workspace_country(self, workspace_id: str) -> str | None:
         """The workspace's default country for national phone numbers in payloads (ISO 3166)."""
         found = await self._workspaces.find_one({"_id": workspace_id}, {"default_country": 1})

@@ -301,6 +301,7 @@ class BroadcastRunner:
             plan.flow_id,
             trigger={"broadcast_id": broadcast_id},
             source="broadcast",
+            channel_id=broadcast.get("channel_id"),
         )
         try:
             result = await runtime.actors.ask(key, event)

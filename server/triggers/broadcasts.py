@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from server.channels.choice import chosen_channel_id
 from server.channels.whatsapp.costs import estimate as estimate_cost
 from server.clock import as_utc
 from server.errors import Conflict, InvalidInput, NotFound
@@ -74,6 +75,7 @@ class Draft:
     template: dict[str, Any] | None
     definition: FlowDefinition
     categories: dict[str, str]
+    channel_id: str | None = None  # the number it sends from (None: the flow's, else the default)
 
 
 async def _check(runtime: Runtime, workspace_id: str, data: dict[str, Any]) -> Draft:
@@ -127,6 +129,7 @@ async def _check(runtime: Runtime, workspace_id: str, data: dict[str, Any]) -> D
         template=template,
         definition=definition,
         categories=categories,
+        channel_id=await chosen_channel_id(runtime.channels, workspace_id, data.get("channel_id")),
     )
 
 
@@ -144,6 +147,7 @@ async def create_broadcast(runtime: Runtime, workspace_id: str, data: dict[str, 
         "kind": "flow" if draft.flow_id else "template",
         "flow_id": flow_id,
         "template": draft.template,
+        "channel_id": draft.channel_id,
         "segment": draft.segment,
         "require_opt_in": draft.require_opt_in,
         "status": "scheduled",

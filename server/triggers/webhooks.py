@@ -21,6 +21,7 @@ from pymongo.errors import PyMongoError
 from redis.exceptions import RedisError
 
 from server.actors.events import StartFlow
+from server.channels.choice import chosen_channel_id
 from server.errors import InvalidInput, KonvoError, NotFound
 from server.ids import ContactKey, new_id
 from server.triggers.mapping import PayloadError, extract, parse_mapping
@@ -48,12 +49,20 @@ def _new_secret(given: str | None) -> str:
 
 
 async def create_webhook_trigger(
-    runtime: Runtime, workspace_id: str, flow_id: str, mapping: Any, secret: str | None = None
+    runtime: Runtime,
+    workspace_id: str,
+    flow_id: str,
+    mapping: Any,
+    secret: str | None = None,
+    channel_id: str | None = None,
 ) -> dict[str, Any]:
-    """A new trigger for ``flow_id``, with its secret: the only time the secret is shown."""
+    """A new trigger for ``flow_id``, with its secret: the only time the secret is shown.
+
+    ``channel_id``: the number its runs talk through (None: the flow's, else the default)."""
     parsed = parse_mapping(mapping)
     if await runtime.flows.get(workspace_id, flow_id) is None:
         raise NotFound(f"flow {flow_id} not found", field="flowId")
+    channel_id = await chosen_channel_id(runtime.channels, workspace_id, channel_id)
     document = {
         "_id": new_id("hook"),
         "workspace_id": workspace_id,
@@ -63,8 +72,20 @@ async def create_webhook_trigger(
         "signature_scheme": parsed.signature,
         "secret": _new_secret(secret),
         "created_at": runtime.clock.now(),
+        "channel_id": channel_id,
     }
     return await runtime.triggers.webhooks.insert(document)
+
+
+async def set_webhook_trigger_channel(
+    runtime: Runtime, workspace_id: str, trigger_id: str, channel_id: str | None
+) -> dict[str, Any]:
+    """Choose the number the trigger's runs talk through (None: the flow's, else the default)."""
+    channel_id = await chosen_channel_id(runtime.channels, workspace_id, channel_id)
+    document = await runtime.triggers.webhooks.set_channel(workspace_id, trigger_id, channel_id)
+    if document is None:
+        raise NotFound(f"webhook trigger {trigger_id} not found")
+    return document
 
 
 async def set_signature_scheme(
@@ -185,6 +206,7 @@ async def _accept(runtime: Runtime, trigger: dict[str, Any], body: bytes, header
         "flow_id": trigger["flow_id"],
         "phone": extracted.phone,
         "trigger": extracted.variables,
+        "channel_id": trigger.get("channel_id"),
         "event_id": hook_event_id(trigger_id, key),
         "body": body.decode("utf-8", "replace"),  # as received (JSON keys may not suit a document)
         "received_at": runtime.clock.now(),
@@ -210,7 +232,13 @@ async def apply_request(runtime: Runtime, request: dict[str, Any]) -> None:
     """Start the flow for a stored request and mark it applied (a failure is recorded, not raised)."""
     assert runtime.actors is not None
     key = ContactKey(request["workspace_id"], request["phone"])
-    event = StartFlow(request["event_id"], request["flow_id"], trigger=request["trigger"], source="webhook")
+    event = StartFlow(
+        request["event_id"],
+        request["flow_id"],
+        trigger=request["trigger"],
+        source="webhook",
+        channel_id=request.get("channel_id"),
+    )
     try:
         result = await runtime.actors.ask(key, event)
     except (InvalidInput, NotFound) as exc:  # the flow was archived or deleted meanwhile: final

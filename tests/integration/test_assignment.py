@@ -17,9 +17,9 @@ from tests.support.graphql import GraphQLClient, GraphQLErrors
 AGENT = "mutation($e: String!, $n: String!) { createAgent(email: $e, name: $n) { id } }"
 AWAY = "mutation($id: ID!) { setAgentAvailability(id: $id, available: false) { available } }"
 TEAM = "mutation($n: String!, $a: [ID!], $p: TeamPolicy!) { createTeam(name: $n, agentIds: $a, policy: $p) { id name policy agents { email } } }"
-ASSIGN = "mutation($p: String!, $a: ID!) { assignContact(phone: $p, agentId: $a) { assignedAgent agent { email } assignment } }"
-RELEASE = "mutation($p: String!) { releaseContact(phone: $p) { assignedAgent } }"
-WHO = "query($p: String!) { contact(phone: $p) { agent { email } assignment } }"
+ASSIGN = "mutation($p: String!, $a: ID!) { assignContact(phone: $p, agentId: $a) { assignedAgentId assignedAgent { email } assignment } }"
+RELEASE = "mutation($p: String!) { releaseContact(phone: $p) { assignedAgentId assignedAgent { id } } }"
+WHO = "query($p: String!) { contact(phone: $p) { assignedAgent { email } assignment } }"
 
 
 async def agents(gql: GraphQLClient, *emails: str) -> dict[str, str]:
@@ -27,7 +27,7 @@ async def agents(gql: GraphQLClient, *emails: str) -> dict[str, str]:
 
 
 async def who(gql: GraphQLClient, phone: str) -> str | None:
-    agent = (await gql(WHO, p=phone))["contact"]["agent"]
+    agent = (await gql(WHO, p=phone))["contact"]["assignedAgent"]
     return agent and agent["email"]
 
 
@@ -100,7 +100,9 @@ async def test_no_agent_available_fails_the_run_with_a_clear_reason(gql: GraphQL
         await gql(ASSIGN, p=phone, a=ids["ana@shop.example"])
     assert caught.value.codes == ["INVALID_INPUT"] and "not available" in caught.value.errors[0]["message"]
     with pytest.raises(GraphQLErrors) as team_caught:
-        await gql('mutation { assignContactToTeam(phone: "+34600902001", team: "nadie") { assignedAgent } }')
+        await gql(
+            'mutation { assignContactToTeam(phone: "+34600902001", team: "nadie") { assignedAgentId } }'
+        )
     assert team_caught.value.codes == ["INVALID_INPUT"]
 
 
@@ -127,7 +129,9 @@ async def test_handoff_the_flow_stays_quiet_until_release(gql: GraphQLClient, ru
         await say(gql, who_, "hola")
     run = await start_with(gql, flow_id, phone)
     assigned = (await gql(ASSIGN, p=phone, a="ana@shop.example"))["assignContact"]
-    assert assigned["assignedAgent"] == ids["ana@shop.example"] and assigned["assignment"]["source"] == "api"
+    assert (
+        assigned["assignedAgentId"] == ids["ana@shop.example"] and assigned["assignment"]["source"] == "api"
+    )
 
     await say(gql, phone, "quiero hablar con alguien")  # the customer writes while Ana owns it
     assert [m["text"] for m in await outbox(gql, phone)] == ["¿En qué te ayudamos?"]
@@ -135,7 +139,7 @@ async def test_handoff_the_flow_stays_quiet_until_release(gql: GraphQLClient, ru
     unread = await gql("query($p: String!) { conversation(phone: $p) { unreadCount } }", p=phone)
     assert unread["conversation"]["unreadCount"] == 2
 
-    assert (await gql(RELEASE, p=phone))["releaseContact"]["assignedAgent"] is None
+    assert (await gql(RELEASE, p=phone))["releaseContact"] == {"assignedAgentId": None, "assignedAgent": None}
     await say(gql, phone, "ya está, gracias")  # handed back: the waiting run takes it
     assert [m["text"] for m in await outbox(gql, phone)][-1] == "¡Gracias!"
 

@@ -14,6 +14,7 @@ from graphql import (
     GraphQLEnumType,
     GraphQLField,
     GraphQLInputObjectType,
+    GraphQLInterfaceType,
     GraphQLList,
     GraphQLNonNull,
     GraphQLObjectType,
@@ -52,9 +53,10 @@ def root_fields(schema: GraphQLSchema) -> list[RootField]:
 
 
 def selection(type_: GraphQLType, depth: int = 1) -> str:
-    """A selection of every scalar field (and objects down to ``depth``) without required args."""
+    """A selection of every scalar field (and objects down to ``depth``) without required args;
+    an interface's own fields (run steps, flow nodes) like an object's."""
     named = get_named_type(type_)
-    if not isinstance(named, GraphQLObjectType):
+    if not isinstance(named, GraphQLObjectType | GraphQLInterfaceType):
         return ""
     parts = []
     for name, field in named.fields.items():
@@ -63,7 +65,7 @@ def selection(type_: GraphQLType, depth: int = 1) -> str:
         inner = get_named_type(field.type)
         if isinstance(inner, GraphQLScalarType | GraphQLEnumType):
             parts.append(name)
-        elif depth > 0 and isinstance(inner, GraphQLObjectType):
+        elif depth > 0 and isinstance(inner, GraphQLObjectType | GraphQLInterfaceType):
             nested = selection(inner, depth - 1)
             if nested:
                 parts.append(f"{name} {nested}")

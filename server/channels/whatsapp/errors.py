@@ -77,6 +77,27 @@ DESCRIPTIONS: dict[int, str] = {
     133010: "the phone number is not registered on the Cloud API",
 }
 UNREACHABLE = "the WhatsApp API could not be reached"
+# Our own codes for sends refused before (or without) Meta's answer.
+OWN_TITLES: dict[str, str] = {
+    "TEMPLATE_MISSING": "the template does not exist in this workspace",
+    "TEMPLATE_PAUSED": "the template is paused for low quality",
+    "TEMPLATE_DISABLED": "the template is disabled",
+    "TEMPLATE_NOT_APPROVED": "the template is not approved",
+    "INVALID_MESSAGE": "WhatsApp would refuse this message",
+    "UNREACHABLE": UNREACHABLE,
+    "EGRESS_REFUSED": "the channel's base URL is not allowed by the egress policy",
+}
+
+
+def error_title(code: str | None) -> str | None:
+    """A short title for a failure code: Meta's numeric codes and our own (``errorTitle``)."""
+    if code is None:
+        return None
+    if code.isdigit():
+        return DESCRIPTIONS.get(int(code))
+    if code.startswith("HTTP_"):
+        return f"the WhatsApp API answered HTTP {code.removeprefix('HTTP_')}"
+    return OWN_TITLES.get(code)
 
 
 @dataclass(frozen=True)
@@ -147,3 +168,17 @@ def parse_retry_after(value: str | None) -> float | None:
         return max(0.0, float(value))
     except ValueError:
         return None
+
+
+def reported_error(errors: Any) -> tuple[str | None, str | None, str | None]:
+    """(code, title, detail) of the first error Meta reports in a webhook (a failed status, or an
+    inbound message WhatsApp could not carry): ``title``, then ``error_data.details`` or ``message``."""
+    first = next((e for e in errors or [] if isinstance(e, dict)), None)
+    if first is None:
+        return None, None, None
+    code = str(first["code"]) if first.get("code") is not None else None
+    data = first.get("error_data")
+    details = data.get("details") if isinstance(data, dict) else None
+    title = first.get("title") or first.get("message")
+    detail = details or first.get("message") or first.get("title")
+    return code, str(title) if title else error_title(code), str(detail) if detail else None

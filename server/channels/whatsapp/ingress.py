@@ -5,8 +5,8 @@ retries anything slower or non-200: 401 for a bad signature (nothing recorded), 
 whose URL Meta has not verified yet (nothing recorded: a number takes traffic only after the
 handshake; Meta verifies a callback URL before it posts to it, and retries what was refused),
 400 for a body that is not a WhatsApp webhook, 413 past ``MAX_BODY_BYTES``, 503 when the store
-cannot take it (Meta retries later), 404 for an unknown channel. Never a 500 for what the sender
-got wrong.
+cannot take it (Meta retries later), 404 for an unknown channel, 410 for a disconnected one (its
+number is no longer served here; nothing recorded). Never a 500 for what the sender got wrong.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from server.channels.whatsapp.webhook import MalformedWebhook, parse_webhook
 from server.errors import Unavailable
 from server.operations.channel_inbound import receive_whatsapp
 from server.runtime import Runtime
-from server.store.channels import webhook_verified
+from server.store.channels import is_connected, webhook_verified
 from server.web.json_limits import JsonTooDeep, check_json_depth
 
 log = logging.getLogger(__name__)
@@ -55,6 +55,11 @@ def _endpoint(runtime: Runtime) -> Endpoint:
             return _unavailable(channel_id, exc)
         if channel is None or channel.get("kind", "whatsapp") != "whatsapp":
             return _problem(404, f"no WhatsApp channel {channel_id!r}")
+        if not is_connected(channel):
+            log.info(
+                "whatsapp webhook %s %s answered 410: the channel is disconnected", request.method, channel_id
+            )
+            return _problem(410, "this WhatsApp channel was disconnected")
         if request.method == "GET":
             return await _verify(runtime, request, channel)
         return await _receive(runtime, request, channel)

@@ -1,0 +1,444 @@
+"""Run steps as typed GraphQL objects: one type per step action, all implementing ``Step``.
+
+The runner records each step as ``{node, action, at, outcome, detail}`` (``server/machines/
+runner.py``, ``statuses.py``, ``server/actors/contact_commands.py``). Each action gets a type
+whose fields read its ``detail`` (``ButtonPressed.buttonId``, ``SendFailed.errorCode``...), and
+every type keeps the common fields, the raw ``detail`` among them, so a client written today
+still reads what a later version adds. An action without a type of its own (one added later)
+is an ``OtherStep``.
+
+``Run.steps`` was a list of one flat type; ``Step`` is now the interface of the step types, so
+``steps { action outcome detail }`` still works and ``... on SendFailed { errorCode }`` is typed
+(codegen tools produce a union over ``__typename``). To type a new action: add a class below
+implementing ``Step`` and a line to ``STEP_TYPES``.
+
+A field name used by several step types has one GraphQL type in all of them (``buttonId`` is
+nullable everywhere): GraphQL refuses a query selecting two same-named fields of different
+types, so a timeline asking every step type at once stays valid.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated, Any
+
+import strawberry
+from strawberry.scalars import JSON
+
+from server.channels.whatsapp.errors import error_title
+from server.graphql.catalog import Agent
+from server.graphql.json_values import plain
+from server.graphql.loaders import loaders
+
+if TYPE_CHECKING:
+    from server.graphql.types import OutboundMessage
+
+Outbound = Annotated["OutboundMessage", strawberry.lazy("server.graphql.types")]
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _moment(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            return None
+    return None
+
+
+@strawberry.interface(description="one thing that happened to a run; the type says which (see action)")
+class Step:
+    doc: strawberry.Private[dict[str, Any]]
+    workspace_id: strawberry.Private[str]
+
+    @property
+    def _detail(self) -> dict[str, Any]:
+        detail = self.doc.get("detail")
+        return detail if isinstance(detail, dict) else {}
+
+    @strawberry.field(description="the node it happened at (null before the first node and after the last)")
+    def node(self) -> str | None:
+        return self.doc.get("node")
+
+    @strawberry.field(
+        description="what happened, as stored (message_sent, button, ...): the type says it too"
+    )
+    def action(self) -> str:
+        return str(self.doc["action"])
+
+    @strawberry.field
+    def at(self) -> datetime:
+        return self.doc["at"]
+
+    @strawberry.field(description="how it went: ok, queued, waiting, a status, or a reason code")
+    def outcome(self) -> str:
+        return str(self.doc.get("outcome"))
+
+    @strawberry.field(description="every stored detail, raw (forward compatible: new keys show here first)")
+    def detail(self) -> JSON | None:
+        return plain(self.doc.get("detail"))
+
+    @strawberry.field(description="placeholders that had no value when the message was rendered")
+    def warnings(self) -> list[str]:
+        return list(self.doc.get("warnings") or [])
+
+
+@strawberry.interface(description="a step about one outbound message of the run")
+class MessageStep(Step):
+    @strawberry.field(description="the outbound message's id (our id; see message.providerMessageId)")
+    def message_id(self) -> strawberry.ID | None:
+        found = self._detail.get("message")
+        return strawberry.ID(str(found)) if found else None
+
+    @strawberry.field(description="the message as stored once sent (null while it waits in the outbox)")
+    async def message(self, info: strawberry.Info) -> Outbound | None:
+        from server.graphql.types import OutboundMessage
+
+        message_id = self._detail.get("message")
+        if not message_id:
+            return None
+        found = await loaders(info).messages.load((self.workspace_id, str(message_id)))
+        return OutboundMessage(doc=found) if found else None
+
+
+@strawberry.type(description="the run started (action started)")
+class RunStarted(Step):
+    @strawberry.field(description="the flow's name when it started")
+    def flow_name(self) -> str | None:
+        return _text(self._detail.get("flow"))
+
+
+@strawberry.type(description="the run was not started: an agent owns the conversation (action not_started)")
+class RunNotStarted(Step):
+    @strawberry.field
+    def agent_id(self) -> strawberry.ID | None:
+        return self._detail.get("agent_id")
+
+    @strawberry.field
+    def why(self) -> str | None:
+        return _text(self._detail.get("why"))
+
+
+@strawberry.type(description="the customer chose a button, by tap, title or number (action button)")
+class ButtonPressed(Step):
+    @strawberry.field(description="the button chosen (nullable like every step's buttonId)")
+    def button_id(self) -> str | None:
+        return _text(self._detail.get("button"))
+
+    @strawberry.field(description="what the customer typed (null for a tap)")
+    def text(self) -> str | None:
+        return _text(self._detail.get("text"))
+
+    @strawberry.field(description="tap, title or number")
+    def matched_by(self) -> str | None:
+        return _text(self._detail.get("matched_by"))
+
+
+@strawberry.type(description="the customer answered and the run went on_reply or on_other (action reply)")
+class Replied(Step):
+    @strawberry.field
+    def text(self) -> str | None:
+        return _text(self._detail.get("text"))
+
+    @strawberry.field
+    def button_id(self) -> str | None:
+        return _text(self._detail.get("button"))
+
+    @strawberry.field(description="on_reply or other")
+    def path(self) -> str | None:
+        return _text(self._detail.get("path"))
+
+
+@strawberry.type(description="the customer wrote while an agent owns the conversation (action reply_held)")
+class ReplyHeld(Step):
+    @strawberry.field
+    def why(self) -> str | None:
+        return _text(self._detail.get("why"))
+
+    @strawberry.field
+    def no_reply_at(self) -> datetime | None:
+        return _moment(self._detail.get("no_reply_at"))
+
+
+@strawberry.type(description="what the customer sent chose no path (action reply_not_understood)")
+class ReplyNotUnderstood(Step):
+    @strawberry.field
+    def text(self) -> str | None:
+        return _text(self._detail.get("text"))
+
+    @strawberry.field
+    def button_id(self) -> str | None:
+        return _text(self._detail.get("button"))
+
+    @strawberry.field(description="the kind of a message that is not text (image, sticker...)")
+    def kind(self) -> str | None:
+        return _text(self._detail.get("kind"))
+
+    @strawberry.field
+    def why(self) -> str | None:
+        return _text(self._detail.get("why"))
+
+    @strawberry.field
+    def no_reply_at(self) -> datetime | None:
+        return _moment(self._detail.get("no_reply_at"))
+
+
+@strawberry.type(description="a message was queued to the customer (action message_sent)")
+class MessageSent(MessageStep):
+    pass
+
+
+@strawberry.type(description="a template was queued to the customer (action template_sent)")
+class TemplateSent(MessageStep):
+    pass
+
+
+@strawberry.type(description="a message was not sent: the 24-hour window is closed (action message_not_sent)")
+class MessageNotSent(Step):
+    @strawberry.field
+    def why(self) -> str | None:
+        return _text(self._detail.get("why"))
+
+
+@strawberry.type(description="a template was not sent: it needs consent (action template_not_sent)")
+class TemplateNotSent(Step):
+    @strawberry.field
+    def template(self) -> str | None:
+        return _text(self._detail.get("template"))
+
+    @strawberry.field
+    def why(self) -> str | None:
+        return _text(self._detail.get("why"))
+
+
+@strawberry.type(
+    description="a message the run sent got further: sent, delivered, read (action message_status)"
+)
+class MessageStatusChanged(MessageStep):
+    @strawberry.field
+    def status(self) -> str:
+        return str(self.doc.get("outcome"))
+
+
+@strawberry.type(
+    description="a message the run sent failed for good (action message_status, outcome failed): Meta's "
+    "or our code, and what it means"
+)
+class SendFailed(MessageStep):
+    @strawberry.field
+    def error_code(self) -> str | None:
+        return _text(self._detail.get("error_code"))
+
+    @strawberry.field
+    def error_title(self) -> str | None:
+        return _text(self._detail.get("error_title")) or error_title(_text(self._detail.get("error_code")))
+
+    @strawberry.field
+    def error_detail(self) -> str | None:
+        return _text(self._detail.get("error"))
+
+
+@strawberry.type(description="the contact gave marketing consent (action opted_in)")
+class OptedIn(Step):
+    pass
+
+
+@strawberry.type(description="tags added and removed (action tagged)")
+class Tagged(Step):
+    @strawberry.field
+    def added(self) -> list[str]:
+        return [str(t) for t in self._detail.get("add") or []]
+
+    @strawberry.field
+    def removed(self) -> list[str]:
+        return [str(t) for t in self._detail.get("remove") or []]
+
+
+@strawberry.type(description="a contact variable was saved (action variable_set)")
+class VariableSet(Step):
+    @strawberry.field
+    def field(self) -> str:
+        return str(self._detail.get("field"))
+
+    @strawberry.field
+    def value(self) -> JSON | None:
+        return plain(self._detail.get("value"))
+
+    @strawberry.field(description="the external system the value is also sent to (klaviyo), if any")
+    def external_provider(self) -> str | None:
+        return _text((self._detail.get("external") or {}).get("provider"))
+
+
+@strawberry.type(description="a value did not fit its field (action variable_not_set, outcome INVALID_VALUE)")
+class VariableNotSet(Step):
+    @strawberry.field
+    def field(self) -> str:
+        return str(self._detail.get("field"))
+
+    @strawberry.field
+    def value(self) -> JSON | None:
+        return plain(self._detail.get("value"))
+
+    @strawberry.field
+    def why(self) -> str | None:
+        return _text(self._detail.get("why"))
+
+    @strawberry.field(description="the question asked again, when it is")
+    def asking_again(self) -> str | None:
+        return _text(self._detail.get("asking_again"))
+
+    @strawberry.field
+    def attempt(self) -> int | None:
+        value = self._detail.get("attempt")
+        return int(value) if isinstance(value, int) else None
+
+
+@strawberry.type(description="an agent took the conversation (action assigned)")
+class Assigned(Step):
+    @strawberry.field
+    def assigned_agent_id(self) -> strawberry.ID | None:
+        return self._detail.get("agent_id")
+
+    @strawberry.field(description="the agent (null if deleted since)")
+    async def assigned_agent(self, info: strawberry.Info) -> Agent | None:
+        agent_id = self._detail.get("agent_id")
+        found = await loaders(info).agents.load((self.workspace_id, str(agent_id))) if agent_id else None
+        return Agent.of(found) if found else None
+
+    @strawberry.field(description="the team the node asked for, if any")
+    def team(self) -> str | None:
+        return _text(self._detail.get("team"))
+
+
+@strawberry.type(description="no agent could take the conversation (action not_assigned)")
+class NotAssigned(Step):
+    @strawberry.field(description="the agent the node asked for, if any")
+    def requested_agent(self) -> str | None:
+        return _text(self._detail.get("agent"))
+
+    @strawberry.field
+    def team(self) -> str | None:
+        return _text(self._detail.get("team"))
+
+    @strawberry.field
+    def why(self) -> str | None:
+        return _text(self._detail.get("why"))
+
+
+@strawberry.type(description="a condition chose a branch (action condition)")
+class ConditionChecked(Step):
+    @strawberry.field(description="the branch's name; null when none matched (otherwise)")
+    def branch(self) -> str | None:
+        return _text(self._detail.get("branch"))
+
+
+@strawberry.type(description="a delay started, or had already passed (action delay)")
+class DelayStarted(Step):
+    @strawberry.field
+    def until(self) -> datetime | None:
+        return _moment(self._detail.get("until"))
+
+
+@strawberry.type(description="a delay's time came (action timer)")
+class TimerFired(Step):
+    pass
+
+
+@strawberry.type(description="the customer did not answer in time: the no_reply path (action no_reply)")
+class NoReplyFired(Step):
+    pass
+
+
+@strawberry.type(description="the run handed over to another flow (action connect_flow)")
+class FlowConnected(Step):
+    @strawberry.field(description="the name of the flow it connected to")
+    def flow_name(self) -> str | None:
+        return _text(self._detail.get("flow"))
+
+
+@strawberry.type(description="the run ended; outcome is its status (action ended)")
+class RunEnded(Step):
+    @strawberry.field(description="completed, connected, superseded, WINDOW_CLOSED, SEND_FAILED:<code>...")
+    def reason(self) -> str | None:
+        return _text(self._detail.get("reason"))
+
+
+@strawberry.type(description="the flow looped without a wait and was stopped (action spin_stopped)")
+class SpinStopped(Step):
+    @strawberry.field
+    def why(self) -> str | None:
+        return _text(self._detail.get("why"))
+
+
+@strawberry.type(
+    description="a value was sent to an external profile, or failed to be (action external_sync)"
+)
+class ExternalSynced(Step):
+    @strawberry.field
+    def provider(self) -> str | None:
+        return _text(self._detail.get("provider"))
+
+    @strawberry.field
+    def property(self) -> str | None:
+        return _text(self._detail.get("property"))
+
+    @strawberry.field
+    def field(self) -> str:
+        return str(self._detail.get("field"))
+
+    @strawberry.field
+    def error(self) -> str | None:
+        return _text(self._detail.get("error"))
+
+    @strawberry.field
+    def retry_at(self) -> datetime | None:
+        return _moment(self._detail.get("retry_at"))
+
+
+@strawberry.type(description="a step of an action this version has no type for: read action and detail")
+class OtherStep(Step):
+    pass
+
+
+STEP_TYPES: dict[str, type[Step]] = {
+    "started": RunStarted,
+    "not_started": RunNotStarted,
+    "button": ButtonPressed,
+    "reply": Replied,
+    "reply_held": ReplyHeld,
+    "reply_not_understood": ReplyNotUnderstood,
+    "message_sent": MessageSent,
+    "template_sent": TemplateSent,
+    "message_not_sent": MessageNotSent,
+    "template_not_sent": TemplateNotSent,
+    "message_status": MessageStatusChanged,
+    "opted_in": OptedIn,
+    "tagged": Tagged,
+    "variable_set": VariableSet,
+    "variable_not_set": VariableNotSet,
+    "assigned": Assigned,
+    "not_assigned": NotAssigned,
+    "condition": ConditionChecked,
+    "delay": DelayStarted,
+    "timer": TimerFired,
+    "no_reply": NoReplyFired,
+    "connect_flow": FlowConnected,
+    "ended": RunEnded,
+    "spin_stopped": SpinStopped,
+    "external_sync": ExternalSynced,
+}
+# Every step type, for the schema (types reached only through the interface must be listed).
+ALL_STEP_TYPES: tuple[type[Step], ...] = tuple(dict.fromkeys([*STEP_TYPES.values(), SendFailed, OtherStep]))
+
+
+def step_of(doc: dict[str, Any], workspace_id: str) -> Step:
+    """The typed step of a stored one (``OtherStep`` for an action without a type)."""
+    kind = STEP_TYPES.get(str(doc.get("action")), OtherStep)
+    if kind is MessageStatusChanged and doc.get("outcome") == "failed":
+        kind = SendFailed
+    return kind(doc=doc, workspace_id=workspace_id)
