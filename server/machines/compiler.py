@@ -1,8 +1,8 @@
 """Compile a flow version into one shared ``transitions`` machine used as a pure step function.
 
 States are node ids (plus ``END``); triggers are the events that move a run: ``advance``,
-``reply``, ``other``, ``button__<id>``, ``no_reply``, ``failed``, ``timer``, ``branch__<n>``,
-``otherwise``, ``invalid``.
+``reply``, ``other``, ``button__<id>``, ``no_reply``, ``failed``, ``timer``, ``branch__<n>``
+(condition and split branches), ``otherwise``, ``invalid``.
 One machine per published version is shared by every run of that version: a run is only its
 node id, so stepping is ``set_state(node)`` + ``trigger`` + read the state (see DESIGN.md).
 """
@@ -21,6 +21,7 @@ from server.machines.definition import (
     MessageNode,
     Node,
     SetVariableNode,
+    SplitNode,
     TemplateNode,
 )
 
@@ -80,6 +81,8 @@ def node_edges(node: Node) -> list[tuple[str, str | None]]:
         edges = [(branch_trigger(i), b.next) for i, b in enumerate(node.branches)]
         edges.append(("otherwise", node.otherwise))
         return edges
+    if isinstance(node, SplitNode):  # A/B split: branch__<n> like a condition, no "otherwise"
+        return [(branch_trigger(i), b.next) for i, b in enumerate(node.branches)]
     if isinstance(node, DelayNode):
         return [("timer", node.next)]
     if isinstance(node, ConnectFlowNode):
@@ -120,10 +123,25 @@ def mermaid(compiled: CompiledFlow) -> str:
     lines.append(f"  {names[END]}((end))")
     if definition.start in names:
         lines.append(f"  start --> {names[definition.start]}")
+    labels = _split_labels(definition)
     for event in compiled.machine.events.values():
         for source, transitions in event.transitions.items():
             for transition in transitions:
                 if event.name == "failed" and transition.dest == END:
                     continue
-                lines.append(f"  {names[source]} -->|{event.name}| {names[transition.dest]}")
+                label = labels.get((source, event.name), event.name)
+                lines.append(f"  {names[source]} -->|{label}| {names[transition.dest]}")
     return "\n".join(lines) + "\n"
+
+
+def _split_labels(definition: FlowDefinition) -> dict[tuple[str, str], str]:
+    """A split's edges drawn with the branch name and its share ("A 70%") instead of branch__<n>."""
+    labels: dict[tuple[str, str], str] = {}
+    for node in definition.nodes:
+        if isinstance(node, SplitNode):
+            total = sum(max(b.weight, 0.0) for b in node.branches) or 1.0
+            for index, branch in enumerate(node.branches):
+                share = f"{100 * max(branch.weight, 0.0) / total:.3g}%"
+                text = f"{branch.name} {share}".replace('"', "'").replace("|", "/")
+                labels[(node.id, branch_trigger(index))] = text
+    return labels

@@ -150,6 +150,30 @@ class ConnectFlowNode(_Node):
     flow: str = Field(min_length=1)
 
 
+# --- A/B split (docs/flows.md "A/B split") ------------------------------------------------------
+
+
+class SplitBranch(_Model):
+    """One arm of a split: its name (what analytics show), its relative weight, where it leads."""
+
+    name: str
+    weight: float = 1.0
+    next: str | None = None
+
+
+class SplitNode(_Node):
+    """Weighted random branches. ``sticky`` (the default): a contact that comes back to this node,
+    in this run or a later one, takes the branch it was given the first time (stored on the
+    contact); ``sticky: false`` draws again on every entry."""
+
+    type: Literal["split"]
+    branches: list[SplitBranch] = Field(default_factory=list)
+    sticky: bool = True
+
+
+# --- end of A/B split ---------------------------------------------------------------------------
+
+
 Node = Annotated[
     MessageNode
     | TemplateNode
@@ -159,7 +183,8 @@ Node = Annotated[
     | AssignNode
     | ConditionNode
     | DelayNode
-    | ConnectFlowNode,
+    | ConnectFlowNode
+    | SplitNode,
     Field(discriminator="type"),
 ]
 NODE_TYPES = (
@@ -172,6 +197,7 @@ NODE_TYPES = (
     "condition",
     "delay",
     "connect_flow",
+    "split",
 )
 
 
