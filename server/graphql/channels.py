@@ -40,6 +40,10 @@ class WhatsAppChannel:
     webhook_verified_at: datetime | None = strawberry.field(
         default=None, description="when the handshake was completed (null for channels older than the check)"
     )
+    business_id: str | None = strawberry.field(
+        default=None,
+        description="the business portfolio of the number: its messaging limit is shared by all its numbers",
+    )
 
     @classmethod
     def of(cls, doc: dict[str, Any], base: str = "", with_token: bool = False) -> WhatsAppChannel:
@@ -55,6 +59,7 @@ class WhatsAppChannel:
             verify_token=doc["verify_token"] if with_token else None,
             webhook_verified=webhook_verified(doc),
             webhook_verified_at=doc.get("webhook_verified_at"),
+            business_id=doc.get("business_id"),
         )
 
 
@@ -71,6 +76,9 @@ class ConnectWhatsAppInput:
     auth_header: str | None = strawberry.field(default=None, description="e.g. D360-API-KEY for a provider")
     auth_scheme: str | None = strawberry.field(default=None, description="'Bearer' unless given; '' for none")
     throughput_per_second: int | None = strawberry.field(default=None, description="80 unless upgraded")
+    business_id: str | None = strawberry.field(
+        default=None, description="the Meta business portfolio id (messaging limits are per portfolio)"
+    )
 
 
 def _base(info: strawberry.Info) -> str:

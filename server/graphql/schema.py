@@ -22,6 +22,7 @@ from server.graphql.loaders import BatchLoads
 from server.graphql.pagination import PageInfo, decode_cursor, encode_cursor, page_size
 from server.graphql.permissions import ADMIN_ONLY, ANY_ROLE
 from server.graphql.pubsub import contact_topic, run_topic
+from server.graphql.sending import SendingMutation, SendingQuery
 from server.graphql.triggers import TriggerMutation, TriggerQuery
 from server.graphql.types import (
     Contact,
@@ -63,7 +64,14 @@ def _ctx(info: strawberry.Info) -> Any:
 
 @strawberry.type
 class Query(
-    CatalogQuery, ApiKeyQuery, ChannelsQuery, ContactsQuery, InboxQuery, TriggerQuery, BroadcastQuery
+    CatalogQuery,
+    ApiKeyQuery,
+    ChannelsQuery,
+    ContactsQuery,
+    InboxQuery,
+    TriggerQuery,
+    BroadcastQuery,
+    SendingQuery,
 ):
     @strawberry.field(permission_classes=ANY_ROLE)
     async def workspace(self, info: strawberry.Info) -> Workspace:
@@ -159,6 +167,7 @@ class Mutation(
     TriggerMutation,
     BroadcastMutation,
     WorkspaceMutation,
+    SendingMutation,
 ):
     @strawberry.mutation(permission_classes=ADMIN_ONLY)
     async def import_flow(self, info: strawberry.Info, definition: JSON) -> Flow:

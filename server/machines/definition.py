@@ -206,11 +206,14 @@ class FlowSettings(_Model):
 
     ``supersede`` ends an older interactive run when this one starts; ``runs_while_assigned``
     lets the flow start for a contact an agent owns (order confirmations), which every other
-    flow skips with ``CONTACT_WITH_AGENT``.
+    flow skips with ``CONTACT_WITH_AGENT``. ``transactional``: the flow sends what the customer
+    is waiting for (an order confirmation, a delivery notice), so quiet hours never hold its
+    messages (docs/sending.md).
     """
 
     supersede: bool = True
     runs_while_assigned: bool = False
+    transactional: bool = False
 
 
 class FlowDefinition(_Model):

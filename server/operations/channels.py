@@ -54,6 +54,9 @@ async def connect_whatsapp(runtime: Runtime, workspace_id: str, data: dict[str, 
         raise InvalidInput(
             f"throughputPerSecond is 1 to {MAX_RATE} (Meta's default is 80)", field="throughputPerSecond"
         )
+    business_id = str(data.get("business_id") or "").strip() or None
+    if business_id is not None and not _ID.fullmatch(business_id):
+        raise InvalidInput(f"businessId {business_id!r} is not a Graph API id", field="businessId")
     scheme = data.get("auth_scheme")
     document = new_channel(
         channel_id=new_id("chn"),
@@ -72,6 +75,7 @@ async def connect_whatsapp(runtime: Runtime, workspace_id: str, data: dict[str, 
         auth_scheme="Bearer" if scheme is None else str(scheme).strip(),
         throughput_per_second=throughput,
         created_at=runtime.clock.now(),
+        business_id=business_id,
     )
     try:
         await runtime.channels.insert(document)

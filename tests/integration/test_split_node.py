@@ -50,7 +50,10 @@ async def test_weights_hold_over_a_broadcast_audience(runtime: Runtime, gql: Gra
     created = (await gql(CREATE, i={"flowId": flow_id, "segment": {"tag": "ab"}}))["createBroadcast"]
     done = await finished(gql, created["id"])
     assert done["counts"]["started"] == AUDIENCE
-    discount, shipping = await tagged(gql, flow_id, "got_discount"), await tagged(gql, flow_id, "got_shipping")
+    discount, shipping = (
+        await tagged(gql, flow_id, "got_discount"),
+        await tagged(gql, flow_id, "got_shipping"),
+    )
     assert discount + shipping == AUDIENCE
     # 1,000 independent draws at p = 0.7: sigma ~14.5, so ±75 is more than 5 sigma.
     assert abs(discount - 700) < 75, (discount, shipping)
