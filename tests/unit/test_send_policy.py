@@ -85,7 +85,9 @@ def test_bad_windows_are_refused_naming_the_field(window: dict[str, object], fie
 
 def test_stored_settings_round_trip_and_default() -> None:
     assert settings_from_document(None).typing_indicator is True
-    stored = settings_from_document({"quiet_hours": [w.document() for w in NIGHTS], "typing_indicator": False})
+    stored = settings_from_document(
+        {"quiet_hours": [w.document() for w in NIGHTS], "typing_indicator": False}
+    )
     assert stored.quiet_hours == NIGHTS and stored.typing_indicator is False
 
 
