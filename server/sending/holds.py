@@ -45,16 +45,7 @@ def hold(
         message["retries"] = attempt
     message["hold"] = record
     _drop_wake(contact, message["id"])
-    contact.setdefault("timers", []).append(
-        {
-            "id": new_id("tmr"),
-            "run_id": None,
-            "node": message.get("node"),
-            "kind": WAKE,
-            "due_at": until,
-            "message_id": message["id"],
-        }
-    )
+    _add_wake(contact, message, until)
     run = _run_of(contact, message)
     if run is None:
         return
@@ -65,22 +56,30 @@ def hold(
     _push_back_no_reply(turn, run, message, until)
 
 
-def release(turn: runner.Turn, message: dict[str, Any]) -> None:
-    """Let a held message go now (the customer wrote: quiet hours no longer apply to them)."""
+def release(turn: runner.Turn, message: dict[str, Any], by: str) -> None:
+    """Let a held message go now: the customer wrote (inbound event ``by``), so quiet hours no
+    longer apply to it."""
     message.pop("not_before", None)
+    message["released_by"] = by
     _drop_wake(turn.contact, message["id"])
 
 
 def wake(turn: runner.Turn, timer: dict[str, Any]) -> bool:
-    """A wake timer fired: drop it; messages whose time has come lose ``not_before``."""
+    """A wake timer fired: drop it; messages whose time has come lose ``not_before``, and one
+    still held (a wake that came early: another replica's clock) gets a wake timer again."""
     contact = turn.contact
     contact["timers"] = [t for t in contact.get("timers", []) if t["id"] != timer["id"]]
     if contact.get(PAUSED) is not None and as_utc(contact[PAUSED]) <= turn.now:
         contact.pop(PAUSED, None)
+    woken = {t.get("message_id") for t in contact["timers"] if t.get("kind") == WAKE}
     for message in contact.get("outbox", []):
         due = message.get("not_before")
-        if due is not None and as_utc(due) <= turn.now:
+        if due is None:
+            continue
+        if as_utc(due) <= turn.now:
             message.pop("not_before", None)
+        elif message["id"] not in woken:
+            _add_wake(contact, message, as_utc(due))
     return True
 
 
@@ -98,6 +97,19 @@ def waiting(contact: dict[str, Any], now: datetime) -> bool:
     """Every message left in the outbox waits for a time to come (nothing to redeliver before)."""
     outbox = contact.get("outbox") or []
     return bool(outbox) and (paused(contact, now) or all(held(m, now) for m in outbox))
+
+
+def _add_wake(contact: dict[str, Any], message: dict[str, Any], until: datetime) -> None:
+    contact.setdefault("timers", []).append(
+        {
+            "id": new_id("tmr"),
+            "run_id": None,
+            "node": message.get("node"),
+            "kind": WAKE,
+            "due_at": until,
+            "message_id": message["id"],
+        }
+    )
 
 
 def _drop_wake(contact: dict[str, Any], message_id: str) -> None:

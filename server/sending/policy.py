@@ -109,7 +109,7 @@ class SendPolicy:
                 if (message.get("hold") or {}).get("reason") == holds.QUIET_HOURS and holds.held(
                     message, turn.now
                 ):
-                    holds.release(turn, message)
+                    holds.release(turn, message, answering.event_id)
         elif rules.settings.quiet_hours:
             for message in outbox:
                 if holds.held(message, turn.now) or not automated(message):
@@ -179,10 +179,12 @@ class SendPolicy:
 
 
 def automated(message: dict[str, Any]) -> bool:
-    """Quiet hours apply: not an agent's, not an answer to the customer, not exempt, not a receipt."""
+    """Quiet hours apply: not an agent's, not an answer to the customer (nor released by their
+    writing), not exempt, not a receipt."""
     return not (
         message.get("sender") == "agent"
         or message.get("answers")
+        or message.get("released_by")
         or message.get("quiet_exempt")
         or message.get("kind") == TYPING
     )
