@@ -147,7 +147,12 @@ class RecipientRepository:
         cursor = await self._docs.aggregate(
             [
                 {"$match": {"broadcast_id": broadcast_id}},
-                {"$group": {"_id": {"state": "$state", "reason": "$reason"}, "n": {"$sum": 1}}},
+                {
+                    "$group": {
+                        "_id": {"state": "$state", "reason": "$reason", "delivery": "$delivery.state"},
+                        "n": {"$sum": 1},
+                    }
+                },
             ]
         )
         return await cursor.to_list()
@@ -170,16 +175,6 @@ class RecipientRepository:
             {"_id": f"{message['broadcast_id']}:{contact['phone']}", "workspace_id": contact["workspace_id"]},
             {"$set": {"delivery": delivery}},
         )
-
-    async def delivery_counts(self, broadcast_id: str) -> dict[str, int]:
-        """Recipients by ``delivery.state`` (only those whose message met the send policy)."""
-        cursor = await self._docs.aggregate(
-            [
-                {"$match": {"broadcast_id": broadcast_id, "delivery.state": {"$exists": True}}},
-                {"$group": {"_id": "$delivery.state", "n": {"$sum": 1}}},
-            ]
-        )
-        return {row["_id"]: row["n"] for row in await cursor.to_list()}
 
     async def page(
         self,

@@ -320,9 +320,11 @@ class Counts:
 async def progress(runtime: Runtime, broadcast: dict[str, Any]) -> Counts:
     counts = Counts()
     broadcast_id = broadcast["_id"]
-    counts.delivery = await runtime.triggers.recipients.delivery_counts(broadcast_id)
     for row in await runtime.triggers.recipients.state_counts(broadcast_id):
         state, reason, n = row["_id"].get("state"), row["_id"].get("reason"), row["n"]
+        delivery = row["_id"].get("delivery")
+        if delivery:
+            counts.delivery[delivery] = counts.delivery.get(delivery, 0) + n
         counts.total += n
         if state == "queued":
             counts.queued += n
