@@ -71,15 +71,21 @@ def wake(turn: runner.Turn, timer: dict[str, Any]) -> bool:
     contact["timers"] = [t for t in contact.get("timers", []) if t["id"] != timer["id"]]
     if contact.get(PAUSED) is not None and as_utc(contact[PAUSED]) <= turn.now:
         contact.pop(PAUSED, None)
-    woken = {t.get("message_id") for t in contact["timers"] if t.get("kind") == WAKE}
+    still_held: set[str] = set()
     for message in contact.get("outbox", []):
         due = message.get("not_before")
-        if due is None:
-            continue
-        if as_utc(due) <= turn.now:
+        if due is not None and as_utc(due) <= turn.now:
             message.pop("not_before", None)
-        elif message["id"] not in woken:
-            _add_wake(contact, message, as_utc(due))
+        elif due is not None:
+            still_held.add(message["id"])
+    # Wake timers of messages that go now are spent (several held till the same morning wake once).
+    contact["timers"] = [
+        t for t in contact["timers"] if t.get("kind") != WAKE or t.get("message_id") in still_held
+    ]
+    woken = {t.get("message_id") for t in contact["timers"] if t.get("kind") == WAKE}
+    for message in contact.get("outbox", []):
+        if message["id"] in still_held and message["id"] not in woken:
+            _add_wake(contact, message, as_utc(message["not_before"]))
     return True
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -143,3 +144,86 @@ def test_131056_is_paced_per_recipient_in_powers_of_four() -> None:
     assert [w.until - NOW for w in waits if w] == [timedelta(seconds=4**x) for x in range(5)]
     assert all(w is not None and w.whole_contact for w in waits)
     assert deferral("131056", 5, NOW) is None
+
+
+def _turn_with_waiting_run(now: datetime) -> Any:
+    from server.machines import runner
+
+    contact = {
+        "_id": "ws:+34600111222",
+        "workspace_id": "ws",
+        "phone": "+34600111222",
+        "timers": [
+            {
+                "id": "tmr_noreply",
+                "run_id": "run_1",
+                "node": "ask",
+                "kind": "no_reply",
+                "due_at": now + timedelta(hours=1),
+            }
+        ],
+        "runs": [
+            {
+                "id": "run_1",
+                "flow_id": "f",
+                "status": "waiting",
+                "node": "ask",
+                "steps": [],
+                "waiting_for": {
+                    "kind": "reply",
+                    "node": "ask",
+                    "timer_id": "tmr_noreply",
+                    "due_at": now + timedelta(hours=1),
+                },
+            }
+        ],
+        "outbox": [
+            {"id": "m1", "run_id": "run_1", "node": "ask", "kind": "text"},
+            {"id": "m2", "run_id": "run_1", "node": "ask", "kind": "text"},
+        ],
+    }
+    return runner.Turn(contact=contact, now=now)
+
+
+def test_a_hold_pushes_the_no_reply_time_back_with_a_fresh_timer() -> None:
+    from server.sending import holds
+
+    turn = _turn_with_waiting_run(NOW)
+    holds.hold(turn, turn.contact["outbox"][0], NOW + timedelta(hours=10), holds.QUIET_HOURS)
+    waiting = turn.contact["runs"][0]["waiting_for"]
+    assert waiting["timer_id"] != "tmr_noreply" and waiting["due_at"] == NOW + timedelta(hours=11)
+    kinds = sorted(t["kind"] for t in turn.contact["timers"])
+    assert kinds == ["no_reply", "send"]  # the old no-reply timer is gone: when it fires it finds nothing
+    [step] = turn.contact["runs"][0]["steps"]
+    assert (step["action"], step["outcome"]) == ("message_held", "QUIET_HOURS")
+
+
+def test_one_wake_releases_every_message_due_and_spends_their_timers() -> None:
+    from server.machines import runner
+    from server.sending import holds
+
+    turn = _turn_with_waiting_run(NOW)
+    morning = NOW + timedelta(hours=10)
+    for message in turn.contact["outbox"]:
+        holds.hold(turn, message, morning, holds.QUIET_HOURS)
+    wakes = [t for t in turn.contact["timers"] if t["kind"] == holds.WAKE]
+    assert len(wakes) == 2
+    later = runner.Turn(contact=turn.contact, now=morning)
+    holds.wake(later, wakes[0])
+    assert not any(holds.held(m, morning) for m in turn.contact["outbox"])
+    assert [t for t in turn.contact["timers"] if t["kind"] == holds.WAKE] == []
+
+
+def test_an_early_wake_keeps_a_timer_for_the_message_still_held() -> None:
+    from server.machines import runner
+    from server.sending import holds
+
+    turn = _turn_with_waiting_run(NOW)
+    message = turn.contact["outbox"][0]
+    holds.hold(turn, message, NOW + timedelta(hours=10), holds.QUIET_HOURS)
+    [wake] = [t for t in turn.contact["timers"] if t["kind"] == holds.WAKE]
+    early = runner.Turn(contact=turn.contact, now=NOW + timedelta(hours=9))
+    holds.wake(early, wake)
+    [again] = [t for t in turn.contact["timers"] if t["kind"] == holds.WAKE]
+    assert again["id"] != wake["id"] and again["due_at"] == NOW + timedelta(hours=10)
+    assert holds.held(message, NOW + timedelta(hours=9))
