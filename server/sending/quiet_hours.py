@@ -8,7 +8,7 @@ clock shows it, as ``zoneinfo`` does); comparisons are in UTC.
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from server.clock import as_utc
@@ -63,4 +63,4 @@ def _span(window: QuietWindow, day: date, zone: ZoneInfo) -> tuple[datetime, dat
 
 
 def _instant(day: date, clock: time, zone: ZoneInfo) -> datetime:
-    return as_utc(datetime.combine(day, clock, tzinfo=zone).astimezone(ZoneInfo("UTC")))
+    return datetime.combine(day, clock, tzinfo=zone).astimezone(UTC)
