@@ -71,7 +71,7 @@ async def measure(settings: Settings, count: int, quick: bool) -> Row:
         arrived = {
             str(r.body["to"]).lstrip("+"): r.at
             for r in fake.requests[sent_before:]
-            if isinstance(r.body, dict) and r.status == 200
+            if isinstance(r.body, dict) and r.status == 200 and "to" in r.body  # not read receipts
         }
     latencies = [arrived[to] - at for to, at in posted_at.items() if to in arrived]
     p50, p99 = percentile(latencies, 0.5), percentile(latencies, 0.99)
