@@ -111,11 +111,10 @@ class SendPolicy:
                 ):
                     holds.release(turn, message, answering.event_id)
         elif rules.settings.quiet_hours:
-            for message in outbox:
-                if holds.held(message, turn.now) or not automated(message):
-                    continue
-                found = self.quiet_hold(contact, rules, turn.now)
-                if found is not None:
+            due = [m for m in outbox if automated(m) and not holds.held(m, turn.now)]
+            found = self.quiet_hold(contact, rules, turn.now) if due else None
+            if found is not None:
+                for message in due:
                     holds.hold(turn, message, found.until, holds.QUIET_HOURS, found.detail)
         if answering is not None and rules.settings.typing_indicator:
             _typing_first(contact, fresh, answering, turn.now)

@@ -105,7 +105,7 @@ def refusal(contact: dict[str, Any], message: dict[str, Any], now: datetime) -> 
                 NO_OPT_IN, "a MARKETING template needs the contact's marketing opt-in; it has none now"
             )
         return None
-    if message.get("sender") != "agent" and not window_open(contact.get("last_inbound_at"), now):
+    if not window_open(contact.get("last_inbound_at"), now):
         return Refusal(
             WINDOW_CLOSED,
             "the 24-hour customer service window closed while the message waited; only a template "
