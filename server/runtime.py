@@ -27,6 +27,7 @@ from server.channels.whatsapp.channel import WhatsAppChannel
 from server.channels.whatsapp.client import GraphClient
 from server.channels.whatsapp.costs import reconcile as reconcile_cost
 from server.channels.whatsapp.limiter import ThroughputLimiter
+from server.channels.whatsapp.pair_rate import PairPacer
 from server.clock import Clock, SystemClock
 from server.config import Settings
 from server.contact_services import ContactServices
@@ -42,6 +43,9 @@ from server.machines.regional import Regional, workspace_regional
 from server.redis_clients import arq_client, redis_client
 from server.secret_box import SecretBox
 from server.segments import matches
+from server.sending.policy import SendPolicy
+from server.sending.settings import SendingRules, settings_from_document
+from server.store.broadcasts import MessagingLimitRepository
 from server.store.catalog import AgentRepository, FieldRepository, TagRepository, TemplateRepository
 from server.store.channels import ChannelRepository
 from server.store.contacts import ContactRepository
@@ -112,7 +116,15 @@ class Runtime:
         self.flow_connections = ConnectionMemo()  # for connection-loop checks (validator)
         # One Graph API client per process (keep-alive); the limiter is shared through Redis.
         self.graph = GraphClient(ThroughputLimiter(self.redis, self.prefix), self.egress)
-        self.whatsapp = WhatsAppChannel(self.graph, self.messages, self.templates, self.contacts, self.clock)
+        self.whatsapp = WhatsAppChannel(
+            self.graph,
+            self.messages,
+            self.templates,
+            self.contacts,
+            self.clock,
+            pacer=PairPacer(self.redis, self.prefix, self.clock),
+            reach=MessagingLimitRepository(self.database),
+        )
         self.channel = ChannelRouter(self.channels, SandboxChannel(self.messages, self.clock), self.whatsapp)
         self.pubsub = RedisPubSub(self.redis, self.prefix + "pubsub:")
         # WebSockets: each operation re-checks its key; revocations reach every process (4403), and
@@ -123,6 +135,8 @@ class Runtime:
         self.contact_services = ContactServices(self)
         # Webhook/inbound triggers and broadcasts (server/triggers/services.py).
         self.triggers = TriggerServices(self)
+        # Quiet hours, Meta's caps and refusals, the typing indicator (server/sending/).
+        self.send_policy = SendPolicy(self._sending_rules, self.clock)
         self._regional: ExpiringCache[str, Regional] = ExpiringCache(FIELDS_TTL_SECONDS)
         self._fields: ExpiringCache[str, dict[str, tuple[str, list[str]]]] = ExpiringCache(FIELDS_TTL_SECONDS)
         self._countries: ExpiringCache[str, str | None] = ExpiringCache(FIELDS_TTL_SECONDS)
@@ -152,6 +166,13 @@ class Runtime:
     def forget_regional(self, workspace_id: str) -> None:
         self._regional.forget(workspace_id)
         self.contact_services.forget(workspace_id)  # turns take the locale from there
+        self.send_policy.forget(workspace_id)  # quiet hours fall back to the workspace's zone
+
+    async def _sending_rules(self, workspace_id: str) -> SendingRules:
+        """What the send policy reads of a workspace (cached by ``SendPolicy.rules_of``)."""
+        stored = await self.contact_services.settings.get(workspace_id)
+        timezone = (await self.regional_of(workspace_id)).timezone
+        return SendingRules(settings_from_document(stored.get("sending")), timezone)
 
     async def fields_of(self, workspace_id: str) -> dict[str, tuple[str, list[str]]]:
         """The workspace's typed fields, cached briefly: every actor turn asks for them.
@@ -198,6 +219,9 @@ class Runtime:
             self.timers,
             self.pubsub,
             ledger=self.ledger,
+            policy=self.send_policy,
+            tell=self._tell,
+            deliveries=self.triggers.recipients,
         )
         deps = ActorDeps(
             contacts=self.contacts,
@@ -213,6 +237,7 @@ class Runtime:
             after_turn=self.contact_services.after_turn,
             inbound_trigger=self.triggers.inbound_trigger_for,
             default_channel_of=self.channel.default_channel_id,
+            send_policy=self.send_policy,
         )
         # Contacts are sharded over the replicas sharing this store and Redis; a single process
         # leases every shard at start (server/actors/shards.py).

@@ -39,6 +39,7 @@ from server.config import Settings
 from server.ids import new_id
 from server.operations import catalog as catalog_ops
 from server.operations import contacts as contact_ops
+from server.operations import sending as sending_ops
 from server.runtime import Runtime
 from server.store.database import CLIENT_OPTIONS, INDEXES
 
@@ -78,6 +79,9 @@ async def seed(
     await runtime.start()
     try:
         await harness.workspace(runtime)
+        # One outbound message per webhook, as issue 19 defines P1: the typing indicator's read
+        # receipt (on by default) would add a Graph API call per answered message.
+        await sending_ops.update_sending_settings(runtime, harness.WORKSPACE, None, False)
         await served.add_channel(runtime, fake.channel_fields())
         await catalog_ops.create_tag(runtime, harness.WORKSPACE, "answered", "support")
         flow_id = await harness.publish(runtime, FLOW)

@@ -18,6 +18,7 @@ from server.actors import contact_commands
 from server.actors.effects import Effects
 from server.actors.events import (
     CONTACT_COMMANDS,
+    DeferSend,
     EndFlowRuns,
     Event,
     InboundMessage,
@@ -29,11 +30,13 @@ from server.actors.events import (
     TurnResult,
 )
 from server.actors.flow_cache import FlowCache
-from server.clock import Clock
+from server.clock import Clock, as_utc
 from server.errors import Conflict, InvalidInput, NotFound, Unavailable, WindowClosed
 from server.ids import ContactKey, new_id
 from server.machines import contact_state, runner, statuses
 from server.packing import pack, unpack
+from server.sending import holds
+from server.sending.policy import Answering, SendPolicy
 from server.store.contacts import ContactRepository, new_contact
 from server.store.flows import FlowRepository
 
@@ -75,6 +78,8 @@ class ActorDeps:
     # the document so a replica that lost its lease can never overwrite a newer owner's commit.
     # Raises (e.g. Unavailable) when this process does not own the shard any more.
     fence_of: Callable[[ContactKey], int | None] | None = None
+    # The send policy screens what each turn queued before its commit (server/sending/policy.py).
+    send_policy: SendPolicy | None = None
 
 
 Envelope = tuple[Event, "asyncio.Future[TurnResult]"]
@@ -203,6 +208,7 @@ class ContactActor:
             result = await self._apply(turn, event)
             if not result.changed:
                 return result
+            await self._screen_sends(turn, before, event)
             contact_state.note_outbound(before, working, turn.now)
             self._finish(turn, event)
             if self._deps.fence_of is not None:
@@ -268,6 +274,8 @@ class ContactActor:
                 raise NotFound(f"run {event.run_id} not found")
             runner.end_run(turn, run, "cancelled", event.reason)
             return TurnResult(turn.contact, run=run)
+        if isinstance(event, DeferSend):
+            return self._defer_send(turn, event)
         if isinstance(event, EndFlowRuns):
             ended = [
                 run
@@ -466,6 +474,9 @@ class ContactActor:
         timer = next((t for t in timers if t["id"] == event.event_id), None)
         if timer is None:
             return TurnResult(turn.contact, changed=False)  # stale: the run moved on
+        if timer.get("kind") == holds.WAKE:  # a held message's time has come: the commit sends it
+            holds.wake(turn, timer)
+            return TurnResult(turn.contact)
         run = next((r for r in turn.contact.get("runs", []) if r["id"] == timer["run_id"]), None)
         if run is None or run["status"] not in runner.ACTIVE:
             turn.contact["timers"] = [t for t in timers if t["id"] != timer["id"]]
@@ -475,6 +486,46 @@ class ContactActor:
             turn.contact["timers"] = [t for t in timers if t["id"] != timer["id"]]
         await self._follow_connects(turn)
         return TurnResult(turn.contact, run=run)
+
+    # --- the send policy (server/sending/) --------------------------------------------------
+
+    async def _screen_sends(self, turn: runner.Turn, before: dict[str, Any], event: Event) -> None:
+        """Before the commit: what this turn queued passes the send policy (holds, stamps, typing)."""
+        policy = self._deps.send_policy
+        if policy is None or not turn.contact.get("outbox"):
+            return
+        answering = None
+        if isinstance(event, InboundMessage):
+            answering = Answering(event.event_id, event.provider_id, event.channel, event.channel_id)
+        queued = {m["id"] for m in before.get("outbox", [])}
+
+        async def transactional(message: dict[str, Any]) -> bool:
+            run = next((r for r in turn.contact.get("runs", []) if r["id"] == message.get("run_id")), None)
+            if run is None:
+                return False
+            compiled = await self._deps.flow_cache.get(run["flow_id"], run["version"])
+            return compiled.definition.settings.transactional
+
+        await policy.screen_turn(turn, queued, answering, transactional)
+
+    def _defer_send(self, turn: runner.Turn, event: DeferSend) -> TurnResult:
+        """The effects were told "later" for a message (Meta's code, or quiet hours): keep it."""
+        message = next((m for m in turn.contact.get("outbox", []) if m["id"] == event.message_id), None)
+        if message is None:
+            return TurnResult(turn.contact, changed=False)  # sent or dropped meanwhile
+        current = message.get("not_before")
+        if current is not None and holds.held(message, turn.now) and as_utc(current) >= as_utc(event.until):
+            return TurnResult(turn.contact, changed=False)
+        holds.hold(
+            turn,
+            message,
+            event.until,
+            event.reason,
+            event.detail,
+            attempt=event.attempt,
+            whole_contact=event.whole_contact,
+        )
+        return TurnResult(turn.contact)
 
 
 def _note_channel(turn: runner.Turn, waiting: dict[str, Any] | None, event: InboundMessage) -> None:

@@ -10,13 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol
 
+from server.actors.events import DeferSend, Event, TurnResult
 from server.actors.message_statuses import StatusLedger
 from server.channels.base import Channel, SendResult
 from server.ids import ContactKey
+from server.sending.holds import QUIET_HOURS
+from server.sending.policy import SendPolicy
+from server.sending.rules import MARKETING_TO_US, NO_OPT_IN, TYPING, WINDOW_CLOSED, Deferral, deferrable
 from server.store.contacts import ContactRepository
 from server.store.messages import MessageRepository
 from server.store.runs import RunRepository
@@ -32,6 +37,22 @@ class ChangePublisher(Protocol):
     async def contact_changed(self, contact: dict[str, Any], run_ids: set[str]) -> None: ...
 
 
+class DeliveryReporter(Protocol):
+    """Where a broadcast message's hold, retry or refusal is shown (its recipient's record)."""
+
+    async def note(
+        self, contact: dict[str, Any], message: dict[str, Any], state: str, info: dict[str, Any]
+    ) -> None: ...
+
+
+REFUSAL_CODES = (MARKETING_TO_US, NO_OPT_IN, WINDOW_CLOSED)
+
+
+def _consume(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.warning("send policy bookkeeping failed: %s", future.exception())
+
+
 @dataclass
 class Effects:
     contacts: ContactRepository
@@ -41,6 +62,11 @@ class Effects:
     timers: TimerScheduler
     publisher: ChangePublisher
     ledger: StatusLedger | None = None
+    # The send policy (server/sending/): refusals, holds and Meta's "later" codes, before each send.
+    policy: SendPolicy | None = None
+    # Queue an event for a contact without waiting (holds are recorded by the contact's actor).
+    tell: Callable[[ContactKey, Event], asyncio.Future[TurnResult]] | None = None
+    deliveries: DeliveryReporter | None = None
     # Contacts whose outbox kept a message to retry: the next light recovery pass redelivers them.
     stuck_outboxes: set[ContactKey] = field(default_factory=set)
     # What follows commits, running to its end even when the turn that started it was cancelled.
@@ -91,6 +117,7 @@ class Effects:
             if timer["id"] not in known:
                 await self.timers.schedule(key, timer)
         queued_before = {m["id"] for m in (before or {}).get("outbox", [])}
+        await self._report_holds(before, after)
         await self.deliver_outbox(after, fresh={m["id"] for m in after.get("outbox", [])} - queued_before)
         if changed_runs:
             await self.runs.project(after, changed_runs)
@@ -99,30 +126,136 @@ class Effects:
         await self.publisher.contact_changed(after, changed_runs)
 
     async def deliver_outbox(self, contact: dict[str, Any], fresh: set[str] | None = None) -> None:
-        """Send pending messages in order; stop at the first one to retry so order is kept.
+        """Send pending messages in order, each past the send policy first.
 
-        ``fresh``: ids queued by the turn just committed (never sent, so no lookup before sending).
+        A message held (quiet hours, a retry later) keeps the messages of its run behind it
+        (a run's order is kept) while others go; a message to retry soon (transport trouble)
+        stops the pass, and recovery redelivers. ``fresh``: ids queued by the turn just
+        committed (never sent, so no lookup before sending).
         """
         delivered: list[str] = []
+        behind: set[str] = set()  # runs (or "direct") whose earlier message waits
+        retry_soon = False
         for message in contact.get("outbox", []):
-            try:
-                is_fresh = fresh is not None and message["id"] in fresh
-                result = await self.channel.send(contact["workspace_id"], message, fresh=is_fresh)
-            except Exception:
-                log.exception("sending %s failed; it stays in the outbox", message["id"])
-                break
+            lane = message.get("run_id") or "direct"
+            if lane in behind:
+                continue
+            decision = await self.policy.before_send(contact, message) if self.policy else None
+            if decision is not None and decision.wait:
+                behind.add(lane)
+                if decision.hold is not None:  # quiet hours reached by another path: record it
+                    self._defer(contact, message, decision.hold.until, QUIET_HOURS, decision.hold.detail)
+                continue
+            if decision is not None and decision.refusal is not None:
+                refused = decision.refusal
+                result = SendResult(ok=False, retry=False, error_code=refused.code, error=refused.reason)
+            else:
+                try:
+                    is_fresh = fresh is not None and message["id"] in fresh
+                    result = await self.channel.send(contact["workspace_id"], message, fresh=is_fresh)
+                except Exception:
+                    log.exception("sending %s failed; it stays in the outbox", message["id"])
+                    retry_soon = True
+                    break
+            if message.get("kind") == TYPING:
+                if not result.ok:  # a read receipt is a courtesy: never worth holding an answer
+                    log.info("typing indicator %s not sent: %s", message["id"], result.error_code)
+                delivered.append(message["id"])
+                continue
             if not result.ok and result.retry:
-                break
+                later = (
+                    self.policy.after_failure(message, result.error_code, result.retry_after)
+                    if self.policy
+                    else None
+                )
+                if later is not None:
+                    self._defer(contact, message, later.until, later.code, {"why": later.reason}, later)
+                    if later.whole_contact:
+                        break
+                    behind.add(lane)
+                    continue
+                if not (self.policy and deferrable(result.error_code)):
+                    retry_soon = True
+                    break
+                result = SendResult(  # Meta kept saying "later": the retries are spent
+                    ok=False,
+                    retry=False,
+                    error_code=result.error_code,
+                    error=f"{result.error} (retries spent)",
+                )
             delivered.append(message["id"])
             await self._settle_send(contact["workspace_id"], message, result)
+            await self._report(contact, message, result)
         if delivered:
             await self.contacts.pull_outbox(contact["_id"], contact["version"], delivered)
             contact["outbox"] = [m for m in contact.get("outbox", []) if m["id"] not in delivered]
         key = ContactKey(contact["workspace_id"], contact["phone"])
-        if contact.get("outbox"):
+        if retry_soon:
             self.stuck_outboxes.add(key)
         else:
             self.stuck_outboxes.discard(key)
+
+    def _defer(
+        self,
+        contact: dict[str, Any],
+        message: dict[str, Any],
+        until: datetime,
+        reason: str,
+        detail: dict[str, Any],
+        later: Deferral | None = None,
+    ) -> None:
+        """Tell the actor to keep the message (this runs inside its own turn: never wait for it)."""
+        attempt = later.attempt if later is not None and later.counted else None
+        event = DeferSend(
+            event_id=f"defer:{message['id']}:{until.isoformat()}",
+            message_id=message["id"],
+            until=until,
+            reason=reason,
+            detail=detail,
+            attempt=attempt,
+            whole_contact=bool(later and later.whole_contact),
+        )
+        if self.tell is not None:
+            try:
+                self.tell(ContactKey(contact["workspace_id"], contact["phone"]), event).add_done_callback(
+                    _consume
+                )
+            except Exception:  # stopping: the message stays in the outbox, recovery decides again
+                log.info("could not hold %s now; recovery will", message["id"])
+
+    async def _report_holds(self, before: dict[str, Any] | None, after: dict[str, Any]) -> None:
+        """Broadcast messages this turn held (quiet hours) or set to retry: their recipients say so."""
+        if self.deliveries is None:
+            return
+        earlier = {m["id"]: m.get("hold") for m in (before or {}).get("outbox", [])}
+        for message in after.get("outbox", []):
+            hold = message.get("hold")
+            if not message.get("broadcast_id") or not hold or hold == earlier.get(message["id"]):
+                continue
+            state = "HELD" if hold.get("reason") == QUIET_HOURS else "RETRYING"
+            info = {
+                "reason": hold.get("reason"),
+                "until": hold.get("until"),
+                "attempt": message.get("retries"),
+            }
+            info["why"] = hold.get("why")
+            try:
+                await self.deliveries.note(after, message, state, info)
+            except Exception:
+                log.exception("recording the hold of %s on its broadcast failed", message["id"])
+
+    async def _report(self, contact: dict[str, Any], message: dict[str, Any], result: SendResult) -> None:
+        """A broadcast message that waited or was refused: its recipient shows how it ended."""
+        if self.deliveries is None or not message.get("broadcast_id"):
+            return
+        if result.ok and not message.get("hold"):
+            return
+        state = "SENT" if result.ok else ("REFUSED" if result.error_code in REFUSAL_CODES else "FAILED")
+        info = {"reason": result.error_code, "why": result.error, "attempt": message.get("retries")}
+        try:
+            await self.deliveries.note(contact, message, state, info)
+        except Exception:
+            log.exception("recording the delivery of %s on its broadcast failed", message["id"])
 
     def take_stuck_outboxes(self) -> list[ContactKey]:
         """Contacts whose outbox kept a message to retry since the last call (for recovery)."""

@@ -38,6 +38,9 @@ class InboundMessage:
     button_id: str | None = None
     name: str | None = None
     kind: str = "text"
+    # Where it came from: the typing indicator marks this very message read (docs/sending.md).
+    provider_id: str | None = None
+    channel: str | None = None
     channel_id: str | None = None
 
     @property
@@ -55,6 +58,8 @@ class InboundMessage:
             button_id=record.get("button_id"),
             name=record.get("name"),
             kind=kind,
+            provider_id=record.get("provider_id"),
+            channel=record.get("channel"),
             channel_id=record.get("channel_id"),
         )
 
@@ -76,6 +81,20 @@ class Redeliver:
     """Send whatever is still in the contact's outbox (recovery after a failed or lost send)."""
 
     event_id: str
+
+
+@dataclass(frozen=True)
+class DeferSend:
+    """Keep an outbox message until ``until`` (send policy: Meta said "later", or quiet hours
+    caught it at the channel); recorded on the message, its run and a wake timer."""
+
+    event_id: str
+    message_id: str
+    until: datetime
+    reason: str  # QUIET_HOURS, or Meta's error code
+    detail: dict[str, Any] = field(default_factory=dict)
+    attempt: int | None = None  # the retry this is (counted against the code's schedule)
+    whole_contact: bool = False
 
 
 @dataclass(frozen=True)
@@ -209,6 +228,7 @@ Event = (
     | TimerFired
     | StopRun
     | Redeliver
+    | DeferSend
     | EndFlowRuns
     | MessageStatus
     | TagContact

@@ -24,6 +24,7 @@ from server.actors.message_statuses import StatusLedger
 from server.actors.timers import ArqTimerScheduler
 from server.clock import Clock
 from server.ids import ContactKey
+from server.sending import holds
 from server.store.contacts import ContactRepository
 from server.store.messages import MessageRepository
 
@@ -110,8 +111,8 @@ async def _rearm_from_contacts(
                 await written()
                 writing = asyncio.create_task(timers.schedule_many(batch))
                 batch = []
-            if document.get("outbox"):
-                _redeliver(actors, key, clock)
+            if document.get("outbox") and not holds.waiting(document, clock.now()):
+                _redeliver(actors, key, clock)  # held messages have wake timers: nothing to do now
                 report.outboxes += 1
         await written()
         if batch:

@@ -15,6 +15,7 @@ class SendResult:
     error_code: str | None = None
     error: str | None = None
     retry: bool = False
+    retry_after: float | None = None  # seconds the provider (or our pacing) asked to wait
 
 
 class Channel(Protocol):

@@ -6,6 +6,7 @@ from typing import Any
 
 from server.channels.base import SendResult
 from server.clock import Clock
+from server.sending.rules import TYPING
 from server.store.messages import MessageRepository
 
 CHANNEL = "sandbox"
@@ -19,7 +20,10 @@ class SandboxChannel:
         self._clock = clock
 
     async def send(self, workspace_id: str, message: dict[str, Any], fresh: bool = False) -> SendResult:
-        """Record the message; redelivery of the same outbox id is recorded once."""
+        """Record the message; redelivery of the same outbox id is recorded once. A read receipt
+        (typing indicator) has nothing to show here: the sandbox customer sees the answer."""
+        if message.get("kind") == TYPING:
+            return SendResult(ok=True)
         record = {k: v for k, v in message.items() if k not in ("id", "to")}
         await self._messages.record_outbound(
             {

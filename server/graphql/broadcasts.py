@@ -14,7 +14,7 @@ from typing import Any
 import strawberry
 from strawberry.scalars import JSON
 
-from server.errors import NotFound
+from server.errors import InvalidInput, NotFound
 from server.graphql.permissions import ADMIN_ONLY
 from server.triggers import broadcasts as ops
 from server.triggers.broadcast_rules import DEFAULT_TIER
@@ -65,6 +65,15 @@ class BroadcastCounts:
     skipped: int
     cancelled: int
     skipped_by_reason: list[ReasonCount]
+    held: int = strawberry.field(description="messages waiting for quiet hours to end")
+    retrying: int = strawberry.field(
+        description="messages Meta answered 'later' (131049 marketing cap, 131048, 131056), "
+        "retried hours (131056: seconds) later"
+    )
+    delivery_by_state: list[ReasonCount] = strawberry.field(
+        description="recipients whose message met the send policy, by what became of it: HELD, RETRYING, "
+        "REFUSED, SENT (after waiting), FAILED"
+    )
 
     @classmethod
     def of(cls, counts: ops.Counts) -> BroadcastCounts:
@@ -79,7 +88,53 @@ class BroadcastCounts:
             skipped=counts.skipped,
             cancelled=counts.cancelled,
             skipped_by_reason=_reasons(counts.skipped_by_reason),
+            held=counts.delivery.get("HELD", 0),
+            retrying=counts.delivery.get("RETRYING", 0),
+            delivery_by_state=_reasons(counts.delivery),
         )
+
+
+@strawberry.type(description="what became of a recipient's message past the send policy")
+class RecipientDelivery:
+    state: str = strawberry.field(description="HELD, RETRYING, REFUSED, SENT or FAILED")
+    reason: str | None = strawberry.field(description="QUIET_HOURS, Meta's code (131049...) or the refusal")
+    why: str | None
+    until: datetime | None = strawberry.field(description="when a held or retrying message goes next")
+    attempt: int | None = strawberry.field(description="the retry it is waiting for (1 = the first)")
+
+    @classmethod
+    def of(cls, doc: dict[str, Any]) -> RecipientDelivery:
+        attempt = doc.get("attempt")
+        return cls(
+            state=str(doc.get("state")),
+            reason=doc.get("reason"),
+            why=doc.get("why"),
+            until=doc.get("until"),
+            attempt=int(attempt) if attempt is not None else None,
+        )
+
+
+@strawberry.type
+class BroadcastRecipient:
+    phone: str
+    state: str = strawberry.field(description="queued, started, skipped, failed or cancelled")
+    reason: str | None = strawberry.field(description="why it was skipped or failed to start")
+    run_id: strawberry.ID | None
+    delivery: RecipientDelivery | None
+
+    @classmethod
+    def of(cls, doc: dict[str, Any]) -> BroadcastRecipient:
+        delivery = doc.get("delivery")
+        return cls(
+            phone=doc["phone"],
+            state=doc["state"],
+            reason=doc.get("reason"),
+            run_id=strawberry.ID(doc["run_id"]) if doc.get("run_id") else None,
+            delivery=RecipientDelivery.of(delivery) if delivery else None,
+        )
+
+
+MAX_RECIPIENTS_PAGE = 500
 
 
 @strawberry.type
@@ -155,6 +210,27 @@ class Broadcast:
     async def counts(self, info: strawberry.Info) -> BroadcastCounts:
         counts = self.known or await ops.progress(info.context.runtime, self.doc)
         return BroadcastCounts.of(counts)
+
+    @strawberry.field(
+        description="recipients in order, optionally by state and/or delivery state (HELD, RETRYING, "
+        "REFUSED, SENT, FAILED); after: the last phone seen"
+    )
+    async def recipients(
+        self,
+        info: strawberry.Info,
+        state: str | None = None,
+        delivery: str | None = None,
+        first: int = 100,
+        after: str | None = None,
+    ) -> list[BroadcastRecipient]:
+        if not 1 <= first <= MAX_RECIPIENTS_PAGE:
+            raise InvalidInput(f"first must be between 1 and {MAX_RECIPIENTS_PAGE}", field="first")
+        repo = info.context.runtime.triggers.recipients
+        start = f"{self.doc['_id']}:{after}" if after else ""
+        found = await repo.page(
+            self.doc["_id"], [state] if state else None, [delivery] if delivery else None, start, first
+        )
+        return [BroadcastRecipient.of(d) for d in found]
 
 
 @strawberry.input
@@ -239,10 +315,14 @@ class BroadcastQuery:
             category=found.category,
         )
 
-    @strawberry.field(permission_classes=ADMIN_ONLY)
-    async def messaging_limit(self, info: strawberry.Info) -> MessagingTier:
+    @strawberry.field(
+        permission_classes=ADMIN_ONLY,
+        description="a business portfolio's tier (businessId, as its channels name it), or the "
+        "workspace's own portfolio's (numbers connected without a business id)",
+    )
+    async def messaging_limit(self, info: strawberry.Info, business_id: str | None = None) -> MessagingTier:
         ctx = info.context
-        tier = await ctx.runtime.triggers.limits.tier(ctx.workspace())
+        tier = await ops.messaging_tier(ctx.runtime, ctx.workspace(), business_id)
         return MessagingTier(tier or DEFAULT_TIER)
 
 
@@ -269,11 +349,16 @@ class BroadcastMutation:
         return Broadcast(doc=await ops.cancel_broadcast(ctx.runtime, ctx.admin_workspace(), str(id)))
 
     @strawberry.mutation(
-        permission_classes=ADMIN_ONLY, description="the number's tier as Meta shows it (WhatsApp Manager)"
+        permission_classes=ADMIN_ONLY,
+        description="the business portfolio's tier as Meta shows it (WhatsApp Manager), shared by all its "
+        "numbers; without businessId, the workspace's own portfolio",
     )
-    async def set_messaging_limit(self, info: strawberry.Info, tier: MessagingTier) -> MessagingTier:
+    async def set_messaging_limit(
+        self, info: strawberry.Info, tier: MessagingTier, business_id: str | None = None
+    ) -> MessagingTier:
         ctx = info.context
-        return MessagingTier(await ops.set_messaging_tier(ctx.runtime, ctx.admin_workspace(), tier.value))
+        found = await ops.set_messaging_tier(ctx.runtime, ctx.admin_workspace(), tier.value, business_id)
+        return MessagingTier(found)
 
 
 @strawberry.type

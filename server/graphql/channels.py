@@ -58,6 +58,10 @@ class WhatsAppChannel:
         description="sends what names no channel of its own: runs started without a flow, trigger or "
         "broadcast channel, agent messages before the customer wrote (setDefaultWhatsAppChannel)",
     )
+    business_id: str | None = strawberry.field(
+        default=None,
+        description="the business portfolio of the number: its messaging limit is shared by all its numbers",
+    )
 
     @classmethod
     def of(
@@ -79,6 +83,7 @@ class WhatsAppChannel:
             disconnected_at=doc.get("disconnected_at"),
             created_at=doc.get("created_at"),
             is_default=default_id == doc["_id"],
+            business_id=doc.get("business_id"),
         )
 
 
@@ -95,6 +100,9 @@ class ConnectWhatsAppInput:
     auth_header: str | None = strawberry.field(default=None, description="e.g. D360-API-KEY for a provider")
     auth_scheme: str | None = strawberry.field(default=None, description="'Bearer' unless given; '' for none")
     throughput_per_second: int | None = strawberry.field(default=None, description="80 unless upgraded")
+    business_id: str | None = strawberry.field(
+        default=None, description="the Meta business portfolio id (messaging limits are per portfolio)"
+    )
 
 
 @strawberry.input(description="give only what changes; secrets are write-only")
@@ -113,6 +121,9 @@ class UpdateWhatsAppChannelInput:
     )
     is_default: bool | None = strawberry.field(
         default=None, description="true: make it the workspace's default channel (setDefaultWhatsAppChannel)"
+    )
+    business_id: str | None = strawberry.field(
+        default=None, description="the Meta business portfolio id (messaging limits are per portfolio)"
     )
 
 

@@ -337,6 +337,23 @@ class ConditionChecked(Step):
         return _text(self._detail.get("branch"))
 
 
+@strawberry.type(description="an A/B split chose a branch, or kept the contact's earlier one (action split)")
+class SplitChosen(Step):
+    @strawberry.field(description="the branch's name (also the step's outcome)")
+    def branch(self) -> str | None:
+        return _text(self._detail.get("branch"))
+
+    @strawberry.field(description="true when the contact kept the branch it had drawn before (sticky)")
+    def kept(self) -> bool | None:
+        kept = self._detail.get("kept")
+        return bool(kept) if kept is not None else None
+
+    @strawberry.field(description="whether the split keeps each contact in its branch on re-entry")
+    def sticky(self) -> bool | None:
+        sticky = self._detail.get("sticky")
+        return bool(sticky) if sticky is not None else None
+
+
 @strawberry.type(description="a delay started, or had already passed (action delay)")
 class DelayStarted(Step):
     @strawberry.field
@@ -424,6 +441,7 @@ STEP_TYPES: dict[str, type[Step]] = {
     "assigned": Assigned,
     "not_assigned": NotAssigned,
     "condition": ConditionChecked,
+    "split": SplitChosen,
     "delay": DelayStarted,
     "timer": TimerFired,
     "no_reply": NoReplyFired,

@@ -24,6 +24,7 @@ from server.graphql.pagination import PageInfo, decode_cursor, encode_cursor, pa
 from server.graphql.permissions import ADMIN_ONLY, ANY_ROLE
 from server.graphql.pubsub import contact_topic, run_topic
 from server.graphql.run_steps import ALL_STEP_TYPES
+from server.graphql.sending import SendingMutation, SendingQuery
 from server.graphql.triggers import TriggerMutation, TriggerQuery
 from server.graphql.types import (
     Contact,
@@ -65,7 +66,14 @@ def _ctx(info: strawberry.Info) -> Any:
 
 @strawberry.type
 class Query(
-    CatalogQuery, ApiKeyQuery, ChannelsQuery, ContactsQuery, InboxQuery, TriggerQuery, BroadcastQuery
+    CatalogQuery,
+    ApiKeyQuery,
+    ChannelsQuery,
+    ContactsQuery,
+    InboxQuery,
+    TriggerQuery,
+    BroadcastQuery,
+    SendingQuery,
 ):
     @strawberry.field(permission_classes=ANY_ROLE)
     async def workspace(self, info: strawberry.Info) -> Workspace:
@@ -161,6 +169,7 @@ class Mutation(
     TriggerMutation,
     BroadcastMutation,
     WorkspaceMutation,
+    SendingMutation,
 ):
     @strawberry.mutation(permission_classes=ADMIN_ONLY)
     async def import_flow(self, info: strawberry.Info, definition: JSON) -> Flow:

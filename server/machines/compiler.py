@@ -1,8 +1,8 @@
 """Compile a flow version into one shared ``transitions`` machine used as a pure step function.
 
 States are node ids (plus ``END``); triggers are the events that move a run: ``advance``,
-``reply``, ``other``, ``button__<id>``, ``no_reply``, ``failed``, ``timer``, ``branch__<n>``,
-``otherwise``, ``invalid``.
+``reply``, ``other``, ``button__<id>``, ``no_reply``, ``failed``, ``timer``, ``branch__<n>``
+(condition and split branches), ``otherwise``, ``invalid``.
 One machine per published version is shared by every run of that version: a run is only its
 node id, so stepping is ``set_state(node)`` + ``trigger`` + read the state (see DESIGN.md).
 """
@@ -22,6 +22,7 @@ from server.machines.definition import (
     MessageNode,
     Node,
     SetVariableNode,
+    SplitNode,
     TemplateNode,
 )
 
@@ -82,6 +83,8 @@ def node_edges(node: Node) -> list[tuple[str, str | None]]:
         edges = [(branch_trigger(i), b.next) for i, b in enumerate(node.branches)]
         edges.append(("otherwise", node.otherwise))
         return edges
+    if isinstance(node, SplitNode):  # A/B split: branch__<n> like a condition, no "otherwise"
+        return [(branch_trigger(i), b.next) for i, b in enumerate(node.branches)]
     if isinstance(node, DelayNode):
         return [("timer", node.next)]
     if isinstance(node, ConnectFlowNode):
@@ -160,6 +163,12 @@ def edge_label(node: Node, trigger: str, template_buttons: dict[tuple[str, str],
         index = int(trigger.removeprefix("branch__"))
         if index < len(node.branches):
             return node.branches[index].name
+    if trigger.startswith("branch__") and isinstance(node, SplitNode):
+        index = int(trigger.removeprefix("branch__"))
+        total = sum(max(b.weight, 0.0) for b in node.branches) or 1.0
+        if index < len(node.branches):
+            branch = node.branches[index]
+            return f"{branch.name} {100 * max(branch.weight, 0.0) / total:.3g}%"  # "A 70%"
     if trigger == "no_reply" and isinstance(node, MessageNode | TemplateNode) and node.no_reply is not None:
         return f"no reply in {node.no_reply.after}"
     if trigger == "timer" and isinstance(node, DelayNode):

@@ -150,6 +150,30 @@ class ConnectFlowNode(_Node):
     flow: str = Field(min_length=1)
 
 
+# --- A/B split (docs/flows.md "A/B split") ------------------------------------------------------
+
+
+class SplitBranch(_Model):
+    """One arm of a split: its name (what analytics show), its relative weight, where it leads."""
+
+    name: str
+    weight: float = 1.0
+    next: str | None = None
+
+
+class SplitNode(_Node):
+    """Weighted random branches. ``sticky`` (the default): a contact that comes back to this node,
+    in this run or a later one, takes the branch it was given the first time (stored on the
+    contact); ``sticky: false`` draws again on every entry."""
+
+    type: Literal["split"]
+    branches: list[SplitBranch] = Field(default_factory=list)
+    sticky: bool = True
+
+
+# --- end of A/B split ---------------------------------------------------------------------------
+
+
 Node = Annotated[
     MessageNode
     | TemplateNode
@@ -159,7 +183,8 @@ Node = Annotated[
     | AssignNode
     | ConditionNode
     | DelayNode
-    | ConnectFlowNode,
+    | ConnectFlowNode
+    | SplitNode,
     Field(discriminator="type"),
 ]
 NODE_TYPES = (
@@ -172,6 +197,7 @@ NODE_TYPES = (
     "condition",
     "delay",
     "connect_flow",
+    "split",
 )
 
 
@@ -180,11 +206,14 @@ class FlowSettings(_Model):
 
     ``supersede`` ends an older interactive run when this one starts; ``runs_while_assigned``
     lets the flow start for a contact an agent owns (order confirmations), which every other
-    flow skips with ``CONTACT_WITH_AGENT``.
+    flow skips with ``CONTACT_WITH_AGENT``. ``transactional``: the flow sends what the customer
+    is waiting for (an order confirmation, a delivery notice), so quiet hours never hold its
+    messages (docs/sending.md).
     """
 
     supersede: bool = True
     runs_while_assigned: bool = False
+    transactional: bool = False
 
 
 class FlowDefinition(_Model):

@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 from server.clock import as_utc
 from server.errors import InvalidInput
 from server.ids import new_id
+from server.machines import splits
 from server.machines.compiler import END, CompiledFlow, branch_trigger, button_trigger
 from server.machines.contact_state import queue_external_sync, set_assignment, set_consent
 from server.machines.definition import (
@@ -27,6 +28,7 @@ from server.machines.definition import (
     Node,
     OptInNode,
     SetVariableNode,
+    SplitNode,
     TagNode,
     TemplateNode,
 )
@@ -737,6 +739,41 @@ def _connect_flow(turn: Turn, compiled: CompiledFlow, run: dict[str, Any], node:
     return ENDED
 
 
+# --- A/B split ----------------------------------------------------------------------------------
+
+
+def _split(turn: Turn, compiled: CompiledFlow, run: dict[str, Any], node: Node) -> str:
+    """Take a weighted branch; a sticky split gives a returning contact the branch it had.
+
+    The step (action ``split``, outcome the branch name) counts the branch's entries, and
+    ``run["splits"]`` (``[{"node", "branch"}]``, node ids may hold dots) lets analytics group how
+    runs ended by branch (docs/flows.md).
+    """
+    assert isinstance(node, SplitNode)
+    names = [b.name for b in node.branches]
+    if not names:
+        end_run(turn, run, "failed", "NO_PATH:split")
+        return ENDED
+    contact = turn.contact
+    kept = splits.kept_branch(contact, run["flow_id"], node.id) if node.sticky else None
+    if kept in names:
+        name = kept
+    else:
+        salt = "sticky" if node.sticky else f"{run['id']}:{turn.now.isoformat()}"
+        number = splits.draw(str(contact.get("_id")), run["flow_id"], node.id, salt)
+        name = splits.pick(node.branches, number).name
+        if node.sticky:
+            splits.keep(contact, run["flow_id"], node.id, name, turn.now, run["id"])
+    taken = [e for e in run.get("splits") or [] if e.get("node") != node.id]
+    run["splits"] = [*taken, {"node": node.id, "branch": name}]
+    detail = {"branch": name, "kept": kept == name, "sticky": node.sticky}
+    _record(turn, run, node.id, "split", name, detail=detail)
+    return branch_trigger(names.index(name))
+
+
+# --- end of A/B split ---------------------------------------------------------------------------
+
+
 _BEHAVIOUR: dict[type, Callable[[Turn, CompiledFlow, dict[str, Any], Node], str]] = {
     MessageNode: _message,
     TemplateNode: _template,
@@ -747,4 +784,5 @@ _BEHAVIOUR: dict[type, Callable[[Turn, CompiledFlow, dict[str, Any], Node], str]
     ConditionNode: _condition,
     DelayNode: _delay,
     ConnectFlowNode: _connect_flow,
+    SplitNode: _split,
 }

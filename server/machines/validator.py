@@ -9,6 +9,7 @@ number of nodes and edges, so flows with hundreds of nodes validate quickly.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from server.machines.definition import (
     MessageNode,
     Node,
     SetVariableNode,
+    SplitNode,
     TagNode,
     TemplateNode,
 )
@@ -42,6 +44,7 @@ MAX_TEMPLATE_BUTTONS = 10
 MAX_TEMPLATE_URL_BUTTONS = 2
 MAX_TEMPLATE_PHONE_BUTTONS = 1
 MAX_TEMPLATE_COPY_CODE_BUTTONS = 1
+MIN_SPLIT_BRANCHES = 2
 WINDOW = timedelta(hours=24)
 SENDABLE_STATUSES = ("APPROVED", "FLAGGED")  # FLAGGED: a quality warning, still sent
 
@@ -106,6 +109,8 @@ def labelled_targets(node: Node) -> list[tuple[str, str | None]]:
     if isinstance(node, ConditionNode):
         targets += [(f"branches[{b.name!r}].next", b.next) for b in node.branches]
         targets.append(("otherwise", node.otherwise))
+    elif isinstance(node, SplitNode):
+        targets += [(f"branches[{b.name!r}].next", b.next) for b in node.branches]
     else:
         targets.append(("next", node.next))
     if isinstance(node, SetVariableNode) and node.on_invalid is not None:
@@ -253,6 +258,8 @@ def _check_node(node: Node, flow: FlowDefinition) -> list[FlowIssue]:
         issues += _check_condition(node)
     elif isinstance(node, DelayNode):
         issues += _check_delay(node)
+    elif isinstance(node, SplitNode):
+        issues += _check_split(node)
     return issues
 
 
@@ -320,6 +327,57 @@ def _check_condition(node: ConditionNode) -> list[FlowIssue]:
                 )
             )
     return issues
+
+
+# --- A/B split --------------------------------------------------------------------------------
+
+
+def _check_split(node: SplitNode) -> list[FlowIssue]:
+    """At least two named branches, names unique (analytics group by them), weights positive."""
+    issues: list[FlowIssue] = []
+    if len(node.branches) < MIN_SPLIT_BRANCHES:
+        issues.append(
+            _error(
+                node.id,
+                "SPLIT_NEEDS_BRANCHES",
+                f"split {node.id!r} has {len(node.branches)} branch(es): give it at least "
+                f"{MIN_SPLIT_BRANCHES}, each with a name, a weight and a next",
+            )
+        )
+    seen: set[str] = set()
+    for index, branch in enumerate(node.branches):
+        name = branch.name.strip()
+        if not name:
+            issues.append(
+                _error(
+                    node.id,
+                    "SPLIT_BRANCH_NAME_MISSING",
+                    f"split {node.id!r}, branch {index + 1}: give it a name (analytics show each "
+                    f"branch's results under it), e.g. 'A' or 'discount'",
+                )
+            )
+        elif name.casefold() in seen:
+            issues.append(
+                _error(
+                    node.id,
+                    "DUPLICATE_BRANCH_NAME",
+                    f"split {node.id!r} has two branches called {name!r}; give each its own name",
+                )
+            )
+        seen.add(name.casefold())
+        if not math.isfinite(branch.weight) or branch.weight <= 0:
+            issues.append(
+                _error(
+                    node.id,
+                    "SPLIT_WEIGHT_INVALID",
+                    f"split {node.id!r}, branch {name or index + 1!r}: weight {branch.weight!r} must "
+                    f"be a number above 0 (weights are relative: 50 and 50, or 1 and 3)",
+                )
+            )
+    return issues
+
+
+# --- delays -------------------------------------------------------------------------------------
 
 
 def _check_delay(node: DelayNode) -> list[FlowIssue]:

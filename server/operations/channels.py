@@ -71,6 +71,11 @@ async def _settings(runtime: Runtime, data: dict[str, Any]) -> dict[str, Any]:
                 field="throughputPerSecond",
             )
         checked["throughput_per_second"] = throughput
+    if data.get("business_id") is not None:
+        business_id = str(data["business_id"]).strip() or None
+        if business_id is not None and not _ID.fullmatch(business_id):
+            raise InvalidInput(f"businessId {business_id!r} is not a Graph API id", field="businessId")
+        checked["business_id"] = business_id
     if data.get("display_phone") is not None:
         display = str(data["display_phone"]).strip()
         if len(display) > MAX_DISPLAY_PHONE:
@@ -125,6 +130,7 @@ async def connect_whatsapp(runtime: Runtime, workspace_id: str, data: dict[str, 
         auth_scheme=settings.get("auth_scheme", "Bearer"),
         throughput_per_second=settings.get("throughput_per_second", DEFAULT_THROUGHPUT),
         created_at=runtime.clock.now(),
+        business_id=settings.get("business_id"),
     )
     try:
         await runtime.channels.insert(document)

@@ -2,7 +2,8 @@
 
 ``broadcasts`` holds one document per broadcast with its status and the runner lease;
 ``broadcast_recipients`` one per (broadcast, contact) with its state (queued, started, skipped,
-failed, cancelled); ``messaging_reach`` one per (workspace, contact) with the last time the
+failed, cancelled) and, once its message met the send policy, ``delivery`` (held, retrying,
+refused...); ``messaging_reach`` one per (workspace, portfolio, contact) with the last time the
 contact was reached outside the 24-hour window, which is what WhatsApp's tier limit counts.
 """
 
@@ -146,7 +147,12 @@ class RecipientRepository:
         cursor = await self._docs.aggregate(
             [
                 {"$match": {"broadcast_id": broadcast_id}},
-                {"$group": {"_id": {"state": "$state", "reason": "$reason"}, "n": {"$sum": 1}}},
+                {
+                    "$group": {
+                        "_id": {"state": "$state", "reason": "$reason", "delivery": "$delivery.state"},
+                        "n": {"$sum": 1},
+                    }
+                },
             ]
         )
         return await cursor.to_list()
@@ -160,6 +166,31 @@ class RecipientRepository:
 
     async def count(self, broadcast_id: str) -> int:
         return await self._docs.count_documents({"broadcast_id": broadcast_id})
+
+    async def note(self, contact: Document, message: Document, state: str, info: Document) -> None:
+        """What became of a recipient's message past the send policy (``delivery``): HELD for quiet
+        hours, RETRYING after Meta's "later", then SENT, REFUSED or FAILED with the reason."""
+        delivery = {"state": state, **{k: v for k, v in info.items() if v is not None}}
+        await self._docs.update_one(
+            {"_id": f"{message['broadcast_id']}:{contact['phone']}", "workspace_id": contact["workspace_id"]},
+            {"$set": {"delivery": delivery}},
+        )
+
+    async def page(
+        self,
+        broadcast_id: str,
+        states: list[str] | None,
+        delivery: list[str] | None,
+        after_id: str,
+        limit: int,
+    ) -> list[Document]:
+        """Recipients in ``_id`` order after ``after_id``, optionally of some states / delivery states."""
+        query: Document = {"broadcast_id": broadcast_id, "_id": {"$gt": after_id}}
+        if states:
+            query["state"] = {"$in": states}
+        if delivery:
+            query["delivery.state"] = {"$in": delivery}
+        return await self._docs.find(query).sort("_id", 1).limit(limit).to_list()
 
 
 class AudienceRepository:
@@ -197,47 +228,79 @@ class AudienceRepository:
 
 
 class MessagingLimitRepository:
-    """The workspace's WhatsApp messaging-limit tier and who it reached outside the window, when."""
+    """WhatsApp messaging-limit tiers and who each business portfolio reached outside the window.
+
+    Since 2025-10-07 the limit (250 / 2K / 10K / 100K / unlimited unique users per 24 h) belongs
+    to the business portfolio, shared by all its numbers (``conformance/whatsapp-2026.md``). A
+    channel names its portfolio by ``business_id``; channels without one share the workspace's
+    own portfolio (``portfolio`` None), which is how every workspace counted before. Portfolios
+    are scoped by workspace: a tenant names its business id, and must not spend (or learn)
+    another tenant's budget by naming theirs.
+
+    Tiers: the workspace's own on the workspace document (``messaging_limit``), a business
+    portfolio's under ``portfolio_limits.<business id>``. Reach: one ``messaging_reach`` document
+    per (workspace, portfolio, phone) with the last time it was reached (``_id`` kept as
+    ``workspace:phone`` for the workspace's own portfolio, as before).
+    """
 
     def __init__(self, database: Database) -> None:
         self._workspaces = database.collection("workspaces")
         self._reach = database.collection("messaging_reach")
 
-    async def tier(self, workspace_id: str) -> str | None:
-        found = await self._workspaces.find_one({"_id": workspace_id}, {"messaging_limit": 1})
-        return (found or {}).get("messaging_limit")
+    async def tier(self, workspace_id: str, portfolio: str | None = None) -> str | None:
+        found = await self._workspaces.find_one(
+            {"_id": workspace_id}, {"messaging_limit": 1, "portfolio_limits": 1}
+        )
+        if portfolio is None:
+            return (found or {}).get("messaging_limit")
+        return ((found or {}).get("portfolio_limits") or {}).get(portfolio)
 
-    async def set_tier(self, workspace_id: str, tier: str) -> None:
-        await self._workspaces.update_one({"_id": workspace_id}, {"$set": {"messaging_limit": tier}})
+    async def set_tier(self, workspace_id: str, tier: str, portfolio: str | None = None) -> None:
+        name = "messaging_limit" if portfolio is None else f"portfolio_limits.{portfolio}"
+        await self._workspaces.update_one({"_id": workspace_id}, {"$set": {name: tier}})
 
-    async def used_since(self, workspace_id: str, since: datetime) -> int:
-        return await self._reach.count_documents({"workspace_id": workspace_id, "at": {"$gte": since}})
+    async def used_since(self, workspace_id: str, since: datetime, portfolio: str | None = None) -> int:
+        return await self._reach.count_documents(
+            {"workspace_id": workspace_id, "portfolio": portfolio, "at": {"$gte": since}}
+        )
 
-    async def oldest_since(self, workspace_id: str, since: datetime) -> datetime | None:
+    async def oldest_since(
+        self, workspace_id: str, since: datetime, portfolio: str | None = None
+    ) -> datetime | None:
         found = (
-            await self._reach.find({"workspace_id": workspace_id, "at": {"$gte": since}})
+            await self._reach.find(
+                {"workspace_id": workspace_id, "portfolio": portfolio, "at": {"$gte": since}}
+            )
             .sort("at", 1)
             .limit(1)
             .to_list()
         )
         return found[0]["at"] if found else None
 
-    async def reached_since(self, workspace_id: str, phones: list[str], since: datetime) -> set[str]:
-        ids = [f"{workspace_id}:{p}" for p in phones]
+    async def reached_since(
+        self, workspace_id: str, phones: list[str], since: datetime, portfolio: str | None = None
+    ) -> set[str]:
+        ids = [_reach_id(workspace_id, portfolio, p) for p in phones]
         found = await self._reach.find({"_id": {"$in": ids}, "at": {"$gte": since}}, {"phone": 1}).to_list()
         return {d["phone"] for d in found}
 
-    async def record(self, workspace_id: str, phones: list[str], at: datetime) -> None:
+    async def record(
+        self, workspace_id: str, phones: list[str], at: datetime, portfolio: str | None = None
+    ) -> None:
         if not phones:
             return
         await self._reach.bulk_write(
             [
                 UpdateOne(
-                    {"_id": f"{workspace_id}:{p}"},
-                    {"$set": {"workspace_id": workspace_id, "phone": p, "at": at}},
+                    {"_id": _reach_id(workspace_id, portfolio, p)},
+                    {"$set": {"workspace_id": workspace_id, "portfolio": portfolio, "phone": p, "at": at}},
                     upsert=True,
                 )
                 for p in phones
             ],
             ordered=False,
         )
+
+
+def _reach_id(workspace_id: str, portfolio: str | None, phone: str) -> str:
+    return f"{workspace_id}:{phone}" if portfolio is None else f"{workspace_id}:{portfolio}:{phone}"

@@ -52,6 +52,7 @@ def new_channel(
     auth_scheme: str = "Bearer",
     throughput_per_second: int = DEFAULT_THROUGHPUT,
     created_at: Any = None,
+    business_id: str | None = None,
 ) -> Document:
     """The stored shape of a channel; ``base_url``/``api_version``/auth header let a BSP stand in for Meta."""
     return {
@@ -72,6 +73,9 @@ def new_channel(
         "created_at": created_at,
         "webhook_verified_at": None,
         "status": CONNECTED,
+        # The business portfolio the number belongs to: its messaging limit is shared by every
+        # number of the portfolio (None: the workspace's own, as before portfolios were known).
+        "business_id": business_id,
     }
 
 

@@ -102,7 +102,14 @@ class ContactRepository:
         """Contacts holding timers or undelivered messages: what recovery must re-arm."""
         cursor = self._contacts.find(
             {"$or": [{"timers.0": {"$exists": True}}, {"outbox.0": {"$exists": True}}]},
-            {"timers": 1, "outbox.id": 1, "workspace_id": 1, "phone": 1},
+            {
+                "timers": 1,
+                "outbox.id": 1,
+                "outbox.not_before": 1,
+                "outbox_paused_until": 1,
+                "workspace_id": 1,
+                "phone": 1,
+            },
         ).batch_size(5000)
         async for document in cursor:
             yield document

@@ -66,7 +66,10 @@ INDEXES: dict[str, list[IndexModel]] = {
     "broadcast_recipients": [
         IndexModel([("broadcast_id", ASCENDING), ("state", ASCENDING), ("_id", ASCENDING)])
     ],
-    "messaging_reach": [IndexModel([("workspace_id", ASCENDING), ("at", ASCENDING)])],
+    # Per business portfolio (server/store/broadcasts.py); "portfolio" missing = the workspace's own.
+    "messaging_reach": [
+        IndexModel([("workspace_id", ASCENDING), ("portfolio", ASCENDING), ("at", ASCENDING)])
+    ],
 }
 
 
@@ -77,6 +80,8 @@ RETIRED_INDEXES: dict[str, list[str]] = {
     "messages": ["direction_1_applied_1", "provider_id_1"],
     # Numbers were unique across workspaces, which let one tenant squat another's (issue 15).
     "channels": ["phone_number_id_1"],
+    # Reach is counted per business portfolio now (issue 16).
+    "messaging_reach": ["workspace_id_1_at_1"],
 }
 
 

@@ -9,6 +9,12 @@ closed window in between is respected:
   routes this contact to a template first is honoured).
 - ``CONTACT_WITH_AGENT``: an agent owns the conversation and the flow does not set
   ``settings.runs_while_assigned`` (the actor checks it again when the run starts).
+- ``MARKETING_TO_US``: the first template the flow sends is a marketing one and the contact's
+  number is a US one: Meta does not deliver those (the send policy, ``server/sending/rules.py``,
+  refuses them at the channel too, for flows that reach one later).
+
+The messaging limit is the business portfolio's (``portfolio_of``): the numbers of one portfolio
+share it, so a broadcast plans against what all of them have used in the last 24 hours.
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ from server.machines import runner
 from server.machines.compiler import CompiledFlow, node_edges
 from server.machines.definition import FlowDefinition, MessageNode, TemplateNode
 from server.machines.validator import Catalog, validate
+from server.sending import rules
+from server.sending.zones import recipient_country
 
 TIERS: dict[str, int | None] = {
     "TIER_250": 250,
@@ -33,6 +41,7 @@ TIERS: dict[str, int | None] = {
 }
 DEFAULT_TIER = "TIER_UNLIMITED"
 
+MARKETING_TO_US = rules.MARKETING_TO_US
 NO_OPT_IN = "NO_OPT_IN"
 WINDOW_CLOSED = "WINDOW_CLOSED"
 CONTACT_GONE = "CONTACT_GONE"
@@ -53,6 +62,7 @@ class Plan:
     compiled: CompiledFlow
     needs_opt_in: bool
     window_sensitive: bool
+    marketing_first: bool = False  # the first template a run meets is a MARKETING one
 
     def first_template(self) -> TemplateNode | None:
         """The template a run meets first when it sends one before any simple message."""
@@ -103,6 +113,8 @@ class Judge:
             return CONTACT_WITH_AGENT
         if self.plan.needs_opt_in and not contact.get("opted_in"):
             return NO_OPT_IN
+        if self.plan.marketing_first and recipient_country(contact.get("phone")) == "US":
+            return MARKETING_TO_US
         if self.plan.window_sensitive and not runner.window_open(contact.get("last_inbound_at"), self.now):
             if self._first_send_blocked(contact):
                 return WINDOW_CLOSED
@@ -122,3 +134,16 @@ class Judge:
         runner.start(turn, self.plan.compiled, run)
         blocked = any(s.get("outcome") == "WINDOW_CLOSED" for s in run.get("steps", []))
         return blocked and not working.get("outbox")
+
+
+def marketing_first(plan: Plan, categories: dict[str, str]) -> bool:
+    """Whether the first template of ``plan``'s flow is a MARKETING one (by template name)."""
+    first = plan.first_template()
+    return first is not None and categories.get(first.template) == "MARKETING"
+
+
+def portfolio_of(channel: dict[str, Any] | None) -> str | None:
+    """The business portfolio whose messaging limit a send through ``channel`` uses (None: the
+    workspace's own, shared by its numbers without a business id)."""
+    business = (channel or {}).get("business_id")
+    return str(business) if business else None

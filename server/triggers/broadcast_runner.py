@@ -5,7 +5,8 @@ renews it while it works; a crashed process's lease expires and another process 
 Each recipient is started with the event id ``bc:{broadcast}:{phone}``, so when a restart
 re-sends a recipient whose turn committed but whose state was not yet written, the contact
 actor's ``applied_events`` drops it: nobody is messaged twice. Recipients' states are written
-in bulk; the throughput per number is the channel's limiter's business, not the runner's.
+in bulk; the throughput per number is the channel's limiter's business, not the runner's. The
+messaging limit is the business portfolio's: every number of it counts against one budget.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from server.ids import ContactKey, new_id
 from server.machines.runner import window_open
 from server.segments import matches, to_mongo_filter
 from server.triggers.broadcast_rules import CONTACT_WITH_AGENT, Judge, Plan, tier_limit
-from server.triggers.broadcasts import DAY, broadcast_topic, make_plan
+from server.triggers.broadcasts import DAY, broadcast_topic, make_plan, messaging_portfolio
 
 if TYPE_CHECKING:
     from server.runtime import Runtime
@@ -199,7 +200,8 @@ class BroadcastRunner:
         runtime = self.runtime
         broadcast_id, workspace_id = broadcast["_id"], broadcast["workspace_id"]
         outcome = PassOutcome()
-        limit = tier_limit(await runtime.triggers.limits.tier(workspace_id))
+        portfolio = await messaging_portfolio(runtime, workspace_id, broadcast)
+        limit = tier_limit(await runtime.triggers.limits.tier(workspace_id, portfolio))
         timezone = await runtime.timezone_of(workspace_id)
         fields = await runtime.fields_of(workspace_id)
         gate = asyncio.Semaphore(self.concurrency)
@@ -217,7 +219,9 @@ class BroadcastRunner:
                 if not batch:
                     break
                 after = batch[-1]["_id"]
-                starts = await self._decide(broadcast, plan, batch, limit, timezone, fields, outcome)
+                starts = await self._decide(
+                    broadcast, plan, batch, limit, portfolio, timezone, fields, outcome
+                )
                 for recipient in starts:
                     await gate.acquire()
                     task = asyncio.create_task(self._start_one(broadcast, plan, recipient, finished, gate))
@@ -240,6 +244,7 @@ class BroadcastRunner:
         plan: Plan,
         batch: list[dict[str, Any]],
         limit: int | None,
+        portfolio: str | None,
         timezone: str,
         fields: dict[str, tuple[str, list[str]]],
         outcome: PassOutcome,
@@ -267,10 +272,9 @@ class BroadcastRunner:
         if not closed:
             return starts
         since = now - DAY
-        already = await runtime.triggers.limits.reached_since(workspace_id, closed, since)
-        free = (
-            None if limit is None else limit - await runtime.triggers.limits.used_since(workspace_id, since)
-        )
+        limits = runtime.triggers.limits
+        already = await limits.reached_since(workspace_id, closed, since, portfolio)
+        free = None if limit is None else limit - await limits.used_since(workspace_id, since, portfolio)
         allowed: set[str] = set()
         for phone in closed:
             if phone in already:
@@ -279,7 +283,7 @@ class BroadcastRunner:
                 free = None if free is None else free - 1
                 allowed.add(phone)
         fresh = [p for p in allowed if p not in already]
-        await runtime.triggers.limits.record(workspace_id, fresh, now)
+        await limits.record(workspace_id, fresh, now, portfolio)
         waiting = set(closed) - allowed
         outcome.deferred += len(waiting)
         return [r for r in starts if r["phone"] not in waiting]
@@ -354,13 +358,15 @@ class BroadcastRunner:
         """Sleep until the messaging limit frees a slot; False when paused or cancelled meanwhile."""
         runtime = self.runtime
         broadcast_id, workspace_id = broadcast["_id"], broadcast["workspace_id"]
+        limits = runtime.triggers.limits
         while True:
             now = runtime.clock.now()
-            limit = tier_limit(await runtime.triggers.limits.tier(workspace_id))
-            if limit is None or await runtime.triggers.limits.used_since(workspace_id, now - DAY) < limit:
+            portfolio = await messaging_portfolio(runtime, workspace_id, broadcast)
+            limit = tier_limit(await limits.tier(workspace_id, portfolio))
+            if limit is None or await limits.used_since(workspace_id, now - DAY, portfolio) < limit:
                 await runtime.triggers.broadcasts.update(broadcast_id, {"waiting_for_capacity_until": None})
                 return True
-            oldest = await runtime.triggers.limits.oldest_since(workspace_id, now - DAY)
+            oldest = await limits.oldest_since(workspace_id, now - DAY, portfolio)
             until = (oldest or now) + DAY
             await runtime.triggers.broadcasts.update(broadcast_id, {"waiting_for_capacity_until": until})
             await self._publish(broadcast)

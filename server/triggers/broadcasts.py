@@ -9,6 +9,7 @@ outbox and channel as any flow.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -23,7 +24,15 @@ from server.machines.definition import FlowDefinition, TemplateNode, parse_flow
 from server.machines.runner import window_open
 from server.segments import matches, to_mongo_filter, validate_segment
 from server.text_input import MAX_BROADCAST_NAME, checked_name
-from server.triggers.broadcast_rules import TIERS, Judge, Plan, tier_limit, window_sensitive
+from server.triggers.broadcast_rules import (
+    TIERS,
+    Judge,
+    Plan,
+    marketing_first,
+    portfolio_of,
+    tier_limit,
+    window_sensitive,
+)
 
 if TYPE_CHECKING:
     from server.runtime import Runtime
@@ -34,6 +43,7 @@ UNUSABLE_TEMPLATE = ("REJECTED", "PAUSED", "DISABLED")  # the sandbox sends draf
 # the status webhooks then move it to sent, delivered, read, or failed.
 STATUS_RANK = {"accepted": 1, "held_for_quality_assessment": 1, "sent": 1, "delivered": 2, "read": 3}
 DAY = timedelta(hours=24)
+_BUSINESS_ID = re.compile(r"[0-9A-Za-z_-]{1,64}")
 
 
 def broadcast_topic(workspace_id: str, broadcast_id: str) -> str:
@@ -268,7 +278,7 @@ async def make_plan(runtime: Runtime, broadcast: dict[str, Any]) -> Plan:
     version = flow["active_version"]
     compiled = await runtime.flow_cache.get(flow["_id"], version)
     categories = await _categories(runtime, workspace_id)
-    return Plan(
+    plan = Plan(
         flow_id=flow["_id"],
         version=version,
         compiled=compiled,
@@ -276,6 +286,20 @@ async def make_plan(runtime: Runtime, broadcast: dict[str, Any]) -> Plan:
         or _uses_marketing(compiled.definition, categories),
         window_sensitive=window_sensitive(compiled.definition),
     )
+    plan.marketing_first = marketing_first(plan, categories)
+    return plan
+
+
+async def messaging_portfolio(
+    runtime: Runtime, workspace_id: str, broadcast: dict[str, Any] | None = None
+) -> str | None:
+    """The business portfolio a broadcast sends through: its channel's (a broadcast may name
+    one), else the workspace's WhatsApp channel's; None is the workspace's own portfolio."""
+    channel_id = (broadcast or {}).get("channel_id")
+    channel = await runtime.channel.by_id(channel_id) if channel_id else None
+    if channel is None or channel.get("workspace_id") != workspace_id:
+        channel = await runtime.channel.channel_for(workspace_id)
+    return portfolio_of(channel)
 
 
 @dataclass
@@ -292,6 +316,9 @@ class Counts:
     skipped: int = 0
     cancelled: int = 0
     skipped_by_reason: dict[str, int] = field(default_factory=dict)
+    # Past the send policy (recipient ``delivery.state``): HELD (quiet hours), RETRYING (Meta's
+    # "later"), REFUSED (e.g. MARKETING_TO_US), then SENT or FAILED once it went or gave up.
+    delivery: dict[str, int] = field(default_factory=dict)
 
 
 async def progress(runtime: Runtime, broadcast: dict[str, Any]) -> Counts:
@@ -299,6 +326,9 @@ async def progress(runtime: Runtime, broadcast: dict[str, Any]) -> Counts:
     broadcast_id = broadcast["_id"]
     for row in await runtime.triggers.recipients.state_counts(broadcast_id):
         state, reason, n = row["_id"].get("state"), row["_id"].get("reason"), row["n"]
+        delivery = row["_id"].get("delivery")
+        if delivery:
+            counts.delivery[delivery] = counts.delivery.get(delivery, 0) + n
         counts.total += n
         if state == "queued":
             counts.queued += n
@@ -354,6 +384,7 @@ async def estimate_broadcast(runtime: Runtime, workspace_id: str, data: dict[str
         needs_opt_in=draft.require_opt_in or _uses_marketing(definition, draft.categories),
         window_sensitive=window_sensitive(definition),
     )
+    plan.marketing_first = marketing_first(plan, draft.categories)
     moment = now(runtime)
     judge = Judge(
         plan, moment, await runtime.timezone_of(workspace_id), matches, await runtime.fields_of(workspace_id)
@@ -378,16 +409,38 @@ async def estimate_broadcast(runtime: Runtime, workspace_id: str, data: dict[str
                 result.unpriced += 1
             else:
                 result.cost += price["amount"]
-    limit = tier_limit(await runtime.triggers.limits.tier(workspace_id))
+    portfolio = await messaging_portfolio(runtime, workspace_id, data)
+    limit = tier_limit(await runtime.triggers.limits.tier(workspace_id, portfolio))
     if limit is not None:
-        used = await runtime.triggers.limits.used_since(workspace_id, moment - DAY)
+        used = await runtime.triggers.limits.used_since(workspace_id, moment - DAY, portfolio)
         result.capacity_left = max(0, limit - used)
     return result
 
 
-async def set_messaging_tier(runtime: Runtime, workspace_id: str, tier: str) -> str:
+def checked_business_id(business_id: str | None) -> str | None:
+    """A Meta business (portfolio) id as given, or ``InvalidInput``; None/blank: the workspace's own."""
+    text = str(business_id or "").strip()
+    if not text:
+        return None
+    if not _BUSINESS_ID.fullmatch(text):
+        raise InvalidInput(
+            f"businessId {text!r} is not a Meta business id (as WhatsApp Manager shows it)",
+            field="businessId",
+        )
+    return text
+
+
+async def messaging_tier(runtime: Runtime, workspace_id: str, business_id: str | None = None) -> str | None:
+    return await runtime.triggers.limits.tier(workspace_id, checked_business_id(business_id))
+
+
+async def set_messaging_tier(
+    runtime: Runtime, workspace_id: str, tier: str, business_id: str | None = None
+) -> str:
+    """The tier Meta shows for a business portfolio (``business_id``), or for the workspace's own
+    portfolio (its numbers connected without a business id)."""
     if tier not in TIERS:
         raise InvalidInput(f"tier must be one of {', '.join(TIERS)}", field="tier")
-    await runtime.triggers.limits.set_tier(workspace_id, tier)
+    await runtime.triggers.limits.set_tier(workspace_id, tier, checked_business_id(business_id))
     runtime.triggers.runner.nudge()
     return tier

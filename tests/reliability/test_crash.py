@@ -58,8 +58,8 @@ async def crash_run(
         docs = await all_ended(mongo, cluster.db_name, numbers, deadline=60 + contacts / 10)
         verdict = await verify(mongo, cluster.db_name, docs, outcome)
         sends: dict[tuple[str, str], list[float]] = defaultdict(list)
-        for r in graph.requests:
-            if r.path.endswith("/messages") and r.status == 200:
+        for r in graph.requests:  # messages only: read receipts (typing indicator) carry no "to"
+            if r.path.endswith("/messages") and r.status == 200 and "to" in r.body:
                 sends[(r.body["to"], json.dumps(r.body.get("text")))].append(r.at)
         at_meta = {k: len(v) for k, v in sends.items()}
         meta_duplicates = sum(n - 1 for n in at_meta.values() if n > 1)

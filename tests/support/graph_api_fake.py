@@ -7,7 +7,19 @@ Graph's own error shape (HTTP 400, code 100) and is recorded with the reason, so
 what the product sent and why the fake refused it.
 
 Faults are queued per test (``fail``, ``rate_limit``, ``server_errors``, ``timeouts``, ``resets``,
-``permanent``) and consumed by the next matching requests. Reused by the throughput benchmark
+``permanent``) and consumed by the next matching requests.
+
+Platform rules of 2025-2026 the v23.0 description does not carry, enforced where Meta would
+(facts and sources: ``tests/conformance/whatsapp-2026.md``; each also named at its code below):
+
+- the read receipt with the typing indicator (``status: read``, ``message_id``,
+  ``typing_indicator: {type: text}``) on ``/messages``, answered ``{"success": true}``;
+- 131049 for a marketing template to a US phone number, and for a recipient at Meta's per-user
+  marketing cap (``cap_marketing``);
+- 131056 past the pair rate (one message every ``pair_interval`` seconds per number and
+  recipient, bursts to ``pair_burst``), on the fake's own clock (``clock``);
+- messaging limits per business portfolio (``portfolio_limits``: unique template recipients per
+  24 h, shared by every number of the portfolio, ``numbers``), answered 131048. Reused by the throughput benchmark
 and reliability tests, so it is a plain asyncio server (no framework) that can also run in a
 thread of its own (``ThreadedGraphApiFake``) for synchronous callers.
 """
@@ -28,6 +40,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+import phonenumbers
+from jsonschema import Draft202012Validator
 
 from tests.support.openapi import Operation, describe, operation
 
@@ -52,6 +67,17 @@ ERRORS: dict[int, tuple[int, str, str]] = {
         400,
         "Message undeliverable",
         "Unable to deliver message: the recipient is not on WhatsApp or has not accepted the terms.",
+    ),
+    131048: (
+        400,
+        "Spam rate limit hit",
+        "Message failed to send because there are restrictions on how many messages can be sent from "
+        "this phone number. This may be because too many previous messages were blocked or flagged as spam.",
+    ),
+    131049: (
+        400,
+        "This message was not delivered to maintain healthy ecosystem engagement.",
+        "In order to maintain a healthy ecosystem engagement, the message failed to be delivered.",
     ),
     131047: (
         400,
@@ -130,9 +156,10 @@ class Fault:
     retry_after: float | None = None
     to: str | None = None  # only requests to this recipient (digits as sent); None: any
     path: str = "messages"  # which endpoint it applies to ("messages", "message_templates", "*")
+    receipts: bool = False  # read receipts (typing indicator) instead of messages
 
     def matches(self, received: Received) -> bool:
-        if self.times <= 0:
+        if self.times <= 0 or _is_receipt(received.body) != self.receipts:
             return False
         if self.path != "*" and not received.path.endswith("/" + self.path):
             return False
@@ -166,6 +193,17 @@ class GraphApiFake:
     requests: list[Received] = field(default_factory=list)
     templates: dict[tuple[str, str], FakeTemplate] = field(default_factory=dict)
     on_request: Callable[[Received], None] | None = None
+    # Platform rules of 2025-2026 (module docstring). ``business_id``: the primary number's
+    # portfolio; ``numbers``: further phone number ids -> their portfolio (None: none).
+    business_id: str | None = None
+    numbers: dict[str, str | None] = field(default_factory=dict)
+    portfolio_limits: dict[str, int] = field(default_factory=dict)
+    pair_interval: float | None = 6.0  # None: the pair rate is not enforced
+    pair_burst: int = 45
+    clock: Callable[[], float] = time.monotonic
+    _marketing_caps: dict[str, int] = field(default_factory=dict)
+    _reached: dict[str, dict[str, float]] = field(default_factory=dict)
+    _pairs: dict[tuple[str, str], float] = field(default_factory=dict)
     _faults: list[Fault] = field(default_factory=list)
     _server: asyncio.base_events.Server | None = None
     _port: int = 0
@@ -209,6 +247,7 @@ class GraphApiFake:
             "api_version": self.version,
             "auth_header": self.auth_header,
             "auth_scheme": self.auth_scheme,
+            "business_id": self.business_id,
         }
 
     # --- faults -----------------------------------------------------------------------------
@@ -244,8 +283,24 @@ class GraphApiFake:
     # --- views for tests --------------------------------------------------------------------
 
     def sent(self) -> list[dict[str, Any]]:
-        """Bodies of the messages the fake accepted (answered 200), in order."""
-        return [r.body for r in self.requests if r.path.endswith("/messages") and r.status == 200]
+        """Bodies of the messages the fake accepted (answered 200), in order (read receipts aside)."""
+        return [
+            r.body
+            for r in self.requests
+            if r.path.endswith("/messages") and r.status == 200 and not _is_receipt(r.body)
+        ]
+
+    def read_receipts(self) -> list[dict[str, Any]]:
+        """Bodies of the read receipts (typing indicator) the fake accepted, in order."""
+        return [
+            r.body
+            for r in self.requests
+            if r.path.endswith("/messages") and r.status == 200 and _is_receipt(r.body)
+        ]
+
+    def cap_marketing(self, to: str, times: int = 1) -> None:
+        """The next ``times`` marketing templates to ``to`` (digits as sent) meet Meta's per-user cap."""
+        self._marketing_caps[to.lstrip("+")] = times
 
     def rejected(self) -> list[Received]:
         return [r for r in self.requests if r.status >= 400 and r.fault is None]
@@ -339,6 +394,8 @@ class GraphApiFake:
             status, answer = graph_error(fault.code, fault.details)
             extra = {"Retry-After": f"{fault.retry_after:g}"} if fault.retry_after is not None else {}
             return fault.status or status, answer, extra
+        if received.path.endswith("/messages") and _is_receipt(received.body):
+            return (*self._receipt(received), {})
         route = self._route(received)
         if route is None:
             received.error = f"no such endpoint: {received.method} {received.path}"
@@ -365,7 +422,7 @@ class GraphApiFake:
         version, owner, edge = segments
         if version != self.version:
             return None
-        if edge == "messages" and received.method == "POST" and owner == self.phone_number_id:
+        if edge == "messages" and received.method == "POST" and self._knows(owner):
             return MESSAGES, self._send
         if edge == "message_templates" and owner == self.waba_id:
             if received.method == "POST":
@@ -419,6 +476,9 @@ class GraphApiFake:
             mismatch = _parameters_mismatch(found.components, template) if found is not None else None
             if mismatch is not None:
                 return graph_error(*mismatch)
+        refused = self._platform_rules(received.path.strip("/").split("/")[1], body)
+        if refused is not None:
+            return refused
         wamid = "wamid." + os.urandom(18).hex().upper()
         digits = str(body["to"]).lstrip("+")
         return 200, {
@@ -426,6 +486,60 @@ class GraphApiFake:
             "contacts": [{"input": body["to"], "wa_id": digits}],
             "messages": [{"id": wamid, "message_status": "accepted"}],
         }
+
+    # --- platform rules of 2025-2026 (module docstring; tests/conformance/whatsapp-2026.md) ----
+
+    def _knows(self, number: str) -> bool:
+        return number == self.phone_number_id or number in self.numbers
+
+    def _portfolio(self, number: str) -> str | None:
+        return self.business_id if number == self.phone_number_id else self.numbers.get(number)
+
+    def _receipt(self, received: Received) -> tuple[int, Any]:
+        """Mark as read + typing indicator. Source: developers.facebook.com/documentation/
+        business-messaging/whatsapp/typing-indicators (not in the v23.0 description)."""
+        number = received.path.strip("/").split("/")[1]
+        if not self._knows(number):
+            received.error = f"no such number: {number}"
+            return graph_error(100, received.error, "Unsupported request - method type or path")
+        errors = sorted(RECEIPT.iter_errors(received.body), key=lambda e: list(e.path))
+        if errors:
+            received.error = describe(errors)
+            return graph_error(100, received.error)
+        return 200, {"success": True}
+
+    def _platform_rules(self, number: str, body: dict[str, Any]) -> tuple[int, Any] | None:
+        """Meta's refusals of 2025-2026 for an otherwise valid send (None: accepted)."""
+        to = str(body.get("to") or "").lstrip("+")
+        now = self.clock()
+        if self.pair_interval is not None:  # Meta's throughput page: 1 per 6 s, bursts to 45
+            tat = max(self._pairs.get((number, to), now), now)
+            if tat - now > (self.pair_burst - 1) * self.pair_interval:
+                return graph_error(131056)
+            self._pairs[(number, to)] = tat + self.pair_interval
+        if body.get("type") != "template":
+            return None
+        spec = body["template"]
+        found = self.templates.get((spec["name"], spec["language"]["code"]))
+        if found is not None and found.category == "MARKETING":
+            if _region(to) == "US":  # whatsapp-2026.md: not delivered since 2025-04-01 (131049)
+                return graph_error(131049)
+            if self._marketing_caps.get(to, 0) > 0:  # the per-user marketing cap
+                self._marketing_caps[to] -= 1
+                return graph_error(131049)
+        portfolio = self._portfolio(number)
+        limit = self.portfolio_limits.get(portfolio or "")
+        if portfolio is not None and limit is not None:
+            # whatsapp-2026.md: since 2025-10-07 the limit is per portfolio, shared by its numbers.
+            # Approximation: every template opens a business-initiated conversation (the fake sees
+            # no inbound messages, so it cannot tell an open window). No code is documented for
+            # going over; BSPs report 131048 (help.wanotifier.com, "Fix Error: [131048]").
+            reached = {r: at for r, at in self._reached.get(portfolio, {}).items() if now - at < 86_400}
+            if to not in reached and len(reached) >= limit:
+                return graph_error(131048)
+            reached[to] = now
+            self._reached[portfolio] = reached
+        return None
 
     def _create_template(self, received: Received) -> tuple[int, Any]:
         body = received.body
@@ -481,6 +595,40 @@ class GraphApiFake:
             if name is None or t.name == name
         ]
         return 200, {"data": data, "paging": {"cursors": {"before": "MAZDZD", "after": "MjQZD"}}}
+
+
+# --- the read receipt with the typing indicator (not in the v23.0 description) -----------------
+
+RECEIPT = Draft202012Validator(
+    {
+        "type": "object",
+        "required": ["messaging_product", "status", "message_id"],
+        "additionalProperties": False,
+        "properties": {
+            "messaging_product": {"const": "whatsapp"},
+            "status": {"const": "read"},
+            "message_id": {"type": "string", "minLength": 1},
+            "typing_indicator": {
+                "type": "object",
+                "required": ["type"],
+                "additionalProperties": False,
+                "properties": {"type": {"const": "text"}},
+            },
+        },
+    }
+)
+
+
+def _is_receipt(body: Any) -> bool:
+    return isinstance(body, dict) and "status" in body and "type" not in body
+
+
+def _region(digits: str) -> str | None:
+    """The ISO region of a recipient's number (Google's libphonenumber, not the product's table)."""
+    try:
+        return phonenumbers.region_code_for_number(phonenumbers.parse("+" + digits))
+    except phonenumbers.NumberParseException:
+        return None
 
 
 # --- what Meta checks of a template send against the template it has ---------------------------

@@ -174,10 +174,18 @@ def test_media_header_template() -> None:
 # --- classification of Graph API failures -------------------------------------------------------
 
 
-@pytest.mark.parametrize("code", [130429, 131056, 131000, 2, 4, 1])
+@pytest.mark.parametrize("code", [130429, 131000, 2, 4, 1])
 def test_rate_limits_and_server_trouble_are_retried(code: int) -> None:
     status, body = graph_error(code)
     assert classify(status, body).verdict == "retry"
+
+
+@pytest.mark.parametrize("code", [131048, 131049, 131056])
+def test_this_recipient_later_goes_back_to_the_send_policy(code: int) -> None:
+    """Retried in seconds these only earn the same answer: the policy holds them (docs/sending.md)."""
+    status, body = graph_error(code)
+    failure = classify(status, body)
+    assert failure.verdict == "later" and failure.code == str(code)
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,11 @@
 
 Order of checks: already sent (a redelivery after a crash must not send twice) -> template
 usable (PAUSED/DISABLED/unapproved templates are refused here, not by Meta) -> payload valid ->
-throughput slot + request with retries (``GraphClient``). On Meta's 200 the message is recorded
+the customer's pair rate (``pair_rate.py``: a message that would go over it is handed back to the
+send policy to hold) -> throughput slot + request with retries (``GraphClient``). A read receipt
+with the typing indicator (kind ``typing``) is sent as it is and recorded nowhere. A template
+sent while the window is closed counts against the number's portfolio messaging limit
+(``business_id``; ``messaging_reach``). On Meta's 200 the message is recorded
 as ``accepted`` with the wamid as ``provider_id``; Meta's own ``sent``/``delivered``/``read``
 arrive later by webhook.
 """
@@ -10,20 +14,33 @@ arrive later by webhook.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from datetime import datetime
+from typing import Any, Protocol
 
 from server.channels.base import SendResult
 from server.channels.whatsapp.client import GraphClient
 from server.channels.whatsapp.costs import estimate
+from server.channels.whatsapp.pair_rate import PairPacer
 from server.channels.whatsapp.payloads import PayloadError, build
+from server.channels.whatsapp.receipts import typing_receipt
 from server.clock import Clock
-from server.ids import ContactKey
+from server.ids import ContactKey, scoped_id
 from server.machines.runner import window_open
+from server.sending.rules import PAIR_RATE, TYPING
 from server.store.catalog import TemplateRepository
 from server.store.contacts import ContactRepository
 from server.store.messages import MessageRepository
 
 log = logging.getLogger(__name__)
+
+
+class ReachLedger(Protocol):
+    """Who a portfolio reached outside the window, when (``store.broadcasts.MessagingLimitRepository``)."""
+
+    async def record(
+        self, workspace_id: str, phones: list[str], at: datetime, portfolio: str | None = None
+    ) -> None: ...
+
 
 CHANNEL = "whatsapp"
 # Meta's codes that mean the template itself can no longer be sent: mirror them on our template.
@@ -42,16 +59,24 @@ class WhatsAppChannel:
         templates: TemplateRepository,
         contacts: ContactRepository,
         clock: Clock,
+        pacer: PairPacer | None = None,
+        reach: ReachLedger | None = None,
     ) -> None:
         self.client = client
         self._messages = messages
         self._templates = templates
         self._contacts = contacts
         self._clock = clock
+        # Send policy at the channel (docs/sending.md): one customer paced (Meta's pair rate), and
+        # who a template reached outside the window counted against the number's portfolio.
+        self.pacer = pacer
+        self._reach = reach
 
     async def send(
         self, workspace_id: str, message: dict[str, Any], channel: dict[str, Any], fresh: bool = False
     ) -> SendResult:
+        if message.get("kind") == TYPING:
+            return await self._typing(channel, message)
         if not fresh:  # a redelivery after a crash: it may have reached Meta already
             existing = await self._messages.get(message["id"])
             if existing is not None and existing.get("provider_id"):
@@ -65,6 +90,9 @@ class WhatsAppChannel:
             body = build(message, template)
         except PayloadError as exc:
             return SendResult(ok=False, retry=False, error_code=exc.code, error=exc.message)
+        paced = await self._pace(workspace_id, channel, message)
+        if paced is not None:
+            return paced
         result = await self.client.send_message(channel, body)
         if not result.ok:
             if result.error_code in TEMPLATE_STATE_CODES and template is not None:
@@ -73,10 +101,41 @@ class WhatsAppChannel:
                     template["_id"],
                     {"status": TEMPLATE_STATE_CODES[result.error_code], "updated_at": self._clock.now()},
                 )
-            return SendResult(ok=False, retry=result.retry, error_code=result.error_code, error=result.error)
+            return SendResult(
+                ok=False,
+                retry=result.retry,
+                error_code=result.error_code,
+                error=result.error,
+                retry_after=result.retry_after,
+            )
         wamid = _wamid(result.body)
         await self._record(workspace_id, message, channel, wamid, template, result.body)
         return SendResult(ok=True, provider_id=wamid)
+
+    async def _typing(self, channel: dict[str, Any], message: dict[str, Any]) -> SendResult:
+        """The read receipt with the typing indicator: nothing is recorded, nothing retried later."""
+        result = await self.client.send_message(channel, typing_receipt(message))
+        if result.ok:
+            return SendResult(ok=True)
+        return SendResult(ok=False, retry=False, error_code=result.error_code, error=result.error)
+
+    async def _pace(
+        self, workspace_id: str, channel: dict[str, Any], message: dict[str, Any]
+    ) -> SendResult | None:
+        """None when the message may go to its customer now, else how long to hold it."""
+        if self.pacer is None:
+            return None
+        number = scoped_id(workspace_id, str(channel.get("phone_number_id")))
+        wait = await self.pacer.try_send(number, str(message.get("to")))
+        if wait <= 0:
+            return None
+        return SendResult(
+            ok=False,
+            retry=True,
+            error_code=PAIR_RATE,
+            error=f"this customer got many messages from the number just now; the next goes in {wait:.0f} s",
+            retry_after=wait,
+        )
 
     async def _usable_template(
         self, workspace_id: str, message: dict[str, Any]
@@ -135,6 +194,10 @@ class WhatsAppChannel:
             is_open = window_open((contact or {}).get("last_inbound_at"), self._clock.now())
             document["template_category"] = template.get("category")
             document["cost_estimate"] = estimate(str(template.get("category")), message["to"], is_open)
+            if not is_open and self._reach is not None:  # a business-initiated conversation
+                await self._reach.record(
+                    workspace_id, [message["to"]], self._clock.now(), portfolio=channel.get("business_id")
+                )
         if not await self._messages.record_outbound(document):
             log.warning("message %s was already recorded; sent again as %s", message["id"], wamid)
 

@@ -64,6 +64,7 @@ class ApiResult:
     error: str | None = None
     retry: bool = False
     attempts: int = 0
+    retry_after: float | None = None  # what the server asked (Retry-After), when it asked
 
 
 @dataclass
@@ -192,6 +193,7 @@ class GraphClient:
             error=f"{failure.message} (gave up for now; will try again later)",
             retry=True,
             attempts=attempt,
+            retry_after=failure.retry_after,
         )
 
 

@@ -2,8 +2,10 @@
 
 Source: Meta's Cloud API error-code reference. Rate limits and server trouble pass, so they are
 retried with backoff; authorization problems need a person to fix the channel, so the message
-waits in the outbox for recovery; anything about the message itself (window closed, recipient
-unreachable, invalid parameters, template problems) fails the same way every time, so it is final.
+waits in the outbox for recovery; Meta's "this recipient, later" codes (131048, 131049, 131056)
+go back to the send policy, which retries them hours (or, for the pair rate, seconds) later;
+anything about the message itself (window closed, recipient unreachable, invalid parameters,
+template problems) fails the same way every time, so it is final.
 
 What a failure says (``Failure.message``, shown on run steps and API errors) is our own text for
 Meta's code, never the remote body: a tenant chooses the base URL, so the body could be anyone's.
@@ -31,8 +33,16 @@ RETRY_CODES = frozenset(
         130429,  # throughput (messages per second) reached
         131000,  # something went wrong
         131016,  # service unavailable
-        131056,  # pair rate limit (too many messages to one recipient)
         133004,  # server temporarily unavailable
+    }
+)
+# "This recipient, later": retrying within seconds only earns the same answer. The send policy
+# retries them durably on its own schedule (server/sending/rules.py: DEFERRALS).
+RECIPIENT_LATER_CODES = frozenset(
+    {
+        131048,  # sends from the number restricted (spam rate limit / messaging limit)
+        131049,  # Meta's per-user marketing cap; marketing to US numbers
+        131056,  # pair rate limit (too many messages to one recipient)
     }
 )
 # The channel, not the message, is wrong (token, permissions, locked account): keep for later.
@@ -64,6 +74,8 @@ DESCRIPTIONS: dict[int, str] = {
     131042: "the business account has a payment problem",
     131045: "the phone number is not registered",
     131047: "more than 24 hours passed since the customer last wrote: only a template can be sent",
+    131048: "sends from this number are restricted for now (spam rate limit or messaging limit)",
+    131049: "Meta did not deliver this marketing message to keep engagement healthy (per-user cap)",
     131051: "this message type is not supported",
     131056: "too many messages to this recipient in a short time",
     132000: "the number of parameters does not match the template",
@@ -141,6 +153,8 @@ def classify(status: int, body: Any, retry_after: float | None = None) -> Failur
         message = graph_message(code)
         if code in RETRY_CODES:
             return Failure("retry", str(code), message, retry_after)
+        if code in RECIPIENT_LATER_CODES:
+            return Failure("later", str(code), message, retry_after)
         if code in LATER_CODES or code in LATER_CODE_RANGE:
             return Failure("later", str(code), message)
         if status >= 500:
