@@ -141,20 +141,26 @@ def secret_key() -> None:
 @app.command("export-schema")
 def export_schema(
     output: Annotated[Path, typer.Option(help="where to write the SDL")] = Path("schema.graphql"),
-    check: Annotated[bool, typer.Option(help="only compare; exit 1 when the file is out of date")] = False,
+    operator_output: Annotated[Path, typer.Option(help="where to write the operator API's SDL")] = Path(
+        "operator.graphql"
+    ),
+    check: Annotated[bool, typer.Option(help="only compare; exit 1 when a file is out of date")] = False,
 ) -> None:
-    """Write the GraphQL schema (SDL) printed from the code, for frontends and code generators."""
-    from server.graphql.sdl import schema_sdl
+    """Write the GraphQL schemas (SDL) printed from the code, for frontends and code generators: the
+    tenant API's and the operator API's."""
+    from server.graphql.sdl import operator_sdl, schema_sdl
 
-    sdl = schema_sdl()
+    files = ((output, schema_sdl()), (operator_output, operator_sdl()))
     if check:
-        current = output.read_text() if output.exists() else ""
-        if current != sdl:
-            typer.echo(f"{output} is out of date; run: konvo export-schema", err=True)
+        stale = [path for path, sdl in files if (path.read_text() if path.exists() else "") != sdl]
+        for path in stale:
+            typer.echo(f"{path} is out of date; run: konvo export-schema", err=True)
+        if stale:
             raise typer.Exit(1)
         return
-    output.write_text(sdl)
-    typer.echo(f"wrote {output} ({len(sdl.splitlines())} lines)")
+    for path, sdl in files:
+        path.write_text(sdl)
+        typer.echo(f"wrote {path} ({len(sdl.splitlines())} lines)")
 
 
 @app.command()

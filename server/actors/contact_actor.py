@@ -30,7 +30,7 @@ from server.actors.events import (
 )
 from server.actors.flow_cache import FlowCache
 from server.clock import Clock
-from server.errors import Conflict, InvalidInput, NotFound, Unavailable, WindowClosed
+from server.errors import Conflict, InvalidInput, NotFound, Unavailable, WindowClosed, WorkspaceDisabled
 from server.ids import ContactKey, new_id
 from server.machines import contact_state, runner, statuses
 from server.packing import pack, unpack
@@ -72,6 +72,9 @@ class ActorDeps:
     # the document so a replica that lost its lease can never overwrite a newer owner's commit.
     # Raises (e.g. Unavailable) when this process does not own the shard any more.
     fence_of: Callable[[ContactKey], int | None] | None = None
+    # Raises ``WorkspaceDisabled`` while an operator has the workspace disabled (or deletes it):
+    # no turn runs then, so timers are held and nothing is sent (``server/workspace_gate.py``).
+    workspace_gate: Callable[[str], Awaitable[None]] | None = None
 
 
 Envelope = tuple[Event, "asyncio.Future[TurnResult]"]
@@ -155,7 +158,7 @@ class ContactActor:
         except Exception as exc:
             if not future.done():
                 future.set_exception(exc)
-            if not isinstance(exc, InvalidInput | NotFound | Conflict | WindowClosed):
+            if not isinstance(exc, InvalidInput | NotFound | Conflict | WindowClosed | WorkspaceDisabled):
                 log.exception("turn of %s failed on %s", self.key.doc_id, type(event).__name__)
             self.document = self._packed = None  # reload from the store next time
         else:
@@ -174,6 +177,8 @@ class ContactActor:
         return self.document
 
     async def _turn(self, event: Event) -> TurnResult:
+        if self._deps.workspace_gate is not None:
+            await self._deps.workspace_gate(self.key.workspace_id)
         if isinstance(event, Redeliver):
             document = await self._load()
             await self._deps.effects.deliver_outbox(document)

@@ -21,6 +21,7 @@ from server.machines.rendering import plain_text, render_message
 from server.machines.runner import window_open
 from server.operations.costs import flow_cost_estimate
 from server.operations.flows import flow_issues
+from server.store.workspaces import status_of
 
 
 @strawberry.enum
@@ -64,6 +65,13 @@ def _plain(value: Any) -> Any:
     return value
 
 
+@strawberry.enum(description="an operator disables a workspace (keys refused, webhooks 410, timers held)")
+class WorkspaceStatus(Enum):
+    ACTIVE = "active"
+    DISABLED = "disabled"
+    DELETING = "deleting"
+
+
 @strawberry.type
 class Workspace:
     id: strawberry.ID
@@ -73,12 +81,30 @@ class Workspace:
         description="BCP 47 tag (es-ES): customers' dates and numbers are read and written its way; "
         "unset, it follows the default country or the time zone's country"
     )
+    default_country: str | None = strawberry.field(
+        description="ISO 3166 country national phone numbers belong to (null: only +international)"
+    )
+    opt_out_keywords: list[str] = strawberry.field(
+        description="the workspace's own opt-out words; STOP and BAJA always apply as well"
+    )
+    status: WorkspaceStatus
+    created_at: datetime | None
+    disabled_at: datetime | None = strawberry.field(description="when an operator disabled it (null: active)")
 
     @classmethod
     def of(cls, doc: dict[str, Any]) -> Workspace:
         regional = workspace_regional(doc)
+        created, disabled = doc.get("created_at"), doc.get("disabled_at")
         return cls(
-            id=strawberry.ID(doc["_id"]), name=doc["name"], timezone=regional.timezone, locale=regional.locale
+            id=strawberry.ID(doc["_id"]),
+            name=doc["name"],
+            timezone=regional.timezone,
+            locale=regional.locale,
+            default_country=doc.get("default_country"),
+            opt_out_keywords=list((doc.get("settings") or {}).get("opt_out_keywords") or []),
+            status=WorkspaceStatus(status_of(doc)),
+            created_at=as_utc(created) if created else None,
+            disabled_at=as_utc(disabled) if disabled and status_of(doc) != "active" else None,
         )
 
 

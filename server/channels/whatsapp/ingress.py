@@ -5,8 +5,8 @@ retries anything slower or non-200: 401 for a bad signature (nothing recorded), 
 whose URL Meta has not verified yet (nothing recorded: a number takes traffic only after the
 handshake; Meta verifies a callback URL before it posts to it, and retries what was refused),
 400 for a body that is not a WhatsApp webhook, 413 past ``MAX_BODY_BYTES``, 503 when the store
-cannot take it (Meta retries later), 404 for an unknown channel. Never a 500 for what the sender
-got wrong.
+cannot take it (Meta retries later), 404 for an unknown channel, 410 while the channel's workspace
+is disabled by the operator (nothing stored). Never a 500 for what the sender got wrong.
 """
 
 from __future__ import annotations
@@ -55,6 +55,13 @@ def _endpoint(runtime: Runtime) -> Endpoint:
             return _unavailable(channel_id, exc)
         if channel is None or channel.get("kind", "whatsapp") != "whatsapp":
             return _problem(404, f"no WhatsApp channel {channel_id!r}")
+        try:
+            stopped = not await runtime.workspace_gate.may_act(channel["workspace_id"])
+        except PyMongoError as exc:
+            return _unavailable(channel_id, exc)
+        if stopped:
+            log.info("whatsapp webhook for %s answered 410: its workspace is disabled", channel_id)
+            return _problem(410, "this channel's workspace is disabled; nothing was stored")
         if request.method == "GET":
             return await _verify(runtime, request, channel)
         return await _receive(runtime, request, channel)
