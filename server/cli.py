@@ -1,9 +1,11 @@
 """The ``konvo`` command: ``serve`` runs the server (embedded services by default), ``chat`` plays
-a sandbox customer through the API, ``export-schema`` writes the GraphQL SDL."""
+a sandbox customer through the API, ``workspace`` is the operator's (``server/cli_workspace.py``),
+``export-schema`` writes the GraphQL SDL."""
 
 from __future__ import annotations
 
 import asyncio
+import secrets
 import signal
 import socket
 from pathlib import Path
@@ -12,6 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
+from server.cli_workspace import workspace_app
 from server.config import Settings
 from server.embedded import (
     EmbeddedServiceError,
@@ -23,6 +26,7 @@ from server.embedded import (
 from server.secret_box import SecretKeyError, generate_key
 
 app = typer.Typer(help="Konvo Flows server.", no_args_is_help=True, add_completion=False)
+app.add_typer(workspace_app, name="workspace")
 
 
 class _Shutdown(BaseException):
@@ -129,6 +133,12 @@ def _run(settings: Settings) -> None:
     if not server.started:
         # uvicorn logged why (e.g. the port was taken meanwhile); exit like `uvicorn` does.
         raise typer.Exit(3)
+
+
+@app.command("operator-key")
+def operator_key() -> None:
+    """Print a new random key for KONVO_OPERATOR_KEY (the operator API and `konvo workspace`)."""
+    typer.echo(secrets.token_urlsafe(32))
 
 
 @app.command("secret-key")

@@ -71,7 +71,9 @@ async def update_workspace(runtime: Runtime, workspace_id: str, changes: Workspa
     announced); values already stored keep their moment, only how they are written changes.
     """
     if changes.empty():
-        raise InvalidInput("give at least one setting to change: name, timezone, locale, defaultCountry...")
+        raise InvalidInput(
+            "give at least one setting to change: name, timezone, locale, defaultCountry or optOutKeywords"
+        )
     fields = _checked(changes)
     words = None
     if changes.opt_out_keywords is not None:
