@@ -2,7 +2,7 @@
 
 ``create`` prints the new workspace's first ADMIN key once; ``list``, ``disable``, ``enable`` and
 ``delete`` (asks to type the id unless ``--yes``). ``--json`` prints what the API answered, for
-scripts. The server is found at ``--url`` (default ``http://KONVO_HOST:KONVO_PORT``) and the key
+scripts. The server is found at ``--url`` or ``KONVO_URL`` (else ``http://KONVO_HOST:KONVO_PORT``); the key
 is ``KONVO_OPERATOR_KEY`` (prefer the environment to ``--operator-key``: other users of the
 machine can read a process's arguments).
 """
@@ -23,7 +23,10 @@ workspace_app = typer.Typer(
     no_args_is_help=True,
 )
 
-Url = Annotated[str | None, typer.Option(help="server base URL (default http://KONVO_HOST:KONVO_PORT)")]
+Url = Annotated[
+    str | None,
+    typer.Option(envvar="KONVO_URL", help="server base URL (default http://KONVO_HOST:KONVO_PORT)"),
+]
 OperatorKey = Annotated[
     str | None,
     typer.Option(envvar="KONVO_OPERATOR_KEY", show_envvar=True, help="the server's operator key"),
