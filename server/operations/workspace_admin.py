@@ -4,9 +4,10 @@ which ``konvo workspace`` drives.
 
 - **disable**: the workspace's keys are refused (``WORKSPACE_DISABLED``) and its sockets closed,
   its webhooks (WhatsApp and ``/hooks``) answered 410 with nothing stored, and no turn of its
-  contacts runs: timers are held in their contacts, broadcasts pause. Nothing is lost.
+  contacts runs: timers are held in their contacts, broadcasts pause, external (Klaviyo) syncs
+  wait. Nothing is lost.
 - **enable**: all of it works again; timers held meanwhile are re-armed, one already due fires at
-  once, and outboxes left undelivered are sent.
+  once, and outboxes left undelivered are sent; waiting syncs go with the next recovery pass.
 - **delete**: the workspace is marked ``deleting`` (so everything is refused as when disabled),
   then its Redis keys and jobs, its documents in every collection and finally the workspace
   document itself are removed. A deletion cut short (a crash) leaves the workspace listed as
