@@ -20,13 +20,11 @@ from __future__ import annotations
 
 import hmac
 import logging
-from datetime import timedelta
 from typing import Any
 
 import strawberry
 from cross_web import HTTPException
-from starlette.requests import Request
-from starlette.responses import Response
+from redis.exceptions import RedisError
 from strawberry.asgi import GraphQL
 from strawberry.permission import BasePermission
 
@@ -218,8 +216,8 @@ operator_schema = build_operator_schema()  # for exporting the SDL
 
 
 class OperatorGraphQL(KonvoGraphQL):
-    """The tenant endpoint's HTTP handling (body limits, coded protocol errors, JSON checks) on the
-    operator schema; no WebSocket, no GraphiQL."""
+    """The tenant endpoint's HTTP handling (coded protocol errors, JSON checks) on the operator
+    schema; POST only (no WebSocket, no GraphiQL)."""
 
     def __init__(self, runtime: Runtime) -> None:
         settings = runtime.settings
@@ -230,7 +228,6 @@ class OperatorGraphQL(KonvoGraphQL):
             build_operator_schema(*limit_extensions(settings)),
             graphql_ide=None,
             subscription_protocols=(),
-            connection_init_wait_timeout=timedelta(seconds=10),
         )
         self.runtime = runtime
         self.gauges = SocketGauges()
@@ -248,14 +245,15 @@ class OperatorGraphQL(KonvoGraphQL):
         if given is not None and hmac.compare_digest(given.encode(), self._key):
             context.key_id = OPERATOR_KEY_ID
             return context
-        retry_after = await self.rate_limiter.hit(f"refused:{context.client}")
+        try:
+            retry_after = await self.rate_limiter.hit(f"refused:{context.client}")
+        except RedisError as exc:  # still refused; only the count of refusals is missing
+            log.warning("operator API: cannot count refused requests (%s)", type(exc).__name__)
+            retry_after = None
         if retry_after is not None:
             raise HTTPException(429, f"too many refused operator requests; retry in {int(retry_after)}s")
         log.info("operator API: a request without the operator key from %s", context.client)
         return context
-
-    async def render_graphql_ide(self, request: Request) -> Response:
-        return self.http_error(404, "the operator API has no GraphiQL; POST GraphQL to this URL")
 
 
 def _client_address(request: Any) -> str:
