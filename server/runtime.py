@@ -138,8 +138,8 @@ class Runtime:
     async def regional_of(self, workspace_id: str) -> Regional:
         """The workspace's time zone and locale, cached briefly: every actor turn asks for them.
 
-        ``updateWorkspace`` clears the cache at once (``forget_regional``); other processes see
-        a change within ``FIELDS_TTL_SECONDS``.
+        ``updateWorkspace`` announces a change (``workspace_gate``) and every process clears its
+        cache at once; should that message be lost, within ``FIELDS_TTL_SECONDS``.
         """
 
         async def load() -> Regional:
