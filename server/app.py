@@ -1,4 +1,5 @@
-"""The Starlette application: /graphql (+ GraphiQL assets), /healthz, /metrics, with the runtime as
+"""The Starlette application: /graphql (+ GraphiQL assets), /operator/graphql (when
+``KONVO_OPERATOR_KEY`` is set), /healthz, /metrics, with the runtime as
 its lifespan; every HTTP body is size-capped (``KONVO_MAX_BODY_BYTES``). ``/metrics`` asks for
 ``Authorization: Bearer <KONVO_METRICS_TOKEN>`` when that is set (open otherwise, for a scraper
 on a private network)."""
@@ -20,6 +21,8 @@ from server.config import Settings
 from server.graphql import graphiql
 from server.graphql.context import bearer_token
 from server.graphql.limits import BodySizeLimit
+from server.graphql.operator import PATH as OPERATOR_PATH
+from server.graphql.operator import OperatorGraphQL
 from server.graphql.view import KonvoGraphQL
 from server.metrics import exposition
 from server.runtime import Runtime
@@ -51,9 +54,14 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Starlette:
             )
         return PlainTextResponse(exposition(runtime, graphql.gauges), media_type="text/plain; version=0.0.4")
 
+    # The operator API exists only when its key is configured (server/graphql/operator.py).
+    operator = (
+        [Route(OPERATOR_PATH, OperatorGraphQL(runtime), methods=["POST"])] if settings.operator_key else []
+    )
     app = Starlette(
         routes=[
             Route("/graphql", graphql, methods=["GET", "POST"]),
+            *operator,
             Route(graphiql.ASSET_PREFIX + "{name}", graphiql.asset),
             WebSocketRoute("/graphql", graphql),
             Route("/healthz", healthz),

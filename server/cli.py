@@ -1,9 +1,11 @@
 """The ``konvo`` command: ``serve`` runs the server (embedded services by default), ``chat`` plays
-a sandbox customer through the API, ``export-schema`` writes the GraphQL SDL."""
+a sandbox customer through the API, ``workspace`` is the operator's (``server/cli_workspace.py``),
+``export-schema`` writes the GraphQL SDL."""
 
 from __future__ import annotations
 
 import asyncio
+import secrets
 import signal
 import socket
 from pathlib import Path
@@ -12,6 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
+from server.cli_workspace import workspace_app
 from server.config import Settings
 from server.embedded import (
     EmbeddedServiceError,
@@ -23,6 +26,7 @@ from server.embedded import (
 from server.secret_box import SecretKeyError, generate_key
 
 app = typer.Typer(help="Konvo Flows server.", no_args_is_help=True, add_completion=False)
+app.add_typer(workspace_app, name="workspace")
 
 
 class _Shutdown(BaseException):
@@ -131,6 +135,12 @@ def _run(settings: Settings) -> None:
         raise typer.Exit(3)
 
 
+@app.command("operator-key")
+def operator_key() -> None:
+    """Print a new random key for KONVO_OPERATOR_KEY (the operator API and `konvo workspace`)."""
+    typer.echo(secrets.token_urlsafe(32))
+
+
 @app.command("secret-key")
 def secret_key() -> None:
     """Print a new key for KONVO_SECRET_KEY (put it first, keep the old one after it until a restart
@@ -141,20 +151,26 @@ def secret_key() -> None:
 @app.command("export-schema")
 def export_schema(
     output: Annotated[Path, typer.Option(help="where to write the SDL")] = Path("schema.graphql"),
-    check: Annotated[bool, typer.Option(help="only compare; exit 1 when the file is out of date")] = False,
+    operator_output: Annotated[Path, typer.Option(help="where to write the operator API's SDL")] = Path(
+        "operator.graphql"
+    ),
+    check: Annotated[bool, typer.Option(help="only compare; exit 1 when a file is out of date")] = False,
 ) -> None:
-    """Write the GraphQL schema (SDL) printed from the code, for frontends and code generators."""
-    from server.graphql.sdl import schema_sdl
+    """Write the GraphQL schemas (SDL) printed from the code, for frontends and code generators: the
+    tenant API's and the operator API's."""
+    from server.graphql.sdl import operator_sdl, schema_sdl
 
-    sdl = schema_sdl()
+    files = ((output, schema_sdl()), (operator_output, operator_sdl()))
     if check:
-        current = output.read_text() if output.exists() else ""
-        if current != sdl:
-            typer.echo(f"{output} is out of date; run: konvo export-schema", err=True)
+        stale = [path for path, sdl in files if (path.read_text() if path.exists() else "") != sdl]
+        for path in stale:
+            typer.echo(f"{path} is out of date; run: konvo export-schema", err=True)
+        if stale:
             raise typer.Exit(1)
         return
-    output.write_text(sdl)
-    typer.echo(f"wrote {output} ({len(sdl.splitlines())} lines)")
+    for path, sdl in files:
+        path.write_text(sdl)
+        typer.echo(f"wrote {path} ({len(sdl.splitlines())} lines)")
 
 
 @app.command()

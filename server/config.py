@@ -11,6 +11,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from server.egress import EgressAllowList
 
+MIN_OPERATOR_KEY = 32
+
 
 def default_replica_id() -> str:
     """Unique per process start (a restarted process is a new replica): host, pid and a random part."""
@@ -119,6 +121,17 @@ class Settings(BaseSettings):
     metrics_token: str | None = Field(
         None, description="when set, /metrics requires 'Authorization: Bearer <token>'"
     )
+    operator_key: SecretStr | None = Field(
+        None,
+        description="the operator's credential for /operator/graphql and `konvo workspace` (creating, "
+        "disabling and deleting workspaces); unset, the operator API is off (404)",
+    )
+    operator_rate_limit_points: int = Field(
+        2_000,
+        ge=1,
+        description="query cost the operator API spends per rate window, and failed operator "
+        "authentications one client address may make per window",
+    )
 
     # Replicas (server/actors/leases.py): contacts are sharded; each shard is leased by one replica.
     replica_id: str = Field(
@@ -137,6 +150,19 @@ class Settings(BaseSettings):
     def _egress_allow_parses(cls, value: str | None) -> str | None:
         EgressAllowList.parse(value)
         return value
+
+    @field_validator("operator_key")
+    @classmethod
+    def _operator_key_is_long(cls, value: SecretStr | None) -> SecretStr | None:
+        """A guessable operator key would hand out every workspace: at least 32 characters."""
+        if value is None or not value.get_secret_value().strip():
+            return None
+        if len(value.get_secret_value().strip()) < MIN_OPERATOR_KEY:
+            raise ValueError(
+                f"KONVO_OPERATOR_KEY must be at least {MIN_OPERATOR_KEY} characters "
+                "(`konvo operator-key` prints a random one)"
+            )
+        return SecretStr(value.get_secret_value().strip())
 
     @property
     def embedded_store(self) -> bool:

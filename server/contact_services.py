@@ -94,6 +94,7 @@ class ContactServices:
             lambda: runtime.actors,
             runtime.clock,
             KlaviyoClient(runtime.egress),
+            may_act=runtime.workspace_gate.may_act,
         )
         if runtime.settings.start_timer_worker:
             worker = self.klaviyo.worker(runtime.settings.timer_poll_seconds)

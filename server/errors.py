@@ -48,6 +48,13 @@ class Conflict(KonvoError):
     code = "CONFLICT"
 
 
+class WorkspaceDisabled(KonvoError):
+    """The workspace was disabled (or is being deleted) by an operator: its keys, webhooks and
+    turns are refused until it is enabled again."""
+
+    code = "WORKSPACE_DISABLED"
+
+
 class Unavailable(KonvoError):
     """A backing service (store, Redis) cannot take the request right now."""
 

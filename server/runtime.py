@@ -58,6 +58,7 @@ from server.store.stats import StoreStats
 from server.store.statuses import MessageStatusRepository
 from server.store.workspaces import WorkspaceRepository
 from server.triggers.services import TriggerServices
+from server.workspace_gate import STOPPED, WorkspaceGate, refusal
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +131,9 @@ class Runtime:
         # WebSockets: each operation re-checks its key; revocations reach every process (4403), and
         # one key holds at most max_sockets_per_key sockets across processes.
         self.key_guard = KeyGuard(self.workspaces, self.pubsub, settings.api_key_recheck_seconds)
+        # An operator's disable/delete reaches every process: keys, webhooks and turns refused.
+        self.workspace_gate = WorkspaceGate(self.workspaces, self.pubsub)
+        self.workspace_gate.on_change(self._workspace_changed)
         self.socket_slots = SocketSlots(self.redis, self.prefix + "sockets:", settings.max_sockets_per_key)
         # Consent, assignment, inbox news and Klaviyo sync (server/contact_services.py).
         self.contact_services = ContactServices(self)
@@ -151,8 +155,8 @@ class Runtime:
     async def regional_of(self, workspace_id: str) -> Regional:
         """The workspace's time zone and locale, cached briefly: every actor turn asks for them.
 
-        ``updateWorkspace`` clears the cache at once (``forget_regional``); other processes see
-        a change within ``FIELDS_TTL_SECONDS``.
+        ``updateWorkspace`` announces a change (``workspace_gate``) and every process clears its
+        cache at once; should that message be lost, within ``FIELDS_TTL_SECONDS``.
         """
 
         async def load() -> Regional:
@@ -162,6 +166,18 @@ class Runtime:
 
     async def timezone_of(self, workspace_id: str) -> str:
         return (await self.regional_of(workspace_id)).timezone
+
+    def _workspace_changed(self, workspace_id: str, change: str) -> None:
+        """Announced by ``workspace_gate`` on every process: settings are read again, and the
+        sockets of a workspace disabled or deleted are closed."""
+        self.forget_regional(workspace_id)
+        self.forget_fields(workspace_id)
+        self.forget_default_country(workspace_id)
+        self.channel.forget(workspace_id)
+        if change in STOPPED:
+            stopped = refusal(workspace_id, change)
+            reason = stopped.message if stopped is not None else "this workspace was deleted"
+            self.key_guard.close_workspace(workspace_id, reason)
 
     def forget_regional(self, workspace_id: str) -> None:
         self._regional.forget(workspace_id)
@@ -238,6 +254,7 @@ class Runtime:
             inbound_trigger=self.triggers.inbound_trigger_for,
             default_channel_of=self.channel.default_channel_id,
             send_policy=self.send_policy,
+            workspace_gate=self.workspace_gate.check,
         )
         # Contacts are sharded over the replicas sharing this store and Redis; a single process
         # leases every shard at start (server/actors/shards.py).
@@ -251,6 +268,7 @@ class Runtime:
             idle_seconds=settings.actor_idle_seconds,
         )
         await self.actors.start()
+        self.workspace_gate.start()
         await self.pubsub.start()
         self._tasks.append(self.key_guard.start())
         self._tasks.append(self.socket_slots.start())

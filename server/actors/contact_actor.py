@@ -31,7 +31,7 @@ from server.actors.events import (
 )
 from server.actors.flow_cache import FlowCache
 from server.clock import Clock, as_utc
-from server.errors import Conflict, InvalidInput, NotFound, Unavailable, WindowClosed
+from server.errors import Conflict, InvalidInput, NotFound, Unavailable, WindowClosed, WorkspaceDisabled
 from server.ids import ContactKey, new_id
 from server.machines import contact_state, runner, statuses
 from server.packing import pack, unpack
@@ -80,6 +80,9 @@ class ActorDeps:
     fence_of: Callable[[ContactKey], int | None] | None = None
     # The send policy screens what each turn queued before its commit (server/sending/policy.py).
     send_policy: SendPolicy | None = None
+    # Raises ``WorkspaceDisabled`` while an operator has the workspace disabled (or deletes it):
+    # no turn runs then, so timers are held and nothing is sent (``server/workspace_gate.py``).
+    workspace_gate: Callable[[str], Awaitable[None]] | None = None
 
 
 Envelope = tuple[Event, "asyncio.Future[TurnResult]"]
@@ -163,7 +166,7 @@ class ContactActor:
         except Exception as exc:
             if not future.done():
                 future.set_exception(exc)
-            if not isinstance(exc, InvalidInput | NotFound | Conflict | WindowClosed):
+            if not isinstance(exc, InvalidInput | NotFound | Conflict | WindowClosed | WorkspaceDisabled):
                 log.exception("turn of %s failed on %s", self.key.doc_id, type(event).__name__)
             self.document = self._packed = None  # reload from the store next time
         else:
@@ -182,6 +185,8 @@ class ContactActor:
         return self.document
 
     async def _turn(self, event: Event) -> TurnResult:
+        if self._deps.workspace_gate is not None:
+            await self._deps.workspace_gate(self.key.workspace_id)
         if isinstance(event, Redeliver):
             document = await self._load()
             await self._deps.effects.deliver_outbox(document)

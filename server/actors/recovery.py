@@ -82,6 +82,22 @@ async def recover(
     return report
 
 
+async def rearm_workspace(
+    contacts: ContactRepository,
+    timers: ArqTimerScheduler,
+    actors: Actors,
+    clock: Clock,
+    workspace_id: str,
+    batch_size: int = TIMER_BATCH,
+) -> RecoveryReport:
+    """Re-arm one workspace's timers and redeliver its outboxes: held while an operator had it
+    disabled, they run now (one that fell due meanwhile fires at once)."""
+    report = RecoveryReport()
+    await _rearm_from_contacts(contacts, timers, actors, clock, batch_size, report, workspace_id)
+    log.info("workspace %s enabled: %s", workspace_id, report)
+    return report
+
+
 async def _rearm_from_contacts(
     contacts: ContactRepository,
     timers: ArqTimerScheduler,
@@ -89,9 +105,10 @@ async def _rearm_from_contacts(
     clock: Clock,
     batch_size: int,
     report: RecoveryReport,
+    workspace_id: str | None = None,
 ) -> None:
-    """Every timer held in a contact re-armed (batch N+1 read while batch N is written to Redis),
-    every contact with an undelivered outbox told to redeliver."""
+    """Every timer held in a contact (of ``workspace_id``, or all) re-armed (batch N+1 read while
+    batch N is written to Redis), every contact with an undelivered outbox told to redeliver."""
     batch: list[tuple[ContactKey, dict[str, Any]]] = []
     writing: asyncio.Task[int] | None = None  # the previous batch, written while the next is read
 
@@ -102,7 +119,7 @@ async def _rearm_from_contacts(
             writing = None
 
     try:
-        async for document in contacts.with_pending_work():
+        async for document in contacts.with_pending_work(workspace_id):
             key = ContactKey(document["workspace_id"], document["phone"])
             for timer in document.get("timers", []):
                 batch.append((key, timer))

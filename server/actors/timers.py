@@ -21,6 +21,11 @@ and again to start, one pipeline to finish) and its one-task-per-job model were 
   acked (removed) only once the actor's turn is committed; ``Unavailable`` re-schedules it
   one second later; any other error backs off and retries up to ``max_tries``. Nothing waits
   on a job timeout: the backlog waits in Redis, not in thousands of blocked tasks.
+
+A timer of a workspace an operator disabled is **held**: its turn is refused
+(``WorkspaceDisabled``), so its job is removed while the timer stays in its contact document;
+enabling the workspace re-arms every timer of it (``server/actors/recovery.py``), and one that
+fell due meanwhile fires then.
 """
 
 from __future__ import annotations
@@ -40,7 +45,7 @@ from arq.worker import Retry
 
 from server.actors.events import TimerFired, TurnResult
 from server.clock import Clock, SystemClock
-from server.errors import Unavailable
+from server.errors import Unavailable, WorkspaceDisabled
 from server.ids import ContactKey
 
 log = logging.getLogger(__name__)
@@ -138,6 +143,8 @@ async def fire_timer(ctx: dict[str, Any], workspace_id: str, phone: str, timer_i
         result = await actors.tell(ContactKey(workspace_id, phone), TimerFired(timer_id))
     except Unavailable as exc:
         raise Retry(defer=1) from exc
+    except WorkspaceDisabled:
+        return "held"  # re-armed from its contact when the workspace is enabled
     return "stale" if not result.changed else "fired"
 
 
@@ -176,6 +183,7 @@ class TimerWorker:
         self.fired = 0  # jobs acked after their turn (a stale timer's no-op turn included)
         self.retried = 0
         self.dropped = 0
+        self.held = 0  # timers of disabled workspaces, taken off the queue until re-enabled
 
     async def main(self) -> None:
         try:
@@ -272,13 +280,15 @@ class TimerWorker:
 
     async def _write_outcomes(self, done: list[tuple[str, int, BaseException | None]]) -> None:
         now_ms = _now_ms(self._clock)
-        fired = dropped = retried = 0
+        fired = dropped = retried = held = 0
         failed: list[str] = []
         async with self._pool.pipeline(transaction=False) as pipe:
             for job_id, tries, error in done:
-                if error is None or isinstance(error, _Drop):
+                if error is None or isinstance(error, _Drop | WorkspaceDisabled):
                     if error is None:
                         fired += 1
+                    elif isinstance(error, WorkspaceDisabled):
+                        held += 1  # kept in its contact; re-armed when the workspace is enabled
                     else:
                         dropped += 1
                     pipe.zrem(self.queue_name, job_id)
@@ -298,6 +308,9 @@ class TimerWorker:
         self.fired += fired
         self.dropped += dropped
         self.retried += retried
+        self.held += held
+        if held:
+            log.info("%d timer(s) of disabled workspaces held until they are enabled again", held)
         if failed:  # one line per pass, not one per timer: a store outage must not flood the log
             log.warning("%d timer turns failed and will be retried, e.g. %s", len(failed), failed[0])
 

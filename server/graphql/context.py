@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from server.errors import Forbidden, Unauthenticated
-from server.graphql.permissions import ADMIN, ROLES
+from server.graphql.permissions import ADMIN, ROLES, auth_failure
 from server.runtime import Runtime
+from server.workspace_gate import refusal
 
 __all__ = ["ROLES", "Context", "bearer_token"]
 
@@ -37,17 +38,23 @@ class Context:
     key_id: str | None = None
     agent_id: str | None = None
     auth_error: str | None = None
+    auth_code: str = Unauthenticated.code  # WORKSPACE_DISABLED for a key of a disabled workspace
     rate_limiter: Any = None
     connection_params: dict[str, Any] = field(default_factory=dict)
 
     async def authenticate(self, authorization: object) -> bool:
         token = bearer_token(authorization)
+        self.auth_code = Unauthenticated.code
         if token is None:
             self.auth_error = "send an API key: Authorization: Bearer <key>"
             return False
         key = await self.runtime.workspaces.find_key(token)
         if key is None:
             self.auth_error = "the API key is unknown or revoked"
+            return False
+        stopped = refusal(key["workspace_id"], await self.runtime.workspace_gate.status(key["workspace_id"]))
+        if stopped is not None:
+            self.auth_error, self.auth_code = stopped.message, stopped.code
             return False
         self.workspace_id = key["workspace_id"]
         self.role = key.get("role", ADMIN)
@@ -58,7 +65,7 @@ class Context:
 
     def workspace(self) -> str:
         if self.workspace_id is None:
-            raise Unauthenticated(self.auth_error or "authentication required")
+            raise auth_failure(self.auth_code, self.auth_error)
         return self.workspace_id
 
     def admin_workspace(self) -> str:

@@ -30,7 +30,9 @@ log = logging.getLogger(__name__)
 REVOKED_TOPIC = "api-keys:revoked"
 MAX_REMEMBERED = 100_000  # revoked key ids kept in memory (they never come back to life)
 
-OnRevoked = Callable[[], None]
+REVOKED_REASON = "the API key was revoked"
+
+OnRevoked = Callable[[str], None]  # called with the reason the socket is closed for
 
 
 class KeyGuard:
@@ -41,6 +43,7 @@ class KeyGuard:
         self._live: ExpiringCache[tuple[str, str], bool] = ExpiringCache(recheck_seconds)
         self._revoked: dict[str, None] = {}  # insertion-ordered set
         self._watchers: dict[str, set[OnRevoked]] = {}
+        self._workspace_keys: dict[str, set[str]] = {}  # workspace -> watched key ids
 
     async def is_live(self, workspace_id: str, key_id: str) -> bool:
         """True while the key is not revoked (as known here now, or read at most recheck_seconds ago)."""
@@ -55,10 +58,14 @@ class KeyGuard:
             self._mark_revoked(key_id)
         return key_id not in self._revoked
 
-    def watch(self, key_id: str, on_revoked: OnRevoked) -> Callable[[], None]:
-        """Call ``on_revoked`` (synchronously, once) when the key is revoked; returns the function
-        that stops watching."""
+    def watch(
+        self, key_id: str, on_revoked: OnRevoked, workspace_id: str | None = None
+    ) -> Callable[[], None]:
+        """Call ``on_revoked`` (synchronously, once, with the reason) when the key is revoked or its
+        workspace stops (``close_workspace``); returns the function that stops watching."""
         self._watchers.setdefault(key_id, set()).add(on_revoked)
+        if workspace_id is not None:
+            self._workspace_keys.setdefault(workspace_id, set()).add(key_id)
 
         def unwatch() -> None:
             watchers = self._watchers.get(key_id)
@@ -66,8 +73,24 @@ class KeyGuard:
                 watchers.discard(on_revoked)
                 if not watchers:
                     del self._watchers[key_id]
+            if workspace_id is not None and key_id not in self._watchers:
+                keys = self._workspace_keys.get(workspace_id)
+                if keys is not None:
+                    keys.discard(key_id)
+                    if not keys:
+                        del self._workspace_keys[workspace_id]
 
         return unwatch
+
+    def close_workspace(self, workspace_id: str, reason: str) -> int:
+        """Close this process's sockets of the workspace's keys (disabled or deleted); the keys are
+        not marked revoked, as enabling the workspace again brings them back."""
+        closed = 0
+        for key_id in self._workspace_keys.pop(workspace_id, set()):
+            closed += self._notify(key_id, reason)
+        if closed:
+            log.info("workspace %s stopped: closed its %d WebSocket(s) here", workspace_id, closed)
+        return closed
 
     async def revoke(self, workspace_id: str, key_id: str) -> None:
         """After the store marked the key revoked: act on it here at once, and tell every process."""
@@ -117,11 +140,15 @@ class KeyGuard:
             self._revoked[key_id] = None
             if len(self._revoked) > MAX_REMEMBERED:
                 del self._revoked[next(iter(self._revoked))]  # the store still says so when asked
+        closed = self._notify(key_id, REVOKED_REASON)
+        if closed:
+            log.info("API key %s revoked: closed its %d WebSocket(s) here", key_id, closed)
+
+    def _notify(self, key_id: str, reason: str) -> int:
         watchers = self._watchers.pop(key_id, set())
-        if watchers:
-            log.info("API key %s revoked: closing its %d WebSocket(s) here", key_id, len(watchers))
         for on_revoked in watchers:
             try:
-                on_revoked()
+                on_revoked(reason)
             except Exception:
-                log.exception("closing a revoked key's WebSocket failed")
+                log.exception("closing a WebSocket of a stopped key failed")
+        return len(watchers)

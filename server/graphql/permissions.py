@@ -18,17 +18,24 @@ from typing import Any
 from strawberry.permission import BasePermission, PermissionExtension
 from strawberry.types.field import StrawberryField
 
-from server.errors import Forbidden, Unauthenticated
+from server.errors import Forbidden, KonvoError, Unauthenticated, WorkspaceDisabled
 
 ADMIN = "ADMIN"
 AGENT = "AGENT"
 ROLES = (ADMIN, AGENT)
 
 
+def auth_failure(code: str | None, message: str | None) -> KonvoError:
+    """Why a request has no workspace: no or an unknown key (UNAUTHENTICATED), or a key of a
+    workspace the operator disabled (WORKSPACE_DISABLED)."""
+    text = message or "authentication required"
+    return WorkspaceDisabled(text) if code == WorkspaceDisabled.code else Unauthenticated(text)
+
+
 def _check_authenticated(info: Any) -> Any:
     context = info.context
     if getattr(context, "workspace_id", None) is None:
-        raise Unauthenticated(getattr(context, "auth_error", None) or "authentication required")
+        raise auth_failure(getattr(context, "auth_code", None), getattr(context, "auth_error", None))
     return context
 
 

@@ -11,9 +11,9 @@ from strawberry.scalars import JSON
 
 from server.errors import InvalidInput
 from server.graphql.permissions import ADMIN_ONLY
+from server.operations import workspaces as workspace_ops
 from server.triggers import inbound as inbound_ops
 from server.triggers import webhooks as webhook_ops
-from server.triggers.mapping import country_code
 from server.triggers.signatures import scheme_of
 
 
@@ -228,10 +228,7 @@ class TriggerMutation:
     )
     async def set_default_country(self, info: strawberry.Info, country: str | None) -> str | None:
         ctx = info.context
-        code = country_code(country) if country else None
-        await ctx.runtime.triggers.webhooks.set_workspace_country(ctx.admin_workspace(), code)
-        ctx.runtime.forget_default_country(ctx.admin_workspace())
-        return code
+        return await workspace_ops.set_default_country(ctx.runtime, ctx.admin_workspace(), country)
 
     @strawberry.mutation(permission_classes=ADMIN_ONLY)
     async def create_inbound_trigger(

@@ -9,6 +9,7 @@ from typing import Any
 import strawberry
 from strawberry.scalars import JSON
 
+from server.clock import as_utc
 from server.errors import InvalidFlow
 from server.graphql.catalog import Agent
 from server.graphql.costs import CostEstimate
@@ -25,6 +26,7 @@ from server.machines.rendering import plain_text, render_message
 from server.machines.runner import window_open
 from server.operations.costs import flow_cost_estimate
 from server.operations.flows import flow_issues
+from server.store.workspaces import status_of
 
 
 @strawberry.enum
@@ -57,6 +59,13 @@ class Severity(Enum):
     WARNING = "WARNING"
 
 
+@strawberry.enum(description="an operator disables a workspace (keys refused, webhooks 410, timers held)")
+class WorkspaceStatus(Enum):
+    ACTIVE = "active"
+    DISABLED = "disabled"
+    DELETING = "deleting"
+
+
 @strawberry.type
 class Workspace:
     id: strawberry.ID
@@ -66,12 +75,30 @@ class Workspace:
         description="BCP 47 tag (es-ES): customers' dates and numbers are read and written its way; "
         "unset, it follows the default country or the time zone's country"
     )
+    default_country: str | None = strawberry.field(
+        description="ISO 3166 country national phone numbers belong to (null: only +international)"
+    )
+    opt_out_keywords: list[str] = strawberry.field(
+        description="the workspace's own opt-out words; STOP and BAJA always apply as well"
+    )
+    status: WorkspaceStatus
+    created_at: datetime | None
+    disabled_at: datetime | None = strawberry.field(description="when an operator disabled it (null: active)")
 
     @classmethod
     def of(cls, doc: dict[str, Any]) -> Workspace:
         regional = workspace_regional(doc)
+        created, disabled = doc.get("created_at"), doc.get("disabled_at")
         return cls(
-            id=strawberry.ID(doc["_id"]), name=doc["name"], timezone=regional.timezone, locale=regional.locale
+            id=strawberry.ID(doc["_id"]),
+            name=doc["name"],
+            timezone=regional.timezone,
+            locale=regional.locale,
+            default_country=doc.get("default_country"),
+            opt_out_keywords=list((doc.get("settings") or {}).get("opt_out_keywords") or []),
+            status=WorkspaceStatus(status_of(doc)),
+            created_at=as_utc(created) if created else None,
+            disabled_at=as_utc(disabled) if disabled and status_of(doc) != "active" else None,
         )
 
 

@@ -43,18 +43,27 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
 from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
+from server.errors import WorkspaceDisabled
 from server.graphql.context import Context
 from server.graphql.graphiql import render_page
+from server.graphql.key_guard import REVOKED_REASON
 from server.graphql.limits import RateLimiter, limit_extensions
 from server.graphql.schema import build_schema
 from server.graphql.ws_messages import MAX_REASON_BYTES, MalformedMessage, read_message
 from server.runtime import Runtime
 from server.web.json_limits import JsonTooDeep, check_json_depth
+from server.workspace_gate import refusal
 
 log = logging.getLogger(__name__)
 
 GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
-_HTTP_CODES = {400: "BAD_REQUEST", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 415: "UNSUPPORTED_MEDIA_TYPE"}
+_HTTP_CODES = {
+    400: "BAD_REQUEST",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    415: "UNSUPPORTED_MEDIA_TYPE",
+    429: "RATE_LIMITED",
+}
 
 
 @dataclass
@@ -135,7 +144,8 @@ class _TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
         context.connection_params = message.get("payload") or {}
         params = context.connection_params
         if not await context.authenticate(params.get("authorization") or params.get("Authorization")):
-            await self.websocket.close(code=4403, reason="Forbidden")
+            disabled = context.auth_code == WorkspaceDisabled.code
+            await self.websocket.close(code=4403, reason=context.auth_error if disabled else "Forbidden")
             return
         assert context.key_id is not None
         runtime = self.view.runtime
@@ -148,7 +158,7 @@ class _TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
             limit = runtime.socket_slots.limit
             await self.websocket.close(code=4429, reason=f"this API key holds {limit} WebSockets already")
             return
-        self._unwatch = runtime.key_guard.watch(context.key_id, self.revoked)
+        self._unwatch = runtime.key_guard.watch(context.key_id, self.revoked, context.workspace_id)
         await self.send_message({"type": "connection_ack"})
         self.connection_acknowledged = True
 
@@ -170,11 +180,17 @@ class _TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
             self.view.gauges.track(operation.task)
 
     async def _key_still_live(self, operation_id: str) -> bool:
-        """Every operation re-checks its key: a revoked one closes the socket (4403)."""
+        """Every operation re-checks its key and its workspace: a revoked key or a disabled
+        workspace closes the socket (4403)."""
         context = self.context
         assert context.workspace_id is not None and context.key_id is not None
+        runtime = self.view.runtime
         try:
-            live = await self.view.runtime.key_guard.is_live(context.workspace_id, context.key_id)
+            stopped = refusal(context.workspace_id, await runtime.workspace_gate.status(context.workspace_id))
+            if stopped is not None:
+                self.revoked(stopped.message)
+                return False
+            live = await runtime.key_guard.is_live(context.workspace_id, context.key_id)
         except Exception as exc:
             log.warning("could not re-check an API key (%s); operation refused", type(exc).__name__)
             error = GraphQLError(
@@ -187,8 +203,9 @@ class _TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
             self.revoked()
         return live
 
-    def revoked(self) -> None:
-        """The key was revoked: cancel every operation now, so no event follows, and close (4403)."""
+    def revoked(self, reason: str = REVOKED_REASON) -> None:
+        """The key was revoked (or its workspace disabled): cancel every operation now, so no event
+        follows, and close (4403)."""
         operations = list(self.operations.values())
         self.operations.clear()
         for operation in operations:
@@ -196,7 +213,7 @@ class _TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
                 operation.task.cancel()
         if self._closing is None:
             self._closing = asyncio.create_task(
-                self.websocket.close(code=4403, reason="the API key was revoked"), name="close-revoked-socket"
+                self.websocket.close(code=4403, reason=reason), name="close-revoked-socket"
             )
 
     async def _leave(self) -> None:

@@ -13,12 +13,27 @@ from server.operations import workspaces as workspace_ops
 class WorkspaceMutation:
     @strawberry.mutation(
         permission_classes=ADMIN_ONLY,
-        description="set the time zone (IANA, e.g. Europe/Madrid) and/or the locale (BCP 47, e.g. "
-        "es-ES) customers' dates and numbers are read and written in",
+        description="change the workspace's settings (omitted or null: unchanged): its name, the time zone "
+        "(IANA, e.g. Europe/Madrid) and locale (BCP 47, e.g. es-ES) customers' dates and numbers are "
+        'read and written in, the default country of national phone numbers (ISO 3166, e.g. ES; "" '
+        "clears it) and its own opt-out words (the whole list; STOP and BAJA always apply)",
     )
     async def update_workspace(
-        self, info: strawberry.Info, timezone: str | None = None, locale: str | None = None
+        self,
+        info: strawberry.Info,
+        timezone: str | None = None,
+        locale: str | None = None,
+        name: str | None = None,
+        default_country: str | None = None,
+        opt_out_keywords: list[str] | None = None,
     ) -> Workspace:
         ctx = info.context
-        found = await workspace_ops.update_workspace(ctx.runtime, ctx.admin_workspace(), timezone, locale)
+        changes = workspace_ops.WorkspaceChanges(
+            name=name,
+            timezone=timezone,
+            locale=locale,
+            default_country=default_country,
+            opt_out_keywords=opt_out_keywords,
+        )
+        found = await workspace_ops.update_workspace(ctx.runtime, ctx.admin_workspace(), changes)
         return Workspace.of(found)

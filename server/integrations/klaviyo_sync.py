@@ -11,7 +11,7 @@ still pending, so a crash or a Redis loss delays an update but never loses it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -48,7 +48,10 @@ class KlaviyoSync:
         actors: Callable[[], ActorSystem],
         clock: Clock,
         client: KlaviyoClient,
+        may_act: Callable[[str], Awaitable[bool]] | None = None,
     ) -> None:
+        """``may_act``: False while an operator has the workspace disabled (its syncs then wait)."""
+        self._may_act = may_act
         self._contacts = contacts
         self._settings = settings
         self._pool = pool
@@ -93,6 +96,8 @@ class KlaviyoSync:
 
     async def run(self, workspace_id: str, phone: str, sync_id: str) -> str:
         """One attempt at one entry: send it, then report the outcome to the contact's actor."""
+        if self._may_act is not None and not await self._may_act(workspace_id):
+            return "held"  # the entry stays pending: recovery enqueues it again once enabled
         key = ContactKey(workspace_id, phone)
         contact = await self._contacts.load(key)
         entries = (contact or {}).get("external_sync", [])

@@ -17,7 +17,9 @@ from server.machines.contact_state import DEFAULT_OPT_OUT_WORDS
 from server.machines.values import fold
 from server.operations.phone_input import contact_key
 from server.runtime import Runtime
+from server.workspace_gate import SETTINGS
 
+OPT_OUT_SETTING = "opt_out_keywords"  # in the workspace's settings (store/workspace_settings.py)
 MAX_WORDS = 50
 MAX_WORD = 40
 
@@ -39,22 +41,30 @@ async def set_opt_in(
 async def opt_out_keywords(runtime: Runtime, workspace_id: str) -> list[str]:
     """The workspace's own words (STOP and BAJA always apply on top of them)."""
     settings = await runtime.contact_services.settings.get(workspace_id)
-    return list(settings.get("opt_out_keywords") or [])
+    return list(settings.get(OPT_OUT_SETTING) or [])
 
 
-async def set_opt_out_keywords(runtime: Runtime, workspace_id: str, words: list[str]) -> list[str]:
+def checked_opt_out_keywords(words: list[str], field: str = "words") -> list[str]:
+    """The words as stored: trimmed, single-spaced, without defaults or repeats (by folded form)."""
     if len(words) > MAX_WORDS:
-        raise InvalidInput(f"at most {MAX_WORDS} opt-out words", field="words")
+        raise InvalidInput(f"{field}: at most {MAX_WORDS} opt-out words", field=field)
     cleaned: list[str] = []
     seen = {fold(w) for w in DEFAULT_OPT_OUT_WORDS}
     for word in words:
         value = " ".join(str(word).split())
         if not value or len(value) > MAX_WORD:
-            raise InvalidInput(f"opt-out words are 1 to {MAX_WORD} characters: {word!r}", field="words")
+            raise InvalidInput(
+                f"{field}: opt-out words are 1 to {MAX_WORD} characters: {word!r}", field=field
+            )
         if fold(value) in seen:
             continue  # a default, or the same word with other accents/case
         seen.add(fold(value))
         cleaned.append(value)
-    await runtime.contact_services.settings.set(workspace_id, "opt_out_keywords", cleaned)
-    runtime.contact_services.forget(workspace_id)
+    return cleaned
+
+
+async def set_opt_out_keywords(runtime: Runtime, workspace_id: str, words: list[str]) -> list[str]:
+    cleaned = checked_opt_out_keywords(words)
+    await runtime.contact_services.settings.set(workspace_id, OPT_OUT_SETTING, cleaned)
+    await runtime.workspace_gate.changed(workspace_id, SETTINGS)  # every process re-reads them
     return cleaned

@@ -72,7 +72,7 @@ class BroadcastRepository:
                     {"$or": [{"lease_until": None}, {"lease_until": {"$lt": now}}, {"lease_owner": owner}]},
                 ]
             },
-            {"_id": 1},
+            {"_id": 1, "workspace_id": 1},
         ).to_list()
 
     async def claim(self, broadcast_id: str, owner: str, now: datetime, until: datetime) -> Document | None:

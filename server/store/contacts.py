@@ -98,10 +98,14 @@ class ContactRepository:
             return None
         return contact
 
-    async def with_pending_work(self) -> AsyncIterator[dict[str, Any]]:
-        """Contacts holding timers or undelivered messages: what recovery must re-arm."""
+    async def with_pending_work(self, workspace_id: str | None = None) -> AsyncIterator[dict[str, Any]]:
+        """Contacts holding timers or undelivered messages (of one workspace, or all): what recovery
+        must re-arm."""
+        query: dict[str, Any] = {"$or": [{"timers.0": {"$exists": True}}, {"outbox.0": {"$exists": True}}]}
+        if workspace_id is not None:
+            query = {"workspace_id": workspace_id, **query}
         cursor = self._contacts.find(
-            {"$or": [{"timers.0": {"$exists": True}}, {"outbox.0": {"$exists": True}}]},
+            query,
             {
                 "timers": 1,
                 "outbox.id": 1,

@@ -87,12 +87,10 @@ class WebhookTriggerRepository:
         )
 
     async def workspace_country(self, workspace_id: str) -> str | None:
-        """The workspace's default country for national phone numbers in payloads (ISO 3166)."""
+        """The workspace's default country for national phone numbers in payloads (ISO 3166); set by
+        ``server/operations/workspaces.py``."""
         found = await self._workspaces.find_one({"_id": workspace_id}, {"default_country": 1})
         return (found or {}).get("default_country")
-
-    async def set_workspace_country(self, workspace_id: str, country: str | None) -> None:
-        await self._workspaces.update_one({"_id": workspace_id}, {"$set": {"default_country": country}})
 
 
 class InboundTriggerRepository:

@@ -1,5 +1,8 @@
 """Workspaces and their API keys.
 
+A workspace's ``status`` is ``active`` (also when missing: documents made before operators could
+disable one), ``disabled`` or ``deleting`` (``server/operations/workspace_admin.py``).
+
 A key is stored only as its SHA-256 hash (the document ``_id``), so a database leak yields no
 usable key; the plain key is returned once, at creation. Each key also has a public ``key_id``
 used to list and revoke it. Keys are 256-bit random, so an unsalted fast hash is enough.
@@ -12,10 +15,21 @@ import secrets
 from datetime import datetime
 from typing import Any
 
+from pymongo import ReturnDocument
+
 from server.ids import new_id
 from server.store.database import Database
 
 KEY_PREFIX = "konvo_"
+
+ACTIVE = "active"
+DISABLED = "disabled"
+DELETING = "deleting"
+STATUSES = (ACTIVE, DISABLED, DELETING)
+
+
+def status_of(workspace: dict[str, Any]) -> str:
+    return str(workspace.get("status") or ACTIVE)
 
 
 def hash_key(api_key: str) -> str:
@@ -47,6 +61,44 @@ class WorkspaceRepository:
         found = await self.get(workspace_id)
         assert found is not None
         return found
+
+    async def create(self, document: dict[str, Any]) -> dict[str, Any]:
+        await self._workspaces.insert_one(document)
+        return document
+
+    async def page(self, status: str | None, after_id: str | None, limit: int) -> list[dict[str, Any]]:
+        """Workspaces in id order (ids are time-ordered: oldest first), ``limit`` after ``after_id``."""
+        query: dict[str, Any] = {}
+        if status == ACTIVE:
+            query["status"] = {"$in": [ACTIVE, None]}
+        elif status is not None:
+            query["status"] = status
+        if after_id is not None:
+            query["_id"] = {"$gt": after_id}
+        return await self._workspaces.find(query).sort("_id", 1).limit(limit).to_list()
+
+    async def set_status(
+        self, workspace_id: str, status: str, changes: dict[str, Any] | None = None
+    ) -> dict[str, Any] | None:
+        """Move the workspace to ``status`` (with ``changes``); None when there is no such workspace
+        or it is being deleted (only the deletion itself ends that state)."""
+        query: dict[str, Any] = {"_id": workspace_id}
+        if status != DELETING:
+            query["status"] = {"$ne": DELETING}
+        return await self._workspaces.find_one_and_update(
+            query,
+            {"$set": {"status": status, **(changes or {})}},
+            return_document=ReturnDocument.AFTER,
+        )
+
+    async def status(self, workspace_id: str) -> str | None:
+        """The workspace's status, None when there is no such workspace."""
+        found = await self._workspaces.find_one({"_id": workspace_id}, {"status": 1})
+        return None if found is None else status_of(found)
+
+    async def remove(self, workspace_id: str) -> int:
+        """Delete the workspace document itself (its data goes first: ``store/workspace_data.py``)."""
+        return (await self._workspaces.delete_one({"_id": workspace_id})).deleted_count
 
     async def update(self, workspace_id: str, changes: dict[str, Any]) -> dict[str, Any] | None:
         """Set top-level settings (``timezone``, ``locale``); None when there is no such workspace."""

@@ -92,6 +92,8 @@ class BroadcastRunner:
         for found in await repo.claimable(now, self.owner):
             if found["_id"] in self._driving:
                 continue
+            if not await self.runtime.workspace_gate.may_act(found["workspace_id"]):
+                continue  # held while an operator has its workspace disabled
             claimed = await repo.claim(found["_id"], self.owner, now, now + self.lease)
             if claimed is not None:
                 task = asyncio.create_task(self._drive(claimed), name=f"broadcast:{found['_id']}")
@@ -214,6 +216,9 @@ class BroadcastRunner:
                 current = await runtime.triggers.broadcasts.find(broadcast_id)
                 if current is None or current["status"] != "running":
                     outcome.stopped = True
+                    break
+                if not await runtime.workspace_gate.may_act(workspace_id):
+                    outcome.stopped = True  # the workspace was disabled: resumed once enabled
                     break
                 batch = await runtime.triggers.recipients.queued(broadcast_id, after, self.batch_size)
                 if not batch:

@@ -157,6 +157,13 @@ async def receive(runtime: Runtime, trigger_id: str, body: bytes, headers: Any) 
         return _unavailable(trigger_id, exc)
     if trigger is None:
         return _error(404, f"no webhook trigger {trigger_id}")
+    try:
+        stopped = not await runtime.workspace_gate.may_act(trigger["workspace_id"])
+    except PyMongoError as exc:
+        return _unavailable(trigger_id, exc)
+    if stopped:
+        log.info("webhook %s answered 410: its workspace is disabled", trigger_id)
+        return _error(410, "this trigger's workspace is disabled; the request was not stored")
     verdict = verify(scheme_of(trigger), trigger["secret"], body, headers, runtime.clock.now().timestamp())
     if verdict.problem is not None:
         return _error(401, verdict.problem)

@@ -85,7 +85,7 @@ async def test_the_workspace_locale_and_zone_can_change(gql: GraphQLClient) -> N
     [
         ({"l": "xx-YY"}, "locale", "locale 'xx-YY' is not a known locale"),
         ({"z": "Mars/Olympus"}, "timezone", "time zone 'Mars/Olympus' is not an IANA time zone"),
-        ({}, None, "give a timezone, a locale or both"),
+        ({}, None, "give at least one setting to change: name, timezone, locale"),
     ],
 )
 async def test_bad_settings_are_refused_and_change_nothing(

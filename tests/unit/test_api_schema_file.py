@@ -7,14 +7,28 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from server.cli import app
-from server.graphql.sdl import EXPORT_COMMAND, schema_sdl
+from server.graphql.sdl import EXPORT_COMMAND, operator_sdl, schema_sdl
 
 SCHEMA_FILE = Path(__file__).resolve().parents[2] / "schema.graphql"
+OPERATOR_SCHEMA_FILE = SCHEMA_FILE.with_name("operator.graphql")
 
 
 def test_schema_file_matches_the_code() -> None:
     current = SCHEMA_FILE.read_text() if SCHEMA_FILE.exists() else ""
     assert current == schema_sdl(), f"schema.graphql is out of date; regenerate it with: {EXPORT_COMMAND}"
+
+
+def test_operator_schema_file_matches_the_code() -> None:
+    current = OPERATOR_SCHEMA_FILE.read_text() if OPERATOR_SCHEMA_FILE.exists() else ""
+    assert current == operator_sdl(), f"operator.graphql is out of date; regenerate it with: {EXPORT_COMMAND}"
+
+
+def test_operator_fields_are_not_in_the_tenant_schema() -> None:
+    """Workspace keys can never reach operator operations: the tenant schema does not have them."""
+    tenant = schema_sdl()
+    for name in ("createWorkspace", "disableWorkspace", "enableWorkspace", "deleteWorkspace", "workspaces("):
+        assert name in operator_sdl()
+        assert name not in tenant
 
 
 def test_schema_file_has_the_api_contract_roots() -> None:
@@ -24,9 +38,13 @@ def test_schema_file_has_the_api_contract_roots() -> None:
 
 
 def test_export_schema_command_writes_and_checks(tmp_path: Path) -> None:
-    target = tmp_path / "schema.graphql"
+    target, operator = tmp_path / "schema.graphql", tmp_path / "operator.graphql"
+    paths = ["--output", str(target), "--operator-output", str(operator)]
     runner = CliRunner()
-    assert runner.invoke(app, ["export-schema", "--check", "--output", str(target)]).exit_code == 1
-    written = runner.invoke(app, ["export-schema", "--output", str(target)])
+    assert runner.invoke(app, ["export-schema", "--check", *paths]).exit_code == 1
+    written = runner.invoke(app, ["export-schema", *paths])
     assert written.exit_code == 0 and target.read_text() == schema_sdl()
-    assert runner.invoke(app, ["export-schema", "--check", "--output", str(target)]).exit_code == 0
+    assert operator.read_text() == operator_sdl()
+    assert runner.invoke(app, ["export-schema", "--check", *paths]).exit_code == 0
+    operator.write_text("")
+    assert runner.invoke(app, ["export-schema", "--check", *paths]).exit_code == 1

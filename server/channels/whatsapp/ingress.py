@@ -6,7 +6,8 @@ whose URL Meta has not verified yet (nothing recorded: a number takes traffic on
 handshake; Meta verifies a callback URL before it posts to it, and retries what was refused),
 400 for a body that is not a WhatsApp webhook, 413 past ``MAX_BODY_BYTES``, 503 when the store
 cannot take it (Meta retries later), 404 for an unknown channel, 410 for a disconnected one (its
-number is no longer served here; nothing recorded). Never a 500 for what the sender got wrong.
+number is no longer served here) or while the channel's workspace is disabled by the operator
+(nothing recorded in either case). Never a 500 for what the sender got wrong.
 """
 
 from __future__ import annotations
@@ -60,6 +61,13 @@ def _endpoint(runtime: Runtime) -> Endpoint:
                 "whatsapp webhook %s %s answered 410: the channel is disconnected", request.method, channel_id
             )
             return _problem(410, "this WhatsApp channel was disconnected")
+        try:
+            stopped = not await runtime.workspace_gate.may_act(channel["workspace_id"])
+        except PyMongoError as exc:
+            return _unavailable(channel_id, exc)
+        if stopped:
+            log.info("whatsapp webhook for %s answered 410: its workspace is disabled", channel_id)
+            return _problem(410, "this channel's workspace is disabled; nothing was stored")
         if request.method == "GET":
             return await _verify(runtime, request, channel)
         return await _receive(runtime, request, channel)

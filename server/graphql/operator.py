@@ -1,0 +1,261 @@
+"""The operator API: ``POST /operator/graphql``, a schema of its own for whoever runs the server.
+
+It creates, lists, disables, enables and deletes workspaces (``server/operations/workspace_admin.py``)
+and ``konvo workspace`` drives it. It is a separate endpoint with a separate schema, not fields of
+the tenant API guarded by a role: a workspace key can reach nothing of it, the tenant schema does
+not even show it exists, and a proxy can keep ``/operator/`` off the internet altogether.
+
+- **Off unless configured**: without ``KONVO_OPERATOR_KEY`` the route is not mounted (404).
+- **Authentication**: ``Authorization: Bearer <KONVO_OPERATOR_KEY>``, compared in constant time;
+  workspace API keys are never looked up here.
+- **Limits**: the tenant API's depth, token, alias and cost limits, and a rate window of its own
+  (``KONVO_OPERATOR_RATE_LIMIT_POINTS`` cost points per ``KONVO_RATE_LIMIT_WINDOW_SECONDS``);
+  failed authentications count per client address against the same number, so the key cannot be
+  guessed at speed (HTTP 429 ``RATE_LIMITED``).
+- **Logs**: each operation is one line with what it did to which workspace and the client's
+  address; never the operator key, nor the ADMIN key a new workspace gets.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from typing import Any
+
+import strawberry
+from cross_web import HTTPException
+from redis.exceptions import RedisError
+from strawberry.asgi import GraphQL
+from strawberry.permission import BasePermission
+
+from server.errors import Unauthenticated
+from server.graphql.context import bearer_token
+from server.graphql.errors import CodedErrors, CodedSchema
+from server.graphql.limits import RateLimiter, limit_extensions
+from server.graphql.pagination import PageInfo, decode_cursor, encode_cursor, page_size
+from server.graphql.types import Workspace, WorkspaceStatus
+from server.graphql.view import KonvoGraphQL, SocketGauges
+from server.operations import workspace_admin as admin
+from server.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+PATH = "/operator/graphql"
+OPERATOR_KEY_ID = "operator"  # the rate window's name; never the key itself
+
+
+class OperatorContext:
+    """Per request: the runtime, whether the caller holds the operator key, and from where."""
+
+    def __init__(self, runtime: Runtime, request: Any, response: Any, rate_limiter: RateLimiter) -> None:
+        self.runtime = runtime
+        self.request = request
+        self.response = response
+        self.rate_limiter = rate_limiter
+        self.key_id: str | None = None  # set once authenticated: the limits extension spends on it
+        self.client = _client_address(request)
+
+
+class OperatorOnly(BasePermission):
+    message = "send the operator key: Authorization: Bearer <KONVO_OPERATOR_KEY>"
+
+    def has_permission(self, source: Any, info: Any, **kwargs: Any) -> bool:
+        if getattr(info.context, "key_id", None) != OPERATOR_KEY_ID:
+            raise Unauthenticated(self.message)
+        return True
+
+
+OPERATOR = [OperatorOnly]
+
+
+@strawberry.input
+class CreateWorkspaceInput:
+    name: str
+    timezone: str = strawberry.field(description="IANA time zone, e.g. Europe/Madrid")
+    locale: str | None = strawberry.field(
+        default=None, description="BCP 47, e.g. es-ES; omitted: the default country's or time zone's"
+    )
+    default_country: str | None = strawberry.field(
+        default=None, description="ISO 3166 country national phone numbers belong to, e.g. ES"
+    )
+
+
+@strawberry.type
+class CreatedWorkspace:
+    workspace: Workspace
+    admin_key: str = strawberry.field(
+        description="the workspace's first ADMIN API key: shown now and never again (only its hash is kept)"
+    )
+
+
+@strawberry.type
+class DeletedDocuments:
+    collection: str
+    count: int
+
+
+@strawberry.type(description="what deleting a workspace removed; nothing of it is left")
+class WorkspaceDeletion:
+    workspace_id: strawberry.ID
+    documents: int
+    collections: list[DeletedDocuments]
+    redis_keys: int
+    queued_jobs: int
+
+    @classmethod
+    def of(cls, deletion: admin.Deletion) -> WorkspaceDeletion:
+        return cls(
+            workspace_id=strawberry.ID(deletion.workspace_id),
+            documents=sum(deletion.documents.values()),
+            collections=[
+                DeletedDocuments(collection=c, count=n) for c, n in sorted(deletion.documents.items())
+            ],
+            redis_keys=deletion.redis.keys,
+            queued_jobs=deletion.redis.jobs,
+        )
+
+
+@strawberry.type
+class WorkspaceEdge:
+    cursor: str
+    node: Workspace
+
+
+@strawberry.type
+class WorkspaceConnection:
+    edges: list[WorkspaceEdge]
+    page_info: PageInfo
+
+
+@strawberry.type
+class OperatorQuery:
+    @strawberry.field(permission_classes=OPERATOR, description="workspaces, oldest first")
+    async def workspaces(
+        self,
+        info: strawberry.Info,
+        status: WorkspaceStatus | None = None,
+        first: int | None = None,
+        after: str | None = None,
+    ) -> WorkspaceConnection:
+        limit = page_size(first)
+        cursor = decode_cursor(after)
+        found = await admin.list_workspaces(
+            info.context.runtime,
+            status.value if status else None,
+            str(cursor[0]) if cursor else None,
+            limit + 1,
+        )
+        edges = [WorkspaceEdge(cursor=encode_cursor([w["_id"]]), node=Workspace.of(w)) for w in found[:limit]]
+        return WorkspaceConnection(
+            edges=edges,
+            page_info=PageInfo(
+                has_next_page=len(found) > limit, end_cursor=edges[-1].cursor if edges else None
+            ),
+        )
+
+    @strawberry.field(permission_classes=OPERATOR)
+    async def workspace(self, info: strawberry.Info, id: strawberry.ID) -> Workspace | None:
+        found = await info.context.runtime.workspaces.get(str(id))
+        return Workspace.of(found) if found else None
+
+
+@strawberry.type
+class OperatorMutation:
+    @strawberry.mutation(
+        permission_classes=OPERATOR, description="a new workspace and its first ADMIN key (shown once)"
+    )
+    async def create_workspace(self, info: strawberry.Info, input: CreateWorkspaceInput) -> CreatedWorkspace:
+        spec = admin.NewWorkspace(
+            name=input.name,
+            timezone=input.timezone,
+            locale=input.locale,
+            default_country=input.default_country,
+        )
+        document, api_key = await admin.create_workspace(info.context.runtime, spec)
+        _audit(info, "createWorkspace", document["_id"])
+        return CreatedWorkspace(workspace=Workspace.of(document), admin_key=api_key)
+
+    @strawberry.mutation(
+        permission_classes=OPERATOR,
+        description="stop a workspace: its keys are refused (WORKSPACE_DISABLED), its webhooks answered "
+        "410 and its timers and broadcasts held until it is enabled again; nothing is deleted",
+    )
+    async def disable_workspace(self, info: strawberry.Info, id: strawberry.ID) -> Workspace:
+        document = await admin.disable_workspace(info.context.runtime, str(id))
+        _audit(info, "disableWorkspace", str(id))
+        return Workspace.of(document)
+
+    @strawberry.mutation(
+        permission_classes=OPERATOR,
+        description="let a disabled workspace work again; timers that fell due meanwhile fire now",
+    )
+    async def enable_workspace(self, info: strawberry.Info, id: strawberry.ID) -> Workspace:
+        document = await admin.enable_workspace(info.context.runtime, str(id))
+        _audit(info, "enableWorkspace", str(id))
+        return Workspace.of(document)
+
+    @strawberry.mutation(
+        permission_classes=OPERATOR,
+        description="delete the workspace and everything of it, in the store and in Redis; not undoable",
+    )
+    async def delete_workspace(self, info: strawberry.Info, id: strawberry.ID) -> WorkspaceDeletion:
+        deletion = await admin.delete_workspace(info.context.runtime, str(id))
+        _audit(info, "deleteWorkspace", str(id))
+        return WorkspaceDeletion.of(deletion)
+
+
+def _audit(info: strawberry.Info, operation: str, workspace_id: str) -> None:
+    log.info("operator %s %s from %s", operation, workspace_id, info.context.client)
+
+
+def build_operator_schema(*extensions: Any) -> strawberry.Schema:
+    return CodedSchema(query=OperatorQuery, mutation=OperatorMutation, extensions=[*extensions, CodedErrors])
+
+
+operator_schema = build_operator_schema()  # for exporting the SDL
+
+
+class OperatorGraphQL(KonvoGraphQL):
+    """The tenant endpoint's HTTP handling (coded protocol errors, JSON checks) on the operator
+    schema; POST only (no WebSocket, no GraphiQL)."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        settings = runtime.settings
+        assert settings.operator_key is not None, "mounted only when KONVO_OPERATOR_KEY is set"
+        # KonvoGraphQL.__init__ builds the tenant schema; this endpoint sets up the same way itself.
+        GraphQL.__init__(
+            self,
+            build_operator_schema(*limit_extensions(settings)),
+            graphql_ide=None,
+            subscription_protocols=(),
+        )
+        self.runtime = runtime
+        self.gauges = SocketGauges()
+        self._key = settings.operator_key.get_secret_value().encode()
+        self.rate_limiter = RateLimiter(
+            runtime.redis,
+            runtime.prefix + "operator-rate:",
+            settings.operator_rate_limit_points,
+            settings.rate_limit_window_seconds,
+        )
+
+    async def get_context(self, request: Any, response: Any) -> OperatorContext:  # type: ignore[override]
+        context = OperatorContext(self.runtime, request, response, self.rate_limiter)
+        given = bearer_token(request.headers.get("authorization"))
+        if given is not None and hmac.compare_digest(given.encode(), self._key):
+            context.key_id = OPERATOR_KEY_ID
+            return context
+        try:
+            retry_after = await self.rate_limiter.hit(f"refused:{context.client}")
+        except RedisError as exc:  # still refused; only the count of refusals is missing
+            log.warning("operator API: cannot count refused requests (%s)", type(exc).__name__)
+            retry_after = None
+        if retry_after is not None:
+            raise HTTPException(429, f"too many refused operator requests; retry in {int(retry_after)}s")
+        log.info("operator API: a request without the operator key from %s", context.client)
+        return context
+
+
+def _client_address(request: Any) -> str:
+    client = getattr(request, "client", None)
+    return client.host if client is not None else "unknown"

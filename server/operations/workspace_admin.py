@@ -1,0 +1,176 @@
+"""What the server's operator does with workspaces: create (with its first ADMIN key, shown once),
+list, disable, enable and delete. Called by the operator API (``server/graphql/operator.py``),
+which ``konvo workspace`` drives.
+
+- **disable**: the workspace's keys are refused (``WORKSPACE_DISABLED``) and its sockets closed,
+  its webhooks (WhatsApp and ``/hooks``) answered 410 with nothing stored, and no turn of its
+  contacts runs: timers are held in their contacts, broadcasts pause, external (Klaviyo) syncs
+  wait. Nothing is lost.
+- **enable**: all of it works again; timers held meanwhile are re-armed, one already due fires at
+  once, and outboxes left undelivered are sent; waiting syncs go with the next recovery pass.
+- **delete**: the workspace is marked ``deleting`` (so everything is refused as when disabled),
+  then its Redis keys and jobs, its documents in every collection and finally the workspace
+  document itself are removed. A deletion cut short (a crash) leaves the workspace listed as
+  ``DELETING``; deleting it again finishes the job.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from server.actors.recovery import rearm_workspace
+from server.errors import Conflict, InvalidInput, NotFound
+from server.graphql.permissions import ADMIN
+from server.ids import new_id
+from server.machines.regional import check_timezone, default_locale, normalize_locale
+from server.operations.workspaces import checked_country, checked_workspace_name
+from server.runtime import Runtime
+from server.store.workspace_data import (
+    WORKSPACES,
+    delete_workspace_documents,
+    workspace_names,
+)
+from server.store.workspaces import ACTIVE, DELETING, DISABLED, STATUSES, new_api_key, status_of
+from server.workspace_gate import DELETED
+from server.workspace_redis import RedisSweep, WorkspaceRedis
+
+log = logging.getLogger(__name__)
+
+FIRST_KEY_NAME = "first admin key"
+
+
+@dataclass(frozen=True)
+class NewWorkspace:
+    name: str
+    timezone: str
+    locale: str | None = None
+    default_country: str | None = None
+
+
+@dataclass
+class Deletion:
+    """What deleting a workspace removed: documents per collection, Redis keys and queued jobs."""
+
+    workspace_id: str
+    documents: dict[str, int]
+    redis: RedisSweep
+
+
+async def create_workspace(runtime: Runtime, spec: NewWorkspace) -> tuple[dict[str, Any], str]:
+    """A new active workspace and its first ADMIN key (the plain key: shown this once)."""
+    name = checked_workspace_name(spec.name)
+    timezone = check_timezone(spec.timezone)
+    country = checked_country(spec.default_country)
+    locale = normalize_locale(spec.locale) if spec.locale else default_locale(timezone, country)
+    now = runtime.clock.now()
+    document = {
+        "_id": new_id("ws"),
+        "name": name,
+        "timezone": timezone,
+        "locale": locale,
+        "default_country": country,
+        "status": ACTIVE,
+        "created_at": now,
+        "created_by": "operator",
+    }
+    await runtime.workspaces.create(document)
+    api_key = new_api_key()
+    await runtime.workspaces.add_key(document["_id"], api_key, ADMIN, FIRST_KEY_NAME, now)
+    log.info("operator created workspace %s", document["_id"])
+    return document, api_key
+
+
+async def list_workspaces(
+    runtime: Runtime, status: str | None, after_id: str | None, limit: int
+) -> list[dict[str, Any]]:
+    if status is not None and status not in STATUSES:
+        raise InvalidInput(f"status is one of {', '.join(STATUSES)}", field="status")
+    return await runtime.workspaces.page(status, after_id, limit)
+
+
+async def require_workspace(runtime: Runtime, workspace_id: str) -> dict[str, Any]:
+    found = await runtime.workspaces.get(workspace_id)
+    if found is None:
+        raise NotFound(f"no workspace {workspace_id!r}", field="id")
+    return found
+
+
+async def disable_workspace(runtime: Runtime, workspace_id: str) -> dict[str, Any]:
+    """Stop the workspace (idempotent: disabling a disabled one keeps its first ``disabled_at``)."""
+    found = await require_workspace(runtime, workspace_id)
+    if status_of(found) == DISABLED:
+        return found
+    _refuse_if_deleting(found)
+    changes = {"disabled_at": runtime.clock.now()}
+    updated = await runtime.workspaces.set_status(workspace_id, DISABLED, changes)
+    if updated is None:
+        _refuse_if_deleting(await require_workspace(runtime, workspace_id))
+        raise NotFound(f"no workspace {workspace_id!r}", field="id")
+    await runtime.workspace_gate.changed(workspace_id, DISABLED)
+    log.info("operator disabled workspace %s", workspace_id)
+    return updated
+
+
+async def enable_workspace(runtime: Runtime, workspace_id: str) -> dict[str, Any]:
+    """Let the workspace work again; what was held (timers, outboxes, broadcasts) resumes."""
+    found = await require_workspace(runtime, workspace_id)
+    _refuse_if_deleting(found)
+    if status_of(found) == ACTIVE:
+        return found
+    updated = await runtime.workspaces.set_status(workspace_id, ACTIVE, {"disabled_at": None})
+    if updated is None:
+        _refuse_if_deleting(await require_workspace(runtime, workspace_id))
+        raise NotFound(f"no workspace {workspace_id!r}", field="id")
+    await runtime.workspace_gate.changed(workspace_id, ACTIVE)
+    assert runtime.timers is not None and runtime.actors is not None, "runtime not started"
+    await rearm_workspace(runtime.contacts, runtime.timers, runtime.actors, runtime.clock, workspace_id)
+    runtime.triggers.runner.nudge()  # broadcasts it paused resume now
+    log.info("operator enabled workspace %s", workspace_id)
+    return updated
+
+
+async def delete_workspace(runtime: Runtime, workspace_id: str) -> Deletion:
+    """Remove everything of the workspace, in the store and in Redis (see the module's docstring)."""
+    await require_workspace(runtime, workspace_id)
+    await runtime.workspaces.set_status(workspace_id, DELETING, {"deleting_at": runtime.clock.now()})
+    await runtime.workspace_gate.changed(workspace_id, DELETING)  # keys, webhooks, turns refused
+    names = await workspace_names(runtime.database, workspace_id)
+    redis = _redis_of(runtime)
+    sweep = await redis.delete(names)
+    documents = await delete_workspace_documents(runtime.database, workspace_id)
+    # A turn already running when the deletion began may have committed or armed a timer since:
+    # a second pass finds it (the workspace refuses new ones until its document is gone).
+    late = await redis.delete(names)
+    for name, count in (await delete_workspace_documents(runtime.database, workspace_id)).items():
+        documents[name] = documents.get(name, 0) + count
+    documents[WORKSPACES] = await runtime.workspaces.remove(workspace_id)
+    sweep.add(late)
+    await runtime.workspace_gate.changed(workspace_id, DELETED)
+    log.info(
+        "operator deleted workspace %s: %d documents, %d Redis keys, %d queued jobs",
+        workspace_id,
+        sum(documents.values()),
+        sweep.keys,
+        sweep.jobs,
+    )
+    return Deletion(workspace_id, documents, sweep)
+
+
+def _redis_of(runtime: Runtime) -> WorkspaceRedis:
+    """The sweep over this deployment's keys and the queues whose jobs name a workspace."""
+    assert runtime.arq is not None and runtime.timers is not None, "runtime not started"
+    queues = [runtime.timers.queue_name]
+    klaviyo = runtime.contact_services.klaviyo
+    if klaviyo is not None:
+        queues.append(klaviyo.queue_name)
+    return WorkspaceRedis(runtime.redis, runtime.prefix, queues, runtime.arq.job_deserializer)
+
+
+def _refuse_if_deleting(workspace: dict[str, Any]) -> None:
+    if status_of(workspace) == DELETING:
+        raise Conflict(
+            f"workspace {workspace['_id']} is being deleted; run deleteWorkspace again to finish",
+            field="id",
+        )
