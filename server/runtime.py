@@ -17,6 +17,7 @@ from server.actors.contact_actor import ActorDeps
 from server.actors.effects import Effects
 from server.actors.events import Event, TurnResult
 from server.actors.flow_cache import FlowCache
+from server.actors.flow_counters import FlowCounters
 from server.actors.message_statuses import ParkedMarks, StatusLedger
 from server.actors.recovery import recover
 from server.actors.shards import ShardedActors
@@ -45,6 +46,7 @@ from server.store.catalog import AgentRepository, FieldRepository, TagRepository
 from server.store.channels import ChannelRepository
 from server.store.contacts import ContactRepository
 from server.store.database import Database
+from server.store.flow_counters import FlowCounterRepository
 from server.store.flows import FlowRepository
 from server.store.legacy_ids import LegacyProviderIds
 from server.store.messages import MessageRepository
@@ -112,6 +114,9 @@ class Runtime:
         self.whatsapp = WhatsAppChannel(self.graph, self.messages, self.templates, self.contacts, self.clock)
         self.channel = ChannelRouter(self.channels, SandboxChannel(self.messages, self.clock), self.whatsapp)
         self.pubsub = RedisPubSub(self.redis, self.prefix + "pubsub:")
+        # Flow analytics: counters each commit carries, stored exactly once, news to subscribers.
+        self.flow_counters = FlowCounterRepository(self.database)
+        self.counters = FlowCounters(self.flow_counters, self.pubsub)
         # WebSockets: each operation re-checks its key; revocations reach every process (4403), and
         # one key holds at most max_sockets_per_key sockets across processes.
         self.key_guard = KeyGuard(self.workspaces, self.pubsub, settings.api_key_recheck_seconds)
@@ -194,6 +199,7 @@ class Runtime:
             self.timers,
             self.pubsub,
             ledger=self.ledger,
+            counters=self.counters,
         )
         deps = ActorDeps(
             contacts=self.contacts,
@@ -271,6 +277,7 @@ class Runtime:
             batch_size=self.settings.recovery_batch_size,
             scan_contacts=scan_contacts,
             stuck_outboxes=stuck,
+            counters=self.counters,
         )
         await self.contact_services.recover()
         await self.triggers.recover()
@@ -319,6 +326,7 @@ class Runtime:
         if self.actors is not None:
             await self.actors.stop(grace_seconds)
         await self.ledger.drain()
+        await self.counters.drain()
         await self.pubsub.stop()
         if self.arq is not None:
             await self.arq.aclose()

@@ -1,4 +1,5 @@
-"""What happens after a turn is committed: timers armed, messages sent, runs projected, news published.
+"""What happens after a turn is committed: timers armed, messages sent, runs projected and counted,
+news published.
 
 Each effect is idempotent (timer ids, outbox ids, versioned projections), so recovery may redo
 any of them after a crash without a visible duplicate. What became of each send goes to the
@@ -12,6 +13,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from server.actors.flow_counters import FlowCounters
 from server.actors.message_statuses import StatusLedger
 from server.channels.base import Channel, SendResult
 from server.ids import ContactKey
@@ -39,6 +41,8 @@ class Effects:
     timers: TimerScheduler
     publisher: ChangePublisher
     ledger: StatusLedger | None = None
+    # Flow analytics: the counters each commit carries, stored exactly once (flow_counters.py).
+    counters: FlowCounters | None = None
     # Contacts whose outbox kept a message to retry: the next light recovery pass redelivers them.
     stuck_outboxes: set[ContactKey] = field(default_factory=set)
 
@@ -58,6 +62,8 @@ class Effects:
         await self.deliver_outbox(after, fresh={m["id"] for m in after.get("outbox", [])} - queued_before)
         if changed_runs:
             await self.runs.project(after, changed_runs)
+        if self.counters is not None:
+            await self.counters.committed(after)
         if applied_inbound:
             await self.messages.mark_applied(applied_inbound)
         await self.publisher.contact_changed(after, changed_runs)

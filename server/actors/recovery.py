@@ -2,8 +2,9 @@
 
 Run at start-up and periodically: every timer in a contact document is (re-)enqueued in arq
 (ids already queued or running are skipped), undelivered outbox messages are sent, inbound
-messages that were stored but never applied are handed to their actors again, and message status
-reports still parked (or told but never confirmed) are retried.
+messages that were stored but never applied are handed to their actors again, message status
+reports still parked (or told but never confirmed) are retried, and flow counters a crash left
+uncounted in contact documents are counted (``FlowCounters.recover``).
 
 Timers are armed ``batch_size`` at a time with one Redis call each
 (``ArqTimerScheduler.schedule_many``), the next batch being read from the store while the
@@ -20,6 +21,7 @@ from datetime import timedelta
 from typing import Any, Protocol
 
 from server.actors.events import Event, InboundMessage, Redeliver, TurnResult
+from server.actors.flow_counters import FlowCounters, recovery_since
 from server.actors.message_statuses import StatusLedger
 from server.actors.timers import ArqTimerScheduler
 from server.clock import Clock
@@ -46,6 +48,7 @@ class RecoveryReport:
     outboxes: int = 0
     inbound: int = 0
     statuses: int = 0
+    counts: int = 0  # contacts still carrying flow counters (counted now unless counted already)
 
 
 async def recover(
@@ -59,6 +62,7 @@ async def recover(
     batch_size: int = TIMER_BATCH,
     scan_contacts: bool = True,
     stuck_outboxes: Iterable[ContactKey] = (),
+    counters: FlowCounters | None = None,
 ) -> RecoveryReport:
     """One pass. ``scan_contacts`` False skips the scan of every contact for timers and outboxes
     (the costly part at scale: run at start, when Redis lost its data, and now and then) and
@@ -66,6 +70,8 @@ async def recover(
     report = RecoveryReport()
     if scan_contacts:
         await _rearm_from_contacts(contacts, timers, actors, clock, batch_size, report)
+        if counters is not None:
+            report.counts = await counters.recover(contacts.with_pending_counts(recovery_since(clock.now())))
     else:
         for key in stuck_outboxes:
             _redeliver(actors, key, clock)
@@ -76,7 +82,7 @@ async def recover(
         report.inbound += 1
     if ledger is not None:
         report.statuses = await ledger.recover(clock.now() - inbound_grace)
-    if report.timers or report.outboxes or report.inbound or report.statuses:
+    if report.timers or report.outboxes or report.inbound or report.statuses or report.counts:
         log.info("recovery: %s", report)
     return report
 

@@ -107,6 +107,17 @@ class ContactRepository:
         async for document in cursor:
             yield document
 
+    async def with_pending_counts(
+        self, since: datetime
+    ) -> AsyncIterator[tuple[str, str, list[dict[str, Any]]]]:
+        """(contact id, workspace, entries) of contacts carrying flow counters of turns committed
+        since ``since`` (for recovery: most were counted already; the counter store's marks tell)."""
+        cursor = self._contacts.find(
+            {"counts_pending.at": {"$gte": since}}, {"counts_pending": 1, "workspace_id": 1}
+        ).batch_size(5000)
+        async for document in cursor:
+            yield document["_id"], document["workspace_id"], document["counts_pending"]
+
     async def keys_with_active_runs(
         self, workspace_id: str, flow_id: str, below_version: int
     ) -> AsyncIterator[str]:
