@@ -179,5 +179,13 @@ class TopicSubscription:
             raise item
         return item
 
+    def skip_queued(self) -> bool:
+        """Drop the payloads queued now, for a reader that re-reads the state on any news (it
+        needs one wake-up, not one per message); False when the stream ended meanwhile."""
+        while not self._queue.empty():
+            if self._queue.get_nowait() is None:
+                return False
+        return True
+
     async def aclose(self) -> None:
         self._hub._unregister(self._topic, self._queue)

@@ -10,6 +10,7 @@ import strawberry
 from strawberry.scalars import JSON
 
 from server.errors import NotFound
+from server.graphql.analytics import AnalyticsQuery, AnalyticsSubscription
 from server.graphql.api_keys import ApiKeyMutation, ApiKeyQuery
 from server.graphql.arguments import default_omitted_to_null
 from server.graphql.broadcasts import BroadcastMutation, BroadcastQuery, BroadcastSubscription
@@ -63,7 +64,14 @@ def _ctx(info: strawberry.Info) -> Any:
 
 @strawberry.type
 class Query(
-    CatalogQuery, ApiKeyQuery, ChannelsQuery, ContactsQuery, InboxQuery, TriggerQuery, BroadcastQuery
+    CatalogQuery,
+    ApiKeyQuery,
+    ChannelsQuery,
+    ContactsQuery,
+    InboxQuery,
+    TriggerQuery,
+    BroadcastQuery,
+    AnalyticsQuery,
 ):
     @strawberry.field(permission_classes=ANY_ROLE)
     async def workspace(self, info: strawberry.Info) -> Workspace:
@@ -223,7 +231,7 @@ class Mutation(
 
 
 @strawberry.type
-class Subscription(InboxSubscription, BroadcastSubscription):
+class Subscription(InboxSubscription, BroadcastSubscription, AnalyticsSubscription):
     @strawberry.subscription(
         permission_classes=ANY_ROLE,
         description="the contact's current state at once, then every committed change, in order",
