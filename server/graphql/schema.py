@@ -23,6 +23,7 @@ from server.graphql.loaders import BatchLoads
 from server.graphql.pagination import PageInfo, decode_cursor, encode_cursor, page_size
 from server.graphql.permissions import ADMIN_ONLY, ANY_ROLE
 from server.graphql.pubsub import contact_topic, run_topic
+from server.graphql.simulator import SimulatorQuery
 from server.graphql.triggers import TriggerMutation, TriggerQuery
 from server.graphql.types import (
     Contact,
@@ -72,6 +73,7 @@ class Query(
     TriggerQuery,
     BroadcastQuery,
     AnalyticsQuery,
+    SimulatorQuery,
 ):
     @strawberry.field(permission_classes=ANY_ROLE)
     async def workspace(self, info: strawberry.Info) -> Workspace:
