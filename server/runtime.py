@@ -17,7 +17,7 @@ from server.actors.contact_actor import ActorDeps
 from server.actors.effects import Effects
 from server.actors.events import Event, TurnResult
 from server.actors.flow_cache import FlowCache
-from server.actors.flow_counters import FlowCounters
+from server.actors.flow_counters import RECOVERY_WINDOW, FlowCounters
 from server.actors.message_statuses import ParkedMarks, StatusLedger
 from server.actors.recovery import recover
 from server.actors.shards import ShardedActors
@@ -263,7 +263,11 @@ class Runtime:
             raise Unavailable("the server is not started")
         return self.actors.tell(key, event)
 
-    async def recover_now(self, scan_contacts: bool = True) -> None:
+    async def recover_now(
+        self, scan_contacts: bool = True, counts_window: timedelta = RECOVERY_WINDOW
+    ) -> None:
+        """A recovery pass; a contact scan also counts flow counters of turns committed within
+        ``counts_window`` that documents still carry (``FlowCounters.recount``)."""
         assert self.timers is not None and self.actors is not None
         stuck = self._effects.take_stuck_outboxes() if self._effects and not scan_contacts else []
         await recover(
@@ -278,6 +282,7 @@ class Runtime:
             scan_contacts=scan_contacts,
             stuck_outboxes=stuck,
             counters=self.counters,
+            counts_window=counts_window,
         )
         await self.contact_services.recover()
         await self.triggers.recover()
@@ -290,7 +295,9 @@ class Runtime:
                 interval = self.settings.contact_scan_interval_seconds
                 scan = lost or last_scan is None or time.monotonic() - last_scan >= interval
                 started = time.monotonic()
-                await self.recover_now(scan_contacts=scan)
+                # After the first scan, carried flow counters older than the last one were seen.
+                window = RECOVERY_WINDOW if last_scan is None else timedelta(seconds=started - last_scan + 60)
+                await self.recover_now(scan_contacts=scan, counts_window=window)
                 if scan:
                     last_scan = started
             except asyncio.CancelledError:

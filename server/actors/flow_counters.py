@@ -6,7 +6,7 @@ commit ``committed`` hands them to the counter store, which counts each entry on
 contact written in one transaction with the increments, ``server/store/flow_counters.py``);
 once stored, the actor's copy of the document forgets them and its next commit drops them from
 the store's copy too. If the process dies in between, the stored document still holds them:
-the contact's next turn, or the recovery pass (``recover``), hands them in again, and the mark
+the contact's next turn, or the recovery pass (``recount``), hands them in again, and the mark
 makes that a no-op for the ones already counted. Nothing is counted twice, nothing is lost.
 
 ``flowAnalyticsUpdated`` hears of it through ``CountsPublisher``: one message per flow and burst,
@@ -18,8 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any, Protocol
 
 from server.machines.flow_counts import COUNTS_FIELD
@@ -27,10 +26,10 @@ from server.store.flow_counters import FlowCounterRepository, FlowRef, Pending
 
 log = logging.getLogger(__name__)
 
-# Entries older than this are not looked at by recovery: they were counted (or the process was
-# down for longer, and ``recover`` is run by hand with an older ``since``).
+# How far back recovery looks for carried entries after a start (a process down for longer lost
+# the counts of the turns it committed just before it died). Later passes look back only to the
+# previous pass: most documents carry their last turn's entry, counted long ago.
 RECOVERY_WINDOW = timedelta(days=7)
-RECOVERY_BATCH = 500
 
 
 class CountsPublisher(Protocol):
@@ -62,22 +61,9 @@ class FlowCounters:
         contact[COUNTS_FIELD] = [e for e in contact.get(COUNTS_FIELD) or [] if e["v"] not in counted]
         self._notify(_flows_of(contact["workspace_id"], pending))
 
-    async def recover(self, pending: AsyncIterator[Pending], batch_size: int = RECOVERY_BATCH) -> int:
-        """Count what stored contacts still carry (entries a crash left uncounted); returns how
-        many contacts were looked at. Entries counted already are skipped by the store's marks."""
-        seen = 0
-        batch: list[Pending] = []
-        async for item in pending:
-            batch.append(item)
-            seen += 1
-            if len(batch) >= batch_size:
-                await self._apply(batch)
-                batch = []
-        if batch:
-            await self._apply(batch)
-        return seen
-
-    async def _apply(self, batch: list[Pending]) -> None:
+    async def recount(self, batch: list[Pending]) -> None:
+        """Count what stored contacts still carry (recovery: entries a crash left uncounted);
+        entries counted already are skipped by the store's marks."""
         await self._repository.apply(batch)
         flows: set[FlowRef] = set()
         for _, workspace_id, entries in batch:
@@ -104,7 +90,3 @@ class FlowCounters:
         """Wait for the news being published (shutdown, tests)."""
         if self._publishing is not None and not self._publishing.done():
             await asyncio.gather(self._publishing, return_exceptions=True)
-
-
-def recovery_since(now: datetime) -> datetime:
-    return now - RECOVERY_WINDOW

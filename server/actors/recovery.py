@@ -17,16 +17,18 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from server.actors.events import Event, InboundMessage, Redeliver, TurnResult
-from server.actors.flow_counters import FlowCounters, recovery_since
+from server.actors.flow_counters import RECOVERY_WINDOW, FlowCounters
 from server.actors.message_statuses import StatusLedger
 from server.actors.timers import ArqTimerScheduler
 from server.clock import Clock
 from server.ids import ContactKey
+from server.machines.flow_counts import COUNTS_FIELD
 from server.store.contacts import ContactRepository
+from server.store.flow_counters import Pending
 from server.store.messages import MessageRepository
 
 log = logging.getLogger(__name__)
@@ -63,15 +65,18 @@ async def recover(
     scan_contacts: bool = True,
     stuck_outboxes: Iterable[ContactKey] = (),
     counters: FlowCounters | None = None,
+    counts_window: timedelta = RECOVERY_WINDOW,
 ) -> RecoveryReport:
     """One pass. ``scan_contacts`` False skips the scan of every contact for timers and outboxes
     (the costly part at scale: run at start, when Redis lost its data, and now and then) and
-    only redelivers the outboxes this process saw stuck."""
+    only redelivers the outboxes this process saw stuck. The scan hands ``counters`` the flow
+    counters of turns committed within ``counts_window``."""
     report = RecoveryReport()
     if scan_contacts:
-        await _rearm_from_contacts(contacts, timers, actors, clock, batch_size, report)
-        if counters is not None:
-            report.counts = await counters.recover(contacts.with_pending_counts(recovery_since(clock.now())))
+        counts_since = clock.now() - counts_window if counters is not None else None
+        await _rearm_from_contacts(
+            contacts, timers, actors, clock, batch_size, report, counters, counts_since
+        )
     else:
         for key in stuck_outboxes:
             _redeliver(actors, key, clock)
@@ -94,10 +99,14 @@ async def _rearm_from_contacts(
     clock: Clock,
     batch_size: int,
     report: RecoveryReport,
+    counters: FlowCounters | None = None,
+    counts_since: datetime | None = None,
 ) -> None:
     """Every timer held in a contact re-armed (batch N+1 read while batch N is written to Redis),
-    every contact with an undelivered outbox told to redeliver."""
+    every contact with an undelivered outbox told to redeliver, and in the same scan the flow
+    counters contacts carry handed to ``counters`` (counted unless counted already)."""
     batch: list[tuple[ContactKey, dict[str, Any]]] = []
+    carried: list[Pending] = []
     writing: asyncio.Task[int] | None = None  # the previous batch, written while the next is read
 
     async def written() -> None:
@@ -107,8 +116,14 @@ async def _rearm_from_contacts(
             writing = None
 
     try:
-        async for document in contacts.with_pending_work():
+        async for document in contacts.with_pending_work(counts_since):
             key = ContactKey(document["workspace_id"], document["phone"])
+            if counters is not None and document.get(COUNTS_FIELD):
+                carried.append((document["_id"], document["workspace_id"], document[COUNTS_FIELD]))
+                report.counts += 1
+                if len(carried) >= batch_size:
+                    await counters.recount(carried)
+                    carried = []
             for timer in document.get("timers", []):
                 batch.append((key, timer))
                 report.timers += 1
@@ -122,6 +137,8 @@ async def _rearm_from_contacts(
         await written()
         if batch:
             report.timers_armed += await timers.schedule_many(batch)
+        if carried and counters is not None:
+            await counters.recount(carried)
     finally:
         if writing is not None and not writing.done():
             writing.cancel()

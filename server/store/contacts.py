@@ -98,25 +98,18 @@ class ContactRepository:
             return None
         return contact
 
-    async def with_pending_work(self) -> AsyncIterator[dict[str, Any]]:
-        """Contacts holding timers or undelivered messages: what recovery must re-arm."""
-        cursor = self._contacts.find(
-            {"$or": [{"timers.0": {"$exists": True}}, {"outbox.0": {"$exists": True}}]},
-            {"timers": 1, "outbox.id": 1, "workspace_id": 1, "phone": 1},
-        ).batch_size(5000)
+    async def with_pending_work(self, counts_since: datetime | None = None) -> AsyncIterator[dict[str, Any]]:
+        """Contacts holding timers or undelivered messages: what recovery must re-arm; with
+        ``counts_since``, in the same scan, those carrying flow counters of turns committed since
+        then (most were counted already: the counter store's marks tell)."""
+        conditions: list[dict[str, Any]] = [{"timers.0": {"$exists": True}}, {"outbox.0": {"$exists": True}}]
+        fields = {"timers": 1, "outbox.id": 1, "workspace_id": 1, "phone": 1}
+        if counts_since is not None:
+            conditions.append({"counts_pending.at": {"$gte": counts_since}})
+            fields["counts_pending"] = 1
+        cursor = self._contacts.find({"$or": conditions}, fields).batch_size(5000)
         async for document in cursor:
             yield document
-
-    async def with_pending_counts(
-        self, since: datetime
-    ) -> AsyncIterator[tuple[str, str, list[dict[str, Any]]]]:
-        """(contact id, workspace, entries) of contacts carrying flow counters of turns committed
-        since ``since`` (for recovery: most were counted already; the counter store's marks tell)."""
-        cursor = self._contacts.find(
-            {"counts_pending.at": {"$gte": since}}, {"counts_pending": 1, "workspace_id": 1}
-        ).batch_size(5000)
-        async for document in cursor:
-            yield document["_id"], document["workspace_id"], document["counts_pending"]
 
     async def keys_with_active_runs(
         self, workspace_id: str, flow_id: str, below_version: int

@@ -21,24 +21,32 @@ like ``server/store/batching.py``).
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 from urllib.parse import unquote
 
 from pymongo import UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
+from pymongo.errors import OperationFailure
 
 from server.store.batching import _GroupFlusher
 from server.store.database import Database
 
+ATTEMPTS = 5  # tries of one transaction that lost a write conflict
+ILLEGAL_OPERATION = 20  # "Transaction numbers are only allowed on a replica set member or mongos"
+UNSAFE = "flow counters are written without one; a crash between two writes may lose a batch's counts"
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)  # before any counter: "from the beginning"
 
 _ESCAPES = {"%": "%25", ".": "%2E", "$": "%24", "/": "%2F"}
 _EMPTY = "%00"
+
+log = logging.getLogger(__name__)
 
 FlowRef = tuple[str, str]  # (workspace id, flow id)
 # (contact document id, workspace id, the contact's pending entries in version order)
@@ -59,7 +67,9 @@ def counter_path(node: str | None, name: tuple[str, ...]) -> str:
     return f"runs.{encoded}" if node is None else f"nodes.{_escape(node)}.{encoded}"
 
 
+@lru_cache(maxsize=65_536)
 def _name_of(encoded: str) -> tuple[str, ...]:
+    """A stored counter name as its parts (cached: every read decodes the same few names)."""
     return tuple(_unescape(part) for part in encoded.split("/"))
 
 
@@ -95,7 +105,7 @@ class CounterTotals:
         for encoded, n in (document.get("runs") or {}).items():
             self.runs[_name_of(encoded)] += int(n)
         for node, counters in (document.get("nodes") or {}).items():
-            into = self.nodes[_unescape(node)]
+            into = self.nodes[_name_of(node)[0]]
             for encoded, n in counters.items():
                 into[_name_of(encoded)] += int(n)
 
@@ -105,6 +115,7 @@ class FlowCounterRepository(_GroupFlusher[Pending, None]):
         self._database = database
         self._counters = database.collection("flow_counters")
         self._marks = database.collection("flow_count_marks")
+        self._transactions = True  # until the store says it has none
         super().__init__(self._counters)
 
     async def add(self, contact_id: str, workspace_id: str, entries: list[dict[str, Any]]) -> None:
@@ -124,11 +135,29 @@ class FlowCounterRepository(_GroupFlusher[Pending, None]):
                 future.set_result(None)
 
     async def _transact(self, pending: list[Pending]) -> None:
-        async with self._database.client.start_session() as session:
-            await session.with_transaction(lambda s: self._write(s, pending))
+        """Marks and increments in one transaction; a write conflict (another process counting the
+        same contact) is tried again, up to ``ATTEMPTS`` times, then raised: the caller keeps the
+        entries for later. A store that cannot do transactions (a standalone ``mongod``, not a
+        replica set) gets the marks first and the increments after, once warned about it: a crash
+        between the two then loses that batch's counts instead of counting them twice."""
+        for attempt in range(1, ATTEMPTS + 1):
+            if not self._transactions:
+                await self._write(None, pending)
+                return
+            try:
+                async with self._database.client.start_session() as session:
+                    async with await session.start_transaction():
+                        await self._write(session, pending)
+                return
+            except OperationFailure as exc:
+                if exc.code == ILLEGAL_OPERATION and "replica set" in str(exc):
+                    log.warning("the store has no transactions (not a replica set): %s", UNSAFE)
+                    self._transactions = False
+                elif not exc.has_error_label("TransientTransactionError") or attempt == ATTEMPTS:
+                    raise
 
-    async def _write(self, session: AsyncClientSession, pending: list[Pending]) -> None:
-        """One attempt of the transaction (``with_transaction`` runs it again after a write conflict)."""
+    async def _write(self, session: AsyncClientSession | None, pending: list[Pending]) -> None:
+        """One attempt of the transaction: read the marks, then write marks and increments."""
         ids = list({contact_id for contact_id, _, _ in pending})
         found = await self._marks.find({"_id": {"$in": ids}}, session=session).to_list()
         marks = {document["_id"]: int(document["v"]) for document in found}

@@ -25,6 +25,8 @@ from server.ids import ContactKey
 from server.machines.flow_counts import COUNTS_FIELD
 from server.operations import contacts as contact_ops
 from server.runtime import Runtime
+from server.store.database import Database
+from server.store.flow_counters import FlowCounterRepository, Pending
 from tests.integration.conftest import WORKSPACE, client_for, make_workspace, publish
 from tests.support.analytics import ANALYTICS, expected_from_runs, normalized
 from tests.support.clock import ShiftedClock
@@ -344,7 +346,10 @@ async def test_counters_a_crash_left_unstored_are_counted_once_after_the_restart
     commit); the process started after it counts what the documents carry, once, however often
     recovery and later turns offer the same entries again."""
     settings = fast_settings.model_copy(update={"contact_scan_interval_seconds": 0.5})
-    crashed = Runtime(settings, resolver=HostsResolver())
+    # Its one recovery pass runs at start, before any turn: it never counts anything either.
+    crashed = Runtime(
+        settings.model_copy(update={"recovery_interval_seconds": 3600}), resolver=HostsResolver()
+    )
     await crashed.start()
     gql = client_for(crashed, await make_workspace(crashed))
     phones = [f"+3463{n:07d}" for n in range(12)]
@@ -393,3 +398,24 @@ async def test_flow_analytics_updated_pushes_the_new_totals(
             update = (await ws.next_data("a"))["flowAnalyticsUpdated"]
             said_no = {n["nodeId"]: n["entered"] for n in update["nodes"]}["bye"]
         assert update["runsStarted"] == 11
+
+
+async def test_processes_offering_the_same_entries_at_once_count_them_once(fast_settings: Settings) -> None:
+    """Recovery in one process and a live actor in another (or two recoveries) hand in the same
+    carried entries concurrently: their transactions conflict on the contacts' marks, the losers
+    try again and find them counted."""
+    databases = [Database(fast_settings.mongodb_uri or "", fast_settings.mongodb_db) for _ in range(4)]
+    stores = [FlowCounterRepository(database) for database in databases]
+    now = datetime.now(UTC)
+
+    def carried(contact: int) -> Pending:
+        entries = [{"v": v, "at": now, "c": [["flow_x", 1, "ask", ["entered"], 1]]} for v in range(1, 6)]
+        return (f"{WORKSPACE}:+3465{contact:07d}", WORKSPACE, entries)
+
+    try:
+        await asyncio.gather(*(store.apply([carried(n) for n in range(20)]) for store in stores))
+        totals = await stores[0].totals(WORKSPACE, "flow_x", None, None, None, now)
+        assert totals.nodes["ask"][("entered",)] == 20 * 5
+    finally:
+        for database in databases:
+            await database.close()
