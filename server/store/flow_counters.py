@@ -12,7 +12,8 @@ the last version counted; an entry at or below the mark was counted already (a r
 or a retry after a lost reply) and is skipped. The marks and the increments are written in one
 transaction, so a crash counts an entry entirely or not at all. A contact's entries are applied
 in version order (its actor sends them in order, the older first), which is what makes one mark
-per contact enough.
+per contact enough. A mark's ``_id`` is the contact's document id (workspace and phone): erasing
+a contact or a workspace deletes its marks too (both carry ``workspace_id``).
 
 Writes from many actors share a transaction (group commit, at most one in flight per process,
 like ``server/store/batching.py``).
@@ -170,8 +171,13 @@ class FlowCounterRepository(_GroupFlusher[Pending, None]):
                     continue
                 counted[contact_id] = entry["v"]
                 self._count(workspace_id, entry, increments, inserts)
+        workspaces = {contact_id: workspace_id for contact_id, workspace_id, _ in pending}
         mark_writes = [
-            UpdateOne({"_id": contact_id}, {"$max": {"v": version}}, upsert=True)
+            UpdateOne(
+                {"_id": contact_id},
+                {"$max": {"v": version}, "$setOnInsert": {"workspace_id": workspaces[contact_id]}},
+                upsert=True,
+            )
             for contact_id, version in counted.items()
             if version > marks.get(contact_id, 0)
         ]
