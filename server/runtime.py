@@ -17,6 +17,7 @@ from server.actors.contact_actor import ActorDeps
 from server.actors.effects import Effects
 from server.actors.events import Event, TurnResult
 from server.actors.flow_cache import FlowCache
+from server.actors.flow_counters import RECOVERY_WINDOW, FlowCounters
 from server.actors.message_statuses import ParkedMarks, StatusLedger
 from server.actors.recovery import recover
 from server.actors.shards import ShardedActors
@@ -50,6 +51,7 @@ from server.store.catalog import AgentRepository, FieldRepository, TagRepository
 from server.store.channels import ChannelRepository
 from server.store.contacts import ContactRepository
 from server.store.database import Database
+from server.store.flow_counters import FlowCounterRepository
 from server.store.flows import FlowRepository
 from server.store.legacy_ids import LegacyProviderIds
 from server.store.messages import MessageRepository
@@ -128,6 +130,9 @@ class Runtime:
         )
         self.channel = ChannelRouter(self.channels, SandboxChannel(self.messages, self.clock), self.whatsapp)
         self.pubsub = RedisPubSub(self.redis, self.prefix + "pubsub:")
+        # Flow analytics: counters each commit carries, stored exactly once, news to subscribers.
+        self.flow_counters = FlowCounterRepository(self.database)
+        self.counters = FlowCounters(self.flow_counters, self.pubsub)
         # WebSockets: each operation re-checks its key; revocations reach every process (4403), and
         # one key holds at most max_sockets_per_key sockets across processes.
         self.key_guard = KeyGuard(self.workspaces, self.pubsub, settings.api_key_recheck_seconds)
@@ -238,6 +243,7 @@ class Runtime:
             policy=self.send_policy,
             tell=self._tell,
             deliveries=self.triggers.recipients,
+            counters=self.counters,
         )
         deps = ActorDeps(
             contacts=self.contacts,
@@ -305,7 +311,11 @@ class Runtime:
             raise Unavailable("the server is not started")
         return self.actors.tell(key, event)
 
-    async def recover_now(self, scan_contacts: bool = True) -> None:
+    async def recover_now(
+        self, scan_contacts: bool = True, counts_window: timedelta = RECOVERY_WINDOW
+    ) -> None:
+        """A recovery pass; a contact scan also counts flow counters of turns committed within
+        ``counts_window`` that documents still carry (``FlowCounters.recount``)."""
         assert self.timers is not None and self.actors is not None
         stuck = self._effects.take_stuck_outboxes() if self._effects and not scan_contacts else []
         await recover(
@@ -319,6 +329,8 @@ class Runtime:
             batch_size=self.settings.recovery_batch_size,
             scan_contacts=scan_contacts,
             stuck_outboxes=stuck,
+            counters=self.counters,
+            counts_window=counts_window,
         )
         await self.contact_services.recover()
         await self.triggers.recover()
@@ -331,7 +343,9 @@ class Runtime:
                 interval = self.settings.contact_scan_interval_seconds
                 scan = lost or last_scan is None or time.monotonic() - last_scan >= interval
                 started = time.monotonic()
-                await self.recover_now(scan_contacts=scan)
+                # After the first scan, carried flow counters older than the last one were seen.
+                window = RECOVERY_WINDOW if last_scan is None else timedelta(seconds=started - last_scan + 60)
+                await self.recover_now(scan_contacts=scan, counts_window=window)
                 if scan:
                     last_scan = started
             except asyncio.CancelledError:
@@ -369,6 +383,7 @@ class Runtime:
         if self._effects is not None:
             await self._effects.wait_settled(grace_seconds)  # effects of committed turns cut short
         await self.ledger.drain()
+        await self.counters.drain()
         await self.pubsub.stop()
         if self.arq is not None:
             await self.arq.aclose()

@@ -1,4 +1,5 @@
-"""What happens after a turn is committed: timers armed, messages sent, runs projected, news published.
+"""What happens after a turn is committed: timers armed, messages sent, runs projected and counted,
+news published.
 
 Each effect is idempotent (timer ids, outbox ids, versioned projections), so recovery may redo
 any of them after a crash without a visible duplicate. What became of each send goes to the
@@ -16,6 +17,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from server.actors.events import DeferSend, Event, TurnResult
+from server.actors.flow_counters import FlowCounters
 from server.actors.message_statuses import StatusLedger
 from server.channels.base import Channel, SendResult
 from server.ids import ContactKey
@@ -67,6 +69,8 @@ class Effects:
     # Queue an event for a contact without waiting (holds are recorded by the contact's actor).
     tell: Callable[[ContactKey, Event], asyncio.Future[TurnResult]] | None = None
     deliveries: DeliveryReporter | None = None
+    # Flow analytics: the counters each commit carries, stored exactly once (flow_counters.py).
+    counters: FlowCounters | None = None
     # Contacts whose outbox kept a message to retry: the next light recovery pass redelivers them.
     stuck_outboxes: set[ContactKey] = field(default_factory=set)
     # What follows commits, running to its end even when the turn that started it was cancelled.
@@ -121,6 +125,8 @@ class Effects:
         await self.deliver_outbox(after, fresh={m["id"] for m in after.get("outbox", [])} - queued_before)
         if changed_runs:
             await self.runs.project(after, changed_runs)
+        if self.counters is not None:
+            await self.counters.committed(after)
         if applied_inbound:
             await self.messages.mark_applied(applied_inbound)
         await self.publisher.contact_changed(after, changed_runs)

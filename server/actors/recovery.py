@@ -2,8 +2,9 @@
 
 Run at start-up and periodically: every timer in a contact document is (re-)enqueued in arq
 (ids already queued or running are skipped), undelivered outbox messages are sent, inbound
-messages that were stored but never applied are handed to their actors again, and message status
-reports still parked (or told but never confirmed) are retried.
+messages that were stored but never applied are handed to their actors again, message status
+reports still parked (or told but never confirmed) are retried, and flow counters a crash left
+uncounted in contact documents are counted (``FlowCounters.recover``).
 
 Timers are armed ``batch_size`` at a time with one Redis call each
 (``ArqTimerScheduler.schedule_many``), the next batch being read from the store while the
@@ -16,16 +17,19 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from server.actors.events import Event, InboundMessage, Redeliver, TurnResult
+from server.actors.flow_counters import RECOVERY_WINDOW, FlowCounters
 from server.actors.message_statuses import StatusLedger
 from server.actors.timers import ArqTimerScheduler
 from server.clock import Clock
 from server.ids import ContactKey
+from server.machines.flow_counts import COUNTS_FIELD
 from server.sending import holds
 from server.store.contacts import ContactRepository
+from server.store.flow_counters import Pending
 from server.store.messages import MessageRepository
 
 log = logging.getLogger(__name__)
@@ -47,6 +51,7 @@ class RecoveryReport:
     outboxes: int = 0
     inbound: int = 0
     statuses: int = 0
+    counts: int = 0  # contacts still carrying flow counters (counted now unless counted already)
 
 
 async def recover(
@@ -60,13 +65,26 @@ async def recover(
     batch_size: int = TIMER_BATCH,
     scan_contacts: bool = True,
     stuck_outboxes: Iterable[ContactKey] = (),
+    counters: FlowCounters | None = None,
+    counts_window: timedelta = RECOVERY_WINDOW,
 ) -> RecoveryReport:
     """One pass. ``scan_contacts`` False skips the scan of every contact for timers and outboxes
     (the costly part at scale: run at start, when Redis lost its data, and now and then) and
-    only redelivers the outboxes this process saw stuck."""
+    only redelivers the outboxes this process saw stuck. The scan hands ``counters`` the flow
+    counters of turns committed within ``counts_window``."""
     report = RecoveryReport()
     if scan_contacts:
-        await _rearm_from_contacts(contacts, timers, actors, clock, batch_size, report)
+        counts_since = clock.now() - counts_window if counters is not None else None
+        await _rearm_from_contacts(
+            contacts,
+            timers,
+            actors,
+            clock,
+            batch_size,
+            report,
+            counters=counters,
+            counts_since=counts_since,
+        )
     else:
         for key in stuck_outboxes:
             _redeliver(actors, key, clock)
@@ -77,7 +95,7 @@ async def recover(
         report.inbound += 1
     if ledger is not None:
         report.statuses = await ledger.recover(clock.now() - inbound_grace)
-    if report.timers or report.outboxes or report.inbound or report.statuses:
+    if report.timers or report.outboxes or report.inbound or report.statuses or report.counts:
         log.info("recovery: %s", report)
     return report
 
@@ -106,10 +124,15 @@ async def _rearm_from_contacts(
     batch_size: int,
     report: RecoveryReport,
     workspace_id: str | None = None,
+    counters: FlowCounters | None = None,
+    counts_since: datetime | None = None,
 ) -> None:
     """Every timer held in a contact (of ``workspace_id``, or all) re-armed (batch N+1 read while
-    batch N is written to Redis), every contact with an undelivered outbox told to redeliver."""
+    batch N is written to Redis), every contact with an undelivered outbox told to redeliver, and
+    in the same scan the flow counters contacts carry handed to ``counters`` (counted unless
+    counted already)."""
     batch: list[tuple[ContactKey, dict[str, Any]]] = []
+    carried: list[Pending] = []
     writing: asyncio.Task[int] | None = None  # the previous batch, written while the next is read
 
     async def written() -> None:
@@ -119,8 +142,14 @@ async def _rearm_from_contacts(
             writing = None
 
     try:
-        async for document in contacts.with_pending_work(workspace_id):
+        async for document in contacts.with_pending_work(workspace_id, counts_since):
             key = ContactKey(document["workspace_id"], document["phone"])
+            if counters is not None and document.get(COUNTS_FIELD):
+                carried.append((document["_id"], document["workspace_id"], document[COUNTS_FIELD]))
+                report.counts += 1
+                if len(carried) >= batch_size:
+                    await counters.recount(carried)
+                    carried = []
             for timer in document.get("timers", []):
                 batch.append((key, timer))
                 report.timers += 1
@@ -134,6 +163,8 @@ async def _rearm_from_contacts(
         await written()
         if batch:
             report.timers_armed += await timers.schedule_many(batch)
+        if carried and counters is not None:
+            await counters.recount(carried)
     finally:
         if writing is not None and not writing.done():
             writing.cancel()

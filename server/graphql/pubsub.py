@@ -37,6 +37,11 @@ def inbox_topic(workspace_id: str) -> str:
     return f"inbox:{workspace_id}"
 
 
+def analytics_topic(workspace_id: str, flow_id: str) -> str:
+    """A flow's analytics counters changed (``flowAnalyticsUpdated``)."""
+    return f"analytics:{workspace_id}:{flow_id}"
+
+
 class SubscriberOverflow(Exception):
     """A subscriber fell more than ``QUEUE_LIMIT`` events behind; it must resubscribe."""
 
@@ -80,6 +85,11 @@ class RedisPubSub:
                         "workspace_id": workspace_id,
                     },
                 )
+
+    async def flows_counted(self, flows: set[tuple[str, str]]) -> None:
+        """News that these (workspace, flow) counters changed; subscribers read the totals."""
+        for workspace_id, flow_id in flows:
+            await self.publish(analytics_topic(workspace_id, flow_id), {"flow_id": flow_id})
 
     @property
     def subscriber_count(self) -> int:
@@ -168,6 +178,14 @@ class TopicSubscription:
         if isinstance(item, SubscriberOverflow):
             raise item
         return item
+
+    def skip_queued(self) -> bool:
+        """Drop the payloads queued now, for a reader that re-reads the state on any news (it
+        needs one wake-up, not one per message); False when the stream ended meanwhile."""
+        while not self._queue.empty():
+            if self._queue.get_nowait() is None:
+                return False
+        return True
 
     async def aclose(self) -> None:
         self._hub._unregister(self._topic, self._queue)

@@ -10,6 +10,7 @@ import strawberry
 from strawberry.scalars import JSON
 
 from server.errors import NotFound
+from server.graphql.analytics import AnalyticsQuery, AnalyticsSubscription
 from server.graphql.api_keys import ApiKeyMutation, ApiKeyQuery
 from server.graphql.arguments import default_omitted_to_null
 from server.graphql.broadcasts import BroadcastMutation, BroadcastQuery, BroadcastSubscription
@@ -25,6 +26,7 @@ from server.graphql.permissions import ADMIN_ONLY, ANY_ROLE
 from server.graphql.pubsub import contact_topic, run_topic
 from server.graphql.run_steps import ALL_STEP_TYPES
 from server.graphql.sending import SendingMutation, SendingQuery
+from server.graphql.simulator import SimulatorQuery
 from server.graphql.triggers import TriggerMutation, TriggerQuery
 from server.graphql.types import (
     Contact,
@@ -74,6 +76,8 @@ class Query(
     TriggerQuery,
     BroadcastQuery,
     SendingQuery,
+    AnalyticsQuery,
+    SimulatorQuery,
 ):
     @strawberry.field(permission_classes=ANY_ROLE)
     async def workspace(self, info: strawberry.Info) -> Workspace:
@@ -259,7 +263,7 @@ class Mutation(
 
 
 @strawberry.type
-class Subscription(InboxSubscription, BroadcastSubscription):
+class Subscription(InboxSubscription, BroadcastSubscription, AnalyticsSubscription):
     @strawberry.subscription(
         permission_classes=ANY_ROLE,
         description="the contact's current state at once, then every committed change, in order",

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from server.clock import as_utc
@@ -78,6 +78,21 @@ class AssignRequest:
     strategy: str | None  # set explicitly on the node; None means "the team's policy"
 
 
+class TurnObserver(Protocol):
+    """Told what a turn does as it does it: the analytics counters of a commit
+    (``server/machines/flow_counts.py``) and the flow simulator's transcript follow turns this way.
+
+    ``entered``: a run reached a node (asking the same question again after an answer that did
+    not fit is not a new entry); ``waited``: the run then stopped there for the customer or a timer.
+    """
+
+    def step(self, run: dict[str, Any], step: dict[str, Any]) -> None: ...
+
+    def entered(self, run: dict[str, Any], node_id: str) -> None: ...
+
+    def waited(self, run: dict[str, Any], node_id: str) -> None: ...
+
+
 @dataclass
 class Turn:
     """One actor turn: the working contact, the clock reading, and the effects recorded so far."""
@@ -106,6 +121,7 @@ class Turn:
     answered: dict[str, str] = field(default_factory=dict)
     # run id -> a line added to the next simple message the run sends (a FIXED field's options).
     hints: dict[str, str] = field(default_factory=dict)
+    observer: TurnObserver | None = None
 
     def window_open(self) -> bool:
         return window_open(self.contact.get("last_inbound_at"), self.now)
@@ -260,7 +276,7 @@ def _not_understood(
         why = "the message matches no button's title or number; the question is asked again with its buttons"
         _record(turn, run, node.id, "reply_not_understood", "reprompted", detail={**detail, "why": why})
         _cancel_run_timers(turn, run)
-        _enter(turn, compiled, run, node.id)  # sends it again and waits, with a fresh no-reply time
+        _enter(turn, compiled, run, node.id, again=True)  # sends it again and waits, fresh no-reply time
         if run["status"] == "waiting" and run.get("waiting_for"):
             run["waiting_for"]["reprompted"] = True
         return
@@ -361,11 +377,14 @@ def _follow(turn: Turn, compiled: CompiledFlow, run: dict[str, Any], node_id: st
     _enter(turn, compiled, run, target)
 
 
-def _enter(turn: Turn, compiled: CompiledFlow, run: dict[str, Any], node_id: str) -> None:
+def _enter(
+    turn: Turn, compiled: CompiledFlow, run: dict[str, Any], node_id: str, again: bool = False
+) -> None:
     """Enter nodes one after another until the run waits or ends.
 
     However long the path, it ends: a node entered a second time in one turn (no wait in
     between, since a wait ends the turn's work on the run) is a spin, and stops the run.
+    ``again``: the first node asks its question once more (not a new entry for the observer).
     """
     while True:
         if node_id == END:
@@ -384,10 +403,15 @@ def _enter(turn: Turn, compiled: CompiledFlow, run: dict[str, Any], node_id: str
             end_run(turn, run, "failed", SPIN_LOOP)
             return
         turn.entered.add((run["flow_id"], node_id))
+        observer = None if again else turn.observer
+        if observer is not None:
+            observer.entered(run, node_id)
         outcome = _BEHAVIOUR[type(node)](turn, compiled, run, node)
         if outcome == WAIT:
             run["status"] = "waiting"
             run["updated_at"] = turn.now
+            if observer is not None and (run.get("waiting_for") or {}).get("kind") != "assignment":
+                observer.waited(run, node_id)  # an assignment is settled within the turn
             return
         if outcome in (ENDED, MOVED):
             return
@@ -396,6 +420,7 @@ def _enter(turn: Turn, compiled: CompiledFlow, run: dict[str, Any], node_id: str
             end_run(turn, run, "failed", f"NO_PATH:{outcome}")
             return
         node_id = target
+        again = False
 
 
 def _record(
@@ -420,6 +445,8 @@ def _record(
         run["steps_dropped"] = int(run.get("steps_dropped") or 0) + dropped
     run["updated_at"] = turn.now
     turn.changed_runs.add(run["id"])
+    if turn.observer is not None:
+        turn.observer.step(run, step)
     return step
 
 
@@ -639,7 +666,7 @@ def _invalid_value(
         if field_type.upper() == "FIXED" and options:
             turn.hints[run["id"]] = " / ".join(options)
         turn.answered.pop(run["id"], None)
-        _enter(turn, compiled, run, question.id)
+        _enter(turn, compiled, run, question.id, again=True)
         turn.hints.pop(run["id"], None)
         return MOVED
     tries.pop(node.id, None)

@@ -36,12 +36,17 @@ class AgentPicker:
         self._teams = teams
         self._contacts = contacts
 
-    async def for_node(self, workspace_id: str, request: AssignRequest) -> tuple[Agent | None, str | None]:
-        """The agent for an ``assign`` node (the actor's ``assigner``), or None and why not."""
+    async def for_node(
+        self, workspace_id: str, request: AssignRequest, take_turn: bool = True
+    ) -> tuple[Agent | None, str | None]:
+        """The agent for an ``assign`` node (the actor's ``assigner``), or None and why not.
+
+        ``take_turn`` False (the flow simulator): the agent a round robin would pick now,
+        without taking the team's number, so nothing is written."""
         if request.agent:
             return await self.agent(workspace_id, request.agent)
         if request.team:
-            return await self.from_team(workspace_id, request.team, request.strategy)
+            return await self.from_team(workspace_id, request.team, request.strategy, take_turn)
         return None, "the assign node names no agent and no team"
 
     async def agent(self, workspace_id: str, id_or_email: str) -> tuple[Agent | None, str | None]:
@@ -53,7 +58,7 @@ class AgentPicker:
         return found, None
 
     async def from_team(
-        self, workspace_id: str, team_ref: str, strategy: str | None = None
+        self, workspace_id: str, team_ref: str, strategy: str | None = None, take_turn: bool = True
     ) -> tuple[Agent | None, str | None]:
         team = await self._teams.find(workspace_id, team_ref)
         name = team["name"] if team else team_ref
@@ -67,7 +72,10 @@ class AgentPicker:
         if policy == "LEAST_OPEN":
             load = await self._contacts.open_counts(workspace_id, [a["_id"] for a in available])
             return min(available, key=lambda a: (load.get(a["_id"], 0), a["email"])), None
-        if team is None:
-            await self._teams.ensure(workspace_id, [name], self._clock.now())
-        turn = await self._teams.next_turn(workspace_id, name)
+        if not take_turn:
+            turn = int((team or {}).get("turns") or 0) + 1  # the number the next pick takes
+        else:
+            if team is None:
+                await self._teams.ensure(workspace_id, [name], self._clock.now())
+            turn = await self._teams.next_turn(workspace_id, name)
         return available[(turn - 1) % len(available)], None

@@ -98,23 +98,28 @@ class ContactRepository:
             return None
         return contact
 
-    async def with_pending_work(self, workspace_id: str | None = None) -> AsyncIterator[dict[str, Any]]:
+    async def with_pending_work(
+        self, workspace_id: str | None = None, counts_since: datetime | None = None
+    ) -> AsyncIterator[dict[str, Any]]:
         """Contacts holding timers or undelivered messages (of one workspace, or all): what recovery
-        must re-arm."""
-        query: dict[str, Any] = {"$or": [{"timers.0": {"$exists": True}}, {"outbox.0": {"$exists": True}}]}
+        must re-arm; with ``counts_since``, in the same scan, those carrying flow counters of turns
+        committed since then (most were counted already: the counter store's marks tell)."""
+        conditions: list[dict[str, Any]] = [{"timers.0": {"$exists": True}}, {"outbox.0": {"$exists": True}}]
+        fields = {
+            "timers": 1,
+            "outbox.id": 1,
+            "outbox.not_before": 1,
+            "outbox_paused_until": 1,
+            "workspace_id": 1,
+            "phone": 1,
+        }
+        if counts_since is not None:
+            conditions.append({"counts_pending.at": {"$gte": counts_since}})
+            fields["counts_pending"] = 1
+        query: dict[str, Any] = {"$or": conditions}
         if workspace_id is not None:
             query = {"workspace_id": workspace_id, **query}
-        cursor = self._contacts.find(
-            query,
-            {
-                "timers": 1,
-                "outbox.id": 1,
-                "outbox.not_before": 1,
-                "outbox_paused_until": 1,
-                "workspace_id": 1,
-                "phone": 1,
-            },
-        ).batch_size(5000)
+        cursor = self._contacts.find(query, fields).batch_size(5000)
         async for document in cursor:
             yield document
 

@@ -70,6 +70,13 @@ INDEXES: dict[str, list[IndexModel]] = {
     "messaging_reach": [
         IndexModel([("workspace_id", ASCENDING), ("portfolio", ASCENDING), ("at", ASCENDING)])
     ],
+    # Flow analytics (server/store/flow_counters.py): a flow's buckets of one grain, by time;
+    # flow_count_marks is read and written by _id only.
+    "flow_counters": [
+        IndexModel(
+            [("workspace_id", ASCENDING), ("flow_id", ASCENDING), ("grain", ASCENDING), ("bucket", ASCENDING)]
+        )
+    ],
 }
 
 

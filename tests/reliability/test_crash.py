@@ -19,8 +19,10 @@ from tests.reliability.conftest import Api, publish
 from tests.reliability.drive import Outcome, all_ended, drive_all, phones, verify
 from tests.reliability.flows import wait_and_timer_flow
 from tests.reliability.webhooks import add_channel
+from tests.support.analytics import ANALYTICS, expected_from_runs, normalized
 from tests.support.catalog import ensure_catalog
 from tests.support.graph_api_fake import GraphApiFake
+from tests.support.graphql import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -89,6 +91,17 @@ async def crash_run(
             + str([[round(t - began, 2) for t in sends[k]] for k in unexplained[:5]])
             + f" kills at {[(round(d - began, 2), round(u - began, 2)) for d, u in kill_times]}"
         )
+
+        # Flow analytics: a turn whose counters a kill left unstored is counted by the restarted
+        # process (recovery, or the contact's next turn), a turn counted before the kill is not
+        # counted again: the counters end up equal to what the contacts' runs say.
+        async def counted_and_stored() -> tuple[dict[str, Any], dict[str, Any]]:
+            stored = await mongo[cluster.db_name]["contacts"].find({"runs.flow_id": flow_id}).to_list()
+            runs = [r for d in stored for r in d["runs"] if r["flow_id"] == flow_id]
+            found = (await gql(ANALYTICS, f=flow_id))["flowAnalytics"]
+            return normalized(found), expected_from_runs(runs, definition)
+
+        await eventually(counted_and_stored, lambda pair: pair[0] == pair[1], timeout=60, interval=0.5)
     finally:
         await api.aclose()
         await graph.stop()
