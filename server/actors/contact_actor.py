@@ -376,10 +376,12 @@ class ContactActor:
         return run
 
     async def _inbound_noted(self, turn: runner.Turn, event: InboundMessage) -> TurnResult:
-        """Media, location, reactions...: they open the 24-hour window but choose no path.
+        """Media, location, reactions, a form's answer...: they open the 24-hour window.
 
-        The customer is there, though: a run waiting for a reply records the message and its
-        no-reply time starts again from it (the no-reply path never answers a customer who wrote).
+        A location answers a location request and a form's answer the WhatsApp Flow that asked;
+        anything else chooses no path. The customer is there, though: a run waiting for a reply
+        records the message and its no-reply time starts again from it (the no-reply path never
+        answers a customer who wrote).
         """
         contact = turn.contact
         contact["last_inbound_at"] = event.at
@@ -392,7 +394,8 @@ class ContactActor:
             if contact.get("assigned_agent"):
                 runner.customer_wrote_to_agent(turn, compiled, run)
             else:
-                runner.deliver_other_message(turn, compiled, run, event.kind)
+                runner.deliver_other_message(turn, compiled, run, event.kind, event.location, event.form)
+                await self._follow_connects(turn)
         return TurnResult(contact, run=run)
 
     async def _message_status(self, turn: runner.Turn, event: MessageStatus) -> TurnResult:

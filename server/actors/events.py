@@ -15,7 +15,9 @@ class StartFlow:
     source: str = "api"
 
 
-# Inbound kinds that answer a flow; media, location, contacts, reactions... are recorded only.
+# Inbound kinds read by the reply rules (text, taps); the others (media, location, a form's
+# answer, contacts, reactions...) answer only a node that asked for them (a location request, a
+# WhatsApp Flow), and otherwise are recorded.
 ANSWER_KINDS = ("text", "button")
 
 
@@ -23,7 +25,8 @@ ANSWER_KINDS = ("text", "button")
 class InboundMessage:
     """What the customer said; ``event_id`` is the provider's message id (the dedupe key).
 
-    ``kind`` is ``text``/``button`` for answers, else what was sent (``image``, ``location``...).
+    ``kind`` is ``text``/``button`` for answers, else what was sent (``image``, ``location``,
+    ``nfm_reply``...); ``location`` and ``form`` carry a shared location and a form's answer.
     """
 
     event_id: str
@@ -32,6 +35,8 @@ class InboundMessage:
     button_id: str | None = None
     name: str | None = None
     kind: str = "text"
+    location: dict[str, Any] | None = None
+    form: dict[str, Any] | None = None
 
     @property
     def moves_runs(self) -> bool:
@@ -48,6 +53,8 @@ class InboundMessage:
             button_id=record.get("button_id"),
             name=record.get("name"),
             kind=kind,
+            location=record.get("location"),
+            form=record.get("form"),
         )
 
 

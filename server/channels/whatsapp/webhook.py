@@ -11,11 +11,15 @@ Pure: no I/O, no clock (timestamps come from the payload).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from server.web.json_limits import check_json_depth
+
 OBJECT = "whatsapp_business_account"
+MAX_FORM_DEPTH = 8  # a form's answer is fields, lists of options at most: anything deeper is not one
 MEDIA_KINDS = ("image", "video", "audio", "document", "sticker")
 TEMPLATE_FIELDS = (
     "message_template_status_update",
@@ -36,7 +40,9 @@ class InboundWhatsApp:
 
     Buttons of every flavour (interactive ``button_reply``/``list_reply``, template quick replies)
     become kind ``button`` with the answer id in ``button_id`` and the label in ``text``;
-    ``reply_type`` keeps which flavour it was. Other kinds keep Meta's type name.
+    ``reply_type`` keeps which flavour it was. A WhatsApp Flow's answer is kind ``nfm_reply``
+    with ``form`` = {name, body, response (``response_json`` decoded), error}. Other kinds keep
+    Meta's type name. ``context`` is what a reply quotes (``id``: the quoted message's wamid).
     """
 
     wamid: str
@@ -53,6 +59,7 @@ class InboundWhatsApp:
     contacts: list[Json] | None = None
     reaction: Json | None = None
     context: Json | None = None
+    form: Json | None = None
     errors: list[Json] = field(default_factory=list)
     raw: Json = field(default_factory=dict)
 
@@ -229,8 +236,45 @@ def _interactive(interactive: Json, where: str, common: dict[str, Any]) -> Inbou
         answer = _required_str(reply.get("id"), f"{where}.{reply_type}.id")
         title = _optional_str(reply.get("title"), f"{where}.{reply_type}.title")
         return InboundWhatsApp(kind="button", button_id=answer, text=title, reply_type=reply_type, **common)
-    # nfm_reply (WhatsApp Flows) and future kinds: recorded, not an answer to a flow button.
+    if reply_type == "nfm_reply":
+        return InboundWhatsApp(
+            kind="nfm_reply",
+            reply_type="nfm_reply",
+            form=_form_answer(
+                _object(interactive.get("nfm_reply"), f"{where}.nfm_reply"), f"{where}.nfm_reply"
+            ),
+            **common,
+        )
+    # Future kinds: recorded as they came, not an answer.
     return InboundWhatsApp(kind="interactive", reply_type=str(reply_type), **common)
+
+
+def _form_answer(reply: Json, where: str) -> Json:
+    """A WhatsApp Flow's answer: ``response_json`` is a JSON string holding the form's fields.
+
+    An answer that cannot be read is kept with why (the run treats it as an answer that does not
+    fit), never refused: Meta would retry a refused webhook for days.
+    """
+    raw = reply.get("response_json")
+    response: Any = None
+    error = None
+    if isinstance(raw, str):
+        try:
+            check_json_depth(raw, MAX_FORM_DEPTH)
+            response = json.loads(raw)
+        except ValueError as exc:  # JSONDecodeError, JsonTooDeep
+            error = f"{where}.response_json is not a form's answer: {exc}"
+    elif isinstance(raw, dict):
+        response = raw
+    if not isinstance(response, dict):
+        error = error or f"{where}.response_json must be a JSON object of the form's fields"
+        response = None
+    return {
+        "name": _optional_str(reply.get("name"), f"{where}.name"),
+        "body": _optional_str(reply.get("body"), f"{where}.body"),
+        "response": response,
+        "error": error,
+    }
 
 
 def _status(status: Json, where: str, phone_number_id: str | None) -> StatusUpdate:
