@@ -481,6 +481,15 @@ class RenderedMessage:
     def cards(self) -> list[RenderedCard]:
         return [RenderedCard(doc=card) for card in self.doc.get("cards") or []]
 
+    @strawberry.field(
+        description="every button that answers (quick replies, list rows, carousel cards' quick replies), "
+        "in order: what a tap sends (id) and the number a customer may type instead"
+    )
+    def replies(self) -> list[RenderedButton]:
+        cards = [button for card in self.doc.get("cards") or [] for button in card.get("buttons") or []]
+        answering = [b for b in [*(self.doc.get("buttons") or []), *cards] if b.get("id") and b.get("number")]
+        return rendered_buttons({"buttons": answering})
+
     @strawberry.field(description="the whole message as plain text, as `konvo chat` prints it")
     def text(self) -> str:
         return plain_text(self.doc)
