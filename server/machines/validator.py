@@ -577,16 +577,17 @@ def _check_list(node: MessageNode, label: str) -> list[FlowIssue]:
                     f"shorten it to at most {MAX_ROW_DESCRIPTION}",
                 )
             )
-        if row.section is not None and (not row.section.strip() or len(row.section) > MAX_SECTION_TITLE):
+    sections = [row.section for row in node.buttons]
+    for section in dict.fromkeys(s for s in sections if s is not None):
+        if not section.strip() or len(section) > MAX_SECTION_TITLE:
             issues.append(
                 _error(
                     node.id,
                     "SECTION_TITLE_TOO_LONG",
-                    f"{label}: row {row.id!r} is in section {row.section!r}; a section title is "
-                    f"1-{MAX_SECTION_TITLE} characters",
+                    f"{label}: section {section!r} has {len(section)} characters; a section title is "
+                    f"1-{MAX_SECTION_TITLE}",
                 )
             )
-    sections = [row.section for row in node.buttons]
     if any(sections) and not all(sections):
         unsectioned = ", ".join(repr(r.id) for r in node.buttons if not r.section)
         issues.append(
