@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from server.errors import InvalidInput
+from server.machines.form_answers import read_form_answer
 from server.text_input import MAX_BUTTON_ID, checked_characters
 
 MAX_PLACE_TEXT = 1000  # a location's name or address
@@ -75,15 +76,16 @@ def _location(location: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _form(response: dict[str, Any]) -> dict[str, Any]:
-    if not isinstance(response, dict):
-        raise InvalidInput("flowResponse must be a JSON object of the form's fields", field="flowResponse")
+def _form(response: Any) -> dict[str, Any]:
     size = len(json.dumps(response, ensure_ascii=False))
     if size > MAX_FORM_JSON:
         raise InvalidInput(
             f"flowResponse: at most {MAX_FORM_JSON} characters of JSON, not {size}", field="flowResponse"
         )
-    return {"name": "flow", "body": "Sent", "response": response, "error": None}
+    fields, why = read_form_answer(response)
+    if why is not None:
+        raise InvalidInput(f"flowResponse: {why}", field="flowResponse")
+    return {"name": "flow", "body": "Sent", "response": fields, "error": None}
 
 
 def _reaction(reaction: dict[str, Any]) -> dict[str, Any]:

@@ -267,3 +267,13 @@ def test_a_form_answer_with_another_forms_token_is_no_answer_and_a_valid_one_res
     assert run["status"] == "completed" and customer.document["variables"] == {"size": "M"}
     assert run["invalid_tries"] == {} and customer.document["tags"] == ["ok"]
     assert run["form"] == {"talla": " m "}
+
+
+@pytest.mark.parametrize("fields", [{"a.b": 1}, {"$where": "1"}, {"ok": [{"": 2}]}])
+def test_field_names_a_document_store_cannot_keep_make_the_answer_unreadable(fields: dict[str, Any]) -> None:
+    body = copy.deepcopy(fixture("interactive_nfm_reply"))
+    reply = body["entry"][0]["changes"][0]["value"]["messages"][0]["interactive"]["nfm_reply"]
+    reply["response_json"] = json.dumps(fields)
+    (message,) = parse_webhook(body).messages
+    assert message.form is not None and message.form["response"] is None
+    assert "field named" in message.form["error"]

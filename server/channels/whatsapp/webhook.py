@@ -11,15 +11,13 @@ Pure: no I/O, no clock (timestamps come from the payload).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from server.web.json_limits import check_json_depth
+from server.machines.form_answers import read_form_answer
 
 OBJECT = "whatsapp_business_account"
-MAX_FORM_DEPTH = 8  # a form's answer is fields, lists of options at most: anything deeper is not one
 MEDIA_KINDS = ("image", "video", "audio", "document", "sticker")
 TEMPLATE_FIELDS = (
     "message_template_status_update",
@@ -252,28 +250,15 @@ def _interactive(interactive: Json, where: str, common: dict[str, Any]) -> Inbou
 def _form_answer(reply: Json, where: str) -> Json:
     """A WhatsApp Flow's answer: ``response_json`` is a JSON string holding the form's fields.
 
-    An answer that cannot be read is kept with why (the run treats it as an answer that does not
-    fit), never refused: Meta would retry a refused webhook for days.
+    An answer that cannot be read is kept with why (``server/machines/form_answers.py``), never
+    refused: the run treats it as an answer that does not fit.
     """
-    raw = reply.get("response_json")
-    response: Any = None
-    error = None
-    if isinstance(raw, str):
-        try:
-            check_json_depth(raw, MAX_FORM_DEPTH)
-            response = json.loads(raw)
-        except ValueError as exc:  # JSONDecodeError, JsonTooDeep
-            error = f"{where}.response_json is not a form's answer: {exc}"
-    elif isinstance(raw, dict):
-        response = raw
-    if not isinstance(response, dict):
-        error = error or f"{where}.response_json must be a JSON object of the form's fields"
-        response = None
+    response, error = read_form_answer(reply.get("response_json"))
     return {
         "name": _optional_str(reply.get("name"), f"{where}.name"),
         "body": _optional_str(reply.get("body"), f"{where}.body"),
         "response": response,
-        "error": error,
+        "error": f"{where}.response_json: {error}" if error else None,
     }
 
 
