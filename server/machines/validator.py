@@ -503,20 +503,21 @@ def _check_interactive(node: MessageNode) -> list[FlowIssue]:
             )
         )
     needs_text = node.as_list or node.link is not None or node.location_request is not None or node.carousel
+    what = "list" if node.as_list else kinds[0] if kinds else "buttons"
     if needs_text and not (node.text or "").strip():
         issues.append(
             _error(
                 node.id,
                 "INTERACTIVE_TEXT_MISSING",
-                f"{label} needs a 'text': WhatsApp shows it above its {kinds[0]}",
+                f"{label} needs a 'text': WhatsApp shows it above its {what}",
             )
         )
-    if kinds and len(node.text or "") > MAX_INTERACTIVE_BODY:
+    if (kinds or node.as_list) and len(node.text or "") > MAX_INTERACTIVE_BODY:
         issues.append(
             _error(
                 node.id,
                 "INTERACTIVE_TEXT_TOO_LONG",
-                f"{label} has a text of {len(node.text or '')} characters; with {kinds[0]} WhatsApp "
+                f"{label} has a text of {len(node.text or '')} characters; with {what} WhatsApp "
                 f"takes at most {MAX_INTERACTIVE_BODY}",
             )
         )
@@ -557,6 +558,15 @@ def _check_interactive_media(node: MessageNode, label: str) -> list[FlowIssue]:
 
 def _check_list(node: MessageNode, label: str) -> list[FlowIssue]:
     issues: list[FlowIssue] = []
+    if not node.buttons:
+        issues.append(
+            _error(
+                node.id,
+                "LIST_WITHOUT_ROWS",
+                f"{label} sets list_button but has no buttons: add the rows as 'buttons', or "
+                f"remove list_button",
+            )
+        )
     button = node.list_button
     if button is not None and (not button.strip() or len(button) > MAX_LIST_BUTTON):
         issues.append(

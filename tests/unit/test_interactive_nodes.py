@@ -66,6 +66,11 @@ FORM = {
         (msg(buttons=rows(4, title="Una fila de lista larguísima")), "BUTTON_TITLE_TOO_LONG"),
         (msg(buttons=[{"id": "x" * 201, "title": "Fila"}, *rows(3)]), "BUTTON_ID_TOO_LONG"),
         (msg(buttons=rows(4), list_button="Ver todas las opciones"), "LIST_BUTTON_TOO_LONG"),
+        (msg(list_button="Ver"), "LIST_WITHOUT_ROWS"),
+        (
+            msg(text=None, list_button="Ver", media={"kind": "image", "url": "https://x/y.png"}),
+            "INTERACTIVE_TEXT_MISSING",
+        ),
         (msg(buttons=rows(4, description="d" * 73)), "ROW_DESCRIPTION_TOO_LONG"),
         (msg(buttons=rows(4, section="s" * 25)), "SECTION_TITLE_TOO_LONG"),
         (msg(buttons=[{**rows(1)[0], "section": "A"}, *rows(4)[1:]]), "SECTION_MISSING"),
