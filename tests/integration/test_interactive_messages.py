@@ -26,7 +26,7 @@ from tests.integration.conftest import WORKSPACE, publish
 from tests.integration.test_nodes import run_of, start_with
 from tests.support.clock import ShiftedClock
 from tests.support.graph_api_fake import GraphApiFake
-from tests.support.graphql import GraphQLClient, eventually
+from tests.support.graphql import GraphQLClient, GraphQLErrors, eventually
 from tests.support.whatsapp import connect_fake
 from tests.support.whatsapp_webhooks import CUSTOMER, WebhookClient, message_of, payload
 
@@ -798,3 +798,31 @@ async def test_konvo_chat_numbers_list_rows_shares_a_location_and_shows_what_the
     assert "you: shared a location: Puerta del Sol (40.4168, -3.7038)" in lines
     assert lines[-1] == "bot: ¡Gracias!"
     assert (await variables(gql, phone)) == {"lat": 40.4168}
+
+
+async def test_the_sandbox_customer_reacts_and_quotes_like_on_whatsapp(gql: GraphQLClient) -> None:
+    flow = {
+        "name": "Aviso sandbox",
+        "start": "notice",
+        "nodes": [{"id": "notice", "type": "message", "text": "Tu pedido sale hoy", "next": None}],
+    }
+    phone = "+34600700070"
+    await opened(gql, flow, phone)
+    [_, ours] = (await gql(INBOX, p=phone))["conversation"]["messages"]
+    react = """mutation($p: String!, $r: ReactionInput, $q: ID, $t: String) {
+      sandboxInbound(phone: $p, reaction: $r, replyTo: $q, text: $t) }"""
+    await gql(react, p=phone, r={"messageId": ours["id"], "emoji": "👍"}, q=None, t=None)
+    await gql(react, p=phone, r={"messageId": ours["id"], "emoji": "🎉"}, q=None, t=None)  # replaces it
+    await gql(react, p=phone, r=None, q=ours["id"], t="¿A qué hora?")
+    shown = (await gql(INBOX, p=phone))["conversation"]["messages"]
+    assert [m["customerReaction"] for m in shown if m["direction"] == "OUT"] == ["🎉"]
+    assert [m["rendered"]["text"] for m in shown if m["kind"] == "reaction"] == ["reacted 👍", "reacted 🎉"]
+    assert shown[-1]["quoted"] == {"id": ours["id"], "direction": "OUT", "text": "Tu pedido sale hoy"}
+
+    await gql(react, p=phone, r={"messageId": ours["id"], "emoji": ""}, q=None, t=None)  # removed
+    shown = (await gql(INBOX, p=phone))["conversation"]["messages"]
+    assert [m["customerReaction"] for m in shown if m["direction"] == "OUT"] == [None]
+    assert shown[-1]["rendered"]["text"] == "removed a reaction"
+    with pytest.raises(GraphQLErrors) as refused:
+        await gql(react, p=phone, r={"messageId": ours["id"], "emoji": "👍"}, q=None, t="y esto")
+    assert refused.value.codes == ["INVALID_INPUT"]
