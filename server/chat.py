@@ -4,8 +4,11 @@ On opening, the conversation so far is printed (the customer's messages and what
 agents wrote). What you type is sent with ``sandboxInbound``; a ``contactUpdated`` subscription
 (``graphql-transport-ws``) says when the contact changed, and the new messages are printed as
 WhatsApp shows them (the server's ``rendered`` form: template header, body, footer, every
-button). Quick replies are numbered: typing a number presses that button, as a tap would (its id
-and title), the other buttons (link, call, copy code) are shown with what they hold.
+button). Quick replies are numbered (a list's rows and a carousel's quick replies too): typing a
+number presses that button, as a tap would (its id and title); the other buttons (link, call, copy
+code, send location, open form) are shown with what they hold. ``/location LAT,LNG [name]`` shares
+a location (the answer to a location request) and ``/form {json}`` sends a WhatsApp Flow's answer.
+What the customer sent is shown too (a location, a reaction, a quoted message).
 Only the public API is used, so it works against any server you have a key for.
 """
 
@@ -24,10 +27,11 @@ import websockets
 
 HISTORY = 50  # messages printed when the chat opens
 CONVERSATION = """query($p: String!, $n: Int!) { conversation(phone: $p) { messages(last: $n) {
-  id direction sender status error text buttonId
-  rendered { text buttons { kind title id number } } } } }"""
-SAY = """mutation($p: String!, $t: String, $b: String) {
-  sandboxInbound(phone: $p, text: $t, buttonId: $b) }"""
+  id direction sender status error kind text buttonId quoted { text }
+  rendered { text replies { title id number } } } } }"""
+SAY = """mutation($p: String!, $t: String, $b: String, $l: LocationInput, $f: JSON) {
+  sandboxInbound(phone: $p, text: $t, buttonId: $b, location: $l, flowResponse: $f) }"""
+HELP = "/location LAT,LNG [name] shares a location, /form {json} answers a form."
 WATCH = "subscription($p: String!) { contactUpdated(phone: $p) { version } }"
 WHO = {"AGENT": "agent", "FLOW": "bot", "SYSTEM": "bot", "CUSTOMER": "you"}
 
@@ -92,8 +96,11 @@ class Chat:
         """One message: ``who: first line``, the rest indented; remembers numbered buttons."""
         if message["direction"] == "IN":
             pressed = message.get("buttonId")
-            text = message.get("text") or pressed or ""
+            text = message.get("text") or pressed or (message.get("rendered") or {}).get("text") or ""
             self.say(f"you pressed: {text}" if pressed else f"you: {text}")
+            quoted = (message.get("quoted") or {}).get("text")
+            if quoted and not pressed:
+                self.say(f"  (replying to: {quoted.splitlines()[0]})")
             return
         rendered = message.get("rendered") or {}
         lines = (rendered.get("text") or message.get("text") or "").splitlines() or [""]
@@ -105,13 +112,14 @@ class Chat:
             self.say(f"  {line}")
         # A number typed now answers this message: a question without buttons ("¿Cuántas?") must
         # get the text "1", not a press of an older message's button.
-        self.buttons = {
-            b["number"]: b for b in rendered.get("buttons") or [] if b.get("number") and b.get("id")
-        }
+        self.buttons = {b["number"]: b for b in rendered.get("replies") or []}
 
     async def send(self, line: str) -> None:
         text = line.strip()
         if not text:
+            return
+        if text.startswith(("/location", "/form")):
+            await self.share(text)
             return
         button = self.buttons.get(int(text)) if text.isdigit() else None
         if button is not None:
@@ -120,6 +128,28 @@ class Chat:
             self.say(f"you pressed: {button['title']}")
         else:
             await self.graphql(SAY, p=self.phone, t=text, b=None)
+
+    async def share(self, command: str) -> None:
+        """``/location 40.41,-3.70 Sol`` or ``/form {"email": "ana@example.com"}``."""
+        name, _, rest = command.partition(" ")
+        if name == "/form":
+            try:
+                answer = json.loads(rest or "{}")
+            except ValueError as exc:
+                raise ChatError(f"/form takes a JSON object of the form's fields: {exc}") from None
+            await self.graphql(SAY, p=self.phone, f=answer)
+            self.say("you sent the form")
+            return
+        where, _, place = rest.strip().partition(" ")
+        try:
+            latitude, longitude = (float(part) for part in where.split(","))
+        except ValueError:
+            raise ChatError(
+                "/location takes LAT,LNG and an optional name: /location 40.4168,-3.7038 Sol"
+            ) from None
+        location = {"latitude": latitude, "longitude": longitude, "name": place.strip() or None}
+        await self.graphql(SAY, p=self.phone, l=location)
+        self.say(f"you shared a location: {latitude}, {longitude}")
 
     async def watch(self, ready: asyncio.Event) -> None:
         """Follow the contact; each change may have produced messages to show."""
@@ -162,6 +192,7 @@ class Chat:
             self.say(
                 f"chatting as {self.phone}. Type a message, a button's number to press it, /quit to leave."
             )
+            self.say(HELP)
             if not await self.show_history():
                 self.say("(no messages yet)")
             try:

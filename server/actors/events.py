@@ -19,7 +19,9 @@ class StartFlow:
     channel_id: str | None = None
 
 
-# Inbound kinds that answer a flow; media, location, contacts, reactions... are recorded only.
+# Inbound kinds read by the reply rules (text, taps); the others (media, location, a form's
+# answer, contacts, reactions...) answer only a node that asked for them (a location request, a
+# WhatsApp Flow), and otherwise are recorded.
 ANSWER_KINDS = ("text", "button")
 
 
@@ -27,7 +29,8 @@ ANSWER_KINDS = ("text", "button")
 class InboundMessage:
     """What the customer said; ``event_id`` is the provider's message id (the dedupe key).
 
-    ``kind`` is ``text``/``button`` for answers, else what was sent (``image``, ``location``...).
+    ``kind`` is ``text``/``button`` for answers, else what was sent (``image``, ``location``,
+    ``nfm_reply``...); ``location`` and ``form`` carry a shared location and a form's answer.
     ``channel_id``: the number the customer wrote to (None in the sandbox); what answers them
     goes out through it.
     """
@@ -42,6 +45,8 @@ class InboundMessage:
     provider_id: str | None = None
     channel: str | None = None
     channel_id: str | None = None
+    location: dict[str, Any] | None = None
+    form: dict[str, Any] | None = None
 
     @property
     def moves_runs(self) -> bool:
@@ -61,6 +66,8 @@ class InboundMessage:
             provider_id=record.get("provider_id"),
             channel=record.get("channel"),
             channel_id=record.get("channel_id"),
+            location=record.get("location"),
+            form=record.get("form"),
         )
 
 

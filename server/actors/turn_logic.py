@@ -132,7 +132,7 @@ class TurnLogic:
             return TurnResult(turn.contact, run=run)
         if isinstance(event, InboundMessage):
             if not event.moves_runs:
-                return await self._inbound_noted(turn, event)
+                return await self._inbound_noted(key, turn, event)
             return await self._inbound(key, turn, event)
         if isinstance(event, MessageStatus):
             return await self._message_status(key, turn, event)
@@ -304,11 +304,13 @@ class TurnLogic:
         await self._follow_connects(key, turn)
         return run
 
-    async def _inbound_noted(self, turn: runner.Turn, event: InboundMessage) -> TurnResult:
-        """Media, location, reactions...: they open the 24-hour window but choose no path.
+    async def _inbound_noted(self, key: ContactKey, turn: runner.Turn, event: InboundMessage) -> TurnResult:
+        """Media, location, reactions, a form's answer...: they open the 24-hour window.
 
-        The customer is there, though: a run waiting for a reply records the message and its
-        no-reply time starts again from it (the no-reply path never answers a customer who wrote).
+        A location answers a location request and a form's answer the WhatsApp Flow that asked;
+        anything else chooses no path. The customer is there, though: a run waiting for a reply
+        records the message and its no-reply time starts again from it (the no-reply path never
+        answers a customer who wrote).
         """
         contact = turn.contact
         contact["last_inbound_at"] = event.at
@@ -322,7 +324,8 @@ class TurnLogic:
             if contact.get("assigned_agent"):
                 runner.customer_wrote_to_agent(turn, compiled, run)
             else:
-                runner.deliver_other_message(turn, compiled, run, event.kind)
+                runner.deliver_other_message(turn, compiled, run, event.kind, event.location, event.form)
+                await self._follow_connects(key, turn)
         return TurnResult(contact, run=run)
 
     async def _message_status(self, key: ContactKey, turn: runner.Turn, event: MessageStatus) -> TurnResult:

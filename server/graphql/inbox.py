@@ -19,6 +19,8 @@ from strawberry.scalars import JSON
 from server.errors import Forbidden, InvalidInput
 from server.graphql.catalog import Agent
 from server.graphql.contacts import caller
+from server.graphql.inbound_kinds import MessageLocation
+from server.graphql.loaders import loaders
 from server.graphql.messages import Message
 from server.graphql.pagination import PageInfo, decode_cursor, encode_cursor, page_size
 from server.graphql.permissions import ADMIN_ONLY, AGENT, ANY_ROLE
@@ -113,6 +115,69 @@ class InboxMessage(Message):
     @strawberry.field
     def run_id(self) -> strawberry.ID | None:
         return self.doc.get("run_id")
+
+    # --- what customers send besides text (docs/flows.md "Inbound messages") ---
+
+    @strawberry.field(description="a location the customer shared (kind location)")
+    def location(self) -> MessageLocation | None:
+        return MessageLocation.of(self.doc.get("location"))
+
+    @strawberry.field(description="contact cards the customer shared (kind contacts), as WhatsApp sent them")
+    def contacts(self) -> JSON | None:
+        return self.doc.get("contacts")
+
+    @strawberry.field(description="a WhatsApp Flow's answer (kind nfm_reply): the form's fields")
+    def flow_response(self) -> JSON | None:
+        response = (self.doc.get("form") or {}).get("response")
+        if not isinstance(response, dict):
+            return None
+        return {k: v for k, v in response.items() if k != "flow_token"}
+
+    @strawberry.field(description="a reaction (kind reaction): its emoji, empty when one was removed")
+    def reaction(self) -> MessageReaction | None:
+        reaction = self.doc.get("reaction")
+        if not reaction or not reaction.get("message_id"):
+            return None
+        return MessageReaction(
+            emoji=str(reaction.get("emoji") or ""),
+            message_id=strawberry.ID(str(reaction["message_id"])),
+            workspace_id=self.doc.get("workspace_id") or "",
+        )
+
+    @strawberry.field(description="the id of the message this one quotes (WhatsApp's context.id)")
+    def quoted_id(self) -> strawberry.ID | None:
+        quoted = (self.doc.get("context") or {}).get("id")
+        return strawberry.ID(str(quoted)) if quoted else None
+
+    @strawberry.field(description="the message this one quotes (a reply to it), when this workspace has it")
+    async def quoted(self, info: strawberry.Info) -> InboxMessage | None:
+        quoted = (self.doc.get("context") or {}).get("id")
+        return await _message_by_provider_id(info, self.doc.get("workspace_id"), quoted)
+
+    @strawberry.field(description="the emoji the customer reacted to this message with, if any")
+    def customer_reaction(self) -> str | None:
+        return self.doc.get("customer_reaction")
+
+
+@strawberry.type(description="a customer's reaction to a message")
+class MessageReaction:
+    emoji: str = strawberry.field(description="empty when the customer removed their reaction")
+    message_id: strawberry.ID = strawberry.field(description="the id of the message reacted to")
+    workspace_id: strawberry.Private[str]
+
+    @strawberry.field(description="the message reacted to, when this workspace has it")
+    async def message(self, info: strawberry.Info) -> InboxMessage | None:
+        return await _message_by_provider_id(info, self.workspace_id, str(self.message_id))
+
+
+async def _message_by_provider_id(
+    info: strawberry.Info, workspace_id: str | None, provider_id: Any
+) -> InboxMessage | None:
+    """A message of the same workspace by the id a quote or a reaction names (batched per level)."""
+    if not workspace_id or not isinstance(provider_id, str) or not provider_id:
+        return None
+    found = await loaders(info).messages_by_provider_id.load((workspace_id, provider_id))
+    return InboxMessage(doc=found) if found else None
 
 
 async def _support_tags(info: strawberry.Info, workspace_id: str) -> set[str]:

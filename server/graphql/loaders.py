@@ -43,14 +43,34 @@ def _batched(get_many: GetMany) -> Callable[[list[Key]], Awaitable[list[Document
     return load
 
 
+def _by_provider_id(runtime: Any) -> Callable[[list[Key]], Awaitable[list[Document | None]]]:
+    """Messages by (workspace, provider id): what quotes and reactions name."""
+
+    async def load(keys: list[Key]) -> list[Document | None]:
+        by_workspace: dict[str, list[str]] = {}
+        for workspace_id, provider_id in keys:
+            ids = by_workspace.setdefault(workspace_id, [])
+            if provider_id not in ids:
+                ids.append(provider_id)
+        found: dict[Key, Document] = {}
+        for workspace_id, ids in by_workspace.items():
+            for provider_id, document in (await runtime.messages.by_provider_ids(workspace_id, ids)).items():
+                found[(workspace_id, provider_id)] = document
+        return [found.get(key) for key in keys]
+
+    return load
+
+
 class Loaders:
-    """One operation's loaders: contacts, agents, flows and messages by (workspace, id)."""
+    """One operation's loaders: contacts, agents, flows and messages by (workspace, id); messages
+    also by (workspace, provider id), for quotes and reactions."""
 
     def __init__(self, runtime: Any) -> None:
         self.contacts: DataLoader[Key, Document | None] = DataLoader(_batched(runtime.contacts.get_many))
         self.agents: DataLoader[Key, Document | None] = DataLoader(_batched(runtime.agents.get_many))
         self.flows: DataLoader[Key, Document | None] = DataLoader(_batched(runtime.flows.get_many))
         self.messages: DataLoader[Key, Document | None] = DataLoader(_batched(runtime.messages.get_many))
+        self.messages_by_provider_id: DataLoader[Key, Document | None] = DataLoader(_by_provider_id(runtime))
 
 
 _current: ContextVar[Loaders | None] = ContextVar("konvo_graphql_loaders", default=None)

@@ -27,6 +27,7 @@ from strawberry.scalars import JSON
 
 from server.channels.whatsapp.errors import error_title
 from server.graphql.catalog import Agent
+from server.graphql.inbound_kinds import MessageLocation
 from server.graphql.json_values import plain
 from server.graphql.loaders import loaders
 
@@ -417,6 +418,55 @@ class ExternalSynced(Step):
         return _moment(self._detail.get("retry_at"))
 
 
+@strawberry.type(description="a shared location answered a location request (action location)")
+class LocationShared(Step):
+    @strawberry.field(description="the location the customer shared")
+    def location(self) -> MessageLocation | None:
+        return MessageLocation.of(self._detail.get("location"))
+
+    @strawberry.field(description="the contact fields saved from it, by field name")
+    def saved(self) -> JSON | None:
+        return plain(self._detail.get("saved"))
+
+
+@strawberry.type(description="a WhatsApp Flow's answer fitted its fields and was saved (action form_saved)")
+class FormSaved(Step):
+    @strawberry.field(description="the form's answer as sent, without its token")
+    def answer(self) -> JSON | None:
+        return plain(self._detail.get("answer"))
+
+    @strawberry.field(description="the contact fields saved, by field name")
+    def saved(self) -> JSON | None:
+        return plain(self._detail.get("saved"))
+
+
+@strawberry.type(
+    description="a WhatsApp Flow's answer did not fit its fields; nothing of it was saved "
+    "(action form_not_saved, outcome INVALID_VALUE)"
+)
+class FormNotSaved(Step):
+    @strawberry.field(description="the form's answer as sent, without its token")
+    def answer(self) -> JSON | None:
+        return plain(self._detail.get("answer"))
+
+    @strawberry.field(description="each value that did not fit: field, form_field, value, why")
+    def problems(self) -> JSON | None:
+        return plain(self._detail.get("problems"))
+
+    @strawberry.field
+    def why(self) -> str | None:
+        return _text(self._detail.get("why"))
+
+    @strawberry.field(description="the form's node, when the form is sent again")
+    def asking_again(self) -> str | None:
+        return _text(self._detail.get("asking_again"))
+
+    @strawberry.field
+    def attempt(self) -> int | None:
+        value = self._detail.get("attempt")
+        return int(value) if isinstance(value, int) else None
+
+
 @strawberry.type(description="a step of an action this version has no type for: read action and detail")
 class OtherStep(Step):
     pass
@@ -449,6 +499,9 @@ STEP_TYPES: dict[str, type[Step]] = {
     "ended": RunEnded,
     "spin_stopped": SpinStopped,
     "external_sync": ExternalSynced,
+    "location": LocationShared,
+    "form_saved": FormSaved,
+    "form_not_saved": FormNotSaved,
 }
 # Every step type, for the schema (types reached only through the interface must be listed).
 ALL_STEP_TYPES: tuple[type[Step], ...] = tuple(dict.fromkeys([*STEP_TYPES.values(), SendFailed, OtherStep]))

@@ -19,6 +19,7 @@ from server.graphql.channels import ChannelsMutation, ChannelsQuery
 from server.graphql.contacts import ContactsMutation, ContactsQuery
 from server.graphql.errors import CodedErrors, CodedSchema
 from server.graphql.flow_document import all_types as flow_document_types
+from server.graphql.inbound_kinds import LocationInput, ReactionInput, sandbox_share
 from server.graphql.inbox import InboxMutation, InboxQuery, InboxSubscription
 from server.graphql.loaders import BatchLoads
 from server.graphql.pagination import PageInfo, decode_cursor, encode_cursor, page_size
@@ -248,7 +249,9 @@ class Mutation(
 
     @strawberry.mutation(
         permission_classes=ADMIN_ONLY,
-        description="the sandbox customer says something (text or a button id)",
+        description="the sandbox customer says something: text or a button id, or shares a location, "
+        "sends a WhatsApp Flow's answer (flowResponse: the form's fields) or reacts to a message; "
+        "replyTo quotes a message (its InboxMessage.id)",
     )
     async def sandbox_inbound(
         self,
@@ -256,9 +259,14 @@ class Mutation(
         phone: str,
         text: str | None = None,
         button_id: str | None = None,
+        location: LocationInput | None = None,
+        flow_response: JSON | None = None,
+        reaction: ReactionInput | None = None,
+        reply_to: strawberry.ID | None = None,
     ) -> bool:
         ctx = _ctx(info)
-        await contact_ops.customer_says(ctx.runtime, ctx.workspace(), phone, text, button_id)
+        shared = sandbox_share(location, flow_response, reaction, reply_to)
+        await contact_ops.customer_says(ctx.runtime, ctx.workspace(), phone, text, button_id, shared=shared)
         return True
 
 

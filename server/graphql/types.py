@@ -417,12 +417,14 @@ class ButtonKind(Enum):
     URL = "URL"  # opens url
     CALL = "CALL"  # dials phoneNumber
     COPY_CODE = "COPY_CODE"  # copies code
+    LOCATION_REQUEST = "LOCATION_REQUEST"  # the customer shares a location (the answer)
+    FLOW = "FLOW"  # opens a WhatsApp Flow (an in-chat form); its answer comes back
     OTHER = "OTHER"
 
 
 @strawberry.type(description="a message's header as WhatsApp shows it: text, or the media sent")
 class RenderedHeader:
-    kind: str = strawberry.field(description="TEXT, IMAGE, VIDEO, DOCUMENT, AUDIO or LOCATION")
+    kind: str = strawberry.field(description="TEXT, IMAGE, VIDEO, DOCUMENT, AUDIO, STICKER or LOCATION")
     text: str | None = None
     url: str | None = None
     filename: str | None = None
@@ -441,6 +443,54 @@ class RenderedButton:
     url: str | None = None
     phone_number: str | None = None
     code: str | None = None
+    description: str | None = strawberry.field(default=None, description="a list row's second line")
+    section: str | None = strawberry.field(default=None, description="the list section the row is in")
+
+
+def rendered_buttons(doc: dict[str, Any]) -> list[RenderedButton]:
+    return [
+        RenderedButton(
+            kind=ButtonKind(b.get("kind") if b.get("kind") in ButtonKind.__members__ else "OTHER"),
+            title=str(b.get("title") or ""),
+            id=b.get("id"),
+            number=b.get("number"),
+            url=b.get("url"),
+            phone_number=b.get("phone_number"),
+            code=b.get("code"),
+            description=b.get("description"),
+            section=b.get("section"),
+        )
+        for b in doc.get("buttons") or []
+    ]
+
+
+def rendered_header(doc: dict[str, Any]) -> RenderedHeader | None:
+    header = doc.get("header")
+    if not header:
+        return None
+    return RenderedHeader(
+        kind=str(header.get("kind")),
+        text=header.get("text"),
+        url=header.get("url"),
+        filename=header.get("filename"),
+    )
+
+
+@strawberry.type(description="one card of a media carousel: its image or video, text and buttons")
+class RenderedCard:
+    doc: strawberry.Private[dict[str, Any]]
+
+    @strawberry.field
+    def header(self) -> RenderedHeader | None:
+        return rendered_header(self.doc)
+
+    @strawberry.field
+    def body(self) -> str | None:
+        return self.doc.get("body")
+
+    @strawberry.field(description="quick replies (numbered across the cards) or the card's link")
+    def buttons(self) -> list[RenderedButton]:
+        return rendered_buttons(self.doc)
 
 
 @strawberry.type(description="what the customer sees: templates filled in from their components")
@@ -449,15 +499,7 @@ class RenderedMessage:
 
     @strawberry.field
     def header(self) -> RenderedHeader | None:
-        header = self.doc.get("header")
-        if not header:
-            return None
-        return RenderedHeader(
-            kind=str(header.get("kind")),
-            text=header.get("text"),
-            url=header.get("url"),
-            filename=header.get("filename"),
-        )
+        return rendered_header(self.doc)
 
     @strawberry.field(description="the text, template parameters filled in")
     def body(self) -> str | None:
@@ -469,22 +511,28 @@ class RenderedMessage:
 
     @strawberry.field(description="every button in order, with its kind")
     def buttons(self) -> list[RenderedButton]:
-        return [
-            RenderedButton(
-                kind=ButtonKind(b.get("kind") if b.get("kind") in ButtonKind.__members__ else "OTHER"),
-                title=str(b.get("title") or ""),
-                id=b.get("id"),
-                number=b.get("number"),
-                url=b.get("url"),
-                phone_number=b.get("phone_number"),
-                code=b.get("code"),
-            )
-            for b in self.doc.get("buttons") or []
-        ]
+        return rendered_buttons(self.doc)
 
     @strawberry.field(description="more than 3 buttons: WhatsApp shows them as a list")
     def as_list(self) -> bool:
         return bool(self.doc.get("as_list"))
+
+    @strawberry.field(description="the label of the button that opens a list message")
+    def list_button(self) -> str | None:
+        return self.doc.get("list_button")
+
+    @strawberry.field(description="a media carousel's cards, in order")
+    def cards(self) -> list[RenderedCard]:
+        return [RenderedCard(doc=card) for card in self.doc.get("cards") or []]
+
+    @strawberry.field(
+        description="every button that answers (quick replies, list rows, carousel cards' quick replies), "
+        "in order: what a tap sends (id) and the number a customer may type instead"
+    )
+    def replies(self) -> list[RenderedButton]:
+        cards = [button for card in self.doc.get("cards") or [] for button in card.get("buttons") or []]
+        answering = [b for b in [*(self.doc.get("buttons") or []), *cards] if b.get("id") and b.get("number")]
+        return rendered_buttons({"buttons": answering})
 
     @strawberry.field(description="the whole message as plain text, as `konvo chat` prints it")
     def text(self) -> str:

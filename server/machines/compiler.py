@@ -2,7 +2,8 @@
 
 States are node ids (plus ``END``); triggers are the events that move a run: ``advance``,
 ``reply``, ``other``, ``button__<id>``, ``no_reply``, ``failed``, ``timer``, ``branch__<n>``
-(condition and split branches), ``otherwise``, ``invalid``.
+(condition and split branches), ``otherwise``, ``invalid``, ``location`` (a location request
+answered) and ``answered`` (a WhatsApp Flow's form answered and saved).
 One machine per published version is shared by every run of that version: a run is only its
 node id, so stepping is ``set_state(node)`` + ``trigger`` + read the state (see DESIGN.md).
 """
@@ -24,6 +25,7 @@ from server.machines.definition import (
     SetVariableNode,
     SplitNode,
     TemplateNode,
+    WhatsAppFlowNode,
 )
 
 END = "__end__"
@@ -68,8 +70,13 @@ class CompiledFlow:
 
 
 def node_edges(node: Node) -> list[tuple[str, str | None]]:
+    if isinstance(node, WhatsAppFlowNode):
+        return _whatsapp_flow_edges(node)
     if isinstance(node, MessageNode | TemplateNode):
-        edges: list[tuple[str, str | None]] = [(button_trigger(b.id), b.next) for b in node.buttons]
+        buttons = node.choices if isinstance(node, MessageNode) else node.buttons
+        edges: list[tuple[str, str | None]] = [(button_trigger(b.id), b.next) for b in buttons]
+        if isinstance(node, MessageNode) and node.location_request is not None:
+            edges.append(("location", node.location_request.next))
         if node.on_reply is not None:
             edges.append(("reply", node.on_reply))
         if node.on_other is not None:
@@ -92,6 +99,19 @@ def node_edges(node: Node) -> list[tuple[str, str | None]]:
     if isinstance(node, SetVariableNode) and node.on_invalid is not None:
         return [("advance", node.next), ("invalid", node.on_invalid)]
     return [("advance", node.next)]
+
+
+def _whatsapp_flow_edges(node: WhatsAppFlowNode) -> list[tuple[str, str | None]]:
+    """A form's answer saved (``answered``), typed text, silence, a failed send, a bad answer."""
+    edges: list[tuple[str, str | None]] = [("answered", node.next)]
+    if node.on_other is not None:
+        edges.append(("other", node.on_other))
+    if node.no_reply is not None:
+        edges.append(("no_reply", node.no_reply.next))
+    edges.append(("failed", node.on_failure))
+    if node.on_invalid is not None:
+        edges.append(("invalid", node.on_invalid))
+    return edges
 
 
 def compile_flow(definition: FlowDefinition) -> CompiledFlow:

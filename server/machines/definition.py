@@ -19,6 +19,10 @@ class Button(_Model):
     id: str = Field(min_length=1)
     title: str | None = None
     next: str | None = None
+    # Rows of a message sent as a list (docs/flows.md "Lists"): a line under the title, and the
+    # titled section the row is shown in.
+    description: str | None = None
+    section: str | None = None
 
 
 class NoReply(_Model):
@@ -37,6 +41,43 @@ class Media(_Model):
     url: str = Field(min_length=1)
     caption: str | None = None
     filename: str | None = None
+
+
+# --- interactive options of a simple message (docs/flows.md "Interactive messages") ----------
+
+LIST_AFTER = 3  # WhatsApp shows up to 3 reply buttons; more become a list
+
+
+class Link(_Model):
+    """A CTA URL button: a tap opens ``url`` (placeholders allowed); nothing comes back."""
+
+    title: str = Field(min_length=1)
+    url: str = Field(min_length=1)
+
+
+class LocationFields(_Model):
+    """Which contact field gets each part of the location the customer shares."""
+
+    latitude: str | None = None
+    longitude: str | None = None
+    name: str | None = None
+    address: str | None = None
+
+
+class LocationRequest(_Model):
+    """Ask for the customer's location: the pin's parts go into ``save``, then the run follows ``next``."""
+
+    save: LocationFields = Field(default_factory=LocationFields)
+    next: str | None = None
+
+
+class CarouselCard(_Model):
+    """One card of a media carousel: an image or video, a short text, and a link or quick replies."""
+
+    media: Media
+    text: str | None = None
+    link: Link | None = None
+    buttons: list[Button] = Field(default_factory=list)
 
 
 class _Node(_Model):
@@ -67,6 +108,33 @@ class MessageNode(_MessageLike):
     type: Literal["message"]
     text: str | None = None
     media: Media | None = None
+    # Interactive options (docs/flows.md "Interactive messages"): at most one kind per message.
+    list_button: str | None = None  # the label of the button that opens a list
+    link: Link | None = None
+    location_request: LocationRequest | None = None
+    carousel: list[CarouselCard] = Field(default_factory=list)
+
+    @property
+    def as_list(self) -> bool:
+        """Sent as a list: more buttons than WhatsApp shows as buttons, or list-only options."""
+        return (
+            len(self.buttons) > LIST_AFTER
+            or self.list_button is not None
+            or any(b.description is not None or b.section is not None for b in self.buttons)
+        )
+
+    @property
+    def choices(self) -> list[Button]:
+        """Every button the customer can tap, in the order shown: the node's, then each card's."""
+        return [*self.buttons, *(b for card in self.carousel for b in card.buttons)]
+
+    @property
+    def waits(self) -> bool:
+        return (
+            super().waits
+            or any(b.next is not None for card in self.carousel for b in card.buttons)
+            or self.location_request is not None
+        )
 
 
 class TemplateNode(_MessageLike):
@@ -172,6 +240,42 @@ class SplitNode(_Node):
 
 
 # --- end of A/B split ---------------------------------------------------------------------------
+# --- WhatsApp Flows (docs/flows.md "WhatsApp Flows") ------------------------------------------
+
+
+class WhatsAppFlowNode(_Node):
+    """Send a WhatsApp Flow (an in-chat form) and wait for its answer.
+
+    The answer (``nfm_reply``) fills typed contact fields: ``fields`` maps a form field (a key of
+    the answer) to a contact field, each value read like any typed reply. An answer that does not
+    fit is asked again (the form is sent again) ``retries`` times, then ``on_invalid`` runs (or
+    the run ends with ``INVALID_VALUE``); a valid one is saved and the run follows ``next``.
+    Typed text instead of the form follows ``on_other`` when set; silence, ``no_reply``.
+    """
+
+    type: Literal["whatsapp_flow"]
+    text: str = Field(min_length=1)
+    flow_id: str = Field(min_length=1)
+    screen: str = Field(min_length=1)
+    cta: str = Field(min_length=1)
+    data: dict[str, Any] | None = None  # what the first screen shows; string values take placeholders
+    mode: Literal["published", "draft"] = "published"
+    fields: dict[str, str] = Field(default_factory=dict)
+    retries: int = Field(2, ge=0, le=10)
+    on_invalid: str | None = None
+    on_other: str | None = None
+    no_reply: NoReply | None = None
+    on_failure: str | None = None
+
+    @property
+    def waits(self) -> bool:
+        return True
+
+
+# Nodes that send something the customer answers (the reply rules, no-reply timers, failed sends).
+AnsweredNode = MessageNode | TemplateNode | WhatsAppFlowNode
+# Nodes that send a free-form message: they need the 24-hour window open.
+SimpleMessageNode = MessageNode | WhatsAppFlowNode
 
 
 Node = Annotated[
@@ -184,7 +288,8 @@ Node = Annotated[
     | ConditionNode
     | DelayNode
     | ConnectFlowNode
-    | SplitNode,
+    | SplitNode
+    | WhatsAppFlowNode,
     Field(discriminator="type"),
 ]
 NODE_TYPES = (
@@ -198,6 +303,7 @@ NODE_TYPES = (
     "delay",
     "connect_flow",
     "split",
+    "whatsapp_flow",
 )
 
 

@@ -9,10 +9,13 @@ would each have to look the template up and fill it in; instead ``render_message
 result on the message (``rendered``), and all three show that.
 
 ``rendered``: ``{"header": {"kind": "TEXT"|"IMAGE"|..., "text"|"url"|"filename"}, "body",
-"footer", "buttons": [{"kind": "QUICK_REPLY"|"URL"|"CALL"|"COPY_CODE"|"OTHER", "title", "id",
-"number", "url", "phone_number", "code"}], "as_list"}`` with empty parts left out. ``id`` is what
-a tap sends back (the node's button id) and ``number`` what a customer may type instead; only
-quick replies have them.
+"footer", "buttons": [{"kind": "QUICK_REPLY"|"URL"|"CALL"|"COPY_CODE"|"LOCATION_REQUEST"|"FLOW"|
+"OTHER", "title", "id", "number", "url", "phone_number", "code", "description", "section"}],
+"as_list", "list_button", "cards": [{"header", "body", "buttons"}]}`` with empty parts left out.
+``id`` is what a tap sends back (the node's button id) and ``number`` what a customer may type
+instead; only quick replies (list rows, carousel cards' quick replies) have them, numbered in
+the order shown. A customer's message is rendered too: what they sent (a location, a reaction,
+a form's answer, a contact card...) as a line of text with its media as the header.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ def render_message(
 ) -> dict[str, Any]:
     """The message as WhatsApp shows it; ``templates`` holds the workspace's template documents."""
     if message.get("direction") == "in":
-        return _compact({"body": message.get("text") or message.get("button_id")})
+        return _inbound(message)
     kind = message.get("kind") or "text"
     if kind == "template":
         spec = message.get("template") or {}
@@ -59,11 +62,18 @@ def render_message(
     if kind == "list":
         spec = message.get("list") or {}
         sections = spec.get("sections") or [{"rows": spec.get("rows") or []}]
-        rows = [row for section in sections for row in section.get("rows") or []]
-        buttons = [
-            _reply(str(r.get("id")), str(r.get("title") or r.get("id")), n) for n, r in enumerate(rows, 1)
-        ]
-        return _compact({"header": header, "body": body, "buttons": buttons, "as_list": True})
+        buttons = []
+        for section in sections:
+            for row in section.get("rows") or []:
+                button = _reply(str(row.get("id")), str(row.get("title") or row.get("id")), len(buttons) + 1)
+                button.update(
+                    _compact({"description": row.get("description"), "section": section.get("title")})
+                )
+                buttons.append(button)
+        shown = {"header": header, "body": body, "buttons": buttons, "as_list": True}
+        return _compact({**shown, "list_button": spec.get("button")})
+    if kind in _INTERACTIVE:
+        return _compact({"header": header, "body": body, **_INTERACTIVE[kind](message)})
     buttons = [
         _reply(str(b.get("id")), str(b.get("title") or b.get("id")), n)
         for n, b in enumerate(message.get("buttons") or [], start=1)
@@ -71,6 +81,103 @@ def render_message(
     return _compact(
         {"header": header, "body": body, "buttons": buttons, "as_list": len(buttons) > LIST_AFTER}
     )
+
+
+# --- interactive simple messages: link, location request, carousel, WhatsApp Flow ---------------
+
+
+def _cta_url(message: dict[str, Any]) -> dict[str, Any]:
+    link = message.get("link") or {}
+    return {"buttons": [{"kind": "URL", "title": str(link.get("title") or ""), "url": link.get("url")}]}
+
+
+def _location_request(message: dict[str, Any]) -> dict[str, Any]:
+    return {"buttons": [{"kind": "LOCATION_REQUEST", "title": "Send location"}]}
+
+
+def _flow(message: dict[str, Any]) -> dict[str, Any]:
+    return {"buttons": [{"kind": "FLOW", "title": str((message.get("flow") or {}).get("cta") or "")}]}
+
+
+def _carousel(message: dict[str, Any]) -> dict[str, Any]:
+    """Each card as a small message; quick replies are numbered across the cards, in order."""
+    cards = []
+    number = 0
+    for card in message.get("cards") or []:
+        media = card.get("media") or {}
+        buttons: list[dict[str, Any]] = []
+        for button in card.get("buttons") or []:
+            number += 1
+            buttons.append(
+                _reply(str(button.get("id")), str(button.get("title") or button.get("id")), number)
+            )
+        if card.get("link"):
+            buttons += _cta_url(card)["buttons"]
+        header = {"kind": str(media.get("kind") or "image").upper(), "url": media.get("url")}
+        cards.append(_compact({"header": header, "body": card.get("text"), "buttons": buttons}))
+    return {"cards": cards}
+
+
+_INTERACTIVE = {
+    "cta_url": _cta_url,
+    "location_request": _location_request,
+    "flow": _flow,
+    "carousel": _carousel,
+}
+
+
+# --- what customers send ------------------------------------------------------------------------
+
+
+def _inbound(message: dict[str, Any]) -> dict[str, Any]:
+    """A customer's message as a line of text (and its media as the header), whatever its kind."""
+    kind = message.get("kind") or "text"
+    media = message.get("media") or {}
+    header = None
+    if media:
+        header = _compact({"kind": str(media.get("kind") or kind).upper(), "filename": media.get("filename")})
+    body = message.get("text") or message.get("button_id") or media.get("caption")
+    if kind == "location":
+        body = _location_line(message.get("location") or {})
+    elif kind == "reaction":
+        emoji = (message.get("reaction") or {}).get("emoji")
+        body = f"reacted {emoji}" if emoji else "removed a reaction"
+    elif kind == "contacts":
+        body = "shared " + "; ".join(_contact_line(card) for card in message.get("contacts") or [])
+    elif kind == "nfm_reply":
+        body = _form_line(message.get("form") or {})
+    elif kind == "sticker":
+        body = body or "sent a sticker"
+    elif body is None and kind not in ("text", "button") and not media:
+        errors = message.get("errors") or []
+        why = (
+            (errors[0].get("title") or errors[0].get("message"))
+            if errors and isinstance(errors[0], dict)
+            else None
+        )
+        shown = "a message WhatsApp does not pass on" if kind == "unsupported" else f"a {kind} message"
+        body = f"sent {shown}" + (f" ({why})" if why else "")
+    return _compact({"header": header, "body": body})
+
+
+def _location_line(location: dict[str, Any]) -> str:
+    place = ", ".join(str(location[k]) for k in ("name", "address") if location.get(k))
+    where = f"({location.get('latitude')}, {location.get('longitude')})"
+    return f"shared a location: {place} {where}" if place else f"shared a location {where}"
+
+
+def _contact_line(card: dict[str, Any]) -> str:
+    name = (card.get("name") or {}).get("formatted_name") if isinstance(card.get("name"), dict) else None
+    phones = [p.get("phone") for p in card.get("phones") or [] if isinstance(p, dict) and p.get("phone")]
+    return " ".join(str(part) for part in (name or "a contact", *phones))
+
+
+def _form_line(form: dict[str, Any]) -> str:
+    response = form.get("response")
+    if not isinstance(response, dict):
+        return "sent a form that could not be read"
+    fields = [f"{key}: {value}" for key, value in response.items() if key != "flow_token"]
+    return "sent the form: " + ", ".join(fields) if fields else "sent the form"
 
 
 def _template(
@@ -146,20 +253,35 @@ def plain_text(rendered: dict[str, Any]) -> str:
         lines.append(f"_{rendered['footer']}_")
     as_list = bool(rendered.get("as_list"))
     if as_list and rendered.get("buttons"):
-        lines.append("See all options:")
+        label = rendered.get("list_button")
+        lines.append(f"[{label}]" if label else "See all options:")
+    section = None
     for button in rendered.get("buttons") or []:
+        if as_list and button.get("section") and button["section"] != section:
+            section = button["section"]
+            lines.append(f"*{section}*")
         lines.append(_button_line(button, as_list))
+    for number, card in enumerate(rendered.get("cards") or [], 1):
+        card_lines = plain_text(card).splitlines() or [""]
+        lines.append(f"Card {number}: {card_lines[0]}")
+        lines += [f"  {line}" for line in card_lines[1:]]
     return "\n".join(lines)
 
 
 def _button_line(button: dict[str, Any], as_list: bool) -> str:
     kind, title = button.get("kind"), button.get("title") or ""
     if kind == "QUICK_REPLY" and button.get("number"):
-        return f"{button['number']}. {title}" if as_list else f"[{button['number']}] {title}"
+        about = f" — {button['description']}" if button.get("description") else ""
+        return f"{button['number']}. {title}{about}" if as_list else f"[{button['number']}] {title}"
     detail = {"URL": button.get("url"), "CALL": button.get("phone_number"), "COPY_CODE": button.get("code")}
-    tag = {"URL": "link", "CALL": "call", "COPY_CODE": "copy", "QUICK_REPLY": "reply"}.get(
-        str(kind), "button"
-    )
+    tag = {
+        "URL": "link",
+        "CALL": "call",
+        "COPY_CODE": "copy",
+        "QUICK_REPLY": "reply",
+        "LOCATION_REQUEST": "location",
+        "FLOW": "form",
+    }.get(str(kind), "button")
     value = detail.get(str(kind))
     suffix = f": {value}" if value else ""
     return f"- {title}{suffix} ({tag})" if as_list else f"[{tag}] {title}{suffix}"

@@ -4,9 +4,10 @@ Pure: the runner asks :func:`choose` with the node's buttons (id and the title t
 sees), what the customer sent and which reply edges the node has; the answer says which path
 the run takes. The rules (documented with examples in ``docs/flows.md``):
 
-1. a tap on one of the node's buttons follows that button;
+1. a tap on one of the node's buttons (a list's rows, a carousel's quick replies) follows it;
 2. typed text equal to a button's title -- ignoring case, accents, punctuation, emoji and
-   surrounding spaces -- or to its number in the list (``1``, ``2``, ...) follows that button;
+   surrounding spaces -- or to its number in the list (``1``, ``2``, ...) follows that button
+   (a title several buttons share, like "Lo quiero" on every carousel card, chooses none);
 3. any other text follows ``on_reply`` when the node has one, else ``on_other`` when it has one;
 4. otherwise nothing is chosen: the run stays at the node (the runner re-prompts once with the
    buttons and records why).
@@ -60,9 +61,9 @@ def choose(
         return Choice("button", button_id, "tap")
     said = comparable(text) if text else ""
     if said:
-        for button, title in buttons:
-            if title and comparable(title) == said:
-                return Choice("button", button, "title")
+        matching = [button for button, title in buttons if title and comparable(title) == said]
+        if len(matching) == 1:  # a title several buttons share (carousel cards) names none of them
+            return Choice("button", matching[0], "title")
         if said.isdigit() and said.isascii() and 1 <= int(said) <= len(buttons):
             return Choice("button", buttons[int(said) - 1][0], "number")
     if text is None and button_id is None:

@@ -20,6 +20,7 @@ from server.machines import splits
 from server.machines.compiler import END, CompiledFlow, branch_trigger, button_trigger
 from server.machines.contact_state import queue_external_sync, set_assignment, set_consent
 from server.machines.definition import (
+    AnsweredNode,
     AssignNode,
     ConditionNode,
     ConnectFlowNode,
@@ -28,9 +29,11 @@ from server.machines.definition import (
     Node,
     OptInNode,
     SetVariableNode,
+    SimpleMessageNode,
     SplitNode,
     TagNode,
     TemplateNode,
+    WhatsAppFlowNode,
 )
 from server.machines.durations import parse_duration
 from server.machines.placeholders import render, scope_value
@@ -177,15 +180,18 @@ def waiting_for_reply(contact: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
-def button_titles(turn: Turn, node: MessageNode | TemplateNode) -> list[tuple[str, str | None]]:
-    """The node's buttons as the customer sees them: (id, title), in order.
+def button_titles(turn: Turn, node: AnsweredNode) -> list[tuple[str, str | None]]:
+    """The node's buttons (list rows, carousel cards' quick replies) as the customer sees them:
+    (id, title), in order.
 
     A template node's button without a ``title`` shows the template's quick reply at the same
-    position (node button i answers quick reply i, see the validator).
+    position (node button i answers quick reply i, see the validator). A form has none.
     """
-    offered: list[str] = []
-    if isinstance(node, TemplateNode):
-        offered = turn.template_buttons.get((node.template, node.language), [])
+    if isinstance(node, WhatsAppFlowNode):
+        return []
+    if isinstance(node, MessageNode):
+        return [(b.id, b.title) for b in node.choices]
+    offered = turn.template_buttons.get((node.template, node.language), [])
     return [(b.id, b.title or (offered[i] if i < len(offered) else None)) for i, b in enumerate(node.buttons)]
 
 
@@ -199,10 +205,11 @@ def deliver_reply(
     """
     node_id = run["node"]
     node = compiled.nodes.get(node_id)
-    if not isinstance(node, MessageNode | TemplateNode):
+    if not isinstance(node, AnsweredNode):
         return False
     titles = button_titles(turn, node)
-    choice = choose(titles, text, button, node.on_reply is not None, node.on_other is not None)
+    on_reply = not isinstance(node, WhatsAppFlowNode) and node.on_reply is not None
+    choice = choose(titles, text, button, on_reply, node.on_other is not None)
     if choice.path == "none":
         _not_understood(turn, compiled, run, node, text=text, button=button)
         return False
@@ -226,10 +233,25 @@ def deliver_reply(
     return True
 
 
-def deliver_other_message(turn: Turn, compiled: CompiledFlow, run: dict[str, Any], kind: str) -> None:
-    """A message that is not text (image, location, reaction...): no path, but the customer is there."""
+def deliver_other_message(
+    turn: Turn,
+    compiled: CompiledFlow,
+    run: dict[str, Any],
+    kind: str,
+    location: dict[str, Any] | None = None,
+    form: dict[str, Any] | None = None,
+) -> None:
+    """A message that is not text (image, location, reaction, a form's answer...).
+
+    A location answers a location request and a form's answer (``nfm_reply``) answers the
+    WhatsApp Flow that asked; anything else chooses no path, but the customer is there.
+    """
     node = compiled.nodes.get(run["node"])
-    if isinstance(node, MessageNode | TemplateNode):
+    if kind == "location" and isinstance(node, MessageNode) and node.location_request is not None:
+        _location_answer(turn, compiled, run, node, location or {})
+    elif kind == "nfm_reply" and isinstance(node, WhatsAppFlowNode) and _answers(run, node, form):
+        _form_answer(turn, compiled, run, node, form or {})
+    elif isinstance(node, AnsweredNode):
         _not_understood(turn, compiled, run, node, kind=kind)
 
 
@@ -237,7 +259,7 @@ def customer_wrote_to_agent(turn: Turn, compiled: CompiledFlow, run: dict[str, A
     """The customer wrote while an agent owns the conversation: the message is the agent's, but
     the waiting run's no-reply time starts again (a customer who wrote is not silent)."""
     node = compiled.nodes.get(run["node"])
-    if isinstance(node, MessageNode | TemplateNode) and node.no_reply is not None:
+    if isinstance(node, AnsweredNode) and node.no_reply is not None:
         due = _restart_no_reply(turn, run, node)
         _record(
             turn,
@@ -257,20 +279,22 @@ def _not_understood(
     turn: Turn,
     compiled: CompiledFlow,
     run: dict[str, Any],
-    node: MessageNode | TemplateNode,
+    node: AnsweredNode,
     text: str | None = None,
     button: str | None = None,
     kind: str = "text",
 ) -> None:
     """Nothing to follow: re-prompt once with the buttons, or keep waiting with a fresh no-reply time.
 
-    Only a simple message with buttons is repeated (free inside the window the customer just
-    opened); a template is not sent again (it may be charged), and a non-text message (a photo,
-    a sticker) is not answered with a repeat.
+    Only a simple message that asks for something (buttons, a list, a location, a form) is
+    repeated (free inside the window the customer just opened); a template is not sent again (it
+    may be charged), and a non-text message (a photo, a sticker) is not answered with a repeat.
     """
     waiting = run.get("waiting_for") or {}
     detail: dict[str, Any] = {"text": text, "button": button} if kind == "text" else {"kind": kind}
-    repeatable = isinstance(node, MessageNode) and bool(node.buttons)
+    repeatable = isinstance(node, WhatsAppFlowNode) or (
+        isinstance(node, MessageNode) and (bool(node.choices) or node.location_request is not None)
+    )
     reprompt = kind == "text" and repeatable and not waiting.get("reprompted")
     if reprompt:
         why = "the message matches no button's title or number; the question is asked again with its buttons"
@@ -292,7 +316,7 @@ def _not_understood(
     _record(turn, run, node.id, "reply_not_understood", "waiting", detail={**detail, "why": why})
 
 
-def _restart_no_reply(turn: Turn, run: dict[str, Any], node: MessageNode | TemplateNode) -> datetime | None:
+def _restart_no_reply(turn: Turn, run: dict[str, Any], node: AnsweredNode) -> datetime | None:
     """Cancel the node's no-reply timer and, when it has one, start it again from now."""
     _cancel_run_timers(turn, run)
     waiting = run.get("waiting_for")
@@ -319,7 +343,7 @@ def send_failed(
     """
     node = compiled.nodes.get(node_id)
     _cancel_run_timers(turn, run)
-    if isinstance(node, MessageNode | TemplateNode) and node.on_failure is not None:
+    if isinstance(node, AnsweredNode) and node.on_failure is not None:
         _follow(turn, compiled, run, node_id, "failed")
         return True
     end_run(turn, run, "failed", f"SEND_FAILED:{code or 'UNKNOWN'}")
@@ -484,10 +508,13 @@ def _queue_message(turn: Turn, run: dict[str, Any], node_id: str, body: dict[str
     return message["id"]
 
 
-def _wait_for_answer(turn: Turn, run: dict[str, Any], node: MessageNode | TemplateNode) -> str:
+def _wait_for_answer(turn: Turn, run: dict[str, Any], node: AnsweredNode) -> str:
     if not node.waits:
         return "advance"
-    waiting: dict[str, Any] = {"kind": "reply", "node": node.id, "buttons": [b.id for b in node.buttons]}
+    buttons = [] if isinstance(node, WhatsAppFlowNode) else node.buttons
+    if isinstance(node, MessageNode):
+        buttons = node.choices
+    waiting: dict[str, Any] = {"kind": "reply", "node": node.id, "buttons": [b.id for b in buttons]}
     if node.no_reply is not None:
         due = turn.now + parse_duration(node.no_reply.after)
         waiting["timer_id"] = _add_timer(turn, run, node.id, "no_reply", due)
@@ -496,24 +523,31 @@ def _wait_for_answer(turn: Turn, run: dict[str, Any], node: MessageNode | Templa
     return WAIT
 
 
+def _window_closed(turn: Turn, run: dict[str, Any], node: SimpleMessageNode) -> str | None:
+    """A simple message due while the 24-hour window is closed: the outcome to follow, or None."""
+    if turn.window_open():
+        return None
+    _record(
+        turn,
+        run,
+        node.id,
+        "message_not_sent",
+        "WINDOW_CLOSED",
+        detail={
+            "why": "the 24-hour customer service window is closed; only a template can open the conversation"
+        },
+    )
+    if node.on_failure is not None:
+        return "failed"
+    end_run(turn, run, "failed", "WINDOW_CLOSED")
+    return ENDED
+
+
 def _message(turn: Turn, compiled: CompiledFlow, run: dict[str, Any], node: Node) -> str:
     assert isinstance(node, MessageNode)
-    if not turn.window_open():
-        _record(
-            turn,
-            run,
-            node.id,
-            "message_not_sent",
-            "WINDOW_CLOSED",
-            detail={
-                "why": "the 24-hour customer service window is closed; "
-                "only a template can open the conversation"
-            },
-        )
-        if node.on_failure is not None:
-            return "failed"
-        end_run(turn, run, "failed", "WINDOW_CLOSED")
-        return ENDED
+    closed = _window_closed(turn, run, node)
+    if closed is not None:
+        return closed
     warnings: list[str] = []
     body: dict[str, Any] = {"kind": "text"}
     if node.text is not None:
@@ -535,9 +569,10 @@ def _message(turn: Turn, compiled: CompiledFlow, run: dict[str, Any], node: Node
         body["media"]["caption"] = "\n\n".join(p for p in (body["media"]["caption"], hint) if p)
     elif hint:
         body["text"] = "\n\n".join(p for p in (body.get("text"), hint) if p)
-    if node.buttons:
+    if node.buttons and not node.as_list:
         body["kind"] = "buttons"
         body["buttons"] = [{"id": b.id, "title": b.title or b.id} for b in node.buttons]
+    body.update(_interactive(turn, run, node, warnings))
     message_id = _queue_message(turn, run, node.id, body)
     _record(turn, run, node.id, "message_sent", "queued", detail={"message": message_id}, warnings=warnings)
     return _wait_for_answer(turn, run, node)
@@ -799,6 +834,233 @@ def _split(turn: Turn, compiled: CompiledFlow, run: dict[str, Any], node: Node) 
 
 
 # --- end of A/B split ---------------------------------------------------------------------------
+# --- interactive messages: lists, links, location requests, carousels --------------------------
+
+# The label of the button that opens a list, when the node sets none, by the workspace's language.
+LIST_BUTTON_LABELS = {
+    "es": "Ver opciones",
+    "pt": "Ver opções",
+    "fr": "Voir les options",
+    "it": "Vedi opzioni",
+    "de": "Optionen ansehen",
+    "en": "See options",
+}
+
+
+def list_button_label(node: MessageNode, locale: str) -> str:
+    return node.list_button or LIST_BUTTON_LABELS.get(locale.split("-")[0].lower(), LIST_BUTTON_LABELS["en"])
+
+
+def _interactive(turn: Turn, run: dict[str, Any], node: MessageNode, warnings: list[str]) -> dict[str, Any]:
+    """The outbox fields of a list, CTA URL, location request or carousel message (payloads.py)."""
+
+    def filled(value: str) -> str:
+        text, missing = render(value, turn.contact, run, turn.regional)
+        warnings.extend(missing)
+        return text
+
+    if node.carousel:
+        return {"kind": "carousel", "cards": [_card(card, filled) for card in node.carousel]}
+    if node.location_request is not None:
+        return {"kind": "location_request"}
+    if node.link is not None:
+        return {"kind": "cta_url", "link": {"title": filled(node.link.title), "url": filled(node.link.url)}}
+    if node.as_list:
+        label = filled(list_button_label(node, turn.locale))
+        return {"kind": "list", "list": {"button": label, "sections": _sections(node)}}
+    return {}
+
+
+def _sections(node: MessageNode) -> list[dict[str, Any]]:
+    """The list's rows grouped in their sections, in the node's order (the validator keeps a
+    section's rows together, so the numbers customers type follow what they see)."""
+    sections: list[dict[str, Any]] = []
+    for button in node.buttons:
+        row: dict[str, Any] = {"id": button.id, "title": button.title or button.id}
+        if button.description:
+            row["description"] = button.description
+        if not sections or sections[-1].get("title") != button.section:
+            sections.append({"title": button.section, "rows": []} if button.section else {"rows": []})
+        sections[-1]["rows"].append(row)
+    return sections
+
+
+def _card(card: Any, filled: Callable[[str], str]) -> dict[str, Any]:
+    out: dict[str, Any] = {"media": {"kind": card.media.kind, "url": card.media.url}}
+    if card.text:
+        out["text"] = filled(card.text)
+    if card.link is not None:
+        out["link"] = {"title": filled(card.link.title), "url": filled(card.link.url)}
+    if card.buttons:
+        out["buttons"] = [{"id": b.id, "title": b.title or b.id} for b in card.buttons]
+    return out
+
+
+def _location_answer(
+    turn: Turn, compiled: CompiledFlow, run: dict[str, Any], node: MessageNode, location: dict[str, Any]
+) -> None:
+    """The customer shared a location: its parts go into the node's fields, then ``location``."""
+    assert node.location_request is not None
+    saved: dict[str, Any] = {}
+    skipped: list[str] = []
+    for part, field_name in node.location_request.save.model_dump().items():
+        value = location.get(part)
+        if field_name is None or value is None or value == "":
+            continue
+        known = turn.fields.get(field_name)
+        try:
+            value = coerce_value(known[0], known[1], value, turn.regional) if known else value
+        except InvalidInput as exc:  # the field's type changed since the flow was published
+            skipped.append(f"{part} not saved in {field_name!r}: {exc.message}")
+            continue
+        saved[field_name] = value
+    _save_variables(turn, run, node.id, saved)
+    run["reply"] = location.get("address") or location.get("name") or _coordinates(location)
+    run["button"] = None
+    run["location"] = location
+    _cancel_run_timers(turn, run)
+    detail = {"location": location, "saved": saved}
+    _record(turn, run, node.id, "location", "ok", detail=detail, warnings=skipped or None)
+    turn.answered[run["id"]] = node.id
+    _follow(turn, compiled, run, node.id, "location")
+
+
+def _coordinates(location: dict[str, Any]) -> str | None:
+    if location.get("latitude") is None or location.get("longitude") is None:
+        return None
+    return f"{location['latitude']}, {location['longitude']}"
+
+
+def _save_variables(turn: Turn, run: dict[str, Any], node_id: str, values: dict[str, Any]) -> None:
+    """Store typed values (already coerced) and queue their external profile syncs."""
+    variables = turn.contact.setdefault("variables", {})
+    for name, value in values.items():
+        variables[name] = value
+        link = turn.field_links.get(name)
+        if link is not None:
+            queue_external_sync(turn.contact, link, name, value, turn.now, run["id"], node_id)
+
+
+# --- WhatsApp Flows: a form sent, its answer saved into typed fields -----------------------------
+
+
+def flow_token(run: dict[str, Any], node: WhatsAppFlowNode) -> str:
+    """What Meta hands back in the answer (``response_json.flow_token``): which run and node asked."""
+    return f"konvo:{run['id']}:{node.id}"
+
+
+def _whatsapp_flow(turn: Turn, compiled: CompiledFlow, run: dict[str, Any], node: Node) -> str:
+    assert isinstance(node, WhatsAppFlowNode)
+    closed = _window_closed(turn, run, node)
+    if closed is not None:
+        return closed
+    warnings: list[str] = []
+
+    def filled(value: Any) -> Any:
+        if isinstance(value, str):
+            text, missing = render(value, turn.contact, run, turn.regional)
+            warnings.extend(missing)
+            return text
+        if isinstance(value, dict):
+            return {k: filled(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [filled(v) for v in value]
+        return value
+
+    text = filled(node.text)
+    hint = turn.hints.pop(run["id"], None)
+    form: dict[str, Any] = {
+        "id": node.flow_id,
+        "screen": node.screen,
+        "cta": filled(node.cta),
+        "token": flow_token(run, node),
+        "mode": node.mode,
+    }
+    if node.data:
+        form["data"] = filled(node.data)
+    body = {"kind": "flow", "text": "\n\n".join(p for p in (text, hint) if p), "flow": form}
+    message_id = _queue_message(turn, run, node.id, body)
+    _record(turn, run, node.id, "message_sent", "queued", detail={"message": message_id}, warnings=warnings)
+    return _wait_for_answer(turn, run, node)
+
+
+def _answers(run: dict[str, Any], node: WhatsAppFlowNode, form: dict[str, Any] | None) -> bool:
+    """Whether an answer is to this run's form: ours carry the token we sent; others (the sandbox,
+    a token Meta reports as ``unused``) are taken as the answer to the form that waits."""
+    response = (form or {}).get("response")
+    token = response.get("flow_token") if isinstance(response, dict) else None
+    return not (isinstance(token, str) and token.startswith("konvo:")) or token == flow_token(run, node)
+
+
+def _form_answer(
+    turn: Turn, compiled: CompiledFlow, run: dict[str, Any], node: WhatsAppFlowNode, form: dict[str, Any]
+) -> None:
+    """Read each mapped answer with its field's type; all fit -> saved and ``answered``, else re-ask.
+
+    A form field left empty saves nothing (the form itself says which fields are required).
+    Nothing of an answer with a value that does not fit is stored.
+    """
+    _cancel_run_timers(turn, run)
+    response = form.get("response")
+    values: dict[str, Any] = {}
+    problems: list[dict[str, Any]] = []
+    if not isinstance(response, dict):
+        why = form.get("error") or "the form's answer has no fields to read"
+        problems.append({"field": None, "value": None, "why": why})
+        response = {}
+    for key, field_name in node.fields.items():
+        raw = response.get(key)
+        if raw is None or (isinstance(raw, str) and not raw.strip()):
+            continue
+        known = turn.fields.get(field_name)
+        try:
+            values[field_name] = coerce_value(known[0], known[1], raw, turn.regional) if known else raw
+        except InvalidInput as exc:
+            problems.append({"field": field_name, "form_field": key, "value": raw, "why": exc.message})
+    answer = {k: v for k, v in response.items() if k != "flow_token"}
+    run["form"] = answer
+    run["reply"] = form.get("body")
+    run["button"] = None
+    turn.answered[run["id"]] = node.id
+    if problems:
+        _form_invalid(turn, compiled, run, node, answer, problems)
+        return
+    (run.get("invalid_tries") or {}).pop(node.id, None)
+    _save_variables(turn, run, node.id, values)
+    _record(turn, run, node.id, "form_saved", "ok", detail={"answer": answer, "saved": values})
+    _follow(turn, compiled, run, node.id, "answered")
+
+
+def _form_invalid(
+    turn: Turn,
+    compiled: CompiledFlow,
+    run: dict[str, Any],
+    node: WhatsAppFlowNode,
+    answer: dict[str, Any],
+    problems: list[dict[str, Any]],
+) -> None:
+    """As ``set_variable``: the form is sent again ``retries`` times, then ``on_invalid`` or the end."""
+    tries: dict[str, int] = run.setdefault("invalid_tries", {})
+    used = tries.get(node.id, 0)
+    detail: dict[str, Any] = {"answer": answer, "problems": problems, "why": problems[0]["why"]}
+    if used < node.retries:
+        tries[node.id] = used + 1
+        detail.update(asking_again=node.id, attempt=used + 1, retries=node.retries)
+        _record(turn, run, node.id, "form_not_saved", INVALID_VALUE, detail=detail)
+        specs = [turn.fields.get(p["field"] or "") for p in problems]
+        fixed = [" / ".join(spec[1]) for spec in specs if spec and spec[0].upper() == "FIXED" and spec[1]]
+        if fixed:  # the options of a FIXED field answered wrongly, on a line of their own
+            turn.hints[run["id"]] = fixed[0]
+        turn.answered.pop(run["id"], None)
+        _enter(turn, compiled, run, node.id)
+        turn.hints.pop(run["id"], None)
+        return
+    tries.pop(node.id, None)
+    _record(turn, run, node.id, "form_not_saved", INVALID_VALUE, detail=detail)
+    if node.on_invalid is not None:
+        _follow(turn, compiled, run, node.id, "invalid")
+        return
+    end_run(turn, run, "failed", INVALID_VALUE)
 
 
 _BEHAVIOUR: dict[type, Callable[[Turn, CompiledFlow, dict[str, Any], Node], str]] = {
@@ -812,4 +1074,5 @@ _BEHAVIOUR: dict[type, Callable[[Turn, CompiledFlow, dict[str, Any], Node], str]
     DelayNode: _delay,
     ConnectFlowNode: _connect_flow,
     SplitNode: _split,
+    WhatsAppFlowNode: _whatsapp_flow,
 }

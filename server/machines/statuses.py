@@ -13,7 +13,7 @@ from typing import Any
 
 from server.machines import runner
 from server.machines.compiler import CompiledFlow
-from server.machines.definition import MessageNode, TemplateNode
+from server.machines.definition import AnsweredNode
 
 SEND_ACTIONS = ("message_sent", "template_sent")
 
@@ -51,6 +51,6 @@ def apply_status(
         return False
     node = compiled.nodes.get(node_id)
     at_node = run["status"] in runner.ACTIVE and run.get("node") == node_id
-    if not at_node or not isinstance(node, MessageNode | TemplateNode):
+    if not at_node or not isinstance(node, AnsweredNode):
         return False
     return runner.send_failed(turn, compiled, run, node_id, error_code)

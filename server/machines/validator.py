@@ -21,6 +21,7 @@ from server.clock import as_utc
 from server.errors import InvalidInput
 from server.machines.compiler import node_edges
 from server.machines.definition import (
+    AnsweredNode,
     AssignNode,
     ConditionNode,
     ConnectFlowNode,
@@ -29,17 +30,37 @@ from server.machines.definition import (
     MessageNode,
     Node,
     SetVariableNode,
+    SimpleMessageNode,
     SplitNode,
     TagNode,
     TemplateNode,
+    WhatsAppFlowNode,
 )
 from server.machines.durations import parse_duration
 from server.machines.placeholders import format_problems
 from server.machines.template_message import resolve_template
+from server.machines.whatsapp_limits import (
+    CAROUSEL_MEDIA,
+    HEADER_MEDIA,
+    MAX_BUTTON_ID,
+    MAX_BUTTON_TITLE,
+    MAX_CARD_BODY,
+    MAX_CARD_BODY_LINE_BREAKS,
+    MAX_CARD_REPLIES,
+    MAX_CAROUSEL_CARDS,
+    MAX_FLOW_CTA,
+    MAX_INTERACTIVE_BODY,
+    MAX_LINK_TITLE,
+    MAX_LIST_BUTTON,
+    MAX_LIST_ROWS,
+    MAX_ROW_DESCRIPTION,
+    MAX_ROW_ID,
+    MAX_ROW_TITLE,
+    MAX_SECTION_TITLE,
+    MIN_CAROUSEL_CARDS,
+)
 
 Severity = Literal["ERROR", "WARNING"]
-MAX_REPLY_BUTTONS = 3
-MAX_BUTTON_TITLE = 20
 MAX_TEMPLATE_BUTTONS = 10
 MAX_TEMPLATE_URL_BUTTONS = 2
 MAX_TEMPLATE_PHONE_BUTTONS = 1
@@ -96,8 +117,12 @@ class Catalog:
 def labelled_targets(node: Node) -> list[tuple[str, str | None]]:
     """Every reference to another node, with the field that holds it (for messages)."""
     targets: list[tuple[str, str | None]] = []
+    if isinstance(node, WhatsAppFlowNode):
+        return _whatsapp_flow_targets(node)
     if isinstance(node, MessageNode | TemplateNode):
         targets += [(f"buttons[{b.id!r}].next", b.next) for b in node.buttons]
+        if isinstance(node, MessageNode):
+            targets += _interactive_targets(node)
         if node.on_reply is not None:
             targets.append(("on_reply", node.on_reply))
         if node.on_other is not None:
@@ -140,7 +165,7 @@ def _waits(node: Node) -> bool:
     """A node that stops the run until time passes or the customer answers."""
     if isinstance(node, DelayNode):
         return True
-    return isinstance(node, MessageNode | TemplateNode) and node.waits
+    return isinstance(node, AnsweredNode) and node.waits
 
 
 # --- entry point -----------------------------------------------------------------------------
@@ -232,7 +257,7 @@ def _check_node(node: Node, flow: FlowDefinition) -> list[FlowIssue]:
     issues: list[FlowIssue] = []
     if isinstance(node, MessageNode | TemplateNode):
         seen: set[str] = set()
-        for button in node.buttons:
+        for button in node.choices if isinstance(node, MessageNode) else node.buttons:
             if button.id in seen:
                 issues.append(
                     _error(
@@ -245,6 +270,18 @@ def _check_node(node: Node, flow: FlowDefinition) -> list[FlowIssue]:
             seen.add(button.id)
     if isinstance(node, MessageNode):
         issues += _check_message(node)
+        issues += _check_interactive(node)
+    elif isinstance(node, WhatsAppFlowNode):
+        issues += _check_whatsapp_flow(node)
+    elif isinstance(node, TemplateNode) and any(b.description or b.section for b in node.buttons):
+        issues.append(
+            _error(
+                node.id,
+                "LIST_OPTION_ON_TEMPLATE",
+                f"template node {node.id!r}: a button's 'description' and 'section' belong to list "
+                f"messages; a template's buttons are its quick replies: remove them",
+            )
+        )
     elif isinstance(node, AssignNode):
         if not node.agent and not node.team:
             issues.append(
@@ -271,32 +308,49 @@ def _check_message(node: MessageNode) -> list[FlowIssue]:
                 node.id, "EMPTY_MESSAGE", f"message {node.id!r} has nothing to send: set 'text' or 'media'"
             )
         )
-    if len(node.buttons) > MAX_REPLY_BUTTONS:
+    if len(node.buttons) > MAX_LIST_ROWS:
         issues.append(
             _error(
                 node.id,
                 "TOO_MANY_BUTTONS",
-                f"message {node.id!r} has {len(node.buttons)} buttons; WhatsApp allows at "
-                f"most {MAX_REPLY_BUTTONS}: remove some or use a template",
+                f"message {node.id!r} has {len(node.buttons)} buttons; WhatsApp shows at most "
+                f"{MAX_LIST_ROWS} (more than 3 as a list): remove some or split the question",
             )
         )
-    for button in node.buttons:
+    as_list = node.as_list
+    longest, longest_id = (MAX_ROW_TITLE, MAX_ROW_ID) if as_list else (MAX_BUTTON_TITLE, MAX_BUTTON_ID)
+    what = "row" if as_list else "button"
+    for card_number, button in [(None, b) for b in node.buttons] + [
+        (i, b) for i, card in enumerate(node.carousel, 1) for b in card.buttons
+    ]:
         title = button.title or ""
+        where = f"{what} {button.id!r}" if card_number is None else f"card {card_number} button {button.id!r}"
+        limit = longest if card_number is None else MAX_BUTTON_TITLE
         if not title.strip():
             issues.append(
                 _error(
                     node.id,
                     "BUTTON_TITLE_MISSING",
-                    f"button {button.id!r} of message {node.id!r} needs a 'title' (what the customer sees)",
+                    f"{where} of message {node.id!r} needs a 'title' (what the customer sees)",
                 )
             )
-        elif len(title) > MAX_BUTTON_TITLE:
+        elif len(title) > limit:
             issues.append(
                 _error(
                     node.id,
                     "BUTTON_TITLE_TOO_LONG",
-                    f"button {button.id!r} of message {node.id!r} has a title of {len(title)} "
-                    f"characters; shorten it to at most {MAX_BUTTON_TITLE}",
+                    f"{where} of message {node.id!r} has a title of {len(title)} "
+                    f"characters; shorten it to at most {limit}",
+                )
+            )
+        id_limit = longest_id if card_number is None else MAX_BUTTON_ID
+        if len(button.id) > id_limit:
+            issues.append(
+                _error(
+                    node.id,
+                    "BUTTON_ID_TOO_LONG",
+                    f"{where} of message {node.id!r}: its id has {len(button.id)} characters; "
+                    f"WhatsApp takes at most {id_limit}",
                 )
             )
     return issues
@@ -446,12 +500,365 @@ def _connect_to_self(node: ConnectFlowNode) -> FlowIssue:
     )
 
 
+# --- interactive messages and WhatsApp Flows (docs/flows.md "Interactive messages") ----------
+
+
+def _interactive_targets(node: MessageNode) -> list[tuple[str, str | None]]:
+    targets: list[tuple[str, str | None]] = [
+        (f"carousel[{i}].buttons[{b.id!r}].next", b.next)
+        for i, card in enumerate(node.carousel)
+        for b in card.buttons
+    ]
+    if node.location_request is not None:
+        targets.append(("location_request.next", node.location_request.next))
+    return targets
+
+
+def _whatsapp_flow_targets(node: WhatsAppFlowNode) -> list[tuple[str, str | None]]:
+    targets: list[tuple[str, str | None]] = [("next", node.next)]
+    if node.on_other is not None:
+        targets.append(("on_other", node.on_other))
+    if node.no_reply is not None:
+        targets.append(("no_reply.next", node.no_reply.next))
+    if node.on_failure is not None:
+        targets.append(("on_failure", node.on_failure))
+    if node.on_invalid is not None:
+        targets.append(("on_invalid", node.on_invalid))
+    return targets
+
+
+def _interactive_texts(node: MessageNode) -> list[str]:
+    """The node's texts that take placeholders beyond its text and caption."""
+    texts = [node.list_button or ""]
+    links = [node.link] + [card.link for card in node.carousel]
+    texts += [part for link in links if link is not None for part in (link.title, link.url)]
+    texts += [card.text or "" for card in node.carousel]
+    return texts
+
+
+def _interactive_kinds(node: MessageNode) -> list[str]:
+    present = (
+        ("buttons", bool(node.buttons)),
+        ("link", node.link is not None),
+        ("location_request", node.location_request is not None),
+        ("carousel", bool(node.carousel)),
+    )
+    return [name for name, there in present if there]
+
+
+def _check_interactive(node: MessageNode) -> list[FlowIssue]:
+    """WhatsApp's rules for lists, links, location requests and carousels, named on the node."""
+    issues: list[FlowIssue] = []
+    label = f"message {node.id!r}"
+    kinds = _interactive_kinds(node)
+    if len(kinds) > 1:
+        issues.append(
+            _error(
+                node.id,
+                "INTERACTIVE_CONFLICT",
+                f"{label} has {' and '.join(kinds)}; WhatsApp sends one kind of interactive message "
+                f"at a time: keep one, or split it into two messages",
+            )
+        )
+    needs_text = node.as_list or node.link is not None or node.location_request is not None or node.carousel
+    what = "list" if node.as_list else kinds[0] if kinds else "buttons"
+    if needs_text and not (node.text or "").strip():
+        issues.append(
+            _error(
+                node.id,
+                "INTERACTIVE_TEXT_MISSING",
+                f"{label} needs a 'text': WhatsApp shows it above its {what}",
+            )
+        )
+    if (kinds or node.as_list) and len(node.text or "") > MAX_INTERACTIVE_BODY:
+        issues.append(
+            _error(
+                node.id,
+                "INTERACTIVE_TEXT_TOO_LONG",
+                f"{label} has a text of {len(node.text or '')} characters; with {what} WhatsApp "
+                f"takes at most {MAX_INTERACTIVE_BODY}",
+            )
+        )
+    issues += _check_interactive_media(node, label)
+    if node.as_list:
+        issues += _check_list(node, label)
+    if node.link is not None:
+        issues += _check_link(node.id, f"{label}: link", node.link.title, node.link.url)
+    if node.carousel:
+        issues += _check_carousel(node, label)
+    return issues
+
+
+def _check_interactive_media(node: MessageNode, label: str) -> list[FlowIssue]:
+    if node.media is None:
+        return []
+    if node.as_list or node.location_request is not None or node.carousel:
+        what = "a list" if node.as_list else "a location request" if node.location_request else "a carousel"
+        where = "on its cards" if node.carousel else "in a message of its own before it"
+        return [
+            _error(
+                node.id,
+                "INTERACTIVE_MEDIA",
+                f"{label} is sent as {what}, which cannot show 'media': put the {node.media.kind} {where}",
+            )
+        ]
+    if (node.buttons or node.link is not None) and node.media.kind not in HEADER_MEDIA:
+        return [
+            _error(
+                node.id,
+                "INTERACTIVE_MEDIA",
+                f"{label} can show an image, video or document above its buttons or link, not "
+                f"{node.media.kind}: send the {node.media.kind} in a message of its own",
+            )
+        ]
+    return []
+
+
+def _check_list(node: MessageNode, label: str) -> list[FlowIssue]:
+    issues: list[FlowIssue] = []
+    if not node.buttons:
+        issues.append(
+            _error(
+                node.id,
+                "LIST_WITHOUT_ROWS",
+                f"{label} sets list_button but has no buttons: add the rows as 'buttons', or "
+                f"remove list_button",
+            )
+        )
+    button = node.list_button
+    if button is not None and (not button.strip() or len(button) > MAX_LIST_BUTTON):
+        issues.append(
+            _error(
+                node.id,
+                "LIST_BUTTON_TOO_LONG",
+                f"{label}: list_button {button!r} must be 1-{MAX_LIST_BUTTON} characters (the "
+                f"button that opens the list)",
+            )
+        )
+    for row in node.buttons:
+        if row.description is not None and len(row.description) > MAX_ROW_DESCRIPTION:
+            issues.append(
+                _error(
+                    node.id,
+                    "ROW_DESCRIPTION_TOO_LONG",
+                    f"{label}: row {row.id!r} has a description of {len(row.description)} characters; "
+                    f"shorten it to at most {MAX_ROW_DESCRIPTION}",
+                )
+            )
+    sections = [row.section for row in node.buttons]
+    for section in dict.fromkeys(s for s in sections if s is not None):
+        if not section.strip() or len(section) > MAX_SECTION_TITLE:
+            issues.append(
+                _error(
+                    node.id,
+                    "SECTION_TITLE_TOO_LONG",
+                    f"{label}: section {section!r} has {len(section)} characters; a section title is "
+                    f"1-{MAX_SECTION_TITLE}",
+                )
+            )
+    if any(sections) and not all(sections):
+        unsectioned = ", ".join(repr(r.id) for r in node.buttons if not r.section)
+        issues.append(
+            _error(
+                node.id,
+                "SECTION_MISSING",
+                f"{label}: rows {unsectioned} have no 'section' while others do; in a list with "
+                f"sections every row is in one",
+            )
+        )
+    runs = [name for i, name in enumerate(sections) if name and (i == 0 or sections[i - 1] != name)]
+    split = sorted({name for name in runs if runs.count(name) > 1})
+    if split:
+        issues.append(
+            _error(
+                node.id,
+                "SECTION_SPLIT",
+                f"{label}: the rows of section(s) {', '.join(repr(n) for n in split)} are not next to "
+                f"each other; WhatsApp shows a section's rows together, so put them together (the "
+                f"numbers customers type follow the order shown)",
+            )
+        )
+    return issues
+
+
+def _check_link(node_id: str, where: str, title: str, url: str) -> list[FlowIssue]:
+    issues: list[FlowIssue] = []
+    if len(title) > MAX_LINK_TITLE:
+        issues.append(
+            _error(
+                node_id,
+                "LINK_TITLE_TOO_LONG",
+                f"{where}: title {title!r} has {len(title)} characters; shorten it to at most "
+                f"{MAX_LINK_TITLE}",
+            )
+        )
+    if not url.lower().startswith(("http://", "https://", "{{")):
+        issues.append(
+            _error(
+                node_id,
+                "LINK_URL_INVALID",
+                f"{where}: url {url!r} must be an http(s) address (https://shop.example/...)",
+            )
+        )
+    return issues
+
+
+def _check_carousel(node: MessageNode, label: str) -> list[FlowIssue]:
+    issues: list[FlowIssue] = []
+    cards = node.carousel
+    if not MIN_CAROUSEL_CARDS <= len(cards) <= MAX_CAROUSEL_CARDS:
+        issues.append(
+            _error(
+                node.id,
+                "CAROUSEL_CARDS",
+                f"{label} has {len(cards)} card(s); a carousel has {MIN_CAROUSEL_CARDS} to "
+                f"{MAX_CAROUSEL_CARDS}",
+            )
+        )
+    for number, card in enumerate(cards, 1):
+        where = f"{label}, card {number}"
+        if card.media.kind not in CAROUSEL_MEDIA:
+            issues.append(
+                _error(
+                    node.id,
+                    "CAROUSEL_CARD_MEDIA",
+                    f"{where}: a card shows an image or a video, not {card.media.kind}",
+                )
+            )
+        text = card.text or ""
+        if len(text) > MAX_CARD_BODY or text.count("\n") > MAX_CARD_BODY_LINE_BREAKS:
+            issues.append(
+                _error(
+                    node.id,
+                    "CAROUSEL_CARD_TEXT_TOO_LONG",
+                    f"{where}: its text has {len(text)} characters and {text.count(chr(10))} line "
+                    f"breaks; a card takes at most {MAX_CARD_BODY} and {MAX_CARD_BODY_LINE_BREAKS}",
+                )
+            )
+        if (card.link is None) == (not card.buttons) or len(card.buttons) > MAX_CARD_REPLIES:
+            issues.append(
+                _error(
+                    node.id,
+                    "CAROUSEL_CARD_ACTION",
+                    f"{where} needs either a 'link' or 1 to {MAX_CARD_REPLIES} quick-reply 'buttons' "
+                    f"(it has {'a link and ' if card.link else ''}{len(card.buttons)} button(s))",
+                )
+            )
+        if card.link is not None:
+            issues += _check_link(node.id, f"{where}: link", card.link.title, card.link.url)
+    shapes = {(card.media.kind, card.link is not None, len(card.buttons)) for card in cards}
+    if len(shapes) > 1:
+        issues.append(
+            _error(
+                node.id,
+                "CAROUSEL_CARDS_DIFFER",
+                f"{label}: WhatsApp needs every card alike: the same media kind (all images or all "
+                f"videos) and the same buttons (each a link, or each the same number of quick replies)",
+            )
+        )
+    return issues
+
+
+def _check_whatsapp_flow(node: WhatsAppFlowNode) -> list[FlowIssue]:
+    issues: list[FlowIssue] = []
+    label = f"whatsapp_flow {node.id!r}"
+    if not node.flow_id.isdigit():
+        issues.append(
+            _error(
+                node.id,
+                "FLOW_ID_INVALID",
+                f"{label}: flow_id {node.flow_id!r} is not a WhatsApp Flow id; copy the numeric id "
+                f"WhatsApp Manager shows for the Flow",
+            )
+        )
+    if len(node.cta) > MAX_FLOW_CTA:
+        issues.append(
+            _error(
+                node.id,
+                "FLOW_CTA_TOO_LONG",
+                f"{label}: cta {node.cta!r} has {len(node.cta)} characters; the button that opens the "
+                f"form takes at most {MAX_FLOW_CTA}",
+            )
+        )
+    if len(node.text) > MAX_INTERACTIVE_BODY:
+        issues.append(
+            _error(
+                node.id,
+                "INTERACTIVE_TEXT_TOO_LONG",
+                f"{label} has a text of {len(node.text)} characters; WhatsApp takes at most "
+                f"{MAX_INTERACTIVE_BODY}",
+            )
+        )
+    if node.data is not None and not node.data:
+        issues.append(
+            _error(
+                node.id,
+                "FLOW_DATA_EMPTY",
+                f"{label}: 'data' is empty; WhatsApp wants the first screen's data to have "
+                f"something in it, or leave 'data' out",
+            )
+        )
+    if not node.fields:
+        issues.append(
+            _warning(
+                node.id,
+                "FORM_SAVES_NOTHING",
+                f"{label} maps no form field to a contact field ('fields'), so the answers are "
+                f'not saved; add e.g. "fields": {{"email": "email"}}',
+            )
+        )
+    return issues
+
+
+# What a shared location's parts fit: coordinates are numbers, names and addresses text.
+_LOCATION_TYPES = {
+    "latitude": ("NUMBER", "TEXT"),
+    "longitude": ("NUMBER", "TEXT"),
+    "name": ("TEXT",),
+    "address": ("TEXT",),
+}
+
+
+def _check_location_fields(node: MessageNode, catalog: Catalog) -> list[FlowIssue]:
+    assert node.location_request is not None
+    issues: list[FlowIssue] = []
+    for part, field_name in node.location_request.save.model_dump().items():
+        if field_name is None:
+            continue
+        spec = catalog.fields.get(field_name)
+        where = f"message {node.id!r}: location_request.save.{part}"
+        if spec is None:
+            issues.append(_unknown_field(node.id, where, field_name))
+        elif spec[0].upper() not in _LOCATION_TYPES[part]:
+            issues.append(
+                _error(
+                    node.id,
+                    "WRONG_VALUE_TYPE",
+                    f"{where}: field {field_name!r} is {spec[0]}; a {part} fits a "
+                    f"{' or '.join(_LOCATION_TYPES[part])} field",
+                )
+            )
+    return issues
+
+
+def _check_form_fields(node: WhatsAppFlowNode, catalog: Catalog) -> list[FlowIssue]:
+    return [
+        _unknown_field(node.id, f"whatsapp_flow {node.id!r}: fields[{key!r}]", field_name)
+        for key, field_name in node.fields.items()
+        if field_name not in catalog.fields
+    ]
+
+
 # --- catalog checks --------------------------------------------------------------------------
 
 
 def _check_catalog(node: Node, flow: FlowDefinition, catalog: Catalog) -> list[FlowIssue]:
     if isinstance(node, TemplateNode):
         return _check_template(node, catalog)
+    if isinstance(node, MessageNode) and node.location_request is not None:
+        return _check_location_fields(node, catalog)
+    if isinstance(node, WhatsAppFlowNode):
+        return _check_form_fields(node, catalog)
     if isinstance(node, TagNode):
         return [
             _unknown_tag(node.id, f"tag node {node.id!r} ({verb})", name, catalog)
@@ -960,7 +1367,7 @@ def _long_wait_after(node: Node, kind: str) -> bool:
     """Whether leaving ``node`` along ``kind`` comes after a wait longer than the 24-hour window."""
     if isinstance(node, DelayNode):
         return node.until is not None or (node.for_ is not None and parse_duration(node.for_) > WINDOW)
-    if kind == "no_reply" and isinstance(node, MessageNode | TemplateNode) and node.no_reply:
+    if kind == "no_reply" and isinstance(node, AnsweredNode) and node.no_reply:
         return parse_duration(node.no_reply.after) > WINDOW
     return False
 
@@ -979,13 +1386,16 @@ def _window_warnings(start: str, by_id: dict[str, Node], webhook: bool) -> list[
     while queue:
         node_id, bits = queue.popleft()
         node = by_id[node_id]
-        if isinstance(node, MessageNode) and bits:
+        if isinstance(node, SimpleMessageNode) and bits:
             warned[node_id] = warned.get(node_id, 0) | bits
         base = 0 if isinstance(node, TemplateNode) else bits
         for kind, target in _runtime_edges(node):
             if target not in by_id:
                 continue
-            after = 0 if kind in ("button", "reply", "other") else base
+            answered = kind in ("button", "reply", "other", "location", "answered") or (
+                kind == "invalid" and isinstance(node, WhatsAppFlowNode)  # the customer sent the form
+            )
+            after = 0 if answered else base
             if _long_wait_after(node, kind):
                 after |= _AFTER_LONG_WAIT
             state = (target, after)
@@ -1022,6 +1432,9 @@ def _check_placeholder_formats(node: Node) -> list[FlowIssue]:
     texts: list[str] = []
     if isinstance(node, MessageNode):
         texts += [node.text or "", (node.media.caption or "") if node.media else ""]
+        texts += _interactive_texts(node)
+    elif isinstance(node, WhatsAppFlowNode):
+        texts += [node.text, node.cta, *_strings(node.data)]
     elif isinstance(node, TemplateNode):
         texts += list(_strings(node.params))
     elif isinstance(node, SetVariableNode) and isinstance(node.value, str):

@@ -182,6 +182,7 @@ def _record(workspace_id: str, channel_id: str, phone: str, message: InboundWhat
         "contacts": message.contacts,
         "reaction": message.reaction,
         "context": message.context,
+        "form": message.form,
         "errors": message.errors or None,
     }
     record.update({k: v for k, v in optional.items() if v is not None})

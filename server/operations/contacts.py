@@ -11,6 +11,7 @@ from server.errors import InvalidInput, NotFound
 from server.ids import ContactKey, new_id
 from server.operations.channel_inbound import accept_inbound, inbound_record
 from server.operations.phone_input import contact_key
+from server.operations.sandbox_share import SandboxShare
 from server.runtime import Runtime
 from server.text_input import MAX_BUTTON_ID, MAX_MESSAGE_TEXT, checked_characters
 
@@ -58,10 +59,21 @@ async def customer_says(
     button_id: str | None,
     provider_id: str | None = None,
     channel: str = "sandbox",
+    *,
+    shared: SandboxShare | None = None,
 ) -> bool:
-    """Record an inbound message durably, then apply it; True when it was new (not a retry)."""
-    if text is None and button_id is None:
-        raise InvalidInput("say something: give a text or a buttonId")
+    """Record an inbound message durably, then apply it; True when it was new (not a retry).
+
+    ``shared`` is what the customer sends that is not text or a tap (a location, a form's answer,
+    a reaction) and which message they quote, as WhatsApp reports them.
+    """
+    extra = shared.record() if shared is not None else {}
+    kind = extra.pop("kind", None)
+    if text is None and button_id is None and kind is None:
+        raise InvalidInput("say something: give a text, a buttonId, a location, a flowResponse or a reaction")
+    if kind is not None and (text is not None or button_id is not None):
+        raise InvalidInput("send one thing at a time: text (or a button), a location, a form or a reaction")
+    kind = kind or ("button" if button_id is not None else "text")
     if text is not None:  # kept as typed: opt-out words and replies are matched on it
         checked_characters(text, field="text", what="the customer's message", limit=MAX_MESSAGE_TEXT)
     if button_id is not None:
@@ -74,10 +86,11 @@ async def customer_says(
             provider_id or new_id("in"),
             phone=key.phone,
             channel=channel,
-            kind="button" if button_id is not None else "text",
+            kind=kind,
             text=text,
             button_id=button_id,
             at=runtime.clock.now(),
+            **extra,
         ),
     )
     if event is not None:

@@ -67,7 +67,30 @@ async def messages(runtime: Runtime, contact: dict[str, Any], last: int) -> list
         for m in contact.get("outbox", [])
         if m["id"] not in known
     ]
-    return [*stored, *queued][-last:]
+    return with_reactions([*stored, *queued][-last:])
+
+
+def with_reactions(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each message the customer reacted to carries the emoji (``customer_reaction``).
+
+    A customer has one reaction per message: a later one replaces it, an empty one removes it.
+    Reactions are matched within the messages given (a reaction's own message still names the
+    message it is about, however old).
+    """
+    latest: dict[str, str] = {}
+    for message in messages:
+        reaction = message.get("reaction") if message.get("direction") == "in" else None
+        if reaction and reaction.get("message_id"):
+            latest[str(reaction["message_id"])] = str(reaction.get("emoji") or "")
+    if not latest:
+        return messages
+    shown = []
+    for message in messages:
+        emoji = latest.get(str(message.get("provider_id") or message["_id"])) or latest.get(
+            str(message["_id"])
+        )
+        shown.append({**message, "customer_reaction": emoji} if emoji else message)
+    return shown
 
 
 async def send_agent_message(

@@ -136,6 +136,39 @@ class MessageRepository:
             {"_id": message_id, "workspace_id": workspace_id, "direction": "out"}
         )
 
+    async def by_provider_ids(self, workspace_id: str, provider_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """The workspace's messages, in or out, that a provider knows by these ids (what a quote or a
+        reaction names: a wamid, or in the sandbox our own message id), by the id asked for.
+
+        Two queries for the whole batch: the references of outbound messages, then the messages
+        (outbound by reference, inbound by scoped id, and ids that are our own).
+        """
+        if not provider_ids:
+            return {}
+        scoped = {scoped_id(workspace_id, p): p for p in provider_ids}
+        refs = await self._refs.find(
+            {"_id": {"$in": [*scoped, *provider_ids]}, "workspace_id": workspace_id}
+        ).to_list()
+        referenced = {scoped.get(ref["_id"], ref["_id"]): ref["message_id"] for ref in refs}
+        candidates = {*referenced.values(), *scoped, *provider_ids}
+        found = {
+            d["_id"]: d
+            for d in await self._messages.find(
+                {"_id": {"$in": list(candidates)}, "workspace_id": workspace_id}
+            ).to_list()
+        }
+        out: dict[str, dict[str, Any]] = {}
+        for provider_id in provider_ids:
+            for message_id in (
+                referenced.get(provider_id),
+                scoped_id(workspace_id, provider_id),
+                provider_id,
+            ):
+                if message_id is not None and message_id in found:
+                    out[provider_id] = found[message_id]
+                    break
+        return out
+
     async def apply_status(
         self,
         message_id: str,

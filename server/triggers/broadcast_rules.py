@@ -27,7 +27,7 @@ from typing import Any
 
 from server.machines import runner
 from server.machines.compiler import CompiledFlow, node_edges
-from server.machines.definition import FlowDefinition, MessageNode, TemplateNode
+from server.machines.definition import FlowDefinition, SimpleMessageNode, TemplateNode
 from server.machines.validator import Catalog, validate
 from server.sending import rules
 from server.sending.zones import recipient_country
@@ -78,7 +78,7 @@ class Plan:
             seen.add(node_id)
             if isinstance(node, TemplateNode):
                 return node
-            if isinstance(node, MessageNode):
+            if isinstance(node, SimpleMessageNode):
                 continue
             queue.extend(t for _, t in node_edges(node) if t)
         return None

@@ -40,7 +40,7 @@ async def issues_for(gql: GraphQLClient, definition: dict[str, Any]) -> list[dic
                 "id": "n",
                 "type": "message",
                 "text": "hi",
-                "buttons": [{"id": f"b{i}", "title": "t"} for i in range(4)],
+                "buttons": [{"id": f"b{i}", "title": "t"} for i in range(11)],
             },
             "TOO_MANY_BUTTONS",
         ),

@@ -9,7 +9,8 @@ tested against Meta's own description rather than against our assumptions. Two t
   Read literally by JSON Schema that rejects every message (``to`` is "additional" to the second
   part); the evident intent is one closed object, so ``allOf`` parts are merged before checking.
 
-A few plain mistakes in the file are corrected in ``ERRATA``, each with the reason.
+A few plain mistakes in the file are corrected in ``ERRATA``, each with the reason, and the
+message types Meta added after v23.0 are described in ``EXTENSIONS``, each with its source.
 """
 
 from __future__ import annotations
@@ -85,9 +86,148 @@ ERRATA: tuple[tuple[str, Any, str], ...] = (
 )
 
 
+# --- interactive types Meta documents beyond the v23.0 description (2025-2026) ---------------------
+# Source of each: Meta's Cloud API message reference, developers.facebook.com/documentation/
+# business-messaging/whatsapp/messages/ ("Interactive CTA URL button messages", "Interactive
+# location request messages", "Interactive media carousel messages"), as summarised with its
+# limits in tests/conformance/README.md ("WhatsApp 2026"). A ``-`` at the end of a pointer appends.
+_MESSAGES_REFERENCE = "developers.facebook.com/documentation/business-messaging/whatsapp/messages/"
+_CTA_URL_ACTION = {
+    "type": "object",
+    "required": ["name", "parameters"],
+    "additionalProperties": False,
+    "properties": {
+        "name": {"type": "string", "enum": ["cta_url"]},
+        "parameters": {
+            "type": "object",
+            "required": ["display_text", "url"],
+            "additionalProperties": False,
+            "properties": {
+                "display_text": {"type": "string", "minLength": 1, "maxLength": 20},
+                "url": {"type": "string", "pattern": "^https?://"},
+            },
+        },
+    },
+}
+_CAROUSEL_QUICK_REPLIES = {
+    "type": "object",
+    "required": ["buttons"],
+    "additionalProperties": False,
+    "properties": {
+        "buttons": {
+            "type": "array",
+            "minItems": 1,
+            "maxItems": 2,
+            "items": {
+                "type": "object",
+                "required": ["type", "quick_reply"],
+                "additionalProperties": False,
+                "properties": {
+                    "type": {"type": "string", "enum": ["quick_reply"]},
+                    "quick_reply": {
+                        "type": "object",
+                        "required": ["id", "title"],
+                        "additionalProperties": False,
+                        "properties": {
+                            "id": {"type": "string", "minLength": 1, "maxLength": 256},
+                            "title": {"type": "string", "minLength": 1, "maxLength": 20},
+                        },
+                    },
+                },
+            },
+        }
+    },
+}
+EXTENSIONS: tuple[tuple[str, Any, str], ...] = (
+    (
+        "/components/schemas/InteractiveObject/properties/type/enum",
+        [
+            "button",
+            "call_permission_request",
+            "catalog_message",
+            "list",
+            "product",
+            "product_list",
+            "flow",
+            "cta_url",
+            "location_request_message",
+            "carousel",
+        ],
+        f"{_MESSAGES_REFERENCE}: 'cta_url', 'location_request_message' and 'carousel' (media "
+        "carousel) are interactive types the v23.0 description does not list",
+    ),
+    (
+        "/components/schemas/ActionObject/oneOf/-",
+        _CTA_URL_ACTION,
+        f"{_MESSAGES_REFERENCE} (CTA URL): action {{name: cta_url, parameters: {{display_text "
+        "(at most 20 characters), url}}}}",
+    ),
+    (
+        "/components/schemas/ActionObject/oneOf/-",
+        {
+            "type": "object",
+            "required": ["name"],
+            "additionalProperties": False,
+            "properties": {"name": {"type": "string", "enum": ["send_location"]}},
+        },
+        f"{_MESSAGES_REFERENCE} (location request): action {{name: send_location}}, nothing else",
+    ),
+    (
+        "/components/schemas/ActionObject/oneOf/-",
+        {
+            "type": "object",
+            "required": ["cards"],
+            "additionalProperties": False,
+            "properties": {
+                "cards": {
+                    "type": "array",
+                    "minItems": 2,
+                    "maxItems": 10,
+                    "items": {"$ref": "#/components/schemas/CarouselCard"},
+                }
+            },
+        },
+        f"{_MESSAGES_REFERENCE} (media carousel): action {{cards: 2 to 10 cards}}",
+    ),
+    (
+        "/components/schemas/CarouselCard",
+        {
+            "type": "object",
+            "required": ["card_index", "type", "header", "action"],
+            "additionalProperties": False,
+            "properties": {
+                "card_index": {"type": "integer", "minimum": 0, "maximum": 9},
+                "type": {"type": "string", "enum": ["cta_url", "button"]},
+                "header": {
+                    "type": "object",
+                    "required": ["type"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "type": {"type": "string", "enum": ["image", "video"]},
+                        "image": {"$ref": "#/components/schemas/MediaObject"},
+                        "video": {"$ref": "#/components/schemas/MediaObject"},
+                    },
+                },
+                "body": {
+                    "type": "object",
+                    "required": ["text"],
+                    "additionalProperties": False,
+                    "properties": {"text": {"type": "string", "maxLength": 160}},
+                },
+                "action": {"oneOf": [_CTA_URL_ACTION, _CAROUSEL_QUICK_REPLIES]},
+            },
+        },
+        f"{_MESSAGES_REFERENCE} (media carousel): a card is an image or video header, an optional "
+        "body of at most 160 characters, and one URL button (type cta_url) or quick replies (type "
+        "button; ids up to 256, titles up to 20 characters; two per card in Meta's example, the "
+        "most providers document)",
+    ),
+)
+
+
 @lru_cache(maxsize=1)
 def load_spec(path: Path = SPEC_PATH) -> dict[str, Any]:
-    """The spec as a dict with ERRATA applied (parsed once per process; ~0.5 s with libyaml)."""
+    """The spec as a dict with ERRATA and EXTENSIONS applied (parsed once per process; ~0.5 s)."""
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     if not path.is_file():
         raise FileNotFoundError(
@@ -96,12 +236,18 @@ def load_spec(path: Path = SPEC_PATH) -> dict[str, Any]:
         )
     with path.open(encoding="utf-8") as handle:
         spec = yaml.load(handle, Loader=loader)  # a safe loader
-    for pointer, value, _why in ERRATA:
+    for pointer, value, _why in (*ERRATA, *EXTENSIONS):
         *parents, last = [p.replace("~1", "/").replace("~0", "~") for p in pointer.strip("/").split("/")]
         node: Any = spec
         for part in parents:
             node = node[int(part)] if isinstance(node, list) else node[part]
-        node[last] = copy.deepcopy(value)
+        if isinstance(node, list):
+            if last == "-":
+                node.append(copy.deepcopy(value))
+            else:
+                node[int(last)] = copy.deepcopy(value)
+        else:
+            node[last] = copy.deepcopy(value)
     return spec
 
 

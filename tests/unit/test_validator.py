@@ -225,9 +225,15 @@ def test_media_message_is_not_empty() -> None:
 
 
 def test_too_many_buttons() -> None:
-    buttons = [{"id": f"b{i}", "title": f"B{i}"} for i in range(4)]
+    buttons = [{"id": f"b{i}", "title": f"B{i}"} for i in range(11)]
     issue = only(validate(flow(msg("a", buttons=buttons))), "TOO_MANY_BUTTONS")
-    assert "4 buttons" in issue.message
+    assert "11 buttons" in issue.message and "at most 10" in issue.message
+
+
+def test_four_to_ten_buttons_are_a_list() -> None:
+    """The help article: more than 3 buttons show as a list (rows up to 24 characters)."""
+    buttons = [{"id": f"b{i}", "title": f"Opción número {i:02d}"} for i in range(10)]
+    assert validate(flow(msg("a", buttons=buttons))) == []
 
 
 def test_button_title_missing() -> None:

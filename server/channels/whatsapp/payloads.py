@@ -6,9 +6,12 @@ and Meta's messages ("(#100) Invalid parameter") do not name the node that cause
 
 Outbox kinds: ``text`` {text}; ``media`` {media: {kind, url, caption, filename}, text?};
 ``buttons`` {text, buttons: [{id, title}], media?}; ``list`` {text, list: {button, sections:
-[{title?, rows: [{id, title, description?}]}]}}; ``template`` {template: {name, language,
-params}, buttons: [{id, title}]}: ``params`` in the flow document's typed form (docs/templates.md),
-placeholders already rendered; quick replies carry the node's button ids.
+[{title?, rows: [{id, title, description?}]}]}}; ``cta_url`` {text, link: {title, url}, media?};
+``location_request`` {text}; ``carousel`` {text, cards: [{media: {kind, url}, text?, link? |
+buttons?}]}; ``flow`` {text, flow: {id, screen, cta, token, mode, data?}}; ``template``
+{template: {name, language, params}, buttons: [{id, title}]}: ``params`` in the flow document's
+typed form (docs/templates.md), placeholders already rendered; quick replies carry the node's
+button ids. The limits are WhatsApp's (``server/machines/whatsapp_limits.py``).
 """
 
 from __future__ import annotations
@@ -17,23 +20,34 @@ import re
 from typing import Any
 
 from server.machines.template_message import resolve_template
+from server.machines.whatsapp_limits import (
+    CAROUSEL_MEDIA,
+    FLOW_MESSAGE_VERSION,
+    HEADER_MEDIA,
+    MAX_BUTTON_ID,
+    MAX_BUTTON_TITLE,
+    MAX_CAPTION,
+    MAX_CARD_BODY,
+    MAX_CARD_BODY_LINE_BREAKS,
+    MAX_CARD_REPLIES,
+    MAX_CAROUSEL_CARDS,
+    MAX_FLOW_CTA,
+    MAX_INTERACTIVE_BODY,
+    MAX_LINK_TITLE,
+    MAX_LIST_BUTTON,
+    MAX_LIST_ROWS,
+    MAX_LIST_SECTIONS,
+    MAX_REPLY_BUTTONS,
+    MAX_ROW_DESCRIPTION,
+    MAX_ROW_ID,
+    MAX_ROW_TITLE,
+    MAX_SECTION_TITLE,
+    MAX_TEXT,
+    MIN_CAROUSEL_CARDS,
+)
 
-# WhatsApp's limits (Cloud API message reference).
-MAX_TEXT = 4096
-MAX_CAPTION = 1024
-MAX_INTERACTIVE_BODY = 1024
-MAX_REPLY_BUTTONS = 3
-MAX_BUTTON_TITLE = 20
-MAX_BUTTON_ID = 256
-MAX_LIST_ROWS = 10
-MAX_LIST_SECTIONS = 10
-MAX_LIST_BUTTON = 20
-MAX_ROW_TITLE = 24
-MAX_ROW_DESCRIPTION = 72
-MAX_ROW_ID = 200
-MAX_SECTION_TITLE = 24
 MEDIA_KINDS = ("image", "video", "audio", "document")
-CAPTIONED = ("image", "video", "document")
+CAPTIONED = HEADER_MEDIA
 _LINK = re.compile(r"https?://", re.IGNORECASE)
 
 
@@ -65,6 +79,8 @@ def build(message: dict[str, Any], template: dict[str, Any] | None = None) -> di
         return {**base, "type": "interactive", "interactive": _buttons(message)}
     if kind == "list":
         return {**base, "type": "interactive", "interactive": _list(message)}
+    if kind in INTERACTIVE_KINDS:
+        return {**base, "type": "interactive", "interactive": INTERACTIVE_KINDS[kind](message)}
     if kind == "template":
         if template is None:
             raise PayloadError("template message without its template document", "TEMPLATE_MISSING")
@@ -121,7 +137,7 @@ def _body_text(message: dict[str, Any]) -> str:
         caption = (message.get("media") or {}).get("caption")
         text = caption if isinstance(caption, str) else ""
     if not text.strip():
-        raise PayloadError("a message with buttons or a list needs text above them")
+        raise PayloadError("an interactive message (buttons, a list, a link, a form...) needs text")
     if len(text) > MAX_INTERACTIVE_BODY:
         raise PayloadError(f"the text of a message with buttons is at most {MAX_INTERACTIVE_BODY} characters")
     return text
@@ -156,14 +172,19 @@ def _buttons(message: dict[str, Any]) -> dict[str, Any]:
     }
     media = message.get("media")
     if media:
-        kind = _media_kind(media)
-        if kind not in CAPTIONED:
-            raise PayloadError("a message with buttons can show an image, video or document, not audio")
-        header: dict[str, Any] = {"link": _link(media.get("url"), f"the {kind}")}
-        if kind == "document" and media.get("filename"):
-            header["filename"] = str(media["filename"])
-        interactive["header"] = {"type": kind, kind: header}
+        interactive["header"] = _media_header(media, "a message with buttons")
     return interactive
+
+
+def _media_header(media: dict[str, Any], what: str) -> dict[str, Any]:
+    """An interactive message's media header: an image, a video or a document (never audio)."""
+    kind = _media_kind(media)
+    if kind not in HEADER_MEDIA:
+        raise PayloadError(f"{what} can show an image, video or document, not audio")
+    header: dict[str, Any] = {"link": _link(media.get("url"), f"the {kind}")}
+    if kind == "document" and media.get("filename"):
+        header["filename"] = str(media["filename"])
+    return {"type": kind, kind: header}
 
 
 def _list(message: dict[str, Any]) -> dict[str, Any]:
@@ -210,6 +231,137 @@ def _list(message: dict[str, Any]) -> dict[str, Any]:
         "body": {"text": _body_text(message)},
         "action": {"button": label, "sections": out_sections},
     }
+
+
+# --- CTA URL, location request, media carousel, WhatsApp Flow ------------------------------------
+
+
+def _url_action(link: Any, what: str) -> dict[str, Any]:
+    """A URL button's action (a CTA URL message, a carousel card): its label and where it goes."""
+    if not isinstance(link, dict):
+        raise PayloadError(f"{what} needs a link with a title and a url")
+    title = str(link.get("title") or "")
+    if not title.strip() or len(title) > MAX_LINK_TITLE:
+        raise PayloadError(f"{what}: the link's title {title!r} must be 1-{MAX_LINK_TITLE} characters")
+    url = _link(link.get("url"), f"{what}'s link")
+    return {"name": "cta_url", "parameters": {"display_text": title, "url": url}}
+
+
+def _cta_url(message: dict[str, Any]) -> dict[str, Any]:
+    interactive: dict[str, Any] = {
+        "type": "cta_url",
+        "body": {"text": _body_text(message)},
+        "action": _url_action(message.get("link"), "a link message"),
+    }
+    if message.get("media"):
+        interactive["header"] = _media_header(message["media"], "a link message")
+    return interactive
+
+
+def _location_request(message: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "location_request_message",
+        "body": {"text": _body_text(message)},
+        "action": {"name": "send_location"},
+    }
+
+
+def _carousel(message: dict[str, Any]) -> dict[str, Any]:
+    cards = message.get("cards") or []
+    if not MIN_CAROUSEL_CARDS <= len(cards) <= MAX_CAROUSEL_CARDS:
+        raise PayloadError(
+            f"a carousel has {MIN_CAROUSEL_CARDS} to {MAX_CAROUSEL_CARDS} cards, not {len(cards)}"
+        )
+    out = [_card(card, index) for index, card in enumerate(cards)]
+    shapes = {(c["header"]["type"], c["type"], len(c["action"].get("buttons") or [])) for c in out}
+    if len(shapes) > 1:
+        raise PayloadError(
+            "every card of a carousel shows the same kind of media and the same buttons "
+            "(one link, or the same number of quick replies)"
+        )
+    ids = [b["quick_reply"]["id"] for card in out for b in card["action"].get("buttons") or []]
+    _unique(ids, "the quick-reply ids of a carousel")
+    return {"type": "carousel", "body": {"text": _body_text(message)}, "action": {"cards": out}}
+
+
+def _card(card: dict[str, Any], index: int) -> dict[str, Any]:
+    where = f"carousel card {index + 1}"
+    media = card.get("media") or {}
+    kind = media.get("kind")
+    if kind not in CAROUSEL_MEDIA:
+        raise PayloadError(f"{where} needs an image or a video, not {kind!r}")
+    out: dict[str, Any] = {
+        "card_index": index,
+        "header": {"type": kind, kind: {"link": _link(media.get("url"), f"the {kind} of {where}")}},
+    }
+    text = card.get("text")
+    if isinstance(text, str) and text.strip():
+        if len(text) > MAX_CARD_BODY or text.count("\n") > MAX_CARD_BODY_LINE_BREAKS:
+            raise PayloadError(
+                f"{where}: its text is at most {MAX_CARD_BODY} characters and "
+                f"{MAX_CARD_BODY_LINE_BREAKS} line breaks"
+            )
+        out["body"] = {"text": text}
+    buttons = card.get("buttons") or []
+    if card.get("link") and buttons:
+        raise PayloadError(f"{where} has a link and quick replies; a card has one or the other")
+    if card.get("link"):
+        out["type"] = "cta_url"
+        out["action"] = _url_action(card["link"], where)
+        return out
+    if not 1 <= len(buttons) <= MAX_CARD_REPLIES:
+        raise PayloadError(f"{where} needs a link or 1 to {MAX_CARD_REPLIES} quick replies")
+    replies = []
+    for button in buttons:
+        button_id, title = str(button.get("id") or ""), str(button.get("title") or button.get("id") or "")
+        if not button_id or len(button_id) > MAX_BUTTON_ID or button_id != button_id.strip():
+            raise PayloadError(f"{where}: button id {button_id!r} must be 1-{MAX_BUTTON_ID} characters")
+        if not title.strip() or len(title) > MAX_BUTTON_TITLE:
+            raise PayloadError(f"{where}: button title {title!r} must be 1-{MAX_BUTTON_TITLE} characters")
+        replies.append({"type": "quick_reply", "quick_reply": {"id": button_id, "title": title}})
+    out["type"] = "button"
+    out["action"] = {"buttons": replies}
+    return out
+
+
+def _flow(message: dict[str, Any]) -> dict[str, Any]:
+    spec = message.get("flow") or {}
+    flow_id = str(spec.get("id") or "")
+    if not flow_id.isdigit():
+        raise PayloadError(f"a WhatsApp Flow is sent by its numeric id, not {flow_id!r}")
+    cta = str(spec.get("cta") or "")
+    if not cta.strip() or len(cta) > MAX_FLOW_CTA:
+        raise PayloadError(f"a WhatsApp Flow's button text {cta!r} must be 1-{MAX_FLOW_CTA} characters")
+    screen = str(spec.get("screen") or "")
+    if not screen.strip():
+        raise PayloadError("a WhatsApp Flow needs the id of the screen it opens on")
+    payload: dict[str, Any] = {"screen": screen}
+    if spec.get("data"):
+        payload["data"] = spec["data"]
+    parameters: dict[str, Any] = {
+        "flow_message_version": FLOW_MESSAGE_VERSION,
+        "flow_id": flow_id,
+        "flow_cta": cta,
+        "flow_action": "navigate",
+        "flow_action_payload": payload,
+    }
+    if spec.get("token"):
+        parameters["flow_token"] = str(spec["token"])
+    if spec.get("mode") == "draft":
+        parameters["mode"] = "draft"
+    return {
+        "type": "flow",
+        "body": {"text": _body_text(message)},
+        "action": {"name": "flow", "parameters": parameters},
+    }
+
+
+INTERACTIVE_KINDS = {
+    "cta_url": _cta_url,
+    "location_request": _location_request,
+    "carousel": _carousel,
+    "flow": _flow,
+}
 
 
 # --- templates ------------------------------------------------------------------------------------

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from server.machines.form_answers import read_form_answer
+
 OBJECT = "whatsapp_business_account"
 MEDIA_KINDS = ("image", "video", "audio", "document", "sticker")
 TEMPLATE_FIELDS = (
@@ -36,7 +38,9 @@ class InboundWhatsApp:
 
     Buttons of every flavour (interactive ``button_reply``/``list_reply``, template quick replies)
     become kind ``button`` with the answer id in ``button_id`` and the label in ``text``;
-    ``reply_type`` keeps which flavour it was. Other kinds keep Meta's type name.
+    ``reply_type`` keeps which flavour it was. A WhatsApp Flow's answer is kind ``nfm_reply``
+    with ``form`` = {name, body, response (``response_json`` decoded), error}. Other kinds keep
+    Meta's type name. ``context`` is what a reply quotes (``id``: the quoted message's wamid).
     """
 
     wamid: str
@@ -53,6 +57,7 @@ class InboundWhatsApp:
     contacts: list[Json] | None = None
     reaction: Json | None = None
     context: Json | None = None
+    form: Json | None = None
     errors: list[Json] = field(default_factory=list)
     raw: Json = field(default_factory=dict)
 
@@ -229,8 +234,32 @@ def _interactive(interactive: Json, where: str, common: dict[str, Any]) -> Inbou
         answer = _required_str(reply.get("id"), f"{where}.{reply_type}.id")
         title = _optional_str(reply.get("title"), f"{where}.{reply_type}.title")
         return InboundWhatsApp(kind="button", button_id=answer, text=title, reply_type=reply_type, **common)
-    # nfm_reply (WhatsApp Flows) and future kinds: recorded, not an answer to a flow button.
+    if reply_type == "nfm_reply":
+        return InboundWhatsApp(
+            kind="nfm_reply",
+            reply_type="nfm_reply",
+            form=_form_answer(
+                _object(interactive.get("nfm_reply"), f"{where}.nfm_reply"), f"{where}.nfm_reply"
+            ),
+            **common,
+        )
+    # Future kinds: recorded as they came, not an answer.
     return InboundWhatsApp(kind="interactive", reply_type=str(reply_type), **common)
+
+
+def _form_answer(reply: Json, where: str) -> Json:
+    """A WhatsApp Flow's answer: ``response_json`` is a JSON string holding the form's fields.
+
+    An answer that cannot be read is kept with why (``server/machines/form_answers.py``), never
+    refused: the run treats it as an answer that does not fit.
+    """
+    response, error = read_form_answer(reply.get("response_json"))
+    return {
+        "name": _optional_str(reply.get("name"), f"{where}.name"),
+        "body": _optional_str(reply.get("body"), f"{where}.body"),
+        "response": response,
+        "error": f"{where}.response_json: {error}" if error else None,
+    }
 
 
 def _status(status: Json, where: str, phone_number_id: str | None) -> StatusUpdate:
