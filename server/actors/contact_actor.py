@@ -18,6 +18,8 @@ from server.actors import contact_commands
 from server.actors.effects import Effects
 from server.actors.events import (
     CONTACT_COMMANDS,
+    IDENTITY_COMMANDS,
+    AbsorbContact,
     EndFlowRuns,
     Event,
     InboundMessage,
@@ -27,10 +29,13 @@ from server.actors.events import (
     StopRun,
     TimerFired,
     TurnResult,
+    UpdateIdentities,
 )
 from server.actors.flow_cache import FlowCache
+from server.actors.identity_commands import apply_identity_command, note_identities
 from server.clock import Clock
 from server.errors import Conflict, InvalidInput, NotFound, Unavailable, WindowClosed
+from server.identity import Identities
 from server.ids import ContactKey, new_id
 from server.machines import contact_state, runner, statuses
 from server.packing import pack, unpack
@@ -44,6 +49,9 @@ APPLIED_EVENTS_KEPT = 200
 ENDED_RUNS_KEPT = 20
 
 SegmentMatcher = Callable[[dict[str, Any], dict[str, Any], datetime], bool]
+# What a contact merged into another hands on to the survivor. Its own bookkeeping stays here:
+# timers and statuses of what it sent, its runs, redeliveries of its outbox, the merge itself.
+REDIRECTED = (InboundMessage, StartFlow, *CONTACT_COMMANDS, UpdateIdentities, AbsorbContact)
 
 
 @dataclass
@@ -72,6 +80,8 @@ class ActorDeps:
     # the document so a replica that lost its lease can never overwrite a newer owner's commit.
     # Raises (e.g. Unavailable) when this process does not own the shard any more.
     fence_of: Callable[[ContactKey], int | None] | None = None
+    # A merged contact's events go to the contact it was merged into: (survivor, event) -> its turn.
+    redirect: Callable[[ContactKey, Event], Awaitable[TurnResult]] | None = None
 
 
 Envelope = tuple[Event, "asyncio.Future[TurnResult]"]
@@ -182,6 +192,10 @@ class ContactActor:
             before = await self._load()
             if event.event_id in before.get("applied_events", []):
                 return TurnResult(before, duplicate=True, changed=False)
+            survivor = before.get("merged_into")
+            if survivor and isinstance(event, REDIRECTED) and self._deps.redirect is not None:
+                # Another turn's await: the survivor never waits on this contact (merges go one way).
+                return await self._deps.redirect(ContactKey.from_doc_id(survivor), event)
             working = copy.deepcopy(before)
             turn = runner.Turn(
                 contact=working,
@@ -210,7 +224,7 @@ class ContactActor:
                 result.contact = working
                 return result
             self.document = None  # another writer won the race: reload and redo the turn
-        raise Conflict(f"contact {self.key.phone} kept changing under us; try again")
+        raise Conflict(f"contact {self.key.doc_id} kept changing under us; try again")
 
     def _finish(self, turn: runner.Turn, event: Event) -> None:
         contact = turn.contact
@@ -239,6 +253,8 @@ class ContactActor:
             return await self._message_status(turn, event)
         if isinstance(event, CONTACT_COMMANDS):
             return contact_commands.apply_command(turn, event)
+        if isinstance(event, IDENTITY_COMMANDS):
+            return apply_identity_command(turn, event)
         if isinstance(event, TimerFired):
             return await self._timer(turn, event)
         if isinstance(event, StopRun):
@@ -330,6 +346,7 @@ class ContactActor:
         contact["last_inbound_at"] = event.at
         if event.name and not contact.get("name"):
             contact["name"] = event.name
+        note_identities(contact, _sender(event))
         screened = contact_commands.screen_inbound(turn, event, await self._extras())
         if screened == "assigned":
             return await self._inbound_while_assigned(turn, event)
@@ -386,6 +403,7 @@ class ContactActor:
         contact_state.note_inbound(contact, event.at)  # the inbox shows them as unread
         if event.name and not contact.get("name"):
             contact["name"] = event.name
+        note_identities(contact, _sender(event))
         run = runner.waiting_for_reply(contact)
         if run is not None:
             compiled = await self._deps.flow_cache.get(run["flow_id"], run["version"])
@@ -422,6 +440,10 @@ class ContactActor:
             turn.contact["timers"] = [t for t in timers if t["id"] != timer["id"]]
         await self._follow_connects(turn)
         return TurnResult(turn.contact, run=run)
+
+
+def _sender(event: InboundMessage) -> Identities:
+    return Identities(event.phone, event.bsuid, event.parent_bsuid, event.username)
 
 
 def _fail(mailbox: deque[Envelope] | None, error: Exception) -> None:

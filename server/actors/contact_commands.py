@@ -23,6 +23,7 @@ from server.actors.events import (
     TurnResult,
 )
 from server.errors import InvalidInput, WindowClosed
+from server.identity import address_of
 from server.machines import runner
 from server.machines.contact_state import (
     clear_assignment,
@@ -86,10 +87,11 @@ def _tag(turn: runner.Turn, event: TagContact) -> TurnResult:
 def _agent_message(turn: runner.Turn, event: AgentMessage) -> TurnResult:
     contact = turn.contact
     if not turn.window_open():
+        who = contact.get("phone") or contact.get("username") or contact["_id"]
         raise WindowClosed(
-            f"the 24-hour window with {contact['phone']} is closed (the customer has not written in the "
+            f"the 24-hour window with {who} is closed (the customer has not written in the "
             "last 24 hours); only a template can reopen the conversation",
-            phone=contact["phone"],
+            phone=contact.get("phone"),
         )
     contact.setdefault("outbox", []).append(
         {
@@ -97,7 +99,7 @@ def _agent_message(turn: runner.Turn, event: AgentMessage) -> TurnResult:
             "run_id": None,
             "flow_id": None,
             "node": None,
-            "to": contact["phone"],
+            **address_of(contact),
             "created_at": turn.now,
             "kind": "text",
             "text": event.text,

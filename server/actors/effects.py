@@ -49,7 +49,7 @@ class Effects:
         changed_runs: set[str],
         applied_inbound: list[str],
     ) -> None:
-        key = ContactKey(after["workspace_id"], after["phone"])
+        key = ContactKey.of_contact(after)
         known = {t["id"] for t in (before or {}).get("timers", [])}
         for timer in after.get("timers", []):
             if timer["id"] not in known:
@@ -82,7 +82,7 @@ class Effects:
         if delivered:
             await self.contacts.pull_outbox(contact["_id"], contact["version"], delivered)
             contact["outbox"] = [m for m in contact.get("outbox", []) if m["id"] not in delivered]
-        key = ContactKey(contact["workspace_id"], contact["phone"])
+        key = ContactKey.of_contact(contact)
         if contact.get("outbox"):
             self.stuck_outboxes.add(key)
         else:

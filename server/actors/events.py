@@ -32,6 +32,11 @@ class InboundMessage:
     button_id: str | None = None
     name: str | None = None
     kind: str = "text"
+    # Who wrote, as the channel identified them (server/identity.py): the contact keeps the latest.
+    phone: str | None = None
+    bsuid: str | None = None
+    parent_bsuid: str | None = None
+    username: str | None = None
 
     @property
     def moves_runs(self) -> bool:
@@ -48,6 +53,10 @@ class InboundMessage:
             button_id=record.get("button_id"),
             name=record.get("name"),
             kind=kind,
+            phone=record.get("phone"),
+            bsuid=record.get("bsuid"),
+            parent_bsuid=record.get("parent_bsuid"),
+            username=record.get("username"),
         )
 
 
@@ -183,6 +192,40 @@ class ExternalSyncResult:
     retry_at: datetime | None = None  # None with ok False: given up for good
 
 
+# --- identities (server/actors/identity_commands.py) -----------------------------------------------
+
+
+@dataclass(frozen=True)
+class UpdateIdentities:
+    """The customer's phone, BSUID or username became known or changed (already claimed for
+    this contact in the directory); the contact document keeps the latest of each."""
+
+    event_id: str
+    phone: str | None = None
+    bsuid: str | None = None
+    parent_bsuid: str | None = None
+    username: str | None = None
+
+
+@dataclass(frozen=True)
+class MergeInto:
+    """This contact is the same person as contact ``into`` (which remains): its runs end, and
+    from now on its actor hands what it receives to ``into``."""
+
+    event_id: str
+    into: str
+
+
+@dataclass(frozen=True)
+class AbsorbContact:
+    """Take in what a contact merged into this one knew (``absorbed``: its document) by the merge rule."""
+
+    event_id: str
+    absorbed: dict[str, Any]
+
+
+IDENTITY_COMMANDS = (UpdateIdentities, MergeInto, AbsorbContact)
+
 CONTACT_COMMANDS = (
     TagContact,
     SetVariables,
@@ -210,4 +253,7 @@ Event = (
     | AgentMessage
     | MarkRead
     | ExternalSyncResult
+    | UpdateIdentities
+    | MergeInto
+    | AbsorbContact
 )

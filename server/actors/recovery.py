@@ -71,7 +71,7 @@ async def recover(
             _redeliver(actors, key, clock)
             report.outboxes += 1
     async for message in messages.unapplied_inbound(clock.now() - inbound_grace):
-        key = ContactKey(message["workspace_id"], message["phone"])
+        key = ContactKey.referenced_by(message)
         actors.tell(key, InboundMessage.from_record(message))
         report.inbound += 1
     if ledger is not None:
@@ -102,7 +102,7 @@ async def _rearm_from_contacts(
 
     try:
         async for document in contacts.with_pending_work():
-            key = ContactKey(document["workspace_id"], document["phone"])
+            key = ContactKey.of_contact(document)
             for timer in document.get("timers", []):
                 batch.append((key, timer))
                 report.timers += 1

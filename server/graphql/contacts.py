@@ -11,11 +11,13 @@ from typing import Any
 import strawberry
 from strawberry.scalars import JSON
 
+from server.graphql.arguments import Phone, WhatsappId
 from server.graphql.permissions import ADMIN_ONLY, ANY_ROLE
 from server.graphql.types import Contact
 from server.operations import consent as consent_ops
 from server.operations import contact_data as ops
 from server.operations import klaviyo_settings as klaviyo_ops
+from server.operations.contact_identifiers import ContactRef
 
 
 def caller(info: strawberry.Info) -> str | None:
@@ -58,14 +60,20 @@ class ContactsQuery:
 @strawberry.type
 class ContactsMutation:
     @strawberry.mutation(permission_classes=ANY_ROLE, description="add a tag of the catalog to the contact")
-    async def tag_contact(self, info: strawberry.Info, phone: str, tag: str) -> Contact:
+    async def tag_contact(
+        self, info: strawberry.Info, phone: Phone, tag: str, whatsapp_id: WhatsappId = None
+    ) -> Contact:
         ctx = info.context
-        return Contact(doc=await ops.tag_contact(ctx.runtime, ctx.workspace(), phone, tag, add=True))
+        who = ContactRef(phone, whatsapp_id)
+        return Contact(doc=await ops.tag_contact(ctx.runtime, ctx.workspace(), who, tag, add=True))
 
     @strawberry.mutation(permission_classes=ANY_ROLE)
-    async def untag_contact(self, info: strawberry.Info, phone: str, tag: str) -> Contact:
+    async def untag_contact(
+        self, info: strawberry.Info, phone: Phone, tag: str, whatsapp_id: WhatsappId = None
+    ) -> Contact:
         ctx = info.context
-        return Contact(doc=await ops.tag_contact(ctx.runtime, ctx.workspace(), phone, tag, add=False))
+        who = ContactRef(phone, whatsapp_id)
+        return Contact(doc=await ops.tag_contact(ctx.runtime, ctx.workspace(), who, tag, add=False))
 
     @strawberry.mutation(
         permission_classes=ANY_ROLE,
@@ -73,21 +81,29 @@ class ContactsMutation:
         "does not fit; null clears it); a field linked to Klaviyo updates the profile too",
     )
     async def set_variable(
-        self, info: strawberry.Info, phone: str, field: str, value: JSON | None = None
+        self,
+        info: strawberry.Info,
+        phone: Phone,
+        field: str,
+        value: JSON | None = None,
+        whatsapp_id: WhatsappId = None,
     ) -> Contact:
         ctx = info.context
-        return Contact(doc=await ops.set_variable(ctx.runtime, ctx.workspace(), phone, field, value))
+        who = ContactRef(phone, whatsapp_id)
+        return Contact(doc=await ops.set_variable(ctx.runtime, ctx.workspace(), who, field, value))
 
     @strawberry.mutation(
         permission_classes=ANY_ROLE,
         description="record marketing consent given or withdrawn (kept with when and by whom)",
     )
-    async def set_opt_in(self, info: strawberry.Info, phone: str, opted_in: bool) -> Contact:
+    async def set_opt_in(
+        self, info: strawberry.Info, phone: Phone, opted_in: bool, whatsapp_id: WhatsappId = None
+    ) -> Contact:
         ctx = info.context
         contact = await consent_ops.set_opt_in(
             ctx.runtime,
             ctx.workspace(),
-            phone,
+            ContactRef(phone, whatsapp_id),
             opted_in,
             by=caller(info),
             key_id=getattr(ctx, "key_id", None),

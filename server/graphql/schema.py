@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator
 from enum import Enum
-from typing import Any
+from typing import Annotated, Any
 
 import strawberry
 from strawberry.scalars import JSON
 
 from server.errors import NotFound
 from server.graphql.api_keys import ApiKeyMutation, ApiKeyQuery
-from server.graphql.arguments import default_omitted_to_null
+from server.graphql.arguments import Phone, WhatsappId, default_omitted_to_null
 from server.graphql.broadcasts import BroadcastMutation, BroadcastQuery, BroadcastSubscription
 from server.graphql.catalog import CatalogMutation, CatalogQuery
 from server.graphql.channels import ChannelsMutation, ChannelsQuery
@@ -36,7 +36,7 @@ from server.graphql.types import (
 from server.graphql.workspaces import WorkspaceMutation
 from server.operations import contacts as contact_ops
 from server.operations import flows as flow_ops
-from server.operations.phone_input import contact_key, contact_phone
+from server.operations.contact_identifiers import ContactRef, contact_key, find_contact_key, sandbox_customer
 
 
 @strawberry.enum(description="what publishing does to runs under way on older versions")
@@ -86,12 +86,17 @@ class Query(
 
     @strawberry.field(permission_classes=ANY_ROLE)
     async def contact(
-        self, info: strawberry.Info, id: strawberry.ID | None = None, phone: str | None = None
+        self,
+        info: strawberry.Info,
+        id: strawberry.ID | None = None,
+        phone: Phone = None,
+        whatsapp_id: WhatsappId = None,
     ) -> Contact | None:
         ctx = _ctx(info)
         workspace_id = ctx.workspace()
-        if phone is not None:
-            found = await ctx.runtime.contacts.load(await contact_key(ctx.runtime, workspace_id, phone))
+        if phone is not None or whatsapp_id is not None:
+            key = await find_contact_key(ctx.runtime, workspace_id, ContactRef(phone, whatsapp_id))
+            found = await ctx.runtime.contacts.load(key) if key is not None else None
         elif id is not None:
             found = await ctx.runtime.contacts.get(workspace_id, str(id))
         else:
@@ -105,7 +110,7 @@ class Query(
         contact = await ctx.runtime.contacts.find_run(workspace_id, str(id))
         if contact is not None:
             run = next(r for r in contact["runs"] if r["id"] == str(id))
-            return Run(doc={**run, "contact_id": contact["_id"], "phone": contact["phone"]})
+            return Run(doc={**run, "contact_id": contact["_id"], "phone": contact.get("phone")})
         archived = await ctx.runtime.runs.get(workspace_id, str(id))
         return Run(doc=archived) if archived else None
 
@@ -139,13 +144,15 @@ class Query(
         )
 
     @strawberry.field(
-        permission_classes=ANY_ROLE, description="what the sandbox channel sent to this phone, oldest first"
+        permission_classes=ANY_ROLE,
+        description="what the sandbox channel sent to this customer, oldest first",
     )
-    async def sandbox_outbox(self, info: strawberry.Info, phone: str) -> list[OutboundMessage]:
+    async def sandbox_outbox(
+        self, info: strawberry.Info, phone: Phone, whatsapp_id: WhatsappId = None
+    ) -> list[OutboundMessage]:
         ctx = _ctx(info)
-        found = await ctx.runtime.messages.outbound_for(
-            ctx.workspace(), await contact_phone(ctx.runtime, ctx.workspace(), phone), "sandbox"
-        )
+        key = await find_contact_key(ctx.runtime, ctx.workspace(), ContactRef(phone, whatsapp_id))
+        found = await ctx.runtime.messages.outbound_for(key, "sandbox") if key is not None else []
         return [OutboundMessage(doc=m) for m in found]
 
 
@@ -195,10 +202,16 @@ class Mutation(
 
     @strawberry.mutation(permission_classes=ADMIN_ONLY)
     async def start_flow(
-        self, info: strawberry.Info, flow_id: strawberry.ID, phone: str, variables: JSON | None = None
+        self,
+        info: strawberry.Info,
+        flow_id: strawberry.ID,
+        phone: Phone,
+        variables: JSON | None = None,
+        whatsapp_id: WhatsappId = None,
     ) -> Run:
         ctx = _ctx(info)
-        run = await contact_ops.start_flow(ctx.runtime, ctx.admin_workspace(), str(flow_id), phone, variables)
+        who = ContactRef(phone, whatsapp_id)
+        run = await contact_ops.start_flow(ctx.runtime, ctx.admin_workspace(), str(flow_id), who, variables)
         return Run(doc=run)
 
     @strawberry.mutation(permission_classes=ADMIN_ONLY)
@@ -208,17 +221,21 @@ class Mutation(
 
     @strawberry.mutation(
         permission_classes=ADMIN_ONLY,
-        description="the sandbox customer says something (text or a button id)",
+        description="the sandbox customer says something (text or a button id); a customer who shares no "
+        "phone number is played by their BSUID (and username), as WhatsApp reports them",
     )
     async def sandbox_inbound(
         self,
         info: strawberry.Info,
-        phone: str,
+        phone: Phone,
         text: str | None = None,
         button_id: str | None = None,
+        bsuid: Annotated[str | None, strawberry.argument(description="the customer's BSUID")] = None,
+        username: Annotated[str | None, strawberry.argument(description="the username shown")] = None,
     ) -> bool:
         ctx = _ctx(info)
-        await contact_ops.customer_says(ctx.runtime, ctx.workspace(), phone, text, button_id)
+        who = await sandbox_customer(ctx.runtime, ctx.workspace(), phone, bsuid, username)
+        await contact_ops.customer_says(ctx.runtime, ctx.workspace(), who, text, button_id)
         return True
 
 
@@ -228,11 +245,13 @@ class Subscription(InboxSubscription, BroadcastSubscription):
         permission_classes=ANY_ROLE,
         description="the contact's current state at once, then every committed change, in order",
     )
-    async def contact_updated(self, info: strawberry.Info, phone: str) -> AsyncGenerator[Contact, None]:
+    async def contact_updated(
+        self, info: strawberry.Info, phone: Phone, whatsapp_id: WhatsappId = None
+    ) -> AsyncGenerator[Contact, None]:
         ctx = _ctx(info)
         workspace_id = ctx.workspace()
-        key = await contact_key(ctx.runtime, workspace_id, phone)
-        updates = ctx.runtime.pubsub.subscribe(contact_topic(workspace_id, key.phone))
+        key = await contact_key(ctx.runtime, workspace_id, ContactRef(phone, whatsapp_id))
+        updates = ctx.runtime.pubsub.subscribe(contact_topic(key))
         try:
             current = await ctx.runtime.contacts.load(key)
             seen = current["version"] if current else -1

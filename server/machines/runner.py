@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 
 from server.clock import as_utc
 from server.errors import InvalidInput
+from server.identity import address_of
 from server.ids import new_id
 from server.machines.compiler import END, CompiledFlow, branch_trigger, button_trigger
 from server.machines.contact_state import queue_external_sync, set_assignment, set_consent
@@ -434,7 +435,7 @@ def _queue_message(turn: Turn, run: dict[str, Any], node_id: str, body: dict[str
         "run_id": run["id"],
         "flow_id": run["flow_id"],
         "node": node_id,
-        "to": turn.contact["phone"],
+        **address_of(turn.contact),
         "created_at": turn.now,
         **body,
     }

@@ -13,11 +13,11 @@ from typing import Any
 from server.actors.contact_actor import event_id
 from server.actors.events import SetConsent, SetVariables, TagContact
 from server.errors import InvalidInput, NotFound
-from server.ids import ContactKey
+from server.identity import Identities
 from server.machines.regional import Regional
 from server.machines.values import coerce_value
 from server.operations.catalog import normalize_tag_name
-from server.operations.phone_input import contact_key
+from server.operations.contact_identifiers import Who, contact_key, identities_of
 from server.runtime import Runtime
 from server.text_input import checked_characters
 
@@ -55,17 +55,17 @@ async def _tag_name(runtime: Runtime, workspace_id: str, tag: Any, where: str = 
     return name
 
 
-async def tag_contact(runtime: Runtime, workspace_id: str, phone: str, tag: str, add: bool) -> dict[str, Any]:
-    key = await contact_key(runtime, workspace_id, phone)
+async def tag_contact(runtime: Runtime, workspace_id: str, who: Who, tag: str, add: bool) -> dict[str, Any]:
+    key = await contact_key(runtime, workspace_id, who)
     name = await _tag_name(runtime, workspace_id, tag)
     event = TagContact(event_id(), add=(name,)) if add else TagContact(event_id(), remove=(name,))
     return (await _actors(runtime).ask(key, event)).contact
 
 
 async def set_variable(
-    runtime: Runtime, workspace_id: str, phone: str, field: str, value: Any
+    runtime: Runtime, workspace_id: str, who: Who, field: str, value: Any
 ) -> dict[str, Any]:
-    key = await contact_key(runtime, workspace_id, phone)
+    key = await contact_key(runtime, workspace_id, who)
     field_doc = await runtime.fields.get_by_name(workspace_id, str(field).strip())
     if field_doc is None:
         raise NotFound(f"no field called {field!r}; create it first (createField)", field="field")
@@ -77,7 +77,7 @@ async def set_variable(
 
 @dataclass
 class ImportRow:
-    key: ContactKey
+    identities: Identities
     variables: dict[str, Any] = field(default_factory=dict)
     links: dict[str, dict[str, Any]] = field(default_factory=dict)
     tags: tuple[str, ...] = ()
@@ -102,17 +102,22 @@ async def import_contacts(runtime: Runtime, workspace_id: str, rows: Any) -> lis
     contacts = []
     for row in checked:
         actors = _actors(runtime)
+        resolved = await runtime.directory.resolve(workspace_id, row.identities)
+        assert resolved is not None  # resolve creates
+        key = resolved.key
         result = None
         if row.variables:
             result = await actors.ask(
-                row.key, SetVariables(event_id(), row.variables, row.links, source="import")
+                key, SetVariables(event_id(), row.variables, row.links, source="import")
             )
         if row.tags:
-            result = await actors.ask(row.key, TagContact(event_id(), add=row.tags))
+            result = await actors.ask(key, TagContact(event_id(), add=row.tags))
         if row.opted_in is not None:
-            result = await actors.ask(row.key, SetConsent(event_id(), row.opted_in, source="import"))
-        contact = result.contact if result is not None else await runtime.contacts.load(row.key)
-        contacts.append(contact or {"_id": row.key.doc_id, "phone": row.key.phone})
+            result = await actors.ask(key, SetConsent(event_id(), row.opted_in, source="import"))
+        contact = result.contact if result is not None else await runtime.contacts.load(key)
+        contacts.append(
+            contact or {"_id": key.doc_id, "workspace_id": workspace_id, "phone": row.identities.phone}
+        )
     return contacts
 
 
@@ -130,8 +135,7 @@ async def _check_row(
     unknown = set(row) - {"phone", "variables", "tags", "optedIn"}
     if unknown:
         raise InvalidInput(f"{where}unknown key(s) {', '.join(sorted(unknown))}", field="rows")
-    key = await contact_key(runtime, workspace_id, row.get("phone"), field=f"{where}phone")
-    result = ImportRow(key)
+    result = ImportRow(await identities_of(runtime, workspace_id, row.get("phone"), field=f"{where}phone"))
     variables = row.get("variables") or {}
     if not isinstance(variables, dict):
         raise InvalidInput(f"{where}variables must be an object of field: value", field="variables")

@@ -7,9 +7,10 @@ from typing import Any
 from server.actors.contact_actor import event_id
 from server.actors.events import StartFlow, StopRun
 from server.errors import InvalidInput, NotFound
+from server.identity import Identities
 from server.ids import ContactKey, new_id
 from server.operations.channel_inbound import accept_inbound, inbound_record
-from server.operations.phone_input import contact_key
+from server.operations.contact_identifiers import Who, contact_key, identities_of
 from server.runtime import Runtime
 from server.text_input import MAX_BUTTON_ID, MAX_MESSAGE_TEXT, checked_characters
 
@@ -20,56 +21,68 @@ def _actors(runtime: Runtime):  # type: ignore[no-untyped-def]
 
 
 async def start_flow(
-    runtime: Runtime, workspace_id: str, flow_id: str, phone: str, variables: Any
+    runtime: Runtime, workspace_id: str, flow_id: str, who: Who, variables: Any
 ) -> dict[str, Any]:
     if variables is not None and not isinstance(variables, dict):
         raise InvalidInput("variables must be a JSON object", field="variables")
-    key = await contact_key(runtime, workspace_id, phone)
+    key = await contact_key(runtime, workspace_id, who)
     result = await _actors(runtime).ask(
         key, StartFlow(event_id(), flow_id, trigger=dict(variables or {}), source="api")
     )
     assert result.run is not None
-    return {**result.run, "contact_id": key.doc_id, "phone": key.phone, "workspace_id": workspace_id}
+    return _run_view(result.run, result.contact, workspace_id)
 
 
 async def stop_run(runtime: Runtime, workspace_id: str, run_id: str) -> dict[str, Any]:
     contact = await runtime.contacts.find_run(workspace_id, run_id)
     if contact is None:
         raise NotFound(f"run {run_id} not found or already archived")
-    key = ContactKey(workspace_id, contact["phone"])
-    result = await _actors(runtime).ask(key, StopRun(event_id(), run_id))
+    result = await _actors(runtime).ask(ContactKey.of_contact(contact), StopRun(event_id(), run_id))
     assert result.run is not None
-    return {**result.run, "contact_id": key.doc_id, "phone": key.phone, "workspace_id": workspace_id}
+    return _run_view(result.run, result.contact, workspace_id)
+
+
+def _run_view(run: dict[str, Any], contact: dict[str, Any], workspace_id: str) -> dict[str, Any]:
+    """A run as the API shows it, with the contact it belongs to."""
+    return {**run, "contact_id": contact["_id"], "phone": contact.get("phone"), "workspace_id": workspace_id}
 
 
 async def customer_says(
     runtime: Runtime,
     workspace_id: str,
-    phone: str,
+    who: Who | Identities,
     text: str | None,
     button_id: str | None,
     provider_id: str | None = None,
     channel: str = "sandbox",
 ) -> bool:
-    """Record an inbound message durably, then apply it; True when it was new (not a retry)."""
+    """Record an inbound message durably, then apply it; True when it was new (not a retry).
+
+    ``who``: the customer's phone (or a ``ContactRef``), or the ``Identities`` a channel knows
+    them by (the sandbox plays a customer without a phone number by their BSUID).
+    """
     if text is None and button_id is None:
         raise InvalidInput("say something: give a text or a buttonId")
     if text is not None:  # kept as typed: opt-out words and replies are matched on it
         checked_characters(text, field="text", what="the customer's message", limit=MAX_MESSAGE_TEXT)
     if button_id is not None:
         checked_characters(button_id, field="buttonId", what="a button id", limit=MAX_BUTTON_ID)
-    key = await contact_key(runtime, workspace_id, phone)
+    identities = who if isinstance(who, Identities) else await identities_of(runtime, workspace_id, who)
+    resolved = await runtime.directory.resolve(workspace_id, identities)
+    assert resolved is not None  # resolve creates
+    key = resolved.key
     stored, event = await accept_inbound(
         runtime,
         inbound_record(
             workspace_id,
             provider_id or new_id("in"),
-            phone=key.phone,
+            contact_id=key.doc_id,
             channel=channel,
             kind="button" if button_id is not None else "text",
             text=text,
             button_id=button_id,
             at=runtime.clock.now(),
+            **{"phone": None, **identities.fields()},
         ),
     )
     if event is not None:

@@ -24,6 +24,7 @@ from server.segments.language import (
     AnyOf,
     Assigned,
     AssignedTo,
+    HasPhone,
     LastInbound,
     Not,
     OptedIn,
@@ -69,6 +70,8 @@ def _eval(node: Segment, doc: dict[str, Any], now: datetime) -> bool:
             isinstance(c, str) and c.startswith(node.prefix)
             for c in _candidates(doc.get(FIELD_PHONE, MISSING))
         )
+    if isinstance(node, HasPhone):
+        return _eq(doc.get(FIELD_PHONE, MISSING), None) != node.value
     if isinstance(node, LastInbound):
         value = doc.get(FIELD_LAST_INBOUND, MISSING)
         moment = cutoff(now, node.delta)

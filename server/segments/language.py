@@ -20,6 +20,9 @@ Semantics (identical in both back ends, following MongoDB's query rules):
   ``last_inbound_at < now - d`` *or the contact never wrote* (null/missing), so for any contact
   with a date or no date at all ``before`` is exactly ``not within``: "quiet for d".
 - ``phone_prefix``: ``phone`` starts with the given ``+digits``.
+- ``has_phone: true``: ``phone`` is present and not null (customers who adopted a WhatsApp
+  username may share no number: they are reached by BSUID, and only a phone reaches SMS, Klaviyo,
+  or authentication templates); ``false`` is missing or null.
 - ``all: []`` matches every contact and ``any: []`` none (the identities of and/or).
 Dates are compared at millisecond precision, as BSON stores them; naive datetimes are UTC.
 """
@@ -55,6 +58,7 @@ KINDS = (
     "var",
     "last_inbound",
     "phone_prefix",
+    "has_phone",
 )
 MAX_DEPTH = 32
 MAX_IN_VALUES = 1000
@@ -120,7 +124,14 @@ class PhonePrefix:
     prefix: str
 
 
-Segment = All | AnyOf | Not | Tag | OptedIn | Assigned | AssignedTo | Var | LastInbound | PhonePrefix
+@dataclass(frozen=True)
+class HasPhone:
+    value: bool
+
+
+Segment = (
+    All | AnyOf | Not | Tag | OptedIn | Assigned | AssignedTo | Var | LastInbound | PhonePrefix | HasPhone
+)
 
 
 def validate_segment(segment: Any, path: str = "segment") -> None:
@@ -131,7 +142,18 @@ def validate_segment(segment: Any, path: str = "segment") -> None:
 def parse_segment(segment: Any, path: str = "segment") -> Segment:
     """Validate a segment document (or pass through an already parsed one) into the typed tree."""
     if isinstance(
-        segment, All | AnyOf | Not | Tag | OptedIn | Assigned | AssignedTo | Var | LastInbound | PhonePrefix
+        segment,
+        All
+        | AnyOf
+        | Not
+        | Tag
+        | OptedIn
+        | Assigned
+        | AssignedTo
+        | Var
+        | LastInbound
+        | PhonePrefix
+        | HasPhone,
     ):
         return segment
     return _parse(segment, path, 0)
@@ -196,10 +218,10 @@ def _parse(node: Any, path: str, depth: int) -> Segment:
         return Tag(_name(value, here, "a tag name"))
     if kind == "assigned_to":
         return AssignedTo(_name(value, here, "an agent id"))
-    if kind in ("opted_in", "assigned"):
+    if kind in ("opted_in", "assigned", "has_phone"):
         if not isinstance(value, bool):
             raise _fail(here, f"{kind!r} takes true or false, not {_kind(value)}")
-        return OptedIn(value) if kind == "opted_in" else Assigned(value)
+        return {"opted_in": OptedIn, "assigned": Assigned, "has_phone": HasPhone}[kind](value)
     if kind == "last_inbound":
         return _last_inbound(value, here)
     if kind == "phone_prefix":

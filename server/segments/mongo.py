@@ -21,6 +21,7 @@ from server.segments.language import (
     AnyOf,
     Assigned,
     AssignedTo,
+    HasPhone,
     LastInbound,
     Not,
     OptedIn,
@@ -64,6 +65,8 @@ def _compile(node: Segment, now: datetime) -> Filter:
         return {FIELD_AGENT: {"$eq": node.agent}}
     if isinstance(node, PhonePrefix):
         return {FIELD_PHONE: {"$regex": "^" + regex_literal(node.prefix)}}
+    if isinstance(node, HasPhone):
+        return {FIELD_PHONE: {"$ne" if node.value else "$eq": None}}
     if isinstance(node, LastInbound):
         moment = cutoff(now, node.delta)
         if node.kind == "within":

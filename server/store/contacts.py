@@ -14,10 +14,18 @@ from server.store.database import Database
 
 
 def new_contact(key: ContactKey, now: datetime) -> dict[str, Any]:
+    """A contact's first document; its identities are set by the turn that creates it.
+
+    A key stored before identities (``ws:+phone``: an old timer, an old message's record) names
+    a contact first seen with that phone, so that phone is its phone.
+    """
     return {
         "_id": key.doc_id,
         "workspace_id": key.workspace_id,
-        "phone": key.phone,
+        "phone": key.local_id if key.legacy else None,
+        "bsuid": None,
+        "parent_bsuid": None,
+        "username": None,
         "name": None,
         "tags": [],
         "variables": {},
@@ -33,6 +41,11 @@ def new_contact(key: ContactKey, now: datetime) -> dict[str, Any]:
         "created_at": now,
         "updated_at": now,
     }
+
+
+def live_contacts(workspace_id: str) -> dict[str, Any]:
+    """A workspace's contacts, without those merged into another (kept only as a redirect)."""
+    return {"workspace_id": workspace_id, "merged_into": None}
 
 
 def cas_filter(document: dict[str, Any], expected_version: int) -> dict[str, Any]:
@@ -102,7 +115,7 @@ class ContactRepository:
         """Contacts holding timers or undelivered messages: what recovery must re-arm."""
         cursor = self._contacts.find(
             {"$or": [{"timers.0": {"$exists": True}}, {"outbox.0": {"$exists": True}}]},
-            {"timers": 1, "outbox.id": 1, "workspace_id": 1, "phone": 1},
+            {"timers": 1, "outbox.id": 1, "workspace_id": 1},
         ).batch_size(5000)
         async for document in cursor:
             yield document
@@ -129,10 +142,10 @@ class ContactRepository:
 
     # --- tags, assignment and the inbox -----------------------------------------------------
 
-    async def phones_with_tag(self, workspace_id: str, name: str) -> list[str]:
-        """Phones of the contacts holding tag ``name`` (a rename or delete retags them via their actors)."""
-        cursor = self._contacts.find({"workspace_id": workspace_id, "tags": name}, {"phone": 1})
-        return [document["phone"] async for document in cursor]
+    async def keys_with_tag(self, workspace_id: str, name: str) -> list[ContactKey]:
+        """The contacts holding tag ``name`` (a rename or delete retags them via their actors)."""
+        cursor = self._contacts.find({"workspace_id": workspace_id, "tags": name}, {"_id": 1})
+        return [ContactKey.of_contact(document) async for document in cursor]
 
     async def open_counts(self, workspace_id: str, agent_ids: list[str]) -> dict[str, int]:
         """Conversations each agent owns right now (for "least open" assignment)."""
@@ -156,7 +169,7 @@ class ContactRepository:
         limit: int,
     ) -> list[dict[str, Any]]:
         """Contacts with messages, most recent conversation first (``after``: the last row seen)."""
-        query: dict[str, Any] = {"workspace_id": workspace_id, "last_message_at": {"$ne": None}}
+        query: dict[str, Any] = {**live_contacts(workspace_id), "last_message_at": {"$ne": None}}
         if assigned_to is not None:
             query["assigned_agent"] = assigned_to
         elif unassigned:
@@ -174,7 +187,7 @@ class ContactRepository:
         """Contacts with external profile updates still to make (for the sync's recovery)."""
         cursor = self._contacts.find(
             {"external_sync.id": {"$exists": True}},
-            {"external_sync": 1, "workspace_id": 1, "phone": 1},
+            {"external_sync": 1, "workspace_id": 1},
         )
         async for document in cursor:
             yield document

@@ -17,7 +17,8 @@ INDEXES: dict[str, list[IndexModel]] = {
     # Every index costs each contact commit (the embedded store maintains indexes in Python: each
     # one roughly halved its compare-and-set rate), so contacts keep only what queries need. The
     # _id is "workspace:phone"; workspace-wide queries use the inbox index's workspace_id prefix;
-    # a run is found through the ``runs`` projection.
+    # a run is found through the ``runs`` projection. A contact is found by its phone or BSUID
+    # through ``identities`` (server/contact_directory.py), not by an index here.
     "contacts": [
         # The inbox (server/operations/inbox.py): newest conversations, per agent or all.
         IndexModel([("workspace_id", ASCENDING), ("last_message_at", DESCENDING), ("_id", DESCENDING)]),
@@ -30,7 +31,10 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("workspace_id", ASCENDING), ("flow_id", ASCENDING), ("_id", ASCENDING)]),
         IndexModel([("workspace_id", ASCENDING), ("contact_id", ASCENDING), ("_id", ASCENDING)]),
     ],
+    # A conversation: the contact's messages by ``contact_id``; those written before identities
+    # carry only the phone, which was then the contact's id (store/messages.py, ``of_contact``).
     "messages": [
+        IndexModel([("workspace_id", ASCENDING), ("contact_id", ASCENDING), ("at", ASCENDING)]),
         IndexModel([("workspace_id", ASCENDING), ("phone", ASCENDING), ("at", ASCENDING)]),
         IndexModel([("broadcast_id", ASCENDING)], sparse=True),  # broadcast progress
     ],
@@ -39,6 +43,10 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("workspace_id", ASCENDING), ("provider_id", ASCENDING), ("state", ASCENDING)]),
         IndexModel([("state", ASCENDING), ("received_at", ASCENDING)]),
     ],
+    # The unique, workspace-scoped identities of contacts are the ``_id`` (store/identities.py);
+    # this index lists a contact's own (merges, erasure).
+    "identities": [IndexModel([("workspace_id", ASCENDING), ("contact_id", ASCENDING)])],
+    "contact_merges": [IndexModel([("state", ASCENDING)])],
     # The workspace catalog (server/store/catalog.py): unique on each entry's natural key.
     "tags": [IndexModel([("workspace_id", ASCENDING), ("name", ASCENDING)], unique=True)],
     "fields": [IndexModel([("workspace_id", ASCENDING), ("name", ASCENDING)], unique=True)],

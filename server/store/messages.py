@@ -1,7 +1,8 @@
 """Conversation messages in and out; inbound ones double as the durable record of an event.
 
 Every secondary index costs each write of the embedded store about as much as the write itself,
-so ``messages`` keeps only the conversation index. Two side collections keyed by ``_id`` alone
+so ``messages`` keeps only the conversation indexes (by ``contact_id``, and by ``phone`` for the
+messages written before contact identities). Two side collections keyed by ``_id`` alone
 answer the other questions: ``inbound_pending`` holds the ids of inbound messages stored but not
 yet applied by their actor (what recovery re-tells), and ``message_refs`` maps a provider's id
 (a wamid) to our message (what a status webhook names).
@@ -21,7 +22,7 @@ from typing import Any
 
 from pymongo import DeleteMany, InsertOne
 
-from server.ids import scoped_id
+from server.ids import ContactKey, scoped_id
 from server.store.batching import IdLoader, Outcome, WriteBatcher
 from server.store.database import Database
 from server.store.legacy_ids import LegacyProviderIds
@@ -59,7 +60,8 @@ class MessageRepository:
         pending = {
             "_id": document["_id"],
             "workspace_id": document["workspace_id"],
-            "phone": document["phone"],
+            "phone": document.get("phone"),
+            "contact_id": document.get("contact_id"),
             "at": document["at"],
         }
         _, inserted = await asyncio.gather(
@@ -106,14 +108,9 @@ class MessageRepository:
                 if message_id in found:
                     yield found[message_id]
 
-    async def outbound_for(self, workspace_id: str, phone: str, channel: str) -> list[dict[str, Any]]:
-        return (
-            await self._messages.find(
-                {"workspace_id": workspace_id, "phone": phone, "direction": "out", "channel": channel}
-            )
-            .sort([("at", 1), ("_id", 1)])
-            .to_list()
-        )
+    async def outbound_for(self, key: ContactKey, channel: str) -> list[dict[str, Any]]:
+        query = {"$and": [of_contact(key), {"direction": "out", "channel": channel}]}
+        return await self._messages.find(query).sort([("at", 1), ("_id", 1)]).to_list()
 
     # --- outbound message statuses (provider webhooks and permanent send failures) ---
 
@@ -177,12 +174,27 @@ class MessageRepository:
         )
 
     async def conversation(
-        self, workspace_id: str, phone: str, limit: int, before: tuple[datetime, str] | None = None
+        self, key: ContactKey, limit: int, before: tuple[datetime, str] | None = None
     ) -> list[dict[str, Any]]:
-        """The latest ``limit`` messages in and out with ``phone`` (older than ``before``), oldest first."""
-        query: dict[str, Any] = {"workspace_id": workspace_id, "phone": phone}
+        """The latest ``limit`` messages in and out with the contact (older than ``before``), oldest first."""
+        query: dict[str, Any] = of_contact(key)
         if before is not None:
             at, message_id = before
-            query["$or"] = [{"at": {"$lt": at}}, {"at": at, "_id": {"$lt": message_id}}]
+            query = {"$and": [query, {"$or": [{"at": {"$lt": at}}, {"at": at, "_id": {"$lt": message_id}}]}]}
         found = await self._messages.find(query).sort([("at", -1), ("_id", -1)]).limit(limit).to_list()
         return found[::-1]
+
+    async def repoint(self, key: ContactKey, to_contact: str) -> int:
+        """A merge: the messages of ``key``'s contact now belong to contact ``to_contact``."""
+        result = await self._messages.update_many(of_contact(key), {"$set": {"contact_id": to_contact}})
+        return result.modified_count
+
+
+def of_contact(key: ContactKey) -> dict[str, Any]:
+    """The filter of a contact's messages: by ``contact_id``, and for a contact stored before
+    identities also the messages then written with only its phone (its ``local_id``)."""
+    mine = {"workspace_id": key.workspace_id, "contact_id": key.doc_id}
+    if not key.legacy:
+        return mine
+    written_before = {"workspace_id": key.workspace_id, "contact_id": None, "phone": key.local_id}
+    return {"$or": [mine, written_before]}

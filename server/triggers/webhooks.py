@@ -22,7 +22,8 @@ from redis.exceptions import RedisError
 
 from server.actors.events import StartFlow
 from server.errors import InvalidInput, KonvoError, NotFound
-from server.ids import ContactKey, new_id
+from server.identity import Identities
+from server.ids import new_id
 from server.triggers.mapping import PayloadError, extract, parse_mapping
 from server.triggers.signatures import SCHEMES, scheme_of, verify
 from server.web.json_limits import JsonTooDeep, check_json_depth
@@ -209,10 +210,13 @@ def _apply_later(runtime: Runtime, request: dict[str, Any]) -> None:
 async def apply_request(runtime: Runtime, request: dict[str, Any]) -> None:
     """Start the flow for a stored request and mark it applied (a failure is recorded, not raised)."""
     assert runtime.actors is not None
-    key = ContactKey(request["workspace_id"], request["phone"])
     event = StartFlow(request["event_id"], request["flow_id"], trigger=request["trigger"], source="webhook")
     try:
-        result = await runtime.actors.ask(key, event)
+        resolved = await runtime.directory.resolve(
+            request["workspace_id"], Identities(phone=request["phone"])
+        )
+        assert resolved is not None  # resolve creates
+        result = await runtime.actors.ask(resolved.key, event)
     except (InvalidInput, NotFound) as exc:  # the flow was archived or deleted meanwhile: final
         await runtime.triggers.hook_requests.mark_applied(request["_id"], None, exc.message)
         return

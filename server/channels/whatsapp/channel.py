@@ -17,6 +17,7 @@ from server.channels.whatsapp.client import GraphClient
 from server.channels.whatsapp.costs import estimate
 from server.channels.whatsapp.payloads import PayloadError, build
 from server.clock import Clock
+from server.identity import message_address
 from server.ids import ContactKey
 from server.machines.runner import window_open
 from server.store.catalog import TemplateRepository
@@ -123,7 +124,7 @@ class WhatsAppChannel:
             **record,
             "_id": message["id"],
             "workspace_id": workspace_id,
-            "phone": message["to"],
+            **message_address(message),
             "channel": CHANNEL,
             "channel_id": channel.get("_id"),
             "status": _accepted_status(answer),
@@ -131,10 +132,11 @@ class WhatsAppChannel:
             "at": self._clock.now(),
         }
         if template is not None:
-            contact = await self._contacts.load(ContactKey(workspace_id, message["to"]))
+            contact = await self._contacts.load(ContactKey.referenced_by(document))
             is_open = window_open((contact or {}).get("last_inbound_at"), self._clock.now())
             document["template_category"] = template.get("category")
-            document["cost_estimate"] = estimate(str(template.get("category")), message["to"], is_open)
+            phone = str(message.get("to") or "")
+            document["cost_estimate"] = estimate(str(template.get("category")), phone, is_open)
         if not await self._messages.record_outbound(document):
             log.warning("message %s was already recorded; sent again as %s", message["id"], wamid)
 
