@@ -267,6 +267,8 @@ class InboxQuery:
         self, info: strawberry.Info, phone: Phone, whatsapp_id: WhatsappId = None
     ) -> Conversation | None:
         ctx = info.context
+        if phone is None and whatsapp_id is None:
+            return None
         key = await find_contact_key(ctx.runtime, ctx.workspace(), ContactRef(phone, whatsapp_id))
         found = await ctx.runtime.contacts.load(key) if key is not None else None
         return Conversation(doc=found) if found else None

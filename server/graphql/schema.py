@@ -151,6 +151,8 @@ class Query(
         self, info: strawberry.Info, phone: Phone, whatsapp_id: WhatsappId = None
     ) -> list[OutboundMessage]:
         ctx = _ctx(info)
+        if phone is None and whatsapp_id is None:
+            return []
         key = await find_contact_key(ctx.runtime, ctx.workspace(), ContactRef(phone, whatsapp_id))
         found = await ctx.runtime.messages.outbound_for(key, "sandbox") if key is not None else []
         return [OutboundMessage(doc=m) for m in found]

@@ -82,6 +82,18 @@ ERRATA: tuple[tuple[str, Any, str], ...] = (
         },
         "as above (the coupon code is at most 15 characters)",
     ),
+    (
+        "/components/schemas/BaseMessageProperties/required",
+        ["messaging_product", "recipient_type", "type"],
+        "since 2026 a message names its recipient by `to` or by `recipient` (a BSUID); the fake "
+        "requires one of the two (tests/conformance/whatsapp-bsuid.md, Sending)",
+    ),
+    (
+        "/components/schemas/BaseMessageProperties/properties/recipient",
+        {"type": "string", "pattern": "^[A-Z]{2}\\.(ENT\\.)?[A-Za-z0-9]{1,128}$"},
+        "a business-scoped user ID or parent BSUID: a country code, a period (and ENT.), up to 128 "
+        "alphanumerics (tests/conformance/whatsapp-bsuid.md)",
+    ),
 )
 
 
