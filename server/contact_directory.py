@@ -92,6 +92,7 @@ class ContactDirectory:
         if not known and not create:
             return None
         candidate = known[0] if known else new_contact_key(workspace_id).doc_id
+        fresh = not known  # ``candidate`` holds nothing yet
         claimed: list[str] = []
         for kind, value in unclaimed:
             wanted = owners[(kind, value)] or candidate
@@ -100,6 +101,10 @@ class ContactDirectory:
             self._remember(workspace_id, kind, value, holder)
             if holder == wanted:
                 claimed.append(kind)
+                fresh = fresh and wanted != candidate
+            elif fresh and wanted == candidate:
+                candidate = holder  # another replica created this person a moment ago: join it
+                fresh = False
         distinct = sorted({owner for owner in owners.values() if owner is not None})
         if len(distinct) == 1:
             return Resolved(ContactKey.from_doc_id(distinct[0]), tuple(claimed))
