@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 from server.clock import Clock
 from server.errors import InvalidInput
-from server.identity import PHONE, Identities
+from server.identity import KINDS, PHONE, Identities
 from server.ids import ContactKey, new_contact_key
 from server.store.contacts import ContactRepository
 from server.store.identities import IdentityRepository
@@ -145,6 +145,14 @@ class ContactDirectory:
             self._cache.pop((workspace_id, kind, old), None)
         self._remember(workspace_id, kind, new, resolved.key.doc_id)
         return resolved
+
+    async def identities_of(self, key: ContactKey) -> Identities:
+        """What a contact is known by in the index (the latest claim of each kind): what a contact's
+        first document starts with, whichever call named it first."""
+        claims = await self._identities.of_contact(key.workspace_id, key.doc_id)
+        claims.sort(key=lambda claim: (claim.get("at") is not None, claim.get("at") or 0))
+        latest = {claim["kind"]: claim["value"] for claim in claims if claim["kind"] in KINDS}
+        return Identities(**latest)
 
     def forget_contact(self, contact_id: str) -> None:
         """Drop cached identities naming ``contact_id`` (it was merged away)."""

@@ -226,6 +226,7 @@ class Runtime:
             after_turn=self.contact_services.after_turn,
             inbound_trigger=self.triggers.inbound_trigger_for,
             redirect=self._ask,
+            identities_of=self.directory.identities_of,
         )
         # Contacts are sharded over the replicas sharing this store and Redis; a single process
         # leases every shard at start (server/actors/shards.py).

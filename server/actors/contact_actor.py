@@ -82,6 +82,8 @@ class ActorDeps:
     fence_of: Callable[[ContactKey], int | None] | None = None
     # A merged contact's events go to the contact it was merged into: (survivor, event) -> its turn.
     redirect: Callable[[ContactKey, Event], Awaitable[TurnResult]] | None = None
+    # What the directory claimed for a contact not stored yet: its first document starts with it.
+    identities_of: Callable[[ContactKey], Awaitable[Identities]] | None = None
 
 
 Envelope = tuple[Event, "asyncio.Future[TurnResult]"]
@@ -178,9 +180,13 @@ class ContactActor:
             self._packed = None
         if self.document is None:
             found = await self._deps.contacts.load(self.key)
-            self.document = found if found is not None else new_contact(self.key, self._deps.clock.now())
-            if found is not None and found.get("outbox"):
-                await self._deps.effects.deliver_outbox(self.document)
+            if found is None:
+                found = new_contact(self.key, self._deps.clock.now())
+                if self._deps.identities_of is not None:  # whoever named it (API, webhook) claimed these
+                    note_identities(found, await self._deps.identities_of(self.key))
+            elif found.get("outbox"):
+                await self._deps.effects.deliver_outbox(found)
+            self.document = found
         return self.document
 
     async def _turn(self, event: Event) -> TurnResult:

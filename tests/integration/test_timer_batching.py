@@ -128,7 +128,11 @@ async def test_batched_rearm_enqueues_each_timer_once_and_the_worker_fires_them(
         timer = document["timers"][0]
         record = await quiet.redis.get(job_key_prefix + timer["id"])
         function, args, kwargs, _, _ = deserialize_job_raw(record)
-        assert (function, args, kwargs) == (FIRE_TIMER, (WORKSPACE, document["phone"], timer["id"]), {})
+        assert (function, args, kwargs) == (
+            FIRE_TIMER,
+            (WORKSPACE, ContactKey.of_contact(document).local_id, timer["id"]),
+            {},
+        )
         score = await quiet.redis.zscore(queue, timer["id"])
         assert score == pytest.approx(timer["due_at"].timestamp() * 1000, abs=1)
 

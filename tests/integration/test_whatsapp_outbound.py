@@ -272,9 +272,16 @@ async def test_provider_with_its_own_key_header(runtime: Runtime, api_key: str) 
 
 
 async def test_sandbox_stays_the_default(gql: GraphQLClient, runtime: Runtime, fake: GraphApiFake) -> None:
-    result = await runtime.channel.send(
-        WORKSPACE, {"id": "msg_sb_1", "to": "+34600000110", "kind": "text", "text": "hola"}
-    )
+    await say(gql, "+34600000110", "hola")  # the contact the outbox message is addressed to
+    key = await key_of(runtime, WORKSPACE, "+34600000110")
+    message = {
+        "id": "msg_sb_1",
+        "to": "+34600000110",
+        "contact_id": key.doc_id,
+        "kind": "text",
+        "text": "hola",
+    }
+    result = await runtime.channel.send(WORKSPACE, message)
     assert result.ok and fake.requests == []
     outbox = await gql('{ sandboxOutbox(phone: "+34600000110") { text } }')
     assert outbox["sandboxOutbox"] == [{"text": "hola"}]

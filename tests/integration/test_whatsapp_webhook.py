@@ -26,7 +26,7 @@ from server.runtime import Runtime
 from server.store.channels import new_channel
 from server.store.messages import MessageRepository
 from tests.integration.conftest import WORKSPACE, publish
-from tests.support.contacts import key_of
+from tests.support.contacts import contact_of, key_of
 from tests.support.graph_api_fake import GraphApiFake
 from tests.support.graphql import GraphQLClient, eventually
 from tests.support.whatsapp_webhooks import (
@@ -131,7 +131,7 @@ async def webhook_fixture(runtime: Runtime, channel: dict[str, Any]) -> AsyncIte
 
 
 async def contact(runtime: Runtime) -> dict[str, Any] | None:
-    return await runtime.contacts.load(await key_of(runtime, WORKSPACE, CUSTOMER))
+    return await contact_of(runtime, WORKSPACE, CUSTOMER)
 
 
 async def settled(runtime: Runtime) -> dict[str, Any]:

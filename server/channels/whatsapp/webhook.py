@@ -169,7 +169,7 @@ def _messages_change(value: Json, at: str, batch: WebhookBatch) -> None:
             batch.identity_changes.append(replace(change, phone_number_id=phone_number_id))
             continue
         if not person:
-            raise MalformedWebhook(f"{where} names no sender: no from, from_user_id or contacts[].user_id")
+            raise MalformedWebhook(f"{where}.from (or .from_user_id): the message names no sender")
         parsed = _message(raw, where, person)
         batch.messages.append(replace(parsed, phone_number_id=phone_number_id))
     for k, status in enumerate(_list(value.get("statuses", []), f"{at}.value.statuses")):

@@ -94,17 +94,16 @@ def people(value: Json) -> list[Person]:
 
 
 def sender(message: Json, known: list[Person]) -> Person:
-    """Who sent ``message``: its own fields, completed by the ``contacts[]`` entry that is them.
-
-    The entry is the one with the same phone or BSUID, else the only one (a user's ``wa_id``
-    and number may differ, Meta says; one contact is the sender anyway).
-    """
+    """Who sent ``message``: its own ``from``/``from_user_id``, completed by the ``contacts[]``
+    entry that is them (the one with the same phone or BSUID, else the only one: a user's
+    ``wa_id`` and number may differ, Meta says; one contact is the sender anyway). A message
+    naming no sender itself has none (the caller refuses it)."""
     own = Person(
         wa_id=_text(message.get("from")),
         user_id=provider_bsuid(message.get("from_user_id")),
         parent_user_id=provider_bsuid(message.get("from_parent_user_id")),
     )
-    return own.filled_from(_match(own, known))
+    return own.filled_from(_match(own, known)) if own else own
 
 
 def recipient(status: Json, known: list[Person]) -> Person:
