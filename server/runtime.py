@@ -49,7 +49,7 @@ from server.store.contacts import ContactRepository
 from server.store.database import Database
 from server.store.flows import FlowRepository
 from server.store.identities import IdentityRepository
-from server.store.identity_migration import index_contact_identities
+from server.store.identity_migration import backfill_message_contacts, index_contact_identities
 from server.store.legacy_ids import LegacyProviderIds
 from server.store.messages import MessageRepository
 from server.store.runs import RunRepository
@@ -137,6 +137,7 @@ class Runtime:
         self._worker: TimerWorker | None = None
         self._stopped = False
         self._effects: Effects | None = None
+        self.message_backfill: asyncio.Task[int] | None = None  # the migration's background part
         self.merger = ContactMerger(
             self.contacts,
             self.identities,
@@ -247,6 +248,10 @@ class Runtime:
         # Contacts stored before identities get their phone indexed (once per store; batched).
         await index_contact_identities(self.database, self.identities, self.merger.merge, self.clock.now())
         await self.merger.recover()
+        self.message_backfill = asyncio.create_task(
+            backfill_message_contacts(self.database, self.clock.now()), name="message-contact-ids"
+        )
+        self._tasks.append(self.message_backfill)
         if settings.start_timer_worker:
             worker = TimerWorker(  # shares this event loop and actor system
                 self.arq,

@@ -31,11 +31,11 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("workspace_id", ASCENDING), ("flow_id", ASCENDING), ("_id", ASCENDING)]),
         IndexModel([("workspace_id", ASCENDING), ("contact_id", ASCENDING), ("_id", ASCENDING)]),
     ],
-    # A conversation: the contact's messages by ``contact_id``; those written before identities
-    # carry only the phone, which was then the contact's id (store/messages.py, ``of_contact``).
+    # A conversation: the contact's messages by ``contact_id``. Messages written before identities
+    # named the contact by phone only; the start-up migration gives them their ``contact_id``
+    # (store/identity_migration.py) and reads cover the rest (store/messages.py, ``of_contact``).
     "messages": [
         IndexModel([("workspace_id", ASCENDING), ("contact_id", ASCENDING), ("at", ASCENDING)]),
-        IndexModel([("workspace_id", ASCENDING), ("phone", ASCENDING), ("at", ASCENDING)]),
         IndexModel([("broadcast_id", ASCENDING)], sparse=True),  # broadcast progress
     ],
     # Status reports of outbound messages (server/store/statuses.py): parked until their message is known.
@@ -80,7 +80,7 @@ INDEXES: dict[str, list[IndexModel]] = {
 RETIRED_INDEXES: dict[str, list[str]] = {
     "contacts": ["workspace_id_1_phone_1", "runs.id_1", "timers.due_at_1"],
     # Unapplied inbound messages and provider ids live in side collections (store/messages.py).
-    "messages": ["direction_1_applied_1", "provider_id_1"],
+    "messages": ["direction_1_applied_1", "provider_id_1", "workspace_id_1_phone_1_at_1"],
     # Numbers were unique across workspaces, which let one tenant squat another's (issue 15).
     "channels": ["phone_number_id_1"],
 }

@@ -13,6 +13,11 @@ identity's own ``_id`` (a second one is a duplicate, left alone). The store is m
 ``upgrades`` at the end, so later starts skip the scan. The directory finds legacy contacts by
 phone even before they are indexed, so nothing waits on this for correctness; an identity held by
 two contact documents (written during a rolling deploy) is a merge, done through ``merge``.
+
+Messages named their contact by ``phone`` only (its ``local_id`` then); ``backfill_message_contacts``
+gives each its ``contact_id`` (``workspace:phone``), the key of the conversation index, in the
+background after start (a store may hold millions): until it is done, a legacy contact's
+conversation also reads its messages without one (``store/messages.py``, ``of_contact``).
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from pymongo import UpdateOne
+
 from server.identity import KINDS
 from server.store.database import Database
 from server.store.identities import IdentityRepository, identity_id
@@ -30,6 +37,7 @@ from server.store.identities import IdentityRepository, identity_id
 log = logging.getLogger(__name__)
 
 UPGRADE = "contact_identities"
+MESSAGES_UPGRADE = "message_contact_ids"
 BATCH = 1000
 
 Merge = Callable[[str, list[str]], Awaitable[str]]
@@ -98,3 +106,38 @@ def _claim(contact: dict[str, Any], kind: str, now: datetime) -> dict[str, Any]:
         "contact_id": contact["_id"],
         "at": now,
     }
+
+
+async def backfill_message_contacts(database: Database, now: datetime, batch: int = BATCH) -> int:
+    """Give every message written before identities its ``contact_id`` (once per store); returns
+    how many were updated. Idempotent: only messages still without one are written."""
+    upgrades = database.collection("upgrades")
+    if await upgrades.find_one({"_id": MESSAGES_UPGRADE, "done_at": {"$ne": None}}):
+        return 0
+    messages = database.collection("messages")
+    updated = 0
+    last: str | None = None
+    while True:
+        query: dict[str, Any] = {"contact_id": {"$exists": False}}
+        if last is not None:
+            query["_id"] = {"$gt": last}
+        page = (
+            await messages.find(query, {"workspace_id": 1, "phone": 1}).sort("_id", 1).limit(batch).to_list()
+        )
+        if not page:
+            break
+        last = page[-1]["_id"]
+        writes = [
+            UpdateOne(
+                {"_id": m["_id"], "contact_id": {"$exists": False}},
+                {"$set": {"contact_id": f"{m['workspace_id']}:{m['phone']}"}},
+            )
+            for m in page
+            if m.get("phone") and m.get("workspace_id")
+        ]
+        if writes:
+            updated += (await messages.bulk_write(writes, ordered=False)).modified_count
+    await upgrades.update_one({"_id": MESSAGES_UPGRADE}, {"$set": {"done_at": now}}, upsert=True)
+    if updated:
+        log.info("messages: %d given the contact id they were written for", updated)
+    return updated

@@ -1,11 +1,10 @@
 """Conversation messages in and out; inbound ones double as the durable record of an event.
 
 Every secondary index costs each write of the embedded store about as much as the write itself,
-so ``messages`` keeps only the conversation indexes (by ``contact_id``, and by ``phone`` for the
-messages written before contact identities). Two side collections keyed by ``_id`` alone
-answer the other questions: ``inbound_pending`` holds the ids of inbound messages stored but not
-yet applied by their actor (what recovery re-tells), and ``message_refs`` maps a provider's id
-(a wamid) to our message (what a status webhook names).
+so ``messages`` keeps only the conversation index (by ``contact_id``). Two side collections
+keyed by ``_id`` alone answer the other questions: ``inbound_pending`` holds the ids of inbound
+messages stored but not yet applied by their actor (what recovery re-tells), and
+``message_refs`` maps a provider's id (a wamid) to our message (what a status webhook names).
 
 A provider's id is unique only as far as the provider is honest, and any tenant can post any
 wamid to its own channel: an inbound message's ``_id`` and a reference's are the provider id
@@ -192,7 +191,9 @@ class MessageRepository:
 
 def of_contact(key: ContactKey) -> dict[str, Any]:
     """The filter of a contact's messages: by ``contact_id``, and for a contact stored before
-    identities also the messages then written with only its phone (its ``local_id``)."""
+    identities also the messages then written with only its phone (its ``local_id``): the start-up
+    migration gives those their ``contact_id``, and a replica of the older version may still write
+    some during a rolling deploy. Both branches are ranges of the conversation index."""
     mine = {"workspace_id": key.workspace_id, "contact_id": key.doc_id}
     if not key.legacy:
         return mine

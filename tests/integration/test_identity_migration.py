@@ -58,6 +58,8 @@ async def restore(settings: Settings, fake: GraphApiFake) -> dict[str, int]:
             if name == "channels":  # the Graph API now answers on this test's port
                 documents = [{**d, "base_url": fake.url} for d in documents]
             await database.collection(name).insert_many(documents)
+        # The conversation index of that version (by phone), which this one retires.
+        await database.collection("messages").create_index([("workspace_id", 1), ("phone", 1), ("at", 1)])
     finally:
         await database.close()
     from redis.asyncio import Redis
@@ -138,6 +140,15 @@ async def test_a_store_of_the_previous_version_keeps_every_contact_run_timer_and
         assert await runtime.database.collection("contact_merges").count_documents({}) == 0
         upgrade = await runtime.database.collection("upgrades").find_one({"_id": "contact_identities"})
         assert upgrade is not None and upgrade["done_at"] is not None
+        # In the background, the old messages get the contact id they were written for.
+        backfills = [r.message_backfill for r in replicas if r.message_backfill is not None]
+        assert sum(await asyncio.gather(*backfills)) == before["messages"]
+        messages = runtime.database.collection("messages")
+        assert await messages.count_documents({"contact_id": {"$exists": False}}) == 0
+        written = {m["_id"]: f"{WORKSPACE}:{m['phone']}" for m in legacy_store()["messages"]}
+        assert {m["_id"]: m["contact_id"] async for m in messages.find({})} == written
+        indexes = {i["name"] async for i in await messages.list_indexes()}
+        assert "workspace_id_1_phone_1_at_1" not in indexes  # one conversation index, by contact_id
 
         gql = await _client(runtime, http)
         meta = WebhookClient(http, META["channel_id"], app_secret=APP_SECRET)
