@@ -8,6 +8,7 @@ from typing import Any
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import OperationFailure
 from pymongo.monitoring import CommandListener
 
 INDEXES: dict[str, list[IndexModel]] = {
@@ -86,6 +87,8 @@ RETIRED_INDEXES: dict[str, list[str]] = {
 }
 
 
+INDEX_NOT_FOUND = 27
+
 # The URI's options apply too: the embedded store's URI turns retryable writes off (embedded.py).
 CLIENT_OPTIONS: dict[str, Any] = {
     "tz_aware": True,
@@ -114,7 +117,11 @@ class Database:
             existing = {index["name"] async for index in await self.db[name].list_indexes()}
             for index_name in retired:
                 if index_name in existing:
-                    await self.db[name].drop_index(index_name)
+                    try:
+                        await self.db[name].drop_index(index_name)
+                    except OperationFailure as exc:
+                        if exc.code != INDEX_NOT_FOUND:
+                            raise  # else another replica starting at the same time dropped it
 
     async def ping(self) -> bool:
         await self.db.command("ping")
