@@ -203,7 +203,10 @@ async def _ask(runtime: Runtime, key: ContactKey, event: UpdateIdentities) -> No
     """Wait for the turn: the webhook is answered (and not retried by Meta) only once it is applied."""
     if runtime.actors is None:
         raise Unavailable("the server is not started")
-    await runtime.actors.ask(key, event)
+    try:
+        await runtime.actors.ask(key, event)
+    except KonvoError as exc:  # contended or moving: Meta repeats the webhook (the move is idempotent)
+        raise Unavailable(f"the contact's identities were not updated yet: {exc.message}") from exc
 
 
 class _Workspaces:
