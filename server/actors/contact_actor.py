@@ -292,13 +292,7 @@ class ContactActor:
         workspace_id = self.key.workspace_id
         flows = self._deps.flows
         named = await flows.get_by_name(workspace_id, flow_ref) if by_name else None
-        flow = named or await flows.get_recent(workspace_id, flow_ref)
-        if flow is None:
-            raise NotFound(f"flow {flow_ref!r} not found")
-        if flow.get("status") != "active" or not flow.get("active_version"):
-            raise InvalidInput(
-                f"flow {flow['name']!r} is {flow.get('status')}: only an active (published) flow starts"
-            )
+        flow = startable(named or await flows.get_recent(workspace_id, flow_ref), flow_ref)
         compiled = await self._deps.flow_cache.get(flow["_id"], flow["active_version"])
         agent_id = turn.contact.get("assigned_agent")
         if agent_id and source != "connect" and not compiled.definition.settings.runs_while_assigned:
@@ -446,6 +440,17 @@ class ContactActor:
             turn.contact["timers"] = [t for t in timers if t["id"] != timer["id"]]
         await self._follow_connects(turn)
         return TurnResult(turn.contact, run=run)
+
+
+def startable(flow: dict[str, Any] | None, flow_ref: str) -> dict[str, Any]:
+    """``flow`` if a run of it may start: NotFound / InvalidInput saying why not."""
+    if flow is None:
+        raise NotFound(f"flow {flow_ref!r} not found")
+    if flow.get("status") != "active" or not flow.get("active_version"):
+        raise InvalidInput(
+            f"flow {flow['name']!r} is {flow.get('status')}: only an active (published) flow starts"
+        )
+    return flow
 
 
 def _sender(event: InboundMessage) -> Identities:

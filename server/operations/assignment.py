@@ -226,10 +226,10 @@ async def assign_contact(
     runtime: Runtime, workspace_id: str, who: Who, agent_ref: str, by: str | None = None
 ) -> dict[str, Any]:
     """Hand the conversation to an available agent (INVALID_INPUT saying why when not possible)."""
-    key = await contact_key(runtime, workspace_id, who)
     agent, why = await runtime.contact_services.picker.agent(workspace_id, str(agent_ref))
     if agent is None:
         raise InvalidInput(f"cannot assign {who}: {why}", field="agentId")
+    key = await contact_key(runtime, workspace_id, who)  # after the checks: a refused call claims nothing
     return await _ask(runtime, key, AssignAgent(event_id(), agent, by=by))
 
 
@@ -242,10 +242,10 @@ async def assign_to_team(
     by: str | None = None,
 ) -> dict[str, Any]:
     """Hand the conversation to a team member picked by the team's policy (or ``strategy``)."""
-    key = await contact_key(runtime, workspace_id, who)
     agent, why = await runtime.contact_services.picker.from_team(workspace_id, team, strategy)
     if agent is None:
         raise InvalidInput(f"cannot assign {who}: {why}", field="team")
+    key = await contact_key(runtime, workspace_id, who)  # after the checks: a refused call claims nothing
     found = await runtime.contact_services.teams.find(workspace_id, team)
     return await _ask(
         runtime, key, AssignAgent(event_id(), agent, team=found["name"] if found else team, by=by)

@@ -56,8 +56,8 @@ async def _tag_name(runtime: Runtime, workspace_id: str, tag: Any, where: str = 
 
 
 async def tag_contact(runtime: Runtime, workspace_id: str, who: Who, tag: str, add: bool) -> dict[str, Any]:
+    name = await _tag_name(runtime, workspace_id, tag)  # checked first: a refused call claims nothing
     key = await contact_key(runtime, workspace_id, who)
-    name = await _tag_name(runtime, workspace_id, tag)
     event = TagContact(event_id(), add=(name,)) if add else TagContact(event_id(), remove=(name,))
     return (await _actors(runtime).ask(key, event)).contact
 
@@ -65,13 +65,13 @@ async def tag_contact(runtime: Runtime, workspace_id: str, who: Who, tag: str, a
 async def set_variable(
     runtime: Runtime, workspace_id: str, who: Who, field: str, value: Any
 ) -> dict[str, Any]:
-    key = await contact_key(runtime, workspace_id, who)
     field_doc = await runtime.fields.get_by_name(workspace_id, str(field).strip())
     if field_doc is None:
         raise NotFound(f"no field called {field!r}; create it first (createField)", field="field")
     coerced = checked_value(field_doc, value, regional=await runtime.regional_of(workspace_id))
     links = {field_doc["name"]: field_doc["external"]} if field_doc.get("external") else {}
     event = SetVariables(event_id(), {field_doc["name"]: coerced}, links)
+    key = await contact_key(runtime, workspace_id, who)  # last: a refused call claims no identity
     return (await _actors(runtime).ask(key, event)).contact
 
 

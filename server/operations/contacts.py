@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from server.actors.contact_actor import event_id
+from server.actors.contact_actor import event_id, startable
 from server.actors.events import StartFlow, StopRun
 from server.errors import InvalidInput, NotFound
 from server.identity import Identities
@@ -25,6 +25,8 @@ async def start_flow(
 ) -> dict[str, Any]:
     if variables is not None and not isinstance(variables, dict):
         raise InvalidInput("variables must be a JSON object", field="variables")
+    # Checked before the contact is named: a refused call claims no identity (the turn checks again).
+    startable(await runtime.flows.get_recent(workspace_id, flow_id), flow_id)
     key = await contact_key(runtime, workspace_id, who)
     result = await _actors(runtime).ask(
         key, StartFlow(event_id(), flow_id, trigger=dict(variables or {}), source="api")

@@ -77,8 +77,8 @@ async def send_agent_message(
     """Queue an agent's text to the customer; returns the message as the inbox shows it."""
     assert runtime.actors is not None, "runtime not started"
     body = checked_text(text, field="text", what="an agent's message")
-    key = await contact_key(runtime, workspace_id, who)
     agent_id = (await find_agent(runtime, workspace_id, agent_ref))["_id"] if agent_ref else None
+    key = await contact_key(runtime, workspace_id, who)  # after the checks: a refused call claims nothing
     if agent_id is None:
         current = await runtime.contacts.load(key)
         agent_id = (current or {}).get("assigned_agent")

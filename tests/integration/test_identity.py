@@ -32,6 +32,7 @@ from tests.support.whatsapp import connect_fake
 from tests.support.whatsapp_people import (
     WhatsAppUser,
     bsuid_changed,
+    bsuid_changed_message,
     message_from,
     new_bsuid,
     number_changed,
@@ -207,6 +208,10 @@ async def test_user_id_update_and_system_messages_move_the_bsuid_and_the_number(
     pablo.bsuid = renewed
     await post(meta, message_from(pablo, text="Sigo aquí", at=clock.now()))
     assert (await contact(gql, renewed) or {})["id"] == first["id"]
+    third = new_bsuid()
+    await post(meta, bsuid_changed_message(pablo, third, at=clock.now()))  # the system message way
+    assert (await contact(gql, third) or {})["id"] == first["id"] and await contact(gql, renewed) is None
+    pablo.bsuid = third
 
     pablo.phone = "+34633000222"
     await post(meta, message_from(pablo, text="Ahora con número", at=clock.now()))

@@ -126,6 +126,15 @@ def number_changed(user: WhatsAppUser, new_phone: str, at: datetime | None = Non
     return body
 
 
+def bsuid_changed_message(user: WhatsAppUser, new_bsuid: str, at: datetime | None = None) -> dict[str, Any]:
+    """The ``user_changed_user_id`` system message (no phone number; the new BSUID in ``system``)."""
+    body = payload("system_user_changed_user_id")
+    message = value_of(body)["messages"][0]
+    message.update(id=_wamid(), timestamp=_seconds(at), from_user_id=user.bsuid)
+    message["system"]["user_id"] = new_bsuid
+    return body
+
+
 def bsuid_changed(user: WhatsAppUser, new_bsuid: str, at: datetime | None = None) -> dict[str, Any]:
     """The ``user_id_update`` webhook: the user's BSUID changed (``wa_id`` when shared)."""
     body = payload("user_id_update")
