@@ -395,6 +395,7 @@ async def test_the_api_names_contacts_by_phone_or_whatsapp_id_one_at_a_time(
     assert found is not None and found["phone"] is None and found["username"] == "@sam"
     outbox = "query($w: String!) { sandboxOutbox(whatsappId: $w) { text } }"
     assert (await gql(outbox, w=bsuid))["sandboxOutbox"] == []
+    await gql('mutation { createTag(name: "x", kind: MARKETING) { id } }')
     both = await client_for(runtime, gql.api_key).raw(
         'mutation { tagContact(phone: "+34600000001", whatsappId: "US.1", tag: "x") { id } }'
     )
