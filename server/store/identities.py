@@ -14,6 +14,7 @@ from typing import Any
 from pymongo import InsertOne
 from pymongo.errors import BulkWriteError
 
+from server.errors import Unavailable
 from server.store.batching import DUPLICATE_KEY, IdLoader, Outcome, WriteBatcher
 from server.store.database import Database
 
@@ -53,7 +54,7 @@ class IdentityRepository:
             if found is not None:
                 return str(found["contact_id"])
             # released between our insert and our read (a number moving away): claim again
-        raise RuntimeError(f"identity {doc_id} keeps changing hands; try again")
+        raise Unavailable(f"identity {doc_id} keeps changing hands; try again")
 
     async def release(self, workspace_id: str, kind: str, value: str, contact_id: str) -> bool:
         """Drop the identity if ``contact_id`` still holds it (a number or BSUID that moved away)."""

@@ -9,7 +9,9 @@ tested against Meta's own description rather than against our assumptions. Two t
   Read literally by JSON Schema that rejects every message (``to`` is "additional" to the second
   part); the evident intent is one closed object, so ``allOf`` parts are merged before checking.
 
-A few plain mistakes in the file are corrected in ``ERRATA``, each with the reason.
+A few plain mistakes in the file are corrected in ``ERRATA``, each with the reason, and so are the
+places where the platform moved on since v23.0 (business-scoped user IDs as ``recipient``,
+tests/conformance/whatsapp-bsuid.md).
 """
 
 from __future__ import annotations

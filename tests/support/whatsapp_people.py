@@ -108,10 +108,7 @@ def status_of(
     if status == "failed":
         value.pop("contacts", None)  # failed statuses have no contacts array
     else:
-        entry = user.contact_entry()
-        if not to_phone and "wa_id" in entry and user.phone is None:
-            entry.pop("wa_id")
-        value["contacts"] = [entry]
+        value["contacts"] = [user.contact_entry()]  # wa_id only while the number is shared
     return body
 
 
