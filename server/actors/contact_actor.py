@@ -48,7 +48,7 @@ MAX_CAS_ATTEMPTS = 8
 APPLIED_EVENTS_KEPT = 200
 ENDED_RUNS_KEPT = 20
 
-SegmentMatcher = Callable[[dict[str, Any], dict[str, Any], datetime], bool]
+SegmentMatcher = Callable[[dict[str, Any], dict[str, Any], datetime, str], bool]  # + workspace zone
 # What a contact merged into another hands on to the survivor. Its own bookkeeping stays here:
 # timers and statuses of what it sent, its runs, redeliveries of its outbox, the merge itself.
 REDIRECTED = (InboundMessage, StartFlow, *CONTACT_COMMANDS, UpdateIdentities, AbsorbContact)

@@ -11,11 +11,14 @@ from typing import Any
 import strawberry
 from strawberry.scalars import JSON
 
+from server.errors import InvalidInput
 from server.graphql.arguments import Phone, WhatsappId
+from server.graphql.pagination import PageInfo, decode_cursor, encode_cursor, page_size
 from server.graphql.permissions import ADMIN_ONLY, ANY_ROLE
 from server.graphql.types import Contact
 from server.operations import consent as consent_ops
 from server.operations import contact_data as ops
+from server.operations import contact_list
 from server.operations import klaviyo_settings as klaviyo_ops
 from server.operations.contact_identifiers import ContactRef
 
@@ -42,7 +45,66 @@ class KlaviyoSettings:
 
 
 @strawberry.type
+class ContactEdge:
+    cursor: str
+    node: Contact
+
+
+@strawberry.type(description="a page of contacts; totalCount counts every contact matching, not the page")
+class ContactConnection:
+    edges: list[ContactEdge]
+    page_info: PageInfo
+    _count: strawberry.Private[Any]
+
+    @strawberry.field(description="the contacts of this page (the edges' nodes)")
+    def nodes(self) -> list[Contact]:
+        return [edge.node for edge in self.edges]
+
+    @strawberry.field(description="how many contacts match the segment and search (all pages)")
+    async def total_count(self) -> int:
+        return int(await self._count())
+
+
+def _after_id(after: str | None, workspace_id: str) -> str | None:
+    """The contact id an ``after`` cursor names; only this workspace's cursors are accepted."""
+    values = decode_cursor(after)
+    if values is None:
+        return None
+    if len(values) != 1 or not isinstance(values[0], str) or not values[0].startswith(f"{workspace_id}:"):
+        raise InvalidInput("after: not a cursor this API returned", field="after")
+    return values[0]
+
+
+@strawberry.type
 class ContactsQuery:
+    @strawberry.field(
+        permission_classes=ANY_ROLE,
+        description="the workspace's contacts in a segment and/or matching a search (a case-insensitive "
+        "prefix of the name, username, BSUID or phone), oldest first, paginated (first: 1-200)",
+    )
+    async def contacts(
+        self,
+        info: strawberry.Info,
+        segment: JSON | None = None,
+        search: str | None = None,
+        first: int | None = None,
+        after: str | None = None,
+    ) -> ContactConnection:
+        ctx = info.context
+        workspace_id = ctx.workspace()
+        limit = page_size(first, contact_list.MAX_CONTACTS_PAGE)
+        after_id = _after_id(after, workspace_id)
+        match = await contact_list.contact_filter(ctx.runtime, workspace_id, segment, search)
+        found = await ctx.runtime.contacts.page(workspace_id, match, after_id, limit + 1)
+        edges = [ContactEdge(cursor=encode_cursor([c["_id"]]), node=Contact(doc=c)) for c in found[:limit]]
+        return ContactConnection(
+            edges=edges,
+            page_info=PageInfo(
+                has_next_page=len(found) > limit, end_cursor=edges[-1].cursor if edges else None
+            ),
+            _count=lambda: ctx.runtime.contacts.count(workspace_id, match),
+        )
+
     @strawberry.field(
         permission_classes=ANY_ROLE,
         description="the workspace's own opt-out words; STOP and BAJA always apply as well",

@@ -48,6 +48,14 @@ def live_contacts(workspace_id: str) -> dict[str, Any]:
     return {"workspace_id": workspace_id, "merged_into": None}
 
 
+def workspace_range(workspace_id: str) -> dict[str, Any]:
+    """Every contact ``_id`` of a workspace (``workspace:local``): one range of the primary key.
+
+    ``;`` is the character after ``:``, so the range holds exactly the ids with that prefix.
+    """
+    return {"$gt": f"{workspace_id}:", "$lt": f"{workspace_id};"}
+
+
 def cas_filter(document: dict[str, Any], expected_version: int) -> dict[str, Any]:
     """The filter of a compare-and-set write: same version, and no newer lease epoch."""
     query: dict[str, Any] = {"_id": document["_id"], "version": expected_version}
@@ -76,6 +84,26 @@ class ContactRepository:
         """The contacts of these ids (missing ones left out), in one round trip: API DataLoaders."""
         query = {"_id": {"$in": contact_ids}, "workspace_id": workspace_id}
         return await self._contacts.find(query).to_list()
+
+    async def page(
+        self, workspace_id: str, match: dict[str, Any], after_id: str | None, limit: int
+    ) -> list[dict[str, Any]]:
+        """Live contacts matching ``match`` in ``_id`` order, ``limit`` of them after ``after_id``.
+
+        The workspace is a range of the primary key (``workspace_range``), so listing and paging
+        walk that index; ``match`` (a compiled segment, a search) is tested on the range.
+        """
+        ids = workspace_range(workspace_id)
+        if after_id is not None:
+            ids = {**ids, "$gt": max(after_id, ids["$gt"])}
+        query = {"$and": [{"_id": ids, **live_contacts(workspace_id)}, match]} if match else None
+        query = query or {"_id": ids, **live_contacts(workspace_id)}
+        return await self._contacts.find(query).sort("_id", 1).limit(limit).to_list()
+
+    async def count(self, workspace_id: str, match: dict[str, Any]) -> int:
+        """How many live contacts of the workspace match ``match`` (the same range as ``page``)."""
+        scope = {"_id": workspace_range(workspace_id), **live_contacts(workspace_id)}
+        return await self._contacts.count_documents({"$and": [scope, match]} if match else scope)
 
     async def compare_and_set(self, document: dict[str, Any], expected_version: int) -> bool:
         """Write ``document`` only if the stored version is still ``expected_version``.

@@ -167,8 +167,9 @@ class BroadcastRunner:
         broadcast_id, workspace_id = broadcast["_id"], broadcast["workspace_id"]
         now = runtime.clock.now()
         batch: list[dict[str, Any]] = []
+        zone = await runtime.timezone_of(workspace_id)
         async for contact in runtime.triggers.audience.members(
-            workspace_id, to_mongo_filter(broadcast["segment"], now)
+            workspace_id, to_mongo_filter(broadcast["segment"], now, zone)
         ):
             batch.append(
                 {

@@ -353,13 +353,14 @@ async def estimate_broadcast(runtime: Runtime, workspace_id: str, data: dict[str
         window_sensitive=window_sensitive(definition),
     )
     moment = now(runtime)
-    judge = Judge(
-        plan, moment, await runtime.timezone_of(workspace_id), matches, await runtime.fields_of(workspace_id)
-    )
+    zone = await runtime.timezone_of(workspace_id)
+    judge = Judge(plan, moment, zone, matches, await runtime.fields_of(workspace_id))
     first = plan.first_template()
     category = draft.categories.get(first.template) if first is not None else None
     result = Estimate(category=category)
-    async for contact in runtime.triggers.audience.scan(workspace_id, to_mongo_filter(draft.segment, moment)):
+    async for contact in runtime.triggers.audience.scan(
+        workspace_id, to_mongo_filter(draft.segment, moment, zone)
+    ):
         result.recipients += 1
         reason = judge.skip_reason(contact)
         if reason is not None:
