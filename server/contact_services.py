@@ -39,6 +39,9 @@ class ContactServices:
         self.klaviyo: KlaviyoSync | None = None
         self._extras: ExpiringCache[str, TurnExtras] = ExpiringCache(EXTRAS_TTL_SECONDS)
         self._tasks: list[asyncio.Task[Any]] = []
+        from server.operations.contact_import import ContactImports  # operations import the runtime
+
+        self.imports = ContactImports(runtime)
 
     async def extras_of(self, workspace_id: str) -> TurnExtras:
         """Templates (category, components, quick-reply titles), field links, opt-out words and the
@@ -98,12 +101,14 @@ class ContactServices:
         if runtime.settings.start_timer_worker:
             worker = self.klaviyo.worker(runtime.settings.timer_poll_seconds)
             self._tasks.append(asyncio.create_task(worker.main(), name="integrations-worker"))
+            await self.imports.resume()
 
     async def recover(self) -> None:
         if self.klaviyo is not None:
             await self.klaviyo.recover()
 
     async def stop(self) -> None:
+        await self.imports.stop()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

@@ -14,6 +14,7 @@ from server.actors.events import (
     AssignAgent,
     Event,
     ExternalSyncResult,
+    ImportContact,
     InboundMessage,
     MarkRead,
     ReleaseContact,
@@ -48,6 +49,8 @@ def apply_command(turn: runner.Turn, event: Event) -> TurnResult:
             if link is not None:
                 queue_external_sync(contact, link, name, value, turn.now)
         return TurnResult(contact)
+    if isinstance(event, ImportContact):
+        return _import(turn, event)
     if isinstance(event, SetConsent):
         changed = set_consent(
             contact, event.opted_in, turn.now, event.source, by=event.by, key_id=event.key_id
@@ -82,6 +85,39 @@ def _tag(turn: runner.Turn, event: TagContact) -> TurnResult:
     tags = [t for t in tags if t not in event.remove]
     contact["tags"] = tags
     return TurnResult(contact, changed=tags != before)
+
+
+def _import(turn: runner.Turn, event: ImportContact) -> TurnResult:
+    """Apply one import row; ``changed`` False when the contact already held all of it."""
+    contact = turn.contact
+    changed = set_contact_data(turn, event.values, event.links, event.tags)
+    if event.opted_in is not None:
+        changed = set_consent(contact, event.opted_in, turn.now, "import") or changed
+    return TurnResult(contact, changed=changed or contact["version"] == 0)  # a new contact is stored
+
+
+def set_contact_data(
+    turn: runner.Turn, values: dict[str, Any], links: dict[str, dict[str, Any]], tags: tuple[str, ...]
+) -> bool:
+    """Set typed variables and add tags where they differ (a linked field queues its external
+    sync); True when something changed. Imports and flow starts that carry contact data use it."""
+    contact = turn.contact
+    changed = False
+    variables = contact.setdefault("variables", {})
+    for name, value in values.items():
+        if name in variables and variables[name] == value:
+            continue
+        variables[name] = value
+        changed = True
+        link = links.get(name)
+        if link is not None:
+            queue_external_sync(contact, link, name, value, turn.now)
+    held: list[str] = contact.setdefault("tags", [])
+    for name in tags:
+        if name not in held:
+            held.append(name)
+            changed = True
+    return changed
 
 
 def _agent_message(turn: runner.Turn, event: AgentMessage) -> TurnResult:

@@ -139,6 +139,22 @@ class SetVariables:
 
 
 @dataclass(frozen=True)
+class ImportContact:
+    """One import row applied in one turn: typed ``values`` (already coerced), tags to add, consent.
+
+    Only what differs is written, so the same row imported twice changes nothing the second
+    time (no tag twice, no second consent entry); a new contact is stored even with nothing
+    else to set (a row with only a phone).
+    """
+
+    event_id: str
+    values: dict[str, Any] = field(default_factory=dict)
+    links: dict[str, dict[str, Any]] = field(default_factory=dict)
+    tags: tuple[str, ...] = ()
+    opted_in: bool | None = None
+
+
+@dataclass(frozen=True)
 class SetConsent:
     """Marketing consent given or withdrawn by ``source`` (api | keyword), recorded with who/where."""
 
@@ -229,6 +245,7 @@ IDENTITY_COMMANDS = (UpdateIdentities, MergeInto, AbsorbContact)
 CONTACT_COMMANDS = (
     TagContact,
     SetVariables,
+    ImportContact,
     SetConsent,
     AssignAgent,
     ReleaseContact,

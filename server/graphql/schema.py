@@ -15,6 +15,7 @@ from server.graphql.arguments import Phone, WhatsappId, default_omitted_to_null
 from server.graphql.broadcasts import BroadcastMutation, BroadcastQuery, BroadcastSubscription
 from server.graphql.catalog import CatalogMutation, CatalogQuery
 from server.graphql.channels import ChannelsMutation, ChannelsQuery
+from server.graphql.contact_imports import ImportMutation, ImportQuery, ImportSubscription
 from server.graphql.contacts import ContactsMutation, ContactsQuery
 from server.graphql.errors import CodedErrors, CodedSchema
 from server.graphql.inbox import InboxMutation, InboxQuery, InboxSubscription
@@ -63,7 +64,14 @@ def _ctx(info: strawberry.Info) -> Any:
 
 @strawberry.type
 class Query(
-    CatalogQuery, ApiKeyQuery, ChannelsQuery, ContactsQuery, InboxQuery, TriggerQuery, BroadcastQuery
+    CatalogQuery,
+    ApiKeyQuery,
+    ChannelsQuery,
+    ContactsQuery,
+    ImportQuery,
+    InboxQuery,
+    TriggerQuery,
+    BroadcastQuery,
 ):
     @strawberry.field(permission_classes=ANY_ROLE)
     async def workspace(self, info: strawberry.Info) -> Workspace:
@@ -164,6 +172,7 @@ class Mutation(
     ApiKeyMutation,
     ChannelsMutation,
     ContactsMutation,
+    ImportMutation,
     InboxMutation,
     TriggerMutation,
     BroadcastMutation,
@@ -242,7 +251,7 @@ class Mutation(
 
 
 @strawberry.type
-class Subscription(InboxSubscription, BroadcastSubscription):
+class Subscription(InboxSubscription, BroadcastSubscription, ImportSubscription):
     @strawberry.subscription(
         permission_classes=ANY_ROLE,
         description="the contact's current state at once, then every committed change, in order",

@@ -7,11 +7,12 @@ in the catalog, so a typo cannot create a tag no segment or inbox knows about.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
 from server.actors.contact_actor import event_id
-from server.actors.events import SetConsent, SetVariables, TagContact
+from server.actors.events import ImportContact, SetVariables, TagContact
 from server.errors import InvalidInput, NotFound
 from server.identity import Identities
 from server.machines.regional import Regional
@@ -22,6 +23,7 @@ from server.runtime import Runtime
 from server.text_input import checked_characters
 
 MAX_IMPORT_ROWS = 1000
+IMPORT_CONCURRENCY = 32
 
 
 def _actors(runtime: Runtime):  # type: ignore[no-untyped-def]
@@ -84,74 +86,153 @@ class ImportRow:
     opted_in: bool | None = None
 
 
-async def import_contacts(runtime: Runtime, workspace_id: str, rows: Any) -> list[dict[str, Any]]:
-    """Create or update contacts from rows ``{phone, variables?, tags?, optedIn?}``.
+@dataclass(frozen=True)
+class RowRefusal:
+    """Why row ``index`` (its position in the rows, from 0) was not imported, naming the field."""
 
-    Every row is checked before any is applied, so a bad row (named by its number and field)
-    leaves the workspace untouched.
+    index: int
+    field: str
+    code: str
+    message: str
+
+    def view(self) -> dict[str, Any]:
+        return {"index": self.index, "field": self.field, "code": self.code, "message": self.message}
+
+
+@dataclass
+class ImportOutcome:
+    """What applying rows did: contacts created, updated or already holding everything."""
+
+    contacts: list[dict[str, Any]] = field(default_factory=list)
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+
+
+class RowChecker:
+    """Checks import rows against the workspace's fields and tags (read once per import)."""
+
+    def __init__(self, runtime: Runtime, workspace_id: str) -> None:
+        self._runtime = runtime
+        self._workspace_id = workspace_id
+        self._fields: dict[str, dict[str, Any]] | None = None
+        self._tags: dict[str, bool] = {}
+        self._regional: Regional | None = None
+
+    async def check(self, row: Any, index: int) -> ImportRow | RowRefusal:
+        """The row ready to apply, or why it is refused (INVALID_INPUT / NOT_FOUND, field named)."""
+        try:
+            return await self._check(row, index)
+        except (InvalidInput, NotFound) as exc:
+            where = str(exc.details.get("field") or "rows")
+            return RowRefusal(index, where, exc.code, exc.message)
+
+    async def _check(self, row: Any, index: int) -> ImportRow:
+        runtime, workspace_id = self._runtime, self._workspace_id
+        if self._fields is None:
+            self._fields = {f["name"]: f for f in await runtime.fields.list(workspace_id)}
+            self._regional = await runtime.regional_of(workspace_id)
+        where = f"row {index + 1}: "
+        if not isinstance(row, dict):
+            raise InvalidInput(f"{where}must be an object with a phone", field="rows")
+        unknown = set(row) - {"phone", "variables", "tags", "optedIn"}
+        if unknown:
+            raise InvalidInput(f"{where}unknown key(s) {', '.join(sorted(unknown))}", field="rows")
+        result = ImportRow(
+            await identities_of(runtime, workspace_id, row.get("phone"), field=f"{where}phone")
+        )
+        variables = row.get("variables") or {}
+        if not isinstance(variables, dict):
+            raise InvalidInput(f"{where}variables must be an object of field: value", field="variables")
+        for name, raw in variables.items():
+            field_doc = self._fields.get(name)
+            if field_doc is None:
+                raise NotFound(
+                    f"{where}no field called {name!r}; create it first (createField)", field="field"
+                )
+            result.variables[name] = checked_value(field_doc, raw, where, self._regional)
+            if field_doc.get("external"):
+                result.links[name] = field_doc["external"]
+        tags = row.get("tags") or []
+        if not isinstance(tags, list):
+            raise InvalidInput(f"{where}tags must be a list of tag names", field="tags")
+        result.tags = tuple(dict.fromkeys([await self._tag(t, where) for t in tags]))
+        opted_in = row.get("optedIn")
+        if opted_in is not None and not isinstance(opted_in, bool):
+            raise InvalidInput(f"{where}optedIn must be true or false", field="optedIn")
+        result.opted_in = opted_in
+        return result
+
+    async def _tag(self, tag: Any, where: str) -> str:
+        name = normalize_tag_name(tag, field="tag")
+        if name not in self._tags:
+            self._tags[name] = await self._runtime.tags.get_by_name(self._workspace_id, name) is not None
+        if not self._tags[name]:
+            raise NotFound(f"{where}no tag called {name!r}; create it first (createTag)", field="tag")
+        return name
+
+
+async def apply_rows(
+    runtime: Runtime, workspace_id: str, rows: list[ImportRow], outcome: ImportOutcome
+) -> None:
+    """Apply checked rows, ``IMPORT_CONCURRENCY`` contacts at a time (their turns share commits).
+
+    Each row is one turn of its contact (``ImportContact``): created, updated, or unchanged when
+    it already held everything (a re-import). Rows naming one person twice apply in order.
+    """
+    gate = asyncio.Semaphore(IMPORT_CONCURRENCY)
+    locks: dict[str, asyncio.Lock] = {}
+
+    async def one(row: ImportRow) -> dict[str, Any]:
+        async with gate:
+            resolved = await runtime.directory.resolve(workspace_id, row.identities)
+            assert resolved is not None  # resolve creates
+            lock = locks.setdefault(resolved.key.doc_id, asyncio.Lock())
+            async with lock:
+                event = ImportContact(event_id(), row.variables, row.links, row.tags, row.opted_in)
+                result = await _actors(runtime).ask(resolved.key, event)
+        if not result.changed:
+            outcome.unchanged += 1
+        elif result.contact["version"] == 1:
+            outcome.created += 1
+        else:
+            outcome.updated += 1
+        return result.contact
+
+    outcome.contacts += await asyncio.gather(*(one(row) for row in rows))
+
+
+async def import_contacts(runtime: Runtime, workspace_id: str, rows: Any) -> ImportOutcome:
+    """Create or update contacts from rows ``{phone, variables?, tags?, optedIn?}`` (at most 1,000).
+
+    Every row is checked before any is applied, so a bad row leaves the workspace untouched; the
+    error names the first refused row and lists every one (``extensions.rows``: index, field,
+    code, message). Larger imports, and imports that keep the valid rows of a file with bad ones,
+    are jobs (``server/operations/contact_import.py``).
     """
     if not isinstance(rows, list) or not rows:
         raise InvalidInput("rows must be a non-empty list of {phone, variables, tags, optedIn}", field="rows")
     if len(rows) > MAX_IMPORT_ROWS:
-        raise InvalidInput(f"import at most {MAX_IMPORT_ROWS} rows per call", field="rows")
-    fields = {f["name"]: f for f in await runtime.fields.list(workspace_id)}
-    regional = await runtime.regional_of(workspace_id)
-    checked = [
-        await _check_row(runtime, workspace_id, fields, row, n, regional) for n, row in enumerate(rows)
-    ]
-    contacts = []
-    for row in checked:
-        actors = _actors(runtime)
-        resolved = await runtime.directory.resolve(workspace_id, row.identities)
-        assert resolved is not None  # resolve creates
-        key = resolved.key
-        result = None
-        if row.variables:
-            result = await actors.ask(
-                key, SetVariables(event_id(), row.variables, row.links, source="import")
-            )
-        if row.tags:
-            result = await actors.ask(key, TagContact(event_id(), add=row.tags))
-        if row.opted_in is not None:
-            result = await actors.ask(key, SetConsent(event_id(), row.opted_in, source="import"))
-        contact = result.contact if result is not None else await runtime.contacts.load(key)
-        contacts.append(
-            contact or {"_id": key.doc_id, "workspace_id": workspace_id, "phone": row.identities.phone}
+        raise InvalidInput(
+            f"import at most {MAX_IMPORT_ROWS} rows per call; larger files go through startContactImport",
+            field="rows",
         )
-    return contacts
-
-
-async def _check_row(
-    runtime: Runtime,
-    workspace_id: str,
-    fields: dict[str, dict[str, Any]],
-    row: Any,
-    index: int,
-    regional: Regional,
-) -> ImportRow:
-    where = f"row {index + 1}: "
-    if not isinstance(row, dict):
-        raise InvalidInput(f"{where}must be an object with a phone", field="rows")
-    unknown = set(row) - {"phone", "variables", "tags", "optedIn"}
-    if unknown:
-        raise InvalidInput(f"{where}unknown key(s) {', '.join(sorted(unknown))}", field="rows")
-    result = ImportRow(await identities_of(runtime, workspace_id, row.get("phone"), field=f"{where}phone"))
-    variables = row.get("variables") or {}
-    if not isinstance(variables, dict):
-        raise InvalidInput(f"{where}variables must be an object of field: value", field="variables")
-    for name, raw in variables.items():
-        field_doc = fields.get(name)
-        if field_doc is None:
-            raise NotFound(f"{where}no field called {name!r}; create it first (createField)", field="field")
-        result.variables[name] = checked_value(field_doc, raw, where, regional)
-        if field_doc.get("external"):
-            result.links[name] = field_doc["external"]
-    tags = row.get("tags") or []
-    if not isinstance(tags, list):
-        raise InvalidInput(f"{where}tags must be a list of tag names", field="tags")
-    result.tags = tuple([await _tag_name(runtime, workspace_id, t, where) for t in tags])
-    opted_in = row.get("optedIn")
-    if opted_in is not None and not isinstance(opted_in, bool):
-        raise InvalidInput(f"{where}optedIn must be true or false", field="optedIn")
-    result.opted_in = opted_in
-    return result
+    checker = RowChecker(runtime, workspace_id)
+    checked = [await checker.check(row, n) for n, row in enumerate(rows)]
+    refused = [c for c in checked if isinstance(c, RowRefusal)]
+    if refused:
+        first = refused[0]
+        error = InvalidInput if first.code == "INVALID_INPUT" else NotFound
+        raise error(
+            first.message
+            + (
+                f" (and {len(refused) - 1} more refused row(s); nothing was imported)"
+                if len(refused) > 1
+                else ""
+            ),
+            field=first.field,
+            rows=[r.view() for r in refused],
+        )
+    outcome = ImportOutcome()
+    await apply_rows(runtime, workspace_id, [c for c in checked if isinstance(c, ImportRow)], outcome)
+    return outcome

@@ -73,6 +73,9 @@ INDEXES: dict[str, list[IndexModel]] = {
     "broadcast_recipients": [
         IndexModel([("broadcast_id", ASCENDING), ("state", ASCENDING), ("_id", ASCENDING)])
     ],
+    # Contact import jobs and their stored rows (server/store/import_jobs.py).
+    "import_jobs": [IndexModel([("status", ASCENDING)])],
+    "import_chunks": [IndexModel([("job_id", ASCENDING), ("_id", ASCENDING)])],
     "messaging_reach": [IndexModel([("workspace_id", ASCENDING), ("at", ASCENDING)])],
 }
 
