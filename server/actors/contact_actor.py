@@ -246,6 +246,10 @@ class ContactActor:
 
     async def _apply(self, turn: runner.Turn, event: Event) -> TurnResult:
         if isinstance(event, StartFlow):
+            if event.contact_values or event.contact_tags:  # before the first message renders
+                contact_commands.set_contact_data(
+                    turn, event.contact_values, event.contact_links, event.contact_tags
+                )
             run = await self._start_flow(
                 turn, event.flow_id, event.trigger, by_name=False, source=event.source
             )

@@ -13,6 +13,10 @@ class StartFlow:
     flow_id: str
     trigger: dict[str, Any] = field(default_factory=dict)
     source: str = "api"
+    # Contact data written in the turn that starts the run (typed already; links: external fields).
+    contact_values: dict[str, Any] = field(default_factory=dict)
+    contact_links: dict[str, dict[str, Any]] = field(default_factory=dict)
+    contact_tags: tuple[str, ...] = ()
 
 
 # Inbound kinds that answer a flow; media, location, contacts, reactions... are recorded only.

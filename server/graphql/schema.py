@@ -211,7 +211,12 @@ class Mutation(
         ctx = _ctx(info)
         return Flow(doc=await flow_ops.archive_flow(ctx.runtime, ctx.admin_workspace(), str(id)))
 
-    @strawberry.mutation(permission_classes=ADMIN_ONLY)
+    @strawberry.mutation(
+        permission_classes=ADMIN_ONLY,
+        description="start a run; variables fill trigger placeholders; contact {fields: {name: value}, "
+        "tags: [name]} sets contact fields (typed like setVariable) and adds tags in the turn that "
+        "starts the run",
+    )
     async def start_flow(
         self,
         info: strawberry.Info,
@@ -219,10 +224,13 @@ class Mutation(
         phone: Phone,
         variables: JSON | None = None,
         whatsapp_id: WhatsappId = None,
+        contact: JSON | None = None,
     ) -> Run:
         ctx = _ctx(info)
         who = ContactRef(phone, whatsapp_id)
-        run = await contact_ops.start_flow(ctx.runtime, ctx.admin_workspace(), str(flow_id), who, variables)
+        run = await contact_ops.start_flow(
+            ctx.runtime, ctx.admin_workspace(), str(flow_id), who, variables, contact
+        )
         return Run(doc=run)
 
     @strawberry.mutation(permission_classes=ADMIN_ONLY)

@@ -77,6 +77,72 @@ async def set_variable(
     return (await _actors(runtime).ask(key, event)).contact
 
 
+@dataclass(frozen=True)
+class ContactData:
+    """Typed contact fields and tags a flow start writes in its first turn (``StartFlow.contact``)."""
+
+    values: dict[str, Any] = field(default_factory=dict)
+    links: dict[str, dict[str, Any]] = field(default_factory=dict)
+    tags: tuple[str, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.values or self.tags)
+
+
+async def check_contact_names(
+    runtime: Runtime, workspace_id: str, names: list[str], tags: list[Any], where: str
+) -> None:
+    """Every field name and tag exists in the workspace's catalog, or INVALID_INPUT naming it.
+
+    Used when a trigger is created, so a mapping cannot name a field that is not there.
+    """
+    for name in names:
+        if await runtime.fields.get_by_name(workspace_id, name) is None:
+            raise InvalidInput(
+                f"{where}.fields.{name}: no field called {name!r}; create it first (createField)",
+                field=f"{where}.fields.{name}",
+            )
+    for tag in tags:
+        await _tag_name(runtime, workspace_id, tag, f"{where}.tags: ")
+
+
+async def checked_contact_data(
+    runtime: Runtime, workspace_id: str, raw: Any, where: str = "contact"
+) -> ContactData:
+    """``{fields: {name: value}, tags: [name]}`` typed against the workspace's fields and tags.
+
+    A FIXED field takes only its options, a DATE is read in the workspace's zone, a field or tag
+    the catalog lacks is refused (INVALID_INPUT / NOT_FOUND naming ``where.fields.<name>``).
+    """
+    if raw is None:
+        return ContactData()
+    if not isinstance(raw, dict) or set(raw) - {"fields", "tags"}:
+        raise InvalidInput(
+            f'{where} must be an object {{"fields": {{name: value}}, "tags": [name]}}', field=where
+        )
+    fields = raw.get("fields") or {}
+    tags = raw.get("tags") or []
+    if not isinstance(fields, dict):
+        raise InvalidInput(f"{where}.fields must be an object of field: value", field=f"{where}.fields")
+    if not isinstance(tags, list):
+        raise InvalidInput(f"{where}.tags must be a list of tag names", field=f"{where}.tags")
+    regional = await runtime.regional_of(workspace_id)
+    values: dict[str, Any] = {}
+    links: dict[str, dict[str, Any]] = {}
+    for name, value in fields.items():
+        field_doc = await runtime.fields.get_by_name(workspace_id, str(name).strip())
+        if field_doc is None:
+            raise NotFound(
+                f"{where}.fields.{name}: no field called {name!r}; create it first (createField)",
+                field=f"{where}.fields.{name}",
+            )
+        values[field_doc["name"]] = checked_value(field_doc, value, f"{where}: ", regional)
+        if field_doc.get("external"):
+            links[field_doc["name"]] = field_doc["external"]
+    names = [await _tag_name(runtime, workspace_id, tag, f"{where}.tags: ") for tag in tags]
+    return ContactData(values, links, tuple(dict.fromkeys(names)))
+
+
 @dataclass
 class ImportRow:
     identities: Identities

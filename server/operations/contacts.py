@@ -10,6 +10,7 @@ from server.errors import InvalidInput, NotFound
 from server.identity import Identities
 from server.ids import ContactKey, new_id
 from server.operations.channel_inbound import accept_inbound, inbound_record
+from server.operations.contact_data import checked_contact_data
 from server.operations.contact_identifiers import Who, contact_key, identities_of
 from server.runtime import Runtime
 from server.text_input import MAX_BUTTON_ID, MAX_MESSAGE_TEXT, checked_characters
@@ -21,16 +22,26 @@ def _actors(runtime: Runtime):  # type: ignore[no-untyped-def]
 
 
 async def start_flow(
-    runtime: Runtime, workspace_id: str, flow_id: str, who: Who, variables: Any
+    runtime: Runtime, workspace_id: str, flow_id: str, who: Who, variables: Any, contact: Any = None
 ) -> dict[str, Any]:
+    """Start a run; ``contact`` ({fields, tags}) is typed against the workspace's fields and written
+    in the turn that starts it, so the first message already renders ``{{contact.<field>}}``."""
     if variables is not None and not isinstance(variables, dict):
         raise InvalidInput("variables must be a JSON object", field="variables")
     # Checked before the contact is named: a refused call claims no identity (the turn checks again).
+    data = await checked_contact_data(runtime, workspace_id, contact)
     startable(await runtime.flows.get_recent(workspace_id, flow_id), flow_id)
     key = await contact_key(runtime, workspace_id, who)
-    result = await _actors(runtime).ask(
-        key, StartFlow(event_id(), flow_id, trigger=dict(variables or {}), source="api")
+    event = StartFlow(
+        event_id(),
+        flow_id,
+        trigger=dict(variables or {}),
+        source="api",
+        contact_values=data.values,
+        contact_links=data.links,
+        contact_tags=data.tags,
     )
+    result = await _actors(runtime).ask(key, event)
     assert result.run is not None
     return _run_view(result.run, result.contact, workspace_id)
 
