@@ -13,7 +13,7 @@ from typing import Any
 
 from server.actors.contact_actor import event_id
 from server.actors.events import ImportContact, SetVariables, TagContact
-from server.errors import InvalidInput, NotFound
+from server.errors import Conflict, InvalidInput, NotFound, Unavailable
 from server.identity import Identities
 from server.machines.regional import Regional
 from server.machines.values import coerce_value
@@ -24,6 +24,7 @@ from server.text_input import checked_characters
 
 MAX_IMPORT_ROWS = 1000
 IMPORT_CONCURRENCY = 32
+ROW_ATTEMPTS = 4
 
 
 def _actors(runtime: Runtime):  # type: ignore[no-untyped-def]
@@ -255,8 +256,15 @@ async def apply_rows(
             assert resolved is not None  # resolve creates
             lock = locks.setdefault(resolved.key.doc_id, asyncio.Lock())
             async with lock:
-                event = ImportContact(event_id(), row.variables, row.links, row.tags, row.opted_in)
-                result = await _actors(runtime).ask(resolved.key, event)
+                for attempt in range(1, ROW_ATTEMPTS + 1):
+                    event = ImportContact(event_id(), row.variables, row.links, row.tags, row.opted_in)
+                    try:
+                        result = await _actors(runtime).ask(resolved.key, event)
+                        break
+                    except (Unavailable, Conflict):  # a shard changing hands, a contended contact
+                        if attempt == ROW_ATTEMPTS:
+                            raise
+                        await asyncio.sleep(0.2 * attempt)  # applying the row again is harmless
         if not result.changed:
             outcome.unchanged += 1
         elif result.contact["version"] == 1:

@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 MAX_ROWS_PER_CALL = 50_000
 STALE_CLAIM = timedelta(minutes=5)
+MAX_FAILURES = 8
 
 
 def import_topic(job_id: str) -> str:
@@ -93,8 +94,9 @@ class ContactImports:
     async def _work(self, job_id: str, workspace_id: str) -> None:
         runtime = self._runtime
         checker = RowChecker(runtime, workspace_id)
-        try:
-            while True:
+        failures = 0
+        while True:
+            try:
                 now = runtime.clock.now()
                 chunk = await self.jobs.claim_chunk(job_id, now, now - STALE_CLAIM)
                 if chunk is None:
@@ -103,13 +105,23 @@ class ContactImports:
                         if finished is not None:
                             await self._publish(finished)
                     return
-                job = await self._apply(chunk, checker)
+                try:
+                    job = await self._apply(chunk, checker)
+                except Exception:
+                    await self.jobs.release_chunk(chunk["_id"])  # applied again: rows are idempotent
+                    raise
+                failures = 0
                 if job is not None:
                     await self._publish(job)
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # the chunk stays claimed and is taken up again (resume, or a later call)
-            log.exception("contact import %s stopped; it resumes at the next start", job_id)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a passing failure (store, shard lease): the chunk is retried
+                failures += 1
+                if failures >= MAX_FAILURES:
+                    log.exception("contact import %s stopped; it resumes at the next start", job_id)
+                    return
+                log.warning("contact import %s: batch failed (%s), retrying", job_id, exc)
+                await asyncio.sleep(min(30.0, 0.5 * 2**failures))
 
     async def _apply(self, chunk: dict[str, Any], checker: RowChecker) -> dict[str, Any] | None:
         runtime = self._runtime

@@ -87,6 +87,10 @@ class ImportJobRepository:
             return_document=ReturnDocument.AFTER,
         )
 
+    async def release_chunk(self, chunk_id: str) -> None:
+        """A chunk whose batch failed goes back to the queue (its rows apply again, harmlessly)."""
+        await self._chunks.update_one({"_id": chunk_id, "state": "running"}, {"$set": {"state": "queued"}})
+
     async def pending_chunks(self, job_id: str) -> int:
         return await self._chunks.count_documents({"job_id": job_id, "state": {"$ne": "done"}})
 
