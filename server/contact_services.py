@@ -89,6 +89,10 @@ class ContactServices:
 
     async def start(self) -> None:
         runtime = self._runtime
+        from server.operations.contact_erasure import ERASED_TOPIC  # operations import the runtime
+
+        # An erased contact's identities are forgotten by every process's directory cache.
+        runtime.pubsub.on(ERASED_TOPIC, lambda news: runtime.directory.forget_contact(news["contact_id"]))
         self.klaviyo = KlaviyoSync(
             runtime.contacts,
             self.settings,

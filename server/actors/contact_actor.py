@@ -198,6 +198,9 @@ class ContactActor:
             before = await self._load()
             if event.event_id in before.get("applied_events", []):
                 return TurnResult(before, duplicate=True, changed=False)
+            if before.get("erased_at") is not None:  # a tombstone: late events resurrect nobody
+                log.info("%s for erased contact %s ignored", type(event).__name__, self.key.doc_id)
+                return TurnResult(before, changed=False)
             survivor = before.get("merged_into")
             if survivor and isinstance(event, REDIRECTED) and self._deps.redirect is not None:
                 # Another turn's await: the survivor never waits on this contact (merges go one way).

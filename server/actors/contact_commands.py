@@ -12,6 +12,7 @@ from typing import Any
 from server.actors.events import (
     AgentMessage,
     AssignAgent,
+    EraseContact,
     Event,
     ExternalSyncResult,
     ImportContact,
@@ -51,6 +52,8 @@ def apply_command(turn: runner.Turn, event: Event) -> TurnResult:
         return TurnResult(contact)
     if isinstance(event, ImportContact):
         return _import(turn, event)
+    if isinstance(event, EraseContact):
+        return _erase(turn, event)
     if isinstance(event, SetConsent):
         changed = set_consent(
             contact, event.opted_in, turn.now, event.source, by=event.by, key_id=event.key_id
@@ -94,6 +97,29 @@ def _import(turn: runner.Turn, event: ImportContact) -> TurnResult:
     if event.opted_in is not None:
         changed = set_consent(contact, event.opted_in, turn.now, "import") or changed
     return TurnResult(contact, changed=changed or contact["version"] == 0)  # a new contact is stored
+
+
+TOMBSTONE_KEEPS = ("_id", "workspace_id", "version", "lease_epoch", "applied_events")
+
+
+def _erase(turn: runner.Turn, event: EraseContact) -> TurnResult:
+    """Everything about the person goes; the tombstone stays under the same id (and is no contact)."""
+    contact = turn.contact
+    for name in [k for k in contact if k not in TOMBSTONE_KEEPS]:
+        del contact[name]
+    contact.update(
+        {
+            "merged_into": None,
+            "runs": [],
+            "timers": [],
+            "outbox": [],
+            "tags": [],
+            "variables": {},
+            "applied_events": [],
+            **event.tombstone,
+        }
+    )
+    return TurnResult(contact)
 
 
 def set_contact_data(

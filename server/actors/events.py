@@ -159,6 +159,18 @@ class ImportContact:
 
 
 @dataclass(frozen=True)
+class EraseContact:
+    """A data-subject erasure: the document becomes its tombstone (``server/operations/contact_erasure.py``).
+
+    ``tombstone``: what stays (keyed hashes of the identities, who erased it and when); runs,
+    timers, outbox and external syncs go with everything else, in the contact's own turn.
+    """
+
+    event_id: str
+    tombstone: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class SetConsent:
     """Marketing consent given or withdrawn by ``source`` (api | keyword), recorded with who/where."""
 
@@ -250,6 +262,7 @@ CONTACT_COMMANDS = (
     TagContact,
     SetVariables,
     ImportContact,
+    EraseContact,
     SetConsent,
     AssignAgent,
     ReleaseContact,
@@ -268,6 +281,8 @@ Event = (
     | MessageStatus
     | TagContact
     | SetVariables
+    | ImportContact
+    | EraseContact
     | SetConsent
     | AssignAgent
     | ReleaseContact

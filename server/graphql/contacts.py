@@ -15,10 +15,10 @@ from server.errors import InvalidInput
 from server.graphql.arguments import Phone, WhatsappId
 from server.graphql.pagination import PageInfo, decode_cursor, encode_cursor, page_size
 from server.graphql.permissions import ADMIN_ONLY, ANY_ROLE
-from server.graphql.types import Contact
+from server.graphql.types import Contact, _plain
 from server.operations import consent as consent_ops
 from server.operations import contact_data as ops
-from server.operations import contact_list
+from server.operations import contact_erasure, contact_list
 from server.operations import klaviyo_settings as klaviyo_ops
 from server.operations.contact_identifiers import ContactRef
 
@@ -113,6 +113,16 @@ class ContactsQuery:
         ctx = info.context
         return await consent_ops.opt_out_keywords(ctx.runtime, ctx.workspace())
 
+    @strawberry.field(
+        permission_classes=ADMIN_ONLY,
+        description="everything held about one contact (a data-subject access request): its document "
+        "(fields, tags, consent history, runs with steps, pending timers, outbox, external sync state), "
+        "identities, messages, archived runs, broadcast deliveries, status reports, webhook requests",
+    )
+    async def export_contact(self, info: strawberry.Info, id: strawberry.ID) -> JSON:
+        ctx = info.context
+        return _plain(await contact_erasure.export_contact(ctx.runtime, ctx.workspace(), str(id)))
+
     @strawberry.field(permission_classes=ADMIN_ONLY)
     async def klaviyo_settings(self, info: strawberry.Info) -> KlaviyoSettings:
         ctx = info.context
@@ -183,6 +193,16 @@ class ContactsMutation:
         ctx = info.context
         outcome = await ops.import_contacts(ctx.runtime, ctx.workspace(), rows)
         return [Contact(doc=c) for c in outcome.contacts]
+
+    @strawberry.mutation(
+        permission_classes=ADMIN_ONLY,
+        description="erase a contact (data-subject erasure): its document, identities, messages, runs, "
+        "timers, outbox and external sync state; an anonymous tombstone records who erased it and when",
+    )
+    async def erase_contact(self, info: strawberry.Info, id: strawberry.ID) -> bool:
+        ctx = info.context
+        await contact_erasure.erase_contact(ctx.runtime, ctx.workspace(), str(id), caller(info))
+        return True
 
     @strawberry.mutation(
         permission_classes=ADMIN_ONLY,

@@ -109,7 +109,7 @@ class Query(
             found = await ctx.runtime.contacts.get(workspace_id, str(id))
         else:
             return None
-        return Contact(doc=found) if found else None
+        return Contact(doc=found) if found and found.get("erased_at") is None else None
 
     @strawberry.field(permission_classes=ANY_ROLE)
     async def run(self, info: strawberry.Info, id: strawberry.ID) -> Run | None:

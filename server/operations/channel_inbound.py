@@ -24,9 +24,11 @@ from server.channels.whatsapp.webhook_identities import IdentityChange
 from server.errors import InvalidInput, KonvoError, Unavailable
 from server.identity import PHONE, Identities
 from server.ids import ContactKey, scoped_id
+from server.operations.contact_erasure import erased_message
 from server.operations.templates import apply_template_status
 from server.phones import parse_phone
 from server.runtime import Runtime
+from server.store.statuses import report_id
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +119,15 @@ async def receive_whatsapp(runtime: Runtime, channel: dict[str, Any], batch: Web
         if workspace_id is None:
             received.ignored.append(f"status {status.wamid}: number {status.phone_number_id} not ours")
             continue
-        outcome = await runtime.ledger.report(workspace_id, channel["_id"], _report(status))
+        report = _report(status)
+        outcome = await runtime.ledger.report(workspace_id, channel["_id"], report)
+        if outcome == "parked" and await erased_message(runtime, workspace_id, status.wamid):
+            # about a message of a contact erased since: dropped, and no contact comes back
+            await runtime.message_statuses.set_state(
+                report_id(workspace_id, report.provider_id, report.status), "erased"
+            )
+            received.statuses["erased"] = received.statuses.get("erased", 0) + 1
+            continue
         received.statuses[outcome] = received.statuses.get(outcome, 0) + 1
         await _learn_identities(runtime, workspace_id, status)
     for update in batch.templates:

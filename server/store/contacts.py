@@ -44,8 +44,9 @@ def new_contact(key: ContactKey, now: datetime) -> dict[str, Any]:
 
 
 def live_contacts(workspace_id: str) -> dict[str, Any]:
-    """A workspace's contacts, without those merged into another (kept only as a redirect)."""
-    return {"workspace_id": workspace_id, "merged_into": None}
+    """A workspace's contacts, without those merged into another (kept only as a redirect) and
+    without the tombstones of erased ones."""
+    return {"workspace_id": workspace_id, "merged_into": None, "erased_at": None}
 
 
 def workspace_range(workspace_id: str) -> dict[str, Any]:
