@@ -1,4 +1,7 @@
-"""``konvo chat PHONE``: play the customer of the sandbox channel from a terminal, through the API.
+"""``konvo chat PHONE|BSUID``: play the customer of the sandbox channel from a terminal, through the API.
+
+A BSUID (``US.13491208655302741918``) plays a customer who adopted a WhatsApp username and shares
+no phone number: the sandbox reports them as WhatsApp would, by BSUID (and ``--username``).
 
 On opening, the conversation so far is printed (the customer's messages and what flows and
 agents wrote). What you type is sent with ``sandboxInbound``; a ``contactUpdated`` subscription
@@ -25,14 +28,18 @@ from typing import Any, TextIO
 import httpx
 import websockets
 
+from server.identity import BSUID, bsuid_kind
+
 HISTORY = 50  # messages printed when the chat opens
-CONVERSATION = """query($p: String!, $n: Int!) { conversation(phone: $p) { messages(last: $n) {
+CONVERSATION = """query($p: String!, $n: Int!) { conversation(whatsappId: $p) { messages(last: $n) {
   id direction sender status error kind text buttonId quoted { text }
   rendered { text replies { title id number } } } } }"""
-SAY = """mutation($p: String!, $t: String, $b: String, $l: LocationInput, $f: JSON) {
-  sandboxInbound(phone: $p, text: $t, buttonId: $b, location: $l, flowResponse: $f) }"""
+SAY = """mutation($p: String!, $u: String, $t: String, $b: String, $l: LocationInput, $f: JSON) {
+  sandboxInbound(phone: $p, username: $u, text: $t, buttonId: $b, location: $l, flowResponse: $f) }"""
+SAY_AS_BSUID = """mutation($p: String!, $u: String, $t: String, $b: String, $l: LocationInput, $f: JSON) {
+  sandboxInbound(bsuid: $p, username: $u, text: $t, buttonId: $b, location: $l, flowResponse: $f) }"""
 HELP = "/location LAT,LNG [name] shares a location, /form {json} answers a form."
-WATCH = "subscription($p: String!) { contactUpdated(phone: $p) { version } }"
+WATCH = "subscription($p: String!) { contactUpdated(whatsappId: $p) { version } }"
 WHO = {"AGENT": "agent", "FLOW": "bot", "SYSTEM": "bot", "CUSTOMER": "you"}
 
 
@@ -41,11 +48,16 @@ class ChatError(Exception):
 
 
 class Chat:
-    def __init__(self, url: str, api_key: str, phone: str, out: TextIO = sys.stdout) -> None:
+    def __init__(
+        self, url: str, api_key: str, phone: str, out: TextIO = sys.stdout, username: str | None = None
+    ) -> None:
+        """``phone``: the customer's phone number, or their BSUID (a customer without one)."""
         self.http_url = url.rstrip("/") + "/graphql"
         self.ws_url = "ws" + self.http_url.removeprefix("http")
         self.api_key = api_key
         self.phone = phone
+        self.username = username
+        self._say = SAY_AS_BSUID if bsuid_kind(phone.strip()) == BSUID else SAY
         self.out = out
         self.seen: set[str] = set()
         # The quick replies of the latest message from the business: what a typed number presses.
@@ -124,10 +136,10 @@ class Chat:
         button = self.buttons.get(int(text)) if text.isdigit() else None
         if button is not None:
             # A tap, as WhatsApp reports it: the button's id and its title.
-            await self.graphql(SAY, p=self.phone, t=button["title"], b=button["id"])
+            await self.graphql(self._say, p=self.phone, u=self.username, t=button["title"], b=button["id"])
             self.say(f"you pressed: {button['title']}")
         else:
-            await self.graphql(SAY, p=self.phone, t=text, b=None)
+            await self.graphql(self._say, p=self.phone, u=self.username, t=text, b=None)
 
     async def share(self, command: str) -> None:
         """``/location 40.41,-3.70 Sol`` or ``/form {"email": "ana@example.com"}``."""
@@ -235,6 +247,6 @@ def stdin_reader() -> Callable[[], Any]:
     return lines.get
 
 
-async def chat(url: str, api_key: str, phone: str) -> None:
+async def chat(url: str, api_key: str, phone: str, username: str | None = None) -> None:
     read_line = stdin_reader()
-    await Chat(url, api_key, phone).run(read_line)
+    await Chat(url, api_key, phone, username=username).run(read_line)

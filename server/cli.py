@@ -175,13 +175,22 @@ def export_schema(
 
 @app.command()
 def chat(
-    phone: Annotated[str, typer.Argument(help="the customer's phone number (E.164, e.g. +34600111222)")],
+    phone: Annotated[
+        str,
+        typer.Argument(
+            help="the customer's phone number (E.164, e.g. +34600111222), or the BSUID of a customer "
+            "who shares no number (e.g. US.13491208655302741918)"
+        ),
+    ],
     url: Annotated[
         str | None, typer.Option(help="server base URL (default http://KONVO_HOST:KONVO_PORT)")
     ] = None,
     api_key: Annotated[
         str | None,
         typer.Option(envvar="KONVO_API_KEY", help="API key (default: the demo key in KONVO_DATA_DIR)"),
+    ] = None,
+    username: Annotated[
+        str | None, typer.Option(help="the WhatsApp username the customer shows (display only)")
     ] = None,
 ) -> None:
     """Chat as a sandbox customer: type to send, type a button's number to press it."""
@@ -197,7 +206,7 @@ def chat(
         api_key = key_file.read_text().strip()
     base_url = url or f"http://{settings.host}:{settings.port}"
     try:
-        asyncio.run(run_chat(base_url, api_key, phone))
+        asyncio.run(run_chat(base_url, api_key, phone, username))
     except ChatError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None

@@ -39,6 +39,9 @@ class ContactServices:
         self.klaviyo: KlaviyoSync | None = None
         self._extras: ExpiringCache[str, TurnExtras] = ExpiringCache(EXTRAS_TTL_SECONDS)
         self._tasks: list[asyncio.Task[Any]] = []
+        from server.operations.contact_import import ContactImports  # operations import the runtime
+
+        self.imports = ContactImports(runtime)
 
     async def extras_of(self, workspace_id: str) -> TurnExtras:
         """Templates (category, components, quick-reply titles), field links, opt-out words and the
@@ -86,6 +89,10 @@ class ContactServices:
 
     async def start(self) -> None:
         runtime = self._runtime
+        from server.operations.contact_erasure import ERASED_TOPIC  # operations import the runtime
+
+        # An erased contact's identities are forgotten by every process's directory cache.
+        runtime.pubsub.on(ERASED_TOPIC, lambda news: runtime.directory.forget_contact(news["contact_id"]))
         self.klaviyo = KlaviyoSync(
             runtime.contacts,
             self.settings,
@@ -99,12 +106,14 @@ class ContactServices:
         if runtime.settings.start_timer_worker:
             worker = self.klaviyo.worker(runtime.settings.timer_poll_seconds)
             self._tasks.append(asyncio.create_task(worker.main(), name="integrations-worker"))
+            await self.imports.resume()
 
     async def recover(self) -> None:
         if self.klaviyo is not None:
             await self.klaviyo.recover()
 
     async def stop(self) -> None:
+        await self.imports.stop()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

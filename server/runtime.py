@@ -31,6 +31,8 @@ from server.channels.whatsapp.limiter import ThroughputLimiter
 from server.channels.whatsapp.pair_rate import PairPacer
 from server.clock import Clock, SystemClock
 from server.config import Settings
+from server.contact_directory import ContactDirectory
+from server.contact_merge import ContactMerger, MergeRepository
 from server.contact_services import ContactServices
 from server.egress import EgressAllowList, EgressPolicy, Resolver, system_resolver
 from server.errors import Unavailable
@@ -53,6 +55,8 @@ from server.store.contacts import ContactRepository
 from server.store.database import Database
 from server.store.flow_counters import FlowCounterRepository
 from server.store.flows import FlowRepository
+from server.store.identities import IdentityRepository
+from server.store.identity_migration import backfill_message_contacts, index_contact_identities
 from server.store.legacy_ids import LegacyProviderIds
 from server.store.messages import MessageRepository
 from server.store.runs import RunRepository
@@ -96,6 +100,9 @@ class Runtime:
         self.workspaces = WorkspaceRepository(self.database)
         self.flows = FlowRepository(self.database)
         self.contacts = ContactRepository(self.database)
+        # Finding a contact by a phone or a BSUID (server/contact_directory.py); merges need actors.
+        self.identities = IdentityRepository(self.database)
+        self.directory = ContactDirectory(self.identities, self.contacts, self.clock)
         self.runs = RunRepository(self.database)
         # Provider ids scoped by workspace; documents of older versions found by their bare ids.
         self.legacy_ids = LegacyProviderIds(self.database)
@@ -156,6 +163,17 @@ class Runtime:
         self._worker: TimerWorker | None = None
         self._stopped = False
         self._effects: Effects | None = None
+        self.message_backfill: asyncio.Task[int] | None = None  # the migration's background part
+        self.merger = ContactMerger(
+            self.contacts,
+            self.identities,
+            self.messages,
+            MergeRepository(self.database),
+            self.directory,
+            self._ask,
+            self.clock,
+        )
+        self.directory.merge = self.merger.merge
 
     async def regional_of(self, workspace_id: str) -> Regional:
         """The workspace's time zone and locale, cached briefly: every actor turn asks for them.
@@ -261,6 +279,8 @@ class Runtime:
             default_channel_of=self.channel.default_channel_id,
             send_policy=self.send_policy,
             workspace_gate=self.workspace_gate.check,
+            redirect=self._ask,
+            identities_of=self.directory.identities_of,
         )
         # Contacts are sharded over the replicas sharing this store and Redis; a single process
         # leases every shard at start (server/actors/shards.py).
@@ -279,6 +299,13 @@ class Runtime:
         self._tasks.append(self.key_guard.start())
         self._tasks.append(self.socket_slots.start())
         await self.contact_services.start()
+        # Contacts stored before identities get their phone indexed (once per store; batched).
+        await index_contact_identities(self.database, self.identities, self.merger.merge, self.clock.now())
+        await self.merger.recover()
+        self.message_backfill = asyncio.create_task(
+            backfill_message_contacts(self.database, self.clock.now()), name="message-contact-ids"
+        )
+        self._tasks.append(self.message_backfill)
         if settings.start_timer_worker:
             worker = TimerWorker(  # shares this event loop and actor system
                 self.arq,
@@ -304,6 +331,10 @@ class Runtime:
             resealed += count
         if resealed:
             log.info("sealed %d stored secret(s) with the current key", resealed)
+
+    async def _ask(self, key: ContactKey, event: Event) -> TurnResult:
+        """Run a turn and wait for it (merges; a merged contact handing an event on)."""
+        return await self._tell(key, event)
 
     def _tell(self, key: ContactKey, event: Event) -> asyncio.Future[TurnResult]:
         """Queue an event without waiting for its turn (safe from inside an actor's own turn)."""
@@ -334,6 +365,7 @@ class Runtime:
         )
         await self.contact_services.recover()
         await self.triggers.recover()
+        await self.merger.recover()
 
     async def _recover_periodically(self) -> None:
         last_scan: float | None = None

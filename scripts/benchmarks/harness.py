@@ -20,11 +20,13 @@ from pydantic import SecretStr
 from server.clock import SystemClock
 from server.config import Settings
 from server.embedded import DEV_EGRESS_ALLOW, free_port, start_services
-from server.ids import ContactKey, new_id
+from server.identity import PHONE, Identities
+from server.ids import new_contact_key, new_id
 from server.operations import contacts as contact_ops
 from server.operations import flows as flow_ops
 from server.runtime import Runtime
 from server.secret_box import generate_key
+from server.store.identities import identity_id
 
 WORKSPACE = "ws_bench"
 
@@ -96,7 +98,8 @@ async def waiting_template(runtime: Runtime, flow: dict[str, Any]) -> tuple[str,
     flow_id = await publish(runtime, flow)
     await contact_ops.customer_says(runtime, WORKSPACE, phone(0), "hola", None)
     await contact_ops.start_flow(runtime, WORKSPACE, flow_id, phone(0), None)
-    template = await runtime.contacts.get(WORKSPACE, f"{WORKSPACE}:{phone(0)}")
+    key = await runtime.directory.find(WORKSPACE, Identities(phone=phone(0)))
+    template = await runtime.contacts.load(key) if key is not None else None
     assert template is not None
     return flow_id, template
 
@@ -104,8 +107,8 @@ async def waiting_template(runtime: Runtime, flow: dict[str, Any]) -> tuple[str,
 def clone_contact(template: dict[str, Any], index: int, due_at: datetime | None) -> dict[str, Any]:
     """A copy of ``template`` for another phone, with fresh run and timer ids."""
     doc = copy.deepcopy(template)
-    key = ContactKey(WORKSPACE, phone(index))
-    doc["_id"], doc["phone"], doc["applied_events"] = key.doc_id, key.phone, []
+    key = new_contact_key(WORKSPACE)
+    doc["_id"], doc["phone"], doc["applied_events"] = key.doc_id, phone(index), []
     doc.pop("lease_epoch", None)  # the clone lives on another shard: its owner fences it anew
     run_ids = {run["id"]: new_id("run") for run in doc.get("runs", [])}
     timer_ids = {timer["id"]: new_id("tmr") for timer in doc.get("timers", [])}
@@ -131,9 +134,22 @@ async def insert_clones(
     first_index: int = 1,
     batch: int = 2000,
 ) -> None:
+    """Clones with their phones claimed in ``identities``, as contacts this version created are."""
     contacts = runtime.database.collection("contacts")
+    now = runtime.clock.now()
     for start in range(first_index, first_index + count, batch):
         stop = min(start + batch, first_index + count)
-        await contacts.insert_many(
-            [clone_contact(template, i, due_at) for i in range(start, stop)], ordered=False
-        )
+        clones = [clone_contact(template, i, due_at) for i in range(start, stop)]
+        await contacts.insert_many(clones, ordered=False)
+        await runtime.identities.claim_many([_phone_claim(clone, now) for clone in clones])
+
+
+def _phone_claim(contact: dict[str, Any], now: datetime) -> dict[str, Any]:
+    return {
+        "_id": identity_id(WORKSPACE, PHONE, contact["phone"]),
+        "workspace_id": WORKSPACE,
+        "kind": PHONE,
+        "value": contact["phone"],
+        "contact_id": contact["_id"],
+        "at": now,
+    }

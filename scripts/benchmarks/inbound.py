@@ -36,6 +36,7 @@ from scripts.benchmarks.loadgen import LoadGenerator
 from scripts.benchmarks.proc_cpu import CpuUsage, wait_quiet
 from scripts.benchmarks.report import Row
 from server.config import Settings
+from server.identity import Identities
 from server.ids import new_id
 from server.operations import catalog as catalog_ops
 from server.operations import contacts as contact_ops
@@ -88,7 +89,9 @@ async def seed(
         await contact_ops.customer_says(runtime, harness.WORKSPACE, harness.phone(0), "hola", None)
         await contact_ops.start_flow(runtime, harness.WORKSPACE, flow_id, harness.phone(0), None)
         contacts = runtime.database.collection("contacts")
-        doc_id = f"{harness.WORKSPACE}:{harness.phone(0)}"
+        key = await runtime.directory.find(harness.WORKSPACE, Identities(phone=harness.phone(0)))
+        assert key is not None
+        doc_id = key.doc_id
         deadline = time.monotonic() + 30
         template = await contacts.find_one({"_id": doc_id})
         while template is not None and template.get("outbox") and time.monotonic() < deadline:

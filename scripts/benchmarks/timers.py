@@ -19,7 +19,6 @@ from typing import Any
 from scripts.benchmarks import harness
 from scripts.benchmarks.costs import CostWindow, EventCosts, StoreWork
 from scripts.benchmarks.report import Row
-from server.ids import ContactKey
 from server.runtime import Runtime
 
 FLOW = {
@@ -48,7 +47,7 @@ async def measure(services: harness.Services, count: int, quick: bool) -> Row:
     window = CostWindow(processes, lambda: StoreWork.of(stats))
     committed_at: dict[str, datetime] = {}  # clone contact id -> when its last write returned
     all_committed = asyncio.Event()
-    template_id = ContactKey(harness.WORKSPACE, harness.phone(0)).doc_id
+    template_id = ""  # the contact the clones are copied from: set once it exists
     compare_and_set = runtime.contacts.compare_and_set
 
     async def timed_compare_and_set(document: dict[str, Any], expected_version: int) -> bool:
@@ -64,6 +63,7 @@ async def measure(services: harness.Services, count: int, quick: bool) -> Row:
     try:
         await harness.workspace(runtime)
         _, template = await harness.waiting_template(runtime, FLOW)
+        template_id = template["_id"]
         due = runtime.clock.now() + timedelta(seconds=4 if quick else 30)
         await harness.insert_clones(runtime, template, count, due)
         armed_at = time.perf_counter()

@@ -15,11 +15,22 @@ from bson.errors import BSONError
 
 from server.actors import contact_commands
 from server.actors.effects import Effects
-from server.actors.events import Event, InboundMessage, Redeliver, TurnResult
+from server.actors.events import (
+    CONTACT_COMMANDS,
+    AbsorbContact,
+    Event,
+    InboundMessage,
+    Redeliver,
+    StartFlow,
+    TurnResult,
+    UpdateIdentities,
+)
 from server.actors.flow_cache import FlowCache
-from server.actors.turn_logic import Assigner, InboundTrigger, SegmentMatcher, TurnLogic
+from server.actors.identity_commands import note_identities
+from server.actors.turn_logic import Assigner, InboundTrigger, SegmentMatcher, TurnLogic, startable
 from server.clock import Clock
 from server.errors import Conflict, InvalidInput, NotFound, Unavailable, WindowClosed, WorkspaceDisabled
+from server.identity import Identities
 from server.ids import ContactKey, new_id
 from server.machines import runner
 from server.machines.flow_counts import TurnCounts
@@ -31,6 +42,10 @@ from server.store.flows import FlowRepository
 log = logging.getLogger(__name__)
 
 MAX_CAS_ATTEMPTS = 8
+# What a contact merged into another hands on to the survivor. Its own bookkeeping stays here:
+# timers and statuses of what it sent, its runs, redeliveries of its outbox, the merge itself.
+REDIRECTED = (InboundMessage, StartFlow, *CONTACT_COMMANDS, UpdateIdentities, AbsorbContact)
+__all__ = ["REDIRECTED", "ActorDeps", "ContactActor", "event_id", "startable"]
 
 
 @dataclass
@@ -58,6 +73,10 @@ class ActorDeps:
     # the document so a replica that lost its lease can never overwrite a newer owner's commit.
     # Raises (e.g. Unavailable) when this process does not own the shard any more.
     fence_of: Callable[[ContactKey], int | None] | None = None
+    # A merged contact's events go to the contact it was merged into: (survivor, event) -> its turn.
+    redirect: Callable[[ContactKey, Event], Awaitable[TurnResult]] | None = None
+    # What the directory claimed for a contact not stored yet: its first document starts with it.
+    identities_of: Callable[[ContactKey], Awaitable[Identities]] | None = None
     # The send policy screens what each turn queued before its commit (server/sending/policy.py).
     send_policy: SendPolicy | None = None
     # Raises ``WorkspaceDisabled`` while an operator has the workspace disabled (or deletes it):
@@ -164,9 +183,13 @@ class ContactActor:
             self._packed = None
         if self.document is None:
             found = await self._deps.contacts.load(self.key)
-            self.document = found if found is not None else new_contact(self.key, self._deps.clock.now())
-            if found is not None and found.get("outbox"):
-                await self._deps.effects.deliver_outbox(self.document)
+            if found is None:
+                found = new_contact(self.key, self._deps.clock.now())
+                if self._deps.identities_of is not None:  # whoever named it (API, webhook) claimed these
+                    note_identities(found, await self._deps.identities_of(self.key))
+            elif found.get("outbox"):
+                await self._deps.effects.deliver_outbox(found)
+            self.document = found
         return self.document
 
     async def _turn(self, event: Event) -> TurnResult:
@@ -186,6 +209,13 @@ class ContactActor:
                         self._deps.effects.redo_after_commit(before, [event.event_id])
                     )
                 return TurnResult(before, duplicate=True, changed=False)
+            if before.get("erased_at") is not None:  # a tombstone: late events resurrect nobody
+                log.info("%s for erased contact %s ignored", type(event).__name__, self.key.doc_id)
+                return TurnResult(before, changed=False)
+            survivor = before.get("merged_into")
+            if survivor and isinstance(event, REDIRECTED) and self._deps.redirect is not None:
+                # Another turn's await: the survivor never waits on this contact (merges go one way).
+                return await self._deps.redirect(ContactKey.from_doc_id(survivor), event)
             working = copy.deepcopy(before)
             counts = TurnCounts()
             turn = await self._deps.turns.begin(working, self._deps.clock.now(), observer=counts)
@@ -209,7 +239,7 @@ class ContactActor:
                 result.contact = working
                 return result
             self.document = None  # another writer won the race: reload and redo the turn
-        raise Conflict(f"contact {self.key.phone} kept changing under us; try again")
+        raise Conflict(f"contact {self.key.doc_id} kept changing under us; try again")
 
     async def _after_commit(
         self, before: dict[str, Any], after: dict[str, Any], changed_runs: set[str], inbound: list[str]

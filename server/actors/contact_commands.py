@@ -12,8 +12,10 @@ from typing import Any
 from server.actors.events import (
     AgentMessage,
     AssignAgent,
+    EraseContact,
     Event,
     ExternalSyncResult,
+    ImportContact,
     InboundMessage,
     MarkRead,
     ReleaseContact,
@@ -23,6 +25,7 @@ from server.actors.events import (
     TurnResult,
 )
 from server.errors import InvalidInput, WindowClosed
+from server.identity import address_of
 from server.machines import runner
 from server.machines.contact_state import (
     clear_assignment,
@@ -47,6 +50,10 @@ def apply_command(turn: runner.Turn, event: Event) -> TurnResult:
             if link is not None:
                 queue_external_sync(contact, link, name, value, turn.now)
         return TurnResult(contact)
+    if isinstance(event, ImportContact):
+        return _import(turn, event)
+    if isinstance(event, EraseContact):
+        return _erase(turn, event)
     if isinstance(event, SetConsent):
         changed = set_consent(
             contact, event.opted_in, turn.now, event.source, by=event.by, key_id=event.key_id
@@ -83,13 +90,70 @@ def _tag(turn: runner.Turn, event: TagContact) -> TurnResult:
     return TurnResult(contact, changed=tags != before)
 
 
+def _import(turn: runner.Turn, event: ImportContact) -> TurnResult:
+    """Apply one import row; ``changed`` False when the contact already held all of it."""
+    contact = turn.contact
+    changed = set_contact_data(turn, event.values, event.links, event.tags)
+    if event.opted_in is not None:
+        changed = set_consent(contact, event.opted_in, turn.now, "import") or changed
+    return TurnResult(contact, changed=changed or contact["version"] == 0)  # a new contact is stored
+
+
+TOMBSTONE_KEEPS = ("_id", "workspace_id", "version", "lease_epoch", "applied_events")
+
+
+def _erase(turn: runner.Turn, event: EraseContact) -> TurnResult:
+    """Everything about the person goes; the tombstone stays under the same id (and is no contact)."""
+    contact = turn.contact
+    for name in [k for k in contact if k not in TOMBSTONE_KEEPS]:
+        del contact[name]
+    contact.update(
+        {
+            "merged_into": None,
+            "runs": [],
+            "timers": [],
+            "outbox": [],
+            "tags": [],
+            "variables": {},
+            "applied_events": [],
+            **event.tombstone,
+        }
+    )
+    return TurnResult(contact)
+
+
+def set_contact_data(
+    turn: runner.Turn, values: dict[str, Any], links: dict[str, dict[str, Any]], tags: tuple[str, ...]
+) -> bool:
+    """Set typed variables and add tags where they differ (a linked field queues its external
+    sync); True when something changed. Imports and flow starts that carry contact data use it."""
+    contact = turn.contact
+    changed = False
+    variables = contact.setdefault("variables", {})
+    for name, value in values.items():
+        if name in variables and variables[name] == value:
+            continue
+        variables[name] = value
+        changed = True
+        link = links.get(name)
+        if link is not None:
+            queue_external_sync(contact, link, name, value, turn.now)
+    held: list[str] = contact.setdefault("tags", [])
+    for name in tags:
+        if name not in held:
+            held.append(name)
+            changed = True
+    return changed
+
+
 def _agent_message(turn: runner.Turn, event: AgentMessage) -> TurnResult:
     contact = turn.contact
     if not turn.window_open():
+        who = contact.get("phone") or contact.get("username") or contact["_id"]
         raise WindowClosed(
-            f"the 24-hour window with {contact['phone']} is closed (the customer has not written in the "
+            f"the 24-hour window with {who} is closed (the customer has not written in the "
             "last 24 hours); only a template can reopen the conversation",
-            phone=contact["phone"],
+            phone=contact.get("phone"),
         )
     contact.setdefault("outbox", []).append(
         {
@@ -97,7 +161,7 @@ def _agent_message(turn: runner.Turn, event: AgentMessage) -> TurnResult:
             "run_id": None,
             "flow_id": None,
             "node": None,
-            "to": contact["phone"],
+            **address_of(contact),
             "created_at": turn.now,
             "kind": "text",
             "text": event.text,

@@ -98,7 +98,7 @@ class Effects:
         """Everything ``after_commit`` does, again, for a committed turn whose effects may have been
         cut: every timer armed (job id = timer id), the outbox delivered (each message looked up
         first: it may have gone), every run projected, the inbound marked applied. All idempotent."""
-        key = ContactKey(contact["workspace_id"], contact["phone"])
+        key = ContactKey.of_contact(contact)
         for timer in contact.get("timers", []):
             await self.timers.schedule(key, timer)
         await self.deliver_outbox(contact)
@@ -115,7 +115,7 @@ class Effects:
         changed_runs: set[str],
         applied_inbound: list[str],
     ) -> None:
-        key = ContactKey(after["workspace_id"], after["phone"])
+        key = ContactKey.of_contact(after)
         known = {t["id"] for t in (before or {}).get("timers", [])}
         for timer in after.get("timers", []):
             if timer["id"] not in known:
@@ -195,7 +195,7 @@ class Effects:
         if delivered:
             await self.contacts.pull_outbox(contact["_id"], contact["version"], delivered)
             contact["outbox"] = [m for m in contact.get("outbox", []) if m["id"] not in delivered]
-        key = ContactKey(contact["workspace_id"], contact["phone"])
+        key = ContactKey.of_contact(contact)
         if retry_soon:
             self.stuck_outboxes.add(key)
         else:
@@ -223,9 +223,7 @@ class Effects:
         )
         if self.tell is not None:
             try:
-                self.tell(ContactKey(contact["workspace_id"], contact["phone"]), event).add_done_callback(
-                    _consume
-                )
+                self.tell(ContactKey.of_contact(contact), event).add_done_callback(_consume)
             except Exception:  # stopping: the message stays in the outbox, recovery decides again
                 log.info("could not hold %s now; recovery will", message["id"])
 

@@ -17,6 +17,10 @@ class StartFlow:
     trigger: dict[str, Any] = field(default_factory=dict)
     source: str = "api"
     channel_id: str | None = None
+    # Contact data written in the turn that starts the run (typed already; links: external fields).
+    contact_values: dict[str, Any] = field(default_factory=dict)
+    contact_links: dict[str, dict[str, Any]] = field(default_factory=dict)
+    contact_tags: tuple[str, ...] = ()
 
 
 # Inbound kinds read by the reply rules (text, taps); the others (media, location, a form's
@@ -47,6 +51,11 @@ class InboundMessage:
     channel_id: str | None = None
     location: dict[str, Any] | None = None
     form: dict[str, Any] | None = None
+    # Who wrote, as the channel identified them (server/identity.py): the contact keeps the latest.
+    phone: str | None = None
+    bsuid: str | None = None
+    parent_bsuid: str | None = None
+    username: str | None = None
 
     @property
     def moves_runs(self) -> bool:
@@ -68,6 +77,10 @@ class InboundMessage:
             channel_id=record.get("channel_id"),
             location=record.get("location"),
             form=record.get("form"),
+            phone=record.get("phone"),
+            bsuid=record.get("bsuid"),
+            parent_bsuid=record.get("parent_bsuid"),
+            username=record.get("username"),
         )
 
 
@@ -165,6 +178,34 @@ class SetVariables:
 
 
 @dataclass(frozen=True)
+class ImportContact:
+    """One import row applied in one turn: typed ``values`` (already coerced), tags to add, consent.
+
+    Only what differs is written, so the same row imported twice changes nothing the second
+    time (no tag twice, no second consent entry); a new contact is stored even with nothing
+    else to set (a row with only a phone).
+    """
+
+    event_id: str
+    values: dict[str, Any] = field(default_factory=dict)
+    links: dict[str, dict[str, Any]] = field(default_factory=dict)
+    tags: tuple[str, ...] = ()
+    opted_in: bool | None = None
+
+
+@dataclass(frozen=True)
+class EraseContact:
+    """A data-subject erasure: the document becomes its tombstone (``server/operations/contact_erasure.py``).
+
+    ``tombstone``: what stays (keyed hashes of the identities, who erased it and when); runs,
+    timers, outbox and external syncs go with everything else, in the contact's own turn.
+    """
+
+    event_id: str
+    tombstone: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class SetConsent:
     """Marketing consent given or withdrawn by ``source`` (api | keyword), recorded with who/where."""
 
@@ -218,9 +259,45 @@ class ExternalSyncResult:
     retry_at: datetime | None = None  # None with ok False: given up for good
 
 
+# --- identities (server/actors/identity_commands.py) -----------------------------------------------
+
+
+@dataclass(frozen=True)
+class UpdateIdentities:
+    """The customer's phone, BSUID or username became known or changed (already claimed for
+    this contact in the directory); the contact document keeps the latest of each."""
+
+    event_id: str
+    phone: str | None = None
+    bsuid: str | None = None
+    parent_bsuid: str | None = None
+    username: str | None = None
+
+
+@dataclass(frozen=True)
+class MergeInto:
+    """This contact is the same person as contact ``into`` (which remains): its runs end, and
+    from now on its actor hands what it receives to ``into``."""
+
+    event_id: str
+    into: str
+
+
+@dataclass(frozen=True)
+class AbsorbContact:
+    """Take in what a contact merged into this one knew (``absorbed``: its document) by the merge rule."""
+
+    event_id: str
+    absorbed: dict[str, Any]
+
+
+IDENTITY_COMMANDS = (UpdateIdentities, MergeInto, AbsorbContact)
+
 CONTACT_COMMANDS = (
     TagContact,
     SetVariables,
+    ImportContact,
+    EraseContact,
     SetConsent,
     AssignAgent,
     ReleaseContact,
@@ -240,10 +317,15 @@ Event = (
     | MessageStatus
     | TagContact
     | SetVariables
+    | ImportContact
+    | EraseContact
     | SetConsent
     | AssignAgent
     | ReleaseContact
     | AgentMessage
     | MarkRead
     | ExternalSyncResult
+    | UpdateIdentities
+    | MergeInto
+    | AbsorbContact
 )

@@ -182,7 +182,7 @@ class ShardLeases:
         lease = self._held.get(shard)
         if lease is None or lease.valid_until <= time.monotonic():
             raise Unavailable(
-                f"this server no longer holds the lease of shard {shard} (contact {key.phone}); retry"
+                f"this server no longer holds the lease of shard {shard} (contact {key.doc_id}); retry"
             )
         return lease.epoch
 

@@ -27,6 +27,7 @@ from server.actors.events import Event, MessageStatus, TurnResult
 from server.channels.whatsapp.errors import error_title, reported_error
 from server.clock import Clock
 from server.errors import Unavailable
+from server.identity import message_address
 from server.ids import ContactKey, scoped_id
 from server.store.messages import MessageRepository
 from server.store.statuses import MessageStatusRepository, report_id
@@ -121,6 +122,7 @@ class StatusLedger:
             "conversation": report.conversation,
             "message_id": None,
             "phone": None,
+            "contact_id": None,
             "state": "parked",
             "received_at": self._clock.now(),
         }
@@ -150,7 +152,12 @@ class StatusLedger:
         now = self._clock.now()
         record = {k: v for k, v in message.items() if k not in ("id", "to")}
         record.update(
-            {"_id": message["id"], "workspace_id": workspace_id, "phone": message["to"], "channel": channel}
+            {
+                "_id": message["id"],
+                "workspace_id": workspace_id,
+                **message_address(message),
+                "channel": channel,
+            }
         )
         record.setdefault("at", now)
         await self._messages.record_send_failure(record, error_code, error, now)
@@ -164,7 +171,8 @@ class StatusLedger:
             "error_code": error_code,
             "error": error,
             "message_id": message["id"],
-            "phone": message["to"],
+            "phone": message.get("to"),
+            "contact_id": message.get("contact_id"),
             "state": "recorded",
             "received_at": now,
         }
@@ -211,12 +219,13 @@ class StatusLedger:
             error=document.get("error"),
             extra=extra or None,
         )
-        await self._statuses.attach(document["_id"], message["_id"], message["phone"])
-        self._tell_actor({**document, "message_id": message["_id"], "phone": message["phone"]})
+        contact = {"phone": message.get("phone"), "contact_id": message.get("contact_id")}
+        await self._statuses.attach(document["_id"], message["_id"], contact)
+        self._tell_actor({**document, "message_id": message["_id"], **contact})
         return "applied"
 
     def _tell_actor(self, document: dict[str, Any]) -> None:
-        key = ContactKey(document["workspace_id"], document["phone"])
+        key = ContactKey.referenced_by(document)
         event = MessageStatus(
             event_id=document["_id"],
             message_id=document["message_id"],

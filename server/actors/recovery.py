@@ -90,7 +90,7 @@ async def recover(
             _redeliver(actors, key, clock)
             report.outboxes += 1
     async for message in messages.unapplied_inbound(clock.now() - inbound_grace):
-        key = ContactKey(message["workspace_id"], message["phone"])
+        key = ContactKey.referenced_by(message)
         actors.tell(key, InboundMessage.from_record(message))
         report.inbound += 1
     if ledger is not None:
@@ -143,7 +143,7 @@ async def _rearm_from_contacts(
 
     try:
         async for document in contacts.with_pending_work(workspace_id, counts_since):
-            key = ContactKey(document["workspace_id"], document["phone"])
+            key = ContactKey.of_contact(document)
             if counters is not None and document.get(COUNTS_FIELD):
                 carried.append((document["_id"], document["workspace_id"], document[COUNTS_FIELD]))
                 report.counts += 1

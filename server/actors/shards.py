@@ -300,11 +300,11 @@ class ShardedActors:
             owner = self.leases.owner_of(shard)
             if owner is not None and owner != self.replica_id and owner in self.leases.live:
                 if hops >= MAX_HOPS:
-                    raise Unavailable(f"contact {key.phone} is moving between servers; retry shortly")
+                    raise Unavailable(f"contact {key.doc_id} is moving between servers; retry shortly")
                 return await self._forward(owner, key, event, hops)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise Unavailable(f"no server holds contact {key.phone} right now; retry shortly")
+                raise Unavailable(f"no server holds contact {key.doc_id} right now; retry shortly")
             await self.leases.wait_tick(min(remaining, 1.0))
 
     async def _forward(self, owner: str, key: ContactKey, event: Event, hops: int) -> TurnResult:
@@ -318,7 +318,7 @@ class ShardedActors:
                 "hops": hops + 1,
                 "expires": time.time() + self._ask_timeout,
                 "workspace_id": key.workspace_id,
-                "phone": key.phone,
+                "contact": key.local_id,
                 "event": encode_event(event),
             }
         )
@@ -329,7 +329,7 @@ class ShardedActors:
                 return await future
         except TimeoutError:
             raise Unavailable(
-                f"the server owning contact {key.phone} did not answer in {self._ask_timeout:.0f}s; retry"
+                f"the server owning contact {key.doc_id} did not answer in {self._ask_timeout:.0f}s; retry"
             ) from None
         finally:
             self._pending.pop(request_id, None)
@@ -430,7 +430,8 @@ class ShardedActors:
         """Run a forwarded event here (or pass it on) and answer its sender when the turn ends."""
         try:
             request = unpack(payload)
-            key = ContactKey(request["workspace_id"], request["phone"])
+            # ``phone``: what a replica of the version before identities names the contact by.
+            key = ContactKey(request["workspace_id"], request.get("contact") or request["phone"])
             event = decode_event(request["event"])
         except Exception:
             log.exception("dropped an unreadable forwarded event")

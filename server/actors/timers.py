@@ -122,7 +122,7 @@ class ArqTimerScheduler:
             score = to_unix_ms(timer["due_at"]) if isinstance(timer["due_at"], datetime) else now_ms
             record = serialize_job(
                 FIRE_TIMER,
-                (key.workspace_id, key.phone, job_id),
+                (key.workspace_id, key.local_id, job_id),  # jobs before identities held the phone: same place
                 {},
                 None,
                 now_ms,
@@ -136,11 +136,11 @@ class ArqTimerScheduler:
         return int(await self._enqueue(keys=keys, args=args))
 
 
-async def fire_timer(ctx: dict[str, Any], workspace_id: str, phone: str, timer_id: str) -> str:
+async def fire_timer(ctx: dict[str, Any], workspace_id: str, local_id: str, timer_id: str) -> str:
     """The job function, for arq's own ``Worker`` (``TimerWorker`` does the same in batches)."""
     actors: TimerActors = ctx["actors"]
     try:
-        result = await actors.tell(ContactKey(workspace_id, phone), TimerFired(timer_id))
+        result = await actors.tell(ContactKey(workspace_id, local_id), TimerFired(timer_id))
     except Unavailable as exc:
         raise Retry(defer=1) from exc
     except WorkspaceDisabled:
@@ -242,7 +242,7 @@ class TimerWorker:
             function, args, _, _, _ = deserialize_job_raw(record, deserializer=self._pool.job_deserializer)
             if function != FIRE_TIMER:
                 raise ValueError(f"unknown function {function!r}")
-            workspace_id, phone, timer_id = args
+            workspace_id, local_id, timer_id = args
         except Exception:
             log.exception("timer job %s cannot be read; dropped", job_id)
             self._done.append((job_id, tries, _Drop()))
@@ -253,7 +253,7 @@ class TimerWorker:
             return
         try:
             future = asyncio.ensure_future(
-                self._actors.tell(ContactKey(workspace_id, phone), TimerFired(timer_id))
+                self._actors.tell(ContactKey(workspace_id, local_id), TimerFired(timer_id))
             )
         except Exception as exc:  # e.g. Unavailable: the actor system is stopping
             self._done.append((job_id, tries, exc))

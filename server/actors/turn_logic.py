@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from server.actors import contact_commands
 from server.actors.events import (
     CONTACT_COMMANDS,
+    IDENTITY_COMMANDS,
     DeferSend,
     EndFlowRuns,
     Event,
@@ -29,8 +30,10 @@ from server.actors.events import (
     TimerFired,
     TurnResult,
 )
+from server.actors.identity_commands import apply_identity_command, note_identities
 from server.clock import as_utc
 from server.errors import InvalidInput, NotFound
+from server.identity import Identities
 from server.ids import ContactKey
 from server.machines import contact_state, runner, statuses
 from server.machines.compiler import CompiledFlow
@@ -41,7 +44,7 @@ log = logging.getLogger(__name__)
 APPLIED_EVENTS_KEPT = 200
 ENDED_RUNS_KEPT = 20
 
-SegmentMatcher = Callable[[dict[str, Any], dict[str, Any], datetime], bool]
+SegmentMatcher = Callable[[dict[str, Any], dict[str, Any], datetime, str], bool]  # + workspace zone
 Assigner = Callable[[str, runner.AssignRequest], Awaitable[tuple[dict[str, Any] | None, str | None]]]
 InboundTrigger = Callable[[str, str | None, str | None], Awaitable[tuple[str, dict[str, Any]] | None]]
 
@@ -119,6 +122,10 @@ class TurnLogic:
 
     async def apply(self, key: ContactKey, turn: runner.Turn, event: Event) -> TurnResult:
         if isinstance(event, StartFlow):
+            if event.contact_values or event.contact_tags:  # before the first message renders
+                contact_commands.set_contact_data(
+                    turn, event.contact_values, event.contact_links, event.contact_tags
+                )
             run = await self.start_flow(
                 key,
                 turn,
@@ -138,6 +145,8 @@ class TurnLogic:
             return await self._message_status(key, turn, event)
         if isinstance(event, CONTACT_COMMANDS):
             return contact_commands.apply_command(turn, event)
+        if isinstance(event, IDENTITY_COMMANDS):
+            return apply_identity_command(turn, event)
         if isinstance(event, TimerFired):
             return await self._timer(key, turn, event)
         if isinstance(event, StopRun):
@@ -181,13 +190,7 @@ class TurnLogic:
         workspace_id = key.workspace_id
         flows = self._sources.flows
         named = await flows.get_by_name(workspace_id, flow_ref) if by_name else None
-        flow = named or await flows.get_recent(workspace_id, flow_ref)
-        if flow is None:
-            raise NotFound(f"flow {flow_ref!r} not found")
-        if flow.get("status") != "active" or not flow.get("active_version"):
-            raise InvalidInput(
-                f"flow {flow['name']!r} is {flow.get('status')}: only an active (published) flow starts"
-            )
+        flow = startable(named or await flows.get_recent(workspace_id, flow_ref), flow_ref)
         compiled = await self._sources.flow_cache.get(flow["_id"], flow["active_version"])
         channel_id = channel_id or flow.get("channel_id")
         if channel_id is None and self._sources.default_channel_of is not None:
@@ -257,6 +260,7 @@ class TurnLogic:
         _note_channel(turn, runner.waiting_for_reply(contact), event)
         if event.name and not contact.get("name"):
             contact["name"] = event.name
+        note_identities(contact, _sender(event))
         screened = contact_commands.screen_inbound(turn, event, await self._extras(key.workspace_id))
         if screened == "assigned":
             return await self._inbound_while_assigned(key, turn, event)
@@ -318,6 +322,7 @@ class TurnLogic:
         contact_state.note_inbound(contact, event.at)  # the inbox shows them as unread
         if event.name and not contact.get("name"):
             contact["name"] = event.name
+        note_identities(contact, _sender(event))
         run = runner.waiting_for_reply(contact)
         if run is not None:
             compiled = await self._compiled(run)
@@ -394,3 +399,18 @@ def _note_channel(turn: runner.Turn, waiting: dict[str, Any] | None, event: Inbo
     if waiting is not None and waiting.get("channel_id") != event.channel_id:
         waiting["channel_id"] = event.channel_id
         turn.changed_runs.add(waiting["id"])
+
+
+def startable(flow: dict[str, Any] | None, flow_ref: str) -> dict[str, Any]:
+    """``flow`` if a run of it may start: NotFound / InvalidInput saying why not."""
+    if flow is None:
+        raise NotFound(f"flow {flow_ref!r} not found")
+    if flow.get("status") != "active" or not flow.get("active_version"):
+        raise InvalidInput(
+            f"flow {flow['name']!r} is {flow.get('status')}: only an active (published) flow starts"
+        )
+    return flow
+
+
+def _sender(event: InboundMessage) -> Identities:
+    return Identities(event.phone, event.bsuid, event.parent_bsuid, event.username)

@@ -6,6 +6,7 @@ from typing import Any
 
 from server.channels.base import SendResult
 from server.clock import Clock
+from server.identity import message_address
 from server.sending.rules import TYPING
 from server.store.messages import MessageRepository
 
@@ -30,7 +31,7 @@ class SandboxChannel:
                 **record,
                 "_id": message["id"],
                 "workspace_id": workspace_id,
-                "phone": message["to"],
+                **message_address(message),
                 "channel": CHANNEL,
                 "status": "sent",
                 "at": self._clock.now(),

@@ -8,8 +8,9 @@ error for a legal request). Giving such arguments the default ``null`` makes "om
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
+import strawberry
 from strawberry.types.base import StrawberryOptional, has_object_definition
 from strawberry.types.unset import UNSET
 
@@ -23,3 +24,16 @@ def default_omitted_to_null(*roots: Any) -> None:
             for argument in field.arguments:
                 if argument.default is UNSET and isinstance(argument.type, StrawberryOptional):
                     argument.default = None
+
+
+# A contact named by an API argument: ``phone`` as before, or ``whatsappId`` (server/identity.py).
+Phone = Annotated[
+    str | None, strawberry.argument(description="the customer's phone number (or name them by whatsappId)")
+]
+WhatsappId = Annotated[
+    str | None,
+    strawberry.argument(
+        description="the customer's WhatsApp identity instead of phone: a phone number or a "
+        "business-scoped user ID (BSUID, e.g. US.13491208655302741918) for customers without one"
+    ),
+]

@@ -11,11 +11,17 @@ from typing import Any
 import strawberry
 from strawberry.scalars import JSON
 
+from server.errors import InvalidInput
+from server.graphql.arguments import Phone, WhatsappId
+from server.graphql.json_values import plain
+from server.graphql.pagination import PageInfo, decode_cursor, encode_cursor, page_size
 from server.graphql.permissions import ADMIN_ONLY, ANY_ROLE
 from server.graphql.types import Contact
 from server.operations import consent as consent_ops
 from server.operations import contact_data as ops
+from server.operations import contact_erasure, contact_list
 from server.operations import klaviyo_settings as klaviyo_ops
+from server.operations.contact_identifiers import ContactRef
 
 
 def caller(info: strawberry.Info) -> str | None:
@@ -40,7 +46,66 @@ class KlaviyoSettings:
 
 
 @strawberry.type
+class ContactEdge:
+    cursor: str
+    node: Contact
+
+
+@strawberry.type(description="a page of contacts; totalCount counts every contact matching, not the page")
+class ContactConnection:
+    edges: list[ContactEdge]
+    page_info: PageInfo
+    _count: strawberry.Private[Any]
+
+    @strawberry.field(description="the contacts of this page (the edges' nodes)")
+    def nodes(self) -> list[Contact]:
+        return [edge.node for edge in self.edges]
+
+    @strawberry.field(description="how many contacts match the segment and search (all pages)")
+    async def total_count(self) -> int:
+        return int(await self._count())
+
+
+def _after_id(after: str | None, workspace_id: str) -> str | None:
+    """The contact id an ``after`` cursor names; only this workspace's cursors are accepted."""
+    values = decode_cursor(after)
+    if values is None:
+        return None
+    if len(values) != 1 or not isinstance(values[0], str) or not values[0].startswith(f"{workspace_id}:"):
+        raise InvalidInput("after: not a cursor this API returned", field="after")
+    return values[0]
+
+
+@strawberry.type
 class ContactsQuery:
+    @strawberry.field(
+        permission_classes=ANY_ROLE,
+        description="the workspace's contacts in a segment and/or matching a search (a case-insensitive "
+        "prefix of the name, username, BSUID or phone), oldest first, paginated (first: 1-200)",
+    )
+    async def contacts(
+        self,
+        info: strawberry.Info,
+        segment: JSON | None = None,
+        search: str | None = None,
+        first: int | None = None,
+        after: str | None = None,
+    ) -> ContactConnection:
+        ctx = info.context
+        workspace_id = ctx.workspace()
+        limit = page_size(first, contact_list.MAX_CONTACTS_PAGE)
+        after_id = _after_id(after, workspace_id)
+        match = await contact_list.contact_filter(ctx.runtime, workspace_id, segment, search)
+        found = await ctx.runtime.contacts.page(workspace_id, match, after_id, limit + 1)
+        edges = [ContactEdge(cursor=encode_cursor([c["_id"]]), node=Contact(doc=c)) for c in found[:limit]]
+        return ContactConnection(
+            edges=edges,
+            page_info=PageInfo(
+                has_next_page=len(found) > limit, end_cursor=edges[-1].cursor if edges else None
+            ),
+            _count=lambda: ctx.runtime.contacts.count(workspace_id, match),
+        )
+
     @strawberry.field(
         permission_classes=ANY_ROLE,
         description="the workspace's own opt-out words; STOP and BAJA always apply as well",
@@ -48,6 +113,16 @@ class ContactsQuery:
     async def opt_out_keywords(self, info: strawberry.Info) -> list[str]:
         ctx = info.context
         return await consent_ops.opt_out_keywords(ctx.runtime, ctx.workspace())
+
+    @strawberry.field(
+        permission_classes=ADMIN_ONLY,
+        description="everything held about one contact (a data-subject access request): its document "
+        "(fields, tags, consent history, runs with steps, pending timers, outbox, external sync state), "
+        "identities, messages, archived runs, broadcast deliveries, status reports, webhook requests",
+    )
+    async def export_contact(self, info: strawberry.Info, id: strawberry.ID) -> JSON:
+        ctx = info.context
+        return plain(await contact_erasure.export_contact(ctx.runtime, ctx.workspace(), str(id)))
 
     @strawberry.field(permission_classes=ADMIN_ONLY)
     async def klaviyo_settings(self, info: strawberry.Info) -> KlaviyoSettings:
@@ -58,14 +133,20 @@ class ContactsQuery:
 @strawberry.type
 class ContactsMutation:
     @strawberry.mutation(permission_classes=ANY_ROLE, description="add a tag of the catalog to the contact")
-    async def tag_contact(self, info: strawberry.Info, phone: str, tag: str) -> Contact:
+    async def tag_contact(
+        self, info: strawberry.Info, phone: Phone, tag: str, whatsapp_id: WhatsappId = None
+    ) -> Contact:
         ctx = info.context
-        return Contact(doc=await ops.tag_contact(ctx.runtime, ctx.workspace(), phone, tag, add=True))
+        who = ContactRef(phone, whatsapp_id)
+        return Contact(doc=await ops.tag_contact(ctx.runtime, ctx.workspace(), who, tag, add=True))
 
     @strawberry.mutation(permission_classes=ANY_ROLE)
-    async def untag_contact(self, info: strawberry.Info, phone: str, tag: str) -> Contact:
+    async def untag_contact(
+        self, info: strawberry.Info, phone: Phone, tag: str, whatsapp_id: WhatsappId = None
+    ) -> Contact:
         ctx = info.context
-        return Contact(doc=await ops.tag_contact(ctx.runtime, ctx.workspace(), phone, tag, add=False))
+        who = ContactRef(phone, whatsapp_id)
+        return Contact(doc=await ops.tag_contact(ctx.runtime, ctx.workspace(), who, tag, add=False))
 
     @strawberry.mutation(
         permission_classes=ANY_ROLE,
@@ -73,21 +154,29 @@ class ContactsMutation:
         "does not fit; null clears it); a field linked to Klaviyo updates the profile too",
     )
     async def set_variable(
-        self, info: strawberry.Info, phone: str, field: str, value: JSON | None = None
+        self,
+        info: strawberry.Info,
+        phone: Phone,
+        field: str,
+        value: JSON | None = None,
+        whatsapp_id: WhatsappId = None,
     ) -> Contact:
         ctx = info.context
-        return Contact(doc=await ops.set_variable(ctx.runtime, ctx.workspace(), phone, field, value))
+        who = ContactRef(phone, whatsapp_id)
+        return Contact(doc=await ops.set_variable(ctx.runtime, ctx.workspace(), who, field, value))
 
     @strawberry.mutation(
         permission_classes=ANY_ROLE,
         description="record marketing consent given or withdrawn (kept with when and by whom)",
     )
-    async def set_opt_in(self, info: strawberry.Info, phone: str, opted_in: bool) -> Contact:
+    async def set_opt_in(
+        self, info: strawberry.Info, phone: Phone, opted_in: bool, whatsapp_id: WhatsappId = None
+    ) -> Contact:
         ctx = info.context
         contact = await consent_ops.set_opt_in(
             ctx.runtime,
             ctx.workspace(),
-            phone,
+            ContactRef(phone, whatsapp_id),
             opted_in,
             by=caller(info),
             key_id=getattr(ctx, "key_id", None),
@@ -96,12 +185,25 @@ class ContactsMutation:
 
     @strawberry.mutation(
         permission_classes=ADMIN_ONLY,
-        description="create or update contacts from rows {phone, variables, tags, optedIn}; every row "
-        "is validated before any is applied",
+        description="create or update contacts from rows {phone, variables, tags, optedIn} (at most 1,000; "
+        "a row with only a phone creates the contact); every row is validated before any is applied, and "
+        "the error lists every refused row in extensions.rows (index from 0, field, code, message); "
+        "importing the same rows again changes nothing. Larger files: startContactImport",
     )
     async def import_contacts(self, info: strawberry.Info, rows: JSON) -> list[Contact]:
         ctx = info.context
-        return [Contact(doc=c) for c in await ops.import_contacts(ctx.runtime, ctx.workspace(), rows)]
+        outcome = await ops.import_contacts(ctx.runtime, ctx.workspace(), rows)
+        return [Contact(doc=c) for c in outcome.contacts]
+
+    @strawberry.mutation(
+        permission_classes=ADMIN_ONLY,
+        description="erase a contact (data-subject erasure): its document, identities, messages, runs, "
+        "timers, outbox and external sync state; an anonymous tombstone records who erased it and when",
+    )
+    async def erase_contact(self, info: strawberry.Info, id: strawberry.ID) -> bool:
+        ctx = info.context
+        await contact_erasure.erase_contact(ctx.runtime, ctx.workspace(), str(id), caller(info))
+        return True
 
     @strawberry.mutation(
         permission_classes=ADMIN_ONLY,

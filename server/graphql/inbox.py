@@ -17,6 +17,7 @@ import strawberry
 from strawberry.scalars import JSON
 
 from server.errors import Forbidden, InvalidInput
+from server.graphql.arguments import Phone, WhatsappId
 from server.graphql.catalog import Agent
 from server.graphql.contacts import caller
 from server.graphql.inbound_kinds import MessageLocation
@@ -29,7 +30,7 @@ from server.graphql.types import Contact, OutboundMessage, RenderedMessage, assi
 from server.machines.runner import window_open
 from server.operations import assignment as ops
 from server.operations import inbox as inbox_ops
-from server.operations.phone_input import contact_key
+from server.operations.contact_identifiers import ContactRef, find_contact_key
 
 SUPPORT_TAGS_TTL = 5.0
 
@@ -200,9 +201,9 @@ class Conversation:
     def id(self) -> strawberry.ID:
         return strawberry.ID(self.doc["_id"])
 
-    @strawberry.field
-    def phone(self) -> str:
-        return self.doc["phone"]
+    @strawberry.field(description="null for a customer who shares no phone number (see contact)")
+    def phone(self) -> str | None:
+        return self.doc.get("phone")
 
     @strawberry.field
     def name(self) -> str | None:
@@ -298,9 +299,14 @@ class InboxQuery:
         )
 
     @strawberry.field(permission_classes=ANY_ROLE)
-    async def conversation(self, info: strawberry.Info, phone: str) -> Conversation | None:
+    async def conversation(
+        self, info: strawberry.Info, phone: Phone, whatsapp_id: WhatsappId = None
+    ) -> Conversation | None:
         ctx = info.context
-        found = await ctx.runtime.contacts.load(await contact_key(ctx.runtime, ctx.workspace(), phone))
+        if phone is None and whatsapp_id is None:
+            return None
+        key = await find_contact_key(ctx.runtime, ctx.workspace(), ContactRef(phone, whatsapp_id))
+        found = await ctx.runtime.contacts.load(key) if key is not None else None
         return Conversation(doc=found) if found else None
 
     @strawberry.field(permission_classes=ANY_ROLE)
@@ -334,29 +340,41 @@ class InboxMutation:
         "may name only its own agent (FORBIDDEN otherwise)",
     )
     async def send_agent_message(
-        self, info: strawberry.Info, phone: str, text: str, agent_id: strawberry.ID | None = None
+        self,
+        info: strawberry.Info,
+        phone: Phone,
+        text: str,
+        agent_id: strawberry.ID | None = None,
+        whatsapp_id: WhatsappId = None,
     ) -> OutboundMessage:
         ctx = info.context
         workspace_id = ctx.workspace()
         agent = str(agent_id) if agent_id else getattr(ctx, "agent_id", None)
         if agent_id and ctx.role == AGENT:
             agent = await _own_agent(ctx, workspace_id, str(agent_id))
-        message = await inbox_ops.send_agent_message(ctx.runtime, workspace_id, phone, text, agent)
+        who = ContactRef(phone, whatsapp_id)
+        message = await inbox_ops.send_agent_message(ctx.runtime, workspace_id, who, text, agent)
         return OutboundMessage(doc=message)
 
     @strawberry.mutation(permission_classes=ANY_ROLE)
-    async def mark_conversation_read(self, info: strawberry.Info, phone: str) -> Conversation:
+    async def mark_conversation_read(
+        self, info: strawberry.Info, phone: Phone, whatsapp_id: WhatsappId = None
+    ) -> Conversation:
         ctx = info.context
-        return Conversation(doc=await inbox_ops.mark_read(ctx.runtime, ctx.workspace(), phone))
+        who = ContactRef(phone, whatsapp_id)
+        return Conversation(doc=await inbox_ops.mark_read(ctx.runtime, ctx.workspace(), who))
 
     @strawberry.mutation(
         permission_classes=ANY_ROLE,
         description="hand the conversation to an available agent (id or e-mail); flows stop answering",
     )
-    async def assign_contact(self, info: strawberry.Info, phone: str, agent_id: strawberry.ID) -> Contact:
+    async def assign_contact(
+        self, info: strawberry.Info, phone: Phone, agent_id: strawberry.ID, whatsapp_id: WhatsappId = None
+    ) -> Contact:
         ctx = info.context
+        who = ContactRef(phone, whatsapp_id)
         return Contact(
-            doc=await ops.assign_contact(ctx.runtime, ctx.workspace(), phone, str(agent_id), caller(info))
+            doc=await ops.assign_contact(ctx.runtime, ctx.workspace(), who, str(agent_id), caller(info))
         )
 
     @strawberry.mutation(
@@ -364,18 +382,27 @@ class InboxMutation:
         description="hand the conversation to an available member of a team, by its policy or strategy",
     )
     async def assign_contact_to_team(
-        self, info: strawberry.Info, phone: str, team: str, strategy: TeamPolicy | None = None
+        self,
+        info: strawberry.Info,
+        phone: Phone,
+        team: str,
+        strategy: TeamPolicy | None = None,
+        whatsapp_id: WhatsappId = None,
     ) -> Contact:
         ctx = info.context
+        who = ContactRef(phone, whatsapp_id)
         contact = await ops.assign_to_team(
-            ctx.runtime, ctx.workspace(), phone, team, strategy.value if strategy else None, caller(info)
+            ctx.runtime, ctx.workspace(), who, team, strategy.value if strategy else None, caller(info)
         )
         return Contact(doc=contact)
 
     @strawberry.mutation(permission_classes=ANY_ROLE, description="hand the conversation back to the flows")
-    async def release_contact(self, info: strawberry.Info, phone: str) -> Contact:
+    async def release_contact(
+        self, info: strawberry.Info, phone: Phone, whatsapp_id: WhatsappId = None
+    ) -> Contact:
         ctx = info.context
-        return Contact(doc=await ops.release_contact(ctx.runtime, ctx.workspace(), phone, caller(info)))
+        who = ContactRef(phone, whatsapp_id)
+        return Contact(doc=await ops.release_contact(ctx.runtime, ctx.workspace(), who, caller(info)))
 
     @strawberry.mutation(permission_classes=ADMIN_ONLY)
     async def create_team(

@@ -20,11 +20,11 @@ class PageInfo:
     end_cursor: str | None
 
 
-def page_size(first: int | None) -> int:
+def page_size(first: int | None, maximum: int = MAX_PAGE) -> int:
     if first is None:
         return DEFAULT_PAGE
-    if first < 1 or first > MAX_PAGE:
-        raise InvalidInput(f"first must be between 1 and {MAX_PAGE}", field="first")
+    if first < 1 or first > maximum:
+        raise InvalidInput(f"first must be between 1 and {maximum}", field="first")
     return first
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from server.ids import ContactKey
 from server.packing import pack, unpack
 
 log = logging.getLogger(__name__)
@@ -24,8 +25,9 @@ log = logging.getLogger(__name__)
 QUEUE_LIMIT = 10_000
 
 
-def contact_topic(workspace_id: str, phone: str) -> str:
-    return f"contact:{workspace_id}:{phone}"
+def contact_topic(key: ContactKey) -> str:
+    """A contact's changes, by its stable id (its phone or BSUID may change under a subscriber)."""
+    return f"contact:{key.doc_id}"
 
 
 def run_topic(workspace_id: str) -> str:
@@ -73,7 +75,7 @@ class RedisPubSub:
 
     async def contact_changed(self, contact: dict[str, Any], run_ids: set[str]) -> None:
         workspace_id = contact["workspace_id"]
-        await self.publish(contact_topic(workspace_id, contact["phone"]), contact)
+        await self.publish(contact_topic(ContactKey.of_contact(contact)), contact)
         for run in contact.get("runs", []):
             if run["id"] in run_ids:
                 await self.publish(
@@ -81,7 +83,7 @@ class RedisPubSub:
                     {
                         **run,
                         "contact_id": contact["_id"],
-                        "phone": contact["phone"],
+                        "phone": contact.get("phone"),
                         "workspace_id": workspace_id,
                     },
                 )

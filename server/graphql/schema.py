@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator
 from enum import Enum
-from typing import Any
+from typing import Annotated, Any
 
 import strawberry
 from strawberry.scalars import JSON
@@ -12,10 +12,11 @@ from strawberry.scalars import JSON
 from server.errors import NotFound
 from server.graphql.analytics import AnalyticsQuery, AnalyticsSubscription
 from server.graphql.api_keys import ApiKeyMutation, ApiKeyQuery
-from server.graphql.arguments import default_omitted_to_null
+from server.graphql.arguments import Phone, WhatsappId, default_omitted_to_null
 from server.graphql.broadcasts import BroadcastMutation, BroadcastQuery, BroadcastSubscription
 from server.graphql.catalog import CatalogMutation, CatalogQuery
 from server.graphql.channels import ChannelsMutation, ChannelsQuery
+from server.graphql.contact_imports import ImportMutation, ImportQuery, ImportSubscription
 from server.graphql.contacts import ContactsMutation, ContactsQuery
 from server.graphql.errors import CodedErrors, CodedSchema
 from server.graphql.flow_document import all_types as flow_document_types
@@ -42,7 +43,7 @@ from server.graphql.types import (
 from server.graphql.workspaces import WorkspaceMutation
 from server.operations import contacts as contact_ops
 from server.operations import flows as flow_ops
-from server.operations.phone_input import contact_key, contact_phone
+from server.operations.contact_identifiers import ContactRef, contact_key, find_contact_key, sandbox_customer
 
 
 @strawberry.enum(description="what publishing does to runs under way on older versions")
@@ -73,6 +74,7 @@ class Query(
     ApiKeyQuery,
     ChannelsQuery,
     ContactsQuery,
+    ImportQuery,
     InboxQuery,
     TriggerQuery,
     BroadcastQuery,
@@ -101,17 +103,22 @@ class Query(
 
     @strawberry.field(permission_classes=ANY_ROLE)
     async def contact(
-        self, info: strawberry.Info, id: strawberry.ID | None = None, phone: str | None = None
+        self,
+        info: strawberry.Info,
+        id: strawberry.ID | None = None,
+        phone: Phone = None,
+        whatsapp_id: WhatsappId = None,
     ) -> Contact | None:
         ctx = _ctx(info)
         workspace_id = ctx.workspace()
-        if phone is not None:
-            found = await ctx.runtime.contacts.load(await contact_key(ctx.runtime, workspace_id, phone))
+        if phone is not None or whatsapp_id is not None:
+            key = await find_contact_key(ctx.runtime, workspace_id, ContactRef(phone, whatsapp_id))
+            found = await ctx.runtime.contacts.load(key) if key is not None else None
         elif id is not None:
             found = await ctx.runtime.contacts.get(workspace_id, str(id))
         else:
             return None
-        return Contact(doc=found) if found else None
+        return Contact(doc=found) if found and found.get("erased_at") is None else None
 
     @strawberry.field(permission_classes=ANY_ROLE)
     async def run(self, info: strawberry.Info, id: strawberry.ID) -> Run | None:
@@ -120,7 +127,7 @@ class Query(
         contact = await ctx.runtime.contacts.find_run(workspace_id, str(id))
         if contact is not None:
             run = next(r for r in contact["runs"] if r["id"] == str(id))
-            return Run(doc={**run, "contact_id": contact["_id"], "phone": contact["phone"]})
+            return Run(doc={**run, "contact_id": contact["_id"], "phone": contact.get("phone")})
         archived = await ctx.runtime.runs.get(workspace_id, str(id))
         return Run(doc=archived) if archived else None
 
@@ -154,13 +161,17 @@ class Query(
         )
 
     @strawberry.field(
-        permission_classes=ANY_ROLE, description="what the sandbox channel sent to this phone, oldest first"
+        permission_classes=ANY_ROLE,
+        description="what the sandbox channel sent to this customer, oldest first",
     )
-    async def sandbox_outbox(self, info: strawberry.Info, phone: str) -> list[OutboundMessage]:
+    async def sandbox_outbox(
+        self, info: strawberry.Info, phone: Phone, whatsapp_id: WhatsappId = None
+    ) -> list[OutboundMessage]:
         ctx = _ctx(info)
-        found = await ctx.runtime.messages.outbound_for(
-            ctx.workspace(), await contact_phone(ctx.runtime, ctx.workspace(), phone), "sandbox"
-        )
+        if phone is None and whatsapp_id is None:
+            return []
+        key = await find_contact_key(ctx.runtime, ctx.workspace(), ContactRef(phone, whatsapp_id))
+        found = await ctx.runtime.messages.outbound_for(key, "sandbox") if key is not None else []
         return [OutboundMessage(doc=m) for m in found]
 
 
@@ -170,6 +181,7 @@ class Mutation(
     ApiKeyMutation,
     ChannelsMutation,
     ContactsMutation,
+    ImportMutation,
     InboxMutation,
     TriggerMutation,
     BroadcastMutation,
@@ -212,19 +224,30 @@ class Mutation(
     @strawberry.mutation(
         permission_classes=ADMIN_ONLY,
         description="start a run now; channelId: the number it talks through (default: the flow's "
-        "channel, else the workspace's default)",
+        "channel, else the workspace's default); variables fill trigger placeholders; contact "
+        "{fields: {name: value}, tags: [name]} sets contact fields (typed like setVariable) and adds "
+        "tags in the turn that starts the run",
     )
     async def start_flow(
         self,
         info: strawberry.Info,
         flow_id: strawberry.ID,
-        phone: str,
+        phone: Phone,
         variables: JSON | None = None,
+        whatsapp_id: WhatsappId = None,
+        contact: JSON | None = None,
         channel_id: strawberry.ID | None = None,
     ) -> Run:
         ctx = _ctx(info)
+        who = ContactRef(phone, whatsapp_id)
         run = await contact_ops.start_flow(
-            ctx.runtime, ctx.admin_workspace(), str(flow_id), phone, variables, channel_id and str(channel_id)
+            ctx.runtime,
+            ctx.admin_workspace(),
+            str(flow_id),
+            who,
+            variables,
+            contact,
+            channel_id and str(channel_id),
         )
         return Run(doc=run)
 
@@ -251,36 +274,42 @@ class Mutation(
         permission_classes=ADMIN_ONLY,
         description="the sandbox customer says something: text or a button id, or shares a location, "
         "sends a WhatsApp Flow's answer (flowResponse: the form's fields) or reacts to a message; "
-        "replyTo quotes a message (its InboxMessage.id)",
+        "replyTo quotes a message (its InboxMessage.id); a customer who shares no phone number is "
+        "played by their BSUID (and username), as WhatsApp reports them",
     )
     async def sandbox_inbound(
         self,
         info: strawberry.Info,
-        phone: str,
+        phone: Phone,
         text: str | None = None,
         button_id: str | None = None,
         location: LocationInput | None = None,
         flow_response: JSON | None = None,
         reaction: ReactionInput | None = None,
         reply_to: strawberry.ID | None = None,
+        bsuid: Annotated[str | None, strawberry.argument(description="the customer's BSUID")] = None,
+        username: Annotated[str | None, strawberry.argument(description="the username shown")] = None,
     ) -> bool:
         ctx = _ctx(info)
         shared = sandbox_share(location, flow_response, reaction, reply_to)
-        await contact_ops.customer_says(ctx.runtime, ctx.workspace(), phone, text, button_id, shared=shared)
+        who = await sandbox_customer(ctx.runtime, ctx.workspace(), phone, bsuid, username)
+        await contact_ops.customer_says(ctx.runtime, ctx.workspace(), who, text, button_id, shared=shared)
         return True
 
 
 @strawberry.type
-class Subscription(InboxSubscription, BroadcastSubscription, AnalyticsSubscription):
+class Subscription(InboxSubscription, BroadcastSubscription, AnalyticsSubscription, ImportSubscription):
     @strawberry.subscription(
         permission_classes=ANY_ROLE,
         description="the contact's current state at once, then every committed change, in order",
     )
-    async def contact_updated(self, info: strawberry.Info, phone: str) -> AsyncGenerator[Contact, None]:
+    async def contact_updated(
+        self, info: strawberry.Info, phone: Phone, whatsapp_id: WhatsappId = None
+    ) -> AsyncGenerator[Contact, None]:
         ctx = _ctx(info)
         workspace_id = ctx.workspace()
-        key = await contact_key(ctx.runtime, workspace_id, phone)
-        updates = ctx.runtime.pubsub.subscribe(contact_topic(workspace_id, key.phone))
+        key = await contact_key(ctx.runtime, workspace_id, ContactRef(phone, whatsapp_id))
+        updates = ctx.runtime.pubsub.subscribe(contact_topic(key))
         try:
             current = await ctx.runtime.contacts.load(key)
             seen = current["version"] if current else -1

@@ -323,13 +323,30 @@ async def assigned_agent_of(info: strawberry.Info, contact: dict[str, Any]) -> A
 class Contact:
     doc: strawberry.Private[dict[str, Any]]
 
-    @strawberry.field
+    @strawberry.field(description="the contact's stable id (a phone or BSUID change keeps it)")
     def id(self) -> strawberry.ID:
         return strawberry.ID(self.doc["_id"])
 
-    @strawberry.field
-    def phone(self) -> str:
-        return self.doc["phone"]
+    @strawberry.field(description="E.164; null for a customer who shares no phone number (see bsuid)")
+    def phone(self) -> str | None:
+        return self.doc.get("phone")
+
+    @strawberry.field(description="the business-scoped user ID WhatsApp knows the customer by")
+    def bsuid(self) -> str | None:
+        return self.doc.get("bsuid")
+
+    @strawberry.field(description="the BSUID shared by linked business portfolios, when Meta enables it")
+    def parent_bsuid(self) -> str | None:
+        return self.doc.get("parent_bsuid")
+
+    @strawberry.field(description="the customer's WhatsApp username, for display only (it may change)")
+    def username(self) -> str | None:
+        return self.doc.get("username")
+
+    @strawberry.field(description="merged into this contact (the same person found under two identities)")
+    def merged_into(self) -> strawberry.ID | None:
+        merged = self.doc.get("merged_into")
+        return strawberry.ID(merged) if merged else None
 
     @strawberry.field
     def name(self) -> str | None:
@@ -400,7 +417,7 @@ class Contact:
     def runs(self) -> list[Run]:
         contact_id = self.doc["_id"]
         return [
-            Run(doc={**r, "contact_id": contact_id, "phone": self.doc["phone"]})
+            Run(doc={**r, "contact_id": contact_id, "phone": self.doc.get("phone")})
             for r in self.doc.get("runs", [])
         ]
 
@@ -549,8 +566,12 @@ class OutboundMessage(Message):
     doc: strawberry.Private[dict[str, Any]]
 
     @strawberry.field
-    def phone(self) -> str:
-        return self.doc["phone"]
+    def id(self) -> strawberry.ID:
+        return strawberry.ID(self.doc["_id"])
+
+    @strawberry.field(description="null when sent to a customer's BSUID (no phone number shared)")
+    def phone(self) -> str | None:
+        return self.doc.get("phone")
 
     @strawberry.field
     def kind(self) -> str:

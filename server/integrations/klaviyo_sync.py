@@ -65,7 +65,7 @@ class KlaviyoSync:
     async def after_turn(self, before: dict[str, Any] | None, after: dict[str, Any]) -> None:
         """Enqueue entries this turn added (only an enqueue: the flow never waits for Klaviyo)."""
         known = {e["id"] for e in (before or {}).get("external_sync", [])}
-        key = ContactKey(after["workspace_id"], after["phone"])
+        key = ContactKey.of_contact(after)
         for entry in after.get("external_sync", []):
             if entry["id"] not in known:
                 await self.enqueue(key, entry)
@@ -76,7 +76,7 @@ class KlaviyoSync:
         await self._pool.enqueue_job(
             SYNC_JOB,
             key.workspace_id,
-            key.phone,
+            key.local_id,  # a phone for contacts stored before identities: jobs of either kind read alike
             entry["id"],
             _job_id=job_id(entry),
             _defer_until=entry.get("next_attempt_at"),
@@ -87,18 +87,18 @@ class KlaviyoSync:
         """Re-enqueue every pending entry (arq ignores job ids already queued)."""
         count = 0
         async for document in self._contacts.with_external_sync():
-            key = ContactKey(document["workspace_id"], document["phone"])
+            key = ContactKey.of_contact(document)
             for entry in document.get("external_sync", []):
                 if not entry.get("gave_up"):
                     await self.enqueue(key, entry)
                     count += 1
         return count
 
-    async def run(self, workspace_id: str, phone: str, sync_id: str) -> str:
+    async def run(self, workspace_id: str, local_id: str, sync_id: str) -> str:
         """One attempt at one entry: send it, then report the outcome to the contact's actor."""
         if self._may_act is not None and not await self._may_act(workspace_id):
             return "held"  # the entry stays pending: recovery enqueues it again once enabled
-        key = ContactKey(workspace_id, phone)
+        key = ContactKey(workspace_id, local_id)
         contact = await self._contacts.load(key)
         entries = (contact or {}).get("external_sync", [])
         entry = next((e for e in entries if e["id"] == sync_id), None)
@@ -106,6 +106,11 @@ class KlaviyoSync:
             return "gone"  # done already, or replaced by a newer value
         attempt = int(entry.get("attempts") or 0) + 1
         try:
+            phone = (contact or {}).get("phone")
+            if not phone:  # a username-only customer: Klaviyo profiles are found by phone number
+                raise KlaviyoError(
+                    "the contact has no phone number to find its Klaviyo profile by", retryable=False
+                )
             settings = await self._klaviyo_settings(workspace_id)
             await self.client.import_profile(settings, phone, {entry["property"]: entry["value"]})
         except KlaviyoError as exc:
@@ -162,6 +167,6 @@ class KlaviyoSync:
         )
 
 
-async def _sync_job(ctx: dict[str, Any], workspace_id: str, phone: str, sync_id: str) -> str:
+async def _sync_job(ctx: dict[str, Any], workspace_id: str, local_id: str, sync_id: str) -> str:
     sync: KlaviyoSync = ctx["sync"]
-    return await sync.run(workspace_id, phone, sync_id)
+    return await sync.run(workspace_id, local_id, sync_id)

@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 
 from server.clock import as_utc
 from server.errors import InvalidInput
+from server.identity import address_of
 from server.ids import new_id
 from server.machines import splits
 from server.machines.compiler import END, CompiledFlow, branch_trigger, button_trigger
@@ -106,7 +107,7 @@ class Turn:
     locale: str = FALLBACK_LOCALE
     changed_runs: set[str] = field(default_factory=set)
     connects: list[ConnectRequest] = field(default_factory=list)
-    segment_matcher: Callable[[dict[str, Any], dict[str, Any], datetime], bool] | None = None
+    segment_matcher: Callable[[dict[str, Any], dict[str, Any], datetime, str], bool] | None = None
     fields: dict[str, tuple[str, list[str]]] = field(default_factory=dict)
     # (template name, language) -> MARKETING | UTILITY | AUTHENTICATION, for the consent check;
     # (name, "") holds the category of any language of that name.
@@ -494,7 +495,7 @@ def _queue_message(turn: Turn, run: dict[str, Any], node_id: str, body: dict[str
         "run_id": run["id"],
         "flow_id": run["flow_id"],
         "node": node_id,
-        "to": turn.contact["phone"],
+        **address_of(turn.contact),
         "created_at": turn.now,
         **body,
     }
@@ -767,7 +768,7 @@ def _condition(turn: Turn, compiled: CompiledFlow, run: dict[str, Any], node: No
     assert isinstance(node, ConditionNode)
     matcher = turn.segment_matcher
     for index, branch in enumerate(node.branches):
-        if matcher is not None and matcher(branch.segment, turn.contact, turn.now):
+        if matcher is not None and matcher(branch.segment, turn.contact, turn.now, turn.timezone):
             _record(turn, run, node.id, "condition", "matched", detail={"branch": branch.name})
             return branch_trigger(index)
     _record(turn, run, node.id, "condition", "otherwise")

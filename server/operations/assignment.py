@@ -18,7 +18,7 @@ from server.actors.events import AssignAgent, ReleaseContact
 from server.errors import Conflict, InvalidInput, NotFound
 from server.ids import ContactKey, new_id
 from server.operations.catalog import agent_name, find_agent, normalize_email
-from server.operations.phone_input import contact_key
+from server.operations.contact_identifiers import Who, contact_key, find_contact_key
 from server.runtime import Runtime
 from server.store.teams import POLICIES
 from server.text_input import MAX_TEAM_NAME, checked_name
@@ -223,29 +223,29 @@ async def _refuse_if_named(
 
 
 async def assign_contact(
-    runtime: Runtime, workspace_id: str, phone: str, agent_ref: str, by: str | None = None
+    runtime: Runtime, workspace_id: str, who: Who, agent_ref: str, by: str | None = None
 ) -> dict[str, Any]:
     """Hand the conversation to an available agent (INVALID_INPUT saying why when not possible)."""
-    key = await contact_key(runtime, workspace_id, phone)
     agent, why = await runtime.contact_services.picker.agent(workspace_id, str(agent_ref))
     if agent is None:
-        raise InvalidInput(f"cannot assign {key.phone}: {why}", field="agentId")
+        raise InvalidInput(f"cannot assign {who}: {why}", field="agentId")
+    key = await contact_key(runtime, workspace_id, who)  # after the checks: a refused call claims nothing
     return await _ask(runtime, key, AssignAgent(event_id(), agent, by=by))
 
 
 async def assign_to_team(
     runtime: Runtime,
     workspace_id: str,
-    phone: str,
+    who: Who,
     team: str,
     strategy: str | None = None,
     by: str | None = None,
 ) -> dict[str, Any]:
     """Hand the conversation to a team member picked by the team's policy (or ``strategy``)."""
-    key = await contact_key(runtime, workspace_id, phone)
     agent, why = await runtime.contact_services.picker.from_team(workspace_id, team, strategy)
     if agent is None:
-        raise InvalidInput(f"cannot assign {key.phone}: {why}", field="team")
+        raise InvalidInput(f"cannot assign {who}: {why}", field="team")
+    key = await contact_key(runtime, workspace_id, who)  # after the checks: a refused call claims nothing
     found = await runtime.contact_services.teams.find(workspace_id, team)
     return await _ask(
         runtime, key, AssignAgent(event_id(), agent, team=found["name"] if found else team, by=by)
@@ -253,13 +253,13 @@ async def assign_to_team(
 
 
 async def release_contact(
-    runtime: Runtime, workspace_id: str, phone: str, by: str | None = None
+    runtime: Runtime, workspace_id: str, who: Who, by: str | None = None
 ) -> dict[str, Any]:
     """Give the conversation back to the flows (a no-op when nobody owns it)."""
-    key = await contact_key(runtime, workspace_id, phone)
-    contact = await _ask(runtime, key, ReleaseContact(event_id(), by=by))
+    key = await find_contact_key(runtime, workspace_id, who)
+    contact = await _ask(runtime, key, ReleaseContact(event_id(), by=by)) if key is not None else {}
     if contact.get("version", 0) == 0:
-        raise NotFound(f"no contact with phone {key.phone}")
+        raise NotFound(f"no contact known as {who}")
     return contact
 
 

@@ -143,13 +143,13 @@ async def retag_contacts(runtime: Runtime, workspace_id: str, old: str, new: str
     gate = asyncio.Semaphore(RETAG_CONCURRENCY)
     add = (new,) if new else ()
 
-    async def retag(phone: str) -> None:
+    async def retag(key: ContactKey) -> None:
         async with gate:
-            await actors.ask(ContactKey(workspace_id, phone), TagContact(event_id(), add=add, remove=(old,)))
+            await actors.ask(key, TagContact(event_id(), add=add, remove=(old,)))
 
-    phones = await runtime.contacts.phones_with_tag(workspace_id, old)
-    await asyncio.gather(*(retag(p) for p in phones))
-    return len(phones)
+    keys = await runtime.contacts.keys_with_tag(workspace_id, old)
+    await asyncio.gather(*(retag(k) for k in keys))
+    return len(keys)
 
 
 async def flows_using_tag(runtime: Runtime, workspace_id: str, name: str) -> list[str]:

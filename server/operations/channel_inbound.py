@@ -2,8 +2,10 @@
 
 ``accept_inbound`` is the one "store then tell" path for a customer message, whichever channel
 brought it (the sandbox's ``customer_says`` asks and waits; the WhatsApp webhook tells and
-answers at once). ``receive_whatsapp`` applies one parsed webhook batch: messages, statuses of
-our messages (through the status ledger; they never start flows) and template news.
+answers at once). ``receive_whatsapp`` applies one parsed webhook batch: messages (their sender,
+by phone or BSUID, found or created through ``runtime.directory``), statuses of our messages
+(through the status ledger; they never start flows, but teach a contact its BSUID), template
+news, and customers' changed numbers and BSUIDs.
 Each event is stored before its actor is told, and the customer messages of a batch are told
 only once the whole batch is stored, so the webhook's 200 means "stored".
 """
@@ -12,18 +14,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from server.actors.events import InboundMessage, TurnResult
+from server.actors.events import InboundMessage, TurnResult, UpdateIdentities
 from server.actors.message_statuses import StatusReport
 from server.channels.whatsapp.webhook import InboundWhatsApp, StatusUpdate, TemplateUpdate, WebhookBatch
+from server.channels.whatsapp.webhook_identities import IdentityChange
 from server.errors import InvalidInput, KonvoError, Unavailable
+from server.identity import PHONE, Identities
 from server.ids import ContactKey, scoped_id
+from server.operations.contact_erasure import erased_message
 from server.operations.templates import apply_template_status
 from server.phones import parse_phone
 from server.runtime import Runtime
 from server.store.channels import is_connected
+from server.store.statuses import report_id
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +44,7 @@ class Received:
     duplicates: int = 0
     statuses: dict[str, int] = field(default_factory=dict)
     templates: int = 0
+    identities: int = 0  # customers' number or BSUID changes followed
     ignored: list[str] = field(default_factory=list)
 
 
@@ -96,28 +103,121 @@ async def receive_whatsapp(runtime: Runtime, channel: dict[str, Any], batch: Web
             received.ignored.append(f"message {message.wamid}: number {message.phone_number_id} not ours")
             continue
         try:
-            phone = _phone(message.from_)
+            who = _identities(message.from_, message.user_id, message.parent_user_id, message.username)
         except InvalidInput as exc:
             received.ignored.append(f"message {message.wamid}: {exc.message}")
             continue
-        new, event = await accept_inbound(runtime, _record(workspace_id, channel_id, phone, message))
+        resolved = await runtime.directory.resolve(workspace_id, who)
+        assert resolved is not None  # resolve creates
+        record = _record(workspace_id, channel_id, resolved.key, who, message)
+        new, event = await accept_inbound(runtime, record)
         received.messages += int(new)
         received.duplicates += int(not new)
         if event is not None:
-            accepted.append((ContactKey(workspace_id, phone), event))
+            accepted.append((resolved.key, event))
     for status in batch.statuses:
         workspace_id, channel_id = await workspaces.channel_of(status.phone_number_id)
         if workspace_id is None or channel_id is None:
             received.ignored.append(f"status {status.wamid}: number {status.phone_number_id} not ours")
             continue
-        outcome = await runtime.ledger.report(workspace_id, channel_id, _report(status))
+        report = _report(status)
+        outcome = await runtime.ledger.report(workspace_id, channel_id, report)
+        if outcome == "parked" and await erased_message(runtime, workspace_id, status.wamid):
+            # about a message of a contact erased since: dropped, and no contact comes back
+            await runtime.message_statuses.set_state(
+                report_id(workspace_id, report.provider_id, report.status), "erased"
+            )
+            received.statuses["erased"] = received.statuses.get("erased", 0) + 1
+            continue
         received.statuses[outcome] = received.statuses.get(outcome, 0) + 1
+        await _learn_identities(runtime, workspace_id, status)
     for update in batch.templates:
         if await _template_update(runtime, channel, update, received):
             received.templates += 1
+    for change in batch.identity_changes:
+        workspace_id = await workspaces.for_number(change.phone_number_id)
+        if workspace_id is None:
+            received.ignored.append(
+                f"identity change {change.event_id}: number {change.phone_number_id} not ours"
+            )
+            continue
+        await _identity_change(runtime, workspace_id, change, received)
     for key, event in accepted:  # only now: everything above is stored
         tell_inbound(runtime, key, event)
     return received
+
+
+def _identities(
+    wa_id: str | None, user_id: str | None, parent_user_id: str | None, username: str | None = None
+) -> Identities:
+    """What Meta says a customer is known by; a phone that does not parse is refused only when
+    there is no BSUID to know them by instead."""
+    phone = None
+    if wa_id:
+        try:
+            phone = _phone(wa_id)
+        except InvalidInput:
+            if not (user_id or parent_user_id):
+                raise
+    who = Identities(phone, user_id, parent_user_id, username)
+    if not who:
+        raise InvalidInput("the sender has no phone number and no BSUID")
+    return who
+
+
+async def _learn_identities(runtime: Runtime, workspace_id: str, status: StatusUpdate) -> None:
+    """A status about a message we sent to a phone also names the customer's BSUID (and the other
+    way round): the contact it is about learns what it did not know. No contact is created."""
+    person = status.recipient
+    if not (person.wa_id and (person.user_id or person.parent_user_id)):
+        return
+    try:
+        who = _identities(person.wa_id, person.user_id, person.parent_user_id)
+    except InvalidInput:
+        return
+    resolved = await runtime.directory.resolve(workspace_id, who, create=False)
+    if resolved is not None and (resolved.claimed or resolved.merged):
+        event = UpdateIdentities(
+            f"learned:{scoped_id(workspace_id, status.wamid)}:{status.status}", **who.fields()
+        )
+        await _ask(runtime, resolved.key, event)
+
+
+async def _identity_change(
+    runtime: Runtime, workspace_id: str, change: IdentityChange, received: Received
+) -> None:
+    """A customer's number or BSUID changed: the contact follows it (``ContactDirectory.move``)."""
+    try:
+        old, new = change.old, change.new
+        if change.kind == PHONE:
+            old, new = (_phone(old) if old else None), _phone(new)
+        person = change.person
+        if old is not None:
+            resolved = await runtime.directory.move(workspace_id, change.kind, old, new)
+        else:  # the old one was not in the webhook: find them by what it does say
+            who = _identities(person.wa_id, person.user_id, person.parent_user_id)
+            resolved = await runtime.directory.resolve(
+                workspace_id, replace(who, **{change.kind: new}), create=False
+            )
+    except InvalidInput as exc:
+        received.ignored.append(f"identity change {change.event_id}: {exc.message}")
+        return
+    if resolved is None:
+        received.ignored.append(f"identity change {change.event_id}: nobody known by it")
+        return
+    event = UpdateIdentities(scoped_id(workspace_id, change.event_id), **{change.kind: new})
+    await _ask(runtime, resolved.key, event)
+    received.identities += 1
+
+
+async def _ask(runtime: Runtime, key: ContactKey, event: UpdateIdentities) -> None:
+    """Wait for the turn: the webhook is answered (and not retried by Meta) only once it is applied."""
+    if runtime.actors is None:
+        raise Unavailable("the server is not started")
+    try:
+        await runtime.actors.ask(key, event)
+    except KonvoError as exc:  # contended or moving: Meta repeats the webhook (the move is idempotent)
+        raise Unavailable(f"the contact's identities were not updated yet: {exc.message}") from exc
 
 
 class _Workspaces:
@@ -161,11 +261,14 @@ def _phone(wa_id: str) -> str:
     return parse_phone(wa_id, field="from", bare_international=True, from_provider=True)
 
 
-def _record(workspace_id: str, channel_id: str, phone: str, message: InboundWhatsApp) -> dict[str, Any]:
+def _record(
+    workspace_id: str, channel_id: str, key: ContactKey, who: Identities, message: InboundWhatsApp
+) -> dict[str, Any]:
     record = inbound_record(
         workspace_id,
         message.wamid,
-        phone=phone,
+        contact_id=key.doc_id,
+        phone=who.phone,
         channel=CHANNEL,
         channel_id=channel_id,
         kind=message.kind,
@@ -176,6 +279,9 @@ def _record(workspace_id: str, channel_id: str, phone: str, message: InboundWhat
         payload=message.raw,
     )
     optional = {
+        "bsuid": who.bsuid,
+        "parent_bsuid": who.parent_bsuid,
+        "username": who.username,
         "reply_type": message.reply_type,
         "media": message.media,
         "location": message.location,

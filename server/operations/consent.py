@@ -15,7 +15,7 @@ from server.actors.events import SetConsent
 from server.errors import InvalidInput
 from server.machines.contact_state import DEFAULT_OPT_OUT_WORDS
 from server.machines.values import fold
-from server.operations.phone_input import contact_key
+from server.operations.contact_identifiers import Who, contact_key
 from server.runtime import Runtime
 from server.workspace_gate import SETTINGS
 
@@ -27,13 +27,13 @@ MAX_WORD = 40
 async def set_opt_in(
     runtime: Runtime,
     workspace_id: str,
-    phone: str,
+    who: Who,
     opted_in: bool,
     by: str | None = None,
     key_id: str | None = None,
 ) -> dict[str, Any]:
     assert runtime.actors is not None, "runtime not started"
-    key = await contact_key(runtime, workspace_id, phone)
+    key = await contact_key(runtime, workspace_id, who)
     event = SetConsent(event_id(), bool(opted_in), source="api", by=by, key_id=key_id)
     return (await runtime.actors.ask(key, event)).contact
 

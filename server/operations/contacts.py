@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from server.actors.contact_actor import event_id
+from server.actors.contact_actor import event_id, startable
 from server.actors.events import StartFlow, StopRun
 from server.channels.choice import chosen_channel_id
 from server.errors import InvalidInput, NotFound
+from server.identity import Identities
 from server.ids import ContactKey, new_id
 from server.operations.channel_inbound import accept_inbound, inbound_record
-from server.operations.phone_input import contact_key
+from server.operations.contact_data import checked_contact_data
+from server.operations.contact_identifiers import Who, contact_key, identities_of
 from server.operations.sandbox_share import SandboxShare
 from server.runtime import Runtime
 from server.text_input import MAX_BUTTON_ID, MAX_MESSAGE_TEXT, checked_characters
@@ -25,36 +27,55 @@ async def start_flow(
     runtime: Runtime,
     workspace_id: str,
     flow_id: str,
-    phone: str,
+    who: Who,
     variables: Any,
+    contact: Any = None,
     channel_id: str | None = None,
 ) -> dict[str, Any]:
-    """Start a run now; ``channel_id`` (checked) is the number it talks through, else the flow's own
-    channel, else the workspace's default."""
+    """Start a run now; ``contact`` ({fields, tags}) is typed against the workspace's fields and
+    written in the turn that starts it, so the first message already renders ``{{contact.<field>}}``;
+    ``channel_id`` (checked) is the number it talks through, else the flow's own channel, else the
+    workspace's default."""
     if variables is not None and not isinstance(variables, dict):
         raise InvalidInput("variables must be a JSON object", field="variables")
+    # Checked before the contact is named: a refused call claims no identity (the turn checks again).
+    data = await checked_contact_data(runtime, workspace_id, contact)
+    startable(await runtime.flows.get_recent(workspace_id, flow_id), flow_id)
     channel_id = await chosen_channel_id(runtime.channels, workspace_id, channel_id)
-    key = await contact_key(runtime, workspace_id, phone)
-    event = StartFlow(event_id(), flow_id, trigger=dict(variables or {}), source="api", channel_id=channel_id)
+    key = await contact_key(runtime, workspace_id, who)
+    event = StartFlow(
+        event_id(),
+        flow_id,
+        trigger=dict(variables or {}),
+        source="api",
+        channel_id=channel_id,
+        contact_values=data.values,
+        contact_links=data.links,
+        contact_tags=data.tags,
+    )
     result = await _actors(runtime).ask(key, event)
     assert result.run is not None
-    return {**result.run, "contact_id": key.doc_id, "phone": key.phone, "workspace_id": workspace_id}
+    return _run_view(result.run, result.contact, workspace_id)
 
 
 async def stop_run(runtime: Runtime, workspace_id: str, run_id: str) -> dict[str, Any]:
     contact = await runtime.contacts.find_run(workspace_id, run_id)
     if contact is None:
         raise NotFound(f"run {run_id} not found or already archived")
-    key = ContactKey(workspace_id, contact["phone"])
-    result = await _actors(runtime).ask(key, StopRun(event_id(), run_id))
+    result = await _actors(runtime).ask(ContactKey.of_contact(contact), StopRun(event_id(), run_id))
     assert result.run is not None
-    return {**result.run, "contact_id": key.doc_id, "phone": key.phone, "workspace_id": workspace_id}
+    return _run_view(result.run, result.contact, workspace_id)
+
+
+def _run_view(run: dict[str, Any], contact: dict[str, Any], workspace_id: str) -> dict[str, Any]:
+    """A run as the API shows it, with the contact it belongs to."""
+    return {**run, "contact_id": contact["_id"], "phone": contact.get("phone"), "workspace_id": workspace_id}
 
 
 async def customer_says(
     runtime: Runtime,
     workspace_id: str,
-    phone: str,
+    who: Who | Identities,
     text: str | None,
     button_id: str | None,
     provider_id: str | None = None,
@@ -64,8 +85,10 @@ async def customer_says(
 ) -> bool:
     """Record an inbound message durably, then apply it; True when it was new (not a retry).
 
-    ``shared`` is what the customer sends that is not text or a tap (a location, a form's answer,
-    a reaction) and which message they quote, as WhatsApp reports them.
+    ``who``: the customer's phone (or a ``ContactRef``), or the ``Identities`` a channel knows
+    them by (the sandbox plays a customer without a phone number by their BSUID). ``shared`` is
+    what the customer sends that is not text or a tap (a location, a form's answer, a reaction)
+    and which message they quote, as WhatsApp reports them.
     """
     extra = shared.record() if shared is not None else {}
     kind = extra.pop("kind", None)
@@ -78,19 +101,22 @@ async def customer_says(
         checked_characters(text, field="text", what="the customer's message", limit=MAX_MESSAGE_TEXT)
     if button_id is not None:
         checked_characters(button_id, field="buttonId", what="a button id", limit=MAX_BUTTON_ID)
-    key = await contact_key(runtime, workspace_id, phone)
+    identities = who if isinstance(who, Identities) else await identities_of(runtime, workspace_id, who)
+    resolved = await runtime.directory.resolve(workspace_id, identities)
+    assert resolved is not None  # resolve creates
+    key = resolved.key
     stored, event = await accept_inbound(
         runtime,
         inbound_record(
             workspace_id,
             provider_id or new_id("in"),
-            phone=key.phone,
+            contact_id=key.doc_id,
             channel=channel,
             kind=kind,
             text=text,
             button_id=button_id,
             at=runtime.clock.now(),
-            **extra,
+            **{"phone": None, **identities.fields(), **extra},
         ),
     )
     if event is not None:

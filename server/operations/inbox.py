@@ -14,9 +14,10 @@ from typing import Any
 from server.actors.contact_actor import event_id
 from server.actors.events import AgentMessage, MarkRead
 from server.errors import InvalidInput, NotFound
-from server.ids import new_id
+from server.identity import message_address
+from server.ids import ContactKey, new_id
 from server.operations.catalog import find_agent
-from server.operations.phone_input import contact_key
+from server.operations.contact_identifiers import Who, contact_key, find_contact_key
 from server.runtime import Runtime
 from server.text_input import checked_text
 
@@ -53,13 +54,13 @@ async def messages(runtime: Runtime, contact: dict[str, Any], last: int) -> list
     """The latest ``last`` messages, oldest first; ones still waiting in the outbox show as queued."""
     if last < 1 or last > MAX_MESSAGES:
         raise InvalidInput(f"last must be between 1 and {MAX_MESSAGES}", field="last")
-    stored = await runtime.messages.conversation(contact["workspace_id"], contact["phone"], last)
+    stored = await runtime.messages.conversation(ContactKey.of_contact(contact), last)
     known = {m["_id"] for m in stored}
     queued = [
         {
             **{k: v for k, v in m.items() if k not in ("id", "to")},
             "_id": m["id"],
-            "phone": contact["phone"],
+            **message_address(m),
             "direction": "out",
             "status": "queued",
             "at": m.get("created_at"),
@@ -94,13 +95,13 @@ def with_reactions(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 async def send_agent_message(
-    runtime: Runtime, workspace_id: str, phone: str, text: str, agent_ref: str | None
+    runtime: Runtime, workspace_id: str, who: Who, text: str, agent_ref: str | None
 ) -> dict[str, Any]:
     """Queue an agent's text to the customer; returns the message as the inbox shows it."""
     assert runtime.actors is not None, "runtime not started"
     body = checked_text(text, field="text", what="an agent's message")
-    key = await contact_key(runtime, workspace_id, phone)
     agent_id = (await find_agent(runtime, workspace_id, agent_ref))["_id"] if agent_ref else None
+    key = await contact_key(runtime, workspace_id, who)  # after the checks: a refused call claims nothing
     if agent_id is None:
         current = await runtime.contacts.load(key)
         agent_id = (current or {}).get("assigned_agent")
@@ -118,17 +119,17 @@ async def send_agent_message(
         "agent_id": agent_id,
         "_id": message_id,
         "workspace_id": workspace_id,
-        "phone": key.phone,
+        **message_address(pending or {"to": result.contact.get("phone"), "contact_id": key.doc_id}),
         "direction": "out",
         "status": "queued",
         "at": (pending or {}).get("created_at") or runtime.clock.now(),
     }
 
 
-async def mark_read(runtime: Runtime, workspace_id: str, phone: str) -> dict[str, Any]:
+async def mark_read(runtime: Runtime, workspace_id: str, who: Who) -> dict[str, Any]:
     assert runtime.actors is not None, "runtime not started"
-    key = await contact_key(runtime, workspace_id, phone)
-    result = await runtime.actors.ask(key, MarkRead(event_id()))
-    if result.contact.get("version", 0) == 0:
-        raise NotFound(f"no conversation with {key.phone}")
-    return result.contact
+    key = await find_contact_key(runtime, workspace_id, who)
+    contact = (await runtime.actors.ask(key, MarkRead(event_id()))).contact if key is not None else {}
+    if contact.get("version", 0) == 0:
+        raise NotFound(f"no conversation with {who}")
+    return contact

@@ -40,8 +40,8 @@ from server.machines.rendering import render_message
 from server.machines.validator import FlowIssue
 from server.machines.values import coerce_value
 from server.operations.catalog import catalog_snapshot
+from server.operations.contact_identifiers import contact_phone
 from server.operations.flows import issues_of
-from server.operations.phone_input import contact_phone
 from server.runtime import Runtime
 from server.segments import matches
 from server.store.contacts import new_contact
@@ -322,7 +322,7 @@ def _tapped_title(transcript: list[SimulatedMessage], button: str | None) -> str
 class _Simulator:
     def __init__(self, logic: TurnLogic, contact: dict[str, Any], result: Simulation) -> None:
         self._logic = logic
-        self._key = ContactKey(contact["workspace_id"], contact["phone"])
+        self._key = ContactKey.of_contact(contact)
         self.contact = contact
         self.result = result
 

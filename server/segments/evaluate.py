@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import calendar
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from server.segments.language import (
@@ -24,6 +24,7 @@ from server.segments.language import (
     AnyOf,
     Assigned,
     AssignedTo,
+    HasPhone,
     LastInbound,
     Not,
     OptedIn,
@@ -31,6 +32,7 @@ from server.segments.language import (
     Segment,
     Tag,
     Var,
+    Zone,
     cutoff,
     parse_segment,
     regex_literal,
@@ -44,9 +46,12 @@ class _Missing:
 MISSING = _Missing()
 
 
-def matches(segment: Any, contact: dict[str, Any], now: datetime) -> bool:
-    """Whether the contact is in the segment at ``now`` (same answer as the Mongo filter)."""
-    return _eval(parse_segment(segment), contact, now)
+def matches(segment: Any, contact: dict[str, Any], now: datetime, zone: Zone = UTC) -> bool:
+    """Whether the contact is in the segment at ``now`` (same answer as the Mongo filter).
+
+    ``zone``: the workspace's time zone, where ``$date`` values without an offset are read.
+    """
+    return _eval(parse_segment(segment, zone=zone), contact, now)
 
 
 def _eval(node: Segment, doc: dict[str, Any], now: datetime) -> bool:
@@ -69,6 +74,8 @@ def _eval(node: Segment, doc: dict[str, Any], now: datetime) -> bool:
             isinstance(c, str) and c.startswith(node.prefix)
             for c in _candidates(doc.get(FIELD_PHONE, MISSING))
         )
+    if isinstance(node, HasPhone):
+        return _eq(doc.get(FIELD_PHONE, MISSING), None) != node.value
     if isinstance(node, LastInbound):
         value = doc.get(FIELD_LAST_INBOUND, MISSING)
         moment = cutoff(now, node.delta)

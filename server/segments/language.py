@@ -20,16 +20,23 @@ Semantics (identical in both back ends, following MongoDB's query rules):
   ``last_inbound_at < now - d`` *or the contact never wrote* (null/missing), so for any contact
   with a date or no date at all ``before`` is exactly ``not within``: "quiet for d".
 - ``phone_prefix``: ``phone`` starts with the given ``+digits``.
+- ``has_phone: true``: ``phone`` is present and not null (customers who adopted a WhatsApp
+  username may share no number: they are reached by BSUID, and only a phone reaches SMS, Klaviyo,
+  or authentication templates); ``false`` is missing or null.
 - ``all: []`` matches every contact and ``any: []`` none (the identities of and/or).
 Dates are compared at millisecond precision, as BSON stores them; naive datetimes are UTC.
+A ``{"$date": ...}`` value without an offset is read in the workspace's time zone (``zone``):
+``{"$date": "2026-12-24"}`` is midnight in Madrid for a Madrid workspace, the same rule as a
+DATE field filled with "24/12/2026" (``server/machines/values.py``), so the two compare equal.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
 from server.errors import InvalidInput
 from server.machines.durations import parse_duration
@@ -55,6 +62,7 @@ KINDS = (
     "var",
     "last_inbound",
     "phone_prefix",
+    "has_phone",
 )
 MAX_DEPTH = 32
 MAX_IN_VALUES = 1000
@@ -120,7 +128,18 @@ class PhonePrefix:
     prefix: str
 
 
-Segment = All | AnyOf | Not | Tag | OptedIn | Assigned | AssignedTo | Var | LastInbound | PhonePrefix
+@dataclass(frozen=True)
+class HasPhone:
+    value: bool
+
+
+Segment = (
+    All | AnyOf | Not | Tag | OptedIn | Assigned | AssignedTo | Var | LastInbound | PhonePrefix | HasPhone
+)
+
+
+Zone = str | tzinfo
+"""The workspace's time zone (a name such as ``Europe/Madrid`` or a ``tzinfo``)."""
 
 
 def validate_segment(segment: Any, path: str = "segment") -> None:
@@ -128,13 +147,31 @@ def validate_segment(segment: Any, path: str = "segment") -> None:
     parse_segment(segment, path)
 
 
-def parse_segment(segment: Any, path: str = "segment") -> Segment:
-    """Validate a segment document (or pass through an already parsed one) into the typed tree."""
+def as_zone(zone: Zone) -> tzinfo:
+    return ZoneInfo(zone) if isinstance(zone, str) else zone
+
+
+def parse_segment(segment: Any, path: str = "segment", zone: Zone = UTC) -> Segment:
+    """Validate a segment document (or pass through an already parsed one) into the typed tree.
+
+    ``zone``: where ``$date`` values without an offset are read (midnight there for a bare day).
+    """
     if isinstance(
-        segment, All | AnyOf | Not | Tag | OptedIn | Assigned | AssignedTo | Var | LastInbound | PhonePrefix
+        segment,
+        All
+        | AnyOf
+        | Not
+        | Tag
+        | OptedIn
+        | Assigned
+        | AssignedTo
+        | Var
+        | LastInbound
+        | PhonePrefix
+        | HasPhone,
     ):
         return segment
-    return _parse(segment, path, 0)
+    return _parse(segment, path, 0, as_zone(zone))
 
 
 def cutoff(now: datetime, delta: timedelta) -> datetime:
@@ -162,7 +199,7 @@ def _fail(path: str, problem: str) -> InvalidInput:
     return InvalidInput(f"{path}: {problem}", path=path)
 
 
-def _parse(node: Any, path: str, depth: int) -> Segment:
+def _parse(node: Any, path: str, depth: int, zone: tzinfo) -> Segment:
     if depth > MAX_DEPTH:
         raise _fail(path, f"segments nest more than {MAX_DEPTH} levels deep")
     if not isinstance(node, dict):
@@ -186,20 +223,20 @@ def _parse(node: Any, path: str, depth: int) -> Segment:
     if kind in ("all", "any"):
         if not isinstance(value, list):
             raise _fail(here, f"{kind!r} takes a list of segments, not {_kind(value)}")
-        parts = tuple(_parse(part, f"{here}[{i}]", depth + 1) for i, part in enumerate(value))
+        parts = tuple(_parse(part, f"{here}[{i}]", depth + 1, zone) for i, part in enumerate(value))
         return All(parts) if kind == "all" else AnyOf(parts)
     if kind == "not":
         if isinstance(value, list):
             raise _fail(here, "'not' takes one segment; wrap several in {\"any\": [...]}")
-        return Not(_parse(value, here, depth + 1))
+        return Not(_parse(value, here, depth + 1, zone))
     if kind == "tag":
         return Tag(_name(value, here, "a tag name"))
     if kind == "assigned_to":
         return AssignedTo(_name(value, here, "an agent id"))
-    if kind in ("opted_in", "assigned"):
+    if kind in ("opted_in", "assigned", "has_phone"):
         if not isinstance(value, bool):
             raise _fail(here, f"{kind!r} takes true or false, not {_kind(value)}")
-        return OptedIn(value) if kind == "opted_in" else Assigned(value)
+        return {"opted_in": OptedIn, "assigned": Assigned, "has_phone": HasPhone}[kind](value)
     if kind == "last_inbound":
         return _last_inbound(value, here)
     if kind == "phone_prefix":
@@ -212,10 +249,10 @@ def _parse(node: Any, path: str, depth: int) -> Segment:
         ):
             raise _fail(here, f"{value!r} is not a phone prefix; use '+' and digits, e.g. '+34'")
         return PhonePrefix(value)
-    return _var(node, path)
+    return _var(node, path, zone)
 
 
-def _var(node: dict[str, Any], path: str) -> Var:
+def _var(node: dict[str, Any], path: str, zone: tzinfo) -> Var:
     name = node["var"]
     if not isinstance(name, str) or not name:
         raise _fail(f"{path}.var", f"'var' takes a variable name, not {_kind(name)}")
@@ -242,8 +279,8 @@ def _var(node: dict[str, Any], path: str) -> Var:
             raise _fail(here, f"'in' takes a list of values, not {_kind(raw)}")
         if len(raw) > MAX_IN_VALUES:
             raise _fail(here, f"'in' takes at most {MAX_IN_VALUES} values")
-        return Var(name, op, tuple(_scalar(v, f"{here}[{i}]", op) for i, v in enumerate(raw)))
-    value = _scalar(raw, here, op)
+        return Var(name, op, tuple(_scalar(v, f"{here}[{i}]", op, zone) for i, v in enumerate(raw)))
+    value = _scalar(raw, here, op, zone)
     if op in ORDER_OPERATORS and isinstance(value, bool):
         raise _fail(here, f"{op!r} compares numbers, text or dates, not true/false; use 'eq'")
     if op == "contains" and value == "":
@@ -251,17 +288,13 @@ def _var(node: dict[str, Any], path: str) -> Var:
     return Var(name, op, value)
 
 
-def _scalar(raw: Any, path: str, op: str) -> Scalar:
+def _scalar(raw: Any, path: str, op: str, zone: tzinfo) -> Scalar:
     """One comparable value: text, number, boolean, a datetime or ``{"$date": "<ISO-8601>"}``."""
     if isinstance(raw, dict) and set(raw) == {"$date"}:
-        text = raw["$date"]
-        try:
-            moment = datetime.fromisoformat(text.replace("Z", "+00:00")) if isinstance(text, str) else None
-        except ValueError:
-            moment = None
+        moment = _iso_moment(raw["$date"], zone)
         if moment is None:
-            raise _fail(path, f"{text!r} is not an ISO-8601 date such as '2025-01-31T09:00:00Z'")
-        return as_utc(moment)
+            raise _fail(path, f"{raw['$date']!r} is not an ISO-8601 date such as '2025-01-31T09:00:00Z'")
+        return moment
     if isinstance(raw, datetime):
         return as_utc(raw)
     if isinstance(raw, bool | str):
@@ -284,6 +317,22 @@ def _scalar(raw: Any, path: str, op: str) -> Scalar:
         f"{_kind(raw)} is not a value to compare with; use text, a number, true/false "
         'or {"$date": "<ISO-8601>"}',
     )
+
+
+def _iso_moment(text: Any, zone: tzinfo) -> datetime | None:
+    """An ISO-8601 day or moment as aware UTC; without an offset it is read in ``zone``."""
+    if not isinstance(text, str):
+        return None
+    try:
+        if len(text.strip()) == 10:  # a day alone: its midnight in the workspace's zone
+            moment = datetime.combine(date.fromisoformat(text.strip()), time())
+        else:
+            moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=zone)
+    return moment.astimezone(UTC)
 
 
 def _last_inbound(value: Any, path: str) -> LastInbound:

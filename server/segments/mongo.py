@@ -7,7 +7,7 @@ these exact forms. The filter does not scope by workspace: callers ``$and`` it w
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from server.segments.language import (
@@ -21,6 +21,7 @@ from server.segments.language import (
     AnyOf,
     Assigned,
     AssignedTo,
+    HasPhone,
     LastInbound,
     Not,
     OptedIn,
@@ -28,6 +29,7 @@ from server.segments.language import (
     Segment,
     Tag,
     Var,
+    Zone,
     cutoff,
     parse_segment,
     regex_literal,
@@ -40,9 +42,12 @@ MATCH_NONE: Filter = {"_id": {"$in": []}}
 _ORDER = {"gt": "$gt", "gte": "$gte", "lt": "$lt", "lte": "$lte"}
 
 
-def to_mongo_filter(segment: Any, now: datetime) -> Filter:
-    """A filter selecting exactly the contacts for which ``matches(segment, contact, now)`` holds."""
-    return _compile(parse_segment(segment), now)
+def to_mongo_filter(segment: Any, now: datetime, zone: Zone = UTC) -> Filter:
+    """A filter selecting exactly the contacts for which ``matches(segment, contact, now, zone)`` holds.
+
+    ``zone``: the workspace's time zone, where ``$date`` values without an offset are read.
+    """
+    return _compile(parse_segment(segment, zone=zone), now)
 
 
 def _compile(node: Segment, now: datetime) -> Filter:
@@ -64,6 +69,8 @@ def _compile(node: Segment, now: datetime) -> Filter:
         return {FIELD_AGENT: {"$eq": node.agent}}
     if isinstance(node, PhonePrefix):
         return {FIELD_PHONE: {"$regex": "^" + regex_literal(node.prefix)}}
+    if isinstance(node, HasPhone):
+        return {FIELD_PHONE: {"$ne" if node.value else "$eq": None}}
     if isinstance(node, LastInbound):
         moment = cutoff(now, node.delta)
         if node.kind == "within":

@@ -16,6 +16,7 @@ from typing import Any
 from pymongo import ReturnDocument, UpdateOne
 from pymongo.errors import BulkWriteError
 
+from server.store.contacts import live_contacts
 from server.store.database import Database
 
 Document = dict[str, Any]
@@ -99,11 +100,11 @@ class BroadcastRepository:
         )
 
     async def message_statuses(self, broadcast_id: str) -> list[Document]:
-        """``{_id: {phone, status}}`` per distinct pair among the broadcast's outbound messages."""
+        """``{_id: {contact_id, phone, status}}`` per distinct triple among the broadcast's messages."""
         cursor = await self._messages.aggregate(
             [
                 {"$match": {"broadcast_id": broadcast_id}},
-                {"$group": {"_id": {"phone": "$phone", "status": "$status"}}},
+                {"$group": {"_id": {"contact_id": "$contact_id", "phone": "$phone", "status": "$status"}}},
             ]
         )
         return await cursor.to_list()
@@ -200,12 +201,12 @@ class AudienceRepository:
         self._contacts = database.collection("contacts")
 
     async def members(self, workspace_id: str, segment_filter: Document) -> AsyncIterator[Document]:
-        query = {"$and": [{"workspace_id": workspace_id}, segment_filter]}
+        query = {"$and": [live_contacts(workspace_id), segment_filter]}
         async for document in self._contacts.find(query, {"phone": 1}).sort("_id", 1):
             yield document
 
     async def scan(self, workspace_id: str, segment_filter: Document) -> AsyncIterator[Document]:
-        query = {"$and": [{"workspace_id": workspace_id}, segment_filter]}
+        query = {"$and": [live_contacts(workspace_id), segment_filter]}
         async for document in self._contacts.find(query, LIGHT_CONTACT):
             yield document
 

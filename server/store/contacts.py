@@ -14,10 +14,18 @@ from server.store.database import Database
 
 
 def new_contact(key: ContactKey, now: datetime) -> dict[str, Any]:
+    """A contact's first document; its identities are set by the turn that creates it.
+
+    A key stored before identities (``ws:+phone``: an old timer, an old message's record) names
+    a contact first seen with that phone, so that phone is its phone.
+    """
     return {
         "_id": key.doc_id,
         "workspace_id": key.workspace_id,
-        "phone": key.phone,
+        "phone": key.local_id if key.legacy else None,
+        "bsuid": None,
+        "parent_bsuid": None,
+        "username": None,
         "name": None,
         "tags": [],
         "variables": {},
@@ -33,6 +41,20 @@ def new_contact(key: ContactKey, now: datetime) -> dict[str, Any]:
         "created_at": now,
         "updated_at": now,
     }
+
+
+def live_contacts(workspace_id: str) -> dict[str, Any]:
+    """A workspace's contacts, without those merged into another (kept only as a redirect) and
+    without the tombstones of erased ones."""
+    return {"workspace_id": workspace_id, "merged_into": None, "erased_at": None}
+
+
+def workspace_range(workspace_id: str) -> dict[str, Any]:
+    """Every contact ``_id`` of a workspace (``workspace:local``): one range of the primary key.
+
+    ``;`` is the character after ``:``, so the range holds exactly the ids with that prefix.
+    """
+    return {"$gt": f"{workspace_id}:", "$lt": f"{workspace_id};"}
 
 
 def cas_filter(document: dict[str, Any], expected_version: int) -> dict[str, Any]:
@@ -63,6 +85,26 @@ class ContactRepository:
         """The contacts of these ids (missing ones left out), in one round trip: API DataLoaders."""
         query = {"_id": {"$in": contact_ids}, "workspace_id": workspace_id}
         return await self._contacts.find(query).to_list()
+
+    async def page(
+        self, workspace_id: str, match: dict[str, Any], after_id: str | None, limit: int
+    ) -> list[dict[str, Any]]:
+        """Live contacts matching ``match`` in ``_id`` order, ``limit`` of them after ``after_id``.
+
+        The workspace is a range of the primary key (``workspace_range``), so listing and paging
+        walk that index; ``match`` (a compiled segment, a search) is tested on the range.
+        """
+        ids = workspace_range(workspace_id)
+        if after_id is not None:
+            ids = {**ids, "$gt": max(after_id, ids["$gt"])}
+        query = {"$and": [{"_id": ids, **live_contacts(workspace_id)}, match]} if match else None
+        query = query or {"_id": ids, **live_contacts(workspace_id)}
+        return await self._contacts.find(query).sort("_id", 1).limit(limit).to_list()
+
+    async def count(self, workspace_id: str, match: dict[str, Any]) -> int:
+        """How many live contacts of the workspace match ``match`` (the same range as ``page``)."""
+        scope = {"_id": workspace_range(workspace_id), **live_contacts(workspace_id)}
+        return await self._contacts.count_documents({"$and": [scope, match]} if match else scope)
 
     async def compare_and_set(self, document: dict[str, Any], expected_version: int) -> bool:
         """Write ``document`` only if the stored version is still ``expected_version``.
@@ -111,7 +153,6 @@ class ContactRepository:
             "outbox.not_before": 1,
             "outbox_paused_until": 1,
             "workspace_id": 1,
-            "phone": 1,
         }
         if counts_since is not None:
             conditions.append({"counts_pending.at": {"$gte": counts_since}})
@@ -145,10 +186,10 @@ class ContactRepository:
 
     # --- tags, assignment and the inbox -----------------------------------------------------
 
-    async def phones_with_tag(self, workspace_id: str, name: str) -> list[str]:
-        """Phones of the contacts holding tag ``name`` (a rename or delete retags them via their actors)."""
-        cursor = self._contacts.find({"workspace_id": workspace_id, "tags": name}, {"phone": 1})
-        return [document["phone"] async for document in cursor]
+    async def keys_with_tag(self, workspace_id: str, name: str) -> list[ContactKey]:
+        """The contacts holding tag ``name`` (a rename or delete retags them via their actors)."""
+        cursor = self._contacts.find({"workspace_id": workspace_id, "tags": name}, {"_id": 1})
+        return [ContactKey.of_contact(document) async for document in cursor]
 
     async def open_counts(self, workspace_id: str, agent_ids: list[str]) -> dict[str, int]:
         """Conversations each agent owns right now (for "least open" assignment)."""
@@ -172,7 +213,7 @@ class ContactRepository:
         limit: int,
     ) -> list[dict[str, Any]]:
         """Contacts with messages, most recent conversation first (``after``: the last row seen)."""
-        query: dict[str, Any] = {"workspace_id": workspace_id, "last_message_at": {"$ne": None}}
+        query: dict[str, Any] = {**live_contacts(workspace_id), "last_message_at": {"$ne": None}}
         if assigned_to is not None:
             query["assigned_agent"] = assigned_to
         elif unassigned:
@@ -190,7 +231,7 @@ class ContactRepository:
         """Contacts with external profile updates still to make (for the sync's recovery)."""
         cursor = self._contacts.find(
             {"external_sync.id": {"$exists": True}},
-            {"external_sync": 1, "workspace_id": 1, "phone": 1},
+            {"external_sync": 1, "workspace_id": 1},
         )
         async for document in cursor:
             yield document

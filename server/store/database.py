@@ -8,6 +8,7 @@ from typing import Any
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import OperationFailure
 from pymongo.monitoring import CommandListener
 
 from server.store.stats import StoreStats
@@ -19,7 +20,8 @@ INDEXES: dict[str, list[IndexModel]] = {
     # Every index costs each contact commit (the embedded store maintains indexes in Python: each
     # one roughly halved its compare-and-set rate), so contacts keep only what queries need. The
     # _id is "workspace:phone"; workspace-wide queries use the inbox index's workspace_id prefix;
-    # a run is found through the ``runs`` projection.
+    # a run is found through the ``runs`` projection. A contact is found by its phone or BSUID
+    # through ``identities`` (server/contact_directory.py), not by an index here.
     "contacts": [
         # The inbox (server/operations/inbox.py): newest conversations, per agent or all.
         IndexModel([("workspace_id", ASCENDING), ("last_message_at", DESCENDING), ("_id", DESCENDING)]),
@@ -32,8 +34,11 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("workspace_id", ASCENDING), ("flow_id", ASCENDING), ("_id", ASCENDING)]),
         IndexModel([("workspace_id", ASCENDING), ("contact_id", ASCENDING), ("_id", ASCENDING)]),
     ],
+    # A conversation: the contact's messages by ``contact_id``. Messages written before identities
+    # named the contact by phone only; the start-up migration gives them their ``contact_id``
+    # (store/identity_migration.py) and reads cover the rest (store/messages.py, ``of_contact``).
     "messages": [
-        IndexModel([("workspace_id", ASCENDING), ("phone", ASCENDING), ("at", ASCENDING)]),
+        IndexModel([("workspace_id", ASCENDING), ("contact_id", ASCENDING), ("at", ASCENDING)]),
         IndexModel([("broadcast_id", ASCENDING)], sparse=True),  # broadcast progress
     ],
     # Status reports of outbound messages (server/store/statuses.py): parked until their message is known.
@@ -41,6 +46,10 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("workspace_id", ASCENDING), ("provider_id", ASCENDING), ("state", ASCENDING)]),
         IndexModel([("state", ASCENDING), ("received_at", ASCENDING)]),
     ],
+    # The unique, workspace-scoped identities of contacts are the ``_id`` (store/identities.py);
+    # this index lists a contact's own (merges, erasure).
+    "identities": [IndexModel([("workspace_id", ASCENDING), ("contact_id", ASCENDING)])],
+    "contact_merges": [IndexModel([("state", ASCENDING)])],
     # The workspace catalog (server/store/catalog.py): unique on each entry's natural key.
     "tags": [IndexModel([("workspace_id", ASCENDING), ("name", ASCENDING)], unique=True)],
     "fields": [IndexModel([("workspace_id", ASCENDING), ("name", ASCENDING)], unique=True)],
@@ -66,6 +75,9 @@ INDEXES: dict[str, list[IndexModel]] = {
     "broadcast_recipients": [
         IndexModel([("broadcast_id", ASCENDING), ("state", ASCENDING), ("_id", ASCENDING)])
     ],
+    # Contact import jobs and their stored rows (server/store/import_jobs.py).
+    "import_jobs": [IndexModel([("status", ASCENDING)])],
+    "import_chunks": [IndexModel([("job_id", ASCENDING), ("_id", ASCENDING)])],
     # Per business portfolio (server/store/broadcasts.py); "portfolio" missing = the workspace's own.
     "messaging_reach": [
         IndexModel([("workspace_id", ASCENDING), ("portfolio", ASCENDING), ("at", ASCENDING)])
@@ -84,13 +96,15 @@ INDEXES: dict[str, list[IndexModel]] = {
 RETIRED_INDEXES: dict[str, list[str]] = {
     "contacts": ["workspace_id_1_phone_1", "runs.id_1", "timers.due_at_1"],
     # Unapplied inbound messages and provider ids live in side collections (store/messages.py).
-    "messages": ["direction_1_applied_1", "provider_id_1"],
+    "messages": ["direction_1_applied_1", "provider_id_1", "workspace_id_1_phone_1_at_1"],
     # Numbers were unique across workspaces, which let one tenant squat another's (issue 15).
     "channels": ["phone_number_id_1"],
     # Reach is counted per business portfolio now (issue 16).
     "messaging_reach": ["workspace_id_1_at_1"],
 }
 
+
+INDEX_NOT_FOUND = 27
 
 # The URI's options apply too: the embedded store's URI turns retryable writes off (embedded.py).
 CLIENT_OPTIONS: dict[str, Any] = {
@@ -127,7 +141,11 @@ class Database:
             existing = {index["name"] async for index in await self.db[name].list_indexes()}
             for index_name in retired:
                 if index_name in existing:
-                    await self.db[name].drop_index(index_name)
+                    try:
+                        await self.db[name].drop_index(index_name)
+                    except OperationFailure as exc:
+                        if exc.code != INDEX_NOT_FOUND:
+                            raise  # else another replica starting at the same time dropped it
 
     async def ping(self) -> bool:
         await self.db.command("ping")

@@ -1,10 +1,10 @@
 """Conversation messages in and out; inbound ones double as the durable record of an event.
 
 Every secondary index costs each write of the embedded store about as much as the write itself,
-so ``messages`` keeps only the conversation index. Two side collections keyed by ``_id`` alone
-answer the other questions: ``inbound_pending`` holds the ids of inbound messages stored but not
-yet applied by their actor (what recovery re-tells), and ``message_refs`` maps a provider's id
-(a wamid) to our message (what a status webhook names).
+so ``messages`` keeps only the conversation index (by ``contact_id``). Two side collections
+keyed by ``_id`` alone answer the other questions: ``inbound_pending`` holds the ids of inbound
+messages stored but not yet applied by their actor (what recovery re-tells), and
+``message_refs`` maps a provider's id (a wamid) to our message (what a status webhook names).
 
 A provider's id is unique only as far as the provider is honest, and any tenant can post any
 wamid to its own channel: an inbound message's ``_id`` and a reference's are the provider id
@@ -21,7 +21,7 @@ from typing import Any
 
 from pymongo import DeleteMany, InsertOne
 
-from server.ids import scoped_id
+from server.ids import ContactKey, scoped_id
 from server.store.batching import IdLoader, Outcome, WriteBatcher
 from server.store.database import Database
 from server.store.legacy_ids import LegacyProviderIds
@@ -59,7 +59,8 @@ class MessageRepository:
         pending = {
             "_id": document["_id"],
             "workspace_id": document["workspace_id"],
-            "phone": document["phone"],
+            "phone": document.get("phone"),
+            "contact_id": document.get("contact_id"),
             "at": document["at"],
         }
         _, inserted = await asyncio.gather(
@@ -112,14 +113,9 @@ class MessageRepository:
                 if message_id in found:
                     yield found[message_id]
 
-    async def outbound_for(self, workspace_id: str, phone: str, channel: str) -> list[dict[str, Any]]:
-        return (
-            await self._messages.find(
-                {"workspace_id": workspace_id, "phone": phone, "direction": "out", "channel": channel}
-            )
-            .sort([("at", 1), ("_id", 1)])
-            .to_list()
-        )
+    async def outbound_for(self, key: ContactKey, channel: str) -> list[dict[str, Any]]:
+        query = {"$and": [of_contact(key), {"direction": "out", "channel": channel}]}
+        return await self._messages.find(query).sort([("at", 1), ("_id", 1)]).to_list()
 
     # --- outbound message statuses (provider webhooks and permanent send failures) ---
 
@@ -216,12 +212,29 @@ class MessageRepository:
         )
 
     async def conversation(
-        self, workspace_id: str, phone: str, limit: int, before: tuple[datetime, str] | None = None
+        self, key: ContactKey, limit: int, before: tuple[datetime, str] | None = None
     ) -> list[dict[str, Any]]:
-        """The latest ``limit`` messages in and out with ``phone`` (older than ``before``), oldest first."""
-        query: dict[str, Any] = {"workspace_id": workspace_id, "phone": phone}
+        """The latest ``limit`` messages in and out with the contact (older than ``before``), oldest first."""
+        query: dict[str, Any] = of_contact(key)
         if before is not None:
             at, message_id = before
-            query["$or"] = [{"at": {"$lt": at}}, {"at": at, "_id": {"$lt": message_id}}]
+            query = {"$and": [query, {"$or": [{"at": {"$lt": at}}, {"at": at, "_id": {"$lt": message_id}}]}]}
         found = await self._messages.find(query).sort([("at", -1), ("_id", -1)]).limit(limit).to_list()
         return found[::-1]
+
+    async def repoint(self, key: ContactKey, to_contact: str) -> int:
+        """A merge: the messages of ``key``'s contact now belong to contact ``to_contact``."""
+        result = await self._messages.update_many(of_contact(key), {"$set": {"contact_id": to_contact}})
+        return result.modified_count
+
+
+def of_contact(key: ContactKey) -> dict[str, Any]:
+    """The filter of a contact's messages: by ``contact_id``, and for a contact stored before
+    identities also the messages then written with only its phone (its ``local_id``): the start-up
+    migration gives those their ``contact_id``, and a replica of the older version may still write
+    some during a rolling deploy. Both branches are ranges of the conversation index."""
+    mine = {"workspace_id": key.workspace_id, "contact_id": key.doc_id}
+    if not key.legacy:
+        return mine
+    written_before = {"workspace_id": key.workspace_id, "contact_id": None, "phone": key.local_id}
+    return {"$or": [mine, written_before]}

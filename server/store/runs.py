@@ -26,7 +26,7 @@ class RunRepository:
                 **run,
                 "workspace_id": contact["workspace_id"],
                 "contact_id": contact["_id"],
-                "phone": contact["phone"],
+                "phone": contact.get("phone"),
                 "contact_version": contact["version"],
             }
             document.pop("id")

@@ -61,11 +61,14 @@ class MessageStatusRepository:
     async def get(self, status_id: str) -> Document | None:
         return await self._statuses.find_one({"_id": status_id})
 
-    async def attach(self, status_id: str, message_id: str, phone: str) -> None:
-        """The report's message is known: it is on the message document and its actor is told."""
+    async def attach(self, status_id: str, message_id: str, contact: Document) -> None:
+        """The report's message is known: it is on the message document and its actor is told.
+
+        ``contact``: the message's ``contact_id`` and ``phone`` (``ContactKey.referenced_by``).
+        """
         await self._statuses.update_one(
             {"_id": status_id, "state": {"$ne": "applied"}},
-            {"$set": {"message_id": message_id, "phone": phone, "state": "recorded"}},
+            {"$set": {"message_id": message_id, **contact, "state": "recorded"}},
         )
 
     async def mark_applied(self, status_id: str) -> None:

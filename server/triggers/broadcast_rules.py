@@ -93,7 +93,7 @@ def window_sensitive(definition: FlowDefinition) -> bool:
     return any(i.code == "SIMPLE_MESSAGE_AFTER_WEBHOOK_START" for i in issues)
 
 
-Matcher = Callable[[dict[str, Any], dict[str, Any], datetime], bool]
+Matcher = Callable[[dict[str, Any], dict[str, Any], datetime, str], bool]  # + workspace zone
 
 
 @dataclass

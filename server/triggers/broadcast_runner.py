@@ -170,16 +170,18 @@ class BroadcastRunner:
         broadcast_id, workspace_id = broadcast["_id"], broadcast["workspace_id"]
         now = runtime.clock.now()
         batch: list[dict[str, Any]] = []
+        zone = await runtime.timezone_of(workspace_id)
         async for contact in runtime.triggers.audience.members(
-            workspace_id, to_mongo_filter(broadcast["segment"], now)
+            workspace_id, to_mongo_filter(broadcast["segment"], now, zone)
         ):
             batch.append(
                 {
-                    "_id": f"{broadcast_id}:{contact['phone']}",
+                    # contacts stored before identities: the id a freeze of that version gave them
+                    "_id": f"{broadcast_id}:{ContactKey.of_contact(contact).local_id}",
                     "broadcast_id": broadcast_id,
                     "workspace_id": workspace_id,
                     "contact_id": contact["_id"],
-                    "phone": contact["phone"],
+                    "phone": contact.get("phone"),
                     "state": "queued",
                     "reason": None,
                     "run_id": None,
@@ -272,7 +274,7 @@ class BroadcastRunner:
             assert contact is not None
             starts.append(recipient)
             if not window_open(contact.get("last_inbound_at"), now):
-                closed.append(recipient["phone"])
+                closed.append(_reached(recipient))
         await runtime.triggers.recipients.set_states(skips, ["queued"])
         if not closed:
             return starts
@@ -291,7 +293,7 @@ class BroadcastRunner:
         await limits.record(workspace_id, fresh, now, portfolio)
         waiting = set(closed) - allowed
         outcome.deferred += len(waiting)
-        return [r for r in starts if r["phone"] not in waiting]
+        return [r for r in starts if _reached(r) not in waiting]
 
     async def _start_one(
         self,
@@ -304,9 +306,9 @@ class BroadcastRunner:
         runtime = self.runtime
         broadcast_id = broadcast["_id"]
         assert runtime.actors is not None
-        key = ContactKey(broadcast["workspace_id"], recipient["phone"])
+        key = ContactKey.referenced_by(recipient)
         event = StartFlow(
-            f"bc:{broadcast_id}:{recipient['phone']}",
+            f"bc:{broadcast_id}:{key.local_id}",
             plan.flow_id,
             trigger={"broadcast_id": broadcast_id},
             source="broadcast",
@@ -320,7 +322,7 @@ class BroadcastRunner:
             )
             return
         except KonvoError as exc:  # contended or shutting down: stays queued for the next pass
-            log.info("broadcast %s: %s stays queued: %s", broadcast_id, recipient["phone"], exc.message)
+            log.info("broadcast %s: %s stays queued: %s", broadcast_id, key.doc_id, exc.message)
             return
         finally:
             gate.release()
@@ -395,3 +397,8 @@ class BroadcastRunner:
         self._published[broadcast_id] = moment
         topic = broadcast_topic(broadcast["workspace_id"], broadcast_id)
         await self.runtime.pubsub.publish(topic, {"id": broadcast_id})
+
+
+def _reached(recipient: dict[str, Any]) -> str:
+    """Who counts against the messaging limit: a unique user, by phone (else the contact)."""
+    return str(recipient.get("phone") or recipient["contact_id"])

@@ -344,7 +344,9 @@ async def progress(runtime: Runtime, broadcast: dict[str, Any]) -> Counts:
     best: dict[str, int] = {}
     failed: set[str] = set()
     for row in await runtime.triggers.broadcasts.message_statuses(broadcast_id):
-        phone, status = row["_id"].get("phone"), row["_id"].get("status")
+        # per person: the contact (messages written before identities name only the phone)
+        phone = row["_id"].get("contact_id") or row["_id"].get("phone")
+        status = row["_id"].get("status")
         if status == "failed":
             failed.add(phone)
         best[phone] = max(best.get(phone, 0), STATUS_RANK.get(status, 0))
@@ -386,13 +388,14 @@ async def estimate_broadcast(runtime: Runtime, workspace_id: str, data: dict[str
     )
     plan.marketing_first = marketing_first(plan, draft.categories)
     moment = now(runtime)
-    judge = Judge(
-        plan, moment, await runtime.timezone_of(workspace_id), matches, await runtime.fields_of(workspace_id)
-    )
+    zone = await runtime.timezone_of(workspace_id)
+    judge = Judge(plan, moment, zone, matches, await runtime.fields_of(workspace_id))
     first = plan.first_template()
     category = draft.categories.get(first.template) if first is not None else None
     result = Estimate(category=category)
-    async for contact in runtime.triggers.audience.scan(workspace_id, to_mongo_filter(draft.segment, moment)):
+    async for contact in runtime.triggers.audience.scan(
+        workspace_id, to_mongo_filter(draft.segment, moment, zone)
+    ):
         result.recipients += 1
         reason = judge.skip_reason(contact)
         if reason is not None:
@@ -403,7 +406,7 @@ async def estimate_broadcast(runtime: Runtime, workspace_id: str, data: dict[str
         if not is_open:
             result.outside_window += 1
         if category is not None:
-            price = estimate_cost(category, contact["phone"], is_open)
+            price = estimate_cost(category, str(contact.get("phone") or ""), is_open)
             result.currency = price["currency"]
             if price["amount"] is None:
                 result.unpriced += 1

@@ -8,7 +8,7 @@ and that failure names the path that was missing.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import phonenumbers
@@ -52,12 +52,33 @@ class VariableSpec(BaseModel):
         return _check_path(value)
 
 
+class ContactMapping(BaseModel):
+    """Contact fields read from the payload and tags to add, written in the turn that starts the run.
+
+    Field names and tags are checked against the workspace's catalog when the trigger is created
+    (``server/operations/contact_data.py``); values are typed like ``setVariable`` on each request.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    fields: dict[str, str | VariableSpec] = {}
+    tags: list[str] = []
+
+    @field_validator("fields")
+    @classmethod
+    def _fields(cls, value: dict[str, str | VariableSpec]) -> dict[str, str | VariableSpec]:
+        for spec in value.values():
+            if isinstance(spec, str):
+                _check_path(spec)
+        return value
+
+
 class WebhookMapping(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     phone: str
     default_country: str | None = None
     variables: dict[str, str | VariableSpec] = {}
+    contact: ContactMapping | None = None
     idempotency_key: str | None = None
     signature: Literal["konvo", "konvo_legacy", "shopify", "token"] = "konvo"
 
@@ -155,23 +176,20 @@ class Extracted:
     phone: str
     variables: dict[str, Any]
     idempotency_key: str | None
+    contact_fields: dict[str, Any] = field(default_factory=dict)  # as posted; typed by the caller
+    contact_paths: dict[str, str] = field(default_factory=dict)  # field -> the path it came from
 
 
 def extract(mapping: WebhookMapping, payload: Any, workspace_country: str | None) -> Extracted:
     """Apply ``mapping`` to ``payload`` (raises ``PayloadError`` naming the missing path)."""
     country = mapping.default_country or workspace_country
     phone = to_e164(lookup(payload, mapping.phone), country, mapping.phone)
-    variables: dict[str, Any] = {}
-    for name, spec in mapping.variables.items():
-        if isinstance(spec, str):
-            variables[name] = lookup(payload, spec)
-            continue
-        try:
-            variables[name] = lookup(payload, spec.path)
-        except PayloadError:
-            if spec.default is None and not spec.optional:
-                raise
-            variables[name] = spec.default
+    variables = _values(payload, mapping.variables)
+    contact_specs = mapping.contact.fields if mapping.contact is not None else {}
+    contact_fields = {  # an optional field missing from the payload is left as it is
+        name: value for name, value in _values(payload, contact_specs).items() if value is not None
+    }
+    paths = {name: spec if isinstance(spec, str) else spec.path for name, spec in contact_specs.items()}
     key = None
     if mapping.idempotency_key is not None:
         value = lookup(payload, mapping.idempotency_key)
@@ -180,4 +198,26 @@ def extract(mapping: WebhookMapping, payload: Any, workspace_country: str | None
                 mapping.idempotency_key, f"{mapping.idempotency_key!r} must be a text or number"
             )
         key = str(value)
-    return Extracted(phone=phone, variables=variables, idempotency_key=key)
+    return Extracted(
+        phone=phone,
+        variables=variables,
+        idempotency_key=key,
+        contact_fields=contact_fields,
+        contact_paths=paths,
+    )
+
+
+def _values(payload: Any, specs: dict[str, str | VariableSpec]) -> dict[str, Any]:
+    """Each spec's value in ``payload``; an optional one missing gets its default (or None)."""
+    values: dict[str, Any] = {}
+    for name, spec in specs.items():
+        if isinstance(spec, str):
+            values[name] = lookup(payload, spec)
+            continue
+        try:
+            values[name] = lookup(payload, spec.path)
+        except PayloadError:
+            if spec.default is None and not spec.optional:
+                raise
+            values[name] = spec.default
+    return values

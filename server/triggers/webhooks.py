@@ -23,8 +23,10 @@ from redis.exceptions import RedisError
 from server.actors.events import StartFlow
 from server.channels.choice import chosen_channel_id
 from server.errors import InvalidInput, KonvoError, NotFound
-from server.ids import ContactKey, new_id
-from server.triggers.mapping import PayloadError, extract, parse_mapping
+from server.identity import Identities
+from server.ids import new_id
+from server.operations.contact_data import check_contact_names, checked_contact_data
+from server.triggers.mapping import Extracted, PayloadError, WebhookMapping, extract, parse_mapping
 from server.triggers.signatures import SCHEMES, scheme_of, verify
 from server.web.json_limits import JsonTooDeep, check_json_depth
 
@@ -60,6 +62,10 @@ async def create_webhook_trigger(
 
     ``channel_id``: the number its runs talk through (None: the flow's, else the default)."""
     parsed = parse_mapping(mapping)
+    if parsed.contact is not None:  # a field or tag the catalog lacks is refused now, not per request
+        await check_contact_names(
+            runtime, workspace_id, list(parsed.contact.fields), parsed.contact.tags, "mapping.contact"
+        )
     if await runtime.flows.get(workspace_id, flow_id) is None:
         raise NotFound(f"flow {flow_id} not found", field="flowId")
     channel_id = await chosen_channel_id(runtime.channels, workspace_id, channel_id)
@@ -201,6 +207,10 @@ async def _accept(runtime: Runtime, trigger: dict[str, Any], body: bytes, header
         key = _idempotency_key(headers, extracted.idempotency_key)
     except PayloadError as exc:
         return _error(400, exc.message, path=exc.path)
+    try:
+        contact = await _contact_data(runtime, workspace_id, mapping, extracted)
+    except (InvalidInput, NotFound) as exc:
+        return _error(400, exc.message, **exc.details)
     flow = await runtime.flows.get(workspace_id, trigger["flow_id"])
     if flow is None or flow.get("status") != "active":
         state = "deleted" if flow is None else flow.get("status")
@@ -214,6 +224,7 @@ async def _accept(runtime: Runtime, trigger: dict[str, Any], body: bytes, header
         "phone": extracted.phone,
         "trigger": extracted.variables,
         "channel_id": trigger.get("channel_id"),
+        "contact": contact,
         "event_id": hook_event_id(trigger_id, key),
         "body": body.decode("utf-8", "replace"),  # as received (JSON keys may not suit a document)
         "received_at": runtime.clock.now(),
@@ -223,6 +234,25 @@ async def _accept(runtime: Runtime, trigger: dict[str, Any], body: bytes, header
         return HookResponse(202, {"id": existing["_id"], "duplicate": True, "runId": existing.get("run_id")})
     _apply_later(runtime, existing)
     return HookResponse(202, {"id": existing["_id"], "duplicate": not stored, "phone": extracted.phone})
+
+
+async def _contact_data(
+    runtime: Runtime, workspace_id: str, mapping: WebhookMapping, extracted: Extracted
+) -> dict[str, Any] | None:
+    """The mapping's contact fields typed against the workspace's fields (a value that does not fit,
+    or a field deleted since the trigger was made, is refused with the field and the path named)."""
+    if mapping.contact is None:
+        return None
+    raw = {"fields": extracted.contact_fields, "tags": mapping.contact.tags}
+    try:
+        data = await checked_contact_data(runtime, workspace_id, raw, "mapping.contact")
+    except (InvalidInput, NotFound) as exc:
+        name = str(exc.details.get("field") or "").removeprefix("mapping.contact.fields.")
+        path = extracted.contact_paths.get(name)
+        if path is not None:
+            exc.details["path"] = path
+        raise
+    return {"values": data.values, "links": data.links, "tags": list(data.tags)}
 
 
 _pending: set[asyncio.Task[None]] = set()
@@ -238,16 +268,23 @@ def _apply_later(runtime: Runtime, request: dict[str, Any]) -> None:
 async def apply_request(runtime: Runtime, request: dict[str, Any]) -> None:
     """Start the flow for a stored request and mark it applied (a failure is recorded, not raised)."""
     assert runtime.actors is not None
-    key = ContactKey(request["workspace_id"], request["phone"])
+    contact = request.get("contact") or {}
     event = StartFlow(
         request["event_id"],
         request["flow_id"],
         trigger=request["trigger"],
         source="webhook",
         channel_id=request.get("channel_id"),
+        contact_values=contact.get("values") or {},
+        contact_links=contact.get("links") or {},
+        contact_tags=tuple(contact.get("tags") or ()),
     )
     try:
-        result = await runtime.actors.ask(key, event)
+        resolved = await runtime.directory.resolve(
+            request["workspace_id"], Identities(phone=request["phone"])
+        )
+        assert resolved is not None  # resolve creates
+        result = await runtime.actors.ask(resolved.key, event)
     except (InvalidInput, NotFound) as exc:  # the flow was archived or deleted meanwhile: final
         await runtime.triggers.hook_requests.mark_applied(request["_id"], None, exc.message)
         return

@@ -39,10 +39,10 @@ def graphql(server: ServedProcess, query: str, **variables: object) -> dict[str,
     return body["data"]
 
 
-def open_chat(server: ServedProcess, phone: str) -> pexpect.spawn:
+def open_chat(server: ServedProcess, phone: str, *options: str) -> pexpect.spawn:
     chat = pexpect.spawn(
         KONVO,
-        ["chat", phone, "--url", server.base_url, "--api-key", server.api_key],
+        ["chat", phone, "--url", server.base_url, "--api-key", server.api_key, *options],
         encoding="utf-8",
         timeout=30,
         dimensions=(40, 160),
@@ -135,3 +135,26 @@ def test_a_chat_opened_after_the_flow_wrote_shows_it_and_presses_its_buttons(ser
         chat.close(force=True)
     tags = graphql(server, "query($p: String!) { contact(phone: $p) { tags } }", p=phone)
     assert json.dumps(tags) == json.dumps({"contact": {"tags": ["no-marketing"]}})
+
+
+def test_a_customer_without_a_phone_number_chats_by_bsuid(server: ServedProcess) -> None:
+    """A WhatsApp user who adopted a username and shares no number: the sandbox plays them by BSUID."""
+    bsuid = "ES.40219375509914732216"
+    chat = open_chat(server, bsuid, "--username", "@lucia")
+    try:
+        expect_lines(
+            chat, f"chatting as {bsuid}. Type a message, a button's number to press it, /quit to leave."
+        )
+        expect_lines(chat, "(no messages yet)")
+        chat.sendline("ofertas")
+        expect_lines(chat, "bot: ¿Quieres recibir nuestras ofertas por WhatsApp?", "  [1] Sí, quiero")
+        chat.sendline("1")
+        expect_lines(chat, "you pressed: Sí, quiero")
+        chat.sendline("/quit")
+        chat.expect(pexpect.EOF)
+    finally:
+        chat.close(force=True)
+    found = graphql(
+        server, "query($w: String!) { contact(whatsappId: $w) { phone bsuid username optedIn } }", w=bsuid
+    )
+    assert found["contact"] == {"phone": None, "bsuid": bsuid, "username": "@lucia", "optedIn": True}

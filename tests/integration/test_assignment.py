@@ -7,11 +7,11 @@ from typing import Any
 import pytest
 
 from server.actors.events import TimerFired
-from server.ids import ContactKey
 from server.runtime import Runtime
 from tests.integration.conftest import WORKSPACE, publish
 from tests.integration.test_nodes import flow, outbox, run_of, start_with
 from tests.integration.test_skeleton_flow import say
+from tests.support.contacts import key_of
 from tests.support.graphql import GraphQLClient, GraphQLErrors
 
 AGENT = "mutation($e: String!, $n: String!) { createAgent(email: $e, name: $n) { id } }"
@@ -146,9 +146,10 @@ async def test_handoff_the_flow_stays_quiet_until_release(gql: GraphQLClient, ru
     # A run waiting while the contact is assigned still times out as its node says.
     run2 = await start_with(gql, flow_id, other)
     await gql(ASSIGN, p=other, a="ana@shop.example")
-    document = await runtime.contacts.load(ContactKey(WORKSPACE, other))
+    key = await key_of(runtime, WORKSPACE, other)
+    document = await runtime.contacts.load(key)
     assert document is not None and runtime.actors is not None
-    await runtime.actors.ask(ContactKey(WORKSPACE, other), TimerFired(document["timers"][0]["id"]))
+    await runtime.actors.ask(key, TimerFired(document["timers"][0]["id"]))
     assert (await run_of(gql, run2["id"]))["status"] == "COMPLETED"
     assert [m["text"] for m in await outbox(gql, other)][-1] == "¿Sigues ahí?"
 

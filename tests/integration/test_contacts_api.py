@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from server.graphql.pubsub import contact_topic
+from server.identity import Identities
 from server.runtime import Runtime
 from tests.integration.conftest import WORKSPACE, publish
 from tests.integration.test_nodes import flow, start_with
@@ -33,7 +34,9 @@ async def test_tag_and_untag_are_one_committed_and_published_change(
 ) -> None:
     await catalog(gql)
     phone = "+34600960001"
-    updates = runtime.pubsub.subscribe(contact_topic(WORKSPACE, phone))
+    resolved = await runtime.directory.resolve(WORKSPACE, Identities(phone=phone))
+    assert resolved is not None
+    updates = runtime.pubsub.subscribe(contact_topic(resolved.key))
     try:
         tagged = (await gql(TAG, p=phone, t="vip"))["tagContact"]
         assert tagged == {"tags": ["vip"], "version": 1}

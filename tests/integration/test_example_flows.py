@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 
 from server.actors.events import TimerFired
-from server.ids import ContactKey
 from server.runtime import Runtime
 from server.seed import example_flows, load_example_catalog
 from tests.integration.conftest import WORKSPACE, publish
 from tests.integration.test_nodes import outbox, start_with
 from tests.integration.test_skeleton_flow import say
+from tests.support.contacts import key_of
 from tests.support.graphql import GraphQLClient
 
 STATE = "query($p: String!) { contact(phone: $p) { tags variables optedIn agent { email } runs { status node endReason } } }"
@@ -34,7 +34,7 @@ async def state(gql: GraphQLClient, phone: str) -> dict[str, Any]:
 
 async def fire_pending_timer(runtime: Runtime, phone: str) -> None:
     """Fire the contact's one pending timer as arq would when it comes due."""
-    key = ContactKey(WORKSPACE, phone)
+    key = await key_of(runtime, WORKSPACE, phone)
     document = await runtime.contacts.load(key)
     assert document is not None and len(document["timers"]) == 1, document and document["timers"]
     assert runtime.actors is not None

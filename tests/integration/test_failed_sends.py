@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 
 from server.actors.message_statuses import StatusReport
-from server.ids import ContactKey
 from server.operations.templates import apply_template_status
 from server.runtime import Runtime
 from tests.integration.conftest import WORKSPACE, publish
 from tests.integration.test_nodes import run_of
 from tests.integration.test_whatsapp_outbound import say, start, wait_sent
+from tests.support.contacts import key_of
 from tests.support.graph_api_fake import GraphApiFake
 from tests.support.graphql import GraphQLClient, eventually
 from tests.support.live import live_server
@@ -73,8 +73,12 @@ async def settled(gql: GraphQLClient, phone: str) -> dict[str, Any]:
     return await eventually(lambda: the_run(gql, phone), lambda r: r["status"] not in ("WAITING", "ACTIVE"))
 
 
+async def conversation(runtime: Runtime, phone: str) -> list[dict[str, Any]]:
+    return await runtime.messages.conversation(await key_of(runtime, WORKSPACE, phone), 10)
+
+
 async def no_timers(runtime: Runtime, phone: str) -> bool:
-    document = await runtime.contacts.load(ContactKey(WORKSPACE, phone))
+    document = await runtime.contacts.load(await key_of(runtime, WORKSPACE, phone))
     return document is not None and document.get("timers") == []
 
 
@@ -164,7 +168,7 @@ async def test_a_failed_status_webhook_fails_the_waiting_run(
     await start(gql, flow_id, phone)
     await wait_sent(fake, phone, 1)
     message = await eventually(
-        lambda: runtime.messages.conversation(WORKSPACE, phone, 10),
+        lambda: conversation(runtime, phone),
         lambda found: any(m.get("provider_id") for m in found if m.get("direction") == "out"),
     )
     provider_id = next(m["provider_id"] for m in message if m.get("direction") == "out")

@@ -16,13 +16,14 @@ import pytest
 from server.actors.events import TimerFired
 from server.clock import SystemClock
 from server.config import Settings
-from server.ids import ContactKey, new_id
+from server.ids import new_id
 from server.operations.channel_inbound import accept_inbound, inbound_record
 from server.runtime import Runtime
 from tests.integration.conftest import WORKSPACE, publish
 from tests.integration.test_nodes import outbox, run_of, start_with
 from tests.integration.test_skeleton_flow import say
 from tests.support.clock import ShiftedClock
+from tests.support.contacts import key_of
 from tests.support.graphql import GraphQLClient, eventually
 
 
@@ -75,7 +76,7 @@ async def tags(gql: GraphQLClient, phone: str) -> list[str]:
 
 
 async def timers(runtime: Runtime, phone: str) -> list[dict[str, Any]]:
-    document = await runtime.contacts.load(ContactKey(WORKSPACE, phone))
+    document = await runtime.contacts.load(await key_of(runtime, WORKSPACE, phone))
     assert document is not None
     return document.get("timers", [])
 
@@ -187,7 +188,7 @@ async def test_a_reply_just_before_the_timer_wins_and_the_timer_finds_nothing(
         lambda: runtime.redis.zscore(runtime.timers.queue_name, timer["id"]), lambda score: score is None
     )
     # Delivered again (a retried job): still nothing.
-    result = await runtime.actors.ask(ContactKey(WORKSPACE, phone), TimerFired(timer["id"]))
+    result = await runtime.actors.ask(await key_of(runtime, WORKSPACE, phone), TimerFired(timer["id"]))
     assert not result.changed
     done = await run_of(gql, run["id"])
     assert done["status"] == "COMPLETED" and await tags(gql, phone) == ["wants-help"]
@@ -203,7 +204,7 @@ async def test_the_timer_just_before_the_reply_takes_the_no_reply_path_once(
     run = await started(gql, flow_id, phone)
     [timer] = await timers(runtime, phone)
     assert runtime.actors is not None
-    await runtime.actors.ask(ContactKey(WORKSPACE, phone), TimerFired(timer["id"]))  # due first
+    await runtime.actors.ask(await key_of(runtime, WORKSPACE, phone), TimerFired(timer["id"]))  # due first
     await say(gql, phone, "Sí")  # arrives after: the run has left the question
     done = await run_of(gql, run["id"])
     assert done["status"] == "COMPLETED" and await tags(gql, phone) == []
@@ -229,7 +230,7 @@ async def test_a_photo_is_no_answer_but_the_customer_is_there(
     )
     _, event = await accept_inbound(runtime, record)  # as the WhatsApp webhook stores it
     assert event is not None and runtime.actors is not None
-    await runtime.actors.ask(ContactKey(WORKSPACE, phone), event)
+    await runtime.actors.ask(await key_of(runtime, WORKSPACE, phone), event)
     waiting = await run_of(gql, run["id"])
     assert waiting["status"] == "WAITING" and waiting["node"] == "ask"
     assert waiting["steps"][-1]["action"] == "reply_not_understood"

@@ -55,7 +55,10 @@ def contacts(draw: st.DrawFn) -> list[dict[str, Any]]:
     for i in range(count):
         doc: dict[str, Any] = {"_id": f"ws:{i}", "workspace_id": "ws"}
         if draw(st.booleans()):
-            doc["phone"] = draw(st.sampled_from(["+34600111222", "+3460", "+44700", "+1555", "34600"]))
+            # None: a customer who shares no phone number (known by BSUID only)
+            doc["phone"] = draw(
+                st.sampled_from(["+34600111222", "+3460", "+44700", "+1555", "34600", None, ""])
+            )
         if draw(st.integers(0, 4)):
             doc["tags"] = draw(st.lists(st.sampled_from(TAGS), max_size=3, unique=True))
         if draw(st.integers(0, 5)):
@@ -101,6 +104,7 @@ leaves = st.one_of(
     st.builds(lambda a: {"assigned_to": a}, st.sampled_from(AGENTS[:2])),
     st.builds(lambda k, d: {"last_inbound": {k: d}}, st.sampled_from(["within", "before"]), durations),
     st.builds(lambda p: {"phone_prefix": p}, st.sampled_from(["+34", "+346", "+4", "+1555"])),
+    st.builds(lambda b: {"has_phone": b}, st.booleans()),
     var_leaf(),
 )
 segments = st.recursive(

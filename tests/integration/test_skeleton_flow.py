@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 
 from server.actors.events import TimerFired
-from server.ids import ContactKey
 from server.runtime import Runtime
 from tests.integration.conftest import WORKSPACE, client_for, publish
+from tests.support.contacts import key_of
 from tests.support.flows import skeleton_flow
 from tests.support.graphql import GraphQLClient, GraphQLErrors, eventually
 
@@ -104,7 +104,7 @@ async def test_stale_timer_after_reply_does_nothing(gql: GraphQLClient, runtime:
     assert before["tags"] == ["not-interested"]
 
     assert runtime.actors is not None
-    result = await runtime.actors.ask(ContactKey(WORKSPACE, phone), TimerFired(timer_id))
+    result = await runtime.actors.ask(await key_of(runtime, WORKSPACE, phone), TimerFired(timer_id))
     assert result.changed is False
     await asyncio.sleep(1.5)  # the real arq job comes due as well and must find nothing
     after = await contact(gql, phone)

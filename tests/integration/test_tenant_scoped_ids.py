@@ -20,10 +20,11 @@ import pytest
 
 from server.app import create_app
 from server.config import Settings
-from server.ids import ContactKey, new_id, scoped_id
+from server.ids import new_id, scoped_id
 from server.runtime import Runtime
 from server.store.database import Database
 from tests.integration.conftest import client_for, make_workspace
+from tests.support.contacts import key_of
 from tests.support.graphql import GraphQLClient, eventually
 from tests.support.whatsapp_webhooks import WebhookClient, message_of, payload, status_payload, value_of
 
@@ -320,7 +321,7 @@ async def test_documents_of_the_previous_version_keep_working(fast_settings: Set
             assert await statuses.count_documents({"provider_id": wamids["out"], "status": "sent"}) == 1
             messages = runtime.database.collection("messages")
             assert await messages.count_documents({"workspace_id": LEGACY_WORKSPACE, "direction": "in"}) == 2
-            contact = await runtime.contacts.load(ContactKey(LEGACY_WORKSPACE, "+16505551234"))
+            contact = await runtime.contacts.load(await key_of(runtime, LEGACY_WORKSPACE, "+16505551234"))
             assert contact is not None
             applied = contact.get("applied_events", [])
             assert applied.count(wamids["pending"]) == 1  # applied once, under the id it was stored with

@@ -26,6 +26,7 @@ from server.ids import ContactKey
 from server.operations import contacts as contact_ops
 from server.operations import flows as flow_ops
 from server.runtime import Runtime
+from tests.support.contacts import key_of
 from tests.support.graphql import eventually
 
 WORKSPACE = "ws_timers"
@@ -73,7 +74,7 @@ async def waiting_contacts(runtime: Runtime, count: int, due_in: timedelta) -> l
         phone = f"+3461{i:07d}"
         await contact_ops.customer_says(runtime, WORKSPACE, phone, "hola", None)
         await contact_ops.start_flow(runtime, WORKSPACE, flow["_id"], phone, None)
-        key = ContactKey(WORKSPACE, phone)
+        key = await key_of(runtime, WORKSPACE, phone)
         document = await contacts.find_one({"_id": key.doc_id})
         assert document is not None and len(document["timers"]) == 1
         await contacts.update_one({"_id": key.doc_id}, {"$set": {"timers.0.due_at": due}})
@@ -102,7 +103,7 @@ async def running(worker: TimerWorker | Worker) -> AsyncIterator[None]:
 
 
 async def run_of(runtime: Runtime, document: dict[str, Any]) -> dict[str, Any]:
-    found = await runtime.contacts.load(ContactKey(WORKSPACE, document["phone"]))
+    found = await runtime.contacts.load(ContactKey.of_contact(document))
     assert found is not None
     return found["runs"][-1]
 
@@ -127,7 +128,11 @@ async def test_batched_rearm_enqueues_each_timer_once_and_the_worker_fires_them(
         timer = document["timers"][0]
         record = await quiet.redis.get(job_key_prefix + timer["id"])
         function, args, kwargs, _, _ = deserialize_job_raw(record)
-        assert (function, args, kwargs) == (FIRE_TIMER, (WORKSPACE, document["phone"], timer["id"]), {})
+        assert (function, args, kwargs) == (
+            FIRE_TIMER,
+            (WORKSPACE, ContactKey.of_contact(document).local_id, timer["id"]),
+            {},
+        )
         score = await quiet.redis.zscore(queue, timer["id"])
         assert score == pytest.approx(timer["due_at"].timestamp() * 1000, abs=1)
 
@@ -169,7 +174,7 @@ async def test_arqs_own_worker_runs_a_timer_armed_in_a_batch(quiet: Runtime) -> 
 
 async def test_a_job_of_a_stale_timer_is_a_noop(quiet: Runtime) -> None:
     (document,) = await waiting_contacts(quiet, 1, due_in=timedelta(hours=1))
-    key = ContactKey(WORKSPACE, document["phone"])
+    key = ContactKey.of_contact(document)
     await contact_ops.customer_says(quiet, WORKSPACE, document["phone"], "ya estoy", None)
     before = await quiet.contacts.load(key)
     assert before is not None and before["timers"] == []  # the reply moved the run on

@@ -11,6 +11,7 @@ import pytest
 from server.operations.templates import apply_template_status
 from server.runtime import Runtime
 from tests.integration.conftest import WORKSPACE, publish
+from tests.support.contacts import key_of
 from tests.support.graph_api_fake import GraphApiFake
 from tests.support.graphql import GraphQLClient, eventually
 from tests.support.whatsapp import FAST_RETRIES, connect_fake
@@ -60,7 +61,7 @@ async def wait_sent(fake: GraphApiFake, phone: str, count: int) -> list[dict[str
 
 
 async def outbound(runtime: Runtime, phone: str) -> list[dict[str, Any]]:
-    found = await runtime.messages.conversation(WORKSPACE, phone, 50)
+    found = await runtime.messages.conversation(await key_of(runtime, WORKSPACE, phone), 50)
     return [m for m in found if m.get("direction") == "out"]
 
 
@@ -209,19 +210,13 @@ async def test_storm_longer_than_the_retries_is_delivered_by_recovery(
     await start(gql, flow_id, phone)
 
     async def pending() -> Any:
-        return await runtime.contacts.load(runtime_key(phone))
+        return await runtime.contacts.load(await key_of(runtime, WORKSPACE, phone))
 
     await eventually(pending, lambda doc: doc is not None and len(doc.get("outbox", [])) == 1)
     await runtime.recover_now()  # what the periodic recovery pass does
     await wait_sent(fake, phone, 1)
     await eventually(pending, lambda doc: not doc.get("outbox"))
     assert sum(1 for r in fake.requests if r.fault == "2") == 6
-
-
-def runtime_key(phone: str) -> Any:
-    from server.ids import ContactKey
-
-    return ContactKey(WORKSPACE, phone)
 
 
 @pytest.mark.parametrize("code", [131047, 131026, 131008, 132000, 132001])
@@ -277,9 +272,16 @@ async def test_provider_with_its_own_key_header(runtime: Runtime, api_key: str) 
 
 
 async def test_sandbox_stays_the_default(gql: GraphQLClient, runtime: Runtime, fake: GraphApiFake) -> None:
-    result = await runtime.channel.send(
-        WORKSPACE, {"id": "msg_sb_1", "to": "+34600000110", "kind": "text", "text": "hola"}
-    )
+    await say(gql, "+34600000110", "hola")  # the contact the outbox message is addressed to
+    key = await key_of(runtime, WORKSPACE, "+34600000110")
+    message = {
+        "id": "msg_sb_1",
+        "to": "+34600000110",
+        "contact_id": key.doc_id,
+        "kind": "text",
+        "text": "hola",
+    }
+    result = await runtime.channel.send(WORKSPACE, message)
     assert result.ok and fake.requests == []
     outbox = await gql('{ sandboxOutbox(phone: "+34600000110") { text } }')
     assert outbox["sandboxOutbox"] == [{"text": "hola"}]

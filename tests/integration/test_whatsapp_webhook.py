@@ -21,11 +21,12 @@ from pymongo import AsyncMongoClient
 from server.actors.events import Redeliver
 from server.app import create_app
 from server.embedded import free_port
-from server.ids import ContactKey, new_id, scoped_id
+from server.ids import new_id, scoped_id
 from server.runtime import Runtime
 from server.store.channels import new_channel
 from server.store.messages import MessageRepository
 from tests.integration.conftest import WORKSPACE, publish
+from tests.support.contacts import contact_of, key_of
 from tests.support.graph_api_fake import GraphApiFake
 from tests.support.graphql import GraphQLClient, eventually
 from tests.support.whatsapp_webhooks import (
@@ -39,7 +40,6 @@ from tests.support.whatsapp_webhooks import (
 )
 
 CHANNEL_ID = "ch_whatsapp_test"
-KEY = ContactKey(WORKSPACE, CUSTOMER)
 RECORDED_ONLY = [
     "image",
     "document",
@@ -131,13 +131,15 @@ async def webhook_fixture(runtime: Runtime, channel: dict[str, Any]) -> AsyncIte
 
 
 async def contact(runtime: Runtime) -> dict[str, Any] | None:
-    return await runtime.contacts.load(KEY)
+    return await contact_of(runtime, WORKSPACE, CUSTOMER)
 
 
 async def settled(runtime: Runtime) -> dict[str, Any]:
     """Wait for the contact's queued turns (a no-op event through the same mailbox), then load it."""
     assert runtime.actors is not None
-    await runtime.actors.ask(KEY, Redeliver(event_id=new_id("barrier")))
+    await runtime.actors.ask(
+        await key_of(runtime, WORKSPACE, CUSTOMER), Redeliver(event_id=new_id("barrier"))
+    )
     found = await contact(runtime)
     assert found is not None
     return found

@@ -41,7 +41,8 @@ IN_FLIGHT_SETTLE = 1.0
 
 
 async def contact_doc(mongo: AsyncMongoClient[dict[str, Any]], db: str, phone: str) -> dict[str, Any] | None:
-    return await mongo[db]["contacts"].find_one({"_id": f"{WORKSPACE}:{phone}"})
+    """The contact known by ``phone`` (its id is opaque: found by the phone it holds)."""
+    return await mongo[db]["contacts"].find_one({"workspace_id": WORKSPACE, "phone": phone})
 
 
 EFFECT = {"got": "tagged", "bye": "message_sent"}

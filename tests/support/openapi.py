@@ -9,8 +9,10 @@ tested against Meta's own description rather than against our assumptions. Two t
   Read literally by JSON Schema that rejects every message (``to`` is "additional" to the second
   part); the evident intent is one closed object, so ``allOf`` parts are merged before checking.
 
-A few plain mistakes in the file are corrected in ``ERRATA``, each with the reason, and the
-message types Meta added after v23.0 are described in ``EXTENSIONS``, each with its source.
+A few plain mistakes in the file are corrected in ``ERRATA``, each with the reason, and so are the
+places where the platform moved on since v23.0 (business-scoped user IDs as ``recipient``,
+tests/conformance/whatsapp-bsuid.md); the message types Meta added after v23.0 are described in
+``EXTENSIONS``, each with its source.
 """
 
 from __future__ import annotations
@@ -82,6 +84,18 @@ ERRATA: tuple[tuple[str, Any, str], ...] = (
             ]
         },
         "as above (the coupon code is at most 15 characters)",
+    ),
+    (
+        "/components/schemas/BaseMessageProperties/required",
+        ["messaging_product", "recipient_type", "type"],
+        "since 2026 a message names its recipient by `to` or by `recipient` (a BSUID); the fake "
+        "requires one of the two (tests/conformance/whatsapp-bsuid.md, Sending)",
+    ),
+    (
+        "/components/schemas/BaseMessageProperties/properties/recipient",
+        {"type": "string", "pattern": "^[A-Z]{2}\\.(ENT\\.)?[A-Za-z0-9]{1,128}$"},
+        "a business-scoped user ID or parent BSUID: a country code, a period (and ENT.), up to 128 "
+        "alphanumerics (tests/conformance/whatsapp-bsuid.md)",
     ),
 )
 

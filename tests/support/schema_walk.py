@@ -119,10 +119,11 @@ def required_arguments(root: RootField, value_for: ValueFor) -> dict[str, Any]:
 
 
 def id_like_arguments(root: RootField) -> Iterator[str]:
-    """Arguments that point at a stored object: IDs and phone numbers (also in input objects)."""
+    """Arguments that point at a stored object: IDs, phone numbers and WhatsApp ids (also in input
+    objects)."""
     for name, arg in root.field.args.items():
         named = get_named_type(arg.type)
-        if named.name == "ID" or name.lower().endswith("phone"):
+        if named.name == "ID" or name.lower().endswith("phone") or name == "whatsappId":
             yield name
         elif isinstance(named, GraphQLInputObjectType) and any(
             get_named_type(f.type).name == "ID" or n.lower().endswith("phone")

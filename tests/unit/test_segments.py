@@ -248,3 +248,15 @@ def test_invalid_segments_are_refused_by_both_back_ends() -> None:
         to_mongo_filter({"tag": 1}, NOW)
     with pytest.raises(InvalidInput):
         matches({"tag": 1}, contact(), NOW)
+
+
+def test_a_date_without_an_offset_is_read_in_the_workspace_zone() -> None:
+    """Condition nodes pass the workspace's zone: "2026-12-24" is midnight in Madrid (23:00 UTC)."""
+    madrid_midnight = contact(variables={"birthday": datetime(2026, 12, 23, 23, 0, tzinfo=UTC)})
+    same_day = {"var": "birthday", "op": "eq", "value": {"$date": "2026-12-24"}}
+    assert matches(same_day, madrid_midnight, NOW, "Europe/Madrid")
+    assert not matches(same_day, madrid_midnight, NOW)  # UTC when no zone is given
+    local = {"var": "birthday", "op": "gte", "value": {"$date": "2026-12-24T00:00"}}
+    assert matches(local, madrid_midnight, NOW, "Europe/Madrid")
+    moment = to_mongo_filter(same_day, NOW, "Europe/Madrid")["variables.birthday"]["$eq"]
+    assert moment == datetime(2026, 12, 23, 23, 0, tzinfo=UTC)

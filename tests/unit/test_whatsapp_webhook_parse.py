@@ -26,7 +26,8 @@ def test_every_fixture_parses_without_skipping_anything() -> None:
     for name in names:
         batch = parse_webhook(fixture(name))
         assert batch.skipped == [], name
-        assert len(batch.messages) + len(batch.statuses) + len(batch.templates) == 1, name
+        events = batch.messages + batch.statuses + batch.templates + batch.identity_changes
+        assert len(events) == 1, name
 
 
 def test_text_message_with_profile_name_and_provider_time() -> None:

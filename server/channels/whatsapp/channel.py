@@ -24,6 +24,7 @@ from server.channels.whatsapp.pair_rate import PairPacer
 from server.channels.whatsapp.payloads import PayloadError, build
 from server.channels.whatsapp.receipts import typing_receipt
 from server.clock import Clock
+from server.identity import message_address
 from server.ids import ContactKey, scoped_id
 from server.machines.runner import window_open
 from server.sending.rules import PAIR_RATE, TYPING
@@ -182,7 +183,7 @@ class WhatsAppChannel:
             **record,
             "_id": message["id"],
             "workspace_id": workspace_id,
-            "phone": message["to"],
+            **message_address(message),
             "channel": CHANNEL,
             "channel_id": channel.get("_id"),
             "status": _accepted_status(answer),
@@ -190,13 +191,15 @@ class WhatsAppChannel:
             "at": self._clock.now(),
         }
         if template is not None:
-            contact = await self._contacts.load(ContactKey(workspace_id, message["to"]))
+            contact = await self._contacts.load(ContactKey.referenced_by(document))
             is_open = window_open((contact or {}).get("last_inbound_at"), self._clock.now())
             document["template_category"] = template.get("category")
-            document["cost_estimate"] = estimate(str(template.get("category")), message["to"], is_open)
+            phone = str(message.get("to") or "")
+            document["cost_estimate"] = estimate(str(template.get("category")), phone, is_open)
             if not is_open and self._reach is not None:  # a business-initiated conversation
+                reached = message.get("to") or message.get("recipient")
                 await self._reach.record(
-                    workspace_id, [message["to"]], self._clock.now(), portfolio=channel.get("business_id")
+                    workspace_id, [reached], self._clock.now(), portfolio=channel.get("business_id")
                 )
         if not await self._messages.record_outbound(document):
             log.warning("message %s was already recorded; sent again as %s", message["id"], wamid)

@@ -78,6 +78,8 @@ DESCRIPTIONS: dict[int, str] = {
     131049: "Meta did not deliver this marketing message to keep engagement healthy (per-user cap)",
     131051: "this message type is not supported",
     131056: "too many messages to this recipient in a short time",
+    # BSUID recipients (2026): one-tap, zero-tap and copy-code authentication templates need a phone.
+    131062: "this message cannot be sent to a business-scoped user ID; it needs the customer's phone number",
     132000: "the number of parameters does not match the template",
     132001: "the template does not exist in this language or is not approved",
     132005: "the template text is too long once filled in",

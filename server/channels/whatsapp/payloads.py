@@ -65,10 +65,25 @@ def recipient(phone: str) -> str:
     return phone.lstrip("+")
 
 
+def addressee(message: dict[str, Any]) -> dict[str, str]:
+    """Who the request names: ``to`` (the phone) when known, else ``recipient`` (the BSUID).
+
+    Meta takes ``to`` when a request has both and recommends phone numbers where known; a BSUID
+    is all there is for a customer who adopted a username and withheld their number. Some
+    messages cannot go to a BSUID (one-tap, zero-tap and copy-code authentication templates):
+    Meta answers 131062, a permanent failure like any other (server/channels/whatsapp/errors.py).
+    """
+    if message.get("to"):
+        return {"to": recipient(str(message["to"]))}
+    if message.get("bsuid"):
+        return {"recipient": str(message["bsuid"])}
+    raise PayloadError("the contact has neither a phone number nor a BSUID to send to", "NO_RECIPIENT")
+
+
 def build(message: dict[str, Any], template: dict[str, Any] | None = None) -> dict[str, Any]:
     """The request body for one outbox message; ``template`` is the stored template for kind template."""
     kind = message.get("kind", "text")
-    base = {"messaging_product": "whatsapp", "recipient_type": "individual", "to": recipient(message["to"])}
+    base = {"messaging_product": "whatsapp", "recipient_type": "individual", **addressee(message)}
     if kind == "text":
         return {**base, "type": "text", "text": _text(message.get("text"))}
     if kind == "media":

@@ -2,7 +2,9 @@
 
 Meta batches several ``entry[].changes[]`` in one POST. ``field == "messages"`` carries what
 customers sent (``messages[]``, with their profile in ``contacts[]``) and what became of ours
-(``statuses[]``); ``message_template_*`` / ``template_category_update`` carry template news.
+(``statuses[]``); ``message_template_*`` / ``template_category_update`` carry template news;
+``user_id_update`` and identity system messages say a customer's BSUID or number changed (who
+a webhook is about, phone or BSUID: ``webhook_identities.py``).
 Anything else is skipped (and named in ``WebhookBatch.skipped``). A body that does not have this
 shape raises ``MalformedWebhook`` with a message saying where, so the endpoint can answer 400.
 
@@ -15,6 +17,15 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from server.channels.whatsapp.webhook_identities import (
+    IdentityChange,
+    Person,
+    people,
+    recipient,
+    sender,
+    system_change,
+    user_id_updates,
+)
 from server.machines.form_answers import read_form_answer
 
 OBJECT = "whatsapp_business_account"
@@ -41,14 +52,19 @@ class InboundWhatsApp:
     ``reply_type`` keeps which flavour it was. A WhatsApp Flow's answer is kind ``nfm_reply``
     with ``form`` = {name, body, response (``response_json`` decoded), error}. Other kinds keep
     Meta's type name. ``context`` is what a reply quotes (``id``: the quoted message's wamid).
+    The sender is ``from_`` (their phone, digits) when Meta shares it, and ``user_id`` (their
+    BSUID) always since 2026; ``username`` is shown, never used to find them.
     """
 
     wamid: str
-    from_: str
+    from_: str | None
     at: datetime
     kind: str
     phone_number_id: str | None = None
     profile_name: str | None = None
+    user_id: str | None = None
+    parent_user_id: str | None = None
+    username: str | None = None
     text: str | None = None
     button_id: str | None = None
     reply_type: str | None = None
@@ -71,6 +87,7 @@ class StatusUpdate:
     at: datetime
     phone_number_id: str | None = None
     recipient_id: str | None = None
+    recipient: Person = field(default_factory=Person)  # phone and BSUID, as far as the report says
     errors: list[Json] = field(default_factory=list)
     pricing: Json | None = None
     conversation: Json | None = None
@@ -112,6 +129,7 @@ class WebhookBatch:
     messages: list[InboundWhatsApp] = field(default_factory=list)
     statuses: list[StatusUpdate] = field(default_factory=list)
     templates: list[TemplateUpdate] = field(default_factory=list)
+    identity_changes: list[IdentityChange] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
 
 
@@ -135,48 +153,60 @@ def parse_webhook(payload: Any) -> WebhookBatch:
                 _messages_change(value, at, batch)
             elif name in TEMPLATE_FIELDS:
                 batch.templates.append(_template_update(str(name), waba_id, value, f"{at}.value"))
+            elif name == "user_id_update":
+                batch.identity_changes.extend(user_id_updates(value, _phone_number_id(value, at)))
             else:
                 batch.skipped.append(f"{at}: field {name!r}")
     return batch
 
 
 def _messages_change(value: Json, at: str, batch: WebhookBatch) -> None:
-    metadata = value.get("metadata")
-    phone_number_id = None
-    if metadata is not None:
-        phone_number_id = _optional_str(
-            _object(metadata, f"{at}.value.metadata").get("phone_number_id"),
-            f"{at}.value.metadata.phone_number_id",
-        )
-    names: dict[str, str] = {}
-    for k, contact_value in enumerate(_list(value.get("contacts", []), f"{at}.value.contacts")):
-        contact = _object(contact_value, f"{at}.value.contacts[{k}]")
-        profile = contact.get("profile")
-        name = profile.get("name") if isinstance(profile, dict) else None
-        if isinstance(contact.get("wa_id"), str) and isinstance(name, str) and name.strip():
-            names[contact["wa_id"]] = name.strip()
-    # A user's wa_id and phone number may differ (Meta says so); one contact is the sender anyway.
-    only_name = next(iter(names.values())) if len(names) == 1 else None
+    phone_number_id = _phone_number_id(value, at)
+    _list(value.get("contacts", []), f"{at}.value.contacts")
+    known = people(value)
     for k, message in enumerate(_list(value.get("messages", []), f"{at}.value.messages")):
-        parsed = _message(_object(message, f"{at}.value.messages[{k}]"), f"{at}.value.messages[{k}]")
-        name = names.get(parsed.from_, only_name)
-        batch.messages.append(replace(parsed, phone_number_id=phone_number_id, profile_name=name))
+        where = f"{at}.value.messages[{k}]"
+        raw = _object(message, where)
+        person = sender(raw, known)
+        change = system_change(raw, person, _timestamp(raw.get("timestamp"), f"{where}.timestamp"))
+        if change is not None:
+            batch.identity_changes.append(replace(change, phone_number_id=phone_number_id))
+            continue
+        if not person:
+            raise MalformedWebhook(f"{where}.from (or .from_user_id): the message names no sender")
+        parsed = _message(raw, where, person)
+        batch.messages.append(replace(parsed, phone_number_id=phone_number_id))
     for k, status in enumerate(_list(value.get("statuses", []), f"{at}.value.statuses")):
-        batch.statuses.append(
-            _status(
-                _object(status, f"{at}.value.statuses[{k}]"), f"{at}.value.statuses[{k}]", phone_number_id
-            )
-        )
+        where = f"{at}.value.statuses[{k}]"
+        raw = _object(status, where)
+        parsed = _status(raw, where, phone_number_id)
+        batch.statuses.append(replace(parsed, recipient=recipient(raw, known)))
 
 
-def _message(message: Json, where: str) -> InboundWhatsApp:
+def _phone_number_id(value: Json, at: str) -> str | None:
+    metadata = value.get("metadata")
+    if metadata is None:
+        return None
+    return _optional_str(
+        _object(metadata, f"{at}.value.metadata").get("phone_number_id"),
+        f"{at}.value.metadata.phone_number_id",
+    )
+
+
+def _message(message: Json, where: str, person: Person) -> InboundWhatsApp:
     wamid = _required_str(message.get("id"), f"{where}.id")
-    sender = _required_str(message.get("from"), f"{where}.from")
     at = _timestamp(message.get("timestamp"), f"{where}.timestamp")
     kind = _required_str(message.get("type"), f"{where}.type")
     errors = [e for e in message.get("errors") or [] if isinstance(e, dict)]
     context = message.get("context") if isinstance(message.get("context"), dict) else None
-    common: dict[str, Any] = {"wamid": wamid, "from_": sender, "at": at, "errors": errors, "context": context}
+    common: dict[str, Any] = {"wamid": wamid, "at": at, "errors": errors, "context": context}
+    common.update(
+        from_=person.wa_id,
+        user_id=person.user_id,
+        parent_user_id=person.parent_user_id,
+        username=person.username,
+        profile_name=person.name,
+    )
     common["raw"] = message
     body = message.get(kind)
     if kind == "text":
