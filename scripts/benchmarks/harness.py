@@ -19,7 +19,7 @@ from pydantic import SecretStr
 
 from server.clock import SystemClock
 from server.config import Settings
-from server.embedded import DEV_EGRESS_ALLOW, free_port, start_services
+from server.dev.embedded import DEV_EGRESS_ALLOW, free_port, start_services
 from server.identity import PHONE, Identities
 from server.ids import new_contact_key, new_id
 from server.operations import contacts as contact_ops

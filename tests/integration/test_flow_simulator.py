@@ -259,7 +259,7 @@ async def test_a_simulation_agrees_with_a_real_run_of_each_example_flow(
 
 
 def _definitions() -> list[dict[str, Any]]:
-    from server.seed import example_flows
+    from server.dev.seed import example_flows
 
     return example_flows()
 

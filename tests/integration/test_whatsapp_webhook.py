@@ -19,12 +19,12 @@ import uvicorn
 from pymongo import AsyncMongoClient
 
 from server.actors.events import Redeliver
-from server.app import create_app
-from server.embedded import free_port
+from server.dev.embedded import free_port
 from server.ids import new_id, scoped_id
 from server.runtime import Runtime
 from server.store.channels import new_channel
 from server.store.messages import MessageRepository
+from server.web.app import create_app
 from tests.integration.conftest import WORKSPACE, publish
 from tests.support.contacts import contact_of, key_of
 from tests.support.graph_api_fake import GraphApiFake
@@ -214,7 +214,7 @@ async def test_malformed_bodies_are_400_with_a_log_line_never_500(
 ) -> None:
     from server.channels.whatsapp.signature import signature_for
 
-    caplog.set_level(logging.WARNING, logger="server.channels.whatsapp.ingress")
+    caplog.set_level(logging.WARNING, logger="server.web.whatsapp")
     for data in (
         b"{not json",
         b"[]",

@@ -1,4 +1,4 @@
-"""HTTP routes of triggers: ``POST /hooks/{trigger_id}`` (mounted by ``server/app.py``, whose
+"""HTTP routes of triggers: ``POST /hooks/{trigger_id}`` (mounted by ``server/web/app.py``, whose
 middleware caps the body size)."""
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ DEMO_WORKSPACE = "demo"
 DEMO_TIMEZONE = "Europe/Madrid"
 DEMO_LOCALE = "es-ES"
 TRIGGERS_MARK = "demo_triggers_seeded"
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 async def load_example_catalog(runtime: Runtime, workspace_id: str) -> None:

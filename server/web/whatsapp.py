@@ -4,7 +4,8 @@ POST answers as soon as the events are stored (the actors apply them afterwards)
 retries anything slower or non-200: 401 for a bad signature (nothing recorded), 403 for a channel
 whose URL Meta has not verified yet (nothing recorded: a number takes traffic only after the
 handshake; Meta verifies a callback URL before it posts to it, and retries what was refused),
-400 for a body that is not a WhatsApp webhook, 413 past ``MAX_BODY_BYTES``, 503 when the store
+400 for a body that is not a WhatsApp webhook, 413 past the app-wide ``KONVO_MAX_BODY_BYTES``
+(``server/web/body_limit.py``, before this handler runs), 503 when the store
 cannot take it (Meta retries later), 404 for an unknown channel, 410 for a disconnected one (its
 number is no longer served here) or while the channel's workspace is disabled by the operator
 (nothing recorded in either case). Never a 500 for what the sender got wrong.
@@ -33,14 +34,9 @@ from server.web.json_limits import JsonTooDeep, check_json_depth
 
 log = logging.getLogger(__name__)
 
-MAX_BODY_BYTES = 1024 * 1024  # Meta batches at most a few hundred KB; anything bigger is not Meta
 PATH = "/webhooks/whatsapp/{channel_id}"
 
 Endpoint = Callable[[Request], Awaitable[Response]]
-
-
-class _TooLarge(Exception):
-    pass
 
 
 def whatsapp_routes(runtime: Runtime) -> list[Route]:
@@ -107,10 +103,7 @@ async def _verify(runtime: Runtime, request: Request, channel: dict[str, Any]) -
 async def _receive(runtime: Runtime, request: Request, channel: dict[str, Any]) -> Response:
     channel_id = channel["_id"]
     try:
-        body = await _read_capped(request, MAX_BODY_BYTES)
-    except _TooLarge:
-        log.warning("whatsapp webhook for %s refused: body over %d bytes", channel_id, MAX_BODY_BYTES)
-        return _problem(413, f"body larger than {MAX_BODY_BYTES} bytes")
+        body = await request.body()  # the app's middleware has refused a body over the limit
     except ClientDisconnect:
         return _problem(400, "the client went away before the body was read")
     if not signature_valid(body, channel.get("app_secret"), request.headers.get(HEADER)):
@@ -145,20 +138,6 @@ async def _receive(runtime: Runtime, request: Request, channel: dict[str, Any]) 
         f"; ignored: {received.ignored}" if received.ignored else "",
     )
     return JSONResponse({"ok": True})
-
-
-async def _read_capped(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise _TooLarge
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise _TooLarge
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _problem(status: int, message: str) -> JSONResponse:
