@@ -15,11 +15,11 @@ from typing import Any
 
 from server.actors.contact_commands import TurnExtras
 from server.expiring import ExpiringCache
-from server.graphql.pubsub import inbox_topic
 from server.integrations.klaviyo import KlaviyoClient
 from server.integrations.klaviyo_sync import KlaviyoSync
 from server.machines.contact_state import opt_out_keys
 from server.operations.agent_picker import AgentPicker
+from server.pubsub import inbox_topic
 from server.store.catalog import AgentTeams
 from server.store.teams import TeamRepository
 from server.store.workspace_settings import WorkspaceSettingsRepository

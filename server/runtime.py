@@ -38,11 +38,11 @@ from server.egress import EgressAllowList, EgressPolicy, Resolver, system_resolv
 from server.errors import Unavailable
 from server.expiring import ExpiringCache
 from server.graphql.key_guard import KeyGuard
-from server.graphql.pubsub import RedisPubSub
 from server.graphql.socket_slots import SocketSlots
 from server.ids import ContactKey
 from server.machines.connections import ConnectionMemo
 from server.machines.regional import Regional, workspace_regional
+from server.pubsub import RedisPubSub
 from server.redis_clients import arq_client, redis_client
 from server.secret_box import SecretBox
 from server.segments import matches

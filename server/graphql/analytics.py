@@ -14,9 +14,9 @@ from typing import Annotated
 import strawberry
 
 from server.graphql.permissions import ADMIN_ONLY
-from server.graphql.pubsub import analytics_topic
 from server.graphql.types import RunStatus
 from server.operations import analytics as ops
+from server.pubsub import analytics_topic
 
 
 @strawberry.type(description="a count by key: a button id, a branch name, a failure or error code")

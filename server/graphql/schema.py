@@ -25,7 +25,6 @@ from server.graphql.inbox import InboxMutation, InboxQuery, InboxSubscription
 from server.graphql.loaders import BatchLoads
 from server.graphql.pagination import PageInfo, decode_cursor, encode_cursor, page_size
 from server.graphql.permissions import ADMIN_ONLY, ANY_ROLE
-from server.graphql.pubsub import contact_topic, run_topic
 from server.graphql.run_steps import ALL_STEP_TYPES
 from server.graphql.sending import SendingMutation, SendingQuery
 from server.graphql.simulator import SimulatorQuery
@@ -44,6 +43,7 @@ from server.graphql.workspaces import WorkspaceMutation
 from server.operations import contacts as contact_ops
 from server.operations import flows as flow_ops
 from server.operations.contact_identifiers import ContactRef, contact_key, find_contact_key, sandbox_customer
+from server.pubsub import contact_topic, run_topic
 
 
 @strawberry.enum(description="what publishing does to runs under way on older versions")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -39,6 +39,7 @@ from server.machines.definition import (
 from server.machines.durations import parse_duration
 from server.machines.placeholders import format_problems
 from server.machines.template_message import resolve_template
+from server.machines.values import coerce_value
 from server.machines.whatsapp_limits import (
     CAROUSEL_MEDIA,
     HEADER_MEDIA,
@@ -1092,48 +1093,13 @@ def _has_placeholder(value: Any) -> bool:
 
 def _value_problem(field_type: str, options: list[str], raw: Any) -> str | None:
     """Why ``raw`` cannot be stored in a field of this type, or None when it can."""
-    coerce: Callable[[str, list[str], Any], Any] = _minimal_coerce
     try:
-        from server.machines.values import coerce_value
-    except ImportError:
-        pass  # values.py is not there yet: fall back to the minimal check below
-    else:
-        coerce = coerce_value
-    try:
-        coerce(field_type, options, raw)
+        coerce_value(field_type, options, raw)
     except InvalidInput as exc:
         return exc.message
     except (ValueError, TypeError) as exc:
         return str(exc)
     return None
-
-
-def _minimal_coerce(field_type: str, options: list[str], raw: Any) -> Any:
-    """Stand-in for ``values.coerce_value`` while that module is not available."""
-    kind = field_type.upper()
-    if kind == "TEXT" and isinstance(raw, str | int | float) and not isinstance(raw, bool):
-        return str(raw)
-    if kind == "NUMBER":
-        if isinstance(raw, int | float) and not isinstance(raw, bool):
-            return raw
-        if isinstance(raw, str):
-            try:
-                return float(raw.strip().replace(",", "."))
-            except ValueError:
-                pass
-    if kind == "BOOLEAN":
-        if isinstance(raw, bool):
-            return raw
-        if isinstance(raw, str) and raw.strip().lower() in ("true", "false"):
-            return raw.strip().lower() == "true"
-    if kind == "DATE" and isinstance(raw, str):
-        try:
-            return datetime.fromisoformat(raw.strip())
-        except ValueError:
-            pass
-    if kind == "FIXED" and isinstance(raw, str) and raw in options:
-        return raw
-    raise InvalidInput(f"expected a {kind.lower()} value")
 
 
 def _check_segment_names(node: ConditionNode, catalog: Catalog) -> list[FlowIssue]:

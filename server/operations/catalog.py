@@ -533,24 +533,6 @@ async def list_templates(runtime: Runtime, workspace_id: str) -> list[dict[str, 
     return await runtime.templates.list(workspace_id)
 
 
-async def set_template_status(
-    runtime: Runtime, workspace_id: str, template_id: str, status: str, rejection_reason: str | None = None
-) -> dict[str, Any]:
-    """Record Meta's review outcome (or a submission); only REJECTED keeps a reason."""
-    value = _upper(status)
-    if value not in TEMPLATE_STATUSES:
-        raise InvalidInput(f"status must be one of {', '.join(TEMPLATE_STATUSES)}", field="status")
-    changes = {
-        "status": value,
-        "rejection_reason": rejection_reason if value == "REJECTED" else None,
-        "updated_at": runtime.clock.now(),
-    }
-    updated = await runtime.templates.update(workspace_id, template_id, changes)
-    if updated is None:
-        raise NotFound(f"template {template_id} not found")
-    return updated
-
-
 # --- snapshot for the flow validator ------------------------------------------------------------
 
 

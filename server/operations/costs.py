@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from server.channels.whatsapp.costs import country_of, estimate, load_rate_card
+from server.channels.whatsapp.costs import country_of, load_rate_card
 from server.machines.definition import TemplateNode, parse_flow
 from server.runtime import Runtime
 from server.store.audience import ContactPhones
@@ -61,8 +61,3 @@ async def flow_cost_estimate(
         "nodes": nodes,
         "total": round(sum(totals), 6) if totals else None,
     }
-
-
-def message_estimate(category: str, phone: str, window_open: bool) -> dict[str, Any]:
-    """One send's expected cost (broadcast estimates sum this over their audience)."""
-    return estimate(category, phone, window_open)
