@@ -30,7 +30,7 @@ from server.graphql.limits import RateLimiter
 from server.graphql.pagination import PageInfo, decode_cursor, encode_cursor, page_size
 from server.graphql.types import Workspace, WorkspaceStatus
 from server.operations import workspace_admin as admin
-from server.runtime import Runtime
+from server.services import Services
 
 log = logging.getLogger(__name__)
 
@@ -39,10 +39,10 @@ OPERATOR_KEY_ID = "operator"  # the rate window's name; never the key itself
 
 
 class OperatorContext:
-    """Per request: the runtime, whether the caller holds the operator key, and from where."""
+    """Per request: the services, whether the caller holds the operator key, and from where."""
 
-    def __init__(self, runtime: Runtime, request: Any, response: Any, rate_limiter: RateLimiter) -> None:
-        self.runtime = runtime
+    def __init__(self, services: Services, request: Any, response: Any, rate_limiter: RateLimiter) -> None:
+        self.services = services
         self.request = request
         self.response = response
         self.rate_limiter = rate_limiter
@@ -134,7 +134,7 @@ class OperatorQuery:
         limit = page_size(first)
         cursor = decode_cursor(after)
         found = await admin.list_workspaces(
-            info.context.runtime,
+            info.context.services,
             status.value if status else None,
             str(cursor[0]) if cursor else None,
             limit + 1,
@@ -149,7 +149,7 @@ class OperatorQuery:
 
     @strawberry.field(permission_classes=OPERATOR)
     async def workspace(self, info: strawberry.Info, id: strawberry.ID) -> Workspace | None:
-        found = await info.context.runtime.workspaces.get(str(id))
+        found = await info.context.services.workspaces.get(str(id))
         return Workspace.of(found) if found else None
 
 
@@ -165,7 +165,7 @@ class OperatorMutation:
             locale=input.locale,
             default_country=input.default_country,
         )
-        document, api_key = await admin.create_workspace(info.context.runtime, spec)
+        document, api_key = await admin.create_workspace(info.context.services, spec)
         _audit(info, "createWorkspace", document["_id"])
         return CreatedWorkspace(workspace=Workspace.of(document), admin_key=api_key)
 
@@ -175,7 +175,7 @@ class OperatorMutation:
         "410 and its timers and broadcasts held until it is enabled again; nothing is deleted",
     )
     async def disable_workspace(self, info: strawberry.Info, id: strawberry.ID) -> Workspace:
-        document = await admin.disable_workspace(info.context.runtime, str(id))
+        document = await admin.disable_workspace(info.context.services, str(id))
         _audit(info, "disableWorkspace", str(id))
         return Workspace.of(document)
 
@@ -184,7 +184,7 @@ class OperatorMutation:
         description="let a disabled workspace work again; timers that fell due meanwhile fire now",
     )
     async def enable_workspace(self, info: strawberry.Info, id: strawberry.ID) -> Workspace:
-        document = await admin.enable_workspace(info.context.runtime, str(id))
+        document = await admin.enable_workspace(info.context.services, str(id))
         _audit(info, "enableWorkspace", str(id))
         return Workspace.of(document)
 
@@ -193,7 +193,7 @@ class OperatorMutation:
         description="delete the workspace and everything of it, in the store and in Redis; not undoable",
     )
     async def delete_workspace(self, info: strawberry.Info, id: strawberry.ID) -> WorkspaceDeletion:
-        deletion = await admin.delete_workspace(info.context.runtime, str(id))
+        deletion = await admin.delete_workspace(info.context.services, str(id))
         _audit(info, "deleteWorkspace", str(id))
         return WorkspaceDeletion.of(deletion)
 

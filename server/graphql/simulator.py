@@ -295,6 +295,6 @@ class SimulatorQuery:
         ctx = info.context
         inputs = [{"after": i.after, "text": i.text, "button": i.button, "kind": i.kind} for i in script]
         result = await ops.simulate(
-            ctx.runtime, ctx.workspace(), definition, contact, inputs, trigger, start_at
+            ctx.services, ctx.workspace(), definition, contact, inputs, trigger, start_at
         )
         return Simulation(result=result)

@@ -113,7 +113,7 @@ class FlowIssue:
 async def _diagram(info: strawberry.Info, definition: dict[str, Any]) -> str | None:
     """Mermaid text of a flow document (None when a draft cannot be drawn: see its issues);
     template buttons are titled as the templates show them."""
-    extras = await info.context.runtime.contact_services.extras_of(info.context.workspace())
+    extras = await info.context.services.caches.extras_of(info.context.workspace())
     try:
         return mermaid(compile_flow(parse_flow(definition)), extras.template_buttons)
     except Exception:  # a draft naming nodes it does not have, or not a flow at all
@@ -192,12 +192,12 @@ class Flow:
         "workspace's contacts by country (rate card in server/channels/whatsapp/rate_card.json)"
     )
     async def cost_estimate(self, info: strawberry.Info, country: str | None = None) -> CostEstimate:
-        found = await flow_cost_estimate(info.context.runtime, self.doc["workspace_id"], self.doc, country)
+        found = await flow_cost_estimate(info.context.services, self.doc["workspace_id"], self.doc, country)
         return CostEstimate.of(found)
 
     @strawberry.field(description="validation of the draft against the workspace's catalog")
     async def issues(self, info: strawberry.Info) -> list[FlowIssue]:
-        found = await flow_issues(info.context.runtime, self.doc["workspace_id"], self.doc)
+        found = await flow_issues(info.context.services, self.doc["workspace_id"], self.doc)
         return [
             FlowIssue(node_id=i.node_id, severity=Severity(i.severity), code=i.code, message=i.message)
             for i in found
@@ -205,7 +205,7 @@ class Flow:
 
     @strawberry.field
     async def versions(self, info: strawberry.Info) -> list[FlowVersion]:
-        stored = await info.context.runtime.flows.list_versions(self.doc["_id"])
+        stored = await info.context.services.flows.list_versions(self.doc["_id"])
         return [
             FlowVersion(version=v["version"], published_at=v["published_at"], definition=v["definition"])
             for v in stored
@@ -215,7 +215,7 @@ class Flow:
     async def diagram(self, info: strawberry.Info) -> str | None:
         definition = self.doc["draft"]
         if self.doc.get("active_version"):
-            version = await info.context.runtime.flows.get_version(
+            version = await info.context.services.flows.get_version(
                 self.doc["_id"], self.doc["active_version"]
             )
             if version is not None:
@@ -407,7 +407,7 @@ class Contact:
 
     @strawberry.field(description="the 24-hour customer service window is open")
     def window_open(self, info: strawberry.Info) -> bool:
-        return window_open(self.doc.get("last_inbound_at"), info.context.runtime.clock.now())
+        return window_open(self.doc.get("last_inbound_at"), info.context.services.clock.now())
 
     @strawberry.field
     def version(self) -> int:

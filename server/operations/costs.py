@@ -6,7 +6,7 @@ from typing import Any
 
 from server.channels.whatsapp.costs import country_of, load_rate_card
 from server.machines.definition import TemplateNode, parse_flow
-from server.runtime import Runtime
+from server.services import Services
 from server.store.audience import ContactPhones
 
 ASSUMPTION = (
@@ -16,23 +16,23 @@ ASSUMPTION = (
 
 
 async def flow_cost_estimate(
-    runtime: Runtime, workspace_id: str, flow: dict[str, Any], country: str | None = None
+    services: Services, workspace_id: str, flow: dict[str, Any], country: str | None = None
 ) -> dict[str, Any]:
     """Per template node: its category and price for ``country``, or for the workspace's contacts."""
     card = load_rate_card()
     definition = flow["draft"]
     if flow.get("active_version"):
-        version = await runtime.flows.get_version(flow["_id"], flow["active_version"])
+        version = await services.flows.get_version(flow["_id"], flow["active_version"])
         definition = (version or {}).get("definition") or definition
     if country:
         audience: dict[str | None, int | None] = {country.upper(): None}
     else:
-        audience = dict(await ContactPhones(runtime.database).count_by(workspace_id, country_of))
+        audience = dict(await ContactPhones(services.database).count_by(workspace_id, country_of))
     nodes = []
     for node in parse_flow(definition).nodes:
         if not isinstance(node, TemplateNode):
             continue
-        found = await runtime.templates.get_by_name(workspace_id, node.template, node.language)
+        found = await services.templates.get_by_name(workspace_id, node.template, node.language)
         category = found[0]["category"] if found else None
         lines = []
         for where, contacts in sorted(audience.items(), key=lambda item: str(item[0])):

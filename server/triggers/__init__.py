@@ -2,5 +2,5 @@
 triggers, and broadcasts to a segment (with the per-process broadcast runner).
 
 May import: actors, machines, operations, segments, store (repositories), channels' rate card,
-clock, errors, ids, phones. The runtime only as a type (it builds ``TriggerServices``).
+clock, errors, ids, phones. The services only as a type (it builds ``TriggerServices``).
 """

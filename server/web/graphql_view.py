@@ -307,7 +307,13 @@ class KonvoGraphQL(GraphQL[Context, None]):
             raise HTTPException(400, "No GraphQL query found in the request") from exc
 
     async def get_context(self, request: Request | WebSocket, response: Response | WebSocket) -> Context:
-        context = Context(runtime=self.runtime, request=request, response=response)
+        context = Context(
+            services=self.runtime.services,
+            key_guard=self.runtime.key_guard,
+            imports=self.runtime.contact_services.imports,
+            request=request,
+            response=response,
+        )
         context.rate_limiter = self.rate_limiter
         if isinstance(request, Request):
             await context.authenticate(request.headers.get("authorization"))

@@ -46,7 +46,7 @@ class OperatorGraphQL(KonvoGraphQL):
         )
 
     async def get_context(self, request: Any, response: Any) -> OperatorContext:  # type: ignore[override]
-        context = OperatorContext(self.runtime, request, response, self.rate_limiter)
+        context = OperatorContext(self.runtime.services, request, response, self.rate_limiter)
         given = bearer_token(request.headers.get("authorization"))
         if given is not None and hmac.compare_digest(given.encode(), self._key):
             context.key_id = OPERATOR_KEY_ID

@@ -14,6 +14,7 @@ from server.runtime import Runtime
 from server.store.workspaces import new_api_key
 from server.web.app import create_app
 from tests.support.catalog import ensure_catalog
+from tests.support.clock import ShiftedClock
 from tests.support.graphql import GraphQLClient
 from tests.support.network import HostsResolver
 
@@ -44,7 +45,8 @@ def fast_settings(settings: Settings) -> Settings:
 
 @pytest.fixture
 async def runtime(fast_settings: Settings) -> AsyncIterator[Runtime]:
-    runtime = Runtime(fast_settings, resolver=HostsResolver())
+    # A clock tests may move (``shifted(runtime)``): every part of the runtime reads this one.
+    runtime = Runtime(fast_settings, clock=ShiftedClock(SystemClock()), resolver=HostsResolver())
     await runtime.start()
     try:
         yield runtime
@@ -79,3 +81,9 @@ async def publish(gql: GraphQLClient, definition: dict[str, Any]) -> str:
     flow_id = data["importFlow"]["id"]
     await gql("mutation($id: ID!) { publishFlow(id: $id) { status activeVersion } }", id=flow_id)
     return flow_id
+
+
+def shifted(runtime: Runtime) -> ShiftedClock:
+    """The movable clock the ``runtime`` fixture was built with."""
+    assert isinstance(runtime.clock, ShiftedClock), "the runtime fixture reads a ShiftedClock"
+    return runtime.clock

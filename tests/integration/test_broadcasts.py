@@ -17,8 +17,7 @@ from tests.integration.broadcast_support import (
     sends_per_phone,
     window,
 )
-from tests.integration.conftest import WORKSPACE, publish
-from tests.support.clock import ShiftedClock
+from tests.integration.conftest import WORKSPACE, publish, shifted
 from tests.support.graphql import GraphQLClient, GraphQLErrors, eventually
 from tests.support.live import live_server
 from tests.support.ws import GraphQLWebSocket
@@ -40,7 +39,7 @@ async def test_5000_contacts_with_mixed_consent_end_with_exact_counts(
         )
         for i in range(5000)
     ] + [contact(WORKSPACE, f"+3462{i:07d}", now, opted_in=True) for i in range(100)]  # not in the segment
-    await runtime.triggers.audience.insert_many(documents)
+    await runtime.services.audience.insert_many(documents)
     began = time.monotonic()
     created = (
         await gql(
@@ -102,7 +101,7 @@ async def test_window_rule_follows_each_contact_through_the_flow(
         "+34630000002": ([], False),  # closed window, simple message first: skipped
         "+34630000003": ([], True),  # open window: sent
     }
-    await runtime.triggers.audience.insert_many(
+    await runtime.services.audience.insert_many(
         [
             contact(WORKSPACE, phone, now, tags=tags, opted_in=True, last_inbound_at=window(now, is_open))
             for phone, (tags, is_open) in people.items()
@@ -141,7 +140,7 @@ async def test_window_rule_follows_each_contact_through_the_flow(
 async def test_estimate_prices_the_template_from_the_rate_card(runtime: Runtime, gql: GraphQLClient) -> None:
     await create_template(gql, "promo", "MARKETING")
     now = runtime.clock.now()
-    await runtime.triggers.audience.insert_many(
+    await runtime.services.audience.insert_many(
         [
             contact(WORKSPACE, "+5491122334455", now, opted_in=True),  # Argentina
             contact(WORKSPACE, "+436641234567", now, opted_in=True),  # Austria
@@ -168,14 +167,11 @@ async def test_estimate_prices_the_template_from_the_rate_card(runtime: Runtime,
 
 async def test_messaging_limit_makes_the_excess_wait_not_drop(runtime: Runtime, gql: GraphQLClient) -> None:
     """TIER_250: 250 closed-window contacts go, 50 wait a day; open windows do not count."""
-    clock = ShiftedClock(runtime.clock)
-    runtime.clock = clock  # what the broadcast runner and the actors read
-    assert runtime.actors is not None
-    runtime.actors.deps.clock = clock
+    clock = shifted(runtime)  # what the broadcast runner and the actors read
     await create_template(gql, "notice", "UTILITY")
     await gql("mutation { setMessagingLimit(tier: TIER_250) }")
     now = clock.now()
-    await runtime.triggers.audience.insert_many(
+    await runtime.services.audience.insert_many(
         [contact(WORKSPACE, f"+3465{i:07d}", now, opted_in=True) for i in range(300)]
         + [
             contact(WORKSPACE, f"+3466{i:07d}", now, opted_in=True, last_inbound_at=window(now, True))
@@ -203,7 +199,7 @@ async def test_messaging_limit_makes_the_excess_wait_not_drop(runtime: Runtime, 
 async def test_scheduled_pause_resume_and_cancel(runtime: Runtime, gql: GraphQLClient) -> None:
     await create_template(gql, "later_news", "UTILITY")
     now = runtime.clock.now()
-    await runtime.triggers.audience.insert_many(
+    await runtime.services.audience.insert_many(
         [contact(WORKSPACE, f"+3467{i:07d}", now, opted_in=True) for i in range(120)]
     )
     later = (now + timedelta(days=1)).isoformat()
@@ -225,7 +221,7 @@ async def test_scheduled_pause_resume_and_cancel(runtime: Runtime, gql: GraphQLC
     rid = running["id"]
     await eventually(lambda: get(gql, rid), lambda b: b["counts"]["started"] >= 10)
     await gql(action.format("pauseBroadcast"), id=rid)
-    await eventually(lambda: runtime.triggers.broadcasts.find(rid), lambda d: d["lease_owner"] is None)
+    await eventually(lambda: runtime.services.broadcasts.find(rid), lambda d: d["lease_owner"] is None)
     paused = await get(gql, rid)
     assert paused["status"] == "PAUSED" and 0 < paused["counts"]["started"] < 120
     assert len(await sends_per_phone(runtime, rid)) == paused["counts"]["started"]
@@ -234,7 +230,7 @@ async def test_scheduled_pause_resume_and_cancel(runtime: Runtime, gql: GraphQLC
         lambda: get(gql, rid), lambda b: b["counts"]["started"] >= paused["counts"]["started"] + 10
     )
     assert (await gql(action.format("cancelBroadcast"), id=rid))["cancelBroadcast"]["status"] == "CANCELLED"
-    await eventually(lambda: runtime.triggers.broadcasts.find(rid), lambda d: d["lease_owner"] is None)
+    await eventually(lambda: runtime.services.broadcasts.find(rid), lambda d: d["lease_owner"] is None)
     done = await get(gql, rid)
     counts = done["counts"]
     assert done["status"] == "CANCELLED" and counts["cancelled"] > 0 and counts["queued"] == 0
@@ -252,7 +248,7 @@ async def test_scheduled_pause_resume_and_cancel(runtime: Runtime, gql: GraphQLC
 async def test_progress_is_live_over_websocket(runtime: Runtime, api_key: str, gql: GraphQLClient) -> None:
     await create_template(gql, "live_news", "UTILITY")
     now = runtime.clock.now()
-    await runtime.triggers.audience.insert_many(
+    await runtime.services.audience.insert_many(
         [contact(WORKSPACE, f"+3468{i:07d}", now, opted_in=i % 2 == 0) for i in range(40)]
     )
     later = (now + timedelta(days=1)).isoformat()
@@ -264,7 +260,7 @@ async def test_progress_is_live_over_websocket(runtime: Runtime, api_key: str, g
         await ws.subscribe("p", query, id=created["id"])
         first = (await ws.next_data("p"))["broadcastProgress"]
         assert first == {"status": "SCHEDULED", "counts": {"started": 0, "skipped": 0}}
-        await runtime.triggers.broadcasts.update(created["id"], {"start_at": now})  # due now
+        await runtime.services.broadcasts.update(created["id"], {"start_at": now})  # due now
         runtime.triggers.runner.nudge()
         seen = first
         while seen["status"] != "COMPLETED" or seen["counts"]["started"] != 20:

@@ -24,7 +24,7 @@ STATE = "query($p: String!) { contact(phone: $p) { tags variables optedIn agent 
 
 @pytest.fixture
 async def examples(gql: GraphQLClient, runtime: Runtime) -> dict[str, str]:
-    await load_example_catalog(runtime, WORKSPACE)
+    await load_example_catalog(runtime.services, WORKSPACE)
     return {definition["name"]: await publish(gql, definition) for definition in example_flows()}
 
 

@@ -194,7 +194,7 @@ async def runtime_media(runtime: Runtime, phone: str) -> None:
     record = inbound_record(
         WORKSPACE, f"in-photo-{phone}", phone=phone, channel="sandbox", kind="image", at=runtime.clock.now()
     )
-    _, event = await accept_inbound(runtime, record)
+    _, event = await accept_inbound(runtime.services, record)
     assert event is not None and runtime.actors is not None
     await runtime.actors.ask(ContactKey(WORKSPACE, phone), event)
 

@@ -15,7 +15,7 @@ from typing import Any
 from server.clock import Clock
 from server.runtime import Runtime
 from server.triggers.signatures import konvo_header, konvo_signature
-from tests.integration.conftest import WORKSPACE, publish
+from tests.integration.conftest import WORKSPACE, publish, shifted
 from tests.integration.test_webhook_triggers import ORDER_FLOW, make_trigger, post, runs_of
 from tests.support.graphql import GraphQLClient, eventually
 
@@ -67,8 +67,7 @@ async def test_a_timestamp_outside_five_minutes_of_the_server_clock_is_refused(
     runtime: Runtime, gql: GraphQLClient
 ) -> None:
     trigger = await make_trigger(gql, await publish(gql, ORDER_FLOW), MAPPING)
-    clock = ShiftedClock(runtime.clock)
-    runtime.clock = clock
+    clock = shifted(runtime)
     signed_now = signed_at(trigger["secret"], ORDER, clock.now())
     clock.shift = timedelta(minutes=5, seconds=1)  # the server's time moves on; the request is old
     stale = await post(gql.http, trigger, *signed_now)

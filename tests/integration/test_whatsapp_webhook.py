@@ -356,12 +356,15 @@ async def test_store_unreachable_is_503_then_metas_retry_is_stored(
 
     body = fresh("text")
     wamid = message_of(body)["id"]
-    working = runtime.messages
-    runtime.messages = MessageRepository(Unreachable(), runtime.legacy_ids)  # type: ignore[arg-type]
+    # The repository the webhook path holds now talks to a store that is not there.
+    held = vars(runtime.messages)
+    working = dict(held)
+    held.update(vars(MessageRepository(Unreachable(), runtime.legacy_ids)))  # type: ignore[arg-type]
     try:
         response = await webhook.post(body)
     finally:
-        runtime.messages = working
+        held.clear()
+        held.update(working)
         await away.close()
     assert response.status_code == 503
     assert response.headers["retry-after"]

@@ -63,7 +63,7 @@ def test_reply_rules(
 
 
 def test_comparable_is_what_keywords_use_too() -> None:
-    from server.triggers.keywords import normalize
+    from server.machines.keywords import normalize
 
     assert comparable("¡Hola,  SEÑOR!") == "hola senor" == normalize("¡Hola,  SEÑOR!")
     assert comparable("Ｓí") == "si"
