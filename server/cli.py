@@ -10,12 +10,12 @@ import signal
 import socket
 from pathlib import Path
 from types import FrameType
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 from server.cli_workspace import workspace_app
-from server.config import Settings
+from server.config import Settings, build_settings
 from server.dev.embedded import (
     EmbeddedServiceError,
     EmbeddedServices,
@@ -40,11 +40,6 @@ def _raise_shutdown(signum: int, frame: FrameType | None) -> None:
 @app.callback()
 def main() -> None:
     """Konvo Flows: self-hosted WhatsApp flow automation with a GraphQL API."""
-
-
-def build_settings(**overrides: Any) -> Settings:
-    """Settings from KONVO_* env, with the flags that were given taking precedence."""
-    return Settings(**{key: value for key, value in overrides.items() if value is not None})
 
 
 @app.command()

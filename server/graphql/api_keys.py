@@ -13,8 +13,8 @@ import strawberry
 
 from server.clock import as_utc
 from server.errors import Conflict, InvalidInput, NotFound
-from server.graphql.permissions import ADMIN, ADMIN_ONLY, ANY_ROLE
-from server.store.workspaces import new_api_key
+from server.graphql.permissions import ADMIN_ONLY, ANY_ROLE
+from server.store.workspaces import ADMIN, new_api_key
 
 MAX_NAME = 100
 

@@ -13,9 +13,10 @@ from typing import Any
 
 from server.errors import Forbidden, Unauthenticated
 from server.graphql.key_guard import KeyGuard
-from server.graphql.permissions import ADMIN, ROLES, auth_failure
+from server.graphql.permissions import auth_failure
 from server.operations.contact_import import ContactImports
 from server.services import Services
+from server.store.workspaces import ADMIN, ROLES
 from server.workspace_gate import refusal
 
 __all__ = ["ROLES", "Context", "bearer_token"]

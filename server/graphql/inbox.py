@@ -22,15 +22,16 @@ from server.graphql.catalog import Agent
 from server.graphql.contacts import caller
 from server.graphql.inbound_kinds import MessageLocation
 from server.graphql.loaders import loaders
-from server.graphql.messages import Message
+from server.graphql.messages import Message, OutboundMessage, RenderedMessage, rendered_of
 from server.graphql.pagination import PageInfo, decode_cursor, encode_cursor, page_size
-from server.graphql.permissions import ADMIN_ONLY, AGENT, ANY_ROLE
-from server.graphql.types import Contact, OutboundMessage, RenderedMessage, assigned_agent_of, rendered_of
-from server.machines.runner import window_open
+from server.graphql.permissions import ADMIN_ONLY, ANY_ROLE
+from server.graphql.types import Contact, assigned_agent_of
 from server.operations import assignment as ops
 from server.operations import inbox as inbox_ops
 from server.operations.contact_identifiers import ContactRef, find_contact_key
 from server.pubsub import inbox_topic
+from server.store.workspaces import AGENT
+from server.window import window_open
 
 SUPPORT_TAGS_TTL = 5.0
 

@@ -8,7 +8,7 @@
   (``RATE_LIMITED`` with ``retryAfter`` seconds; HTTP 429 with ``Retry-After``): each operation
   spends its cost, at least 1;
 Request body size is capped by ``server/web/body_limit.py`` (HTTP 413) before anything is parsed;
-JSON nesting is checked by ``server/web/json_limits.py`` where bodies are parsed.
+JSON nesting is checked by ``server/json_limits.py`` where bodies are parsed.
 Page sizes are capped in ``pagination.py`` and subscriptions per WebSocket in ``server/web/graphql_view.py``.
 All numbers are settings (``KONVO_MAX_QUERY_DEPTH`` ... in ``server/config.py``).
 """

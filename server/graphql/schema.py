@@ -23,6 +23,7 @@ from server.graphql.flow_document import all_types as flow_document_types
 from server.graphql.inbound_kinds import LocationInput, ReactionInput, sandbox_share
 from server.graphql.inbox import InboxMutation, InboxQuery, InboxSubscription
 from server.graphql.loaders import BatchLoads
+from server.graphql.messages import OutboundMessage
 from server.graphql.pagination import PageInfo, decode_cursor, encode_cursor, page_size
 from server.graphql.permissions import ADMIN_ONLY, ANY_ROLE
 from server.graphql.run_steps import ALL_STEP_TYPES
@@ -33,7 +34,6 @@ from server.graphql.types import (
     Contact,
     Flow,
     FlowIssue,
-    OutboundMessage,
     Run,
     RunStatus,
     Severity,

@@ -15,8 +15,9 @@ import strawberry
 from strawberry.scalars import JSON
 
 from server.graphql.json_values import plain
+from server.graphql.messages import RenderedMessage
 from server.graphql.permissions import ADMIN_ONLY
-from server.graphql.types import FlowIssue, RenderedMessage, RunStatus, Severity
+from server.graphql.types import FlowIssue, RunStatus, Severity
 from server.machines import runner
 from server.machines.rendering import plain_text
 from server.operations import simulation as ops

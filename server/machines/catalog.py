@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from server.machines.template_message import parameter_count
+from server.channels.whatsapp.template_message import parameter_count
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
@@ -42,8 +42,8 @@ from server.machines.regional import FALLBACK_LOCALE, Regional
 from server.machines.rendering import TemplateKey, render_message
 from server.machines.replies import choose
 from server.machines.values import coerce_value
+from server.window import window_open
 
-WINDOW = timedelta(hours=24)
 # Steps kept per run: the first ("started") and the latest; the count dropped between is kept.
 MAX_STEPS_KEPT = 200
 ACTIVE = ("active", "waiting")
@@ -55,11 +55,6 @@ MOVED = "__moved__"  # the node moved the run itself (re-asking a question): not
 CONTACT_WITH_AGENT = "CONTACT_WITH_AGENT"
 INVALID_VALUE = "INVALID_VALUE"
 SPIN_LOOP = "SPIN_LOOP"
-
-
-def window_open(last_inbound_at: datetime | None, now: datetime) -> bool:
-    """The 24-hour customer service window, opened by the customer's last inbound message."""
-    return last_inbound_at is not None and now - as_utc(last_inbound_at) < WINDOW
 
 
 @dataclass

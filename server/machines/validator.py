@@ -13,10 +13,31 @@ import math
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
+from server.channels.whatsapp.message_limits import (
+    CAROUSEL_MEDIA,
+    HEADER_MEDIA,
+    MAX_BUTTON_ID,
+    MAX_BUTTON_TITLE,
+    MAX_CARD_BODY,
+    MAX_CARD_BODY_LINE_BREAKS,
+    MAX_CARD_REPLIES,
+    MAX_CAROUSEL_CARDS,
+    MAX_FLOW_CTA,
+    MAX_INTERACTIVE_BODY,
+    MAX_LINK_TITLE,
+    MAX_LIST_BUTTON,
+    MAX_LIST_ROWS,
+    MAX_ROW_DESCRIPTION,
+    MAX_ROW_ID,
+    MAX_ROW_TITLE,
+    MAX_SECTION_TITLE,
+    MIN_CAROUSEL_CARDS,
+)
+from server.channels.whatsapp.template_message import resolve_template
 from server.clock import as_utc
 from server.errors import InvalidInput
 from server.machines.compiler import node_edges
@@ -38,28 +59,8 @@ from server.machines.definition import (
 )
 from server.machines.durations import parse_duration
 from server.machines.placeholders import format_problems
-from server.machines.template_message import resolve_template
 from server.machines.values import coerce_value
-from server.machines.whatsapp_limits import (
-    CAROUSEL_MEDIA,
-    HEADER_MEDIA,
-    MAX_BUTTON_ID,
-    MAX_BUTTON_TITLE,
-    MAX_CARD_BODY,
-    MAX_CARD_BODY_LINE_BREAKS,
-    MAX_CARD_REPLIES,
-    MAX_CAROUSEL_CARDS,
-    MAX_FLOW_CTA,
-    MAX_INTERACTIVE_BODY,
-    MAX_LINK_TITLE,
-    MAX_LIST_BUTTON,
-    MAX_LIST_ROWS,
-    MAX_ROW_DESCRIPTION,
-    MAX_ROW_ID,
-    MAX_ROW_TITLE,
-    MAX_SECTION_TITLE,
-    MIN_CAROUSEL_CARDS,
-)
+from server.window import WINDOW
 
 Severity = Literal["ERROR", "WARNING"]
 MAX_TEMPLATE_BUTTONS = 10
@@ -67,7 +68,6 @@ MAX_TEMPLATE_URL_BUTTONS = 2
 MAX_TEMPLATE_PHONE_BUTTONS = 1
 MAX_TEMPLATE_COPY_CODE_BUTTONS = 1
 MIN_SPLIT_BRANCHES = 2
-WINDOW = timedelta(hours=24)
 SENDABLE_STATUSES = ("APPROVED", "FLAGGED")  # FLAGGED: a quality warning, still sent
 
 # Bits of the window state carried along graph walks: why a simple message may find it closed.

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
-from server.actors.events import EndFlowRuns
 from server.channels.choice import chosen_channel_id
 from server.errors import InvalidFlow, InvalidInput, NotFound
-from server.ids import ContactKey, new_id
+from server.ids import new_id
 from server.machines.definition import parse_flow
 from server.machines.validator import FlowIssue, validate
 from server.operations import templates
 from server.operations.catalog import catalog_snapshot
+from server.operations.flow_versions import activate_version
 from server.services import Services
 from server.text_input import MAX_FLOW_NAME, checked_name
 
@@ -136,41 +135,6 @@ async def publish_flow(
         assert updated is not None
         return updated
     return await activate_version(services, workspace_id, flow_id, version, in_flight)
-
-
-async def activate_version(
-    services: Services, workspace_id: str, flow_id: str, version: int, in_flight: str = "finish"
-) -> dict[str, Any]:
-    """Make ``version`` the one new runs start on (at publish, or once its templates are approved)."""
-    updated = await services.flows.update(
-        workspace_id,
-        flow_id,
-        {
-            "status": "active",
-            "active_version": version,
-            "pending_version": None,
-            "pending_in_flight": None,
-            "pending_status": None,
-            "updated_at": services.clock.now(),
-        },
-    )
-    assert updated is not None
-    if in_flight == "exit":
-        await end_older_runs(services, workspace_id, flow_id, version)
-    return updated
-
-
-async def end_older_runs(services: Services, workspace_id: str, flow_id: str, version: int) -> int:
-    """Ask every contact still running an older version of the flow to end that run."""
-    pending = [
-        services.actors.tell(
-            ContactKey.from_doc_id(contact_id),
-            EndFlowRuns(new_id("evt"), flow_id, version),
-        )
-        async for contact_id in services.contacts.keys_with_active_runs(workspace_id, flow_id, version)
-    ]
-    await asyncio.gather(*pending)
-    return len(pending)
 
 
 async def archive_flow(services: Services, workspace_id: str, flow_id: str) -> dict[str, Any]:

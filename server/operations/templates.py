@@ -14,12 +14,13 @@ from typing import Any
 
 from pymongo.errors import DuplicateKeyError
 
+from server.channels.whatsapp.template_message import PARAM, parameter_count
 from server.errors import Conflict, EgressRefused, InvalidInput, NotFound, Unavailable
 from server.ids import new_id
 from server.machines.definition import TemplateNode, parse_flow
-from server.machines.template_message import PARAM, parameter_count
 from server.operations import catalog as catalog_ops
 from server.operations.catalog import SENDABLE_TEMPLATE_STATUSES, validate_components
+from server.operations.flow_versions import activate_version
 from server.services import Services
 
 log = logging.getLogger(__name__)
@@ -281,8 +282,6 @@ async def refresh_waiting_flows(services: Services, workspace_id: str) -> list[s
     active version keeps status ``active`` (that version still runs); ``pending_status`` says
     what holds its pending version.
     """
-    from server.operations.flows import activate_version  # flows imports this module
-
     activated = []
     for flow in await services.flows.list(workspace_id):
         version = flow.get("pending_version")

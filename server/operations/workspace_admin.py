@@ -22,7 +22,6 @@ from typing import Any
 
 from server.actors.recovery import rearm_workspace
 from server.errors import Conflict, InvalidInput, NotFound
-from server.graphql.permissions import ADMIN
 from server.ids import new_id
 from server.machines.regional import check_timezone, default_locale, normalize_locale
 from server.operations.workspaces import checked_country, checked_workspace_name
@@ -32,7 +31,7 @@ from server.store.workspace_data import (
     delete_workspace_documents,
     workspace_names,
 )
-from server.store.workspaces import ACTIVE, DELETING, DISABLED, STATUSES, new_api_key, status_of
+from server.store.workspaces import ACTIVE, ADMIN, DELETING, DISABLED, STATUSES, new_api_key, status_of
 from server.workspace_gate import DELETED
 from server.workspace_redis import RedisSweep, WorkspaceRedis
 

@@ -22,11 +22,11 @@ from typing import Any
 from server.actors.events import StartFlow
 from server.errors import InvalidInput, KonvoError, NotFound
 from server.ids import ContactKey, new_id
-from server.machines.runner import window_open
 from server.segments import matches, to_mongo_filter
 from server.services import Services
 from server.triggers.broadcast_rules import CONTACT_WITH_AGENT, Judge, Plan, tier_limit
 from server.triggers.broadcasts import DAY, broadcast_topic, make_plan, messaging_portfolio
+from server.window import window_open
 
 log = logging.getLogger(__name__)
 

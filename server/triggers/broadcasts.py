@@ -21,7 +21,6 @@ from server.errors import Conflict, InvalidInput, NotFound
 from server.ids import new_id
 from server.machines.compiler import compile_flow
 from server.machines.definition import FlowDefinition, TemplateNode, parse_flow
-from server.machines.runner import window_open
 from server.segments import matches, to_mongo_filter, validate_segment
 from server.services import Services
 from server.text_input import MAX_BROADCAST_NAME, checked_name
@@ -34,6 +33,7 @@ from server.triggers.broadcast_rules import (
     tier_limit,
     window_sensitive,
 )
+from server.window import window_open
 
 STATUSES = ("scheduled", "running", "paused", "completed", "cancelled", "failed")
 UNUSABLE_TEMPLATE = ("REJECTED", "PAUSED", "DISABLED")  # the sandbox sends drafts; WhatsApp: APPROVED only

@@ -25,11 +25,11 @@ from server.channels.choice import chosen_channel_id
 from server.errors import InvalidInput, KonvoError, NotFound
 from server.identity import Identities
 from server.ids import new_id
+from server.json_limits import JsonTooDeep, check_json_depth
 from server.operations.contact_data import check_contact_names, checked_contact_data
 from server.services import Services
 from server.triggers.mapping import Extracted, PayloadError, WebhookMapping, extract, parse_mapping
 from server.triggers.signatures import SCHEMES, scheme_of, verify
-from server.web.json_limits import JsonTooDeep, check_json_depth
 
 log = logging.getLogger(__name__)
 

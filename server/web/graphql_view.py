@@ -50,8 +50,8 @@ from server.graphql.key_guard import REVOKED_REASON
 from server.graphql.limits import RateLimiter, limit_extensions
 from server.graphql.schema import build_schema
 from server.graphql.ws_messages import MAX_REASON_BYTES, MalformedMessage, read_message
+from server.json_limits import JsonTooDeep, check_json_depth
 from server.runtime import Runtime
-from server.web.json_limits import JsonTooDeep, check_json_depth
 from server.workspace_gate import refusal
 
 log = logging.getLogger(__name__)

@@ -27,10 +27,10 @@ from starlette.routing import Route
 from server.channels.whatsapp.signature import HEADER, signature_valid
 from server.channels.whatsapp.webhook import MalformedWebhook, parse_webhook
 from server.errors import Unavailable
+from server.json_limits import JsonTooDeep, check_json_depth
 from server.operations.channel_inbound import receive_whatsapp
 from server.services import Services
 from server.store.channels import is_connected, webhook_verified
-from server.web.json_limits import JsonTooDeep, check_json_depth
 
 log = logging.getLogger(__name__)
 
