@@ -13,6 +13,7 @@ from arq.connections import ArqRedis
 from pymongo.monitoring import CommandListener
 from redis.asyncio import Redis
 
+from server.actors.agent_picker import AgentPicker
 from server.actors.contact_actor import ActorDeps
 from server.actors.effects import Effects
 from server.actors.events import Event, TurnResult
@@ -39,7 +40,6 @@ from server.graphql.key_guard import KeyGuard
 from server.graphql.socket_slots import SocketSlots
 from server.ids import ContactKey
 from server.machines.connections import ConnectionMemo
-from server.operations.agent_picker import AgentPicker
 from server.pubsub import RedisPubSub
 from server.redis_clients import arq_client, redis_client
 from server.secret_box import SecretBox

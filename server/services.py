@@ -7,7 +7,7 @@ which only starts, stops and reports health.
 
 May import: actors, machines, store, channels, sending, pubsub and the modules of the ground floor
 (clock, config, errors, ids, egress, secret_box, contact_directory, workspace_gate, workspace_caches);
-``operations.agent_picker`` (a use-case helper with no services of its own). Never runtime, graphql or web.
+Never operations, triggers, runtime, graphql or web.
 """
 
 from __future__ import annotations
@@ -15,10 +15,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from arq.connections import ArqRedis
 from redis.asyncio import Redis
 
+from server.actors.agent_picker import AgentPicker
 from server.actors.events import Event, TurnResult
 from server.actors.flow_cache import FlowCache
 from server.actors.message_statuses import StatusLedger
@@ -33,7 +35,6 @@ from server.egress import EgressPolicy
 from server.errors import Unavailable
 from server.ids import ContactKey
 from server.machines.connections import ConnectionMemo
-from server.operations.agent_picker import AgentPicker
 from server.pubsub import RedisPubSub
 from server.secret_box import SecretBox
 from server.sending.policy import SendPolicy
@@ -63,9 +64,16 @@ from server.store.teams import TeamRepository
 from server.store.triggers import HookRequestRepository, InboundTriggerRepository, WebhookTriggerRepository
 from server.store.workspace_settings import WorkspaceSettingsRepository
 from server.store.workspaces import WorkspaceRepository
-from server.triggers.replays import ReplayGuard
 from server.workspace_caches import WorkspaceCaches
 from server.workspace_gate import WorkspaceGate
+
+
+class SignatureClaims(Protocol):
+    """Timestamped webhook signatures, single-use within their tolerance (``triggers/replays.py``)."""
+
+    async def claim(self, key: str) -> bool: ...
+
+    async def release(self, key: str) -> None: ...
 
 
 class ActorsHandle:
@@ -149,6 +157,6 @@ class Services:
     send_policy: SendPolicy
     workspace_gate: WorkspaceGate
     picker: AgentPicker
-    replays: ReplayGuard
+    replays: SignatureClaims
     actors: ActorsHandle
     wake_broadcasts: Callable[[], None]  # the broadcast runner looks for due broadcasts now

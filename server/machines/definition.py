@@ -7,8 +7,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from server.channels.whatsapp.template_params import UNION_TAGS, TemplateParams
+from server.durations import parse_duration
 from server.errors import InvalidFlow
-from server.machines.durations import parse_duration
 
 
 class _Model(BaseModel):

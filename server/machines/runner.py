@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from server.clock import as_utc
+from server.durations import parse_duration
 from server.errors import InvalidInput
 from server.identity import address_of
 from server.ids import new_id
@@ -36,7 +37,6 @@ from server.machines.definition import (
     TemplateNode,
     WhatsAppFlowNode,
 )
-from server.machines.durations import parse_duration
 from server.machines.placeholders import render, scope_value
 from server.machines.regional import FALLBACK_LOCALE, Regional
 from server.machines.rendering import TemplateKey, render_message

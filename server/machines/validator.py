@@ -39,6 +39,7 @@ from server.channels.whatsapp.message_limits import (
 )
 from server.channels.whatsapp.template_message import resolve_template
 from server.clock import as_utc
+from server.durations import parse_duration
 from server.errors import InvalidInput
 from server.machines.compiler import node_edges
 from server.machines.definition import (
@@ -57,7 +58,6 @@ from server.machines.definition import (
     TemplateNode,
     WhatsAppFlowNode,
 )
-from server.machines.durations import parse_duration
 from server.machines.placeholders import format_problems
 from server.machines.values import coerce_value
 from server.window import WINDOW

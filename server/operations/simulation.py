@@ -30,12 +30,12 @@ from server.actors.contact_commands import TurnExtras
 from server.actors.events import Event, InboundMessage, StartFlow, TimerFired
 from server.actors.turn_logic import TurnLogic
 from server.clock import as_utc
+from server.durations import parse_duration
 from server.errors import InvalidFlow, InvalidInput
 from server.ids import ContactKey, new_id
 from server.machines import runner
 from server.machines.compiler import CompiledFlow, compile_flow
 from server.machines.definition import parse_flow
-from server.machines.durations import parse_duration
 from server.machines.rendering import render_message
 from server.machines.validator import FlowIssue
 from server.machines.values import coerce_value

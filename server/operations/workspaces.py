@@ -15,9 +15,9 @@ from typing import Any
 from server.errors import InvalidInput, NotFound
 from server.machines.regional import check_timezone, normalize_locale
 from server.operations import consent as consent_ops
+from server.phones import country_code
 from server.services import Services
 from server.text_input import checked_name
-from server.triggers.mapping import country_code
 from server.workspace_gate import SETTINGS
 
 MAX_WORKSPACE_NAME = 120

@@ -19,8 +19,8 @@ import pytest
 from server.actors.events import TimerFired
 from server.clock import SystemClock, as_utc
 from server.config import Settings
+from server.durations import parse_duration
 from server.ids import ContactKey
-from server.machines.durations import parse_duration
 from server.runtime import Runtime
 from tests.integration.conftest import WORKSPACE
 from tests.integration.test_example_flows import examples  # noqa: F401 - fixture

@@ -69,6 +69,7 @@ LAYERS: dict[str, int] = {
     "server.redaction": 1,
     "server.json_limits": 1,
     "server.window": 1,
+    "server.durations": 1,
     "server": 1,
 }
 
