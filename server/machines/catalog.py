@@ -5,6 +5,7 @@ that validation, the turn's extras and the API read.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -36,17 +37,26 @@ class TemplateSummary:
 
 @dataclass(frozen=True)
 class Catalog:
-    """What a workspace's flows may refer to, read once so validation is pure and fast."""
+    """What the workspace has, so names used by a flow can be checked without the store.
+
+    ``fields`` maps a field name to ``(type, options)`` with type TEXT|NUMBER|BOOLEAN|DATE|FIXED;
+    ``templates`` maps a name to its language variants (``summarize_template`` of each stored
+    template: when ``components`` are known a node's ``params`` are checked against them);
+    ``agents`` holds agent e-mails (lower-case) and ids; ``flows`` the names and ids of the
+    workspace's other flows; ``flow_id`` is this flow's own id (so a ``connect_flow`` to it is
+    recognised as a self-connection, not an unknown flow); ``connects`` maps other flows' names to
+    the flows they connect to before any wait (draft or active version), for connection loops.
+    """
 
     tags: dict[str, str] = field(default_factory=dict)  # name -> MARKETING|SUPPORT
-    fields: dict[str, tuple[str, tuple[str, ...]]] = field(default_factory=dict)  # name -> (type, options)
-    agents: frozenset[str] = frozenset()  # agent ids and e-mails (lower-case)
-    templates: dict[str, list[TemplateSummary]] = field(default_factory=dict)  # name -> per language
-    flows: frozenset[str] = frozenset()  # flow names (for connect_flow)
+    fields: dict[str, tuple[str, Sequence[str]]] = field(default_factory=dict)  # name -> (type, options)
+    agents: frozenset[str] = frozenset()
     teams: frozenset[str] = frozenset()  # agent team names (for assign by team)
+    templates: dict[str, list[TemplateSummary]] = field(default_factory=dict)  # name -> per language
+    flows: frozenset[str] = frozenset()
     starts_from_webhook: bool = False  # a webhook trigger starts the flow being checked
+    flow_id: str | None = None
     sandbox: bool = False  # no WhatsApp number connected: templates are sent unreviewed, by the sandbox
-    # flow name -> the flows it connects to before any wait (draft or active version): loops
     connects: dict[str, frozenset[str]] = field(default_factory=dict)
     now: datetime | None = None  # when the check runs: a delay until a past moment is flagged
     timezone: str = "UTC"  # the workspace's, for delays written without an offset

@@ -363,8 +363,11 @@ def skip_run(turn: Turn, run: dict[str, Any], agent_id: str | None) -> None:
     end_run(turn, run, "cancelled", CONTACT_WITH_AGENT)
 
 
-def fire_timer(turn: Turn, compiled: CompiledFlow, run: dict[str, Any], timer: dict[str, Any]) -> bool:
-    """Apply a due timer; False when it is stale (the run moved on since it was set)."""
+def apply_timer(turn: Turn, compiled: CompiledFlow, run: dict[str, Any], timer: dict[str, Any]) -> bool:
+    """Apply a due timer to its run; False when it is stale (the run moved on since it was set).
+
+    Called by the actor for a ``TimerFired`` event; ``actors.timers.fire_timer`` is the arq job that
+    delivers that event."""
     waiting = run.get("waiting_for") or {}
     if run["status"] != "waiting" or waiting.get("timer_id") != timer["id"]:
         return False

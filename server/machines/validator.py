@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
@@ -41,6 +41,7 @@ from server.channels.whatsapp.template_message import resolve_template
 from server.clock import as_utc
 from server.durations import parse_duration
 from server.errors import InvalidInput
+from server.machines.catalog import Catalog
 from server.machines.compiler import node_edges
 from server.machines.definition import (
     AnsweredNode,
@@ -81,35 +82,6 @@ class FlowIssue:
     severity: Severity
     code: str
     message: str
-
-
-@dataclass(frozen=True)
-class Catalog:
-    """What the workspace has, so names used by a flow can be checked without the store.
-
-    ``fields`` maps a field name to ``(type, options)`` with type TEXT|NUMBER|BOOLEAN|DATE|FIXED;
-    ``templates`` maps a name to its language variants, each ``{"language", "category",
-    "status", "buttons": [{"type", "text"}]}`` and, when known, its ``components`` (then the
-    node's ``params`` are checked against them) and ``meta_id``; ``agents`` holds agent emails
-    and ids; ``flows`` the names and ids of the workspace's other flows; ``flow_id`` is this
-    flow's own id (so a ``connect_flow`` to it is recognised as a self-connection, not an
-    unknown flow); ``sandbox``: no WhatsApp number is connected, so templates are not reviewed;
-    ``connects`` maps other flows' names to the flows they connect to before any wait
-    (``instant_connections``), for connection loops; ``now`` and ``timezone`` date delays.
-    """
-
-    tags: dict[str, str] = field(default_factory=dict)
-    fields: dict[str, tuple[str, list[str]]] = field(default_factory=dict)
-    agents: set[str] = field(default_factory=set)
-    teams: set[str] = field(default_factory=set)
-    templates: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    flows: set[str] = field(default_factory=set)
-    starts_from_webhook: bool = False
-    flow_id: str | None = None
-    sandbox: bool = False
-    connects: dict[str, frozenset[str]] = field(default_factory=dict)
-    now: datetime | None = None
-    timezone: str = "UTC"
 
 
 # --- edges -----------------------------------------------------------------------------------
@@ -211,8 +183,8 @@ def validate(flow: FlowDefinition, catalog: Catalog | None = None) -> list[FlowI
             issues += _check_catalog(node, flow, catalog)
     issues += _spin_loops(flow, by_id)
     issues += _connect_loops(flow, by_id, catalog)
-    if catalog is not None and getattr(catalog, "now", None) is not None:
-        issues += _delays_in_the_past(flow, catalog.now, getattr(catalog, "timezone", None) or "UTC")
+    if catalog is not None and catalog.now is not None:
+        issues += _delays_in_the_past(flow, catalog.now, catalog.timezone)
     if flow.start in by_id:
         reachable = _reachable(flow.start, by_id)
         for node in flow.nodes:
@@ -225,7 +197,7 @@ def validate(flow: FlowDefinition, catalog: Catalog | None = None) -> list[FlowI
                         f"point a 'next' or a branch to it, or delete it",
                     )
                 )
-        webhook = catalog is not None and bool(getattr(catalog, "starts_from_webhook", False))
+        webhook = catalog is not None and catalog.starts_from_webhook
         issues += _window_warnings(flow.start, by_id, webhook)
     return issues
 
@@ -905,11 +877,6 @@ def _check_catalog(node: Node, flow: FlowDefinition, catalog: Catalog) -> list[F
     return []
 
 
-def _get(item: Any, key: str) -> Any:
-    """A key of a template/button given as a dict, or the attribute of one given as an object."""
-    return item.get(key) if isinstance(item, dict) else getattr(item, key, None)
-
-
 def _known_agent(name: str, catalog: Catalog) -> bool:
     """Agent ids match exactly; e-mails also match whatever their case."""
     if name in catalog.agents:
@@ -938,9 +905,9 @@ def _check_template(node: TemplateNode, catalog: Catalog) -> list[FlowIssue]:
                 f"create it or pick an existing one",
             )
         ]
-    variant = next((v for v in variants if _get(v, "language") == node.language), None)
+    variant = next((v for v in variants if v.language == node.language), None)
     if variant is None:
-        languages = ", ".join(sorted(str(_get(v, "language")) for v in variants))
+        languages = ", ".join(sorted(str(v.language) for v in variants))
         return [
             _error(
                 node.id,
@@ -951,8 +918,8 @@ def _check_template(node: TemplateNode, catalog: Catalog) -> list[FlowIssue]:
             )
         ]
     issues = _template_status_issues(node, variant, catalog)
-    buttons = list(_get(variant, "buttons") or [])
-    kinds = [str(_get(b, "type") or "").upper() for b in buttons]
+    buttons = list(variant.buttons or [])
+    kinds = [str(b.type or "").upper() for b in buttons]
     label = f"template {node.template!r} ({node.language}) used by node {node.id!r}"
     limits = (
         ("TEMPLATE_TOO_MANY_BUTTONS", len(buttons), MAX_TEMPLATE_BUTTONS, "buttons"),
@@ -982,7 +949,7 @@ def _check_template(node: TemplateNode, catalog: Catalog) -> list[FlowIssue]:
             )
     # Node button i answers the template's quick reply i: its id is sent as that button's payload.
     quick_replies = [
-        str(_get(b, "text") or "") for b, kind in zip(buttons, kinds, strict=True) if kind == "QUICK_REPLY"
+        str(b.text or "") for b, kind in zip(buttons, kinds, strict=True) if kind == "QUICK_REPLY"
     ]
     for button in node.buttons[len(quick_replies) :]:
         offered = ", ".join(repr(q) for q in quick_replies) or "none"
@@ -995,7 +962,7 @@ def _check_template(node: TemplateNode, catalog: Catalog) -> list[FlowIssue]:
                 f"matched to the node's buttons in order",
             )
         )
-    components = _get(variant, "components")
+    components = variant.components
     if components:  # what the template takes, per language: checked now, not at every send
         resolved = resolve_template(
             list(components), node.params, [b.id for b in node.buttons], placeholders=True
@@ -1013,10 +980,10 @@ def _check_template(node: TemplateNode, catalog: Catalog) -> list[FlowIssue]:
 
 def _template_status_issues(node: TemplateNode, variant: Any, catalog: Catalog) -> list[FlowIssue]:
     """What Meta's review means for this node; the sandbox says what it really does."""
-    status = str(_get(variant, "status") or "DRAFT").upper()
+    status = str(variant.status or "DRAFT").upper()
     label = f"template {node.template!r} ({node.language})"
     if status == "REJECTED":
-        reason = _get(variant, "rejection_reason") or _get(variant, "rejectionReason") or "no reason given"
+        reason = variant.rejection_reason or "no reason given"
         return [
             _error(
                 node.id,
@@ -1027,7 +994,7 @@ def _template_status_issues(node: TemplateNode, variant: Any, catalog: Catalog) 
         ]
     if status in SENDABLE_STATUSES:
         return []
-    if status == "DRAFT" and getattr(catalog, "sandbox", False) and not _get(variant, "meta_id"):
+    if status == "DRAFT" and catalog.sandbox and not variant.meta_id:
         return [
             _warning(
                 node.id,
@@ -1271,7 +1238,7 @@ def instant_connections(flow: FlowDefinition) -> dict[str, str]:
 
 
 def _connects_to_self(node: ConnectFlowNode, flow: FlowDefinition, catalog: Catalog | None) -> bool:
-    own_id = getattr(catalog, "flow_id", None) if catalog is not None else None
+    own_id = catalog.flow_id if catalog is not None else None
     return node.flow == flow.name or (own_id is not None and node.flow == own_id)
 
 
@@ -1284,7 +1251,7 @@ def _connect_loops(flow: FlowDefinition, by_id: dict[str, Node], catalog: Catalo
     """
     issues: list[FlowIssue] = []
     instant = set(instant_connections(flow).values())
-    others: dict[str, frozenset[str]] = dict(getattr(catalog, "connects", None) or {})
+    others: dict[str, frozenset[str]] = dict(catalog.connects) if catalog is not None else {}
     others.pop(flow.name, None)  # this flow's stored copy may be older than the document checked
     for node in flow.nodes:
         if not isinstance(node, ConnectFlowNode) or by_id.get(node.id) is not node:

@@ -7,6 +7,7 @@ from typing import Any
 from server.channels.choice import chosen_channel_id
 from server.errors import InvalidFlow, InvalidInput, NotFound
 from server.ids import new_id
+from server.machines.catalog import Catalog
 from server.machines.definition import parse_flow
 from server.machines.validator import FlowIssue, validate
 from server.operations import templates
@@ -16,7 +17,7 @@ from server.services import Services
 from server.text_input import MAX_FLOW_NAME, checked_name
 
 
-def issues_of(definition: dict[str, Any], catalog: Any = None) -> list[FlowIssue]:
+def issues_of(definition: dict[str, Any], catalog: Catalog | None = None) -> list[FlowIssue]:
     """Parse errors and validator findings of a draft, as one list."""
     try:
         flow = parse_flow(definition)

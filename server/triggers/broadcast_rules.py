@@ -26,9 +26,10 @@ from datetime import datetime
 from typing import Any
 
 from server.machines import runner
+from server.machines.catalog import Catalog
 from server.machines.compiler import CompiledFlow, node_edges
 from server.machines.definition import FlowDefinition, SimpleMessageNode, TemplateNode
-from server.machines.validator import Catalog, validate
+from server.machines.validator import validate
 from server.sending import rules
 from server.sending.zones import recipient_country
 
