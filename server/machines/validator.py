@@ -59,6 +59,7 @@ from server.machines.definition import (
     TemplateNode,
     WhatsAppFlowNode,
 )
+from server.machines.flow_walk import segment_names
 from server.machines.placeholders import format_problems
 from server.machines.values import coerce_value
 from server.window import WINDOW
@@ -1073,7 +1074,7 @@ def _check_segment_names(node: ConditionNode, catalog: Catalog) -> list[FlowIssu
     issues: list[FlowIssue] = []
     for branch in node.branches:
         where = f"condition {node.id!r}, branch {branch.name!r}"
-        for kind, name in _segment_leaves(branch.segment):
+        for kind, name in segment_names(branch.segment):
             if kind == "tag" and name not in catalog.tags:
                 issues.append(_unknown_tag(node.id, where, name, catalog))
             elif kind == "var" and name not in catalog.fields:
@@ -1088,24 +1089,6 @@ def _check_segment_names(node: ConditionNode, catalog: Catalog) -> list[FlowIssu
                     )
                 )
     return issues
-
-
-def _segment_leaves(segment: Any) -> Iterator[tuple[str, str]]:
-    """The ``tag``, ``var`` and ``assigned_to`` names in a raw segment, through all/any/not."""
-    stack = [segment]
-    while stack:
-        part = stack.pop()
-        if not isinstance(part, dict):
-            continue
-        for key in ("all", "any"):
-            if isinstance(part.get(key), list):
-                stack.extend(reversed(part[key]))
-        if "not" in part:
-            inner = part["not"]
-            stack.extend(reversed(inner) if isinstance(inner, list) else [inner])
-        for key in ("tag", "var", "assigned_to"):
-            if isinstance(part.get(key), str):
-                yield key, part[key]
 
 
 # --- graph walks -----------------------------------------------------------------------------

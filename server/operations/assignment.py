@@ -17,8 +17,10 @@ from server.actors.contact_actor import event_id
 from server.actors.events import AssignAgent, ReleaseContact
 from server.errors import Conflict, InvalidInput, NotFound
 from server.ids import ContactKey, new_id
+from server.machines.flow_walk import raw_nodes
 from server.operations.catalog import agent_name, find_agent, normalize_email
 from server.operations.contact_identifiers import Who, contact_key, find_contact_key
+from server.operations.flow_versions import flows_using
 from server.services import Services
 from server.store.teams import POLICIES
 from server.text_input import MAX_TEAM_NAME, checked_name
@@ -176,20 +178,13 @@ async def delete_agent(services: Services, workspace_id: str, agent_id: str) -> 
 # --- who uses what ------------------------------------------------------------------------------
 
 
-def _assign_nodes(definition: Any) -> list[dict[str, Any]]:
-    if not isinstance(definition, dict):
-        return []
-    nodes = definition.get("nodes") or []
-    return [n for n in nodes if isinstance(n, dict) and n.get("type") == "assign"]
-
-
 def _names_team(name: str) -> Callable[[Any], bool]:
-    return lambda definition: any(n.get("team") == name for n in _assign_nodes(definition))
+    return lambda definition: any(n.get("team") == name for n in raw_nodes(definition, "assign"))
 
 
 def _names_agent(agent: dict[str, Any], by_id: bool = True) -> Callable[[Any], bool]:
     def names(definition: Any) -> bool:
-        for node in _assign_nodes(definition):
+        for node in raw_nodes(definition, "assign"):
             ref = node.get("agent")
             if isinstance(ref, str) and (
                 ref.strip().lower() == agent["email"] or (by_id and ref == agent["_id"])
@@ -204,15 +199,7 @@ async def _refuse_if_named(
     services: Services, workspace_id: str, action: str, uses: Callable[[Any], bool]
 ) -> None:
     """CONFLICT naming the flows whose draft or active version would break."""
-    using: list[str] = []
-    for flow in await services.flows.list(workspace_id):
-        definitions = [flow.get("draft")]
-        if flow.get("active_version"):
-            version = await services.flows.get_version(flow["_id"], flow["active_version"])
-            if version is not None:
-                definitions.append(version.get("definition"))
-        if any(uses(d) for d in definitions):
-            using.append(flow["name"])
+    using = await flows_using(services, workspace_id, uses)
     if using:
         listed = ", ".join(repr(n) for n in using)
         raise Conflict(f"cannot {action}: used by flow(s) {listed}; change them first", flows=using)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Iterator
 from typing import Any
 
 from pymongo.errors import DuplicateKeyError
@@ -18,7 +17,9 @@ from server.actors.events import TagContact
 from server.errors import Conflict, InvalidInput, NotFound
 from server.ids import ContactKey, new_id
 from server.machines.catalog import Catalog, TemplateSummary, summarize_template
+from server.machines.flow_walk import definition_segments, raw_nodes, segment_names
 from server.machines.values import FIELD_TYPES, fold
+from server.operations.flow_versions import flows_using
 from server.services import Services
 from server.text_input import (
     MAX_AGENT_NAME,
@@ -151,16 +152,9 @@ async def retag_contacts(services: Services, workspace_id: str, old: str, new: s
 
 async def flows_using_tag(services: Services, workspace_id: str, name: str) -> list[str]:
     """Names of the flows whose draft or active version adds, removes or tests tag ``name``."""
-    using: list[str] = []
-    for flow in await services.flows.list(workspace_id):
-        definitions = [flow.get("draft")]
-        if flow.get("active_version"):
-            version = await services.flows.get_version(flow["_id"], flow["active_version"])
-            if version is not None:
-                definitions.append(version.get("definition"))
-        if any(name in tags_in_definition(d) for d in definitions):
-            using.append(flow["name"])
-    return using
+    return await flows_using(
+        services, workspace_id, lambda definition: name in tags_in_definition(definition)
+    )
 
 
 async def _refuse_if_used(services: Services, workspace_id: str, name: str, action: str) -> None:
@@ -174,38 +168,14 @@ async def _refuse_if_used(services: Services, workspace_id: str, name: str, acti
 
 
 def tags_in_definition(definition: Any) -> set[str]:
-    """Tag names a raw flow document mentions (``tag`` nodes and ``{"tag": ..}`` segment leaves).
-
-    Works on the stored JSON, not the parsed model, so drafts that do not parse yet count too.
-    """
+    """Tag names a raw flow document mentions (``tag`` nodes and ``{"tag": ..}`` segment leaves)."""
     found: set[str] = set()
-    if not isinstance(definition, dict):
-        return found
-    for node in definition.get("nodes") or []:
-        if not isinstance(node, dict):
-            continue
-        if node.get("type") == "tag":
-            for key in ("add", "remove"):
-                values = node.get(key) or []
-                found.update(v for v in values if isinstance(v, str))
-        elif node.get("type") == "condition":
-            for branch in node.get("branches") or []:
-                if isinstance(branch, dict):
-                    found.update(_segment_tags(branch.get("segment")))
+    for node in raw_nodes(definition, "tag"):
+        for key in ("add", "remove"):
+            found.update(v for v in node.get(key) or [] if isinstance(v, str))
+    for segment in definition_segments(definition):
+        found.update(name for kind, name in segment_names(segment) if kind == "tag")
     return found
-
-
-def _segment_tags(segment: Any) -> Iterator[str]:
-    if isinstance(segment, dict):
-        tag = segment.get("tag")
-        if isinstance(tag, str):
-            yield tag
-        for key in ("all", "any", "not"):
-            if key in segment:
-                yield from _segment_tags(segment[key])
-    elif isinstance(segment, list):
-        for part in segment:
-            yield from _segment_tags(part)
 
 
 # --- fields -------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """Which version of a flow new runs start on: activating one (at publish, or once Meta approved
-the templates it waits for), and ending the runs of older versions when asked to.
+the templates it waits for), ending the runs of older versions when asked to, and the documents
+in use (draft and active version) that "which flows use this name" questions read.
 
 Its own module because both publishing (``flows``) and template reviews (``templates``) activate
 versions, and ``flows`` already asks ``templates`` what a version waits for.
@@ -8,6 +9,7 @@ versions, and ``flows`` already asks ``templates`` what a version waits for.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from server.actors.events import EndFlowRuns
@@ -48,3 +50,23 @@ async def end_older_runs(services: Services, workspace_id: str, flow_id: str, ve
     ]
     await asyncio.gather(*pending)
     return len(pending)
+
+
+async def definitions_in_use(services: Services, flow: dict[str, Any]) -> list[Any]:
+    """The flow's draft and, when a version is active, that version's document: what will run
+    once published and what runs now. Raw (as stored): a draft that does not parse counts too."""
+    definitions = [flow.get("draft")]
+    if flow.get("active_version"):
+        version = await services.flows.get_version(flow["_id"], flow["active_version"])
+        if version is not None:
+            definitions.append(version.get("definition"))
+    return definitions
+
+
+async def flows_using(services: Services, workspace_id: str, uses: Callable[[Any], bool]) -> list[str]:
+    """Names of the workspace's flows whose draft or active version ``uses`` (a tag, team, agent...)."""
+    using: list[str] = []
+    for flow in await services.flows.list(workspace_id):
+        if any(uses(definition) for definition in await definitions_in_use(services, flow)):
+            using.append(flow["name"])
+    return using
