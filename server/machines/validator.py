@@ -41,7 +41,7 @@ from server.channels.whatsapp.template_message import resolve_template
 from server.clock import as_utc
 from server.durations import parse_duration
 from server.errors import InvalidInput
-from server.machines.catalog import Catalog
+from server.machines.catalog import Catalog, TemplateSummary
 from server.machines.compiler import node_edges
 from server.machines.definition import (
     AnsweredNode,
@@ -979,7 +979,9 @@ def _check_template(node: TemplateNode, catalog: Catalog) -> list[FlowIssue]:
     return issues
 
 
-def _template_status_issues(node: TemplateNode, variant: Any, catalog: Catalog) -> list[FlowIssue]:
+def _template_status_issues(
+    node: TemplateNode, variant: TemplateSummary, catalog: Catalog
+) -> list[FlowIssue]:
     """What Meta's review means for this node; the sandbox says what it really does."""
     status = str(variant.status or "DRAFT").upper()
     label = f"template {node.template!r} ({node.language})"
