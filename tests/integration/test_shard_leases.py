@@ -36,6 +36,7 @@ from server.config import Settings
 from server.errors import Conflict, InvalidFlow, NotFound, Unavailable
 from server.ids import ContactKey
 from server.packing import pack, unpack
+from server.redis_keys import shard_lease_key
 from server.runtime import Runtime
 from tests.conftest import ServiceURLs
 from tests.integration.conftest import WORKSPACE, make_workspace
@@ -68,7 +69,7 @@ async def until(check: Callable[[], bool], timeout: float, what: str) -> float:
 
 async def holders(redis: Redis, prefix: str, shards: int) -> list[str | None]:
     """Who holds each shard's lease, read from Redis (``replica/epoch``)."""
-    values = await redis.mget([f"{prefix}shards:lease:{n}" for n in range(shards)])
+    values = await redis.mget([shard_lease_key(prefix, n) for n in range(shards)])
     return [v.decode().rpartition("/")[0] if v else None for v in values]
 
 

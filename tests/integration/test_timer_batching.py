@@ -25,6 +25,7 @@ from server.errors import Unavailable
 from server.ids import ContactKey
 from server.operations import contacts as contact_ops
 from server.operations import flows as flow_ops
+from server.redis_keys import arq_job_id
 from server.runtime import Runtime
 from tests.support.graphql import eventually
 
@@ -80,7 +81,7 @@ async def waiting_contacts(runtime: Runtime, count: int, due_in: timedelta) -> l
         documents.append(await contacts.find_one({"_id": key.doc_id}))
     assert runtime.timers is not None
     await runtime.redis.delete(
-        runtime.timers.queue_name, *(job_key_prefix + d["timers"][0]["id"] for d in documents)
+        runtime.timers.queue_name, *(job_key_prefix + arq_job_id(d["timers"][0]["id"]) for d in documents)
     )
     return documents
 
@@ -125,10 +126,10 @@ async def test_batched_rearm_enqueues_each_timer_once_and_the_worker_fires_them(
     assert await quiet.redis.zcard(queue) == 5
     for document in documents:
         timer = document["timers"][0]
-        record = await quiet.redis.get(job_key_prefix + timer["id"])
+        record = await quiet.redis.get(job_key_prefix + arq_job_id(timer["id"]))
         function, args, kwargs, _, _ = deserialize_job_raw(record)
         assert (function, args, kwargs) == (FIRE_TIMER, (WORKSPACE, document["phone"], timer["id"]), {})
-        score = await quiet.redis.zscore(queue, timer["id"])
+        score = await quiet.redis.zscore(queue, arq_job_id(timer["id"]))
         assert score == pytest.approx(timer["due_at"].timestamp() * 1000, abs=1)
 
     again = await recover(
@@ -143,7 +144,7 @@ async def test_batched_rearm_enqueues_each_timer_once_and_the_worker_fires_them(
     for document in documents:
         run = await run_of(quiet, document)
         assert fired(run) and run["status"] != "waiting"
-        timer_id = document["timers"][0]["id"]
+        timer_id = arq_job_id(document["timers"][0]["id"])
         assert not await quiet.redis.exists(job_key_prefix + timer_id, in_progress_key_prefix + timer_id)
     assert (worker.fired, worker.retried, worker.dropped) == (5, 0, 0)
 
