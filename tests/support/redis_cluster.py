@@ -100,4 +100,6 @@ class LocalRedisCluster:
 
     def _ready(self, client: redis.Redis) -> bool:
         info = client.execute_command("CLUSTER INFO")  # parsed into a dict by redis-py
-        return info.get("cluster_state") == "ok" and int(info.get("cluster_known_nodes", 0)) == len(self.nodes)
+        return info.get("cluster_state") == "ok" and int(info.get("cluster_known_nodes", 0)) == len(
+            self.nodes
+        )
