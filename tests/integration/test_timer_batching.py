@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from arq.constants import in_progress_key_prefix, job_key_prefix, retry_key_prefix
-from arq.jobs import deserialize_job_raw
+from arq.jobs import deserialize_job_raw, serialize_job
 from arq.worker import Worker, func
 
 from server.actors.events import TimerFired, TurnResult
@@ -25,7 +25,7 @@ from server.errors import Unavailable
 from server.ids import ContactKey
 from server.operations import contacts as contact_ops
 from server.operations import flows as flow_ops
-from server.redis_keys import arq_job_id
+from server.redis_keys import arq_job_id, legacy_timer_queue
 from server.runtime import Runtime
 from tests.support.graphql import eventually
 
@@ -247,3 +247,24 @@ async def test_a_cancel_landing_as_the_worker_wakes_still_stops_it(quiet: Runtim
     task.cancel()  # ... as the server stops
     done, _ = await asyncio.wait({task}, timeout=5)
     assert done == {task} and task.cancelled()
+
+
+async def test_timers_queued_under_the_untagged_layout_are_moved_and_fire(quiet: Runtime) -> None:
+    """An upgrade from the layout without hash tags (queue ``konvo:<db>:timers``, job id = timer id):
+    the next recovery pass moves each timer, due when it was, and the worker fires it."""
+    (document,) = await waiting_contacts(quiet, 1, due_in=timedelta(seconds=0))
+    assert quiet.timers is not None
+    timer = document["timers"][0]
+    legacy_queue = legacy_timer_queue(quiet.prefix)
+    score = int(timer["due_at"].timestamp() * 1000)
+    record = serialize_job(FIRE_TIMER, (WORKSPACE, document["phone"], timer["id"]), {}, None, score)
+    await quiet.redis.zadd(legacy_queue, {timer["id"]: score})
+    await quiet.redis.set(job_key_prefix + timer["id"], record)
+
+    await quiet.recover_now(scan_contacts=False)  # no contact scan: only the move re-arms it
+    assert not await quiet.redis.exists(legacy_queue, job_key_prefix + timer["id"])
+    assert await quiet.redis.zscore(quiet.timers.queue_name, arq_job_id(timer["id"])) == score
+    worker = worker_for(quiet)
+    async with running(worker):
+        await eventually(lambda: quiet.redis.zcard(quiet.timers.queue_name), lambda n: n == 0)
+    assert fired(await run_of(quiet, document))
