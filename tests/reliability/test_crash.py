@@ -95,6 +95,7 @@ async def crash_run(
         await graph.stop()
 
 
+@pytest.mark.timeout(300)  # ~105 s on the cluster on a loaded 2-core machine
 async def test_sigkill_short(
     cluster_factory: Any, mongo: AsyncMongoClient[dict[str, Any]], redis_url: str
 ) -> None:
