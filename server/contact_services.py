@@ -20,6 +20,7 @@ from server.integrations.klaviyo import KlaviyoClient
 from server.integrations.klaviyo_sync import KlaviyoSync
 from server.machines.contact_state import opt_out_keys
 from server.operations.agent_picker import AgentPicker
+from server.redis_keys import integrations_queue
 from server.store.catalog import AgentTeams
 from server.store.teams import TeamRepository
 from server.store.workspace_settings import WorkspaceSettingsRepository
@@ -97,7 +98,7 @@ class ContactServices:
             runtime.contacts,
             self.settings,
             runtime.arq,
-            runtime.prefix + "integrations",
+            integrations_queue(runtime.prefix),
             lambda: runtime.actors,
             runtime.clock,
             KlaviyoClient(runtime.egress),

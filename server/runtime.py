@@ -11,7 +11,6 @@ from typing import Any
 
 from arq.connections import ArqRedis
 from pymongo.monitoring import CommandListener
-from redis.asyncio import Redis
 
 from server.actors.contact_actor import ActorDeps
 from server.actors.effects import Effects
@@ -21,7 +20,7 @@ from server.actors.flow_counters import RECOVERY_WINDOW, FlowCounters
 from server.actors.message_statuses import ParkedMarks, StatusLedger
 from server.actors.recovery import recover
 from server.actors.shards import ShardedActors
-from server.actors.timers import ArqTimerScheduler, TimerWorker
+from server.actors.timers import ArqTimerScheduler, TimerWorker, migrate_legacy_timers
 from server.channels.router import ChannelRouter
 from server.channels.sandbox import SandboxChannel
 from server.channels.whatsapp.channel import WhatsAppChannel
@@ -43,7 +42,15 @@ from server.graphql.socket_slots import SocketSlots
 from server.ids import ContactKey
 from server.machines.connections import ConnectionMemo
 from server.machines.regional import Regional, workspace_regional
-from server.redis_clients import arq_client, redis_client
+from server.redis_clients import RedisCommands, arq_client, redis_client
+from server.redis_keys import (
+    ARQ_TAG,
+    key_prefix,
+    legacy_timer_queue,
+    recovery_marker,
+    socket_slots_prefix,
+    timer_queue,
+)
 from server.secret_box import SecretBox
 from server.segments import matches
 from server.sending.policy import SendPolicy
@@ -94,7 +101,7 @@ class Runtime:
         # Secrets at rest are sealed with these keys; every outbound HTTP call passes this policy.
         self.secrets = SecretBox.from_setting(settings.secret_key.get_secret_value())
         self.egress = EgressPolicy(EgressAllowList.parse(settings.egress_allow), resolver or system_resolver)
-        self.prefix = f"konvo:{settings.mongodb_db}:"
+        self.prefix = key_prefix(settings.mongodb_db)  # key layout: server/redis_keys.py
         stats = StoreStats() if settings.store_stats else None
         self.database = Database(settings.mongodb_uri, settings.mongodb_db, store_listeners, stats)
         self.workspaces = WorkspaceRepository(self.database)
@@ -108,7 +115,7 @@ class Runtime:
         self.legacy_ids = LegacyProviderIds(self.database)
         self.messages = MessageRepository(self.database, self.legacy_ids)
         self.message_statuses = MessageStatusRepository(self.database, self.legacy_ids)
-        self.redis: Redis = redis_client(settings.redis_url)
+        self.redis: RedisCommands = redis_client(settings.redis_url)
         self.ledger = StatusLedger(
             self.messages,
             self.message_statuses,
@@ -146,7 +153,9 @@ class Runtime:
         # An operator's disable/delete reaches every process: keys, webhooks and turns refused.
         self.workspace_gate = WorkspaceGate(self.workspaces, self.pubsub)
         self.workspace_gate.on_change(self._workspace_changed)
-        self.socket_slots = SocketSlots(self.redis, self.prefix + "sockets:", settings.max_sockets_per_key)
+        self.socket_slots = SocketSlots(
+            self.redis, socket_slots_prefix(self.prefix), settings.max_sockets_per_key
+        )
         # Consent, assignment, inbox news and Klaviyo sync (server/contact_services.py).
         self.contact_services = ContactServices(self)
         # Webhook/inbound triggers and broadcasts (server/triggers/services.py).
@@ -247,9 +256,9 @@ class Runtime:
         await self.database.ensure_indexes()
         await self.legacy_ids.load(self.clock.now())
         await self._reseal_secrets()
-        self.arq = arq_client(settings.redis_url or "")
+        self.arq = arq_client(settings.redis_url or "", ARQ_TAG)
         await self.arq.ping()  # fail the start now, as arq's create_pool did, if Redis is not there
-        self.timers = ArqTimerScheduler(self.arq, self.prefix + "timers", self.clock)
+        self.timers = ArqTimerScheduler(self.arq, timer_queue(self.prefix), self.clock)
         effects = self._effects = Effects(
             self.contacts,
             self.runs,
@@ -349,6 +358,7 @@ class Runtime:
         ``counts_window`` that documents still carry (``FlowCounters.recount``)."""
         assert self.timers is not None and self.actors is not None
         stuck = self._effects.take_stuck_outboxes() if self._effects and not scan_contacts else []
+        await migrate_legacy_timers(self.redis, legacy_timer_queue(self.prefix), self.timers)
         await recover(
             self.contacts,
             self.messages,
@@ -389,7 +399,7 @@ class Runtime:
     async def _redis_lost(self) -> bool:
         """True once after Redis lost its data (a restart without persistence, FLUSHALL): the
         timers it held must be rebuilt from the contacts. A marker key set now tells next time."""
-        marker = self.prefix + "recovery:marker"
+        marker = recovery_marker(self.prefix)
         if await self.redis.exists(marker):
             return False
         await self.redis.set(marker, 1)

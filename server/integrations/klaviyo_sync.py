@@ -23,6 +23,7 @@ from server.actors.system import ActorSystem
 from server.clock import Clock
 from server.ids import ContactKey
 from server.integrations.klaviyo import DEFAULT_BASE_URL, KlaviyoClient, KlaviyoError, KlaviyoSettings
+from server.redis_keys import arq_job_id
 from server.store.contacts import ContactRepository
 from server.store.workspace_settings import WorkspaceSettingsRepository
 
@@ -35,7 +36,8 @@ MAX_ATTEMPTS = 12
 
 
 def job_id(entry: dict[str, Any]) -> str:
-    return f"xsync:{entry['id']}:{int(entry.get('attempts') or 0)}"
+    """Tagged, so the job's keys share the slot of arq's queues (server/redis_keys.py)."""
+    return arq_job_id(f"xsync:{entry['id']}:{int(entry.get('attempts') or 0)}")
 
 
 class KlaviyoSync:

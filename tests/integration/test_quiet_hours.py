@@ -19,6 +19,7 @@ from server.actors.events import TimerFired
 from server.clock import SystemClock
 from server.config import Settings
 from server.ids import ContactKey
+from server.redis_keys import arq_job_id
 from server.runtime import Runtime
 from server.sending.holds import WAKE
 from tests.integration.conftest import WORKSPACE, client_for, publish
@@ -122,7 +123,7 @@ async def test_a_delays_message_due_at_night_waits_for_the_morning_even_across_a
     key = ContactKey(WORKSPACE, phone)
     [wake] = [t for t in (await runtime.contacts.load(key) or {})["timers"] if t["kind"] == WAKE]
     assert runtime.timers is not None
-    await runtime.redis.delete(runtime.timers.queue_name, job_key_prefix + wake["id"])
+    await runtime.redis.delete(runtime.timers.queue_name, job_key_prefix + arq_job_id(wake["id"]))
     await runtime.stop()
     again = Runtime(runtime.settings, clock=clock)
     await again.start()
