@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import copy
 import logging
 import time
 from collections import deque
@@ -31,6 +30,7 @@ from server.actors.events import (
 )
 from server.actors.flow_cache import FlowCache
 from server.clock import Clock, as_utc
+from server.document_copy import copy_document
 from server.errors import Conflict, InvalidInput, NotFound, Unavailable, WindowClosed
 from server.ids import ContactKey, new_id
 from server.machines import contact_state, runner, statuses
@@ -196,7 +196,7 @@ class ContactActor:
                         self._deps.effects.redo_after_commit(before, [event.event_id])
                     )
                 return TurnResult(before, duplicate=True, changed=False)
-            working = copy.deepcopy(before)
+            working = copy_document(before)
             turn = runner.Turn(
                 contact=working,
                 now=self._deps.clock.now(),
