@@ -67,19 +67,22 @@ class RedisPubSub:
         await self._redis.publish(self._prefix + topic, pack(payload))
 
     async def contact_changed(self, contact: dict[str, Any], run_ids: set[str]) -> None:
+        """The contact and each changed run, in one round trip (a pipeline, not a transaction)."""
         workspace_id = contact["workspace_id"]
-        await self.publish(contact_topic(workspace_id, contact["phone"]), contact)
+        messages = [(contact_topic(workspace_id, contact["phone"]), contact)]
         for run in contact.get("runs", []):
             if run["id"] in run_ids:
-                await self.publish(
-                    run_topic(workspace_id),
-                    {
-                        **run,
-                        "contact_id": contact["_id"],
-                        "phone": contact["phone"],
-                        "workspace_id": workspace_id,
-                    },
-                )
+                payload = {
+                    **run,
+                    "contact_id": contact["_id"],
+                    "phone": contact["phone"],
+                    "workspace_id": workspace_id,
+                }
+                messages.append((run_topic(workspace_id), payload))
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for topic, payload in messages:
+                pipe.publish(self._prefix + topic, pack(payload))
+            await pipe.execute()
 
     @property
     def subscriber_count(self) -> int:
