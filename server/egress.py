@@ -258,6 +258,18 @@ class EgressPolicy:
         return parsed
 
 
+# Raised by EgressClient only before a byte of the request was written: no connection (refused,
+# unresolvable, TLS), or none free in the pool in time (PinnedTransport maps aiohttp's pool wait and
+# connect timeouts to ConnectTimeout; httpx's own pool says PoolTimeout). Every other failure --
+# no answer in time, a dropped connection, a broken response -- may follow a request the server got.
+_NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
+
+
+def never_sent(exc: httpx.TransportError) -> bool:
+    """True when the request certainly did not reach the server: repeating it cannot do it twice."""
+    return isinstance(exc, _NEVER_SENT)
+
+
 def _log_refusal(url: httpx.URL | str, reason: str) -> None:
     try:
         where = printable_origin(httpx.URL(url))
@@ -294,7 +306,8 @@ class EgressClient:
     async def request(self, method: str, url: httpx.URL | str, **kwargs: Any) -> httpx.Response:
         """Send one request; EgressRefused when the URL, a connection or a redirect is refused.
 
-        Transport problems raise httpx's ``TransportError``/``TimeoutException`` as usual.
+        Transport problems raise httpx's ``TransportError``/``TimeoutException`` as usual;
+        ``never_sent`` tells those after which the server certainly has nothing.
         """
         target = await self._policy.check_request(url)
         response = await self._http.request(method, target, **kwargs)
