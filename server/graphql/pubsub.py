@@ -74,6 +74,7 @@ class RedisPubSub:
         await self._redis.execute_command("PUBLISH", self._prefix + topic, pack(payload))
 
     async def contact_changed(self, contact: dict[str, Any], run_ids: set[str]) -> None:
+        """The contact and each changed run, in one round trip (a pipeline, not a transaction)."""
         workspace_id = contact["workspace_id"]
         await self.publish(contact_topic(ContactKey.of_contact(contact)), contact)
         for run in contact.get("runs", []):

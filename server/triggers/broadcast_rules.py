@@ -19,12 +19,12 @@ share it, so a broadcast plans against what all of them have used in the last 24
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from server.document_copy import copy_document
 from server.machines import runner
 from server.machines.compiler import CompiledFlow, node_edges
 from server.machines.definition import FlowDefinition, SimpleMessageNode, TemplateNode
@@ -121,7 +121,7 @@ class Judge:
         return None
 
     def _first_send_blocked(self, contact: dict[str, Any]) -> bool:
-        working = copy.deepcopy(contact)
+        working = copy_document(contact)
         working.update(runs=[], timers=[], outbox=[])
         turn = runner.Turn(
             contact=working,

@@ -290,16 +290,23 @@ async def make_plan(runtime: Runtime, broadcast: dict[str, Any]) -> Plan:
     return plan
 
 
-async def messaging_portfolio(
+async def sending_channel(
     runtime: Runtime, workspace_id: str, broadcast: dict[str, Any] | None = None
-) -> str | None:
-    """The business portfolio a broadcast sends through: its channel's (a broadcast may name
-    one), else the workspace's WhatsApp channel's; None is the workspace's own portfolio."""
+) -> dict[str, Any] | None:
+    """The channel a broadcast sends through: its own (a broadcast may name one), else the
+    workspace's WhatsApp channel; None for the sandbox."""
     channel_id = (broadcast or {}).get("channel_id")
     channel = await runtime.channel.by_id(channel_id) if channel_id else None
     if channel is None or channel.get("workspace_id") != workspace_id:
         channel = await runtime.channel.channel_for(workspace_id)
-    return portfolio_of(channel)
+    return channel
+
+
+async def messaging_portfolio(
+    runtime: Runtime, workspace_id: str, broadcast: dict[str, Any] | None = None
+) -> str | None:
+    """The business portfolio a broadcast sends through (its channel's); None is the workspace's own."""
+    return portfolio_of(await sending_channel(runtime, workspace_id, broadcast))
 
 
 @dataclass

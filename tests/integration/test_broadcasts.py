@@ -8,6 +8,7 @@ from datetime import timedelta
 
 from server.channels.whatsapp.costs import estimate
 from server.runtime import Runtime
+from server.triggers.broadcast_runner import SANDBOX_CONCURRENCY, BroadcastRunner
 from tests.integration.broadcast_support import (
     CREATE,
     contact,
@@ -19,8 +20,10 @@ from tests.integration.broadcast_support import (
 )
 from tests.integration.conftest import WORKSPACE, publish
 from tests.support.clock import ShiftedClock
+from tests.support.graph_api_fake import GraphApiFake
 from tests.support.graphql import GraphQLClient, GraphQLErrors, eventually
 from tests.support.live import live_server
+from tests.support.whatsapp import connect_fake
 from tests.support.ws import GraphQLWebSocket
 
 
@@ -287,3 +290,22 @@ async def test_bad_broadcast_input_names_the_field(gql: GraphQLClient) -> None:
             assert where in str(exc) or where in str(exc.errors[0].get("extensions")), (data, exc.errors)
         else:
             raise AssertionError(f"{data} was accepted")
+
+
+async def test_recipients_in_flight_follow_the_sending_numbers_throughput(
+    runtime: Runtime, api_key: str
+) -> None:
+    """A fixed count held a 1,000/s number to a fraction of its rate (issue 19): the runner starts
+    as many recipients at once as the number sends in half a second, within bounds."""
+    runner = BroadcastRunner(runtime)
+    assert await runner.in_flight({"workspace_id": WORKSPACE}) == SANDBOX_CONCURRENCY
+    fakes = [await GraphApiFake().start(), await GraphApiFake(phone_number_id="106540352242923").start()]
+    try:
+        fast = await connect_fake(runtime, WORKSPACE, fakes[0], throughput=1000)
+        assert await runner.in_flight({"workspace_id": WORKSPACE}) == 500
+        slow = await connect_fake(runtime, WORKSPACE, fakes[1], throughput=80)
+        assert await runner.in_flight({"workspace_id": WORKSPACE, "channel_id": slow["_id"]}) == 40
+        assert await runner.in_flight({"workspace_id": WORKSPACE, "channel_id": fast["_id"]}) == 500
+    finally:
+        for fake in fakes:
+            await fake.stop()
