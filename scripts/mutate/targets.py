@@ -1,0 +1,86 @@
+"""What is mutated and which tests are meant to catch it: module (or functions) -> tests.
+
+Each target runs only its own tests, so a run takes minutes rather than the whole suite per
+mutant. ``mutants`` narrows a module to the functions that hold the concept (mutmut's mutant
+names, globbed); without it every function of the files is mutated. mutmut mutates function
+bodies only: module-level constants (``WINDOW = timedelta(hours=24)``) are covered by the
+boundary tests, not by mutants.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    why: str
+    files: tuple[str, ...]
+    tests: tuple[str, ...]
+    mutants: tuple[str, ...] = ()
+
+
+TARGETS: tuple[Target, ...] = (
+    Target(
+        name="signature",
+        why="the WhatsApp webhook's X-Hub-Signature-256 check",
+        files=("server/channels/whatsapp/signature.py",),
+        tests=("tests/unit/test_whatsapp_signature.py", "tests/integration/test_whatsapp_webhook.py"),
+    ),
+    Target(
+        name="window",
+        why="the 24-hour customer service window",
+        files=("server/machines/runner.py",),
+        mutants=("*window_open__mutmut_*",),
+        tests=("tests/unit/test_window.py", "tests/unit/test_runner.py"),
+    ),
+    Target(
+        name="dedupe",
+        why="the actor's applied-event dedupe (a redelivered event is applied once)",
+        files=("server/actors/contact_actor.py",),
+        mutants=("*ContactActorǁ_turn__mutmut_*", "*ContactActorǁ_finish__mutmut_*"),
+        tests=("tests/integration/test_actor_mailbox.py", "tests/integration/test_turn_effects.py"),
+    ),
+    Target(
+        name="permissions",
+        why="who may call a GraphQL field (ADMIN / AGENT / no key)",
+        files=("server/graphql/permissions.py",),
+        tests=(
+            "tests/integration/test_api_keys.py",
+            "tests/integration/test_api_isolation.py",
+            "tests/unit/test_api_schema_file.py",
+        ),
+    ),
+    Target(
+        name="commit",
+        why="the contact's compare-and-set commit, fenced by the lease epoch",
+        files=("server/store/contacts.py", "server/store/batching.py"),
+        mutants=("*cas_filter__mutmut_*", "*compare_and_set__mutmut_*", "*CasBatcherǁ*__mutmut_*"),
+        tests=(
+            "tests/integration/test_group_commit.py",
+            "tests/integration/test_shard_leases.py::test_fenced_write_refused_for_a_stale_epoch",
+            "tests/integration/test_actor_mailbox.py",
+        ),
+    ),
+    Target(
+        name="leases",
+        why="shard leases: who owns a contact, epochs, takeover and handover",
+        files=("server/actors/leases.py",),
+        tests=("tests/integration/test_shard_leases.py",),
+    ),
+    Target(
+        name="segments",
+        why="segment conditions: the store filter and the in-memory evaluator agree",
+        files=("server/segments/*.py",),
+        tests=("tests/unit/test_segments.py", "tests/integration/test_segments_property.py"),
+    ),
+)
+
+
+def by_name(names: list[str]) -> list[Target]:
+    known = {t.name: t for t in TARGETS}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise SystemExit(f"unknown target(s) {', '.join(unknown)}; known: {', '.join(known)}")
+    return [known[n] for n in names] if names else list(TARGETS)
