@@ -4,7 +4,9 @@ Each target gets its own copy of the repository's ``server/``, ``tests/`` and ``
 under ``.mutation/<target>/`` with a ``setup.cfg`` naming the files to mutate and the tests to
 run, so targets never share mutmut's caches and the working tree is never touched (mutmut
 writes its ``mutants/`` directory inside the copy). Fixtures run there as anywhere: the
-embedded store and Redis are started by ``tests/conftest.py`` from the copy.
+embedded store and Redis are started once for the whole run (``shared_services``) and handed to
+``tests/conftest.py`` through ``KONVO_TEST_MONGODB_URI`` / ``KONVO_TEST_REDIS_URL``: each mutant's
+tests still get a database of their own, but no mutant pays for starting the services again.
 """
 
 from __future__ import annotations
@@ -15,12 +17,17 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from scripts.mutate.targets import TARGETS, Target, by_name
+from scripts.mutate.targets import EXTRA, TARGETS, Target, by_name
+from server.config import Settings
+from server.embedded import free_port, start_services
 
 ROOT = Path(__file__).resolve().parents[2]
 WORK = ROOT / ".mutation"
@@ -71,6 +78,24 @@ def _prepare(target: Target) -> Path:
             shutil.copy2(source, workdir / name)
     (workdir / "setup.cfg").write_text(_setup_cfg(target))
     return workdir
+
+
+@contextmanager
+def shared_services() -> Iterator[None]:
+    """One embedded store and Redis for every mutant (unless the caller names external ones)."""
+    if os.environ.get("KONVO_TEST_MONGODB_URI") and os.environ.get("KONVO_TEST_REDIS_URL"):
+        yield
+        return
+    with tempfile.TemporaryDirectory(prefix="konvo-mutation-") as data_dir:
+        boot = Settings(data_dir=Path(data_dir), store_port=free_port(), redis_port=free_port())
+        running = start_services(boot, redis_persist=False)
+        try:
+            assert running.mongodb_uri is not None and running.redis_url is not None
+            os.environ["KONVO_TEST_MONGODB_URI"] = running.mongodb_uri
+            os.environ["KONVO_TEST_REDIS_URL"] = running.redis_url
+            yield
+        finally:
+            running.stop()
 
 
 def _mutmut(workdir: Path, *args: str, log: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -142,18 +167,19 @@ def main() -> int:
     parser.add_argument("--report", type=Path, default=WORK / "survivors.md", help="where survivors go")
     args = parser.parse_args()
     if args.list:
-        for t in TARGETS:
+        for t in TARGETS + EXTRA:
             print(f"{t.name:12} {', '.join(t.files)} <- {', '.join(t.tests)}")
         return 0
     outcomes: list[Outcome] = []
     print(f"{'target':12} {'mutants':>7} {'killed':>7} {'survived':>8} {'other':>6}", flush=True)
-    for target in by_name(args.targets):
-        outcome = run_target(target, args.jobs)
-        outcomes.append(outcome)
-        c = outcome.counts
-        other = sum(v for k, v in c.items() if k not in ("killed", "survived"))
-        line = f"{target.name:12} {sum(c.values()):7} {c['killed']:7} {c['survived']:8} {other:6}"
-        print(line + (f"  ERROR: {outcome.error.splitlines()[0]}" if outcome.error else ""), flush=True)
+    with shared_services():
+        for target in by_name(args.targets):
+            outcome = run_target(target, args.jobs)
+            outcomes.append(outcome)
+            c = outcome.counts
+            other = sum(v for k, v in c.items() if k not in ("killed", "survived"))
+            line = f"{target.name:12} {sum(c.values()):7} {c['killed']:7} {c['survived']:8} {other:6}"
+            print(line + (f"  ERROR: {outcome.error.splitlines()[0]}" if outcome.error else ""), flush=True)
     report: Path = args.report
     report.parent.mkdir(parents=True, exist_ok=True)
     command = " ".join(["./scripts/mutation", *sys.argv[1:]])

@@ -21,12 +21,16 @@ class Target:
     mutants: tuple[str, ...] = ()
 
 
+MAILBOX = "tests/integration/test_actor_mailbox.py"
+WEBHOOK = "tests/integration/test_whatsapp_webhook.py"
+
+# Cheapest first: a run that is stopped early has the fast targets' figures.
 TARGETS: tuple[Target, ...] = (
     Target(
         name="signature",
         why="the WhatsApp webhook's X-Hub-Signature-256 check",
         files=("server/channels/whatsapp/signature.py",),
-        tests=("tests/unit/test_whatsapp_signature.py", "tests/integration/test_whatsapp_webhook.py"),
+        tests=("tests/unit/test_whatsapp_signature.py", WEBHOOK),
     ),
     Target(
         name="window",
@@ -36,20 +40,12 @@ TARGETS: tuple[Target, ...] = (
         tests=("tests/unit/test_window.py", "tests/unit/test_runner.py"),
     ),
     Target(
-        name="dedupe",
-        why="the actor's applied-event dedupe (a redelivered event is applied once)",
-        files=("server/actors/contact_actor.py",),
-        mutants=("*ContactActorǁ_turn__mutmut_*", "*ContactActorǁ_finish__mutmut_*"),
-        tests=("tests/integration/test_actor_mailbox.py", "tests/integration/test_turn_effects.py"),
-    ),
-    Target(
         name="permissions",
         why="who may call a GraphQL field (ADMIN / AGENT / no key)",
         files=("server/graphql/permissions.py",),
         tests=(
             "tests/integration/test_api_keys.py",
             "tests/integration/test_api_isolation.py",
-            "tests/unit/test_api_schema_file.py",
         ),
     ),
     Target(
@@ -60,14 +56,20 @@ TARGETS: tuple[Target, ...] = (
         tests=(
             "tests/integration/test_group_commit.py",
             "tests/integration/test_shard_leases.py::test_fenced_write_refused_for_a_stale_epoch",
-            "tests/integration/test_actor_mailbox.py",
+            f"{MAILBOX}::test_tells_racing_the_task_exit_all_apply_in_order_one_at_a_time",
         ),
     ),
     Target(
-        name="leases",
-        why="shard leases: who owns a contact, epochs, takeover and handover",
-        files=("server/actors/leases.py",),
-        tests=("tests/integration/test_shard_leases.py",),
+        name="dedupe",
+        why="the actor's applied-event dedupe (a redelivered event is applied once)",
+        files=("server/actors/contact_actor.py",),
+        mutants=("*ContactActorǁ_finish__mutmut_*", "*ContactActorǁ_turn__mutmut_*"),
+        tests=(
+            f"{MAILBOX}::test_an_older_event_told_again_is_a_duplicate_not_only_the_latest",
+            f"{MAILBOX}::test_tells_racing_the_task_exit_all_apply_in_order_one_at_a_time",
+            "tests/integration/test_turn_effects.py::test_a_redelivered_message_redoes_the_effects_its_turn_lost",
+            f"{WEBHOOK}::test_the_same_wamid_twice_is_applied_once",
+        ),
     ),
     Target(
         name="segments",
@@ -75,11 +77,34 @@ TARGETS: tuple[Target, ...] = (
         files=("server/segments/*.py",),
         tests=("tests/unit/test_segments.py", "tests/integration/test_segments_property.py"),
     ),
+    Target(
+        name="leases",
+        why="shard leases: who owns a contact, epochs, takeover and handover",
+        files=("server/actors/leases.py",),
+        tests=("tests/integration/test_shard_leases.py",),
+    ),
+)
+
+# Not security-critical, so not in the default run: how much of the pure flow machinery its unit
+# tests pin down (``./scripts/mutation compiler runner``).
+EXTRA: tuple[Target, ...] = (
+    Target(
+        name="compiler",
+        why="flow documents compiled to a step function, and the diagram",
+        files=("server/machines/compiler.py",),
+        tests=("tests/unit/test_compiler.py",),
+    ),
+    Target(
+        name="runner",
+        why="what entering each node kind does, replies, timers, spins",
+        files=("server/machines/runner.py",),
+        tests=("tests/unit/test_runner.py", "tests/unit/test_window.py"),
+    ),
 )
 
 
 def by_name(names: list[str]) -> list[Target]:
-    known = {t.name: t for t in TARGETS}
+    known = {t.name: t for t in TARGETS + EXTRA}
     unknown = [n for n in names if n not in known]
     if unknown:
         raise SystemExit(f"unknown target(s) {', '.join(unknown)}; known: {', '.join(known)}")
