@@ -66,8 +66,8 @@ def _setup_cfg(target: Target) -> str:
     )
 
 
-def _prepare(target: Target) -> Path:
-    workdir = WORK / target.name
+def _prepare(target: Target, work: Path) -> Path:
+    workdir = work / target.name
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
     for name in COPIED:
@@ -107,9 +107,9 @@ def _mutmut(workdir: Path, *args: str, log: Path | None = None) -> subprocess.Co
         return subprocess.run(command, cwd=workdir, env=env, stdout=out, stderr=subprocess.STDOUT, text=True)
 
 
-def run_target(target: Target, jobs: int) -> Outcome:
+def run_target(target: Target, jobs: int, work: Path = WORK) -> Outcome:
     outcome = Outcome(target)
-    workdir = _prepare(target)
+    workdir = _prepare(target, work)
     log = workdir / "mutmut.log"
     run = _mutmut(workdir, "run", "--max-children", str(jobs), *target.mutants, log=log)
     if run.returncode != 0:
@@ -165,6 +165,7 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=1, help="mutants tested in parallel")
     parser.add_argument("--list", action="store_true", help="list the targets and their tests")
     parser.add_argument("--report", type=Path, default=WORK / "survivors.md", help="where survivors go")
+    parser.add_argument("--work", type=Path, default=WORK, help="scratch copies (two runs need two)")
     args = parser.parse_args()
     if args.list:
         for t in TARGETS + EXTRA:
@@ -174,7 +175,7 @@ def main() -> int:
     print(f"{'target':12} {'mutants':>7} {'killed':>7} {'survived':>8} {'other':>6}", flush=True)
     with shared_services():
         for target in by_name(args.targets):
-            outcome = run_target(target, args.jobs)
+            outcome = run_target(target, args.jobs, args.work.resolve())
             outcomes.append(outcome)
             c = outcome.counts
             other = sum(v for k, v in c.items() if k not in ("killed", "survived"))
