@@ -120,6 +120,7 @@ async def test_an_agent_reads_contacts_but_not_flows_nested_either(
             with pytest.raises(GraphQLErrors) as refused:
                 await agent(query)
             assert refused.value.codes == ["FORBIDDEN"], query
+            assert "an ADMIN key is needed" in refused.value.errors[0]["message"], query  # says what to use
     finally:
         await agent.http.aclose()
 
