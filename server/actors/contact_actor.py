@@ -34,6 +34,7 @@ from server.clock import Clock, as_utc
 from server.errors import Conflict, InvalidInput, NotFound, Unavailable, WindowClosed
 from server.ids import ContactKey, new_id
 from server.machines import contact_state, runner, statuses
+from server.machines.documents import TimerDoc
 from server.packing import pack, unpack
 from server.sending import holds
 from server.sending.policy import Answering, SendPolicy
@@ -269,11 +270,11 @@ class ContactActor:
         if isinstance(event, TimerFired):
             return await self._timer(turn, event)
         if isinstance(event, StopRun):
-            run = next((r for r in turn.contact.get("runs", []) if r["id"] == event.run_id), None)
-            if run is None:
+            stopped = next((r for r in turn.contact.get("runs", []) if r["id"] == event.run_id), None)
+            if stopped is None:
                 raise NotFound(f"run {event.run_id} not found")
-            runner.end_run(turn, run, "cancelled", event.reason)
-            return TurnResult(turn.contact, run=run)
+            runner.end_run(turn, stopped, "cancelled", event.reason)
+            return TurnResult(turn.contact, run=stopped)
         if isinstance(event, DeferSend):
             return self._defer_send(turn, event)
         if isinstance(event, EndFlowRuns):
@@ -344,7 +345,8 @@ class ContactActor:
             request = turn.assigns.pop(0)
             run = next(r for r in turn.contact["runs"] if r["id"] == request.run_id)
             compiled = await self._deps.flow_cache.get(run["flow_id"], run["version"])
-            agent, why = (None, "assignment is not configured in this process")
+            agent: dict[str, Any] | None = None
+            why: str | None = "assignment is not configured in this process"
             if self._deps.assigner is not None:
                 agent, why = await self._deps.assigner(self.key.workspace_id, request)
             runner.finish_assign(turn, compiled, request, agent, why)
@@ -470,7 +472,7 @@ class ContactActor:
         return TurnResult(turn.contact, run=run)
 
     async def _timer(self, turn: runner.Turn, event: TimerFired) -> TurnResult:
-        timers = turn.contact.get("timers", [])
+        timers: list[TimerDoc] = turn.contact.get("timers", [])
         timer = next((t for t in timers if t["id"] == event.event_id), None)
         if timer is None:
             return TurnResult(turn.contact, changed=False)  # stale: the run moved on

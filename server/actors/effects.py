@@ -19,6 +19,7 @@ from server.actors.events import DeferSend, Event, TurnResult
 from server.actors.message_statuses import StatusLedger
 from server.channels.base import Channel, SendResult
 from server.ids import ContactKey
+from server.machines.documents import TimerDoc
 from server.sending.holds import QUIET_HOURS
 from server.sending.policy import SendPolicy
 from server.sending.rules import MARKETING_TO_US, NO_OPT_IN, TYPING, WINDOW_CLOSED, Deferral, deferrable
@@ -30,7 +31,7 @@ log = logging.getLogger(__name__)
 
 
 class TimerScheduler(Protocol):
-    async def schedule(self, key: ContactKey, timer: dict[str, Any]) -> None: ...
+    async def schedule(self, key: ContactKey, timer: TimerDoc) -> None: ...
 
 
 class ChangePublisher(Protocol):

@@ -17,13 +17,14 @@ import logging
 from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Protocol
+from typing import Protocol
 
 from server.actors.events import Event, InboundMessage, Redeliver, TurnResult
 from server.actors.message_statuses import StatusLedger
 from server.actors.timers import ArqTimerScheduler
 from server.clock import Clock
 from server.ids import ContactKey
+from server.machines.documents import TimerDoc
 from server.sending import holds
 from server.store.contacts import ContactRepository
 from server.store.messages import MessageRepository
@@ -92,7 +93,7 @@ async def _rearm_from_contacts(
 ) -> None:
     """Every timer held in a contact re-armed (batch N+1 read while batch N is written to Redis),
     every contact with an undelivered outbox told to redeliver."""
-    batch: list[tuple[ContactKey, dict[str, Any]]] = []
+    batch: list[tuple[ContactKey, TimerDoc]] = []
     writing: asyncio.Task[int] | None = None  # the previous batch, written while the next is read
 
     async def written() -> None:

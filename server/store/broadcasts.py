@@ -9,6 +9,7 @@ contact was reached outside the 24-hour window, which is what WhatsApp's tier li
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import AsyncIterator, Iterable
 from datetime import datetime
 from typing import Any
@@ -63,7 +64,7 @@ class BroadcastRepository:
         result = await self._docs.update_one(query, {"$set": changes})
         return result.matched_count == 1
 
-    async def claimable(self, now: datetime, owner: str) -> list[Document]:
+    async def claimable(self, now: datetime, owner: str) -> builtins.list[Document]:
         """Running broadcasts and due scheduled ones that no other live process holds."""
         return await self._docs.find(
             {
@@ -98,7 +99,7 @@ class BroadcastRepository:
             {"_id": broadcast_id, "lease_owner": owner}, {"$set": {"lease_owner": None, "lease_until": None}}
         )
 
-    async def message_statuses(self, broadcast_id: str) -> list[Document]:
+    async def message_statuses(self, broadcast_id: str) -> builtins.list[Document]:
         """``{_id: {phone, status}}`` per distinct pair among the broadcast's outbound messages."""
         cursor = await self._messages.aggregate(
             [
