@@ -12,6 +12,7 @@ from typing import Any
 
 from server.actors.contact_actor import event_id
 from server.actors.events import SetConsent, SetVariables, TagContact
+from server.actors.shards import ShardedActors
 from server.errors import InvalidInput, NotFound
 from server.ids import ContactKey
 from server.machines.regional import Regional
@@ -24,7 +25,7 @@ from server.text_input import checked_characters
 MAX_IMPORT_ROWS = 1000
 
 
-def _actors(runtime: Runtime):  # type: ignore[no-untyped-def]
+def _actors(runtime: Runtime) -> ShardedActors:
     assert runtime.actors is not None, "runtime not started"
     return runtime.actors
 
