@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Awaitable, Iterable
 from datetime import UTC, datetime
@@ -49,6 +50,7 @@ from server.actors.events import TimerFired, TurnResult
 from server.clock import Clock, SystemClock
 from server.errors import Unavailable, WorkspaceDisabled
 from server.ids import ContactKey
+from server.machines.documents import TimerDoc
 from server.redis_keys import arq_job_id
 
 log = logging.getLogger(__name__)
@@ -111,11 +113,11 @@ class ArqTimerScheduler:
         self._clock = clock or SystemClock()
         self._enqueue = pool.register_script(_ENQUEUE)
 
-    async def schedule(self, key: ContactKey, timer: dict[str, Any]) -> None:
+    async def schedule(self, key: ContactKey, timer: TimerDoc) -> None:
         """Enqueue once: an id already queued or running is left alone (as ``enqueue_job``)."""
         await self.schedule_many([(key, timer)])
 
-    async def schedule_many(self, timers: Iterable[tuple[ContactKey, dict[str, Any]]]) -> int:
+    async def schedule_many(self, timers: Iterable[tuple[ContactKey, TimerDoc]]) -> int:
         """Arm every timer not queued yet with one round trip; returns how many were new."""
         keys: list[str] = [self.queue_name]
         args: list[Any] = []
@@ -315,7 +317,7 @@ class TimerWorker:
             self._done.append((job_id, tries, exc))
             return
         self.tasks[job_id] = future
-        future.add_done_callback(lambda f, job_id=job_id, tries=tries: self._finished(job_id, tries, f))
+        future.add_done_callback(functools.partial(self._finished, job_id, tries))
 
     def _finished(self, job_id: str, tries: int, future: asyncio.Future[TurnResult]) -> None:
         self.tasks.pop(job_id, None)

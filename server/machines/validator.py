@@ -210,8 +210,8 @@ def validate(flow: FlowDefinition, catalog: Catalog | None = None) -> list[FlowI
             issues += _check_catalog(node, flow, catalog)
     issues += _spin_loops(flow, by_id)
     issues += _connect_loops(flow, by_id, catalog)
-    if catalog is not None and getattr(catalog, "now", None) is not None:
-        issues += _delays_in_the_past(flow, catalog.now, getattr(catalog, "timezone", None) or "UTC")
+    if catalog is not None and catalog.now is not None:
+        issues += _delays_in_the_past(flow, catalog.now, catalog.timezone or "UTC")
     if flow.start in by_id:
         reachable = _reachable(flow.start, by_id)
         for node in flow.nodes:
@@ -224,7 +224,7 @@ def validate(flow: FlowDefinition, catalog: Catalog | None = None) -> list[FlowI
                         f"point a 'next' or a branch to it, or delete it",
                     )
                 )
-        webhook = catalog is not None and bool(getattr(catalog, "starts_from_webhook", False))
+        webhook = catalog is not None and catalog.starts_from_webhook
         issues += _window_warnings(flow.start, by_id, webhook)
     return issues
 

@@ -335,7 +335,7 @@ async def create_agent(
     runtime: Runtime, workspace_id: str, email: str, name: str, teams: list[str] | None = None
 ) -> dict[str, Any]:
     email = normalize_email(email)
-    document = {
+    document: dict[str, Any] = {
         "_id": new_id("agt"),
         "workspace_id": workspace_id,
         "email": email,
@@ -662,7 +662,7 @@ async def instant_connections_of(runtime: Runtime, flows: list[dict[str, Any]]) 
     found: dict[str, frozenset[str]] = {}
     for flow in live:
         targets = memo.targets(("draft", flow["_id"], flow.get("updated_at")), flow.get("draft"))
-        key = (flow["_id"], flow.get("active_version"))
+        key: tuple[str, int] = (flow["_id"], flow.get("active_version") or 0)
         if key[1]:
             stored = versions.get(key)
             targets |= memo.targets(("version", *key), stored.get("definition") if stored else None)

@@ -13,6 +13,7 @@ from typing import Any
 
 from server.actors.contact_actor import event_id
 from server.actors.events import ImportContact, SetVariables, TagContact
+from server.actors.shards import ShardedActors
 from server.errors import Conflict, InvalidInput, NotFound, Unavailable
 from server.identity import Identities
 from server.machines.regional import Regional
@@ -27,7 +28,7 @@ IMPORT_CONCURRENCY = 32
 ROW_ATTEMPTS = 4
 
 
-def _actors(runtime: Runtime):  # type: ignore[no-untyped-def]
+def _actors(runtime: Runtime) -> ShardedActors:
     assert runtime.actors is not None, "runtime not started"
     return runtime.actors
 

@@ -6,6 +6,7 @@ from typing import Any
 
 from server.actors.contact_actor import event_id, startable
 from server.actors.events import StartFlow, StopRun
+from server.actors.shards import ShardedActors
 from server.channels.choice import chosen_channel_id
 from server.errors import InvalidInput, NotFound
 from server.identity import Identities
@@ -18,7 +19,7 @@ from server.runtime import Runtime
 from server.text_input import MAX_BUTTON_ID, MAX_MESSAGE_TEXT, checked_characters
 
 
-def _actors(runtime: Runtime):  # type: ignore[no-untyped-def]
+def _actors(runtime: Runtime) -> ShardedActors:
     assert runtime.actors is not None, "runtime not started"
     return runtime.actors
 

@@ -14,6 +14,7 @@ from server.config import Settings
 from server.runtime import Runtime
 from server.store.workspaces import new_api_key
 from tests.support.catalog import ensure_catalog
+from tests.support.clock import ShiftedClock
 from tests.support.graphql import GraphQLClient
 from tests.support.network import HostsResolver
 
@@ -43,8 +44,14 @@ def fast_settings(settings: Settings) -> Settings:
 
 
 @pytest.fixture
-async def runtime(fast_settings: Settings) -> AsyncIterator[Runtime]:
-    runtime = Runtime(fast_settings, resolver=HostsResolver())
+def clock() -> ShiftedClock:
+    """The runtime's clock: the wall clock until a test moves it forward (timers fall due at once)."""
+    return ShiftedClock(SystemClock())
+
+
+@pytest.fixture
+async def runtime(fast_settings: Settings, clock: ShiftedClock) -> AsyncIterator[Runtime]:
+    runtime = Runtime(fast_settings, resolver=HostsResolver(), clock=clock)
     await runtime.start()
     try:
         yield runtime
