@@ -11,6 +11,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from server.egress import EgressAllowList
+from server.redis_clients import RedisTarget
 
 MIN_OPERATOR_KEY = 32
 
@@ -29,9 +30,17 @@ class Settings(BaseSettings):
     port: int = 8000
     data_dir: Path = Path(".konvo")
 
-    mongodb_uri: str | None = None
+    mongodb_uri: str | None = Field(
+        None,
+        description="MongoDB URI, a replica set's (replicaSet=...) in production; contact commits are "
+        "sent with w: majority whatever its w (docs/scaling.md). Unset: the embedded store",
+    )
     mongodb_db: str = "konvo"
-    redis_url: str | None = None
+    redis_url: str | None = Field(
+        None,
+        description="redis://host:port/db for one Redis, redis+cluster://host:port (any node; "
+        "rediss+cluster:// for TLS) for a Redis Cluster (docs/scaling.md). Unset: the embedded Redis",
+    )
     store_port: int = 27117
     redis_port: int = 6479
 
@@ -145,6 +154,13 @@ class Settings(BaseSettings):
     lease_ttl_seconds: float = Field(
         5.0, gt=0.5, description="a dead replica's shards move to the others after about this long"
     )
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url_parses(cls, value: str | None) -> str | None:
+        if value is not None:
+            RedisTarget.parse(value)
+        return value
 
     @field_validator("egress_allow")
     @classmethod

@@ -17,6 +17,7 @@ from server.integrations.klaviyo_sync import KlaviyoSync
 from server.operations.contact_erasure import ERASED_TOPIC
 from server.operations.contact_import import ContactImports
 from server.pubsub import inbox_topic
+from server.redis_keys import integrations_queue
 from server.services import Services
 
 log = logging.getLogger(__name__)
@@ -50,8 +51,8 @@ class ContactServices:
             services.contacts,
             services.workspace_settings,
             services.arq,
-            services.prefix + "integrations",
-            lambda: services.actors.system,
+            integrations_queue(services.prefix),
+            lambda: services.actors,
             services.clock,
             KlaviyoClient(services.egress),
             may_act=services.workspace_gate.may_act,

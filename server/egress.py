@@ -9,9 +9,10 @@ tenant's token attached, and the answer would come back to the tenant. So:
 - the host is resolved and *every* address must be public: loopback, private, link-local,
   multicast, unspecified, reserved and shared addresses are refused, also when an IPv6 address
   wraps an IPv4 one (IPv4-mapped/compatible, 6to4, Teredo, NAT64);
-- the check runs when a connection is opened: a network backend under httpx resolves, vets and
-  connects to the vetted address itself (TLS still verifies the host name, SNI and ``Host`` are
-  unchanged), so a name that answers differently the second time (DNS rebinding) gains nothing;
+- the check runs when a connection is opened: the transport under httpx (``egress_transport.py``)
+  resolves, vets and connects to the vetted address itself (TLS still verifies the host name, SNI
+  and ``Host`` are unchanged), so a name that answers differently the second time (DNS
+  rebinding) gains nothing;
 - redirects are followed only within the same origin; callers do the same for ``paging.next``;
 - operators allow hosts or networks with ``KONVO_EGRESS_ALLOW`` (host names and CIDRs, comma
   separated). The embedded dev setup and the tests allow loopback through that same setting.
@@ -25,19 +26,18 @@ import asyncio
 import logging
 import re
 import socket
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
 from typing import Any
 
-import httpcore
 import httpx
 
+from server.egress_transport import Address, PinnedTransport, Vetted
 from server.errors import EgressRefused
 
 log = logging.getLogger(__name__)
 
-Address = IPv4Address | IPv6Address
 Network = IPv4Network | IPv6Network
 # (host, port) -> the addresses the host resolves to, as strings; raises OSError when it does not.
 Resolver = Callable[[str, int], Awaitable[list[str]]]
@@ -174,14 +174,6 @@ def printable_origin(url: httpx.URL) -> str:
     return f"{scheme}://{host}:{port}"
 
 
-@dataclass(frozen=True)
-class Vetted:
-    """Where a host may be reached, and whether an operator allowed it explicitly (plain http)."""
-
-    addresses: tuple[Address, ...]
-    explicit: bool
-
-
 @dataclass
 class EgressPolicy:
     """The rules above, with the resolver passed in (tests answer names from a table of their own)."""
@@ -241,7 +233,7 @@ class EgressPolicy:
 
     async def check_request(self, url: httpx.URL | str) -> httpx.URL:
         """Request time: the URL's form, and for plain http that the destination is allowed. The
-        addresses of an https host are checked when its connection opens (``_VettingBackend``)."""
+        addresses of an https host are checked when its connection opens (``PinnedTransport``)."""
         try:
             parsed = self.parse(url)
             if parsed.scheme == "http":
@@ -257,80 +249,24 @@ class EgressPolicy:
         return parsed
 
 
+# Raised by EgressClient only before a byte of the request was written: no connection (refused,
+# unresolvable, TLS), or none free in the pool in time (PinnedTransport maps aiohttp's pool wait and
+# connect timeouts to ConnectTimeout; httpx's own pool says PoolTimeout). Every other failure --
+# no answer in time, a dropped connection, a broken response -- may follow a request the server got.
+_NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
+
+
+def never_sent(exc: httpx.TransportError) -> bool:
+    """True when the request certainly did not reach the server: repeating it cannot do it twice."""
+    return isinstance(exc, _NEVER_SENT)
+
+
 def _log_refusal(url: httpx.URL | str, reason: str) -> None:
     try:
         where = printable_origin(httpx.URL(url))
     except Exception:
         where = "an unparsable URL"
     log.info("egress refused for %s: %s", where, reason)
-
-
-class _VettingBackend(httpcore.AsyncNetworkBackend):
-    """httpcore's network backend, resolving and vetting the host itself and connecting to the
-    vetted address: what was checked is what is called."""
-
-    def __init__(self, policy: EgressPolicy) -> None:
-        self._policy = policy
-        self._inner = httpcore.AnyIOBackend()
-
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        try:
-            async with asyncio.timeout(timeout):
-                vetted = await self._policy.vet(host, port)
-        except EgressRefused as exc:
-            log.info("egress refused for %s:%s at connect: %s", _host_key(host), port, exc.reason)
-            raise
-        except TimeoutError:
-            raise httpcore.ConnectTimeout("resolving the host timed out") from None
-        except (OSError, UnicodeError) as exc:
-            raise httpcore.ConnectError(f"could not resolve the host ({type(exc).__name__})") from None
-        failure: Exception | None = None
-        for address in vetted.addresses:
-            try:
-                return await self._inner.connect_tcp(
-                    str(address),
-                    port,
-                    timeout=timeout,
-                    local_address=local_address,
-                    socket_options=socket_options,
-                )
-            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
-                failure = exc
-        assert failure is not None
-        raise failure
-
-    async def connect_unix_socket(
-        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
-    ) -> httpcore.AsyncNetworkStream:
-        raise EgressRefused("unix sockets are not an egress destination")
-
-    async def sleep(self, seconds: float) -> None:
-        await self._inner.sleep(seconds)
-
-
-class _PinnedTransport(httpx.AsyncHTTPTransport):
-    """httpx's transport on a connection pool whose network backend is ``_VettingBackend``.
-
-    httpx offers no argument for the network backend, so the pool is built here the way httpx
-    builds it (TLS verification, limits); everything else (request/response mapping, error
-    translation) is httpx's own. ``tests/integration/test_egress.py`` fails if this stops holding.
-    """
-
-    def __init__(self, policy: EgressPolicy, limits: httpx.Limits) -> None:  # builds its own pool
-        self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=httpx.create_ssl_context(),
-            max_connections=limits.max_connections,
-            max_keepalive_connections=limits.max_keepalive_connections,
-            keepalive_expiry=limits.keepalive_expiry,
-            network_backend=_VettingBackend(policy),
-        )
 
 
 class EgressClient:
@@ -351,7 +287,7 @@ class EgressClient:
     ) -> None:
         self._policy = policy
         self._http = httpx.AsyncClient(
-            transport=_PinnedTransport(policy, limits or httpx.Limits()),
+            transport=PinnedTransport(policy, limits or httpx.Limits()),
             timeout=timeout,
             headers=headers,
             trust_env=False,
@@ -361,7 +297,8 @@ class EgressClient:
     async def request(self, method: str, url: httpx.URL | str, **kwargs: Any) -> httpx.Response:
         """Send one request; EgressRefused when the URL, a connection or a redirect is refused.
 
-        Transport problems raise httpx's ``TransportError``/``TimeoutException`` as usual.
+        Transport problems raise httpx's ``TransportError``/``TimeoutException`` as usual;
+        ``never_sent`` tells those after which the server certainly has nothing.
         """
         target = await self._policy.check_request(url)
         response = await self._http.request(method, target, **kwargs)

@@ -56,6 +56,7 @@ def parse_phone(
     digits = "".join(c for c in text if c.isdigit())
     if text.startswith("00"):
         text, digits = "+" + digits[2:], digits[2:]
+    candidates: list[tuple[str, str | None]]
     if text.startswith("+"):
         candidates = [("+" + digits, None)]
     else:

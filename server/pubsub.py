@@ -15,10 +15,9 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
-from redis.asyncio import Redis
-
 from server.ids import ContactKey
 from server.packing import pack, unpack
+from server.redis_clients import RedisCommands, subscriber
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +48,7 @@ class SubscriberOverflow(Exception):
 
 
 class RedisPubSub:
-    def __init__(self, redis: Redis, prefix: str) -> None:
+    def __init__(self, redis: RedisCommands, prefix: str) -> None:
         self._redis = redis
         self._prefix = prefix
         self._queues: dict[str, set[asyncio.Queue[Any]]] = defaultdict(set)
@@ -71,9 +70,11 @@ class RedisPubSub:
                 queue.put_nowait(None)
 
     async def publish(self, topic: str, payload: dict[str, Any]) -> None:
-        await self._redis.publish(self._prefix + topic, pack(payload))
+        # As a raw command: redis-py 5's asyncio RedisCluster has no ``publish`` method.
+        await self._redis.execute_command("PUBLISH", self._prefix + topic, pack(payload))
 
     async def contact_changed(self, contact: dict[str, Any], run_ids: set[str]) -> None:
+        """The contact and each changed run, in one round trip (a pipeline, not a transaction)."""
         workspace_id = contact["workspace_id"]
         await self.publish(contact_topic(ContactKey.of_contact(contact)), contact)
         for run in contact.get("runs", []):
@@ -119,8 +120,12 @@ class RedisPubSub:
 
     async def _listen(self) -> None:
         while True:
-            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+            pubsub = None
+            client = self._redis
             try:
+                # On a cluster, a plain connection to one node (pub/sub reaches every node).
+                client = await subscriber(self._redis)
+                pubsub = client.pubsub(ignore_subscribe_messages=True)
                 await pubsub.psubscribe(self._prefix + "*")
                 self._ready.set()
                 async for message in pubsub.listen():
@@ -131,15 +136,16 @@ class RedisPubSub:
                         channel = channel.decode()
                     self._dispatch(channel[len(self._prefix) :], message["data"])
             except asyncio.CancelledError:
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()
                 raise
             except Exception:
                 log.exception("pub/sub connection lost; reconnecting")
                 await asyncio.sleep(0.5)
             finally:
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()
+                    if pubsub is not None:
+                        await pubsub.aclose()
+                    if client is not self._redis:
+                        await client.aclose()
 
     def _dispatch(self, topic: str, data: bytes) -> None:
         queues = self._queues.get(topic)

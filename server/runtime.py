@@ -11,7 +11,6 @@ from typing import Any
 
 from arq.connections import ArqRedis
 from pymongo.monitoring import CommandListener
-from redis.asyncio import Redis
 
 from server.actors.agent_picker import AgentPicker
 from server.actors.contact_actor import ActorDeps
@@ -22,7 +21,7 @@ from server.actors.flow_counters import RECOVERY_WINDOW, FlowCounters
 from server.actors.message_statuses import ParkedMarks, StatusLedger
 from server.actors.recovery import recover
 from server.actors.shards import ShardedActors
-from server.actors.timers import ArqTimerScheduler, TimerWorker
+from server.actors.timers import ArqTimerScheduler, TimerWorker, migrate_legacy_timers
 from server.channels.router import ChannelRouter
 from server.channels.sandbox import SandboxChannel
 from server.channels.whatsapp.channel import WhatsAppChannel
@@ -41,7 +40,15 @@ from server.graphql.socket_slots import SocketSlots
 from server.ids import ContactKey
 from server.machines.connections import ConnectionMemo
 from server.pubsub import RedisPubSub
-from server.redis_clients import arq_client, redis_client
+from server.redis_clients import RedisCommands, arq_client, redis_client
+from server.redis_keys import (
+    ARQ_TAG,
+    key_prefix,
+    legacy_timer_queue,
+    recovery_marker,
+    socket_slots_prefix,
+    timer_queue,
+)
 from server.secret_box import SecretBox
 from server.segments import matches
 from server.sending.policy import SendPolicy
@@ -107,7 +114,7 @@ class Runtime:
         # Secrets at rest are sealed with these keys; every outbound HTTP call passes this policy.
         self.secrets = SecretBox.from_setting(settings.secret_key.get_secret_value())
         self.egress = EgressPolicy(EgressAllowList.parse(settings.egress_allow), resolver or system_resolver)
-        self.prefix = f"konvo:{settings.mongodb_db}:"
+        self.prefix = key_prefix(settings.mongodb_db)  # key layout: server/redis_keys.py
         stats = StoreStats() if settings.store_stats else None
         self.database = Database(settings.mongodb_uri, settings.mongodb_db, store_listeners, stats)
         self.workspaces = WorkspaceRepository(self.database)
@@ -121,7 +128,7 @@ class Runtime:
         self.legacy_ids = LegacyProviderIds(self.database)
         self.messages = MessageRepository(self.database, self.legacy_ids)
         self.message_statuses = MessageStatusRepository(self.database, self.legacy_ids)
-        self.redis: Redis = redis_client(settings.redis_url)
+        self.redis: RedisCommands = redis_client(settings.redis_url)
         self.ledger = StatusLedger(
             self.messages,
             self.message_statuses,
@@ -164,7 +171,9 @@ class Runtime:
         # An operator's disable/delete reaches every process: keys, webhooks and turns refused.
         self.workspace_gate = WorkspaceGate(self.workspaces, self.pubsub)
         self.workspace_gate.on_change(self._workspace_changed)
-        self.socket_slots = SocketSlots(self.redis, self.prefix + "sockets:", settings.max_sockets_per_key)
+        self.socket_slots = SocketSlots(
+            self.redis, socket_slots_prefix(self.prefix), settings.max_sockets_per_key
+        )
         # Time zone, fields, default country, turn extras, keyword rules: cached briefly per process.
         self.caches = WorkspaceCaches(
             self.workspaces, self.fields, self.templates, self.workspace_settings, self.webhooks, self.inbound
@@ -172,8 +181,8 @@ class Runtime:
         # Quiet hours, Meta's caps and refusals, the typing indicator (server/sending/).
         self.send_policy = SendPolicy(self._sending_rules, self.clock)
         # arq's client connects on first use: timers can be scheduled once ``start`` pinged Redis.
-        self.arq: ArqRedis = arq_client(settings.redis_url)
-        self.timers = ArqTimerScheduler(self.arq, self.prefix + "timers", self.clock)
+        self.arq: ArqRedis = arq_client(settings.redis_url, ARQ_TAG)
+        self.timers = ArqTimerScheduler(self.arq, timer_queue(self.prefix), self.clock)
         self._actors = ActorsHandle()
         self.actors: ShardedActors | None = None
         self._broadcasts_due = asyncio.Event()
@@ -367,6 +376,7 @@ class Runtime:
         ``counts_window`` that documents still carry (``FlowCounters.recount``)."""
         assert self.actors is not None, "the runtime is not started"
         stuck = self._effects.take_stuck_outboxes() if self._effects and not scan_contacts else []
+        await migrate_legacy_timers(self.redis, legacy_timer_queue(self.prefix), self.timers)
         await recover(
             self.contacts,
             self.messages,
@@ -407,7 +417,7 @@ class Runtime:
     async def _redis_lost(self) -> bool:
         """True once after Redis lost its data (a restart without persistence, FLUSHALL): the
         timers it held must be rebuilt from the contacts. A marker key set now tells next time."""
-        marker = self.prefix + "recovery:marker"
+        marker = recovery_marker(self.prefix)
         if await self.redis.exists(marker):
             return False
         await self.redis.set(marker, 1)

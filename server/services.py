@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from arq.connections import ArqRedis
-from redis.asyncio import Redis
 
 from server.actors.agent_picker import AgentPicker
 from server.actors.events import Event, TurnResult
@@ -36,6 +35,7 @@ from server.errors import Unavailable
 from server.ids import ContactKey
 from server.machines.connections import ConnectionMemo
 from server.pubsub import RedisPubSub
+from server.redis_clients import RedisCommands
 from server.secret_box import SecretBox
 from server.sending.policy import SendPolicy
 from server.store.broadcasts import (
@@ -118,7 +118,7 @@ class Services:
     egress: EgressPolicy
     prefix: str  # of every Redis key of this deployment
     database: Database  # for the few whole-store operations (workspace deletion, erasure, exports)
-    redis: Redis
+    redis: RedisCommands
     arq: ArqRedis
     timers: ArqTimerScheduler
     # repositories

@@ -21,6 +21,7 @@ from server.dev.embedded import free_port, start_services
 from server.secret_box import generate_key
 from tests import hypothesis_profiles
 from tests.support.network import LOOPBACK_ALLOW
+from tests.support.redis_cluster import LocalRedisCluster
 
 hypothesis_profiles.load()
 
@@ -53,6 +54,29 @@ def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceURLs]:
         yield ServiceURLs(mongodb_uri=mongodb_uri, redis_url=redis_url)
     finally:
         running.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRedisCluster]:
+    """A real three-master Redis Cluster for the session, started when first asked for."""
+    cluster = LocalRedisCluster(tmp_path_factory.mktemp("redis-cluster")).start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+# The Redis a test runs on: one server, or (long, ./scripts/test --full) the Redis Cluster.
+REDIS_KINDS = ("standalone", pytest.param("cluster", marks=pytest.mark.full))
+
+
+@pytest.fixture(params=REDIS_KINDS)
+def redis_url(request: pytest.FixtureRequest, services: ServiceURLs) -> str:
+    """The session's Redis, or its Redis Cluster (``redis+cluster://``), per parameter."""
+    if request.param == "cluster":
+        cluster: LocalRedisCluster = request.getfixturevalue("redis_cluster")
+        return cluster.url
+    return services.redis_url
 
 
 @pytest.fixture

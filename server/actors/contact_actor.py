@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import copy
 import logging
 import time
 from collections import deque
@@ -29,6 +28,7 @@ from server.actors.flow_cache import FlowCache
 from server.actors.identity_commands import note_identities
 from server.actors.turn_logic import Assigner, InboundTrigger, SegmentMatcher, TurnLogic, startable
 from server.clock import Clock
+from server.document_copy import copy_document
 from server.errors import Conflict, InvalidInput, NotFound, Unavailable, WindowClosed, WorkspaceDisabled
 from server.identity import Identities
 from server.ids import ContactKey, new_id
@@ -216,7 +216,7 @@ class ContactActor:
             if survivor and isinstance(event, REDIRECTED) and self._deps.redirect is not None:
                 # Another turn's await: the survivor never waits on this contact (merges go one way).
                 return await self._deps.redirect(ContactKey.from_doc_id(survivor), event)
-            working = copy.deepcopy(before)
+            working = copy_document(before)
             counts = TurnCounts()
             turn = await self._deps.turns.begin(working, self._deps.clock.now(), observer=counts)
             result = await self._deps.turns.apply(self.key, turn, event)

@@ -21,6 +21,7 @@ from server.actors.flow_counters import FlowCounters
 from server.actors.message_statuses import StatusLedger
 from server.channels.base import Channel, SendResult
 from server.ids import ContactKey
+from server.machines.documents import TimerDoc
 from server.sending.holds import QUIET_HOURS
 from server.sending.policy import SendPolicy
 from server.sending.rules import MARKETING_TO_US, NO_OPT_IN, TYPING, WINDOW_CLOSED, Deferral, deferrable
@@ -32,7 +33,7 @@ log = logging.getLogger(__name__)
 
 
 class TimerScheduler(Protocol):
-    async def schedule(self, key: ContactKey, timer: dict[str, Any]) -> None: ...
+    async def schedule(self, key: ContactKey, timer: TimerDoc) -> None: ...
 
 
 class ChangePublisher(Protocol):

@@ -29,6 +29,7 @@ from redis.exceptions import RedisError
 
 from server.errors import Unavailable
 from server.ids import ContactKey
+from server.redis_keys import shard_keys_prefix, shard_lease_key
 
 log = logging.getLogger(__name__)
 
@@ -146,9 +147,10 @@ class ShardLeases:
         self.renew_every = ttl_seconds / 5
         self.margin = ttl_seconds / 5
         self._redis = redis
-        self._members_key = prefix + "shards:members"
-        self._epoch_key = prefix + "shards:epoch"
-        self._lease_keys = [f"{prefix}shards:lease:{n}" for n in range(shard_count)]
+        # One hash slot for all (server/redis_keys.py): the scripts take the epoch with the leases.
+        self._members_key = shard_keys_prefix(prefix) + "members"
+        self._epoch_key = shard_keys_prefix(prefix) + "epoch"
+        self._lease_keys = [shard_lease_key(prefix, n) for n in range(shard_count)]
         self._drain = drain
         self._on_lost = on_lost
         self._on_members = on_members

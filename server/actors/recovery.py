@@ -18,7 +18,7 @@ import logging
 from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Protocol
 
 from server.actors.events import Event, InboundMessage, Redeliver, TurnResult
 from server.actors.flow_counters import RECOVERY_WINDOW, FlowCounters
@@ -26,6 +26,7 @@ from server.actors.message_statuses import StatusLedger
 from server.actors.timers import ArqTimerScheduler
 from server.clock import Clock
 from server.ids import ContactKey
+from server.machines.documents import TimerDoc
 from server.machines.flow_counts import COUNTS_FIELD
 from server.sending import holds
 from server.store.contacts import ContactRepository
@@ -131,7 +132,7 @@ async def _rearm_from_contacts(
     batch N is written to Redis), every contact with an undelivered outbox told to redeliver, and
     in the same scan the flow counters contacts carry handed to ``counters`` (counted unless
     counted already)."""
-    batch: list[tuple[ContactKey, dict[str, Any]]] = []
+    batch: list[tuple[ContactKey, TimerDoc]] = []
     carried: list[Pending] = []
     writing: asyncio.Task[int] | None = None  # the previous batch, written while the next is read
 

@@ -405,11 +405,12 @@ class ShardedActors:
 
     async def _take(self, key: str) -> list[bytes]:
         """Block up to 1 s for the first message of ``key``, then take what else is there."""
-        got = await self._redis.blpop([key], timeout=1)
+        # redis-py types each command as "awaitable or value" for both of its clients; ours is async.
+        got = await self._redis.blpop([key], timeout=1)  # type: ignore[misc]
         if got is None:
             return []
         payloads = [got[1]]
-        more = await self._redis.lpop(key, BATCH)
+        more = await self._redis.lpop(key, BATCH)  # type: ignore[misc]  # as blpop above
         if more:
             payloads.extend(more)
         return payloads

@@ -6,7 +6,9 @@ duplicated job is harmless: recovery re-enqueues missing ones, and a stale one f
 
 The schedule is arq's own layout (``arq:job:<id>`` record in arq's serializer, the queue sorted
 set scored by due time in ms, ``arq:in-progress:<id>`` / ``arq:retry:<id>``), so ``enqueue_job``,
-``Job.status()`` and arq's own ``Worker`` (running :func:`fire_timer`) all still work on it. Two
+``Job.status()`` and arq's own ``Worker`` (running :func:`fire_timer`) all still work on it. The
+queue and the job ids carry arq's hash tag (job id ``{arq:abort}<timer id>``,
+``server/redis_keys.py``), so the scripts below run on a Redis Cluster. Two
 things are done differently from arq, because arq's per-job round trips (WATCH/MULTI to enqueue
 and again to start, one pipeline to finish) and its one-task-per-job model were what drowned
 10,000 timers due in the same second (issue 8, P4/P6):
@@ -32,9 +34,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Awaitable, Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from arq.connections import ArqRedis
@@ -47,6 +50,8 @@ from server.actors.events import TimerFired, TurnResult
 from server.clock import Clock, SystemClock
 from server.errors import Unavailable, WorkspaceDisabled
 from server.ids import ContactKey
+from server.machines.documents import TimerDoc
+from server.redis_keys import arq_job_id
 
 log = logging.getLogger(__name__)
 
@@ -108,21 +113,26 @@ class ArqTimerScheduler:
         self._clock = clock or SystemClock()
         self._enqueue = pool.register_script(_ENQUEUE)
 
-    async def schedule(self, key: ContactKey, timer: dict[str, Any]) -> None:
+    async def schedule(self, key: ContactKey, timer: TimerDoc) -> None:
         """Enqueue once: an id already queued or running is left alone (as ``enqueue_job``)."""
         await self.schedule_many([(key, timer)])
 
-    async def schedule_many(self, timers: Iterable[tuple[ContactKey, dict[str, Any]]]) -> int:
+    async def schedule_many(self, timers: Iterable[tuple[ContactKey, TimerDoc]]) -> int:
         """Arm every timer not queued yet with one round trip; returns how many were new."""
         keys: list[str] = [self.queue_name]
         args: list[Any] = []
         now_ms = _now_ms(self._clock)
         for key, timer in timers:
-            job_id = timer["id"]
+            job_id = arq_job_id(timer["id"])
             score = to_unix_ms(timer["due_at"]) if isinstance(timer["due_at"], datetime) else now_ms
             record = serialize_job(
                 FIRE_TIMER,
-                (key.workspace_id, key.local_id, job_id),  # jobs before identities held the phone: same place
+                # jobs before identities held the phone in the place of the local id
+                (
+                    key.workspace_id,
+                    key.local_id,
+                    timer["id"],
+                ),  # jobs before identities held the phone: same place
                 {},
                 None,
                 now_ms,
@@ -134,6 +144,54 @@ class ArqTimerScheduler:
         if not args:
             return 0
         return int(await self._enqueue(keys=keys, args=args))
+
+    def read_job(self, record: bytes) -> tuple[ContactKey, str] | None:
+        """The contact and timer id of a job record (None for another function's)."""
+        function, args, _, _, _ = deserialize_job_raw(record, deserializer=self._pool.job_deserializer)
+        if function != FIRE_TIMER:
+            return None
+        workspace_id, phone, timer_id = args
+        return ContactKey(workspace_id, phone), timer_id
+
+
+async def migrate_legacy_timers(
+    redis: Any, legacy_queue: str, scheduler: ArqTimerScheduler, batch_size: int = 500
+) -> int:
+    """Move timers queued before keys were hash-tagged (queue ``konvo:<db>:timers``, job id = timer
+    id) into the tagged layout, due when they were; returns how many. Runs with every recovery
+    pass, so a replica of the older version still running in a rolling upgrade loses nothing: what
+    it queues is moved within one pass (a timer it fires meanwhile fires again as a no-op).
+    ``redis`` is the commands client: the legacy keys are in slots of their own."""
+    moved = 0
+    while True:
+        entries = await redis.zrange(legacy_queue, 0, batch_size - 1, withscores=True)
+        if not entries:
+            return moved
+        ids = [member.decode() if isinstance(member, bytes) else str(member) for member, _ in entries]
+        async with redis.pipeline(transaction=False) as pipe:
+            for job_id in ids:
+                pipe.get(job_key_prefix + job_id)
+            records = await pipe.execute()
+        timers: list[tuple[ContactKey, dict[str, Any]]] = []
+        for (_, score), record in zip(entries, records, strict=True):
+            try:
+                found = scheduler.read_job(record) if record else None
+            except Exception:
+                log.warning("legacy timer job %r cannot be read; dropped (recovery re-arms it)", record)
+                found = None
+            if found is not None:
+                key, timer_id = found
+                timers.append((key, {"id": timer_id, "due_at": datetime.fromtimestamp(score / 1000, UTC)}))
+        await scheduler.schedule_many(timers)
+        async with redis.pipeline(transaction=False) as pipe:
+            pipe.zrem(legacy_queue, *ids)
+            for job_id in ids:
+                pipe.delete(job_key_prefix + job_id)
+                pipe.delete(in_progress_key_prefix + job_id)
+                pipe.delete(retry_key_prefix + job_id)
+            await pipe.execute()
+        moved += len(timers)
+        log.info("moved %d timers queued under the untagged layout", len(timers))
 
 
 async def fire_timer(ctx: dict[str, Any], workspace_id: str, local_id: str, timer_id: str) -> str:
@@ -259,7 +317,7 @@ class TimerWorker:
             self._done.append((job_id, tries, exc))
             return
         self.tasks[job_id] = future
-        future.add_done_callback(lambda f, job_id=job_id, tries=tries: self._finished(job_id, tries, f))
+        future.add_done_callback(functools.partial(self._finished, job_id, tries))
 
     def _finished(self, job_id: str, tries: int, future: asyncio.Future[TurnResult]) -> None:
         self.tasks.pop(job_id, None)

@@ -255,7 +255,7 @@ class BroadcastInput:
     )
 
     def data(self) -> dict[str, Any]:
-        template = None
+        template: dict[str, Any] | None = None
         if self.template is not None:
             template = {"name": self.template.name, "language": self.template.language}
             if self.template.params:

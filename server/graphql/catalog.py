@@ -148,7 +148,7 @@ class Template:
             category=TemplateCategory(doc["category"]),
             status=TemplateStatus(doc["status"]),
             rejection_reason=doc.get("rejection_reason"),
-            components=doc.get("components") or [],
+            components=JSON(doc.get("components") or []),
             updated_at=as_utc(updated) if updated else None,
         )
 

@@ -151,8 +151,8 @@ class FlowTypes:
         namespace: dict[str, Any] = {"__annotations__": annotations, "__module__": __name__}
         converters: dict[str, tuple[str, Convert]] = {}
         for attribute, info in model.model_fields.items():
-            field_type, convert, choices = self._map(info.annotation)
-            converters[attribute] = (attribute, convert)
+            field_type, convert_field, choices = self._map(info.annotation)
+            converters[attribute] = (attribute, convert_field)
             if is_node and attribute in INTERFACE_FIELDS:
                 continue  # declared by FlowNode
             if is_node and camel(info.alias or attribute) in self._optional_in_some:

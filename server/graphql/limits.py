@@ -71,7 +71,7 @@ class QueryBudget(SchemaExtension):
     def __init__(self, max_cost: int) -> None:
         self.max_cost = max_cost
 
-    async def on_execute(self) -> AsyncIterator[None]:  # type: ignore[override]
+    async def on_execute(self) -> AsyncIterator[None]:
         execution = self.execution_context
         assert execution.graphql_document is not None
         cost = operation_cost(
@@ -116,7 +116,7 @@ async def _spend(context: Any, points: int) -> None:
 def _mark_http_response(context: Any, retry_after: float) -> None:
     response = getattr(context, "response", None)
     headers = getattr(response, "headers", None)
-    if headers is not None and hasattr(response, "status_code"):
+    if response is not None and headers is not None and hasattr(response, "status_code"):
         response.status_code = 429
         headers["Retry-After"] = str(int(retry_after))
 

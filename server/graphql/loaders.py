@@ -86,7 +86,7 @@ def loaders(info: strawberry.Info) -> Loaders:
 class BatchLoads(SchemaExtension):
     """Gives each operation its own loaders, renewed after every result it streams."""
 
-    def on_operation(self) -> Iterator[None]:  # type: ignore[override]
+    def on_operation(self) -> Iterator[None]:
         _current.set(self._fresh())
         try:
             yield
@@ -94,7 +94,7 @@ class BatchLoads(SchemaExtension):
             # Not ``reset(token)``: a subscription's stream may be closed from another context.
             _current.set(None)
 
-    def on_stream_result(self, result: Any) -> Iterator[None]:  # type: ignore[override]
+    def on_stream_result(self, result: Any) -> Iterator[None]:
         yield
         _current.set(self._fresh())  # the next subscription event reads the store anew
 

@@ -29,6 +29,7 @@ from graphql import (
     GraphQLField,
     GraphQLInterfaceType,
     GraphQLList,
+    GraphQLNamedType,
     GraphQLNonNull,
     GraphQLObjectType,
     GraphQLSchema,
@@ -41,6 +42,7 @@ from graphql import (
     ValueNode,
     VariableNode,
     get_named_type,
+    is_abstract_type,
     is_leaf_type,
 )
 from graphql.utilities import get_operation_ast
@@ -109,16 +111,44 @@ class _Costing:
         if selection_set is None:
             return 0
         total = 0
+        typed: list[tuple[GraphQLNamedType, int]] = []  # fragments on a narrower type than parent
         for selection in selection_set.selections:
             if isinstance(selection, FieldNode):
                 total += self.field(parent, selection, page)
-            elif isinstance(selection, InlineFragmentNode):
+                continue
+            if isinstance(selection, InlineFragmentNode):
                 condition = selection.type_condition
-                target = self.schema.get_type(condition.name.value) if condition else parent
-                total += self.selections(target or parent, selection.selection_set, page)
+                target = self.schema.get_type(condition.name.value) if condition else None
+                cost = self.selections(target or parent, selection.selection_set, page)
             elif isinstance(selection, FragmentSpreadNode):
-                total += self.fragment(selection.name.value, page)
-        return total
+                fragment = self.fragments.get(selection.name.value)
+                target = self.schema.get_type(fragment.type_condition.name.value) if fragment else None
+                cost = self.fragment(selection.name.value, page)
+            else:
+                continue
+            if target is None or target is get_named_type(parent):
+                total += cost
+            else:
+                typed.append((target, cost))
+        return total + self.widest(parent, typed)
+
+    def widest(self, parent: GraphQLType, typed: list[tuple[GraphQLNamedType, int]]) -> int:
+        """Each object is of one concrete type, so of the fragments on narrower types only those
+        that apply to one type add up (``... on MessageNode`` and ``... on TemplateNode`` under a
+        list of ``FlowNode`` cost the larger of the two per node, not both)."""
+        if not typed:
+            return 0
+        named = get_named_type(parent)
+        concrete = list(self.schema.get_possible_types(named)) if is_abstract_type(named) else [named]
+        best = 0
+        for kind in concrete:
+            applies = (
+                cost
+                for target, cost in typed
+                if target is kind or (is_abstract_type(target) and self.schema.is_sub_type(target, kind))
+            )
+            best = max(best, sum(applies))
+        return best
 
     def fragment(self, name: str, page: int | None) -> int:
         known = self.costed.get((name, page))

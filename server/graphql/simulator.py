@@ -21,6 +21,7 @@ from server.graphql.types import FlowIssue, RunStatus, Severity
 from server.machines import runner
 from server.machines.rendering import plain_text
 from server.operations import simulation as ops
+from server.window import window_open
 
 
 @strawberry.input(description="what the simulated customer does, and when")
@@ -247,7 +248,7 @@ class Simulation:
                 "variables": contact.get("variables", {}),
                 "optedIn": bool(contact.get("opted_in")),
                 "assignedAgentId": contact.get("assigned_agent"),
-                "windowOpen": runner.window_open(contact.get("last_inbound_at"), self.result.ended_at),
+                "windowOpen": window_open(contact.get("last_inbound_at"), self.result.ended_at),
             }
         )
 

@@ -108,9 +108,11 @@ class FlowIssue:
     message: str
 
 
-async def _diagram(info: strawberry.Info, definition: dict[str, Any]) -> str | None:
+async def _diagram(info: strawberry.Info, definition: object) -> str | None:
     """Mermaid text of a flow document (None when a draft cannot be drawn: see its issues);
     template buttons are titled as the templates show them."""
+    if not isinstance(definition, dict):
+        return None  # not a flow document at all
     extras = await info.context.services.caches.extras_of(info.context.workspace())
     try:
         return mermaid(compile_flow(parse_flow(definition)), extras.template_buttons)
@@ -154,7 +156,9 @@ class Flow:
         description="the draft as the typed flow document: one type per node kind (FlowNode); null "
         "when the draft cannot be read (see issues)"
     )
-    def definition(self) -> FlowDefinitionType | None:
+    # A class built at import time from the pydantic models (strawberry reads this annotation at
+    # runtime); mypy cannot follow a class made by a call.
+    def definition(self) -> FlowDefinitionType | None:  # type: ignore[valid-type]
         try:
             return flow_definition(parse_flow(self.doc["draft"]))
         except InvalidFlow:

@@ -162,8 +162,8 @@ def mermaid(compiled: CompiledFlow, template_buttons: dict[tuple[str, str], list
         for trigger, target in node_edges(node):
             if trigger == "failed" and target is None:
                 continue  # no on_failure: a failed send ends the run, drawn by no edge
-            label = edge_label(node, trigger, template_buttons or {})
-            arrow = f"-->|{_label(label)}|" if label else "-->"
+            edge = edge_label(node, trigger, template_buttons or {})
+            arrow = f"-->|{_label(edge)}|" if edge else "-->"
             lines.append(f"  {source} {arrow} {names[target or END]}")
     return "\n".join(lines) + "\n"
 

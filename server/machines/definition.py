@@ -178,7 +178,7 @@ class SetVariableNode(_Node):
     def source(self) -> ValueSource:
         if isinstance(self.value, ValueSource):
             return self.value
-        return ValueSource(value=self.value)
+        return ValueSource.model_validate({"value": self.value})
 
 
 class AssignNode(_Node):

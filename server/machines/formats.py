@@ -175,7 +175,8 @@ def _number(value: float, regional: Regional, decimals: int | None) -> str:
     pattern.frac_prec = decimals_range
     with localcontext() as context:
         context.rounding = ROUND_HALF_UP  # 2.5 -> 3, as shops round (babel's default is half-even)
-        return pattern.apply(Decimal(str(value)), regional.babel)
+        formatted: str = pattern.apply(Decimal(str(value)), regional.babel)  # babel is untyped
+    return formatted
 
 
 def _currency(value: float, regional: Regional, code: str | None) -> str:

@@ -37,6 +37,7 @@ from server.machines.definition import (
     TemplateNode,
     WhatsAppFlowNode,
 )
+from server.machines.documents import StepDoc, TimerDoc
 from server.machines.placeholders import render, scope_value
 from server.machines.regional import FALLBACK_LOCALE, Regional
 from server.machines.rendering import TemplateKey, render_message
@@ -140,7 +141,7 @@ def new_run(
     channel_id: str | None = None,
 ) -> dict[str, Any]:
     """A new run; ``channel_id`` is the number its messages go out through (None: the default)."""
-    run = {
+    run: dict[str, Any] = {
         "id": new_id("run"),
         "flow_id": flow_id,
         "flow_name": compiled.definition.name,
@@ -169,7 +170,8 @@ def start(turn: Turn, compiled: CompiledFlow, run: dict[str, Any]) -> None:
 
 def waiting_for_reply(contact: dict[str, Any]) -> dict[str, Any] | None:
     """The run (at most one) whose current node is waiting for what the customer says."""
-    for run in reversed(contact.get("runs", [])):
+    runs: list[dict[str, Any]] = contact.get("runs", [])
+    for run in runs[::-1]:
         waiting = run.get("waiting_for") or {}
         if run["status"] == "waiting" and waiting.get("kind") == "reply":
             return run
@@ -363,7 +365,7 @@ def skip_run(turn: Turn, run: dict[str, Any], agent_id: str | None) -> None:
     end_run(turn, run, "cancelled", CONTACT_WITH_AGENT)
 
 
-def apply_timer(turn: Turn, compiled: CompiledFlow, run: dict[str, Any], timer: dict[str, Any]) -> bool:
+def apply_timer(turn: Turn, compiled: CompiledFlow, run: dict[str, Any], timer: TimerDoc) -> bool:
     """Apply a due timer to its run; False when it is stale (the run moved on since it was set).
 
     Called by the actor for a ``TimerFired`` event; ``actors.timers.fire_timer`` is the arq job that
@@ -454,8 +456,8 @@ def _record(
     outcome: str,
     detail: dict[str, Any] | None = None,
     warnings: list[str] | None = None,
-) -> dict[str, Any]:
-    step = {"node": node_id, "action": action, "at": turn.now, "outcome": outcome}
+) -> StepDoc:
+    step: StepDoc = {"node": node_id, "action": action, "at": turn.now, "outcome": outcome}
     if detail:
         step["detail"] = detail
     if warnings:
@@ -474,7 +476,7 @@ def _record(
 
 
 def _add_timer(turn: Turn, run: dict[str, Any], node_id: str, kind: str, due: datetime) -> str:
-    timer = {"id": new_id("tmr"), "run_id": run["id"], "node": node_id, "kind": kind, "due_at": due}
+    timer: TimerDoc = {"id": new_id("tmr"), "run_id": run["id"], "node": node_id, "kind": kind, "due_at": due}
     turn.contact.setdefault("timers", []).append(timer)
     return timer["id"]
 
@@ -488,8 +490,9 @@ def _cancel_run_timers(turn: Turn, run: dict[str, Any]) -> None:
 
 
 def _queue_message(turn: Turn, run: dict[str, Any], node_id: str, body: dict[str, Any]) -> str:
-    message = {
-        "id": new_id("msg"),
+    message_id = new_id("msg")
+    message: dict[str, Any] = {
+        "id": message_id,
         "run_id": run["id"],
         "flow_id": run["flow_id"],
         "node": node_id,
@@ -504,7 +507,7 @@ def _queue_message(turn: Turn, run: dict[str, Any], node_id: str, body: dict[str
     if broadcast_id:
         message["broadcast_id"] = broadcast_id  # broadcast progress counts its messages' statuses
     turn.contact.setdefault("outbox", []).append(message)
-    return message["id"]
+    return message_id
 
 
 def _wait_for_answer(turn: Turn, run: dict[str, Any], node: AnsweredNode) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -185,7 +185,7 @@ def validate(flow: FlowDefinition, catalog: Catalog | None = None) -> list[FlowI
     issues += _spin_loops(flow, by_id)
     issues += _connect_loops(flow, by_id, catalog)
     if catalog is not None and catalog.now is not None:
-        issues += _delays_in_the_past(flow, catalog.now, catalog.timezone)
+        issues += _delays_in_the_past(flow, catalog.now, catalog.timezone or "UTC")
     if flow.start in by_id:
         reachable = _reachable(flow.start, by_id)
         for node in flow.nodes:
@@ -1061,10 +1061,10 @@ def _has_placeholder(value: Any) -> bool:
     return isinstance(value, str) and "{{" in value
 
 
-def _value_problem(field_type: str, options: list[str], raw: Any) -> str | None:
+def _value_problem(field_type: str, options: Sequence[str], raw: Any) -> str | None:
     """Why ``raw`` cannot be stored in a field of this type, or None when it can."""
     try:
-        coerce_value(field_type, options, raw)
+        coerce_value(field_type, list(options), raw)
     except InvalidInput as exc:
         return exc.message
     except (ValueError, TypeError) as exc:

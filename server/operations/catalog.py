@@ -302,7 +302,7 @@ async def create_agent(
     services: Services, workspace_id: str, email: str, name: str, teams: list[str] | None = None
 ) -> dict[str, Any]:
     email = normalize_email(email)
-    document = {
+    document: dict[str, Any] = {
         "_id": new_id("agt"),
         "workspace_id": workspace_id,
         "email": email,
@@ -547,7 +547,7 @@ async def instant_connections_of(
     found: dict[str, frozenset[str]] = {}
     for flow in live:
         targets = memo.targets(("draft", flow["_id"], flow.get("updated_at")), flow.get("draft"))
-        key = (flow["_id"], flow.get("active_version"))
+        key: tuple[str, int] = (flow["_id"], flow.get("active_version") or 0)
         if key[1]:
             stored = versions.get(key)
             targets |= memo.targets(("version", *key), stored.get("definition") if stored else None)

@@ -135,7 +135,7 @@ async def receive_whatsapp(services: Services, channel: dict[str, Any], batch: W
         if await _template_update(services, channel, update, received):
             received.templates += 1
     for change in batch.identity_changes:
-        workspace_id = await workspaces.for_number(change.phone_number_id)
+        workspace_id, _ = await workspaces.channel_of(change.phone_number_id)
         if workspace_id is None:
             received.ignored.append(
                 f"identity change {change.event_id}: number {change.phone_number_id} not ours"

@@ -35,6 +35,7 @@ from server.errors import InvalidInput, NotFound
 from server.identity import KINDS
 from server.ids import ContactKey, scoped_id
 from server.integrations.klaviyo_sync import job_id as sync_job_id
+from server.redis_keys import arq_job_id, integrations_queue, timer_queue
 from server.services import Services
 from server.store.batching import DUPLICATE_KEY
 
@@ -171,11 +172,11 @@ async def _erase_one(services: Services, contact: dict[str, Any], by: str | None
         "erased_messages": len(held.message_ids),
     }
     message_hashes = sorted(keyed_hash(salt, provider_id) for provider_id in provider_ids)
-    timers = [t["id"] for t in contact.get("timers", [])]
+    timers = [arq_job_id(t["id"]) for t in contact.get("timers", [])]
     syncs = [sync_job_id(entry) for entry in contact.get("external_sync", [])]
     await services.actors.ask(ContactKey.of_contact(contact), EraseContact(event_id(), tombstone))
-    await _drop_jobs(services, services.prefix + "timers", timers)
-    await _drop_jobs(services, services.prefix + "integrations", syncs)
+    await _drop_jobs(services, timer_queue(services.prefix), timers)
+    await _drop_jobs(services, integrations_queue(services.prefix), syncs)
     if message_hashes:  # the tombstone's side table: what a late status about them is checked against
         erased = [{"_id": h, "workspace_id": workspace_id, "contact_id": contact_id} for h in message_hashes]
         try:

@@ -28,13 +28,13 @@ async def flow_cost_estimate(
         audience: dict[str | None, int | None] = {country.upper(): None}
     else:
         audience = dict(await ContactPhones(services.database).count_by(workspace_id, country_of))
-    nodes = []
+    nodes: list[dict[str, Any]] = []
     for node in parse_flow(definition).nodes:
         if not isinstance(node, TemplateNode):
             continue
         found = await services.templates.get_by_name(workspace_id, node.template, node.language)
         category = found[0]["category"] if found else None
-        lines = []
+        lines: list[dict[str, Any]] = []
         for where, contacts in sorted(audience.items(), key=lambda item: str(item[0])):
             market, unit = card.rate(category, where) if category else (None, None)
             total = None if unit is None or contacts is None else round(unit * contacts, 6)

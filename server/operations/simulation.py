@@ -46,6 +46,7 @@ from server.segments import matches
 from server.services import Services
 from server.store.contacts import new_contact
 from server.text_input import MAX_BUTTON_ID, MAX_MESSAGE_TEXT, checked_characters
+from server.window import window_open
 
 MAX_SCRIPT = 200  # inputs in one script
 MAX_TURNS = 1_000  # turns one simulation may take (a flow that loops on a delay stops here)
@@ -208,7 +209,7 @@ class _Recorder:
                 tags=list(contact.get("tags", [])),
                 variables=copy.deepcopy(contact.get("variables", {})),
                 opted_in=bool(contact.get("opted_in")),
-                window_open=runner.window_open(contact.get("last_inbound_at"), self._now),
+                window_open=window_open(contact.get("last_inbound_at"), self._now),
             )
         )
 
@@ -384,8 +385,8 @@ async def simulate(
     sources = _Sources(
         flows=_Flows(services, simulated),
         flow_cache=_Compiled(services, simulated, compiled),
-        timezone_of=services.timezone_of,
-        fields_of=services.fields_of,
+        timezone_of=services.caches.timezone_of,
+        fields_of=services.caches.fields_of,
         extras_of=services.caches.extras_of,
         assigner=lambda ws, request: services.picker.for_node(ws, request, take_turn=False),
     )

@@ -25,6 +25,7 @@ from server.errors import Conflict, InvalidInput, NotFound
 from server.ids import new_id
 from server.machines.regional import check_timezone, default_locale, normalize_locale
 from server.operations.workspaces import checked_country, checked_workspace_name
+from server.redis_keys import integrations_queue
 from server.services import Services
 from server.store.workspace_data import (
     WORKSPACES,
@@ -159,7 +160,7 @@ async def delete_workspace(services: Services, workspace_id: str) -> Deletion:
 def _redis_of(services: Services) -> WorkspaceRedis:
     """The sweep over this deployment's keys and the queues whose jobs name a workspace."""
     queues = [services.timers.queue_name]
-    queues.append(services.prefix + "integrations")  # the Klaviyo sync's (server/contact_services.py)
+    queues.append(integrations_queue(services.prefix))  # the Klaviyo sync's (server/contact_services.py)
     return WorkspaceRedis(services.redis, services.prefix, queues, services.arq.job_deserializer)
 
 

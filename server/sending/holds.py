@@ -19,6 +19,7 @@ from typing import Any
 from server.clock import as_utc
 from server.ids import new_id
 from server.machines import runner
+from server.machines.documents import TimerDoc
 
 WAKE = "send"  # timer kind
 QUIET_HOURS = "QUIET_HOURS"
@@ -64,7 +65,7 @@ def release(turn: runner.Turn, message: dict[str, Any], by: str) -> None:
     _drop_wake(turn.contact, message["id"])
 
 
-def wake(turn: runner.Turn, timer: dict[str, Any]) -> bool:
+def wake(turn: runner.Turn, timer: TimerDoc) -> bool:
     """A wake timer fired: drop it; messages whose time has come lose ``not_before``, and one
     still held (a wake that came early: another replica's clock) gets a wake timer again."""
     contact = turn.contact
@@ -106,16 +107,15 @@ def waiting(contact: dict[str, Any], now: datetime) -> bool:
 
 
 def _add_wake(contact: dict[str, Any], message: dict[str, Any], until: datetime) -> None:
-    contact.setdefault("timers", []).append(
-        {
-            "id": new_id("tmr"),
-            "run_id": None,
-            "node": message.get("node"),
-            "kind": WAKE,
-            "due_at": until,
-            "message_id": message["id"],
-        }
-    )
+    timer: TimerDoc = {
+        "id": new_id("tmr"),
+        "run_id": None,
+        "node": message.get("node"),
+        "kind": WAKE,
+        "due_at": until,
+        "message_id": message["id"],
+    }
+    contact.setdefault("timers", []).append(timer)
 
 
 def _drop_wake(contact: dict[str, Any], message_id: str) -> None:

@@ -129,9 +129,8 @@ class SendPolicy:
         if message.get("kind") == "template":
             spec = message.get("template") or {}
             categories = turn.template_categories
-            category = categories.get((spec.get("name"), spec.get("language"))) or categories.get(
-                (spec.get("name"), "")
-            )
+            name: str = spec.get("name") or ""
+            category = categories.get((name, spec.get("language") or "")) or categories.get((name, ""))
             if category:
                 message["template_category"] = category
             if category in EXEMPT_CATEGORIES:

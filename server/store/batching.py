@@ -17,7 +17,6 @@ a failure of the whole round trip (store down) is raised to every caller of the 
 from __future__ import annotations
 
 import asyncio
-import copy
 from collections.abc import Sequence
 from enum import Enum
 from typing import Any, Generic, TypeVar
@@ -25,6 +24,8 @@ from typing import Any, Generic, TypeVar
 from pymongo import DeleteMany, DeleteOne, InsertOne, ReplaceOne, UpdateMany, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError, WriteError
+
+from server.document_copy import copy_document
 
 WriteOp = InsertOne[Any] | ReplaceOne[Any] | UpdateOne | UpdateMany | DeleteOne | DeleteMany
 DUPLICATE_KEY = 11000
@@ -161,7 +162,7 @@ class IdLoader(_GroupFlusher[Any, dict[str, Any] | None]):
             document = by_id.get(doc_id)
             # Two callers asking for the same id must not share (and mutate) one dict.
             shared = doc_id in seen and document is not None
-            future.set_result(copy.deepcopy(document) if shared else document)
+            future.set_result(copy_document(document) if shared else document)
             seen.add(doc_id)
 
 

@@ -9,6 +9,7 @@ contact was reached outside the 24-hour window, which is what WhatsApp's tier li
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import AsyncIterator, Iterable
 from datetime import datetime
 from typing import Any
@@ -64,7 +65,7 @@ class BroadcastRepository:
         result = await self._docs.update_one(query, {"$set": changes})
         return result.matched_count == 1
 
-    async def claimable(self, now: datetime, owner: str) -> list[Document]:
+    async def claimable(self, now: datetime, owner: str) -> builtins.list[Document]:
         """Running broadcasts and due scheduled ones that no other live process holds."""
         return await self._docs.find(
             {
@@ -99,7 +100,7 @@ class BroadcastRepository:
             {"_id": broadcast_id, "lease_owner": owner}, {"$set": {"lease_owner": None, "lease_until": None}}
         )
 
-    async def message_statuses(self, broadcast_id: str) -> list[Document]:
+    async def message_statuses(self, broadcast_id: str) -> builtins.list[Document]:
         """``{_id: {contact_id, phone, status}}`` per distinct triple among the broadcast's messages."""
         cursor = await self._messages.aggregate(
             [

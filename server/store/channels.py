@@ -86,7 +86,8 @@ def webhook_verified(channel: Document) -> bool:
 
 def is_connected(channel: Document) -> bool:
     """Channels stored before disconnection existed have no ``status``: they are connected."""
-    return channel.get("status", CONNECTED) != DISCONNECTED
+    status: str = channel.get("status", CONNECTED)
+    return status != DISCONNECTED
 
 
 _CONNECTED_QUERY = {"status": {"$ne": DISCONNECTED}}

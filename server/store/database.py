@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel, WriteConcern
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import OperationFailure
@@ -114,6 +114,16 @@ CLIENT_OPTIONS: dict[str, Any] = {
 }
 
 
+# Where a turn commits (the contact document, compare-and-set). Its writes wait for a majority of
+# a replica set whatever the URI says: a turn's effects (messages sent, timers armed) follow its
+# commit, and a commit acknowledged by the primary alone could be rolled back by a failover after
+# the customer got the message. Every other collection takes the URI's ``w`` (``w=1`` for cheaper
+# read models, say), and without one the same majority. Reads use the primary (the default read
+# preference) at read concern "local": a stale read cannot commit, the compare-and-set refuses it.
+COMMIT_COLLECTIONS = frozenset({"contacts"})
+MAJORITY = WriteConcern(w="majority")
+
+
 class Database:
     """Owns the async client; repositories receive collections from it.
 
@@ -128,10 +138,15 @@ class Database:
         self.client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
             uri, event_listeners=watching, **CLIENT_OPTIONS
         )
-        self.db: AsyncDatabase[dict[str, Any]] = self.client[name]
+        uri_concern = self.client.write_concern
+        self.db: AsyncDatabase[dict[str, Any]] = self.client.get_database(
+            name, write_concern=uri_concern if "w" in uri_concern.document else MAJORITY
+        )
         self.stats = stats
 
     def collection(self, name: str) -> AsyncCollection[dict[str, Any]]:
+        if name in COMMIT_COLLECTIONS:
+            return self.db.get_collection(name, write_concern=commit_concern(self.db.write_concern))
         return self.db[name]
 
     async def ensure_indexes(self) -> None:
@@ -153,3 +168,11 @@ class Database:
 
     async def close(self) -> None:
         await self.client.close()
+
+
+def commit_concern(base: WriteConcern) -> WriteConcern:
+    """``w: majority`` with the URI's journal and timeout settings (``wtimeoutMS``, ``journal``)."""
+    options = {k: v for k, v in base.document.items() if k != "w"}
+    return WriteConcern(
+        w="majority", wtimeout=options.get("wtimeout"), j=options.get("j"), fsync=options.get("fsync")
+    )

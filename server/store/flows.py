@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from datetime import datetime
 from typing import Any
 
@@ -69,7 +70,9 @@ class FlowRepository:
     async def get_version(self, flow_id: str, version: int) -> dict[str, Any] | None:
         return await self._versions.find_one({"flow_id": flow_id, "version": version})
 
-    async def get_versions(self, keys: list[tuple[str, int]]) -> dict[tuple[str, int], dict[str, Any]]:
+    async def get_versions(
+        self, keys: builtins.list[tuple[str, int]]
+    ) -> dict[tuple[str, int], dict[str, Any]]:
         """Several (flow id, version) documents in one query."""
         if not keys:
             return {}
@@ -77,5 +80,5 @@ class FlowRepository:
         found = await self._versions.find(query).to_list()
         return {(d["flow_id"], d["version"]): d for d in found}
 
-    async def list_versions(self, flow_id: str) -> list[dict[str, Any]]:
+    async def list_versions(self, flow_id: str) -> builtins.list[dict[str, Any]]:
         return await self._versions.find({"flow_id": flow_id}).sort("version", 1).to_list()

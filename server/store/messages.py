@@ -55,7 +55,8 @@ class MessageRepository:
             bare = await self._loads.load(document["provider_id"])
             ours = bare is not None and bare.get("workspace_id") == document["workspace_id"]
             if ours and bare is not None and bare.get("direction") == "in":
-                return bare["_id"]
+                stored_id: str = bare["_id"]
+                return stored_id
         pending = {
             "_id": document["_id"],
             "workspace_id": document["workspace_id"],

@@ -168,7 +168,7 @@ class WorkspaceRepository:
         """Which of these public key ids are still live (not revoked), in one round trip (keys made
         before ``key_id`` existed go by their hash, like ``get_key``)."""
         query = {"$or": [{"key_id": {"$in": key_ids}}, {"_id": {"$in": key_ids}}], "revoked_at": None}
-        wanted, live = set(key_ids), set()
+        wanted, live = set(key_ids), set[str]()
         async for document in self._keys.find(query, {"key_id": 1}):
             live.update(i for i in (document.get("key_id"), document["_id"]) if i in wanted)
         return live

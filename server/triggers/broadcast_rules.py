@@ -19,12 +19,12 @@ share it, so a broadcast plans against what all of them have used in the last 24
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from server.document_copy import copy_document
 from server.machines import runner
 from server.machines.catalog import Catalog
 from server.machines.compiler import CompiledFlow, node_edges
@@ -32,6 +32,7 @@ from server.machines.definition import FlowDefinition, SimpleMessageNode, Templa
 from server.machines.validator import validate
 from server.sending import rules
 from server.sending.zones import recipient_country
+from server.window import window_open
 
 TIERS: dict[str, int | None] = {
     "TIER_250": 250,
@@ -116,13 +117,13 @@ class Judge:
             return NO_OPT_IN
         if self.plan.marketing_first and recipient_country(contact.get("phone")) == "US":
             return MARKETING_TO_US
-        if self.plan.window_sensitive and not runner.window_open(contact.get("last_inbound_at"), self.now):
+        if self.plan.window_sensitive and not window_open(contact.get("last_inbound_at"), self.now):
             if self._first_send_blocked(contact):
                 return WINDOW_CLOSED
         return None
 
     def _first_send_blocked(self, contact: dict[str, Any]) -> bool:
-        working = copy.deepcopy(contact)
+        working = copy_document(contact)
         working.update(runs=[], timers=[], outbox=[])
         turn = runner.Turn(
             contact=working,

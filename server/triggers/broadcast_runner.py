@@ -20,12 +20,13 @@ from datetime import timedelta
 from typing import Any
 
 from server.actors.events import StartFlow
+from server.channels.whatsapp.limiter import clamp_rate
 from server.errors import InvalidInput, KonvoError, NotFound
 from server.ids import ContactKey, new_id
 from server.segments import matches, to_mongo_filter
 from server.services import Services
 from server.triggers.broadcast_rules import CONTACT_WITH_AGENT, Judge, Plan, tier_limit
-from server.triggers.broadcasts import DAY, broadcast_topic, make_plan, messaging_portfolio
+from server.triggers.broadcasts import DAY, broadcast_topic, make_plan, messaging_portfolio, sending_channel
 from server.window import window_open
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,12 @@ FREEZE_BATCH = 1000
 PUBLISH_EVERY_SECONDS = 0.5
 FLUSH_EVERY_SECONDS = 0.5  # recipients' states are written in bulk this often while sending
 PASSIVATE_ABOVE = 20_000  # actors in memory: beyond this, a broadcast passivates idle ones
+# Recipients in flight per second of the number's rate: a start waits for its turn, its send slot and
+# Meta's answer, so a fixed count capped a 1,000/s number far below its rate (issue 19) and would
+# only pile up turns waiting for slots on an 80/s one.
+IN_FLIGHT_SECONDS = 0.5
+MIN_CONCURRENCY, MAX_CONCURRENCY = 16, 1000
+SANDBOX_CONCURRENCY = 64
 
 
 @dataclass
@@ -50,14 +57,14 @@ class BroadcastRunner:
         poll_seconds: float = 0.5,
         lease_seconds: float = 15.0,
         batch_size: int = 500,
-        concurrency: int = 64,
+        concurrency: int | None = None,
     ) -> None:
         self.services = services
         self.owner = new_id("proc")
         self.poll_seconds = poll_seconds
         self.lease = timedelta(seconds=lease_seconds)
         self.batch_size = batch_size
-        self.concurrency = concurrency
+        self.concurrency = concurrency  # None: from the sending number's throughput (``in_flight``)
         self._wake = wake or asyncio.Event()  # set by ``Services.wake_broadcasts``
         self._driving: dict[str, asyncio.Task[None]] = {}
         self._published: dict[str, float] = {}
@@ -205,7 +212,7 @@ class BroadcastRunner:
         limit = tier_limit(await services.limits.tier(workspace_id, portfolio))
         timezone = await services.caches.timezone_of(workspace_id)
         fields = await services.caches.fields_of(workspace_id)
-        gate = asyncio.Semaphore(self.concurrency)
+        gate = asyncio.Semaphore(await self.in_flight(broadcast))
         inflight: set[asyncio.Task[None]] = set()
         finished: list[tuple[str, dict[str, Any]]] = []
         flusher = asyncio.create_task(self._flush_every(broadcast, finished))
@@ -241,6 +248,17 @@ class BroadcastRunner:
             await asyncio.gather(*inflight, return_exceptions=True)
             await self._flush(finished)
         return outcome
+
+    async def in_flight(self, broadcast: dict[str, Any]) -> int:
+        """Recipients started at once: follows the throughput of the number the broadcast sends
+        through (the sandbox has no limiter)."""
+        if self.concurrency is not None:
+            return self.concurrency
+        channel = await sending_channel(self.services, broadcast["workspace_id"], broadcast)
+        if channel is None:
+            return SANDBOX_CONCURRENCY
+        rate = clamp_rate(channel.get("throughput_per_second"))
+        return max(MIN_CONCURRENCY, min(MAX_CONCURRENCY, round(rate * IN_FLIGHT_SECONDS)))
 
     async def _decide(
         self,

@@ -292,16 +292,23 @@ async def make_plan(services: Services, broadcast: dict[str, Any]) -> Plan:
     return plan
 
 
-async def messaging_portfolio(
+async def sending_channel(
     services: Services, workspace_id: str, broadcast: dict[str, Any] | None = None
-) -> str | None:
-    """The business portfolio a broadcast sends through: its channel's (a broadcast may name
-    one), else the workspace's WhatsApp channel's; None is the workspace's own portfolio."""
+) -> dict[str, Any] | None:
+    """The channel a broadcast sends through: its own (a broadcast may name one), else the
+    workspace's WhatsApp channel; None for the sandbox."""
     channel_id = (broadcast or {}).get("channel_id")
     channel = await services.channel.by_id(channel_id) if channel_id else None
     if channel is None or channel.get("workspace_id") != workspace_id:
         channel = await services.channel.channel_for(workspace_id)
-    return portfolio_of(channel)
+    return channel
+
+
+async def messaging_portfolio(
+    services: Services, workspace_id: str, broadcast: dict[str, Any] | None = None
+) -> str | None:
+    """The business portfolio a broadcast sends through (its channel's); None is the workspace's own."""
+    return portfolio_of(await sending_channel(services, workspace_id, broadcast))
 
 
 @dataclass

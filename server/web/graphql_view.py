@@ -82,15 +82,19 @@ class _LimitedWebSocketAdapter(ASGIWebSocketAdapter):
     """Reads messages through ``read_message`` (size, nesting, JSON, shape); closing is idempotent,
     since a revocation may close a socket the handler is closing too."""
 
-    view: KonvoGraphQL
+    @property
+    def konvo(self) -> KonvoGraphQL:
+        """The view this adapter serves (strawberry types ``view`` as its generic base)."""
+        assert isinstance(self.view, KonvoGraphQL)
+        return self.view
 
     async def iter_json(self, *, ignore_parsing_errors: bool = False) -> AsyncGenerator[object, None]:
-        settings = self.view.runtime.settings
+        settings = self.konvo.runtime.settings
         try:
             while self.ws.application_state != WebSocketState.DISCONNECTED:
                 text = await self.ws.receive_text()
                 yield read_message(
-                    text, settings.max_ws_frame_bytes, settings.max_json_depth, self.view.decode_json
+                    text, settings.max_ws_frame_bytes, settings.max_json_depth, self.konvo.decode_json
                 )
         except KeyError as exc:
             raise NonTextMessageReceived from exc
@@ -233,7 +237,7 @@ class _TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
 
 class KonvoGraphQL(GraphQL[Context, None]):
     graphql_transport_ws_handler_class = _TransportWSHandler
-    websocket_adapter_class = _LimitedWebSocketAdapter  # type: ignore[assignment]
+    websocket_adapter_class = _LimitedWebSocketAdapter
 
     def __init__(self, runtime: Runtime) -> None:
         settings = runtime.settings
@@ -274,7 +278,7 @@ class KonvoGraphQL(GraphQL[Context, None]):
         code = _HTTP_CODES.get(status, "BAD_REQUEST")
         return JSONResponse({"errors": [{"message": message, "extensions": {"code": code}}]}, status)
 
-    async def execute_single(  # type: ignore[override]
+    async def execute_single(
         self,
         request: Request,
         request_adapter: Any,

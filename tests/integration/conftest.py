@@ -44,9 +44,14 @@ def fast_settings(settings: Settings) -> Settings:
 
 
 @pytest.fixture
-async def runtime(fast_settings: Settings) -> AsyncIterator[Runtime]:
-    # A clock tests may move (``shifted(runtime)``): every part of the runtime reads this one.
-    runtime = Runtime(fast_settings, clock=ShiftedClock(SystemClock()), resolver=HostsResolver())
+def clock() -> ShiftedClock:
+    """The runtime's clock: the wall clock until a test moves it forward (timers fall due at once)."""
+    return ShiftedClock(SystemClock())
+
+
+@pytest.fixture
+async def runtime(fast_settings: Settings, clock: ShiftedClock) -> AsyncIterator[Runtime]:
+    runtime = Runtime(fast_settings, resolver=HostsResolver(), clock=clock)
     await runtime.start()
     try:
         yield runtime
@@ -81,9 +86,3 @@ async def publish(gql: GraphQLClient, definition: dict[str, Any]) -> str:
     flow_id = data["importFlow"]["id"]
     await gql("mutation($id: ID!) { publishFlow(id: $id) { status activeVersion } }", id=flow_id)
     return flow_id
-
-
-def shifted(runtime: Runtime) -> ShiftedClock:
-    """The movable clock the ``runtime`` fixture was built with."""
-    assert isinstance(runtime.clock, ShiftedClock), "the runtime fixture reads a ShiftedClock"
-    return runtime.clock

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from graphql import GraphQLType, get_named_type
 
+from server.config import Settings
 from server.graphql.context import Context
 from server.graphql.permissions import declares_roles, is_admin_only
 from server.graphql.schema import schema
@@ -57,6 +58,13 @@ def test_configuration_is_admin_only() -> None:
     admin = {r.name for r in ROOTS if r.definition is not None and is_admin_only(r.definition)}
     expected = {"flows", "flow", "importFlow", "publishFlow", "startFlow", "createTag", "createTemplate"}
     assert expected | {"apiKeys", "createApiKey", "revokeApiKey"} <= admin
+
+
+@pytest.fixture
+def fast_settings(fast_settings: Settings) -> Settings:
+    # The harvest reads every root, deeply, in one operation each: the inbox outbox with every
+    # rendered part costs more than a client's query would (the cost limit has its own tests).
+    return fast_settings.model_copy(update={"max_query_cost": 100_000})
 
 
 @pytest.fixture

@@ -120,17 +120,20 @@ async def test_an_agent_reads_contacts_but_not_flows_nested_either(
             with pytest.raises(GraphQLErrors) as refused:
                 await agent(query)
             assert refused.value.codes == ["FORBIDDEN"], query
+            assert "an ADMIN key is needed" in refused.value.errors[0]["message"], query  # says what to use
     finally:
         await agent.http.aclose()
 
 
 async def test_requests_without_a_valid_key_are_unauthenticated(runtime: Runtime) -> None:
-    for key in (None, "konvo_not-a-key"):
+    # The message says what to fix: send a key, or the key sent is not one.
+    for key, why in ((None, "Authorization: Bearer <key>"), ("konvo_not-a-key", "unknown or revoked")):
         client = client_for(runtime, key)
         try:
             for query in ("{ workspace { id } }", "{ flows { id } }", "{ apiKeys { id } }"):
                 with pytest.raises(GraphQLErrors) as refused:
                     await client(query)
                 assert refused.value.codes == ["UNAUTHENTICATED"], (key, query)
+                assert why in refused.value.errors[0]["message"], (key, query)
         finally:
             await client.http.aclose()

@@ -14,6 +14,7 @@ import websockets
 
 from server.config import Settings
 from server.graphql.socket_slots import SocketSlots
+from server.redis_keys import socket_slots_prefix
 from server.runtime import Runtime
 from tests.integration.conftest import client_for, make_workspace
 from tests.support.graphql import GraphQLClient, eventually
@@ -99,7 +100,7 @@ async def test_sockets_per_key_are_capped_across_processes(ws_runtime: Runtime) 
     key, other_key = await make_workspace(ws_runtime), await make_workspace(ws_runtime, "ws_other")
     key_id = (await ws_runtime.workspaces.find_key(key) or {})["key_id"]
     # Another server process on the same Redis already holds one of the key's two sockets.
-    elsewhere = SocketSlots(ws_runtime.redis, ws_runtime.prefix + "sockets:", limit=2)
+    elsewhere = SocketSlots(ws_runtime.redis, socket_slots_prefix(ws_runtime.prefix), limit=2)
     slot = await elsewhere.acquire(key_id)
     assert slot is not None
     async with live_server(ws_runtime) as (host, _):
@@ -119,7 +120,7 @@ async def test_sockets_per_key_are_capped_across_processes(ws_runtime: Runtime) 
 
 
 async def test_a_dead_processs_socket_slots_expire(ws_runtime: Runtime) -> None:
-    crashed = SocketSlots(ws_runtime.redis, ws_runtime.prefix + "sockets:", limit=1, ttl_seconds=0.3)
+    crashed = SocketSlots(ws_runtime.redis, socket_slots_prefix(ws_runtime.prefix), limit=1, ttl_seconds=0.3)
     assert await crashed.acquire("key_x") is not None
     assert await crashed.acquire("key_x") is None
     await eventually(lambda: crashed.acquire("key_x"), lambda slot: slot is not None)

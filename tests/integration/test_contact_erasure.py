@@ -9,6 +9,7 @@ from arq.constants import job_key_prefix
 
 from server.actors.message_statuses import StatusReport
 from server.operations.contact_erasure import PER_CONTACT, erased_message
+from server.redis_keys import arq_job_id, timer_queue
 from server.runtime import Runtime
 from tests.integration.conftest import WORKSPACE, client_for, make_workspace, publish
 from tests.support.graphql import GraphQLClient, GraphQLErrors, eventually
@@ -64,8 +65,9 @@ async def test_export_then_erase_leaves_only_an_anonymous_tombstone(
     assert [i["kind"] for i in export["identities"]] == ["phone"]
     texts = [m.get("text") for m in export["messages"]]
     assert "hola" in texts and "Hola Ana" in texts
-    timer_id = held["timers"][0]["id"]
+    timer_id = arq_job_id(held["timers"][0]["id"])
     assert await runtime.redis.exists(job_key_prefix + timer_id)  # armed in Redis
+    assert await runtime.redis.zscore(timer_queue(runtime.prefix), timer_id) is not None
 
     # AGENT keys may do neither.
     agent = client_for(runtime, await make_workspace(runtime, WORKSPACE, role="AGENT"))
@@ -88,7 +90,7 @@ async def test_export_then_erase_leaves_only_an_anonymous_tombstone(
     assert tombstone["erased_by"].startswith("key:") and tombstone["erased_at"] is not None
     assert len(tombstone["identity_hashes"]) == 1
     assert not await runtime.redis.exists(job_key_prefix + timer_id)  # the timer is gone from Redis
-    assert await runtime.redis.zscore(runtime.prefix + "timers", timer_id) is None
+    assert await runtime.redis.zscore(timer_queue(runtime.prefix), timer_id) is None
     assert (await gql(CONTACT, p=PHONE))["contact"] is None
     assert (await gql("query($id: ID!) { contact(id: $id) { id } }", id=contact_id))["contact"] is None
     assert (await gql("{ contacts { totalCount } }"))["contacts"]["totalCount"] == 0

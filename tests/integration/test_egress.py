@@ -209,6 +209,18 @@ async def test_credentials_in_a_url_are_refused_even_where_loopback_is_allowed(
     assert service.connections == 0
 
 
+@pytest.mark.parametrize("host", ["127.0.0.1", "[::ffff:127.0.0.1]"])
+async def test_an_address_stored_earlier_is_refused_when_the_call_is_made(
+    make: Make, listeners: Callable[..., Awaitable[Listener]], host: str
+) -> None:
+    """An https URL naming an address is never resolved, so the transport checks the address itself."""
+    service = await listeners(handler=answering(graph_page()))
+    runtime, gql = await make(None)
+    await configured_earlier(runtime, f"https://{host}:{service.port}")
+    await refused(gql, SYNC)
+    assert service.connections == 0
+
+
 class Rebinding(HostsResolver):
     """Answers ``rebind.test`` with an allowed address first and with 127.0.0.1 from then on."""
 

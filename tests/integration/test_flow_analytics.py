@@ -21,7 +21,6 @@ from server.actors.events import TagContact, TimerFired
 from server.actors.message_statuses import StatusReport
 from server.clock import SystemClock
 from server.config import Settings
-from server.ids import ContactKey
 from server.machines.flow_counts import COUNTS_FIELD
 from server.operations import contacts as contact_ops
 from server.runtime import Runtime
@@ -30,6 +29,7 @@ from server.store.flow_counters import FlowCounterRepository, Pending
 from tests.integration.conftest import WORKSPACE, client_for, make_workspace, publish
 from tests.support.analytics import ANALYTICS, expected_from_runs, normalized
 from tests.support.clock import ShiftedClock
+from tests.support.contacts import key_of
 from tests.support.graphql import GraphQLClient, GraphQLErrors, eventually
 from tests.support.live import live_server
 from tests.support.network import HostsResolver
@@ -92,7 +92,7 @@ def _actors(runtime: Runtime) -> Any:
 
 
 async def _document(runtime: Runtime, phone: str) -> dict[str, Any]:
-    document = await runtime.contacts.load(ContactKey(WORKSPACE, phone))
+    document = await runtime.contacts.load(await key_of(runtime, WORKSPACE, phone))
     assert document is not None
     return document
 
@@ -108,7 +108,7 @@ async def _sent(runtime: Runtime, phone: str, node: str) -> str:
 async def _fire_timer(runtime: Runtime, phone: str) -> None:
     """The contact's pending timer comes due: the event its arq job sends."""
     [timer] = (await _document(runtime, phone))["timers"]
-    await _actors(runtime).ask(ContactKey(WORKSPACE, phone), TimerFired(timer["id"]))
+    await _actors(runtime).ask((await key_of(runtime, WORKSPACE, phone)), TimerFired(timer["id"]))
 
 
 async def _status(runtime: Runtime, message_id: str, status: str, code: str | None = None) -> None:
@@ -135,7 +135,9 @@ async def play(runtime: Runtime, flow_id: str, phone: str, variant: int) -> None
     if variant != 4:  # the customer writes first: the 24-hour window is open
         await say("hola")
     if variant == 6:
-        await _actors(runtime).ask(ContactKey(WORKSPACE, phone), TagContact(event_id(), add=("vip",)))
+        await _actors(runtime).ask(
+            (await key_of(runtime, WORKSPACE, phone)), TagContact(event_id(), add=("vip",))
+        )
     run = await start()
     if variant in (0, 1, 6):
         await say(button="yes")
@@ -369,7 +371,7 @@ async def test_counters_a_crash_left_unstored_are_counted_once_after_the_restart
     try:
         await agree(gql, restarted, flow_id)
         for phone in phones[:3]:  # later turns offer the carried entries again with their own
-            await contact_ops.customer_says(restarted, WORKSPACE, phone, "hola otra vez", None)
+            await contact_ops.customer_says(restarted.services, WORKSPACE, phone, "hola otra vez", None)
         await restarted.recover_now()
         found = await agree(gql, restarted, flow_id)
         assert found["runs"]["runsStarted"] == 12 and found["nodes"]["nudge"]["entered"] == 6

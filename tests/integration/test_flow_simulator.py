@@ -20,13 +20,13 @@ from server.actors.events import TimerFired
 from server.clock import SystemClock, as_utc
 from server.config import Settings
 from server.durations import parse_duration
-from server.ids import ContactKey
 from server.runtime import Runtime
 from tests.integration.conftest import WORKSPACE
 from tests.integration.test_example_flows import examples  # noqa: F401 - fixture
 from tests.integration.test_nodes import start_with
 from tests.integration.test_skeleton_flow import say
 from tests.support.clock import ShiftedClock
+from tests.support.contacts import key_of
 from tests.support.graphql import GraphQLClient, GraphQLErrors
 from tests.support.network import HostsResolver
 
@@ -143,7 +143,7 @@ async def simulated(gql: GraphQLClient, definition: dict[str, Any], scenario: Sc
 
 
 async def _timers(runtime: Runtime, phone: str) -> list[dict[str, Any]]:
-    document = await runtime.contacts.load(ContactKey(WORKSPACE, phone))
+    document = await runtime.contacts.load(await key_of(runtime, WORKSPACE, phone))
     return list((document or {}).get("timers", []))
 
 
@@ -157,7 +157,7 @@ async def fire_due(runtime: Runtime, clock: ShiftedClock, phone: str, until: dat
             return
         if due > clock.now():
             clock.advance(due - clock.now())
-        await runtime.actors.ask(ContactKey(WORKSPACE, phone), TimerFired(timer["id"]))
+        await runtime.actors.ask((await key_of(runtime, WORKSPACE, phone)), TimerFired(timer["id"]))
 
 
 async def real(
@@ -196,7 +196,7 @@ async def runtime_media(runtime: Runtime, phone: str) -> None:
     )
     _, event = await accept_inbound(runtime.services, record)
     assert event is not None and runtime.actors is not None
-    await runtime.actors.ask(ContactKey(WORKSPACE, phone), event)
+    await runtime.actors.ask((await key_of(runtime, WORKSPACE, phone)), event)
 
 
 def shape_real(found: dict[str, Any]) -> dict[str, Any]:

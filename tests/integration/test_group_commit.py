@@ -78,6 +78,31 @@ async def test_cas_batch_tells_each_writer_whether_its_version_won(database: Dat
     assert stored == {i: 2 if i % 2 == 0 else 1 for i in range(50)}
 
 
+async def test_a_refused_replace_fails_only_its_caller_and_the_rest_of_the_bulk_lands(
+    database: Database,
+) -> None:
+    collection = _collection(database)
+    await collection.create_index("email", unique=True)
+    await collection.insert_many([{"_id": i, "version": 1, "email": f"{i}@shop.example"} for i in range(3)])
+    batcher = CasBatcher(collection)
+
+    def replace(i: int, email: str) -> Any:
+        document = {"_id": i, "version": 2, "email": email, "commit_id": new_id("cmt")}
+        return batcher.replace({"_id": i, "version": 1}, document)
+
+    # The first replace takes the address the third contact holds: the store refuses it, and only it.
+    refused, moved, renamed = await asyncio.gather(
+        replace(0, "2@shop.example"),
+        replace(1, "1@new.example"),
+        replace(2, "2@new.example"),
+        return_exceptions=True,
+    )
+    assert isinstance(refused, WriteError)
+    assert (moved, renamed) == (True, True)
+    stored = {d["_id"]: (d["version"], d["email"]) async for d in collection.find()}
+    assert stored == {0: (1, "0@shop.example"), 1: (2, "1@new.example"), 2: (2, "2@new.example")}
+
+
 async def test_two_writers_of_one_contact_in_one_bulk_exactly_one_wins(database: Database) -> None:
     contacts = ContactRepository(database)
     key = ContactKey(new_id("ws"), "+34600000001")

@@ -25,6 +25,7 @@ from server.web.app import create_app
 from tests.integration.conftest import WORKSPACE, publish
 from tests.integration.test_nodes import run_of, start_with
 from tests.support.clock import ShiftedClock
+from tests.support.contacts import key_of
 from tests.support.graph_api_fake import GraphApiFake
 from tests.support.graphql import GraphQLClient, GraphQLErrors, eventually
 from tests.support.whatsapp import connect_fake
@@ -582,7 +583,7 @@ async def test_a_quoted_reply_is_linked_and_a_reaction_is_stored_and_shown_in_th
     await opened(gql, flow, CUSTOMER)
 
     async def sent_record() -> list[dict[str, Any]]:
-        found = await runtime.messages.conversation(WORKSPACE, CUSTOMER, 20)
+        found = await runtime.messages.conversation(await key_of(runtime, WORKSPACE, CUSTOMER), 20)
         return [m for m in found if m.get("direction") == "out" and m.get("provider_id")]
 
     [ours] = await eventually(sent_record, lambda found: len(found) == 1)

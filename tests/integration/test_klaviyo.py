@@ -12,8 +12,10 @@ from typing import Any
 
 import httpx
 import pytest
+from arq.constants import job_key_prefix
 
 from server.integrations.klaviyo import KlaviyoClient, KlaviyoError, KlaviyoSettings
+from server.redis_keys import arq_job_id
 from server.runtime import Runtime
 from tests.integration.conftest import publish
 from tests.integration.test_nodes import flow, run_of, start_with
@@ -182,7 +184,7 @@ async def test_unconnected_klaviyo_is_retried_once_connected_even_after_redis_lo
     assert "not connected" in pending[0]["last_error"]
     # Redis loses the deferred retry; the contact document still holds the update.
     assert runtime.arq is not None
-    await runtime.arq.delete(sync.queue_name, f"arq:job:xsync:{pending[0]['id']}:1")
+    await runtime.arq.delete(sync.queue_name, job_key_prefix + arq_job_id(f"xsync:{pending[0]['id']}:1"))
     await runtime.contacts._contacts.update_one(
         {"phone": phone}, {"$set": {"external_sync.0.next_attempt_at": runtime.clock.now()}}
     )

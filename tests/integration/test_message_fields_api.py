@@ -15,10 +15,11 @@ from typing import Any
 import httpx
 import pytest
 
-from server.ids import ContactKey, new_id
+from server.ids import new_id
 from server.runtime import Runtime
 from server.web.app import create_app
 from tests.integration.conftest import WORKSPACE, publish
+from tests.support.contacts import key_of
 from tests.support.graph_api_fake import GraphApiFake
 from tests.support.graphql import GraphQLClient, eventually
 from tests.support.whatsapp import connect_fake
@@ -144,7 +145,7 @@ async def test_an_action_this_version_does_not_know_is_an_other_step(
         "outcome": "ok",
         "detail": {"to": "Marte"},
     }
-    key = ContactKey(WORKSPACE, phone)
+    key = await key_of(runtime, WORKSPACE, phone)
     await runtime.database.collection("contacts").update_one(
         {"_id": key.doc_id}, {"$push": {"runs.0.steps": future}}
     )

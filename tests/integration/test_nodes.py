@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tests.integration.conftest import publish
 from tests.integration.test_skeleton_flow import OUTBOX, contact, say
+from tests.support.clock import ShiftedClock
 from tests.support.graphql import GraphQLClient, eventually
 
 RUN = "query($id: ID!) { run(id: $id) { status node endReason waitingFor steps { node action outcome detail warnings } } }"
@@ -156,14 +157,16 @@ async def test_condition_takes_the_first_matching_branch(gql: GraphQLClient) -> 
     assert (await contact(gql, plain))["tags"] == ["went-other"]
 
 
-async def test_delay_sends_the_next_message_even_if_the_customer_writes(gql: GraphQLClient) -> None:
+async def test_delay_sends_the_next_message_even_if_the_customer_writes(
+    gql: GraphQLClient, clock: ShiftedClock
+) -> None:
     flow_id = await publish(
         gql,
         flow(
             "Delay",
             "hello",
             {"id": "hello", "type": "message", "text": "Un momento", "next": "wait"},
-            {"id": "wait", "type": "delay", "for": "PT1S", "next": "later"},
+            {"id": "wait", "type": "delay", "for": "PT1H", "next": "later"},
             {"id": "later", "type": "message", "text": "Ya está", "next": None},
         ),
     )
@@ -173,6 +176,7 @@ async def test_delay_sends_the_next_message_even_if_the_customer_writes(gql: Gra
     assert run["status"] == "WAITING"
     await say(gql, phone, "¿sigues ahí?")
     assert (await run_of(gql, run["id"]))["node"] == "wait"
+    clock.advance(timedelta(hours=1))
     done = await eventually(lambda: run_of(gql, run["id"]), lambda r: r["status"] == "COMPLETED")
     assert [s["action"] for s in done["steps"]][-3:] == ["timer", "message_sent", "ended"]
     assert [m["text"] for m in await outbox(gql, phone)] == ["Un momento", "Ya está"]

@@ -18,13 +18,14 @@ from arq.constants import job_key_prefix
 from server.actors.events import TimerFired
 from server.clock import SystemClock
 from server.config import Settings
-from server.ids import ContactKey
+from server.redis_keys import arq_job_id
 from server.runtime import Runtime
 from server.sending.holds import WAKE
 from tests.integration.conftest import WORKSPACE, client_for, publish
 from tests.integration.test_nodes import RUN, start_with
 from tests.integration.test_skeleton_flow import OUTBOX, say
 from tests.support.clock import ShiftedClock
+from tests.support.contacts import key_of
 from tests.support.graphql import GraphQLClient, eventually
 
 MADRID = ZoneInfo("Europe/Madrid")  # the test workspace's zone (conftest.make_workspace)
@@ -119,10 +120,10 @@ async def test_a_delays_message_due_at_night_waits_for_the_morning_even_across_a
     assert await texts(gql, phone) == ["Hola"]
 
     # A restart that also lost Redis's schedule: the hold lives in the contact document.
-    key = ContactKey(WORKSPACE, phone)
+    key = await key_of(runtime, WORKSPACE, phone)
     [wake] = [t for t in (await runtime.contacts.load(key) or {})["timers"] if t["kind"] == WAKE]
     assert runtime.timers is not None
-    await runtime.redis.delete(runtime.timers.queue_name, job_key_prefix + wake["id"])
+    await runtime.redis.delete(runtime.timers.queue_name, job_key_prefix + arq_job_id(wake["id"]))
     await runtime.stop()
     again = Runtime(runtime.settings, clock=clock)
     await again.start()

@@ -142,3 +142,34 @@ def test_filter_and_evaluator_select_the_same_contacts(
         assert found == expected, (segment, to_mongo_filter(segment, NOW))
         # The evaluator also agrees on what the store hands back (naive UTC, millisecond dates).
         assert {i for i, d in stored.items() if matches(segment, d, NOW)} == expected
+
+
+# Fixed cases for the operators whose every translation must hold on the store, whatever the
+# random search happens to draw: presence, "not equal" (which takes missing values) and "in".
+FIXED_DOCS = [
+    {"_id": "set", "variables": {"city": "Madrid"}},
+    {"_id": "other", "variables": {"city": "Lyon"}},
+    {"_id": "null", "variables": {"city": None}},
+    {"_id": "missing", "variables": {}},
+    {"_id": "list", "variables": {"city": ["Lyon", "Madrid"]}},
+]
+
+
+@pytest.mark.parametrize(
+    ("segment", "selected"),
+    [
+        ({"var": "city", "op": "exists", "value": True}, {"set", "other", "list"}),
+        ({"var": "city", "op": "exists", "value": False}, {"null", "missing"}),
+        ({"var": "city", "op": "ne", "value": "Madrid"}, {"other", "null", "missing"}),
+        ({"var": "city", "op": "in", "value": ["Madrid", "Bilbao"]}, {"set", "list"}),
+        ({"not": {"var": "city", "op": "in", "value": ["Madrid"]}}, {"other", "null", "missing"}),
+    ],
+)
+def test_presence_not_equal_and_in_select_the_same_contacts(
+    collection: Any, segment: dict[str, Any], selected: set[str]
+) -> None:
+    collection.delete_many({})
+    collection.insert_many([dict(d) for d in FIXED_DOCS])
+    found = {d["_id"] for d in collection.find(to_mongo_filter(segment, NOW))}
+    assert found == selected, to_mongo_filter(segment, NOW)
+    assert {d["_id"] for d in FIXED_DOCS if matches(segment, d, NOW)} == selected

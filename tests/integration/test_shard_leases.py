@@ -11,7 +11,6 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
 import pytest
-from redis.asyncio import Redis
 
 from server.actors.events import (
     ExternalSyncResult,
@@ -36,20 +35,29 @@ from server.config import Settings
 from server.errors import Conflict, InvalidFlow, NotFound, Unavailable
 from server.ids import ContactKey
 from server.packing import pack, unpack
+from server.redis_clients import RedisCommands, redis_client
+from server.redis_keys import shard_lease_key
 from server.runtime import Runtime
-from tests.conftest import ServiceURLs
 from tests.integration.conftest import WORKSPACE, make_workspace
 
 TTL = 1.5  # short leases keep the takeover tests quick
 
 
+# Every test here runs on one Redis and (``full``) on a Redis Cluster: ``redis_url`` is parametrized.
+
+
 @pytest.fixture
-async def redis(services: ServiceURLs) -> AsyncIterator[Redis]:
-    client = Redis.from_url(services.redis_url)
+async def redis(redis_url: str) -> AsyncIterator[RedisCommands]:
+    client = redis_client(redis_url)
     try:
         yield client
     finally:
         await client.aclose()
+
+
+@pytest.fixture
+def fast_settings(fast_settings: Settings, redis_url: str) -> Settings:
+    return fast_settings.model_copy(update={"redis_url": redis_url})
 
 
 def fresh_prefix() -> str:
@@ -66,9 +74,9 @@ async def until(check: Callable[[], bool], timeout: float, what: str) -> float:
     return time.monotonic() - began
 
 
-async def holders(redis: Redis, prefix: str, shards: int) -> list[str | None]:
+async def holders(redis: RedisCommands, prefix: str, shards: int) -> list[str | None]:
     """Who holds each shard's lease, read from Redis (``replica/epoch``)."""
-    values = await redis.mget([f"{prefix}shards:lease:{n}" for n in range(shards)])
+    values = await redis.mget([shard_lease_key(prefix, n) for n in range(shards)])
     return [v.decode().rpartition("/")[0] if v else None for v in values]
 
 
@@ -76,7 +84,7 @@ def inbound(text: str) -> InboundMessage:
     return InboundMessage(event_id=f"wamid.{uuid.uuid4().hex}", at=SystemClock().now(), text=text)
 
 
-async def test_shards_balance_over_three_replicas(redis: Redis) -> None:
+async def test_shards_balance_over_three_replicas(redis: RedisCommands) -> None:
     prefix, shards = fresh_prefix(), 64
     replicas = [ShardLeases(redis, prefix, f"r{n}-{uuid.uuid4().hex[:6]}", shards, TTL) for n in range(3)]
     await asyncio.gather(*(r.start() for r in replicas))
@@ -94,7 +102,7 @@ async def test_shards_balance_over_three_replicas(redis: Redis) -> None:
     assert await holders(redis, prefix, shards) == [None] * shards  # stop releases every lease
 
 
-async def test_takeover_when_a_holder_stops_renewing(redis: Redis) -> None:
+async def test_takeover_when_a_holder_stops_renewing(redis: RedisCommands) -> None:
     prefix, shards = fresh_prefix(), 32
     a = ShardLeases(redis, prefix, "a-" + uuid.uuid4().hex[:6], shards, TTL)
     b = ShardLeases(redis, prefix, "b-" + uuid.uuid4().hex[:6], shards, TTL)

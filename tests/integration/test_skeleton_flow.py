@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from server.actors.events import TimerFired
 from server.runtime import Runtime
 from tests.integration.conftest import WORKSPACE, client_for, publish
+from tests.support.clock import ShiftedClock
 from tests.support.contacts import key_of
 from tests.support.flows import skeleton_flow
 from tests.support.graphql import GraphQLClient, GraphQLErrors, eventually
@@ -83,18 +85,21 @@ async def test_free_reply_path(gql: GraphQLClient) -> None:
     assert state["runs"][0]["status"] == "COMPLETED"
 
 
-async def test_no_reply_path_fires_timer(gql: GraphQLClient) -> None:
-    flow_id = await publish(gql, skeleton_flow(no_reply_after="PT1S"))
+async def test_no_reply_path_fires_timer(gql: GraphQLClient, clock: ShiftedClock) -> None:
+    flow_id = await publish(gql, skeleton_flow(no_reply_after="PT1H"))
     phone = "+34600000003"
     await say(gql, phone, "hola")
     await start(gql, flow_id, phone)
+    clock.advance(timedelta(hours=1))  # virtual time: the timer worker finds the timer due
     state = await eventually(lambda: contact(gql, phone), lambda c: c["runs"][0]["status"] == "COMPLETED")
     assert state["tags"] == ["cold"]
     assert [s["action"] for s in state["runs"][0]["steps"]][-3:] == ["no_reply", "tagged", "ended"]
 
 
-async def test_stale_timer_after_reply_does_nothing(gql: GraphQLClient, runtime: Runtime) -> None:
-    flow_id = await publish(gql, skeleton_flow(no_reply_after="PT1S"))
+async def test_stale_timer_after_reply_does_nothing(
+    gql: GraphQLClient, runtime: Runtime, clock: ShiftedClock
+) -> None:
+    flow_id = await publish(gql, skeleton_flow(no_reply_after="PT1H"))
     phone = "+34600000004"
     await say(gql, phone, "hola")
     run = await start(gql, flow_id, phone)
@@ -106,7 +111,12 @@ async def test_stale_timer_after_reply_does_nothing(gql: GraphQLClient, runtime:
     assert runtime.actors is not None
     result = await runtime.actors.ask(await key_of(runtime, WORKSPACE, phone), TimerFired(timer_id))
     assert result.changed is False
-    await asyncio.sleep(1.5)  # the real arq job comes due as well and must find nothing
+    # The real arq job comes due as well and must find nothing: its turn runs and is acked.
+    assert runtime.timers is not None and runtime.timer_worker is not None
+    fired = runtime.timer_worker.fired
+    clock.advance(timedelta(hours=1))
+    await eventually(lambda: asyncio.sleep(0, runtime.timer_worker.fired), lambda n: n > fired)
+    assert await runtime.redis.zscore(runtime.timers.queue_name, timer_id) is None
     after = await contact(gql, phone)
     assert after["tags"] == ["not-interested"]
     assert after["version"] == before["version"]
@@ -125,9 +135,9 @@ async def test_two_contacts_in_parallel(gql: GraphQLClient) -> None:
     assert len((await gql(OUTBOX, p=second))["sandboxOutbox"]) == 1
 
 
-async def test_restart_mid_wait_resumes_the_run(runtime: Runtime, api_key: str) -> None:
+async def test_restart_mid_wait_resumes_the_run(runtime: Runtime, api_key: str, clock: ShiftedClock) -> None:
     gql = client_for(runtime, api_key)
-    flow_id = await publish(gql, skeleton_flow(no_reply_after="PT2S"))
+    flow_id = await publish(gql, skeleton_flow(no_reply_after="PT1H"))
     replying, silent = "+34600000007", "+34600000008"
     for phone in (replying, silent):
         await say(gql, phone, "hola")
@@ -135,12 +145,13 @@ async def test_restart_mid_wait_resumes_the_run(runtime: Runtime, api_key: str) 
     await gql.http.aclose()
     await runtime.stop()
 
-    restarted = Runtime(runtime.settings)
+    restarted = Runtime(runtime.settings, clock=clock)
     await restarted.start()
     try:
         gql = client_for(restarted, api_key)
         await say(gql, replying, button="yes")
         assert (await contact(gql, replying))["tags"] == ["interested"]
+        clock.advance(timedelta(hours=1))  # the silent contact's timer falls due after the restart
         state = await eventually(lambda: contact(gql, silent), lambda c: c["tags"] == ["cold"])
         assert state["runs"][0]["status"] == "COMPLETED"
         await gql.http.aclose()

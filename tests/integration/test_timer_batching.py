@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from arq.constants import in_progress_key_prefix, job_key_prefix, retry_key_prefix
-from arq.jobs import deserialize_job_raw
+from arq.jobs import deserialize_job_raw, serialize_job
 from arq.worker import Worker, func
 
 from server.actors.events import TimerFired, TurnResult
@@ -25,6 +25,7 @@ from server.errors import Unavailable
 from server.ids import ContactKey
 from server.operations import contacts as contact_ops
 from server.operations import flows as flow_ops
+from server.redis_keys import arq_job_id, legacy_timer_queue
 from server.runtime import Runtime
 from tests.support.contacts import key_of
 from tests.support.graphql import eventually
@@ -81,7 +82,7 @@ async def waiting_contacts(runtime: Runtime, count: int, due_in: timedelta) -> l
         documents.append(await contacts.find_one({"_id": key.doc_id}))
     assert runtime.timers is not None
     await runtime.redis.delete(
-        runtime.timers.queue_name, *(job_key_prefix + d["timers"][0]["id"] for d in documents)
+        runtime.timers.queue_name, *(job_key_prefix + arq_job_id(d["timers"][0]["id"]) for d in documents)
     )
     return documents
 
@@ -126,14 +127,14 @@ async def test_batched_rearm_enqueues_each_timer_once_and_the_worker_fires_them(
     assert await quiet.redis.zcard(queue) == 5
     for document in documents:
         timer = document["timers"][0]
-        record = await quiet.redis.get(job_key_prefix + timer["id"])
+        record = await quiet.redis.get(job_key_prefix + arq_job_id(timer["id"]))
         function, args, kwargs, _, _ = deserialize_job_raw(record)
         assert (function, args, kwargs) == (
             FIRE_TIMER,
             (WORKSPACE, ContactKey.of_contact(document).local_id, timer["id"]),
             {},
         )
-        score = await quiet.redis.zscore(queue, timer["id"])
+        score = await quiet.redis.zscore(queue, arq_job_id(timer["id"]))
         assert score == pytest.approx(timer["due_at"].timestamp() * 1000, abs=1)
 
     again = await recover(
@@ -148,7 +149,7 @@ async def test_batched_rearm_enqueues_each_timer_once_and_the_worker_fires_them(
     for document in documents:
         run = await run_of(quiet, document)
         assert fired(run) and run["status"] != "waiting"
-        timer_id = document["timers"][0]["id"]
+        timer_id = arq_job_id(document["timers"][0]["id"])
         assert not await quiet.redis.exists(job_key_prefix + timer_id, in_progress_key_prefix + timer_id)
     assert (worker.fired, worker.retried, worker.dropped) == (5, 0, 0)
 
@@ -251,3 +252,24 @@ async def test_a_cancel_landing_as_the_worker_wakes_still_stops_it(quiet: Runtim
     task.cancel()  # ... as the server stops
     done, _ = await asyncio.wait({task}, timeout=5)
     assert done == {task} and task.cancelled()
+
+
+async def test_timers_queued_under_the_untagged_layout_are_moved_and_fire(quiet: Runtime) -> None:
+    """An upgrade from the layout without hash tags (queue ``konvo:<db>:timers``, job id = timer id):
+    the next recovery pass moves each timer, due when it was, and the worker fires it."""
+    (document,) = await waiting_contacts(quiet, 1, due_in=timedelta(seconds=0))
+    assert quiet.timers is not None
+    timer = document["timers"][0]
+    legacy_queue = legacy_timer_queue(quiet.prefix)
+    score = int(timer["due_at"].timestamp() * 1000)
+    record = serialize_job(FIRE_TIMER, (WORKSPACE, document["phone"], timer["id"]), {}, None, score)
+    await quiet.redis.zadd(legacy_queue, {timer["id"]: score})
+    await quiet.redis.set(job_key_prefix + timer["id"], record)
+
+    await quiet.recover_now(scan_contacts=False)  # no contact scan: only the move re-arms it
+    assert not await quiet.redis.exists(legacy_queue, job_key_prefix + timer["id"])
+    assert await quiet.redis.zscore(quiet.timers.queue_name, arq_job_id(timer["id"])) == score
+    worker = worker_for(quiet)
+    async with running(worker):
+        await eventually(lambda: quiet.redis.zcard(quiet.timers.queue_name), lambda n: n == 0)
+    assert fired(await run_of(quiet, document))

@@ -17,10 +17,11 @@ import pytest
 from server.actors.effects import Effects
 from server.actors.system import ActorSystem
 from server.errors import Unavailable
-from server.ids import ContactKey, new_id
+from server.ids import new_id
 from server.operations.channel_inbound import accept_inbound, inbound_record
 from server.runtime import Runtime
 from tests.integration.conftest import WORKSPACE
+from tests.support.contacts import key_of
 from tests.support.flows import skeleton_flow
 from tests.support.graphql import GraphQLClient
 
@@ -75,6 +76,7 @@ async def test_a_redelivered_message_redoes_the_effects_its_turn_lost(
         WORKSPACE,
         new_id("wamid"),
         phone=PHONE,
+        contact_id=(await key_of(runtime, WORKSPACE, PHONE)).doc_id,
         channel="whatsapp",
         text="Sí, por favor",
         at=runtime.clock.now(),
@@ -82,7 +84,7 @@ async def test_a_redelivered_message_redoes_the_effects_its_turn_lost(
     _, event = await accept_inbound(runtime.services, record)
     assert event is not None
     cut, _ = system_with(runtime, CutEffects)
-    key = ContactKey(WORKSPACE, PHONE)
+    key = await key_of(runtime, WORKSPACE, PHONE)
     with pytest.raises(Unavailable):  # its caller is told to retry
         await cut.ask(key, event)
     await cut.stop()
@@ -108,6 +110,7 @@ async def test_a_turn_cancelled_after_its_commit_still_finishes_its_effects(
         WORKSPACE,
         new_id("wamid"),
         phone=PHONE,
+        contact_id=(await key_of(runtime, WORKSPACE, PHONE)).doc_id,
         channel="whatsapp",
         text="No, gracias",
         at=runtime.clock.now(),
@@ -116,7 +119,7 @@ async def test_a_turn_cancelled_after_its_commit_still_finishes_its_effects(
     assert event is not None
     held, effects = system_with(runtime, HeldEffects)
     assert isinstance(effects, HeldEffects)
-    key = ContactKey(WORKSPACE, PHONE)
+    key = await key_of(runtime, WORKSPACE, PHONE)
     turn = held.tell(key, event)
     await asyncio.wait_for(effects.entered.wait(), 30)
     await held.stop(grace_seconds=0.01)  # the shard is retired: its running turn is cancelled

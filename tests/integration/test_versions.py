@@ -13,7 +13,7 @@ from server.runtime import Runtime
 from tests.integration.conftest import publish
 from tests.integration.test_skeleton_flow import contact, say, start
 from tests.support.flows import skeleton_flow
-from tests.support.graphql import GraphQLClient, GraphQLErrors
+from tests.support.graphql import GraphQLClient, GraphQLErrors, eventually
 
 PUBLISH = "mutation($id: ID!, $p: InFlightPolicy!) { publishFlow(id: $id, inFlight: $p) { activeVersion } }"
 
@@ -143,8 +143,10 @@ async def test_run_updated_streams_each_change(gql: GraphQLClient, runtime: Runt
             if len(received) == 2:
                 return
 
+    registered = runtime.pubsub.subscriber_count
     collector = asyncio.create_task(collect())
-    await asyncio.sleep(0.2)  # let the subscription register before acting
+    # Act once the subscription is registered (a condition, not a fixed sleep).
+    await eventually(lambda: asyncio.sleep(0, runtime.pubsub.subscriber_count), lambda n: n > registered)
     await start(gql, flow_id, phone)
     await say(gql, phone, button="yes")
     await asyncio.wait_for(collector, timeout=10)

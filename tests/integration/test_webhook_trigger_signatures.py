@@ -12,28 +12,17 @@ import json
 from datetime import datetime, timedelta
 from typing import Any
 
-from server.clock import Clock
 from server.runtime import Runtime
 from server.triggers.signatures import konvo_header, konvo_signature
-from tests.integration.conftest import WORKSPACE, publish, shifted
+from tests.integration.conftest import WORKSPACE, publish
 from tests.integration.test_webhook_triggers import ORDER_FLOW, make_trigger, post, runs_of
+from tests.support.clock import ShiftedClock
 from tests.support.graphql import GraphQLClient, eventually
 
 # No idempotency key: nothing but the signature tells a replay from a new order (as in the report).
 MAPPING = {"phone": "customer.phone", "variables": {"order_id": "id"}}
 ORDER = {"id": 2001, "customer": {"phone": "+34600222333"}}
 PHONE = "+34600222333"
-
-
-class ShiftedClock:
-    """The runtime's clock moved by ``shift``: the server's "now" without sleeping."""
-
-    def __init__(self, base: Clock) -> None:
-        self.base = base
-        self.shift = timedelta()
-
-    def now(self) -> datetime:
-        return self.base.now() + self.shift
 
 
 def signed_at(secret: str, payload: Any, at: datetime) -> tuple[bytes, dict[str, str]]:
@@ -64,10 +53,9 @@ async def test_a_replayed_signed_request_is_refused_and_starts_one_run(
 
 
 async def test_a_timestamp_outside_five_minutes_of_the_server_clock_is_refused(
-    runtime: Runtime, gql: GraphQLClient
+    gql: GraphQLClient, clock: ShiftedClock
 ) -> None:
     trigger = await make_trigger(gql, await publish(gql, ORDER_FLOW), MAPPING)
-    clock = shifted(runtime)
     signed_now = signed_at(trigger["secret"], ORDER, clock.now())
     clock.shift = timedelta(minutes=5, seconds=1)  # the server's time moves on; the request is old
     stale = await post(gql.http, trigger, *signed_now)

@@ -189,15 +189,63 @@ async def test_rate_limit_and_server_error_storms_are_retried(
     fake.rate_limit(times=2)
     fake.rate_limit(times=1, code=4)  # the app's request limit (131056, the pair rate, is held instead)
     fake.server_errors(times=1, status=500)
-    fake.resets(times=1)
-    fake.timeouts(times=1)
-    fake.hang_seconds = 2.0  # longer than the client's 0.5 s timeout
+    fake.server_errors(times=1, status=503)
     runtime.graph.policy = replace(FAST_RETRIES, attempts=8)
     result = await runtime.channel.send(
         WORKSPACE, {"id": "msg_storm_1", "to": "+34600000104", "kind": "text", "text": "hola"}
     )
     assert result.ok
-    assert [r.fault for r in fake.requests] == ["130429", "130429", "4", "1", "reset", "timeout", None]
+    assert [r.fault for r in fake.requests] == ["130429", "130429", "4", "1", "2", None]
+
+
+async def test_a_send_whose_connection_failed_is_retried(
+    runtime: Runtime, channel: dict[str, Any], fake: GraphApiFake
+) -> None:
+    """Refused connections certainly left nothing at Meta: the send is tried again."""
+    closed = await GraphApiFake().start()
+    port = closed.url.rsplit(":", 1)[1]
+    await closed.stop()  # a port nobody listens on now
+    moved = await runtime.channels.update(WORKSPACE, channel["_id"], {"base_url": f"http://127.0.0.1:{port}"})
+    assert moved is not None
+    runtime.channel.forget(WORKSPACE)
+    result = await runtime.channel.send(
+        WORKSPACE, {"id": "msg_refused_1", "to": "+34600000109", "kind": "text", "text": "hola"}
+    )
+    assert not result.ok and result.retry and result.error_code == "UNREACHABLE"
+
+
+@pytest.mark.parametrize("fault", ["late", "timeout", "reset"])
+async def test_a_send_that_may_have_reached_meta_is_never_sent_twice(
+    gql: GraphQLClient, runtime: Runtime, channel: dict[str, Any], fake: GraphApiFake, fault: str
+) -> None:
+    """Meta got the message (``late``: accepted, answered after the client's 0.5 s read timeout;
+    ``timeout``: hanging; ``reset``: dropped after reading): no retry, no redelivery by recovery;
+    the message ends failed with OUTCOME_UNKNOWN, so it is not lost silently either."""
+    flow_id = await publish(gql, chain(f"Unknown {fault}", [{"id": "hi", "type": "message", "text": "hola"}]))
+    phone = "+34600000108"
+    await say(gql, phone, "hola")
+    if fault == "late":
+        fake.late_answers(seconds=2.0)
+    elif fault == "timeout":
+        fake.timeouts()
+        fake.hang_seconds = 2.0
+    else:
+        fake.resets()
+    await start(gql, flow_id, phone)
+
+    async def failed_step() -> list[dict[str, Any]]:
+        runs = (await gql(STEPS, p=phone))["contact"]["runs"]
+        return [s for s in runs[0]["steps"] if s["action"] == "message_status" and s["outcome"] == "failed"]
+
+    [step] = await eventually(failed_step, lambda found: len(found) == 1)
+    assert step["node"] == "hi" and step["detail"]["error_code"] == "OUTCOME_UNKNOWN"
+    await runtime.recover_now()  # what the periodic recovery pass does: nothing left to redeliver
+    contact = await runtime.contacts.load(await key_of(runtime, WORKSPACE, phone))
+    assert contact is not None and not contact.get("outbox")
+    [record] = await outbound(runtime, phone)
+    assert record["status"] == "failed" and record["error_code"] == "OUTCOME_UNKNOWN"
+    to_phone = [r for r in fake.requests if r.path.endswith("/messages") and r.body["to"] == phone[1:]]
+    assert [r.fault for r in to_phone] == [fault]  # exactly one POST: never repeated
 
 
 async def test_storm_longer_than_the_retries_is_delivered_by_recovery(

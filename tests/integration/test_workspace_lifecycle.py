@@ -21,7 +21,8 @@ from pydantic import SecretStr
 from server.channels.whatsapp.signature import signature_for
 from server.clock import SystemClock
 from server.config import Settings
-from server.ids import ContactKey, scoped_id
+from server.ids import scoped_id
+from server.redis_keys import arq_job_id
 from server.runtime import Runtime
 from server.store.workspace_data import GLOBAL_COLLECTIONS, WORKSPACES
 from server.triggers.signatures import konvo_header
@@ -41,12 +42,14 @@ from tests.integration.workspace_support import (
     workspace_ids,
 )
 from tests.support.clock import ShiftedClock
+from tests.support.contacts import key_of
 from tests.support.graph_api_fake import GraphApiFake
 from tests.support.graphql import GraphQLClient, GraphQLErrors, eventually
 from tests.support.klaviyo_fake import klaviyo_fake
 from tests.support.live import live_server
 from tests.support.network import HostsResolver
 from tests.support.whatsapp import connect_fake
+from tests.support.whatsapp_people import new_bsuid
 from tests.support.whatsapp_webhooks import payload, status_payload
 
 SERVER = Path(__file__).resolve().parents[2] / "server"
@@ -342,16 +345,18 @@ async def test_a_timer_due_while_disabled_fires_after_enabling(
     await tenant(
         "mutation($f: ID!, $p: String!) { startFlow(flowId: $f, phone: $p) { id } }", f=flow_id, p=phone
     )
-    [timer] = (await runtime.contacts.load(ContactKey(workspace_id, phone)))["timers"]
+    [timer] = (await runtime.contacts.load(await key_of(runtime, workspace_id, phone)))["timers"]
     assert runtime.timers is not None and runtime.timer_worker is not None
     queue = runtime.timers.queue_name
 
     await operator(DISABLE, id=workspace_id)
     clock.advance(timedelta(hours=2))
     # Due now: the worker takes it off the queue without a turn; it stays in the contact.
-    await eventually(lambda: runtime.redis.zscore(queue, timer["id"]), lambda score: score is None)
+    job = arq_job_id(timer["id"])
+    assert await runtime.redis.zscore(queue, job) is not None  # armed
+    await eventually(lambda: runtime.redis.zscore(queue, job), lambda score: score is None)
     assert runtime.timer_worker.held >= 1
-    contact = await runtime.contacts.load(ContactKey(workspace_id, phone))
+    contact = await runtime.contacts.load(await key_of(runtime, workspace_id, phone))
     assert [t["id"] for t in contact["timers"]] == [timer["id"]]
     assert [r["status"] for r in contact["runs"]] == ["waiting"]
 
@@ -360,7 +365,7 @@ async def test_a_timer_due_while_disabled_fires_after_enabling(
         "¿Te ayudamos?",
         "¿Sigues ahí?",
     ]
-    contact = await runtime.contacts.load(ContactKey(workspace_id, phone))
+    contact = await runtime.contacts.load(await key_of(runtime, workspace_id, phone))
     assert contact["timers"] == [] and [r["status"] for r in contact["runs"]] == ["completed"]
 
 
@@ -437,8 +442,8 @@ async def test_deleting_a_workspace_leaves_no_document_or_redis_key_of_it(
         await eventually(lambda: _subscribers(runtime), lambda n: n == 0)  # no pub/sub subscription left
 
     assert deleted["workspaceId"] == workspace_id
-    assert deleted["documents"] == sum(before.values())
     assert {c["collection"]: c["count"] for c in deleted["collections"]} == before
+    assert deleted["documents"] == sum(before.values())
     assert deleted["redisKeys"] > 0 and deleted["queuedJobs"] >= 1
     assert await store_mentions(runtime, workspace_id) == {}
     assert await redis_mentions(runtime.redis, needles) == []
@@ -553,6 +558,30 @@ async def use_every_feature(runtime: Runtime, http: httpx.AsyncClient, workspace
         }
     )
     await eventually(lambda: _count(runtime, "runs", workspace_id), lambda n: n >= 2)
+    # Identities: a phone contact and a username-only one found to be one person (a merge).
+    bsuid = new_bsuid("ES")
+    await tenant('mutation { setOptIn(phone: "+34600940001", optedIn: true) { id } }')
+    await tenant('mutation($b: String!) { sandboxInbound(bsuid: $b, text: "hola") }', b=bsuid)
+    await tenant(
+        'mutation($b: String!) { sandboxInbound(phone: "+34600940001", bsuid: $b, text: "soy yo") }',
+        b=bsuid,
+    )
+    await eventually(lambda: _count(runtime, "contact_merges", workspace_id), lambda n: n >= 1)
+    # An erased contact: its tombstone's side table of message hashes.
+    await tenant('mutation { sandboxInbound(phone: "+34600940002", text: "borradme") }')
+    erased = (await tenant('{ contact(phone: "+34600940002") { id } }'))["contact"]["id"]
+    await tenant("mutation($id: ID!) { eraseContact(id: $id) }", id=erased)
+    # An import job still receiving rows: the job and its stored chunk.
+    job = (
+        await tenant(
+            "mutation($r: JSON!) { startContactImport(rows: $r, more: true) { id } }",
+            r=[{"phone": "+34600940003"}],
+        )
+    )["startContactImport"]["id"]
+    await eventually(  # its first rows are applied while more are awaited
+        lambda: tenant("query($j: ID!) { importJob(id: $j) { processed } }", j=job),
+        lambda found: found["importJob"]["processed"] >= 1,
+    )
 
 
 async def _profiles(klaviyo: Any) -> int:

@@ -21,12 +21,13 @@ from pymongo import AsyncMongoClient
 from server.dev.embedded import ManagedProcess, free_port, redis_process, redis_url_for, store_process
 from server.secret_box import generate_key
 from server.store.workspaces import new_api_key
-from tests.conftest import ServiceURLs
+from tests.conftest import REDIS_KINDS, ServiceURLs
 from tests.e2e.conftest import ServedProcess
 from tests.e2e.servers import KONVO
 from tests.integration.conftest import api_key, fast_settings, gql, runtime  # noqa: F401 - fixtures
 from tests.support.graphql import GraphQLClient
 from tests.support.network import LOOPBACK_ALLOW
+from tests.support.redis_cluster import LocalRedisCluster
 
 WORKSPACE = "demo"
 
@@ -107,9 +108,16 @@ def cluster_factory(services: ServiceURLs, tmp_path: Path) -> Iterator[Any]:
         cluster.stop_all()
 
 
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[str]:
-    """A Redis of this test's own (to FLUSHALL without disturbing the session's)."""
+@pytest.fixture(params=REDIS_KINDS)
+def own_redis(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A Redis (or a Redis Cluster) of this test's own, to FLUSHALL without disturbing the session's."""
+    if request.param == "cluster":
+        cluster = LocalRedisCluster(tmp_path / "own-redis-cluster").start()
+        try:
+            yield cluster.url
+        finally:
+            cluster.stop()
+        return
     process = redis_process(tmp_path / "own-redis", free_port(), persist=False)
     process.start()
     try:

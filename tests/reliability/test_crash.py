@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from pymongo import AsyncMongoClient
 
+from tests.conftest import ServiceURLs
 from tests.reliability.conftest import Api, publish
 from tests.reliability.drive import Outcome, all_ended, drive_all, phones, verify
 from tests.reliability.flows import wait_and_timer_flow
@@ -28,11 +29,11 @@ pytestmark = pytest.mark.e2e
 
 
 async def crash_run(
-    cluster_factory: Any, mongo: AsyncMongoClient[dict[str, Any]], contacts: int, kills: int
+    cluster_factory: Any, mongo: AsyncMongoClient[dict[str, Any]], redis_url: str, contacts: int, kills: int
 ) -> None:
     began = time.monotonic()
     rng = random.Random()
-    cluster = cluster_factory()
+    cluster = cluster_factory(redis_url=redis_url)
     graph = await GraphApiFake().start()
     # Outbound goes to Meta's API on loopback, so a send repeated after a kill shows at the fake.
     await add_channel(mongo, cluster.db_name, graph, throughput=1000)
@@ -107,11 +108,17 @@ async def crash_run(
         await graph.stop()
 
 
-async def test_sigkill_short(cluster_factory: Any, mongo: AsyncMongoClient[dict[str, Any]]) -> None:
-    await crash_run(cluster_factory, mongo, contacts=100, kills=2)
+@pytest.mark.timeout(300)  # ~105 s on the cluster on a loaded 2-core machine
+async def test_sigkill_short(
+    cluster_factory: Any, mongo: AsyncMongoClient[dict[str, Any]], redis_url: str
+) -> None:
+    """On one Redis, and (``full``) on a Redis Cluster."""
+    await crash_run(cluster_factory, mongo, redis_url, contacts=100, kills=2)
 
 
 @pytest.mark.full
 @pytest.mark.timeout(600)
-async def test_sigkill_full(cluster_factory: Any, mongo: AsyncMongoClient[dict[str, Any]]) -> None:
-    await crash_run(cluster_factory, mongo, contacts=1000, kills=6)
+async def test_sigkill_full(
+    cluster_factory: Any, mongo: AsyncMongoClient[dict[str, Any]], services: ServiceURLs
+) -> None:
+    await crash_run(cluster_factory, mongo, services.redis_url, contacts=1000, kills=6)

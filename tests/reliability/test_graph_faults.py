@@ -1,7 +1,9 @@
 """Graph API faults from the loopback fake (timeouts, 5xx, 429 storms, connection resets, permanent
-errors) while flows send: retried with backoff, never above the channel's throughput limit (from the
-fake's request timestamps), nothing silently dropped (every message ends accepted or failed with a
-code). In-process runtime on the real store and Redis, with millisecond retry delays."""
+errors) while flows send: answered errors retried with backoff, never above the channel's throughput
+limit (from the fake's request timestamps); a send that may have reached Meta (a timeout or a reset
+after the request was written) never repeated (no customer gets a message twice) and ended as
+OUTCOME_UNKNOWN; nothing silently dropped (every message ends accepted or failed with a code).
+In-process runtime on the real store and Redis, with millisecond retry delays."""
 
 from __future__ import annotations
 
@@ -114,7 +116,18 @@ async def faults_run(
     assert len(records) == contacts, "every run queued exactly one message"
     assert len(ended) == contacts, [r.get("status") for r in records if r not in ended][:10]
     assert all(r.get("error_code") for r in failed)
-    assert len(failed) == 2 * scale
+    # Each permanent error ends its message; so does each timeout or reset (it may have arrived).
+    codes = defaultdict(int)
+    for record in failed:
+        codes[record["error_code"]] += 1
+    assert dict(codes) == {"131026": 2 * scale, "OUTCOME_UNKNOWN": 7 * scale}
+    sends_to: dict[str, list[str | None]] = defaultdict(list)  # each customer's requests' faults
+    for request in fake.requests:
+        if request.path.endswith("/messages"):
+            sends_to[request.body["to"]].append(request.fault)
+    for faults_seen in sends_to.values():  # one message each: nothing follows a timeout or reset
+        assert faults_seen.count(None) <= 1, f"a customer got a message twice: {faults_seen}"
+        assert all(f not in ("timeout", "reset") for f in faults_seen[:-1]), faults_seen
     # The limiter (GCRA in Redis) hands out slots 1/limit apart and each attempt takes one; a send
     # leaves when its task wakes after its slot, so after an event-loop stall (2 busy cores) several
     # sends whose slots have passed leave together. The fake's arrival times then bunch: a sliding

@@ -9,15 +9,21 @@ import time
 from typing import Any
 
 import pytest
-import redis.asyncio as aioredis
+from arq.constants import job_key_prefix
 from pymongo import AsyncMongoClient
 
+from server.redis_clients import redis_client
+from server.redis_keys import arq_job_id
 from tests.reliability.conftest import WORKSPACE, Api, publish
 from tests.reliability.drive import Outcome, all_ended, drive_all, phones, verify
 from tests.reliability.flows import wait_and_timer_flow
 from tests.support.catalog import ensure_catalog
 
 pytestmark = pytest.mark.e2e
+
+
+def timer_job_key(timer_id: str) -> str:
+    return job_key_prefix + arq_job_id(timer_id)
 
 
 async def pending_timers(mongo: AsyncMongoClient[dict[str, Any]], db: str) -> list[str]:
@@ -31,7 +37,7 @@ async def redis_loss(
     cluster = cluster_factory(redis_url=own_redis)
     cluster.start()
     api = Api(cluster)
-    redis = aioredis.from_url(own_redis)
+    redis = redis_client(own_redis)  # one Redis or a Redis Cluster, as the server's
     try:
         gql = api.gql(0)
         definition = wait_and_timer_flow(delay=delay)
@@ -45,13 +51,13 @@ async def redis_loss(
         # The no-reply timer was cancelled by the reply; each contact now waits on its delay, unless a
         # slow machine took so long driving them that the first delays already fired (still checked below).
         assert contacts // 2 <= len(waiting) <= contacts
-        queued = sum([await redis.exists(f"arq:job:{t}") for t in waiting])
-        await redis.flushall()
+        queued = sum([await redis.exists(timer_job_key(t)) for t in waiting])
+        await redis.flushall()  # on a cluster: every master
         flushed = time.monotonic()
-        assert sum([await redis.exists(f"arq:job:{t}") for t in waiting]) == 0
+        assert sum([await redis.exists(timer_job_key(t)) for t in waiting]) == 0
         while True:
             still = await pending_timers(mongo, cluster.db_name)
-            rearmed = sum([await redis.exists(f"arq:job:{t}") for t in still])
+            rearmed = sum([await redis.exists(timer_job_key(t)) for t in still])
             if rearmed == len(still):
                 break
             assert time.monotonic() - flushed < 10, (
@@ -81,6 +87,7 @@ async def test_flushall_short(
 
 @pytest.mark.full
 @pytest.mark.timeout(600)
+@pytest.mark.parametrize("own_redis", ["standalone"], indirect=True)  # the short one also runs on a cluster
 async def test_flushall_full(
     cluster_factory: Any, mongo: AsyncMongoClient[dict[str, Any]], own_redis: str
 ) -> None:

@@ -22,6 +22,7 @@ from pymongo import AsyncMongoClient
 from redis.asyncio import Redis
 
 from server.config import Settings
+from server.redis_keys import key_prefix, shard_lease_key
 from tests.conftest import ServiceURLs
 from tests.reliability.conftest import Api, Cluster, publish
 from tests.reliability.drive import Outcome, all_ended, drive_all, phones, verify
@@ -41,8 +42,8 @@ def replica_of(cluster: Cluster, slot: int) -> str:
 
 async def lease_holders(redis: Redis, cluster: Cluster) -> list[str | None]:
     """The replica id holding each shard's lease (``replica/epoch`` in Redis), None when free."""
-    prefix = f"konvo:{cluster.db_name}:shards:lease:"
-    values = await redis.mget([f"{prefix}{n}" for n in range(SHARDS)])
+    prefix = key_prefix(cluster.db_name)
+    values = await redis.mget([shard_lease_key(prefix, n) for n in range(SHARDS)])
     return [v.decode().rpartition("/")[0] if v else None for v in values]
 
 

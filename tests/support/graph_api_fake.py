@@ -176,14 +176,16 @@ class Received:
     error: str | None = None
     fault: str | None = None
     answer: Any = None  # the body the fake answered with
+    answer_delay: float = 0.0  # seconds the answer waited ("late" fault)
 
 
 @dataclass
 class Fault:
     """What to do instead of answering normally, for the next ``times`` matching requests."""
 
-    kind: str  # "error" | "timeout" | "reset"
+    kind: str  # "error" | "timeout" | "reset" | "late"
     times: int = 1
+    seconds: float = 0.0  # "late": how long the (normal) answer waits
     code: int = 0
     status: int | None = None
     details: str | None = None
@@ -309,6 +311,14 @@ class GraphApiFake:
         self._faults.append(fault)
         return fault
 
+    def late_answers(self, seconds: float, times: int = 1, **options: Any) -> Fault:
+        """Take the next ``times`` matching requests as usual (a message is accepted and counted
+        as sent) but write the answer ``seconds`` later: Meta got the message, the client's read
+        timeout (or a stalled client) lost the answer."""
+        fault = Fault("late", times=times, seconds=seconds, **options)
+        self._faults.append(fault)
+        return fault
+
     def resets(self, times: int = 1, **options: Any) -> Fault:
         fault = Fault("reset", times=times, **options)
         self._faults.append(fault)
@@ -404,6 +414,10 @@ class GraphApiFake:
             self.on_request(received)
         status, answer, extra = self._answer(received)
         received.status = status
+        if received.answer_delay:
+            assert self._stopping is not None
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), received.answer_delay)
         received.answer = answer
         if status == -1:
             return None
@@ -429,6 +443,10 @@ class GraphApiFake:
                 return -1, None, {}
             if fault.kind == "timeout":
                 return -2, None, {}
+            if fault.kind == "late":
+                received.answer_delay = fault.seconds
+                fault = None
+        if fault is not None:
             status, answer = graph_error(fault.code, fault.details)
             extra = {"Retry-After": f"{fault.retry_after:g}"} if fault.retry_after is not None else {}
             return fault.status or status, answer, extra

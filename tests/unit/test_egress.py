@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from ipaddress import ip_address
 
+import httpx
 import pytest
 from pydantic import ValidationError
 
 from server.config import Settings
-from server.egress import EgressAllowList, EgressPolicy, address_problem, same_origin
+from server.egress import EgressAllowList, EgressPolicy, address_problem, never_sent, same_origin
 from server.errors import EgressRefused
 from tests.support.network import HostsResolver
 
@@ -115,3 +116,22 @@ def test_same_origin_compares_scheme_host_and_port() -> None:
     assert not same_origin("https://graph.facebook.com/", "http://graph.facebook.com/")
     assert not same_origin("https://graph.facebook.com/", "https://graph.facebook.com:8443/")
     assert not same_origin("https://graph.facebook.com/", "https://graph.facebook.com.evil.test/")
+
+
+@pytest.mark.parametrize(
+    ("error", "unsent"),
+    [
+        (httpx.ConnectError("refused"), True),
+        (httpx.ConnectTimeout("no pooled connection in time"), True),
+        (httpx.PoolTimeout("pool"), True),
+        (httpx.ReadTimeout("written, no answer in time"), False),
+        (httpx.WriteTimeout("partly written"), False),
+        (httpx.RemoteProtocolError("dropped"), False),
+        (httpx.ReadError("reset"), False),
+        (httpx.NetworkError("other"), False),
+    ],
+)
+def test_only_failures_before_the_request_was_written_count_as_never_sent(
+    error: httpx.TransportError, unsent: bool
+) -> None:
+    assert never_sent(error) is unsent

@@ -65,3 +65,19 @@ def test_costing_is_linear_in_the_document_even_with_fragments_spread_many_times
     fragments.append("fragment F40 on Contact { id }")
     document = '{ contact(phone: "1") { ...F0 } } ' + " ".join(fragments)
     assert cost(document) > 10**40
+
+
+def test_fragments_on_different_types_of_a_list_cost_the_widest_not_the_sum() -> None:
+    # A step is one type: of fragments on distinct types, only the widest counts per step...
+    base = '{ contact(phone: "1") { runs { steps { node } } } }'
+    one = '{ contact(phone: "1") { runs { steps { ... on MessageSent { message { id } } } } } }'
+    both = """{ contact(phone: "1") { runs { steps {
+        ... on MessageSent { message { id } }
+        ... on TemplateSent { message { id } } } } } }"""
+    assert cost(one) > cost(base)
+    assert cost(both) == cost(one)
+    # ... while fragments that apply to the same type (the type and an interface it implements) add up.
+    overlapping = """{ contact(phone: "1") { runs { steps {
+        ... on MessageSent { message { id } }
+        ... on MessageStep { message { id } } } } } }"""
+    assert cost(overlapping) == 2 * cost(one) - cost(base)

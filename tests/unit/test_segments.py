@@ -157,6 +157,18 @@ def test_order_compares_within_one_type_class() -> None:
     assert not var("orders", "lt", 10)  # missing never compares
 
 
+@pytest.mark.parametrize(
+    "equal",
+    [3, 2.5, "Madrid", datetime(2025, 5, 1, tzinfo=UTC)],
+)
+def test_strict_and_inclusive_bounds_differ_exactly_at_equality(equal: Any) -> None:
+    # "more than 3 orders" must not take a contact with 3; "at least 3" must.
+    assert not var("x", "gt", equal, x=equal)
+    assert var("x", "gte", equal, x=equal)
+    assert not var("x", "lt", equal, x=equal)
+    assert var("x", "lte", equal, x=equal)
+
+
 def test_ne_matches_missing_and_lists_match_any_element() -> None:
     assert var("city", "ne", "Madrid")
     assert var("city", "ne", "Madrid", city=None)

@@ -206,3 +206,5 @@ def test_auth_problems_wait_for_a_fix_and_bare_statuses() -> None:
     assert classify(429, "busy", retry_after=3).retry_after == 3
     assert classify(400, None).verdict == "permanent"
     assert transport_failure().verdict == "retry" and transport_failure().code == "UNREACHABLE"
+    maybe_received = transport_failure(maybe_received=True)
+    assert maybe_received.verdict == "unknown" and maybe_received.code == "OUTCOME_UNKNOWN"

@@ -5,7 +5,9 @@ exposing the same API under another host and key header works by configuration. 
 goes through the egress policy (``server/egress.py``): the tenant chose that base URL, and
 ``paging.next`` is followed only within its origin (the token goes along). Message sends take a
 throughput slot before *every* attempt (retries included) so retrying never pushes the number
-over its limit.
+over its limit. A send is repeated only when its request certainly never reached the server:
+Meta has no idempotency key for messages, so one that may have arrived (written, then no answer in
+time or a dropped connection) is never sent again and ends as ``OUTCOME_UNKNOWN``.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from server.channels.whatsapp.errors import (
     transport_failure,
 )
 from server.channels.whatsapp.limiter import ThroughputLimiter
-from server.egress import EgressClient, EgressPolicy, printable_origin, same_origin
+from server.egress import EgressClient, EgressPolicy, never_sent, printable_origin, same_origin
 from server.errors import EgressRefused
 from server.ids import scoped_id
 
@@ -96,7 +98,7 @@ class GraphClient:
     async def send_message(self, channel: dict[str, Any], body: dict[str, Any]) -> ApiResult:
         """POST ``/{version}/{phone-number-id}/messages`` under the number's throughput limit."""
         url = _url(channel, channel["phone_number_id"], "messages")
-        return await self._call(channel, "POST", url, body, throttle=True)
+        return await self._call(channel, "POST", url, body, throttle=True, repeatable=False)
 
     async def create_template(self, channel: dict[str, Any], body: dict[str, Any]) -> ApiResult:
         return await self._call(channel, "POST", _url(channel, channel["waba_id"], "message_templates"), body)
@@ -140,7 +142,10 @@ class GraphClient:
         *,
         params: dict[str, str] | None = None,
         throttle: bool = False,
+        repeatable: bool = True,
     ) -> ApiResult:
+        """``repeatable`` False: a request that must not reach the server twice (a message to a
+        customer) is retried only after failures that certainly left nothing there."""
         policy = self.policy
         started = time.monotonic()
         failure: Failure | None = None
@@ -164,8 +169,8 @@ class GraphClient:
                 )
             except EgressRefused as exc:
                 return _refused(exc, attempt)
-            except (httpx.TimeoutException, httpx.TransportError) as exc:
-                failure = transport_failure()
+            except httpx.TransportError as exc:
+                failure = transport_failure(maybe_received=not repeatable and not never_sent(exc))
                 remote = type(exc).__name__
             else:
                 parsed = _json(response)
@@ -175,7 +180,7 @@ class GraphClient:
                     response.status_code, parsed, parse_retry_after(response.headers.get("retry-after"))
                 )
                 remote = f"HTTP {response.status_code} {remote_text(parsed) or ''}".strip()
-            if failure.verdict == "permanent":
+            if failure.verdict in ("permanent", "unknown"):
                 _log_failure(method, url, failure, remote)
                 return ApiResult(False, error_code=failure.code, error=failure.message, attempts=attempt)
             if failure.verdict == "later" or attempt >= policy.attempts:

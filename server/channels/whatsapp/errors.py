@@ -9,8 +9,11 @@ template problems) fails the same way every time, so it is final.
 
 What a failure says (``Failure.message``, shown on run steps and API errors) is our own text for
 Meta's code, never the remote body: a tenant chooses the base URL, so the body could be anyone's.
-Transport failures all read the same (``UNREACHABLE``), so the answers cannot tell a closed port
-from an open one. The remote's own words go to the server log (``remote_text``).
+Transport failures that certainly left nothing at the server (no connection, no free pooled
+connection in time) all read the same (``UNREACHABLE``) and are retried. A send that failed after
+its request was written (no answer in time, the connection dropped) may have reached Meta, which
+offers no idempotency key for messages: it is not sent again (the customer must never get it
+twice) and ends as ``OUTCOME_UNKNOWN``. The remote's own words go to the server log (``remote_text``).
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-Verdict = Literal["retry", "later", "permanent"]
+# "unknown": a send that may have arrived; final, like "permanent", but not Meta's refusal.
+Verdict = Literal["retry", "later", "permanent", "unknown"]
 
 # Throttling and transient server errors: retry with backoff.
 RETRY_CODES = frozenset(
@@ -91,6 +95,10 @@ DESCRIPTIONS: dict[int, str] = {
     133010: "the phone number is not registered on the Cloud API",
 }
 UNREACHABLE = "the WhatsApp API could not be reached"
+OUTCOME_UNKNOWN = (
+    "the WhatsApp API did not answer a send that may have reached it; not sent again, so the "
+    "customer cannot get it twice (it may have been delivered)"
+)
 # Our own codes for sends refused before (or without) Meta's answer.
 OWN_TITLES: dict[str, str] = {
     "TEMPLATE_MISSING": "the template does not exist in this workspace",
@@ -99,6 +107,7 @@ OWN_TITLES: dict[str, str] = {
     "TEMPLATE_NOT_APPROVED": "the template is not approved",
     "INVALID_MESSAGE": "WhatsApp would refuse this message",
     "UNREACHABLE": UNREACHABLE,
+    "OUTCOME_UNKNOWN": "the send may have reached WhatsApp but its answer was lost; not sent again",
     "EGRESS_REFUSED": "the channel's base URL is not allowed by the egress policy",
 }
 
@@ -170,9 +179,13 @@ def classify(status: int, body: Any, retry_after: float | None = None) -> Failur
     return Failure("permanent", f"HTTP_{status}", text)
 
 
-def transport_failure() -> Failure:
-    """Timeouts, refused and dropped connections: the request may not have arrived, so try again.
-    One code and one text for all of them (the exception's own text names the target)."""
+def transport_failure(maybe_received: bool = False) -> Failure:
+    """A request that got no answer. ``maybe_received`` False (nothing was written: no connection,
+    no pooled connection in time): try again, one code and one text for all of them (the
+    exception's own text names the target). True (it was written, then no answer in time or the
+    connection dropped) for a request that must not be repeated: final, as ``OUTCOME_UNKNOWN``."""
+    if maybe_received:
+        return Failure("unknown", "OUTCOME_UNKNOWN", OUTCOME_UNKNOWN)
     return Failure("retry", "UNREACHABLE", UNREACHABLE)
 
 

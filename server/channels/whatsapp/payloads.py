@@ -167,7 +167,7 @@ def _buttons(message: dict[str, Any]) -> dict[str, Any]:
     buttons = message.get("buttons") or []
     if not 1 <= len(buttons) <= MAX_REPLY_BUTTONS:
         raise PayloadError(f"WhatsApp shows 1 to {MAX_REPLY_BUTTONS} reply buttons, not {len(buttons)}")
-    replies = []
+    replies: list[dict[str, Any]] = []
     for button in buttons:
         button_id = str(button.get("id") or "")
         title = str(button.get("title") or button_id)
@@ -229,7 +229,7 @@ def _list(message: dict[str, Any]) -> dict[str, Any]:
             ids.append(row_id)
         if not rows:
             raise PayloadError("every list section needs at least one row")
-        out = {"rows": rows}
+        out: dict[str, Any] = {"rows": rows}
         title = section.get("title")
         if title:
             if len(title) > MAX_SECTION_TITLE:

@@ -13,6 +13,7 @@ Pure: no I/O, no clock (timestamps come from the payload).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -121,7 +122,7 @@ class TemplateUpdate:
     language: str | None
     event: str | None = None
     reason: str | None = None
-    raw: Json = field(default_factory=dict)
+    raw: Json = dataclasses.field(default_factory=dict)  # `field` is a field here
 
 
 @dataclass

@@ -1,0 +1,1 @@
+"""Mutation testing of the critical modules with mutmut (``./scripts/mutation``)."""

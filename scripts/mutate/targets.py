@@ -1,0 +1,113 @@
+"""What is mutated and which tests are meant to catch it: module (or functions) -> tests.
+
+Each target runs only its own tests, so a run takes minutes rather than the whole suite per
+mutant. ``mutants`` narrows a module to the functions that hold the concept (mutmut's mutant
+names, globbed); without it every function of the files is mutated. mutmut mutates function
+bodies only: module-level constants (``WINDOW = timedelta(hours=24)``) are covered by the
+boundary tests, not by mutants.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    why: str
+    files: tuple[str, ...]
+    tests: tuple[str, ...]
+    mutants: tuple[str, ...] = ()
+
+
+MAILBOX = "tests/integration/test_actor_mailbox.py"
+WEBHOOK = "tests/integration/test_whatsapp_webhook.py"
+
+# Cheapest first: a run that is stopped early has the fast targets' figures.
+TARGETS: tuple[Target, ...] = (
+    Target(
+        name="signature",
+        why="the WhatsApp webhook's X-Hub-Signature-256 check",
+        files=("server/channels/whatsapp/signature.py",),
+        tests=("tests/unit/test_whatsapp_signature.py", WEBHOOK),
+    ),
+    Target(
+        name="window",
+        why="the 24-hour customer service window",
+        files=("server/window.py",),
+        mutants=("*window_open__mutmut_*",),
+        tests=("tests/unit/test_window.py", "tests/unit/test_runner.py"),
+    ),
+    Target(
+        name="permissions",
+        why="who may call a GraphQL field (ADMIN / AGENT / no key)",
+        files=("server/graphql/permissions.py",),
+        tests=(
+            "tests/integration/test_api_keys.py",
+            "tests/integration/test_api_isolation.py",
+        ),
+    ),
+    Target(
+        name="commit",
+        why="the contact's compare-and-set commit, fenced by the lease epoch",
+        files=("server/store/contacts.py", "server/store/batching.py"),
+        mutants=("*cas_filter__mutmut_*", "*compare_and_set__mutmut_*", "*CasBatcherǁ*__mutmut_*"),
+        tests=(
+            "tests/integration/test_group_commit.py",
+            "tests/integration/test_shard_leases.py::test_fenced_write_refused_for_a_stale_epoch",
+            f"{MAILBOX}::test_tells_racing_the_task_exit_all_apply_in_order_one_at_a_time",
+        ),
+    ),
+    Target(
+        name="dedupe",
+        why="the actor's applied-event dedupe (a redelivered event is applied once)",
+        files=("server/actors/contact_actor.py",),
+        mutants=("*ContactActorǁ_finish__mutmut_*", "*ContactActorǁ_turn__mutmut_*"),
+        tests=(
+            f"{MAILBOX}::test_an_older_event_told_again_is_a_duplicate_not_only_the_latest",
+            f"{MAILBOX}::test_tells_racing_the_task_exit_all_apply_in_order_one_at_a_time",
+            "tests/integration/test_turn_effects.py::test_a_redelivered_message_redoes_the_effects_its_turn_lost",
+            f"{WEBHOOK}::test_the_same_wamid_twice_is_applied_once",
+        ),
+    ),
+    Target(
+        name="segments",
+        why="segment conditions: the store filter and the in-memory evaluator agree",
+        # The two back ends; the parser's error wording (language.py) is left out of the default
+        # run: hundreds of message-text mutants, minutes each through the property test.
+        files=("server/segments/evaluate.py", "server/segments/mongo.py"),
+        tests=("tests/unit/test_segments.py", "tests/integration/test_segments_property.py"),
+    ),
+    Target(
+        name="leases",
+        why="shard leases: who owns a contact, epochs, takeover and handover",
+        files=("server/actors/leases.py",),
+        tests=("tests/integration/test_shard_leases.py",),
+    ),
+)
+
+# Not security-critical, so not in the default run: how much of the pure flow machinery its unit
+# tests pin down (``./scripts/mutation compiler runner``).
+EXTRA: tuple[Target, ...] = (
+    Target(
+        name="compiler",
+        why="flow documents compiled to a step function, and the diagram",
+        files=("server/machines/compiler.py",),
+        tests=("tests/unit/test_compiler.py",),
+    ),
+    Target(
+        name="runner",
+        why="what entering each node kind does, replies, timers, spins",
+        files=("server/machines/runner.py",),
+        tests=("tests/unit/test_runner.py", "tests/unit/test_window.py"),
+    ),
+)
+
+
+def by_name(names: list[str]) -> list[Target]:
+    known = {t.name: t for t in TARGETS + EXTRA}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise SystemExit(f"unknown target(s) {', '.join(unknown)}; known: {', '.join(known)}")
+    return [known[n] for n in names] if names else list(TARGETS)
