@@ -10,13 +10,13 @@ import signal
 import socket
 from pathlib import Path
 from types import FrameType
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 from server.cli_workspace import workspace_app
-from server.config import Settings
-from server.embedded import (
+from server.config import Settings, build_settings
+from server.dev.embedded import (
     EmbeddedServiceError,
     EmbeddedServices,
     apply_local_defaults,
@@ -40,11 +40,6 @@ def _raise_shutdown(signum: int, frame: FrameType | None) -> None:
 @app.callback()
 def main() -> None:
     """Konvo Flows: self-hosted WhatsApp flow automation with a GraphQL API."""
-
-
-def build_settings(**overrides: Any) -> Settings:
-    """Settings from KONVO_* env, with the flags that were given taking precedence."""
-    return Settings(**{key: value for key, value in overrides.items() if value is not None})
 
 
 @app.command()
@@ -98,9 +93,9 @@ def _run(settings: Settings) -> None:
     """Seed, then run uvicorn in this process; the banner appears once HTTP is listening."""
     import uvicorn
 
-    from server.app import create_app
+    from server.dev.seed import seed_demo
     from server.redaction import configure_logging
-    from server.seed import seed_demo
+    from server.web.app import create_app
 
     configure_logging(settings.log_level)
     api_key = asyncio.run(seed_demo(settings))
@@ -194,8 +189,8 @@ def chat(
     ] = None,
 ) -> None:
     """Chat as a sandbox customer: type to send, type a button's number to press it."""
-    from server.chat import ChatError
-    from server.chat import chat as run_chat
+    from server.dev.chat import ChatError
+    from server.dev.chat import chat as run_chat
 
     settings = build_settings()
     if api_key is None:

@@ -47,7 +47,7 @@ def _local_url() -> str:
     """The server these settings would run (``KONVO_HOST``/``KONVO_PORT``)."""
     from pydantic import ValidationError
 
-    from server.cli import build_settings
+    from server.config import build_settings
 
     try:
         settings = build_settings()

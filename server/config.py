@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -187,3 +188,8 @@ class Settings(BaseSettings):
     @property
     def embedded_redis(self) -> bool:
         return self.redis_url is None
+
+
+def build_settings(**overrides: Any) -> Settings:
+    """Settings from KONVO_* env, with the flags that were given (not None) taking precedence."""
+    return Settings(**{key: value for key, value in overrides.items() if value is not None})

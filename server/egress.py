@@ -33,12 +33,11 @@ from typing import Any
 
 import httpx
 
-from server.egress_transport import PinnedTransport
+from server.egress_transport import Address, PinnedTransport, Vetted
 from server.errors import EgressRefused
 
 log = logging.getLogger(__name__)
 
-Address = IPv4Address | IPv6Address
 Network = IPv4Network | IPv6Network
 # (host, port) -> the addresses the host resolves to, as strings; raises OSError when it does not.
 Resolver = Callable[[str, int], Awaitable[list[str]]]
@@ -173,14 +172,6 @@ def printable_origin(url: httpx.URL) -> str:
     """For the log: never the path or query (Meta's ``paging.next`` carries the access token)."""
     scheme, host, port = origin(url)
     return f"{scheme}://{host}:{port}"
-
-
-@dataclass(frozen=True)
-class Vetted:
-    """Where a host may be reached, and whether an operator allowed it explicitly (plain http)."""
-
-    addresses: tuple[Address, ...]
-    explicit: bool
 
 
 @dataclass

@@ -20,8 +20,9 @@ import logging
 import socket
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
-from ipaddress import ip_address
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv6Address, ip_address
+from typing import Protocol
 
 import aiohttp
 import httpx
@@ -30,8 +31,23 @@ from yarl import URL
 
 from server.errors import EgressRefused
 
-if TYPE_CHECKING:  # server.egress builds its client on this transport
-    from server.egress import EgressPolicy
+Address = IPv4Address | IPv6Address
+
+
+@dataclass(frozen=True)
+class Vetted:
+    """Where a host may be reached, and whether an operator allowed it explicitly (plain http)."""
+
+    addresses: tuple[Address, ...]
+    explicit: bool
+
+
+class Vetting(Protocol):
+    """The egress policy as the transport asks it (``server.egress.EgressPolicy``, which builds
+    its client on this transport)."""
+
+    async def vet(self, host: str, port: int) -> Vetted: ...
+
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +57,7 @@ _CHUNK = 64 * 1024
 class _VettingResolver(AbstractResolver):
     """aiohttp's resolver: the policy's resolution and check; only vetted addresses come back."""
 
-    def __init__(self, policy: EgressPolicy) -> None:
+    def __init__(self, policy: Vetting) -> None:
         self._policy = policy
 
     async def resolve(
@@ -121,7 +137,7 @@ def _is_literal(host: str) -> bool:
 class PinnedTransport(httpx.AsyncBaseTransport):
     """One aiohttp keep-alive pool (``limits``), opened on first use inside the running loop."""
 
-    def __init__(self, policy: EgressPolicy, limits: httpx.Limits) -> None:
+    def __init__(self, policy: Vetting, limits: httpx.Limits) -> None:
         self._policy = policy
         self._limits = limits
         self._ssl = httpx.create_ssl_context()  # certifi, or SSL_CERT_FILE/SSL_CERT_DIR when set

@@ -95,3 +95,13 @@ def _acceptable(number: phonenumbers.PhoneNumber, from_provider: bool) -> bool:
     if from_provider:
         return phonenumbers.is_possible_number(number)
     return phonenumbers.is_valid_number(number)
+
+
+def country_code(value: str, field: str = "country") -> str:
+    """An ISO 3166 alpha-2 code phone numbers can be parsed for, upper-cased."""
+    code = value.strip().upper()
+    if code not in phonenumbers.SUPPORTED_REGIONS:
+        raise InvalidInput(
+            f"{field}: {value!r} is not an ISO 3166 country code like 'ES' or 'MX'", field=field
+        )
+    return code

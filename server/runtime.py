@@ -12,6 +12,7 @@ from typing import Any
 from arq.connections import ArqRedis
 from pymongo.monitoring import CommandListener
 
+from server.actors.agent_picker import AgentPicker
 from server.actors.contact_actor import ActorDeps
 from server.actors.effects import Effects
 from server.actors.events import Event, TurnResult
@@ -34,14 +35,11 @@ from server.contact_directory import ContactDirectory
 from server.contact_merge import ContactMerger, MergeRepository
 from server.contact_services import ContactServices
 from server.egress import EgressAllowList, EgressPolicy, Resolver, system_resolver
-from server.errors import Unavailable
-from server.expiring import ExpiringCache
 from server.graphql.key_guard import KeyGuard
-from server.graphql.pubsub import RedisPubSub
 from server.graphql.socket_slots import SocketSlots
 from server.ids import ContactKey
 from server.machines.connections import ConnectionMemo
-from server.machines.regional import Regional, workspace_regional
+from server.pubsub import RedisPubSub
 from server.redis_clients import RedisCommands, arq_client, redis_client
 from server.redis_keys import (
     ARQ_TAG,
@@ -55,8 +53,20 @@ from server.secret_box import SecretBox
 from server.segments import matches
 from server.sending.policy import SendPolicy
 from server.sending.settings import SendingRules, settings_from_document
-from server.store.broadcasts import MessagingLimitRepository
-from server.store.catalog import AgentRepository, FieldRepository, TagRepository, TemplateRepository
+from server.services import ActorsHandle, Services
+from server.store.broadcasts import (
+    AudienceRepository,
+    BroadcastRepository,
+    MessagingLimitRepository,
+    RecipientRepository,
+)
+from server.store.catalog import (
+    AgentRepository,
+    AgentTeams,
+    FieldRepository,
+    TagRepository,
+    TemplateRepository,
+)
 from server.store.channels import ChannelRepository
 from server.store.contacts import ContactRepository
 from server.store.database import Database
@@ -69,13 +79,16 @@ from server.store.messages import MessageRepository
 from server.store.runs import RunRepository
 from server.store.stats import StoreStats
 from server.store.statuses import MessageStatusRepository
+from server.store.teams import TeamRepository
+from server.store.triggers import HookRequestRepository, InboundTriggerRepository, WebhookTriggerRepository
+from server.store.workspace_settings import WorkspaceSettingsRepository
 from server.store.workspaces import WorkspaceRepository
+from server.triggers.replays import ReplayGuard
 from server.triggers.services import TriggerServices
+from server.workspace_caches import WorkspaceCaches
 from server.workspace_gate import STOPPED, WorkspaceGate, refusal
 
 log = logging.getLogger(__name__)
-
-FIELDS_TTL_SECONDS = 5.0
 
 
 class Runtime:
@@ -129,8 +142,13 @@ class Runtime:
         self.agents = AgentRepository(self.database)
         self.templates = TemplateRepository(self.database)
         self.channels = ChannelRepository(self.database, self.secrets)
+        self.workspace_settings = WorkspaceSettingsRepository(self.database, self.secrets)
+        self.teams = TeamRepository(self.database)
+        self.members = AgentTeams(self.database)
+        self.webhooks = WebhookTriggerRepository(self.database, self.secrets)
+        self.inbound = InboundTriggerRepository(self.database)
+        self.recipients = RecipientRepository(self.database)
         self.flow_cache = FlowCache(self.flows)
-        self.flow_connections = ConnectionMemo()  # for connection-loop checks (validator)
         # One Graph API client per process (keep-alive); the limiter is shared through Redis.
         self.graph = GraphClient(ThroughputLimiter(self.redis, self.prefix), self.egress)
         self.whatsapp = WhatsAppChannel(
@@ -156,19 +174,72 @@ class Runtime:
         self.socket_slots = SocketSlots(
             self.redis, socket_slots_prefix(self.prefix), settings.max_sockets_per_key
         )
-        # Consent, assignment, inbox news and Klaviyo sync (server/contact_services.py).
-        self.contact_services = ContactServices(self)
-        # Webhook/inbound triggers and broadcasts (server/triggers/services.py).
-        self.triggers = TriggerServices(self)
+        # Time zone, fields, default country, turn extras, keyword rules: cached briefly per process.
+        self.caches = WorkspaceCaches(
+            self.workspaces, self.fields, self.templates, self.workspace_settings, self.webhooks, self.inbound
+        )
         # Quiet hours, Meta's caps and refusals, the typing indicator (server/sending/).
         self.send_policy = SendPolicy(self._sending_rules, self.clock)
-        self._regional: ExpiringCache[str, Regional] = ExpiringCache(FIELDS_TTL_SECONDS)
-        self._fields: ExpiringCache[str, dict[str, tuple[str, list[str]]]] = ExpiringCache(FIELDS_TTL_SECONDS)
-        self._countries: ExpiringCache[str, str | None] = ExpiringCache(FIELDS_TTL_SECONDS)
-        self._tasks: list[asyncio.Task[Any]] = []
-        self.arq: ArqRedis | None = None
-        self.timers: ArqTimerScheduler | None = None
+        # arq's client connects on first use: timers can be scheduled once ``start`` pinged Redis.
+        self.arq: ArqRedis = arq_client(settings.redis_url, ARQ_TAG)
+        self.timers = ArqTimerScheduler(self.arq, timer_queue(self.prefix), self.clock)
+        self._actors = ActorsHandle()
         self.actors: ShardedActors | None = None
+        self._broadcasts_due = asyncio.Event()
+        self.services = Services(
+            settings=settings,
+            clock=self.clock,
+            secrets=self.secrets,
+            egress=self.egress,
+            prefix=self.prefix,
+            database=self.database,
+            redis=self.redis,
+            arq=self.arq,
+            timers=self.timers,
+            workspaces=self.workspaces,
+            workspace_settings=self.workspace_settings,
+            flows=self.flows,
+            contacts=self.contacts,
+            identities=self.identities,
+            runs=self.runs,
+            messages=self.messages,
+            message_statuses=self.message_statuses,
+            tags=self.tags,
+            fields=self.fields,
+            agents=self.agents,
+            teams=self.teams,
+            members=self.members,
+            templates=self.templates,
+            channels=self.channels,
+            flow_counters=self.flow_counters,
+            webhooks=self.webhooks,
+            inbound=self.inbound,
+            hook_requests=HookRequestRepository(self.database),
+            broadcasts=BroadcastRepository(self.database),
+            recipients=self.recipients,
+            audience=AudienceRepository(self.database),
+            limits=MessagingLimitRepository(self.database),
+            directory=self.directory,
+            caches=self.caches,
+            flow_cache=self.flow_cache,
+            flow_connections=ConnectionMemo(),
+            channel=self.channel,
+            graph=self.graph,
+            pubsub=self.pubsub,
+            ledger=self.ledger,
+            send_policy=self.send_policy,
+            workspace_gate=self.workspace_gate,
+            picker=AgentPicker(self.agents, self.members, self.teams, self.contacts, self.clock),
+            # Timestamped webhook signatures are single-use within their tolerance (shared by replicas).
+            replays=ReplayGuard(self.redis, self.prefix + "hook-signature:"),
+            actors=self._actors,
+            wake_broadcasts=self._broadcasts_due.set,
+        )
+        # Inbox news, Klaviyo sync and contact imports (server/contact_services.py).
+        self.contact_services = ContactServices(self.services)
+        # The broadcast runner and webhook-request recovery (server/triggers/services.py).
+        self.triggers = TriggerServices(self.services, self._broadcasts_due)
+        self._tasks: list[asyncio.Task[Any]] = []
         self._worker: TimerWorker | None = None
         self._stopped = False
         self._effects: Effects | None = None
@@ -184,81 +255,29 @@ class Runtime:
         )
         self.directory.merge = self.merger.merge
 
-    async def regional_of(self, workspace_id: str) -> Regional:
-        """The workspace's time zone and locale, cached briefly: every actor turn asks for them.
-
-        ``updateWorkspace`` announces a change (``workspace_gate``) and every process clears its
-        cache at once; should that message be lost, within ``FIELDS_TTL_SECONDS``.
-        """
-
-        async def load() -> Regional:
-            return workspace_regional(await self.workspaces.get(workspace_id))
-
-        return await self._regional.get(workspace_id, load)
-
-    async def timezone_of(self, workspace_id: str) -> str:
-        return (await self.regional_of(workspace_id)).timezone
-
     def _workspace_changed(self, workspace_id: str, change: str) -> None:
         """Announced by ``workspace_gate`` on every process: settings are read again, and the
         sockets of a workspace disabled or deleted are closed."""
-        self.forget_regional(workspace_id)
-        self.forget_fields(workspace_id)
-        self.forget_default_country(workspace_id)
+        self.caches.forget(workspace_id)
+        self.send_policy.forget(workspace_id)  # quiet hours fall back to the workspace's zone
         self.channel.forget(workspace_id)
         if change in STOPPED:
             stopped = refusal(workspace_id, change)
             reason = stopped.message if stopped is not None else "this workspace was deleted"
             self.key_guard.close_workspace(workspace_id, reason)
 
-    def forget_regional(self, workspace_id: str) -> None:
-        self._regional.forget(workspace_id)
-        self.contact_services.forget(workspace_id)  # turns take the locale from there
-        self.send_policy.forget(workspace_id)  # quiet hours fall back to the workspace's zone
-
     async def _sending_rules(self, workspace_id: str) -> SendingRules:
         """What the send policy reads of a workspace (cached by ``SendPolicy.rules_of``)."""
-        stored = await self.contact_services.settings.get(workspace_id)
-        timezone = (await self.regional_of(workspace_id)).timezone
+        stored = await self.workspace_settings.get(workspace_id)
+        timezone = await self.caches.timezone_of(workspace_id)
         return SendingRules(settings_from_document(stored.get("sending")), timezone)
-
-    async def fields_of(self, workspace_id: str) -> dict[str, tuple[str, list[str]]]:
-        """The workspace's typed fields, cached briefly: every actor turn asks for them.
-
-        A field created in this process clears the cache at once (``forget_fields``); other
-        processes see it within ``FIELDS_TTL_SECONDS``.
-        """
-
-        async def load() -> dict[str, tuple[str, list[str]]]:
-            found = await self.fields.list(workspace_id)
-            return {f["name"]: (f["type"], list(f.get("options") or [])) for f in found}
-
-        return await self._fields.get(workspace_id, load)
-
-    def forget_fields(self, workspace_id: str) -> None:
-        self._fields.forget(workspace_id)
-
-    async def default_country_of(self, workspace_id: str) -> str | None:
-        """The country national phone numbers of this workspace belong to (``setDefaultCountry``).
-
-        Cached like ``fields_of``: every phone argument asks; a change in this process is seen at
-        once (``forget_default_country``), in others within ``FIELDS_TTL_SECONDS``.
-        """
-        return await self._countries.get(
-            workspace_id, lambda: self.triggers.webhooks.workspace_country(workspace_id)
-        )
-
-    def forget_default_country(self, workspace_id: str) -> None:
-        self._countries.forget(workspace_id)
 
     async def start(self) -> None:
         settings = self.settings
         await self.database.ensure_indexes()
         await self.legacy_ids.load(self.clock.now())
         await self._reseal_secrets()
-        self.arq = arq_client(settings.redis_url or "", ARQ_TAG)
         await self.arq.ping()  # fail the start now, as arq's create_pool did, if Redis is not there
-        self.timers = ArqTimerScheduler(self.arq, timer_queue(self.prefix), self.clock)
         effects = self._effects = Effects(
             self.contacts,
             self.runs,
@@ -269,7 +288,7 @@ class Runtime:
             ledger=self.ledger,
             policy=self.send_policy,
             tell=self._tell,
-            deliveries=self.triggers.recipients,
+            deliveries=self.recipients,
             counters=self.counters,
         )
         deps = ActorDeps(
@@ -278,13 +297,13 @@ class Runtime:
             flow_cache=self.flow_cache,
             effects=effects,
             clock=self.clock,
-            timezone_of=self.timezone_of,
+            timezone_of=self.caches.timezone_of,
             segment_matcher=matches,
-            fields_of=self.fields_of,
-            extras_of=self.contact_services.extras_of,
-            assigner=self.contact_services.picker.for_node,
+            fields_of=self.caches.fields_of,
+            extras_of=self.caches.extras_of,
+            assigner=self.services.picker.for_node,
             after_turn=self.contact_services.after_turn,
-            inbound_trigger=self.triggers.inbound_trigger_for,
+            inbound_trigger=self.caches.inbound_trigger_for,
             default_channel_of=self.channel.default_channel_id,
             send_policy=self.send_policy,
             workspace_gate=self.workspace_gate.check,
@@ -303,6 +322,7 @@ class Runtime:
             idle_seconds=settings.actor_idle_seconds,
         )
         await self.actors.start()
+        self._actors.bind(self.actors)
         self.workspace_gate.start()
         await self.pubsub.start()
         self._tasks.append(self.key_guard.start())
@@ -335,7 +355,7 @@ class Runtime:
         """Seal secrets stored in plaintext (before encryption) or under an older key, once per start:
         after it, a key rotated out of ``KONVO_SECRET_KEY`` is no longer needed."""
         resealed = 0
-        for repository in (self.channels, self.contact_services.settings, self.triggers.webhooks):
+        for repository in (self.channels, self.workspace_settings, self.webhooks):
             count, _unreadable = await repository.reseal()  # unreadable ones are logged by reseal
             resealed += count
         if resealed:
@@ -347,16 +367,14 @@ class Runtime:
 
     def _tell(self, key: ContactKey, event: Event) -> asyncio.Future[TurnResult]:
         """Queue an event without waiting for its turn (safe from inside an actor's own turn)."""
-        if self.actors is None:
-            raise Unavailable("the server is not started")
-        return self.actors.tell(key, event)
+        return self._actors.tell(key, event)
 
     async def recover_now(
         self, scan_contacts: bool = True, counts_window: timedelta = RECOVERY_WINDOW
     ) -> None:
         """A recovery pass; a contact scan also counts flow counters of turns committed within
         ``counts_window`` that documents still carry (``FlowCounters.recount``)."""
-        assert self.timers is not None and self.actors is not None
+        assert self.actors is not None, "the runtime is not started"
         stuck = self._effects.take_stuck_outboxes() if self._effects and not scan_contacts else []
         await migrate_legacy_timers(self.redis, legacy_timer_queue(self.prefix), self.timers)
         await recover(
@@ -427,8 +445,7 @@ class Runtime:
         await self.ledger.drain()
         await self.counters.drain()
         await self.pubsub.stop()
-        if self.arq is not None:
-            await self.arq.aclose()
+        await self.arq.aclose()
         await self.graph.close()
         await self.redis.aclose()
         await self.database.close()

@@ -18,7 +18,7 @@ from redis.exceptions import RedisError
 
 from server.errors import WorkspaceDisabled
 from server.expiring import ExpiringCache
-from server.graphql.pubsub import RedisPubSub
+from server.pubsub import RedisPubSub
 from server.store.workspaces import ACTIVE, DELETING, DISABLED, WorkspaceRepository
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ from pydantic import SecretStr
 from pymongo import MongoClient
 
 from server.config import Settings
-from server.embedded import free_port, start_services
+from server.dev.embedded import free_port, start_services
 from server.secret_box import generate_key
 from tests import hypothesis_profiles
 from tests.support.network import LOOPBACK_ALLOW

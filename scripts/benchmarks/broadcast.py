@@ -73,7 +73,7 @@ async def _contacts(runtime: Runtime, count: int) -> None:
             document = new_contact(ContactKey(WORKSPACE, phone(index)), now)
             document.update(opted_in=True, name=f"Cliente {index}")
             batch.append(document)
-        await runtime.triggers.audience.insert_many(batch)
+        await runtime.services.audience.insert_many(batch)
 
 
 async def _template(runtime: Runtime) -> None:
@@ -106,13 +106,13 @@ def _rate(accepted: list[tuple[float, str]], rate: int) -> dict[str, Any]:
 async def _watch(runtime: Runtime, broadcast_id: str, began: float) -> dict[str, Any]:
     last = 0.0
     while True:
-        found = await runtime.triggers.broadcasts.find(broadcast_id)
+        found = await runtime.services.broadcasts.find(broadcast_id)
         assert found is not None
         if found["status"] in ("completed", "failed", "cancelled"):
             return found
         if time.monotonic() - last > 10:
             last = time.monotonic()
-            counts = await progress(runtime, found)
+            counts = await progress(runtime.services, found)
             actors = runtime.actors.active_count if runtime.actors else 0
             print(
                 f"  {time.monotonic() - began:7.1f} s  started {counts.started:>7}  sent {counts.sent:>7}"
@@ -164,7 +164,7 @@ async def run(services: Services, count: int, rate: int, sandbox: bool, quick: b
                 await fake.wait_requests(count, 30)
             usage, work = window.close()
             elapsed = time.monotonic() - began
-            counts = await progress(runtime, found)
+            counts = await progress(runtime.services, found)
             report: dict[str, Any] = {
                 "contacts": count,
                 "limit_per_s": rate if not sandbox else None,

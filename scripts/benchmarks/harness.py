@@ -19,7 +19,7 @@ from pydantic import SecretStr
 
 from server.clock import SystemClock
 from server.config import Settings
-from server.embedded import DEV_EGRESS_ALLOW, free_port, start_services
+from server.dev.embedded import DEV_EGRESS_ALLOW, free_port, start_services
 from server.identity import PHONE, Identities
 from server.ids import new_contact_key, new_id
 from server.operations import contacts as contact_ops
@@ -84,8 +84,8 @@ async def workspace(runtime: Runtime) -> str:
 
 
 async def publish(runtime: Runtime, definition: dict[str, Any]) -> str:
-    flow = await flow_ops.import_flow(runtime, WORKSPACE, definition)
-    await flow_ops.publish_flow(runtime, WORKSPACE, flow["_id"])
+    flow = await flow_ops.import_flow(runtime.services, WORKSPACE, definition)
+    await flow_ops.publish_flow(runtime.services, WORKSPACE, flow["_id"])
     return str(flow["_id"])
 
 
@@ -96,8 +96,8 @@ def phone(index: int) -> str:
 async def waiting_template(runtime: Runtime, flow: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     """Publish ``flow`` and start it for phone(0): (flow id, that contact's document to clone)."""
     flow_id = await publish(runtime, flow)
-    await contact_ops.customer_says(runtime, WORKSPACE, phone(0), "hola", None)
-    await contact_ops.start_flow(runtime, WORKSPACE, flow_id, phone(0), None)
+    await contact_ops.customer_says(runtime.services, WORKSPACE, phone(0), "hola", None)
+    await contact_ops.start_flow(runtime.services, WORKSPACE, flow_id, phone(0), None)
     key = await runtime.directory.find(WORKSPACE, Identities(phone=phone(0)))
     template = await runtime.contacts.load(key) if key is not None else None
     assert template is not None

@@ -82,12 +82,12 @@ async def seed(
         await harness.workspace(runtime)
         # One outbound message per webhook, as issue 19 defines P1: the typing indicator's read
         # receipt (on by default) would add a Graph API call per answered message.
-        await sending_ops.update_sending_settings(runtime, harness.WORKSPACE, None, False)
+        await sending_ops.update_sending_settings(runtime.services, harness.WORKSPACE, None, False)
         await served.add_channel(runtime, fake.channel_fields())
-        await catalog_ops.create_tag(runtime, harness.WORKSPACE, "answered", "support")
+        await catalog_ops.create_tag(runtime.services, harness.WORKSPACE, "answered", "support")
         flow_id = await harness.publish(runtime, FLOW)
-        await contact_ops.customer_says(runtime, harness.WORKSPACE, harness.phone(0), "hola", None)
-        await contact_ops.start_flow(runtime, harness.WORKSPACE, flow_id, harness.phone(0), None)
+        await contact_ops.customer_says(runtime.services, harness.WORKSPACE, harness.phone(0), "hola", None)
+        await contact_ops.start_flow(runtime.services, harness.WORKSPACE, flow_id, harness.phone(0), None)
         contacts = runtime.database.collection("contacts")
         key = await runtime.directory.find(harness.WORKSPACE, Identities(phone=harness.phone(0)))
         assert key is not None

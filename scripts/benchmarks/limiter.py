@@ -31,8 +31,8 @@ sys.path.insert(0, str(ROOT))
 
 from server.channels.whatsapp.client import GraphClient, RetryPolicy  # noqa: E402
 from server.channels.whatsapp.limiter import ThroughputLimiter  # noqa: E402
+from server.dev.embedded import DEV_EGRESS_ALLOW  # noqa: E402
 from server.egress import EgressAllowList, EgressPolicy  # noqa: E402
-from server.embedded import DEV_EGRESS_ALLOW  # noqa: E402
 
 SENDERS = 2
 WARMUP = 1.0  # seconds ignored at the start (connection set-up) when measuring
@@ -170,7 +170,7 @@ def main() -> int:
     redis_url = os.environ.get("KONVO_REDIS_URL")
     managed = None
     if not redis_url:
-        from server.embedded import free_port, redis_process
+        from server.dev.embedded import free_port, redis_process
 
         port = free_port()
         scratch = Path(tempfile.mkdtemp(prefix="konvo-bench-"))

@@ -28,7 +28,7 @@ from scripts.benchmarks.loadgen import LoadGenerator, LoadResult
 from server.channels.whatsapp.signature import HEADER, signature_for
 from server.clock import SystemClock
 from server.config import Settings
-from server.embedded import free_port
+from server.dev.embedded import free_port
 from server.runtime import Runtime
 from server.store.channels import new_channel
 

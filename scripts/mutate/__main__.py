@@ -27,7 +27,7 @@ from pathlib import Path
 
 from scripts.mutate.targets import EXTRA, TARGETS, Target, by_name
 from server.config import Settings
-from server.embedded import free_port, start_services
+from server.dev.embedded import free_port, start_services
 
 ROOT = Path(__file__).resolve().parents[2]
 WORK = ROOT / ".mutation"

@@ -35,7 +35,7 @@ TARGETS: tuple[Target, ...] = (
     Target(
         name="window",
         why="the 24-hour customer service window",
-        files=("server/machines/runner.py",),
+        files=("server/window.py",),
         mutants=("*window_open__mutmut_*",),
         tests=("tests/unit/test_window.py", "tests/unit/test_runner.py"),
     ),

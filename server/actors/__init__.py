@@ -1,5 +1,8 @@
-"""The actor system: one virtual actor per contact (mailbox, one event at a time, CAS commit),
-its events, the effects performed after a commit, arq timers and recovery.
+"""The actor system: one virtual actor per contact (mailbox, one event at a time, one CAS commit
+per turn), its events, the effects performed after a commit (sends, timers, news to subscribers),
+arq timers, shard leases and recovery; the agent picker the ``assign`` node asks inside a turn.
 
-May import: machines, store, channels (the Channel protocol), clock, errors, ids.
+Layer 4 (below use cases, above the pure machines). May import: machines, sending, store,
+channels, and the ground floor (clock, errors, ids, identity, packing). Never operations,
+triggers, graphql, services, runtime or web.
 """

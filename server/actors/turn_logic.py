@@ -365,7 +365,7 @@ class TurnLogic:
         if run is None or run["status"] not in runner.ACTIVE:
             turn.contact["timers"] = [t for t in timers if t["id"] != timer["id"]]
             return TurnResult(turn.contact, run=run)
-        if not runner.fire_timer(turn, await self._compiled(run), run, timer):
+        if not runner.apply_timer(turn, await self._compiled(run), run, timer):
             turn.contact["timers"] = [t for t in timers if t["id"] != timer["id"]]
         await self._follow_connects(key, turn)
         return TurnResult(turn.contact, run=run)

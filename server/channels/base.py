@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+PAIR_RATE = "PAIR_RATE"  # our own pacing of one recipient (channels/whatsapp/pair_rate.py)
+TYPING = "typing"  # the outbox entry of a read receipt with the typing indicator
+
 
 @dataclass(frozen=True)
 class SendResult:

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from server.channels.base import SendResult
+from server.channels.base import TYPING, SendResult
 from server.clock import Clock
 from server.identity import message_address
-from server.sending.rules import TYPING
 from server.store.messages import MessageRepository
 
 CHANNEL = "sandbox"

@@ -14,9 +14,9 @@ from typing import Annotated
 import strawberry
 
 from server.graphql.permissions import ADMIN_ONLY
-from server.graphql.pubsub import analytics_topic
 from server.graphql.types import RunStatus
 from server.operations import analytics as ops
+from server.pubsub import analytics_topic
 
 
 @strawberry.type(description="a count by key: a button id, a branch name, a failure or error code")
@@ -185,7 +185,7 @@ class AnalyticsQuery:
         until: Annotated[datetime | None, strawberry.argument(name="to")] = None,
     ) -> FlowAnalytics:
         ctx = info.context
-        stats = await ops.flow_analytics(ctx.runtime, ctx.workspace(), str(flow_id), version, since, until)
+        stats = await ops.flow_analytics(ctx.services, ctx.workspace(), str(flow_id), version, since, until)
         return FlowAnalytics(stats=stats)
 
 
@@ -199,12 +199,12 @@ class AnalyticsSubscription:
         self, info: strawberry.Info, flow_id: strawberry.ID, version: int | None = None
     ) -> AsyncGenerator[FlowAnalytics, None]:
         ctx = info.context
-        runtime, workspace_id = ctx.runtime, ctx.workspace()
-        updates = runtime.pubsub.subscribe(analytics_topic(workspace_id, str(flow_id)))
+        services, workspace_id = ctx.services, ctx.workspace()
+        updates = services.pubsub.subscribe(analytics_topic(workspace_id, str(flow_id)))
         try:
             last: object = None
             while True:
-                stats = await ops.flow_analytics(runtime, workspace_id, str(flow_id), version)
+                stats = await ops.flow_analytics(services, workspace_id, str(flow_id), version)
                 seen = _summary(stats)
                 if seen != last:
                     last = seen

@@ -13,8 +13,8 @@ import strawberry
 
 from server.clock import as_utc
 from server.errors import Conflict, InvalidInput, NotFound
-from server.graphql.permissions import ADMIN, ADMIN_ONLY, ANY_ROLE
-from server.store.workspaces import new_api_key
+from server.graphql.permissions import ADMIN_ONLY, ANY_ROLE
+from server.store.workspaces import ADMIN, new_api_key
 
 MAX_NAME = 100
 
@@ -60,13 +60,13 @@ class ApiKeyQuery:
     @strawberry.field(permission_classes=ADMIN_ONLY, description="this workspace's API keys")
     async def api_keys(self, info: strawberry.Info, include_revoked: bool = False) -> list[ApiKey]:
         ctx = info.context
-        found = await ctx.runtime.workspaces.list_keys(ctx.workspace(), include_revoked)
+        found = await ctx.services.workspaces.list_keys(ctx.workspace(), include_revoked)
         return [ApiKey.of(d) for d in found]
 
     @strawberry.field(permission_classes=ANY_ROLE, description="the key this request is made with")
     async def current_api_key(self, info: strawberry.Info) -> ApiKey:
         ctx = info.context
-        found = await ctx.runtime.workspaces.get_key(ctx.workspace(), ctx.key_id)
+        found = await ctx.services.workspaces.get_key(ctx.workspace(), ctx.key_id)
         if found is None:
             raise NotFound("this API key no longer exists")
         return ApiKey.of(found)
@@ -89,11 +89,11 @@ class ApiKeyMutation:
         if agent_id is not None:
             if role is not Role.AGENT:
                 raise InvalidInput("only an AGENT key can be tied to an agent", field="agentId")
-            if await ctx.runtime.agents.get(workspace_id, str(agent_id)) is None:
+            if await ctx.services.agents.get(workspace_id, str(agent_id)) is None:
                 raise NotFound(f"agent {agent_id} not found", field="agentId")
         key = new_api_key()
-        document = await ctx.runtime.workspaces.add_key(
-            workspace_id, key, role.value, name, ctx.runtime.clock.now(), str(agent_id) if agent_id else None
+        document = await ctx.services.workspaces.add_key(
+            workspace_id, key, role.value, name, ctx.services.clock.now(), str(agent_id) if agent_id else None
         )
         return CreatedApiKey(key=key, api_key=ApiKey.of(document))
 
@@ -105,15 +105,15 @@ class ApiKeyMutation:
     async def revoke_api_key(self, info: strawberry.Info, id: strawberry.ID) -> ApiKey:
         ctx = info.context
         workspace_id = ctx.workspace()
-        workspaces = ctx.runtime.workspaces
+        workspaces = ctx.services.workspaces
         found = await workspaces.get_key(workspace_id, str(id))
         if found is None:
             raise NotFound(f"API key {id} not found")
         live_admin = found.get("role", ADMIN) == ADMIN and found.get("revoked_at") is None
         if live_admin and await workspaces.count_live_admin_keys(workspace_id) <= 1:
             raise Conflict("this is the workspace's last ADMIN key; create another ADMIN key first")
-        revoked = await workspaces.revoke_key(workspace_id, str(id), ctx.runtime.clock.now())
+        revoked = await workspaces.revoke_key(workspace_id, str(id), ctx.services.clock.now())
         assert revoked is not None
         # Sockets opened with it, on any process, are closed (4403) and refuse further operations.
-        await ctx.runtime.key_guard.revoke(workspace_id, revoked.get("key_id") or revoked["_id"])
+        await ctx.key_guard.revoke(workspace_id, revoked.get("key_id") or revoked["_id"])
         return ApiKey.of(revoked)

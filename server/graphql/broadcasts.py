@@ -208,7 +208,7 @@ class Broadcast:
 
     @strawberry.field
     async def counts(self, info: strawberry.Info) -> BroadcastCounts:
-        counts = self.known or await ops.progress(info.context.runtime, self.doc)
+        counts = self.known or await ops.progress(info.context.services, self.doc)
         return BroadcastCounts.of(counts)
 
     @strawberry.field(
@@ -225,7 +225,7 @@ class Broadcast:
     ) -> list[BroadcastRecipient]:
         if not 1 <= first <= MAX_RECIPIENTS_PAGE:
             raise InvalidInput(f"first must be between 1 and {MAX_RECIPIENTS_PAGE}", field="first")
-        repo = info.context.runtime.triggers.recipients
+        repo = info.context.services.recipients
         start = f"{self.doc['_id']}:{after}" if after else ""
         found = await repo.page(
             self.doc["_id"], [state] if state else None, [delivery] if delivery else None, start, first
@@ -289,12 +289,12 @@ class BroadcastQuery:
     @strawberry.field(permission_classes=ADMIN_ONLY, description="newest first")
     async def broadcasts(self, info: strawberry.Info) -> list[Broadcast]:
         ctx = info.context
-        return [Broadcast(doc=d) for d in await ctx.runtime.triggers.broadcasts.list(ctx.workspace())]
+        return [Broadcast(doc=d) for d in await ctx.services.broadcasts.list(ctx.workspace())]
 
     @strawberry.field(permission_classes=ADMIN_ONLY)
     async def broadcast(self, info: strawberry.Info, id: strawberry.ID) -> Broadcast | None:
         ctx = info.context
-        found = await ctx.runtime.triggers.broadcasts.get(ctx.workspace(), str(id))
+        found = await ctx.services.broadcasts.get(ctx.workspace(), str(id))
         return Broadcast(doc=found) if found else None
 
     @strawberry.field(
@@ -302,7 +302,7 @@ class BroadcastQuery:
     )
     async def estimate_broadcast(self, info: strawberry.Info, input: BroadcastInput) -> BroadcastEstimate:
         ctx = info.context
-        found = await ops.estimate_broadcast(ctx.runtime, ctx.workspace(), input.data())
+        found = await ops.estimate_broadcast(ctx.services, ctx.workspace(), input.data())
         return BroadcastEstimate(
             recipients=found.recipients,
             eligible=found.eligible,
@@ -322,7 +322,7 @@ class BroadcastQuery:
     )
     async def messaging_limit(self, info: strawberry.Info, business_id: str | None = None) -> MessagingTier:
         ctx = info.context
-        tier = await ops.messaging_tier(ctx.runtime, ctx.workspace(), business_id)
+        tier = await ops.messaging_tier(ctx.services, ctx.workspace(), business_id)
         return MessagingTier(tier or DEFAULT_TIER)
 
 
@@ -331,22 +331,22 @@ class BroadcastMutation:
     @strawberry.mutation(permission_classes=ADMIN_ONLY, description="starts at startAt (now when omitted)")
     async def create_broadcast(self, info: strawberry.Info, input: BroadcastInput) -> Broadcast:
         ctx = info.context
-        return Broadcast(doc=await ops.create_broadcast(ctx.runtime, ctx.admin_workspace(), input.data()))
+        return Broadcast(doc=await ops.create_broadcast(ctx.services, ctx.admin_workspace(), input.data()))
 
     @strawberry.mutation(permission_classes=ADMIN_ONLY)
     async def pause_broadcast(self, info: strawberry.Info, id: strawberry.ID) -> Broadcast:
         ctx = info.context
-        return Broadcast(doc=await ops.pause_broadcast(ctx.runtime, ctx.admin_workspace(), str(id)))
+        return Broadcast(doc=await ops.pause_broadcast(ctx.services, ctx.admin_workspace(), str(id)))
 
     @strawberry.mutation(permission_classes=ADMIN_ONLY)
     async def resume_broadcast(self, info: strawberry.Info, id: strawberry.ID) -> Broadcast:
         ctx = info.context
-        return Broadcast(doc=await ops.resume_broadcast(ctx.runtime, ctx.admin_workspace(), str(id)))
+        return Broadcast(doc=await ops.resume_broadcast(ctx.services, ctx.admin_workspace(), str(id)))
 
     @strawberry.mutation(permission_classes=ADMIN_ONLY, description="recipients not yet started are not sent")
     async def cancel_broadcast(self, info: strawberry.Info, id: strawberry.ID) -> Broadcast:
         ctx = info.context
-        return Broadcast(doc=await ops.cancel_broadcast(ctx.runtime, ctx.admin_workspace(), str(id)))
+        return Broadcast(doc=await ops.cancel_broadcast(ctx.services, ctx.admin_workspace(), str(id)))
 
     @strawberry.mutation(
         permission_classes=ADMIN_ONLY,
@@ -357,7 +357,7 @@ class BroadcastMutation:
         self, info: strawberry.Info, tier: MessagingTier, business_id: str | None = None
     ) -> MessagingTier:
         ctx = info.context
-        found = await ops.set_messaging_tier(ctx.runtime, ctx.admin_workspace(), tier.value, business_id)
+        found = await ops.set_messaging_tier(ctx.services, ctx.admin_workspace(), tier.value, business_id)
         return MessagingTier(found)
 
 
@@ -371,15 +371,15 @@ class BroadcastSubscription:
         self, info: strawberry.Info, id: strawberry.ID
     ) -> AsyncGenerator[Broadcast, None]:
         ctx = info.context
-        runtime, workspace_id = ctx.runtime, ctx.workspace()
-        updates = runtime.pubsub.subscribe(ops.broadcast_topic(workspace_id, str(id)))
+        services, workspace_id = ctx.services, ctx.workspace()
+        updates = services.pubsub.subscribe(ops.broadcast_topic(workspace_id, str(id)))
         try:
             last: Any = None
             while True:
-                found = await runtime.triggers.broadcasts.get(workspace_id, str(id))
+                found = await services.broadcasts.get(workspace_id, str(id))
                 if found is None:
                     raise NotFound(f"broadcast {id} not found")
-                counts = await ops.progress(runtime, found)
+                counts = await ops.progress(services, found)
                 seen = (found["status"], found.get("total"), found.get("waiting_for_capacity_until"), counts)
                 if seen != last:
                     last = seen

@@ -135,7 +135,7 @@ async def channel_view(
     info: strawberry.Info, doc: dict[str, Any], with_token: bool = False
 ) -> WhatsAppChannel:
     """A channel as the API shows it (``isDefault`` needs the workspace's current default)."""
-    default_id = await info.context.runtime.channel.default_channel_id(doc["workspace_id"])
+    default_id = await info.context.services.channel.default_channel_id(doc["workspace_id"])
     return WhatsAppChannel.of(doc, _base(info), with_token=with_token, default_id=default_id)
 
 
@@ -152,8 +152,8 @@ class ChannelsQuery:
         self, info: strawberry.Info, include_disconnected: bool = False
     ) -> list[WhatsAppChannel]:
         ctx = info.context
-        found = await channel_ops.whatsapp_channels(ctx.runtime, ctx.workspace(), include_disconnected)
-        default_id = await ctx.runtime.channel.default_channel_id(ctx.workspace())
+        found = await channel_ops.whatsapp_channels(ctx.services, ctx.workspace(), include_disconnected)
+        default_id = await ctx.services.channel.default_channel_id(ctx.workspace())
         return [WhatsAppChannel.of(d, _base(info), default_id=default_id) for d in found]
 
 
@@ -167,7 +167,7 @@ class ChannelsMutation:
     )
     async def connect_whatsapp(self, info: strawberry.Info, input: ConnectWhatsAppInput) -> WhatsAppChannel:
         ctx = info.context
-        document = await channel_ops.connect_whatsapp(ctx.runtime, ctx.workspace(), _given(input))
+        document = await channel_ops.connect_whatsapp(ctx.services, ctx.workspace(), _given(input))
         return await channel_view(info, document, with_token=True)
 
     @strawberry.mutation(
@@ -181,7 +181,7 @@ class ChannelsMutation:
     ) -> WhatsAppChannel:
         ctx = info.context
         document = await channel_ops.update_whatsapp_channel(
-            ctx.runtime, ctx.workspace(), str(id), _given(input)
+            ctx.services, ctx.workspace(), str(id), _given(input)
         )
         return await channel_view(info, document)
 
@@ -193,7 +193,7 @@ class ChannelsMutation:
     )
     async def disconnect_whatsapp(self, info: strawberry.Info, id: strawberry.ID) -> bool:
         ctx = info.context
-        return await channel_ops.disconnect_whatsapp(ctx.runtime, ctx.workspace(), str(id))
+        return await channel_ops.disconnect_whatsapp(ctx.services, ctx.workspace(), str(id))
 
     @strawberry.mutation(
         name="setDefaultWhatsAppChannel",
@@ -202,17 +202,17 @@ class ChannelsMutation:
     )
     async def set_default_whatsapp_channel(self, info: strawberry.Info, id: strawberry.ID) -> WhatsAppChannel:
         ctx = info.context
-        document = await channel_ops.set_default_channel(ctx.runtime, ctx.workspace(), str(id))
+        document = await channel_ops.set_default_channel(ctx.services, ctx.workspace(), str(id))
         return await channel_view(info, document)
 
     @strawberry.mutation(permission_classes=ADMIN_ONLY, description="send a draft or fixed template to Meta")
     async def submit_template(self, info: strawberry.Info, id: strawberry.ID) -> Template:
         ctx = info.context
-        return Template.of(await template_ops.submit_template(ctx.runtime, ctx.workspace(), str(id)))
+        return Template.of(await template_ops.submit_template(ctx.services, ctx.workspace(), str(id)))
 
     @strawberry.mutation(
         permission_classes=ADMIN_ONLY, description="read every template's status from Meta now"
     )
     async def sync_templates(self, info: strawberry.Info) -> list[Template]:
         ctx = info.context
-        return [Template.of(d) for d in await template_ops.sync_templates(ctx.runtime, ctx.workspace())]
+        return [Template.of(d) for d in await template_ops.sync_templates(ctx.services, ctx.workspace())]

@@ -83,14 +83,12 @@ class ImportJob:
             raise InvalidInput(f"first must be between 1 and {MAX_ERRORS_PAGE}", field="first")
         if skip < 0:
             raise InvalidInput("skip must be 0 or more", field="skip")
-        found = await info.context.runtime.contact_services.imports.jobs.refusals(
-            self.doc["_id"], skip, first
-        )
+        found = await info.context.imports.jobs.refusals(self.doc["_id"], skip, first)
         return [ImportRowError(**refusal) for refusal in found]
 
 
 def _imports(info: strawberry.Info) -> Any:
-    return info.context.runtime.contact_services.imports
+    return info.context.imports
 
 
 @strawberry.type
@@ -137,7 +135,7 @@ class ImportSubscription:
         ctx = info.context
         workspace_id = ctx.workspace()
         imports = _imports(info)
-        updates = ctx.runtime.pubsub.subscribe(import_topic(str(job_id)))
+        updates = ctx.services.pubsub.subscribe(import_topic(str(job_id)))
         try:
             current = await imports.jobs.get(workspace_id, str(job_id))
             if current is None:

@@ -95,15 +95,15 @@ class ContactsQuery:
         workspace_id = ctx.workspace()
         limit = page_size(first, contact_list.MAX_CONTACTS_PAGE)
         after_id = _after_id(after, workspace_id)
-        match = await contact_list.contact_filter(ctx.runtime, workspace_id, segment, search)
-        found = await ctx.runtime.contacts.page(workspace_id, match, after_id, limit + 1)
+        match = await contact_list.contact_filter(ctx.services, workspace_id, segment, search)
+        found = await ctx.services.contacts.page(workspace_id, match, after_id, limit + 1)
         edges = [ContactEdge(cursor=encode_cursor([c["_id"]]), node=Contact(doc=c)) for c in found[:limit]]
         return ContactConnection(
             edges=edges,
             page_info=PageInfo(
                 has_next_page=len(found) > limit, end_cursor=edges[-1].cursor if edges else None
             ),
-            _count=lambda: ctx.runtime.contacts.count(workspace_id, match),
+            _count=lambda: ctx.services.contacts.count(workspace_id, match),
         )
 
     @strawberry.field(
@@ -112,7 +112,7 @@ class ContactsQuery:
     )
     async def opt_out_keywords(self, info: strawberry.Info) -> list[str]:
         ctx = info.context
-        return await consent_ops.opt_out_keywords(ctx.runtime, ctx.workspace())
+        return await consent_ops.opt_out_keywords(ctx.services, ctx.workspace())
 
     @strawberry.field(
         permission_classes=ADMIN_ONLY,
@@ -122,12 +122,12 @@ class ContactsQuery:
     )
     async def export_contact(self, info: strawberry.Info, id: strawberry.ID) -> JSON:
         ctx = info.context
-        return plain(await contact_erasure.export_contact(ctx.runtime, ctx.workspace(), str(id)))
+        return plain(await contact_erasure.export_contact(ctx.services, ctx.workspace(), str(id)))
 
     @strawberry.field(permission_classes=ADMIN_ONLY)
     async def klaviyo_settings(self, info: strawberry.Info) -> KlaviyoSettings:
         ctx = info.context
-        return KlaviyoSettings.of(await klaviyo_ops.get_klaviyo(ctx.runtime, ctx.workspace()))
+        return KlaviyoSettings.of(await klaviyo_ops.get_klaviyo(ctx.services, ctx.workspace()))
 
 
 @strawberry.type
@@ -138,7 +138,7 @@ class ContactsMutation:
     ) -> Contact:
         ctx = info.context
         who = ContactRef(phone, whatsapp_id)
-        return Contact(doc=await ops.tag_contact(ctx.runtime, ctx.workspace(), who, tag, add=True))
+        return Contact(doc=await ops.tag_contact(ctx.services, ctx.workspace(), who, tag, add=True))
 
     @strawberry.mutation(permission_classes=ANY_ROLE)
     async def untag_contact(
@@ -146,7 +146,7 @@ class ContactsMutation:
     ) -> Contact:
         ctx = info.context
         who = ContactRef(phone, whatsapp_id)
-        return Contact(doc=await ops.tag_contact(ctx.runtime, ctx.workspace(), who, tag, add=False))
+        return Contact(doc=await ops.tag_contact(ctx.services, ctx.workspace(), who, tag, add=False))
 
     @strawberry.mutation(
         permission_classes=ANY_ROLE,
@@ -163,7 +163,7 @@ class ContactsMutation:
     ) -> Contact:
         ctx = info.context
         who = ContactRef(phone, whatsapp_id)
-        return Contact(doc=await ops.set_variable(ctx.runtime, ctx.workspace(), who, field, value))
+        return Contact(doc=await ops.set_variable(ctx.services, ctx.workspace(), who, field, value))
 
     @strawberry.mutation(
         permission_classes=ANY_ROLE,
@@ -174,7 +174,7 @@ class ContactsMutation:
     ) -> Contact:
         ctx = info.context
         contact = await consent_ops.set_opt_in(
-            ctx.runtime,
+            ctx.services,
             ctx.workspace(),
             ContactRef(phone, whatsapp_id),
             opted_in,
@@ -192,7 +192,7 @@ class ContactsMutation:
     )
     async def import_contacts(self, info: strawberry.Info, rows: JSON) -> list[Contact]:
         ctx = info.context
-        outcome = await ops.import_contacts(ctx.runtime, ctx.workspace(), rows)
+        outcome = await ops.import_contacts(ctx.services, ctx.workspace(), rows)
         return [Contact(doc=c) for c in outcome.contacts]
 
     @strawberry.mutation(
@@ -202,7 +202,7 @@ class ContactsMutation:
     )
     async def erase_contact(self, info: strawberry.Info, id: strawberry.ID) -> bool:
         ctx = info.context
-        await contact_erasure.erase_contact(ctx.runtime, ctx.workspace(), str(id), caller(info))
+        await contact_erasure.erase_contact(ctx.services, ctx.workspace(), str(id), caller(info))
         return True
 
     @strawberry.mutation(
@@ -211,7 +211,7 @@ class ContactsMutation:
     )
     async def set_opt_out_keywords(self, info: strawberry.Info, words: list[str]) -> list[str]:
         ctx = info.context
-        return await consent_ops.set_opt_out_keywords(ctx.runtime, ctx.workspace(), words)
+        return await consent_ops.set_opt_out_keywords(ctx.services, ctx.workspace(), words)
 
     @strawberry.mutation(
         permission_classes=ADMIN_ONLY,
@@ -221,5 +221,5 @@ class ContactsMutation:
         self, info: strawberry.Info, private_key: str | None, base_url: str | None = None
     ) -> KlaviyoSettings:
         ctx = info.context
-        view = await klaviyo_ops.set_klaviyo(ctx.runtime, ctx.workspace(), private_key, base_url)
+        view = await klaviyo_ops.set_klaviyo(ctx.services, ctx.workspace(), private_key, base_url)
         return KlaviyoSettings.of(view)

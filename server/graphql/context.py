@@ -1,4 +1,4 @@
-"""Per-request context: the runtime, and the workspace, role and key of the caller's API key.
+"""Per-request context: the services, and the workspace, role and key of the caller's API key.
 
 Resolvers call ``workspace()`` to scope every read and write; role rules are declared on the
 fields (``server.graphql.permissions``), ``admin_workspace()`` stays for resolvers that check inline.
@@ -12,8 +12,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from server.errors import Forbidden, Unauthenticated
-from server.graphql.permissions import ADMIN, ROLES, auth_failure
-from server.runtime import Runtime
+from server.graphql.key_guard import KeyGuard
+from server.graphql.permissions import auth_failure
+from server.operations.contact_import import ContactImports
+from server.services import Services
+from server.store.workspaces import ADMIN, ROLES
 from server.workspace_gate import refusal
 
 __all__ = ["ROLES", "Context", "bearer_token"]
@@ -30,7 +33,9 @@ def bearer_token(value: object) -> str | None:
 
 @dataclass
 class Context:
-    runtime: Runtime
+    services: Services
+    key_guard: KeyGuard  # revoking a key closes its sockets on every process
+    imports: ContactImports  # this process's import workers
     request: Any = None
     response: Any = None
     workspace_id: str | None = None
@@ -48,11 +53,11 @@ class Context:
         if token is None:
             self.auth_error = "send an API key: Authorization: Bearer <key>"
             return False
-        key = await self.runtime.workspaces.find_key(token)
+        key = await self.services.workspaces.find_key(token)
         if key is None:
             self.auth_error = "the API key is unknown or revoked"
             return False
-        stopped = refusal(key["workspace_id"], await self.runtime.workspace_gate.status(key["workspace_id"]))
+        stopped = refusal(key["workspace_id"], await self.services.workspace_gate.status(key["workspace_id"]))
         if stopped is not None:
             self.auth_error, self.auth_code = stopped.message, stopped.code
             return False

@@ -162,7 +162,7 @@ class FlowTypes:
                 name=camel(info.alias or attribute), description=_describe(info, choices)
             )
         if model in self.short_forms:
-            annotations[SHORT_FORM] = Optional[str]  # noqa: UP045 (a runtime annotation object)
+            annotations[SHORT_FORM] = Optional[str]  # noqa: UP045 (a services annotation object)
             namespace[SHORT_FORM] = strawberry.field(
                 default=None, description="the short form, when the document gives a bare value instead"
             )
@@ -218,7 +218,7 @@ class FlowTypes:
                 self.type_of(models[0])
                 return _maybe(self.types[models[0]], optional), _or_none(self._convert_model(models[0])), ()
         if annotation is Any:  # a free value: null too
-            return Optional[JSON], _json, ()  # noqa: UP045 (a runtime annotation object)
+            return Optional[JSON], _json, ()  # noqa: UP045 (a services annotation object)
         return JSON, _json, ()  # segments, and whatever else may come
 
     def _convert_model(self, model: type[BaseModel]) -> Convert:
@@ -256,7 +256,7 @@ def _or_none(convert: Convert) -> Convert:
 
 
 def _maybe(annotation: Any, optional: bool) -> Any:
-    return Optional[annotation] if optional else annotation  # noqa: UP045 (runtime annotation object)
+    return Optional[annotation] if optional else annotation  # noqa: UP045 (services annotation object)
 
 
 def _first_line(doc: str | None) -> str | None:

@@ -22,15 +22,16 @@ from server.graphql.catalog import Agent
 from server.graphql.contacts import caller
 from server.graphql.inbound_kinds import MessageLocation
 from server.graphql.loaders import loaders
-from server.graphql.messages import Message
+from server.graphql.messages import Message, OutboundMessage, RenderedMessage, rendered_of
 from server.graphql.pagination import PageInfo, decode_cursor, encode_cursor, page_size
-from server.graphql.permissions import ADMIN_ONLY, AGENT, ANY_ROLE
-from server.graphql.pubsub import inbox_topic
-from server.graphql.types import Contact, OutboundMessage, RenderedMessage, assigned_agent_of, rendered_of
-from server.machines.runner import window_open
+from server.graphql.permissions import ADMIN_ONLY, ANY_ROLE
+from server.graphql.types import Contact, assigned_agent_of
 from server.operations import assignment as ops
 from server.operations import inbox as inbox_ops
 from server.operations.contact_identifiers import ContactRef, find_contact_key
+from server.pubsub import inbox_topic
+from server.store.workspaces import AGENT
+from server.window import window_open
 
 SUPPORT_TAGS_TTL = 5.0
 
@@ -67,7 +68,7 @@ class Team:
 
     @strawberry.field
     async def agents(self, info: strawberry.Info) -> list[Agent]:
-        found = await ops.team_members(info.context.runtime, self.doc["workspace_id"], self.doc["name"])
+        found = await ops.team_members(info.context.services, self.doc["workspace_id"], self.doc["name"])
         return [Agent.of(a) for a in found]
 
 
@@ -188,7 +189,7 @@ async def _support_tags(info: strawberry.Info, workspace_id: str) -> set[str]:
     cached = cache.get(workspace_id)
     if cached is not None and cached[0] > time.monotonic():
         return cached[1]
-    names = {t["name"] for t in await ctx.runtime.tags.list(workspace_id) if t["kind"] == "SUPPORT"}
+    names = {t["name"] for t in await ctx.services.tags.list(workspace_id) if t["kind"] == "SUPPORT"}
     cache[workspace_id] = (time.monotonic() + SUPPORT_TAGS_TTL, names)
     return names
 
@@ -228,7 +229,7 @@ class Conversation:
 
     @strawberry.field(description="the 24-hour window is open: agents may write free text")
     def window_open(self, info: strawberry.Info) -> bool:
-        return window_open(self.doc.get("last_inbound_at"), info.context.runtime.clock.now())
+        return window_open(self.doc.get("last_inbound_at"), info.context.services.clock.now())
 
     @strawberry.field
     def last_message_at(self) -> datetime | None:
@@ -236,7 +237,7 @@ class Conversation:
 
     @strawberry.field(description="the latest messages in and out, oldest first")
     async def messages(self, info: strawberry.Info, last: int = 50) -> list[InboxMessage]:
-        found = await inbox_ops.messages(info.context.runtime, self.doc, last)
+        found = await inbox_ops.messages(info.context.services, self.doc, last)
         return [InboxMessage(doc=m) for m in found]
 
 
@@ -283,7 +284,7 @@ class InboxQuery:
         ctx = info.context
         limit = page_size(first)
         found = await inbox_ops.conversations(
-            ctx.runtime,
+            ctx.services,
             ctx.workspace(),
             assigned_to and str(assigned_to),
             unassigned,
@@ -305,14 +306,14 @@ class InboxQuery:
         ctx = info.context
         if phone is None and whatsapp_id is None:
             return None
-        key = await find_contact_key(ctx.runtime, ctx.workspace(), ContactRef(phone, whatsapp_id))
-        found = await ctx.runtime.contacts.load(key) if key is not None else None
+        key = await find_contact_key(ctx.services, ctx.workspace(), ContactRef(phone, whatsapp_id))
+        found = await ctx.services.contacts.load(key) if key is not None else None
         return Conversation(doc=found) if found else None
 
     @strawberry.field(permission_classes=ANY_ROLE)
     async def teams(self, info: strawberry.Info) -> list[Team]:
         ctx = info.context
-        return [Team(doc=t) for t in await ops.list_teams(ctx.runtime, ctx.workspace())]
+        return [Team(doc=t) for t in await ops.list_teams(ctx.services, ctx.workspace())]
 
 
 async def _own_agent(ctx: Any, workspace_id: str, agent_ref: str) -> str:
@@ -321,7 +322,7 @@ async def _own_agent(ctx: Any, workspace_id: str, agent_ref: str) -> str:
     own = getattr(ctx, "agent_id", None)
     if own is not None and agent_ref == own:
         return own
-    named = await ctx.runtime.agents.find(workspace_id, agent_ref.strip()) if own is not None else None
+    named = await ctx.services.agents.find(workspace_id, agent_ref.strip()) if own is not None else None
     if named is None or named["_id"] != own:
         raise Forbidden(
             "an AGENT key sends only as its own agent: leave agentId out"
@@ -353,7 +354,7 @@ class InboxMutation:
         if agent_id and ctx.role == AGENT:
             agent = await _own_agent(ctx, workspace_id, str(agent_id))
         who = ContactRef(phone, whatsapp_id)
-        message = await inbox_ops.send_agent_message(ctx.runtime, workspace_id, who, text, agent)
+        message = await inbox_ops.send_agent_message(ctx.services, workspace_id, who, text, agent)
         return OutboundMessage(doc=message)
 
     @strawberry.mutation(permission_classes=ANY_ROLE)
@@ -362,7 +363,7 @@ class InboxMutation:
     ) -> Conversation:
         ctx = info.context
         who = ContactRef(phone, whatsapp_id)
-        return Conversation(doc=await inbox_ops.mark_read(ctx.runtime, ctx.workspace(), who))
+        return Conversation(doc=await inbox_ops.mark_read(ctx.services, ctx.workspace(), who))
 
     @strawberry.mutation(
         permission_classes=ANY_ROLE,
@@ -374,7 +375,7 @@ class InboxMutation:
         ctx = info.context
         who = ContactRef(phone, whatsapp_id)
         return Contact(
-            doc=await ops.assign_contact(ctx.runtime, ctx.workspace(), who, str(agent_id), caller(info))
+            doc=await ops.assign_contact(ctx.services, ctx.workspace(), who, str(agent_id), caller(info))
         )
 
     @strawberry.mutation(
@@ -392,7 +393,7 @@ class InboxMutation:
         ctx = info.context
         who = ContactRef(phone, whatsapp_id)
         contact = await ops.assign_to_team(
-            ctx.runtime, ctx.workspace(), who, team, strategy.value if strategy else None, caller(info)
+            ctx.services, ctx.workspace(), who, team, strategy.value if strategy else None, caller(info)
         )
         return Contact(doc=contact)
 
@@ -402,7 +403,7 @@ class InboxMutation:
     ) -> Contact:
         ctx = info.context
         who = ContactRef(phone, whatsapp_id)
-        return Contact(doc=await ops.release_contact(ctx.runtime, ctx.workspace(), who, caller(info)))
+        return Contact(doc=await ops.release_contact(ctx.services, ctx.workspace(), who, caller(info)))
 
     @strawberry.mutation(permission_classes=ADMIN_ONLY)
     async def create_team(
@@ -414,7 +415,7 @@ class InboxMutation:
     ) -> Team:
         ctx = info.context
         ids = [str(a) for a in agent_ids or []]
-        return Team(doc=await ops.create_team(ctx.runtime, ctx.workspace(), name, ids, policy.value))
+        return Team(doc=await ops.create_team(ctx.services, ctx.workspace(), name, ids, policy.value))
 
     @strawberry.mutation(
         permission_classes=ADMIN_ONLY, description="renaming is refused while a flow uses it"
@@ -430,14 +431,14 @@ class InboxMutation:
         ctx = info.context
         ids = [str(a) for a in agent_ids] if agent_ids is not None else None
         team = await ops.update_team(
-            ctx.runtime, ctx.workspace(), str(id), name, ids, policy.value if policy else None
+            ctx.services, ctx.workspace(), str(id), name, ids, policy.value if policy else None
         )
         return Team(doc=team)
 
     @strawberry.mutation(permission_classes=ADMIN_ONLY, description="refused (CONFLICT) while a flow uses it")
     async def delete_team(self, info: strawberry.Info, id: strawberry.ID) -> bool:
         ctx = info.context
-        return await ops.delete_team(ctx.runtime, ctx.workspace(), str(id))
+        return await ops.delete_team(ctx.services, ctx.workspace(), str(id))
 
     @strawberry.mutation(
         permission_classes=ADMIN_ONLY, description="an e-mail change is refused while a flow names the agent"
@@ -451,7 +452,7 @@ class InboxMutation:
         teams: list[str] | None = None,
     ) -> Agent:
         ctx = info.context
-        return Agent.of(await ops.update_agent(ctx.runtime, ctx.workspace(), str(id), name, email, teams))
+        return Agent.of(await ops.update_agent(ctx.services, ctx.workspace(), str(id), name, email, teams))
 
     @strawberry.mutation(
         permission_classes=ADMIN_ONLY,
@@ -459,7 +460,7 @@ class InboxMutation:
     )
     async def delete_agent(self, info: strawberry.Info, id: strawberry.ID) -> bool:
         ctx = info.context
-        return await ops.delete_agent(ctx.runtime, ctx.workspace(), str(id))
+        return await ops.delete_agent(ctx.services, ctx.workspace(), str(id))
 
 
 @strawberry.type
@@ -472,7 +473,7 @@ class InboxSubscription:
         self, info: strawberry.Info, assigned_to: strawberry.ID | None = None
     ) -> AsyncGenerator[Conversation, None]:
         ctx = info.context
-        updates = ctx.runtime.pubsub.subscribe(inbox_topic(ctx.workspace()))
+        updates = ctx.services.pubsub.subscribe(inbox_topic(ctx.workspace()))
         try:
             async for document in updates:
                 if assigned_to is None or document.get("assigned_agent") == str(assigned_to):

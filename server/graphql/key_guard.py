@@ -22,7 +22,7 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from server.expiring import ExpiringCache
-from server.graphql.pubsub import RedisPubSub
+from server.pubsub import RedisPubSub
 from server.store.workspaces import WorkspaceRepository
 
 log = logging.getLogger(__name__)

@@ -22,6 +22,8 @@ import strawberry
 from strawberry.dataloader import DataLoader
 from strawberry.extensions import SchemaExtension
 
+from server.services import Services
+
 Document = dict[str, Any]
 Key = tuple[str, str]  # (workspace id, document id): nothing is read across workspaces
 GetMany = Callable[[str, list[str]], Awaitable[list[Document]]]
@@ -43,7 +45,7 @@ def _batched(get_many: GetMany) -> Callable[[list[Key]], Awaitable[list[Document
     return load
 
 
-def _by_provider_id(runtime: Any) -> Callable[[list[Key]], Awaitable[list[Document | None]]]:
+def _by_provider_id(services: Services) -> Callable[[list[Key]], Awaitable[list[Document | None]]]:
     """Messages by (workspace, provider id): what quotes and reactions name."""
 
     async def load(keys: list[Key]) -> list[Document | None]:
@@ -54,7 +56,7 @@ def _by_provider_id(runtime: Any) -> Callable[[list[Key]], Awaitable[list[Docume
                 ids.append(provider_id)
         found: dict[Key, Document] = {}
         for workspace_id, ids in by_workspace.items():
-            for provider_id, document in (await runtime.messages.by_provider_ids(workspace_id, ids)).items():
+            for provider_id, document in (await services.messages.by_provider_ids(workspace_id, ids)).items():
                 found[(workspace_id, provider_id)] = document
         return [found.get(key) for key in keys]
 
@@ -65,12 +67,12 @@ class Loaders:
     """One operation's loaders: contacts, agents, flows and messages by (workspace, id); messages
     also by (workspace, provider id), for quotes and reactions."""
 
-    def __init__(self, runtime: Any) -> None:
-        self.contacts: DataLoader[Key, Document | None] = DataLoader(_batched(runtime.contacts.get_many))
-        self.agents: DataLoader[Key, Document | None] = DataLoader(_batched(runtime.agents.get_many))
-        self.flows: DataLoader[Key, Document | None] = DataLoader(_batched(runtime.flows.get_many))
-        self.messages: DataLoader[Key, Document | None] = DataLoader(_batched(runtime.messages.get_many))
-        self.messages_by_provider_id: DataLoader[Key, Document | None] = DataLoader(_by_provider_id(runtime))
+    def __init__(self, services: Services) -> None:
+        self.contacts: DataLoader[Key, Document | None] = DataLoader(_batched(services.contacts.get_many))
+        self.agents: DataLoader[Key, Document | None] = DataLoader(_batched(services.agents.get_many))
+        self.flows: DataLoader[Key, Document | None] = DataLoader(_batched(services.flows.get_many))
+        self.messages: DataLoader[Key, Document | None] = DataLoader(_batched(services.messages.get_many))
+        self.messages_by_provider_id: DataLoader[Key, Document | None] = DataLoader(_by_provider_id(services))
 
 
 _current: ContextVar[Loaders | None] = ContextVar("konvo_graphql_loaders", default=None)
@@ -78,7 +80,7 @@ _current: ContextVar[Loaders | None] = ContextVar("konvo_graphql_loaders", defau
 
 def loaders(info: strawberry.Info) -> Loaders:
     """The running operation's loaders (fresh ones, batching nothing, outside ``BatchLoads``)."""
-    return _current.get() or Loaders(info.context.runtime)
+    return _current.get() or Loaders(info.context.services)
 
 
 class BatchLoads(SchemaExtension):
@@ -97,5 +99,5 @@ class BatchLoads(SchemaExtension):
         _current.set(self._fresh())  # the next subscription event reads the store anew
 
     def _fresh(self) -> Loaders | None:
-        runtime = getattr(self.execution_context.context, "runtime", None)
-        return Loaders(runtime) if runtime is not None else None
+        services = getattr(self.execution_context.context, "services", None)
+        return Loaders(services) if services is not None else None

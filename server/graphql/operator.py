@@ -18,25 +18,19 @@ not even show it exists, and a proxy can keep ``/operator/`` off the internet al
 
 from __future__ import annotations
 
-import hmac
 import logging
 from typing import Any
 
 import strawberry
-from cross_web import HTTPException
-from redis.exceptions import RedisError
-from strawberry.asgi import GraphQL
 from strawberry.permission import BasePermission
 
 from server.errors import Unauthenticated
-from server.graphql.context import bearer_token
 from server.graphql.errors import CodedErrors, CodedSchema
-from server.graphql.limits import RateLimiter, limit_extensions
+from server.graphql.limits import RateLimiter
 from server.graphql.pagination import PageInfo, decode_cursor, encode_cursor, page_size
 from server.graphql.types import Workspace, WorkspaceStatus
-from server.graphql.view import KonvoGraphQL, SocketGauges
 from server.operations import workspace_admin as admin
-from server.runtime import Runtime
+from server.services import Services
 
 log = logging.getLogger(__name__)
 
@@ -45,10 +39,10 @@ OPERATOR_KEY_ID = "operator"  # the rate window's name; never the key itself
 
 
 class OperatorContext:
-    """Per request: the runtime, whether the caller holds the operator key, and from where."""
+    """Per request: the services, whether the caller holds the operator key, and from where."""
 
-    def __init__(self, runtime: Runtime, request: Any, response: Any, rate_limiter: RateLimiter) -> None:
-        self.runtime = runtime
+    def __init__(self, services: Services, request: Any, response: Any, rate_limiter: RateLimiter) -> None:
+        self.services = services
         self.request = request
         self.response = response
         self.rate_limiter = rate_limiter
@@ -140,7 +134,7 @@ class OperatorQuery:
         limit = page_size(first)
         cursor = decode_cursor(after)
         found = await admin.list_workspaces(
-            info.context.runtime,
+            info.context.services,
             status.value if status else None,
             str(cursor[0]) if cursor else None,
             limit + 1,
@@ -155,7 +149,7 @@ class OperatorQuery:
 
     @strawberry.field(permission_classes=OPERATOR)
     async def workspace(self, info: strawberry.Info, id: strawberry.ID) -> Workspace | None:
-        found = await info.context.runtime.workspaces.get(str(id))
+        found = await info.context.services.workspaces.get(str(id))
         return Workspace.of(found) if found else None
 
 
@@ -171,7 +165,7 @@ class OperatorMutation:
             locale=input.locale,
             default_country=input.default_country,
         )
-        document, api_key = await admin.create_workspace(info.context.runtime, spec)
+        document, api_key = await admin.create_workspace(info.context.services, spec)
         _audit(info, "createWorkspace", document["_id"])
         return CreatedWorkspace(workspace=Workspace.of(document), admin_key=api_key)
 
@@ -181,7 +175,7 @@ class OperatorMutation:
         "410 and its timers and broadcasts held until it is enabled again; nothing is deleted",
     )
     async def disable_workspace(self, info: strawberry.Info, id: strawberry.ID) -> Workspace:
-        document = await admin.disable_workspace(info.context.runtime, str(id))
+        document = await admin.disable_workspace(info.context.services, str(id))
         _audit(info, "disableWorkspace", str(id))
         return Workspace.of(document)
 
@@ -190,7 +184,7 @@ class OperatorMutation:
         description="let a disabled workspace work again; timers that fell due meanwhile fire now",
     )
     async def enable_workspace(self, info: strawberry.Info, id: strawberry.ID) -> Workspace:
-        document = await admin.enable_workspace(info.context.runtime, str(id))
+        document = await admin.enable_workspace(info.context.services, str(id))
         _audit(info, "enableWorkspace", str(id))
         return Workspace.of(document)
 
@@ -199,7 +193,7 @@ class OperatorMutation:
         description="delete the workspace and everything of it, in the store and in Redis; not undoable",
     )
     async def delete_workspace(self, info: strawberry.Info, id: strawberry.ID) -> WorkspaceDeletion:
-        deletion = await admin.delete_workspace(info.context.runtime, str(id))
+        deletion = await admin.delete_workspace(info.context.services, str(id))
         _audit(info, "deleteWorkspace", str(id))
         return WorkspaceDeletion.of(deletion)
 
@@ -213,47 +207,6 @@ def build_operator_schema(*extensions: Any) -> strawberry.Schema:
 
 
 operator_schema = build_operator_schema()  # for exporting the SDL
-
-
-class OperatorGraphQL(KonvoGraphQL):
-    """The tenant endpoint's HTTP handling (coded protocol errors, JSON checks) on the operator
-    schema; POST only (no WebSocket, no GraphiQL)."""
-
-    def __init__(self, runtime: Runtime) -> None:
-        settings = runtime.settings
-        assert settings.operator_key is not None, "mounted only when KONVO_OPERATOR_KEY is set"
-        # KonvoGraphQL.__init__ builds the tenant schema; this endpoint sets up the same way itself.
-        GraphQL.__init__(
-            self,
-            build_operator_schema(*limit_extensions(settings)),
-            graphql_ide=None,
-            subscription_protocols=(),
-        )
-        self.runtime = runtime
-        self.gauges = SocketGauges()
-        self._key = settings.operator_key.get_secret_value().encode()
-        self.rate_limiter = RateLimiter(
-            runtime.redis,
-            runtime.prefix + "operator-rate:",
-            settings.operator_rate_limit_points,
-            settings.rate_limit_window_seconds,
-        )
-
-    async def get_context(self, request: Any, response: Any) -> OperatorContext:  # type: ignore[override]
-        context = OperatorContext(self.runtime, request, response, self.rate_limiter)
-        given = bearer_token(request.headers.get("authorization"))
-        if given is not None and hmac.compare_digest(given.encode(), self._key):
-            context.key_id = OPERATOR_KEY_ID
-            return context
-        try:
-            retry_after = await self.rate_limiter.hit(f"refused:{context.client}")
-        except RedisError as exc:  # still refused; only the count of refusals is missing
-            log.warning("operator API: cannot count refused requests (%s)", type(exc).__name__)
-            retry_after = None
-        if retry_after is not None:
-            raise HTTPException(429, f"too many refused operator requests; retry in {int(retry_after)}s")
-        log.info("operator API: a request without the operator key from %s", context.client)
-        return context
 
 
 def _client_address(request: Any) -> str:

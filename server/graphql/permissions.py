@@ -19,10 +19,7 @@ from strawberry.permission import BasePermission, PermissionExtension
 from strawberry.types.field import StrawberryField
 
 from server.errors import Forbidden, KonvoError, Unauthenticated, WorkspaceDisabled
-
-ADMIN = "ADMIN"
-AGENT = "AGENT"
-ROLES = (ADMIN, AGENT)
+from server.store.workspaces import ADMIN
 
 
 def auth_failure(code: str | None, message: str | None) -> KonvoError:

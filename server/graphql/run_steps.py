@@ -20,7 +20,7 @@ types, so a timeline asking every step type at once stays valid.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Any
 
 import strawberry
 from strawberry.scalars import JSON
@@ -30,11 +30,7 @@ from server.graphql.catalog import Agent
 from server.graphql.inbound_kinds import MessageLocation
 from server.graphql.json_values import plain
 from server.graphql.loaders import loaders
-
-if TYPE_CHECKING:
-    from server.graphql.types import OutboundMessage
-
-Outbound = Annotated["OutboundMessage", strawberry.lazy("server.graphql.types")]
+from server.graphql.messages import OutboundMessage
 
 
 def _text(value: Any) -> str | None:
@@ -97,9 +93,7 @@ class MessageStep(Step):
         return strawberry.ID(str(found)) if found else None
 
     @strawberry.field(description="the message as stored once sent (null while it waits in the outbox)")
-    async def message(self, info: strawberry.Info) -> Outbound | None:
-        from server.graphql.types import OutboundMessage
-
+    async def message(self, info: strawberry.Info) -> OutboundMessage | None:
         message_id = self._detail.get("message")
         if not message_id:
             return None

@@ -23,9 +23,9 @@ from server.graphql.flow_document import all_types as flow_document_types
 from server.graphql.inbound_kinds import LocationInput, ReactionInput, sandbox_share
 from server.graphql.inbox import InboxMutation, InboxQuery, InboxSubscription
 from server.graphql.loaders import BatchLoads
+from server.graphql.messages import OutboundMessage
 from server.graphql.pagination import PageInfo, decode_cursor, encode_cursor, page_size
 from server.graphql.permissions import ADMIN_ONLY, ANY_ROLE
-from server.graphql.pubsub import contact_topic, run_topic
 from server.graphql.run_steps import ALL_STEP_TYPES
 from server.graphql.sending import SendingMutation, SendingQuery
 from server.graphql.simulator import SimulatorQuery
@@ -34,7 +34,6 @@ from server.graphql.types import (
     Contact,
     Flow,
     FlowIssue,
-    OutboundMessage,
     Run,
     RunStatus,
     Severity,
@@ -44,6 +43,7 @@ from server.graphql.workspaces import WorkspaceMutation
 from server.operations import contacts as contact_ops
 from server.operations import flows as flow_ops
 from server.operations.contact_identifiers import ContactRef, contact_key, find_contact_key, sandbox_customer
+from server.pubsub import contact_topic, run_topic
 
 
 @strawberry.enum(description="what publishing does to runs under way on older versions")
@@ -85,7 +85,7 @@ class Query(
     @strawberry.field(permission_classes=ANY_ROLE)
     async def workspace(self, info: strawberry.Info) -> Workspace:
         ctx = _ctx(info)
-        found = await ctx.runtime.workspaces.get(ctx.workspace())
+        found = await ctx.services.workspaces.get(ctx.workspace())
         if found is None:
             raise NotFound("workspace not found")
         return Workspace.of(found)
@@ -93,12 +93,12 @@ class Query(
     @strawberry.field(permission_classes=ADMIN_ONLY)
     async def flows(self, info: strawberry.Info) -> list[Flow]:
         ctx = _ctx(info)
-        return [Flow(doc=f) for f in await ctx.runtime.flows.list(ctx.workspace())]
+        return [Flow(doc=f) for f in await ctx.services.flows.list(ctx.workspace())]
 
     @strawberry.field(permission_classes=ADMIN_ONLY)
     async def flow(self, info: strawberry.Info, id: strawberry.ID) -> Flow | None:
         ctx = _ctx(info)
-        found = await ctx.runtime.flows.get(ctx.workspace(), str(id))
+        found = await ctx.services.flows.get(ctx.workspace(), str(id))
         return Flow(doc=found) if found else None
 
     @strawberry.field(permission_classes=ANY_ROLE)
@@ -112,10 +112,10 @@ class Query(
         ctx = _ctx(info)
         workspace_id = ctx.workspace()
         if phone is not None or whatsapp_id is not None:
-            key = await find_contact_key(ctx.runtime, workspace_id, ContactRef(phone, whatsapp_id))
-            found = await ctx.runtime.contacts.load(key) if key is not None else None
+            key = await find_contact_key(ctx.services, workspace_id, ContactRef(phone, whatsapp_id))
+            found = await ctx.services.contacts.load(key) if key is not None else None
         elif id is not None:
-            found = await ctx.runtime.contacts.get(workspace_id, str(id))
+            found = await ctx.services.contacts.get(workspace_id, str(id))
         else:
             return None
         return Contact(doc=found) if found and found.get("erased_at") is None else None
@@ -124,11 +124,11 @@ class Query(
     async def run(self, info: strawberry.Info, id: strawberry.ID) -> Run | None:
         ctx = _ctx(info)
         workspace_id = ctx.workspace()
-        contact = await ctx.runtime.contacts.find_run(workspace_id, str(id))
+        contact = await ctx.services.contacts.find_run(workspace_id, str(id))
         if contact is not None:
             run = next(r for r in contact["runs"] if r["id"] == str(id))
             return Run(doc={**run, "contact_id": contact["_id"], "phone": contact.get("phone")})
-        archived = await ctx.runtime.runs.get(workspace_id, str(id))
+        archived = await ctx.services.runs.get(workspace_id, str(id))
         return Run(doc=archived) if archived else None
 
     @strawberry.field(permission_classes=ANY_ROLE, description="runs, newest first, filtered and paginated")
@@ -144,7 +144,7 @@ class Query(
         ctx = _ctx(info)
         limit = page_size(first)
         cursor = decode_cursor(after)
-        found = await ctx.runtime.runs.page(
+        found = await ctx.services.runs.page(
             ctx.workspace(),
             flow_id and str(flow_id),
             contact_id and str(contact_id),
@@ -170,8 +170,8 @@ class Query(
         ctx = _ctx(info)
         if phone is None and whatsapp_id is None:
             return []
-        key = await find_contact_key(ctx.runtime, ctx.workspace(), ContactRef(phone, whatsapp_id))
-        found = await ctx.runtime.messages.outbound_for(key, "sandbox") if key is not None else []
+        key = await find_contact_key(ctx.services, ctx.workspace(), ContactRef(phone, whatsapp_id))
+        found = await ctx.services.messages.outbound_for(key, "sandbox") if key is not None else []
         return [OutboundMessage(doc=m) for m in found]
 
 
@@ -191,20 +191,20 @@ class Mutation(
     @strawberry.mutation(permission_classes=ADMIN_ONLY)
     async def import_flow(self, info: strawberry.Info, definition: JSON) -> Flow:
         ctx = _ctx(info)
-        return Flow(doc=await flow_ops.import_flow(ctx.runtime, ctx.admin_workspace(), definition))
+        return Flow(doc=await flow_ops.import_flow(ctx.services, ctx.admin_workspace(), definition))
 
     @strawberry.mutation(permission_classes=ADMIN_ONLY)
     async def update_flow_draft(self, info: strawberry.Info, id: strawberry.ID, definition: JSON) -> Flow:
         ctx = _ctx(info)
-        return Flow(doc=await flow_ops.update_draft(ctx.runtime, ctx.admin_workspace(), str(id), definition))
+        return Flow(doc=await flow_ops.update_draft(ctx.services, ctx.admin_workspace(), str(id), definition))
 
     @strawberry.mutation(permission_classes=ADMIN_ONLY)
     async def validate_flow(self, info: strawberry.Info, id: strawberry.ID) -> list[FlowIssue]:
         ctx = _ctx(info)
-        flow = await flow_ops.require_flow(ctx.runtime, ctx.admin_workspace(), str(id))
+        flow = await flow_ops.require_flow(ctx.services, ctx.admin_workspace(), str(id))
         return [
             FlowIssue(node_id=i.node_id, severity=Severity(i.severity), code=i.code, message=i.message)
-            for i in await flow_ops.flow_issues(ctx.runtime, ctx.workspace(), flow)
+            for i in await flow_ops.flow_issues(ctx.services, ctx.workspace(), flow)
         ]
 
     @strawberry.mutation(permission_classes=ADMIN_ONLY)
@@ -213,13 +213,13 @@ class Mutation(
     ) -> Flow:
         ctx = _ctx(info)
         return Flow(
-            doc=await flow_ops.publish_flow(ctx.runtime, ctx.admin_workspace(), str(id), in_flight.value)
+            doc=await flow_ops.publish_flow(ctx.services, ctx.admin_workspace(), str(id), in_flight.value)
         )
 
     @strawberry.mutation(permission_classes=ADMIN_ONLY)
     async def archive_flow(self, info: strawberry.Info, id: strawberry.ID) -> Flow:
         ctx = _ctx(info)
-        return Flow(doc=await flow_ops.archive_flow(ctx.runtime, ctx.admin_workspace(), str(id)))
+        return Flow(doc=await flow_ops.archive_flow(ctx.services, ctx.admin_workspace(), str(id)))
 
     @strawberry.mutation(
         permission_classes=ADMIN_ONLY,
@@ -241,7 +241,7 @@ class Mutation(
         ctx = _ctx(info)
         who = ContactRef(phone, whatsapp_id)
         run = await contact_ops.start_flow(
-            ctx.runtime,
+            ctx.services,
             ctx.admin_workspace(),
             str(flow_id),
             who,
@@ -261,14 +261,14 @@ class Mutation(
     ) -> Flow:
         ctx = _ctx(info)
         flow = await flow_ops.set_flow_channel(
-            ctx.runtime, ctx.admin_workspace(), str(id), channel_id and str(channel_id)
+            ctx.services, ctx.admin_workspace(), str(id), channel_id and str(channel_id)
         )
         return Flow(doc=flow)
 
     @strawberry.mutation(permission_classes=ADMIN_ONLY)
     async def stop_run(self, info: strawberry.Info, id: strawberry.ID) -> Run:
         ctx = _ctx(info)
-        return Run(doc=await contact_ops.stop_run(ctx.runtime, ctx.admin_workspace(), str(id)))
+        return Run(doc=await contact_ops.stop_run(ctx.services, ctx.admin_workspace(), str(id)))
 
     @strawberry.mutation(
         permission_classes=ADMIN_ONLY,
@@ -292,8 +292,8 @@ class Mutation(
     ) -> bool:
         ctx = _ctx(info)
         shared = sandbox_share(location, flow_response, reaction, reply_to)
-        who = await sandbox_customer(ctx.runtime, ctx.workspace(), phone, bsuid, username)
-        await contact_ops.customer_says(ctx.runtime, ctx.workspace(), who, text, button_id, shared=shared)
+        who = await sandbox_customer(ctx.services, ctx.workspace(), phone, bsuid, username)
+        await contact_ops.customer_says(ctx.services, ctx.workspace(), who, text, button_id, shared=shared)
         return True
 
 
@@ -308,10 +308,10 @@ class Subscription(InboxSubscription, BroadcastSubscription, AnalyticsSubscripti
     ) -> AsyncGenerator[Contact, None]:
         ctx = _ctx(info)
         workspace_id = ctx.workspace()
-        key = await contact_key(ctx.runtime, workspace_id, ContactRef(phone, whatsapp_id))
-        updates = ctx.runtime.pubsub.subscribe(contact_topic(key))
+        key = await contact_key(ctx.services, workspace_id, ContactRef(phone, whatsapp_id))
+        updates = ctx.services.pubsub.subscribe(contact_topic(key))
         try:
-            current = await ctx.runtime.contacts.load(key)
+            current = await ctx.services.contacts.load(key)
             seen = current["version"] if current else -1
             if current is not None:
                 yield Contact(doc=current)
@@ -329,7 +329,7 @@ class Subscription(InboxSubscription, BroadcastSubscription, AnalyticsSubscripti
         self, info: strawberry.Info, flow_id: strawberry.ID | None = None
     ) -> AsyncGenerator[Run, None]:
         ctx = _ctx(info)
-        updates = ctx.runtime.pubsub.subscribe(run_topic(ctx.workspace()))
+        updates = ctx.services.pubsub.subscribe(run_topic(ctx.workspace()))
         try:
             async for run in updates:
                 if flow_id is None or run.get("flow_id") == str(flow_id):

@@ -73,7 +73,7 @@ class SendingQuery:
     @strawberry.field(permission_classes=ANY_ROLE, name="sendingSettings")
     async def sending_settings(self, info: strawberry.Info) -> SendingSettingsView:
         ctx = info.context
-        return SendingSettingsView.of(*await sending_ops.sending_settings(ctx.runtime, ctx.workspace()))
+        return SendingSettingsView.of(*await sending_ops.sending_settings(ctx.services, ctx.workspace()))
 
 
 @strawberry.type
@@ -96,6 +96,6 @@ class SendingMutation:
                 {"days": [d.value for d in w.days], "start": w.start, "end": w.end} for w in quiet_hours
             ]
         found = await sending_ops.update_sending_settings(
-            ctx.runtime, ctx.admin_workspace(), windows, typing_indicator
+            ctx.services, ctx.admin_workspace(), windows, typing_indicator
         )
         return SendingSettingsView.of(*found)

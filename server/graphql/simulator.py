@@ -15,11 +15,13 @@ import strawberry
 from strawberry.scalars import JSON
 
 from server.graphql.json_values import plain
+from server.graphql.messages import RenderedMessage
 from server.graphql.permissions import ADMIN_ONLY
-from server.graphql.types import FlowIssue, RenderedMessage, RunStatus, Severity
+from server.graphql.types import FlowIssue, RunStatus, Severity
 from server.machines import runner
 from server.machines.rendering import plain_text
 from server.operations import simulation as ops
+from server.window import window_open
 
 
 @strawberry.input(description="what the simulated customer does, and when")
@@ -246,7 +248,7 @@ class Simulation:
                 "variables": contact.get("variables", {}),
                 "optedIn": bool(contact.get("opted_in")),
                 "assignedAgentId": contact.get("assigned_agent"),
-                "windowOpen": runner.window_open(contact.get("last_inbound_at"), self.result.ended_at),
+                "windowOpen": window_open(contact.get("last_inbound_at"), self.result.ended_at),
             }
         )
 
@@ -295,6 +297,6 @@ class SimulatorQuery:
         ctx = info.context
         inputs = [{"after": i.after, "text": i.text, "button": i.button, "kind": i.kind} for i in script]
         result = await ops.simulate(
-            ctx.runtime, ctx.workspace(), definition, contact, inputs, trigger, start_at
+            ctx.services, ctx.workspace(), definition, contact, inputs, trigger, start_at
         )
         return Simulation(result=result)

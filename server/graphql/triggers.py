@@ -22,7 +22,7 @@ def _base_url(info: strawberry.Info) -> str:
     base = getattr(request, "base_url", None)
     if base is not None:
         return str(base).rstrip("/")
-    settings = info.context.runtime.settings
+    settings = info.context.services.settings
     return f"http://{settings.host}:{settings.port}"
 
 
@@ -143,7 +143,7 @@ class TriggerQuery:
         self, info: strawberry.Info, flow_id: strawberry.ID | None = None
     ) -> list[WebhookTrigger]:
         ctx = info.context
-        found = await ctx.runtime.triggers.webhooks.list(ctx.workspace(), flow_id and str(flow_id))
+        found = await ctx.services.webhooks.list(ctx.workspace(), flow_id and str(flow_id))
         return [WebhookTrigger(doc=d) for d in found]
 
     @strawberry.field(
@@ -151,7 +151,7 @@ class TriggerQuery:
     )
     async def inbound_triggers(self, info: strawberry.Info) -> list[InboundTrigger]:
         ctx = info.context
-        return [InboundTrigger.of(d) for d in await ctx.runtime.triggers.inbound.list(ctx.workspace())]
+        return [InboundTrigger.of(d) for d in await ctx.services.inbound.list(ctx.workspace())]
 
 
 @strawberry.type
@@ -170,7 +170,7 @@ class TriggerMutation:
     ) -> WebhookTrigger:
         ctx = info.context
         document = await webhook_ops.create_webhook_trigger(
-            ctx.runtime, ctx.admin_workspace(), str(flow_id), mapping, secret, channel_id and str(channel_id)
+            ctx.services, ctx.admin_workspace(), str(flow_id), mapping, secret, channel_id and str(channel_id)
         )
         return WebhookTrigger(doc=document)
 
@@ -184,7 +184,7 @@ class TriggerMutation:
     ) -> WebhookTrigger:
         ctx = info.context
         document = await webhook_ops.set_webhook_trigger_channel(
-            ctx.runtime, ctx.admin_workspace(), str(id), channel_id and str(channel_id)
+            ctx.services, ctx.admin_workspace(), str(id), channel_id and str(channel_id)
         )
         return WebhookTrigger(doc=document)
 
@@ -198,7 +198,7 @@ class TriggerMutation:
     ) -> WebhookTrigger:
         ctx = info.context
         document = await webhook_ops.set_signature_scheme(
-            ctx.runtime, ctx.admin_workspace(), str(id), signature
+            ctx.services, ctx.admin_workspace(), str(id), signature
         )
         return WebhookTrigger(doc=document)
 
@@ -212,14 +212,14 @@ class TriggerMutation:
     ) -> WebhookTrigger:
         ctx = info.context
         document = await webhook_ops.rotate_webhook_trigger_secret(
-            ctx.runtime, ctx.admin_workspace(), str(id), secret
+            ctx.services, ctx.admin_workspace(), str(id), secret
         )
         return WebhookTrigger(doc=document)
 
     @strawberry.mutation(permission_classes=ADMIN_ONLY)
     async def delete_webhook_trigger(self, info: strawberry.Info, id: strawberry.ID) -> bool:
         ctx = info.context
-        return await webhook_ops.delete_webhook_trigger(ctx.runtime, ctx.admin_workspace(), str(id))
+        return await webhook_ops.delete_webhook_trigger(ctx.services, ctx.admin_workspace(), str(id))
 
     @strawberry.mutation(
         permission_classes=ADMIN_ONLY,
@@ -228,7 +228,7 @@ class TriggerMutation:
     )
     async def set_default_country(self, info: strawberry.Info, country: str | None) -> str | None:
         ctx = info.context
-        return await workspace_ops.set_default_country(ctx.runtime, ctx.admin_workspace(), country)
+        return await workspace_ops.set_default_country(ctx.services, ctx.admin_workspace(), country)
 
     @strawberry.mutation(permission_classes=ADMIN_ONLY)
     async def create_inbound_trigger(
@@ -240,7 +240,7 @@ class TriggerMutation:
         if flow_id is None:
             raise InvalidInput("flowId: which flow the trigger starts", field="flowId")
         document = await inbound_ops.create_inbound_trigger(
-            ctx.runtime, ctx.admin_workspace(), flow_id, fields
+            ctx.services, ctx.admin_workspace(), flow_id, fields
         )
         return InboundTrigger.of(document)
 
@@ -250,11 +250,11 @@ class TriggerMutation:
     ) -> InboundTrigger:
         ctx = info.context
         document = await inbound_ops.update_inbound_trigger(
-            ctx.runtime, ctx.admin_workspace(), str(id), _fields(input)
+            ctx.services, ctx.admin_workspace(), str(id), _fields(input)
         )
         return InboundTrigger.of(document)
 
     @strawberry.mutation(permission_classes=ADMIN_ONLY)
     async def delete_inbound_trigger(self, info: strawberry.Info, id: strawberry.ID) -> bool:
         ctx = info.context
-        return await inbound_ops.delete_inbound_trigger(ctx.runtime, ctx.admin_workspace(), str(id))
+        return await inbound_ops.delete_inbound_trigger(ctx.services, ctx.admin_workspace(), str(id))

@@ -16,17 +16,15 @@ from server.graphql.costs import CostEstimate
 from server.graphql.flow_document import FlowDefinitionType, flow_definition
 from server.graphql.json_values import plain
 from server.graphql.loaders import loaders
-from server.graphql.messages import Message
 from server.graphql.permissions import ADMIN_ONLY
 from server.graphql.run_steps import Step, step_of
 from server.machines.compiler import compile_flow, mermaid
 from server.machines.definition import parse_flow
 from server.machines.regional import workspace_regional
-from server.machines.rendering import plain_text, render_message
-from server.machines.runner import window_open
 from server.operations.costs import flow_cost_estimate
 from server.operations.flows import flow_issues
 from server.store.workspaces import status_of
+from server.window import window_open
 
 
 @strawberry.enum
@@ -115,7 +113,7 @@ async def _diagram(info: strawberry.Info, definition: object) -> str | None:
     template buttons are titled as the templates show them."""
     if not isinstance(definition, dict):
         return None  # not a flow document at all
-    extras = await info.context.runtime.contact_services.extras_of(info.context.workspace())
+    extras = await info.context.services.caches.extras_of(info.context.workspace())
     try:
         return mermaid(compile_flow(parse_flow(definition)), extras.template_buttons)
     except Exception:  # a draft naming nodes it does not have, or not a flow at all
@@ -196,12 +194,12 @@ class Flow:
         "workspace's contacts by country (rate card in server/channels/whatsapp/rate_card.json)"
     )
     async def cost_estimate(self, info: strawberry.Info, country: str | None = None) -> CostEstimate:
-        found = await flow_cost_estimate(info.context.runtime, self.doc["workspace_id"], self.doc, country)
+        found = await flow_cost_estimate(info.context.services, self.doc["workspace_id"], self.doc, country)
         return CostEstimate.of(found)
 
     @strawberry.field(description="validation of the draft against the workspace's catalog")
     async def issues(self, info: strawberry.Info) -> list[FlowIssue]:
-        found = await flow_issues(info.context.runtime, self.doc["workspace_id"], self.doc)
+        found = await flow_issues(info.context.services, self.doc["workspace_id"], self.doc)
         return [
             FlowIssue(node_id=i.node_id, severity=Severity(i.severity), code=i.code, message=i.message)
             for i in found
@@ -209,7 +207,7 @@ class Flow:
 
     @strawberry.field
     async def versions(self, info: strawberry.Info) -> list[FlowVersion]:
-        stored = await info.context.runtime.flows.list_versions(self.doc["_id"])
+        stored = await info.context.services.flows.list_versions(self.doc["_id"])
         return [
             FlowVersion(version=v["version"], published_at=v["published_at"], definition=v["definition"])
             for v in stored
@@ -219,7 +217,7 @@ class Flow:
     async def diagram(self, info: strawberry.Info) -> str | None:
         definition = self.doc["draft"]
         if self.doc.get("active_version"):
-            version = await info.context.runtime.flows.get_version(
+            version = await info.context.services.flows.get_version(
                 self.doc["_id"], self.doc["active_version"]
             )
             if version is not None:
@@ -411,7 +409,7 @@ class Contact:
 
     @strawberry.field(description="the 24-hour customer service window is open")
     def window_open(self, info: strawberry.Info) -> bool:
-        return window_open(self.doc.get("last_inbound_at"), info.context.runtime.clock.now())
+        return window_open(self.doc.get("last_inbound_at"), info.context.services.clock.now())
 
     @strawberry.field
     def version(self) -> int:
@@ -424,191 +422,3 @@ class Contact:
             Run(doc={**r, "contact_id": contact_id, "phone": self.doc.get("phone")})
             for r in self.doc.get("runs", [])
         ]
-
-
-@strawberry.type
-class ReplyButton:
-    id: str
-    title: str
-
-
-@strawberry.enum(description="what tapping a button does")
-class ButtonKind(Enum):
-    QUICK_REPLY = "QUICK_REPLY"  # answers with the button (id)
-    URL = "URL"  # opens url
-    CALL = "CALL"  # dials phoneNumber
-    COPY_CODE = "COPY_CODE"  # copies code
-    LOCATION_REQUEST = "LOCATION_REQUEST"  # the customer shares a location (the answer)
-    FLOW = "FLOW"  # opens a WhatsApp Flow (an in-chat form); its answer comes back
-    OTHER = "OTHER"
-
-
-@strawberry.type(description="a message's header as WhatsApp shows it: text, or the media sent")
-class RenderedHeader:
-    kind: str = strawberry.field(description="TEXT, IMAGE, VIDEO, DOCUMENT, AUDIO, STICKER or LOCATION")
-    text: str | None = None
-    url: str | None = None
-    filename: str | None = None
-
-
-@strawberry.type(description="a button as the customer sees it")
-class RenderedButton:
-    kind: ButtonKind
-    title: str
-    id: str | None = strawberry.field(
-        default=None, description="what a tap sends back (sandboxInbound buttonId); quick replies only"
-    )
-    number: int | None = strawberry.field(
-        default=None, description="the number a customer may type instead of tapping; quick replies only"
-    )
-    url: str | None = None
-    phone_number: str | None = None
-    code: str | None = None
-    description: str | None = strawberry.field(default=None, description="a list row's second line")
-    section: str | None = strawberry.field(default=None, description="the list section the row is in")
-
-
-def rendered_buttons(doc: dict[str, Any]) -> list[RenderedButton]:
-    return [
-        RenderedButton(
-            kind=ButtonKind(b.get("kind") if b.get("kind") in ButtonKind.__members__ else "OTHER"),
-            title=str(b.get("title") or ""),
-            id=b.get("id"),
-            number=b.get("number"),
-            url=b.get("url"),
-            phone_number=b.get("phone_number"),
-            code=b.get("code"),
-            description=b.get("description"),
-            section=b.get("section"),
-        )
-        for b in doc.get("buttons") or []
-    ]
-
-
-def rendered_header(doc: dict[str, Any]) -> RenderedHeader | None:
-    header = doc.get("header")
-    if not header:
-        return None
-    return RenderedHeader(
-        kind=str(header.get("kind")),
-        text=header.get("text"),
-        url=header.get("url"),
-        filename=header.get("filename"),
-    )
-
-
-@strawberry.type(description="one card of a media carousel: its image or video, text and buttons")
-class RenderedCard:
-    doc: strawberry.Private[dict[str, Any]]
-
-    @strawberry.field
-    def header(self) -> RenderedHeader | None:
-        return rendered_header(self.doc)
-
-    @strawberry.field
-    def body(self) -> str | None:
-        return self.doc.get("body")
-
-    @strawberry.field(description="quick replies (numbered across the cards) or the card's link")
-    def buttons(self) -> list[RenderedButton]:
-        return rendered_buttons(self.doc)
-
-
-@strawberry.type(description="what the customer sees: templates filled in from their components")
-class RenderedMessage:
-    doc: strawberry.Private[dict[str, Any]]
-
-    @strawberry.field
-    def header(self) -> RenderedHeader | None:
-        return rendered_header(self.doc)
-
-    @strawberry.field(description="the text, template parameters filled in")
-    def body(self) -> str | None:
-        return self.doc.get("body")
-
-    @strawberry.field
-    def footer(self) -> str | None:
-        return self.doc.get("footer")
-
-    @strawberry.field(description="every button in order, with its kind")
-    def buttons(self) -> list[RenderedButton]:
-        return rendered_buttons(self.doc)
-
-    @strawberry.field(description="more than 3 buttons: WhatsApp shows them as a list")
-    def as_list(self) -> bool:
-        return bool(self.doc.get("as_list"))
-
-    @strawberry.field(description="the label of the button that opens a list message")
-    def list_button(self) -> str | None:
-        return self.doc.get("list_button")
-
-    @strawberry.field(description="a media carousel's cards, in order")
-    def cards(self) -> list[RenderedCard]:
-        return [RenderedCard(doc=card) for card in self.doc.get("cards") or []]
-
-    @strawberry.field(
-        description="every button that answers (quick replies, list rows, carousel cards' quick replies), "
-        "in order: what a tap sends (id) and the number a customer may type instead"
-    )
-    def replies(self) -> list[RenderedButton]:
-        cards = [button for card in self.doc.get("cards") or [] for button in card.get("buttons") or []]
-        answering = [b for b in [*(self.doc.get("buttons") or []), *cards] if b.get("id") and b.get("number")]
-        return rendered_buttons({"buttons": answering})
-
-    @strawberry.field(description="the whole message as plain text, as `konvo chat` prints it")
-    def text(self) -> str:
-        return plain_text(self.doc)
-
-
-def rendered_of(message: dict[str, Any]) -> dict[str, Any]:
-    """The rendered form stored when the message was queued (worked out now for older messages)."""
-    return message.get("rendered") or render_message(message)
-
-
-@strawberry.type
-class OutboundMessage(Message):
-    doc: strawberry.Private[dict[str, Any]]
-
-    @strawberry.field
-    def id(self) -> strawberry.ID:
-        return strawberry.ID(self.doc["_id"])
-
-    @strawberry.field(description="null when sent to a customer's BSUID (no phone number shared)")
-    def phone(self) -> str | None:
-        return self.doc.get("phone")
-
-    @strawberry.field
-    def kind(self) -> str:
-        return self.doc.get("kind", "text")
-
-    @strawberry.field(description="the text; for a template, its body with the parameters filled in")
-    def text(self) -> str | None:
-        return self.doc.get("text") or rendered_of(self.doc).get("body")
-
-    @strawberry.field(description="the buttons a tap answers with, titled as the customer sees them")
-    def buttons(self) -> list[ReplyButton]:
-        return [
-            ReplyButton(id=b["id"], title=b["title"])
-            for b in rendered_of(self.doc).get("buttons") or []
-            if b.get("kind") == "QUICK_REPLY"
-        ]
-
-    @strawberry.field(description="the message as the customer sees it (header, body, footer, every button)")
-    def rendered(self) -> RenderedMessage:
-        return RenderedMessage(doc=rendered_of(self.doc))
-
-    @strawberry.field
-    def media(self) -> JSON | None:
-        return self.doc.get("media")
-
-    @strawberry.field
-    def template(self) -> JSON | None:
-        return self.doc.get("template")
-
-    @strawberry.field
-    def run_id(self) -> strawberry.ID | None:
-        return self.doc.get("run_id")
-
-    @strawberry.field
-    def node(self) -> str | None:
-        return self.doc.get("node")

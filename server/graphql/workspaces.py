@@ -35,5 +35,5 @@ class WorkspaceMutation:
             default_country=default_country,
             opt_out_keywords=opt_out_keywords,
         )
-        found = await workspace_ops.update_workspace(ctx.runtime, ctx.admin_workspace(), changes)
+        found = await workspace_ops.update_workspace(ctx.services, ctx.admin_workspace(), changes)
         return Workspace.of(found)

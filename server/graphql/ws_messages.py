@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from server.web.json_limits import JsonTooDeep, check_json_depth
+from server.json_limits import JsonTooDeep, check_json_depth
 
 # JSON types a field may have; null and absent are the same.
 _OBJECT_OR_NULL = (dict, type(None))

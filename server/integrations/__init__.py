@@ -1,5 +1,6 @@
 """Clients of external systems that flows update (Klaviyo profiles and others).
 
-May import: errors, clock (and httpx); the sync modules (``*_sync.py``) also actors and store,
-like a channel: they hand results back to contacts as actor events.
+``klaviyo.py`` is I/O (layer 2): May import egress, errors, clock. ``klaviyo_sync.py`` feeds the
+actors like a channel does (layer 4): it also imports actors and store, handing results back to
+contacts as actor events.
 """

@@ -13,13 +13,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from arq.connections import ArqRedis
 from arq.worker import Worker, func
 
-from server.actors.events import ExternalSyncResult
-from server.actors.system import ActorSystem
+from server.actors.events import Event, ExternalSyncResult, TurnResult
 from server.clock import Clock
 from server.ids import ContactKey
 from server.integrations.klaviyo import DEFAULT_BASE_URL, KlaviyoClient, KlaviyoError, KlaviyoSettings
@@ -40,6 +39,12 @@ def job_id(entry: dict[str, Any]) -> str:
     return arq_job_id(f"xsync:{entry['id']}:{int(entry.get('attempts') or 0)}")
 
 
+class Asking(Protocol):
+    """The actor system as the sync reaches it (``services.ActorsHandle``, an ``ActorSystem``)."""
+
+    async def ask(self, key: ContactKey, event: Event) -> TurnResult: ...
+
+
 class KlaviyoSync:
     def __init__(
         self,
@@ -47,7 +52,7 @@ class KlaviyoSync:
         settings: WorkspaceSettingsRepository,
         pool: ArqRedis,
         queue_name: str,
-        actors: Callable[[], ActorSystem],
+        actors: Callable[[], Asking],
         clock: Clock,
         client: KlaviyoClient,
         may_act: Callable[[str], Awaitable[bool]] | None = None,

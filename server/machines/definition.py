@@ -6,9 +6,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from server.channels.whatsapp.template_params import UNION_TAGS, TemplateParams
+from server.durations import parse_duration
 from server.errors import InvalidFlow
-from server.machines.durations import parse_duration
-from server.machines.template_params import UNION_TAGS, TemplateParams
 
 
 class _Model(BaseModel):

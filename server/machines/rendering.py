@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from server.machines.template_message import ResolvedButton, ResolvedHeader, resolve_template
+from server.channels.whatsapp.template_message import ResolvedButton, ResolvedHeader, resolve_template
 
 TemplateKey = tuple[str, str]  # (template name, language); language "" = any language of that name
 LIST_AFTER = 3  # WhatsApp shows more buttons than this as a list

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from server.clock import as_utc
+from server.durations import parse_duration
 from server.errors import InvalidInput
 from server.identity import address_of
 from server.ids import new_id
@@ -37,14 +38,13 @@ from server.machines.definition import (
     WhatsAppFlowNode,
 )
 from server.machines.documents import StepDoc, TimerDoc
-from server.machines.durations import parse_duration
 from server.machines.placeholders import render, scope_value
 from server.machines.regional import FALLBACK_LOCALE, Regional
 from server.machines.rendering import TemplateKey, render_message
 from server.machines.replies import choose
 from server.machines.values import coerce_value
+from server.window import window_open
 
-WINDOW = timedelta(hours=24)
 # Steps kept per run: the first ("started") and the latest; the count dropped between is kept.
 MAX_STEPS_KEPT = 200
 ACTIVE = ("active", "waiting")
@@ -56,11 +56,6 @@ MOVED = "__moved__"  # the node moved the run itself (re-asking a question): not
 CONTACT_WITH_AGENT = "CONTACT_WITH_AGENT"
 INVALID_VALUE = "INVALID_VALUE"
 SPIN_LOOP = "SPIN_LOOP"
-
-
-def window_open(last_inbound_at: datetime | None, now: datetime) -> bool:
-    """The 24-hour customer service window, opened by the customer's last inbound message."""
-    return last_inbound_at is not None and now - as_utc(last_inbound_at) < WINDOW
 
 
 @dataclass
@@ -370,8 +365,11 @@ def skip_run(turn: Turn, run: dict[str, Any], agent_id: str | None) -> None:
     end_run(turn, run, "cancelled", CONTACT_WITH_AGENT)
 
 
-def fire_timer(turn: Turn, compiled: CompiledFlow, run: dict[str, Any], timer: TimerDoc) -> bool:
-    """Apply a due timer; False when it is stale (the run moved on since it was set)."""
+def apply_timer(turn: Turn, compiled: CompiledFlow, run: dict[str, Any], timer: TimerDoc) -> bool:
+    """Apply a due timer to its run; False when it is stale (the run moved on since it was set).
+
+    Called by the actor for a ``TimerFired`` event; ``actors.timers.fire_timer`` is the arq job that
+    delivers that event."""
     waiting = run.get("waiting_for") or {}
     if run["status"] != "waiting" or waiting.get("timer_id") != timer["id"]:
         return False

@@ -11,35 +11,13 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from server.clock import as_utc
-from server.errors import InvalidInput
-from server.machines.compiler import node_edges
-from server.machines.definition import (
-    AnsweredNode,
-    AssignNode,
-    ConditionNode,
-    ConnectFlowNode,
-    DelayNode,
-    FlowDefinition,
-    MessageNode,
-    Node,
-    SetVariableNode,
-    SimpleMessageNode,
-    SplitNode,
-    TagNode,
-    TemplateNode,
-    WhatsAppFlowNode,
-)
-from server.machines.durations import parse_duration
-from server.machines.placeholders import format_problems
-from server.machines.template_message import resolve_template
-from server.machines.whatsapp_limits import (
+from server.channels.whatsapp.message_limits import (
     CAROUSEL_MEDIA,
     HEADER_MEDIA,
     MAX_BUTTON_ID,
@@ -59,6 +37,32 @@ from server.machines.whatsapp_limits import (
     MAX_SECTION_TITLE,
     MIN_CAROUSEL_CARDS,
 )
+from server.channels.whatsapp.template_message import resolve_template
+from server.clock import as_utc
+from server.durations import parse_duration
+from server.errors import InvalidInput
+from server.machines.catalog import Catalog, TemplateSummary
+from server.machines.compiler import node_edges
+from server.machines.definition import (
+    AnsweredNode,
+    AssignNode,
+    ConditionNode,
+    ConnectFlowNode,
+    DelayNode,
+    FlowDefinition,
+    MessageNode,
+    Node,
+    SetVariableNode,
+    SimpleMessageNode,
+    SplitNode,
+    TagNode,
+    TemplateNode,
+    WhatsAppFlowNode,
+)
+from server.machines.flow_walk import segment_names
+from server.machines.placeholders import format_problems
+from server.machines.values import coerce_value
+from server.window import WINDOW
 
 Severity = Literal["ERROR", "WARNING"]
 MAX_TEMPLATE_BUTTONS = 10
@@ -66,7 +70,6 @@ MAX_TEMPLATE_URL_BUTTONS = 2
 MAX_TEMPLATE_PHONE_BUTTONS = 1
 MAX_TEMPLATE_COPY_CODE_BUTTONS = 1
 MIN_SPLIT_BRANCHES = 2
-WINDOW = timedelta(hours=24)
 SENDABLE_STATUSES = ("APPROVED", "FLAGGED")  # FLAGGED: a quality warning, still sent
 
 # Bits of the window state carried along graph walks: why a simple message may find it closed.
@@ -80,35 +83,6 @@ class FlowIssue:
     severity: Severity
     code: str
     message: str
-
-
-@dataclass(frozen=True)
-class Catalog:
-    """What the workspace has, so names used by a flow can be checked without the store.
-
-    ``fields`` maps a field name to ``(type, options)`` with type TEXT|NUMBER|BOOLEAN|DATE|FIXED;
-    ``templates`` maps a name to its language variants, each ``{"language", "category",
-    "status", "buttons": [{"type", "text"}]}`` and, when known, its ``components`` (then the
-    node's ``params`` are checked against them) and ``meta_id``; ``agents`` holds agent emails
-    and ids; ``flows`` the names and ids of the workspace's other flows; ``flow_id`` is this
-    flow's own id (so a ``connect_flow`` to it is recognised as a self-connection, not an
-    unknown flow); ``sandbox``: no WhatsApp number is connected, so templates are not reviewed;
-    ``connects`` maps other flows' names to the flows they connect to before any wait
-    (``instant_connections``), for connection loops; ``now`` and ``timezone`` date delays.
-    """
-
-    tags: dict[str, str] = field(default_factory=dict)
-    fields: dict[str, tuple[str, list[str]]] = field(default_factory=dict)
-    agents: set[str] = field(default_factory=set)
-    teams: set[str] = field(default_factory=set)
-    templates: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    flows: set[str] = field(default_factory=set)
-    starts_from_webhook: bool = False
-    flow_id: str | None = None
-    sandbox: bool = False
-    connects: dict[str, frozenset[str]] = field(default_factory=dict)
-    now: datetime | None = None
-    timezone: str = "UTC"
 
 
 # --- edges -----------------------------------------------------------------------------------
@@ -904,11 +878,6 @@ def _check_catalog(node: Node, flow: FlowDefinition, catalog: Catalog) -> list[F
     return []
 
 
-def _get(item: Any, key: str) -> Any:
-    """A key of a template/button given as a dict, or the attribute of one given as an object."""
-    return item.get(key) if isinstance(item, dict) else getattr(item, key, None)
-
-
 def _known_agent(name: str, catalog: Catalog) -> bool:
     """Agent ids match exactly; e-mails also match whatever their case."""
     if name in catalog.agents:
@@ -937,9 +906,9 @@ def _check_template(node: TemplateNode, catalog: Catalog) -> list[FlowIssue]:
                 f"create it or pick an existing one",
             )
         ]
-    variant = next((v for v in variants if _get(v, "language") == node.language), None)
+    variant = next((v for v in variants if v.language == node.language), None)
     if variant is None:
-        languages = ", ".join(sorted(str(_get(v, "language")) for v in variants))
+        languages = ", ".join(sorted(str(v.language) for v in variants))
         return [
             _error(
                 node.id,
@@ -950,8 +919,8 @@ def _check_template(node: TemplateNode, catalog: Catalog) -> list[FlowIssue]:
             )
         ]
     issues = _template_status_issues(node, variant, catalog)
-    buttons = list(_get(variant, "buttons") or [])
-    kinds = [str(_get(b, "type") or "").upper() for b in buttons]
+    buttons = list(variant.buttons or [])
+    kinds = [str(b.type or "").upper() for b in buttons]
     label = f"template {node.template!r} ({node.language}) used by node {node.id!r}"
     limits = (
         ("TEMPLATE_TOO_MANY_BUTTONS", len(buttons), MAX_TEMPLATE_BUTTONS, "buttons"),
@@ -981,7 +950,7 @@ def _check_template(node: TemplateNode, catalog: Catalog) -> list[FlowIssue]:
             )
     # Node button i answers the template's quick reply i: its id is sent as that button's payload.
     quick_replies = [
-        str(_get(b, "text") or "") for b, kind in zip(buttons, kinds, strict=True) if kind == "QUICK_REPLY"
+        str(b.text or "") for b, kind in zip(buttons, kinds, strict=True) if kind == "QUICK_REPLY"
     ]
     for button in node.buttons[len(quick_replies) :]:
         offered = ", ".join(repr(q) for q in quick_replies) or "none"
@@ -994,7 +963,7 @@ def _check_template(node: TemplateNode, catalog: Catalog) -> list[FlowIssue]:
                 f"matched to the node's buttons in order",
             )
         )
-    components = _get(variant, "components")
+    components = variant.components
     if components:  # what the template takes, per language: checked now, not at every send
         resolved = resolve_template(
             list(components), node.params, [b.id for b in node.buttons], placeholders=True
@@ -1010,12 +979,14 @@ def _check_template(node: TemplateNode, catalog: Catalog) -> list[FlowIssue]:
     return issues
 
 
-def _template_status_issues(node: TemplateNode, variant: Any, catalog: Catalog) -> list[FlowIssue]:
+def _template_status_issues(
+    node: TemplateNode, variant: TemplateSummary, catalog: Catalog
+) -> list[FlowIssue]:
     """What Meta's review means for this node; the sandbox says what it really does."""
-    status = str(_get(variant, "status") or "DRAFT").upper()
+    status = str(variant.status or "DRAFT").upper()
     label = f"template {node.template!r} ({node.language})"
     if status == "REJECTED":
-        reason = _get(variant, "rejection_reason") or _get(variant, "rejectionReason") or "no reason given"
+        reason = variant.rejection_reason or "no reason given"
         return [
             _error(
                 node.id,
@@ -1026,7 +997,7 @@ def _template_status_issues(node: TemplateNode, variant: Any, catalog: Catalog) 
         ]
     if status in SENDABLE_STATUSES:
         return []
-    if status == "DRAFT" and getattr(catalog, "sandbox", False) and not _get(variant, "meta_id"):
+    if status == "DRAFT" and catalog.sandbox and not variant.meta_id:
         return [
             _warning(
                 node.id,
@@ -1090,17 +1061,10 @@ def _has_placeholder(value: Any) -> bool:
     return isinstance(value, str) and "{{" in value
 
 
-def _value_problem(field_type: str, options: list[str], raw: Any) -> str | None:
+def _value_problem(field_type: str, options: Sequence[str], raw: Any) -> str | None:
     """Why ``raw`` cannot be stored in a field of this type, or None when it can."""
-    coerce: Callable[[str, list[str], Any], Any] = _minimal_coerce
     try:
-        from server.machines.values import coerce_value
-    except ImportError:
-        pass  # values.py is not there yet: fall back to the minimal check below
-    else:
-        coerce = coerce_value
-    try:
-        coerce(field_type, options, raw)
+        coerce_value(field_type, list(options), raw)
     except InvalidInput as exc:
         return exc.message
     except (ValueError, TypeError) as exc:
@@ -1108,39 +1072,11 @@ def _value_problem(field_type: str, options: list[str], raw: Any) -> str | None:
     return None
 
 
-def _minimal_coerce(field_type: str, options: list[str], raw: Any) -> Any:
-    """Stand-in for ``values.coerce_value`` while that module is not available."""
-    kind = field_type.upper()
-    if kind == "TEXT" and isinstance(raw, str | int | float) and not isinstance(raw, bool):
-        return str(raw)
-    if kind == "NUMBER":
-        if isinstance(raw, int | float) and not isinstance(raw, bool):
-            return raw
-        if isinstance(raw, str):
-            try:
-                return float(raw.strip().replace(",", "."))
-            except ValueError:
-                pass
-    if kind == "BOOLEAN":
-        if isinstance(raw, bool):
-            return raw
-        if isinstance(raw, str) and raw.strip().lower() in ("true", "false"):
-            return raw.strip().lower() == "true"
-    if kind == "DATE" and isinstance(raw, str):
-        try:
-            return datetime.fromisoformat(raw.strip())
-        except ValueError:
-            pass
-    if kind == "FIXED" and isinstance(raw, str) and raw in options:
-        return raw
-    raise InvalidInput(f"expected a {kind.lower()} value")
-
-
 def _check_segment_names(node: ConditionNode, catalog: Catalog) -> list[FlowIssue]:
     issues: list[FlowIssue] = []
     for branch in node.branches:
         where = f"condition {node.id!r}, branch {branch.name!r}"
-        for kind, name in _segment_leaves(branch.segment):
+        for kind, name in segment_names(branch.segment):
             if kind == "tag" and name not in catalog.tags:
                 issues.append(_unknown_tag(node.id, where, name, catalog))
             elif kind == "var" and name not in catalog.fields:
@@ -1155,24 +1091,6 @@ def _check_segment_names(node: ConditionNode, catalog: Catalog) -> list[FlowIssu
                     )
                 )
     return issues
-
-
-def _segment_leaves(segment: Any) -> Iterator[tuple[str, str]]:
-    """The ``tag``, ``var`` and ``assigned_to`` names in a raw segment, through all/any/not."""
-    stack = [segment]
-    while stack:
-        part = stack.pop()
-        if not isinstance(part, dict):
-            continue
-        for key in ("all", "any"):
-            if isinstance(part.get(key), list):
-                stack.extend(reversed(part[key]))
-        if "not" in part:
-            inner = part["not"]
-            stack.extend(reversed(inner) if isinstance(inner, list) else [inner])
-        for key in ("tag", "var", "assigned_to"):
-            if isinstance(part.get(key), str):
-                yield key, part[key]
 
 
 # --- graph walks -----------------------------------------------------------------------------
@@ -1305,7 +1223,7 @@ def instant_connections(flow: FlowDefinition) -> dict[str, str]:
 
 
 def _connects_to_self(node: ConnectFlowNode, flow: FlowDefinition, catalog: Catalog | None) -> bool:
-    own_id = getattr(catalog, "flow_id", None) if catalog is not None else None
+    own_id = catalog.flow_id if catalog is not None else None
     return node.flow == flow.name or (own_id is not None and node.flow == own_id)
 
 
@@ -1318,7 +1236,7 @@ def _connect_loops(flow: FlowDefinition, by_id: dict[str, Node], catalog: Catalo
     """
     issues: list[FlowIssue] = []
     instant = set(instant_connections(flow).values())
-    others: dict[str, frozenset[str]] = dict(getattr(catalog, "connects", None) or {})
+    others: dict[str, frozenset[str]] = dict(catalog.connects) if catalog is not None else {}
     others.pop(flow.name, None)  # this flow's stored copy may be older than the document checked
     for node in flow.nodes:
         if not isinstance(node, ConnectFlowNode) or by_id.get(node.id) is not node:

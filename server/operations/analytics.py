@@ -18,7 +18,7 @@ from server.clock import as_utc
 from server.errors import InvalidInput, NotFound
 from server.machines.definition import parse_flow
 from server.machines.statuses import SEND_ACTIONS
-from server.runtime import Runtime
+from server.services import Services
 from server.store.flow_counters import ceil_hour, floor_hour
 
 Name = tuple[str, ...]
@@ -124,12 +124,12 @@ class FlowStats:
         return sorted(found, key=lambda row: (-row[2], row[0], row[1]))
 
 
-async def _node_order(runtime: Runtime, flow: dict[str, Any], version: int | None) -> list[str]:
+async def _node_order(services: Services, flow: dict[str, Any], version: int | None) -> list[str]:
     """The node ids of the version asked for (else the active one, else the draft), in order."""
     definition: Any = flow.get("draft")
     wanted = version or flow.get("active_version")
     if wanted:
-        stored = await runtime.flows.get_version(flow["_id"], wanted)
+        stored = await services.flows.get_version(flow["_id"], wanted)
         if stored is None and version is not None:
             raise NotFound(f"flow {flow['_id']} has no version {version}", field="version")
         if stored is not None:
@@ -141,7 +141,7 @@ async def _node_order(runtime: Runtime, flow: dict[str, Any], version: int | Non
 
 
 async def flow_analytics(
-    runtime: Runtime,
+    services: Services,
     workspace_id: str,
     flow_id: str,
     version: int | None = None,
@@ -150,7 +150,7 @@ async def flow_analytics(
 ) -> FlowStats:
     """Counters of one flow (a version, or all of them) committed in ``[since, until)``, rounded
     out to whole hours; without either end, since the first run or until now."""
-    flow = await runtime.flows.get(workspace_id, flow_id)
+    flow = await services.flows.get(workspace_id, flow_id)
     if flow is None:
         raise NotFound(f"flow {flow_id} not found", field="flowId")
     if version is not None and version < 1:
@@ -159,10 +159,10 @@ async def flow_analytics(
     until = as_utc(until) if until is not None else None
     if since is not None and until is not None and until < since:
         raise InvalidInput("to must not be before from", field="to")
-    totals = await runtime.flow_counters.totals(
-        workspace_id, flow_id, version, since, until, runtime.clock.now()
+    totals = await services.flow_counters.totals(
+        workspace_id, flow_id, version, since, until, services.clock.now()
     )
-    order = await _node_order(runtime, flow, version)
+    order = await _node_order(services, flow, version)
     known = set(order)
     order += sorted(node for node in totals.nodes if node not in known)
     return FlowStats(

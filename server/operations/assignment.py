@@ -17,9 +17,11 @@ from server.actors.contact_actor import event_id
 from server.actors.events import AssignAgent, ReleaseContact
 from server.errors import Conflict, InvalidInput, NotFound
 from server.ids import ContactKey, new_id
+from server.machines.flow_walk import raw_nodes
 from server.operations.catalog import agent_name, find_agent, normalize_email
 from server.operations.contact_identifiers import Who, contact_key, find_contact_key
-from server.runtime import Runtime
+from server.operations.flow_versions import flows_using
+from server.services import Services
 from server.store.teams import POLICIES
 from server.text_input import MAX_TEAM_NAME, checked_name
 
@@ -37,10 +39,10 @@ def _team_name(name: object) -> str:
     return checked_name(name, field="name", limit=MAX_TEAM_NAME, what="a team name")
 
 
-async def _agent_ids(runtime: Runtime, workspace_id: str, refs: list[str] | None) -> list[str]:
+async def _agent_ids(services: Services, workspace_id: str, refs: list[str] | None) -> list[str]:
     ids: list[str] = []
     for ref in refs or []:
-        found = await runtime.agents.find(workspace_id, str(ref).strip())
+        found = await services.agents.find(workspace_id, str(ref).strip())
         if found is None:
             raise NotFound(f"agent {ref!r} not found", field="agentIds")
         if found["_id"] not in ids:
@@ -48,42 +50,42 @@ async def _agent_ids(runtime: Runtime, workspace_id: str, refs: list[str] | None
     return ids
 
 
-async def require_team(runtime: Runtime, workspace_id: str, team_ref: str) -> dict[str, Any]:
-    team = await runtime.contact_services.teams.find(workspace_id, team_ref)
+async def require_team(services: Services, workspace_id: str, team_ref: str) -> dict[str, Any]:
+    team = await services.teams.find(workspace_id, team_ref)
     if team is None:
         raise NotFound(f"team {team_ref} not found")
     return team
 
 
-async def list_teams(runtime: Runtime, workspace_id: str) -> list[dict[str, Any]]:
-    return await runtime.contact_services.teams.list(workspace_id)
+async def list_teams(services: Services, workspace_id: str) -> list[dict[str, Any]]:
+    return await services.teams.list(workspace_id)
 
 
-async def team_members(runtime: Runtime, workspace_id: str, name: str) -> list[dict[str, Any]]:
-    return await runtime.contact_services.members.members(workspace_id, name)
+async def team_members(services: Services, workspace_id: str, name: str) -> list[dict[str, Any]]:
+    return await services.members.members(workspace_id, name)
 
 
 async def create_team(
-    runtime: Runtime, workspace_id: str, name: str, agent_ids: list[str] | None, policy: object
+    services: Services, workspace_id: str, name: str, agent_ids: list[str] | None, policy: object
 ) -> dict[str, Any]:
     name = _team_name(name)
-    members = await _agent_ids(runtime, workspace_id, agent_ids)
+    members = await _agent_ids(services, workspace_id, agent_ids)
     document = {
         "_id": new_id("team"),
         "workspace_id": workspace_id,
         "name": name,
         "policy": _policy(policy),
         "turns": 0,
-        "created_at": runtime.clock.now(),
+        "created_at": services.clock.now(),
     }
-    if not await runtime.contact_services.teams.insert(document):
+    if not await services.teams.insert(document):
         raise Conflict(f"a team called {name!r} already exists", field="name")
-    await runtime.contact_services.members.set_members(workspace_id, name, members)
+    await services.members.set_members(workspace_id, name, members)
     return document
 
 
 async def update_team(
-    runtime: Runtime,
+    services: Services,
     workspace_id: str,
     team_id: str,
     name: str | None = None,
@@ -91,17 +93,16 @@ async def update_team(
     policy: object | None = None,
 ) -> dict[str, Any]:
     """Change a team's policy, members or name (a name no flow uses yet)."""
-    team = await require_team(runtime, workspace_id, team_id)
-    services = runtime.contact_services
+    team = await require_team(services, workspace_id, team_id)
     old_name = team["name"]
     changes: dict[str, Any] = {}
     if policy is not None:
         changes["policy"] = _policy(policy)
     new_name = _team_name(name) if name is not None else old_name
     if new_name != old_name:
-        await _refuse_if_named(runtime, workspace_id, f"rename team {old_name!r}", _names_team(old_name))
+        await _refuse_if_named(services, workspace_id, f"rename team {old_name!r}", _names_team(old_name))
         changes["name"] = new_name
-    members = await _agent_ids(runtime, workspace_id, agent_ids) if agent_ids is not None else None
+    members = await _agent_ids(services, workspace_id, agent_ids) if agent_ids is not None else None
     if changes:
         try:
             updated = await services.teams.update(workspace_id, team["_id"], changes)
@@ -115,31 +116,31 @@ async def update_team(
     return team
 
 
-async def delete_team(runtime: Runtime, workspace_id: str, team_id: str) -> bool:
-    team = await require_team(runtime, workspace_id, team_id)
-    await _refuse_if_named(runtime, workspace_id, f"delete team {team['name']!r}", _names_team(team["name"]))
-    await runtime.contact_services.members.remove(workspace_id, team["name"])
-    return await runtime.contact_services.teams.delete(workspace_id, team["_id"])
+async def delete_team(services: Services, workspace_id: str, team_id: str) -> bool:
+    team = await require_team(services, workspace_id, team_id)
+    await _refuse_if_named(services, workspace_id, f"delete team {team['name']!r}", _names_team(team["name"]))
+    await services.members.remove(workspace_id, team["name"])
+    return await services.teams.delete(workspace_id, team["_id"])
 
 
 # --- agents (create and availability live in catalog.py) -----------------------------------------
 
 
 async def update_agent(
-    runtime: Runtime,
+    services: Services,
     workspace_id: str,
     agent_id: str,
     name: str | None = None,
     email: str | None = None,
     teams: list[str] | None = None,
 ) -> dict[str, Any]:
-    agent = await find_agent(runtime, workspace_id, agent_id)
+    agent = await find_agent(services, workspace_id, agent_id)
     changes: dict[str, Any] = {}
     if name is not None:
         changes["name"] = agent_name(name)
     if email is not None and normalize_email(email) != agent["email"]:
         await _refuse_if_named(
-            runtime,
+            services,
             workspace_id,
             f"change the e-mail of agent {agent['email']}",
             _names_agent(agent, by_id=False),
@@ -147,12 +148,12 @@ async def update_agent(
         changes["email"] = normalize_email(email)
     if teams is not None:
         names = sorted({_team_name(t) for t in teams})
-        await runtime.contact_services.teams.ensure(workspace_id, names, runtime.clock.now())
+        await services.teams.ensure(workspace_id, names, services.clock.now())
         changes["teams"] = names
     if not changes:
         return agent
     try:
-        updated = await runtime.agents.update(workspace_id, agent["_id"], changes)
+        updated = await services.agents.update(workspace_id, agent["_id"], changes)
     except DuplicateKeyError:
         raise Conflict(f"an agent with e-mail {changes.get('email')} already exists", field="email") from None
     if updated is None:
@@ -160,37 +161,30 @@ async def update_agent(
     return updated
 
 
-async def delete_agent(runtime: Runtime, workspace_id: str, agent_id: str) -> bool:
+async def delete_agent(services: Services, workspace_id: str, agent_id: str) -> bool:
     """Delete an agent no flow names and who owns no conversation (release or reassign them first)."""
-    agent = await find_agent(runtime, workspace_id, agent_id)
-    await _refuse_if_named(runtime, workspace_id, f"delete agent {agent['email']}", _names_agent(agent))
-    owned = (await runtime.contacts.open_counts(workspace_id, [agent["_id"]]))[agent["_id"]]
+    agent = await find_agent(services, workspace_id, agent_id)
+    await _refuse_if_named(services, workspace_id, f"delete agent {agent['email']}", _names_agent(agent))
+    owned = (await services.contacts.open_counts(workspace_id, [agent["_id"]]))[agent["_id"]]
     if owned:
         raise Conflict(
             f"cannot delete agent {agent['email']}: they own {owned} conversation(s); "
             "release or reassign them first",
             conversations=owned,
         )
-    return await runtime.agents.delete(workspace_id, agent["_id"])
+    return await services.agents.delete(workspace_id, agent["_id"])
 
 
 # --- who uses what ------------------------------------------------------------------------------
 
 
-def _assign_nodes(definition: Any) -> list[dict[str, Any]]:
-    if not isinstance(definition, dict):
-        return []
-    nodes = definition.get("nodes") or []
-    return [n for n in nodes if isinstance(n, dict) and n.get("type") == "assign"]
-
-
 def _names_team(name: str) -> Callable[[Any], bool]:
-    return lambda definition: any(n.get("team") == name for n in _assign_nodes(definition))
+    return lambda definition: any(n.get("team") == name for n in raw_nodes(definition, "assign"))
 
 
 def _names_agent(agent: dict[str, Any], by_id: bool = True) -> Callable[[Any], bool]:
     def names(definition: Any) -> bool:
-        for node in _assign_nodes(definition):
+        for node in raw_nodes(definition, "assign"):
             ref = node.get("agent")
             if isinstance(ref, str) and (
                 ref.strip().lower() == agent["email"] or (by_id and ref == agent["_id"])
@@ -202,18 +196,10 @@ def _names_agent(agent: dict[str, Any], by_id: bool = True) -> Callable[[Any], b
 
 
 async def _refuse_if_named(
-    runtime: Runtime, workspace_id: str, action: str, uses: Callable[[Any], bool]
+    services: Services, workspace_id: str, action: str, uses: Callable[[Any], bool]
 ) -> None:
     """CONFLICT naming the flows whose draft or active version would break."""
-    using: list[str] = []
-    for flow in await runtime.flows.list(workspace_id):
-        definitions = [flow.get("draft")]
-        if flow.get("active_version"):
-            version = await runtime.flows.get_version(flow["_id"], flow["active_version"])
-            if version is not None:
-                definitions.append(version.get("definition"))
-        if any(uses(d) for d in definitions):
-            using.append(flow["name"])
+    using = await flows_using(services, workspace_id, uses)
     if using:
         listed = ", ".join(repr(n) for n in using)
         raise Conflict(f"cannot {action}: used by flow(s) {listed}; change them first", flows=using)
@@ -223,18 +209,18 @@ async def _refuse_if_named(
 
 
 async def assign_contact(
-    runtime: Runtime, workspace_id: str, who: Who, agent_ref: str, by: str | None = None
+    services: Services, workspace_id: str, who: Who, agent_ref: str, by: str | None = None
 ) -> dict[str, Any]:
     """Hand the conversation to an available agent (INVALID_INPUT saying why when not possible)."""
-    agent, why = await runtime.contact_services.picker.agent(workspace_id, str(agent_ref))
+    agent, why = await services.picker.agent(workspace_id, str(agent_ref))
     if agent is None:
         raise InvalidInput(f"cannot assign {who}: {why}", field="agentId")
-    key = await contact_key(runtime, workspace_id, who)  # after the checks: a refused call claims nothing
-    return await _ask(runtime, key, AssignAgent(event_id(), agent, by=by))
+    key = await contact_key(services, workspace_id, who)  # after the checks: a refused call claims nothing
+    return await _ask(services, key, AssignAgent(event_id(), agent, by=by))
 
 
 async def assign_to_team(
-    runtime: Runtime,
+    services: Services,
     workspace_id: str,
     who: Who,
     team: str,
@@ -242,27 +228,26 @@ async def assign_to_team(
     by: str | None = None,
 ) -> dict[str, Any]:
     """Hand the conversation to a team member picked by the team's policy (or ``strategy``)."""
-    agent, why = await runtime.contact_services.picker.from_team(workspace_id, team, strategy)
+    agent, why = await services.picker.from_team(workspace_id, team, strategy)
     if agent is None:
         raise InvalidInput(f"cannot assign {who}: {why}", field="team")
-    key = await contact_key(runtime, workspace_id, who)  # after the checks: a refused call claims nothing
-    found = await runtime.contact_services.teams.find(workspace_id, team)
+    key = await contact_key(services, workspace_id, who)  # after the checks: a refused call claims nothing
+    found = await services.teams.find(workspace_id, team)
     return await _ask(
-        runtime, key, AssignAgent(event_id(), agent, team=found["name"] if found else team, by=by)
+        services, key, AssignAgent(event_id(), agent, team=found["name"] if found else team, by=by)
     )
 
 
 async def release_contact(
-    runtime: Runtime, workspace_id: str, who: Who, by: str | None = None
+    services: Services, workspace_id: str, who: Who, by: str | None = None
 ) -> dict[str, Any]:
     """Give the conversation back to the flows (a no-op when nobody owns it)."""
-    key = await find_contact_key(runtime, workspace_id, who)
-    contact = await _ask(runtime, key, ReleaseContact(event_id(), by=by)) if key is not None else {}
+    key = await find_contact_key(services, workspace_id, who)
+    contact = await _ask(services, key, ReleaseContact(event_id(), by=by)) if key is not None else {}
     if contact.get("version", 0) == 0:
         raise NotFound(f"no contact known as {who}")
     return contact
 
 
-async def _ask(runtime: Runtime, key: ContactKey, event: Any) -> dict[str, Any]:
-    assert runtime.actors is not None, "runtime not started"
-    return (await runtime.actors.ask(key, event)).contact
+async def _ask(services: Services, key: ContactKey, event: Any) -> dict[str, Any]:
+    return (await services.actors.ask(key, event)).contact

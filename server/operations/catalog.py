@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from pymongo.errors import DuplicateKeyError
@@ -19,9 +16,11 @@ from server.actors.contact_actor import event_id
 from server.actors.events import TagContact
 from server.errors import Conflict, InvalidInput, NotFound
 from server.ids import ContactKey, new_id
-from server.machines.template_message import parameter_count
+from server.machines.catalog import Catalog, TemplateSummary, summarize_template
+from server.machines.flow_walk import definition_segments, raw_nodes, segment_names
 from server.machines.values import FIELD_TYPES, fold
-from server.runtime import Runtime
+from server.operations.flow_versions import flows_using
+from server.services import Services
 from server.text_input import (
     MAX_AGENT_NAME,
     MAX_EMAIL,
@@ -71,75 +70,74 @@ def _tag_kind(kind: object) -> str:
     return value
 
 
-async def create_tag(runtime: Runtime, workspace_id: str, name: str, kind: object) -> dict[str, Any]:
+async def create_tag(services: Services, workspace_id: str, name: str, kind: object) -> dict[str, Any]:
     name = normalize_tag_name(name)
     document = {
         "_id": new_id("tag"),
         "workspace_id": workspace_id,
         "name": name,
         "kind": _tag_kind(kind),
-        "created_at": runtime.clock.now(),
+        "created_at": services.clock.now(),
     }
-    if not await runtime.tags.insert(document):
+    if not await services.tags.insert(document):
         raise Conflict(f"a tag called {name!r} already exists", field="name")
     return document
 
 
-async def require_tag(runtime: Runtime, workspace_id: str, tag_id: str) -> dict[str, Any]:
-    tag = await runtime.tags.get(workspace_id, tag_id)
+async def require_tag(services: Services, workspace_id: str, tag_id: str) -> dict[str, Any]:
+    tag = await services.tags.get(workspace_id, tag_id)
     if tag is None:
         raise NotFound(f"tag {tag_id} not found")
     return tag
 
 
-async def list_tags(runtime: Runtime, workspace_id: str) -> list[dict[str, Any]]:
-    return await runtime.tags.list(workspace_id)
+async def list_tags(services: Services, workspace_id: str) -> list[dict[str, Any]]:
+    return await services.tags.list(workspace_id)
 
 
-async def rename_tag(runtime: Runtime, workspace_id: str, tag_id: str, name: str) -> dict[str, Any]:
+async def rename_tag(services: Services, workspace_id: str, tag_id: str, name: str) -> dict[str, Any]:
     """Rename a tag no flow uses yet.
 
     Flows and contacts hold tag *names*, so renaming a tag a flow uses would silently break
     that flow's tag nodes and segments: the caller is told which flows to edit first.
     """
-    tag = await require_tag(runtime, workspace_id, tag_id)
+    tag = await require_tag(services, workspace_id, tag_id)
     name = normalize_tag_name(name)
     if name == tag["name"]:
         return tag
-    await _refuse_if_used(runtime, workspace_id, tag["name"], "rename")
+    await _refuse_if_used(services, workspace_id, tag["name"], "rename")
     try:
-        updated = await runtime.tags.update(workspace_id, tag_id, {"name": name})
+        updated = await services.tags.update(workspace_id, tag_id, {"name": name})
     except DuplicateKeyError:
         raise Conflict(f"a tag called {name!r} already exists", field="name") from None
     if updated is None:
         raise NotFound(f"tag {tag_id} not found")
-    await retag_contacts(runtime, workspace_id, tag["name"], name)  # contacts keep their tag
+    await retag_contacts(services, workspace_id, tag["name"], name)  # contacts keep their tag
     return updated
 
 
-async def delete_tag(runtime: Runtime, workspace_id: str, tag_id: str) -> bool:
+async def delete_tag(services: Services, workspace_id: str, tag_id: str) -> bool:
     """Delete a tag no flow uses, and take it off every contact.
 
     The rule: refused with CONFLICT, naming the flows, while the draft or the active version of
     any flow adds, removes or tests the tag (edit those flows first). Runs still finishing on
     an older version may add the name again; it then acts like a tag outside the catalog.
     """
-    tag = await require_tag(runtime, workspace_id, tag_id)
-    await _refuse_if_used(runtime, workspace_id, tag["name"], "delete")
-    deleted = await runtime.tags.delete(workspace_id, tag_id)
+    tag = await require_tag(services, workspace_id, tag_id)
+    await _refuse_if_used(services, workspace_id, tag["name"], "delete")
+    deleted = await services.tags.delete(workspace_id, tag_id)
     if deleted:
-        await retag_contacts(runtime, workspace_id, tag["name"], None)
+        await retag_contacts(services, workspace_id, tag["name"], None)
     return deleted
 
 
-async def retag_contacts(runtime: Runtime, workspace_id: str, old: str, new: str | None) -> int:
+async def retag_contacts(services: Services, workspace_id: str, old: str, new: str | None) -> int:
     """Rename (or, with ``new`` None, remove) a tag on every contact that has it.
 
     Through each contact's actor, not a bulk update: an actor holding the contact in memory
     must see the change, and subscribers get it like any other.
     """
-    assert runtime.actors is not None, "runtime not started"
-    actors = runtime.actors
+    actors = services.actors
     gate = asyncio.Semaphore(RETAG_CONCURRENCY)
     add = (new,) if new else ()
 
@@ -147,27 +145,20 @@ async def retag_contacts(runtime: Runtime, workspace_id: str, old: str, new: str
         async with gate:
             await actors.ask(key, TagContact(event_id(), add=add, remove=(old,)))
 
-    keys = await runtime.contacts.keys_with_tag(workspace_id, old)
+    keys = await services.contacts.keys_with_tag(workspace_id, old)
     await asyncio.gather(*(retag(k) for k in keys))
     return len(keys)
 
 
-async def flows_using_tag(runtime: Runtime, workspace_id: str, name: str) -> list[str]:
+async def flows_using_tag(services: Services, workspace_id: str, name: str) -> list[str]:
     """Names of the flows whose draft or active version adds, removes or tests tag ``name``."""
-    using: list[str] = []
-    for flow in await runtime.flows.list(workspace_id):
-        definitions = [flow.get("draft")]
-        if flow.get("active_version"):
-            version = await runtime.flows.get_version(flow["_id"], flow["active_version"])
-            if version is not None:
-                definitions.append(version.get("definition"))
-        if any(name in tags_in_definition(d) for d in definitions):
-            using.append(flow["name"])
-    return using
+    return await flows_using(
+        services, workspace_id, lambda definition: name in tags_in_definition(definition)
+    )
 
 
-async def _refuse_if_used(runtime: Runtime, workspace_id: str, name: str, action: str) -> None:
-    using = await flows_using_tag(runtime, workspace_id, name)
+async def _refuse_if_used(services: Services, workspace_id: str, name: str, action: str) -> None:
+    using = await flows_using_tag(services, workspace_id, name)
     if using:
         listed = ", ".join(repr(n) for n in using)
         raise Conflict(
@@ -177,38 +168,14 @@ async def _refuse_if_used(runtime: Runtime, workspace_id: str, name: str, action
 
 
 def tags_in_definition(definition: Any) -> set[str]:
-    """Tag names a raw flow document mentions (``tag`` nodes and ``{"tag": ..}`` segment leaves).
-
-    Works on the stored JSON, not the parsed model, so drafts that do not parse yet count too.
-    """
+    """Tag names a raw flow document mentions (``tag`` nodes and ``{"tag": ..}`` segment leaves)."""
     found: set[str] = set()
-    if not isinstance(definition, dict):
-        return found
-    for node in definition.get("nodes") or []:
-        if not isinstance(node, dict):
-            continue
-        if node.get("type") == "tag":
-            for key in ("add", "remove"):
-                values = node.get(key) or []
-                found.update(v for v in values if isinstance(v, str))
-        elif node.get("type") == "condition":
-            for branch in node.get("branches") or []:
-                if isinstance(branch, dict):
-                    found.update(_segment_tags(branch.get("segment")))
+    for node in raw_nodes(definition, "tag"):
+        for key in ("add", "remove"):
+            found.update(v for v in node.get(key) or [] if isinstance(v, str))
+    for segment in definition_segments(definition):
+        found.update(name for kind, name in segment_names(segment) if kind == "tag")
     return found
-
-
-def _segment_tags(segment: Any) -> Iterator[str]:
-    if isinstance(segment, dict):
-        tag = segment.get("tag")
-        if isinstance(tag, str):
-            yield tag
-        for key in ("all", "any", "not"):
-            if key in segment:
-                yield from _segment_tags(segment[key])
-    elif isinstance(segment, list):
-        for part in segment:
-            yield from _segment_tags(part)
 
 
 # --- fields -------------------------------------------------------------------------------------
@@ -276,7 +243,7 @@ def _external(external: Any) -> dict[str, str] | None:
 
 
 async def create_field(
-    runtime: Runtime,
+    services: Services,
     workspace_id: str,
     name: str,
     field_type: object,
@@ -292,21 +259,21 @@ async def create_field(
         "type": kind,
         "options": _options(kind, options),
         "external": _external(external),
-        "created_at": runtime.clock.now(),
+        "created_at": services.clock.now(),
     }
-    if not await runtime.fields.insert(document):
+    if not await services.fields.insert(document):
         raise Conflict(f"a field called {name!r} already exists", field="name")
-    runtime.forget_fields(workspace_id)
-    runtime.contact_services.forget(workspace_id)
+    services.caches.forget_fields(workspace_id)
+    services.caches.forget_extras(workspace_id)
     return document
 
 
-async def list_fields(runtime: Runtime, workspace_id: str) -> list[dict[str, Any]]:
-    return await runtime.fields.list(workspace_id)
+async def list_fields(services: Services, workspace_id: str) -> list[dict[str, Any]]:
+    return await services.fields.list(workspace_id)
 
 
-async def get_field(runtime: Runtime, workspace_id: str, name: str) -> dict[str, Any]:
-    found = await runtime.fields.get_by_name(workspace_id, name)
+async def get_field(services: Services, workspace_id: str, name: str) -> dict[str, Any]:
+    found = await services.fields.get_by_name(workspace_id, name)
     if found is None:
         raise NotFound(f"no field called {name!r}; create it first (createField)", field="name")
     return found
@@ -332,7 +299,7 @@ def _teams(teams: list[str] | None) -> list[str]:
 
 
 async def create_agent(
-    runtime: Runtime, workspace_id: str, email: str, name: str, teams: list[str] | None = None
+    services: Services, workspace_id: str, email: str, name: str, teams: list[str] | None = None
 ) -> dict[str, Any]:
     email = normalize_email(email)
     document: dict[str, Any] = {
@@ -342,51 +309,51 @@ async def create_agent(
         "name": agent_name(name),
         "available": True,
         "teams": _teams(teams),
-        "created_at": runtime.clock.now(),
+        "created_at": services.clock.now(),
     }
-    if not await runtime.agents.insert(document):
+    if not await services.agents.insert(document):
         raise Conflict(f"an agent with e-mail {email} already exists", field="email")
-    await runtime.contact_services.teams.ensure(workspace_id, document["teams"], document["created_at"])
+    await services.teams.ensure(workspace_id, document["teams"], document["created_at"])
     return document
 
 
 async def set_agent(
-    runtime: Runtime, workspace_id: str, email: str, name: str, teams: list[str] | None = None
+    services: Services, workspace_id: str, email: str, name: str, teams: list[str] | None = None
 ) -> dict[str, Any]:
     """Create the agent or update its name (and teams, when given): idempotent, for seeding."""
     email = normalize_email(email)
-    existing = await runtime.agents.get_by_email(workspace_id, email)
+    existing = await services.agents.get_by_email(workspace_id, email)
     if existing is None:
         try:
-            return await create_agent(runtime, workspace_id, email, name, teams)
+            return await create_agent(services, workspace_id, email, name, teams)
         except Conflict:  # created concurrently: fall through to the update
-            existing = await runtime.agents.get_by_email(workspace_id, email)
+            existing = await services.agents.get_by_email(workspace_id, email)
             assert existing is not None
     changes: dict[str, Any] = {"name": agent_name(name)}
     if teams is not None:
         changes["teams"] = _teams(teams)
-        await runtime.contact_services.teams.ensure(workspace_id, changes["teams"], runtime.clock.now())
-    updated = await runtime.agents.update(workspace_id, existing["_id"], changes)
+        await services.teams.ensure(workspace_id, changes["teams"], services.clock.now())
+    updated = await services.agents.update(workspace_id, existing["_id"], changes)
     assert updated is not None
     return updated
 
 
-async def list_agents(runtime: Runtime, workspace_id: str) -> list[dict[str, Any]]:
-    return await runtime.agents.list(workspace_id)
+async def list_agents(services: Services, workspace_id: str) -> list[dict[str, Any]]:
+    return await services.agents.list(workspace_id)
 
 
-async def find_agent(runtime: Runtime, workspace_id: str, id_or_email: str) -> dict[str, Any]:
-    found = await runtime.agents.find(workspace_id, id_or_email.strip())
+async def find_agent(services: Services, workspace_id: str, id_or_email: str) -> dict[str, Any]:
+    found = await services.agents.find(workspace_id, id_or_email.strip())
     if found is None:
         raise NotFound(f"agent {id_or_email} not found")
     return found
 
 
 async def set_agent_availability(
-    runtime: Runtime, workspace_id: str, agent_id: str, available: bool
+    services: Services, workspace_id: str, agent_id: str, available: bool
 ) -> dict[str, Any]:
-    agent = await find_agent(runtime, workspace_id, agent_id)
-    updated = await runtime.agents.update(workspace_id, agent["_id"], {"available": bool(available)})
+    agent = await find_agent(services, workspace_id, agent_id)
+    updated = await services.agents.update(workspace_id, agent["_id"], {"available": bool(available)})
     if updated is None:
         raise NotFound(f"agent {agent_id} not found")
     return updated
@@ -506,10 +473,10 @@ def template_fields(data: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def create_template(runtime: Runtime, workspace_id: str, data: dict[str, Any]) -> dict[str, Any]:
+async def create_template(services: Services, workspace_id: str, data: dict[str, Any]) -> dict[str, Any]:
     """Store a template as DRAFT; publishing a flow that uses it submits it to Meta."""
     fields = template_fields(data)
-    now = runtime.clock.now()
+    now = services.clock.now()
     document = {
         "_id": new_id("tpl"),
         "workspace_id": workspace_id,
@@ -519,116 +486,32 @@ async def create_template(runtime: Runtime, workspace_id: str, data: dict[str, A
         "created_at": now,
         "updated_at": now,
     }
-    if not await runtime.templates.insert(document):
+    if not await services.templates.insert(document):
         name, language = fields["name"], fields["language"]
         raise Conflict(
             f"template {name!r} already exists in language {language}; edit it with updateTemplate",
             field="name",
         )
-    runtime.contact_services.forget(workspace_id)  # runs check a template's category (consent)
+    services.caches.forget_extras(workspace_id)  # runs check a template's category (consent)
     return document
 
 
-async def list_templates(runtime: Runtime, workspace_id: str) -> list[dict[str, Any]]:
-    return await runtime.templates.list(workspace_id)
-
-
-async def set_template_status(
-    runtime: Runtime, workspace_id: str, template_id: str, status: str, rejection_reason: str | None = None
-) -> dict[str, Any]:
-    """Record Meta's review outcome (or a submission); only REJECTED keeps a reason."""
-    value = _upper(status)
-    if value not in TEMPLATE_STATUSES:
-        raise InvalidInput(f"status must be one of {', '.join(TEMPLATE_STATUSES)}", field="status")
-    changes = {
-        "status": value,
-        "rejection_reason": rejection_reason if value == "REJECTED" else None,
-        "updated_at": runtime.clock.now(),
-    }
-    updated = await runtime.templates.update(workspace_id, template_id, changes)
-    if updated is None:
-        raise NotFound(f"template {template_id} not found")
-    return updated
+async def list_templates(services: Services, workspace_id: str) -> list[dict[str, Any]]:
+    return await services.templates.list(workspace_id)
 
 
 # --- snapshot for the flow validator ------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class ButtonSummary:
-    type: str  # QUICK_REPLY | URL | PHONE_NUMBER | COPY_CODE
-    text: str | None
-
-
-@dataclass(frozen=True)
-class TemplateSummary:
-    language: str
-    category: str
-    status: str
-    buttons: tuple[ButtonSummary, ...] = ()
-    body_params: int = 0  # highest {{n}} in the body: how many body parameters a send needs
-    rejection_reason: str | None = None  # Meta's reason when REJECTED (shown on the flow's node)
-    components: tuple[dict[str, Any], ...] = ()  # as stored: what a node's params are checked against
-    meta_id: str | None = None  # set once Meta has seen the template
-
-    @property
-    def quick_replies(self) -> tuple[str, ...]:
-        return tuple(b.text or "" for b in self.buttons if b.type == "QUICK_REPLY")
-
-
-@dataclass(frozen=True)
-class Catalog:
-    """What a workspace's flows may refer to, read once so validation is pure and fast."""
-
-    tags: dict[str, str] = field(default_factory=dict)  # name -> MARKETING|SUPPORT
-    fields: dict[str, tuple[str, tuple[str, ...]]] = field(default_factory=dict)  # name -> (type, options)
-    agents: frozenset[str] = frozenset()  # agent ids and e-mails (lower-case)
-    templates: dict[str, list[TemplateSummary]] = field(default_factory=dict)  # name -> per language
-    flows: frozenset[str] = frozenset()  # flow names (for connect_flow)
-    teams: frozenset[str] = frozenset()  # agent team names (for assign by team)
-    starts_from_webhook: bool = False  # a webhook trigger starts the flow being checked
-    sandbox: bool = False  # no WhatsApp number connected: templates are sent unreviewed, by the sandbox
-    # flow name -> the flows it connects to before any wait (draft or active version): loops
-    connects: dict[str, frozenset[str]] = field(default_factory=dict)
-    now: datetime | None = None  # when the check runs: a delay until a past moment is flagged
-    timezone: str = "UTC"  # the workspace's, for delays written without an offset
-
-    def has_agent(self, id_or_email: str) -> bool:
-        return id_or_email in self.agents or id_or_email.strip().lower() in self.agents
-
-    def template(self, name: str, language: str) -> TemplateSummary | None:
-        return next((t for t in self.templates.get(name, []) if t.language == language), None)
-
-
-def summarize_template(document: dict[str, Any]) -> TemplateSummary:
-    buttons: list[ButtonSummary] = []
-    body_params = 0
-    for component in document.get("components") or []:
-        if component.get("type") == "BUTTONS":
-            buttons.extend(ButtonSummary(b["type"], b.get("text")) for b in component.get("buttons") or [])
-        elif component.get("type") == "BODY":
-            body_params = parameter_count(component.get("text"))
-    return TemplateSummary(
-        language=document["language"],
-        category=document["category"],
-        status=document["status"],
-        buttons=tuple(buttons),
-        body_params=body_params,
-        rejection_reason=document.get("rejection_reason"),
-        components=tuple(document.get("components") or ()),
-        meta_id=document.get("meta_id"),
-    )
-
-
-async def catalog_snapshot(runtime: Runtime, workspace_id: str, flow_id: str | None = None) -> Catalog:
+async def catalog_snapshot(services: Services, workspace_id: str, flow_id: str | None = None) -> Catalog:
     """What the workspace has; with ``flow_id``, also whether a webhook trigger starts that flow."""
-    tags = await runtime.tags.list(workspace_id)
-    fields = await runtime.fields.list(workspace_id)
-    agents = await runtime.agents.list(workspace_id)
+    tags = await services.tags.list(workspace_id)
+    fields = await services.fields.list(workspace_id)
+    agents = await services.agents.list(workspace_id)
     templates: dict[str, list[TemplateSummary]] = {}
-    for document in await runtime.templates.list(workspace_id):
+    for document in await services.templates.list(workspace_id):
         templates.setdefault(document["name"], []).append(summarize_template(document))
-    flows = await runtime.flows.list(workspace_id)
+    flows = await services.flows.list(workspace_id)
     return Catalog(
         tags={t["name"]: t["kind"] for t in tags},
         fields={f["name"]: (f["type"], tuple(f.get("options") or ())) for f in fields},
@@ -637,28 +520,30 @@ async def catalog_snapshot(runtime: Runtime, workspace_id: str, flow_id: str | N
         flows=frozenset(f["name"] for f in flows),
         teams=frozenset(
             [t for a in agents for t in a.get("teams") or []]
-            + [t["name"] for t in await runtime.contact_services.teams.list(workspace_id)]
+            + [t["name"] for t in await services.teams.list(workspace_id)]
         ),
         starts_from_webhook=flow_id is not None
-        and await runtime.triggers.webhooks.exists_for_flow(workspace_id, flow_id),
-        sandbox=await runtime.channels.for_workspace(workspace_id) is None,
-        connects=await instant_connections_of(runtime, flows),
-        now=runtime.clock.now(),
-        timezone=await runtime.timezone_of(workspace_id),
+        and await services.webhooks.exists_for_flow(workspace_id, flow_id),
+        sandbox=await services.channels.for_workspace(workspace_id) is None,
+        connects=await instant_connections_of(services, flows),
+        now=services.clock.now(),
+        timezone=await services.caches.timezone_of(workspace_id),
     )
 
 
-async def instant_connections_of(runtime: Runtime, flows: list[dict[str, Any]]) -> dict[str, frozenset[str]]:
+async def instant_connections_of(
+    services: Services, flows: list[dict[str, Any]]
+) -> dict[str, frozenset[str]]:
     """Which flows each flow connects to before any wait, in its draft or in its active version.
 
     Both count: the active version is what runs now, the draft what will run once published.
     Archived flows start nothing; a document that does not parse connects to nothing. Each
-    document is parsed once per process (``runtime.flow_connections``).
+    document is parsed once per process (``services.flow_connections``).
     """
-    memo = runtime.flow_connections
+    memo = services.flow_connections
     live = [f for f in flows if f.get("status") != "archived"]
     active = [(f["_id"], f["active_version"]) for f in live if f.get("active_version")]
-    versions = await runtime.flows.get_versions([key for key in active if not memo.known(("version", *key))])
+    versions = await services.flows.get_versions([key for key in active if not memo.known(("version", *key))])
     found: dict[str, frozenset[str]] = {}
     for flow in live:
         targets = memo.targets(("draft", flow["_id"], flow.get("updated_at")), flow.get("draft"))

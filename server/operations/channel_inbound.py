@@ -3,7 +3,7 @@
 ``accept_inbound`` is the one "store then tell" path for a customer message, whichever channel
 brought it (the sandbox's ``customer_says`` asks and waits; the WhatsApp webhook tells and
 answers at once). ``receive_whatsapp`` applies one parsed webhook batch: messages (their sender,
-by phone or BSUID, found or created through ``runtime.directory``), statuses of our messages
+by phone or BSUID, found or created through ``services.directory``), statuses of our messages
 (through the status ledger; they never start flows, but teach a contact its BSUID), template
 news, and customers' changed numbers and BSUIDs.
 Each event is stored before its actor is told, and the customer messages of a batch are told
@@ -27,7 +27,7 @@ from server.ids import ContactKey, scoped_id
 from server.operations.contact_erasure import erased_message
 from server.operations.templates import apply_template_status
 from server.phones import parse_phone
-from server.runtime import Runtime
+from server.services import Services
 from server.store.channels import is_connected
 from server.store.statuses import report_id
 
@@ -58,7 +58,7 @@ def inbound_record(workspace_id: str, provider_id: str, **fields: Any) -> dict[s
     }
 
 
-async def accept_inbound(runtime: Runtime, record: dict[str, Any]) -> tuple[bool, InboundMessage | None]:
+async def accept_inbound(services: Services, record: dict[str, Any]) -> tuple[bool, InboundMessage | None]:
     """Store an inbound message (built by ``inbound_record``) and return the event to apply.
 
     Returns (new, event): ``new`` is False for a provider retry; the event is None when a
@@ -66,21 +66,21 @@ async def accept_inbound(runtime: Runtime, record: dict[str, Any]) -> tuple[bool
     the record's own workspace only: another tenant's message with the same provider id is
     never read back, whoever posts its id.
     """
-    stored_as = await runtime.messages.record_inbound(record)
+    stored_as = await services.messages.record_inbound(record)
     if stored_as is None:
         return True, InboundMessage.from_record(record)
-    existing = await runtime.messages.get(stored_as)
-    if existing is not None and await runtime.messages.applied(stored_as):
+    existing = await services.messages.get(stored_as)
+    if existing is not None and await services.messages.applied(stored_as):
         return False, None
     return False, InboundMessage.from_record(existing or record)
 
 
-def tell_inbound(runtime: Runtime, key: ContactKey, event: InboundMessage) -> None:
+def tell_inbound(services: Services, key: ContactKey, event: InboundMessage) -> None:
     """Queue the event without waiting for its turn; if the server is stopping, recovery applies it."""
-    if runtime.actors is None:
+    if not services.actors.started:
         return
     try:
-        future = runtime.actors.tell(key, event)
+        future = services.actors.tell(key, event)
     except Unavailable:
         return
     future.add_done_callback(_consume)
@@ -92,10 +92,10 @@ def _consume(future: asyncio.Future[TurnResult]) -> None:
         future.exception()
 
 
-async def receive_whatsapp(runtime: Runtime, channel: dict[str, Any], batch: WebhookBatch) -> Received:
+async def receive_whatsapp(services: Services, channel: dict[str, Any], batch: WebhookBatch) -> Received:
     """Apply a verified webhook batch for ``channel``; store errors propagate (the caller answers 503)."""
     received = Received(ignored=list(batch.skipped))
-    workspaces = _Workspaces(runtime, channel)
+    workspaces = _Workspaces(services, channel)
     accepted: list[tuple[ContactKey, InboundMessage]] = []
     for message in batch.messages:
         workspace_id, channel_id = await workspaces.channel_of(message.phone_number_id)
@@ -107,10 +107,10 @@ async def receive_whatsapp(runtime: Runtime, channel: dict[str, Any], batch: Web
         except InvalidInput as exc:
             received.ignored.append(f"message {message.wamid}: {exc.message}")
             continue
-        resolved = await runtime.directory.resolve(workspace_id, who)
+        resolved = await services.directory.resolve(workspace_id, who)
         assert resolved is not None  # resolve creates
         record = _record(workspace_id, channel_id, resolved.key, who, message)
-        new, event = await accept_inbound(runtime, record)
+        new, event = await accept_inbound(services, record)
         received.messages += int(new)
         received.duplicates += int(not new)
         if event is not None:
@@ -121,18 +121,18 @@ async def receive_whatsapp(runtime: Runtime, channel: dict[str, Any], batch: Web
             received.ignored.append(f"status {status.wamid}: number {status.phone_number_id} not ours")
             continue
         report = _report(status)
-        outcome = await runtime.ledger.report(workspace_id, channel_id, report)
-        if outcome == "parked" and await erased_message(runtime, workspace_id, status.wamid):
+        outcome = await services.ledger.report(workspace_id, channel_id, report)
+        if outcome == "parked" and await erased_message(services, workspace_id, status.wamid):
             # about a message of a contact erased since: dropped, and no contact comes back
-            await runtime.message_statuses.set_state(
+            await services.message_statuses.set_state(
                 report_id(workspace_id, report.provider_id, report.status), "erased"
             )
             received.statuses["erased"] = received.statuses.get("erased", 0) + 1
             continue
         received.statuses[outcome] = received.statuses.get(outcome, 0) + 1
-        await _learn_identities(runtime, workspace_id, status)
+        await _learn_identities(services, workspace_id, status)
     for update in batch.templates:
-        if await _template_update(runtime, channel, update, received):
+        if await _template_update(services, channel, update, received):
             received.templates += 1
     for change in batch.identity_changes:
         workspace_id, _ = await workspaces.channel_of(change.phone_number_id)
@@ -141,9 +141,9 @@ async def receive_whatsapp(runtime: Runtime, channel: dict[str, Any], batch: Web
                 f"identity change {change.event_id}: number {change.phone_number_id} not ours"
             )
             continue
-        await _identity_change(runtime, workspace_id, change, received)
+        await _identity_change(services, workspace_id, change, received)
     for key, event in accepted:  # only now: everything above is stored
-        tell_inbound(runtime, key, event)
+        tell_inbound(services, key, event)
     return received
 
 
@@ -165,7 +165,7 @@ def _identities(
     return who
 
 
-async def _learn_identities(runtime: Runtime, workspace_id: str, status: StatusUpdate) -> None:
+async def _learn_identities(services: Services, workspace_id: str, status: StatusUpdate) -> None:
     """A status about a message we sent to a phone also names the customer's BSUID (and the other
     way round): the contact it is about learns what it did not know. No contact is created."""
     person = status.recipient
@@ -175,16 +175,16 @@ async def _learn_identities(runtime: Runtime, workspace_id: str, status: StatusU
         who = _identities(person.wa_id, person.user_id, person.parent_user_id)
     except InvalidInput:
         return
-    resolved = await runtime.directory.resolve(workspace_id, who, create=False)
+    resolved = await services.directory.resolve(workspace_id, who, create=False)
     if resolved is not None and (resolved.claimed or resolved.merged):
         event = UpdateIdentities(
             f"learned:{scoped_id(workspace_id, status.wamid)}:{status.status}", **who.fields()
         )
-        await _ask(runtime, resolved.key, event)
+        await _ask(services, resolved.key, event)
 
 
 async def _identity_change(
-    runtime: Runtime, workspace_id: str, change: IdentityChange, received: Received
+    services: Services, workspace_id: str, change: IdentityChange, received: Received
 ) -> None:
     """A customer's number or BSUID changed: the contact follows it (``ContactDirectory.move``)."""
     try:
@@ -193,10 +193,10 @@ async def _identity_change(
             old, new = (_phone(old) if old else None), _phone(new)
         person = change.person
         if old is not None:
-            resolved = await runtime.directory.move(workspace_id, change.kind, old, new)
+            resolved = await services.directory.move(workspace_id, change.kind, old, new)
         else:  # the old one was not in the webhook: find them by what it does say
             who = _identities(person.wa_id, person.user_id, person.parent_user_id)
-            resolved = await runtime.directory.resolve(
+            resolved = await services.directory.resolve(
                 workspace_id, replace(who, **{change.kind: new}), create=False
             )
     except InvalidInput as exc:
@@ -206,16 +206,16 @@ async def _identity_change(
         received.ignored.append(f"identity change {change.event_id}: nobody known by it")
         return
     event = UpdateIdentities(scoped_id(workspace_id, change.event_id), **{change.kind: new})
-    await _ask(runtime, resolved.key, event)
+    await _ask(services, resolved.key, event)
     received.identities += 1
 
 
-async def _ask(runtime: Runtime, key: ContactKey, event: UpdateIdentities) -> None:
+async def _ask(services: Services, key: ContactKey, event: UpdateIdentities) -> None:
     """Wait for the turn: the webhook is answered (and not retried by Meta) only once it is applied."""
-    if runtime.actors is None:
+    if not services.actors.started:
         raise Unavailable("the server is not started")
     try:
-        await runtime.actors.ask(key, event)
+        await services.actors.ask(key, event)
     except KonvoError as exc:  # contended or moving: Meta repeats the webhook (the move is idempotent)
         raise Unavailable(f"the contact's identities were not updated yet: {exc.message}") from exc
 
@@ -231,8 +231,8 @@ class _Workspaces:
     it names.
     """
 
-    def __init__(self, runtime: Runtime, channel: dict[str, Any]) -> None:
-        self._runtime = runtime
+    def __init__(self, services: Services, channel: dict[str, Any]) -> None:
+        self._services = services
         self._channel = channel
         own = (channel["workspace_id"], channel["_id"])
         self._known: dict[str | None, tuple[str | None, str | None]] = {
@@ -244,7 +244,7 @@ class _Workspaces:
         """(workspace id, channel id) of the number, or (None, None) when it is not this app's."""
         if phone_number_id not in self._known:
             workspace_id = self._channel["workspace_id"]
-            other = await self._runtime.channels.by_phone_number_id(workspace_id, phone_number_id or "")
+            other = await self._services.channels.by_phone_number_id(workspace_id, phone_number_id or "")
             same_app = (
                 other is not None
                 and is_connected(other)
@@ -309,7 +309,7 @@ def _report(status: StatusUpdate) -> StatusReport:
 
 
 async def _template_update(
-    runtime: Runtime, channel: dict[str, Any], update: TemplateUpdate, received: Received
+    services: Services, channel: dict[str, Any], update: TemplateUpdate, received: Received
 ) -> bool:
     """Hand a template status change to the templates use case; quality/category news is logged."""
     waba_id = channel.get("waba_id")
@@ -322,7 +322,7 @@ async def _template_update(
         return False
     try:
         await apply_template_status(
-            runtime,
+            services,
             channel["workspace_id"],
             meta_id=update.meta_id,
             name=update.name or "",

@@ -19,7 +19,7 @@ from server.channels.whatsapp.limiter import MAX_RATE
 from server.errors import Conflict, InvalidInput, NotFound
 from server.ids import new_id
 from server.operations import templates
-from server.runtime import Runtime
+from server.services import Services
 from server.store.channels import (
     CONNECTED,
     DEFAULT_API_VERSION,
@@ -43,13 +43,13 @@ def _required(value: Any, field: str, what: str) -> str:
     return text
 
 
-async def _settings(runtime: Runtime, data: dict[str, Any]) -> dict[str, Any]:
+async def _settings(services: Services, data: dict[str, Any]) -> dict[str, Any]:
     """The checked value of every setting given in ``data`` (snake_case keys; absent ones omitted)."""
     checked: dict[str, Any] = {}
     if data.get("base_url") is not None:
         base_url = str(data["base_url"]).strip().rstrip("/") or DEFAULT_BASE_URL
         if base_url != DEFAULT_BASE_URL:  # a tenant-chosen URL: the egress policy decides (and at each call)
-            await runtime.egress.check_url(base_url, "baseUrl")
+            await services.egress.check_url(base_url, "baseUrl")
         checked["base_url"] = base_url
     if data.get("api_version") is not None:
         api_version = str(data["api_version"]).strip()
@@ -102,7 +102,7 @@ def _ids(data: dict[str, Any]) -> tuple[str, str]:
     return phone_number_id, waba_id
 
 
-async def connect_whatsapp(runtime: Runtime, workspace_id: str, data: dict[str, Any]) -> dict[str, Any]:
+async def connect_whatsapp(services: Services, workspace_id: str, data: dict[str, Any]) -> dict[str, Any]:
     """Store a WhatsApp channel, or update (and reconnect) the one this number already has.
 
     A new channel takes webhook events once Meta has verified the callback URL
@@ -111,10 +111,10 @@ async def connect_whatsapp(runtime: Runtime, workspace_id: str, data: dict[str, 
     phone_number_id, waba_id = _ids(data)
     app_secret = _required(data.get("app_secret"), "appSecret", "the app secret (checks webhook signatures)")
     access_token = _required(data.get("access_token"), "accessToken", "the access token")
-    settings = await _settings(runtime, data)
-    existing = await runtime.channels.by_phone_number_id(workspace_id, phone_number_id)
+    settings = await _settings(services, data)
+    existing = await services.channels.by_phone_number_id(workspace_id, phone_number_id)
     if existing is not None:
-        return await _reconnect(runtime, workspace_id, existing, waba_id, settings)
+        return await _reconnect(services, workspace_id, existing, waba_id, settings)
     document = new_channel(
         channel_id=new_id("chn"),
         workspace_id=workspace_id,
@@ -129,95 +129,95 @@ async def connect_whatsapp(runtime: Runtime, workspace_id: str, data: dict[str, 
         auth_header=settings.get("auth_header", "Authorization"),
         auth_scheme=settings.get("auth_scheme", "Bearer"),
         throughput_per_second=settings.get("throughput_per_second", DEFAULT_THROUGHPUT),
-        created_at=runtime.clock.now(),
+        created_at=services.clock.now(),
         business_id=settings.get("business_id"),
     )
     try:
-        await runtime.channels.insert(document)
+        await services.channels.insert(document)
     except DuplicateKeyError:  # connected concurrently by another request: that one won
         raise Conflict(
             f"phone number id {phone_number_id} was connected in this workspace at the same moment; "
             "use updateWhatsAppChannel to change it",
             field="phoneNumberId",
         ) from None
-    await _channels_changed(runtime, workspace_id)
+    await _channels_changed(services, workspace_id)
     return document
 
 
 async def _reconnect(
-    runtime: Runtime, workspace_id: str, existing: dict[str, Any], waba_id: str, settings: dict[str, Any]
+    services: Services, workspace_id: str, existing: dict[str, Any], waba_id: str, settings: dict[str, Any]
 ) -> dict[str, Any]:
     """``connectWhatsApp`` of a number the workspace has: its settings and secrets replaced."""
     changes: dict[str, Any] = {**settings, "waba_id": waba_id, "status": CONNECTED, "disconnected_at": None}
     changes.setdefault("verify_token", existing.get("verify_token") or secrets.token_urlsafe(24))
-    updated = await runtime.channels.update(workspace_id, existing["_id"], changes)
+    updated = await services.channels.update(workspace_id, existing["_id"], changes)
     if updated is None:
         raise NotFound(f"channel {existing['_id']} not found")
-    await _channels_changed(runtime, workspace_id)
+    await _channels_changed(services, workspace_id)
     return updated
 
 
 async def update_whatsapp_channel(
-    runtime: Runtime, workspace_id: str, channel_id: str, data: dict[str, Any]
+    services: Services, workspace_id: str, channel_id: str, data: dict[str, Any]
 ) -> dict[str, Any]:
     """Change a connected channel: rotate its token or app secret, move its base URL (within the
     egress policy), its display phone or throughput tier, or make it the default."""
-    channel = await require_channel(runtime, workspace_id, channel_id, field="id")
+    channel = await require_channel(services, workspace_id, channel_id, field="id")
     make_default = data.pop("is_default", None)
-    changes = await _settings(runtime, data)
+    changes = await _settings(services, data)
     if changes:
-        updated = await runtime.channels.update(workspace_id, channel_id, changes)
+        updated = await services.channels.update(workspace_id, channel_id, changes)
         channel = updated or channel
     if make_default is True:
-        await runtime.channels.set_default(workspace_id, channel_id)
-    elif make_default is False and await runtime.channels.default_id(workspace_id) == channel_id:
-        await runtime.channels.set_default(workspace_id, None)  # back to the oldest connected one
-    _forget(runtime, workspace_id)
+        await services.channels.set_default(workspace_id, channel_id)
+    elif make_default is False and await services.channels.default_id(workspace_id) == channel_id:
+        await services.channels.set_default(workspace_id, None)  # back to the oldest connected one
+    _forget(services, workspace_id)
     return channel
 
 
-async def set_default_channel(runtime: Runtime, workspace_id: str, channel_id: str) -> dict[str, Any]:
+async def set_default_channel(services: Services, workspace_id: str, channel_id: str) -> dict[str, Any]:
     """The channel that sends whatever names no channel of its own (and runs started without one)."""
-    channel = await require_channel(runtime, workspace_id, channel_id, field="id")
-    await runtime.channels.set_default(workspace_id, channel_id)
-    _forget(runtime, workspace_id)
+    channel = await require_channel(services, workspace_id, channel_id, field="id")
+    await services.channels.set_default(workspace_id, channel_id)
+    _forget(services, workspace_id)
     return channel
 
 
-async def disconnect_whatsapp(runtime: Runtime, workspace_id: str, channel_id: str) -> bool:
+async def disconnect_whatsapp(services: Services, workspace_id: str, channel_id: str) -> bool:
     """Stop using a number: its secrets are dropped, its webhook answers 410, its history stays.
 
     Runs and conversations on it continue through the workspace's default channel (if any).
     """
-    channel = await runtime.channels.get_in(workspace_id, channel_id)
+    channel = await services.channels.get_in(workspace_id, channel_id)
     if channel is None:
         raise NotFound(f"WhatsApp channel {channel_id} not found", field="id")
     if not is_connected(channel):
         return True
-    await runtime.channels.disconnect(workspace_id, channel_id, runtime.clock.now())
-    _forget(runtime, workspace_id)
+    await services.channels.disconnect(workspace_id, channel_id, services.clock.now())
+    _forget(services, workspace_id)
     return True
 
 
 async def require_channel(
-    runtime: Runtime, workspace_id: str, channel_id: str, field: str = "channelId"
+    services: Services, workspace_id: str, channel_id: str, field: str = "channelId"
 ) -> dict[str, Any]:
-    return await choice.require_channel(runtime.channels, workspace_id, channel_id, field)
+    return await choice.require_channel(services.channels, workspace_id, channel_id, field)
 
 
 async def whatsapp_channels(
-    runtime: Runtime, workspace_id: str, include_disconnected: bool = False
+    services: Services, workspace_id: str, include_disconnected: bool = False
 ) -> list[dict[str, Any]]:
-    return await runtime.channels.list(workspace_id, include_disconnected)
+    return await services.channels.list(workspace_id, include_disconnected)
 
 
-def _forget(runtime: Runtime, workspace_id: str) -> None:
-    forget = getattr(runtime.channel, "forget", None)
+def _forget(services: Services, workspace_id: str) -> None:
+    forget = getattr(services.channel, "forget", None)
     if forget is not None:
         forget(workspace_id)
 
 
-async def _channels_changed(runtime: Runtime, workspace_id: str) -> None:
-    _forget(runtime, workspace_id)
+async def _channels_changed(services: Services, workspace_id: str) -> None:
+    _forget(services, workspace_id)
     # Flows published in the sandbox sent unreviewed templates: from now on Meta must approve them.
-    await templates.review_sandbox_flows(runtime, workspace_id)
+    await templates.review_sandbox_flows(services, workspace_id)

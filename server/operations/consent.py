@@ -16,7 +16,7 @@ from server.errors import InvalidInput
 from server.machines.contact_state import DEFAULT_OPT_OUT_WORDS
 from server.machines.values import fold
 from server.operations.contact_identifiers import Who, contact_key
-from server.runtime import Runtime
+from server.services import Services
 from server.workspace_gate import SETTINGS
 
 OPT_OUT_SETTING = "opt_out_keywords"  # in the workspace's settings (store/workspace_settings.py)
@@ -25,22 +25,21 @@ MAX_WORD = 40
 
 
 async def set_opt_in(
-    runtime: Runtime,
+    services: Services,
     workspace_id: str,
     who: Who,
     opted_in: bool,
     by: str | None = None,
     key_id: str | None = None,
 ) -> dict[str, Any]:
-    assert runtime.actors is not None, "runtime not started"
-    key = await contact_key(runtime, workspace_id, who)
+    key = await contact_key(services, workspace_id, who)
     event = SetConsent(event_id(), bool(opted_in), source="api", by=by, key_id=key_id)
-    return (await runtime.actors.ask(key, event)).contact
+    return (await services.actors.ask(key, event)).contact
 
 
-async def opt_out_keywords(runtime: Runtime, workspace_id: str) -> list[str]:
+async def opt_out_keywords(services: Services, workspace_id: str) -> list[str]:
     """The workspace's own words (STOP and BAJA always apply on top of them)."""
-    settings = await runtime.contact_services.settings.get(workspace_id)
+    settings = await services.workspace_settings.get(workspace_id)
     return list(settings.get(OPT_OUT_SETTING) or [])
 
 
@@ -63,8 +62,8 @@ def checked_opt_out_keywords(words: list[str], field: str = "words") -> list[str
     return cleaned
 
 
-async def set_opt_out_keywords(runtime: Runtime, workspace_id: str, words: list[str]) -> list[str]:
+async def set_opt_out_keywords(services: Services, workspace_id: str, words: list[str]) -> list[str]:
     cleaned = checked_opt_out_keywords(words)
-    await runtime.contact_services.settings.set(workspace_id, OPT_OUT_SETTING, cleaned)
-    await runtime.workspace_gate.changed(workspace_id, SETTINGS)  # every process re-reads them
+    await services.workspace_settings.set(workspace_id, OPT_OUT_SETTING, cleaned)
+    await services.workspace_gate.changed(workspace_id, SETTINGS)  # every process re-reads them
     return cleaned

@@ -13,24 +13,18 @@ from typing import Any
 
 from server.actors.contact_actor import event_id
 from server.actors.events import ImportContact, SetVariables, TagContact
-from server.actors.shards import ShardedActors
 from server.errors import Conflict, InvalidInput, NotFound, Unavailable
 from server.identity import Identities
 from server.machines.regional import Regional
 from server.machines.values import coerce_value
 from server.operations.catalog import normalize_tag_name
 from server.operations.contact_identifiers import Who, contact_key, identities_of
-from server.runtime import Runtime
+from server.services import Services
 from server.text_input import checked_characters
 
 MAX_IMPORT_ROWS = 1000
 IMPORT_CONCURRENCY = 32
 ROW_ATTEMPTS = 4
-
-
-def _actors(runtime: Runtime) -> ShardedActors:
-    assert runtime.actors is not None, "runtime not started"
-    return runtime.actors
 
 
 def checked_value(
@@ -52,31 +46,31 @@ def checked_value(
         ) from None
 
 
-async def _tag_name(runtime: Runtime, workspace_id: str, tag: Any, where: str = "") -> str:
+async def _tag_name(services: Services, workspace_id: str, tag: Any, where: str = "") -> str:
     name = normalize_tag_name(tag, field="tag")
-    if await runtime.tags.get_by_name(workspace_id, name) is None:
+    if await services.tags.get_by_name(workspace_id, name) is None:
         raise NotFound(f"{where}no tag called {name!r}; create it first (createTag)", field="tag")
     return name
 
 
-async def tag_contact(runtime: Runtime, workspace_id: str, who: Who, tag: str, add: bool) -> dict[str, Any]:
-    name = await _tag_name(runtime, workspace_id, tag)  # checked first: a refused call claims nothing
-    key = await contact_key(runtime, workspace_id, who)
+async def tag_contact(services: Services, workspace_id: str, who: Who, tag: str, add: bool) -> dict[str, Any]:
+    name = await _tag_name(services, workspace_id, tag)  # checked first: a refused call claims nothing
+    key = await contact_key(services, workspace_id, who)
     event = TagContact(event_id(), add=(name,)) if add else TagContact(event_id(), remove=(name,))
-    return (await _actors(runtime).ask(key, event)).contact
+    return (await services.actors.ask(key, event)).contact
 
 
 async def set_variable(
-    runtime: Runtime, workspace_id: str, who: Who, field: str, value: Any
+    services: Services, workspace_id: str, who: Who, field: str, value: Any
 ) -> dict[str, Any]:
-    field_doc = await runtime.fields.get_by_name(workspace_id, str(field).strip())
+    field_doc = await services.fields.get_by_name(workspace_id, str(field).strip())
     if field_doc is None:
         raise NotFound(f"no field called {field!r}; create it first (createField)", field="field")
-    coerced = checked_value(field_doc, value, regional=await runtime.regional_of(workspace_id))
+    coerced = checked_value(field_doc, value, regional=await services.caches.regional_of(workspace_id))
     links = {field_doc["name"]: field_doc["external"]} if field_doc.get("external") else {}
     event = SetVariables(event_id(), {field_doc["name"]: coerced}, links)
-    key = await contact_key(runtime, workspace_id, who)  # last: a refused call claims no identity
-    return (await _actors(runtime).ask(key, event)).contact
+    key = await contact_key(services, workspace_id, who)  # last: a refused call claims no identity
+    return (await services.actors.ask(key, event)).contact
 
 
 @dataclass(frozen=True)
@@ -92,24 +86,24 @@ class ContactData:
 
 
 async def check_contact_names(
-    runtime: Runtime, workspace_id: str, names: list[str], tags: list[Any], where: str
+    services: Services, workspace_id: str, names: list[str], tags: list[Any], where: str
 ) -> None:
     """Every field name and tag exists in the workspace's catalog, or INVALID_INPUT naming it.
 
     Used when a trigger is created, so a mapping cannot name a field that is not there.
     """
     for name in names:
-        if await runtime.fields.get_by_name(workspace_id, name) is None:
+        if await services.fields.get_by_name(workspace_id, name) is None:
             raise InvalidInput(
                 f"{where}.fields.{name}: no field called {name!r}; create it first (createField)",
                 field=f"{where}.fields.{name}",
             )
     for tag in tags:
-        await _tag_name(runtime, workspace_id, tag, f"{where}.tags: ")
+        await _tag_name(services, workspace_id, tag, f"{where}.tags: ")
 
 
 async def checked_contact_data(
-    runtime: Runtime, workspace_id: str, raw: Any, where: str = "contact"
+    services: Services, workspace_id: str, raw: Any, where: str = "contact"
 ) -> ContactData:
     """``{fields: {name: value}, tags: [name]}`` typed against the workspace's fields and tags.
 
@@ -128,11 +122,11 @@ async def checked_contact_data(
         raise InvalidInput(f"{where}.fields must be an object of field: value", field=f"{where}.fields")
     if not isinstance(tags, list):
         raise InvalidInput(f"{where}.tags must be a list of tag names", field=f"{where}.tags")
-    regional = await runtime.regional_of(workspace_id)
+    regional = await services.caches.regional_of(workspace_id)
     values: dict[str, Any] = {}
     links: dict[str, dict[str, Any]] = {}
     for name, value in fields.items():
-        field_doc = await runtime.fields.get_by_name(workspace_id, str(name).strip())
+        field_doc = await services.fields.get_by_name(workspace_id, str(name).strip())
         if field_doc is None:
             raise NotFound(
                 f"{where}.fields.{name}: no field called {name!r}; create it first (createField)",
@@ -141,7 +135,7 @@ async def checked_contact_data(
         values[field_doc["name"]] = checked_value(field_doc, value, f"{where}: ", regional)
         if field_doc.get("external"):
             links[field_doc["name"]] = field_doc["external"]
-    names = [await _tag_name(runtime, workspace_id, tag, f"{where}.tags: ") for tag in tags]
+    names = [await _tag_name(services, workspace_id, tag, f"{where}.tags: ") for tag in tags]
     return ContactData(values, links, tuple(dict.fromkeys(names)))
 
 
@@ -180,8 +174,8 @@ class ImportOutcome:
 class RowChecker:
     """Checks import rows against the workspace's fields and tags (read once per import)."""
 
-    def __init__(self, runtime: Runtime, workspace_id: str) -> None:
-        self._runtime = runtime
+    def __init__(self, services: Services, workspace_id: str) -> None:
+        self._services = services
         self._workspace_id = workspace_id
         self._fields: dict[str, dict[str, Any]] | None = None
         self._tags: dict[str, bool] = {}
@@ -196,10 +190,10 @@ class RowChecker:
             return RowRefusal(index, where, exc.code, exc.message)
 
     async def _check(self, row: Any, index: int) -> ImportRow:
-        runtime, workspace_id = self._runtime, self._workspace_id
+        services, workspace_id = self._services, self._workspace_id
         if self._fields is None:
-            self._fields = {f["name"]: f for f in await runtime.fields.list(workspace_id)}
-            self._regional = await runtime.regional_of(workspace_id)
+            self._fields = {f["name"]: f for f in await services.fields.list(workspace_id)}
+            self._regional = await services.caches.regional_of(workspace_id)
         where = f"row {index + 1}: "
         if not isinstance(row, dict):
             raise InvalidInput(f"{where}must be an object with a phone", field="rows")
@@ -207,7 +201,7 @@ class RowChecker:
         if unknown:
             raise InvalidInput(f"{where}unknown key(s) {', '.join(sorted(unknown))}", field="rows")
         result = ImportRow(
-            await identities_of(runtime, workspace_id, row.get("phone"), field=f"{where}phone")
+            await identities_of(services, workspace_id, row.get("phone"), field=f"{where}phone")
         )
         variables = row.get("variables") or {}
         if not isinstance(variables, dict):
@@ -234,14 +228,14 @@ class RowChecker:
     async def _tag(self, tag: Any, where: str) -> str:
         name = normalize_tag_name(tag, field="tag")
         if name not in self._tags:
-            self._tags[name] = await self._runtime.tags.get_by_name(self._workspace_id, name) is not None
+            self._tags[name] = await self._services.tags.get_by_name(self._workspace_id, name) is not None
         if not self._tags[name]:
             raise NotFound(f"{where}no tag called {name!r}; create it first (createTag)", field="tag")
         return name
 
 
 async def apply_rows(
-    runtime: Runtime, workspace_id: str, rows: list[ImportRow], outcome: ImportOutcome
+    services: Services, workspace_id: str, rows: list[ImportRow], outcome: ImportOutcome
 ) -> None:
     """Apply checked rows, ``IMPORT_CONCURRENCY`` contacts at a time (their turns share commits).
 
@@ -253,14 +247,14 @@ async def apply_rows(
 
     async def one(row: ImportRow) -> dict[str, Any]:
         async with gate:
-            resolved = await runtime.directory.resolve(workspace_id, row.identities)
+            resolved = await services.directory.resolve(workspace_id, row.identities)
             assert resolved is not None  # resolve creates
             lock = locks.setdefault(resolved.key.doc_id, asyncio.Lock())
             async with lock:
                 for attempt in range(1, ROW_ATTEMPTS + 1):
                     event = ImportContact(event_id(), row.variables, row.links, row.tags, row.opted_in)
                     try:
-                        result = await _actors(runtime).ask(resolved.key, event)
+                        result = await services.actors.ask(resolved.key, event)
                         break
                     except (Unavailable, Conflict):  # a shard changing hands, a contended contact
                         if attempt == ROW_ATTEMPTS:
@@ -277,7 +271,7 @@ async def apply_rows(
     outcome.contacts += await asyncio.gather(*(one(row) for row in rows))
 
 
-async def import_contacts(runtime: Runtime, workspace_id: str, rows: Any) -> ImportOutcome:
+async def import_contacts(services: Services, workspace_id: str, rows: Any) -> ImportOutcome:
     """Create or update contacts from rows ``{phone, variables?, tags?, optedIn?}`` (at most 1,000).
 
     Every row is checked before any is applied, so a bad row leaves the workspace untouched; the
@@ -292,7 +286,7 @@ async def import_contacts(runtime: Runtime, workspace_id: str, rows: Any) -> Imp
             f"import at most {MAX_IMPORT_ROWS} rows per call; larger files go through startContactImport",
             field="rows",
         )
-    checker = RowChecker(runtime, workspace_id)
+    checker = RowChecker(services, workspace_id)
     checked = [await checker.check(row, n) for n, row in enumerate(rows)]
     refused = [c for c in checked if isinstance(c, RowRefusal)]
     if refused:
@@ -309,5 +303,5 @@ async def import_contacts(runtime: Runtime, workspace_id: str, rows: Any) -> Imp
             rows=[r.view() for r in refused],
         )
     outcome = ImportOutcome()
-    await apply_rows(runtime, workspace_id, [c for c in checked if isinstance(c, ImportRow)], outcome)
+    await apply_rows(services, workspace_id, [c for c in checked if isinstance(c, ImportRow)], outcome)
     return outcome

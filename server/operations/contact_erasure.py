@@ -36,7 +36,7 @@ from server.identity import KINDS
 from server.ids import ContactKey, scoped_id
 from server.integrations.klaviyo_sync import job_id as sync_job_id
 from server.redis_keys import arq_job_id, integrations_queue, timer_queue
-from server.runtime import Runtime
+from server.services import Services
 from server.store.batching import DUPLICATE_KEY
 
 log = logging.getLogger(__name__)
@@ -112,8 +112,8 @@ PER_CONTACT: tuple[tuple[str, Callable[[Held], Query]], ...] = (
 """Every collection holding documents about one contact, and how they name it."""
 
 
-async def _contact(runtime: Runtime, workspace_id: str, contact_id: str) -> dict[str, Any]:
-    found = await runtime.contacts.get(workspace_id, contact_id)
+async def _contact(services: Services, workspace_id: str, contact_id: str) -> dict[str, Any]:
+    found = await services.contacts.get(workspace_id, contact_id)
     if found is None or found.get("erased_at") is not None:
         raise NotFound(f"contact {contact_id} not found", field="id")
     if found.get("merged_into"):
@@ -123,48 +123,48 @@ async def _contact(runtime: Runtime, workspace_id: str, contact_id: str) -> dict
     return found
 
 
-async def _held(runtime: Runtime, contact: dict[str, Any]) -> Held:
+async def _held(services: Services, contact: dict[str, Any]) -> Held:
     workspace_id = contact["workspace_id"]
     query = _messages(Held(workspace_id, contact["_id"], contact.get("phone"), []))
-    messages = await runtime.database.collection("messages").find(query, {"_id": 1}).to_list()
+    messages = await services.database.collection("messages").find(query, {"_id": 1}).to_list()
     return Held(workspace_id, contact["_id"], contact.get("phone"), [m["_id"] for m in messages])
 
 
-async def export_contact(runtime: Runtime, workspace_id: str, contact_id: str) -> dict[str, Any]:
+async def export_contact(services: Services, workspace_id: str, contact_id: str) -> dict[str, Any]:
     """Everything held about the contact: its document (fields, tags, consent history, runs with
     their steps, pending timers, outbox, external sync state), its identities, messages, archived
     runs, broadcast deliveries, status reports, webhook requests and merges."""
-    contact = await _contact(runtime, workspace_id, contact_id)
-    held = await _held(runtime, contact)
-    merged = await runtime.contacts.get_many(workspace_id, list(contact.get("merged_from") or []))
+    contact = await _contact(services, workspace_id, contact_id)
+    held = await _held(services, contact)
+    merged = await services.contacts.get_many(workspace_id, list(contact.get("merged_from") or []))
     export: dict[str, Any] = {"contact": contact, "merged_contacts": merged}
     for name, query in PER_CONTACT:
-        export[name] = await runtime.database.collection(name).find(query(held)).to_list()
+        export[name] = await services.database.collection(name).find(query(held)).to_list()
     return export
 
 
 async def erase_contact(
-    runtime: Runtime, workspace_id: str, contact_id: str, by: str | None
+    services: Services, workspace_id: str, contact_id: str, by: str | None
 ) -> dict[str, Any]:
     """Erase the contact (and contacts merged into it); returns the tombstone."""
-    contact = await _contact(runtime, workspace_id, contact_id)
-    merged = await runtime.contacts.get_many(workspace_id, list(contact.get("merged_from") or []))
+    contact = await _contact(services, workspace_id, contact_id)
+    merged = await services.contacts.get_many(workspace_id, list(contact.get("merged_from") or []))
     tombstone: dict[str, Any] = {}
     for document in [*merged, contact]:
-        tombstone = await _erase_one(runtime, document, by)
+        tombstone = await _erase_one(services, document, by)
     return tombstone
 
 
-async def _erase_one(runtime: Runtime, contact: dict[str, Any], by: str | None) -> dict[str, Any]:
+async def _erase_one(services: Services, contact: dict[str, Any], by: str | None) -> dict[str, Any]:
     workspace_id, contact_id = contact["workspace_id"], contact["_id"]
-    held = await _held(runtime, contact)
-    salt = await workspace_salt(runtime, workspace_id)
-    identities = await runtime.identities.of_contact(workspace_id, contact_id)
+    held = await _held(services, contact)
+    salt = await workspace_salt(services, workspace_id)
+    identities = await services.identities.of_contact(workspace_id, contact_id)
     pairs = {(i["kind"], i["value"]) for i in identities}
     pairs |= {(kind, contact[kind]) for kind in KINDS if contact.get(kind)}
-    refs = await runtime.database.collection("message_refs").find(_message_refs(held)).to_list()
+    refs = await services.database.collection("message_refs").find(_message_refs(held)).to_list()
     provider_ids = {r["_id"] for r in refs} | set(held.message_ids)
-    now = runtime.clock.now()
+    now = services.clock.now()
     tombstone = {
         "erased_at": now,
         "erased_by": by,
@@ -174,34 +174,33 @@ async def _erase_one(runtime: Runtime, contact: dict[str, Any], by: str | None) 
     message_hashes = sorted(keyed_hash(salt, provider_id) for provider_id in provider_ids)
     timers = [arq_job_id(t["id"]) for t in contact.get("timers", [])]
     syncs = [sync_job_id(entry) for entry in contact.get("external_sync", [])]
-    assert runtime.actors is not None, "runtime not started"
-    await runtime.actors.ask(ContactKey.of_contact(contact), EraseContact(event_id(), tombstone))
-    await _drop_jobs(runtime, timer_queue(runtime.prefix), timers)
-    await _drop_jobs(runtime, integrations_queue(runtime.prefix), syncs)
+    await services.actors.ask(ContactKey.of_contact(contact), EraseContact(event_id(), tombstone))
+    await _drop_jobs(services, timer_queue(services.prefix), timers)
+    await _drop_jobs(services, integrations_queue(services.prefix), syncs)
     if message_hashes:  # the tombstone's side table: what a late status about them is checked against
         erased = [{"_id": h, "workspace_id": workspace_id, "contact_id": contact_id} for h in message_hashes]
         try:
-            await runtime.database.collection("erased_messages").insert_many(erased, ordered=False)
+            await services.database.collection("erased_messages").insert_many(erased, ordered=False)
         except BulkWriteError as exc:  # an erasure retried after a crash wrote some already
             if any(e.get("code") != DUPLICATE_KEY for e in exc.details.get("writeErrors", [])):
                 raise
     for name, query in PER_CONTACT:
-        await runtime.database.collection(name).delete_many(query(held))
-    runtime.directory.forget_contact(contact_id)
+        await services.database.collection(name).delete_many(query(held))
+    services.directory.forget_contact(contact_id)
     try:
-        await runtime.pubsub.publish(ERASED_TOPIC, {"contact_id": contact_id})
+        await services.pubsub.publish(ERASED_TOPIC, {"contact_id": contact_id})
     except Exception:  # other processes' caches expire on their own (docs/contacts.md)
         log.warning("telling other processes that %s was erased failed", contact_id, exc_info=True)
     log.info("contact %s erased by %s", contact_id, by or "unknown")
     return {"_id": contact_id, "workspace_id": workspace_id, **tombstone}
 
 
-async def _drop_jobs(runtime: Runtime, queue_name: str, job_ids: list[str]) -> None:
+async def _drop_jobs(services: Services, queue_name: str, job_ids: list[str]) -> None:
     """Remove arq jobs (armed timers, queued syncs) so nothing about the contact stays in Redis."""
-    if not job_ids or runtime.arq is None:
+    if not job_ids or services.arq is None:
         return
     prefixes = (job_key_prefix, result_key_prefix, retry_key_prefix, in_progress_key_prefix)
-    async with runtime.arq.pipeline(transaction=False) as pipe:
+    async with services.arq.pipeline(transaction=False) as pipe:
         pipe.zrem(queue_name, *job_ids)
         pipe.delete(*[prefix + job for job in job_ids for prefix in prefixes])
         await pipe.execute()
@@ -211,9 +210,9 @@ def keyed_hash(salt: str, value: str) -> str:
     return hmac.new(salt.encode(), value.encode(), hashlib.sha256).hexdigest()
 
 
-async def workspace_salt(runtime: Runtime, workspace_id: str) -> str:
+async def workspace_salt(services: Services, workspace_id: str) -> str:
     """The workspace's erasure salt, made on first use (the first writer wins)."""
-    workspaces = runtime.database.collection("workspaces")
+    workspaces = services.database.collection("workspaces")
     await workspaces.update_one(
         {"_id": workspace_id, SALT_FIELD: None}, {"$set": {SALT_FIELD: secrets.token_hex(32)}}
     )
@@ -223,19 +222,19 @@ async def workspace_salt(runtime: Runtime, workspace_id: str) -> str:
     return str(found[SALT_FIELD])
 
 
-async def erased_message(runtime: Runtime, workspace_id: str, provider_id: str) -> bool:
+async def erased_message(services: Services, workspace_id: str, provider_id: str) -> bool:
     """Whether a provider id names a message of an erased contact (a late status about it)."""
-    found = await runtime.database.collection("erased_messages").find_one(
+    found = await services.database.collection("erased_messages").find_one(
         {
             "workspace_id": workspace_id,
-            "_id": {"$in": await _message_hashes(runtime, workspace_id, provider_id)},
+            "_id": {"$in": await _message_hashes(services, workspace_id, provider_id)},
         }
     )
     return found is not None
 
 
-async def _message_hashes(runtime: Runtime, workspace_id: str, provider_id: str) -> list[str]:
-    found = await runtime.database.collection("workspaces").find_one({"_id": workspace_id}, {SALT_FIELD: 1})
+async def _message_hashes(services: Services, workspace_id: str, provider_id: str) -> list[str]:
+    found = await services.database.collection("workspaces").find_one({"_id": workspace_id}, {SALT_FIELD: 1})
     salt = (found or {}).get(SALT_FIELD)
     if not salt:
         return []

@@ -24,6 +24,7 @@ from typing import Any
 from server.errors import InvalidInput, NotFound
 from server.ids import new_id
 from server.operations.contact_data import ImportOutcome, ImportRow, RowChecker, RowRefusal, apply_rows
+from server.services import Services
 from server.store.import_jobs import ImportJobRepository
 
 log = logging.getLogger(__name__)
@@ -38,15 +39,15 @@ def import_topic(job_id: str) -> str:
 
 
 class ContactImports:
-    def __init__(self, runtime: Any) -> None:
-        self._runtime = runtime
-        self.jobs = ImportJobRepository(runtime.database)
+    def __init__(self, services: Services) -> None:
+        self._services = services
+        self.jobs = ImportJobRepository(services.database)
         self._workers: dict[str, asyncio.Task[None]] = {}
 
     async def start(self, workspace_id: str, rows: Any, more: bool, by: str | None) -> dict[str, Any]:
         """A new job holding ``rows`` (``more``: further rows follow through ``add``)."""
         _check_rows(rows, allow_empty=more)
-        now = self._runtime.clock.now()
+        now = self._services.clock.now()
         job = {
             "_id": new_id("imp"),
             "workspace_id": workspace_id,
@@ -71,7 +72,7 @@ class ContactImports:
         return await self._add(job, rows, more)
 
     async def _add(self, job: dict[str, Any], rows: list[Any], more: bool) -> dict[str, Any]:
-        stored = await self.jobs.add_rows(job, rows, more, self._runtime.clock.now())
+        stored = await self.jobs.add_rows(job, rows, more, self._services.clock.now())
         if stored is None:
             raise InvalidInput(
                 f"import job {job['_id']} took its last rows already (more: false); start a new one",
@@ -92,16 +93,16 @@ class ContactImports:
         )
 
     async def _work(self, job_id: str, workspace_id: str) -> None:
-        runtime = self._runtime
-        checker = RowChecker(runtime, workspace_id)
+        services = self._services
+        checker = RowChecker(services, workspace_id)
         failures = 0
         while True:
             try:
-                now = runtime.clock.now()
+                now = services.clock.now()
                 chunk = await self.jobs.claim_chunk(job_id, now, now - STALE_CLAIM)
                 if chunk is None:
                     if await self.jobs.pending_chunks(job_id) == 0:
-                        finished = await self.jobs.complete(job_id, runtime.clock.now())
+                        finished = await self.jobs.complete(job_id, services.clock.now())
                         if finished is not None:
                             await self._publish(finished)
                     return
@@ -124,13 +125,13 @@ class ContactImports:
                 await asyncio.sleep(min(30.0, 0.5 * 2**failures))
 
     async def _apply(self, chunk: dict[str, Any], checker: RowChecker) -> dict[str, Any] | None:
-        runtime = self._runtime
+        services = self._services
         first = chunk["first_index"]
         checked = [await checker.check(row, first + n) for n, row in enumerate(chunk["rows"])]
         refused = [c.view() for c in checked if isinstance(c, RowRefusal)]
         outcome = ImportOutcome()
         await apply_rows(
-            runtime, chunk["workspace_id"], [c for c in checked if isinstance(c, ImportRow)], outcome
+            services, chunk["workspace_id"], [c for c in checked if isinstance(c, ImportRow)], outcome
         )
         counts = {
             "processed": len(checked),
@@ -139,11 +140,11 @@ class ContactImports:
             "unchanged": outcome.unchanged,
             "refused": len(refused),
         }
-        return await self.jobs.finish_chunk(chunk, refused, counts, runtime.clock.now())
+        return await self.jobs.finish_chunk(chunk, refused, counts, services.clock.now())
 
     async def _publish(self, job: dict[str, Any]) -> None:
         try:
-            await self._runtime.pubsub.publish(import_topic(job["_id"]), job)
+            await self._services.pubsub.publish(import_topic(job["_id"]), job)
         except Exception:  # progress is also readable with importJob(id)
             log.warning("publishing the progress of import %s failed", job["_id"], exc_info=True)
 

@@ -13,9 +13,9 @@ import re
 from typing import Any
 
 from server.errors import InvalidInput
-from server.runtime import Runtime
 from server.segments import to_mongo_filter
 from server.segments.language import regex_literal
+from server.services import Services
 
 MAX_SEARCH = 100
 MAX_CONTACTS_PAGE = 200
@@ -23,13 +23,13 @@ _PHONE_LIKE = re.compile(r"\+?[\d\s\-().]+")
 
 
 async def contact_filter(
-    runtime: Runtime, workspace_id: str, segment: Any, search: str | None
+    services: Services, workspace_id: str, segment: Any, search: str | None
 ) -> dict[str, Any]:
     """The store filter for ``segment`` and ``search`` ({} for every contact)."""
     parts: list[dict[str, Any]] = []
     if segment is not None:
-        zone = await runtime.timezone_of(workspace_id)
-        parts.append(to_mongo_filter(segment, runtime.clock.now(), zone))
+        zone = await services.caches.timezone_of(workspace_id)
+        parts.append(to_mongo_filter(segment, services.clock.now(), zone))
     if search is not None and search.strip():
         parts.append(search_filter(search))
     return {} if not parts else parts[0] if len(parts) == 1 else {"$and": parts}

@@ -6,7 +6,6 @@ from typing import Any
 
 from server.actors.contact_actor import event_id, startable
 from server.actors.events import StartFlow, StopRun
-from server.actors.shards import ShardedActors
 from server.channels.choice import chosen_channel_id
 from server.errors import InvalidInput, NotFound
 from server.identity import Identities
@@ -15,17 +14,12 @@ from server.operations.channel_inbound import accept_inbound, inbound_record
 from server.operations.contact_data import checked_contact_data
 from server.operations.contact_identifiers import Who, contact_key, identities_of
 from server.operations.sandbox_share import SandboxShare
-from server.runtime import Runtime
+from server.services import Services
 from server.text_input import MAX_BUTTON_ID, MAX_MESSAGE_TEXT, checked_characters
 
 
-def _actors(runtime: Runtime) -> ShardedActors:
-    assert runtime.actors is not None, "runtime not started"
-    return runtime.actors
-
-
 async def start_flow(
-    runtime: Runtime,
+    services: Services,
     workspace_id: str,
     flow_id: str,
     who: Who,
@@ -40,10 +34,10 @@ async def start_flow(
     if variables is not None and not isinstance(variables, dict):
         raise InvalidInput("variables must be a JSON object", field="variables")
     # Checked before the contact is named: a refused call claims no identity (the turn checks again).
-    data = await checked_contact_data(runtime, workspace_id, contact)
-    startable(await runtime.flows.get_recent(workspace_id, flow_id), flow_id)
-    channel_id = await chosen_channel_id(runtime.channels, workspace_id, channel_id)
-    key = await contact_key(runtime, workspace_id, who)
+    data = await checked_contact_data(services, workspace_id, contact)
+    startable(await services.flows.get_recent(workspace_id, flow_id), flow_id)
+    channel_id = await chosen_channel_id(services.channels, workspace_id, channel_id)
+    key = await contact_key(services, workspace_id, who)
     event = StartFlow(
         event_id(),
         flow_id,
@@ -54,16 +48,16 @@ async def start_flow(
         contact_links=data.links,
         contact_tags=data.tags,
     )
-    result = await _actors(runtime).ask(key, event)
+    result = await services.actors.ask(key, event)
     assert result.run is not None
     return _run_view(result.run, result.contact, workspace_id)
 
 
-async def stop_run(runtime: Runtime, workspace_id: str, run_id: str) -> dict[str, Any]:
-    contact = await runtime.contacts.find_run(workspace_id, run_id)
+async def stop_run(services: Services, workspace_id: str, run_id: str) -> dict[str, Any]:
+    contact = await services.contacts.find_run(workspace_id, run_id)
     if contact is None:
         raise NotFound(f"run {run_id} not found or already archived")
-    result = await _actors(runtime).ask(ContactKey.of_contact(contact), StopRun(event_id(), run_id))
+    result = await services.actors.ask(ContactKey.of_contact(contact), StopRun(event_id(), run_id))
     assert result.run is not None
     return _run_view(result.run, result.contact, workspace_id)
 
@@ -74,7 +68,7 @@ def _run_view(run: dict[str, Any], contact: dict[str, Any], workspace_id: str) -
 
 
 async def customer_says(
-    runtime: Runtime,
+    services: Services,
     workspace_id: str,
     who: Who | Identities,
     text: str | None,
@@ -102,12 +96,12 @@ async def customer_says(
         checked_characters(text, field="text", what="the customer's message", limit=MAX_MESSAGE_TEXT)
     if button_id is not None:
         checked_characters(button_id, field="buttonId", what="a button id", limit=MAX_BUTTON_ID)
-    identities = who if isinstance(who, Identities) else await identities_of(runtime, workspace_id, who)
-    resolved = await runtime.directory.resolve(workspace_id, identities)
+    identities = who if isinstance(who, Identities) else await identities_of(services, workspace_id, who)
+    resolved = await services.directory.resolve(workspace_id, identities)
     assert resolved is not None  # resolve creates
     key = resolved.key
     stored, event = await accept_inbound(
-        runtime,
+        services,
         inbound_record(
             workspace_id,
             provider_id or new_id("in"),
@@ -116,10 +110,10 @@ async def customer_says(
             kind=kind,
             text=text,
             button_id=button_id,
-            at=runtime.clock.now(),
+            at=services.clock.now(),
             **{"phone": None, **identities.fields(), **extra},
         ),
     )
     if event is not None:
-        await _actors(runtime).ask(key, event)
+        await services.actors.ask(key, event)
     return stored

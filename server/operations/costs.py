@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from server.channels.whatsapp.costs import country_of, estimate, load_rate_card
+from server.channels.whatsapp.costs import country_of, load_rate_card
 from server.machines.definition import TemplateNode, parse_flow
-from server.runtime import Runtime
+from server.services import Services
 from server.store.audience import ContactPhones
 
 ASSUMPTION = (
@@ -16,23 +16,23 @@ ASSUMPTION = (
 
 
 async def flow_cost_estimate(
-    runtime: Runtime, workspace_id: str, flow: dict[str, Any], country: str | None = None
+    services: Services, workspace_id: str, flow: dict[str, Any], country: str | None = None
 ) -> dict[str, Any]:
     """Per template node: its category and price for ``country``, or for the workspace's contacts."""
     card = load_rate_card()
     definition = flow["draft"]
     if flow.get("active_version"):
-        version = await runtime.flows.get_version(flow["_id"], flow["active_version"])
+        version = await services.flows.get_version(flow["_id"], flow["active_version"])
         definition = (version or {}).get("definition") or definition
     if country:
         audience: dict[str | None, int | None] = {country.upper(): None}
     else:
-        audience = dict(await ContactPhones(runtime.database).count_by(workspace_id, country_of))
+        audience = dict(await ContactPhones(services.database).count_by(workspace_id, country_of))
     nodes: list[dict[str, Any]] = []
     for node in parse_flow(definition).nodes:
         if not isinstance(node, TemplateNode):
             continue
-        found = await runtime.templates.get_by_name(workspace_id, node.template, node.language)
+        found = await services.templates.get_by_name(workspace_id, node.template, node.language)
         category = found[0]["category"] if found else None
         lines: list[dict[str, Any]] = []
         for where, contacts in sorted(audience.items(), key=lambda item: str(item[0])):
@@ -61,8 +61,3 @@ async def flow_cost_estimate(
         "nodes": nodes,
         "total": round(sum(totals), 6) if totals else None,
     }
-
-
-def message_estimate(category: str, phone: str, window_open: bool) -> dict[str, Any]:
-    """One send's expected cost (broadcast estimates sum this over their audience)."""
-    return estimate(category, phone, window_open)

@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
-from server.actors.events import EndFlowRuns
 from server.channels.choice import chosen_channel_id
 from server.errors import InvalidFlow, InvalidInput, NotFound
-from server.ids import ContactKey, new_id
+from server.ids import new_id
+from server.machines.catalog import Catalog
 from server.machines.definition import parse_flow
 from server.machines.validator import FlowIssue, validate
 from server.operations import templates
 from server.operations.catalog import catalog_snapshot
-from server.runtime import Runtime
+from server.operations.flow_versions import activate_version
+from server.services import Services
 from server.text_input import MAX_FLOW_NAME, checked_name
 
 
-def issues_of(definition: dict[str, Any], catalog: Any = None) -> list[FlowIssue]:
+def issues_of(definition: dict[str, Any], catalog: Catalog | None = None) -> list[FlowIssue]:
     """Parse errors and validator findings of a draft, as one list."""
     try:
         flow = parse_flow(definition)
@@ -26,20 +26,20 @@ def issues_of(definition: dict[str, Any], catalog: Any = None) -> list[FlowIssue
     return validate(flow, catalog)
 
 
-async def flow_issues(runtime: Runtime, workspace_id: str, flow: dict[str, Any]) -> list[FlowIssue]:
+async def flow_issues(services: Services, workspace_id: str, flow: dict[str, Any]) -> list[FlowIssue]:
     """A flow's draft checked against what its workspace has (tags, fields, agents, templates)."""
-    catalog = await catalog_snapshot(runtime, workspace_id, flow["_id"])
+    catalog = await catalog_snapshot(services, workspace_id, flow["_id"])
     return issues_of(flow["draft"], catalog)
 
 
-async def import_flow(runtime: Runtime, workspace_id: str, definition: Any) -> dict[str, Any]:
+async def import_flow(services: Services, workspace_id: str, definition: Any) -> dict[str, Any]:
     """Store a new draft; a document that cannot be parsed at all is refused with its node id."""
     flow = parse_flow(definition)
     checked_name(flow.name, field="name", limit=MAX_FLOW_NAME, what="a flow name")
-    if await runtime.flows.get_by_name(workspace_id, flow.name):
+    if await services.flows.get_by_name(workspace_id, flow.name):
         raise InvalidInput(f"a flow called {flow.name!r} already exists; rename it or edit that one")
-    now = runtime.clock.now()
-    return await runtime.flows.insert(
+    now = services.clock.now()
+    return await services.flows.insert(
         {
             "_id": new_id("flow"),
             "workspace_id": workspace_id,
@@ -54,24 +54,26 @@ async def import_flow(runtime: Runtime, workspace_id: str, definition: Any) -> d
     )
 
 
-async def require_flow(runtime: Runtime, workspace_id: str, flow_id: str) -> dict[str, Any]:
-    flow = await runtime.flows.get(workspace_id, flow_id)
+async def require_flow(services: Services, workspace_id: str, flow_id: str) -> dict[str, Any]:
+    flow = await services.flows.get(workspace_id, flow_id)
     if flow is None:
         raise NotFound(f"flow {flow_id} not found")
     return flow
 
 
-async def update_draft(runtime: Runtime, workspace_id: str, flow_id: str, definition: Any) -> dict[str, Any]:
-    flow = await require_flow(runtime, workspace_id, flow_id)
+async def update_draft(
+    services: Services, workspace_id: str, flow_id: str, definition: Any
+) -> dict[str, Any]:
+    flow = await require_flow(services, workspace_id, flow_id)
     parsed = parse_flow(definition)
     checked_name(parsed.name, field="name", limit=MAX_FLOW_NAME, what="a flow name")
-    changes: dict[str, Any] = {"draft": definition, "updated_at": runtime.clock.now()}
+    changes: dict[str, Any] = {"draft": definition, "updated_at": services.clock.now()}
     if parsed.name != flow["name"]:
-        other = await runtime.flows.get_by_name(workspace_id, parsed.name)
+        other = await services.flows.get_by_name(workspace_id, parsed.name)
         if other is not None and other["_id"] != flow_id:
             raise InvalidInput(f"a flow called {parsed.name!r} already exists")
         changes["name"] = parsed.name
-    updated = await runtime.flows.update(workspace_id, flow_id, changes)
+    updated = await services.flows.update(workspace_id, flow_id, changes)
     assert updated is not None
     return updated
 
@@ -80,7 +82,7 @@ IN_FLIGHT_POLICIES = ("finish", "exit")
 
 
 async def publish_flow(
-    runtime: Runtime, workspace_id: str, flow_id: str, in_flight: str = "finish"
+    services: Services, workspace_id: str, flow_id: str, in_flight: str = "finish"
 ) -> dict[str, Any]:
     """Freeze the draft as version N and make it the one new runs start on.
 
@@ -89,8 +91,8 @@ async def publish_flow(
     """
     if in_flight not in IN_FLIGHT_POLICIES:
         raise InvalidInput(f"inFlight must be one of {', '.join(IN_FLIGHT_POLICIES)}", field="inFlight")
-    flow = await require_flow(runtime, workspace_id, flow_id)
-    errors = [i for i in await flow_issues(runtime, workspace_id, flow) if i.severity == "ERROR"]
+    flow = await require_flow(services, workspace_id, flow_id)
+    errors = [i for i in await flow_issues(services, workspace_id, flow) if i.severity == "ERROR"]
     if errors:
         first = errors[0]
         more = f" (and {len(errors) - 1} more; see validateFlow)" if len(errors) > 1 else ""
@@ -98,17 +100,17 @@ async def publish_flow(
             f"{first.code}: {first.message}{more}", node_id=first.node_id, issues=[i.code for i in errors]
         )
     waiting: list[dict[str, Any]] = []
-    if await runtime.channels.for_workspace(workspace_id) is not None:
+    if await services.channels.for_workspace(workspace_id) is not None:
         # On WhatsApp only approved templates can be sent: submit the flow's drafts (and fixed
         # rejections) first, so a template Meta refuses outright fails the publish with its reason.
-        waiting = await templates.unapproved_templates(runtime, workspace_id, flow["draft"])
+        waiting = await templates.unapproved_templates(services, workspace_id, flow["draft"])
         for template in waiting:
             if template["status"] in templates.SUBMITTABLE:
-                await templates.submit_template(runtime, workspace_id, template["_id"])
-        waiting = await templates.unapproved_templates(runtime, workspace_id, flow["draft"])
-    now = runtime.clock.now()
-    version = await runtime.flows.next_version(workspace_id, flow_id, now)
-    await runtime.flows.insert_version(
+                await templates.submit_template(services, workspace_id, template["_id"])
+        waiting = await templates.unapproved_templates(services, workspace_id, flow["draft"])
+    now = services.clock.now()
+    version = await services.flows.next_version(workspace_id, flow_id, now)
+    await services.flows.insert_version(
         {
             "_id": f"{flow_id}:{version}",
             "flow_id": flow_id,
@@ -130,68 +132,32 @@ async def publish_flow(
         }
         if not flow.get("active_version"):
             changes["status"] = state
-        updated = await runtime.flows.update(workspace_id, flow_id, changes)
+        updated = await services.flows.update(workspace_id, flow_id, changes)
         assert updated is not None
         return updated
-    return await activate_version(runtime, workspace_id, flow_id, version, in_flight)
+    return await activate_version(services, workspace_id, flow_id, version, in_flight)
 
 
-async def activate_version(
-    runtime: Runtime, workspace_id: str, flow_id: str, version: int, in_flight: str = "finish"
-) -> dict[str, Any]:
-    """Make ``version`` the one new runs start on (at publish, or once its templates are approved)."""
-    updated = await runtime.flows.update(
-        workspace_id,
-        flow_id,
-        {
-            "status": "active",
-            "active_version": version,
-            "pending_version": None,
-            "pending_in_flight": None,
-            "pending_status": None,
-            "updated_at": runtime.clock.now(),
-        },
-    )
-    assert updated is not None
-    if in_flight == "exit":
-        await end_older_runs(runtime, workspace_id, flow_id, version)
-    return updated
-
-
-async def end_older_runs(runtime: Runtime, workspace_id: str, flow_id: str, version: int) -> int:
-    """Ask every contact still running an older version of the flow to end that run."""
-    assert runtime.actors is not None
-    pending = [
-        runtime.actors.tell(
-            ContactKey.from_doc_id(contact_id),
-            EndFlowRuns(new_id("evt"), flow_id, version),
-        )
-        async for contact_id in runtime.contacts.keys_with_active_runs(workspace_id, flow_id, version)
-    ]
-    await asyncio.gather(*pending)
-    return len(pending)
-
-
-async def archive_flow(runtime: Runtime, workspace_id: str, flow_id: str) -> dict[str, Any]:
-    await require_flow(runtime, workspace_id, flow_id)
-    updated = await runtime.flows.update(
-        workspace_id, flow_id, {"status": "archived", "updated_at": runtime.clock.now()}
+async def archive_flow(services: Services, workspace_id: str, flow_id: str) -> dict[str, Any]:
+    await require_flow(services, workspace_id, flow_id)
+    updated = await services.flows.update(
+        workspace_id, flow_id, {"status": "archived", "updated_at": services.clock.now()}
     )
     assert updated is not None
     return updated
 
 
 async def set_flow_channel(
-    runtime: Runtime, workspace_id: str, flow_id: str, channel_id: str | None
+    services: Services, workspace_id: str, flow_id: str, channel_id: str | None
 ) -> dict[str, Any]:
     """The number the flow's runs talk through (None: the workspace's default channel).
 
     Runs already under way keep the channel they started with (docs/channels.md).
     """
-    await require_flow(runtime, workspace_id, flow_id)
-    checked = await chosen_channel_id(runtime.channels, workspace_id, channel_id)
-    updated = await runtime.flows.update(
-        workspace_id, flow_id, {"channel_id": checked, "updated_at": runtime.clock.now()}
+    await require_flow(services, workspace_id, flow_id)
+    checked = await chosen_channel_id(services.channels, workspace_id, channel_id)
+    updated = await services.flows.update(
+        workspace_id, flow_id, {"channel_id": checked, "updated_at": services.clock.now()}
     )
     assert updated is not None
     return updated

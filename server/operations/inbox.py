@@ -18,14 +18,14 @@ from server.identity import message_address
 from server.ids import ContactKey, new_id
 from server.operations.catalog import find_agent
 from server.operations.contact_identifiers import Who, contact_key, find_contact_key
-from server.runtime import Runtime
+from server.services import Services
 from server.text_input import checked_text
 
 MAX_MESSAGES = 200
 
 
 async def conversations(
-    runtime: Runtime,
+    services: Services,
     workspace_id: str,
     assigned_to: str | None,
     unassigned: bool,
@@ -35,8 +35,8 @@ async def conversations(
     """Up to ``limit`` conversations after the cursor; ``assigned_to`` takes an agent id or e-mail."""
     agent_id = None
     if assigned_to is not None:
-        agent_id = (await find_agent(runtime, workspace_id, assigned_to))["_id"]
-    return await runtime.contacts.conversations(workspace_id, agent_id, unassigned, after, limit)
+        agent_id = (await find_agent(services, workspace_id, assigned_to))["_id"]
+    return await services.contacts.conversations(workspace_id, agent_id, unassigned, after, limit)
 
 
 def sender_of(message: dict[str, Any]) -> str:
@@ -50,11 +50,11 @@ def sender_of(message: dict[str, Any]) -> str:
     return "SYSTEM"
 
 
-async def messages(runtime: Runtime, contact: dict[str, Any], last: int) -> list[dict[str, Any]]:
+async def messages(services: Services, contact: dict[str, Any], last: int) -> list[dict[str, Any]]:
     """The latest ``last`` messages, oldest first; ones still waiting in the outbox show as queued."""
     if last < 1 or last > MAX_MESSAGES:
         raise InvalidInput(f"last must be between 1 and {MAX_MESSAGES}", field="last")
-    stored = await runtime.messages.conversation(ContactKey.of_contact(contact), last)
+    stored = await services.messages.conversation(ContactKey.of_contact(contact), last)
     known = {m["_id"] for m in stored}
     queued = [
         {
@@ -95,19 +95,18 @@ def with_reactions(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 async def send_agent_message(
-    runtime: Runtime, workspace_id: str, who: Who, text: str, agent_ref: str | None
+    services: Services, workspace_id: str, who: Who, text: str, agent_ref: str | None
 ) -> dict[str, Any]:
     """Queue an agent's text to the customer; returns the message as the inbox shows it."""
-    assert runtime.actors is not None, "runtime not started"
     body = checked_text(text, field="text", what="an agent's message")
-    agent_id = (await find_agent(runtime, workspace_id, agent_ref))["_id"] if agent_ref else None
-    key = await contact_key(runtime, workspace_id, who)  # after the checks: a refused call claims nothing
+    agent_id = (await find_agent(services, workspace_id, agent_ref))["_id"] if agent_ref else None
+    key = await contact_key(services, workspace_id, who)  # after the checks: a refused call claims nothing
     if agent_id is None:
-        current = await runtime.contacts.load(key)
+        current = await services.contacts.load(key)
         agent_id = (current or {}).get("assigned_agent")
     message_id = new_id("msg")
-    result = await runtime.actors.ask(key, AgentMessage(message_id, body, agent_id))
-    sent = await runtime.messages.get(message_id)
+    result = await services.actors.ask(key, AgentMessage(message_id, body, agent_id))
+    sent = await services.messages.get(message_id)
     if sent is not None:
         return sent
     pending = next((m for m in result.contact.get("outbox", []) if m["id"] == message_id), None)
@@ -122,14 +121,13 @@ async def send_agent_message(
         **message_address(pending or {"to": result.contact.get("phone"), "contact_id": key.doc_id}),
         "direction": "out",
         "status": "queued",
-        "at": (pending or {}).get("created_at") or runtime.clock.now(),
+        "at": (pending or {}).get("created_at") or services.clock.now(),
     }
 
 
-async def mark_read(runtime: Runtime, workspace_id: str, who: Who) -> dict[str, Any]:
-    assert runtime.actors is not None, "runtime not started"
-    key = await find_contact_key(runtime, workspace_id, who)
-    contact = (await runtime.actors.ask(key, MarkRead(event_id()))).contact if key is not None else {}
+async def mark_read(services: Services, workspace_id: str, who: Who) -> dict[str, Any]:
+    key = await find_contact_key(services, workspace_id, who)
+    contact = (await services.actors.ask(key, MarkRead(event_id()))).contact if key is not None else {}
     if contact.get("version", 0) == 0:
         raise NotFound(f"no conversation with {who}")
     return contact

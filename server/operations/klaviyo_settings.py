@@ -6,7 +6,7 @@ from typing import Any
 
 from server.errors import InvalidInput
 from server.integrations.klaviyo import DEFAULT_BASE_URL
-from server.runtime import Runtime
+from server.services import Services
 
 
 def view(stored: dict[str, Any] | None) -> dict[str, Any]:
@@ -20,20 +20,20 @@ def view(stored: dict[str, Any] | None) -> dict[str, Any]:
     }
 
 
-async def get_klaviyo(runtime: Runtime, workspace_id: str) -> dict[str, Any]:
-    return view((await runtime.contact_services.settings.get(workspace_id)).get("klaviyo"))
+async def get_klaviyo(services: Services, workspace_id: str) -> dict[str, Any]:
+    return view((await services.workspace_settings.get(workspace_id)).get("klaviyo"))
 
 
 async def set_klaviyo(
-    runtime: Runtime, workspace_id: str, private_key: str | None, base_url: str | None = None
+    services: Services, workspace_id: str, private_key: str | None, base_url: str | None = None
 ) -> dict[str, Any]:
     """Connect (or, with no key, disconnect) Klaviyo; pending syncs use the new settings."""
     key = (private_key or "").strip()
     url = (base_url or DEFAULT_BASE_URL).strip().rstrip("/")
     if url != DEFAULT_BASE_URL:  # a tenant-chosen URL: the egress policy decides (and again at each call)
-        await runtime.egress.check_url(url, "baseUrl")
+        await services.egress.check_url(url, "baseUrl")
     if private_key is not None and not key:
         raise InvalidInput("privateKey is empty; pass null to disconnect Klaviyo", field="privateKey")
     value = {"private_key": key, "base_url": url} if key else None
-    settings = await runtime.contact_services.settings.set(workspace_id, "klaviyo", value)
+    settings = await services.workspace_settings.set(workspace_id, "klaviyo", value)
     return view(settings.get("klaviyo"))

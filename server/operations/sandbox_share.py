@@ -14,8 +14,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from server.channels.whatsapp.form_answers import read_form_answer
 from server.errors import InvalidInput
-from server.machines.form_answers import read_form_answer
 from server.text_input import MAX_BUTTON_ID, checked_characters
 
 MAX_PLACE_TEXT = 1000  # a location's name or address

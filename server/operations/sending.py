@@ -8,33 +8,33 @@ from __future__ import annotations
 
 from typing import Any
 
-from server.runtime import Runtime
 from server.sending.settings import (
     SendingSettings,
     parse_quiet_hours,
     settings_from_document,
 )
+from server.services import Services
 
 
-async def sending_settings(runtime: Runtime, workspace_id: str) -> tuple[SendingSettings, str]:
+async def sending_settings(services: Services, workspace_id: str) -> tuple[SendingSettings, str]:
     """The settings and the workspace's time zone (the fallback for contacts of unknown zone)."""
-    rules = await runtime.send_policy.rules_of(workspace_id)
+    rules = await services.send_policy.rules_of(workspace_id)
     return rules.settings, rules.timezone
 
 
 async def update_sending_settings(
-    runtime: Runtime,
+    services: Services,
     workspace_id: str,
     quiet_hours: list[dict[str, Any]] | None,
     typing_indicator: bool | None,
 ) -> tuple[SendingSettings, str]:
     """Replace the quiet hours (an empty list turns them off) and/or the typing indicator switch;
     what is not given stays as it is."""
-    stored = await runtime.contact_services.settings.get(workspace_id)
+    stored = await services.workspace_settings.get(workspace_id)
     current = settings_from_document(stored.get("sending"))
     windows = parse_quiet_hours(quiet_hours) if quiet_hours is not None else current.quiet_hours
     typing = current.typing_indicator if typing_indicator is None else bool(typing_indicator)
     updated = SendingSettings(quiet_hours=windows, typing_indicator=typing)
-    await runtime.contact_services.settings.set(workspace_id, "sending", updated.document())
-    runtime.send_policy.forget(workspace_id)
-    return await sending_settings(runtime, workspace_id)
+    await services.workspace_settings.set(workspace_id, "sending", updated.document())
+    services.send_policy.forget(workspace_id)
+    return await sending_settings(services, workspace_id)

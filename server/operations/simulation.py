@@ -30,22 +30,23 @@ from server.actors.contact_commands import TurnExtras
 from server.actors.events import Event, InboundMessage, StartFlow, TimerFired
 from server.actors.turn_logic import TurnLogic
 from server.clock import as_utc
+from server.durations import parse_duration
 from server.errors import InvalidFlow, InvalidInput
 from server.ids import ContactKey, new_id
 from server.machines import runner
 from server.machines.compiler import CompiledFlow, compile_flow
 from server.machines.definition import parse_flow
-from server.machines.durations import parse_duration
 from server.machines.rendering import render_message
 from server.machines.validator import FlowIssue
 from server.machines.values import coerce_value
 from server.operations.catalog import catalog_snapshot
 from server.operations.contact_identifiers import contact_phone
 from server.operations.flows import issues_of
-from server.runtime import Runtime
 from server.segments import matches
+from server.services import Services
 from server.store.contacts import new_contact
 from server.text_input import MAX_BUTTON_ID, MAX_MESSAGE_TEXT, checked_characters
+from server.window import window_open
 
 MAX_SCRIPT = 200  # inputs in one script
 MAX_TURNS = 1_000  # turns one simulation may take (a flow that loops on a delay stops here)
@@ -146,33 +147,33 @@ def parse_script(script: list[dict[str, Any]]) -> list[ScriptInput]:
 class _Flows:
     """``FlowLookup`` for a simulation: the simulated flow by its id or name, others read-only."""
 
-    def __init__(self, runtime: Runtime, simulated: dict[str, Any]) -> None:
-        self._runtime = runtime
+    def __init__(self, services: Services, simulated: dict[str, Any]) -> None:
+        self._services = services
         self._simulated = simulated
 
     async def get_by_name(self, workspace_id: str, name: str) -> dict[str, Any] | None:
         if name == self._simulated["name"]:
             return self._simulated
-        return await self._runtime.flows.get_by_name(workspace_id, name)
+        return await self._services.flows.get_by_name(workspace_id, name)
 
     async def get_recent(self, workspace_id: str, flow_id: str) -> dict[str, Any] | None:
         if flow_id == self._simulated["_id"]:
             return self._simulated
-        return await self._runtime.flows.get(workspace_id, flow_id)
+        return await self._services.flows.get(workspace_id, flow_id)
 
 
 class _Compiled:
     """``CompiledLookup``: the simulated draft's machine, else the published versions' cache."""
 
-    def __init__(self, runtime: Runtime, simulated: dict[str, Any], compiled: CompiledFlow) -> None:
-        self._runtime = runtime
+    def __init__(self, services: Services, simulated: dict[str, Any], compiled: CompiledFlow) -> None:
+        self._services = services
         self._key = (simulated["_id"], simulated["active_version"])
         self._compiled = compiled
 
     async def get(self, flow_id: str, version: int) -> CompiledFlow:
         if (flow_id, version) == self._key:
             return self._compiled
-        return await self._runtime.flow_cache.get(flow_id, version)
+        return await self._services.flow_cache.get(flow_id, version)
 
 
 @dataclass
@@ -208,7 +209,7 @@ class _Recorder:
                 tags=list(contact.get("tags", [])),
                 variables=copy.deepcopy(contact.get("variables", {})),
                 opted_in=bool(contact.get("opted_in")),
-                window_open=runner.window_open(contact.get("last_inbound_at"), self._now),
+                window_open=window_open(contact.get("last_inbound_at"), self._now),
             )
         )
 
@@ -220,14 +221,14 @@ class _Recorder:
 
 
 async def _checked_flow(
-    runtime: Runtime, workspace_id: str, definition: Any
+    services: Services, workspace_id: str, definition: Any
 ) -> tuple[dict[str, Any], CompiledFlow, list[FlowIssue]]:
     """The flow as a published version would be; refused like ``publishFlow`` when it has errors."""
     if not isinstance(definition, dict):
         raise InvalidInput("definition must be a flow document (a JSON object)", field="definition")
     parsed = parse_flow(definition)
-    existing = await runtime.flows.get_by_name(workspace_id, parsed.name)
-    catalog = await catalog_snapshot(runtime, workspace_id, existing["_id"] if existing else None)
+    existing = await services.flows.get_by_name(workspace_id, parsed.name)
+    catalog = await catalog_snapshot(services, workspace_id, existing["_id"] if existing else None)
     issues = issues_of(definition, catalog)
     errors = [i for i in issues if i.severity == "ERROR"]
     if errors:
@@ -247,7 +248,7 @@ async def _checked_flow(
     return simulated, compile_flow(parsed), [i for i in issues if i.severity != "ERROR"]
 
 
-async def _contact(runtime: Runtime, workspace_id: str, given: Any, start: datetime) -> dict[str, Any]:
+async def _contact(services: Services, workspace_id: str, given: Any, start: datetime) -> dict[str, Any]:
     """The pretend contact: ``given`` (tags, variables, consent, window, agent) over a new one."""
     if given is None:
         given = {}
@@ -260,7 +261,7 @@ async def _contact(runtime: Runtime, workspace_id: str, given: Any, start: datet
         )
     phone = DEFAULT_PHONE
     if given.get("phone") is not None:
-        phone = await contact_phone(runtime, workspace_id, given["phone"], field="contact.phone")
+        phone = await contact_phone(services, workspace_id, given["phone"], field="contact.phone")
     contact = new_contact(ContactKey(workspace_id, phone), start)
     if given.get("name") is not None:
         contact["name"] = str(given["name"])
@@ -271,8 +272,8 @@ async def _contact(runtime: Runtime, workspace_id: str, given: Any, start: datet
     variables = given.get("variables") or {}
     if not isinstance(variables, dict):
         raise InvalidInput("variables must be a JSON object", field="contact.variables")
-    fields = await runtime.fields_of(workspace_id)
-    regional = await runtime.regional_of(workspace_id)
+    fields = await services.caches.fields_of(workspace_id)
+    regional = await services.caches.regional_of(workspace_id)
     for name, raw in variables.items():
         known = fields.get(name)
         try:
@@ -284,7 +285,7 @@ async def _contact(runtime: Runtime, workspace_id: str, given: Any, start: datet
         contact["opt_in"] = {"at": start, "source": "simulation"}
     contact["last_inbound_at"] = _last_inbound(given, start)
     if given.get("assignedAgent"):
-        agent, why = await runtime.contact_services.picker.agent(workspace_id, str(given["assignedAgent"]))
+        agent, why = await services.picker.agent(workspace_id, str(given["assignedAgent"]))
         if agent is None:
             raise InvalidInput(str(why), field="contact.assignedAgent")
         contact["assigned_agent"] = agent["_id"]
@@ -366,7 +367,7 @@ class _Simulator:
 
 
 async def simulate(
-    runtime: Runtime,
+    services: Services,
     workspace_id: str,
     definition: Any,
     contact: Any,
@@ -378,16 +379,16 @@ async def simulate(
     if trigger is not None and not isinstance(trigger, dict):
         raise InvalidInput("trigger must be a JSON object", field="trigger")
     inputs = parse_script(script)
-    simulated, compiled, issues = await _checked_flow(runtime, workspace_id, definition)
-    start = as_utc(start_at) if start_at is not None else runtime.clock.now()
-    document = await _contact(runtime, workspace_id, contact, start)
+    simulated, compiled, issues = await _checked_flow(services, workspace_id, definition)
+    start = as_utc(start_at) if start_at is not None else services.clock.now()
+    document = await _contact(services, workspace_id, contact, start)
     sources = _Sources(
-        flows=_Flows(runtime, simulated),
-        flow_cache=_Compiled(runtime, simulated, compiled),
-        timezone_of=runtime.timezone_of,
-        fields_of=runtime.fields_of,
-        extras_of=runtime.contact_services.extras_of,
-        assigner=lambda ws, request: runtime.contact_services.picker.for_node(ws, request, take_turn=False),
+        flows=_Flows(services, simulated),
+        flow_cache=_Compiled(services, simulated, compiled),
+        timezone_of=services.caches.timezone_of,
+        fields_of=services.caches.fields_of,
+        extras_of=services.caches.extras_of,
+        assigner=lambda ws, request: services.picker.for_node(ws, request, take_turn=False),
     )
     result = Simulation(started_at=start, ended_at=start, contact=document, issues=issues)
     simulator = _Simulator(TurnLogic(sources), document, result)

@@ -14,13 +14,14 @@ from typing import Any
 
 from pymongo.errors import DuplicateKeyError
 
+from server.channels.whatsapp.template_message import PARAM, parameter_count
 from server.errors import Conflict, EgressRefused, InvalidInput, NotFound, Unavailable
 from server.ids import new_id
 from server.machines.definition import TemplateNode, parse_flow
-from server.machines.template_message import PARAM, parameter_count
 from server.operations import catalog as catalog_ops
 from server.operations.catalog import SENDABLE_TEMPLATE_STATUSES, validate_components
-from server.runtime import Runtime
+from server.operations.flow_versions import activate_version
+from server.services import Services
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +44,8 @@ META_STATUSES = {
 SUBMITTABLE = ("DRAFT", "REJECTED")
 
 
-async def _whatsapp(runtime: Runtime, workspace_id: str) -> dict[str, Any]:
-    channel = await runtime.channels.for_workspace(workspace_id)
+async def _whatsapp(services: Services, workspace_id: str) -> dict[str, Any]:
+    channel = await services.channels.for_workspace(workspace_id)
     if channel is None:
         raise InvalidInput("this workspace has no WhatsApp number; connect one first (connectWhatsApp)")
     return channel
@@ -79,10 +80,10 @@ def meta_components(components: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return result
 
 
-async def submit_template(runtime: Runtime, workspace_id: str, template_id: str) -> dict[str, Any]:
+async def submit_template(services: Services, workspace_id: str, template_id: str) -> dict[str, Any]:
     """Send a DRAFT (or fixed REJECTED) template to Meta for review; it becomes PENDING."""
-    channel = await _whatsapp(runtime, workspace_id)
-    template = await runtime.templates.get(workspace_id, template_id)
+    channel = await _whatsapp(services, workspace_id)
+    template = await services.templates.get(workspace_id, template_id)
     if template is None:
         raise NotFound(f"template {template_id} not found")
     if template["status"] not in SUBMITTABLE:
@@ -92,7 +93,7 @@ async def submit_template(runtime: Runtime, workspace_id: str, template_id: str)
         )
     components = meta_components(template.get("components") or [])
     if template.get("meta_id"):  # a rejected template is fixed in place (Meta's edit endpoint)
-        result = await runtime.graph.edit_template(
+        result = await services.graph.edit_template(
             channel, template["meta_id"], {"category": template["category"], "components": components}
         )
         answer = {"id": template["meta_id"], "status": "PENDING", "category": template["category"]}
@@ -103,14 +104,14 @@ async def submit_template(runtime: Runtime, workspace_id: str, template_id: str)
             "category": template["category"],
             "components": components,
         }
-        result = await runtime.graph.create_template(channel, body)
+        result = await services.graph.create_template(channel, body)
         answer = result.body if isinstance(result.body, dict) else {}
-    now = runtime.clock.now()
+    now = services.clock.now()
     if not result.ok:
         _refused_by_egress(result.error_code, "submitTemplate")
         if result.retry:
             raise Unavailable(f"Meta could not take template {template['name']!r} now: {result.error}")
-        await runtime.templates.update(
+        await services.templates.update(
             workspace_id, template_id, {"submit_error": result.error, "updated_at": now}
         )
         raise InvalidInput(f"Meta refused template {template['name']!r}: {result.error}", field="components")
@@ -126,9 +127,9 @@ async def submit_template(runtime: Runtime, workspace_id: str, template_id: str)
     }
     if answer.get("category") in ("MARKETING", "UTILITY", "AUTHENTICATION"):
         changes["category"] = answer["category"]  # Meta may recategorise on creation
-    updated = await runtime.templates.update(workspace_id, template_id, changes)
+    updated = await services.templates.update(workspace_id, template_id, changes)
     assert updated is not None
-    await refresh_waiting_flows(runtime, workspace_id)
+    await refresh_waiting_flows(services, workspace_id)
     return updated
 
 
@@ -139,20 +140,20 @@ def _reason(status: str, reason: str | None) -> str | None:
 
 
 async def _set_status(
-    runtime: Runtime, workspace_id: str, template: dict[str, Any], meta_status: str, reason: str | None
+    services: Services, workspace_id: str, template: dict[str, Any], meta_status: str, reason: str | None
 ) -> dict[str, Any]:
     raw = meta_status.strip().upper()
     status = META_STATUSES.get(raw)
-    changes: dict[str, Any] = {"meta_status": raw, "updated_at": runtime.clock.now()}
+    changes: dict[str, Any] = {"meta_status": raw, "updated_at": services.clock.now()}
     if status is not None:
         changes["status"] = status
         changes["rejection_reason"] = _reason(status, reason)
-    updated = await runtime.templates.update(workspace_id, template["_id"], changes)
+    updated = await services.templates.update(workspace_id, template["_id"], changes)
     return updated or template
 
 
 async def apply_template_status(
-    runtime: Runtime,
+    services: Services,
     workspace_id: str,
     *,
     meta_id: str | None,
@@ -162,9 +163,9 @@ async def apply_template_status(
     reason: str | None,
 ) -> None:
     """Meta's verdict on a template (``message_template_status_update``); REJECTED keeps its reason."""
-    template = await runtime.templates.by_meta_id(workspace_id, meta_id) if meta_id else None
+    template = await services.templates.by_meta_id(workspace_id, meta_id) if meta_id else None
     if template is None:
-        found = await runtime.templates.get_by_name(workspace_id, name, language)
+        found = await services.templates.get_by_name(workspace_id, name, language)
         template = found[0] if found else None
     if template is None:
         log.warning(
@@ -172,15 +173,15 @@ async def apply_template_status(
         )
         return
     if meta_id and not template.get("meta_id"):
-        await runtime.templates.update(workspace_id, template["_id"], {"meta_id": meta_id})
-    await _set_status(runtime, workspace_id, template, status, reason)
-    await refresh_waiting_flows(runtime, workspace_id)
+        await services.templates.update(workspace_id, template["_id"], {"meta_id": meta_id})
+    await _set_status(services, workspace_id, template, status, reason)
+    await refresh_waiting_flows(services, workspace_id)
 
 
-async def sync_templates(runtime: Runtime, workspace_id: str) -> list[dict[str, Any]]:
+async def sync_templates(services: Services, workspace_id: str) -> list[dict[str, Any]]:
     """ "Sync now": read every template Meta has for the WABA; update ours, import the ones we lack."""
-    channel = await _whatsapp(runtime, workspace_id)
-    result = await runtime.graph.list_templates(channel)
+    channel = await _whatsapp(services, workspace_id)
+    result = await services.graph.list_templates(channel)
     if not result.ok:
         _refused_by_egress(result.error_code, "syncTemplates")
         raise Unavailable(
@@ -189,13 +190,13 @@ async def sync_templates(runtime: Runtime, workspace_id: str) -> list[dict[str, 
     for remote in (result.body or {}).get("data") or []:
         name, language = remote.get("name"), remote.get("language")
         meta_id = str(remote.get("id") or "") or None
-        local = await runtime.templates.by_meta_id(workspace_id, meta_id) if meta_id else None
+        local = await services.templates.by_meta_id(workspace_id, meta_id) if meta_id else None
         if local is None and name and language:
-            found = await runtime.templates.get_by_name(workspace_id, name, language)
+            found = await services.templates.get_by_name(workspace_id, name, language)
             local = found[0] if found else None
         reason = remote.get("rejected_reason") or remote.get("reason")
         if local is None:
-            await _import(runtime, workspace_id, remote)
+            await _import(services, workspace_id, remote)
             continue
         changes: dict[str, Any] = {}
         if meta_id and local.get("meta_id") != meta_id:
@@ -203,10 +204,10 @@ async def sync_templates(runtime: Runtime, workspace_id: str) -> list[dict[str, 
         if remote.get("category") in ("MARKETING", "UTILITY", "AUTHENTICATION"):
             changes["category"] = remote["category"]
         if changes:
-            local = await runtime.templates.update(workspace_id, local["_id"], changes) or local
-        await _set_status(runtime, workspace_id, local, str(remote.get("status") or ""), reason)
-    await refresh_waiting_flows(runtime, workspace_id)
-    return await runtime.templates.list(workspace_id)
+            local = await services.templates.update(workspace_id, local["_id"], changes) or local
+        await _set_status(services, workspace_id, local, str(remote.get("status") or ""), reason)
+    await refresh_waiting_flows(services, workspace_id)
+    return await services.templates.list(workspace_id)
 
 
 def _refused_by_egress(code: str | None, operation: str) -> None:
@@ -215,7 +216,7 @@ def _refused_by_egress(code: str | None, operation: str) -> None:
         raise EgressRefused(f"{operation}: the channel's base URL", field="baseUrl")
 
 
-async def _import(runtime: Runtime, workspace_id: str, remote: dict[str, Any]) -> None:
+async def _import(services: Services, workspace_id: str, remote: dict[str, Any]) -> None:
     """A template created outside the product (e.g. in WhatsApp Manager) becomes usable by flows."""
     try:
         components = validate_components(
@@ -225,8 +226,8 @@ async def _import(runtime: Runtime, workspace_id: str, remote: dict[str, Any]) -
         log.info("not importing template %s: %s", remote.get("name"), exc.message)
         return
     status = META_STATUSES.get(str(remote.get("status") or "").upper(), "PENDING")
-    now = runtime.clock.now()
-    await runtime.templates.insert(
+    now = services.clock.now()
+    await services.templates.insert(
         {
             "_id": new_id("tpl"),
             "workspace_id": workspace_id,
@@ -256,11 +257,13 @@ def templates_of(definition: Any) -> set[tuple[str, str]]:
     return {(n.template, n.language) for n in flow.nodes if isinstance(n, TemplateNode)}
 
 
-async def unapproved_templates(runtime: Runtime, workspace_id: str, definition: Any) -> list[dict[str, Any]]:
+async def unapproved_templates(
+    services: Services, workspace_id: str, definition: Any
+) -> list[dict[str, Any]]:
     """The templates a flow uses that cannot be sent yet (missing ones are the validator's job)."""
     waiting = []
     for name, language in sorted(templates_of(definition)):
-        found = await runtime.templates.get_by_name(workspace_id, name, language)
+        found = await services.templates.get_by_name(workspace_id, name, language)
         if found and found[0]["status"] not in SENDABLE_TEMPLATE_STATUSES:
             waiting.append(found[0])
     return waiting
@@ -271,7 +274,7 @@ def waiting_state(templates: list[dict[str, Any]]) -> str:
     return "template_rejected" if any(t["status"] == "REJECTED" for t in templates) else "pending_approval"
 
 
-async def refresh_waiting_flows(runtime: Runtime, workspace_id: str) -> list[str]:
+async def refresh_waiting_flows(services: Services, workspace_id: str) -> list[str]:
     """Move every flow version waiting for Meta to where its templates now are; returns activated ids.
 
     All templates sendable: the version becomes active. One rejected: ``template_rejected``
@@ -279,20 +282,18 @@ async def refresh_waiting_flows(runtime: Runtime, workspace_id: str) -> list[str
     active version keeps status ``active`` (that version still runs); ``pending_status`` says
     what holds its pending version.
     """
-    from server.operations.flows import activate_version  # flows imports this module
-
     activated = []
-    for flow in await runtime.flows.list(workspace_id):
+    for flow in await services.flows.list(workspace_id):
         version = flow.get("pending_version")
         if not version or flow.get("status") == "archived":
             continue
-        stored = await runtime.flows.get_version(flow["_id"], version)
+        stored = await services.flows.get_version(flow["_id"], version)
         if stored is None:
             continue
-        waiting = await unapproved_templates(runtime, workspace_id, stored["definition"])
+        waiting = await unapproved_templates(services, workspace_id, stored["definition"])
         if not waiting:
             await activate_version(
-                runtime, workspace_id, flow["_id"], version, flow.get("pending_in_flight") or "finish"
+                services, workspace_id, flow["_id"], version, flow.get("pending_in_flight") or "finish"
             )
             activated.append(flow["_id"])
             continue
@@ -301,8 +302,8 @@ async def refresh_waiting_flows(runtime: Runtime, workspace_id: str) -> list[str
         if not flow.get("active_version"):
             changes["status"] = state
         if any(flow.get(k) != v for k, v in changes.items()):
-            await runtime.flows.update(
-                workspace_id, flow["_id"], {**changes, "updated_at": runtime.clock.now()}
+            await services.flows.update(
+                workspace_id, flow["_id"], {**changes, "updated_at": services.clock.now()}
             )
     return activated
 
@@ -313,7 +314,7 @@ EDITABLE = ("DRAFT", "REJECTED")
 
 
 async def update_template(
-    runtime: Runtime, workspace_id: str, template_id: str, data: dict[str, Any]
+    services: Services, workspace_id: str, template_id: str, data: dict[str, Any]
 ) -> dict[str, Any]:
     """Edit a draft or a rejected template; a rejected one goes back to Meta for review at once.
 
@@ -322,7 +323,7 @@ async def update_template(
     for it (otherwise publishing does it). Without a WhatsApp number an edited rejection becomes a
     DRAFT again: Meta's verdict was about the old text.
     """
-    template = await runtime.templates.get(workspace_id, template_id)
+    template = await services.templates.get(workspace_id, template_id)
     if template is None:
         raise NotFound(f"template {template_id} not found")
     if template["status"] not in EDITABLE:
@@ -339,34 +340,34 @@ async def update_template(
             f"{template['language']}); create a new template for another name or language",
             field="name",
         )
-    channel = await runtime.channels.for_workspace(workspace_id)
-    changes: dict[str, Any] = {**fields, "submit_error": None, "updated_at": runtime.clock.now()}
+    channel = await services.channels.for_workspace(workspace_id)
+    changes: dict[str, Any] = {**fields, "submit_error": None, "updated_at": services.clock.now()}
     if template["status"] == "REJECTED" and channel is None:
         changes.update(status="DRAFT", rejection_reason=None)
     try:
-        updated = await runtime.templates.update(workspace_id, template_id, changes)
+        updated = await services.templates.update(workspace_id, template_id, changes)
     except DuplicateKeyError:
         raise Conflict(
             f"template {fields['name']!r} already exists in language {fields['language']}", field="name"
         ) from None
     if updated is None:
         raise NotFound(f"template {template_id} not found")
-    runtime.contact_services.forget(workspace_id)  # runs check a template's category (consent)
+    services.caches.forget_extras(workspace_id)  # runs check a template's category (consent)
     if channel is not None and (
-        updated["status"] == "REJECTED" or await _awaited_by_a_flow(runtime, workspace_id, updated)
+        updated["status"] == "REJECTED" or await _awaited_by_a_flow(services, workspace_id, updated)
     ):
-        return await submit_template(runtime, workspace_id, template_id)
-    await refresh_waiting_flows(runtime, workspace_id)
+        return await submit_template(services, workspace_id, template_id)
+    await refresh_waiting_flows(services, workspace_id)
     return updated
 
 
-async def _awaited_by_a_flow(runtime: Runtime, workspace_id: str, template: dict[str, Any]) -> bool:
+async def _awaited_by_a_flow(services: Services, workspace_id: str, template: dict[str, Any]) -> bool:
     """Whether a published version waits for this template (so it must reach Meta now)."""
     key = (template["name"], template["language"])
-    for flow in await runtime.flows.list(workspace_id):
+    for flow in await services.flows.list(workspace_id):
         version = flow.get("pending_version")
         if version and flow.get("status") != "archived":
-            stored = await runtime.flows.get_version(flow["_id"], version)
+            stored = await services.flows.get_version(flow["_id"], version)
             if stored is not None and key in templates_of(stored["definition"]):
                 return True
     return False
@@ -375,7 +376,7 @@ async def _awaited_by_a_flow(runtime: Runtime, workspace_id: str, template: dict
 # --- a sandbox workspace connects WhatsApp ---------------------------------------------------------
 
 
-async def review_sandbox_flows(runtime: Runtime, workspace_id: str) -> list[str]:
+async def review_sandbox_flows(services: Services, workspace_id: str) -> list[str]:
     """Hold every active flow whose templates Meta has not approved, and submit its drafts.
 
     In the sandbox, templates are sent unreviewed. Once a WhatsApp number is connected only
@@ -384,23 +385,23 @@ async def review_sandbox_flows(runtime: Runtime, workspace_id: str) -> list[str]
     ``submit_error`` and its flow waits for an edit. Returns the ids of the flows held.
     """
     held = []
-    for flow in await runtime.flows.list(workspace_id):
+    for flow in await services.flows.list(workspace_id):
         version = flow.get("active_version")
         if flow.get("status") != "active" or not version or flow.get("hidden") or flow.get("pending_version"):
             continue
-        stored = await runtime.flows.get_version(flow["_id"], version)
+        stored = await services.flows.get_version(flow["_id"], version)
         if stored is None:
             continue
-        waiting = await unapproved_templates(runtime, workspace_id, stored["definition"])
+        waiting = await unapproved_templates(services, workspace_id, stored["definition"])
         if not waiting:
             continue
         for template in waiting:
             if template["status"] == "DRAFT":
                 try:
-                    await submit_template(runtime, workspace_id, template["_id"])
+                    await submit_template(services, workspace_id, template["_id"])
                 except (InvalidInput, Unavailable) as exc:
                     log.info("template %s not submitted on connect: %s", template["name"], exc.message)
-        await runtime.flows.update(
+        await services.flows.update(
             workspace_id,
             flow["_id"],
             {
@@ -409,9 +410,9 @@ async def review_sandbox_flows(runtime: Runtime, workspace_id: str) -> list[str]
                 "pending_version": version,
                 "pending_status": "pending_approval",
                 "pending_in_flight": "finish",
-                "updated_at": runtime.clock.now(),
+                "updated_at": services.clock.now(),
             },
         )
         held.append(flow["_id"])
-    await refresh_waiting_flows(runtime, workspace_id)
+    await refresh_waiting_flows(services, workspace_id)
     return held

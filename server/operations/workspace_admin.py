@@ -22,17 +22,17 @@ from typing import Any
 
 from server.actors.recovery import rearm_workspace
 from server.errors import Conflict, InvalidInput, NotFound
-from server.graphql.permissions import ADMIN
 from server.ids import new_id
 from server.machines.regional import check_timezone, default_locale, normalize_locale
 from server.operations.workspaces import checked_country, checked_workspace_name
-from server.runtime import Runtime
+from server.redis_keys import integrations_queue
+from server.services import Services
 from server.store.workspace_data import (
     WORKSPACES,
     delete_workspace_documents,
     workspace_names,
 )
-from server.store.workspaces import ACTIVE, DELETING, DISABLED, STATUSES, new_api_key, status_of
+from server.store.workspaces import ACTIVE, ADMIN, DELETING, DISABLED, STATUSES, new_api_key, status_of
 from server.workspace_gate import DELETED
 from server.workspace_redis import RedisSweep, WorkspaceRedis
 
@@ -58,13 +58,13 @@ class Deletion:
     redis: RedisSweep
 
 
-async def create_workspace(runtime: Runtime, spec: NewWorkspace) -> tuple[dict[str, Any], str]:
+async def create_workspace(services: Services, spec: NewWorkspace) -> tuple[dict[str, Any], str]:
     """A new active workspace and its first ADMIN key (the plain key: shown this once)."""
     name = checked_workspace_name(spec.name)
     timezone = check_timezone(spec.timezone)
     country = checked_country(spec.default_country)
     locale = normalize_locale(spec.locale) if spec.locale else default_locale(timezone, country)
-    now = runtime.clock.now()
+    now = services.clock.now()
     document = {
         "_id": new_id("ws"),
         "name": name,
@@ -75,79 +75,78 @@ async def create_workspace(runtime: Runtime, spec: NewWorkspace) -> tuple[dict[s
         "created_at": now,
         "created_by": "operator",
     }
-    await runtime.workspaces.create(document)
+    await services.workspaces.create(document)
     api_key = new_api_key()
-    await runtime.workspaces.add_key(document["_id"], api_key, ADMIN, FIRST_KEY_NAME, now)
+    await services.workspaces.add_key(document["_id"], api_key, ADMIN, FIRST_KEY_NAME, now)
     log.info("operator created workspace %s", document["_id"])
     return document, api_key
 
 
 async def list_workspaces(
-    runtime: Runtime, status: str | None, after_id: str | None, limit: int
+    services: Services, status: str | None, after_id: str | None, limit: int
 ) -> list[dict[str, Any]]:
     if status is not None and status not in STATUSES:
         raise InvalidInput(f"status is one of {', '.join(STATUSES)}", field="status")
-    return await runtime.workspaces.page(status, after_id, limit)
+    return await services.workspaces.page(status, after_id, limit)
 
 
-async def require_workspace(runtime: Runtime, workspace_id: str) -> dict[str, Any]:
-    found = await runtime.workspaces.get(workspace_id)
+async def require_workspace(services: Services, workspace_id: str) -> dict[str, Any]:
+    found = await services.workspaces.get(workspace_id)
     if found is None:
         raise NotFound(f"no workspace {workspace_id!r}", field="id")
     return found
 
 
-async def disable_workspace(runtime: Runtime, workspace_id: str) -> dict[str, Any]:
+async def disable_workspace(services: Services, workspace_id: str) -> dict[str, Any]:
     """Stop the workspace (idempotent: disabling a disabled one keeps its first ``disabled_at``)."""
-    found = await require_workspace(runtime, workspace_id)
+    found = await require_workspace(services, workspace_id)
     if status_of(found) == DISABLED:
         return found
     _refuse_if_deleting(found)
-    changes = {"disabled_at": runtime.clock.now()}
-    updated = await runtime.workspaces.set_status(workspace_id, DISABLED, changes)
+    changes = {"disabled_at": services.clock.now()}
+    updated = await services.workspaces.set_status(workspace_id, DISABLED, changes)
     if updated is None:
-        _refuse_if_deleting(await require_workspace(runtime, workspace_id))
+        _refuse_if_deleting(await require_workspace(services, workspace_id))
         raise NotFound(f"no workspace {workspace_id!r}", field="id")
-    await runtime.workspace_gate.changed(workspace_id, DISABLED)
+    await services.workspace_gate.changed(workspace_id, DISABLED)
     log.info("operator disabled workspace %s", workspace_id)
     return updated
 
 
-async def enable_workspace(runtime: Runtime, workspace_id: str) -> dict[str, Any]:
+async def enable_workspace(services: Services, workspace_id: str) -> dict[str, Any]:
     """Let the workspace work again; what was held (timers, outboxes, broadcasts) resumes."""
-    found = await require_workspace(runtime, workspace_id)
+    found = await require_workspace(services, workspace_id)
     _refuse_if_deleting(found)
     if status_of(found) == ACTIVE:
         return found
-    updated = await runtime.workspaces.set_status(workspace_id, ACTIVE, {"disabled_at": None})
+    updated = await services.workspaces.set_status(workspace_id, ACTIVE, {"disabled_at": None})
     if updated is None:
-        _refuse_if_deleting(await require_workspace(runtime, workspace_id))
+        _refuse_if_deleting(await require_workspace(services, workspace_id))
         raise NotFound(f"no workspace {workspace_id!r}", field="id")
-    await runtime.workspace_gate.changed(workspace_id, ACTIVE)
-    assert runtime.timers is not None and runtime.actors is not None, "runtime not started"
-    await rearm_workspace(runtime.contacts, runtime.timers, runtime.actors, runtime.clock, workspace_id)
-    runtime.triggers.runner.nudge()  # broadcasts it paused resume now
+    await services.workspace_gate.changed(workspace_id, ACTIVE)
+    await rearm_workspace(services.contacts, services.timers, services.actors, services.clock, workspace_id)
+    services.wake_broadcasts()  # broadcasts it paused resume now
     log.info("operator enabled workspace %s", workspace_id)
     return updated
 
 
-async def delete_workspace(runtime: Runtime, workspace_id: str) -> Deletion:
+async def delete_workspace(services: Services, workspace_id: str) -> Deletion:
     """Remove everything of the workspace, in the store and in Redis (see the module's docstring)."""
-    await require_workspace(runtime, workspace_id)
-    await runtime.workspaces.set_status(workspace_id, DELETING, {"deleting_at": runtime.clock.now()})
-    await runtime.workspace_gate.changed(workspace_id, DELETING)  # keys, webhooks, turns refused
-    names = await workspace_names(runtime.database, workspace_id)
-    redis = _redis_of(runtime)
+    await require_workspace(services, workspace_id)
+    await services.workspaces.set_status(workspace_id, DELETING, {"deleting_at": services.clock.now()})
+    await services.workspace_gate.changed(workspace_id, DELETING)  # keys, webhooks, turns refused
+    names = await workspace_names(services.database, workspace_id)
+    redis = _redis_of(services)
     sweep = await redis.delete(names)
-    documents = await delete_workspace_documents(runtime.database, workspace_id)
+    documents = await delete_workspace_documents(services.database, workspace_id)
     # A turn already running when the deletion began may have committed or armed a timer since:
     # a second pass finds it (the workspace refuses new ones until its document is gone).
     late = await redis.delete(names)
-    for name, count in (await delete_workspace_documents(runtime.database, workspace_id)).items():
+    for name, count in (await delete_workspace_documents(services.database, workspace_id)).items():
         documents[name] = documents.get(name, 0) + count
-    documents[WORKSPACES] = await runtime.workspaces.remove(workspace_id)
+    documents[WORKSPACES] = await services.workspaces.remove(workspace_id)
     sweep.add(late)
-    await runtime.workspace_gate.changed(workspace_id, DELETED)
+    await services.workspace_gate.changed(workspace_id, DELETED)
     log.info(
         "operator deleted workspace %s: %d documents, %d Redis keys, %d queued jobs",
         workspace_id,
@@ -158,14 +157,11 @@ async def delete_workspace(runtime: Runtime, workspace_id: str) -> Deletion:
     return Deletion(workspace_id, documents, sweep)
 
 
-def _redis_of(runtime: Runtime) -> WorkspaceRedis:
+def _redis_of(services: Services) -> WorkspaceRedis:
     """The sweep over this deployment's keys and the queues whose jobs name a workspace."""
-    assert runtime.arq is not None and runtime.timers is not None, "runtime not started"
-    queues = [runtime.timers.queue_name]
-    klaviyo = runtime.contact_services.klaviyo
-    if klaviyo is not None:
-        queues.append(klaviyo.queue_name)
-    return WorkspaceRedis(runtime.redis, runtime.prefix, queues, runtime.arq.job_deserializer)
+    queues = [services.timers.queue_name]
+    queues.append(integrations_queue(services.prefix))  # the Klaviyo sync's (server/contact_services.py)
+    return WorkspaceRedis(services.redis, services.prefix, queues, services.arq.job_deserializer)
 
 
 def _refuse_if_deleting(workspace: dict[str, Any]) -> None:

@@ -15,9 +15,9 @@ from typing import Any
 from server.errors import InvalidInput, NotFound
 from server.machines.regional import check_timezone, normalize_locale
 from server.operations import consent as consent_ops
-from server.runtime import Runtime
+from server.phones import country_code
+from server.services import Services
 from server.text_input import checked_name
-from server.triggers.mapping import country_code
 from server.workspace_gate import SETTINGS
 
 MAX_WORKSPACE_NAME = 120
@@ -64,7 +64,9 @@ def _checked(changes: WorkspaceChanges) -> dict[str, Any]:
     return fields
 
 
-async def update_workspace(runtime: Runtime, workspace_id: str, changes: WorkspaceChanges) -> dict[str, Any]:
+async def update_workspace(
+    services: Services, workspace_id: str, changes: WorkspaceChanges
+) -> dict[str, Any]:
     """Change the given settings (each checked first: a refusal stores nothing).
 
     Runs read the new settings from their next turn (every process at once: the change is
@@ -78,22 +80,22 @@ async def update_workspace(runtime: Runtime, workspace_id: str, changes: Workspa
     words = None
     if changes.opt_out_keywords is not None:
         words = consent_ops.checked_opt_out_keywords(changes.opt_out_keywords, "optOutKeywords")
-    if await runtime.workspaces.get(workspace_id) is None:
+    if await services.workspaces.get(workspace_id) is None:
         raise NotFound("workspace not found")
     if words is not None:
-        await runtime.contact_services.settings.set(workspace_id, consent_ops.OPT_OUT_SETTING, words)
-    updated = await runtime.workspaces.update(workspace_id, fields)
+        await services.workspace_settings.set(workspace_id, consent_ops.OPT_OUT_SETTING, words)
+    updated = await services.workspaces.update(workspace_id, fields)
     if updated is None:
         raise NotFound("workspace not found")
-    await runtime.workspace_gate.changed(workspace_id, SETTINGS)
+    await services.workspace_gate.changed(workspace_id, SETTINGS)
     return updated
 
 
-async def set_default_country(runtime: Runtime, workspace_id: str, country: str | None) -> str | None:
+async def set_default_country(services: Services, workspace_id: str, country: str | None) -> str | None:
     """``setDefaultCountry``: the country national phone numbers belong to (None clears it)."""
     code = checked_country(country, "country")
-    updated = await runtime.workspaces.update(workspace_id, {"default_country": code})
+    updated = await services.workspaces.update(workspace_id, {"default_country": code})
     if updated is None:
         raise NotFound("workspace not found")
-    await runtime.workspace_gate.changed(workspace_id, SETTINGS)
+    await services.workspace_gate.changed(workspace_id, SETTINGS)
     return code

@@ -1,7 +1,7 @@
 """Segment language: validation, a MongoDB filter compiler and an in-memory evaluator that agree.
 
-Used by condition nodes, broadcasts and the ``contacts(segment:)`` query. May import only
-``server.machines.durations``, ``server.errors`` and ``server.clock``.
+Used by condition nodes, broadcasts and the ``contacts(segment:)`` query. Layer 3 (pure).
+May import only ``server.durations`` and ``server.errors``.
 """
 
 from server.segments.evaluate import matches

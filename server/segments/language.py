@@ -38,8 +38,8 @@ from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
+from server.durations import parse_duration
 from server.errors import InvalidInput
-from server.machines.durations import parse_duration
 
 # Where the contact document keeps what each leaf looks at.
 FIELD_TAGS = "tags"

@@ -32,14 +32,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from server.machines.runner import window_open
+from server.channels.base import PAIR_RATE, TYPING
 from server.sending.zones import recipient_country
+from server.window import window_open
 
 MARKETING_TO_US = "MARKETING_TO_US"
 NO_OPT_IN = "NO_OPT_IN"
 WINDOW_CLOSED = "WINDOW_CLOSED"
-PAIR_RATE = "PAIR_RATE"  # our own pacing of one recipient (channels/whatsapp/pair_rate.py)
-TYPING = "typing"  # the outbox entry of a read receipt with the typing indicator
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
 """MongoDB access: the connection, indexes and one repository per collection.
 No other package builds queries; they call these repositories.
 
-May import: ids, errors (and pymongo).
+Layer 2 (I/O). May import: ids, errors, identity, expiring, secret_box (and pymongo).
 """

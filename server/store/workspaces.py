@@ -21,6 +21,10 @@ from server.ids import new_id
 from server.store.database import Database
 
 KEY_PREFIX = "konvo_"
+# An API key's role: ADMIN may do everything, AGENT works the inbox (server/graphql/permissions.py).
+ADMIN = "ADMIN"
+AGENT = "AGENT"
+ROLES = (ADMIN, AGENT)
 
 ACTIVE = "active"
 DISABLED = "disabled"

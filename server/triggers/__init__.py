@@ -1,6 +1,7 @@
-"""Ways a flow starts besides the API: webhook triggers (``POST /hooks/{id}``), inbound keyword
-triggers, and broadcasts to a segment (with the per-process broadcast runner).
+"""Ways a flow starts besides the API: webhook triggers (``POST /hooks/{id}``, routed by
+``server/web/hooks.py``), inbound keyword triggers, and broadcasts to a segment (with the
+per-process broadcast runner, started by the composition root through ``services.py``).
 
-May import: actors, machines, operations, segments, store (repositories), channels' rate card,
-clock, errors, ids, phones. The runtime only as a type (it builds ``TriggerServices``).
+Layer 5 (use cases). May import: services, operations, actors, machines, sending, segments,
+channels (rate card), store and the ground floor. Never graphql, web or ``runtime``.
 """

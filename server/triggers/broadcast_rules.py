@@ -26,11 +26,13 @@ from typing import Any
 
 from server.document_copy import copy_document
 from server.machines import runner
+from server.machines.catalog import Catalog
 from server.machines.compiler import CompiledFlow, node_edges
 from server.machines.definition import FlowDefinition, SimpleMessageNode, TemplateNode
-from server.machines.validator import Catalog, validate
+from server.machines.validator import validate
 from server.sending import rules
 from server.sending.zones import recipient_country
+from server.window import window_open
 
 TIERS: dict[str, int | None] = {
     "TIER_250": 250,
@@ -115,7 +117,7 @@ class Judge:
             return NO_OPT_IN
         if self.plan.marketing_first and recipient_country(contact.get("phone")) == "US":
             return MARKETING_TO_US
-        if self.plan.window_sensitive and not runner.window_open(contact.get("last_inbound_at"), self.now):
+        if self.plan.window_sensitive and not window_open(contact.get("last_inbound_at"), self.now):
             if self._first_send_blocked(contact):
                 return WINDOW_CLOSED
         return None

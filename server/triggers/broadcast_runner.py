@@ -17,19 +17,17 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from server.actors.events import StartFlow
 from server.channels.whatsapp.limiter import clamp_rate
 from server.errors import InvalidInput, KonvoError, NotFound
 from server.ids import ContactKey, new_id
-from server.machines.runner import window_open
 from server.segments import matches, to_mongo_filter
+from server.services import Services
 from server.triggers.broadcast_rules import CONTACT_WITH_AGENT, Judge, Plan, tier_limit
 from server.triggers.broadcasts import DAY, broadcast_topic, make_plan, messaging_portfolio, sending_channel
-
-if TYPE_CHECKING:
-    from server.runtime import Runtime
+from server.window import window_open
 
 log = logging.getLogger(__name__)
 
@@ -54,19 +52,20 @@ class PassOutcome:
 class BroadcastRunner:
     def __init__(
         self,
-        runtime: Runtime,
+        services: Services,
+        wake: asyncio.Event | None = None,
         poll_seconds: float = 0.5,
         lease_seconds: float = 15.0,
         batch_size: int = 500,
         concurrency: int | None = None,
     ) -> None:
-        self.runtime = runtime
+        self.services = services
         self.owner = new_id("proc")
         self.poll_seconds = poll_seconds
         self.lease = timedelta(seconds=lease_seconds)
         self.batch_size = batch_size
         self.concurrency = concurrency  # None: from the sending number's throughput (``in_flight``)
-        self._wake = asyncio.Event()
+        self._wake = wake or asyncio.Event()  # set by ``Services.wake_broadcasts``
         self._driving: dict[str, asyncio.Task[None]] = {}
         self._published: dict[str, float] = {}
 
@@ -94,12 +93,12 @@ class BroadcastRunner:
             await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _claim_due(self) -> None:
-        repo = self.runtime.triggers.broadcasts
-        now = self.runtime.clock.now()
+        repo = self.services.broadcasts
+        now = self.services.clock.now()
         for found in await repo.claimable(now, self.owner):
             if found["_id"] in self._driving:
                 continue
-            if not await self.runtime.workspace_gate.may_act(found["workspace_id"]):
+            if not await self.services.workspace_gate.may_act(found["workspace_id"]):
                 continue  # held while an operator has its workspace disabled
             claimed = await repo.claim(found["_id"], self.owner, now, now + self.lease)
             if claimed is not None:
@@ -120,7 +119,7 @@ class BroadcastRunner:
         finally:
             renewer.cancel()
             with contextlib.suppress(Exception):
-                await self.runtime.triggers.broadcasts.release(broadcast_id, self.owner)
+                await self.services.broadcasts.release(broadcast_id, self.owner)
             self._driving.pop(broadcast_id, None)
             with contextlib.suppress(Exception):
                 await self._publish(broadcast, force=True)
@@ -129,25 +128,25 @@ class BroadcastRunner:
         every = max(self.lease.total_seconds() / 3, 0.05)
         while True:
             await asyncio.sleep(every)
-            until = self.runtime.clock.now() + self.lease
-            if not await self.runtime.triggers.broadcasts.renew(broadcast_id, self.owner, until):
+            until = self.services.clock.now() + self.lease
+            if not await self.services.broadcasts.renew(broadcast_id, self.owner, until):
                 log.warning("lost the lease on broadcast %s; another process drives it", broadcast_id)
                 driver.cancel()
                 return
 
     async def _work(self, broadcast: dict[str, Any]) -> None:
-        runtime, repo = self.runtime, self.runtime.triggers.broadcasts
+        services, repo = self.services, self.services.broadcasts
         broadcast_id = broadcast["_id"]
         if broadcast["status"] == "scheduled":
-            changes = {"status": "running", "started_at": runtime.clock.now()}
+            changes = {"status": "running", "started_at": services.clock.now()}
             started = await repo.transition(broadcast["workspace_id"], broadcast_id, ["scheduled"], changes)
             if started is None:
                 return
             broadcast = started
         try:
-            plan = await make_plan(runtime, broadcast)
+            plan = await make_plan(services, broadcast)
         except KonvoError as exc:
-            failed = {"status": "failed", "error": exc.message, "finished_at": runtime.clock.now()}
+            failed = {"status": "failed", "error": exc.message, "finished_at": services.clock.now()}
             await repo.update(broadcast_id, failed, status="running")
             return
         if not broadcast.get("frozen"):
@@ -160,12 +159,12 @@ class BroadcastRunner:
                 if not await self._wait_for_capacity(broadcast):
                     return
                 continue
-            if await runtime.triggers.recipients.queued(broadcast_id, "", 1):
+            if await services.recipients.queued(broadcast_id, "", 1):
                 await asyncio.sleep(self.poll_seconds)  # some starts failed for a passing reason
                 continue
             done = {
                 "status": "completed",
-                "finished_at": runtime.clock.now(),
+                "finished_at": services.clock.now(),
                 "waiting_for_capacity_until": None,
             }
             await repo.update(broadcast_id, done, status="running")
@@ -173,12 +172,12 @@ class BroadcastRunner:
 
     async def _freeze(self, broadcast: dict[str, Any]) -> None:
         """Materialise the audience once; redoing it after a crash adds only who is missing."""
-        runtime = self.runtime
+        services = self.services
         broadcast_id, workspace_id = broadcast["_id"], broadcast["workspace_id"]
-        now = runtime.clock.now()
+        now = services.clock.now()
         batch: list[dict[str, Any]] = []
-        zone = await runtime.timezone_of(workspace_id)
-        async for contact in runtime.triggers.audience.members(
+        zone = await services.caches.timezone_of(workspace_id)
+        async for contact in services.audience.members(
             workspace_id, to_mongo_filter(broadcast["segment"], now, zone)
         ):
             batch.append(
@@ -196,25 +195,23 @@ class BroadcastRunner:
                 }
             )
             if len(batch) >= FREEZE_BATCH:
-                await runtime.triggers.recipients.add_many(batch)
+                await services.recipients.add_many(batch)
                 batch = []
-        await runtime.triggers.recipients.add_many(batch)
-        total = await runtime.triggers.recipients.count(broadcast_id)
-        await runtime.triggers.broadcasts.update(
-            broadcast_id, {"frozen": True, "total": total, "frozen_at": now}
-        )
+        await services.recipients.add_many(batch)
+        total = await services.recipients.count(broadcast_id)
+        await services.broadcasts.update(broadcast_id, {"frozen": True, "total": total, "frozen_at": now})
         broadcast.update(frozen=True, total=total)
         await self._publish(broadcast, force=True)
 
     async def _pass(self, broadcast: dict[str, Any], plan: Plan) -> PassOutcome:
         """Start every queued recipient that may go now, in ``_id`` order, ``concurrency`` at a time."""
-        runtime = self.runtime
+        services = self.services
         broadcast_id, workspace_id = broadcast["_id"], broadcast["workspace_id"]
         outcome = PassOutcome()
-        portfolio = await messaging_portfolio(runtime, workspace_id, broadcast)
-        limit = tier_limit(await runtime.triggers.limits.tier(workspace_id, portfolio))
-        timezone = await runtime.timezone_of(workspace_id)
-        fields = await runtime.fields_of(workspace_id)
+        portfolio = await messaging_portfolio(services, workspace_id, broadcast)
+        limit = tier_limit(await services.limits.tier(workspace_id, portfolio))
+        timezone = await services.caches.timezone_of(workspace_id)
+        fields = await services.caches.fields_of(workspace_id)
         gate = asyncio.Semaphore(await self.in_flight(broadcast))
         inflight: set[asyncio.Task[None]] = set()
         finished: list[tuple[str, dict[str, Any]]] = []
@@ -222,14 +219,14 @@ class BroadcastRunner:
         after = ""
         try:
             while True:
-                current = await runtime.triggers.broadcasts.find(broadcast_id)
+                current = await services.broadcasts.find(broadcast_id)
                 if current is None or current["status"] != "running":
                     outcome.stopped = True
                     break
-                if not await runtime.workspace_gate.may_act(workspace_id):
+                if not await services.workspace_gate.may_act(workspace_id):
                     outcome.stopped = True  # the workspace was disabled: resumed once enabled
                     break
-                batch = await runtime.triggers.recipients.queued(broadcast_id, after, self.batch_size)
+                batch = await services.recipients.queued(broadcast_id, after, self.batch_size)
                 if not batch:
                     break
                 after = batch[-1]["_id"]
@@ -257,7 +254,7 @@ class BroadcastRunner:
         through (the sandbox has no limiter)."""
         if self.concurrency is not None:
             return self.concurrency
-        channel = await sending_channel(self.runtime, broadcast["workspace_id"], broadcast)
+        channel = await sending_channel(self.services, broadcast["workspace_id"], broadcast)
         if channel is None:
             return SANDBOX_CONCURRENCY
         rate = clamp_rate(channel.get("throughput_per_second"))
@@ -275,10 +272,10 @@ class BroadcastRunner:
         outcome: PassOutcome,
     ) -> list[dict[str, Any]]:
         """Skip who must be skipped (recorded), keep who waits for capacity queued, return the rest."""
-        runtime = self.runtime
+        services = self.services
         workspace_id = broadcast["workspace_id"]
-        contacts = await runtime.triggers.audience.load_many([r["contact_id"] for r in batch])
-        now = runtime.clock.now()
+        contacts = await services.audience.load_many([r["contact_id"] for r in batch])
+        now = services.clock.now()
         judge = Judge(plan, now, timezone, matches, fields)
         skips: list[tuple[str, dict[str, Any]]] = []
         starts: list[dict[str, Any]] = []
@@ -293,11 +290,11 @@ class BroadcastRunner:
             starts.append(recipient)
             if not window_open(contact.get("last_inbound_at"), now):
                 closed.append(_reached(recipient))
-        await runtime.triggers.recipients.set_states(skips, ["queued"])
+        await services.recipients.set_states(skips, ["queued"])
         if not closed:
             return starts
         since = now - DAY
-        limits = runtime.triggers.limits
+        limits = services.limits
         already = await limits.reached_since(workspace_id, closed, since, portfolio)
         free = None if limit is None else limit - await limits.used_since(workspace_id, since, portfolio)
         allowed: set[str] = set()
@@ -321,9 +318,8 @@ class BroadcastRunner:
         finished: list[tuple[str, dict[str, Any]]],
         gate: asyncio.Semaphore,
     ) -> None:
-        runtime = self.runtime
+        services = self.services
         broadcast_id = broadcast["_id"]
-        assert runtime.actors is not None
         key = ContactKey.referenced_by(recipient)
         event = StartFlow(
             f"bc:{broadcast_id}:{key.local_id}",
@@ -333,10 +329,10 @@ class BroadcastRunner:
             channel_id=broadcast.get("channel_id"),
         )
         try:
-            result = await runtime.actors.ask(key, event)
+            result = await services.actors.ask(key, event)
         except (InvalidInput, NotFound) as exc:
             finished.append(
-                (recipient["_id"], {"state": "failed", "reason": exc.message, "at": runtime.clock.now()})
+                (recipient["_id"], {"state": "failed", "reason": exc.message, "at": services.clock.now()})
             )
             return
         except KonvoError as exc:  # contended or shutting down: stays queued for the next pass
@@ -357,7 +353,7 @@ class BroadcastRunner:
             state = {"state": "skipped", "reason": CONTACT_WITH_AGENT, "run_id": run["id"]}
         else:
             state = {"state": "started", "run_id": run and run["id"]}
-        finished.append((recipient["_id"], {**state, "at": runtime.clock.now()}))
+        finished.append((recipient["_id"], {**state, "at": services.clock.now()}))
 
     async def _flush(self, finished: list[tuple[str, dict[str, Any]]]) -> None:
         """Write the states of recipients started since the last flush, in one bulk write."""
@@ -366,7 +362,7 @@ class BroadcastRunner:
         updates = finished[:]
         del finished[:]
         try:
-            await self.runtime.triggers.recipients.set_states(updates, ["queued", "cancelled"])
+            await self.services.recipients.set_states(updates, ["queued", "cancelled"])
         except BaseException:
             finished[:0] = updates  # written by the next flush (or redone, harmlessly, after a restart)
             raise
@@ -381,28 +377,28 @@ class BroadcastRunner:
 
     async def _wait_for_capacity(self, broadcast: dict[str, Any]) -> bool:
         """Sleep until the messaging limit frees a slot; False when paused or cancelled meanwhile."""
-        runtime = self.runtime
+        services = self.services
         broadcast_id, workspace_id = broadcast["_id"], broadcast["workspace_id"]
-        limits = runtime.triggers.limits
+        limits = services.limits
         while True:
-            now = runtime.clock.now()
-            portfolio = await messaging_portfolio(runtime, workspace_id, broadcast)
+            now = services.clock.now()
+            portfolio = await messaging_portfolio(services, workspace_id, broadcast)
             limit = tier_limit(await limits.tier(workspace_id, portfolio))
             if limit is None or await limits.used_since(workspace_id, now - DAY, portfolio) < limit:
-                await runtime.triggers.broadcasts.update(broadcast_id, {"waiting_for_capacity_until": None})
+                await services.broadcasts.update(broadcast_id, {"waiting_for_capacity_until": None})
                 return True
             oldest = await limits.oldest_since(workspace_id, now - DAY, portfolio)
             until = (oldest or now) + DAY
-            await runtime.triggers.broadcasts.update(broadcast_id, {"waiting_for_capacity_until": until})
+            await services.broadcasts.update(broadcast_id, {"waiting_for_capacity_until": until})
             await self._publish(broadcast)
-            current = await runtime.triggers.broadcasts.find(broadcast_id)
+            current = await services.broadcasts.find(broadcast_id)
             if current is None or current["status"] != "running":
                 return False
             await asyncio.sleep(self.poll_seconds)
 
     def _relieve_memory(self) -> None:
         """A large broadcast activates an actor per recipient: passivate the idle ones early."""
-        actors = self.runtime.actors
+        actors = self.services.actors.system
         if actors is not None and actors.active_count > PASSIVATE_ABOVE:
             actors.passivate_idle(time.monotonic() - 1.0)
 
@@ -414,7 +410,7 @@ class BroadcastRunner:
             return
         self._published[broadcast_id] = moment
         topic = broadcast_topic(broadcast["workspace_id"], broadcast_id)
-        await self.runtime.pubsub.publish(topic, {"id": broadcast_id})
+        await self.services.pubsub.publish(topic, {"id": broadcast_id})
 
 
 def _reached(recipient: dict[str, Any]) -> str:

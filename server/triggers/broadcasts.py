@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from server.channels.choice import chosen_channel_id
 from server.channels.whatsapp.costs import estimate as estimate_cost
@@ -21,8 +21,8 @@ from server.errors import Conflict, InvalidInput, NotFound
 from server.ids import new_id
 from server.machines.compiler import compile_flow
 from server.machines.definition import FlowDefinition, TemplateNode, parse_flow
-from server.machines.runner import window_open
 from server.segments import matches, to_mongo_filter, validate_segment
+from server.services import Services
 from server.text_input import MAX_BROADCAST_NAME, checked_name
 from server.triggers.broadcast_rules import (
     TIERS,
@@ -33,9 +33,7 @@ from server.triggers.broadcast_rules import (
     tier_limit,
     window_sensitive,
 )
-
-if TYPE_CHECKING:
-    from server.runtime import Runtime
+from server.window import window_open
 
 STATUSES = ("scheduled", "running", "paused", "completed", "cancelled", "failed")
 UNUSABLE_TEMPLATE = ("REJECTED", "PAUSED", "DISABLED")  # the sandbox sends drafts; WhatsApp: APPROVED only
@@ -50,10 +48,10 @@ def broadcast_topic(workspace_id: str, broadcast_id: str) -> str:
     return f"broadcast:{workspace_id}:{broadcast_id}"
 
 
-async def _categories(runtime: Runtime, workspace_id: str) -> dict[str, str]:
+async def _categories(services: Services, workspace_id: str) -> dict[str, str]:
     """Template name -> category (MARKETING wins when languages disagree)."""
     found: dict[str, str] = {}
-    for template in await runtime.templates.list(workspace_id):
+    for template in await services.templates.list(workspace_id):
         if found.get(template["name"]) != "MARKETING":
             found[template["name"]] = template["category"]
     return found
@@ -88,7 +86,7 @@ class Draft:
     channel_id: str | None = None  # the number it sends from (None: the flow's, else the default)
 
 
-async def _check(runtime: Runtime, workspace_id: str, data: dict[str, Any]) -> Draft:
+async def _check(services: Services, workspace_id: str, data: dict[str, Any]) -> Draft:
     flow_id, template = data.get("flow_id"), data.get("template")
     if (flow_id is None) == (template is None):
         raise InvalidInput("give either flowId or template (not both)", field="flowId")
@@ -96,14 +94,14 @@ async def _check(runtime: Runtime, workspace_id: str, data: dict[str, Any]) -> D
     if segment is None:
         raise InvalidInput("segment: give the audience, e.g. {'tag': 'vip'} or {'all': []} for everyone")
     validate_segment(segment, "segment")
-    categories = await _categories(runtime, workspace_id)
+    categories = await _categories(services, workspace_id)
     if flow_id is not None:
-        flow = await runtime.flows.get(workspace_id, flow_id)
+        flow = await services.flows.get(workspace_id, flow_id)
         if flow is None or flow.get("hidden"):
             raise NotFound(f"flow {flow_id} not found", field="flowId")
         if flow.get("status") != "active" or not flow.get("active_version"):
             raise InvalidInput(f"flow {flow['name']!r} is {flow['status']}: publish it first", field="flowId")
-        version = await runtime.flows.get_version(flow_id, flow["active_version"])
+        version = await services.flows.get_version(flow_id, flow["active_version"])
         assert version is not None
         definition = parse_flow(version["definition"])
         name = data.get("name") or flow["name"]
@@ -112,11 +110,11 @@ async def _check(runtime: Runtime, workspace_id: str, data: dict[str, Any]) -> D
         if not template.get("name"):
             raise InvalidInput("template.name: which template to send", field="template.name")
         language = template.get("language") or "es"
-        found = await runtime.templates.get_by_name(workspace_id, template["name"], language)
+        found = await services.templates.get_by_name(workspace_id, template["name"], language)
         if not found:
             raise NotFound(f"template {template['name']!r} ({language}) not found", field="template.name")
         status = found[0]["status"]
-        on_whatsapp = await runtime.channels.for_workspace(workspace_id) is not None
+        on_whatsapp = await services.channels.for_workspace(workspace_id) is not None
         if status in UNUSABLE_TEMPLATE or (on_whatsapp and status != "APPROVED"):
             raise InvalidInput(
                 f"template {template['name']!r} is {status}; only an approved template can be broadcast",
@@ -128,7 +126,7 @@ async def _check(runtime: Runtime, workspace_id: str, data: dict[str, Any]) -> D
     marketing = _uses_marketing(definition, categories)
     if require is False and marketing:
         raise InvalidInput("requireOptIn: marketing templates are only sent to opted-in contacts")
-    now = runtime.clock.now()
+    now = services.clock.now()
     start_at = as_utc(data["start_at"]) if data.get("start_at") else now
     return Draft(
         name=checked_name(str(name), field="name", limit=MAX_BROADCAST_NAME, what="a broadcast name"),
@@ -139,17 +137,17 @@ async def _check(runtime: Runtime, workspace_id: str, data: dict[str, Any]) -> D
         template=template,
         definition=definition,
         categories=categories,
-        channel_id=await chosen_channel_id(runtime.channels, workspace_id, data.get("channel_id")),
+        channel_id=await chosen_channel_id(services.channels, workspace_id, data.get("channel_id")),
     )
 
 
-async def create_broadcast(runtime: Runtime, workspace_id: str, data: dict[str, Any]) -> dict[str, Any]:
-    draft = await _check(runtime, workspace_id, data)
-    now = runtime.clock.now()
+async def create_broadcast(services: Services, workspace_id: str, data: dict[str, Any]) -> dict[str, Any]:
+    draft = await _check(services, workspace_id, data)
+    now = services.clock.now()
     broadcast_id = new_id("bc")
     flow_id = draft.flow_id
     if flow_id is None:
-        flow_id = await _hidden_flow(runtime, workspace_id, broadcast_id, draft, now)
+        flow_id = await _hidden_flow(services, workspace_id, broadcast_id, draft, now)
     document = {
         "_id": broadcast_id,
         "workspace_id": workspace_id,
@@ -172,18 +170,18 @@ async def create_broadcast(runtime: Runtime, workspace_id: str, data: dict[str, 
         "lease_owner": None,
         "lease_until": None,
     }
-    await runtime.triggers.broadcasts.insert(document)
-    runtime.triggers.runner.nudge()
+    await services.broadcasts.insert(document)
+    services.wake_broadcasts()
     return document
 
 
 async def _hidden_flow(
-    runtime: Runtime, workspace_id: str, broadcast_id: str, draft: Draft, now: datetime
+    services: Services, workspace_id: str, broadcast_id: str, draft: Draft, now: datetime
 ) -> str:
     assert draft.template is not None
     flow_id = f"flow_{broadcast_id}"
     definition = _template_flow(f"Broadcast {broadcast_id}", draft.template)
-    await runtime.flows.insert(
+    await services.flows.insert(
         {
             "_id": flow_id,
             "workspace_id": workspace_id,
@@ -198,7 +196,7 @@ async def _hidden_flow(
             "updated_at": now,
         }
     )
-    await runtime.flows.insert_version(
+    await services.flows.insert_version(
         {
             "_id": f"{flow_id}:1",
             "flow_id": flow_id,
@@ -211,73 +209,77 @@ async def _hidden_flow(
     return flow_id
 
 
-async def require_broadcast(runtime: Runtime, workspace_id: str, broadcast_id: str) -> dict[str, Any]:
-    found = await runtime.triggers.broadcasts.get(workspace_id, broadcast_id)
+async def require_broadcast(services: Services, workspace_id: str, broadcast_id: str) -> dict[str, Any]:
+    found = await services.broadcasts.get(workspace_id, broadcast_id)
     if found is None:
         raise NotFound(f"broadcast {broadcast_id} not found")
     return found
 
 
 async def _move(
-    runtime: Runtime, workspace_id: str, broadcast_id: str, allowed: tuple[str, ...], changes: dict[str, Any]
+    services: Services,
+    workspace_id: str,
+    broadcast_id: str,
+    allowed: tuple[str, ...],
+    changes: dict[str, Any],
 ) -> dict[str, Any]:
-    current = await require_broadcast(runtime, workspace_id, broadcast_id)
-    updated = await runtime.triggers.broadcasts.transition(workspace_id, broadcast_id, allowed, changes)
+    current = await require_broadcast(services, workspace_id, broadcast_id)
+    updated = await services.broadcasts.transition(workspace_id, broadcast_id, allowed, changes)
     if updated is None:
         raise Conflict(
             f"broadcast {broadcast_id} is {current['status']}; this needs it {' or '.join(allowed)}",
             status=current["status"],
         )
-    await runtime.pubsub.publish(broadcast_topic(workspace_id, broadcast_id), {"id": broadcast_id})
+    await services.pubsub.publish(broadcast_topic(workspace_id, broadcast_id), {"id": broadcast_id})
     return updated
 
 
-async def pause_broadcast(runtime: Runtime, workspace_id: str, broadcast_id: str) -> dict[str, Any]:
+async def pause_broadcast(services: Services, workspace_id: str, broadcast_id: str) -> dict[str, Any]:
     return await _move(
-        runtime,
+        services,
         workspace_id,
         broadcast_id,
         ("scheduled", "running"),
-        {"status": "paused", "paused_at": now(runtime)},
+        {"status": "paused", "paused_at": now(services)},
     )
 
 
-async def resume_broadcast(runtime: Runtime, workspace_id: str, broadcast_id: str) -> dict[str, Any]:
-    current = await require_broadcast(runtime, workspace_id, broadcast_id)
+async def resume_broadcast(services: Services, workspace_id: str, broadcast_id: str) -> dict[str, Any]:
+    current = await require_broadcast(services, workspace_id, broadcast_id)
     target = "running" if current.get("started_at") else "scheduled"
     updated = await _move(
-        runtime, workspace_id, broadcast_id, ("paused",), {"status": target, "paused_at": None}
+        services, workspace_id, broadcast_id, ("paused",), {"status": target, "paused_at": None}
     )
-    runtime.triggers.runner.nudge()
+    services.wake_broadcasts()
     return updated
 
 
-async def cancel_broadcast(runtime: Runtime, workspace_id: str, broadcast_id: str) -> dict[str, Any]:
-    moment = now(runtime)
+async def cancel_broadcast(services: Services, workspace_id: str, broadcast_id: str) -> dict[str, Any]:
+    moment = now(services)
     updated = await _move(
-        runtime,
+        services,
         workspace_id,
         broadcast_id,
         ("scheduled", "running", "paused"),
         {"status": "cancelled", "finished_at": moment},
     )
-    await runtime.triggers.recipients.cancel_queued(broadcast_id, moment)
+    await services.recipients.cancel_queued(broadcast_id, moment)
     return updated
 
 
-def now(runtime: Runtime) -> datetime:
-    return runtime.clock.now()
+def now(services: Services) -> datetime:
+    return services.clock.now()
 
 
-async def make_plan(runtime: Runtime, broadcast: dict[str, Any]) -> Plan:
+async def make_plan(services: Services, broadcast: dict[str, Any]) -> Plan:
     """The flow version and rules a running broadcast applies (re-made after a restart)."""
     workspace_id = broadcast["workspace_id"]
-    flow = await runtime.flows.get(workspace_id, broadcast["flow_id"])
+    flow = await services.flows.get(workspace_id, broadcast["flow_id"])
     if flow is None or flow.get("status") != "active" or not flow.get("active_version"):
         raise InvalidInput("the broadcast's flow is no longer active; publish it and resume")
     version = flow["active_version"]
-    compiled = await runtime.flow_cache.get(flow["_id"], version)
-    categories = await _categories(runtime, workspace_id)
+    compiled = await services.flow_cache.get(flow["_id"], version)
+    categories = await _categories(services, workspace_id)
     plan = Plan(
         flow_id=flow["_id"],
         version=version,
@@ -291,22 +293,22 @@ async def make_plan(runtime: Runtime, broadcast: dict[str, Any]) -> Plan:
 
 
 async def sending_channel(
-    runtime: Runtime, workspace_id: str, broadcast: dict[str, Any] | None = None
+    services: Services, workspace_id: str, broadcast: dict[str, Any] | None = None
 ) -> dict[str, Any] | None:
     """The channel a broadcast sends through: its own (a broadcast may name one), else the
     workspace's WhatsApp channel; None for the sandbox."""
     channel_id = (broadcast or {}).get("channel_id")
-    channel = await runtime.channel.by_id(channel_id) if channel_id else None
+    channel = await services.channel.by_id(channel_id) if channel_id else None
     if channel is None or channel.get("workspace_id") != workspace_id:
-        channel = await runtime.channel.channel_for(workspace_id)
+        channel = await services.channel.channel_for(workspace_id)
     return channel
 
 
 async def messaging_portfolio(
-    runtime: Runtime, workspace_id: str, broadcast: dict[str, Any] | None = None
+    services: Services, workspace_id: str, broadcast: dict[str, Any] | None = None
 ) -> str | None:
     """The business portfolio a broadcast sends through (its channel's); None is the workspace's own."""
-    return portfolio_of(await sending_channel(runtime, workspace_id, broadcast))
+    return portfolio_of(await sending_channel(services, workspace_id, broadcast))
 
 
 @dataclass
@@ -328,10 +330,10 @@ class Counts:
     delivery: dict[str, int] = field(default_factory=dict)
 
 
-async def progress(runtime: Runtime, broadcast: dict[str, Any]) -> Counts:
+async def progress(services: Services, broadcast: dict[str, Any]) -> Counts:
     counts = Counts()
     broadcast_id = broadcast["_id"]
-    for row in await runtime.triggers.recipients.state_counts(broadcast_id):
+    for row in await services.recipients.state_counts(broadcast_id):
         state, reason, n = row["_id"].get("state"), row["_id"].get("reason"), row["n"]
         delivery = row["_id"].get("delivery")
         if delivery:
@@ -350,7 +352,7 @@ async def progress(runtime: Runtime, broadcast: dict[str, Any]) -> Counts:
             counts.cancelled += n
     best: dict[str, int] = {}
     failed: set[str] = set()
-    for row in await runtime.triggers.broadcasts.message_statuses(broadcast_id):
+    for row in await services.broadcasts.message_statuses(broadcast_id):
         # per person: the contact (messages written before identities name only the phone)
         phone = row["_id"].get("contact_id") or row["_id"].get("phone")
         status = row["_id"].get("status")
@@ -377,14 +379,14 @@ class Estimate:
     category: str | None = None
 
 
-async def estimate_broadcast(runtime: Runtime, workspace_id: str, data: dict[str, Any]) -> Estimate:
+async def estimate_broadcast(services: Services, workspace_id: str, data: dict[str, Any]) -> Estimate:
     """Who would be messaged, skipped (and why), and the cost, if the broadcast started now.
 
     The cost is the rate card's price of the first template each eligible recipient would get
     (free inside the window where the card says so); a flow that starts with a simple message
     costs nothing to start.
     """
-    draft = await _check(runtime, workspace_id, data)
+    draft = await _check(services, workspace_id, data)
     definition = draft.definition
     plan = Plan(
         flow_id="estimate",
@@ -394,15 +396,13 @@ async def estimate_broadcast(runtime: Runtime, workspace_id: str, data: dict[str
         window_sensitive=window_sensitive(definition),
     )
     plan.marketing_first = marketing_first(plan, draft.categories)
-    moment = now(runtime)
-    zone = await runtime.timezone_of(workspace_id)
-    judge = Judge(plan, moment, zone, matches, await runtime.fields_of(workspace_id))
+    moment = now(services)
+    zone = await services.caches.timezone_of(workspace_id)
+    judge = Judge(plan, moment, zone, matches, await services.caches.fields_of(workspace_id))
     first = plan.first_template()
     category = draft.categories.get(first.template) if first is not None else None
     result = Estimate(category=category)
-    async for contact in runtime.triggers.audience.scan(
-        workspace_id, to_mongo_filter(draft.segment, moment, zone)
-    ):
+    async for contact in services.audience.scan(workspace_id, to_mongo_filter(draft.segment, moment, zone)):
         result.recipients += 1
         reason = judge.skip_reason(contact)
         if reason is not None:
@@ -419,10 +419,10 @@ async def estimate_broadcast(runtime: Runtime, workspace_id: str, data: dict[str
                 result.unpriced += 1
             else:
                 result.cost += price["amount"]
-    portfolio = await messaging_portfolio(runtime, workspace_id, data)
-    limit = tier_limit(await runtime.triggers.limits.tier(workspace_id, portfolio))
+    portfolio = await messaging_portfolio(services, workspace_id, data)
+    limit = tier_limit(await services.limits.tier(workspace_id, portfolio))
     if limit is not None:
-        used = await runtime.triggers.limits.used_since(workspace_id, moment - DAY, portfolio)
+        used = await services.limits.used_since(workspace_id, moment - DAY, portfolio)
         result.capacity_left = max(0, limit - used)
     return result
 
@@ -440,17 +440,17 @@ def checked_business_id(business_id: str | None) -> str | None:
     return text
 
 
-async def messaging_tier(runtime: Runtime, workspace_id: str, business_id: str | None = None) -> str | None:
-    return await runtime.triggers.limits.tier(workspace_id, checked_business_id(business_id))
+async def messaging_tier(services: Services, workspace_id: str, business_id: str | None = None) -> str | None:
+    return await services.limits.tier(workspace_id, checked_business_id(business_id))
 
 
 async def set_messaging_tier(
-    runtime: Runtime, workspace_id: str, tier: str, business_id: str | None = None
+    services: Services, workspace_id: str, tier: str, business_id: str | None = None
 ) -> str:
     """The tier Meta shows for a business portfolio (``business_id``), or for the workspace's own
     portfolio (its numbers connected without a business id)."""
     if tier not in TIERS:
         raise InvalidInput(f"tier must be one of {', '.join(TIERS)}", field="tier")
-    await runtime.triggers.limits.set_tier(workspace_id, tier, checked_business_id(business_id))
-    runtime.triggers.runner.nudge()
+    await services.limits.set_tier(workspace_id, tier, checked_business_id(business_id))
+    services.wake_broadcasts()
     return tier

@@ -1,19 +1,17 @@
 """Inbound trigger use cases: create, change and delete keyword / catch-all triggers of a workspace.
 
 Each change clears this process's cache of the workspace's rules at once (other processes see it
-within ``Runtime.INBOUND_TTL_SECONDS``).
+within ``Services.INBOUND_TTL_SECONDS``).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from server.errors import InvalidInput, NotFound
 from server.ids import new_id
-from server.triggers.keywords import KINDS, MATCHES, normalize
-
-if TYPE_CHECKING:
-    from server.runtime import Runtime
+from server.machines.keywords import KINDS, MATCHES, normalize
+from server.services import Services
 
 MAX_KEYWORDS = 50
 MAX_KEYWORD = 100
@@ -48,15 +46,15 @@ def _clean(changes: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-async def _check_flow(runtime: Runtime, workspace_id: str, flow_id: str) -> None:
-    if await runtime.flows.get(workspace_id, flow_id) is None:
+async def _check_flow(services: Services, workspace_id: str, flow_id: str) -> None:
+    if await services.flows.get(workspace_id, flow_id) is None:
         raise NotFound(f"flow {flow_id} not found", field="flowId")
 
 
 async def create_inbound_trigger(
-    runtime: Runtime, workspace_id: str, flow_id: str, fields: dict[str, Any]
+    services: Services, workspace_id: str, flow_id: str, fields: dict[str, Any]
 ) -> dict[str, Any]:
-    await _check_flow(runtime, workspace_id, flow_id)
+    await _check_flow(services, workspace_id, flow_id)
     document = {"kind": "KEYWORD", "match": "EXACT", "keywords": [], "priority": 0, "enabled": True}
     document |= _clean(fields)
     if document["kind"] == "KEYWORD" and not document["keywords"]:
@@ -65,34 +63,34 @@ async def create_inbound_trigger(
         "_id": new_id("itr"),
         "workspace_id": workspace_id,
         "flow_id": flow_id,
-        "created_at": runtime.clock.now(),
+        "created_at": services.clock.now(),
     }
-    await runtime.triggers.inbound.insert(document)
-    runtime.triggers.forget_rules(workspace_id)
+    await services.inbound.insert(document)
+    services.caches.forget_rules(workspace_id)
     return document
 
 
 async def update_inbound_trigger(
-    runtime: Runtime, workspace_id: str, trigger_id: str, fields: dict[str, Any]
+    services: Services, workspace_id: str, trigger_id: str, fields: dict[str, Any]
 ) -> dict[str, Any]:
-    current = await runtime.triggers.inbound.get(workspace_id, trigger_id)
+    current = await services.inbound.get(workspace_id, trigger_id)
     if current is None:
         raise NotFound(f"inbound trigger {trigger_id} not found")
     changes = _clean(fields)
     if "flow_id" in fields and fields["flow_id"] is not None:
-        await _check_flow(runtime, workspace_id, fields["flow_id"])
+        await _check_flow(services, workspace_id, fields["flow_id"])
         changes["flow_id"] = fields["flow_id"]
     merged = {**current, **changes}
     if merged["kind"] == "KEYWORD" and not merged["keywords"]:
         raise InvalidInput("a KEYWORD trigger needs at least one keyword", field="keywords")
-    updated = await runtime.triggers.inbound.update(workspace_id, trigger_id, changes) if changes else current
-    runtime.triggers.forget_rules(workspace_id)
+    updated = await services.inbound.update(workspace_id, trigger_id, changes) if changes else current
+    services.caches.forget_rules(workspace_id)
     assert updated is not None
     return updated
 
 
-async def delete_inbound_trigger(runtime: Runtime, workspace_id: str, trigger_id: str) -> bool:
-    if not await runtime.triggers.inbound.delete(workspace_id, trigger_id):
+async def delete_inbound_trigger(services: Services, workspace_id: str, trigger_id: str) -> bool:
+    if not await services.inbound.delete(workspace_id, trigger_id):
         raise NotFound(f"inbound trigger {trigger_id} not found")
-    runtime.triggers.forget_rules(workspace_id)
+    services.caches.forget_rules(workspace_id)
     return True

@@ -11,11 +11,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import phonenumbers
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from server.errors import InvalidInput
-from server.phones import parse_phone
+from server.phones import country_code, parse_phone
 
 _PATH_PART = re.compile(r"^[^.\s]+$")
 _NAME = re.compile(r"^[A-Za-z_][\w\-]*$")
@@ -106,16 +105,6 @@ class WebhookMapping(BaseModel):
             if isinstance(spec, str):
                 _check_path(spec)
         return value
-
-
-def country_code(value: str, field: str = "country") -> str:
-    """An ISO 3166 alpha-2 code phone numbers can be parsed for, upper-cased."""
-    code = value.strip().upper()
-    if code not in phonenumbers.SUPPORTED_REGIONS:
-        raise InvalidInput(
-            f"{field}: {value!r} is not an ISO 3166 country code like 'ES' or 'MX'", field=field
-        )
-    return code
 
 
 def parse_mapping(raw: Any) -> WebhookMapping:

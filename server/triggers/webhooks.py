@@ -15,7 +15,7 @@ import json
 import logging
 import secrets
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pymongo.errors import PyMongoError
 from redis.exceptions import RedisError
@@ -25,13 +25,11 @@ from server.channels.choice import chosen_channel_id
 from server.errors import InvalidInput, KonvoError, NotFound
 from server.identity import Identities
 from server.ids import new_id
+from server.json_limits import JsonTooDeep, check_json_depth
 from server.operations.contact_data import check_contact_names, checked_contact_data
+from server.services import Services
 from server.triggers.mapping import Extracted, PayloadError, WebhookMapping, extract, parse_mapping
 from server.triggers.signatures import SCHEMES, scheme_of, verify
-from server.web.json_limits import JsonTooDeep, check_json_depth
-
-if TYPE_CHECKING:
-    from server.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +49,7 @@ def _new_secret(given: str | None) -> str:
 
 
 async def create_webhook_trigger(
-    runtime: Runtime,
+    services: Services,
     workspace_id: str,
     flow_id: str,
     mapping: Any,
@@ -64,11 +62,11 @@ async def create_webhook_trigger(
     parsed = parse_mapping(mapping)
     if parsed.contact is not None:  # a field or tag the catalog lacks is refused now, not per request
         await check_contact_names(
-            runtime, workspace_id, list(parsed.contact.fields), parsed.contact.tags, "mapping.contact"
+            services, workspace_id, list(parsed.contact.fields), parsed.contact.tags, "mapping.contact"
         )
-    if await runtime.flows.get(workspace_id, flow_id) is None:
+    if await services.flows.get(workspace_id, flow_id) is None:
         raise NotFound(f"flow {flow_id} not found", field="flowId")
-    channel_id = await chosen_channel_id(runtime.channels, workspace_id, channel_id)
+    channel_id = await chosen_channel_id(services.channels, workspace_id, channel_id)
     document = {
         "_id": new_id("hook"),
         "workspace_id": workspace_id,
@@ -77,49 +75,49 @@ async def create_webhook_trigger(
         # Kept with the trigger: what ``konvo`` means changed once (scheme_of), and may again.
         "signature_scheme": parsed.signature,
         "secret": _new_secret(secret),
-        "created_at": runtime.clock.now(),
+        "created_at": services.clock.now(),
         "channel_id": channel_id,
     }
-    return await runtime.triggers.webhooks.insert(document)
+    return await services.webhooks.insert(document)
 
 
 async def set_webhook_trigger_channel(
-    runtime: Runtime, workspace_id: str, trigger_id: str, channel_id: str | None
+    services: Services, workspace_id: str, trigger_id: str, channel_id: str | None
 ) -> dict[str, Any]:
     """Choose the number the trigger's runs talk through (None: the flow's, else the default)."""
-    channel_id = await chosen_channel_id(runtime.channels, workspace_id, channel_id)
-    document = await runtime.triggers.webhooks.set_channel(workspace_id, trigger_id, channel_id)
+    channel_id = await chosen_channel_id(services.channels, workspace_id, channel_id)
+    document = await services.webhooks.set_channel(workspace_id, trigger_id, channel_id)
     if document is None:
         raise NotFound(f"webhook trigger {trigger_id} not found")
     return document
 
 
 async def set_signature_scheme(
-    runtime: Runtime, workspace_id: str, trigger_id: str, scheme: str
+    services: Services, workspace_id: str, trigger_id: str, scheme: str
 ) -> dict[str, Any]:
     """Move a trigger to another signature scheme, e.g. an older trigger to the timestamped one."""
     if scheme not in SCHEMES:
         raise InvalidInput(f"signature must be one of {', '.join(SCHEMES)}", field="signature")
-    document = await runtime.triggers.webhooks.set_signature_scheme(workspace_id, trigger_id, scheme)
+    document = await services.webhooks.set_signature_scheme(workspace_id, trigger_id, scheme)
     if document is None:
         raise NotFound(f"webhook trigger {trigger_id} not found")
     return document
 
 
 async def rotate_webhook_trigger_secret(
-    runtime: Runtime, workspace_id: str, trigger_id: str, secret: str | None = None
+    services: Services, workspace_id: str, trigger_id: str, secret: str | None = None
 ) -> dict[str, Any]:
     """Replace the trigger's secret; the old one stops working at once. Returns the trigger with
     the new secret, shown this once."""
     new = _new_secret(secret)
-    updated = await runtime.triggers.webhooks.set_secret(workspace_id, trigger_id, new)
+    updated = await services.webhooks.set_secret(workspace_id, trigger_id, new)
     if updated is None:
         raise NotFound(f"webhook trigger {trigger_id} not found")
     return {**updated, "secret": new}
 
 
-async def delete_webhook_trigger(runtime: Runtime, workspace_id: str, trigger_id: str) -> bool:
-    if not await runtime.triggers.webhooks.delete(workspace_id, trigger_id):
+async def delete_webhook_trigger(services: Services, workspace_id: str, trigger_id: str) -> bool:
+    if not await services.webhooks.delete(workspace_id, trigger_id):
         raise NotFound(f"webhook trigger {trigger_id} not found")
     return True
 
@@ -151,51 +149,51 @@ def _unavailable(trigger_id: str, exc: Exception) -> HookResponse:
     return _error(503, "the server cannot take the request now; retry later")
 
 
-async def receive(runtime: Runtime, trigger_id: str, body: bytes, headers: Any) -> HookResponse:
+async def receive(services: Services, trigger_id: str, body: bytes, headers: Any) -> HookResponse:
     """Everything ``POST /hooks/{trigger_id}`` does, as a status code and a JSON body.
 
     A timestamped signature is claimed before the request is stored and given back unless the
     request was accepted, so only a replay of an accepted request is refused as one.
     """
     try:
-        trigger = await runtime.triggers.webhooks.find(trigger_id)
+        trigger = await services.webhooks.find(trigger_id)
     except PyMongoError as exc:
         return _unavailable(trigger_id, exc)
     if trigger is None:
         return _error(404, f"no webhook trigger {trigger_id}")
     try:
-        stopped = not await runtime.workspace_gate.may_act(trigger["workspace_id"])
+        stopped = not await services.workspace_gate.may_act(trigger["workspace_id"])
     except PyMongoError as exc:
         return _unavailable(trigger_id, exc)
     if stopped:
         log.info("webhook %s answered 410: its workspace is disabled", trigger_id)
         return _error(410, "this trigger's workspace is disabled; the request was not stored")
-    verdict = verify(scheme_of(trigger), trigger["secret"], body, headers, runtime.clock.now().timestamp())
+    verdict = verify(scheme_of(trigger), trigger["secret"], body, headers, services.clock.now().timestamp())
     if verdict.problem is not None:
         return _error(401, verdict.problem)
     claim = f"{trigger_id}:{verdict.replay_key}" if verdict.replay_key else None
     if claim is not None:
         try:
-            first_use = await runtime.triggers.replays.claim(claim)
+            first_use = await services.replays.claim(claim)
         except RedisError as exc:
             return _unavailable(trigger_id, exc)
         if not first_use:
             return _error(401, "this signed request was already received (a replay): sign each delivery anew")
     try:
-        response = await _accept(runtime, trigger, body, headers)
+        response = await _accept(services, trigger, body, headers)
     except PyMongoError as exc:
         response = _unavailable(trigger_id, exc)
     if claim is not None and response.status >= 300:
-        await runtime.triggers.replays.release(claim)
+        await services.replays.release(claim)
     return response
 
 
-async def _accept(runtime: Runtime, trigger: dict[str, Any], body: bytes, headers: Any) -> HookResponse:
+async def _accept(services: Services, trigger: dict[str, Any], body: bytes, headers: Any) -> HookResponse:
     """Map an authenticated request and store it; 202 once stored (then its actor is told)."""
     trigger_id = trigger["_id"]
     mapping = parse_mapping(trigger["mapping"])
     try:
-        check_json_depth(body, runtime.settings.max_json_depth)
+        check_json_depth(body, services.settings.max_json_depth)
         payload = json.loads(body)
     except JsonTooDeep as exc:
         return _error(400, str(exc))
@@ -203,15 +201,15 @@ async def _accept(runtime: Runtime, trigger: dict[str, Any], body: bytes, header
         return _error(400, "the body is not JSON")
     workspace_id = trigger["workspace_id"]
     try:
-        extracted = extract(mapping, payload, await runtime.default_country_of(workspace_id))
+        extracted = extract(mapping, payload, await services.caches.default_country_of(workspace_id))
         key = _idempotency_key(headers, extracted.idempotency_key)
     except PayloadError as exc:
         return _error(400, exc.message, path=exc.path)
     try:
-        contact = await _contact_data(runtime, workspace_id, mapping, extracted)
+        contact = await _contact_data(services, workspace_id, mapping, extracted)
     except (InvalidInput, NotFound) as exc:
         return _error(400, exc.message, **exc.details)
-    flow = await runtime.flows.get(workspace_id, trigger["flow_id"])
+    flow = await services.flows.get(workspace_id, trigger["flow_id"])
     if flow is None or flow.get("status") != "active":
         state = "deleted" if flow is None else flow.get("status")
         return _error(409, f"the trigger's flow is {state}: publish it to accept requests")
@@ -227,17 +225,17 @@ async def _accept(runtime: Runtime, trigger: dict[str, Any], body: bytes, header
         "contact": contact,
         "event_id": hook_event_id(trigger_id, key),
         "body": body.decode("utf-8", "replace"),  # as received (JSON keys may not suit a document)
-        "received_at": runtime.clock.now(),
+        "received_at": services.clock.now(),
     }
-    stored, existing = await runtime.triggers.hook_requests.record(request)
+    stored, existing = await services.hook_requests.record(request)
     if not stored and existing.get("applied"):
         return HookResponse(202, {"id": existing["_id"], "duplicate": True, "runId": existing.get("run_id")})
-    _apply_later(runtime, existing)
+    _apply_later(services, existing)
     return HookResponse(202, {"id": existing["_id"], "duplicate": not stored, "phone": extracted.phone})
 
 
 async def _contact_data(
-    runtime: Runtime, workspace_id: str, mapping: WebhookMapping, extracted: Extracted
+    services: Services, workspace_id: str, mapping: WebhookMapping, extracted: Extracted
 ) -> dict[str, Any] | None:
     """The mapping's contact fields typed against the workspace's fields (a value that does not fit,
     or a field deleted since the trigger was made, is refused with the field and the path named)."""
@@ -245,7 +243,7 @@ async def _contact_data(
         return None
     raw = {"fields": extracted.contact_fields, "tags": mapping.contact.tags}
     try:
-        data = await checked_contact_data(runtime, workspace_id, raw, "mapping.contact")
+        data = await checked_contact_data(services, workspace_id, raw, "mapping.contact")
     except (InvalidInput, NotFound) as exc:
         name = str(exc.details.get("field") or "").removeprefix("mapping.contact.fields.")
         path = extracted.contact_paths.get(name)
@@ -258,16 +256,15 @@ async def _contact_data(
 _pending: set[asyncio.Task[None]] = set()
 
 
-def _apply_later(runtime: Runtime, request: dict[str, Any]) -> None:
+def _apply_later(services: Services, request: dict[str, Any]) -> None:
     """Hand the stored request to its actor; the response does not wait for the turn."""
-    task = asyncio.create_task(apply_request(runtime, request))
+    task = asyncio.create_task(apply_request(services, request))
     _pending.add(task)
     task.add_done_callback(_pending.discard)
 
 
-async def apply_request(runtime: Runtime, request: dict[str, Any]) -> None:
+async def apply_request(services: Services, request: dict[str, Any]) -> None:
     """Start the flow for a stored request and mark it applied (a failure is recorded, not raised)."""
-    assert runtime.actors is not None
     contact = request.get("contact") or {}
     event = StartFlow(
         request["event_id"],
@@ -280,13 +277,13 @@ async def apply_request(runtime: Runtime, request: dict[str, Any]) -> None:
         contact_tags=tuple(contact.get("tags") or ()),
     )
     try:
-        resolved = await runtime.directory.resolve(
+        resolved = await services.directory.resolve(
             request["workspace_id"], Identities(phone=request["phone"])
         )
         assert resolved is not None  # resolve creates
-        result = await runtime.actors.ask(resolved.key, event)
+        result = await services.actors.ask(resolved.key, event)
     except (InvalidInput, NotFound) as exc:  # the flow was archived or deleted meanwhile: final
-        await runtime.triggers.hook_requests.mark_applied(request["_id"], None, exc.message)
+        await services.hook_requests.mark_applied(request["_id"], None, exc.message)
         return
     except KonvoError as exc:  # shutting down or contended: recovery applies it later
         log.info("webhook request %s not applied yet: %s", request["_id"], exc.message)
@@ -296,6 +293,6 @@ async def apply_request(runtime: Runtime, request: dict[str, Any]) -> None:
         return
     run_id = result.run["id"] if result.run else None
     try:
-        await runtime.triggers.hook_requests.mark_applied(request["_id"], run_id)
+        await services.hook_requests.mark_applied(request["_id"], run_id)
     except Exception:  # applied but not marked: recovery re-applies it and the actor drops the copy
         log.warning("webhook request %s applied but not marked", request["_id"], exc_info=True)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from server.embedded import free_port, pid_alive
+from server.dev.embedded import free_port, pid_alive
 
 
 @dataclass

@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-from server.embedded import free_port
+from server.dev.embedded import free_port
 from server.secret_box import generate_key
 from server.store.workspaces import new_api_key
 from tests.conftest import ServiceURLs

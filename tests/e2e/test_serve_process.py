@@ -7,7 +7,7 @@ import stat
 import httpx
 import pytest
 
-from server.embedded import pid_alive
+from server.dev.embedded import pid_alive
 from tests.e2e.conftest import ServedProcess
 from tests.support.catalog import ensure_catalog
 from tests.support.flows import skeleton_flow

@@ -8,11 +8,11 @@ from typing import Any
 import httpx
 import pytest
 
-from server.app import create_app
 from server.clock import SystemClock
 from server.config import Settings
 from server.runtime import Runtime
 from server.store.workspaces import new_api_key
+from server.web.app import create_app
 from tests.support.catalog import ensure_catalog
 from tests.support.clock import ShiftedClock
 from tests.support.graphql import GraphQLClient

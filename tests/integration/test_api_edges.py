@@ -9,8 +9,8 @@ from typing import Any
 import httpx
 import pytest
 
-from server.app import create_app
 from server.runtime import Runtime
+from server.web.app import create_app
 from tests.integration.conftest import client_for, publish
 from tests.integration.test_webhook_triggers import (
     MAPPING,

@@ -6,8 +6,8 @@ import re
 
 import httpx
 
-from server.app import create_app
 from server.runtime import Runtime
+from server.web.app import create_app
 
 
 async def test_graphiql_page_uses_only_local_assets_that_are_served(runtime: Runtime) -> None:

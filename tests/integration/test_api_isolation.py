@@ -104,7 +104,9 @@ async def test_an_agent_key_is_refused_by_every_admin_only_field(
 async def _subscription_codes(
     runtime: Runtime, client: GraphQLClient, query: str, variables: dict[str, Any]
 ) -> list[str]:
-    context = Context(runtime=runtime)
+    context = Context(
+        services=runtime.services, key_guard=runtime.key_guard, imports=runtime.contact_services.imports
+    )
     assert await context.authenticate(f"Bearer {client.api_key}")
     stream: Any = await schema.subscribe(query, variable_values=variables, context_value=context)
     first = await anext(stream) if hasattr(stream, "__anext__") else stream
@@ -260,7 +262,9 @@ async def _subscriptions_see_nothing_of_b(
     runtime: Runtime, a: GraphQLClient, b: GraphQLClient, b_ids: list[str]
 ) -> None:
     """Subscribe from A with B's ids, make B change, and see no event about B arrive."""
-    context = Context(runtime=runtime)
+    context = Context(
+        services=runtime.services, key_guard=runtime.key_guard, imports=runtime.contact_services.imports
+    )
     assert await context.authenticate(f"Bearer {a.api_key}")
     streams = []
     for root in ROOTS:

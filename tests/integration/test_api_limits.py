@@ -9,9 +9,9 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from server.app import create_app
 from server.config import Settings
 from server.runtime import Runtime
+from server.web.app import create_app
 from tests.integration.conftest import client_for, make_workspace
 from tests.support.graphql import GraphQLClient
 from tests.support.live import live_server

@@ -22,7 +22,7 @@ async def test_restart_in_the_middle_of_a_broadcast(
 ) -> None:
     await create_template(gql, "restock", "UTILITY")
     now = runtime.clock.now()
-    await runtime.triggers.audience.insert_many(
+    await runtime.services.audience.insert_many(
         [contact(WORKSPACE, f"+3469{i:07d}", now, opted_in=i % 7 != 0) for i in range(350)]
     )
     eligible = {f"+3469{i:07d}" for i in range(350) if i % 7 != 0}

@@ -49,7 +49,7 @@ async def test_contacts_with_mixed_consent_end_with_exact_counts(
         )
         for i in range(audience)
     ] + [contact(WORKSPACE, f"+3462{i:07d}", now, opted_in=True) for i in range(100)]  # not in the segment
-    await runtime.triggers.audience.insert_many(documents)
+    await runtime.services.audience.insert_many(documents)
     began = time.monotonic()
     created = (
         await gql(
@@ -111,7 +111,7 @@ async def test_window_rule_follows_each_contact_through_the_flow(
         "+34630000002": ([], False),  # closed window, simple message first: skipped
         "+34630000003": ([], True),  # open window: sent
     }
-    await runtime.triggers.audience.insert_many(
+    await runtime.services.audience.insert_many(
         [
             contact(WORKSPACE, phone, now, tags=tags, opted_in=True, last_inbound_at=window(now, is_open))
             for phone, (tags, is_open) in people.items()
@@ -150,7 +150,7 @@ async def test_window_rule_follows_each_contact_through_the_flow(
 async def test_estimate_prices_the_template_from_the_rate_card(runtime: Runtime, gql: GraphQLClient) -> None:
     await create_template(gql, "promo", "MARKETING")
     now = runtime.clock.now()
-    await runtime.triggers.audience.insert_many(
+    await runtime.services.audience.insert_many(
         [
             contact(WORKSPACE, "+5491122334455", now, opted_in=True),  # Argentina
             contact(WORKSPACE, "+436641234567", now, opted_in=True),  # Austria
@@ -182,7 +182,7 @@ async def test_messaging_limit_makes_the_excess_wait_not_drop(
     await create_template(gql, "notice", "UTILITY")
     await gql("mutation { setMessagingLimit(tier: TIER_250) }")
     now = clock.now()
-    await runtime.triggers.audience.insert_many(
+    await runtime.services.audience.insert_many(
         [contact(WORKSPACE, f"+3465{i:07d}", now, opted_in=True) for i in range(300)]
         + [
             contact(WORKSPACE, f"+3466{i:07d}", now, opted_in=True, last_inbound_at=window(now, True))
@@ -210,7 +210,7 @@ async def test_messaging_limit_makes_the_excess_wait_not_drop(
 async def test_scheduled_pause_resume_and_cancel(runtime: Runtime, gql: GraphQLClient) -> None:
     await create_template(gql, "later_news", "UTILITY")
     now = runtime.clock.now()
-    await runtime.triggers.audience.insert_many(
+    await runtime.services.audience.insert_many(
         [contact(WORKSPACE, f"+3467{i:07d}", now, opted_in=True) for i in range(120)]
     )
     later = (now + timedelta(days=1)).isoformat()
@@ -232,7 +232,7 @@ async def test_scheduled_pause_resume_and_cancel(runtime: Runtime, gql: GraphQLC
     rid = running["id"]
     await eventually(lambda: get(gql, rid), lambda b: b["counts"]["started"] >= 10)
     await gql(action.format("pauseBroadcast"), id=rid)
-    await eventually(lambda: runtime.triggers.broadcasts.find(rid), lambda d: d["lease_owner"] is None)
+    await eventually(lambda: runtime.services.broadcasts.find(rid), lambda d: d["lease_owner"] is None)
     paused = await get(gql, rid)
     assert paused["status"] == "PAUSED" and 0 < paused["counts"]["started"] < 120
     assert len(await sends_per_phone(runtime, rid)) == paused["counts"]["started"]
@@ -241,7 +241,7 @@ async def test_scheduled_pause_resume_and_cancel(runtime: Runtime, gql: GraphQLC
         lambda: get(gql, rid), lambda b: b["counts"]["started"] >= paused["counts"]["started"] + 10
     )
     assert (await gql(action.format("cancelBroadcast"), id=rid))["cancelBroadcast"]["status"] == "CANCELLED"
-    await eventually(lambda: runtime.triggers.broadcasts.find(rid), lambda d: d["lease_owner"] is None)
+    await eventually(lambda: runtime.services.broadcasts.find(rid), lambda d: d["lease_owner"] is None)
     done = await get(gql, rid)
     counts = done["counts"]
     assert done["status"] == "CANCELLED" and counts["cancelled"] > 0 and counts["queued"] == 0
@@ -259,7 +259,7 @@ async def test_scheduled_pause_resume_and_cancel(runtime: Runtime, gql: GraphQLC
 async def test_progress_is_live_over_websocket(runtime: Runtime, api_key: str, gql: GraphQLClient) -> None:
     await create_template(gql, "live_news", "UTILITY")
     now = runtime.clock.now()
-    await runtime.triggers.audience.insert_many(
+    await runtime.services.audience.insert_many(
         [contact(WORKSPACE, f"+3468{i:07d}", now, opted_in=i % 2 == 0) for i in range(40)]
     )
     later = (now + timedelta(days=1)).isoformat()
@@ -271,7 +271,7 @@ async def test_progress_is_live_over_websocket(runtime: Runtime, api_key: str, g
         await ws.subscribe("p", query, id=created["id"])
         first = (await ws.next_data("p"))["broadcastProgress"]
         assert first == {"status": "SCHEDULED", "counts": {"started": 0, "skipped": 0}}
-        await runtime.triggers.broadcasts.update(created["id"], {"start_at": now})  # due now
+        await runtime.services.broadcasts.update(created["id"], {"start_at": now})  # due now
         runtime.triggers.runner.nudge()
         seen = first
         while seen["status"] != "COMPLETED" or seen["counts"]["started"] != 20:

@@ -101,8 +101,8 @@ async def test_export_then_erase_leaves_only_an_anonymous_tombstone(
     # A late status about an erased message is recognised and brings nobody back.
     late = StatusReport(provider_id=provider_id, status="read", at=runtime.clock.now())
     assert await runtime.ledger.report(WORKSPACE, None, late) == "parked"
-    assert await erased_message(runtime, WORKSPACE, provider_id) is True
-    assert await erased_message(runtime, WORKSPACE, "wamid.someone-else") is False
+    assert await erased_message(runtime.services, WORKSPACE, provider_id) is True
+    assert await erased_message(runtime.services, WORKSPACE, "wamid.someone-else") is False
     assert (await gql("{ contacts { totalCount } }"))["contacts"]["totalCount"] == 0
 
     # The person writes again: a fresh contact, nothing of the old one.

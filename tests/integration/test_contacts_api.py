@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from server.graphql.pubsub import contact_topic
 from server.identity import Identities
+from server.pubsub import contact_topic
 from server.runtime import Runtime
 from tests.integration.conftest import WORKSPACE, publish
 from tests.integration.test_nodes import flow, start_with

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from server.config import Settings
+from server.dev.seed import DEMO_WORKSPACE, seed_demo
 from server.runtime import Runtime
-from server.seed import DEMO_WORKSPACE, seed_demo
 from server.triggers.signatures import konvo_header
 from tests.integration.conftest import client_for
 from tests.support.graphql import GraphQLClient, eventually

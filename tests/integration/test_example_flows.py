@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from server.actors.events import TimerFired
+from server.dev.seed import example_flows, load_example_catalog
 from server.runtime import Runtime
-from server.seed import example_flows, load_example_catalog
 from tests.integration.conftest import WORKSPACE, publish
 from tests.integration.test_nodes import outbox, start_with
 from tests.integration.test_skeleton_flow import say
@@ -24,7 +24,7 @@ STATE = "query($p: String!) { contact(phone: $p) { tags variables optedIn agent 
 
 @pytest.fixture
 async def examples(gql: GraphQLClient, runtime: Runtime) -> dict[str, str]:
-    await load_example_catalog(runtime, WORKSPACE)
+    await load_example_catalog(runtime.services, WORKSPACE)
     return {definition["name"]: await publish(gql, definition) for definition in example_flows()}
 
 

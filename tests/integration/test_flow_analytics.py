@@ -127,10 +127,10 @@ async def play(runtime: Runtime, flow_id: str, phone: str, variant: int) -> None
     """One contact's part of the mixed run: every path of ``SURVEY`` and some statuses."""
 
     async def say(text: str | None = None, button: str | None = None) -> None:
-        await contact_ops.customer_says(runtime, WORKSPACE, phone, text, button)
+        await contact_ops.customer_says(runtime.services, WORKSPACE, phone, text, button)
 
     async def start() -> dict[str, Any]:
-        return await contact_ops.start_flow(runtime, WORKSPACE, flow_id, phone, {"source": "test"})
+        return await contact_ops.start_flow(runtime.services, WORKSPACE, flow_id, phone, {"source": "test"})
 
     if variant != 4:  # the customer writes first: the 24-hour window is open
         await say("hola")
@@ -151,7 +151,7 @@ async def play(runtime: Runtime, flow_id: str, phone: str, variant: int) -> None
         await say(button="yes")
         await _fire_timer(runtime, phone)  # no city: ends
     elif variant == 7:
-        await contact_ops.stop_run(runtime, WORKSPACE, run["id"])
+        await contact_ops.stop_run(runtime.services, WORKSPACE, run["id"])
     elif variant == 8:
         greet = await _sent(runtime, phone, "greet")
         await _status(runtime, greet, "sent")
@@ -371,7 +371,7 @@ async def test_counters_a_crash_left_unstored_are_counted_once_after_the_restart
     try:
         await agree(gql, restarted, flow_id)
         for phone in phones[:3]:  # later turns offer the carried entries again with their own
-            await contact_ops.customer_says(restarted, WORKSPACE, phone, "hola otra vez", None)
+            await contact_ops.customer_says(restarted.services, WORKSPACE, phone, "hola otra vez", None)
         await restarted.recover_now()
         found = await agree(gql, restarted, flow_id)
         assert found["runs"]["runsStarted"] == 12 and found["nodes"]["nudge"]["entered"] == 6

@@ -19,7 +19,7 @@ import pytest
 from server.actors.events import TimerFired
 from server.clock import SystemClock, as_utc
 from server.config import Settings
-from server.machines.durations import parse_duration
+from server.durations import parse_duration
 from server.runtime import Runtime
 from tests.integration.conftest import WORKSPACE
 from tests.integration.test_example_flows import examples  # noqa: F401 - fixture
@@ -194,7 +194,7 @@ async def runtime_media(runtime: Runtime, phone: str) -> None:
     record = inbound_record(
         WORKSPACE, f"in-photo-{phone}", phone=phone, channel="sandbox", kind="image", at=runtime.clock.now()
     )
-    _, event = await accept_inbound(runtime, record)
+    _, event = await accept_inbound(runtime.services, record)
     assert event is not None and runtime.actors is not None
     await runtime.actors.ask((await key_of(runtime, WORKSPACE, phone)), event)
 
@@ -259,7 +259,7 @@ async def test_a_simulation_agrees_with_a_real_run_of_each_example_flow(
 
 
 def _definitions() -> list[dict[str, Any]]:
-    from server.seed import example_flows
+    from server.dev.seed import example_flows
 
     return example_flows()
 

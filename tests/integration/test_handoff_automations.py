@@ -91,7 +91,7 @@ async def test_webhook_trigger_records_the_skip(gql: GraphQLClient, runtime: Run
     assert skipped(by_flow["Shipping"]) and by_flow["Confirmation"]["status"] == "COMPLETED"
     assert len(await outbox(gql, phone)) == 1
     # The skipped request counts as applied: recovery will not retry it into a message later.
-    await eventually(lambda: runtime.triggers.hook_requests.unapplied(runtime.clock.now()), lambda p: p == [])
+    await eventually(lambda: runtime.services.hook_requests.unapplied(runtime.clock.now()), lambda p: p == [])
 
 
 async def test_keyword_trigger_records_the_skip_and_catch_all_stays_quiet(gql: GraphQLClient) -> None:

@@ -19,10 +19,10 @@ from typing import Any
 import httpx
 import pytest
 
-from server.app import create_app
 from server.clock import SystemClock
 from server.config import Settings
 from server.runtime import Runtime
+from server.web.app import create_app
 from tests.integration.conftest import WORKSPACE, client_for, make_workspace, publish
 from tests.support.clock import ShiftedClock
 from tests.support.graph_api_fake import GraphApiFake

@@ -25,11 +25,11 @@ import pytest
 from bson import json_util
 from pydantic import SecretStr
 
-from server.app import create_app
 from server.clock import SystemClock
 from server.config import Settings
 from server.runtime import Runtime
 from server.store.database import Database
+from server.web.app import create_app
 from tests.support.clock import ShiftedClock
 from tests.support.graph_api_fake import GraphApiFake
 from tests.support.graphql import GraphQLClient, eventually

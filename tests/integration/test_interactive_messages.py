@@ -17,11 +17,11 @@ from typing import Any
 import httpx
 import pytest
 
-from server.app import create_app
 from server.clock import SystemClock
 from server.config import Settings
 from server.ids import new_id
 from server.runtime import Runtime
+from server.web.app import create_app
 from tests.integration.conftest import WORKSPACE, publish
 from tests.integration.test_nodes import run_of, start_with
 from tests.support.clock import ShiftedClock
@@ -754,7 +754,7 @@ async def test_konvo_chat_numbers_list_rows_shares_a_location_and_shows_what_the
     """``konvo chat``'s own code on the in-process app (the terminal itself is tests/e2e)."""
     import io
 
-    from server.chat import Chat
+    from server.dev.chat import Chat
 
     await field(gql, "lat", "NUMBER")
     flow = {

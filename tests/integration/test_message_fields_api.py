@@ -15,9 +15,9 @@ from typing import Any
 import httpx
 import pytest
 
-from server.app import create_app
 from server.ids import new_id
 from server.runtime import Runtime
+from server.web.app import create_app
 from tests.integration.conftest import WORKSPACE, publish
 from tests.support.contacts import key_of
 from tests.support.graph_api_fake import GraphApiFake

@@ -82,11 +82,11 @@ async def test_a_turn_commits_with_majority_through_a_replica_set_uri(fast_setti
     await runtime.start()
     try:
         await runtime.workspaces.ensure(WORKSPACE, "Timers", "Europe/Madrid", runtime.clock.now())
-        flow = await flow_ops.import_flow(runtime, WORKSPACE, FLOW)
-        await flow_ops.publish_flow(runtime, WORKSPACE, flow["_id"])
+        flow = await flow_ops.import_flow(runtime.services, WORKSPACE, FLOW)
+        await flow_ops.publish_flow(runtime.services, WORKSPACE, flow["_id"])
         phone = "+34630000001"
-        await contact_ops.customer_says(runtime, WORKSPACE, phone, "hola", None)
-        await contact_ops.start_flow(runtime, WORKSPACE, flow["_id"], phone, None)
+        await contact_ops.customer_says(runtime.services, WORKSPACE, phone, "hola", None)
+        await contact_ops.start_flow(runtime.services, WORKSPACE, flow["_id"], phone, None)
         contact = await runtime.contacts.load(await key_of(runtime, WORKSPACE, phone))
         assert contact is not None and contact["runs"]
     finally:

@@ -75,12 +75,12 @@ async def test_every_key_a_short_scenario_writes_lands_in_its_familys_slot(
     heard: list[dict[str, object]] = []
     runtime.pubsub.on("probe", heard.append)
     await runtime.workspaces.ensure(WORKSPACE, "Timers", "Europe/Madrid", runtime.clock.now())
-    flow = await flow_ops.import_flow(runtime, WORKSPACE, FLOW)
-    await flow_ops.publish_flow(runtime, WORKSPACE, flow["_id"])
+    flow = await flow_ops.import_flow(runtime.services, WORKSPACE, FLOW)
+    await flow_ops.publish_flow(runtime.services, WORKSPACE, flow["_id"])
     phones = [f"+3462{i:07d}" for i in range(6)]
     for phone in phones:  # contacts spread over shards; each turn commits and arms a no-reply timer
-        await contact_ops.customer_says(runtime, WORKSPACE, phone, "hola", None)
-        await contact_ops.start_flow(runtime, WORKSPACE, flow["_id"], phone, None)
+        await contact_ops.customer_says(runtime.services, WORKSPACE, phone, "hola", None)
+        await contact_ops.start_flow(runtime.services, WORKSPACE, flow["_id"], phone, None)
     queue = runtime.timers.queue_name
     assert await runtime.arq.zcard(queue) == len(phones)
     # Recovery's batch re-arm (one script over many timers) and the worker's claim and ack.
@@ -102,7 +102,7 @@ async def test_every_key_a_short_scenario_writes_lands_in_its_familys_slot(
     slots = [await runtime.socket_slots.acquire(f"key_{n}") for n in range(2)]
     assert all(slots)
     await runtime.socket_slots.renew()
-    assert await runtime.triggers.replays.claim(f"sig-{uuid.uuid4().hex}")
+    assert await runtime.services.replays.claim(f"sig-{uuid.uuid4().hex}")
     # An integration job through arq's own enqueue (WATCH/MULTI) on the pinned connection.
     await runtime.arq.enqueue_job(
         "sync_external", _job_id=ARQ_TAG + "probe", _queue_name=integrations_queue(prefix)

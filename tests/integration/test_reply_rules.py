@@ -228,7 +228,7 @@ async def test_a_photo_is_no_answer_but_the_customer_is_there(
         media={"kind": "image", "id": "2754859441498128", "caption": None},
         at=runtime.clock.now(),
     )
-    _, event = await accept_inbound(runtime, record)  # as the WhatsApp webhook stores it
+    _, event = await accept_inbound(runtime.services, record)  # as the WhatsApp webhook stores it
     assert event is not None and runtime.actors is not None
     await runtime.actors.ask(await key_of(runtime, WORKSPACE, phone), event)
     waiting = await run_of(gql, run["id"])

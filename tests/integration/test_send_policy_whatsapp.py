@@ -104,7 +104,7 @@ async def test_131049_is_retried_a_day_later_and_reported_on_the_recipient_and_t
     flow_id = await marketing_flow(gql)
     capped, fine = "+34600820001", "+34600820002"
     now = runtime.clock.now()
-    await runtime.triggers.audience.insert_many(
+    await runtime.services.audience.insert_many(
         [contact(WORKSPACE, p, now, tags=["weekly"], opted_in=True) for p in (capped, fine)]
     )
     fake.cap_marketing(capped, times=1)
@@ -148,7 +148,7 @@ async def test_us_recipients_of_marketing_templates_are_refused_before_sending(
     flow_id = await marketing_flow(gql)
     american, spanish, canadian = "+12125550101", "+34600820003", "+14165550102"
     now = runtime.clock.now()
-    await runtime.triggers.audience.insert_many(
+    await runtime.services.audience.insert_many(
         [contact(WORKSPACE, p, now, tags=["promo"], opted_in=True) for p in (american, spanish, canadian)]
     )
     created = (await gql(CREATE, i={"flowId": flow_id, "segment": {"tag": "promo"}}))["createBroadcast"]
@@ -162,7 +162,7 @@ async def test_us_recipients_of_marketing_templates_are_refused_before_sending(
 
     # A flow started for a US contact: refused at the channel, the run says why.
     other = "+13105550103"
-    await runtime.triggers.audience.insert_many([contact(WORKSPACE, other, now, opted_in=True)])
+    await runtime.services.audience.insert_many([contact(WORKSPACE, other, now, opted_in=True)])
     await start_with(gql, flow_id, other)
     run = await eventually(
         lambda: _last_run(gql, other), lambda r: any(s["action"] == "message_status" for s in r["steps"])
@@ -217,7 +217,7 @@ async def test_a_broadcast_plans_against_the_budget_two_numbers_of_a_portfolio_s
     assert estimate["estimateBroadcast"]["capacityLeft"] == 150
 
     now = runtime.clock.now()
-    await runtime.triggers.audience.insert_many(
+    await runtime.services.audience.insert_many(
         [
             contact(
                 WORKSPACE,
@@ -269,7 +269,7 @@ async def test_131056_and_our_own_pacing_hold_messages_to_one_customer(
         },
     )
     phone = "+34600820009"
-    await runtime.triggers.audience.insert_many(
+    await runtime.services.audience.insert_many(
         [contact(WORKSPACE, phone, runtime.clock.now(), last_inbound_at=runtime.clock.now())]
     )
     fake.fail(131056, to=phone.lstrip("+"))  # Meta: too many to this customer just now

@@ -166,9 +166,9 @@ async def test_redelivered_inbound_is_applied_once(gql: GraphQLClient, runtime: 
     phone = "+34600000009"
     await say(gql, phone, "hola")
     await start(gql, flow_id, phone)
-    assert await customer_says(runtime, WORKSPACE, phone, "primera", None, provider_id="wamid.1")
+    assert await customer_says(runtime.services, WORKSPACE, phone, "primera", None, provider_id="wamid.1")
     version = (await contact(gql, phone))["version"]
-    assert not await customer_says(runtime, WORKSPACE, phone, "primera", None, provider_id="wamid.1")
+    assert not await customer_says(runtime.services, WORKSPACE, phone, "primera", None, provider_id="wamid.1")
     state = await contact(gql, phone)
     assert state["version"] == version and state["tags"] == ["wrote"]
 

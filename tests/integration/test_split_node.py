@@ -44,7 +44,7 @@ async def tagged(gql: GraphQLClient, flow_id: str, tag: str) -> int:
 async def test_weights_hold_over_a_broadcast_audience(runtime: Runtime, gql: GraphQLClient) -> None:
     flow_id = await publish(gql, offer_flow())
     now = runtime.clock.now()
-    await runtime.triggers.audience.insert_many(
+    await runtime.services.audience.insert_many(
         [contact(WORKSPACE, f"+3465{i:07d}", now, tags=["ab"], opted_in=True) for i in range(AUDIENCE)]
     )
     created = (await gql(CREATE, i={"flowId": flow_id, "segment": {"tag": "ab"}}))["createBroadcast"]

@@ -9,11 +9,11 @@ import httpx
 import pytest
 from pymongo import DeleteOne, InsertOne, UpdateOne
 
-from server.app import create_app
 from server.config import Settings
 from server.runtime import Runtime
 from server.store.database import Database
 from server.store.stats import StoreStats
+from server.web.app import create_app
 
 
 @pytest.fixture

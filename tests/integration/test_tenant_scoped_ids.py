@@ -18,11 +18,11 @@ from typing import Any
 import httpx
 import pytest
 
-from server.app import create_app
 from server.config import Settings
 from server.ids import new_id, scoped_id
 from server.runtime import Runtime
 from server.store.database import Database
+from server.web.app import create_app
 from tests.integration.conftest import client_for, make_workspace
 from tests.support.contacts import key_of
 from tests.support.graphql import GraphQLClient, eventually

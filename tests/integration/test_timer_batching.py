@@ -66,15 +66,15 @@ async def waiting_contacts(runtime: Runtime, count: int, due_in: timedelta) -> l
 
     The schedule the commits armed (due in an hour) is wiped, as if Redis had lost it.
     """
-    flow = await flow_ops.import_flow(runtime, WORKSPACE, FLOW)
-    await flow_ops.publish_flow(runtime, WORKSPACE, flow["_id"])
+    flow = await flow_ops.import_flow(runtime.services, WORKSPACE, FLOW)
+    await flow_ops.publish_flow(runtime.services, WORKSPACE, flow["_id"])
     contacts = runtime.database.collection("contacts")
     due = datetime.now(UTC) + due_in
     documents = []
     for i in range(count):
         phone = f"+3461{i:07d}"
-        await contact_ops.customer_says(runtime, WORKSPACE, phone, "hola", None)
-        await contact_ops.start_flow(runtime, WORKSPACE, flow["_id"], phone, None)
+        await contact_ops.customer_says(runtime.services, WORKSPACE, phone, "hola", None)
+        await contact_ops.start_flow(runtime.services, WORKSPACE, flow["_id"], phone, None)
         key = await key_of(runtime, WORKSPACE, phone)
         document = await contacts.find_one({"_id": key.doc_id})
         assert document is not None and len(document["timers"]) == 1

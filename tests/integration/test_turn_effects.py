@@ -81,7 +81,7 @@ async def test_a_redelivered_message_redoes_the_effects_its_turn_lost(
         text="Sí, por favor",
         at=runtime.clock.now(),
     )
-    _, event = await accept_inbound(runtime, record)
+    _, event = await accept_inbound(runtime.services, record)
     assert event is not None
     cut, _ = system_with(runtime, CutEffects)
     key = await key_of(runtime, WORKSPACE, PHONE)
@@ -115,7 +115,7 @@ async def test_a_turn_cancelled_after_its_commit_still_finishes_its_effects(
         text="No, gracias",
         at=runtime.clock.now(),
     )
-    _, event = await accept_inbound(runtime, record)
+    _, event = await accept_inbound(runtime.services, record)
     assert event is not None
     held, effects = system_with(runtime, HeldEffects)
     assert isinstance(effects, HeldEffects)

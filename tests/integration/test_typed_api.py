@@ -14,9 +14,9 @@ from typing import Any
 
 from graphql import GraphQLInterfaceType, GraphQLObjectType, GraphQLType, get_named_type
 
+from server.dev.seed import example_flows
 from server.graphql.schema import schema
 from server.machines.definition import parse_flow
-from server.seed import example_flows
 from tests.integration.conftest import publish
 from tests.support.catalog import ensure_catalog
 from tests.support.graphql import GraphQLClient

@@ -125,7 +125,9 @@ async def test_run_updated_streams_each_change(gql: GraphQLClient, runtime: Runt
     flow_id = await publish(gql, skeleton_flow(no_reply_after="1h"))
     phone = "+34600000601"
     await say(gql, phone, "hola")
-    context = Context(runtime=runtime)
+    context = Context(
+        services=runtime.services, key_guard=runtime.key_guard, imports=runtime.contact_services.imports
+    )
     assert await context.authenticate(f"Bearer {api_key}")
     stream: Any = await schema.subscribe(
         "subscription($f: ID!) { runUpdated(flowId: $f) { status node phone } }",

@@ -224,10 +224,10 @@ async def test_recovery_applies_a_stored_request_once(runtime: Runtime, gql: Gra
         "body": "{}",
         "received_at": runtime.clock.now() - timedelta(minutes=5),
     }
-    assert (await runtime.triggers.hook_requests.record(request))[0]  # stored, then the process died
+    assert (await runtime.services.hook_requests.record(request))[0]  # stored, then the process died
     assert await runtime.triggers.recover() == 1
     assert await runtime.triggers.recover() == 0
-    stored = await runtime.triggers.hook_requests.get(request["_id"])
+    stored = await runtime.services.hook_requests.get(request["_id"])
     assert stored is not None and stored["applied"] and stored["run_id"]
     runs = await runs_of(gql, phone)
     assert [r["trigger"]["order_id"] for r in runs] == [55]

@@ -19,12 +19,12 @@ import uvicorn
 from pymongo import AsyncMongoClient
 
 from server.actors.events import Redeliver
-from server.app import create_app
-from server.embedded import free_port
+from server.dev.embedded import free_port
 from server.ids import new_id, scoped_id
 from server.runtime import Runtime
 from server.store.channels import new_channel
 from server.store.messages import MessageRepository
+from server.web.app import create_app
 from tests.integration.conftest import WORKSPACE, publish
 from tests.support.contacts import contact_of, key_of
 from tests.support.graph_api_fake import GraphApiFake
@@ -214,7 +214,7 @@ async def test_malformed_bodies_are_400_with_a_log_line_never_500(
 ) -> None:
     from server.channels.whatsapp.signature import signature_for
 
-    caplog.set_level(logging.WARNING, logger="server.channels.whatsapp.ingress")
+    caplog.set_level(logging.WARNING, logger="server.web.whatsapp")
     for data in (
         b"{not json",
         b"[]",
@@ -356,12 +356,15 @@ async def test_store_unreachable_is_503_then_metas_retry_is_stored(
 
     body = fresh("text")
     wamid = message_of(body)["id"]
-    working = runtime.messages
-    runtime.messages = MessageRepository(Unreachable(), runtime.legacy_ids)  # type: ignore[arg-type]
+    # The repository the webhook path holds now talks to a store that is not there.
+    held = vars(runtime.messages)
+    working = dict(held)
+    held.update(vars(MessageRepository(Unreachable(), runtime.legacy_ids)))  # type: ignore[arg-type]
     try:
         response = await webhook.post(body)
     finally:
-        runtime.messages = working
+        held.clear()
+        held.update(working)
         await away.close()
     assert response.status_code == 503
     assert response.headers["retry-after"]

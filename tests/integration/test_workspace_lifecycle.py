@@ -168,7 +168,7 @@ async def test_workspace_keys_cannot_reach_the_operator_api(
 
 async def test_the_operator_api_is_off_without_an_operator_key(runtime: Runtime) -> None:
     settings = runtime.settings.model_copy(update={"operator_key": None})
-    from server.app import create_app
+    from server.web.app import create_app
 
     app = create_app(settings, runtime=runtime)
     async with httpx.AsyncClient(

@@ -107,13 +107,15 @@ async def second_process(fast_settings: Settings) -> AsyncIterator[Runtime]:
 
 
 async def test_every_process_sees_a_change_at_once(gql: GraphQLClient, second_process: Runtime) -> None:
-    assert (await second_process.regional_of(WORKSPACE)).timezone == "Europe/Madrid"  # cached there now
+    assert (
+        await second_process.caches.regional_of(WORKSPACE)
+    ).timezone == "Europe/Madrid"  # cached there now
     heard: list[tuple[str, str]] = []
     second_process.workspace_gate.on_change(lambda workspace_id, change: heard.append((workspace_id, change)))
     await gql(UPDATE, z="Asia/Tokyo", l="ja-JP")
     await eventually(lambda: _heard(heard), lambda seen: (WORKSPACE, "settings") in seen)
     # Its cache was dropped when it heard, not when it expired.
-    regional = await second_process.regional_of(WORKSPACE)
+    regional = await second_process.caches.regional_of(WORKSPACE)
     assert (regional.timezone, regional.locale) == ("Asia/Tokyo", "ja-JP")
 
 

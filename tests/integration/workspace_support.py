@@ -13,8 +13,8 @@ from typing import Any
 import httpx
 from redis.asyncio import Redis
 
-from server.app import create_app
 from server.runtime import Runtime
+from server.web.app import create_app
 from tests.support.graphql import GraphQLClient
 
 OPERATOR_KEY = "operator-key-for-tests-0123456789abcdef"

@@ -18,7 +18,7 @@ import httpx
 import pytest
 from pymongo import AsyncMongoClient
 
-from server.embedded import ManagedProcess, free_port, redis_process, redis_url_for, store_process
+from server.dev.embedded import ManagedProcess, free_port, redis_process, redis_url_for, store_process
 from server.secret_box import generate_key
 from server.store.workspaces import new_api_key
 from tests.conftest import REDIS_KINDS, ServiceURLs

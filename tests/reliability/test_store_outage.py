@@ -15,7 +15,7 @@ import httpx
 import pytest
 from pymongo import AsyncMongoClient
 
-from server.embedded import ManagedProcess, mongodb_uri_for
+from server.dev.embedded import ManagedProcess, mongodb_uri_for
 from server.ids import scoped_id
 from tests.reliability.conftest import WORKSPACE
 from tests.reliability.webhooks import CHANNEL_ID, add_channel, inbound_text

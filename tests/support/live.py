@@ -13,9 +13,9 @@ from collections.abc import AsyncIterator
 import uvicorn
 from starlette.applications import Starlette
 
-from server.app import create_app
-from server.embedded import free_port
+from server.dev.embedded import free_port
 from server.runtime import Runtime
+from server.web.app import create_app
 
 
 @contextlib.asynccontextmanager

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import redis
 
-from server.embedded import LOCALHOST, ManagedProcess, free_port, redis_process
+from server.dev.embedded import LOCALHOST, ManagedProcess, free_port, redis_process
 
 SLOTS = 16384
 READY_SECONDS = 30.0

@@ -6,9 +6,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import server.app  # noqa: F401  (imports every module: every error class is defined)
+import server.web.app  # noqa: F401  (imports every module: every error class is defined)
 from server.errors import KonvoError
-from server.graphql.view import _HTTP_CODES
+from server.web.graphql_view import _HTTP_CODES
 from tests.support.doc_examples import LANGUAGES, examples
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from server.config import Settings
-from server.embedded import (
+from server.dev.embedded import (
     ManagedProcess,
     PortInUseError,
     free_port,
@@ -134,7 +134,7 @@ def test_children_die_with_a_killed_parent(tmp_path: Path) -> None:
     script = (
         "import sys, time\n"
         "from pathlib import Path\n"
-        "from server.embedded import redis_process\n"
+        "from server.dev.embedded import redis_process\n"
         "p = redis_process(Path(sys.argv[1]), int(sys.argv[2]), persist=False)\n"
         "p.start()\n"
         "print(p.pid, flush=True)\n"

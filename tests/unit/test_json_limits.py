@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from server.web.json_limits import JsonTooDeep, check_json_depth, json_depth
+from server.json_limits import JsonTooDeep, check_json_depth, json_depth
 
 
 def depth_of(value: Any) -> int:

@@ -63,7 +63,7 @@ def test_reply_rules(
 
 
 def test_comparable_is_what_keywords_use_too() -> None:
-    from server.triggers.keywords import normalize
+    from server.machines.keywords import normalize
 
     assert comparable("¡Hola,  SEÑOR!") == "hola senor" == normalize("¡Hola,  SEÑOR!")
     assert comparable("Ｓí") == "si"
@@ -206,10 +206,10 @@ def test_a_stale_no_reply_timer_does_nothing_after_a_reply() -> None:
     run = customer.start()
     old = dict(customer.document["timers"][0])
     customer.say(run, "¿qué?")
-    assert not runner.fire_timer(customer.turn(), customer.flow, run, old)
+    assert not runner.apply_timer(customer.turn(), customer.flow, run, old)
     assert run["node"] == "ask" and not [s for s in run["steps"] if s["action"] == "no_reply"]
     [fresh] = customer.document["timers"]
-    assert runner.fire_timer(customer.turn(timedelta(minutes=1)), customer.flow, run, fresh)
+    assert runner.apply_timer(customer.turn(timedelta(minutes=1)), customer.flow, run, fresh)
     assert customer.texts()[-1] == "¿Sigues ahí?"
 
 

@@ -284,7 +284,7 @@ def test_no_reply_sets_a_timer_and_its_firing_takes_the_no_reply_path() -> None:
     assert (timer["kind"], timer["run_id"], timer["node"]) == ("no_reply", run["id"], "ask")
     assert run["waiting_for"]["timer_id"] == timer["id"]
     fired = later(t, timedelta(hours=2))
-    assert runner.fire_timer(fired, compiled, run, timer)
+    assert runner.apply_timer(fired, compiled, run, timer)
     assert t.contact["tags"] == ["silent"]
     assert t.contact["timers"] == []
     assert run["status"] == "completed"
@@ -298,7 +298,7 @@ def test_a_reply_stops_the_no_reply_timer_and_a_stale_timer_does_nothing() -> No
     assert runner.deliver_reply(later(t, timedelta(hours=1)), compiled, run, "sí", None)
     assert t.contact["timers"] == []
     steps = len(run["steps"])
-    assert not runner.fire_timer(later(t, timedelta(hours=2)), compiled, run, timer)
+    assert not runner.apply_timer(later(t, timedelta(hours=2)), compiled, run, timer)
     assert t.contact["tags"] == ["answered"]
     assert len(run["steps"]) == steps
 
@@ -353,7 +353,7 @@ def test_a_delay_waits_for_its_duration_then_goes_on() -> None:
         "due_at": timer["due_at"],
     }
     assert t.contact["tags"] == []
-    assert runner.fire_timer(later(t, timedelta(minutes=30)), compiled, run, timer)
+    assert runner.apply_timer(later(t, timedelta(minutes=30)), compiled, run, timer)
     assert t.contact["tags"] == ["later"]
     assert run["status"] == "completed"
 

@@ -10,7 +10,7 @@ from cryptography.fernet import Fernet
 from pydantic import SecretStr
 
 from server.config import Settings
-from server.embedded import DEV_EGRESS_ALLOW, apply_local_defaults
+from server.dev.embedded import DEV_EGRESS_ALLOW, apply_local_defaults
 from server.secret_box import (
     KEY_FILE,
     SEALED_PREFIX,

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from server.channels.whatsapp.payloads import PayloadError, build
-from server.machines.template_message import ResolvedButton, resolve_template
+from server.channels.whatsapp.template_message import ResolvedButton, resolve_template
 
 COMPONENTS: list[dict[str, Any]] = [
     {"type": "HEADER", "format": "TEXT", "text": "Pedido {{1}}"},

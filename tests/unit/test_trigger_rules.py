@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from server.errors import InvalidInput
+from server.machines.keywords import compile_rules, normalize, pick
 from server.triggers.broadcast_rules import tier_limit
-from server.triggers.keywords import compile_rules, normalize, pick
 from server.triggers.mapping import PayloadError, extract, lookup, parse_mapping, to_e164
 from server.triggers.signatures import (
     konvo_header,

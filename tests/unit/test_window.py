@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from server.machines.runner import window_open
+from server.window import window_open
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 SECOND = timedelta(seconds=1)

@@ -17,7 +17,7 @@ import logging
 from datetime import datetime
 from typing import Any, Protocol
 
-from server.channels.base import SendResult
+from server.channels.base import PAIR_RATE, TYPING, SendResult
 from server.channels.whatsapp.client import GraphClient
 from server.channels.whatsapp.costs import estimate
 from server.channels.whatsapp.pair_rate import PairPacer
@@ -26,11 +26,10 @@ from server.channels.whatsapp.receipts import typing_receipt
 from server.clock import Clock
 from server.identity import message_address
 from server.ids import ContactKey, scoped_id
-from server.machines.runner import window_open
-from server.sending.rules import PAIR_RATE, TYPING
 from server.store.catalog import TemplateRepository
 from server.store.contacts import ContactRepository
 from server.store.messages import MessageRepository
+from server.window import window_open
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ Outbox kinds: ``text`` {text}; ``media`` {media: {kind, url, caption, filename},
 buttons?}]}; ``flow`` {text, flow: {id, screen, cta, token, mode, data?}}; ``template``
 {template: {name, language, params}, buttons: [{id, title}]}: ``params`` in the flow document's
 typed form (docs/templates.md), placeholders already rendered; quick replies carry the node's
-button ids. The limits are WhatsApp's (``server/machines/whatsapp_limits.py``).
+button ids. The limits are WhatsApp's (``server/channels/whatsapp/message_limits.py``).
 """
 
 from __future__ import annotations
@@ -19,8 +19,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from server.machines.template_message import resolve_template
-from server.machines.whatsapp_limits import (
+from server.channels.whatsapp.message_limits import (
     CAROUSEL_MEDIA,
     FLOW_MESSAGE_VERSION,
     HEADER_MEDIA,
@@ -45,6 +44,7 @@ from server.machines.whatsapp_limits import (
     MAX_TEXT,
     MIN_CAROUSEL_CARDS,
 )
+from server.channels.whatsapp.template_message import resolve_template
 
 MEDIA_KINDS = ("image", "video", "audio", "document")
 CAPTIONED = HEADER_MEDIA
@@ -385,7 +385,7 @@ INTERACTIVE_KINDS = {
 def template_object(message: dict[str, Any], template: dict[str, Any]) -> dict[str, Any]:
     """Meta's ``template`` object: name, language and the components that carry parameters.
 
-    How params fill the template is ``server.machines.template_message`` (shared with the flow
+    How params fill the template is ``server.channels.whatsapp.template_message`` (shared with the flow
     validator and the sandbox); here the result becomes Meta's components.
     """
     spec = message.get("template") or {}

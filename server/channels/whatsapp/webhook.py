@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from server.channels.whatsapp.form_answers import read_form_answer
 from server.channels.whatsapp.webhook_identities import (
     IdentityChange,
     Person,
@@ -27,7 +28,6 @@ from server.channels.whatsapp.webhook_identities import (
     system_change,
     user_id_updates,
 )
-from server.machines.form_answers import read_form_answer
 
 OBJECT = "whatsapp_business_account"
 MEDIA_KINDS = ("image", "video", "audio", "document", "sticker")
@@ -281,7 +281,7 @@ def _interactive(interactive: Json, where: str, common: dict[str, Any]) -> Inbou
 def _form_answer(reply: Json, where: str) -> Json:
     """A WhatsApp Flow's answer: ``response_json`` is a JSON string holding the form's fields.
 
-    An answer that cannot be read is kept with why (``server/machines/form_answers.py``), never
+    An answer that cannot be read is kept with why (``server/channels/whatsapp/form_answers.py``), never
     refused: the run treats it as an answer that does not fit.
     """
     response, error = read_form_answer(reply.get("response_json"))

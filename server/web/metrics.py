@@ -9,9 +9,9 @@ store's CPU follows (``./scripts/bench`` divides them by the events of its measu
 
 from __future__ import annotations
 
-from server.graphql.view import SocketGauges
 from server.runtime import Runtime
 from server.store.stats import StoreStats
+from server.web.graphql_view import SocketGauges
 
 # name -> (help, Prometheus type, value or {label set such as '{command="find"}': value})
 Series = dict[str, tuple[str, str, float | dict[str, float]]]

@@ -50,8 +50,8 @@ from server.graphql.key_guard import REVOKED_REASON
 from server.graphql.limits import RateLimiter, limit_extensions
 from server.graphql.schema import build_schema
 from server.graphql.ws_messages import MAX_REASON_BYTES, MalformedMessage, read_message
+from server.json_limits import JsonTooDeep, check_json_depth
 from server.runtime import Runtime
-from server.web.json_limits import JsonTooDeep, check_json_depth
 from server.workspace_gate import refusal
 
 log = logging.getLogger(__name__)
@@ -311,7 +311,13 @@ class KonvoGraphQL(GraphQL[Context, None]):
             raise HTTPException(400, "No GraphQL query found in the request") from exc
 
     async def get_context(self, request: Request | WebSocket, response: Response | WebSocket) -> Context:
-        context = Context(runtime=self.runtime, request=request, response=response)
+        context = Context(
+            services=self.runtime.services,
+            key_guard=self.runtime.key_guard,
+            imports=self.runtime.contact_services.imports,
+            request=request,
+            response=response,
+        )
         context.rate_limiter = self.rate_limiter
         if isinstance(request, Request):
             await context.authenticate(request.headers.get("authorization"))

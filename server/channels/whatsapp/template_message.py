@@ -20,7 +20,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from server.machines.template_params import TemplateButtonParam, TemplateHeaderParam, TemplateParams
+from server.channels.whatsapp.template_params import TemplateButtonParam, TemplateHeaderParam, TemplateParams
 
 PARAM = re.compile(r"\{\{\s*(\d+)\s*\}\}")
 MAX_COUPON = 15  # Meta: a copy code is at most 15 characters

@@ -16,17 +16,17 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route, WebSocketRoute
 
-from server.channels.whatsapp.ingress import whatsapp_routes
 from server.config import Settings
 from server.graphql import graphiql
 from server.graphql.context import bearer_token
-from server.graphql.limits import BodySizeLimit
 from server.graphql.operator import PATH as OPERATOR_PATH
-from server.graphql.operator import OperatorGraphQL
-from server.graphql.view import KonvoGraphQL
-from server.metrics import exposition
 from server.runtime import Runtime
-from server.triggers.routes import hook_routes
+from server.web.body_limit import BodySizeLimit
+from server.web.graphql_view import KonvoGraphQL
+from server.web.hooks import hook_routes
+from server.web.metrics import exposition
+from server.web.operator import OperatorGraphQL
+from server.web.whatsapp import whatsapp_routes
 
 
 def create_app(settings: Settings, runtime: Runtime | None = None) -> Starlette:
@@ -66,8 +66,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Starlette:
             WebSocketRoute("/graphql", graphql),
             Route("/healthz", healthz),
             Route("/metrics", metrics),
-            *whatsapp_routes(runtime),
-            *hook_routes(runtime),
+            *whatsapp_routes(runtime.services),
+            *hook_routes(runtime.services),
         ],
         lifespan=lifespan,
         middleware=[Middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)],

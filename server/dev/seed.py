@@ -18,6 +18,7 @@ from server.config import Settings
 from server.operations import catalog as catalog_ops
 from server.operations import flows as flow_ops
 from server.runtime import Runtime
+from server.services import Services
 from server.store.workspaces import new_api_key
 from server.triggers.inbound import create_inbound_trigger
 from server.triggers.webhooks import create_webhook_trigger
@@ -26,58 +27,58 @@ DEMO_WORKSPACE = "demo"
 DEMO_TIMEZONE = "Europe/Madrid"
 DEMO_LOCALE = "es-ES"
 TRIGGERS_MARK = "demo_triggers_seeded"
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
-async def load_example_catalog(runtime: Runtime, workspace_id: str) -> None:
+async def load_example_catalog(services: Services, workspace_id: str) -> None:
     """Create the tags, fields, agents and templates the example flows use (skips existing ones)."""
     catalog = json.loads((EXAMPLES / "catalog.json").read_text())
-    tags = {t["name"] for t in await catalog_ops.list_tags(runtime, workspace_id)}
+    tags = {t["name"] for t in await catalog_ops.list_tags(services, workspace_id)}
     for tag in catalog["tags"]:
         if tag["name"] not in tags:
-            await catalog_ops.create_tag(runtime, workspace_id, tag["name"], tag["kind"])
-    fields = {f["name"] for f in await catalog_ops.list_fields(runtime, workspace_id)}
+            await catalog_ops.create_tag(services, workspace_id, tag["name"], tag["kind"])
+    fields = {f["name"] for f in await catalog_ops.list_fields(services, workspace_id)}
     for field in catalog["fields"]:
         if field["name"] not in fields:
             await catalog_ops.create_field(
-                runtime, workspace_id, field["name"], field["type"], field.get("options")
+                services, workspace_id, field["name"], field["type"], field.get("options")
             )
-    agents = {a["email"] for a in await catalog_ops.list_agents(runtime, workspace_id)}
+    agents = {a["email"] for a in await catalog_ops.list_agents(services, workspace_id)}
     for agent in catalog["agents"]:
         if agent["email"] not in agents:
-            await catalog_ops.create_agent(runtime, workspace_id, agent["email"], agent["name"])
-    templates = {(t["name"], t["language"]) for t in await catalog_ops.list_templates(runtime, workspace_id)}
+            await catalog_ops.create_agent(services, workspace_id, agent["email"], agent["name"])
+    templates = {(t["name"], t["language"]) for t in await catalog_ops.list_templates(services, workspace_id)}
     for template in catalog["templates"]:
         if (template["name"], template["language"]) not in templates:
-            await catalog_ops.create_template(runtime, workspace_id, template)
+            await catalog_ops.create_template(services, workspace_id, template)
 
 
 def example_flows() -> list[dict[str, Any]]:
     return [json.loads(path.read_text()) for path in sorted((EXAMPLES / "flows").glob("*.json"))]
 
 
-async def load_example_triggers(runtime: Runtime, workspace_id: str) -> None:
+async def load_example_triggers(services: Services, workspace_id: str) -> None:
     """Create the triggers of ``examples/triggers.json`` once per workspace (the marker says so)."""
-    workspace = await runtime.workspaces.get(workspace_id)
+    workspace = await services.workspaces.get(workspace_id)
     if (workspace or {}).get(TRIGGERS_MARK):
         return
     triggers = json.loads((EXAMPLES / "triggers.json").read_text())
-    flows = {f["name"]: f["_id"] for f in await runtime.flows.list(workspace_id)}
-    inbound_flows = {t["flow_id"] for t in await runtime.triggers.inbound.list(workspace_id)}
+    flows = {f["name"]: f["_id"] for f in await services.flows.list(workspace_id)}
+    inbound_flows = {t["flow_id"] for t in await services.inbound.list(workspace_id)}
     for rule in triggers["keywords"]:
         flow_id = flows.get(rule["flow"])
         if flow_id and flow_id not in inbound_flows:
             fields = {"kind": "KEYWORD", "keywords": rule["keywords"], "priority": rule.get("priority", 0)}
-            await create_inbound_trigger(runtime, workspace_id, flow_id, fields)
+            await create_inbound_trigger(services, workspace_id, flow_id, fields)
     for rule in triggers["any_message"]:
         flow_id = flows.get(rule["flow"])
         if flow_id and flow_id not in inbound_flows:
-            await create_inbound_trigger(runtime, workspace_id, flow_id, {"kind": "ANY_MESSAGE"})
+            await create_inbound_trigger(services, workspace_id, flow_id, {"kind": "ANY_MESSAGE"})
     for hook in triggers["webhooks"]:
         flow_id = flows.get(hook["flow"])
-        if flow_id and not await runtime.triggers.webhooks.exists_for_flow(workspace_id, flow_id):
-            await create_webhook_trigger(runtime, workspace_id, flow_id, hook["mapping"])
-    await runtime.workspaces.update(workspace_id, {TRIGGERS_MARK: True})
+        if flow_id and not await services.webhooks.exists_for_flow(workspace_id, flow_id):
+            await create_webhook_trigger(services, workspace_id, flow_id, hook["mapping"])
+    await services.workspaces.update(workspace_id, {TRIGGERS_MARK: True})
 
 
 def _key_file(settings: Settings) -> Path:
@@ -86,28 +87,30 @@ def _key_file(settings: Settings) -> Path:
 
 async def seed_demo(settings: Settings) -> str:
     """Ensure the demo workspace, its API key and example flows exist; return the key."""
-    runtime = Runtime(settings)
+    runtime = Runtime(settings)  # not started: its repositories and use cases suffice
+    services = runtime.services
     clock = SystemClock()
     try:
-        await runtime.database.ensure_indexes()
+        await services.database.ensure_indexes()
         now = clock.now()
-        await runtime.workspaces.ensure(DEMO_WORKSPACE, "Demo shop", DEMO_TIMEZONE, now, DEMO_LOCALE)
+        await services.workspaces.ensure(DEMO_WORKSPACE, "Demo shop", DEMO_TIMEZONE, now, DEMO_LOCALE)
         api_key = settings.demo_api_key or _stored_key(settings)
-        if api_key is None or await runtime.workspaces.find_key(api_key) is None:
+        if api_key is None or await services.workspaces.find_key(api_key) is None:
             api_key = api_key or new_api_key()
-            await runtime.workspaces.add_key(DEMO_WORKSPACE, api_key, "ADMIN", "demo", now)
+            await services.workspaces.add_key(DEMO_WORKSPACE, api_key, "ADMIN", "demo", now)
             _store_key(settings, api_key)
-        await load_example_catalog(runtime, DEMO_WORKSPACE)
+        await load_example_catalog(services, DEMO_WORKSPACE)
         for definition in example_flows():
-            if await runtime.flows.get_by_name(DEMO_WORKSPACE, definition["name"]) is None:
-                flow = await flow_ops.import_flow(runtime, DEMO_WORKSPACE, definition)
-                issues = await flow_ops.flow_issues(runtime, DEMO_WORKSPACE, flow)
+            if await services.flows.get_by_name(DEMO_WORKSPACE, definition["name"]) is None:
+                flow = await flow_ops.import_flow(services, DEMO_WORKSPACE, definition)
+                issues = await flow_ops.flow_issues(services, DEMO_WORKSPACE, flow)
                 if not [i for i in issues if i.severity == "ERROR"]:
-                    await flow_ops.publish_flow(runtime, DEMO_WORKSPACE, flow["_id"])
-        await load_example_triggers(runtime, DEMO_WORKSPACE)
+                    await flow_ops.publish_flow(services, DEMO_WORKSPACE, flow["_id"])
+        await load_example_triggers(services, DEMO_WORKSPACE)
         return api_key
     finally:
         await runtime.database.close()
+        await runtime.arq.aclose()
         await runtime.redis.aclose()
 
 

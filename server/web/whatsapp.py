@@ -4,7 +4,8 @@ POST answers as soon as the events are stored (the actors apply them afterwards)
 retries anything slower or non-200: 401 for a bad signature (nothing recorded), 403 for a channel
 whose URL Meta has not verified yet (nothing recorded: a number takes traffic only after the
 handshake; Meta verifies a callback URL before it posts to it, and retries what was refused),
-400 for a body that is not a WhatsApp webhook, 413 past ``MAX_BODY_BYTES``, 503 when the store
+400 for a body that is not a WhatsApp webhook, 413 past the app-wide ``KONVO_MAX_BODY_BYTES``
+(``server/web/body_limit.py``, before this handler runs), 503 when the store
 cannot take it (Meta retries later), 404 for an unknown channel, 410 for a disconnected one (its
 number is no longer served here) or while the channel's workspace is disabled by the operator
 (nothing recorded in either case). Never a 500 for what the sender got wrong.
@@ -26,32 +27,27 @@ from starlette.routing import Route
 from server.channels.whatsapp.signature import HEADER, signature_valid
 from server.channels.whatsapp.webhook import MalformedWebhook, parse_webhook
 from server.errors import Unavailable
+from server.json_limits import JsonTooDeep, check_json_depth
 from server.operations.channel_inbound import receive_whatsapp
-from server.runtime import Runtime
+from server.services import Services
 from server.store.channels import is_connected, webhook_verified
-from server.web.json_limits import JsonTooDeep, check_json_depth
 
 log = logging.getLogger(__name__)
 
-MAX_BODY_BYTES = 1024 * 1024  # Meta batches at most a few hundred KB; anything bigger is not Meta
 PATH = "/webhooks/whatsapp/{channel_id}"
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
-class _TooLarge(Exception):
-    pass
+def whatsapp_routes(services: Services) -> list[Route]:
+    return [Route(PATH, _endpoint(services), methods=["GET", "POST"], name="whatsapp-webhook")]
 
 
-def whatsapp_routes(runtime: Runtime) -> list[Route]:
-    return [Route(PATH, _endpoint(runtime), methods=["GET", "POST"], name="whatsapp-webhook")]
-
-
-def _endpoint(runtime: Runtime) -> Endpoint:
+def _endpoint(services: Services) -> Endpoint:
     async def webhook(request: Request) -> Response:
         channel_id = request.path_params["channel_id"]
         try:
-            channel = await runtime.channel.by_id(channel_id)
+            channel = await services.channel.by_id(channel_id)
         except PyMongoError as exc:
             return _unavailable(channel_id, exc)
         if channel is None or channel.get("kind", "whatsapp") != "whatsapp":
@@ -62,20 +58,20 @@ def _endpoint(runtime: Runtime) -> Endpoint:
             )
             return _problem(410, "this WhatsApp channel was disconnected")
         try:
-            stopped = not await runtime.workspace_gate.may_act(channel["workspace_id"])
+            stopped = not await services.workspace_gate.may_act(channel["workspace_id"])
         except PyMongoError as exc:
             return _unavailable(channel_id, exc)
         if stopped:
             log.info("whatsapp webhook for %s answered 410: its workspace is disabled", channel_id)
             return _problem(410, "this channel's workspace is disabled; nothing was stored")
         if request.method == "GET":
-            return await _verify(runtime, request, channel)
-        return await _receive(runtime, request, channel)
+            return await _verify(services, request, channel)
+        return await _receive(services, request, channel)
 
     return webhook
 
 
-async def _verify(runtime: Runtime, request: Request, channel: dict[str, Any]) -> Response:
+async def _verify(services: Services, request: Request, channel: dict[str, Any]) -> Response:
     """Meta subscribes a callback URL by GETting it with the verify token we gave it.
 
     The first completed handshake marks the channel verified: from then on it takes events.
@@ -92,11 +88,11 @@ async def _verify(runtime: Runtime, request: Request, channel: dict[str, Any]) -
     ):
         if not webhook_verified(channel):
             try:
-                if await runtime.channels.mark_webhook_verified(channel["_id"], runtime.clock.now()):
+                if await services.channels.mark_webhook_verified(channel["_id"], services.clock.now()):
                     log.info("whatsapp channel %s verified by Meta's handshake", channel["_id"])
             except PyMongoError as exc:  # Meta repeats the handshake when it gets no answer
                 return _unavailable(channel["_id"], exc)
-            runtime.channel.forget(channel["workspace_id"])
+            services.channel.forget(channel["workspace_id"])
         return PlainTextResponse(challenge)
     log.warning(
         "whatsapp verification refused for channel %s (mode %r)", channel["_id"], query.get("hub.mode")
@@ -104,13 +100,10 @@ async def _verify(runtime: Runtime, request: Request, channel: dict[str, Any]) -
     return PlainTextResponse("verification refused", status_code=403)
 
 
-async def _receive(runtime: Runtime, request: Request, channel: dict[str, Any]) -> Response:
+async def _receive(services: Services, request: Request, channel: dict[str, Any]) -> Response:
     channel_id = channel["_id"]
     try:
-        body = await _read_capped(request, MAX_BODY_BYTES)
-    except _TooLarge:
-        log.warning("whatsapp webhook for %s refused: body over %d bytes", channel_id, MAX_BODY_BYTES)
-        return _problem(413, f"body larger than {MAX_BODY_BYTES} bytes")
+        body = await request.body()  # the app's middleware has refused a body over the limit
     except ClientDisconnect:
         return _problem(400, "the client went away before the body was read")
     if not signature_valid(body, channel.get("app_secret"), request.headers.get(HEADER)):
@@ -118,21 +111,21 @@ async def _receive(runtime: Runtime, request: Request, channel: dict[str, Any]) 
         return _problem(401, f"missing or invalid {HEADER}")
     if not webhook_verified(channel):  # the cached document may predate a handshake just answered
         try:
-            stored = await runtime.channels.get(channel_id)
+            stored = await services.channels.get(channel_id)
         except PyMongoError as exc:
             return _unavailable(channel_id, exc)
         if stored is None or not webhook_verified(stored):
             log.warning("whatsapp webhook for %s refused: URL not verified by Meta yet", channel_id)
             return _problem(403, "this channel's webhook URL has not completed Meta's verification yet")
     try:
-        check_json_depth(body, runtime.settings.max_json_depth)
+        check_json_depth(body, services.settings.max_json_depth)
         batch = parse_webhook(json.loads(body))
     except (ValueError, RecursionError) as exc:  # JSONDecodeError, JsonTooDeep, MalformedWebhook
         why = str(exc) if isinstance(exc, MalformedWebhook | JsonTooDeep) else f"body is not JSON: {exc}"
         log.warning("whatsapp webhook for %s refused: %s", channel_id, why)
         return _problem(400, why)
     try:
-        received = await receive_whatsapp(runtime, channel, batch)
+        received = await receive_whatsapp(services, channel, batch)
     except (PyMongoError, Unavailable) as exc:
         return _unavailable(channel_id, exc)
     log.info(
@@ -145,20 +138,6 @@ async def _receive(runtime: Runtime, request: Request, channel: dict[str, Any]) 
         f"; ignored: {received.ignored}" if received.ignored else "",
     )
     return JSONResponse({"ok": True})
-
-
-async def _read_capped(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise _TooLarge
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise _TooLarge
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _problem(status: int, message: str) -> JSONResponse:

@@ -3,7 +3,7 @@
 Only agents marked available are picked. Round robin takes a number from the team's shared
 counter (one atomic ``$inc`` in the store, so every server process takes turns on the same
 sequence); least open counts the conversations each member owns now, ties going by e-mail.
-Imports no runtime, so the composition root can build it.
+Imports no services, so the composition root can build it.
 """
 
 from __future__ import annotations

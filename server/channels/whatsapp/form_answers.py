@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from server.web.json_limits import JsonTooDeep, check_json_depth, json_depth
+from server.json_limits import JsonTooDeep, check_json_depth, json_depth
 
 MAX_DEPTH = 8
 
