@@ -23,7 +23,6 @@ from typing import Any
 
 from graphql import GraphQLError
 from graphql.validation import ValidationContext, ValidationRule
-from redis.asyncio import Redis
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from strawberry.extensions import AddValidationRules, MaxAliasesLimiter, MaxTokensLimiter, SchemaExtension
@@ -31,6 +30,7 @@ from strawberry.extensions.query_depth_limiter import IgnoreContext, create_vali
 
 from server.config import Settings
 from server.graphql.query_cost import operation_cost
+from server.redis_clients import RedisCommands, register_script
 
 log = logging.getLogger(__name__)
 
@@ -47,12 +47,12 @@ return {n, ttl}
 class RateLimiter:
     """A fixed window per API key in Redis: ``limit`` cost points per ``window_seconds``."""
 
-    def __init__(self, redis: Redis, prefix: str, limit: int, window_seconds: int) -> None:
+    def __init__(self, redis: RedisCommands, prefix: str, limit: int, window_seconds: int) -> None:
         self._redis = redis
         self._prefix = prefix
         self.limit = limit
         self.window_ms = window_seconds * 1000
-        self._script = redis.register_script(_HIT)
+        self._script = register_script(redis, _HIT)
 
     async def hit(self, key_id: str, points: int = 1) -> float | None:
         """Spend ``points``; None when the window still allows them, else the seconds until it resets."""
