@@ -35,6 +35,7 @@ from server.ids import ContactKey, new_id
 from server.machines import runner
 from server.machines.compiler import CompiledFlow, compile_flow
 from server.machines.definition import parse_flow
+from server.machines.documents import StepDoc
 from server.machines.durations import parse_duration
 from server.machines.rendering import render_message
 from server.machines.validator import FlowIssue
@@ -79,7 +80,7 @@ class ScriptInput:
 class SimulatedStep:
     run_id: str
     flow_name: str
-    step: dict[str, Any]
+    step: StepDoc
     tags: list[str]
     variables: dict[str, Any]
     opted_in: bool
@@ -198,7 +199,7 @@ class _Recorder:
         self._now = now
         self._into = into
 
-    def step(self, run: dict[str, Any], step: dict[str, Any]) -> None:
+    def step(self, run: dict[str, Any], step: StepDoc) -> None:
         contact = self._contact
         self._into.append(
             SimulatedStep(
