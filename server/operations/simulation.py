@@ -28,7 +28,7 @@ from typing import Any
 
 from server.actors.contact_commands import TurnExtras
 from server.actors.events import Event, InboundMessage, StartFlow, TimerFired
-from server.actors.turn_logic import TurnLogic
+from server.actors.turn_logic import SegmentMatcher, TurnLogic
 from server.clock import as_utc
 from server.errors import InvalidFlow, InvalidInput
 from server.ids import ContactKey, new_id
@@ -186,7 +186,7 @@ class _Sources:
     fields_of: Callable[[str], Awaitable[dict[str, tuple[str, list[str]]]]]
     extras_of: Callable[[str], Awaitable[TurnExtras]]
     assigner: Callable[[str, runner.AssignRequest], Awaitable[tuple[dict[str, Any] | None, str | None]]]
-    segment_matcher: Callable[[dict[str, Any], dict[str, Any], datetime], bool] | None = matches
+    segment_matcher: SegmentMatcher | None = matches  # takes the workspace's zone as its 4th argument
     inbound_trigger: None = None  # the script is the only customer: no keyword starts a flow
     default_channel_of: None = None  # nothing is sent: the run needs no number
 
