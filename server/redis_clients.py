@@ -33,6 +33,7 @@ from arq.connections import ArqRedis
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import Connection, SSLConnection, parse_url
+from redis.commands.core import AsyncScript
 from redis.crc import key_slot
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
@@ -62,6 +63,15 @@ class RedisTarget:
         return cls(url, cluster=False)
 
 
+def register_script(redis: RedisCommands, script: str) -> AsyncScript:
+    """A Lua script run by EVALSHA on ``redis`` (loaded again after a NOSCRIPT reply).
+
+    redis-py annotates ``register_script``'s ``self`` as a plain ``Redis``, yet its ``AsyncScript``
+    handles a cluster client explicitly (``get_encoder`` falls back to the cluster's) and only calls
+    ``evalsha``/``script_load``, which ``RedisCluster`` routes by the script's keys."""
+    return redis.register_script(script)  # type: ignore[misc]  # stubs: self is Redis; cluster works
+
+
 def is_cluster_url(url: str) -> bool:
     return RedisTarget.parse(url).cluster
 
@@ -83,7 +93,7 @@ def redis_client(url: str) -> RedisCommands:
 async def subscriber(client: RedisCommands) -> Redis:
     """A client for one pub/sub connection: ``client`` itself on one Redis, else a plain client to
     one primary of the cluster (the caller closes it; call again after a lost connection)."""
-    if not isinstance(client, RedisCluster):
+    if isinstance(client, Redis):
         return client
     await client.initialize()
     node = random.choice(client.get_primaries())
@@ -100,7 +110,7 @@ def arq_client(url: str, slot_tag: str) -> ArqRedis:
     target = RedisTarget.parse(url)
     if not target.cluster:
         return ArqRedis(connection_pool(target.url))
-    kwargs = parse_url(target.url)
+    kwargs: dict[str, Any] = {**parse_url(target.url)}  # redis-py's untyped **connection_kwargs
     ssl = kwargs.pop("connection_class", Connection) is SSLConnection
     owner = SlotOwner(RedisCluster.from_url(target.url, max_connections=4), key_slot(slot_tag.encode()))
     pool = BlockingConnectionPool(
@@ -128,7 +138,7 @@ class SlotOwner:
             if self._address is not None:  # told it moved: read the slot map again
                 await self.cluster.nodes_manager.initialize()
             node = self.cluster.nodes_manager.get_node_from_slot(self.slot)
-            self._address = (node.host, node.port)
+            self._address = (node.host, int(node.port))  # typed str | int: a URL's port may be either
             self._stale = False
         return self._address
 
@@ -139,27 +149,26 @@ class SlotOwner:
         self._stale = True
 
 
-class _SlotPinned:
-    """A connection opened to the node that serves one slot, reopened elsewhere when that changes."""
+class _SlotPinned(Connection):
+    """A connection opened to the node that serves one slot, reopened elsewhere when that changes.
 
-    host: str
-    port: int
+    Derived from ``Connection`` so ``super()`` is typed; used ahead of ``Connection`` or ``SSLConnection``."""
 
     def __init__(self, *, owner: SlotOwner, **kwargs: Any) -> None:
         self._owner = owner
-        super().__init__(**kwargs)  # type: ignore[call-arg]
+        super().__init__(**kwargs)
 
     async def _connect(self) -> None:
         self.host, self.port = await self._owner.address()
         try:
-            await super()._connect()  # type: ignore[misc]
+            await super()._connect()
         except OSError:
             self._owner.lost()
             raise
 
     async def read_response(self, *args: Any, **kwargs: Any) -> Any:
         try:
-            return await super().read_response(*args, **kwargs)  # type: ignore[misc]
+            return await super().read_response(*args, **kwargs)
         except ResponseError as exc:
             if self._redirected(str(exc)):
                 await self.disconnect()  # reopened to the slot's new node on next use

@@ -24,8 +24,8 @@ from typing import Any
 
 from arq.constants import in_progress_key_prefix, job_key_prefix, result_key_prefix, retry_key_prefix
 from arq.jobs import deserialize_job_raw, deserialize_result
-from redis.asyncio import Redis
 
+from server.redis_clients import RedisCommands
 from server.store.workspace_data import WorkspaceNames
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,11 @@ class RedisSweep:
 
 class WorkspaceRedis:
     def __init__(
-        self, redis: Redis, prefix: str, queues: Iterable[str], deserializer: Deserializer | None = None
+        self,
+        redis: RedisCommands,
+        prefix: str,
+        queues: Iterable[str],
+        deserializer: Deserializer | None = None,
     ) -> None:
         """``prefix``: this deployment's key prefix; ``queues``: the arq queues whose jobs name a
         workspace as their first argument (timers, external syncs)."""

@@ -24,11 +24,11 @@ import zlib
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from server.errors import Unavailable
 from server.ids import ContactKey
+from server.redis_clients import RedisCommands, register_script
 from server.redis_keys import shard_keys_prefix, shard_lease_key
 
 log = logging.getLogger(__name__)
@@ -128,7 +128,7 @@ class ShardLeases:
 
     def __init__(
         self,
-        redis: Redis,
+        redis: RedisCommands,
         prefix: str,
         replica_id: str,
         shard_count: int = 64,
@@ -155,10 +155,10 @@ class ShardLeases:
         self._on_lost = on_lost
         self._on_members = on_members
         self._drain_timeout = drain_timeout
-        self._heartbeat = redis.register_script(_HEARTBEAT)
-        self._acquire = redis.register_script(_ACQUIRE)
-        self._renew = redis.register_script(_RENEW)
-        self._release = redis.register_script(_RELEASE)
+        self._heartbeat = register_script(redis, _HEARTBEAT)
+        self._acquire = register_script(redis, _ACQUIRE)
+        self._renew = register_script(redis, _RENEW)
+        self._release = register_script(redis, _RELEASE)
         self._held: dict[int, Lease] = {}
         self._owners: dict[int, str] = {}
         self._live: frozenset[str] = frozenset()

@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from server.actors.events import Event, MessageStatus, TurnResult
@@ -29,6 +28,7 @@ from server.clock import Clock
 from server.errors import Unavailable
 from server.identity import message_address
 from server.ids import ContactKey, scoped_id
+from server.redis_clients import RedisCommands
 from server.store.messages import MessageRepository
 from server.store.statuses import MessageStatusRepository, report_id
 
@@ -62,7 +62,7 @@ class ParkedMarks:
     then reads the flag) finds the flag. If Redis fails, the sender asks the store anyway.
     """
 
-    def __init__(self, redis: Redis, prefix: str, ttl_seconds: int = 3600) -> None:
+    def __init__(self, redis: RedisCommands, prefix: str, ttl_seconds: int = 3600) -> None:
         self._redis = redis
         self._prefix = prefix
         self._ttl = ttl_seconds

@@ -22,7 +22,6 @@ from typing import Any
 
 import bson
 from bson.errors import InvalidDocument
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from server.actors.contact_actor import ActorDeps
@@ -32,6 +31,7 @@ from server.actors.system import ActorSystem, sweep_idle
 from server.errors import InvalidFlow, KonvoError, Unavailable
 from server.ids import ContactKey
 from server.packing import pack, unpack
+from server.redis_clients import RedisCommands
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +159,7 @@ class ShardedActors:
     def __init__(
         self,
         deps: ActorDeps,
-        redis: Redis,
+        redis: RedisCommands,
         prefix: str,
         replica_id: str,
         shard_count: int = 64,

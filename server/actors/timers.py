@@ -38,7 +38,7 @@ import functools
 import logging
 from collections.abc import Awaitable, Iterable
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypedDict
 
 from arq.connections import ArqRedis
 from arq.constants import in_progress_key_prefix, job_key_prefix, result_key_prefix, retry_key_prefix
@@ -95,6 +95,14 @@ return out
 """
 
 
+class ArmedTimer(TypedDict):
+    """What arming a timer's job needs of it: its id and when it is due. A ``TimerDoc`` is one;
+    so is a legacy job being moved, of which nothing else is known."""
+
+    id: str
+    due_at: datetime
+
+
 class TimerActors(Protocol):
     """What firing needs of the actor system: queue an event, get its committed turn."""
 
@@ -117,7 +125,7 @@ class ArqTimerScheduler:
         """Enqueue once: an id already queued or running is left alone (as ``enqueue_job``)."""
         await self.schedule_many([(key, timer)])
 
-    async def schedule_many(self, timers: Iterable[tuple[ContactKey, TimerDoc]]) -> int:
+    async def schedule_many(self, timers: Iterable[tuple[ContactKey, ArmedTimer]]) -> int:
         """Arm every timer not queued yet with one round trip; returns how many were new."""
         keys: list[str] = [self.queue_name]
         args: list[Any] = []
@@ -172,7 +180,7 @@ async def migrate_legacy_timers(
             for job_id in ids:
                 pipe.get(job_key_prefix + job_id)
             records = await pipe.execute()
-        timers: list[tuple[ContactKey, dict[str, Any]]] = []
+        timers: list[tuple[ContactKey, ArmedTimer]] = []
         for (_, score), record in zip(entries, records, strict=True):
             try:
                 found = scheduler.read_job(record) if record else None

@@ -64,21 +64,41 @@ class CompiledLookup(Protocol):
 
 
 class TurnSources(Protocol):
-    """What turns read; ``ActorDeps`` is one, the simulator's sources another."""
+    """What turns read; ``ActorDeps`` is one, the simulator's sources another.
 
-    flows: FlowLookup
-    flow_cache: CompiledLookup
-    timezone_of: Callable[[str], Awaitable[str]]
-    segment_matcher: SegmentMatcher | None
-    fields_of: Callable[[str], Awaitable[dict[str, tuple[str, list[str]]]]] | None
+    Read-only properties: a turn never assigns them, and a source may narrow a member's type
+    (the simulator has no inbound triggers: ``None``)."""
+
+    @property
+    def flows(self) -> FlowLookup: ...
+
+    @property
+    def flow_cache(self) -> CompiledLookup: ...
+
+    @property
+    def timezone_of(self) -> Callable[[str], Awaitable[str]]: ...
+
+    @property
+    def segment_matcher(self) -> SegmentMatcher | None: ...
+
+    @property
+    def fields_of(self) -> Callable[[str], Awaitable[dict[str, tuple[str, list[str]]]]] | None: ...
+
     # Template categories, field links and opt-out words of a workspace (cached by the runtime).
-    extras_of: Callable[[str], Awaitable[contact_commands.TurnExtras]] | None
+    @property
+    def extras_of(self) -> Callable[[str], Awaitable[contact_commands.TurnExtras]] | None: ...
+
     # Picks the agent for an ``assign`` node: (agent document or None, why not).
-    assigner: Assigner | None
+    @property
+    def assigner(self) -> Assigner | None: ...
+
     # Inbound triggers (keywords, catch-all): (workspace, text, button) -> (flow id, trigger) or None.
-    inbound_trigger: InboundTrigger | None
+    @property
+    def inbound_trigger(self) -> InboundTrigger | None: ...
+
     # The workspace's default channel id now (None: the sandbox), for runs started without one.
-    default_channel_of: Callable[[str], Awaitable[str | None]] | None
+    @property
+    def default_channel_of(self) -> Callable[[str], Awaitable[str | None]] | None: ...
 
 
 class TurnLogic:
@@ -150,11 +170,11 @@ class TurnLogic:
         if isinstance(event, TimerFired):
             return await self._timer(key, turn, event)
         if isinstance(event, StopRun):
-            run = next((r for r in turn.contact.get("runs", []) if r["id"] == event.run_id), None)
-            if run is None:
+            stopped = next((r for r in turn.contact.get("runs", []) if r["id"] == event.run_id), None)
+            if stopped is None:
                 raise NotFound(f"run {event.run_id} not found")
-            runner.end_run(turn, run, "cancelled", event.reason)
-            return TurnResult(turn.contact, run=run)
+            runner.end_run(turn, stopped, "cancelled", event.reason)
+            return TurnResult(turn.contact, run=stopped)
         if isinstance(event, DeferSend):
             return self._defer_send(turn, event)
         if isinstance(event, EndFlowRuns):
@@ -223,7 +243,8 @@ class TurnLogic:
             request = turn.assigns.pop(0)
             run = next(r for r in turn.contact["runs"] if r["id"] == request.run_id)
             compiled = await self._compiled(run)
-            agent, why = (None, "assignment is not configured in this process")
+            agent: dict[str, Any] | None = None
+            why: str | None = "assignment is not configured in this process"
             if self._sources.assigner is not None:
                 agent, why = await self._sources.assigner(key.workspace_id, request)
             runner.finish_assign(turn, compiled, request, agent, why)

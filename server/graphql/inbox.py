@@ -133,7 +133,7 @@ class InboxMessage(Message):
         response = (self.doc.get("form") or {}).get("response")
         if not isinstance(response, dict):
             return None
-        return {k: v for k, v in response.items() if k != "flow_token"}
+        return JSON({k: v for k, v in response.items() if k != "flow_token"})
 
     @strawberry.field(description="a reaction (kind reaction): its emoji, empty when one was removed")
     def reaction(self) -> MessageReaction | None:

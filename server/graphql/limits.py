@@ -22,12 +22,12 @@ from typing import Any
 
 from graphql import GraphQLError
 from graphql.validation import ValidationContext, ValidationRule
-from redis.asyncio import Redis
 from strawberry.extensions import AddValidationRules, MaxAliasesLimiter, MaxTokensLimiter, SchemaExtension
 from strawberry.extensions.query_depth_limiter import IgnoreContext, create_validator
 
 from server.config import Settings
 from server.graphql.query_cost import operation_cost
+from server.redis_clients import RedisCommands, register_script
 
 log = logging.getLogger(__name__)
 
@@ -44,12 +44,12 @@ return {n, ttl}
 class RateLimiter:
     """A fixed window per API key in Redis: ``limit`` cost points per ``window_seconds``."""
 
-    def __init__(self, redis: Redis, prefix: str, limit: int, window_seconds: int) -> None:
+    def __init__(self, redis: RedisCommands, prefix: str, limit: int, window_seconds: int) -> None:
         self._redis = redis
         self._prefix = prefix
         self.limit = limit
         self.window_ms = window_seconds * 1000
-        self._script = redis.register_script(_HIT)
+        self._script = register_script(redis, _HIT)
 
     async def hit(self, key_id: str, points: int = 1) -> float | None:
         """Spend ``points``; None when the window still allows them, else the seconds until it resets."""

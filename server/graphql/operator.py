@@ -59,7 +59,8 @@ class OperatorOnly(BasePermission):
         return True
 
 
-OPERATOR = [OperatorOnly]
+# Typed as strawberry's parameter is (a list, invariant): ``[OperatorOnly]`` alone would not pass.
+OPERATOR: list[type[BasePermission]] = [OperatorOnly]
 
 
 @strawberry.input

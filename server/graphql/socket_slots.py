@@ -13,7 +13,7 @@ import asyncio
 import logging
 import uuid
 
-from redis.asyncio import Redis
+from server.redis_clients import RedisCommands, register_script
 
 log = logging.getLogger(__name__)
 
@@ -44,13 +44,15 @@ return #KEYS
 
 
 class SocketSlots:
-    def __init__(self, redis: Redis, prefix: str, limit: int, ttl_seconds: float = SLOT_TTL_SECONDS) -> None:
+    def __init__(
+        self, redis: RedisCommands, prefix: str, limit: int, ttl_seconds: float = SLOT_TTL_SECONDS
+    ) -> None:
         self._redis = redis
         self._prefix = prefix
         self.limit = limit
         self._ttl_ms = int(ttl_seconds * 1000)
-        self._acquire = redis.register_script(_ACQUIRE)
-        self._renew = redis.register_script(_RENEW)
+        self._acquire = register_script(redis, _ACQUIRE)
+        self._renew = register_script(redis, _RENEW)
         self._held: dict[str, str] = {}  # slot id -> the Redis key of its API key
 
     async def acquire(self, key_id: str) -> str | None:

@@ -22,6 +22,8 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from server.machines.documents import StepDoc
+
 COUNTS_FIELD = "counts_pending"
 MAX_PENDING = 100  # entries a contact keeps while the counter store cannot take them
 
@@ -38,7 +40,7 @@ class TurnCounts:
     def _add(self, run: dict[str, Any], node: str | None, *name: str) -> None:
         self.counts[(run["flow_id"], int(run["version"]), node, name)] += 1
 
-    def step(self, run: dict[str, Any], step: dict[str, Any]) -> None:
+    def step(self, run: dict[str, Any], step: StepDoc) -> None:
         node = step.get("node")
         action, outcome = str(step.get("action")), str(step.get("outcome"))
         detail = step.get("detail") or {}

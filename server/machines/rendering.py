@@ -62,7 +62,7 @@ def render_message(
     if kind == "list":
         spec = message.get("list") or {}
         sections = spec.get("sections") or [{"rows": spec.get("rows") or []}]
-        buttons = []
+        buttons: list[dict[str, Any]] = []
         for section in sections:
             for row in section.get("rows") or []:
                 button = _reply(str(row.get("id")), str(row.get("title") or row.get("id")), len(buttons) + 1)

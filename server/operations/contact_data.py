@@ -18,7 +18,7 @@ from server.identity import Identities
 from server.machines.regional import Regional
 from server.machines.values import coerce_value
 from server.operations.catalog import normalize_tag_name
-from server.operations.contact_identifiers import Who, contact_key, identities_of
+from server.operations.contact_identifiers import Who, contact_key, contact_phone
 from server.services import Services
 from server.text_input import checked_characters
 
@@ -200,9 +200,9 @@ class RowChecker:
         unknown = set(row) - {"phone", "variables", "tags", "optedIn"}
         if unknown:
             raise InvalidInput(f"{where}unknown key(s) {', '.join(sorted(unknown))}", field="rows")
-        result = ImportRow(
-            await identities_of(services, workspace_id, row.get("phone"), field=f"{where}phone")
-        )
+        # a row names its contact by phone only (parse_phone says what is wrong with it)
+        phone = await contact_phone(services, workspace_id, row.get("phone"), field=f"{where}phone")
+        result = ImportRow(Identities(phone=phone))
         variables = row.get("variables") or {}
         if not isinstance(variables, dict):
             raise InvalidInput(f"{where}variables must be an object of field: value", field="variables")

@@ -28,7 +28,7 @@ from typing import Any
 
 from server.actors.contact_commands import TurnExtras
 from server.actors.events import Event, InboundMessage, StartFlow, TimerFired
-from server.actors.turn_logic import TurnLogic
+from server.actors.turn_logic import SegmentMatcher, TurnLogic
 from server.clock import as_utc
 from server.durations import parse_duration
 from server.errors import InvalidFlow, InvalidInput
@@ -36,6 +36,7 @@ from server.ids import ContactKey, new_id
 from server.machines import runner
 from server.machines.compiler import CompiledFlow, compile_flow
 from server.machines.definition import parse_flow
+from server.machines.documents import StepDoc
 from server.machines.rendering import render_message
 from server.machines.validator import FlowIssue
 from server.machines.values import coerce_value
@@ -80,7 +81,7 @@ class ScriptInput:
 class SimulatedStep:
     run_id: str
     flow_name: str
-    step: dict[str, Any]
+    step: StepDoc
     tags: list[str]
     variables: dict[str, Any]
     opted_in: bool
@@ -186,7 +187,7 @@ class _Sources:
     fields_of: Callable[[str], Awaitable[dict[str, tuple[str, list[str]]]]]
     extras_of: Callable[[str], Awaitable[TurnExtras]]
     assigner: Callable[[str, runner.AssignRequest], Awaitable[tuple[dict[str, Any] | None, str | None]]]
-    segment_matcher: Callable[[dict[str, Any], dict[str, Any], datetime], bool] | None = matches
+    segment_matcher: SegmentMatcher | None = matches  # takes the workspace's zone as its 4th argument
     inbound_trigger: None = None  # the script is the only customer: no keyword starts a flow
     default_channel_of: None = None  # nothing is sent: the run needs no number
 
@@ -199,7 +200,7 @@ class _Recorder:
         self._now = now
         self._into = into
 
-    def step(self, run: dict[str, Any], step: dict[str, Any]) -> None:
+    def step(self, run: dict[str, Any], step: StepDoc) -> None:
         contact = self._contact
         self._into.append(
             SimulatedStep(

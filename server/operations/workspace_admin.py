@@ -65,8 +65,9 @@ async def create_workspace(services: Services, spec: NewWorkspace) -> tuple[dict
     country = checked_country(spec.default_country)
     locale = normalize_locale(spec.locale) if spec.locale else default_locale(timezone, country)
     now = services.clock.now()
+    workspace_id = new_id("ws")
     document = {
-        "_id": new_id("ws"),
+        "_id": workspace_id,
         "name": name,
         "timezone": timezone,
         "locale": locale,
@@ -77,8 +78,8 @@ async def create_workspace(services: Services, spec: NewWorkspace) -> tuple[dict
     }
     await services.workspaces.create(document)
     api_key = new_api_key()
-    await services.workspaces.add_key(document["_id"], api_key, ADMIN, FIRST_KEY_NAME, now)
-    log.info("operator created workspace %s", document["_id"])
+    await services.workspaces.add_key(workspace_id, api_key, ADMIN, FIRST_KEY_NAME, now)
+    log.info("operator created workspace %s", workspace_id)
     return document, api_key
 
 

@@ -33,6 +33,7 @@ DATE field filled with "24/12/2026" (``server/machines/values.py``), so the two 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any, Literal
@@ -236,7 +237,12 @@ def _parse(node: Any, path: str, depth: int, zone: tzinfo) -> Segment:
     if kind in ("opted_in", "assigned", "has_phone"):
         if not isinstance(value, bool):
             raise _fail(here, f"{kind!r} takes true or false, not {_kind(value)}")
-        return {"opted_in": OptedIn, "assigned": Assigned, "has_phone": HasPhone}[kind](value)
+        flags: dict[str, Callable[[bool], Segment]] = {
+            "opted_in": OptedIn,
+            "assigned": Assigned,
+            "has_phone": HasPhone,
+        }
+        return flags[kind](value)
     if kind == "last_inbound":
         return _last_inbound(value, here)
     if kind == "phone_prefix":

@@ -97,8 +97,8 @@ class ContactRepository:
         ids = workspace_range(workspace_id)
         if after_id is not None:
             ids = {**ids, "$gt": max(after_id, ids["$gt"])}
-        query = {"$and": [{"_id": ids, **live_contacts(workspace_id)}, match]} if match else None
-        query = query or {"_id": ids, **live_contacts(workspace_id)}
+        in_range: dict[str, Any] = {"_id": ids, **live_contacts(workspace_id)}
+        query: dict[str, Any] = {"$and": [in_range, match]} if match else in_range
         return await self._contacts.find(query).sort("_id", 1).limit(limit).to_list()
 
     async def count(self, workspace_id: str, match: dict[str, Any]) -> int:

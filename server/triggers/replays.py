@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import logging
 
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from server.redis_clients import RedisCommands
 from server.triggers.signatures import TOLERANCE_SECONDS
 
 log = logging.getLogger(__name__)
@@ -22,7 +22,7 @@ KEPT_SECONDS = 2 * TOLERANCE_SECONDS + 60
 
 
 class ReplayGuard:
-    def __init__(self, redis: Redis, prefix: str) -> None:
+    def __init__(self, redis: RedisCommands, prefix: str) -> None:
         self._redis = redis
         self._prefix = prefix
 

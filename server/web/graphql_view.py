@@ -149,7 +149,8 @@ class _TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
         params = context.connection_params
         if not await context.authenticate(params.get("authorization") or params.get("Authorization")):
             disabled = context.auth_code == WorkspaceDisabled.code
-            await self.websocket.close(code=4403, reason=context.auth_error if disabled else "Forbidden")
+            reason = context.auth_error if disabled else None
+            await self.websocket.close(code=4403, reason=reason or "Forbidden")
             return
         assert context.key_id is not None
         runtime = self.view.runtime

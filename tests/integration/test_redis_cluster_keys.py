@@ -17,12 +17,12 @@ from redis.asyncio import Redis
 
 from server.actors.recovery import recover
 from server.config import Settings
-from server.ids import ContactKey
 from server.operations import contacts as contact_ops
 from server.operations import flows as flow_ops
 from server.redis_keys import ARQ_TAG, arq_job_id, integrations_queue, shard_keys_prefix, socket_slots_prefix
 from server.runtime import Runtime
 from tests.integration.test_timer_batching import FLOW, WORKSPACE
+from tests.support.contacts import key_of
 from tests.support.graphql import eventually
 from tests.support.redis_cluster import LocalRedisCluster
 
@@ -87,10 +87,11 @@ async def test_every_key_a_short_scenario_writes_lands_in_its_familys_slot(
     contacts = runtime.database.collection("contacts")
     due = runtime.clock.now() - timedelta(seconds=1)
     await contacts.update_one(
-        {"_id": ContactKey(WORKSPACE, phones[0]).doc_id}, {"$set": {"timers.0.due_at": due}}
+        {"_id": (await key_of(runtime, WORKSPACE, phones[0])).doc_id}, {"$set": {"timers.0.due_at": due}}
     )
     timer_ids = [
-        (await contacts.find_one({"_id": ContactKey(WORKSPACE, p).doc_id}))["timers"][0]["id"] for p in phones
+        (await contacts.find_one({"_id": (await key_of(runtime, WORKSPACE, p)).doc_id}))["timers"][0]["id"]
+        for p in phones
     ]
     await runtime.arq.delete(queue, *(job_key_prefix + arq_job_id(t) for t in timer_ids))  # as if lost
     report = await recover(runtime.contacts, runtime.messages, runtime.timers, runtime.actors, runtime.clock)

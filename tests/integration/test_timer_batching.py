@@ -262,7 +262,8 @@ async def test_timers_queued_under_the_untagged_layout_are_moved_and_fire(quiet:
     timer = document["timers"][0]
     legacy_queue = legacy_timer_queue(quiet.prefix)
     score = int(timer["due_at"].timestamp() * 1000)
-    record = serialize_job(FIRE_TIMER, (WORKSPACE, document["phone"], timer["id"]), {}, None, score)
+    local_id = ContactKey.of_contact(document).local_id  # the older layout named the contact so too
+    record = serialize_job(FIRE_TIMER, (WORKSPACE, local_id, timer["id"]), {}, None, score)
     await quiet.redis.zadd(legacy_queue, {timer["id"]: score})
     await quiet.redis.set(job_key_prefix + timer["id"], record)
 

@@ -195,8 +195,9 @@ class WhatsAppChannel:
             document["template_category"] = template.get("category")
             phone = str(message.get("to") or "")
             document["cost_estimate"] = estimate(str(template.get("category")), phone, is_open)
-            if not is_open and self._reach is not None:  # a business-initiated conversation
-                reached = message.get("to") or message.get("recipient")
+            reached = message.get("to") or message.get("recipient")
+            if not is_open and self._reach is not None and isinstance(reached, str):
+                # a business-initiated conversation (reach is counted per phone or recipient id)
                 await self._reach.record(
                     workspace_id, [reached], self._clock.now(), portfolio=channel.get("business_id")
                 )

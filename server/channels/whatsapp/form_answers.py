@@ -44,8 +44,8 @@ def read_form_answer(raw: Any) -> tuple[dict[str, Any] | None, str | None]:
 def _bad_name(value: Any) -> str | None:
     if isinstance(value, dict):
         for key, inner in value.items():
-            if not key or "." in key or key.startswith("$") or "\x00" in key:
-                return key
+            if not isinstance(key, str) or not key or "." in key or key.startswith("$") or "\x00" in key:
+                return str(key)
             found = _bad_name(inner)
             if found is not None:
                 return found

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
 
-from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
+
+from server.redis_clients import RedisCommands, register_script
 
 DEFAULT_RATE = 80
 # Woken later than this after a slot (a stalled event loop): give it up and reserve a fresh one.
@@ -50,11 +51,11 @@ def clamp_rate(rate: float | int | None) -> float:
 class ThroughputLimiter:
     """``await acquire(number, rate)`` returns when this process may send one message on ``number``."""
 
-    def __init__(self, redis: Redis, prefix: str = "konvo:", burst: int = 0) -> None:
+    def __init__(self, redis: RedisCommands, prefix: str = "konvo:", burst: int = 0) -> None:
         self._redis = redis
         self._prefix = prefix + "wa:throughput:"
         self._burst = burst  # messages allowed ahead of the steady schedule after an idle period
-        self._script: Any = redis.register_script(_GCRA)
+        self._script: AsyncScript = register_script(redis, _GCRA)
 
     async def reserve(self, phone_number_id: str, rate: float | int | None = None) -> float:
         """Reserve the next slot; seconds until it (0 when free now)."""

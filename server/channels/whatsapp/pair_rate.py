@@ -15,11 +15,10 @@ coarse (seconds) and replicas' clocks agree far better than that.
 
 from __future__ import annotations
 
-from typing import Any
-
-from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
 
 from server.clock import Clock
+from server.redis_clients import RedisCommands, register_script
 
 INTERVAL_SECONDS = 6.0
 BURST = 45
@@ -43,7 +42,7 @@ return 0
 class PairPacer:
     def __init__(
         self,
-        redis: Redis,
+        redis: RedisCommands,
         prefix: str,
         clock: Clock,
         interval_seconds: float = INTERVAL_SECONDS,
@@ -53,7 +52,7 @@ class PairPacer:
         self._clock = clock
         self.interval_seconds = interval_seconds
         self.burst = max(1, burst)
-        self._script: Any = redis.register_script(_TRY)
+        self._script: AsyncScript = register_script(redis, _TRY)
 
     async def try_send(self, number: str, recipient: str) -> float:
         """0 when a message to ``recipient`` may go now (counted), else the seconds to wait."""

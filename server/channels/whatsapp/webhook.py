@@ -180,8 +180,8 @@ def _messages_change(value: Json, at: str, batch: WebhookBatch) -> None:
     for k, status in enumerate(_list(value.get("statuses", []), f"{at}.value.statuses")):
         where = f"{at}.value.statuses[{k}]"
         raw = _object(status, where)
-        parsed = _status(raw, where, phone_number_id)
-        batch.statuses.append(replace(parsed, recipient=recipient(raw, known)))
+        update = _status(raw, where, phone_number_id)
+        batch.statuses.append(replace(update, recipient=recipient(raw, known)))
 
 
 def _phone_number_id(value: Json, at: str) -> str | None:

@@ -79,7 +79,9 @@ def people(value: Json) -> list[Person]:
     for entry in value.get("contacts") or []:
         if not isinstance(entry, dict):
             continue
-        profile = entry.get("profile") if isinstance(entry.get("profile"), dict) else {}
+        profile = entry.get("profile")
+        if not isinstance(profile, dict):
+            profile = {}
         name = profile.get("name")
         found.append(
             Person(
