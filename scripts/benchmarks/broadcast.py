@@ -157,7 +157,9 @@ async def run(services: Services, count: int, rate: int, sandbox: bool, quick: b
             window.open()
             began = time.monotonic()
             broadcast = await create_broadcast(
-                runtime, WORKSPACE, {"template": {**TEMPLATE, "params": params}, "segment": {"all": []}}
+                runtime.services,
+                WORKSPACE,
+                {"template": {**TEMPLATE, "params": params}, "segment": {"all": []}},
             )
             found = await _watch(runtime, broadcast["_id"], began)
             if fake is not None:  # each send is answered before its turn ends; this is a bound
