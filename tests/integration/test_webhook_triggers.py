@@ -55,9 +55,9 @@ def signed(trigger: dict[str, Any], payload: Any) -> tuple[bytes, dict[str, str]
     return body, signed_headers(trigger["secret"], body)
 
 
-def signed_headers(secret: str, body: bytes, ago: int = 0) -> dict[str, str]:
+def signed_headers(secret: str, body: bytes, ago: int = 0, at: int | None = None) -> dict[str, str]:
     return {
-        "X-Konvo-Signature": konvo_header(secret, body, int(time.time()) - ago),
+        "X-Konvo-Signature": konvo_header(secret, body, (int(time.time()) if at is None else at) - ago),
         "Content-Type": "application/json",
     }
 
@@ -83,14 +83,16 @@ async def test_signed_request_starts_the_flow_once_even_when_retried(gql: GraphQ
     flow_id = await publish(gql, ORDER_FLOW)
     trigger = await make_trigger(gql, flow_id, MAPPING)
     assert trigger["url"].endswith(f"/hooks/{trigger['id']}") and len(trigger["secret"]) == 64
-    body, headers = signed(trigger, ORDER)
-    first = await post(gql.http, trigger, body, headers)
+    body = json.dumps(ORDER).encode()
+    stamp = int(time.time())
+    first = await post(gql.http, trigger, body, signed_headers(trigger["secret"], body, at=stamp))
     assert first.status_code == 202, first.text
     assert first.json()["phone"] == "+34600111222"
     phone = "+34600111222"
     runs = await eventually(lambda: runs_of(gql, phone), lambda r: len(r) == 1)
     assert runs[0]["trigger"] == {"order_id": 1001, "first_item": "Camiseta"}
-    retry = await post(gql.http, trigger, body, signed_headers(trigger["secret"], body, ago=1))  # re-signed
+    # The sender retries with a new signature (another timestamp: the same one would be a replay).
+    retry = await post(gql.http, trigger, body, signed_headers(trigger["secret"], body, at=stamp - 1))
     assert retry.status_code == 202 and retry.json()["duplicate"] is True
     other = {**ORDER, "id": 1002}
     await post(gql.http, trigger, *signed(trigger, other))
