@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from server.actors.effects import Effects
+from server.actors.events import InboundMessage
 from server.actors.system import ActorSystem
 from server.errors import Unavailable
 from server.ids import new_id
@@ -68,21 +69,27 @@ async def start_waiting_run(runtime: Runtime, gql: GraphQLClient) -> str:
     return started["startFlow"]["id"]
 
 
-async def test_a_redelivered_message_redoes_the_effects_its_turn_lost(
-    runtime: Runtime, gql: GraphQLClient
-) -> None:
-    run_id = await start_waiting_run(runtime, gql)
+async def customer_answers(runtime: Runtime, text: str) -> tuple[dict[str, Any], InboundMessage]:
+    """The customer's answer, stored as the webhook stores it: the record and the event to apply."""
     record = inbound_record(
         WORKSPACE,
         new_id("wamid"),
         phone=PHONE,
         contact_id=(await key_of(runtime, WORKSPACE, PHONE)).doc_id,
         channel="whatsapp",
-        text="Sí, por favor",
+        text=text,
         at=runtime.clock.now(),
     )
     _, event = await accept_inbound(runtime.services, record)
     assert event is not None
+    return record, event
+
+
+async def test_a_redelivered_message_redoes_the_effects_its_turn_lost(
+    runtime: Runtime, gql: GraphQLClient
+) -> None:
+    run_id = await start_waiting_run(runtime, gql)
+    record, event = await customer_answers(runtime, "Sí, por favor")
     cut, _ = system_with(runtime, CutEffects)
     key = await key_of(runtime, WORKSPACE, PHONE)
     with pytest.raises(Unavailable):  # its caller is told to retry
@@ -106,17 +113,7 @@ async def test_a_turn_cancelled_after_its_commit_still_finishes_its_effects(
     runtime: Runtime, gql: GraphQLClient
 ) -> None:
     run_id = await start_waiting_run(runtime, gql)
-    record = inbound_record(
-        WORKSPACE,
-        new_id("wamid"),
-        phone=PHONE,
-        contact_id=(await key_of(runtime, WORKSPACE, PHONE)).doc_id,
-        channel="whatsapp",
-        text="No, gracias",
-        at=runtime.clock.now(),
-    )
-    _, event = await accept_inbound(runtime.services, record)
-    assert event is not None
+    record, event = await customer_answers(runtime, "No, gracias")
     held, effects = system_with(runtime, HeldEffects)
     assert isinstance(effects, HeldEffects)
     key = await key_of(runtime, WORKSPACE, PHONE)
