@@ -120,6 +120,14 @@ def list_workspaces(
         typer.echo(_describe(workspace))
 
 
+def _show(found: dict[str, Any], as_json: bool, done: str) -> None:
+    """One workspace after an operator's change: as JSON, or a line saying what was done."""
+    if as_json:
+        _print_json(found)
+    else:
+        typer.echo(f"{done}{_describe(found)}")
+
+
 @workspace_app.command()
 def disable(
     workspace_id: Annotated[str, typer.Argument(help="the workspace's id")],
@@ -129,10 +137,7 @@ def disable(
 ) -> None:
     """Stop a workspace: keys refused, webhooks answered 410, timers held (nothing is deleted)."""
     found = _run(url, operator_key, lambda client: client.disable(workspace_id))
-    if as_json:
-        _print_json(found)
-    else:
-        typer.echo(f"disabled {_describe(found)}")
+    _show(found, as_json, "disabled ")
 
 
 @workspace_app.command()
@@ -144,10 +149,7 @@ def enable(
 ) -> None:
     """Let a disabled workspace work again (held timers fire, paused broadcasts resume)."""
     found = _run(url, operator_key, lambda client: client.enable(workspace_id))
-    if as_json:
-        _print_json(found)
-    else:
-        typer.echo(f"enabled  {_describe(found)}")
+    _show(found, as_json, "enabled  ")
 
 
 @workspace_app.command()
