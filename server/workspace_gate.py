@@ -142,8 +142,16 @@ class WorkspaceGate:
         """Work of the workspace about to start: counted in flight until the ticket is released,
         or None (nothing counted) when the workspace may not act. Counted before it is checked, so
         a deletion that begins meanwhile either refuses it or waits for it."""
-        ticket, _ = await self._admit(workspace_id)
-        return ticket
+        ticket = self.in_flight.enter(workspace_id)
+        try:
+            status = await self.status(workspace_id)
+        except BaseException:
+            ticket.release()
+            raise
+        if self._gone.get(workspace_id, status) in (ACTIVE, None):  # or heard while the store answered
+            return ticket
+        ticket.release()
+        return None
 
     def acting(self, workspace_id: str) -> _Acting:
         """``async with``: ``admit``, raising ``WorkspaceDisabled`` when the workspace may not act."""
@@ -156,19 +164,6 @@ class WorkspaceGate:
     def refuses_now(self, workspace_id: str) -> bool:
         """Known here, without I/O, never to act again (deleting or deleted)."""
         return workspace_id in self._gone
-
-    async def _admit(self, workspace_id: str) -> tuple[Ticket | None, str | None]:
-        ticket = self.in_flight.enter(workspace_id)
-        try:
-            status = await self.status(workspace_id)
-        except BaseException:
-            ticket.release()
-            raise
-        status = self._gone.get(workspace_id, status)  # heard while the store answered
-        if status in (ACTIVE, None):
-            return ticket, status
-        ticket.release()
-        return None, status
 
     def on_change(self, listener: Listener) -> None:
         self._listeners.append(listener)
@@ -296,22 +291,29 @@ class WorkspaceGate:
 
 
 class _Acting:
-    """``WorkspaceGate.acting``: a counted piece of work, or ``WorkspaceDisabled``."""
+    """``WorkspaceGate.acting``: a counted piece of work, or ``WorkspaceDisabled``. Every contact
+    turn goes through it, so it counts without a ticket object (``admit`` does the same)."""
 
-    __slots__ = ("_gate", "_ticket", "_workspace_id")
+    __slots__ = ("_gate", "_workspace_id")
 
     def __init__(self, gate: WorkspaceGate, workspace_id: str) -> None:
         self._gate = gate
         self._workspace_id = workspace_id
-        self._ticket: Ticket | None = None
 
     async def __aenter__(self) -> None:
-        self._ticket, status = await self._gate._admit(self._workspace_id)
-        if self._ticket is None:
-            raise refusal(self._workspace_id, status) or WorkspaceDisabled(
-                "this workspace may not act now", workspaceId=self._workspace_id
+        gate, workspace_id = self._gate, self._workspace_id
+        gate.in_flight.add(workspace_id)
+        try:
+            status = await gate.status(workspace_id)
+        except BaseException:
+            gate.in_flight.done(workspace_id)
+            raise
+        status = gate._gone.get(workspace_id, status)  # heard while the store answered
+        if status not in (ACTIVE, None):
+            gate.in_flight.done(workspace_id)
+            raise refusal(workspace_id, status) or WorkspaceDisabled(
+                "this workspace may not act now", workspaceId=workspace_id
             )
 
     async def __aexit__(self, *_: object) -> None:
-        if self._ticket is not None:
-            self._ticket.release()
+        self._gate.in_flight.done(self._workspace_id)

@@ -24,8 +24,12 @@ class InFlight:
 
     def enter(self, workspace_id: str) -> Ticket:
         """Count one piece of work of the workspace until the ticket is released."""
-        self._counts[workspace_id] = self._counts.get(workspace_id, 0) + 1
+        self.add(workspace_id)
         return Ticket(self, workspace_id)
+
+    def add(self, workspace_id: str) -> None:
+        """Count one piece of work; its owner calls ``done`` exactly once (``enter`` does it for you)."""
+        self._counts[workspace_id] = self._counts.get(workspace_id, 0) + 1
 
     def count(self, workspace_id: str) -> int:
         return self._counts.get(workspace_id, 0)
@@ -38,7 +42,7 @@ class InFlight:
                 event = self._idle[workspace_id] = asyncio.Event()
             await event.wait()
 
-    def _leave(self, workspace_id: str) -> None:
+    def done(self, workspace_id: str) -> None:
         left = self._counts.get(workspace_id, 0) - 1
         if left > 0:
             self._counts[workspace_id] = left
@@ -61,7 +65,7 @@ class Ticket:
     def release(self) -> None:
         in_flight, self._in_flight = self._in_flight, None
         if in_flight is not None:
-            in_flight._leave(self.workspace_id)
+            in_flight.done(self.workspace_id)
 
     def __enter__(self) -> Ticket:
         return self
