@@ -174,3 +174,11 @@ def delete(
         f"deleted  {deleted['workspaceId']}: {deleted['documents']} documents, "
         f"{deleted['redisKeys']} Redis keys, {deleted['queuedJobs']} queued jobs"
     )
+    if not deleted.get("finished", True):
+        where = ", ".join(deleted.get("undrainedReplicas") or []) or "the server"
+        typer.echo(
+            f"not finished: work of it may still have been running on {where}; "
+            "it stays DELETING: run this command again to finish",
+            err=True,
+        )
+        raise typer.Exit(1)

@@ -136,6 +136,12 @@ class Settings(BaseSettings):
         description="the operator's credential for /operator/graphql and `konvo workspace` (creating, "
         "disabling and deleting workspaces); unset, the operator API is off (404)",
     )
+    workspace_drain_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="how long deleting a workspace waits for the work of it in flight on every live "
+        "replica to end; past it the data is removed but the workspace stays DELETING (delete it again)",
+    )
     operator_rate_limit_points: int = Field(
         2_000,
         ge=1,

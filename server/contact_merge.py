@@ -26,11 +26,13 @@ from pymongo.errors import DuplicateKeyError
 from server.actors.events import AbsorbContact, Event, MergeInto, TurnResult
 from server.clock import Clock
 from server.contact_directory import ContactDirectory
+from server.errors import WorkspaceDisabled
 from server.ids import ContactKey
 from server.store.contacts import ContactRepository
 from server.store.database import Database
 from server.store.identities import IdentityRepository
 from server.store.messages import MessageRepository
+from server.workspace_gate import WorkspaceGate
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +74,10 @@ class ContactMerger:
         directory: ContactDirectory,
         ask: Ask,
         clock: Clock,
+        gate: WorkspaceGate | None = None,
     ) -> None:
+        """``gate``: a merge is its workspace's work in flight, and none runs while it may not act."""
+        self._gate = gate
         self._contacts = contacts
         self._identities = identities
         self._messages = messages
@@ -102,10 +107,20 @@ class ContactMerger:
         """Finish merges a crash interrupted (every step is idempotent)."""
         pending = await self._merges.unfinished()
         for merge in pending:
-            await self._absorb(merge["workspace_id"], merge["_id"], merge["into"])
+            try:
+                await self._absorb(merge["workspace_id"], merge["_id"], merge["into"])
+            except WorkspaceDisabled as exc:  # finished once the workspace is enabled again
+                log.info("merge of %s waits: %s", merge["_id"], exc.message)
         return len(pending)
 
     async def _absorb(self, workspace_id: str, absorbed: str, survivor: str) -> None:
+        if self._gate is None:
+            await self._absorb_admitted(workspace_id, absorbed, survivor)
+            return
+        async with self._gate.acting(workspace_id):  # recovery's, or nested in a webhook's or turn's
+            await self._absorb_admitted(workspace_id, absorbed, survivor)
+
+    async def _absorb_admitted(self, workspace_id: str, absorbed: str, survivor: str) -> None:
         survivor = await self._merges.start(workspace_id, absorbed, survivor, self._clock.now())
         gone = await self._ask(ContactKey.from_doc_id(absorbed), MergeInto(f"merge:{absorbed}", survivor))
         if gone.contact.get("merged_into") not in (None, survivor):

@@ -55,7 +55,7 @@ class ContactServices:
             lambda: services.actors,
             services.clock,
             KlaviyoClient(services.egress),
-            may_act=services.workspace_gate.may_act,
+            gate=services.workspace_gate,
         )
         if services.settings.start_timer_worker:
             worker = self.klaviyo.worker(services.settings.timer_poll_seconds)

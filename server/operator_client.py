@@ -20,7 +20,8 @@ LIST = f"""query($s: WorkspaceStatus, $after: String) {{ workspaces(status: $s, 
 DISABLE = f"mutation($id: ID!) {{ disableWorkspace(id: $id) {{ {WORKSPACE_FIELDS} }} }}"
 ENABLE = f"mutation($id: ID!) {{ enableWorkspace(id: $id) {{ {WORKSPACE_FIELDS} }} }}"
 DELETE = """mutation($id: ID!) { deleteWorkspace(id: $id) {
-  workspaceId documents redisKeys queuedJobs collections { collection count } } }"""
+  workspaceId documents redisKeys queuedJobs collections { collection count }
+  finished undrainedReplicas } }"""
 
 
 class OperatorError(Exception):

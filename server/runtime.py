@@ -86,7 +86,7 @@ from server.store.workspaces import WorkspaceRepository
 from server.triggers.replays import ReplayGuard
 from server.triggers.services import TriggerServices
 from server.workspace_caches import WorkspaceCaches
-from server.workspace_gate import STOPPED, WorkspaceGate, refusal
+from server.workspace_gate import GONE, STOPPED, WorkspaceGate, refusal
 
 log = logging.getLogger(__name__)
 
@@ -168,8 +168,11 @@ class Runtime:
         # WebSockets: each operation re-checks its key; revocations reach every process (4403), and
         # one key holds at most max_sockets_per_key sockets across processes.
         self.key_guard = KeyGuard(self.workspaces, self.pubsub, settings.api_key_recheck_seconds)
-        # An operator's disable/delete reaches every process: keys, webhooks and turns refused.
-        self.workspace_gate = WorkspaceGate(self.workspaces, self.pubsub)
+        # An operator's disable/delete reaches every process: keys, webhooks and turns refused; a
+        # deletion waits for the work in flight of the workspace on every live replica.
+        self.workspace_gate = WorkspaceGate(
+            self.workspaces, self.pubsub, replica_id=settings.replica_id, live_replicas=self._live_replicas
+        )
         self.workspace_gate.on_change(self._workspace_changed)
         self.socket_slots = SocketSlots(
             self.redis, socket_slots_prefix(self.prefix), settings.max_sockets_per_key
@@ -252,8 +255,13 @@ class Runtime:
             self.directory,
             self._ask,
             self.clock,
+            gate=self.workspace_gate,
         )
         self.directory.merge = self.merger.merge
+
+    def _live_replicas(self) -> frozenset[str]:
+        """The replicas heartbeating the shard leases now (this one included)."""
+        return self.actors.leases.live if self.actors is not None else frozenset()
 
     def _workspace_changed(self, workspace_id: str, change: str) -> None:
         """Announced by ``workspace_gate`` on every process: settings are read again, and the
@@ -265,6 +273,8 @@ class Runtime:
             stopped = refusal(workspace_id, change)
             reason = stopped.message if stopped is not None else "this workspace was deleted"
             self.key_guard.close_workspace(workspace_id, reason)
+        if change in GONE:
+            self.triggers.runner.stop_workspace(workspace_id)  # its broadcasts stop sending at once
 
     async def _sending_rules(self, workspace_id: str) -> SendingRules:
         """What the send policy reads of a workspace (cached by ``SendPolicy.rules_of``)."""
@@ -306,7 +316,7 @@ class Runtime:
             inbound_trigger=self.caches.inbound_trigger_for,
             default_channel_of=self.channel.default_channel_id,
             send_policy=self.send_policy,
-            workspace_gate=self.workspace_gate.check,
+            workspace_gate=self.workspace_gate,
             redirect=self._ask,
             identities_of=self.directory.identities_of,
         )
@@ -390,6 +400,7 @@ class Runtime:
             stuck_outboxes=stuck,
             counters=self.counters,
             counts_window=counts_window,
+            gate=self.workspace_gate,
         )
         await self.contact_services.recover()
         await self.triggers.recover()
@@ -444,6 +455,7 @@ class Runtime:
             await self._effects.wait_settled(grace_seconds)  # effects of committed turns cut short
         await self.ledger.drain()
         await self.counters.drain()
+        await self.workspace_gate.stop()
         await self.pubsub.stop()
         await self.arq.aclose()
         await self.graph.close()

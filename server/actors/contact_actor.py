@@ -38,6 +38,7 @@ from server.packing import pack, unpack
 from server.sending.policy import Answering, SendPolicy
 from server.store.contacts import ContactRepository, new_contact
 from server.store.flows import FlowRepository
+from server.workspace_gate import WorkspaceGate
 
 log = logging.getLogger(__name__)
 
@@ -79,9 +80,10 @@ class ActorDeps:
     identities_of: Callable[[ContactKey], Awaitable[Identities]] | None = None
     # The send policy screens what each turn queued before its commit (server/sending/policy.py).
     send_policy: SendPolicy | None = None
-    # Raises ``WorkspaceDisabled`` while an operator has the workspace disabled (or deletes it):
-    # no turn runs then, so timers are held and nothing is sent (``server/workspace_gate.py``).
-    workspace_gate: Callable[[str], Awaitable[None]] | None = None
+    # Refuses (``WorkspaceDisabled``) turns while an operator has the workspace disabled (or deletes
+    # it): timers are held and nothing is sent. A turn it admits, with the effects of its commit,
+    # counts as the workspace's work in flight, which a deletion waits for (``server/workspace_gate.py``).
+    workspace_gate: WorkspaceGate | None = None
     # What a turn does with its event (the deps above are its sources); the simulator shares it.
     turns: TurnLogic = field(init=False)
 
@@ -193,8 +195,20 @@ class ContactActor:
         return self.document
 
     async def _turn(self, event: Event) -> TurnResult:
-        if self._deps.workspace_gate is not None:
-            await self._deps.workspace_gate(self.key.workspace_id)
+        gate = self._deps.workspace_gate
+        if gate is None:
+            return await self._admitted_turn(event)
+        async with gate.acting(self.key.workspace_id):
+            return await self._admitted_turn(event)
+
+    async def _settle(self, work: Awaitable[None]) -> None:
+        """What follows a commit runs to its end (``Effects.settle``), still counted as the
+        workspace's work in flight when the turn that started it is cancelled."""
+        gate = self._deps.workspace_gate
+        carried = gate.carry(self.key.workspace_id) if gate is not None else None
+        await self._deps.effects.settle(work, carried.release if carried is not None else None)
+
+    async def _admitted_turn(self, event: Event) -> TurnResult:
         if isinstance(event, Redeliver):
             document = await self._load()
             await self._deps.effects.deliver_outbox(document)
@@ -205,9 +219,7 @@ class ContactActor:
                 if isinstance(event, InboundMessage):
                     # Redelivered (recovery found its pending mark): the turn that applied it may
                     # have been cut after its commit, so what follows a commit is done again.
-                    await self._deps.effects.settle(
-                        self._deps.effects.redo_after_commit(before, [event.event_id])
-                    )
+                    await self._settle(self._deps.effects.redo_after_commit(before, [event.event_id]))
                 return TurnResult(before, duplicate=True, changed=False)
             if before.get("erased_at") is not None:  # a tombstone: late events resurrect nobody
                 log.info("%s for erased contact %s ignored", type(event).__name__, self.key.doc_id)
@@ -233,9 +245,7 @@ class ContactActor:
             if await self._deps.contacts.compare_and_set(working, expected):
                 self.document = working
                 inbound = [event.event_id] if isinstance(event, InboundMessage) else []
-                await self._deps.effects.settle(
-                    self._after_commit(before, working, turn.changed_runs, inbound)
-                )
+                await self._settle(self._after_commit(before, working, turn.changed_runs, inbound))
                 result.contact = working
                 return result
             self.document = None  # another writer won the race: reload and redo the turn

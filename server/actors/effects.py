@@ -77,17 +77,20 @@ class Effects:
     # What follows commits, running to its end even when the turn that started it was cancelled.
     settling: set[asyncio.Task[None]] = field(default_factory=set)
 
-    async def settle(self, work: Awaitable[None]) -> None:
+    async def settle(self, work: Awaitable[None], done: Callable[[], None] | None = None) -> None:
         """Run ``work`` (what follows a commit) to its end even if the awaiting turn is cancelled.
 
         A shard retired on lease loss, or a stop whose grace ran out, cancels the turns still
         running; a turn past its commit no longer needs the lease, and cutting its effects left the
         committed turn without timers, sends, run projection or applied mark until recovery (issue 19
-        measured thousands of inbound messages left pending that way under load).
+        measured thousands of inbound messages left pending that way under load). ``done`` is
+        called when the work has ended (the workspace's count of work in flight).
         """
         task = asyncio.ensure_future(work)
         self.settling.add(task)
         task.add_done_callback(self.settling.discard)
+        if done is not None:
+            task.add_done_callback(lambda _: done())
         await asyncio.shield(task)
 
     async def wait_settled(self, timeout: float) -> None:

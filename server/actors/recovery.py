@@ -32,6 +32,8 @@ from server.sending import holds
 from server.store.contacts import ContactRepository
 from server.store.flow_counters import Pending
 from server.store.messages import MessageRepository
+from server.workspace_gate import WorkspaceGate
+from server.workspace_inflight import Ticket
 
 log = logging.getLogger(__name__)
 
@@ -68,11 +70,13 @@ async def recover(
     stuck_outboxes: Iterable[ContactKey] = (),
     counters: FlowCounters | None = None,
     counts_window: timedelta = RECOVERY_WINDOW,
+    gate: WorkspaceGate | None = None,
 ) -> RecoveryReport:
     """One pass. ``scan_contacts`` False skips the scan of every contact for timers and outboxes
     (the costly part at scale: run at start, when Redis lost its data, and now and then) and
     only redelivers the outboxes this process saw stuck. The scan hands ``counters`` the flow
-    counters of turns committed within ``counts_window``."""
+    counters of turns committed within ``counts_window``. ``gate``: contacts of a workspace being
+    deleted are skipped, and what the scan writes for the others counts as their work in flight."""
     report = RecoveryReport()
     if scan_contacts:
         counts_since = clock.now() - counts_window if counters is not None else None
@@ -85,6 +89,7 @@ async def recover(
             report,
             counters=counters,
             counts_since=counts_since,
+            gate=gate,
         )
     else:
         for key in stuck_outboxes:
@@ -127,36 +132,52 @@ async def _rearm_from_contacts(
     workspace_id: str | None = None,
     counters: FlowCounters | None = None,
     counts_since: datetime | None = None,
+    gate: WorkspaceGate | None = None,
 ) -> None:
     """Every timer held in a contact (of ``workspace_id``, or all) re-armed (batch N+1 read while
     batch N is written to Redis), every contact with an undelivered outbox told to redeliver, and
     in the same scan the flow counters contacts carry handed to ``counters`` (counted unless
-    counted already)."""
+    counted already). With a ``gate``, each contact read counts as its workspace's work in flight
+    until what the scan writes for it is written (a deletion waits for that much, not a whole
+    pass); contacts of a workspace being deleted are skipped."""
     batch: list[tuple[ContactKey, TimerDoc]] = []
     carried: list[Pending] = []
     writing: asyncio.Task[int] | None = None  # the previous batch, written while the next is read
+    in_batch: list[Ticket] = []  # of the contacts whose timers are in ``batch``
+    in_writing: list[Ticket] = []  # of those in ``writing``
+    in_carried: list[Ticket] = []  # of those in ``carried``
 
     async def written() -> None:
         nonlocal writing
         if writing is not None:
             report.timers_armed += await writing
             writing = None
+        _release(in_writing)
 
     try:
         async for document in contacts.with_pending_work(workspace_id, counts_since):
             key = ContactKey.of_contact(document)
+            if gate is not None and gate.refuses_now(key.workspace_id):
+                continue  # being deleted: nothing of it is to be written again
             if counters is not None and document.get(COUNTS_FIELD):
                 carried.append((document["_id"], document["workspace_id"], document[COUNTS_FIELD]))
+                if gate is not None:
+                    in_carried.append(gate.carry(key.workspace_id))
                 report.counts += 1
                 if len(carried) >= batch_size:
                     await counters.recount(carried)
                     carried = []
+                    _release(in_carried)
             for timer in document.get("timers", []):
                 batch.append((key, timer))
                 report.timers += 1
+            if gate is not None and document.get("timers"):
+                in_batch.append(gate.carry(key.workspace_id))
             if len(batch) >= batch_size:
                 await written()
                 writing = asyncio.create_task(timers.schedule_many(batch))
+                in_writing.extend(in_batch)
+                in_batch.clear()
                 batch = []
             if document.get("outbox") and not holds.waiting(document, clock.now()):
                 _redeliver(actors, key, clock)  # held messages have wake timers: nothing to do now
@@ -169,6 +190,15 @@ async def _rearm_from_contacts(
     finally:
         if writing is not None and not writing.done():
             writing.cancel()
+            await asyncio.gather(writing, return_exceptions=True)  # its tickets held until it ended
+        for tickets in (in_batch, in_writing, in_carried):
+            _release(tickets)
+
+
+def _release(tickets: list[Ticket]) -> None:
+    for ticket in tickets:
+        ticket.release()
+    tickets.clear()
 
 
 def _redeliver(actors: Actors, key: ContactKey, clock: Clock) -> None:

@@ -89,13 +89,22 @@ class DeletedDocuments:
     count: int
 
 
-@strawberry.type(description="what deleting a workspace removed; nothing of it is left")
+@strawberry.type(description="what deleting a workspace removed; nothing of it is left once finished")
 class WorkspaceDeletion:
     workspace_id: strawberry.ID
     documents: int
     collections: list[DeletedDocuments]
     redis_keys: int
     queued_jobs: int
+    finished: bool = strawberry.field(
+        default=True,
+        description="false: work of the workspace may still have been in flight (see undrainedReplicas), "
+        "so it stays DELETING; run deleteWorkspace again to finish",
+    )
+    undrained_replicas: list[str] = strawberry.field(
+        default_factory=list,
+        description="live replicas that did not confirm in time that their work of the workspace ended",
+    )
 
     @classmethod
     def of(cls, deletion: admin.Deletion) -> WorkspaceDeletion:
@@ -107,6 +116,8 @@ class WorkspaceDeletion:
             ],
             redis_keys=deletion.redis.keys,
             queued_jobs=deletion.redis.jobs,
+            finished=deletion.finished,
+            undrained_replicas=deletion.undrained,
         )
 
 

@@ -11,7 +11,8 @@ still pending, so a crash or a Redis loss delays an update but never loses it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
+from contextlib import nullcontext
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -25,6 +26,7 @@ from server.integrations.klaviyo import DEFAULT_BASE_URL, KlaviyoClient, Klaviyo
 from server.redis_keys import arq_job_id
 from server.store.contacts import ContactRepository
 from server.store.workspace_settings import WorkspaceSettingsRepository
+from server.workspace_gate import WorkspaceGate
 
 log = logging.getLogger(__name__)
 
@@ -55,10 +57,11 @@ class KlaviyoSync:
         actors: Callable[[], Asking],
         clock: Clock,
         client: KlaviyoClient,
-        may_act: Callable[[str], Awaitable[bool]] | None = None,
+        gate: WorkspaceGate | None = None,
     ) -> None:
-        """``may_act``: False while an operator has the workspace disabled (its syncs then wait)."""
-        self._may_act = may_act
+        """``gate``: refuses a workspace an operator disabled (its syncs then wait) or deletes, and
+        counts an attempt as the workspace's work in flight (a deletion waits for it)."""
+        self._gate = gate
         self._contacts = contacts
         self._settings = settings
         self._pool = pool
@@ -95,16 +98,26 @@ class KlaviyoSync:
         count = 0
         async for document in self._contacts.with_external_sync():
             key = ContactKey.of_contact(document)
-            for entry in document.get("external_sync", []):
-                if not entry.get("gave_up"):
-                    await self.enqueue(key, entry)
-                    count += 1
+            if self._gate is not None and self._gate.refuses_now(key.workspace_id):
+                continue  # being deleted
+            with self._gate.carry(key.workspace_id) if self._gate is not None else nullcontext():
+                for entry in document.get("external_sync", []):
+                    if not entry.get("gave_up"):
+                        await self.enqueue(key, entry)
+                        count += 1
         return count
 
     async def run(self, workspace_id: str, local_id: str, sync_id: str) -> str:
         """One attempt at one entry: send it, then report the outcome to the contact's actor."""
-        if self._may_act is not None and not await self._may_act(workspace_id):
+        if self._gate is None:
+            return await self._attempt(workspace_id, local_id, sync_id)
+        admitted = await self._gate.admit(workspace_id)
+        if admitted is None:
             return "held"  # the entry stays pending: recovery enqueues it again once enabled
+        with admitted:
+            return await self._attempt(workspace_id, local_id, sync_id)
+
+    async def _attempt(self, workspace_id: str, local_id: str, sync_id: str) -> str:
         key = ContactKey(workspace_id, local_id)
         contact = await self._contacts.load(key)
         entries = (contact or {}).get("external_sync", [])

@@ -98,22 +98,16 @@ class ContactImports:
         failures = 0
         while True:
             try:
-                now = services.clock.now()
-                chunk = await self.jobs.claim_chunk(job_id, now, now - STALE_CLAIM)
-                if chunk is None:
-                    if await self.jobs.pending_chunks(job_id) == 0:
-                        finished = await self.jobs.complete(job_id, services.clock.now())
-                        if finished is not None:
-                            await self._publish(finished)
+                # Each chunk is the workspace's work in flight (a deletion waits for it); none is
+                # taken while the workspace is disabled (resumed at the next start) or deleted.
+                admitted = await services.workspace_gate.admit(workspace_id)
+                if admitted is None:
+                    log.info("contact import %s paused: its workspace may not act now", job_id)
                     return
-                try:
-                    job = await self._apply(chunk, checker)
-                except Exception:
-                    await self.jobs.release_chunk(chunk["_id"])  # applied again: rows are idempotent
-                    raise
+                with admitted:
+                    if not await self._next_chunk(job_id, checker):
+                        return
                 failures = 0
-                if job is not None:
-                    await self._publish(job)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # a passing failure (store, shard lease): the chunk is retried
@@ -123,6 +117,26 @@ class ContactImports:
                     return
                 log.warning("contact import %s: batch failed (%s), retrying", job_id, exc)
                 await asyncio.sleep(min(30.0, 0.5 * 2**failures))
+
+    async def _next_chunk(self, job_id: str, checker: RowChecker) -> bool:
+        """Apply the job's next chunk; False when none is left (the job completed, or waits for rows)."""
+        services = self._services
+        now = services.clock.now()
+        chunk = await self.jobs.claim_chunk(job_id, now, now - STALE_CLAIM)
+        if chunk is None:
+            if await self.jobs.pending_chunks(job_id) == 0:
+                finished = await self.jobs.complete(job_id, services.clock.now())
+                if finished is not None:
+                    await self._publish(finished)
+            return False
+        try:
+            job = await self._apply(chunk, checker)
+        except Exception:
+            await self.jobs.release_chunk(chunk["_id"])  # applied again: rows are idempotent
+            raise
+        if job is not None:
+            await self._publish(job)
+        return True
 
     async def _apply(self, chunk: dict[str, Any], checker: RowChecker) -> dict[str, Any] | None:
         services = self._services

@@ -9,15 +9,18 @@ which ``konvo workspace`` drives.
 - **enable**: all of it works again; timers held meanwhile are re-armed, one already due fires at
   once, and outboxes left undelivered are sent; waiting syncs go with the next recovery pass.
 - **delete**: the workspace is marked ``deleting`` (so everything is refused as when disabled),
-  then its Redis keys and jobs, its documents in every collection and finally the workspace
-  document itself are removed. A deletion cut short (a crash) leaves the workspace listed as
-  ``DELETING``; deleting it again finishes the job.
+  then the deletion waits until no process has work of it in flight (a turn, a webhook, a
+  broadcast admitted before: ``WorkspaceGate.drain_for_deletion``), then its Redis keys and jobs,
+  its documents in every collection and finally the workspace document itself are removed. A
+  deletion cut short (a crash), or one that could not see every live replica drain in
+  ``KONVO_WORKSPACE_DRAIN_SECONDS``, leaves the workspace listed as ``DELETING`` (with its data
+  removed); deleting it again finishes the job.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from server.actors.recovery import rearm_workspace
@@ -51,11 +54,15 @@ class NewWorkspace:
 
 @dataclass
 class Deletion:
-    """What deleting a workspace removed: documents per collection, Redis keys and queued jobs."""
+    """What deleting a workspace removed: documents per collection, Redis keys and queued jobs.
+    ``finished`` False: work of it may still have been in flight (on ``undrained`` replicas, or
+    here when ``undrained`` is empty), so its document stays ``deleting`` until deleted again."""
 
     workspace_id: str
     documents: dict[str, int]
     redis: RedisSweep
+    finished: bool = True
+    undrained: list[str] = field(default_factory=list)
 
 
 async def create_workspace(services: Services, spec: NewWorkspace) -> tuple[dict[str, Any], str]:
@@ -135,18 +142,25 @@ async def delete_workspace(services: Services, workspace_id: str) -> Deletion:
     """Remove everything of the workspace, in the store and in Redis (see the module's docstring)."""
     await require_workspace(services, workspace_id)
     await services.workspaces.set_status(workspace_id, DELETING, {"deleting_at": services.clock.now()})
-    await services.workspace_gate.changed(workspace_id, DELETING)  # keys, webhooks, turns refused
+    # Keys, webhooks and turns refused from now on every process; what they admitted before ends.
+    drained = await services.workspace_gate.drain_for_deletion(
+        workspace_id, services.settings.workspace_drain_seconds
+    )
     names = await workspace_names(services.database, workspace_id)
-    redis = _redis_of(services)
-    sweep = await redis.delete(names)
+    sweep = await _redis_of(services).delete(names)
     documents = await delete_workspace_documents(services.database, workspace_id)
-    # A turn already running when the deletion began may have committed or armed a timer since:
-    # a second pass finds it (the workspace refuses new ones until its document is gone).
-    late = await redis.delete(names)
-    for name, count in (await delete_workspace_documents(services.database, workspace_id)).items():
-        documents[name] = documents.get(name, 0) + count
+    if not drained.complete:
+        undrained = sorted(drained.unacknowledged)
+        log.warning(
+            "operator deleted workspace %s's data (%d documents, %d Redis keys) but work of it may "
+            "still be in flight on %s: it stays DELETING; run deleteWorkspace again to finish",
+            workspace_id,
+            sum(documents.values()),
+            sweep.keys,
+            ", ".join(undrained) if undrained else "this process",
+        )
+        return Deletion(workspace_id, documents, sweep, finished=False, undrained=undrained)
     documents[WORKSPACES] = await services.workspaces.remove(workspace_id)
-    sweep.add(late)
     await services.workspace_gate.changed(workspace_id, DELETED)
     log.info(
         "operator deleted workspace %s: %d documents, %d Redis keys, %d queued jobs",

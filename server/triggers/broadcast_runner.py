@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -28,6 +29,7 @@ from server.services import Services
 from server.triggers.broadcast_rules import CONTACT_WITH_AGENT, Judge, Plan, tier_limit
 from server.triggers.broadcasts import DAY, broadcast_topic, make_plan, messaging_portfolio, sending_channel
 from server.window import window_open
+from server.workspace_inflight import Ticket
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +69,16 @@ class BroadcastRunner:
         self.concurrency = concurrency  # None: from the sending number's throughput (``in_flight``)
         self._wake = wake or asyncio.Event()  # set by ``Services.wake_broadcasts``
         self._driving: dict[str, asyncio.Task[None]] = {}
+        self._workspace_of: dict[str, str] = {}  # of each broadcast driven here
         self._published: dict[str, float] = {}
+
+    def stop_workspace(self, workspace_id: str) -> None:
+        """The workspace is being deleted: its broadcasts driven here stop now (each counts as the
+        workspace's work in flight until its driver has ended, which the deletion waits for)."""
+        for broadcast_id, owner in list(self._workspace_of.items()):
+            task = self._driving.get(broadcast_id)
+            if owner == workspace_id and task is not None:
+                task.cancel()
 
     def nudge(self) -> None:
         """Look for due broadcasts now rather than at the next poll (one was created or resumed)."""
@@ -98,12 +109,22 @@ class BroadcastRunner:
         for found in await repo.claimable(now, self.owner):
             if found["_id"] in self._driving:
                 continue
-            if not await self.services.workspace_gate.may_act(found["workspace_id"]):
-                continue  # held while an operator has its workspace disabled
-            claimed = await repo.claim(found["_id"], self.owner, now, now + self.lease)
-            if claimed is not None:
-                task = asyncio.create_task(self._drive(claimed), name=f"broadcast:{found['_id']}")
-                self._driving[found["_id"]] = task
+            # Held while an operator has its workspace disabled; driven, it is work in flight.
+            ticket = await self.services.workspace_gate.admit(found["workspace_id"])
+            if ticket is None:
+                continue
+            try:
+                claimed = await repo.claim(found["_id"], self.owner, now, now + self.lease)
+            except BaseException:
+                ticket.release()
+                raise
+            if claimed is None:
+                ticket.release()
+                continue
+            task = asyncio.create_task(self._drive(claimed), name=f"broadcast:{found['_id']}")
+            task.add_done_callback(_releasing(ticket))  # also if it never started
+            self._driving[found["_id"]] = task
+            self._workspace_of[found["_id"]] = found["workspace_id"]
 
     async def _drive(self, broadcast: dict[str, Any]) -> None:
         broadcast_id = broadcast["_id"]
@@ -121,6 +142,7 @@ class BroadcastRunner:
             with contextlib.suppress(Exception):
                 await self.services.broadcasts.release(broadcast_id, self.owner)
             self._driving.pop(broadcast_id, None)
+            self._workspace_of.pop(broadcast_id, None)
             with contextlib.suppress(Exception):
                 await self._publish(broadcast, force=True)
 
@@ -411,6 +433,11 @@ class BroadcastRunner:
         self._published[broadcast_id] = moment
         topic = broadcast_topic(broadcast["workspace_id"], broadcast_id)
         await self.services.pubsub.publish(topic, {"id": broadcast_id})
+
+
+def _releasing(ticket: Ticket) -> Callable[[asyncio.Task[None]], None]:
+    """A done-callback ending the workspace's count of the broadcast's drive."""
+    return lambda _: ticket.release()
 
 
 def _reached(recipient: dict[str, Any]) -> str:

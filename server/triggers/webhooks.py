@@ -162,12 +162,19 @@ async def receive(services: Services, trigger_id: str, body: bytes, headers: Any
     if trigger is None:
         return _error(404, f"no webhook trigger {trigger_id}")
     try:
-        stopped = not await services.workspace_gate.may_act(trigger["workspace_id"])
+        admitted = await services.workspace_gate.admit(trigger["workspace_id"])
     except PyMongoError as exc:
         return _unavailable(trigger_id, exc)
-    if stopped:
+    if admitted is None:
         log.info("webhook %s answered 410: its workspace is disabled", trigger_id)
         return _error(410, "this trigger's workspace is disabled; the request was not stored")
+    with admitted:  # work of the workspace in flight until stored (a deletion waits for it)
+        return await _verified(services, trigger, body, headers)
+
+
+async def _verified(services: Services, trigger: dict[str, Any], body: bytes, headers: Any) -> HookResponse:
+    """Check the signature, claim it against replays and store the request."""
+    trigger_id = trigger["_id"]
     verdict = verify(scheme_of(trigger), trigger["secret"], body, headers, services.clock.now().timestamp())
     if verdict.problem is not None:
         return _error(401, verdict.problem)
@@ -264,7 +271,21 @@ def _apply_later(services: Services, request: dict[str, Any]) -> None:
 
 
 async def apply_request(services: Services, request: dict[str, Any]) -> None:
-    """Start the flow for a stored request and mark it applied (a failure is recorded, not raised)."""
+    """Start the flow for a stored request and mark it applied (a failure is recorded, not raised);
+    nothing while its workspace may not act (recovery applies it once enabled)."""
+    try:
+        admitted = await services.workspace_gate.admit(request["workspace_id"])
+    except PyMongoError as exc:  # recovery applies it later
+        log.warning("webhook request %s not applied yet: %s", request["_id"], exc)
+        return
+    if admitted is None:
+        log.info("webhook request %s waits: its workspace may not act now", request["_id"])
+        return
+    with admitted:
+        await _apply_admitted(services, request)
+
+
+async def _apply_admitted(services: Services, request: dict[str, Any]) -> None:
     contact = request.get("contact") or {}
     event = StartFlow(
         request["event_id"],

@@ -18,6 +18,7 @@ import contextlib
 import json
 import logging
 from collections.abc import AsyncGenerator, Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -290,6 +291,27 @@ class KonvoGraphQL(GraphQL[Context, None]):
     ) -> ExecutionResult:
         """strawberry's, minus subscriptions: over plain HTTP they have no way to stream."""
         allowed = OperationType.from_http(request_adapter.method) - {OperationType.SUBSCRIPTION}
+        if not isinstance(context, Context) or context.workspace_id is None:  # the operator's API, or no key
+            return await self._execute(request_adapter, context, root_value, request_data, allowed)
+        # The operation is its workspace's work in flight (a deletion waits for its writes).
+        gate = self.runtime.workspace_gate
+        admitted = await gate.admit(context.workspace_id)  # the status is cached since the key check
+        if admitted is None:  # disabled or deleted since the key was checked: refused as then
+            stopped = refusal(context.workspace_id, await gate.status(context.workspace_id))
+            context.workspace_id = None
+            if stopped is not None:
+                context.auth_error, context.auth_code = stopped.message, stopped.code
+        with admitted or nullcontext():
+            return await self._execute(request_adapter, context, root_value, request_data, allowed)
+
+    async def _execute(
+        self,
+        request_adapter: Any,
+        context: Context,
+        root_value: None,
+        request_data: GraphQLRequestData,
+        allowed: set[OperationType],
+    ) -> ExecutionResult:
         try:
             return await self.schema.execute(
                 request_data.query,

@@ -58,15 +58,16 @@ def _endpoint(services: Services) -> Endpoint:
             )
             return _problem(410, "this WhatsApp channel was disconnected")
         try:
-            stopped = not await services.workspace_gate.may_act(channel["workspace_id"])
+            admitted = await services.workspace_gate.admit(channel["workspace_id"])
         except PyMongoError as exc:
             return _unavailable(channel_id, exc)
-        if stopped:
+        if admitted is None:
             log.info("whatsapp webhook for %s answered 410: its workspace is disabled", channel_id)
             return _problem(410, "this channel's workspace is disabled; nothing was stored")
-        if request.method == "GET":
-            return await _verify(services, request, channel)
-        return await _receive(services, request, channel)
+        with admitted:  # the workspace's work in flight until stored: a deletion waits for it
+            if request.method == "GET":
+                return await _verify(services, request, channel)
+            return await _receive(services, request, channel)
 
     return webhook
 

@@ -24,7 +24,8 @@ CREATE = """mutation($i: CreateWorkspaceInput!) { createWorkspace(input: $i) {
 DISABLE = "mutation($id: ID!) { disableWorkspace(id: $id) { id status disabledAt } }"
 ENABLE = "mutation($id: ID!) { enableWorkspace(id: $id) { id status disabledAt } }"
 DELETE = """mutation($id: ID!) { deleteWorkspace(id: $id) {
-  workspaceId documents redisKeys queuedJobs collections { collection count } } }"""
+  workspaceId documents redisKeys queuedJobs collections { collection count }
+  finished undrainedReplicas } }"""
 
 
 class OperatorClient(GraphQLClient):

@@ -7,7 +7,7 @@ Graph's own error shape (HTTP 400, code 100) and is recorded with the reason, so
 what the product sent and why the fake refused it.
 
 Faults are queued per test (``fail``, ``rate_limit``, ``server_errors``, ``timeouts``, ``resets``,
-``permanent``) and consumed by the next matching requests.
+``permanent``, ``late_answers``, ``hold_answers``) and consumed by the next matching requests.
 
 Platform rules of 2025-2026 the v23.0 description does not carry, enforced where Meta would
 (facts and sources: ``tests/conformance/whatsapp-2026.md``; each also named at its code below):
@@ -177,13 +177,14 @@ class Received:
     fault: str | None = None
     answer: Any = None  # the body the fake answered with
     answer_delay: float = 0.0  # seconds the answer waited ("late" fault)
+    held: Fault | None = None  # the answer waits until this fault is released ("held" fault)
 
 
 @dataclass
 class Fault:
     """What to do instead of answering normally, for the next ``times`` matching requests."""
 
-    kind: str  # "error" | "timeout" | "reset" | "late"
+    kind: str  # "error" | "timeout" | "reset" | "late" | "held"
     times: int = 1
     seconds: float = 0.0  # "late": how long the (normal) answer waits
     code: int = 0
@@ -193,6 +194,13 @@ class Fault:
     to: str | None = None  # only requests to this recipient (digits as sent); None: any
     path: str = "messages"  # which endpoint it applies to ("messages", "message_templates", "*")
     receipts: bool = False  # read receipts (typing indicator) instead of messages
+    # "held": set when a held request has arrived; the answers go once ``release`` is called.
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
+    released: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def release(self) -> None:
+        """Let the held answers go (and every later request this fault takes)."""
+        self.released.set()
 
     def matches(self, received: Received) -> bool:
         if self.times <= 0 or _is_receipt(received.body) != self.receipts:
@@ -319,6 +327,14 @@ class GraphApiFake:
         self._faults.append(fault)
         return fault
 
+    def hold_answers(self, times: int = 1, **options: Any) -> Fault:
+        """Take the next ``times`` matching requests as usual (accepted, counted as sent) but hold
+        each answer until the test calls ``release()`` on the returned fault (``arrived`` is set
+        once one is held): a send kept in flight for as long as a test needs, no timing involved."""
+        fault = Fault("held", times=times, **options)
+        self._faults.append(fault)
+        return fault
+
     def resets(self, times: int = 1, **options: Any) -> Fault:
         fault = Fault("reset", times=times, **options)
         self._faults.append(fault)
@@ -418,6 +434,14 @@ class GraphApiFake:
             assert self._stopping is not None
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), received.answer_delay)
+        if received.held is not None:
+            assert self._stopping is not None
+            received.held.arrived.set()
+            stopping = asyncio.ensure_future(self._stopping.wait())
+            released = asyncio.ensure_future(received.held.released.wait())
+            await asyncio.wait({stopping, released}, return_when=asyncio.FIRST_COMPLETED)
+            stopping.cancel()
+            released.cancel()
         received.answer = answer
         if status == -1:
             return None
@@ -445,6 +469,9 @@ class GraphApiFake:
                 return -2, None, {}
             if fault.kind == "late":
                 received.answer_delay = fault.seconds
+                fault = None
+            elif fault.kind == "held":
+                received.held = fault
                 fault = None
         if fault is not None:
             status, answer = graph_error(fault.code, fault.details)

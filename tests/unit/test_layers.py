@@ -55,6 +55,7 @@ LAYERS: dict[str, int] = {
     "server.document_copy": 1,
     "server.contact_directory": 2,
     "server.workspace_gate": 2,
+    "server.workspace_inflight": 1,
     "server.workspace_redis": 2,
     "server.redis_clients": 2,
     "server.operator_client": 2,
