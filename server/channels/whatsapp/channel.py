@@ -34,6 +34,12 @@ from server.window import window_open
 log = logging.getLogger(__name__)
 
 
+class TemplateCache(Protocol):
+    """Templates as a short per-process cache holds them (``WorkspaceCaches.template_of``)."""
+
+    async def __call__(self, workspace_id: str, name: str, language: str | None) -> dict[str, Any] | None: ...
+
+
 class ReachLedger(Protocol):
     """Who a portfolio reached outside the window, when (``store.broadcasts.MessagingLimitRepository``)."""
 
@@ -61,6 +67,7 @@ class WhatsAppChannel:
         clock: Clock,
         pacer: PairPacer | None = None,
         reach: ReachLedger | None = None,
+        cached_template: TemplateCache | None = None,
     ) -> None:
         self.client = client
         self._messages = messages
@@ -71,6 +78,8 @@ class WhatsAppChannel:
         # who a template reached outside the window counted against the number's portfolio.
         self.pacer = pacer
         self._reach = reach
+        # Read before the store: a broadcast sends one template thousands of times (issue 19).
+        self._cached_template = cached_template
 
     async def send(
         self, workspace_id: str, message: dict[str, Any], channel: dict[str, Any], fresh: bool = False
@@ -141,7 +150,13 @@ class WhatsAppChannel:
         self, workspace_id: str, message: dict[str, Any]
     ) -> tuple[dict[str, Any] | None, SendResult | None]:
         spec = message.get("template") or {}
-        found = await self._templates.get_by_name(workspace_id, str(spec.get("name")), spec.get("language"))
+        name, language = str(spec.get("name")), spec.get("language")
+        if self._cached_template is not None:
+            cached = await self._cached_template(workspace_id, name, language)
+            if cached is not None and cached.get("status") in SENDABLE:
+                return cached, None
+        # Not cached, or not sendable in the cache: the store decides (a refusal is for good).
+        found = await self._templates.get_by_name(workspace_id, name, language)
         if not found:
             return None, _refuse(
                 "TEMPLATE_MISSING",
