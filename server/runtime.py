@@ -154,6 +154,9 @@ class Runtime:
             self.workspaces, self.fields, self.templates, self.workspace_settings, self.webhooks, self.inbound
         )
         self.templates.on_change(self.caches.forget_extras)  # every template write, whoever made it
+        # Who each portfolio reached: one per process, so the runner's count and the channel's share
+        # what they stored (``MessagingLimitRepository.record``).
+        self.limits = MessagingLimitRepository(self.database)
         # One Graph API client per process (keep-alive); the limiter is shared through Redis.
         self.graph = GraphClient(ThroughputLimiter(self.redis, self.prefix), self.egress)
         self.whatsapp = WhatsAppChannel(
@@ -163,7 +166,7 @@ class Runtime:
             self.contacts,
             self.clock,
             pacer=PairPacer(self.redis, self.prefix, self.clock),
-            reach=MessagingLimitRepository(self.database),
+            reach=self.limits,
             cached_template=self.caches.template_of,
         )
         self.channel = ChannelRouter(self.channels, SandboxChannel(self.messages, self.clock), self.whatsapp)
@@ -220,7 +223,7 @@ class Runtime:
             broadcasts=BroadcastRepository(self.database),
             recipients=self.recipients,
             audience=AudienceRepository(self.database),
-            limits=MessagingLimitRepository(self.database),
+            limits=self.limits,
             directory=self.directory,
             caches=self.caches,
             flow_cache=self.flow_cache,
