@@ -1,7 +1,10 @@
 """The WhatsApp Cloud API channel: an outbox message becomes one Graph API send.
 
 Order of checks: already sent (a redelivery after a crash must not send twice) -> template
-usable (PAUSED/DISABLED/unapproved templates are refused here, not by Meta) -> payload valid ->
+usable (PAUSED/DISABLED/unapproved templates are refused here, not by Meta; read from the
+process's short template cache, which a template write in this process clears at once, so a pause
+learnt by another process reaches this one's sends within the cache's 5 s, and Meta's 132015 /
+132016 in the meantime are mirrored as below) -> payload valid ->
 the customer's pair rate (``pair_rate.py``: a message that would go over it is handed back to the
 send policy to hold) -> throughput slot + request with retries (``GraphClient``). A read receipt
 with the typing indicator (kind ``typing``) is sent as it is and recorded nowhere. A template
