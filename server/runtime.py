@@ -149,6 +149,14 @@ class Runtime:
         self.inbound = InboundTriggerRepository(self.database)
         self.recipients = RecipientRepository(self.database)
         self.flow_cache = FlowCache(self.flows)
+        # Time zone, fields, default country, turn extras, keyword rules: cached briefly per process.
+        self.caches = WorkspaceCaches(
+            self.workspaces, self.fields, self.templates, self.workspace_settings, self.webhooks, self.inbound
+        )
+        self.templates.on_change(self.caches.forget_extras)  # every template write, whoever made it
+        # Who each portfolio reached: one per process, so the runner's count and the channel's share
+        # what they stored (``MessagingLimitRepository.record``).
+        self.limits = MessagingLimitRepository(self.database)
         # One Graph API client per process (keep-alive); the limiter is shared through Redis.
         self.graph = GraphClient(ThroughputLimiter(self.redis, self.prefix), self.egress)
         self.whatsapp = WhatsAppChannel(
@@ -158,7 +166,8 @@ class Runtime:
             self.contacts,
             self.clock,
             pacer=PairPacer(self.redis, self.prefix, self.clock),
-            reach=MessagingLimitRepository(self.database),
+            reach=self.limits,
+            cached_template=self.caches.template_of,
         )
         self.channel = ChannelRouter(self.channels, SandboxChannel(self.messages, self.clock), self.whatsapp)
         self.pubsub = RedisPubSub(self.redis, self.prefix + "pubsub:")
@@ -176,10 +185,6 @@ class Runtime:
         self.workspace_gate.on_change(self._workspace_changed)
         self.socket_slots = SocketSlots(
             self.redis, socket_slots_prefix(self.prefix), settings.max_sockets_per_key
-        )
-        # Time zone, fields, default country, turn extras, keyword rules: cached briefly per process.
-        self.caches = WorkspaceCaches(
-            self.workspaces, self.fields, self.templates, self.workspace_settings, self.webhooks, self.inbound
         )
         # Quiet hours, Meta's caps and refusals, the typing indicator (server/sending/).
         self.send_policy = SendPolicy(self._sending_rules, self.clock)
@@ -221,7 +226,7 @@ class Runtime:
             broadcasts=BroadcastRepository(self.database),
             recipients=self.recipients,
             audience=AudienceRepository(self.database),
-            limits=MessagingLimitRepository(self.database),
+            limits=self.limits,
             directory=self.directory,
             caches=self.caches,
             flow_cache=self.flow_cache,

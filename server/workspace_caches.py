@@ -97,6 +97,19 @@ class WorkspaceCaches:
             locale=(await self.regional_of(workspace_id)).locale,
         )
 
+    async def template_of(self, workspace_id: str, name: str, language: str | None) -> dict[str, Any] | None:
+        """A template as the turn extras hold it (``language`` None: its first language), or None.
+
+        What the WhatsApp channel checks before each send: a broadcast asked the store once per
+        message for the same document (issue 19). The channel reads the store when this finds
+        nothing sendable, so a template created or approved in another process is never refused
+        on this cache's word."""
+        templates = (await self.extras_of(workspace_id)).templates
+        if language:
+            return templates.get((name, language))
+        languages = sorted(lang for (each, lang) in templates if each == name and lang)
+        return templates[(name, languages[0])] if languages else None
+
     async def rules_of(self, workspace_id: str) -> list[InboundRule]:
         """The workspace's inbound keyword triggers, compiled: every unanswered message asks."""
 

@@ -119,7 +119,12 @@ def measure(rate: int, seconds: float, redis_url: str, http: bool = True) -> dic
     # bench measures the number's throughput limiter, not one customer's pacing.
     threaded = ThreadedGraphApiFake(pair_interval=None)
     fake = threaded.start()
-    channel = {**fake.channel_fields(), "throughput_per_second": rate, "_id": "chn_bench"}
+    channel = {
+        **fake.channel_fields(),
+        "throughput_per_second": rate,
+        "_id": "chn_bench",
+        "workspace_id": "ws_bench",
+    }
     prefix = f"konvo:bench-{uuid.uuid4().hex[:8]}:"
     context = multiprocessing.get_context("spawn")
     ready, results, go = context.Queue(), context.Queue(), context.Event()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import AsyncIterator, Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from pymongo import ReturnDocument, UpdateOne
@@ -23,6 +23,12 @@ from server.store.database import Database
 Document = dict[str, Any]
 LIGHT_CONTACT = {"runs": 0, "outbox": 0, "timers": 0, "applied_events": 0}
 """Projection for eligibility checks: everything segments and consent look at, not the run state."""
+RECENT_REACH = timedelta(seconds=60)
+"""A reach this process wrote this recently is not written again: the broadcast runner counts a
+recipient just before starting it and the channel again as it sends, seconds later (issue 19:
+two writes of one document per message). The stored time may so be up to this much earlier than
+the send; against a 24-hour window that frees a slot at most a minute early."""
+MAX_RECENT_REACHES = 200_000  # about a minute at Meta's fastest rate, a few tens of MB at most
 
 
 def _ignore_duplicates(exc: BulkWriteError) -> None:
@@ -245,9 +251,12 @@ class MessagingLimitRepository:
     ``workspace:phone`` for the workspace's own portfolio, as before).
     """
 
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, recent: timedelta = RECENT_REACH) -> None:
         self._workspaces = database.collection("workspaces")
         self._reach = database.collection("messaging_reach")
+        self._recent_for = recent
+        # reach id -> the time this process last stored for it, oldest first (``_remember``).
+        self._recent: dict[str, datetime] = {}
 
     async def tier(self, workspace_id: str, portfolio: str | None = None) -> str | None:
         found = await self._workspaces.find_one(
@@ -289,19 +298,40 @@ class MessagingLimitRepository:
     async def record(
         self, workspace_id: str, phones: list[str], at: datetime, portfolio: str | None = None
     ) -> None:
-        if not phones:
+        """The portfolio reached ``phones`` at ``at``; ones this process stored less than
+        ``RECENT_REACH`` before ``at`` are left as they are."""
+        due = {_reach_id(workspace_id, portfolio, p): p for p in phones}
+        due = {reach_id: p for reach_id, p in due.items() if not self._recently_stored(reach_id, at)}
+        if not due:
             return
         await self._reach.bulk_write(
             [
                 UpdateOne(
-                    {"_id": _reach_id(workspace_id, portfolio, p)},
+                    {"_id": reach_id},
                     {"$set": {"workspace_id": workspace_id, "portfolio": portfolio, "phone": p, "at": at}},
                     upsert=True,
                 )
-                for p in phones
+                for reach_id, p in due.items()
             ],
             ordered=False,
         )
+        self._remember(due, at)
+
+    def _recently_stored(self, reach_id: str, at: datetime) -> bool:
+        stored = self._recent.get(reach_id)
+        return stored is not None and stored <= at < stored + self._recent_for
+
+    def _remember(self, reach_ids: Iterable[str], at: datetime) -> None:
+        """Note what was stored (after the write: a failed one is redone) and forget what is old."""
+        for reach_id in reach_ids:
+            self._recent.pop(reach_id, None)
+            self._recent[reach_id] = at
+        oldest = at - self._recent_for
+        while self._recent:
+            first = next(iter(self._recent))
+            if self._recent[first] >= oldest and len(self._recent) <= MAX_RECENT_REACHES:
+                break
+            del self._recent[first]
 
 
 def _reach_id(workspace_id: str, portfolio: str | None, phone: str) -> str:

@@ -6,6 +6,7 @@ returns False instead of raising when that key is taken, so operations can answe
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from pymongo import ReturnDocument
@@ -96,10 +97,46 @@ class AgentRepository(_Scoped):
 
 
 class TemplateRepository(_Scoped):
-    """Meta message templates, one document per (name, language)."""
+    """Meta message templates, one document per (name, language).
+
+    Sends and turns read templates through a short cache per process (``WorkspaceCaches``):
+    every write here tells the ``on_change`` listeners the workspace whose templates changed, so
+    an edit, Meta's verdict or a pause mirrored by the channel is seen at once in this process,
+    whichever code path made it.
+    """
 
     collection_name = "templates"
     order = ("name", "language")
+
+    def __init__(self, database: Database) -> None:
+        super().__init__(database)
+        self._listeners: list[Callable[[str], None]] = []
+
+    def on_change(self, listener: Callable[[str], None]) -> None:
+        """Call ``listener(workspace_id)`` after every write to that workspace's templates."""
+        self._listeners.append(listener)
+
+    def _changed(self, workspace_id: str) -> None:
+        for listener in self._listeners:
+            listener(workspace_id)
+
+    async def insert(self, document: Document) -> bool:
+        try:
+            return await super().insert(document)
+        finally:
+            self._changed(document["workspace_id"])
+
+    async def update(self, workspace_id: str, doc_id: str, changes: Document) -> Document | None:
+        try:
+            return await super().update(workspace_id, doc_id, changes)
+        finally:
+            self._changed(workspace_id)
+
+    async def delete(self, workspace_id: str, doc_id: str) -> bool:
+        try:
+            return await super().delete(workspace_id, doc_id)
+        finally:
+            self._changed(workspace_id)
 
     async def get_by_name(self, workspace_id: str, name: str, language: str | None = None) -> list[Document]:
         """Every language of template ``name`` (or just ``language``)."""

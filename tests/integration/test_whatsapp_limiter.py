@@ -7,8 +7,10 @@ import time
 import uuid
 
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from server.channels.whatsapp.limiter import ThroughputLimiter, clamp_rate
+from server.dev.embedded import free_port
 from tests.conftest import ServiceURLs
 
 
@@ -34,3 +36,67 @@ async def test_two_clients_share_one_number(services: ServiceURLs) -> None:
 
 def test_rate_is_kept_within_what_meta_offers() -> None:
     assert clamp_rate(None) == 80 and clamp_rate(5000) == 1000 and clamp_rate(0.1) == 1
+
+
+async def _evalsha_calls(redis: Redis) -> int:
+    stats = await redis.info("commandstats")
+    return int((stats.get("cmdstat_evalsha") or {}).get("calls", 0))
+
+
+async def test_senders_of_one_process_queue_in_order_and_reserve_slots_in_blocks(
+    services: ServiceURLs,
+) -> None:
+    """A broadcast keeps hundreds of sends waiting: they are served in arrival order from blocks of
+    slots, not each with a reservation of its own (issue 19: three per message under load)."""
+    redis = Redis.from_url(services.redis_url)
+    try:
+        limiter = ThroughputLimiter(redis, f"konvo:limiter-{uuid.uuid4().hex[:8]}:")
+        granted: list[int] = []
+
+        async def send(index: int) -> None:
+            await limiter.acquire("pn_block", 1000)
+            granted.append(index)
+
+        before = await _evalsha_calls(redis)
+        await asyncio.gather(*(send(i) for i in range(200)))
+        reservations = await _evalsha_calls(redis) - before
+        assert granted == list(range(200))
+        # Blocks of 50 slots at 1,000/s; a stalled loop gives up some slots and reserves again.
+        assert 4 <= reservations <= 40
+    finally:
+        await redis.aclose()
+
+
+async def test_a_sender_that_stops_waiting_leaves_its_slot_to_the_next(services: ServiceURLs) -> None:
+    redis = Redis.from_url(services.redis_url)
+    try:
+        limiter = ThroughputLimiter(redis, f"konvo:limiter-{uuid.uuid4().hex[:8]}:")
+        granted: list[int] = []
+
+        async def send(index: int) -> None:
+            await limiter.acquire("pn_cancel", 20)
+            granted.append(index)
+
+        tasks = [asyncio.create_task(send(i)) for i in range(4)]
+        await asyncio.sleep(0)  # every sender queued
+        tasks[1].cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        assert granted == [0, 2, 3]
+        assert tasks[1].cancelled()
+        await limiter.acquire("pn_cancel", 20)  # the number's queue starts again after it emptied
+    finally:
+        await redis.aclose()
+
+
+async def test_waiting_senders_learn_that_redis_is_unreachable() -> None:
+    """No sender hangs on a queue whose reservations fail: each gets the error (the send stays in
+    the outbox and is retried)."""
+    redis = Redis.from_url(f"redis://127.0.0.1:{free_port()}", socket_connect_timeout=1)
+    try:
+        limiter = ThroughputLimiter(redis, "konvo:limiter-down:")
+        outcomes = await asyncio.gather(
+            *(limiter.acquire("pn_down", 80) for _ in range(3)), return_exceptions=True
+        )
+        assert all(isinstance(outcome, RedisConnectionError) for outcome in outcomes), outcomes
+    finally:
+        await redis.aclose()

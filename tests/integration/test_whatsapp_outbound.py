@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 
+from server.channels.base import SendResult
+from server.ids import new_id
 from server.operations.templates import apply_template_status
 from server.runtime import Runtime
 from tests.integration.conftest import WORKSPACE, publish
@@ -333,3 +335,50 @@ async def test_sandbox_stays_the_default(gql: GraphQLClient, runtime: Runtime, f
     assert result.ok and fake.requests == []
     outbox = await gql('{ sandboxOutbox(phone: "+34600000110") { text } }')
     assert outbox["sandboxOutbox"] == [{"text": "hola"}]
+
+
+async def test_template_sends_read_a_cache_that_sees_every_change_of_the_template(
+    gql: GraphQLClient, runtime: Runtime, channel: dict[str, Any], fake: GraphApiFake
+) -> None:
+    """A broadcast sends one template thousands of times: the channel reads it from the process's
+    cache, not the store, and a pause, a rejection or an approval is seen by the very next send."""
+    await publish(
+        gql, chain("Cached", [{"id": "t", "type": "template", "template": "cached", "language": "es"}])
+    )
+    store_reads: list[str] = []
+    read_from_store = runtime.templates.get_by_name
+
+    async def counted(workspace_id: str, name: str, language: str | None = None) -> list[dict[str, Any]]:
+        store_reads.append(name)
+        return await read_from_store(workspace_id, name, language)
+
+    runtime.templates.get_by_name = counted  # type: ignore[method-assign]
+
+    async def send(phone: str) -> SendResult:
+        message = {
+            "id": new_id("msg"),
+            "to": phone,
+            "kind": "template",
+            "template": {"name": "cached", "language": "es", "params": {}},
+        }
+        return await runtime.whatsapp.send(WORKSPACE, message, channel, fresh=True)
+
+    for index in range(3):
+        assert (await send(f"+3460000030{index}")).ok
+    assert store_reads == []  # every send after the first load came from the cache
+
+    async def meta_says(status: str, reason: str | None = None) -> None:
+        await apply_template_status(
+            runtime, WORKSPACE, meta_id=None, name="cached", language="es", status=status, reason=reason
+        )
+
+    await meta_says("PAUSED")
+    paused = await send("+34600000310")
+    assert not paused.ok and paused.error_code == "TEMPLATE_PAUSED"
+    await meta_says("REJECTED", "INVALID_FORMAT")
+    rejected = await send("+34600000311")
+    assert not rejected.ok and rejected.error_code == "TEMPLATE_NOT_APPROVED"
+    assert "INVALID_FORMAT" in (rejected.error or "")
+    await meta_says("APPROVED")
+    assert (await send("+34600000312")).ok
+    assert [b["to"] for b in fake.sent()] == ["34600000300", "34600000301", "34600000302", "34600000312"]

@@ -1,7 +1,10 @@
 """The WhatsApp Cloud API channel: an outbox message becomes one Graph API send.
 
 Order of checks: already sent (a redelivery after a crash must not send twice) -> template
-usable (PAUSED/DISABLED/unapproved templates are refused here, not by Meta) -> payload valid ->
+usable (PAUSED/DISABLED/unapproved templates are refused here, not by Meta; read from the
+process's short template cache, which a template write in this process clears at once, so a pause
+learnt by another process reaches this one's sends within the cache's 5 s, and Meta's 132015 /
+132016 in the meantime are mirrored as below) -> payload valid ->
 the customer's pair rate (``pair_rate.py``: a message that would go over it is handed back to the
 send policy to hold) -> throughput slot + request with retries (``GraphClient``). A read receipt
 with the typing indicator (kind ``typing``) is sent as it is and recorded nowhere. A template
@@ -34,6 +37,12 @@ from server.window import window_open
 log = logging.getLogger(__name__)
 
 
+class TemplateCache(Protocol):
+    """Templates as a short per-process cache holds them (``WorkspaceCaches.template_of``)."""
+
+    async def __call__(self, workspace_id: str, name: str, language: str | None) -> dict[str, Any] | None: ...
+
+
 class ReachLedger(Protocol):
     """Who a portfolio reached outside the window, when (``store.broadcasts.MessagingLimitRepository``)."""
 
@@ -61,6 +70,7 @@ class WhatsAppChannel:
         clock: Clock,
         pacer: PairPacer | None = None,
         reach: ReachLedger | None = None,
+        cached_template: TemplateCache | None = None,
     ) -> None:
         self.client = client
         self._messages = messages
@@ -71,6 +81,8 @@ class WhatsAppChannel:
         # who a template reached outside the window counted against the number's portfolio.
         self.pacer = pacer
         self._reach = reach
+        # Read before the store: a broadcast sends one template thousands of times (issue 19).
+        self._cached_template = cached_template
 
     async def send(
         self, workspace_id: str, message: dict[str, Any], channel: dict[str, Any], fresh: bool = False
@@ -141,7 +153,13 @@ class WhatsAppChannel:
         self, workspace_id: str, message: dict[str, Any]
     ) -> tuple[dict[str, Any] | None, SendResult | None]:
         spec = message.get("template") or {}
-        found = await self._templates.get_by_name(workspace_id, str(spec.get("name")), spec.get("language"))
+        name, language = str(spec.get("name")), spec.get("language")
+        if self._cached_template is not None:
+            cached = await self._cached_template(workspace_id, name, language)
+            if cached is not None and cached.get("status") in SENDABLE:
+                return cached, None
+        # Not cached, or not sendable in the cache: the store decides (a refusal is for good).
+        found = await self._templates.get_by_name(workspace_id, name, language)
         if not found:
             return None, _refuse(
                 "TEMPLATE_MISSING",
