@@ -61,7 +61,9 @@ def _setup_cfg(target: Target) -> str:
         "source_paths = server\n"
         f"only_mutate ={listed(target.files)}\n"
         f"pytest_add_cli_args_test_selection ={listed(target.tests)}\n"
-        "pytest_add_cli_args =\n    -p\n    no:cacheprovider\n"
+        # The default suite's selection: the ``full`` variants (the same tests on a Redis Cluster)
+        # would start a cluster in every mutant's process and double a target's time.
+        "pytest_add_cli_args =\n    -p\n    no:cacheprovider\n    -m\n    not full\n"
         "use_git_change_detection = false\n"
     )
 
