@@ -21,7 +21,7 @@ from server.actors.events import (
     TurnResult,
 )
 from server.actors.leases import ShardLeases
-from server.actors.shards import (
+from server.actors.shard_wire import (
     RemoteTurnError,
     decode_error,
     decode_event,
