@@ -36,7 +36,7 @@ from server.errors import Conflict, InvalidFlow, NotFound, Unavailable
 from server.ids import ContactKey
 from server.packing import pack, unpack
 from server.redis_clients import RedisCommands, redis_client
-from server.redis_keys import shard_lease_key
+from server.redis_keys import shard_keys_prefix, shard_lease_key
 from server.runtime import Runtime
 from tests.integration.conftest import WORKSPACE, make_workspace
 
@@ -100,6 +100,11 @@ async def test_shards_balance_over_three_replicas(redis: RedisCommands) -> None:
     finally:
         await asyncio.gather(*(r.stop() for r in replicas))
     assert await holders(redis, prefix, shards) == [None] * shards  # stop releases every lease
+    # ... leaves the membership at once (the others rebalance now, not after a ttl) ...
+    assert await redis.zrange(shard_keys_prefix(prefix) + "members", 0, -1) == []
+    # ... and stops ticking (a tick after stop would take the released leases back).
+    names = {task.get_name() for task in asyncio.all_tasks()}
+    assert not any(f"shard-leases:{r.replica_id}" in names for r in replicas)
 
 
 async def test_takeover_when_a_holder_stops_renewing(redis: RedisCommands) -> None:
