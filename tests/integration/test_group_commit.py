@@ -125,3 +125,31 @@ async def test_loads_by_id_are_batched_and_not_shared_between_callers(database: 
     assert found[20] is None
     found[0]["tags"].append("mutated")  # type: ignore[index]
     assert found[10]["tags"] == []  # type: ignore[index]
+
+
+async def test_a_caller_cancelled_while_its_bulk_is_at_the_store_leaves_the_others_answered(
+    database: Database,
+) -> None:
+    """A cancelled caller's future is already done when its bulk returns: the callers after it
+    must still get their answers (an actor's turn cancelled at shutdown must not strand others)."""
+    collection = _collection(database)
+    await collection.insert_many([{"_id": i, "version": 1} for i in range(3)])
+    batcher = CasBatcher(collection)
+
+    def replace(i: int) -> asyncio.Task[bool]:
+        document = {"_id": i, "version": 2, "commit_id": new_id("cmt")}
+        return asyncio.create_task(batcher.replace({"_id": i, "version": 1}, document))
+
+    cancelled, *others = [replace(i) for i in range(3)]
+    # Until the flusher took all three (a few loop iterations; no event marks it, hence the poll).
+    while batcher._pending or batcher._flusher is None:  # noqa: ASYNC110
+        await asyncio.sleep(0)
+    cancelled.cancel()  # while the bulk is at the store (the flusher waits on its round trip)
+    assert batcher._flusher is not None
+    await batcher._flusher
+    await asyncio.sleep(0)  # let the answered callers' tasks take their results
+    assert all(task.done() for task in others), "a caller after the cancelled one was never answered"
+    assert [task.result() for task in others] == [True, True]
+    assert cancelled.cancelled()
+    # The cancelled caller's write was already on its way: it landed too (it is not undone).
+    assert {d["_id"]: d["version"] async for d in collection.find()} == {0: 2, 1: 2, 2: 2}

@@ -145,13 +145,14 @@ def test_filter_and_evaluator_select_the_same_contacts(
 
 
 # Fixed cases for the operators whose every translation must hold on the store, whatever the
-# random search happens to draw: presence, "not equal" (which takes missing values) and "in".
+# random search happens to draw: presence, "not equal" (which takes missing values), "in", and
+# "contains" with a number (list membership: a random draw rarely puts that number in a list).
 FIXED_DOCS = [
-    {"_id": "set", "variables": {"city": "Madrid"}},
-    {"_id": "other", "variables": {"city": "Lyon"}},
+    {"_id": "set", "variables": {"city": "Madrid", "items": [1, 3]}},
+    {"_id": "other", "variables": {"city": "Lyon", "items": 3}},  # a scalar is not a list
     {"_id": "null", "variables": {"city": None}},
     {"_id": "missing", "variables": {}},
-    {"_id": "list", "variables": {"city": ["Lyon", "Madrid"]}},
+    {"_id": "list", "variables": {"city": ["Lyon", "Madrid"], "items": ["3", 4]}},
 ]
 
 
@@ -163,9 +164,11 @@ FIXED_DOCS = [
         ({"var": "city", "op": "ne", "value": "Madrid"}, {"other", "null", "missing"}),
         ({"var": "city", "op": "in", "value": ["Madrid", "Bilbao"]}, {"set", "list"}),
         ({"not": {"var": "city", "op": "in", "value": ["Madrid"]}}, {"other", "null", "missing"}),
+        ({"var": "items", "op": "contains", "value": 3}, {"set"}),
+        ({"not": {"var": "items", "op": "contains", "value": 3}}, {"other", "null", "missing", "list"}),
     ],
 )
-def test_presence_not_equal_and_in_select_the_same_contacts(
+def test_presence_not_equal_in_and_contains_select_the_same_contacts(
     collection: Any, segment: dict[str, Any], selected: set[str]
 ) -> None:
     collection.delete_many({})

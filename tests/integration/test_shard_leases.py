@@ -21,7 +21,7 @@ from server.actors.events import (
     TurnResult,
 )
 from server.actors.leases import ShardLeases
-from server.actors.shards import (
+from server.actors.shard_wire import (
     RemoteTurnError,
     decode_error,
     decode_event,
@@ -36,7 +36,7 @@ from server.errors import Conflict, InvalidFlow, NotFound, Unavailable
 from server.ids import ContactKey
 from server.packing import pack, unpack
 from server.redis_clients import RedisCommands, redis_client
-from server.redis_keys import shard_lease_key
+from server.redis_keys import shard_keys_prefix, shard_lease_key
 from server.runtime import Runtime
 from tests.integration.conftest import WORKSPACE, make_workspace
 
@@ -100,6 +100,11 @@ async def test_shards_balance_over_three_replicas(redis: RedisCommands) -> None:
     finally:
         await asyncio.gather(*(r.stop() for r in replicas))
     assert await holders(redis, prefix, shards) == [None] * shards  # stop releases every lease
+    # ... leaves the membership at once (the others rebalance now, not after a ttl) ...
+    assert await redis.zrange(shard_keys_prefix(prefix) + "members", 0, -1) == []
+    # ... and stops ticking (a tick after stop would take the released leases back).
+    names = {task.get_name() for task in asyncio.all_tasks()}
+    assert not any(f"shard-leases:{r.replica_id}" in names for r in replicas)
 
 
 async def test_takeover_when_a_holder_stops_renewing(redis: RedisCommands) -> None:
@@ -131,6 +136,80 @@ async def test_takeover_when_a_holder_stops_renewing(redis: RedisCommands) -> No
         assert b.fence(key) > epoch_before  # the new owner's epoch fences the old one out
         print(f"\n[leases] takeover of {len(taken)} shards after {takeover:.2f}s (ttl {TTL}s)")
     finally:
+        await asyncio.gather(a.stop(), b.stop())
+
+
+async def test_a_lease_taken_from_under_its_holder_is_reported_lost_and_not_trusted(
+    redis: RedisCommands,
+) -> None:
+    """A renewal that finds another replica's token (the lease expired and was taken) drops the
+    lease and reports exactly that shard, so its local actors are retired (``on_lost``)."""
+    prefix, shards = fresh_prefix(), 8
+    lost: list[int] = []
+    a = ShardLeases(redis, prefix, "a-" + uuid.uuid4().hex[:6], shards, TTL, on_lost=lost.append)
+    await a.start()
+    try:
+        assert a.held == frozenset(range(shards))
+        taken = 3
+        await redis.set(shard_lease_key(prefix, taken), b"intruder/1", px=int(TTL * 1000))
+        await until(lambda: bool(lost), TTL * 3, "the loss noticed at a renewal")
+        assert lost == [taken]
+        assert taken not in a.held and not a.owns(taken)
+        assert a.held == frozenset(range(shards)) - {taken}  # the others renewed as before
+        await a.wait_tick(TTL)
+        assert a.owner_of(taken) == "intruder"
+    finally:
+        await a.stop()
+
+
+async def test_a_holder_stops_trusting_each_lease_before_redis_lets_it_expire(redis: RedisCommands) -> None:
+    """The trust (``valid_until``, by the holder's clock) ends before the key's expiry in Redis, after
+    the acquisition and after every renewal: when another replica can take it, we stopped using it."""
+    prefix, shards = fresh_prefix(), 4
+    a = ShardLeases(redis, prefix, "a-" + uuid.uuid4().hex[:6], shards, TTL)
+    await a.start()
+    try:
+        for _ in range(3):  # the acquisition (no renewal yet), then renewals
+            for shard in range(shards):
+                expires_in = await redis.pttl(shard_lease_key(prefix, shard)) / 1000
+                trusted_for = a._held[shard].valid_until - time.monotonic()  # read after the PTTL
+                assert 0 < trusted_for < expires_in, (shard, trusted_for, expires_in)
+            await a.wait_tick(TTL)
+    finally:
+        await a.stop()
+
+
+async def test_a_shard_being_handed_over_takes_no_new_turns_and_is_drained_once(
+    redis: RedisCommands,
+) -> None:
+    """While its queued turns finish (``drain``) a moving shard is still leased here, yet not owned:
+    no new turn starts on it, and later ticks do not start a second handover of it."""
+    prefix, shards = fresh_prefix(), 16
+    drained: list[int] = []
+    release = asyncio.Event()
+
+    async def drain(shard: int) -> None:
+        drained.append(shard)
+        await release.wait()
+
+    a = ShardLeases(redis, prefix, "a-" + uuid.uuid4().hex[:6], shards, TTL, drain=drain)
+    await a.start()
+    b = ShardLeases(redis, prefix, "b-" + uuid.uuid4().hex[:6], shards, TTL)
+    try:
+        await b.start(settle_seconds=0)  # joins; its shards are a's until a releases them
+        await until(lambda: bool(drained), TTL * 3, "a handing shards over to b")
+        moving = a.held - a.desired
+        assert moving and set(drained) == moving
+        assert not any(a.owns(s) for s in moving)
+        assert not (moving & b.held)  # not released yet: b cannot have them
+        for _ in range(3):
+            await a.wait_tick(TTL)
+        assert sorted(drained) == sorted(moving), "a shard was handed over twice"
+        release.set()
+        await until(lambda: a.settled and b.settled, TTL * 4, "b holding what it should")
+        assert moving <= b.held and not (moving & a.held)
+    finally:
+        release.set()
         await asyncio.gather(a.stop(), b.stop())
 
 

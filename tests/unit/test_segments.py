@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -204,6 +204,21 @@ def test_dates_compare_at_millisecond_precision() -> None:
     assert var("birthday", "eq", moment, birthday=moment.replace(tzinfo=None))  # naive is UTC
     assert var("birthday", "lt", {"$date": "2000-01-01T00:00:00Z"}, birthday=datetime(1999, 12, 31))
     assert not var("birthday", "lt", {"$date": "2000-01-01"}, birthday="1999-12-31")
+
+
+def test_dates_order_by_the_moment_they_name_to_the_millisecond() -> None:
+    """Within one second the milliseconds order dates, one millisecond apart is not equal, and an
+    offset names the same moment as its UTC reading (a variable set with ``+02:00`` in a turn)."""
+    second = datetime(2024, 1, 1, 10, 0, 0, tzinfo=UTC)
+    earlier, later = second.replace(microsecond=100_000), second.replace(microsecond=200_000)
+    assert var("seen", "gt", earlier, seen=later)
+    assert not var("seen", "gt", later, seen=earlier)
+    assert not var("seen", "eq", second, seen=second.replace(microsecond=1_000))
+    assert var("seen", "gt", second, seen=second.replace(microsecond=1_000))
+    in_madrid = later.astimezone(timezone(timedelta(hours=2)))  # 12:00:00.200+02:00
+    assert var("seen", "eq", later, seen=in_madrid)
+    assert var("seen", "lt", later + timedelta(hours=1), seen=in_madrid)
+    assert not var("seen", "gt", later + timedelta(hours=1), seen=in_madrid)
 
 
 def test_last_inbound_within_and_before() -> None:
