@@ -123,7 +123,8 @@ class Effects:
                 await self.timers.schedule(key, timer)
         queued_before = {m["id"] for m in (before or {}).get("outbox", [])}
         await self._report_holds(before, after)
-        await self.deliver_outbox(after, fresh={m["id"] for m in after.get("outbox", [])} - queued_before)
+        fresh = {m["id"] for m in after.get("outbox", [])} - queued_before
+        await self.deliver_outbox(after, fresh=fresh, lazily=True)
         if changed_runs:
             await self.runs.project(after, changed_runs)
         if self.counters is not None:
@@ -132,15 +133,27 @@ class Effects:
             await self.messages.mark_applied(applied_inbound)
         await self.publisher.contact_changed(after, changed_runs)
 
-    async def deliver_outbox(self, contact: dict[str, Any], fresh: set[str] | None = None) -> None:
+    async def deliver_outbox(
+        self, contact: dict[str, Any], fresh: set[str] | None = None, *, lazily: bool = False
+    ) -> None:
         """Send pending messages in order, each past the send policy first.
 
         A message held (quiet hours, a retry later) keeps the messages of its run behind it
         (a run's order is kept) while others go; a message to retry soon (transport trouble)
         stops the pass, and recovery redelivers. ``fresh``: ids queued by the turn just
         committed (never sent, so no lookup before sending).
+
+        Delivered messages leave ``contact``'s outbox (the actor's copy). The stored copy loses
+        them in a write of its own, except, when ``lazily`` (the contact's next commit writes its
+        outbox anyway), the messages recorded as sent with the provider's id: that record is what
+        a redelivery looks up before sending (``Channel.send``), so such a message is never sent
+        twice, and ``sent_messages`` lets recovery pass over a stored outbox holding only those.
+        A failure (``OUTCOME_UNKNOWN`` included) or a read receipt, recorded with no provider id
+        or not at all, always leaves the stored outbox at once. Issue 19: that write was a second
+        compare-and-set-sized update of the contact for every answered message.
         """
         delivered: list[str] = []
+        recorded: set[str] = set()  # sent, with a record naming the provider's id
         behind: set[str] = set()  # runs (or "direct") whose earlier message waits
         retry_soon = False
         for message in contact.get("outbox", []):
@@ -191,10 +204,14 @@ class Effects:
                     error=f"{result.error} (retries spent)",
                 )
             delivered.append(message["id"])
+            if result.ok and result.provider_id:
+                recorded.add(message["id"])
             await self._settle_send(contact["workspace_id"], message, result)
             await self._report(contact, message, result)
         if delivered:
-            await self.contacts.pull_outbox(contact["_id"], contact["version"], delivered)
+            stored_now = [i for i in delivered if i not in recorded] if lazily else delivered
+            if stored_now:
+                await self.contacts.pull_outbox(contact["_id"], contact["version"], stored_now)
             contact["outbox"] = [m for m in contact.get("outbox", []) if m["id"] not in delivered]
         key = ContactKey.of_contact(contact)
         if retry_soon:

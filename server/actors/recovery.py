@@ -85,6 +85,7 @@ async def recover(
             report,
             counters=counters,
             counts_since=counts_since,
+            messages=messages,
         )
     else:
         for key in stuck_outboxes:
@@ -127,14 +128,28 @@ async def _rearm_from_contacts(
     workspace_id: str | None = None,
     counters: FlowCounters | None = None,
     counts_since: datetime | None = None,
+    messages: MessageRepository | None = None,
 ) -> None:
     """Every timer held in a contact (of ``workspace_id``, or all) re-armed (batch N+1 read while
     batch N is written to Redis), every contact with an undelivered outbox told to redeliver, and
     in the same scan the flow counters contacts carry handed to ``counters`` (counted unless
-    counted already)."""
+    counted already). With ``messages``, an outbox holding only messages recorded as sent (left
+    for the contact's next commit to drop, ``Effects.deliver_outbox``) is passed over."""
     batch: list[tuple[ContactKey, TimerDoc]] = []
     carried: list[Pending] = []
+    outboxes: list[tuple[ContactKey, list[str]]] = []  # to redeliver unless all sent
     writing: asyncio.Task[int] | None = None  # the previous batch, written while the next is read
+
+    async def redeliver_unsent() -> None:
+        nonlocal outboxes
+        sent: set[str] = set()
+        if messages is not None and outboxes:
+            sent = await messages.sent_messages([i for _, ids in outboxes for i in ids])
+        for key, ids in outboxes:
+            if not sent.issuperset(ids):
+                _redeliver(actors, key, clock)
+                report.outboxes += 1
+        outboxes = []
 
     async def written() -> None:
         nonlocal writing
@@ -159,8 +174,11 @@ async def _rearm_from_contacts(
                 writing = asyncio.create_task(timers.schedule_many(batch))
                 batch = []
             if document.get("outbox") and not holds.waiting(document, clock.now()):
-                _redeliver(actors, key, clock)  # held messages have wake timers: nothing to do now
-                report.outboxes += 1
+                # held messages have wake timers: nothing to do now
+                outboxes.append((key, [message["id"] for message in document["outbox"]]))
+                if len(outboxes) >= batch_size:
+                    await redeliver_unsent()
+        await redeliver_unsent()
         await written()
         if batch:
             report.timers_armed += await timers.schedule_many(batch)
