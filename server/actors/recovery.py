@@ -18,8 +18,9 @@ import logging
 from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
+from server.actors.effects import all_sent
 from server.actors.events import Event, InboundMessage, Redeliver, TurnResult
 from server.actors.flow_counters import RECOVERY_WINDOW, FlowCounters
 from server.actors.message_statuses import StatusLedger
@@ -137,16 +138,16 @@ async def _rearm_from_contacts(
     for the contact's next commit to drop, ``Effects.deliver_outbox``) is passed over."""
     batch: list[tuple[ContactKey, TimerDoc]] = []
     carried: list[Pending] = []
-    outboxes: list[tuple[ContactKey, list[str]]] = []  # to redeliver unless all sent
+    outboxes: list[tuple[ContactKey, list[dict[str, Any]]]] = []  # to redeliver unless all sent
     writing: asyncio.Task[int] | None = None  # the previous batch, written while the next is read
 
     async def redeliver_unsent() -> None:
         nonlocal outboxes
         sent: set[str] = set()
         if messages is not None and outboxes:
-            sent = await messages.sent_messages([i for _, ids in outboxes for i in ids])
-        for key, ids in outboxes:
-            if not sent.issuperset(ids):
+            sent = await messages.sent_messages([m["id"] for _, outbox in outboxes for m in outbox])
+        for key, outbox in outboxes:
+            if not all_sent(outbox, sent):
                 _redeliver(actors, key, clock)
                 report.outboxes += 1
         outboxes = []
@@ -175,7 +176,7 @@ async def _rearm_from_contacts(
                 batch = []
             if document.get("outbox") and not holds.waiting(document, clock.now()):
                 # held messages have wake timers: nothing to do now
-                outboxes.append((key, [message["id"] for message in document["outbox"]]))
+                outboxes.append((key, document["outbox"]))
                 if len(outboxes) >= batch_size:
                     await redeliver_unsent()
         await redeliver_unsent()

@@ -18,10 +18,19 @@ from server.actors.recovery import recover
 from server.config import Settings
 from server.runtime import Runtime
 from tests.integration.conftest import WORKSPACE, publish
+from tests.integration.test_typing_indicator import ECHO, answers
+from tests.integration.test_whatsapp_webhook import (  # noqa: F401 - fixtures
+    channel_fixture,
+    contact,
+    fresh,
+    graph_fixture,
+    webhook_fixture,
+)
 from tests.support.contacts import key_of
 from tests.support.graph_api_fake import GraphApiFake
 from tests.support.graphql import GraphQLClient, eventually
 from tests.support.whatsapp import connect_fake
+from tests.support.whatsapp_webhooks import CUSTOMER, WebhookClient, message_of
 
 PHONE = "+34600000931"
 FLOW = {
@@ -65,6 +74,12 @@ async def run_status(runtime: Runtime, run_id: str) -> str | None:
     return None if projected is None else projected["status"]
 
 
+async def passivated(runtime: Runtime) -> int:
+    """Drop the actors whose turns are over: each one's next turn starts from the stored document."""
+    assert runtime.actors is not None
+    return runtime.actors.passivate_idle(time.monotonic())
+
+
 def contact_writes(runtime: Runtime) -> int:
     assert runtime.database.stats is not None
     return runtime.database.stats.written_by_collection["contacts"]
@@ -105,8 +120,9 @@ async def test_what_a_stored_outbox_still_lists_is_never_sent_again(
 ) -> None:
     await answered(runtime, gql, fake)
     key = await key_of(runtime, WORKSPACE, PHONE)
-    assert runtime.actors is not None
-    assert runtime.actors.passivate_idle(time.monotonic()) >= 1  # the next turn loads the stored copy
+    await eventually(
+        lambda: passivated(runtime), lambda dropped: dropped >= 1
+    )  # the next turn loads the store's copy
     report = await recover(runtime.contacts, runtime.messages, runtime.timers, runtime.actors, runtime.clock)
     assert report.outboxes == 0  # nothing unsent: no redelivery asked for
     await say(gql, "gracias")  # a turn of the reloaded actor
@@ -115,3 +131,48 @@ async def test_what_a_stored_outbox_still_lists_is_never_sent_again(
     )
     assert stored is not None
     assert len(sent(fake)) == 2  # asked and thanked once each, nothing sent again
+
+
+async def test_a_read_receipt_before_a_sent_answer_waits_for_the_next_commit_and_is_never_repeated(
+    runtime: Runtime, gql: GraphQLClient, webhook: WebhookClient, graph: GraphApiFake
+) -> None:
+    """The typing indicator is on by default: the answer's turn still writes its contact once."""
+    assert (await webhook.post(fresh("text"))).status_code == 200  # opens the window, starts nothing
+    await eventually(lambda: contact(runtime), lambda c: c is not None and c.get("last_inbound_at"))
+    flow_id = await publish(gql, ECHO)
+    data = await gql(
+        "mutation($f: ID!, $p: String!) { startFlow(flowId: $f, phone: $p) { id } }", f=flow_id, p=CUSTOMER
+    )
+    run_id = data["startFlow"]["id"]
+    await eventually(lambda: graph_answers(graph), lambda found: found == [("text", "Recibido")])
+    await eventually(lambda: run_status(runtime, run_id), lambda status: status == "waiting")
+    body = fresh("text")
+    wamid = message_of(body)["id"]
+    before = contact_writes(runtime)
+    projected = (await runtime.runs.get(WORKSPACE, run_id) or {}).get("contact_version")
+    assert (await webhook.post(body)).status_code == 200
+    expected = [("text", "Recibido"), ("read", (wamid, {"type": "text"})), ("text", "Recibido")]
+    await eventually(lambda: graph_answers(graph), lambda found: found == expected)
+    # The run's projection follows the sends of the turn: the turn's writes are all done then.
+    await eventually(
+        lambda: runtime.runs.get(WORKSPACE, run_id),
+        lambda run: run is not None and run["contact_version"] != projected,
+    )
+    assert contact_writes(runtime) - before == 1
+    stored = await contact(runtime)
+    assert stored is not None and [m.get("kind") for m in stored["outbox"]] == ["typing", "text"]
+
+    await eventually(
+        lambda: passivated(runtime), lambda dropped: dropped >= 1
+    )  # the next turn loads the store's copy
+    report = await recover(runtime.contacts, runtime.messages, runtime.timers, runtime.actors, runtime.clock)
+    assert report.outboxes == 0
+    then = fresh("text")
+    assert (await webhook.post(then)).status_code == 200
+    again = [*expected, ("read", (message_of(then)["id"], {"type": "text"})), ("text", "Recibido")]
+    await eventually(lambda: graph_answers(graph), lambda found: found == again)
+    assert answers(graph) == again  # the earlier receipt was not repeated
+
+
+async def graph_answers(graph: GraphApiFake) -> list[tuple[str, Any]]:
+    return answers(graph)
