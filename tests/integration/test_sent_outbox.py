@@ -16,6 +16,7 @@ import pytest
 
 from server.actors.recovery import recover
 from server.config import Settings
+from server.operations import inbox
 from server.runtime import Runtime
 from tests.integration.conftest import WORKSPACE, publish
 from tests.integration.test_typing_indicator import ECHO, answers
@@ -161,6 +162,8 @@ async def test_a_read_receipt_before_a_sent_answer_waits_for_the_next_commit_and
     assert contact_writes(runtime) - before == 1
     stored = await contact(runtime)
     assert stored is not None and [m.get("kind") for m in stored["outbox"]] == ["typing", "text"]
+    conversation = await inbox.messages(runtime.services, stored, 10)  # what an agent sees
+    assert [m["status"] for m in conversation if m["direction"] == "out"] == ["accepted", "accepted"]
 
     await eventually(
         lambda: passivated(runtime), lambda dropped: dropped >= 1
