@@ -25,6 +25,7 @@ PROCESSES = {
 }
 COMMANDS_METRIC = "konvo_store_commands_total"
 DOCUMENTS_METRIC = "konvo_store_documents_written_total"
+BY_COLLECTION_METRIC = "konvo_store_documents_written_by_collection_total"
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,7 @@ class StoreWork:
 
     commands: Counter[str]
     documents_written: int
+    by_collection: Counter[str] = field(default_factory=Counter)
 
     @property
     def total_commands(self) -> int:
@@ -41,21 +43,32 @@ class StoreWork:
     @classmethod
     def of(cls, stats: StoreStats) -> StoreWork:
         """A snapshot of a listener of this process."""
-        return cls(Counter(stats.commands), stats.documents_written)
+        return cls(Counter(stats.commands), stats.documents_written, Counter(stats.written_by_collection))
 
     @classmethod
     def from_metrics(cls, series: Mapping[str, float]) -> StoreWork:
         """A snapshot from a served process's ``/metrics`` (``KONVO_STORE_STATS=1``)."""
         if DOCUMENTS_METRIC not in series:
             raise RuntimeError(f"/metrics has no {DOCUMENTS_METRIC}: is KONVO_STORE_STATS set on the server?")
-        prefix = COMMANDS_METRIC + '{command="'
-        commands = Counter(
-            {name[len(prefix) : -2]: int(value) for name, value in series.items() if name.startswith(prefix)}
+        commands = _labelled(series, COMMANDS_METRIC, "command")
+        return cls(
+            commands, int(series[DOCUMENTS_METRIC]), _labelled(series, BY_COLLECTION_METRIC, "collection")
         )
-        return cls(commands, int(series[DOCUMENTS_METRIC]))
 
     def __sub__(self, earlier: StoreWork) -> StoreWork:
-        return StoreWork(self.commands - earlier.commands, self.documents_written - earlier.documents_written)
+        return StoreWork(
+            self.commands - earlier.commands,
+            self.documents_written - earlier.documents_written,
+            self.by_collection - earlier.by_collection,
+        )
+
+
+def _labelled(series: Mapping[str, float], metric: str, label: str) -> Counter[str]:
+    """The samples of a labelled counter, by label value."""
+    prefix = f'{metric}{{{label}="'
+    return Counter(
+        {name[len(prefix) : -2]: int(value) for name, value in series.items() if name.startswith(prefix)}
+    )
 
 
 class CostWindow:
@@ -130,6 +143,9 @@ class EventCosts:
             commands = self.store.commands.most_common()
             per = ", ".join(f"{name} {count / self.events:.2f}" for name, count in commands if count)
             parts.append(f"commands per {self.unit}: {per or 'none'}")
+            written = self.store.by_collection.most_common()
+            per = ", ".join(f"{name} {count / self.events:.2f}" for name, count in written if count)
+            parts.append(f"documents written per {self.unit}: {per or 'none'}")
         parts += [f"{what}: {'yes' if ok else 'NO'}" for what, ok in self.checks.items()]
         if self.note:
             parts.append(self.note)

@@ -179,7 +179,9 @@ class ContactActor:
             if not future.done():
                 future.set_result(result)
 
-    async def _load(self) -> dict[str, Any]:
+    async def _load(self, *, lazily: bool = True) -> dict[str, Any]:
+        """The contact as of its last commit; a stored outbox is delivered first (a crash may have cut
+        it short). ``lazily``: a turn follows, whose commit drops what went (``deliver_outbox``)."""
         if self.document is None and self._packed is not None:
             self.document = unpack(self._packed)
             self._packed = None
@@ -190,7 +192,7 @@ class ContactActor:
                 if self._deps.identities_of is not None:  # whoever named it (API, webhook) claimed these
                     note_identities(found, await self._deps.identities_of(self.key))
             elif found.get("outbox"):
-                await self._deps.effects.deliver_outbox(found)
+                await self._deps.effects.deliver_outbox(found, lazily=lazily)
             self.document = found
         return self.document
 
@@ -209,8 +211,8 @@ class ContactActor:
         await self._deps.effects.settle(work, carried.release if carried is not None else None)
 
     async def _admitted_turn(self, event: Event) -> TurnResult:
-        if isinstance(event, Redeliver):
-            document = await self._load()
+        if isinstance(event, Redeliver):  # recovery: what it finds delivered leaves the store too
+            document = await self._load(lazily=False)
             await self._deps.effects.deliver_outbox(document)
             return TurnResult(document, changed=False)
         for _ in range(MAX_CAS_ATTEMPTS):

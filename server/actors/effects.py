@@ -51,6 +51,32 @@ class DeliveryReporter(Protocol):
 REFUSAL_CODES = (MARKETING_TO_US, NO_OPT_IN, WINDOW_CLOSED)
 
 
+def all_sent(outbox: list[dict[str, Any]], sent: set[str]) -> bool:
+    """Whether nothing in a stored ``outbox`` is left to send, given the ids recorded as ``sent``:
+    a read receipt counts as sent once a message after it was (``deliver_outbox`` drops it)."""
+    answered_later = False
+    for message in reversed(outbox):
+        if message["id"] in sent:
+            answered_later = True
+        elif not (answered_later and message.get("kind") == TYPING):
+            return False
+    return True
+
+
+def _kept_for_next_commit(outbox: list[dict[str, Any]], delivered: set[str], recorded: set[str]) -> set[str]:
+    """The delivered messages the stored outbox may list until the contact's next commit: those
+    recorded as sent, and a read receipt before one of them (``deliver_outbox`` drops it unsent)."""
+    kept: set[str] = set()
+    answered_later = False
+    for message in reversed(outbox):
+        if message["id"] in recorded:
+            kept.add(message["id"])
+            answered_later = True
+        elif answered_later and message.get("kind") == TYPING and message["id"] in delivered:
+            kept.add(message["id"])
+    return kept
+
+
 def _consume(future: asyncio.Future[Any]) -> None:
     if not future.cancelled() and future.exception() is not None:
         log.warning("send policy bookkeeping failed: %s", future.exception())
@@ -126,7 +152,8 @@ class Effects:
                 await self.timers.schedule(key, timer)
         queued_before = {m["id"] for m in (before or {}).get("outbox", [])}
         await self._report_holds(before, after)
-        await self.deliver_outbox(after, fresh={m["id"] for m in after.get("outbox", [])} - queued_before)
+        fresh = {m["id"] for m in after.get("outbox", [])} - queued_before
+        await self.deliver_outbox(after, fresh=fresh, lazily=True)
         if changed_runs:
             await self.runs.project(after, changed_runs)
         if self.counters is not None:
@@ -135,21 +162,43 @@ class Effects:
             await self.messages.mark_applied(applied_inbound)
         await self.publisher.contact_changed(after, changed_runs)
 
-    async def deliver_outbox(self, contact: dict[str, Any], fresh: set[str] | None = None) -> None:
+    async def deliver_outbox(
+        self, contact: dict[str, Any], fresh: set[str] | None = None, *, lazily: bool = False
+    ) -> None:
         """Send pending messages in order, each past the send policy first.
 
         A message held (quiet hours, a retry later) keeps the messages of its run behind it
         (a run's order is kept) while others go; a message to retry soon (transport trouble)
         stops the pass, and recovery redelivers. ``fresh``: ids queued by the turn just
         committed (never sent, so no lookup before sending).
+
+        Delivered messages leave ``contact``'s outbox (the actor's copy). The stored copy loses
+        them in a write of its own, except, when ``lazily`` (the contact's next commit writes its
+        outbox anyway), the messages recorded as sent with the provider's id: that record is what
+        a redelivery looks up before sending (``Channel.send``), so such a message is never sent
+        twice, and ``sent_messages`` lets recovery pass over a stored outbox holding only those.
+        A failure (``OUTCOME_UNKNOWN`` included), recorded with no provider id, always leaves the
+        stored outbox at once; so does a read receipt (recorded nowhere) unless a message after it
+        is kept: a stored read receipt whose answer went already is dropped unsent, a typing
+        indicator then would mislead. Issue 19: that write was a second compare-and-set-sized
+        update of the contact for every answered message.
         """
         delivered: list[str] = []
+        recorded: set[str] = set()  # sent, with a record naming the provider's id
         behind: set[str] = set()  # runs (or "direct") whose earlier message waits
         retry_soon = False
-        for message in contact.get("outbox", []):
+        outbox: list[dict[str, Any]] = contact.get("outbox", [])
+        answered: set[str] | None = None  # what a stored outbox lists that was sent (read once)
+        for index, message in enumerate(outbox):
             lane = message.get("run_id") or "direct"
             if lane in behind:
                 continue
+            if message.get("kind") == TYPING and not (fresh and message["id"] in fresh):
+                if answered is None:
+                    answered = await self._sent_of(outbox)
+                if any(later["id"] in answered for later in outbox[index + 1 :]):
+                    delivered.append(message["id"])
+                    continue
             decision = await self.policy.before_send(contact, message) if self.policy else None
             if decision is not None and decision.wait:
                 behind.add(lane)
@@ -194,16 +243,26 @@ class Effects:
                     error=f"{result.error} (retries spent)",
                 )
             delivered.append(message["id"])
+            if result.ok and result.provider_id:
+                recorded.add(message["id"])
             await self._settle_send(contact["workspace_id"], message, result)
             await self._report(contact, message, result)
         if delivered:
-            await self.contacts.pull_outbox(contact["_id"], contact["version"], delivered)
+            kept = _kept_for_next_commit(outbox, set(delivered), recorded) if lazily else set()
+            stored_now = [message_id for message_id in delivered if message_id not in kept]
+            if stored_now:
+                await self.contacts.pull_outbox(contact["_id"], contact["version"], stored_now)
             contact["outbox"] = [m for m in contact.get("outbox", []) if m["id"] not in delivered]
         key = ContactKey.of_contact(contact)
         if retry_soon:
             self.stuck_outboxes.add(key)
         else:
             self.stuck_outboxes.discard(key)
+
+    async def _sent_of(self, outbox: list[dict[str, Any]]) -> set[str]:
+        """The ids of ``outbox``'s messages recorded as sent (read receipts are recorded nowhere)."""
+        ids = [message["id"] for message in outbox if message.get("kind") != TYPING]
+        return await self.messages.sent_messages(ids) if ids else set()
 
     def _defer(
         self,

@@ -18,8 +18,9 @@ import logging
 from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
+from server.actors.effects import all_sent
 from server.actors.events import Event, InboundMessage, Redeliver, TurnResult
 from server.actors.flow_counters import RECOVERY_WINDOW, FlowCounters
 from server.actors.message_statuses import StatusLedger
@@ -90,6 +91,7 @@ async def recover(
             counters=counters,
             counts_since=counts_since,
             gate=gate,
+            messages=messages,
         )
     else:
         for key in stuck_outboxes:
@@ -133,19 +135,34 @@ async def _rearm_from_contacts(
     counters: FlowCounters | None = None,
     counts_since: datetime | None = None,
     gate: WorkspaceGate | None = None,
+    messages: MessageRepository | None = None,
 ) -> None:
     """Every timer held in a contact (of ``workspace_id``, or all) re-armed (batch N+1 read while
     batch N is written to Redis), every contact with an undelivered outbox told to redeliver, and
     in the same scan the flow counters contacts carry handed to ``counters`` (counted unless
     counted already). With a ``gate``, each contact read counts as its workspace's work in flight
     until what the scan writes for it is written (a deletion waits for that much, not a whole
-    pass); contacts of a workspace being deleted are skipped."""
+    pass); contacts of a workspace being deleted are skipped. With ``messages``, an outbox holding
+    only messages recorded as sent (left for the contact's next commit to drop,
+    ``Effects.deliver_outbox``) is passed over."""
     batch: list[tuple[ContactKey, TimerDoc]] = []
     carried: list[Pending] = []
+    outboxes: list[tuple[ContactKey, list[dict[str, Any]]]] = []  # to redeliver unless all sent
     writing: asyncio.Task[int] | None = None  # the previous batch, written while the next is read
     in_batch: list[Ticket] = []  # of the contacts whose timers are in ``batch``
     in_writing: list[Ticket] = []  # of those in ``writing``
     in_carried: list[Ticket] = []  # of those in ``carried``
+
+    async def redeliver_unsent() -> None:
+        nonlocal outboxes
+        sent: set[str] = set()
+        if messages is not None and outboxes:
+            sent = await messages.sent_messages([m["id"] for _, outbox in outboxes for m in outbox])
+        for key, outbox in outboxes:
+            if not all_sent(outbox, sent):
+                _redeliver(actors, key, clock)
+                report.outboxes += 1
+        outboxes = []
 
     async def written() -> None:
         nonlocal writing
@@ -180,8 +197,11 @@ async def _rearm_from_contacts(
                 in_batch.clear()
                 batch = []
             if document.get("outbox") and not holds.waiting(document, clock.now()):
-                _redeliver(actors, key, clock)  # held messages have wake timers: nothing to do now
-                report.outboxes += 1
+                # held messages have wake timers: nothing to do now
+                outboxes.append((key, document["outbox"]))
+                if len(outboxes) >= batch_size:
+                    await redeliver_unsent()
+        await redeliver_unsent()
         await written()
         if batch:
             report.timers_armed += await timers.schedule_many(batch)

@@ -13,6 +13,7 @@ from typing import Any
 
 from server.actors.contact_actor import event_id
 from server.actors.events import AgentMessage, MarkRead
+from server.channels.base import TYPING
 from server.errors import InvalidInput, NotFound
 from server.identity import message_address
 from server.ids import ContactKey, new_id
@@ -66,7 +67,7 @@ async def messages(services: Services, contact: dict[str, Any], last: int) -> li
             "at": m.get("created_at"),
         }
         for m in contact.get("outbox", [])
-        if m["id"] not in known
+        if m["id"] not in known and m.get("kind") != TYPING  # a read receipt is no message
     ]
     return with_reactions([*stored, *queued][-last:])
 

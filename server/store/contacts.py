@@ -150,6 +150,7 @@ class ContactRepository:
         fields = {
             "timers": 1,
             "outbox.id": 1,
+            "outbox.kind": 1,
             "outbox.not_before": 1,
             "outbox_paused_until": 1,
             "workspace_id": 1,

@@ -114,6 +114,14 @@ class MessageRepository:
                 if message_id in found:
                     yield found[message_id]
 
+    async def sent_messages(self, message_ids: list[str]) -> set[str]:
+        """Which of these outbox ids were sent: recorded with the provider's id (what a redelivery
+        finds before sending). A contact's stored outbox may still hold them (``deliver_outbox``)."""
+        found = self._messages.find(
+            {"_id": {"$in": message_ids}, "direction": "out", "provider_id": {"$ne": None}}, {"_id": 1}
+        )
+        return {document["_id"] async for document in found}
+
     async def outbound_for(self, key: ContactKey, channel: str) -> list[dict[str, Any]]:
         query = {"$and": [of_contact(key), {"direction": "out", "channel": channel}]}
         return await self._messages.find(query).sort([("at", 1), ("_id", 1)]).to_list()

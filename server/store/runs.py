@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from pymongo import UpdateOne
+from pymongo import ReplaceOne
 
 from server.store.batching import WriteBatcher
 from server.store.database import Database
@@ -17,7 +17,11 @@ class RunRepository:
         self._writes = WriteBatcher(self._runs)  # projections of many actors share round trips
 
     async def project(self, contact: dict[str, Any], run_ids: set[str]) -> None:
-        """Upsert the given runs; ``contact_version`` guards against an older write landing last."""
+        """Upsert the given runs; ``contact_version`` guards against an older write landing last.
+
+        Each projection replaces the whole document (what the run is now, no field of an earlier
+        state left behind): the embedded store does a replace for about four fifths of the CPU of
+        an equivalent ``$set``, whose update operators it checks field by field (issue 19)."""
         operations = []
         for run in contact.get("runs", []):
             if run["id"] not in run_ids:
@@ -31,9 +35,9 @@ class RunRepository:
             }
             document.pop("id")
             operations.append(
-                UpdateOne(
+                ReplaceOne(
                     {"_id": run["id"], "contact_version": {"$not": {"$gt": contact["version"]}}},
-                    {"$set": document},
+                    document,
                     upsert=True,
                 )
             )

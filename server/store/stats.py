@@ -28,8 +28,12 @@ def documents_written(command_name: str, reply: Mapping[str, Any]) -> int:
     return 0
 
 
+WRITE_COMMANDS = ("insert", "update", "delete", "findAndModify")
+
+
 class StoreStats(monitoring.CommandListener):
-    """Counts since start: commands sent by name, failed commands, documents written.
+    """Counts since start: commands sent by name, failed commands, documents written (in all and
+    by collection: which write of an event costs the store is what a change to it needs to know).
 
     Called by the async driver on the event loop that sent the command, so plain counters do.
     """
@@ -38,12 +42,21 @@ class StoreStats(monitoring.CommandListener):
         self.commands: Counter[str] = Counter()
         self.failures = 0
         self.documents_written = 0
+        self.written_by_collection: Counter[str] = Counter()
+        self._writing: dict[tuple[Any, int], str] = {}  # (connection, request) -> collection
 
     def started(self, event: monitoring.CommandStartedEvent) -> None:
         self.commands[event.command_name] += 1
+        if event.command_name in WRITE_COMMANDS:
+            self._writing[(event.connection_id, event.request_id)] = str(event.command[event.command_name])
 
     def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        self.documents_written += documents_written(event.command_name, event.reply)
+        written = documents_written(event.command_name, event.reply)
+        self.documents_written += written
+        collection = self._writing.pop((event.connection_id, event.request_id), None)
+        if written and collection is not None:
+            self.written_by_collection[collection] += written
 
     def failed(self, event: monitoring.CommandFailedEvent) -> None:
         self.failures += 1
+        self._writing.pop((event.connection_id, event.request_id), None)

@@ -66,6 +66,11 @@ def _store_series(stats: StoreStats) -> Series:
         "konvo_store_documents_written_total": _counter(
             "Documents the store inserted, changed or deleted for this process.", stats.documents_written
         ),
+        "konvo_store_documents_written_by_collection_total": (
+            "Documents the store inserted, changed or deleted for this process, by collection.",
+            "counter",
+            {f'{{collection="{name}"}}': float(n) for name, n in sorted(stats.written_by_collection.items())},
+        ),
     }
 
 

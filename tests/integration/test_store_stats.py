@@ -58,6 +58,7 @@ async def test_commands_are_counted_by_name_and_documents_by_what_the_store_wrot
     assert stats.commands["findAndModify"] == 2
     # 5 + 1 inserted, 1 changed + 1 upserted, 1 deleted, 1 found and changed
     assert stats.documents_written == 10
+    assert stats.written_by_collection == {"stats_docs": 10}
     assert stats.failures == 0
 
 
@@ -91,5 +92,6 @@ async def test_metrics_expose_the_counts_only_when_enabled(settings: Settings) -
         assert runtime.database.stats is not None
         assert series['konvo_store_commands_total{command="insert"}'] >= 1, text
         assert series["konvo_store_documents_written_total"] >= 3, text
+        assert series['konvo_store_documents_written_by_collection_total{collection="stats_docs"}'] == 3, text
         assert series["konvo_store_command_failures_total"] == 0, text
         assert text.count("# TYPE konvo_store_commands_total counter") == 1, text
