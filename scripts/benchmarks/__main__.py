@@ -13,7 +13,7 @@ from scripts.benchmarks.report import Row, print_table
 # row -> (module, full size, quick size)
 ROWS = {
     "P1": (inbound, 10_000, 50),
-    "P2": (endpoint, 5_000, 200),
+    "P2": (endpoint, 5_000, 1_000),
     "P3": (latency, 2_000, 30),
     "P4": (timers, 10_000, 300),
     "P5": (memory, 200_000, 1_000),

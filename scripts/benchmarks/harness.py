@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -133,15 +133,23 @@ async def insert_clones(
     due_at: datetime | None,
     first_index: int = 1,
     batch: int = 2000,
-) -> None:
-    """Clones with their phones claimed in ``identities``, as contacts this version created are."""
+    spacing: timedelta = timedelta(0),
+) -> list[str]:
+    """Clones with their phones claimed in ``identities``, as contacts this version created are;
+    their ids in order. The k-th clone's timers fall due ``k * spacing`` after ``due_at``."""
     contacts = runtime.database.collection("contacts")
     now = runtime.clock.now()
+    ids: list[str] = []
     for start in range(first_index, first_index + count, batch):
         stop = min(start + batch, first_index + count)
-        clones = [clone_contact(template, i, due_at) for i in range(start, stop)]
+        clones = [
+            clone_contact(template, i, due_at + (i - first_index) * spacing if due_at else None)
+            for i in range(start, stop)
+        ]
         await contacts.insert_many(clones, ordered=False)
         await runtime.identities.claim_many([_phone_claim(clone, now) for clone in clones])
+        ids += [clone["_id"] for clone in clones]
+    return ids
 
 
 def _phone_claim(contact: dict[str, Any], now: datetime) -> dict[str, Any]:

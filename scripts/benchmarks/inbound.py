@@ -166,6 +166,7 @@ async def wait_done(
     requests: int,
     template_id: str,
     window: CostWindow | None = None,
+    phones: list[str] | None = None,
 ) -> Done:
     """Until the fake holds ``requests`` requests in all, no clone waits, and every inbound message
     is marked applied (after its turn's sends and read models, its run projection): ``window``
@@ -173,7 +174,8 @@ async def wait_done(
 
     A pending mark that stops going away for ``STALLED_SECONDS`` is left and counted: the server
     lost the tail of that turn (seen when a lease loss cancelled committed turns). The window is
-    then closed as of the last mark that went.
+    then closed as of the last mark that went. ``phones``: only these contacts are waited for
+    (contacts seeded for a later part are waiting too).
     """
     deadline = time.monotonic() + DONE_TIMEOUT
     received = await fake.wait_requests(requests, DONE_TIMEOUT)
@@ -182,7 +184,9 @@ async def wait_done(
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(settings.mongodb_uri, **CLIENT_OPTIONS)
     try:
         database = client[settings.mongodb_db]
-        undone = {"_id": {"$ne": template_id}, **DONE}
+        undone: dict[str, Any] = {"_id": {"$ne": template_id}, **DONE}
+        if phones is not None:
+            undone["phone"] = {"$in": phones}
         while await database["contacts"].count_documents(undone):
             if time.monotonic() > deadline:
                 raise TimeoutError("contacts still wait")

@@ -30,7 +30,7 @@ async def measure(services: harness.Services, count: int, quick: bool) -> Row:
         await harness.insert_clones(first, template, count, first.clock.now() + timedelta(hours=1))
     finally:
         await first.stop()
-    queue = f"konvo:{settings.mongodb_db}:timers"
+    queue = first.timers.queue_name  # the hash-tagged queue (server/redis_keys.py)
     redis = Redis.from_url(settings.redis_url or "")
     await redis.flushall()
     started = time.perf_counter()

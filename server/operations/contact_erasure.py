@@ -223,18 +223,22 @@ async def workspace_salt(services: Services, workspace_id: str) -> str:
 
 
 async def erased_message(services: Services, workspace_id: str, provider_id: str) -> bool:
-    """Whether a provider id names a message of an erased contact (a late status about it)."""
+    """Whether a provider id names a message of an erased contact (a late status about it).
+
+    Asked for every status whose message is unknown: a workspace that never erased anyone has no
+    salt and costs one (batched) read; otherwise one query for both hashes.
+    """
+    hashes = await _message_hashes(services, workspace_id, provider_id)
+    if not hashes:
+        return False
     found = await services.database.collection("erased_messages").find_one(
-        {
-            "workspace_id": workspace_id,
-            "_id": {"$in": await _message_hashes(services, workspace_id, provider_id)},
-        }
+        {"workspace_id": workspace_id, "_id": {"$in": hashes}}
     )
     return found is not None
 
 
 async def _message_hashes(services: Services, workspace_id: str, provider_id: str) -> list[str]:
-    found = await services.database.collection("workspaces").find_one({"_id": workspace_id}, {SALT_FIELD: 1})
+    found = await services.workspaces.get(workspace_id)
     salt = (found or {}).get(SALT_FIELD)
     if not salt:
         return []

@@ -42,6 +42,7 @@ class MessageRepository:
         self._ref_writes = WriteBatcher(self._refs)
         self._loads = IdLoader(self._messages)
         self._pending_loads = IdLoader(self._pending)
+        self._ref_loads = IdLoader(self._refs)
 
     async def record_inbound(self, document: dict[str, Any]) -> str | None:
         """Store an inbound message as pending: None when new, else the ``_id`` it was stored under.
@@ -133,13 +134,21 @@ class MessageRepository:
 
         The sandbox's provider id is the message id itself, so both are looked up (by ``_id``).
         A reference stored by an older version has the bare provider id as ``_id``.
+        Both reads go by ``_id`` through the loaders, so concurrent status webhooks share their
+        round trips; the workspace and direction are checked here.
         """
-        ids = [scoped_id(workspace_id, provider_id), provider_id]
-        ref = await self._refs.find_one({"_id": {"$in": ids}, "workspace_id": workspace_id})
-        message_id = ref["message_id"] if ref is not None else provider_id
-        return await self._messages.find_one(
-            {"_id": message_id, "workspace_id": workspace_id, "direction": "out"}
+        refs = await asyncio.gather(
+            self._ref_loads.load(scoped_id(workspace_id, provider_id)), self._ref_loads.load(provider_id)
         )
+        ref = next((r for r in refs if r is not None and r.get("workspace_id") == workspace_id), None)
+        message = await self._loads.load(ref["message_id"] if ref is not None else provider_id)
+        if (
+            message is None
+            or message.get("workspace_id") != workspace_id
+            or message.get("direction") != "out"
+        ):
+            return None
+        return message
 
     async def by_provider_ids(self, workspace_id: str, provider_ids: list[str]) -> dict[str, dict[str, Any]]:
         """The workspace's messages, in or out, that a provider knows by these ids (what a quote or a

@@ -17,9 +17,10 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
-from pymongo.errors import DuplicateKeyError
+from pymongo import InsertOne
 
 from server.ids import scoped_id
+from server.store.batching import IdLoader, Outcome, WriteBatcher
 from server.store.database import Database
 from server.store.legacy_ids import LegacyProviderIds
 
@@ -34,6 +35,10 @@ class MessageStatusRepository:
     def __init__(self, database: Database, legacy: LegacyProviderIds) -> None:
         self._statuses = database.collection("message_statuses")
         self._legacy = legacy
+        # Group commit: the reports of concurrent webhooks share round trips (store/batching.py);
+        # each webhook is still answered only once its own report is stored.
+        self._inserts = WriteBatcher(self._statuses)
+        self._loads = IdLoader(self._statuses)
 
     async def record_report(self, document: Document) -> tuple[bool, Document | None]:
         """Store a provider's report (``_id`` from ``report_id``): (True, None) when new, else
@@ -52,14 +57,10 @@ class MessageStatusRepository:
 
     async def insert(self, document: Document) -> bool:
         """Store a report; False when the same (provider id, status) was stored before."""
-        try:
-            await self._statuses.insert_one(document)
-        except DuplicateKeyError:
-            return False
-        return True
+        return await self._inserts.write(InsertOne(document)) is Outcome.DONE
 
     async def get(self, status_id: str) -> Document | None:
-        return await self._statuses.find_one({"_id": status_id})
+        return await self._loads.load(status_id)
 
     async def attach(self, status_id: str, message_id: str, contact: Document) -> None:
         """The report's message is known: it is on the message document and its actor is told.

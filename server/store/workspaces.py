@@ -18,6 +18,7 @@ from typing import Any
 from pymongo import ReturnDocument
 
 from server.ids import new_id
+from server.store.batching import IdLoader
 from server.store.database import Database
 
 KEY_PREFIX = "konvo_"
@@ -48,9 +49,10 @@ class WorkspaceRepository:
     def __init__(self, database: Database) -> None:
         self._workspaces = database.collection("workspaces")
         self._keys = database.collection("api_keys")
+        self._loads = IdLoader(self._workspaces)  # concurrent webhooks share one read
 
     async def get(self, workspace_id: str) -> dict[str, Any] | None:
-        return await self._workspaces.find_one({"_id": workspace_id})
+        return await self._loads.load(workspace_id)
 
     async def ensure(
         self, workspace_id: str, name: str, timezone: str, now: datetime, locale: str | None = None

@@ -13,7 +13,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 ROWS = ["P1", "P2", "P3", "P4", "P5", "P6"]
-COST_ROWS = ["P1", "P2", "P2 bare", "P3", "P4"]
+COST_ROWS = ["P1", "P2", "P2 bare", "P3", "P4", "P4 80%"]
 COSTS_HEADER = "#  | events"
 
 
