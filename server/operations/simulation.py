@@ -37,8 +37,8 @@ from server.machines import runner
 from server.machines.compiler import CompiledFlow, compile_flow
 from server.machines.definition import parse_flow
 from server.machines.documents import StepDoc
+from server.machines.flow_checks.issues import FlowIssue
 from server.machines.rendering import render_message
-from server.machines.validator import FlowIssue
 from server.machines.values import coerce_value
 from server.operations.catalog import catalog_snapshot
 from server.operations.contact_identifiers import contact_phone
