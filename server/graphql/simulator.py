@@ -18,8 +18,8 @@ from server.graphql.json_values import plain
 from server.graphql.messages import RenderedMessage
 from server.graphql.permissions import ADMIN_ONLY
 from server.graphql.types import FlowIssue, RunStatus, Severity
-from server.machines import runner
 from server.machines.rendering import plain_text
+from server.machines.turn import ACTIVE
 from server.operations import simulation as ops
 from server.window import window_open
 
@@ -180,7 +180,7 @@ class SimulationEnd:
 def _why(result: ops.Simulation, run: dict[str, Any]) -> str:
     """A sentence on the run's end: the failing step's own explanation when it gave one."""
     status, reason = run["status"], run.get("end_reason") or ""
-    if status in runner.ACTIVE:
+    if status in ACTIVE:
         waiting = run.get("waiting_for") or {}
         if result.stopped:
             return f"still {status} when the simulation stopped ({result.stopped})"

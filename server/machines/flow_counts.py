@@ -1,6 +1,6 @@
 """The analytics counters one turn adds to its flows, derived from what the turn did (pure).
 
-``TurnCounts`` watches a turn (``runner.TurnObserver``): every step recorded, every node entered
+``TurnCounts`` watches a turn (``TurnObserver``): every step recorded, every node entered
 and every wait begun. Counters are generic, so a node kind added later (an A/B ``split`` whose
 step names its branch) is counted without code here:
 

@@ -13,7 +13,7 @@ from server.ids import ContactKey
 from server.machines import runner
 from server.machines.compiler import CompiledFlow, compile_flow
 from server.machines.definition import parse_flow
-from server.machines.runner import MAX_STEPS_KEPT, Turn
+from server.machines.turn import MAX_STEPS_KEPT, Turn, end_run, record_step
 from server.segments import matches
 from server.store.contacts import new_contact
 
@@ -618,7 +618,7 @@ def test_ending_an_ended_run_changes_nothing() -> None:
     t = turn()
     run = started(flow({"id": "tag", "type": "tag"}), t)
     before = (run["status"], run["end_reason"], len(run["steps"]))
-    runner.end_run(later(t, SECOND), run, "cancelled", "LATER")
+    end_run(later(t, SECOND), run, "cancelled", "LATER")
     assert (run["status"], run["end_reason"], len(run["steps"])) == before
 
 
@@ -626,7 +626,7 @@ def test_a_long_run_keeps_its_first_step_and_counts_the_dropped_ones() -> None:
     t = turn()
     run = started(no_reply_flow(), t)
     for n in range(MAX_STEPS_KEPT + 10):
-        runner.record_step(t, run, "ask", "synced", str(n))
+        record_step(t, run, "ask", "synced", str(n))
     assert len(run["steps"]) == MAX_STEPS_KEPT
     assert run["steps"][0]["action"] == "started"
     assert run["steps"][-1]["outcome"] == str(MAX_STEPS_KEPT + 9)
