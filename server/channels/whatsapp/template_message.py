@@ -22,6 +22,9 @@ from pydantic import ValidationError
 
 from server.channels.whatsapp.template_params import TemplateButtonParam, TemplateHeaderParam, TemplateParams
 
+# Meta's review statuses a template can be sent in: FLAGGED is a quality warning, still sent;
+# PAUSED, DISABLED and the unapproved ones are not.
+SENDABLE_TEMPLATE_STATUSES = ("APPROVED", "FLAGGED")
 PARAM = re.compile(r"\{\{\s*(\d+)\s*\}\}")
 MAX_COUPON = 15  # Meta: a copy code is at most 15 characters
 HEADER_MEDIA = {"IMAGE": "image", "VIDEO": "video", "DOCUMENT": "document"}

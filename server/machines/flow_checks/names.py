@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from server.channels.whatsapp.template_message import resolve_template
+from server.channels.whatsapp.template_message import SENDABLE_TEMPLATE_STATUSES, resolve_template
 from server.errors import InvalidInput
 from server.machines.catalog import Catalog, TemplateSummary
 from server.machines.definition import (
@@ -37,9 +37,6 @@ MAX_TEMPLATE_PHONE_BUTTONS = 1
 
 
 MAX_TEMPLATE_COPY_CODE_BUTTONS = 1
-
-
-SENDABLE_STATUSES = ("APPROVED", "FLAGGED")  # FLAGGED: a quality warning, still sent
 
 
 def check_catalog(node: Node, flow: FlowDefinition, catalog: Catalog) -> list[FlowIssue]:
@@ -214,7 +211,7 @@ def _template_status_issues(
                 f"(updateTemplate) to resubmit it; flows waiting on it become active once it is approved",
             )
         ]
-    if status in SENDABLE_STATUSES:
+    if status in SENDABLE_TEMPLATE_STATUSES:
         return []
     if status == "DRAFT" and catalog.sandbox and not variant.meta_id:
         return [
