@@ -37,6 +37,7 @@ from server.identity import Identities
 from server.ids import ContactKey
 from server.machines import contact_state, runner, statuses
 from server.machines.compiler import CompiledFlow
+from server.machines.documents import RunDoc
 from server.machines.turn import ACTIVE, AssignRequest, Turn, TurnObserver, end_run
 from server.sending import holds
 
@@ -200,7 +201,7 @@ class TurnLogic:
         by_name: bool,
         source: str,
         channel_id: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> RunDoc:
         """Start a run of the flow's active version (``source``: api, webhook, broadcast, keyword,
         connect). While an agent owns the conversation the run is recorded as skipped with
         ``CONTACT_WITH_AGENT``, unless the flow runs while assigned or another run of this very
@@ -235,7 +236,7 @@ class TurnLogic:
             return contact_commands.TurnExtras()
         return await self._sources.extras_of(workspace_id)
 
-    async def _compiled(self, run: dict[str, Any]) -> CompiledFlow:
+    async def _compiled(self, run: RunDoc) -> CompiledFlow:
         return await self._sources.flow_cache.get(run["flow_id"], run["version"])
 
     async def _follow_assigns(self, key: ContactKey, turn: Turn) -> None:
@@ -308,7 +309,7 @@ class TurnLogic:
 
     async def _start_from_inbound_trigger(
         self, key: ContactKey, turn: Turn, event: InboundMessage, keywords_only: bool = False
-    ) -> dict[str, Any] | None:
+    ) -> RunDoc | None:
         """No run waits for this message: a keyword or catch-all trigger may start a flow, same turn."""
         if self._sources.inbound_trigger is None:
             return None
@@ -410,7 +411,7 @@ class TurnLogic:
         return TurnResult(turn.contact)
 
 
-def _note_channel(turn: Turn, waiting: dict[str, Any] | None, event: InboundMessage) -> None:
+def _note_channel(turn: Turn, waiting: RunDoc | None, event: InboundMessage) -> None:
     """The customer wrote to ``event.channel_id``: what answers them goes out through that number
     (the run waiting for them, and agents' messages), as the customer expects."""
     if event.channel_id is None:  # the sandbox: nothing to follow

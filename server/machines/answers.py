@@ -12,6 +12,7 @@ from server.machines.definition import (
     MessageNode,
     WhatsAppFlowNode,
 )
+from server.machines.documents import RunDoc
 from server.machines.node_entry import enter, follow
 from server.machines.send_nodes import flow_token
 from server.machines.turn import INVALID_VALUE, Turn, cancel_run_timers, end_run, record_step, save_variables
@@ -19,7 +20,7 @@ from server.machines.values import coerce_value
 
 
 def location_answer(
-    turn: Turn, compiled: CompiledFlow, run: dict[str, Any], node: MessageNode, location: dict[str, Any]
+    turn: Turn, compiled: CompiledFlow, run: RunDoc, node: MessageNode, location: dict[str, Any]
 ) -> None:
     """The customer shared a location: its parts go into the node's fields, then ``location``."""
     assert node.location_request is not None
@@ -53,7 +54,7 @@ def _coordinates(location: dict[str, Any]) -> str | None:
     return f"{location['latitude']}, {location['longitude']}"
 
 
-def is_answer_to(run: dict[str, Any], node: WhatsAppFlowNode, form: dict[str, Any] | None) -> bool:
+def is_answer_to(run: RunDoc, node: WhatsAppFlowNode, form: dict[str, Any] | None) -> bool:
     """Whether an answer is to this run's form: ours carry the token we sent; others (the sandbox,
     a token Meta reports as ``unused``) are taken as the answer to the form that waits."""
     response = (form or {}).get("response")
@@ -62,7 +63,7 @@ def is_answer_to(run: dict[str, Any], node: WhatsAppFlowNode, form: dict[str, An
 
 
 def form_answer(
-    turn: Turn, compiled: CompiledFlow, run: dict[str, Any], node: WhatsAppFlowNode, form: dict[str, Any]
+    turn: Turn, compiled: CompiledFlow, run: RunDoc, node: WhatsAppFlowNode, form: dict[str, Any]
 ) -> None:
     """Read each mapped answer with its field's type; all fit -> saved and ``answered``, else re-ask.
 
@@ -103,7 +104,7 @@ def form_answer(
 def _form_invalid(
     turn: Turn,
     compiled: CompiledFlow,
-    run: dict[str, Any],
+    run: RunDoc,
     node: WhatsAppFlowNode,
     answer: dict[str, Any],
     problems: list[dict[str, Any]],

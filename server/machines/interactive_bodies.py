@@ -10,6 +10,7 @@ from typing import Any
 from server.machines.definition import (
     MessageNode,
 )
+from server.machines.documents import RunDoc
 from server.machines.placeholders import render
 from server.machines.turn import Turn
 
@@ -28,9 +29,7 @@ def list_button_label(node: MessageNode, locale: str) -> str:
     return node.list_button or LIST_BUTTON_LABELS.get(locale.split("-")[0].lower(), LIST_BUTTON_LABELS["en"])
 
 
-def interactive_body(
-    turn: Turn, run: dict[str, Any], node: MessageNode, warnings: list[str]
-) -> dict[str, Any]:
+def interactive_body(turn: Turn, run: RunDoc, node: MessageNode, warnings: list[str]) -> dict[str, Any]:
     """The outbox fields of a list, CTA URL, location request or carousel message (payloads.py)."""
 
     def filled(value: str) -> str:

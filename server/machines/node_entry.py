@@ -32,6 +32,7 @@ from server.machines.definition import (
     TemplateNode,
     WhatsAppFlowNode,
 )
+from server.machines.documents import RunDoc
 from server.machines.placeholders import render, scope_value
 from server.machines.send_nodes import send_message, send_template, send_whatsapp_flow
 from server.machines.turn import (
@@ -50,7 +51,7 @@ from server.machines.turn import (
 from server.machines.values import coerce_value
 
 
-def follow(turn: Turn, compiled: CompiledFlow, run: dict[str, Any], node_id: str, trigger: str) -> None:
+def follow(turn: Turn, compiled: CompiledFlow, run: RunDoc, node_id: str, trigger: str) -> None:
     target = compiled.step(node_id, trigger)
     if target is None:
         end_run(turn, run, "failed", f"NO_PATH:{trigger}")
@@ -60,7 +61,7 @@ def follow(turn: Turn, compiled: CompiledFlow, run: dict[str, Any], node_id: str
     enter(turn, compiled, run, target)
 
 
-def enter(turn: Turn, compiled: CompiledFlow, run: dict[str, Any], node_id: str, again: bool = False) -> None:
+def enter(turn: Turn, compiled: CompiledFlow, run: RunDoc, node_id: str, again: bool = False) -> None:
     """Enter nodes one after another until the run waits or ends.
 
     However long the path, it ends: a node entered a second time in one turn (no wait in
@@ -104,13 +105,13 @@ def enter(turn: Turn, compiled: CompiledFlow, run: dict[str, Any], node_id: str,
         again = False
 
 
-def _opt_in(turn: Turn, compiled: CompiledFlow, run: dict[str, Any], node: Node) -> str:
+def _opt_in(turn: Turn, compiled: CompiledFlow, run: RunDoc, node: Node) -> str:
     set_consent(turn.contact, True, turn.now, "flow", flow_id=run["flow_id"], node=node.id, run_id=run["id"])
     record_step(turn, run, node.id, "opted_in", "ok")
     return "advance"
 
 
-def _tag(turn: Turn, compiled: CompiledFlow, run: dict[str, Any], node: Node) -> str:
+def _tag(turn: Turn, compiled: CompiledFlow, run: RunDoc, node: Node) -> str:
     assert isinstance(node, TagNode)
     tags: list[str] = list(turn.contact.get("tags", []))
     for name in node.add:
@@ -122,10 +123,11 @@ def _tag(turn: Turn, compiled: CompiledFlow, run: dict[str, Any], node: Node) ->
     return "advance"
 
 
-def _set_variable(turn: Turn, compiled: CompiledFlow, run: dict[str, Any], node: Node) -> str:
+def _set_variable(turn: Turn, compiled: CompiledFlow, run: RunDoc, node: Node) -> str:
     assert isinstance(node, SetVariableNode)
     source = node.source()
     blank: str | None = None  # why the value is missing, when a value was expected
+    value: Any
     if source.from_ == "reply":
         value = run.get("reply")
         blank = "the reply has no text to save"
@@ -167,7 +169,7 @@ def _set_variable(turn: Turn, compiled: CompiledFlow, run: dict[str, Any], node:
 
 
 def _invalid_value(
-    turn: Turn, compiled: CompiledFlow, run: dict[str, Any], node: SetVariableNode, value: Any, why: str
+    turn: Turn, compiled: CompiledFlow, run: RunDoc, node: SetVariableNode, value: Any, why: str
 ) -> str:
     """Ask the question the customer answered again (``retries`` times), then ``on_invalid``.
 
@@ -199,7 +201,7 @@ def _invalid_value(
     return ENDED
 
 
-def _assign(turn: Turn, compiled: CompiledFlow, run: dict[str, Any], node: Node) -> str:
+def _assign(turn: Turn, compiled: CompiledFlow, run: RunDoc, node: Node) -> str:
     """Ask the actor for an agent: picking one reads the store (availability, counters, loads).
 
     The run pauses here only within the turn; ``finish_assign`` resumes it before the commit, so
@@ -212,7 +214,7 @@ def _assign(turn: Turn, compiled: CompiledFlow, run: dict[str, Any], node: Node)
     return WAIT
 
 
-def _condition(turn: Turn, compiled: CompiledFlow, run: dict[str, Any], node: Node) -> str:
+def _condition(turn: Turn, compiled: CompiledFlow, run: RunDoc, node: Node) -> str:
     assert isinstance(node, ConditionNode)
     matcher = turn.segment_matcher
     for index, branch in enumerate(node.branches):
@@ -223,7 +225,7 @@ def _condition(turn: Turn, compiled: CompiledFlow, run: dict[str, Any], node: No
     return "otherwise"
 
 
-def _delay(turn: Turn, compiled: CompiledFlow, run: dict[str, Any], node: Node) -> str:
+def _delay(turn: Turn, compiled: CompiledFlow, run: RunDoc, node: Node) -> str:
     assert isinstance(node, DelayNode)
     if node.for_ is not None:
         due = turn.now + parse_duration(node.for_)
@@ -242,7 +244,7 @@ def _delay(turn: Turn, compiled: CompiledFlow, run: dict[str, Any], node: Node) 
     return WAIT
 
 
-def _connect_flow(turn: Turn, compiled: CompiledFlow, run: dict[str, Any], node: Node) -> str:
+def _connect_flow(turn: Turn, compiled: CompiledFlow, run: RunDoc, node: Node) -> str:
     assert isinstance(node, ConnectFlowNode)
     turn.connects.append(ConnectRequest(node.flow, run["id"], run.get("trigger") or {}))
     record_step(turn, run, node.id, "connect_flow", "ok", detail={"flow": node.flow})
@@ -253,7 +255,7 @@ def _connect_flow(turn: Turn, compiled: CompiledFlow, run: dict[str, Any], node:
 # --- A/B split ----------------------------------------------------------------------------------
 
 
-def _split(turn: Turn, compiled: CompiledFlow, run: dict[str, Any], node: Node) -> str:
+def _split(turn: Turn, compiled: CompiledFlow, run: RunDoc, node: Node) -> str:
     """Take a weighted branch; a sticky split gives a returning contact the branch it had.
 
     The step (action ``split``, outcome the branch name) counts the branch's entries, and
@@ -282,7 +284,7 @@ def _split(turn: Turn, compiled: CompiledFlow, run: dict[str, Any], node: Node) 
     return branch_trigger(names.index(name))
 
 
-BEHAVIOUR: dict[type, Callable[[Turn, CompiledFlow, dict[str, Any], Node], str]] = {
+BEHAVIOUR: dict[type, Callable[[Turn, CompiledFlow, RunDoc, Node], str]] = {
     MessageNode: send_message,
     TemplateNode: send_template,
     OptInNode: _opt_in,

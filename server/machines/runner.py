@@ -20,9 +20,10 @@ from server.machines.contact_state import set_assignment
 from server.machines.definition import (
     AnsweredNode,
     MessageNode,
+    Node,
     WhatsAppFlowNode,
 )
-from server.machines.documents import TimerDoc
+from server.machines.documents import RunDoc, TimerDoc
 from server.machines.node_entry import enter, follow
 from server.machines.replies import choose
 from server.machines.turn import (
@@ -45,9 +46,9 @@ def new_run(
     version: int,
     trigger: dict[str, Any],
     channel_id: str | None = None,
-) -> dict[str, Any]:
+) -> RunDoc:
     """A new run; ``channel_id`` is the number its messages go out through (None: the default)."""
-    run: dict[str, Any] = {
+    run: RunDoc = {
         "id": new_id("run"),
         "flow_id": flow_id,
         "flow_name": compiled.definition.name,
@@ -69,19 +70,25 @@ def new_run(
     return run
 
 
-def start(turn: Turn, compiled: CompiledFlow, run: dict[str, Any]) -> None:
+def start(turn: Turn, compiled: CompiledFlow, run: RunDoc) -> None:
     record_step(turn, run, None, "started", "ok", detail={"flow": run["flow_name"]})
     enter(turn, compiled, run, compiled.definition.start or END)
 
 
-def waiting_for_reply(contact: dict[str, Any]) -> dict[str, Any] | None:
+def waiting_for_reply(contact: dict[str, Any]) -> RunDoc | None:
     """The run (at most one) whose current node is waiting for what the customer says."""
-    runs: list[dict[str, Any]] = contact.get("runs", [])
+    runs: list[RunDoc] = contact.get("runs", [])
     for run in runs[::-1]:
         waiting = run.get("waiting_for") or {}
         if run["status"] == "waiting" and waiting.get("kind") == "reply":
             return run
     return None
+
+
+def node_of(compiled: CompiledFlow, run: RunDoc) -> Node | None:
+    """The node ``run`` is at in ``compiled`` (None once it ended, or for a node the flow lost)."""
+    node_id = run["node"]
+    return compiled.nodes.get(node_id) if node_id is not None else None
 
 
 def button_titles(turn: Turn, node: AnsweredNode) -> list[tuple[str, str | None]]:
@@ -100,17 +107,17 @@ def button_titles(turn: Turn, node: AnsweredNode) -> list[tuple[str, str | None]
 
 
 def deliver_reply(
-    turn: Turn, compiled: CompiledFlow, run: dict[str, Any], text: str | None, button: str | None
+    turn: Turn, compiled: CompiledFlow, run: RunDoc, text: str | None, button: str | None
 ) -> bool:
     """Move ``run`` by the reply rules (``replies.choose``); False when the message chose no path.
 
     Whatever the customer said, the node's no-reply timer stops: they answered. A message that
     matches nothing keeps the run waiting (see ``_not_understood``).
     """
-    node_id = run["node"]
-    node = compiled.nodes.get(node_id)
+    node = node_of(compiled, run)
     if not isinstance(node, AnsweredNode):
         return False
+    node_id = node.id
     titles = button_titles(turn, node)
     on_reply = not isinstance(node, WhatsAppFlowNode) and node.on_reply is not None
     choice = choose(titles, text, button, on_reply, node.on_other is not None)
@@ -140,7 +147,7 @@ def deliver_reply(
 def deliver_other_message(
     turn: Turn,
     compiled: CompiledFlow,
-    run: dict[str, Any],
+    run: RunDoc,
     kind: str,
     location: dict[str, Any] | None = None,
     form: dict[str, Any] | None = None,
@@ -150,7 +157,7 @@ def deliver_other_message(
     A location answers a location request and a form's answer (``nfm_reply``) answers the
     WhatsApp Flow that asked; anything else chooses no path, but the customer is there.
     """
-    node = compiled.nodes.get(run["node"])
+    node = node_of(compiled, run)
     if kind == "location" and isinstance(node, MessageNode) and node.location_request is not None:
         location_answer(turn, compiled, run, node, location or {})
     elif kind == "nfm_reply" and isinstance(node, WhatsAppFlowNode) and is_answer_to(run, node, form):
@@ -159,10 +166,10 @@ def deliver_other_message(
         _not_understood(turn, compiled, run, node, kind=kind)
 
 
-def customer_wrote_to_agent(turn: Turn, compiled: CompiledFlow, run: dict[str, Any]) -> None:
+def customer_wrote_to_agent(turn: Turn, compiled: CompiledFlow, run: RunDoc) -> None:
     """The customer wrote while an agent owns the conversation: the message is the agent's, but
     the waiting run's no-reply time starts again (a customer who wrote is not silent)."""
-    node = compiled.nodes.get(run["node"])
+    node = node_of(compiled, run)
     if isinstance(node, AnsweredNode) and node.no_reply is not None:
         due = _restart_no_reply(turn, run, node)
         record_step(
@@ -182,7 +189,7 @@ def customer_wrote_to_agent(turn: Turn, compiled: CompiledFlow, run: dict[str, A
 def _not_understood(
     turn: Turn,
     compiled: CompiledFlow,
-    run: dict[str, Any],
+    run: RunDoc,
     node: AnsweredNode,
     text: str | None = None,
     button: str | None = None,
@@ -205,8 +212,9 @@ def _not_understood(
         record_step(turn, run, node.id, "reply_not_understood", "reprompted", detail={**detail, "why": why})
         cancel_run_timers(turn, run)
         enter(turn, compiled, run, node.id, again=True)  # sends it again and waits, fresh no-reply time
-        if run["status"] == "waiting" and run.get("waiting_for"):
-            run["waiting_for"]["reprompted"] = True
+        asking = run["waiting_for"]
+        if run["status"] == "waiting" and asking:
+            asking["reprompted"] = True
         return
     if kind == "text":
         why = "the message matches no button and this node has no on_reply or on_other; still waiting" + (
@@ -220,7 +228,7 @@ def _not_understood(
     record_step(turn, run, node.id, "reply_not_understood", "waiting", detail={**detail, "why": why})
 
 
-def _restart_no_reply(turn: Turn, run: dict[str, Any], node: AnsweredNode) -> datetime | None:
+def _restart_no_reply(turn: Turn, run: RunDoc, node: AnsweredNode) -> datetime | None:
     """Cancel the node's no-reply timer and, when it has one, start it again from now."""
     cancel_run_timers(turn, run)
     waiting = run.get("waiting_for")
@@ -237,9 +245,7 @@ def _restart_no_reply(turn: Turn, run: dict[str, Any], node: AnsweredNode) -> da
     return due
 
 
-def send_failed(
-    turn: Turn, compiled: CompiledFlow, run: dict[str, Any], node_id: str, code: str | None
-) -> bool:
+def send_failed(turn: Turn, compiled: CompiledFlow, run: RunDoc, node_id: str, code: str | None) -> bool:
     """A message the run is still at was refused for good: follow ``on_failure``, or fail the run.
 
     Never leaves the run waiting for an answer to a message the customer did not get. True when
@@ -254,7 +260,7 @@ def send_failed(
     return False
 
 
-def skip_run(turn: Turn, run: dict[str, Any], agent_id: str | None) -> None:
+def skip_run(turn: Turn, run: RunDoc, agent_id: str | None) -> None:
     """End a run before its first node: an agent owns the conversation (handoff, docs/flows.md)."""
     record_step(
         turn,
@@ -271,18 +277,19 @@ def skip_run(turn: Turn, run: dict[str, Any], agent_id: str | None) -> None:
     end_run(turn, run, "cancelled", CONTACT_WITH_AGENT)
 
 
-def apply_timer(turn: Turn, compiled: CompiledFlow, run: dict[str, Any], timer: TimerDoc) -> bool:
+def apply_timer(turn: Turn, compiled: CompiledFlow, run: RunDoc, timer: TimerDoc) -> bool:
     """Apply a due timer to its run; False when it is stale (the run moved on since it was set).
 
     Called by the actor for a ``TimerFired`` event; ``actors.timers.fire_timer`` is the arq job that
     delivers that event."""
     waiting = run.get("waiting_for") or {}
-    if run["status"] != "waiting" or waiting.get("timer_id") != timer["id"]:
+    node_id = run["node"]
+    if run["status"] != "waiting" or node_id is None or waiting.get("timer_id") != timer["id"]:
         return False
     remove_timer(turn, timer["id"])
     trigger = "no_reply" if timer["kind"] == "no_reply" else "timer"
-    record_step(turn, run, run["node"], trigger, "ok")
-    follow(turn, compiled, run, run["node"], trigger)
+    record_step(turn, run, node_id, trigger, "ok")
+    follow(turn, compiled, run, node_id, trigger)
     return True
 
 

@@ -18,12 +18,13 @@ from server.machines.definition import (
     TemplateNode,
     WhatsAppFlowNode,
 )
+from server.machines.documents import RunDoc
 from server.machines.interactive_bodies import interactive_body
 from server.machines.placeholders import render
 from server.machines.turn import ENDED, WAIT, Turn, add_timer, end_run, queue_message, record_step
 
 
-def wait_for_answer(turn: Turn, run: dict[str, Any], node: AnsweredNode) -> str:
+def wait_for_answer(turn: Turn, run: RunDoc, node: AnsweredNode) -> str:
     if not node.waits:
         return "advance"
     buttons = [] if isinstance(node, WhatsAppFlowNode) else node.buttons
@@ -38,7 +39,7 @@ def wait_for_answer(turn: Turn, run: dict[str, Any], node: AnsweredNode) -> str:
     return WAIT
 
 
-def window_closed(turn: Turn, run: dict[str, Any], node: SimpleMessageNode) -> str | None:
+def window_closed(turn: Turn, run: RunDoc, node: SimpleMessageNode) -> str | None:
     """A simple message due while the 24-hour window is closed: the outcome to follow, or None."""
     if turn.window_open():
         return None
@@ -58,7 +59,7 @@ def window_closed(turn: Turn, run: dict[str, Any], node: SimpleMessageNode) -> s
     return ENDED
 
 
-def send_message(turn: Turn, compiled: CompiledFlow, run: dict[str, Any], node: Node) -> str:
+def send_message(turn: Turn, compiled: CompiledFlow, run: RunDoc, node: Node) -> str:
     assert isinstance(node, MessageNode)
     closed = window_closed(turn, run, node)
     if closed is not None:
@@ -95,7 +96,7 @@ def send_message(turn: Turn, compiled: CompiledFlow, run: dict[str, Any], node: 
     return wait_for_answer(turn, run, node)
 
 
-def send_template(turn: Turn, compiled: CompiledFlow, run: dict[str, Any], node: Node) -> str:
+def send_template(turn: Turn, compiled: CompiledFlow, run: RunDoc, node: Node) -> str:
     assert isinstance(node, TemplateNode)
     categories = turn.template_categories
     category = categories.get((node.template, node.language)) or categories.get((node.template, ""))
@@ -136,12 +137,12 @@ def send_template(turn: Turn, compiled: CompiledFlow, run: dict[str, Any], node:
     return wait_for_answer(turn, run, node)
 
 
-def flow_token(run: dict[str, Any], node: WhatsAppFlowNode) -> str:
+def flow_token(run: RunDoc, node: WhatsAppFlowNode) -> str:
     """What Meta hands back in the answer (``response_json.flow_token``): which run and node asked."""
     return f"konvo:{run['id']}:{node.id}"
 
 
-def send_whatsapp_flow(turn: Turn, compiled: CompiledFlow, run: dict[str, Any], node: Node) -> str:
+def send_whatsapp_flow(turn: Turn, compiled: CompiledFlow, run: RunDoc, node: Node) -> str:
     assert isinstance(node, WhatsAppFlowNode)
     closed = window_closed(turn, run, node)
     if closed is not None:

@@ -14,12 +14,13 @@ from typing import Any
 from server.machines import runner
 from server.machines.compiler import CompiledFlow
 from server.machines.definition import AnsweredNode
+from server.machines.documents import RunDoc
 from server.machines.turn import ACTIVE, Turn, record_step
 
 SEND_ACTIONS = ("message_sent", "template_sent")
 
 
-def sender_of(contact: dict[str, Any], message_id: str) -> tuple[dict[str, Any], str] | None:
+def sender_of(contact: dict[str, Any], message_id: str) -> tuple[RunDoc, str] | None:
     """The run and node that queued ``message_id`` (found by its send step), newest runs first."""
     for run in reversed(contact.get("runs", [])):
         for step in reversed(run.get("steps", [])):
@@ -31,7 +32,7 @@ def sender_of(contact: dict[str, Any], message_id: str) -> tuple[dict[str, Any],
 def apply_status(
     turn: Turn,
     compiled: CompiledFlow,
-    run: dict[str, Any],
+    run: RunDoc,
     node_id: str,
     message_id: str,
     status: str,

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 from server.identity import address_of
 from server.ids import new_id
 from server.machines.contact_state import queue_external_sync
-from server.machines.documents import StepDoc, TimerDoc
+from server.machines.documents import RunDoc, StepDoc, TimerDoc
 from server.machines.regional import FALLBACK_LOCALE, Regional
 from server.machines.rendering import TemplateKey, render_message
 from server.window import window_open
@@ -73,11 +73,11 @@ class TurnObserver(Protocol):
     not fit is not a new entry); ``waited``: the run then stopped there for the customer or a timer.
     """
 
-    def step(self, run: dict[str, Any], step: StepDoc) -> None: ...
+    def step(self, run: RunDoc, step: StepDoc) -> None: ...
 
-    def entered(self, run: dict[str, Any], node_id: str) -> None: ...
+    def entered(self, run: RunDoc, node_id: str) -> None: ...
 
-    def waited(self, run: dict[str, Any], node_id: str) -> None: ...
+    def waited(self, run: RunDoc, node_id: str) -> None: ...
 
 
 @dataclass
@@ -121,7 +121,7 @@ class Turn:
 
 def record_step(
     turn: Turn,
-    run: dict[str, Any],
+    run: RunDoc,
     node_id: str | None,
     action: str,
     outcome: str,
@@ -146,7 +146,7 @@ def record_step(
     return step
 
 
-def end_run(turn: Turn, run: dict[str, Any], status: str, reason: str) -> None:
+def end_run(turn: Turn, run: RunDoc, status: str, reason: str) -> None:
     if run["status"] not in ACTIVE:
         return
     cancel_run_timers(turn, run)
@@ -158,7 +158,7 @@ def end_run(turn: Turn, run: dict[str, Any], status: str, reason: str) -> None:
     record_step(turn, run, run.get("node"), "ended", status, detail={"reason": reason})
 
 
-def add_timer(turn: Turn, run: dict[str, Any], node_id: str, kind: str, due: datetime) -> str:
+def add_timer(turn: Turn, run: RunDoc, node_id: str, kind: str, due: datetime) -> str:
     timer: TimerDoc = {"id": new_id("tmr"), "run_id": run["id"], "node": node_id, "kind": kind, "due_at": due}
     turn.contact.setdefault("timers", []).append(timer)
     return timer["id"]
@@ -168,11 +168,11 @@ def remove_timer(turn: Turn, timer_id: str) -> None:
     turn.contact["timers"] = [t for t in turn.contact.get("timers", []) if t["id"] != timer_id]
 
 
-def cancel_run_timers(turn: Turn, run: dict[str, Any]) -> None:
+def cancel_run_timers(turn: Turn, run: RunDoc) -> None:
     turn.contact["timers"] = [t for t in turn.contact.get("timers", []) if t["run_id"] != run["id"]]
 
 
-def queue_message(turn: Turn, run: dict[str, Any], node_id: str, body: dict[str, Any]) -> str:
+def queue_message(turn: Turn, run: RunDoc, node_id: str, body: dict[str, Any]) -> str:
     message_id = new_id("msg")
     message: dict[str, Any] = {
         "id": message_id,
@@ -193,7 +193,7 @@ def queue_message(turn: Turn, run: dict[str, Any], node_id: str, body: dict[str,
     return message_id
 
 
-def save_variables(turn: Turn, run: dict[str, Any], node_id: str, values: dict[str, Any]) -> None:
+def save_variables(turn: Turn, run: RunDoc, node_id: str, values: dict[str, Any]) -> None:
     """Store typed values (already coerced) and queue their external profile syncs."""
     variables = turn.contact.setdefault("variables", {})
     for name, value in values.items():

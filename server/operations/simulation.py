@@ -35,7 +35,7 @@ from server.errors import InvalidFlow, InvalidInput
 from server.ids import ContactKey, new_id
 from server.machines.compiler import CompiledFlow, compile_flow
 from server.machines.definition import parse_flow
-from server.machines.documents import StepDoc
+from server.machines.documents import RunDoc, StepDoc
 from server.machines.flow_checks.issues import FlowIssue
 from server.machines.rendering import render_message
 from server.machines.turn import AssignRequest
@@ -200,7 +200,7 @@ class _Recorder:
         self._now = now
         self._into = into
 
-    def step(self, run: dict[str, Any], step: StepDoc) -> None:
+    def step(self, run: RunDoc, step: StepDoc) -> None:
         contact = self._contact
         self._into.append(
             SimulatedStep(
@@ -214,10 +214,10 @@ class _Recorder:
             )
         )
 
-    def entered(self, run: dict[str, Any], node_id: str) -> None:
+    def entered(self, run: RunDoc, node_id: str) -> None:
         return None
 
-    def waited(self, run: dict[str, Any], node_id: str) -> None:
+    def waited(self, run: RunDoc, node_id: str) -> None:
         return None
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from server.clock import as_utc
 from server.ids import new_id
-from server.machines.documents import TimerDoc
+from server.machines.documents import RunDoc, TimerDoc
 from server.machines.turn import Turn, record_step
 
 WAKE = "send"  # timer kind
@@ -126,14 +126,14 @@ def _drop_wake(contact: dict[str, Any], message_id: str) -> None:
     ]
 
 
-def _run_of(contact: dict[str, Any], message: dict[str, Any]) -> dict[str, Any] | None:
+def _run_of(contact: dict[str, Any], message: dict[str, Any]) -> RunDoc | None:
     run_id = message.get("run_id")
     if not run_id:
         return None
     return next((r for r in contact.get("runs", []) if r["id"] == run_id), None)
 
 
-def _push_back_no_reply(turn: Turn, run: dict[str, Any], message: dict[str, Any], until: datetime) -> None:
+def _push_back_no_reply(turn: Turn, run: RunDoc, message: dict[str, Any], until: datetime) -> None:
     waiting = run.get("waiting_for") or {}
     if (
         run.get("status") != "waiting"
