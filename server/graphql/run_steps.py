@@ -1,11 +1,12 @@
 """Run steps as typed GraphQL objects: one type per step action, all implementing ``Step``.
 
-The runner records each step as ``{node, action, at, outcome, detail}`` (``server/machines/
-runner.py``, ``statuses.py``, ``server/actors/contact_commands.py``). Each action gets a type
-whose fields read its ``detail`` (``ButtonPressed.buttonId``, ``SendFailed.errorCode``...), and
-every type keeps the common fields, the raw ``detail`` among them, so a client written today
-still reads what a later version adds. An action without a type of its own (one added later)
-is an ``OtherStep``.
+The runner records each step as ``{node, action, at, outcome, detail}`` (``record_step`` in
+``server/machines/turn.py``, called by the runner, the node behaviours, ``statuses.py`` and
+``server/actors/contact_commands.py``); ``server/graphql/runs.py`` reads the common fields.
+Each action gets a type whose fields read its ``detail`` (``ButtonPressed.buttonId``,
+``SendFailed.errorCode``...), and every type keeps the common fields, the raw ``detail`` among
+them, so a client written today still reads what a later version adds. An action without a
+type of its own (one added later) is an ``OtherStep``.
 
 ``Run.steps`` was a list of one flat type; ``Step`` is now the interface of the step types, so
 ``steps { action outcome detail }`` still works and ``... on SendFailed { errorCode }`` is typed

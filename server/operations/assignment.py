@@ -123,7 +123,7 @@ async def delete_team(services: Services, workspace_id: str, team_id: str) -> bo
     return await services.teams.delete(workspace_id, team["_id"])
 
 
-# --- agents (create and availability live in catalog.py) -----------------------------------------
+# --- agents (create and availability live in agents.py) ------------------------------------------
 
 
 async def update_agent(
