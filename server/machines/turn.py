@@ -22,26 +22,16 @@ from server.window import window_open
 
 # Steps kept per run: the first ("started") and the latest; the count dropped between is kept.
 MAX_STEPS_KEPT = 200
-
-
 ACTIVE = ("active", "waiting")
 
-
+# What a node's behaviour returns besides a trigger to follow.
 WAIT = "__wait__"
-
-
 ENDED = "__ended__"
-
-
 MOVED = "__moved__"  # the node moved the run itself (re-asking a question): nothing to follow
 
-
+# Reasons a run ends or a step fails with.
 CONTACT_WITH_AGENT = "CONTACT_WITH_AGENT"
-
-
 INVALID_VALUE = "INVALID_VALUE"
-
-
 SPIN_LOOP = "SPIN_LOOP"
 
 

@@ -18,14 +18,8 @@ from server.text_input import (
 )
 
 MAX_OPTIONS = 100
-
-
 RESERVED_FIELDS = frozenset({"phone", "name"})  # built into every contact ({{contact.phone}})
-
-
 EXTERNAL_SYSTEMS = ("klaviyo",)
-
-
 _FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 

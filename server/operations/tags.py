@@ -22,8 +22,6 @@ from server.text_input import (
 )
 
 TAG_KINDS = ("MARKETING", "SUPPORT")
-
-
 RETAG_CONCURRENCY = 16
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from server.channels.whatsapp.template_message import MAX_TEMPLATE_BUTTONS, MAX_TEMPLATE_BUTTONS_BY_TYPE
 from server.errors import Conflict, InvalidInput
 from server.ids import new_id
 from server.services import Services
@@ -15,39 +16,15 @@ from server.text_input import (
 )
 
 TEMPLATE_CATEGORIES = ("MARKETING", "UTILITY", "AUTHENTICATION")
-
-
 TEMPLATE_STATUSES = ("DRAFT", "PENDING", "APPROVED", "REJECTED", "PAUSED", "DISABLED", "FLAGGED")
-
-
 BUTTON_TYPES = ("QUICK_REPLY", "URL", "PHONE_NUMBER", "COPY_CODE")
-
-
 HEADER_FORMATS = ("TEXT", "IMAGE", "VIDEO", "DOCUMENT", "LOCATION")
-
-
 _TEMPLATE_NAME = re.compile(r"[a-z0-9_]{1,512}")  # Meta: lower-case letters, digits, underscores
-
-
 _LANGUAGE = re.compile(r"[a-z]{2,3}(_[A-Z]{2})?")  # Meta locale codes: es, en_US, pt_BR
-
-
 # Meta's limits (WhatsApp Cloud API, message templates).
-MAX_BUTTONS = 10
-
-
-MAX_BUTTONS_BY_TYPE = {"URL": 2, "PHONE_NUMBER": 1, "COPY_CODE": 1}
-
-
 MAX_BODY = 1024
-
-
 MAX_HEADER_TEXT = 60
-
-
 MAX_FOOTER = 60
-
-
 MAX_BUTTON_TEXT = 25
 
 
@@ -122,10 +99,12 @@ def validate_components(components: Any) -> list[dict[str, Any]]:
             buttons = component.get("buttons")
             if not isinstance(buttons, list) or not buttons:
                 raise InvalidInput("BUTTONS needs a list of buttons", field="components")
-            if len(buttons) > MAX_BUTTONS:
-                raise InvalidInput(f"a template has at most {MAX_BUTTONS} buttons", field="components")
+            if len(buttons) > MAX_TEMPLATE_BUTTONS:
+                raise InvalidInput(
+                    f"a template has at most {MAX_TEMPLATE_BUTTONS} buttons", field="components"
+                )
             normalized["buttons"] = [_button(b, i) for i, b in enumerate(buttons)]
-            for kind_limited, limit in MAX_BUTTONS_BY_TYPE.items():
+            for kind_limited, limit in MAX_TEMPLATE_BUTTONS_BY_TYPE.items():
                 count = sum(1 for b in normalized["buttons"] if b["type"] == kind_limited)
                 if count > limit:
                     raise InvalidInput(

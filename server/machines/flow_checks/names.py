@@ -7,7 +7,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from server.channels.whatsapp.template_message import SENDABLE_TEMPLATE_STATUSES, resolve_template
+from server.channels.whatsapp.template_message import (
+    MAX_TEMPLATE_BUTTONS,
+    MAX_TEMPLATE_BUTTONS_BY_TYPE,
+    SENDABLE_TEMPLATE_STATUSES,
+    resolve_template,
+)
 from server.errors import InvalidInput
 from server.machines.catalog import Catalog, TemplateSummary
 from server.machines.definition import (
@@ -26,17 +31,6 @@ from server.machines.flow_checks.graph import connects_to_self
 from server.machines.flow_checks.issues import FlowIssue, error, warning
 from server.machines.flow_walk import segment_names
 from server.machines.values import coerce_value
-
-MAX_TEMPLATE_BUTTONS = 10
-
-
-MAX_TEMPLATE_URL_BUTTONS = 2
-
-
-MAX_TEMPLATE_PHONE_BUTTONS = 1
-
-
-MAX_TEMPLATE_COPY_CODE_BUTTONS = 1
 
 
 def check_catalog(node: Node, flow: FlowDefinition, catalog: Catalog) -> list[FlowIssue]:
@@ -140,17 +134,22 @@ def _check_template(node: TemplateNode, catalog: Catalog) -> list[FlowIssue]:
     label = f"template {node.template!r} ({node.language}) used by node {node.id!r}"
     limits = (
         ("TEMPLATE_TOO_MANY_BUTTONS", len(buttons), MAX_TEMPLATE_BUTTONS, "buttons"),
-        ("TEMPLATE_TOO_MANY_URL_BUTTONS", kinds.count("URL"), MAX_TEMPLATE_URL_BUTTONS, "URL buttons"),
+        (
+            "TEMPLATE_TOO_MANY_URL_BUTTONS",
+            kinds.count("URL"),
+            MAX_TEMPLATE_BUTTONS_BY_TYPE["URL"],
+            "URL buttons",
+        ),
         (
             "TEMPLATE_TOO_MANY_PHONE_BUTTONS",
             kinds.count("PHONE_NUMBER"),
-            MAX_TEMPLATE_PHONE_BUTTONS,
+            MAX_TEMPLATE_BUTTONS_BY_TYPE["PHONE_NUMBER"],
             "phone-call buttons",
         ),
         (
             "TEMPLATE_TOO_MANY_COPY_CODE_BUTTONS",
             kinds.count("COPY_CODE"),
-            MAX_TEMPLATE_COPY_CODE_BUTTONS,
+            MAX_TEMPLATE_BUTTONS_BY_TYPE["COPY_CODE"],
             "copy-code buttons",
         ),
     )

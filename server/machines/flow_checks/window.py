@@ -21,8 +21,6 @@ from server.window import WINDOW
 
 # Bits of the window state carried along graph walks: why a simple message may find it closed.
 _AFTER_WEBHOOK = 1
-
-
 _AFTER_LONG_WAIT = 2
 
 
