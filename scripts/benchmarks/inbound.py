@@ -38,9 +38,9 @@ from scripts.benchmarks.report import Row
 from server.config import Settings
 from server.identity import Identities
 from server.ids import new_id
-from server.operations import catalog as catalog_ops
 from server.operations import contacts as contact_ops
 from server.operations import sending as sending_ops
+from server.operations import tags as tag_ops
 from server.runtime import Runtime
 from server.store.database import CLIENT_OPTIONS, INDEXES
 
@@ -84,7 +84,7 @@ async def seed(
         # receipt (on by default) would add a Graph API call per answered message.
         await sending_ops.update_sending_settings(runtime.services, harness.WORKSPACE, None, False)
         await served.add_channel(runtime, fake.channel_fields())
-        await catalog_ops.create_tag(runtime.services, harness.WORKSPACE, "answered", "support")
+        await tag_ops.create_tag(runtime.services, harness.WORKSPACE, "answered", "support")
         flow_id = await harness.publish(runtime, FLOW)
         await contact_ops.customer_says(runtime.services, harness.WORKSPACE, harness.phone(0), "hola", None)
         await contact_ops.start_flow(runtime.services, harness.WORKSPACE, flow_id, harness.phone(0), None)

@@ -99,7 +99,14 @@ EXTRA: tuple[Target, ...] = (
     Target(
         name="runner",
         why="what entering each node kind does, replies, timers, spins",
-        files=("server/machines/runner.py",),
+        files=(
+            "server/machines/runner.py",
+            "server/machines/turn.py",
+            "server/machines/node_entry.py",
+            "server/machines/send_nodes.py",
+            "server/machines/interactive_bodies.py",
+            "server/machines/answers.py",
+        ),
         tests=("tests/unit/test_runner.py", "tests/unit/test_window.py"),
     ),
 )

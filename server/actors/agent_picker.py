@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from server.clock import Clock
-from server.machines.runner import AssignRequest
+from server.machines.turn import AssignRequest
 from server.store.catalog import AgentRepository, AgentTeams
 from server.store.contacts import ContactRepository
 from server.store.teams import TeamRepository

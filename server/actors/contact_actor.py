@@ -32,8 +32,8 @@ from server.document_copy import copy_document
 from server.errors import Conflict, InvalidInput, NotFound, Unavailable, WindowClosed, WorkspaceDisabled
 from server.identity import Identities
 from server.ids import ContactKey, new_id
-from server.machines import runner
 from server.machines.flow_counts import TurnCounts
+from server.machines.turn import Turn
 from server.packing import pack, unpack
 from server.sending.policy import Answering, SendPolicy
 from server.store.contacts import ContactRepository, new_contact
@@ -260,7 +260,7 @@ class ContactActor:
         if self._deps.after_turn is not None:
             await self._deps.after_turn(before, after)
 
-    async def _screen_sends(self, turn: runner.Turn, before: dict[str, Any], event: Event) -> None:
+    async def _screen_sends(self, turn: Turn, before: dict[str, Any], event: Event) -> None:
         """Before the commit: what this turn queued passes the send policy (holds, stamps, typing)."""
         policy = self._deps.send_policy
         if policy is None or not turn.contact.get("outbox"):

@@ -26,7 +26,6 @@ from server.actors.events import (
 )
 from server.errors import InvalidInput, WindowClosed
 from server.identity import address_of
-from server.machines import runner
 from server.machines.contact_state import (
     clear_assignment,
     note_inbound,
@@ -36,9 +35,10 @@ from server.machines.contact_state import (
     set_consent,
 )
 from server.machines.contact_state import opt_out_keys as default_opt_out_keys
+from server.machines.turn import Turn, record_step
 
 
-def apply_command(turn: runner.Turn, event: Event) -> TurnResult:
+def apply_command(turn: Turn, event: Event) -> TurnResult:
     contact = turn.contact
     if isinstance(event, TagContact):
         return _tag(turn, event)
@@ -76,7 +76,7 @@ def apply_command(turn: runner.Turn, event: Event) -> TurnResult:
     raise InvalidInput(f"unknown contact command {type(event).__name__}")
 
 
-def _tag(turn: runner.Turn, event: TagContact) -> TurnResult:
+def _tag(turn: Turn, event: TagContact) -> TurnResult:
     contact = turn.contact
     tags: list[str] = list(contact.get("tags", []))
     before = list(tags)
@@ -90,7 +90,7 @@ def _tag(turn: runner.Turn, event: TagContact) -> TurnResult:
     return TurnResult(contact, changed=tags != before)
 
 
-def _import(turn: runner.Turn, event: ImportContact) -> TurnResult:
+def _import(turn: Turn, event: ImportContact) -> TurnResult:
     """Apply one import row; ``changed`` False when the contact already held all of it."""
     contact = turn.contact
     changed = set_contact_data(turn, event.values, event.links, event.tags)
@@ -102,7 +102,7 @@ def _import(turn: runner.Turn, event: ImportContact) -> TurnResult:
 TOMBSTONE_KEEPS = ("_id", "workspace_id", "version", "lease_epoch", "applied_events")
 
 
-def _erase(turn: runner.Turn, event: EraseContact) -> TurnResult:
+def _erase(turn: Turn, event: EraseContact) -> TurnResult:
     """Everything about the person goes; the tombstone stays under the same id (and is no contact)."""
     contact = turn.contact
     for name in [k for k in contact if k not in TOMBSTONE_KEEPS]:
@@ -123,7 +123,7 @@ def _erase(turn: runner.Turn, event: EraseContact) -> TurnResult:
 
 
 def set_contact_data(
-    turn: runner.Turn, values: dict[str, Any], links: dict[str, dict[str, Any]], tags: tuple[str, ...]
+    turn: Turn, values: dict[str, Any], links: dict[str, dict[str, Any]], tags: tuple[str, ...]
 ) -> bool:
     """Set typed variables and add tags where they differ (a linked field queues its external
     sync); True when something changed. Imports and flow starts that carry contact data use it."""
@@ -146,7 +146,7 @@ def set_contact_data(
     return changed
 
 
-def _agent_message(turn: runner.Turn, event: AgentMessage) -> TurnResult:
+def _agent_message(turn: Turn, event: AgentMessage) -> TurnResult:
     contact = turn.contact
     if not turn.window_open():
         who = contact.get("phone") or contact.get("username") or contact["_id"]
@@ -175,7 +175,7 @@ def _agent_message(turn: runner.Turn, event: AgentMessage) -> TurnResult:
     return TurnResult(contact)
 
 
-def _sync_result(turn: runner.Turn, event: ExternalSyncResult) -> TurnResult:
+def _sync_result(turn: Turn, event: ExternalSyncResult) -> TurnResult:
     contact = turn.contact
     entries: list[dict[str, Any]] = contact.get("external_sync", [])
     entry = next((e for e in entries if e["id"] == event.sync_id), None)
@@ -204,7 +204,7 @@ def _sync_result(turn: runner.Turn, event: ExternalSyncResult) -> TurnResult:
         if not event.ok:
             detail["error"] = event.error
             detail["retry_at"] = event.retry_at
-        runner.record_step(turn, run, entry.get("node"), "external_sync", outcome, detail=detail)
+        record_step(turn, run, entry.get("node"), "external_sync", outcome, detail=detail)
     return TurnResult(contact, run=run)
 
 
@@ -228,7 +228,7 @@ class TurnExtras:
         self.templates = templates or {}
         self.locale = locale
 
-    def fill(self, turn: runner.Turn) -> None:
+    def fill(self, turn: Turn) -> None:
         turn.template_categories = self.template_categories
         turn.field_links = self.field_links
         turn.template_buttons = self.template_buttons
@@ -237,7 +237,7 @@ class TurnExtras:
             turn.locale = self.locale
 
 
-def screen_inbound(turn: runner.Turn, event: InboundMessage, extras: TurnExtras) -> str | None:
+def screen_inbound(turn: Turn, event: InboundMessage, extras: TurnExtras) -> str | None:
     """Inbox bookkeeping, then what comes before any flow sees a customer message.
 
     Returns why flows must not see it: ``opt_out`` (the whole message is STOP, BAJA or one of

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from server.machines.documents import RunDoc
+
 
 @dataclass(frozen=True)
 class StartFlow:
@@ -140,7 +142,7 @@ class TurnResult:
     """What a turn produced, for the caller that asked (API mutations wait for it)."""
 
     contact: dict[str, Any]
-    run: dict[str, Any] | None = None
+    run: RunDoc | None = None
     duplicate: bool = False
     changed: bool = True
 

@@ -14,14 +14,14 @@ from typing import Any
 from server.actors.events import AbsorbContact, Event, MergeInto, TurnResult, UpdateIdentities
 from server.errors import InvalidInput
 from server.identity import Identities
-from server.machines import runner
 from server.machines.contact_state import set_consent
+from server.machines.turn import ACTIVE, Turn, end_run
 
 MERGED_REASON = "MERGED_INTO"
 MERGED_FROM_KEPT = 50
 
 
-def apply_identity_command(turn: runner.Turn, event: Event) -> TurnResult:
+def apply_identity_command(turn: Turn, event: Event) -> TurnResult:
     contact = turn.contact
     if isinstance(event, UpdateIdentities):
         changed = note_identities(
@@ -46,14 +46,14 @@ def note_identities(contact: dict[str, Any], identities: Identities) -> bool:
     return changed
 
 
-def _merge_into(turn: runner.Turn, event: MergeInto) -> TurnResult:
+def _merge_into(turn: Turn, event: MergeInto) -> TurnResult:
     """End what this contact was doing and point it at the survivor (once: a retry changes nothing)."""
     contact = turn.contact
     if contact.get("merged_into"):
         return TurnResult(contact, changed=False)
     for run in contact.get("runs", []):
-        if run["status"] in runner.ACTIVE:
-            runner.end_run(turn, run, "cancelled", f"{MERGED_REASON}:{event.into}")
+        if run["status"] in ACTIVE:
+            end_run(turn, run, "cancelled", f"{MERGED_REASON}:{event.into}")
     contact["timers"] = []
     contact["merged_into"] = event.into
     contact["merged_at"] = turn.now

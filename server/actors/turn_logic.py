@@ -37,6 +37,8 @@ from server.identity import Identities
 from server.ids import ContactKey
 from server.machines import contact_state, runner, statuses
 from server.machines.compiler import CompiledFlow
+from server.machines.documents import RunDoc
+from server.machines.turn import ACTIVE, AssignRequest, Turn, TurnObserver, end_run
 from server.sending import holds
 
 log = logging.getLogger(__name__)
@@ -45,7 +47,7 @@ APPLIED_EVENTS_KEPT = 200
 ENDED_RUNS_KEPT = 20
 
 SegmentMatcher = Callable[[dict[str, Any], dict[str, Any], datetime, str], bool]  # + workspace zone
-Assigner = Callable[[str, runner.AssignRequest], Awaitable[tuple[dict[str, Any] | None, str | None]]]
+Assigner = Callable[[str, AssignRequest], Awaitable[tuple[dict[str, Any] | None, str | None]]]
 InboundTrigger = Callable[[str, str | None, str | None], Awaitable[tuple[str, dict[str, Any]] | None]]
 
 
@@ -108,12 +110,12 @@ class TurnLogic:
         self._sources = sources
 
     async def begin(
-        self, contact: dict[str, Any], now: datetime, observer: runner.TurnObserver | None = None
-    ) -> runner.Turn:
+        self, contact: dict[str, Any], now: datetime, observer: TurnObserver | None = None
+    ) -> Turn:
         """A turn over ``contact`` (a working copy) at ``now``, with what the workspace has."""
         sources = self._sources
         workspace_id = contact["workspace_id"]
-        turn = runner.Turn(
+        turn = Turn(
             contact=contact,
             now=now,
             timezone=await sources.timezone_of(workspace_id),
@@ -125,7 +127,7 @@ class TurnLogic:
         return turn
 
     @staticmethod
-    def finish(before: dict[str, Any] | None, turn: runner.Turn, event: Event) -> None:
+    def finish(before: dict[str, Any] | None, turn: Turn, event: Event) -> None:
         """Bookkeeping of a turn that changed the contact: inbox order, version, applied event ids,
         and only the latest ``ENDED_RUNS_KEPT`` ended runs kept (the ``runs`` collection has all)."""
         contact = turn.contact
@@ -135,12 +137,12 @@ class TurnLogic:
         applied = contact.setdefault("applied_events", [])
         applied.append(event.event_id)
         del applied[:-APPLIED_EVENTS_KEPT]
-        ended = [r for r in contact.get("runs", []) if r["status"] not in runner.ACTIVE]
+        ended = [r for r in contact.get("runs", []) if r["status"] not in ACTIVE]
         if len(ended) > ENDED_RUNS_KEPT:
             drop = {r["id"] for r in ended[: len(ended) - ENDED_RUNS_KEPT]}
             contact["runs"] = [r for r in contact["runs"] if r["id"] not in drop]
 
-    async def apply(self, key: ContactKey, turn: runner.Turn, event: Event) -> TurnResult:
+    async def apply(self, key: ContactKey, turn: Turn, event: Event) -> TurnResult:
         if isinstance(event, StartFlow):
             if event.contact_values or event.contact_tags:  # before the first message renders
                 contact_commands.set_contact_data(
@@ -173,7 +175,7 @@ class TurnLogic:
             stopped = next((r for r in turn.contact.get("runs", []) if r["id"] == event.run_id), None)
             if stopped is None:
                 raise NotFound(f"run {event.run_id} not found")
-            runner.end_run(turn, stopped, "cancelled", event.reason)
+            end_run(turn, stopped, "cancelled", event.reason)
             return TurnResult(turn.contact, run=stopped)
         if isinstance(event, DeferSend):
             return self._defer_send(turn, event)
@@ -183,23 +185,23 @@ class TurnLogic:
                 for run in turn.contact.get("runs", [])
                 if run["flow_id"] == event.flow_id
                 and run["version"] < event.below_version
-                and run["status"] in runner.ACTIVE
+                and run["status"] in ACTIVE
             ]
             for run in ended:
-                runner.end_run(turn, run, "cancelled", event.reason)
+                end_run(turn, run, "cancelled", event.reason)
             return TurnResult(turn.contact, changed=bool(ended))
         raise InvalidInput(f"unknown event {type(event).__name__}")
 
     async def start_flow(
         self,
         key: ContactKey,
-        turn: runner.Turn,
+        turn: Turn,
         flow_ref: str,
         trigger: dict[str, Any],
         by_name: bool,
         source: str,
         channel_id: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> RunDoc:
         """Start a run of the flow's active version (``source``: api, webhook, broadcast, keyword,
         connect). While an agent owns the conversation the run is recorded as skipped with
         ``CONTACT_WITH_AGENT``, unless the flow runs while assigned or another run of this very
@@ -223,8 +225,8 @@ class TurnLogic:
             return run
         if compiled.definition.settings.supersede:
             for other in turn.contact.get("runs", []):
-                if other["status"] in runner.ACTIVE:
-                    runner.end_run(turn, other, "cancelled", "superseded")
+                if other["status"] in ACTIVE:
+                    end_run(turn, other, "cancelled", "superseded")
         run = runner.new_run(turn, compiled, flow["_id"], version, trigger, channel_id=channel_id)
         runner.start(turn, compiled, run)
         return run
@@ -234,10 +236,10 @@ class TurnLogic:
             return contact_commands.TurnExtras()
         return await self._sources.extras_of(workspace_id)
 
-    async def _compiled(self, run: dict[str, Any]) -> CompiledFlow:
+    async def _compiled(self, run: RunDoc) -> CompiledFlow:
         return await self._sources.flow_cache.get(run["flow_id"], run["version"])
 
-    async def _follow_assigns(self, key: ContactKey, turn: runner.Turn) -> None:
+    async def _follow_assigns(self, key: ContactKey, turn: Turn) -> None:
         """Pick agents for ``assign`` nodes reached in this turn and resume their runs."""
         while turn.assigns:  # bounded: each assign node is entered at most once per turn (spin guard)
             request = turn.assigns.pop(0)
@@ -249,7 +251,7 @@ class TurnLogic:
                 agent, why = await self._sources.assigner(key.workspace_id, request)
             runner.finish_assign(turn, compiled, request, agent, why)
 
-    async def _follow_connects(self, key: ContactKey, turn: runner.Turn) -> None:
+    async def _follow_connects(self, key: ContactKey, turn: Turn) -> None:
         """Finish what nodes asked of the actor: agents to pick, then flows to connect to.
 
         Bounded without a depth limit: a flow's start node entered twice in one turn is a spin
@@ -275,7 +277,7 @@ class TurnLogic:
                 source["end_reason"] = f"CONNECT_FAILED: {exc.message}"
                 turn.changed_runs.add(source["id"])
 
-    async def _inbound(self, key: ContactKey, turn: runner.Turn, event: InboundMessage) -> TurnResult:
+    async def _inbound(self, key: ContactKey, turn: Turn, event: InboundMessage) -> TurnResult:
         contact = turn.contact
         contact["last_inbound_at"] = event.at
         _note_channel(turn, runner.waiting_for_reply(contact), event)
@@ -295,9 +297,7 @@ class TurnLogic:
             run = await self._start_from_inbound_trigger(key, turn, event)
         return TurnResult(contact, run=run)
 
-    async def _inbound_while_assigned(
-        self, key: ContactKey, turn: runner.Turn, event: InboundMessage
-    ) -> TurnResult:
+    async def _inbound_while_assigned(self, key: ContactKey, turn: Turn, event: InboundMessage) -> TurnResult:
         """A human owns the conversation: the message is theirs. A waiting run's no-reply time
         starts again, and a keyword trigger is recorded as skipped (``CONTACT_WITH_AGENT``) or,
         for a flow that runs while assigned, started; a catch-all trigger does nothing."""
@@ -308,8 +308,8 @@ class TurnLogic:
         return TurnResult(turn.contact, run=run or waiting)
 
     async def _start_from_inbound_trigger(
-        self, key: ContactKey, turn: runner.Turn, event: InboundMessage, keywords_only: bool = False
-    ) -> dict[str, Any] | None:
+        self, key: ContactKey, turn: Turn, event: InboundMessage, keywords_only: bool = False
+    ) -> RunDoc | None:
         """No run waits for this message: a keyword or catch-all trigger may start a flow, same turn."""
         if self._sources.inbound_trigger is None:
             return None
@@ -329,7 +329,7 @@ class TurnLogic:
         await self._follow_connects(key, turn)
         return run
 
-    async def _inbound_noted(self, key: ContactKey, turn: runner.Turn, event: InboundMessage) -> TurnResult:
+    async def _inbound_noted(self, key: ContactKey, turn: Turn, event: InboundMessage) -> TurnResult:
         """Media, location, reactions, a form's answer...: they open the 24-hour window.
 
         A location answers a location request and a form's answer the WhatsApp Flow that asked;
@@ -354,7 +354,7 @@ class TurnLogic:
                 await self._follow_connects(key, turn)
         return TurnResult(contact, run=run)
 
-    async def _message_status(self, key: ContactKey, turn: runner.Turn, event: MessageStatus) -> TurnResult:
+    async def _message_status(self, key: ContactKey, turn: Turn, event: MessageStatus) -> TurnResult:
         """A status of a message a run sent: a step on that run, and ``on_failure`` when it failed."""
         found = statuses.sender_of(turn.contact, event.message_id)
         if found is None:
@@ -374,7 +374,7 @@ class TurnLogic:
         await self._follow_connects(key, turn)
         return TurnResult(turn.contact, run=run)
 
-    async def _timer(self, key: ContactKey, turn: runner.Turn, event: TimerFired) -> TurnResult:
+    async def _timer(self, key: ContactKey, turn: Turn, event: TimerFired) -> TurnResult:
         timers = turn.contact.get("timers", [])
         timer = next((t for t in timers if t["id"] == event.event_id), None)
         if timer is None:
@@ -383,7 +383,7 @@ class TurnLogic:
             holds.wake(turn, timer)
             return TurnResult(turn.contact)
         run = next((r for r in turn.contact.get("runs", []) if r["id"] == timer["run_id"]), None)
-        if run is None or run["status"] not in runner.ACTIVE:
+        if run is None or run["status"] not in ACTIVE:
             turn.contact["timers"] = [t for t in timers if t["id"] != timer["id"]]
             return TurnResult(turn.contact, run=run)
         if not runner.apply_timer(turn, await self._compiled(run), run, timer):
@@ -391,7 +391,7 @@ class TurnLogic:
         await self._follow_connects(key, turn)
         return TurnResult(turn.contact, run=run)
 
-    def _defer_send(self, turn: runner.Turn, event: DeferSend) -> TurnResult:
+    def _defer_send(self, turn: Turn, event: DeferSend) -> TurnResult:
         """The effects were told "later" for a message (Meta's code, or quiet hours): keep it."""
         message = next((m for m in turn.contact.get("outbox", []) if m["id"] == event.message_id), None)
         if message is None:
@@ -411,7 +411,7 @@ class TurnLogic:
         return TurnResult(turn.contact)
 
 
-def _note_channel(turn: runner.Turn, waiting: dict[str, Any] | None, event: InboundMessage) -> None:
+def _note_channel(turn: Turn, waiting: RunDoc | None, event: InboundMessage) -> None:
     """The customer wrote to ``event.channel_id``: what answers them goes out through that number
     (the run waiting for them, and agents' messages), as the customer expects."""
     if event.channel_id is None:  # the sandbox: nothing to follow

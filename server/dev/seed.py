@@ -15,8 +15,11 @@ from typing import Any
 
 from server.clock import SystemClock
 from server.config import Settings
-from server.operations import catalog as catalog_ops
+from server.operations import agents as agent_ops
+from server.operations import fields as field_ops
 from server.operations import flows as flow_ops
+from server.operations import tags as tag_ops
+from server.operations import template_drafts as draft_ops
 from server.runtime import Runtime
 from server.services import Services
 from server.store.workspaces import new_api_key
@@ -33,24 +36,24 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 async def load_example_catalog(services: Services, workspace_id: str) -> None:
     """Create the tags, fields, agents and templates the example flows use (skips existing ones)."""
     catalog = json.loads((EXAMPLES / "catalog.json").read_text())
-    tags = {t["name"] for t in await catalog_ops.list_tags(services, workspace_id)}
+    tags = {t["name"] for t in await tag_ops.list_tags(services, workspace_id)}
     for tag in catalog["tags"]:
         if tag["name"] not in tags:
-            await catalog_ops.create_tag(services, workspace_id, tag["name"], tag["kind"])
-    fields = {f["name"] for f in await catalog_ops.list_fields(services, workspace_id)}
+            await tag_ops.create_tag(services, workspace_id, tag["name"], tag["kind"])
+    fields = {f["name"] for f in await field_ops.list_fields(services, workspace_id)}
     for field in catalog["fields"]:
         if field["name"] not in fields:
-            await catalog_ops.create_field(
+            await field_ops.create_field(
                 services, workspace_id, field["name"], field["type"], field.get("options")
             )
-    agents = {a["email"] for a in await catalog_ops.list_agents(services, workspace_id)}
+    agents = {a["email"] for a in await agent_ops.list_agents(services, workspace_id)}
     for agent in catalog["agents"]:
         if agent["email"] not in agents:
-            await catalog_ops.create_agent(services, workspace_id, agent["email"], agent["name"])
-    templates = {(t["name"], t["language"]) for t in await catalog_ops.list_templates(services, workspace_id)}
+            await agent_ops.create_agent(services, workspace_id, agent["email"], agent["name"])
+    templates = {(t["name"], t["language"]) for t in await draft_ops.list_templates(services, workspace_id)}
     for template in catalog["templates"]:
         if (template["name"], template["language"]) not in templates:
-            await catalog_ops.create_template(services, workspace_id, template)
+            await draft_ops.create_template(services, workspace_id, template)
 
 
 def example_flows() -> list[dict[str, Any]]:

@@ -14,7 +14,7 @@ from typing import Annotated
 import strawberry
 
 from server.graphql.permissions import ADMIN_ONLY
-from server.graphql.types import RunStatus
+from server.graphql.runs import RunStatus
 from server.operations import analytics as ops
 from server.pubsub import analytics_topic
 

@@ -17,7 +17,10 @@ from strawberry.scalars import JSON
 
 from server.clock import as_utc
 from server.graphql.permissions import ADMIN_ONLY, ANY_ROLE
-from server.operations import catalog as ops
+from server.operations import agents as agent_ops
+from server.operations import fields as field_ops
+from server.operations import tags as tag_ops
+from server.operations import template_drafts as draft_ops
 from server.operations import templates as template_ops
 
 
@@ -166,22 +169,22 @@ class CatalogQuery:
     @strawberry.field(permission_classes=ANY_ROLE)
     async def tags(self, info: strawberry.Info) -> list[Tag]:
         ctx = info.context
-        return [Tag.of(d) for d in await ops.list_tags(ctx.services, ctx.workspace())]
+        return [Tag.of(d) for d in await tag_ops.list_tags(ctx.services, ctx.workspace())]
 
     @strawberry.field(permission_classes=ANY_ROLE)
     async def fields(self, info: strawberry.Info) -> list[Field]:
         ctx = info.context
-        return [Field.of(d) for d in await ops.list_fields(ctx.services, ctx.workspace())]
+        return [Field.of(d) for d in await field_ops.list_fields(ctx.services, ctx.workspace())]
 
     @strawberry.field(permission_classes=ANY_ROLE)
     async def agents(self, info: strawberry.Info) -> list[Agent]:
         ctx = info.context
-        return [Agent.of(d) for d in await ops.list_agents(ctx.services, ctx.workspace())]
+        return [Agent.of(d) for d in await agent_ops.list_agents(ctx.services, ctx.workspace())]
 
     @strawberry.field(permission_classes=ANY_ROLE)
     async def templates(self, info: strawberry.Info) -> list[Template]:
         ctx = info.context
-        return [Template.of(d) for d in await ops.list_templates(ctx.services, ctx.workspace())]
+        return [Template.of(d) for d in await draft_ops.list_templates(ctx.services, ctx.workspace())]
 
 
 @strawberry.type
@@ -189,14 +192,14 @@ class CatalogMutation:
     @strawberry.mutation(permission_classes=ADMIN_ONLY)
     async def create_tag(self, info: strawberry.Info, name: str, kind: TagKind) -> Tag:
         ctx = info.context
-        return Tag.of(await ops.create_tag(ctx.services, ctx.admin_workspace(), name, kind.value))
+        return Tag.of(await tag_ops.create_tag(ctx.services, ctx.admin_workspace(), name, kind.value))
 
     @strawberry.mutation(
         permission_classes=ADMIN_ONLY, description="refused (CONFLICT) while a flow uses the tag"
     )
     async def rename_tag(self, info: strawberry.Info, id: strawberry.ID, name: str) -> Tag:
         ctx = info.context
-        return Tag.of(await ops.rename_tag(ctx.services, ctx.admin_workspace(), str(id), name))
+        return Tag.of(await tag_ops.rename_tag(ctx.services, ctx.admin_workspace(), str(id), name))
 
     @strawberry.mutation(
         permission_classes=ADMIN_ONLY,
@@ -204,7 +207,7 @@ class CatalogMutation:
     )
     async def delete_tag(self, info: strawberry.Info, id: strawberry.ID) -> bool:
         ctx = info.context
-        return await ops.delete_tag(ctx.services, ctx.admin_workspace(), str(id))
+        return await tag_ops.delete_tag(ctx.services, ctx.admin_workspace(), str(id))
 
     @strawberry.mutation(permission_classes=ADMIN_ONLY)
     async def create_field(
@@ -221,7 +224,7 @@ class CatalogMutation:
             if external
             else None
         )
-        document = await ops.create_field(
+        document = await field_ops.create_field(
             ctx.services, ctx.admin_workspace(), name, type.value, options, link
         )
         return Field.of(document)
@@ -231,7 +234,7 @@ class CatalogMutation:
         self, info: strawberry.Info, email: str, name: str, teams: list[str] | None = None
     ) -> Agent:
         ctx = info.context
-        return Agent.of(await ops.create_agent(ctx.services, ctx.admin_workspace(), email, name, teams))
+        return Agent.of(await agent_ops.create_agent(ctx.services, ctx.admin_workspace(), email, name, teams))
 
     @strawberry.mutation(
         permission_classes=ADMIN_ONLY, description="the agent takes (or stops taking) new conversations"
@@ -241,7 +244,7 @@ class CatalogMutation:
     ) -> Agent:
         ctx = info.context
         return Agent.of(
-            await ops.set_agent_availability(ctx.services, ctx.admin_workspace(), str(id), available)
+            await agent_ops.set_agent_availability(ctx.services, ctx.admin_workspace(), str(id), available)
         )
 
     @strawberry.mutation(permission_classes=ADMIN_ONLY)
@@ -253,7 +256,7 @@ class CatalogMutation:
             "category": input.category.value,
             "components": input.components,
         }
-        return Template.of(await ops.create_template(ctx.services, ctx.admin_workspace(), data))
+        return Template.of(await draft_ops.create_template(ctx.services, ctx.admin_workspace(), data))
 
     @strawberry.mutation(
         permission_classes=ADMIN_ONLY,

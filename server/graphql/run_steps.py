@@ -1,11 +1,12 @@
 """Run steps as typed GraphQL objects: one type per step action, all implementing ``Step``.
 
-The runner records each step as ``{node, action, at, outcome, detail}`` (``server/machines/
-runner.py``, ``statuses.py``, ``server/actors/contact_commands.py``). Each action gets a type
-whose fields read its ``detail`` (``ButtonPressed.buttonId``, ``SendFailed.errorCode``...), and
-every type keeps the common fields, the raw ``detail`` among them, so a client written today
-still reads what a later version adds. An action without a type of its own (one added later)
-is an ``OtherStep``.
+The runner records each step as ``{node, action, at, outcome, detail}`` (``record_step`` in
+``server/machines/turn.py``, called by the runner, the node behaviours, ``statuses.py`` and
+``server/actors/contact_commands.py``); ``server/graphql/runs.py`` reads the common fields.
+Each action gets a type whose fields read its ``detail`` (``ButtonPressed.buttonId``,
+``SendFailed.errorCode``...), and every type keeps the common fields, the raw ``detail`` among
+them, so a client written today still reads what a later version adds. An action without a
+type of its own (one added later) is an ``OtherStep``.
 
 ``Run.steps`` was a list of one flat type; ``Step`` is now the interface of the step types, so
 ``steps { action outcome detail }`` still works and ``... on SendFailed { errorCode }`` is typed
@@ -26,6 +27,7 @@ import strawberry
 from strawberry.scalars import JSON
 
 from server.channels.whatsapp.errors import error_title
+from server.graphql import runs
 from server.graphql.catalog import Agent
 from server.graphql.inbound_kinds import MessageLocation
 from server.graphql.json_values import plain
@@ -60,29 +62,29 @@ class Step:
 
     @strawberry.field(description="the node it happened at (null before the first node and after the last)")
     def node(self) -> str | None:
-        return self.doc.get("node")
+        return runs.step_node(self)
 
     @strawberry.field(
         description="what happened, as stored (message_sent, button, ...): the type says it too"
     )
     def action(self) -> str:
-        return str(self.doc["action"])
+        return runs.step_action(self)
 
     @strawberry.field
     def at(self) -> datetime:
-        return self.doc["at"]
+        return runs.step_at(self)
 
     @strawberry.field(description="how it went: ok, queued, waiting, a status, or a reason code")
     def outcome(self) -> str:
-        return str(self.doc.get("outcome"))
+        return runs.step_outcome(self)
 
     @strawberry.field(description="every stored detail, raw (forward compatible: new keys show here first)")
     def detail(self) -> JSON | None:
-        return plain(self.doc.get("detail"))
+        return runs.step_detail(self)
 
     @strawberry.field(description="placeholders that had no value when the message was rendered")
     def warnings(self) -> list[str]:
-        return list(self.doc.get("warnings") or [])
+        return runs.step_warnings(self)
 
 
 @strawberry.interface(description="a step about one outbound message of the run")
@@ -269,8 +271,27 @@ class VariableSet(Step):
         return _text((self._detail.get("external") or {}).get("provider"))
 
 
+@strawberry.interface(
+    description="an answer did not fit its field (outcome INVALID_VALUE): nothing of it was saved, and the "
+    "question is asked again while retries are left"
+)
+class InvalidValue(Step):
+    @strawberry.field
+    def why(self) -> str | None:
+        return _text(self._detail.get("why"))
+
+    @strawberry.field(description="the node asked again (the question answered, or the form), when it is")
+    def asking_again(self) -> str | None:
+        return _text(self._detail.get("asking_again"))
+
+    @strawberry.field(description="which retry this is, when the question is asked again")
+    def attempt(self) -> int | None:
+        value = self._detail.get("attempt")
+        return int(value) if isinstance(value, int) else None
+
+
 @strawberry.type(description="a value did not fit its field (action variable_not_set, outcome INVALID_VALUE)")
-class VariableNotSet(Step):
+class VariableNotSet(InvalidValue):
     @strawberry.field
     def field(self) -> str:
         return str(self._detail.get("field"))
@@ -278,19 +299,6 @@ class VariableNotSet(Step):
     @strawberry.field
     def value(self) -> JSON | None:
         return plain(self._detail.get("value"))
-
-    @strawberry.field
-    def why(self) -> str | None:
-        return _text(self._detail.get("why"))
-
-    @strawberry.field(description="the question asked again, when it is")
-    def asking_again(self) -> str | None:
-        return _text(self._detail.get("asking_again"))
-
-    @strawberry.field
-    def attempt(self) -> int | None:
-        value = self._detail.get("attempt")
-        return int(value) if isinstance(value, int) else None
 
 
 @strawberry.type(description="an agent took the conversation (action assigned)")
@@ -438,7 +446,7 @@ class FormSaved(Step):
     description="a WhatsApp Flow's answer did not fit its fields; nothing of it was saved "
     "(action form_not_saved, outcome INVALID_VALUE)"
 )
-class FormNotSaved(Step):
+class FormNotSaved(InvalidValue):
     @strawberry.field(description="the form's answer as sent, without its token")
     def answer(self) -> JSON | None:
         return plain(self._detail.get("answer"))
@@ -446,19 +454,6 @@ class FormNotSaved(Step):
     @strawberry.field(description="each value that did not fit: field, form_field, value, why")
     def problems(self) -> JSON | None:
         return plain(self._detail.get("problems"))
-
-    @strawberry.field
-    def why(self) -> str | None:
-        return _text(self._detail.get("why"))
-
-    @strawberry.field(description="the form's node, when the form is sent again")
-    def asking_again(self) -> str | None:
-        return _text(self._detail.get("asking_again"))
-
-    @strawberry.field
-    def attempt(self) -> int | None:
-        value = self._detail.get("attempt")
-        return int(value) if isinstance(value, int) else None
 
 
 @strawberry.type(description="a step of an action this version has no type for: read action and detail")

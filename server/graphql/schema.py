@@ -27,6 +27,7 @@ from server.graphql.messages import OutboundMessage
 from server.graphql.pagination import PageInfo, decode_cursor, encode_cursor, page_size
 from server.graphql.permissions import ADMIN_ONLY, ANY_ROLE
 from server.graphql.run_steps import ALL_STEP_TYPES
+from server.graphql.runs import RunStatus
 from server.graphql.sending import SendingMutation, SendingQuery
 from server.graphql.simulator import SimulatorQuery
 from server.graphql.triggers import TriggerMutation, TriggerQuery
@@ -35,8 +36,6 @@ from server.graphql.types import (
     Flow,
     FlowIssue,
     Run,
-    RunStatus,
-    Severity,
     Workspace,
 )
 from server.graphql.workspaces import WorkspaceMutation
@@ -202,10 +201,7 @@ class Mutation(
     async def validate_flow(self, info: strawberry.Info, id: strawberry.ID) -> list[FlowIssue]:
         ctx = _ctx(info)
         flow = await flow_ops.require_flow(ctx.services, ctx.admin_workspace(), str(id))
-        return [
-            FlowIssue(node_id=i.node_id, severity=Severity(i.severity), code=i.code, message=i.message)
-            for i in await flow_ops.flow_issues(ctx.services, ctx.workspace(), flow)
-        ]
+        return [FlowIssue.of(i) for i in await flow_ops.flow_issues(ctx.services, ctx.workspace(), flow)]
 
     @strawberry.mutation(permission_classes=ADMIN_ONLY)
     async def publish_flow(

@@ -14,12 +14,15 @@ from typing import Annotated, Any
 import strawberry
 from strawberry.scalars import JSON
 
+from server.graphql import runs
 from server.graphql.json_values import plain
 from server.graphql.messages import RenderedMessage
 from server.graphql.permissions import ADMIN_ONLY
-from server.graphql.types import FlowIssue, RunStatus, Severity
-from server.machines import runner
+from server.graphql.runs import RunStatus
+from server.graphql.types import FlowIssue
+from server.machines.documents import StepDoc
 from server.machines.rendering import plain_text
+from server.machines.turn import ACTIVE
 from server.operations import simulation as ops
 from server.window import window_open
 
@@ -81,6 +84,10 @@ class SimulatedMessage:
 class SimulatedStep:
     entry: strawberry.Private[ops.SimulatedStep]
 
+    @property
+    def doc(self) -> StepDoc:
+        return self.entry.step
+
     @strawberry.field
     def run_id(self) -> strawberry.ID:
         return strawberry.ID(self.entry.run_id)
@@ -91,27 +98,27 @@ class SimulatedStep:
 
     @strawberry.field(description="virtual time")
     def at(self) -> datetime:
-        return self.entry.step["at"]
+        return runs.step_at(self)
 
     @strawberry.field
     def node(self) -> str | None:
-        return self.entry.step.get("node")
+        return runs.step_node(self)
 
     @strawberry.field
     def action(self) -> str:
-        return str(self.entry.step["action"])
+        return runs.step_action(self)
 
     @strawberry.field
     def outcome(self) -> str:
-        return str(self.entry.step["outcome"])
+        return runs.step_outcome(self)
 
     @strawberry.field
     def detail(self) -> JSON | None:
-        return plain(self.entry.step.get("detail"))
+        return runs.step_detail(self)
 
     @strawberry.field
     def warnings(self) -> list[str]:
-        return list(self.entry.step.get("warnings") or [])
+        return runs.step_warnings(self)
 
     @strawberry.field(description="the contact's tags right after the step")
     def tags(self) -> list[str]:
@@ -136,7 +143,7 @@ class SimulatedRun:
 
     @strawberry.field
     def id(self) -> strawberry.ID:
-        return strawberry.ID(self.doc["id"])
+        return runs.run_id(self)
 
     @strawberry.field
     def flow_name(self) -> str:
@@ -144,27 +151,27 @@ class SimulatedRun:
 
     @strawberry.field
     def status(self) -> RunStatus:
-        return RunStatus(self.doc["status"])
+        return runs.run_status(self)
 
     @strawberry.field
     def node(self) -> str | None:
-        return self.doc.get("node")
+        return runs.run_node(self)
 
     @strawberry.field
     def end_reason(self) -> str | None:
-        return self.doc.get("end_reason")
+        return runs.run_end_reason(self)
 
     @strawberry.field
     def waiting_for(self) -> JSON | None:
-        return plain(self.doc.get("waiting_for"))
+        return runs.run_waiting_for(self)
 
     @strawberry.field
     def started_at(self) -> datetime:
-        return self.doc["started_at"]
+        return runs.run_started_at(self)
 
     @strawberry.field
     def ended_at(self) -> datetime | None:
-        return self.doc.get("ended_at")
+        return runs.run_ended_at(self)
 
 
 @strawberry.type(description="where the conversation ended (its latest run) and why")
@@ -180,7 +187,7 @@ class SimulationEnd:
 def _why(result: ops.Simulation, run: dict[str, Any]) -> str:
     """A sentence on the run's end: the failing step's own explanation when it gave one."""
     status, reason = run["status"], run.get("end_reason") or ""
-    if status in runner.ACTIVE:
+    if status in ACTIVE:
         waiting = run.get("waiting_for") or {}
         if result.stopped:
             return f"still {status} when the simulation stopped ({result.stopped})"
@@ -254,10 +261,7 @@ class Simulation:
 
     @strawberry.field(description="warnings the validator has on the flow (errors refuse the simulation)")
     def issues(self) -> list[FlowIssue]:
-        return [
-            FlowIssue(node_id=i.node_id, severity=Severity(i.severity), code=i.code, message=i.message)
-            for i in self.result.issues
-        ]
+        return [FlowIssue.of(i) for i in self.result.issues]
 
     @strawberry.field(description="turns simulated (the start, each input, each timer)")
     def turns(self) -> int:

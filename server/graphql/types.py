@@ -11,6 +11,7 @@ from strawberry.scalars import JSON
 
 from server.clock import as_utc
 from server.errors import InvalidFlow
+from server.graphql import runs
 from server.graphql.catalog import Agent
 from server.graphql.costs import CostEstimate
 from server.graphql.flow_document import FlowDefinitionType, flow_definition
@@ -18,22 +19,15 @@ from server.graphql.json_values import plain
 from server.graphql.loaders import loaders
 from server.graphql.permissions import ADMIN_ONLY
 from server.graphql.run_steps import Step, step_of
+from server.graphql.runs import RunStatus
 from server.machines.compiler import compile_flow, mermaid
 from server.machines.definition import parse_flow
+from server.machines.flow_checks import issues as machine_issues
 from server.machines.regional import workspace_regional
 from server.operations.costs import flow_cost_estimate
 from server.operations.flows import flow_issues
 from server.store.workspaces import status_of
 from server.window import window_open
-
-
-@strawberry.enum
-class RunStatus(Enum):
-    ACTIVE = "active"
-    WAITING = "waiting"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
 
 
 @strawberry.enum
@@ -106,6 +100,12 @@ class FlowIssue:
     severity: Severity
     code: str
     message: str
+
+    @classmethod
+    def of(cls, issue: machine_issues.FlowIssue) -> FlowIssue:
+        return cls(
+            node_id=issue.node_id, severity=Severity(issue.severity), code=issue.code, message=issue.message
+        )
 
 
 async def _diagram(info: strawberry.Info, definition: object) -> str | None:
@@ -200,10 +200,7 @@ class Flow:
     @strawberry.field(description="validation of the draft against the workspace's catalog")
     async def issues(self, info: strawberry.Info) -> list[FlowIssue]:
         found = await flow_issues(info.context.services, self.doc["workspace_id"], self.doc)
-        return [
-            FlowIssue(node_id=i.node_id, severity=Severity(i.severity), code=i.code, message=i.message)
-            for i in found
-        ]
+        return [FlowIssue.of(i) for i in found]
 
     @strawberry.field
     async def versions(self, info: strawberry.Info) -> list[FlowVersion]:
@@ -231,7 +228,7 @@ class Run:
 
     @strawberry.field
     def id(self) -> strawberry.ID:
-        return strawberry.ID(self.doc["id"])
+        return runs.run_id(self)
 
     @strawberry.field
     def flow_id(self) -> strawberry.ID:
@@ -264,19 +261,19 @@ class Run:
 
     @strawberry.field
     def status(self) -> RunStatus:
-        return RunStatus(self.doc["status"])
+        return runs.run_status(self)
 
     @strawberry.field
     def node(self) -> str | None:
-        return self.doc.get("node")
+        return runs.run_node(self)
 
     @strawberry.field
     def waiting_for(self) -> JSON | None:
-        return plain(self.doc.get("waiting_for"))
+        return runs.run_waiting_for(self)
 
     @strawberry.field
     def end_reason(self) -> str | None:
-        return self.doc.get("end_reason")
+        return runs.run_end_reason(self)
 
     @strawberry.field
     def reply(self) -> str | None:
@@ -307,11 +304,11 @@ class Run:
 
     @strawberry.field
     def started_at(self) -> datetime:
-        return self.doc["started_at"]
+        return runs.run_started_at(self)
 
     @strawberry.field
     def ended_at(self) -> datetime | None:
-        return self.doc.get("ended_at")
+        return runs.run_ended_at(self)
 
 
 async def assigned_agent_of(info: strawberry.Info, contact: dict[str, Any]) -> Agent | None:

@@ -14,7 +14,7 @@ from typing import Any
 
 from server.errors import InvalidFlow
 from server.machines.definition import parse_flow
-from server.machines.validator import instant_connections
+from server.machines.flow_checks.graph import instant_connections
 
 
 class ConnectionMemo:

@@ -1,6 +1,6 @@
 """The analytics counters one turn adds to its flows, derived from what the turn did (pure).
 
-``TurnCounts`` watches a turn (``runner.TurnObserver``): every step recorded, every node entered
+``TurnCounts`` watches a turn (``TurnObserver``): every step recorded, every node entered
 and every wait begun. Counters are generic, so a node kind added later (an A/B ``split`` whose
 step names its branch) is counted without code here:
 
@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from server.machines.documents import StepDoc
+from server.machines.documents import RunDoc, StepDoc
 
 COUNTS_FIELD = "counts_pending"
 MAX_PENDING = 100  # entries a contact keeps while the counter store cannot take them
@@ -37,10 +37,10 @@ class TurnCounts:
     def __init__(self) -> None:
         self.counts: Counter[CounterKey] = Counter()
 
-    def _add(self, run: dict[str, Any], node: str | None, *name: str) -> None:
+    def _add(self, run: RunDoc, node: str | None, *name: str) -> None:
         self.counts[(run["flow_id"], int(run["version"]), node, name)] += 1
 
-    def step(self, run: dict[str, Any], step: StepDoc) -> None:
+    def step(self, run: RunDoc, step: StepDoc) -> None:
         node = step.get("node")
         action, outcome = str(step.get("action")), str(step.get("outcome"))
         detail = step.get("detail") or {}
@@ -59,10 +59,10 @@ class TurnCounts:
         if outcome == "failed" and detail.get("error_code") is not None:
             self._add(run, node, "error", str(detail["error_code"]))
 
-    def entered(self, run: dict[str, Any], node_id: str) -> None:
+    def entered(self, run: RunDoc, node_id: str) -> None:
         self._add(run, node_id, "entered")
 
-    def waited(self, run: dict[str, Any], node_id: str) -> None:
+    def waited(self, run: RunDoc, node_id: str) -> None:
         self._add(run, node_id, "waited")
 
     def entry(self, contact: dict[str, Any]) -> dict[str, Any] | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from server.machines.documents import RunDoc
 from server.machines.formats import Format, FormatError, parse_format, write_value
 from server.machines.regional import Regional
 
@@ -33,7 +34,7 @@ def lookup(path: list[str], root: Any) -> Any:
     return current
 
 
-def scope_value(name: str, contact: dict[str, Any], run: dict[str, Any]) -> Any:
+def scope_value(name: str, contact: dict[str, Any], run: RunDoc) -> Any:
     head, _, rest = name.partition(".")
     parts = rest.split(".") if rest else []
     if head == "contact":
@@ -53,7 +54,7 @@ def _typed(name: str) -> bool:
 
 
 def render(
-    template: str, contact: dict[str, Any], run: dict[str, Any], regional: Regional | None = None
+    template: str, contact: dict[str, Any], run: RunDoc, regional: Regional | None = None
 ) -> tuple[str, list[str]]:
     """Text with placeholders filled; missing ones render empty and are returned as warnings.
 

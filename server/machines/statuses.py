@@ -14,11 +14,13 @@ from typing import Any
 from server.machines import runner
 from server.machines.compiler import CompiledFlow
 from server.machines.definition import AnsweredNode
+from server.machines.documents import RunDoc
+from server.machines.turn import ACTIVE, Turn, record_step
 
 SEND_ACTIONS = ("message_sent", "template_sent")
 
 
-def sender_of(contact: dict[str, Any], message_id: str) -> tuple[dict[str, Any], str] | None:
+def sender_of(contact: dict[str, Any], message_id: str) -> tuple[RunDoc, str] | None:
     """The run and node that queued ``message_id`` (found by its send step), newest runs first."""
     for run in reversed(contact.get("runs", [])):
         for step in reversed(run.get("steps", [])):
@@ -28,9 +30,9 @@ def sender_of(contact: dict[str, Any], message_id: str) -> tuple[dict[str, Any],
 
 
 def apply_status(
-    turn: runner.Turn,
+    turn: Turn,
     compiled: CompiledFlow,
-    run: dict[str, Any],
+    run: RunDoc,
     node_id: str,
     message_id: str,
     status: str,
@@ -46,11 +48,11 @@ def apply_status(
         detail["error_title"] = error_title
     if error is not None:
         detail["error"] = error
-    runner.record_step(turn, run, node_id, "message_status", status, detail=detail)
+    record_step(turn, run, node_id, "message_status", status, detail=detail)
     if status != "failed":
         return False
     node = compiled.nodes.get(node_id)
-    at_node = run["status"] in runner.ACTIVE and run.get("node") == node_id
+    at_node = run["status"] in ACTIVE and run.get("node") == node_id
     if not at_node or not isinstance(node, AnsweredNode):
         return False
     return runner.send_failed(turn, compiled, run, node_id, error_code)

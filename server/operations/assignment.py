@@ -18,7 +18,7 @@ from server.actors.events import AssignAgent, ReleaseContact
 from server.errors import Conflict, InvalidInput, NotFound
 from server.ids import ContactKey, new_id
 from server.machines.flow_walk import raw_nodes
-from server.operations.catalog import agent_name, find_agent, normalize_email
+from server.operations.agents import agent_name, find_agent, normalize_email
 from server.operations.contact_identifiers import Who, contact_key, find_contact_key
 from server.operations.flow_versions import flows_using
 from server.services import Services
@@ -123,7 +123,7 @@ async def delete_team(services: Services, workspace_id: str, team_id: str) -> bo
     return await services.teams.delete(workspace_id, team["_id"])
 
 
-# --- agents (create and availability live in catalog.py) -----------------------------------------
+# --- agents (create and availability live in agents.py) ------------------------------------------
 
 
 async def update_agent(

@@ -3,7 +3,7 @@
 Consent given or withdrawn is recorded on the contact with when, how (``api``, ``flow``,
 ``keyword``, ``import``) and by whom (the API key, an agent). Customers opt out by writing
 only STOP or BAJA, or one of the workspace's words, in any case and with or without accents
-(see ``contact_state.opt_out_word``); marketing templates then stop (runner ``_template``).
+(see ``contact_state.opt_out_word``); marketing templates then stop (``send_nodes.send_template``).
 """
 
 from __future__ import annotations

@@ -17,8 +17,8 @@ from server.errors import Conflict, InvalidInput, NotFound, Unavailable
 from server.identity import Identities
 from server.machines.regional import Regional
 from server.machines.values import coerce_value
-from server.operations.catalog import normalize_tag_name
 from server.operations.contact_identifiers import Who, contact_key, contact_phone
+from server.operations.tags import normalize_tag_name
 from server.services import Services
 from server.text_input import checked_characters
 

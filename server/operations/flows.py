@@ -9,7 +9,8 @@ from server.errors import InvalidFlow, InvalidInput, NotFound
 from server.ids import new_id
 from server.machines.catalog import Catalog
 from server.machines.definition import parse_flow
-from server.machines.validator import FlowIssue, validate
+from server.machines.flow_checks.issues import FlowIssue
+from server.machines.validator import validate
 from server.operations import templates
 from server.operations.catalog import catalog_snapshot
 from server.operations.flow_versions import activate_version

@@ -17,7 +17,7 @@ from server.channels.base import TYPING
 from server.errors import InvalidInput, NotFound
 from server.identity import message_address
 from server.ids import ContactKey, new_id
-from server.operations.catalog import find_agent
+from server.operations.agents import find_agent
 from server.operations.contact_identifiers import Who, contact_key, find_contact_key
 from server.services import Services
 from server.text_input import checked_text

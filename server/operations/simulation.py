@@ -33,12 +33,12 @@ from server.clock import as_utc
 from server.durations import parse_duration
 from server.errors import InvalidFlow, InvalidInput
 from server.ids import ContactKey, new_id
-from server.machines import runner
 from server.machines.compiler import CompiledFlow, compile_flow
 from server.machines.definition import parse_flow
-from server.machines.documents import StepDoc
+from server.machines.documents import RunDoc, StepDoc
+from server.machines.flow_checks.issues import FlowIssue
 from server.machines.rendering import render_message
-from server.machines.validator import FlowIssue
+from server.machines.turn import AssignRequest
 from server.machines.values import coerce_value
 from server.operations.catalog import catalog_snapshot
 from server.operations.contact_identifiers import contact_phone
@@ -186,7 +186,7 @@ class _Sources:
     timezone_of: Callable[[str], Awaitable[str]]
     fields_of: Callable[[str], Awaitable[dict[str, tuple[str, list[str]]]]]
     extras_of: Callable[[str], Awaitable[TurnExtras]]
-    assigner: Callable[[str, runner.AssignRequest], Awaitable[tuple[dict[str, Any] | None, str | None]]]
+    assigner: Callable[[str, AssignRequest], Awaitable[tuple[dict[str, Any] | None, str | None]]]
     segment_matcher: SegmentMatcher | None = matches  # takes the workspace's zone as its 4th argument
     inbound_trigger: None = None  # the script is the only customer: no keyword starts a flow
     default_channel_of: None = None  # nothing is sent: the run needs no number
@@ -200,7 +200,7 @@ class _Recorder:
         self._now = now
         self._into = into
 
-    def step(self, run: dict[str, Any], step: StepDoc) -> None:
+    def step(self, run: RunDoc, step: StepDoc) -> None:
         contact = self._contact
         self._into.append(
             SimulatedStep(
@@ -214,10 +214,10 @@ class _Recorder:
             )
         )
 
-    def entered(self, run: dict[str, Any], node_id: str) -> None:
+    def entered(self, run: RunDoc, node_id: str) -> None:
         return None
 
-    def waited(self, run: dict[str, Any], node_id: str) -> None:
+    def waited(self, run: RunDoc, node_id: str) -> None:
         return None
 
 

@@ -14,13 +14,12 @@ from typing import Any
 
 from pymongo.errors import DuplicateKeyError
 
-from server.channels.whatsapp.template_message import PARAM, parameter_count
+from server.channels.whatsapp.template_message import PARAM, SENDABLE_TEMPLATE_STATUSES, parameter_count
 from server.errors import Conflict, EgressRefused, InvalidInput, NotFound, Unavailable
 from server.ids import new_id
 from server.machines.definition import TemplateNode, parse_flow
-from server.operations import catalog as catalog_ops
-from server.operations.catalog import SENDABLE_TEMPLATE_STATUSES, validate_components
 from server.operations.flow_versions import activate_version
+from server.operations.template_drafts import template_fields, validate_components
 from server.services import Services
 
 log = logging.getLogger(__name__)
@@ -332,7 +331,7 @@ async def update_template(
             "and rejected templates can be edited; create a new template instead",
             field="id",
         )
-    fields = catalog_ops.template_fields(data)
+    fields = template_fields(data)
     renamed = (fields["name"], fields["language"]) != (template["name"], template["language"])
     if renamed and template.get("meta_id"):
         raise InvalidInput(

@@ -18,8 +18,8 @@ from typing import Any
 
 from server.clock import as_utc
 from server.ids import new_id
-from server.machines import runner
-from server.machines.documents import TimerDoc
+from server.machines.documents import RunDoc, TimerDoc
+from server.machines.turn import Turn, record_step
 
 WAKE = "send"  # timer kind
 QUIET_HOURS = "QUIET_HOURS"
@@ -27,7 +27,7 @@ PAUSED = "outbox_paused_until"  # nothing goes to this contact before then (pair
 
 
 def hold(
-    turn: runner.Turn,
+    turn: Turn,
     message: dict[str, Any],
     until: datetime,
     reason: str,
@@ -53,11 +53,11 @@ def hold(
     step = {"message": message["id"], "until": until, **(detail or {})}
     if attempt is not None:
         step["attempt"] = attempt
-    runner.record_step(turn, run, message.get("node"), "message_held", reason, detail=step)
+    record_step(turn, run, message.get("node"), "message_held", reason, detail=step)
     _push_back_no_reply(turn, run, message, until)
 
 
-def release(turn: runner.Turn, message: dict[str, Any], by: str) -> None:
+def release(turn: Turn, message: dict[str, Any], by: str) -> None:
     """Let a held message go now: the customer wrote (inbound event ``by``), so quiet hours no
     longer apply to it."""
     message.pop("not_before", None)
@@ -65,7 +65,7 @@ def release(turn: runner.Turn, message: dict[str, Any], by: str) -> None:
     _drop_wake(turn.contact, message["id"])
 
 
-def wake(turn: runner.Turn, timer: TimerDoc) -> bool:
+def wake(turn: Turn, timer: TimerDoc) -> bool:
     """A wake timer fired: drop it; messages whose time has come lose ``not_before``, and one
     still held (a wake that came early: another replica's clock) gets a wake timer again."""
     contact = turn.contact
@@ -126,16 +126,14 @@ def _drop_wake(contact: dict[str, Any], message_id: str) -> None:
     ]
 
 
-def _run_of(contact: dict[str, Any], message: dict[str, Any]) -> dict[str, Any] | None:
+def _run_of(contact: dict[str, Any], message: dict[str, Any]) -> RunDoc | None:
     run_id = message.get("run_id")
     if not run_id:
         return None
     return next((r for r in contact.get("runs", []) if r["id"] == run_id), None)
 
 
-def _push_back_no_reply(
-    turn: runner.Turn, run: dict[str, Any], message: dict[str, Any], until: datetime
-) -> None:
+def _push_back_no_reply(turn: Turn, run: RunDoc, message: dict[str, Any], until: datetime) -> None:
     waiting = run.get("waiting_for") or {}
     if (
         run.get("status") != "waiting"

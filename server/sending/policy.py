@@ -28,7 +28,7 @@ from typing import Any
 from server.clock import Clock
 from server.expiring import ExpiringCache
 from server.ids import new_id
-from server.machines import runner
+from server.machines.turn import Turn
 from server.sending import holds
 from server.sending.quiet_hours import quiet_until
 from server.sending.rules import TYPING, Deferral, Refusal, deferral, refusal
@@ -91,7 +91,7 @@ class SendPolicy:
 
     async def screen_turn(
         self,
-        turn: runner.Turn,
+        turn: Turn,
         queued_before: set[str],
         answering: Answering | None,
         transactional: TransactionalLookup,
@@ -121,7 +121,7 @@ class SendPolicy:
 
     async def _stamp(
         self,
-        turn: runner.Turn,
+        turn: Turn,
         message: dict[str, Any],
         answering: Answering | None,
         transactional: TransactionalLookup,

@@ -29,6 +29,7 @@ from server.machines import runner
 from server.machines.catalog import Catalog
 from server.machines.compiler import CompiledFlow, node_edges
 from server.machines.definition import FlowDefinition, SimpleMessageNode, TemplateNode
+from server.machines.turn import CONTACT_WITH_AGENT, Turn
 from server.machines.validator import validate
 from server.sending import rules
 from server.sending.zones import recipient_country
@@ -47,7 +48,6 @@ MARKETING_TO_US = rules.MARKETING_TO_US
 NO_OPT_IN = "NO_OPT_IN"
 WINDOW_CLOSED = "WINDOW_CLOSED"
 CONTACT_GONE = "CONTACT_GONE"
-CONTACT_WITH_AGENT = runner.CONTACT_WITH_AGENT
 
 
 def tier_limit(tier: str | None) -> int | None:
@@ -125,7 +125,7 @@ class Judge:
     def _first_send_blocked(self, contact: dict[str, Any]) -> bool:
         working = copy_document(contact)
         working.update(runs=[], timers=[], outbox=[])
-        turn = runner.Turn(
+        turn = Turn(
             contact=working,
             now=self.now,
             timezone=self.timezone,

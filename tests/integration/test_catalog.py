@@ -16,8 +16,13 @@ from server.errors import Conflict, InvalidInput, NotFound
 from server.graphql.catalog import CatalogMutation, CatalogQuery
 from server.graphql.context import Context
 from server.graphql.errors import CodedErrors
-from server.operations import catalog as ops
+from server.machines.catalog import Catalog
+from server.operations import agents as agent_ops
+from server.operations import catalog as catalog_ops
+from server.operations import fields as field_ops
 from server.operations import flows as flow_ops
+from server.operations import tags as tag_ops
+from server.operations import template_drafts as draft_ops
 from server.runtime import Runtime
 
 WS = "ws_catalog"
@@ -50,12 +55,12 @@ def flow_using(
 
 
 async def test_tags_are_unique_per_workspace_and_normalised(runtime: Runtime) -> None:
-    tag = await ops.create_tag(runtime.services, WS, "  vip  ", "MARKETING")
+    tag = await tag_ops.create_tag(runtime.services, WS, "  vip  ", "MARKETING")
     assert tag["name"] == "vip" and tag["kind"] == "MARKETING" and tag["_id"].startswith("tag_")
     with pytest.raises(Conflict, match="'vip' already exists"):
-        await ops.create_tag(runtime.services, WS, "vip", "SUPPORT")
-    await ops.create_tag(runtime.services, OTHER, "vip", "SUPPORT")  # another workspace: no clash
-    assert [t["name"] for t in await ops.list_tags(runtime.services, WS)] == ["vip"]
+        await tag_ops.create_tag(runtime.services, WS, "vip", "SUPPORT")
+    await tag_ops.create_tag(runtime.services, OTHER, "vip", "SUPPORT")  # another workspace: no clash
+    assert [t["name"] for t in await tag_ops.list_tags(runtime.services, WS)] == ["vip"]
 
 
 @pytest.mark.parametrize(
@@ -63,80 +68,80 @@ async def test_tags_are_unique_per_workspace_and_normalised(runtime: Runtime) ->
 )
 async def test_tag_input_is_checked(runtime: Runtime, name: str, kind: str) -> None:
     with pytest.raises(InvalidInput):
-        await ops.create_tag(runtime.services, WS, name, kind)
+        await tag_ops.create_tag(runtime.services, WS, name, kind)
 
 
 async def test_rename_tag(runtime: Runtime) -> None:
-    a = await ops.create_tag(runtime.services, WS, "call back", "SUPPORT")
-    await ops.create_tag(runtime.services, WS, "vip", "MARKETING")
-    renamed = await ops.rename_tag(runtime.services, WS, a["_id"], "call-back")
+    a = await tag_ops.create_tag(runtime.services, WS, "call back", "SUPPORT")
+    await tag_ops.create_tag(runtime.services, WS, "vip", "MARKETING")
+    renamed = await tag_ops.rename_tag(runtime.services, WS, a["_id"], "call-back")
     assert renamed["name"] == "call-back"
     with pytest.raises(Conflict):
-        await ops.rename_tag(runtime.services, WS, a["_id"], "vip")
+        await tag_ops.rename_tag(runtime.services, WS, a["_id"], "vip")
     with pytest.raises(NotFound):
-        await ops.rename_tag(runtime.services, OTHER, a["_id"], "elsewhere")
+        await tag_ops.rename_tag(runtime.services, OTHER, a["_id"], "elsewhere")
 
 
 async def test_delete_tag_used_by_a_flow_draft_is_refused_naming_the_flow(runtime: Runtime) -> None:
-    cold = await ops.create_tag(runtime.services, WS, "cart-cold", "MARKETING")
-    vip = await ops.create_tag(runtime.services, WS, "vip", "MARKETING")
-    spare = await ops.create_tag(runtime.services, WS, "spare", "SUPPORT")
+    cold = await tag_ops.create_tag(runtime.services, WS, "cart-cold", "MARKETING")
+    vip = await tag_ops.create_tag(runtime.services, WS, "vip", "MARKETING")
+    spare = await tag_ops.create_tag(runtime.services, WS, "spare", "SUPPORT")
     await flow_ops.import_flow(runtime.services, WS, flow_using("Abandoned cart", tag_node=["cart-cold"]))
     await flow_ops.import_flow(runtime.services, WS, flow_using("VIP routing", segment_tag="vip"))
 
     with pytest.raises(Conflict) as caught:
-        await ops.delete_tag(runtime.services, WS, cold["_id"])
+        await tag_ops.delete_tag(runtime.services, WS, cold["_id"])
     assert "'Abandoned cart'" in caught.value.message
     assert caught.value.details["flows"] == ["Abandoned cart"]
 
     with pytest.raises(Conflict, match="'VIP routing'"):  # a segment leaf nested in all/not
-        await ops.delete_tag(runtime.services, WS, vip["_id"])
+        await tag_ops.delete_tag(runtime.services, WS, vip["_id"])
     with pytest.raises(Conflict, match="'VIP routing'"):
-        await ops.rename_tag(runtime.services, WS, vip["_id"], "gold")
+        await tag_ops.rename_tag(runtime.services, WS, vip["_id"], "gold")
 
-    assert await ops.delete_tag(runtime.services, WS, spare["_id"]) is True
-    assert {t["name"] for t in await ops.list_tags(runtime.services, WS)} == {"cart-cold", "vip"}
+    assert await tag_ops.delete_tag(runtime.services, WS, spare["_id"]) is True
+    assert {t["name"] for t in await tag_ops.list_tags(runtime.services, WS)} == {"cart-cold", "vip"}
     with pytest.raises(NotFound):
-        await ops.delete_tag(runtime.services, WS, spare["_id"])
+        await tag_ops.delete_tag(runtime.services, WS, spare["_id"])
 
 
 async def test_delete_tag_checks_the_active_version_too(runtime: Runtime) -> None:
-    tag = await ops.create_tag(runtime.services, WS, "lead", "MARKETING")
+    tag = await tag_ops.create_tag(runtime.services, WS, "lead", "MARKETING")
     flow = await flow_ops.import_flow(runtime.services, WS, flow_using("Leads", tag_node=["lead"]))
     await flow_ops.publish_flow(runtime.services, WS, flow["_id"])
     # The draft no longer mentions the tag, but the running version still does.
     await flow_ops.update_draft(runtime.services, WS, flow["_id"], flow_using("Leads", tag_node=["other"]))
     with pytest.raises(Conflict, match="'Leads'"):
-        await ops.delete_tag(runtime.services, WS, tag["_id"])
+        await tag_ops.delete_tag(runtime.services, WS, tag["_id"])
 
 
 async def test_a_flow_in_another_workspace_does_not_block_delete(runtime: Runtime) -> None:
-    tag = await ops.create_tag(runtime.services, WS, "vip", "MARKETING")
+    tag = await tag_ops.create_tag(runtime.services, WS, "vip", "MARKETING")
     await flow_ops.import_flow(runtime.services, OTHER, flow_using("Elsewhere", tag_node=["vip"]))
-    assert await ops.delete_tag(runtime.services, WS, tag["_id"]) is True
+    assert await tag_ops.delete_tag(runtime.services, WS, tag["_id"]) is True
 
 
 # --- fields ---
 
 
 async def test_fields(runtime: Runtime) -> None:
-    city = await ops.create_field(runtime.services, WS, "city", "FIXED", [" Madrid ", "Málaga"])
+    city = await field_ops.create_field(runtime.services, WS, "city", "FIXED", [" Madrid ", "Málaga"])
     assert city["options"] == ["Madrid", "Málaga"] and city["type"] == "FIXED"
-    points = await ops.create_field(
+    points = await field_ops.create_field(
         runtime, WS, "points", "NUMBER", None, {"system": "Klaviyo", "property": "loyalty_points"}
     )
     assert points["options"] == [] and points["external"] == {
         "system": "klaviyo",
         "property": "loyalty_points",
     }
-    assert (await ops.get_field(runtime.services, WS, "city"))["_id"] == city["_id"]
-    assert [f["name"] for f in await ops.list_fields(runtime.services, WS)] == ["city", "points"]
+    assert (await field_ops.get_field(runtime.services, WS, "city"))["_id"] == city["_id"]
+    assert [f["name"] for f in await field_ops.list_fields(runtime.services, WS)] == ["city", "points"]
     with pytest.raises(Conflict):
-        await ops.create_field(runtime.services, WS, "city", "TEXT")
+        await field_ops.create_field(runtime.services, WS, "city", "TEXT")
     with pytest.raises(NotFound, match="no field called 'town'"):
-        await ops.get_field(runtime.services, WS, "town")
+        await field_ops.get_field(runtime.services, WS, "town")
     with pytest.raises(NotFound):
-        await ops.get_field(runtime.services, OTHER, "city")
+        await field_ops.get_field(runtime.services, OTHER, "city")
 
 
 @pytest.mark.parametrize(
@@ -157,12 +162,12 @@ async def test_field_input_is_checked(
     runtime: Runtime, name: str, kind: str, options: list[str] | None, message: str
 ) -> None:
     with pytest.raises(InvalidInput, match=message):
-        await ops.create_field(runtime.services, WS, name, kind, options)
+        await field_ops.create_field(runtime.services, WS, name, kind, options)
 
 
 async def test_field_external_system_is_checked(runtime: Runtime) -> None:
     with pytest.raises(InvalidInput, match="external system"):
-        await ops.create_field(
+        await field_ops.create_field(
             runtime.services, WS, "x", "TEXT", None, {"system": "hubspot", "property": "p"}
         )
 
@@ -171,22 +176,22 @@ async def test_field_external_system_is_checked(runtime: Runtime) -> None:
 
 
 async def test_agents(runtime: Runtime) -> None:
-    ana = await ops.create_agent(runtime.services, WS, " Ana@Shop.example ", "Ana", ["ventas"])
+    ana = await agent_ops.create_agent(runtime.services, WS, " Ana@Shop.example ", "Ana", ["ventas"])
     assert ana["email"] == "ana@shop.example" and ana["available"] is True and ana["teams"] == ["ventas"]
     with pytest.raises(Conflict):
-        await ops.create_agent(runtime.services, WS, "ana@shop.example", "Ana again")
+        await agent_ops.create_agent(runtime.services, WS, "ana@shop.example", "Ana again")
     with pytest.raises(InvalidInput, match="not an e-mail"):
-        await ops.create_agent(runtime.services, WS, "ana", "Ana")
-    again = await ops.set_agent(runtime.services, WS, "ana@shop.example", "Ana García")
+        await agent_ops.create_agent(runtime.services, WS, "ana", "Ana")
+    again = await agent_ops.set_agent(runtime.services, WS, "ana@shop.example", "Ana García")
     assert again["_id"] == ana["_id"] and again["name"] == "Ana García" and again["teams"] == ["ventas"]
-    away = await ops.set_agent_availability(runtime.services, WS, ana["_id"], False)
+    away = await agent_ops.set_agent_availability(runtime.services, WS, ana["_id"], False)
     assert away["available"] is False
-    by_email = await ops.set_agent_availability(runtime.services, WS, "ana@shop.example", True)
+    by_email = await agent_ops.set_agent_availability(runtime.services, WS, "ana@shop.example", True)
     assert by_email["available"] is True
     with pytest.raises(NotFound):
-        await ops.set_agent_availability(runtime.services, OTHER, ana["_id"], False)
-    luis = await ops.set_agent(runtime.services, WS, "luis@shop.example", "Luis")
-    assert [a["_id"] for a in await ops.list_agents(runtime.services, WS)] == [ana["_id"], luis["_id"]]
+        await agent_ops.set_agent_availability(runtime.services, OTHER, ana["_id"], False)
+    luis = await agent_ops.set_agent(runtime.services, WS, "luis@shop.example", "Luis")
+    assert [a["_id"] for a in await agent_ops.list_agents(runtime.services, WS)] == [ana["_id"], luis["_id"]]
 
 
 # --- templates ---
@@ -215,17 +220,17 @@ def cart_template(**changes: Any) -> dict[str, Any]:
 
 
 async def test_templates(runtime: Runtime) -> None:
-    created = await ops.create_template(runtime.services, WS, cart_template())
+    created = await draft_ops.create_template(runtime.services, WS, cart_template())
     assert created["status"] == "DRAFT" and created["rejection_reason"] is None
     assert created["components"][3]["buttons"][1]["type"] == "QUICK_REPLY"
-    await ops.create_template(runtime.services, WS, cart_template(language="en_US"))
+    await draft_ops.create_template(runtime.services, WS, cart_template(language="en_US"))
     with pytest.raises(Conflict, match="language es"):
-        await ops.create_template(runtime.services, WS, cart_template())
-    assert [(t["name"], t["language"]) for t in await ops.list_templates(runtime.services, WS)] == [
+        await draft_ops.create_template(runtime.services, WS, cart_template())
+    assert [(t["name"], t["language"]) for t in await draft_ops.list_templates(runtime.services, WS)] == [
         ("cart_reminder", "en_US"),
         ("cart_reminder", "es"),
     ]
-    assert await ops.list_templates(runtime.services, OTHER) == []
+    assert await draft_ops.list_templates(runtime.services, OTHER) == []
 
 
 @pytest.mark.parametrize(
@@ -291,22 +296,22 @@ async def test_templates(runtime: Runtime) -> None:
 )
 async def test_template_input_is_checked(runtime: Runtime, changes: dict[str, Any], message: str) -> None:
     with pytest.raises(InvalidInput, match=message):
-        await ops.create_template(runtime.services, WS, cart_template(**changes))
+        await draft_ops.create_template(runtime.services, WS, cart_template(**changes))
 
 
 # --- snapshot ---
 
 
 async def test_catalog_snapshot(runtime: Runtime) -> None:
-    await ops.create_tag(runtime.services, WS, "vip", "SUPPORT")
-    await ops.create_field(runtime.services, WS, "city", "FIXED", ["Madrid"])
-    await ops.create_field(runtime.services, WS, "age", "NUMBER")
-    ana = await ops.create_agent(runtime.services, WS, "ana@shop.example", "Ana", ["ventas"])
-    await ops.create_template(runtime.services, WS, cart_template())
+    await tag_ops.create_tag(runtime.services, WS, "vip", "SUPPORT")
+    await field_ops.create_field(runtime.services, WS, "city", "FIXED", ["Madrid"])
+    await field_ops.create_field(runtime.services, WS, "age", "NUMBER")
+    ana = await agent_ops.create_agent(runtime.services, WS, "ana@shop.example", "Ana", ["ventas"])
+    await draft_ops.create_template(runtime.services, WS, cart_template())
     await flow_ops.import_flow(runtime.services, WS, flow_using("Second reminder", tag_node=["vip"]))
-    await ops.create_tag(runtime.services, OTHER, "not-mine", "SUPPORT")
+    await tag_ops.create_tag(runtime.services, OTHER, "not-mine", "SUPPORT")
 
-    catalog = await ops.catalog_snapshot(runtime.services, WS)
+    catalog = await catalog_ops.catalog_snapshot(runtime.services, WS)
     assert catalog.tags == {"vip": "SUPPORT"}
     assert catalog.fields == {"city": ("FIXED", ("Madrid",)), "age": ("NUMBER", ())}
     assert catalog.agents == {ana["_id"], "ana@shop.example"}
@@ -319,11 +324,9 @@ async def test_catalog_snapshot(runtime: Runtime) -> None:
     assert [b.type for b in summary.buttons] == ["QUICK_REPLY", "QUICK_REPLY", "URL"]
     assert catalog.connects == {"Second reminder": frozenset()}  # its draft connects nowhere
 
-    empty = await ops.catalog_snapshot(runtime.services, "ws_empty")
+    empty = await catalog_ops.catalog_snapshot(runtime.services, "ws_empty")
     assert empty.now is not None and empty.timezone == "UTC"  # the moment delays are judged at
-    assert replace(empty, now=None) == ops.Catalog(
-        sandbox=True
-    )  # no WhatsApp number: templates go unreviewed
+    assert replace(empty, now=None) == Catalog(sandbox=True)  # no WhatsApp number: templates go unreviewed
 
 
 # --- GraphQL resolvers (on a schema built from this module's classes only) ---

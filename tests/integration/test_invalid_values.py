@@ -75,6 +75,25 @@ async def test_a_wrong_option_is_asked_again_with_the_options_then_the_run_ends(
     assert await variables(gql, phone) == {}
 
 
+INVALID_STEPS = """query($id: ID!) { run(id: $id) { steps {
+  __typename action ... on InvalidValue { why askingAgain attempt } ... on VariableNotSet { field value }
+} } }"""
+
+
+async def test_a_value_that_does_not_fit_reads_as_an_invalid_value_step(gql: GraphQLClient) -> None:
+    """``VariableNotSet`` and ``FormNotSaved`` share the ``InvalidValue`` interface: a timeline asks
+    once for why, the question asked again and the attempt, whichever of the two it is."""
+    phone = "+34600500006"
+    run_id = await sized(gql, "Sizes typed", phone)
+    await say(gql, phone, "XXL")
+    steps = (await gql(INVALID_STEPS, id=run_id))["run"]["steps"]
+    [rejected] = [s for s in steps if s["action"] == "variable_not_set"]
+    assert rejected["__typename"] == "VariableNotSet"
+    assert (rejected["askingAgain"], rejected["attempt"], rejected["field"]) == ("ask", 1, "size")
+    assert rejected["value"] == "XXL" and "one of: S, M, L" in rejected["why"]
+    assert all("askingAgain" not in s for s in steps if s["action"] != "variable_not_set")
+
+
 async def test_a_right_answer_after_a_wrong_one_is_saved(gql: GraphQLClient) -> None:
     phone = "+34600500002"
     run_id = await sized(gql, "Sizes again", phone)

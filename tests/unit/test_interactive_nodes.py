@@ -15,8 +15,9 @@ from server.channels.whatsapp.webhook import parse_webhook
 from server.machines import runner
 from server.machines.catalog import Catalog
 from server.machines.definition import parse_flow
+from server.machines.flow_checks.issues import FlowIssue
 from server.machines.replies import Choice, choose
-from server.machines.validator import FlowIssue, validate
+from server.machines.validator import validate
 from tests.support.openapi import describe, operation
 from tests.unit.test_replies import Contact, compiled
 

@@ -11,6 +11,7 @@ from server.machines import runner
 from server.machines.compiler import compile_flow
 from server.machines.definition import parse_flow
 from server.machines.replies import Choice, choose, comparable
+from server.machines.turn import MAX_STEPS_KEPT, Turn
 
 YES_NO = [("yes", "Sí"), ("no", "No")]
 NOW = datetime(2026, 6, 1, 10, 0, tzinfo=UTC)
@@ -118,10 +119,10 @@ class Contact:
             "last_inbound_at": NOW,
         }
 
-    def turn(self, after: timedelta = timedelta(seconds=1)) -> runner.Turn:
+    def turn(self, after: timedelta = timedelta(seconds=1)) -> Turn:
         self.now += after
         self.document["last_inbound_at"] = self.now
-        return runner.Turn(self.document, self.now, fields=self.fields, **self.extra)
+        return Turn(self.document, self.now, fields=self.fields, **self.extra)
 
     def start(self) -> dict[str, Any]:
         turn = self.turn()
@@ -314,8 +315,8 @@ def test_a_500_node_chain_runs_to_its_end_and_keeps_its_first_step() -> None:
     customer = Contact(compiled(*nodes, start="n0"))
     run = customer.start()
     assert run["status"] == "completed", run["end_reason"]
-    assert len(run["steps"]) == runner.MAX_STEPS_KEPT and run["steps"][0]["action"] == "started"
-    assert run["steps"][-1]["action"] == "ended" and run["steps_dropped"] == 502 - runner.MAX_STEPS_KEPT
+    assert len(run["steps"]) == MAX_STEPS_KEPT and run["steps"][0]["action"] == "started"
+    assert run["steps"][-1]["action"] == "ended" and run["steps_dropped"] == 502 - MAX_STEPS_KEPT
 
 
 def test_a_node_entered_twice_in_one_turn_stops_the_run() -> None:

@@ -13,7 +13,8 @@ from server.ids import ContactKey
 from server.machines import runner
 from server.machines.compiler import CompiledFlow, compile_flow
 from server.machines.definition import parse_flow
-from server.machines.runner import MAX_STEPS_KEPT, Turn
+from server.machines.documents import ContactDoc, RunDoc
+from server.machines.turn import MAX_STEPS_KEPT, Turn, end_run, record_step
 from server.segments import matches
 from server.store.contacts import new_contact
 
@@ -618,7 +619,7 @@ def test_ending_an_ended_run_changes_nothing() -> None:
     t = turn()
     run = started(flow({"id": "tag", "type": "tag"}), t)
     before = (run["status"], run["end_reason"], len(run["steps"]))
-    runner.end_run(later(t, SECOND), run, "cancelled", "LATER")
+    end_run(later(t, SECOND), run, "cancelled", "LATER")
     assert (run["status"], run["end_reason"], len(run["steps"])) == before
 
 
@@ -626,8 +627,32 @@ def test_a_long_run_keeps_its_first_step_and_counts_the_dropped_ones() -> None:
     t = turn()
     run = started(no_reply_flow(), t)
     for n in range(MAX_STEPS_KEPT + 10):
-        runner.record_step(t, run, "ask", "synced", str(n))
+        record_step(t, run, "ask", "synced", str(n))
     assert len(run["steps"]) == MAX_STEPS_KEPT
     assert run["steps"][0]["action"] == "started"
     assert run["steps"][-1]["outcome"] == str(MAX_STEPS_KEPT + 9)
     assert run["steps_dropped"] == 12  # "started" and "message_sent" came first: 212 steps, 200 kept
+
+
+# --- the documents' shapes -------------------------------------------------------------------------
+
+
+def test_a_new_run_has_every_key_its_typed_document_requires_and_no_other() -> None:
+    """``RunDoc`` says which keys of a run the code may rely on: a run as ``new_run`` makes it has
+    exactly its required keys, and the keys a run gains later are the optional ones."""
+    compiled = flow(
+        {"id": "ask", "type": "message", "text": "¿Talla?", "on_reply": "split"},
+        {
+            "id": "split",
+            "type": "split",
+            "branches": [{"name": "A", "weight": 1, "next": None}, {"name": "B", "weight": 1, "next": None}],
+        },
+    )
+    t = turn()
+    run = runner.new_run(t, compiled, FLOW_ID, 1, {"source": "api"})
+    assert set(run) == RunDoc.__required_keys__
+    runner.start(t, compiled, run)
+    runner.deliver_reply(later(t, SECOND), compiled, run, "M", None)
+    assert run["status"] == "completed" and {"button", "splits"} <= set(run)
+    assert set(run) <= RunDoc.__required_keys__ | RunDoc.__optional_keys__
+    assert set(t.contact) <= ContactDoc.__optional_keys__ | {"applied_events"}  # the actor's own key

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from server.errors import InvalidInput
+from server.machines.turn import Turn
 from server.sending.quiet_hours import quiet_until
 from server.sending.rules import MARKETING_TO_US, NO_OPT_IN, WINDOW_CLOSED, deferral, refusal
 from server.sending.settings import parse_quiet_hours, settings_from_document
@@ -147,8 +148,6 @@ def test_131056_is_paced_per_recipient_in_powers_of_four() -> None:
 
 
 def _turn_with_waiting_run(now: datetime) -> Any:
-    from server.machines import runner
-
     contact = {
         "_id": "ws:+34600111222",
         "workspace_id": "ws",
@@ -182,7 +181,7 @@ def _turn_with_waiting_run(now: datetime) -> Any:
             {"id": "m2", "run_id": "run_1", "node": "ask", "kind": "text"},
         ],
     }
-    return runner.Turn(contact=contact, now=now)
+    return Turn(contact=contact, now=now)
 
 
 def test_a_hold_pushes_the_no_reply_time_back_with_a_fresh_timer() -> None:
@@ -199,7 +198,6 @@ def test_a_hold_pushes_the_no_reply_time_back_with_a_fresh_timer() -> None:
 
 
 def test_one_wake_releases_every_message_due_and_spends_their_timers() -> None:
-    from server.machines import runner
     from server.sending import holds
 
     turn = _turn_with_waiting_run(NOW)
@@ -208,21 +206,20 @@ def test_one_wake_releases_every_message_due_and_spends_their_timers() -> None:
         holds.hold(turn, message, morning, holds.QUIET_HOURS)
     wakes = [t for t in turn.contact["timers"] if t["kind"] == holds.WAKE]
     assert len(wakes) == 2
-    later = runner.Turn(contact=turn.contact, now=morning)
+    later = Turn(contact=turn.contact, now=morning)
     holds.wake(later, wakes[0])
     assert not any(holds.held(m, morning) for m in turn.contact["outbox"])
     assert [t for t in turn.contact["timers"] if t["kind"] == holds.WAKE] == []
 
 
 def test_an_early_wake_keeps_a_timer_for_the_message_still_held() -> None:
-    from server.machines import runner
     from server.sending import holds
 
     turn = _turn_with_waiting_run(NOW)
     message = turn.contact["outbox"][0]
     holds.hold(turn, message, NOW + timedelta(hours=10), holds.QUIET_HOURS)
     [wake] = [t for t in turn.contact["timers"] if t["kind"] == holds.WAKE]
-    early = runner.Turn(contact=turn.contact, now=NOW + timedelta(hours=9))
+    early = Turn(contact=turn.contact, now=NOW + timedelta(hours=9))
     holds.wake(early, wake)
     [again] = [t for t in turn.contact["timers"] if t["kind"] == holds.WAKE]
     assert again["id"] != wake["id"] and again["due_at"] == NOW + timedelta(hours=10)

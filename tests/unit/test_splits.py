@@ -12,6 +12,7 @@ from server.ids import ContactKey
 from server.machines import runner, splits
 from server.machines.compiler import compile_flow, mermaid
 from server.machines.definition import SplitBranch, parse_flow
+from server.machines.turn import Turn
 from server.machines.validator import validate
 from server.store.contacts import new_contact
 
@@ -71,7 +72,7 @@ def test_draw_is_a_pure_function_of_its_parts() -> None:
 
 def enter(contact: dict[str, Any], definition: dict[str, Any], now: datetime = NOW) -> dict[str, Any]:
     compiled = compile_flow(parse_flow(definition))
-    turn = runner.Turn(contact=contact, now=now)
+    turn = Turn(contact=contact, now=now)
     run = runner.new_run(turn, compiled, "flow_ab", 1, {})
     runner.start(turn, compiled, run)
     return run

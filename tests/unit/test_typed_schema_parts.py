@@ -28,7 +28,7 @@ from server.actors import contact_commands
 from server.graphql.flow_document import FlowNode, FlowTypes
 from server.graphql.run_steps import STEP_TYPES
 from server.graphql.schema import schema
-from server.machines import runner, statuses
+from server.machines import answers, node_entry, runner, send_nodes, statuses, turn
 from server.machines.definition import NODE_TYPES, _Node
 
 
@@ -42,7 +42,7 @@ def _strings(node: ast.AST) -> set[str]:
 
 
 def recorded_actions(module: Any) -> set[str]:
-    """The ``action`` argument of every ``_record``/``record_step`` call in ``module``, resolved
+    """The ``action`` argument of every ``record_step`` call in ``module``, resolved
     through the function's own assignments when it is a variable (``trigger = "a" if .. else "b"``)."""
     found: set[str] = set()
     tree = ast.parse(inspect.getsource(module))
@@ -55,7 +55,7 @@ def recorded_actions(module: Any) -> set[str]:
                         assigned.setdefault(target.id, set()).update(_strings(node.value))
         for call in (n for n in ast.walk(function) if isinstance(n, ast.Call)):
             name = call.func.attr if isinstance(call.func, ast.Attribute) else getattr(call.func, "id", "")
-            if name not in ("_record", "record_step") or len(call.args) < 4:
+            if name != "record_step" or len(call.args) < 4:
                 continue
             action = call.args[3]
             found |= assigned.get(action.id, set()) if isinstance(action, ast.Name) else _strings(action)
@@ -63,7 +63,8 @@ def recorded_actions(module: Any) -> set[str]:
 
 
 def test_every_recorded_step_action_has_a_type() -> None:
-    actions = set().union(*(recorded_actions(m) for m in (runner, statuses, contact_commands)))
+    recorders = (runner, turn, node_entry, send_nodes, answers, statuses, contact_commands)
+    actions = set().union(*(recorded_actions(m) for m in recorders))
     assert {"started", "message_sent", "button", "no_reply", "timer", "message_status"} <= actions
     assert actions - set(STEP_TYPES) == set(), "add a step type in server/graphql/run_steps.py"
 

@@ -9,7 +9,9 @@ import pytest
 
 from server.machines.catalog import ButtonSummary, Catalog, TemplateSummary
 from server.machines.definition import parse_flow
-from server.machines.validator import FlowIssue, successors, validate
+from server.machines.flow_checks.edges import successors
+from server.machines.flow_checks.issues import FlowIssue
+from server.machines.validator import validate
 
 
 def quick(text: str) -> dict[str, str]:
@@ -400,7 +402,7 @@ def test_a_connection_cycle_with_a_wait_here_or_there_is_fine() -> None:
 
 
 def test_instant_connections_stop_at_waits() -> None:
-    from server.machines.validator import instant_connections
+    from server.machines.flow_checks.graph import instant_connections
 
     document = flow(
         {

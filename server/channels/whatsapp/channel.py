@@ -26,6 +26,7 @@ from server.channels.whatsapp.costs import estimate
 from server.channels.whatsapp.pair_rate import PairPacer
 from server.channels.whatsapp.payloads import PayloadError, build
 from server.channels.whatsapp.receipts import typing_receipt
+from server.channels.whatsapp.template_message import SENDABLE_TEMPLATE_STATUSES
 from server.clock import Clock
 from server.identity import message_address
 from server.ids import ContactKey, scoped_id
@@ -54,8 +55,6 @@ class ReachLedger(Protocol):
 CHANNEL = "whatsapp"
 # Meta's codes that mean the template itself can no longer be sent: mirror them on our template.
 TEMPLATE_STATE_CODES = {"132015": "PAUSED", "132016": "DISABLED"}
-# As operations.catalog.SENDABLE_TEMPLATE_STATUSES: FLAGGED is a quality warning, still sendable.
-SENDABLE = ("APPROVED", "FLAGGED")
 
 
 class WhatsAppChannel:
@@ -178,7 +177,7 @@ class WhatsAppChannel:
                 "TEMPLATE_DISABLED",
                 f"template {template['name']!r} was disabled by Meta; create and submit a new template",
             )
-        if status not in SENDABLE:
+        if status not in SENDABLE_TEMPLATE_STATUSES:
             reason = f" ({template['rejection_reason']})" if template.get("rejection_reason") else ""
             return None, _refuse(
                 "TEMPLATE_NOT_APPROVED",

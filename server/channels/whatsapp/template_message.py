@@ -22,6 +22,12 @@ from pydantic import ValidationError
 
 from server.channels.whatsapp.template_params import TemplateButtonParam, TemplateHeaderParam, TemplateParams
 
+# Meta's review statuses a template can be sent in: FLAGGED is a quality warning, still sent;
+# PAUSED, DISABLED and the unapproved ones are not.
+SENDABLE_TEMPLATE_STATUSES = ("APPROVED", "FLAGGED")
+# Meta's limits on a template's buttons: in all, and of the kinds that take a value.
+MAX_TEMPLATE_BUTTONS = 10
+MAX_TEMPLATE_BUTTONS_BY_TYPE = {"URL": 2, "PHONE_NUMBER": 1, "COPY_CODE": 1}
 PARAM = re.compile(r"\{\{\s*(\d+)\s*\}\}")
 MAX_COUPON = 15  # Meta: a copy code is at most 15 characters
 HEADER_MEDIA = {"IMAGE": "image", "VIDEO": "video", "DOCUMENT": "document"}

@@ -24,7 +24,9 @@ export function describeStep(step: StepFieldsFragment): string {
     case "VariableSet":
       return `${step.field} = ${JSON.stringify(step.value)}`;
     case "VariableNotSet":
-      return `${step.field} refused: ${step.why ?? ""}`;
+      return `${step.field} refused: ${step.why ?? ""}${asking(step.askingAgain, step.attempt)}`;
+    case "FormNotSaved":
+      return `form refused: ${step.why ?? ""}${asking(step.askingAgain, step.attempt)}`;
     case "Assigned":
       return `assigned to ${step.assignedAgent?.email ?? step.assignedAgentId ?? "?"}`;
     case "ConditionChecked":
@@ -38,6 +40,11 @@ export function describeStep(step: StepFieldsFragment): string {
     default: // every other action, and actions added later (OtherStep): the raw form
       return `${step.action} (${step.outcome}) ${detailKeys(step.detail).join(", ")}`.trim();
   }
+}
+
+/** Both invalid-value steps (the InvalidValue interface) say whether the question goes out again. */
+function asking(node: string | null, attempt: number | null): string {
+  return node ? ` (asking ${node} again, attempt ${attempt ?? "?"})` : "";
 }
 
 /** The keys of a step's raw detail: JSON is `unknown`, so it has to be checked before use. */
