@@ -155,7 +155,7 @@ class WhatsAppChannel:
         name, language = str(spec.get("name")), spec.get("language")
         if self._cached_template is not None:
             cached = await self._cached_template(workspace_id, name, language)
-            if cached is not None and cached.get("status") in SENDABLE:
+            if cached is not None and cached.get("status") in SENDABLE_TEMPLATE_STATUSES:
                 return cached, None
         # Not cached, or not sendable in the cache: the store decides (a refusal is for good).
         found = await self._templates.get_by_name(workspace_id, name, language)
