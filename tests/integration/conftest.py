@@ -15,6 +15,7 @@ from server.store.workspaces import new_api_key
 from server.web.app import create_app
 from tests.support.catalog import ensure_catalog
 from tests.support.clock import ShiftedClock
+from tests.support.graph_api_fake import GraphApiFake
 from tests.support.graphql import GraphQLClient
 from tests.support.network import HostsResolver
 
@@ -86,3 +87,14 @@ async def publish(gql: GraphQLClient, definition: dict[str, Any]) -> str:
     flow_id = data["importFlow"]["id"]
     await gql("mutation($id: ID!) { publishFlow(id: $id) { status activeVersion } }", id=flow_id)
     return flow_id
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[GraphApiFake]:
+    """The Graph API on loopback, templates approved as soon as they are submitted (a module that
+    needs another fake, or Klaviyo's, defines its own ``fake``)."""
+    server = await GraphApiFake(initial_template_status="APPROVED").start()
+    try:
+        yield server
+    finally:
+        await server.stop()

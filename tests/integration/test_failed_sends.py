@@ -7,7 +7,6 @@ in ``run.steps`` and on ``runUpdated``.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -26,15 +25,6 @@ from tests.support.whatsapp import connect_fake
 from tests.support.ws import GraphQLWebSocket
 
 RUN_STEPS = "{ id status endReason node steps { node action outcome detail } }"
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[GraphApiFake]:
-    server = await GraphApiFake(initial_template_status="APPROVED").start()
-    try:
-        yield server
-    finally:
-        await server.stop()
 
 
 @pytest.fixture

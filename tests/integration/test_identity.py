@@ -85,15 +85,6 @@ async def runtime(fast_settings: Settings, clock: ShiftedClock) -> AsyncIterator
 
 
 @pytest.fixture
-async def fake() -> AsyncIterator[GraphApiFake]:
-    server = await GraphApiFake(initial_template_status="APPROVED").start()
-    try:
-        yield server
-    finally:
-        await server.stop()
-
-
-@pytest.fixture
 async def channel(runtime: Runtime, api_key: str, fake: GraphApiFake) -> dict[str, Any]:
     return await connect_fake(runtime, WORKSPACE, fake)
 

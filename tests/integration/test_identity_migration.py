@@ -15,7 +15,6 @@ import asyncio
 import base64
 import json
 import uuid
-from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -102,15 +101,6 @@ def clock() -> ShiftedClock:
     clock = ShiftedClock(SystemClock())
     clock.advance(datetime.fromisoformat(META["written_at"]) + timedelta(minutes=1) - clock.now())
     return clock
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[GraphApiFake]:
-    server = await GraphApiFake(initial_template_status="APPROVED").start()
-    try:
-        yield server
-    finally:
-        await server.stop()
 
 
 async def test_a_store_of_the_previous_version_keeps_every_contact_run_timer_and_message(

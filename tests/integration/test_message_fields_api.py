@@ -159,15 +159,6 @@ async def test_an_action_this_version_does_not_know_is_an_other_step(
 
 
 @pytest.fixture
-async def fake() -> AsyncIterator[GraphApiFake]:
-    server = await GraphApiFake(initial_template_status="APPROVED").start()
-    try:
-        yield server
-    finally:
-        await server.stop()
-
-
-@pytest.fixture
 async def webhook(runtime: Runtime, api_key: str, fake: GraphApiFake) -> AsyncIterator[WebhookClient]:
     channel = await connect_fake(runtime, WORKSPACE, fake)  # verified, app secret "app-secret"
     app = create_app(runtime.settings, runtime=runtime)

@@ -9,7 +9,6 @@ message until the next commit: a reloaded actor, recovery and the next turn neve
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -47,15 +46,6 @@ FLOW = {
 @pytest.fixture
 def fast_settings(fast_settings: Settings) -> Settings:
     return fast_settings.model_copy(update={"store_stats": True})
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[GraphApiFake]:
-    server = await GraphApiFake(initial_template_status="APPROVED").start()
-    try:
-        yield server
-    finally:
-        await server.stop()
 
 
 async def say(gql: GraphQLClient, text: str) -> None:

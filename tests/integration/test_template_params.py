@@ -7,7 +7,6 @@ template it holds (parameter counts and kinds, as Meta answers 132000/132012).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -248,15 +247,6 @@ async def test_a_wrong_shape_is_invalid_flow_naming_the_node(
 
 
 # --- sending --------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[GraphApiFake]:
-    server = await GraphApiFake(initial_template_status="APPROVED").start()
-    try:
-        yield server
-    finally:
-        await server.stop()
 
 
 async def connect(gql: GraphQLClient, runtime: Any, fake: GraphApiFake) -> None:

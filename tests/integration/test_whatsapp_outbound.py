@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
 
@@ -20,15 +19,6 @@ from tests.support.whatsapp import FAST_RETRIES, connect_fake
 
 STEPS = """query($p: String!) { contact(phone: $p) {
   runs { status node endReason steps { node action outcome detail } } } }"""
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[GraphApiFake]:
-    server = await GraphApiFake(initial_template_status="APPROVED").start()
-    try:
-        yield server
-    finally:
-        await server.stop()
 
 
 @pytest.fixture
