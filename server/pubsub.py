@@ -1,9 +1,15 @@
 """Change notifications through Redis pub/sub, so subscribers on any server process see them.
 
 One pattern subscription per process receives every topic of this deployment and fans it out
-to local subscriber queues; publishing is one PUBLISH per topic. Payloads travel as BSON: every
-commit publishes its contact document, and the C encoder costs a fraction of a JSON encoding
-that has to walk datetimes in Python.
+to local subscriber queues. Payloads travel as BSON: every commit publishes its contact document,
+and the C encoder costs a fraction of a JSON encoding that has to walk datetimes in Python.
+
+A committed turn is one PUBLISH (issue 19: it was up to four, each packing the whole contact,
+one after another): ``turn:<contact id>`` carries the contact once, the ids of the runs it
+changed and the flows it counted, and each receiving process fans it out to the local topics
+its subscribers read (``contact:``, ``runs:``, ``inbox:``, ``analytics:``), decoding it only
+when one of them is listened to here. redis-py refuses PUBLISH in a RedisCluster pipeline, so
+one message, not a pipeline of several.
 """
 
 from __future__ import annotations
@@ -24,6 +30,14 @@ log = logging.getLogger(__name__)
 QUEUE_LIMIT = 10_000
 
 
+TURN_TOPIC = "turn:"
+
+
+def turn_topic(key: ContactKey) -> str:
+    """The wire topic of a contact's committed turns (fanned out locally, never subscribed to)."""
+    return f"{TURN_TOPIC}{key.doc_id}"
+
+
 def contact_topic(key: ContactKey) -> str:
     """A contact's changes, by its stable id (its phone or BSUID may change under a subscriber)."""
     return f"contact:{key.doc_id}"
@@ -40,7 +54,35 @@ def inbox_topic(workspace_id: str) -> str:
 
 def analytics_topic(workspace_id: str, flow_id: str) -> str:
     """A flow's analytics counters changed (``flowAnalyticsUpdated``)."""
-    return f"analytics:{workspace_id}:{flow_id}"
+    return f"{analytics_prefix(workspace_id)}{flow_id}"
+
+
+def analytics_prefix(workspace_id: str) -> str:
+    return f"analytics:{workspace_id}:"
+
+
+def in_inbox(contact: dict[str, Any]) -> bool:
+    """A contact is a conversation of the inbox once a message was exchanged with it."""
+    return contact.get("last_message_at") is not None
+
+
+def turn_news(news: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """The local (topic, payload) pairs of one turn's message, in the order subscribers saw them
+    when each was a PUBLISH of its own: the contact, each changed run, the conversation, the
+    flows counted."""
+    contact: dict[str, Any] = news["contact"]
+    workspace_id = contact["workspace_id"]
+    fanned: list[tuple[str, dict[str, Any]]] = [(contact_topic(ContactKey.of_contact(contact)), contact)]
+    changed = set(news.get("runs") or ())
+    whose = {"contact_id": contact["_id"], "phone": contact.get("phone"), "workspace_id": workspace_id}
+    for run in contact.get("runs", []):
+        if run["id"] in changed:
+            fanned.append((run_topic(workspace_id), {**run, **whose}))
+    if in_inbox(contact):
+        fanned.append((inbox_topic(workspace_id), contact))
+    for flow_id in news.get("flows") or ():
+        fanned.append((analytics_topic(workspace_id, flow_id), {"flow_id": flow_id}))
+    return fanned
 
 
 class SubscriberOverflow(Exception):
@@ -73,21 +115,13 @@ class RedisPubSub:
         # As a raw command: redis-py 5's asyncio RedisCluster has no ``publish`` method.
         await self._redis.execute_command("PUBLISH", self._prefix + topic, pack(payload))
 
-    async def contact_changed(self, contact: dict[str, Any], run_ids: set[str]) -> None:
-        """The contact and each changed run, in one round trip (a pipeline, not a transaction)."""
-        workspace_id = contact["workspace_id"]
-        await self.publish(contact_topic(ContactKey.of_contact(contact)), contact)
-        for run in contact.get("runs", []):
-            if run["id"] in run_ids:
-                await self.publish(
-                    run_topic(workspace_id),
-                    {
-                        **run,
-                        "contact_id": contact["_id"],
-                        "phone": contact.get("phone"),
-                        "workspace_id": workspace_id,
-                    },
-                )
+    async def contact_changed(
+        self, contact: dict[str, Any], run_ids: set[str], flows: set[str] | frozenset[str] = frozenset()
+    ) -> None:
+        """A committed turn's news, one PUBLISH: the contact (packed once), the runs it changed,
+        the flows whose counters it stored (``turn_news`` fans it out where it is received)."""
+        news = {"contact": contact, "runs": sorted(run_ids), "flows": sorted(flows)}
+        await self.publish(turn_topic(ContactKey.of_contact(contact)), news)
 
     async def flows_counted(self, flows: set[tuple[str, str]]) -> None:
         """News that these (workspace, flow) counters changed; subscribers read the totals."""
@@ -148,11 +182,39 @@ class RedisPubSub:
                         await client.aclose()
 
     def _dispatch(self, topic: str, data: bytes) -> None:
+        if topic.startswith(TURN_TOPIC):
+            self._dispatch_turn(topic[len(TURN_TOPIC) :], data)
+            return
         queues = self._queues.get(topic)
         handlers = self._handlers.get(topic)
         if not queues and not handlers:
             return
-        payload = unpack(data)
+        self._deliver(topic, unpack(data))
+
+    def _dispatch_turn(self, contact_id: str, data: bytes) -> None:
+        """A turn's message, decoded only when a topic it fans out to is listened to here."""
+        key = ContactKey.from_doc_id(contact_id)
+        workspace_id = key.workspace_id
+        listened = (
+            contact_topic(key),
+            run_topic(workspace_id),
+            inbox_topic(workspace_id),
+        )
+        analytics = analytics_prefix(workspace_id)
+        if not any(self._listened(topic) for topic in listened) and not any(
+            topic.startswith(analytics) for topic in (*self._queues, *self._handlers)
+        ):
+            return
+        for topic, payload in turn_news(unpack(data)):
+            if self._listened(topic):
+                self._deliver(topic, payload)
+
+    def _listened(self, topic: str) -> bool:
+        return bool(self._queues.get(topic)) or bool(self._handlers.get(topic))
+
+    def _deliver(self, topic: str, payload: dict[str, Any]) -> None:
+        queues = self._queues.get(topic)
+        handlers = self._handlers.get(topic)
         for handler in handlers or ():
             try:
                 handler(payload)
