@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from typing import Any
 
@@ -52,13 +52,12 @@ def inbox_topic(workspace_id: str) -> str:
     return f"inbox:{workspace_id}"
 
 
+ANALYTICS_TOPIC = "analytics:"
+
+
 def analytics_topic(workspace_id: str, flow_id: str) -> str:
     """A flow's analytics counters changed (``flowAnalyticsUpdated``)."""
-    return f"{analytics_prefix(workspace_id)}{flow_id}"
-
-
-def analytics_prefix(workspace_id: str) -> str:
-    return f"analytics:{workspace_id}:"
+    return f"{ANALYTICS_TOPIC}{workspace_id}:{flow_id}"
 
 
 def in_inbox(contact: dict[str, Any]) -> bool:
@@ -95,6 +94,8 @@ class RedisPubSub:
         self._prefix = prefix
         self._queues: dict[str, set[asyncio.Queue[Any]]] = defaultdict(set)
         self._handlers: dict[str, list[Callable[[dict[str, Any]], None]]] = defaultdict(list)
+        # Local analytics topics per workspace: whether a turn's message needs decoding at all.
+        self._analytics_listened: Counter[str] = Counter()
         self._listener: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
 
@@ -137,6 +138,7 @@ class RedisPubSub:
         """Call ``handler`` with every payload of ``topic``, for the life of the process: the
         server's own listeners (not client subscriptions, so not in ``subscriber_count``)."""
         self._handlers[topic].append(handler)
+        self._count_analytics(topic, 1)
 
     def subscribe(self, topic: str) -> TopicSubscription:
         """Receive every payload published on ``topic`` from this call on, in order."""
@@ -144,13 +146,22 @@ class RedisPubSub:
 
     def _register(self, topic: str, queue: asyncio.Queue[Any]) -> None:
         self._queues[topic].add(queue)
+        self._count_analytics(topic, 1)
 
     def _unregister(self, topic: str, queue: asyncio.Queue[Any]) -> None:
         queues = self._queues.get(topic)
-        if queues is not None:
+        if queues is not None and queue in queues:
             queues.discard(queue)
+            self._count_analytics(topic, -1)
             if not queues:
                 del self._queues[topic]
+
+    def _count_analytics(self, topic: str, change: int) -> None:
+        if topic.startswith(ANALYTICS_TOPIC):
+            workspace_id = topic[len(ANALYTICS_TOPIC) :].partition(":")[0]
+            self._analytics_listened[workspace_id] += change
+            if self._analytics_listened[workspace_id] <= 0:
+                del self._analytics_listened[workspace_id]
 
     async def _listen(self) -> None:
         while True:
@@ -200,10 +211,7 @@ class RedisPubSub:
             run_topic(workspace_id),
             inbox_topic(workspace_id),
         )
-        analytics = analytics_prefix(workspace_id)
-        if not any(self._listened(topic) for topic in listened) and not any(
-            topic.startswith(analytics) for topic in (*self._queues, *self._handlers)
-        ):
+        if workspace_id not in self._analytics_listened and not any(self._listened(t) for t in listened):
             return
         for topic, payload in turn_news(unpack(data)):
             if self._listened(topic):

@@ -27,7 +27,10 @@ QUESTION = flow(
         "id": "ask",
         "type": "message",
         "text": "¿Te ayudamos?",
-        "buttons": [{"id": "yes", "title": "Sí", "next": "thanks"}, {"id": "no", "title": "No", "next": None}],
+        "buttons": [
+            {"id": "yes", "title": "Sí", "next": "thanks"},
+            {"id": "no", "title": "No", "next": None},
+        ],
     },
     {"id": "thanks", "type": "message", "text": "¡Gracias!", "next": None},
 )
@@ -37,7 +40,9 @@ async def _next(subscription: TopicSubscription) -> dict[str, Any]:
     return await asyncio.wait_for(subscription.__anext__(), timeout=10)
 
 
-async def test_one_turn_is_one_publish_that_every_subscriber_hears(gql: GraphQLClient, runtime: Runtime) -> None:
+async def test_one_turn_is_one_publish_that_every_subscriber_hears(
+    gql: GraphQLClient, runtime: Runtime
+) -> None:
     assert isinstance(runtime.redis, Redis)
     flow_id = await publish(gql, QUESTION)
     phone = "+34600970001"
