@@ -1,8 +1,8 @@
-"""The per-process workers behind contacts: inbox news after each commit, the Klaviyo sync and
-contact imports.
+"""The per-process workers behind contacts: the Klaviyo sync after each commit and contact
+imports.
 
 Built by the composition root (``Runtime``) from the ``Services``; the root hands ``after_turn``
-to the actors (inbox news and external syncs after a commit) and starts and stops the workers.
+to the actors (external syncs after a commit) and starts and stops the workers.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from server.integrations.klaviyo import KlaviyoClient
 from server.integrations.klaviyo_sync import KlaviyoSync
 from server.operations.contact_erasure import ERASED_TOPIC
 from server.operations.contact_import import ContactImports
-from server.pubsub import inbox_topic
 from server.redis_keys import integrations_queue
 from server.services import Services
 
@@ -31,12 +30,8 @@ class ContactServices:
         self.imports = ContactImports(services)
 
     async def after_turn(self, before: dict[str, Any] | None, after: dict[str, Any]) -> None:
-        """After a commit: tell inbox subscribers, and hand new external updates to the sync."""
-        if after.get("last_message_at") is not None:
-            try:
-                await self._services.pubsub.publish(inbox_topic(after["workspace_id"]), after)
-            except Exception:
-                log.exception("publishing the inbox update of %s failed", after["_id"])
+        """After a commit: hand new external updates to the sync. (Inbox subscribers hear of the
+        commit from the turn's news, ``RedisPubSub.contact_changed``: one message per turn.)"""
         if self.klaviyo is not None and after.get("external_sync"):
             try:
                 await self.klaviyo.after_turn(before, after)

@@ -1,9 +1,15 @@
 """Change notifications through Redis pub/sub, so subscribers on any server process see them.
 
 One pattern subscription per process receives every topic of this deployment and fans it out
-to local subscriber queues; publishing is one PUBLISH per topic. Payloads travel as BSON: every
-commit publishes its contact document, and the C encoder costs a fraction of a JSON encoding
-that has to walk datetimes in Python.
+to local subscriber queues. Payloads travel as BSON: every commit publishes its contact document,
+and the C encoder costs a fraction of a JSON encoding that has to walk datetimes in Python.
+
+A committed turn is one PUBLISH (issue 19: it was up to four, each packing the whole contact,
+one after another): ``turn:<contact id>`` carries the contact once, the ids of the runs it
+changed and the flows it counted, and each receiving process fans it out to the local topics
+its subscribers read (``contact:``, ``runs:``, ``inbox:``, ``analytics:``), decoding it only
+when one of them is listened to here. redis-py refuses PUBLISH in a RedisCluster pipeline, so
+one message, not a pipeline of several.
 """
 
 from __future__ import annotations
@@ -11,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from typing import Any
 
@@ -22,6 +28,14 @@ from server.redis_clients import RedisCommands, subscriber
 log = logging.getLogger(__name__)
 
 QUEUE_LIMIT = 10_000
+
+
+TURN_TOPIC = "turn:"
+
+
+def turn_topic(key: ContactKey) -> str:
+    """The wire topic of a contact's committed turns (fanned out locally, never subscribed to)."""
+    return f"{TURN_TOPIC}{key.doc_id}"
 
 
 def contact_topic(key: ContactKey) -> str:
@@ -38,9 +52,36 @@ def inbox_topic(workspace_id: str) -> str:
     return f"inbox:{workspace_id}"
 
 
+ANALYTICS_TOPIC = "analytics:"
+
+
 def analytics_topic(workspace_id: str, flow_id: str) -> str:
     """A flow's analytics counters changed (``flowAnalyticsUpdated``)."""
-    return f"analytics:{workspace_id}:{flow_id}"
+    return f"{ANALYTICS_TOPIC}{workspace_id}:{flow_id}"
+
+
+def in_inbox(contact: dict[str, Any]) -> bool:
+    """A contact is a conversation of the inbox once a message was exchanged with it."""
+    return contact.get("last_message_at") is not None
+
+
+def turn_news(news: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """The local (topic, payload) pairs of one turn's message, in the order subscribers saw them
+    when each was a PUBLISH of its own: the contact, each changed run, the conversation, the
+    flows counted."""
+    contact: dict[str, Any] = news["contact"]
+    workspace_id = contact["workspace_id"]
+    fanned: list[tuple[str, dict[str, Any]]] = [(contact_topic(ContactKey.of_contact(contact)), contact)]
+    changed = set(news.get("runs") or ())
+    whose = {"contact_id": contact["_id"], "phone": contact.get("phone"), "workspace_id": workspace_id}
+    for run in contact.get("runs", []):
+        if run["id"] in changed:
+            fanned.append((run_topic(workspace_id), {**run, **whose}))
+    if in_inbox(contact):
+        fanned.append((inbox_topic(workspace_id), contact))
+    for flow_id in news.get("flows") or ():
+        fanned.append((analytics_topic(workspace_id, flow_id), {"flow_id": flow_id}))
+    return fanned
 
 
 class SubscriberOverflow(Exception):
@@ -53,6 +94,8 @@ class RedisPubSub:
         self._prefix = prefix
         self._queues: dict[str, set[asyncio.Queue[Any]]] = defaultdict(set)
         self._handlers: dict[str, list[Callable[[dict[str, Any]], None]]] = defaultdict(list)
+        # Local analytics topics per workspace: whether a turn's message needs decoding at all.
+        self._analytics_listened: Counter[str] = Counter()
         self._listener: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
 
@@ -73,21 +116,13 @@ class RedisPubSub:
         # As a raw command: redis-py 5's asyncio RedisCluster has no ``publish`` method.
         await self._redis.execute_command("PUBLISH", self._prefix + topic, pack(payload))
 
-    async def contact_changed(self, contact: dict[str, Any], run_ids: set[str]) -> None:
-        """The contact and each changed run, in one round trip (a pipeline, not a transaction)."""
-        workspace_id = contact["workspace_id"]
-        await self.publish(contact_topic(ContactKey.of_contact(contact)), contact)
-        for run in contact.get("runs", []):
-            if run["id"] in run_ids:
-                await self.publish(
-                    run_topic(workspace_id),
-                    {
-                        **run,
-                        "contact_id": contact["_id"],
-                        "phone": contact.get("phone"),
-                        "workspace_id": workspace_id,
-                    },
-                )
+    async def contact_changed(
+        self, contact: dict[str, Any], run_ids: set[str], flows: set[str] | frozenset[str] = frozenset()
+    ) -> None:
+        """A committed turn's news, one PUBLISH: the contact (packed once), the runs it changed,
+        the flows whose counters it stored (``turn_news`` fans it out where it is received)."""
+        news = {"contact": contact, "runs": sorted(run_ids), "flows": sorted(flows)}
+        await self.publish(turn_topic(ContactKey.of_contact(contact)), news)
 
     async def flows_counted(self, flows: set[tuple[str, str]]) -> None:
         """News that these (workspace, flow) counters changed; subscribers read the totals."""
@@ -103,6 +138,7 @@ class RedisPubSub:
         """Call ``handler`` with every payload of ``topic``, for the life of the process: the
         server's own listeners (not client subscriptions, so not in ``subscriber_count``)."""
         self._handlers[topic].append(handler)
+        self._count_analytics(topic, 1)
 
     def subscribe(self, topic: str) -> TopicSubscription:
         """Receive every payload published on ``topic`` from this call on, in order."""
@@ -110,13 +146,22 @@ class RedisPubSub:
 
     def _register(self, topic: str, queue: asyncio.Queue[Any]) -> None:
         self._queues[topic].add(queue)
+        self._count_analytics(topic, 1)
 
     def _unregister(self, topic: str, queue: asyncio.Queue[Any]) -> None:
         queues = self._queues.get(topic)
-        if queues is not None:
+        if queues is not None and queue in queues:
             queues.discard(queue)
+            self._count_analytics(topic, -1)
             if not queues:
                 del self._queues[topic]
+
+    def _count_analytics(self, topic: str, change: int) -> None:
+        if topic.startswith(ANALYTICS_TOPIC):
+            workspace_id = topic[len(ANALYTICS_TOPIC) :].partition(":")[0]
+            self._analytics_listened[workspace_id] += change
+            if self._analytics_listened[workspace_id] <= 0:
+                del self._analytics_listened[workspace_id]
 
     async def _listen(self) -> None:
         while True:
@@ -148,11 +193,36 @@ class RedisPubSub:
                         await client.aclose()
 
     def _dispatch(self, topic: str, data: bytes) -> None:
+        if topic.startswith(TURN_TOPIC):
+            self._dispatch_turn(topic[len(TURN_TOPIC) :], data)
+            return
         queues = self._queues.get(topic)
         handlers = self._handlers.get(topic)
         if not queues and not handlers:
             return
-        payload = unpack(data)
+        self._deliver(topic, unpack(data))
+
+    def _dispatch_turn(self, contact_id: str, data: bytes) -> None:
+        """A turn's message, decoded only when a topic it fans out to is listened to here."""
+        key = ContactKey.from_doc_id(contact_id)
+        workspace_id = key.workspace_id
+        listened = (
+            contact_topic(key),
+            run_topic(workspace_id),
+            inbox_topic(workspace_id),
+        )
+        if workspace_id not in self._analytics_listened and not any(self._listened(t) for t in listened):
+            return
+        for topic, payload in turn_news(unpack(data)):
+            if self._listened(topic):
+                self._deliver(topic, payload)
+
+    def _listened(self, topic: str) -> bool:
+        return bool(self._queues.get(topic)) or bool(self._handlers.get(topic))
+
+    def _deliver(self, topic: str, payload: dict[str, Any]) -> None:
+        queues = self._queues.get(topic)
+        handlers = self._handlers.get(topic)
         for handler in handlers or ():
             try:
                 handler(payload)

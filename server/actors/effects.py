@@ -37,7 +37,12 @@ class TimerScheduler(Protocol):
 
 
 class ChangePublisher(Protocol):
-    async def contact_changed(self, contact: dict[str, Any], run_ids: set[str]) -> None: ...
+    async def contact_changed(
+        self, contact: dict[str, Any], run_ids: set[str], flows: set[str] | frozenset[str] = frozenset()
+    ) -> None:
+        """One turn's news, all subscribers' (the contact, its changed runs, its conversation, the
+        flows whose counters it stored), as one message: issue 19."""
+        ...
 
 
 class DeliveryReporter(Protocol):
@@ -156,11 +161,12 @@ class Effects:
         await self.deliver_outbox(after, fresh=fresh, lazily=True)
         if changed_runs:
             await self.runs.project(after, changed_runs)
+        counted: set[str] = set()
         if self.counters is not None:
-            await self.counters.committed(after)
+            counted = await self.counters.committed(after)
         if applied_inbound:
             await self.messages.mark_applied(applied_inbound)
-        await self.publisher.contact_changed(after, changed_runs)
+        await self.publisher.contact_changed(after, changed_runs, counted)
 
     async def deliver_outbox(
         self, contact: dict[str, Any], fresh: set[str] | None = None, *, lazily: bool = False

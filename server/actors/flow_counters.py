@@ -9,9 +9,11 @@ the store's copy too. If the process dies in between, the stored document still 
 the contact's next turn, or the recovery pass (``recount``), hands them in again, and the mark
 makes that a no-op for the ones already counted. Nothing is counted twice, nothing is lost.
 
-``flowAnalyticsUpdated`` hears of it through ``CountsPublisher``: one message per flow and burst,
-at most one publish round in flight, so a flow counted 1,000 times while a round is out is
-published once more after it, not 1,000 times.
+``flowAnalyticsUpdated`` hears of a committed turn's counts in that turn's news (``committed``
+returns the flows, ``Effects`` publishes them with the contact: one message per turn). Counts
+from recovery go through ``CountsPublisher``: one message per flow and burst, at most one publish
+round in flight, so a flow counted 1,000 times while a round is out is published once more after
+it, not 1,000 times.
 """
 
 from __future__ import annotations
@@ -47,19 +49,21 @@ class FlowCounters:
         self._dirty: set[FlowRef] = set()
         self._publishing: asyncio.Task[None] | None = None
 
-    async def committed(self, contact: dict[str, Any]) -> None:
-        """Store the counters a committed contact carries; on failure they stay for a later try."""
+    async def committed(self, contact: dict[str, Any]) -> set[str]:
+        """Store the counters a committed contact carries; on failure they stay for a later try.
+
+        Returns the ids of the flows counted: the caller tells subscribers in the turn's news."""
         pending: list[dict[str, Any]] = list(contact.get(COUNTS_FIELD) or [])
         if not pending:
-            return
+            return set()
         try:
             await self._repository.add(contact["_id"], contact["workspace_id"], pending)
         except Exception as exc:  # the document keeps them: the next commit or recovery counts them
             log.warning("flow counters of %s not stored yet: %s", contact["_id"], exc)
-            return
+            return set()
         counted = {entry["v"] for entry in pending}
         contact[COUNTS_FIELD] = [e for e in contact.get(COUNTS_FIELD) or [] if e["v"] not in counted]
-        self._notify(_flows_of(contact["workspace_id"], pending))
+        return {flow_id for _, flow_id in _flows_of(contact["workspace_id"], pending)}
 
     async def recount(self, batch: list[Pending]) -> None:
         """Count what stored contacts still carry (recovery: entries a crash left uncounted);

@@ -19,6 +19,7 @@ from server.actors.recovery import recover
 from server.config import Settings
 from server.operations import contacts as contact_ops
 from server.operations import flows as flow_ops
+from server.pubsub import inbox_topic
 from server.redis_keys import ARQ_TAG, arq_job_id, integrations_queue, shard_keys_prefix, socket_slots_prefix
 from server.runtime import Runtime
 from tests.integration.test_timer_batching import FLOW, WORKSPACE
@@ -74,6 +75,8 @@ async def test_every_key_a_short_scenario_writes_lands_in_its_familys_slot(
     # Pub/sub across the cluster: the process's listener hears what a PUBLISH sent to any node.
     heard: list[dict[str, object]] = []
     runtime.pubsub.on("probe", heard.append)
+    conversations: list[dict[str, object]] = []  # turns' news, one PUBLISH each, fanned out here
+    runtime.pubsub.on(inbox_topic(WORKSPACE), conversations.append)
     await runtime.workspaces.ensure(WORKSPACE, "Timers", "Europe/Madrid", runtime.clock.now())
     flow = await flow_ops.import_flow(runtime.services, WORKSPACE, FLOW)
     await flow_ops.publish_flow(runtime.services, WORKSPACE, flow["_id"])
@@ -83,6 +86,7 @@ async def test_every_key_a_short_scenario_writes_lands_in_its_familys_slot(
         await contact_ops.start_flow(runtime.services, WORKSPACE, flow["_id"], phone, None)
     queue = runtime.timers.queue_name
     assert await runtime.arq.zcard(queue) == len(phones)
+    await eventually(lambda: asyncio.sleep(0, conversations), lambda got: len(got) >= 2 * len(phones))
     # Recovery's batch re-arm (one script over many timers) and the worker's claim and ack.
     contacts = runtime.database.collection("contacts")
     due = runtime.clock.now() - timedelta(seconds=1)
