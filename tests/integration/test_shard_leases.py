@@ -213,6 +213,37 @@ async def test_a_shard_being_handed_over_takes_no_new_turns_and_is_drained_once(
         await asyncio.gather(a.stop(), b.stop())
 
 
+async def test_stop_during_a_handover_releases_every_lease_and_leaves(redis: RedisCommands) -> None:
+    """Stopped while a shard's drain still blocks, a replica cancels the handover and still
+    releases all it holds (the moving shards and those it keeps) and leaves the membership, so the
+    others take its shards at once instead of after the ttl; ``stop`` itself ends normally."""
+    prefix, shards = fresh_prefix(), 16
+    drained: list[int] = []
+
+    async def drain(shard: int) -> None:
+        drained.append(shard)
+        await asyncio.Event().wait()  # never finishes: only the cancel at stop ends it
+
+    a = ShardLeases(redis, prefix, "a-" + uuid.uuid4().hex[:6], shards, TTL, drain=drain)
+    await a.start()
+    b = ShardLeases(redis, prefix, "b-" + uuid.uuid4().hex[:6], shards, TTL)
+    try:
+        await b.start(settle_seconds=0)
+        await until(lambda: bool(drained), TTL * 3, "a handing shards over to b")
+        kept = a.held - set(drained)
+        assert kept, "a keeps some shards (rendezvous hashing over two replicas)"
+        stopping = asyncio.create_task(a.stop())
+        await asyncio.wait([stopping])
+        assert not stopping.cancelled(), "a cancelled handover's CancelledError escaped stop"
+        assert stopping.exception() is None
+        assert a.replica_id not in await holders(redis, prefix, shards), "a lease was left to expire"
+        members = await redis.zrange(shard_keys_prefix(prefix) + "members", 0, -1)
+        assert a.replica_id.encode() not in members
+        await until(lambda: b.held == frozenset(range(shards)), TTL * 2, "b taking every shard")
+    finally:
+        await asyncio.gather(a.stop(), b.stop())
+
+
 @asynccontextmanager
 async def runtimes(fast_settings: Settings, count: int) -> AsyncIterator[list[Runtime]]:
     """``count`` runtimes on one database and Redis (replicas in one event loop), stopped after."""
