@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 from redis.exceptions import RedisError
 
+from server.cancellation import cancel_all_and_wait, cancel_and_wait
 from server.errors import Unavailable
 from server.ids import ContactKey
 from server.redis_clients import RedisCommands, register_script
@@ -232,14 +233,10 @@ class ShardLeases:
 
     async def stop(self) -> None:
         """Release every lease and leave, so the others take the shards at once (not after a ttl)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        for task in self._handovers.values():
-            task.cancel()
-        await asyncio.gather(*self._handovers.values(), return_exceptions=True)
+        await cancel_and_wait(self._task)
+        self._task = None
+        # A cancelled handover still releases its shard in its ``finally``; the rest goes below.
+        await cancel_all_and_wait(self._handovers.values())
         held = list(self._held.values())
         self._held.clear()
         try:
