@@ -8,10 +8,10 @@ to the actors (external syncs after a commit) and starts and stops the workers.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import Any
 
+from server.cancellation import cancel_all_and_wait
 from server.integrations.klaviyo import KlaviyoClient
 from server.integrations.klaviyo_sync import KlaviyoSync
 from server.operations.contact_erasure import ERASED_TOPIC
@@ -63,11 +63,7 @@ class ContactServices:
 
     async def stop(self) -> None:
         await self.imports.stop()
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_all_and_wait(self._tasks)
         self._tasks.clear()
         if self.klaviyo is not None:
             await self.klaviyo.client.aclose()

@@ -21,6 +21,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable
 from typing import Any
 
+from server.cancellation import cancel_and_wait
 from server.ids import ContactKey
 from server.packing import pack, unpack
 from server.redis_clients import RedisCommands, subscriber
@@ -104,10 +105,7 @@ class RedisPubSub:
         await asyncio.wait_for(self._ready.wait(), timeout=10)
 
     async def stop(self) -> None:
-        if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
+        await cancel_and_wait(self._listener)
         for queues in self._queues.values():
             for queue in queues:
                 queue.put_nowait(None)

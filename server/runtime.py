@@ -22,6 +22,7 @@ from server.actors.message_statuses import ParkedMarks, StatusLedger
 from server.actors.recovery import recover
 from server.actors.shards import ShardedActors
 from server.actors.timers import ArqTimerScheduler, TimerWorker, migrate_legacy_timers
+from server.cancellation import cancel_all_and_wait
 from server.channels.router import ChannelRouter
 from server.channels.sandbox import SandboxChannel
 from server.channels.whatsapp.channel import WhatsAppChannel
@@ -449,7 +450,7 @@ class Runtime:
         if self._stopped:
             return
         self._stopped = True
-        await _cancel_and_wait(self._tasks, grace_seconds)
+        await cancel_all_and_wait(self._tasks, grace_seconds)
         self._tasks.clear()
         await self.contact_services.stop()
         if self._worker is not None and self._worker.tasks:
@@ -481,27 +482,3 @@ class Runtime:
             report["redis"] = f"error: {type(exc).__name__}"
         report["ok"] = report["store"] == "ok" and report["redis"] == "ok"
         return report
-
-
-async def _cancel_and_wait(tasks: list[asyncio.Task[Any]], grace_seconds: float) -> None:
-    """Cancel the background loops and let them finish (their ``finally`` may settle work), then
-    cancel once more whatever still runs.
-
-    A cancel can be swallowed by code that catches it late (3.11's ``wait_for`` does when its
-    inner await finishes at the same moment); one lost cancel must not hang the server's stop.
-    """
-    pending = {task for task in tasks if not task.done()}
-    for task in pending:
-        task.cancel()
-    if pending:
-        _, pending = await asyncio.wait(pending, timeout=grace_seconds)
-    if pending:
-        for task in pending:
-            task.cancel()
-        _, pending = await asyncio.wait(pending, timeout=1.0)
-    if pending:
-        names = sorted(task.get_name() for task in pending)
-        log.error("background tasks ignored cancellation on stop: %s", names)
-    for task in tasks:
-        if task.done() and not task.cancelled() and task.exception() is not None:
-            log.error("background task %s had failed", task.get_name(), exc_info=task.exception())

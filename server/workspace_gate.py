@@ -26,6 +26,7 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
+from server.cancellation import cancel_all_and_wait
 from server.errors import WorkspaceDisabled
 from server.expiring import ExpiringCache
 from server.ids import new_id
@@ -233,9 +234,7 @@ class WorkspaceGate:
         self._pubsub.on(DRAINED_TOPIC, self._acknowledged)
 
     async def stop(self) -> None:
-        for task in list(self._acknowledging):
-            task.cancel()
-        await asyncio.gather(*self._acknowledging, return_exceptions=True)
+        await cancel_all_and_wait(self._acknowledging)
 
     def _heard(self, payload: dict[str, Any]) -> None:
         workspace_id, change = payload.get("workspace_id"), payload.get("change")

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 from redis.exceptions import RedisError
 
+from server.cancellation import cancel_all_and_wait, cancel_and_wait
 from server.errors import Unavailable
 from server.ids import ContactKey
 from server.redis_clients import RedisCommands, register_script
@@ -88,6 +89,21 @@ _RELEASE = """
 local out = 0
 for i = 1, #KEYS do
   if redis.call('GET', KEYS[i]) == ARGV[i] then
+    redis.call('DEL', KEYS[i])
+    out = out + 1
+  end
+end
+return out
+"""
+
+# Deletes each lease held under our replica id, whatever its epoch: at stop, also one a tick
+# cancelled mid-acquisition was granted without learning it. ARGV: replica id.
+_RELEASE_MINE = """
+local mine = ARGV[1] .. '/'
+local out = 0
+for i = 1, #KEYS do
+  local holder = redis.call('GET', KEYS[i])
+  if holder and string.sub(holder, 1, #mine) == mine then
     redis.call('DEL', KEYS[i])
     out = out + 1
   end
@@ -159,6 +175,7 @@ class ShardLeases:
         self._acquire = register_script(redis, _ACQUIRE)
         self._renew = register_script(redis, _RENEW)
         self._release = register_script(redis, _RELEASE)
+        self._release_mine = register_script(redis, _RELEASE_MINE)
         self._held: dict[int, Lease] = {}
         self._owners: dict[int, str] = {}
         self._live: frozenset[str] = frozenset()
@@ -232,23 +249,16 @@ class ShardLeases:
 
     async def stop(self) -> None:
         """Release every lease and leave, so the others take the shards at once (not after a ttl)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        for task in self._handovers.values():
-            task.cancel()
-        await asyncio.gather(*self._handovers.values(), return_exceptions=True)
-        held = list(self._held.values())
+        await cancel_and_wait(self._task)
+        self._task = None
+        # A cancelled handover still releases its shard in its ``finally``; the rest goes below.
+        await cancel_all_and_wait(self._handovers.values())
+        # By replica id, not by the tokens held: the tick cancelled above may have been granted
+        # leases by Redis whose answer it never read.
         self._held.clear()
         try:
             async with asyncio.timeout(2):
-                if held:
-                    await self._release(
-                        keys=[self._lease_keys[lease.shard] for lease in held],
-                        args=[lease.token for lease in held],
-                    )
+                await self._release_mine(keys=self._lease_keys, args=[self.replica_id])
                 await self._redis.zrem(self._members_key, self.replica_id)
         except (RedisError, OSError, TimeoutError) as exc:
             log.warning("could not release shard leases on stop (they expire in %.0fs): %s", self.ttl, exc)

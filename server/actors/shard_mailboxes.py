@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 from redis.exceptions import RedisError
 
+from server.cancellation import cancel_and_wait
 from server.redis_clients import RedisCommands
 
 log = logging.getLogger(__name__)
@@ -128,8 +129,4 @@ class ShardMailboxes:
                 handle(payload)
 
     async def _cancel(self, name: str) -> None:
-        task = self._loops.pop(name, None)
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(self._loops.pop(name, None))

@@ -13,7 +13,6 @@ waiting on a forward gets ``Unavailable`` (never a hang) when the owner dies or 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 import os
@@ -35,6 +34,7 @@ from server.actors.shard_wire import (
     encode_result,
 )
 from server.actors.system import sweep_idle
+from server.cancellation import cancel_all_and_wait, cancel_and_wait
 from server.errors import Unavailable
 from server.ids import ContactKey
 from server.packing import pack, unpack
@@ -125,17 +125,12 @@ class ShardedActors:
         """Finish queued turns (and reply to forwarded ones), then release every lease (SIGTERM)."""
         self._stopping = True
         await self._mailboxes.close_inbox()
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
-            self._sweeper = None
+        await cancel_and_wait(self._sweeper)
+        self._sweeper = None
         shards = list(self._shards.values())
         self._shards.clear()
         await asyncio.gather(*(local.stop(grace_seconds) for local in shards), *self._retiring)
-        for task in list(self._background):
-            task.cancel()
-        await asyncio.gather(*self._background, return_exceptions=True)
+        await cancel_all_and_wait(self._background)
         for future in list(self._routed):  # a task cancelled before its first step set nothing
             if not future.done():
                 future.set_exception(Unavailable("the server is shutting down; retry shortly"))

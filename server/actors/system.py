@@ -9,13 +9,13 @@ with ``Unavailable``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from typing import Protocol
 
 from server.actors.contact_actor import ActorDeps, ContactActor
 from server.actors.events import Event, TurnResult
+from server.cancellation import cancel_all_and_wait, cancel_and_wait
 from server.errors import Unavailable
 from server.ids import ContactKey
 
@@ -69,16 +69,12 @@ class ActorSystem:
         """Finish the turns already queued (graceful shutdown), then drop every actor."""
         self._stopping = True
         if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
+            await cancel_and_wait(self._sweeper)
         # Nothing new is queued from here (``tell`` refuses): each task exits once its mailbox is empty.
         tasks = [actor.task for actor in self._actors.values() if actor.task is not None]
         if tasks:
             _, pending = await asyncio.wait(tasks, timeout=grace_seconds)
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
+            await cancel_all_and_wait(pending)
         for actor in self._actors.values():  # a task cancelled before its first step ran nothing
             actor.fail_queued(Unavailable("the server stopped before this turn ran; retry"))
         self._actors.clear()

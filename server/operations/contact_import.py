@@ -16,11 +16,11 @@ unchanged the second time, never duplicated.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from datetime import timedelta
 from typing import Any
 
+from server.cancellation import cancel_all_and_wait
 from server.errors import InvalidInput, NotFound
 from server.ids import new_id
 from server.operations.contact_data import ImportOutcome, ImportRow, RowChecker, RowRefusal, apply_rows
@@ -168,12 +168,7 @@ class ContactImports:
             self._kick(job["_id"], job["workspace_id"])
 
     async def stop(self) -> None:
-        workers = list(self._workers.values())
-        for task in workers:
-            task.cancel()
-        for task in workers:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_all_and_wait(self._workers.values())
         self._workers.clear()
 
     async def wait(self, job_id: str) -> None:

@@ -21,6 +21,7 @@ from datetime import timedelta
 from typing import Any
 
 from server.actors.events import StartFlow
+from server.cancellation import cancel_all_and_wait
 from server.channels.whatsapp.limiter import clamp_rate
 from server.errors import InvalidInput, KonvoError, NotFound
 from server.ids import ContactKey, new_id
@@ -98,10 +99,7 @@ class BroadcastRunner:
                     async with asyncio.timeout(self.poll_seconds):
                         await self._wake.wait()
         finally:
-            tasks = list(self._driving.values())
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await cancel_all_and_wait(self._driving.values())
 
     async def _claim_due(self) -> None:
         repo = self.services.broadcasts
@@ -263,11 +261,8 @@ class BroadcastRunner:
                 self._relieve_memory()
             await asyncio.gather(*inflight)
         finally:
-            flusher.cancel()
-            await asyncio.gather(flusher, return_exceptions=True)
-            for task in inflight:
-                task.cancel()
-            await asyncio.gather(*inflight, return_exceptions=True)
+            await cancel_all_and_wait([flusher])
+            await cancel_all_and_wait(inflight)
             await self._flush(finished)
         return outcome
 

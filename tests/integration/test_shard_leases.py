@@ -9,6 +9,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -211,6 +212,63 @@ async def test_a_shard_being_handed_over_takes_no_new_turns_and_is_drained_once(
     finally:
         release.set()
         await asyncio.gather(a.stop(), b.stop())
+
+
+async def test_stop_during_a_handover_releases_every_lease_and_leaves(redis: RedisCommands) -> None:
+    """Stopped while a shard's drain still blocks, a replica cancels the handover and still
+    releases all it holds (the moving shards and those it keeps) and leaves the membership, so the
+    others take its shards at once instead of after the ttl; ``stop`` itself ends normally."""
+    prefix, shards = fresh_prefix(), 16
+    drained: list[int] = []
+
+    async def drain(shard: int) -> None:
+        drained.append(shard)
+        await asyncio.Event().wait()  # never finishes: only the cancel at stop ends it
+
+    a = ShardLeases(redis, prefix, "a-" + uuid.uuid4().hex[:6], shards, TTL, drain=drain)
+    await a.start()
+    b = ShardLeases(redis, prefix, "b-" + uuid.uuid4().hex[:6], shards, TTL)
+    try:
+        await b.start(settle_seconds=0)
+        await until(lambda: bool(drained), TTL * 3, "a handing shards over to b")
+        kept = a.held - set(drained)
+        assert kept, "a keeps some shards (rendezvous hashing over two replicas)"
+        stopping = asyncio.create_task(a.stop())
+        await asyncio.wait([stopping])
+        assert not stopping.cancelled(), "a cancelled handover's CancelledError escaped stop"
+        assert stopping.exception() is None
+        assert a.replica_id not in await holders(redis, prefix, shards), "a lease was left to expire"
+        members = await redis.zrange(shard_keys_prefix(prefix) + "members", 0, -1)
+        assert a.replica_id.encode() not in members
+        await until(lambda: b.held == frozenset(range(shards)), TTL * 2, "b taking every shard")
+    finally:
+        await asyncio.gather(a.stop(), b.stop())
+
+
+async def test_stop_during_an_acquisition_releases_the_lease_redis_granted(redis: RedisCommands) -> None:
+    """A tick cancelled by ``stop`` after Redis ran the acquisition but before its answer came back:
+    the lease is ours in Redis though the replica never recorded it; stop releases it as well."""
+    prefix, shards = fresh_prefix(), 8
+    a = ShardLeases(redis, prefix, "a-" + uuid.uuid4().hex[:6], shards, TTL)
+    await a.start()
+    granted = asyncio.Event()
+    acquire = a._acquire
+
+    async def answer_never_arrives(**arguments: Any) -> Any:
+        await acquire(**arguments)
+        granted.set()
+        await asyncio.Event().wait()  # the reply is still on its way when stop cancels the tick
+
+    try:
+        assert a.held == frozenset(range(shards))
+        a._acquire = answer_never_arrives
+        await redis.delete(shard_lease_key(prefix, 5))  # lost: the next tick takes it back
+        await until(granted.is_set, TTL * 3, "the acquisition ran in Redis")
+        assert 5 not in a.held
+        assert (await holders(redis, prefix, shards))[5] == a.replica_id
+    finally:
+        await a.stop()
+    assert await holders(redis, prefix, shards) == [None] * shards, "a granted lease was left to expire"
 
 
 @asynccontextmanager

@@ -62,6 +62,7 @@ LAYERS: dict[str, int] = {
     "server.secret_box": 2,
     "server.config": 2,  # settings name the egress allow-list
     # 1: the ground floor
+    "server.cancellation": 1,
     "server.clock": 1,
     "server.errors": 1,
     "server.ids": 1,
