@@ -130,7 +130,7 @@ async def test_a_deletion_waits_for_a_send_in_flight_and_leaves_nothing_of_the_w
     assert deleted["finished"] is True and deleted["undrainedReplicas"] == []
     assert len(fake.sent()) == 1  # the send went, and what it wrote was deleted with the rest
     assert await store_mentions(runtime, workspace_id) == {}
-    assert await redis_mentions(runtime.redis, needles) == []
+    assert await redis_mentions(runtime, needles) == []
 
 
 async def test_a_deletion_waits_for_the_work_another_replica_has_in_flight(

@@ -428,9 +428,7 @@ async def test_deleting_a_workspace_leaves_no_document_or_redis_key_of_it(
         )
         await every_document_names_its_workspace(runtime)
         needles = await workspace_ids(runtime, workspace_id)
-        assert await redis_mentions(runtime.redis, needles), (
-            "the scenario should hold Redis keys of the workspace"
-        )
+        assert await redis_mentions(runtime, needles), "the scenario should hold Redis keys of the workspace"
         neighbour_before = await store_mentions(runtime, neighbour_id)
 
         deleted = (await operator(DELETE, id=workspace_id))["deleteWorkspace"]
@@ -446,7 +444,7 @@ async def test_deleting_a_workspace_leaves_no_document_or_redis_key_of_it(
     assert deleted["documents"] == sum(before.values())
     assert deleted["redisKeys"] > 0 and deleted["queuedJobs"] >= 1
     assert await store_mentions(runtime, workspace_id) == {}
-    assert await redis_mentions(runtime.redis, needles) == []
+    assert await redis_mentions(runtime, needles) == []
     with pytest.raises(GraphQLErrors) as gone:
         await GraphQLClient(http, key)("{ workspace { id } }")
     assert gone.value.codes == ["UNAUTHENTICATED"]

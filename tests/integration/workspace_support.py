@@ -7,6 +7,7 @@ value), and every Redis key for the ids of the workspace's documents in its name
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -18,6 +19,8 @@ from server.web.app import create_app
 from tests.support.graphql import GraphQLClient
 
 OPERATOR_KEY = "operator-key-for-tests-0123456789abcdef"
+# The deployment a Redis key belongs to: its prefix ``konvo:<database>:`` (server/redis_keys.py).
+_DEPLOYMENT = re.compile(rb"konvo:[^:{}]+:")
 
 CREATE = """mutation($i: CreateWorkspaceInput!) { createWorkspace(input: $i) {
   adminKey workspace { id name status timezone locale defaultCountry } } }"""
@@ -90,12 +93,21 @@ async def workspace_ids(runtime: Runtime, workspace_id: str) -> set[str]:
     return needles
 
 
-async def redis_mentions(redis: Redis, needles: Iterable[str]) -> list[str]:
-    """Redis keys whose name, or any member, field or value, holds one of ``needles``."""
+async def redis_mentions(runtime: Runtime, needles: Iterable[str]) -> list[str]:
+    """Redis keys of this runtime's deployment whose name, or any member, field or value, holds one
+    of ``needles``.
+
+    The tests of a worker share one Redis, each under its own deployment prefix; keys another test
+    left (a pair-rate schedule lives on for minutes) can hold the same phone number id, because
+    every Graph API fake serves the same one, so keys naming another deployment are not ours."""
     wanted = [n.encode() for n in needles]
+    ours = runtime.prefix.encode()
     found = []
-    async for key in redis.scan_iter(count=1000):
-        parts = [key, *await _contents(redis, key)]
+    async for key in runtime.redis.scan_iter(count=1000):
+        deployment = _DEPLOYMENT.search(key)
+        if deployment is not None and deployment.group(0) != ours:
+            continue
+        parts = [key, *await _contents(runtime.redis, key)]
         if any(n in part for part in parts for n in wanted):
             found.append(key.decode(errors="replace"))
     return found
