@@ -58,14 +58,9 @@ REFUSAL_CODES = (MARKETING_TO_US, NO_OPT_IN, WINDOW_CLOSED)
 
 def all_sent(outbox: list[dict[str, Any]], sent: set[str]) -> bool:
     """Whether nothing in a stored ``outbox`` is left to send, given the ids recorded as ``sent``:
-    a read receipt counts as sent once a message after it was (``deliver_outbox`` drops it)."""
-    answered_later = False
-    for message in reversed(outbox):
-        if message["id"] in sent:
-            answered_later = True
-        elif not (answered_later and message.get("kind") == TYPING):
-            return False
-    return True
+    every message of it is one the contact's next commit may drop (``_kept_for_next_commit``)."""
+    every = {message["id"] for message in outbox}
+    return _kept_for_next_commit(outbox, every, sent) == every
 
 
 def _kept_for_next_commit(outbox: list[dict[str, Any]], delivered: set[str], recorded: set[str]) -> set[str]:
