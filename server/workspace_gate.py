@@ -143,16 +143,26 @@ class WorkspaceGate:
         """Work of the workspace about to start: counted in flight until the ticket is released,
         or None (nothing counted) when the workspace may not act. Counted before it is checked, so
         a deletion that begins meanwhile either refuses it or waits for it."""
-        ticket = self.in_flight.enter(workspace_id)
+        self.in_flight.add(workspace_id)
+        if await self._refusal_of_counted(workspace_id) is not None:
+            return None
+        return Ticket(self.in_flight, workspace_id)
+
+    async def _refusal_of_counted(self, workspace_id: str) -> WorkspaceDisabled | None:
+        """For work just counted in flight: None when the workspace may act, else the error (and the
+        work is counted no more)."""
         try:
             status = await self.status(workspace_id)
         except BaseException:
-            ticket.release()
+            self.in_flight.done(workspace_id)
             raise
-        if self._gone.get(workspace_id, status) in (ACTIVE, None):  # or heard while the store answered
-            return ticket
-        ticket.release()
-        return None
+        status = self._gone.get(workspace_id, status)  # or heard while the store answered
+        if status in (ACTIVE, None):
+            return None
+        self.in_flight.done(workspace_id)
+        return refusal(workspace_id, status) or WorkspaceDisabled(
+            "this workspace may not act now", workspaceId=workspace_id
+        )
 
     def acting(self, workspace_id: str) -> _Acting:
         """``async with``: ``admit``, raising ``WorkspaceDisabled`` when the workspace may not act."""
@@ -291,7 +301,7 @@ class WorkspaceGate:
 
 class _Acting:
     """``WorkspaceGate.acting``: a counted piece of work, or ``WorkspaceDisabled``. Every contact
-    turn goes through it, so it counts without a ticket object (``admit`` does the same)."""
+    turn goes through it, so it counts without a ticket object (``admit`` checks the same way)."""
 
     __slots__ = ("_gate", "_workspace_id")
 
@@ -300,19 +310,10 @@ class _Acting:
         self._workspace_id = workspace_id
 
     async def __aenter__(self) -> None:
-        gate, workspace_id = self._gate, self._workspace_id
-        gate.in_flight.add(workspace_id)
-        try:
-            status = await gate.status(workspace_id)
-        except BaseException:
-            gate.in_flight.done(workspace_id)
-            raise
-        status = gate._gone.get(workspace_id, status)  # heard while the store answered
-        if status not in (ACTIVE, None):
-            gate.in_flight.done(workspace_id)
-            raise refusal(workspace_id, status) or WorkspaceDisabled(
-                "this workspace may not act now", workspaceId=workspace_id
-            )
+        self._gate.in_flight.add(self._workspace_id)
+        error = await self._gate._refusal_of_counted(self._workspace_id)
+        if error is not None:
+            raise error
 
     async def __aexit__(self, *_: object) -> None:
         self._gate.in_flight.done(self._workspace_id)
