@@ -32,6 +32,9 @@ from tests.support.redis_cluster import LocalRedisCluster
 WORKSPACE = "demo"
 
 
+PORT_ATTEMPTS = 3  # a free port taken by another process before ours bound it
+
+
 class Cluster:
     """``konvo serve`` processes sharing one database; each slot can be killed and restarted."""
 
@@ -58,15 +61,27 @@ class Cluster:
         self.starts = 0
 
     def start(self, slot: int | None = None) -> ServedProcess:
-        """Start a process (in ``slot`` to replace a dead one, on the same port)."""
-        port = self.procs[slot].port if slot is not None else free_port()
-        self.starts += 1
-        data_dir = self.tmp_path / f"proc{self.starts}"
-        env = {**self.env, "KONVO_PORT": str(port), "KONVO_DATA_DIR": str(data_dir)}
-        log = open(self.tmp_path / f"proc{self.starts}.log", "w")
-        process = subprocess.Popen([KONVO, "serve"], env=env, stdout=subprocess.PIPE, stderr=log, text=True)
-        served = ServedProcess(process, data_dir, port)
-        served.read_banner()
+        """Start a process (in ``slot`` to replace a dead one, on the same port). A new process
+        whose free port was taken before it bound (another test's process, under xdist) gets
+        another port: ``serve`` exits naming the port in use."""
+        for attempt in range(PORT_ATTEMPTS):
+            port = self.procs[slot].port if slot is not None else free_port()
+            self.starts += 1
+            data_dir = self.tmp_path / f"proc{self.starts}"
+            env = {**self.env, "KONVO_PORT": str(port), "KONVO_DATA_DIR": str(data_dir)}
+            log_path = self.tmp_path / f"proc{self.starts}.log"
+            with open(log_path, "w") as log:
+                process = subprocess.Popen(
+                    [KONVO, "serve"], env=env, stdout=subprocess.PIPE, stderr=log, text=True
+                )
+            served = ServedProcess(process, data_dir, port)
+            try:
+                served.read_banner()
+                break
+            except AssertionError:
+                taken = process.poll() is not None and "already in use" in log_path.read_text()
+                if slot is not None or not taken or attempt == PORT_ATTEMPTS - 1:
+                    raise
         if slot is None:
             self.procs.append(served)
         else:
