@@ -1,10 +1,13 @@
 """What is mutated and which tests are meant to catch it: module (or functions) -> tests.
 
 Each target runs only its own tests, so a run takes minutes rather than the whole suite per
-mutant. ``mutants`` narrows a module to the functions that hold the concept (mutmut's mutant
-names, globbed); without it every function of the files is mutated. mutmut mutates function
-bodies only: module-level constants (``WINDOW = timedelta(hours=24)``) are covered by the
-boundary tests, not by mutants.
+mutant. ``first_tests`` splits a target in two stages: a mutant the fast tests kill never
+starts the slow ones (the segments' unit tests take half a second, the store-backed property
+test twenty; only the mutants the unit tests miss need the store to tell them apart).
+``mutants`` narrows a module to the functions that hold the concept (mutmut's mutant names,
+globbed); without it every function of the files is mutated. mutmut mutates function bodies
+only: module-level constants (``WINDOW = timedelta(hours=24)``) are covered by the boundary
+tests, not by mutants.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ class Target:
     files: tuple[str, ...]
     tests: tuple[str, ...]
     mutants: tuple[str, ...] = ()
+    first_tests: tuple[str, ...] = ()
+    """Cheap tests tried first: only the mutants they leave alive pay for ``tests`` (all of them)."""
 
 
 MAILBOX = "tests/integration/test_actor_mailbox.py"
@@ -77,6 +82,7 @@ TARGETS: tuple[Target, ...] = (
         # The two back ends; the parser's error wording (language.py) is left out of the default
         # run: hundreds of message-text mutants, minutes each through the property test.
         files=("server/segments/evaluate.py", "server/segments/mongo.py"),
+        first_tests=("tests/unit/test_segments.py",),
         tests=("tests/unit/test_segments.py", "tests/integration/test_segments_property.py"),
     ),
     Target(

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
@@ -39,7 +40,9 @@ from server.packing import pack, unpack
 from server.redis_clients import RedisCommands, redis_client
 from server.redis_keys import shard_keys_prefix, shard_lease_key
 from server.runtime import Runtime
+from tests.conftest import ServiceURLs
 from tests.integration.conftest import WORKSPACE, make_workspace
+from tests.support.tcp_gate import TcpGate
 
 TTL = 1.5  # short leases keep the takeover tests quick
 
@@ -269,6 +272,58 @@ async def test_stop_during_an_acquisition_releases_the_lease_redis_granted(redis
     finally:
         await a.stop()
     assert await holders(redis, prefix, shards) == [None] * shards, "a granted lease was left to expire"
+
+
+async def test_a_replica_is_told_who_is_live_whenever_the_membership_changes(redis: RedisCommands) -> None:
+    """``on_members`` gets the live replicas, so the router fails the forwards pending to one that
+    left at once instead of letting them wait for the ask timeout."""
+    prefix, shards = fresh_prefix(), 8
+    seen: list[frozenset[str]] = []
+    a = ShardLeases(redis, prefix, "a-" + uuid.uuid4().hex[:6], shards, TTL, on_members=seen.append)
+    b = ShardLeases(redis, prefix, "b-" + uuid.uuid4().hex[:6], shards, TTL)
+    try:
+        await a.start()
+        assert seen == [frozenset({a.replica_id})]
+        await b.start(settle_seconds=0)
+        both = frozenset({a.replica_id, b.replica_id})
+        await until(lambda: seen[-1] == both, TTL * 3, "a told that b joined")
+        await b.stop()
+        await until(lambda: seen[-1] == frozenset({a.replica_id}), TTL * 3, "a told that b left")
+        assert seen == [frozenset({a.replica_id}), both, frozenset({a.replica_id})]  # once per change
+    finally:
+        await asyncio.gather(a.stop(), b.stop())
+
+
+async def test_a_replica_cut_off_from_redis_drops_and_reports_its_leases_then_takes_them_back(
+    services: ServiceURLs,
+) -> None:
+    """A partition between one replica and Redis (nothing answers, nothing errors): its hung tick
+    is cut off, every lease it can no longer renew is dropped and reported lost (``on_lost``
+    retires the shard's actors) while Redis is still unreachable; once it is reachable again the
+    replica takes the shards back. Standalone Redis only: a cluster client would reach the nodes
+    it discovers directly, around the gate."""
+    address = urlsplit(services.redis_url)
+    assert address.hostname is not None and address.port is not None
+    gate = await TcpGate(address.hostname, address.port).start()
+    cut_off = redis_client(urlunsplit(address._replace(netloc=f"127.0.0.1:{gate.port}")))
+    prefix, shards = fresh_prefix(), 8
+    lost: list[int] = []
+    a = ShardLeases(cut_off, prefix, "a-" + uuid.uuid4().hex[:6], shards, TTL, on_lost=lost.append)
+    try:
+        await a.start()
+        assert a.held == frozenset(range(shards))
+        gate.cut()
+        await until(lambda: len(lost) >= shards, TTL * 4, "every lease dropped while Redis is unreachable")
+        assert set(lost) == set(range(shards)) and len(lost) == shards
+        assert a.held == frozenset() and not any(a.owns(s) for s in range(shards))
+        gate.heal()
+        await until(lambda: a.held == frozenset(range(shards)) and a.settled, TTL * 4, "leases taken back")
+        assert len(lost) == shards
+    finally:
+        gate.heal()
+        await a.stop()
+        await cut_off.aclose()
+        await gate.stop()
 
 
 @asynccontextmanager
