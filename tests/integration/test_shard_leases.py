@@ -209,11 +209,40 @@ async def test_a_shard_being_handed_over_takes_no_new_turns_and_is_drained_once(
         for _ in range(3):
             await a.wait_tick(TTL)
         assert sorted(drained) == sorted(moving), "a shard was handed over twice"
+        handovers = list(a._handovers.values())
+        assert len(handovers) == len(moving)
         release.set()
+        await asyncio.wait(handovers)
+        assert [h.exception() for h in handovers] == [None] * len(handovers)
+        # Each handover released its lease in Redis before it ended (not left to expire).
+        in_redis = await holders(redis, prefix, shards)
+        assert not any(in_redis[s] == a.replica_id for s in moving), in_redis
         await until(lambda: a.settled and b.settled, TTL * 4, "b holding what it should")
         assert moving <= b.held and not (moving & a.held)
     finally:
         release.set()
+        await asyncio.gather(a.stop(), b.stop())
+
+
+async def test_a_drain_that_never_ends_is_cut_off_and_the_shard_handed_over(redis: RedisCommands) -> None:
+    """A shard whose queued turns never finish (a hung drain) is released after ``drain_timeout``:
+    the new owner gets it, instead of the shard staying with a replica that no longer wants it."""
+    prefix, shards = fresh_prefix(), 16
+    drained: list[int] = []
+
+    async def drain(shard: int) -> None:
+        drained.append(shard)
+        await asyncio.Event().wait()  # never finishes
+
+    a = ShardLeases(redis, prefix, "a-" + uuid.uuid4().hex[:6], shards, TTL, drain=drain, drain_timeout=0.2)
+    await a.start()
+    b = ShardLeases(redis, prefix, "b-" + uuid.uuid4().hex[:6], shards, TTL)
+    try:
+        await b.start(settle_seconds=0)
+        await until(lambda: bool(drained), TTL * 3, "a handing shards over to b")
+        await until(lambda: a.settled and b.settled, TTL * 6, "b holding the shards whose drain hung")
+        assert set(drained) <= b.held and not (set(drained) & a.held)
+    finally:
         await asyncio.gather(a.stop(), b.stop())
 
 
@@ -324,6 +353,41 @@ async def test_a_replica_cut_off_from_redis_drops_and_reports_its_leases_then_ta
         await a.stop()
         await cut_off.aclose()
         await gate.stop()
+
+
+async def test_a_replica_cut_off_from_redis_still_stops(services: ServiceURLs) -> None:
+    """Stopping while Redis does not answer (a partition) ends: the release at stop is bounded, and
+    the leases are left to expire (the others take them after the ttl)."""
+    address = urlsplit(services.redis_url)
+    assert address.hostname is not None and address.port is not None
+    gate = await TcpGate(address.hostname, address.port).start()
+    cut_off = redis_client(urlunsplit(address._replace(netloc=f"127.0.0.1:{gate.port}")))
+    a = ShardLeases(cut_off, fresh_prefix(), "a-" + uuid.uuid4().hex[:6], 4, TTL)
+    try:
+        await a.start()
+        gate.cut()
+        stopping = asyncio.create_task(a.stop())
+        await until(stopping.done, 30, "stop returning while Redis is unreachable")
+        assert stopping.exception() is None and a.held == frozenset()
+    finally:
+        gate.heal()
+        await a.stop()
+        await cut_off.aclose()
+        await gate.stop()
+
+
+def test_a_replica_id_with_a_slash_is_refused(redis: RedisCommands) -> None:
+    """The lease token is ``replica/epoch``: an id with '/' would make its owner unreadable."""
+    with pytest.raises(ValueError, match="a replica id cannot contain '/'"):
+        ShardLeases(redis, fresh_prefix(), "a/1")
+
+
+async def test_stop_before_start_does_nothing(redis: RedisCommands) -> None:
+    """A runtime whose start failed early still stops its leases: nothing held, nothing to cancel."""
+    prefix = fresh_prefix()
+    a = ShardLeases(redis, prefix, "a-" + uuid.uuid4().hex[:6], 4, TTL)
+    await a.stop()
+    assert a.held == frozenset() and await holders(redis, prefix, 4) == [None] * 4
 
 
 @asynccontextmanager
