@@ -47,6 +47,7 @@ class Outcome:
     error: str | None = None
     seconds: float = 0.0
     stages: list[str] = field(default_factory=list)  # what each stage ran and how long it took
+    workdir: Path | None = None
 
     @property
     def counts(self) -> Counter[str]:
@@ -116,20 +117,30 @@ def _mutmut(workdir: Path, *args: str, log: Path | None = None) -> subprocess.Co
 def run_target(target: Target, jobs: int, work: Path = WORK) -> Outcome:
     """One stage, or two with ``first_tests``: the fast tests' survivors are run again with all."""
     if not target.first_tests:
-        return _run_stage(target, target.tests, target.mutants, jobs, work / target.name)
+        return _with_diffs(_run_stage(target, target.tests, target.mutants, jobs, work / target.name))
     first = _run_stage(target, target.first_tests, target.mutants, jobs, work / f"{target.name}.first")
     alive = tuple(sorted(name for name, status in first.statuses.items() if status in AGAIN))
     if first.error or not alive:
-        return first
-    second = _run_stage(target, target.tests, alive, jobs, work / target.name)
+        return _with_diffs(first)
+    second = _with_diffs(_run_stage(target, target.tests, alive, jobs, work / target.name))
+    first.statuses = {name: s for name, s in first.statuses.items() if name not in second.statuses}
+    first = _with_diffs(first)  # what the first stage left that the second did not rerun (timeouts)
     return Outcome(
         target,
         statuses={**first.statuses, **second.statuses},
-        diffs=second.diffs,
+        diffs={**first.diffs, **second.diffs},
         error=second.error,
         seconds=first.seconds + second.seconds,
         stages=[*first.stages, *second.stages],
     )
+
+
+def _with_diffs(outcome: Outcome) -> Outcome:
+    """The diff of every mutant not killed, from the scratch copy that tested it."""
+    if outcome.workdir is not None:
+        for name in outcome.survivors:
+            outcome.diffs[name] = _mutmut(outcome.workdir, "show", name).stdout
+    return outcome
 
 
 def _run_stage(
@@ -155,8 +166,7 @@ def _run_stage(
         if selected and not any(p.fullmatch(name) for p in selected):
             continue  # a function of the file that this target does not cover
         outcome.statuses[name] = status
-    for name in outcome.survivors:
-        outcome.diffs[name] = _mutmut(workdir, "show", name).stdout
+    outcome.workdir = workdir
     outcome.stages = [f"{len(outcome.statuses)} mutants on {', '.join(tests)}: {outcome.seconds:.0f} s"]
     return outcome
 

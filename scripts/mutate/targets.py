@@ -2,8 +2,8 @@
 
 Each target runs only its own tests, so a run takes minutes rather than the whole suite per
 mutant. ``first_tests`` splits a target in two stages: a mutant the fast tests kill never
-starts the slow ones (the segments' unit tests take half a second, the store-backed property
-test twenty; only the mutants the unit tests miss need the store to tell them apart).
+starts the slow ones (the segments' unit tests and fixed store cases take seconds, the
+property test's random search twenty: only what the fixed cases miss needs the search).
 ``mutants`` narrows a module to the functions that hold the concept (mutmut's mutant names,
 globbed); without it every function of the files is mutated. mutmut mutates function bodies
 only: module-level constants (``WINDOW = timedelta(hours=24)``) are covered by the boundary
@@ -28,6 +28,8 @@ class Target:
 
 MAILBOX = "tests/integration/test_actor_mailbox.py"
 WEBHOOK = "tests/integration/test_whatsapp_webhook.py"
+SEGMENTS_EVERY_LEAF = "tests/integration/test_segments_every_leaf.py"
+SEGMENTS_PROPERTY = "tests/integration/test_segments_property.py"
 
 # Cheapest first: a run that is stopped early has the fast targets' figures.
 TARGETS: tuple[Target, ...] = (
@@ -82,8 +84,14 @@ TARGETS: tuple[Target, ...] = (
         # The two back ends; the parser's error wording (language.py) is left out of the default
         # run: hundreds of message-text mutants, minutes each through the property test.
         files=("server/segments/evaluate.py", "server/segments/mongo.py"),
-        first_tests=("tests/unit/test_segments.py",),
-        tests=("tests/unit/test_segments.py", "tests/integration/test_segments_property.py"),
+        # Unit tests and the fixed store cases first (seconds); the random search only for what
+        # they leave alive.
+        first_tests=(
+            "tests/unit/test_segments.py",
+            SEGMENTS_EVERY_LEAF,
+            f"{SEGMENTS_PROPERTY}::test_presence_not_equal_in_and_contains_select_the_same_contacts",
+        ),
+        tests=("tests/unit/test_segments.py", SEGMENTS_EVERY_LEAF, SEGMENTS_PROPERTY),
     ),
     Target(
         name="leases",

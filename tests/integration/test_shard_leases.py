@@ -135,7 +135,9 @@ async def test_takeover_when_a_holder_stops_renewing(redis: RedisCommands) -> No
         takeover = time.monotonic() - began
         assert b.held == frozenset(range(shards))
         assert not any(a.owns(s) for s in taken)
-        with pytest.raises(Unavailable):
+        with pytest.raises(
+            Unavailable, match=f"no longer holds the lease of shard {a.shard_of(key)} .*retry"
+        ):
             a.fence(key)
         assert b.fence(key) > epoch_before  # the new owner's epoch fences the old one out
         print(f"\n[leases] takeover of {len(taken)} shards after {takeover:.2f}s (ttl {TTL}s)")
@@ -342,6 +344,9 @@ async def test_a_replica_cut_off_from_redis_drops_and_reports_its_leases_then_ta
         await a.start()
         assert a.held == frozenset(range(shards))
         gate.cut()
+        waiting = asyncio.create_task(a.wait_tick(TTL / 10))  # no tick can come: it gives up, quietly
+        await until(waiting.done, 30, "wait_tick giving up while nothing ticks")
+        assert waiting.exception() is None
         await until(lambda: len(lost) >= shards, TTL * 4, "every lease dropped while Redis is unreachable")
         assert set(lost) == set(range(shards)) and len(lost) == shards
         assert a.held == frozenset() and not any(a.owns(s) for s in range(shards))
