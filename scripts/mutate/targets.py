@@ -97,7 +97,9 @@ TARGETS: tuple[Target, ...] = (
         name="leases",
         why="shard leases: who owns a contact, epochs, takeover and handover",
         files=("server/actors/leases.py",),
-        tests=("tests/integration/test_shard_leases.py",),
+        # The pure owner and shard functions first; the rest needs Redis.
+        first_tests=("tests/unit/test_shard_leases.py",),
+        tests=("tests/unit/test_shard_leases.py", "tests/integration/test_shard_leases.py"),
     ),
 )
 
