@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,6 +36,7 @@ WORK = ROOT / ".mutation"
 COPIED = ("server", "tests", "pyproject.toml")
 IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", "node_modules", ".hypothesis", "generated")
 RESULT_LINE = re.compile(r"^\s+(\S+__mutmut_\d+): (.+)$")
+AGAIN = ("survived", "no tests")  # what a first stage leaves for the second (a timeout is detected)
 
 
 @dataclass
@@ -43,6 +45,9 @@ class Outcome:
     statuses: dict[str, str] = field(default_factory=dict)
     diffs: dict[str, str] = field(default_factory=dict)
     error: str | None = None
+    seconds: float = 0.0
+    stages: list[str] = field(default_factory=list)  # what each stage ran and how long it took
+    workdir: Path | None = None
 
     @property
     def counts(self) -> Counter[str]:
@@ -53,7 +58,7 @@ class Outcome:
         return sorted(k for k, s in self.statuses.items() if s != "killed")
 
 
-def _setup_cfg(target: Target) -> str:
+def _setup_cfg(target: Target, tests: tuple[str, ...]) -> str:
     def listed(values: tuple[str, ...]) -> str:
         return "".join(f"\n    {v}" for v in values)
 
@@ -61,7 +66,7 @@ def _setup_cfg(target: Target) -> str:
         "[mutmut]\n"
         "source_paths = server\n"
         f"only_mutate ={listed(target.files)}\n"
-        f"pytest_add_cli_args_test_selection ={listed(target.tests)}\n"
+        f"pytest_add_cli_args_test_selection ={listed(tests)}\n"
         # The default suite's selection: the ``full`` variants (the same tests on a Redis Cluster)
         # would start a cluster in every mutant's process and double a target's time.
         "pytest_add_cli_args =\n    -p\n    no:cacheprovider\n    -m\n    not full\n"
@@ -69,8 +74,7 @@ def _setup_cfg(target: Target) -> str:
     )
 
 
-def _prepare(target: Target, work: Path) -> Path:
-    workdir = work / target.name
+def _prepare(target: Target, tests: tuple[str, ...], workdir: Path) -> Path:
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
     for name in COPIED:
@@ -79,7 +83,7 @@ def _prepare(target: Target, work: Path) -> Path:
             shutil.copytree(source, workdir / name, ignore=IGNORED)
         else:
             shutil.copy2(source, workdir / name)
-    (workdir / "setup.cfg").write_text(_setup_cfg(target))
+    (workdir / "setup.cfg").write_text(_setup_cfg(target, tests))
     return workdir
 
 
@@ -111,16 +115,49 @@ def _mutmut(workdir: Path, *args: str, log: Path | None = None) -> subprocess.Co
 
 
 def run_target(target: Target, jobs: int, work: Path = WORK) -> Outcome:
+    """One stage, or two with ``first_tests``: the fast tests' survivors are run again with all."""
+    if not target.first_tests:
+        return _with_diffs(_run_stage(target, target.tests, target.mutants, jobs, work / target.name))
+    first = _run_stage(target, target.first_tests, target.mutants, jobs, work / f"{target.name}.first")
+    alive = tuple(sorted(name for name, status in first.statuses.items() if status in AGAIN))
+    if first.error or not alive:
+        return _with_diffs(first)
+    second = _with_diffs(_run_stage(target, target.tests, alive, jobs, work / target.name))
+    first.statuses = {name: s for name, s in first.statuses.items() if name not in second.statuses}
+    first = _with_diffs(first)  # what the first stage left that the second did not rerun (timeouts)
+    return Outcome(
+        target,
+        statuses={**first.statuses, **second.statuses},
+        diffs={**first.diffs, **second.diffs},
+        error=second.error,
+        seconds=first.seconds + second.seconds,
+        stages=[*first.stages, *second.stages],
+    )
+
+
+def _with_diffs(outcome: Outcome) -> Outcome:
+    """The diff of every mutant not killed, from the scratch copy that tested it."""
+    if outcome.workdir is not None:
+        for name in outcome.survivors:
+            outcome.diffs[name] = _mutmut(outcome.workdir, "show", name).stdout
+    return outcome
+
+
+def _run_stage(
+    target: Target, tests: tuple[str, ...], mutants: tuple[str, ...], jobs: int, workdir: Path
+) -> Outcome:
     outcome = Outcome(target)
-    workdir = _prepare(target, work)
+    _prepare(target, tests, workdir)
     log = workdir / "mutmut.log"
-    run = _mutmut(workdir, "run", "--max-children", str(jobs), *target.mutants, log=log)
+    began = time.monotonic()
+    run = _mutmut(workdir, "run", "--max-children", str(jobs), *mutants, log=log)
+    outcome.seconds = time.monotonic() - began
     if run.returncode != 0:
         tail = log.read_text(errors="replace").splitlines()[-15:]
         outcome.error = f"mutmut run exited {run.returncode} (log: {log}):\n" + "\n".join(tail)
         return outcome
     listing = _mutmut(workdir, "results", "--all", "true")
-    selected = [re.compile(_glob_to_regex(g)) for g in target.mutants]
+    selected = [re.compile(_glob_to_regex(g)) for g in mutants]
     for line in listing.stdout.splitlines():
         found = RESULT_LINE.match(line)
         if found is None:
@@ -129,8 +166,8 @@ def run_target(target: Target, jobs: int, work: Path = WORK) -> Outcome:
         if selected and not any(p.fullmatch(name) for p in selected):
             continue  # a function of the file that this target does not cover
         outcome.statuses[name] = status
-    for name in outcome.survivors:
-        outcome.diffs[name] = _mutmut(workdir, "show", name).stdout
+    outcome.workdir = workdir
+    outcome.stages = [f"{len(outcome.statuses)} mutants on {', '.join(tests)}: {outcome.seconds:.0f} s"]
     return outcome
 
 
@@ -154,6 +191,7 @@ def _report(outcomes: list[Outcome], command: str) -> str:
     for o in outcomes:
         lines += ["", f"## {o.target.name}: {o.target.why}", ""]
         lines.append("Files: " + ", ".join(o.target.files) + "; tests: " + ", ".join(o.target.tests))
+        lines += ["", *(f"- {stage}" for stage in o.stages)]
         if o.error:
             lines += ["", "```", o.error, "```"]
         for name in o.survivors:
@@ -192,7 +230,9 @@ def main() -> int:
             outcomes.append(outcome)
             c = outcome.counts
             other = sum(v for k, v in c.items() if k not in ("killed", "survived"))
-            line = f"{target.name:12} {sum(c.values()):7} {c['killed']:7} {c['survived']:8} {other:6}"
+            tested = sum(c.values())
+            line = f"{target.name:12} {tested:7} {c['killed']:7} {c['survived']:8} {other:6}"
+            line += f"  {outcome.seconds / 60:.1f} min, {outcome.seconds / max(tested, 1):.1f} s/mutant"
             print(line + (f"  ERROR: {outcome.error.splitlines()[0]}" if outcome.error else ""), flush=True)
     report: Path = args.report
     report.parent.mkdir(parents=True, exist_ok=True)

@@ -1,10 +1,13 @@
 """What is mutated and which tests are meant to catch it: module (or functions) -> tests.
 
 Each target runs only its own tests, so a run takes minutes rather than the whole suite per
-mutant. ``mutants`` narrows a module to the functions that hold the concept (mutmut's mutant
-names, globbed); without it every function of the files is mutated. mutmut mutates function
-bodies only: module-level constants (``WINDOW = timedelta(hours=24)``) are covered by the
-boundary tests, not by mutants.
+mutant. ``first_tests`` splits a target in two stages: a mutant the fast tests kill never
+starts the slow ones (the segments' unit tests and fixed store cases take seconds, the
+property test's random search twenty: only what the fixed cases miss needs the search).
+``mutants`` narrows a module to the functions that hold the concept (mutmut's mutant names,
+globbed); without it every function of the files is mutated. mutmut mutates function bodies
+only: module-level constants (``WINDOW = timedelta(hours=24)``) are covered by the boundary
+tests, not by mutants.
 """
 
 from __future__ import annotations
@@ -19,10 +22,14 @@ class Target:
     files: tuple[str, ...]
     tests: tuple[str, ...]
     mutants: tuple[str, ...] = ()
+    first_tests: tuple[str, ...] = ()
+    """Cheap tests tried first: only the mutants they leave alive pay for ``tests`` (all of them)."""
 
 
 MAILBOX = "tests/integration/test_actor_mailbox.py"
 WEBHOOK = "tests/integration/test_whatsapp_webhook.py"
+SEGMENTS_EVERY_LEAF = "tests/integration/test_segments_every_leaf.py"
+SEGMENTS_PROPERTY = "tests/integration/test_segments_property.py"
 
 # Cheapest first: a run that is stopped early has the fast targets' figures.
 TARGETS: tuple[Target, ...] = (
@@ -77,13 +84,22 @@ TARGETS: tuple[Target, ...] = (
         # The two back ends; the parser's error wording (language.py) is left out of the default
         # run: hundreds of message-text mutants, minutes each through the property test.
         files=("server/segments/evaluate.py", "server/segments/mongo.py"),
-        tests=("tests/unit/test_segments.py", "tests/integration/test_segments_property.py"),
+        # Unit tests and the fixed store cases first (seconds); the random search only for what
+        # they leave alive.
+        first_tests=(
+            "tests/unit/test_segments.py",
+            SEGMENTS_EVERY_LEAF,
+            f"{SEGMENTS_PROPERTY}::test_presence_not_equal_in_and_contains_select_the_same_contacts",
+        ),
+        tests=("tests/unit/test_segments.py", SEGMENTS_EVERY_LEAF, SEGMENTS_PROPERTY),
     ),
     Target(
         name="leases",
         why="shard leases: who owns a contact, epochs, takeover and handover",
         files=("server/actors/leases.py",),
-        tests=("tests/integration/test_shard_leases.py",),
+        # The pure owner and shard functions first; the rest needs Redis.
+        first_tests=("tests/unit/test_shard_leases.py",),
+        tests=("tests/unit/test_shard_leases.py", "tests/integration/test_shard_leases.py"),
     ),
 )
 

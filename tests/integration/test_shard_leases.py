@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
@@ -39,7 +40,9 @@ from server.packing import pack, unpack
 from server.redis_clients import RedisCommands, redis_client
 from server.redis_keys import shard_keys_prefix, shard_lease_key
 from server.runtime import Runtime
+from tests.conftest import ServiceURLs
 from tests.integration.conftest import WORKSPACE, make_workspace
+from tests.support.tcp_gate import TcpGate
 
 TTL = 1.5  # short leases keep the takeover tests quick
 
@@ -132,7 +135,9 @@ async def test_takeover_when_a_holder_stops_renewing(redis: RedisCommands) -> No
         takeover = time.monotonic() - began
         assert b.held == frozenset(range(shards))
         assert not any(a.owns(s) for s in taken)
-        with pytest.raises(Unavailable):
+        with pytest.raises(
+            Unavailable, match=f"no longer holds the lease of shard {a.shard_of(key)} .*retry"
+        ):
             a.fence(key)
         assert b.fence(key) > epoch_before  # the new owner's epoch fences the old one out
         print(f"\n[leases] takeover of {len(taken)} shards after {takeover:.2f}s (ttl {TTL}s)")
@@ -206,11 +211,40 @@ async def test_a_shard_being_handed_over_takes_no_new_turns_and_is_drained_once(
         for _ in range(3):
             await a.wait_tick(TTL)
         assert sorted(drained) == sorted(moving), "a shard was handed over twice"
+        handovers = list(a._handovers.values())
+        assert len(handovers) == len(moving)
         release.set()
+        await asyncio.wait(handovers)
+        assert [h.exception() for h in handovers] == [None] * len(handovers)
+        # Each handover released its lease in Redis before it ended (not left to expire).
+        in_redis = await holders(redis, prefix, shards)
+        assert not any(in_redis[s] == a.replica_id for s in moving), in_redis
         await until(lambda: a.settled and b.settled, TTL * 4, "b holding what it should")
         assert moving <= b.held and not (moving & a.held)
     finally:
         release.set()
+        await asyncio.gather(a.stop(), b.stop())
+
+
+async def test_a_drain_that_never_ends_is_cut_off_and_the_shard_handed_over(redis: RedisCommands) -> None:
+    """A shard whose queued turns never finish (a hung drain) is released after ``drain_timeout``:
+    the new owner gets it, instead of the shard staying with a replica that no longer wants it."""
+    prefix, shards = fresh_prefix(), 16
+    drained: list[int] = []
+
+    async def drain(shard: int) -> None:
+        drained.append(shard)
+        await asyncio.Event().wait()  # never finishes
+
+    a = ShardLeases(redis, prefix, "a-" + uuid.uuid4().hex[:6], shards, TTL, drain=drain, drain_timeout=0.2)
+    await a.start()
+    b = ShardLeases(redis, prefix, "b-" + uuid.uuid4().hex[:6], shards, TTL)
+    try:
+        await b.start(settle_seconds=0)
+        await until(lambda: bool(drained), TTL * 3, "a handing shards over to b")
+        await until(lambda: a.settled and b.settled, TTL * 6, "b holding the shards whose drain hung")
+        assert set(drained) <= b.held and not (set(drained) & a.held)
+    finally:
         await asyncio.gather(a.stop(), b.stop())
 
 
@@ -269,6 +303,96 @@ async def test_stop_during_an_acquisition_releases_the_lease_redis_granted(redis
     finally:
         await a.stop()
     assert await holders(redis, prefix, shards) == [None] * shards, "a granted lease was left to expire"
+
+
+async def test_a_replica_is_told_who_is_live_whenever_the_membership_changes(redis: RedisCommands) -> None:
+    """``on_members`` gets the live replicas, so the router fails the forwards pending to one that
+    left at once instead of letting them wait for the ask timeout."""
+    prefix, shards = fresh_prefix(), 8
+    seen: list[frozenset[str]] = []
+    a = ShardLeases(redis, prefix, "a-" + uuid.uuid4().hex[:6], shards, TTL, on_members=seen.append)
+    b = ShardLeases(redis, prefix, "b-" + uuid.uuid4().hex[:6], shards, TTL)
+    try:
+        await a.start()
+        assert seen == [frozenset({a.replica_id})]
+        await b.start(settle_seconds=0)
+        both = frozenset({a.replica_id, b.replica_id})
+        await until(lambda: seen[-1] == both, TTL * 3, "a told that b joined")
+        await b.stop()
+        await until(lambda: seen[-1] == frozenset({a.replica_id}), TTL * 3, "a told that b left")
+        assert seen == [frozenset({a.replica_id}), both, frozenset({a.replica_id})]  # once per change
+    finally:
+        await asyncio.gather(a.stop(), b.stop())
+
+
+async def test_a_replica_cut_off_from_redis_drops_and_reports_its_leases_then_takes_them_back(
+    services: ServiceURLs,
+) -> None:
+    """A partition between one replica and Redis (nothing answers, nothing errors): its hung tick
+    is cut off, every lease it can no longer renew is dropped and reported lost (``on_lost``
+    retires the shard's actors) while Redis is still unreachable; once it is reachable again the
+    replica takes the shards back. Standalone Redis only: a cluster client would reach the nodes
+    it discovers directly, around the gate."""
+    address = urlsplit(services.redis_url)
+    assert address.hostname is not None and address.port is not None
+    gate = await TcpGate(address.hostname, address.port).start()
+    cut_off = redis_client(urlunsplit(address._replace(netloc=f"127.0.0.1:{gate.port}")))
+    prefix, shards = fresh_prefix(), 8
+    lost: list[int] = []
+    a = ShardLeases(cut_off, prefix, "a-" + uuid.uuid4().hex[:6], shards, TTL, on_lost=lost.append)
+    try:
+        await a.start()
+        assert a.held == frozenset(range(shards))
+        gate.cut()
+        waiting = asyncio.create_task(a.wait_tick(TTL / 10))  # no tick can come: it gives up, quietly
+        await until(waiting.done, 30, "wait_tick giving up while nothing ticks")
+        assert waiting.exception() is None
+        await until(lambda: len(lost) >= shards, TTL * 4, "every lease dropped while Redis is unreachable")
+        assert set(lost) == set(range(shards)) and len(lost) == shards
+        assert a.held == frozenset() and not any(a.owns(s) for s in range(shards))
+        gate.heal()
+        await until(lambda: a.held == frozenset(range(shards)) and a.settled, TTL * 4, "leases taken back")
+        assert len(lost) == shards
+    finally:
+        gate.heal()
+        await a.stop()
+        await cut_off.aclose()
+        await gate.stop()
+
+
+async def test_a_replica_cut_off_from_redis_still_stops(services: ServiceURLs) -> None:
+    """Stopping while Redis does not answer (a partition) ends: the release at stop is bounded, and
+    the leases are left to expire (the others take them after the ttl)."""
+    address = urlsplit(services.redis_url)
+    assert address.hostname is not None and address.port is not None
+    gate = await TcpGate(address.hostname, address.port).start()
+    cut_off = redis_client(urlunsplit(address._replace(netloc=f"127.0.0.1:{gate.port}")))
+    a = ShardLeases(cut_off, fresh_prefix(), "a-" + uuid.uuid4().hex[:6], 4, TTL)
+    try:
+        await a.start()
+        gate.cut()
+        stopping = asyncio.create_task(a.stop())
+        await until(stopping.done, 30, "stop returning while Redis is unreachable")
+        assert stopping.exception() is None and a.held == frozenset()
+    finally:
+        gate.heal()
+        await a.stop()
+        await cut_off.aclose()
+        await gate.stop()
+
+
+def test_a_replica_id_with_a_slash_is_refused(redis: RedisCommands) -> None:
+    """The lease token is ``replica/epoch``: an id with '/' would make its owner unreadable."""
+    with pytest.raises(ValueError, match="a replica id cannot contain '/'"):
+        ShardLeases(redis, fresh_prefix(), "a/1")
+
+
+async def test_stop_before_start_does_nothing(redis: RedisCommands) -> None:
+    """A runtime whose start failed early still stops its leases: nothing held, nothing to cancel."""
+    prefix = fresh_prefix()
+    a = ShardLeases(redis, prefix, "a-" + uuid.uuid4().hex[:6], 4, TTL)
+    await a.stop()
+    assert a.held == frozenset() and await holders(redis, prefix, 4) == [None] * 4
 
 
 @asynccontextmanager

@@ -215,6 +215,8 @@ def test_dates_order_by_the_moment_they_name_to_the_millisecond() -> None:
     assert not var("seen", "gt", later, seen=earlier)
     assert not var("seen", "eq", second, seen=second.replace(microsecond=1_000))
     assert var("seen", "gt", second, seen=second.replace(microsecond=1_000))
+    # The seconds outweigh the milliseconds: 10:00:01.000 is after 10:00:00.900.
+    assert var("seen", "gt", second.replace(microsecond=900_000), seen=second + timedelta(seconds=1))
     in_madrid = later.astimezone(timezone(timedelta(hours=2)))  # 12:00:00.200+02:00
     assert var("seen", "eq", later, seen=in_madrid)
     assert var("seen", "lt", later + timedelta(hours=1), seen=in_madrid)
