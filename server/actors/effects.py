@@ -20,8 +20,8 @@ from server.actors.events import DeferSend, Event, TurnResult
 from server.actors.flow_counters import FlowCounters
 from server.actors.message_statuses import StatusLedger
 from server.channels.base import Channel, SendResult
+from server.documents import TimerDoc
 from server.ids import ContactKey
-from server.machines.documents import TimerDoc
 from server.sending.holds import QUIET_HOURS
 from server.sending.policy import SendPolicy
 from server.sending.rules import MARKETING_TO_US, NO_OPT_IN, TYPING, WINDOW_CLOSED, Deferral, deferrable

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from server.machines.documents import RunDoc
+from server.documents import RunDoc
 
 
 @dataclass(frozen=True)

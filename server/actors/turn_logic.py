@@ -32,12 +32,12 @@ from server.actors.events import (
 )
 from server.actors.identity_commands import apply_identity_command, note_identities
 from server.clock import as_utc
+from server.documents import RunDoc
 from server.errors import InvalidInput, NotFound
 from server.identity import Identities
 from server.ids import ContactKey
 from server.machines import contact_state, runner, statuses
 from server.machines.compiler import CompiledFlow
-from server.machines.documents import RunDoc
 from server.machines.turn import ACTIVE, AssignRequest, Turn, TurnObserver, end_run
 from server.sending import holds
 

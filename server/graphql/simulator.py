@@ -14,13 +14,13 @@ from typing import Annotated, Any
 import strawberry
 from strawberry.scalars import JSON
 
+from server.documents import StepDoc
 from server.graphql import runs
 from server.graphql.json_values import plain
 from server.graphql.messages import RenderedMessage
 from server.graphql.permissions import ADMIN_ONLY
 from server.graphql.runs import RunStatus
 from server.graphql.types import FlowIssue
-from server.machines.documents import StepDoc
 from server.machines.rendering import plain_text
 from server.machines.turn import ACTIVE
 from server.operations import simulation as ops

@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from server.machines.documents import RunDoc, StepDoc
+from server.documents import RunDoc, StepDoc
 
 COUNTS_FIELD = "counts_pending"
 MAX_PENDING = 100  # entries a contact keeps while the counter store cannot take them

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from server.machines.documents import RunDoc
+from server.documents import RunDoc
 from server.machines.formats import Format, FormatError, parse_format, write_value
 from server.machines.regional import Regional
 

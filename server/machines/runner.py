@@ -12,6 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from server.documents import RunDoc, TimerDoc
 from server.durations import parse_duration
 from server.ids import new_id
 from server.machines.answers import form_answer, is_answer_to, location_answer
@@ -23,7 +24,6 @@ from server.machines.definition import (
     Node,
     WhatsAppFlowNode,
 )
-from server.machines.documents import RunDoc, TimerDoc
 from server.machines.node_entry import enter, follow
 from server.machines.replies import choose
 from server.machines.turn import (

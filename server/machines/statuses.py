@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from server.documents import RunDoc
 from server.machines import runner
 from server.machines.compiler import CompiledFlow
 from server.machines.definition import AnsweredNode
-from server.machines.documents import RunDoc
 from server.machines.turn import ACTIVE, Turn, record_step
 
 SEND_ACTIONS = ("message_sent", "template_sent")

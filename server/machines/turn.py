@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from server.documents import RunDoc, StepDoc, TimerDoc
 from server.identity import address_of
 from server.ids import new_id
 from server.machines.contact_state import queue_external_sync
-from server.machines.documents import RunDoc, StepDoc, TimerDoc
 from server.machines.regional import FALLBACK_LOCALE, Regional
 from server.machines.rendering import TemplateKey, render_message
 from server.window import window_open

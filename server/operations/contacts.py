@@ -7,10 +7,10 @@ from typing import Any
 from server.actors.contact_actor import event_id, startable
 from server.actors.events import StartFlow, StopRun
 from server.channels.choice import chosen_channel_id
+from server.documents import RunDoc
 from server.errors import InvalidInput, NotFound
 from server.identity import Identities
 from server.ids import ContactKey, new_id
-from server.machines.documents import RunDoc
 from server.operations.channel_inbound import accept_inbound, inbound_record
 from server.operations.contact_data import checked_contact_data
 from server.operations.contact_identifiers import Who, contact_key, identities_of

@@ -30,12 +30,12 @@ from server.actors.contact_commands import TurnExtras
 from server.actors.events import Event, InboundMessage, StartFlow, TimerFired
 from server.actors.turn_logic import SegmentMatcher, TurnLogic
 from server.clock import as_utc
+from server.documents import RunDoc, StepDoc
 from server.durations import parse_duration
 from server.errors import InvalidFlow, InvalidInput
 from server.ids import ContactKey, new_id
 from server.machines.compiler import CompiledFlow, compile_flow
 from server.machines.definition import parse_flow
-from server.machines.documents import RunDoc, StepDoc
 from server.machines.flow_checks.issues import FlowIssue
 from server.machines.rendering import render_message
 from server.machines.turn import AssignRequest

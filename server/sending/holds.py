@@ -17,8 +17,8 @@ from datetime import datetime
 from typing import Any
 
 from server.clock import as_utc
+from server.documents import RunDoc, TimerDoc
 from server.ids import new_id
-from server.machines.documents import RunDoc, TimerDoc
 from server.machines.turn import Turn, record_step
 
 WAKE = "send"  # timer kind

@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
+from server.documents import ContactDoc, RunDoc
 from server.ids import ContactKey
 from server.machines import runner
 from server.machines.compiler import CompiledFlow, compile_flow
 from server.machines.definition import parse_flow
-from server.machines.documents import ContactDoc, RunDoc
 from server.machines.turn import MAX_STEPS_KEPT, Turn, end_run, record_step
 from server.segments import matches
 from server.store.contacts import new_contact
