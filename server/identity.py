@@ -16,13 +16,13 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import Any
 
 from server.errors import InvalidInput
 
-PHONE: Final = "phone"
-BSUID: Final = "bsuid"
-PARENT_BSUID: Final = "parent_bsuid"
+PHONE = "phone"
+BSUID = "bsuid"
+PARENT_BSUID = "parent_bsuid"
 KINDS = (BSUID, PHONE, PARENT_BSUID)  # the identities a contact is found by, in lookup order
 
 # A two-letter ISO country code, a period, up to 128 alphanumerics; parent BSUIDs have ``ENT.``.
@@ -30,9 +30,6 @@ _BSUID = re.compile(r"[A-Z]{2}\.[A-Za-z0-9]{1,128}")
 _PARENT_BSUID = re.compile(r"[A-Z]{2}\.ENT\.[A-Za-z0-9]{1,128}")
 MAX_USERNAME = 100
 _EXAMPLE = "like US.13491208655302741918"
-
-# The contact document fields that say who the customer is.
-IdentityField = Literal["phone", "bsuid", "parent_bsuid", "username"]
 
 
 @dataclass(frozen=True)
@@ -52,9 +49,9 @@ class Identities:
     def __bool__(self) -> bool:
         return bool(self.pairs())
 
-    def fields(self) -> dict[IdentityField, str]:
+    def fields(self) -> dict[str, str]:
         """The contact document fields these set (identities and username present)."""
-        values: dict[IdentityField, str | None] = {
+        values = {
             PHONE: self.phone,
             BSUID: self.bsuid,
             PARENT_BSUID: self.parent_bsuid,

@@ -41,8 +41,10 @@ def apply_identity_command(turn: Turn, event: Event) -> TurnResult:
 def note_identities(contact: ContactDoc, identities: Identities) -> bool:
     """The latest phone, BSUID, parent BSUID and username win; absent ones leave what is known."""
     changed = False
-    for name, value in identities.fields().items():
-        if contact.get(name) != value:
+    given = identities.fields()
+    for name in ("phone", "bsuid", "parent_bsuid", "username"):  # literal keys: typed
+        value = given.get(name)
+        if value and contact.get(name) != value:
             contact[name] = value
             changed = True
     return changed

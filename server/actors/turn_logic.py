@@ -109,9 +109,7 @@ class TurnLogic:
     def __init__(self, sources: TurnSources) -> None:
         self._sources = sources
 
-    async def begin(
-        self, contact: ContactDoc, now: datetime, observer: TurnObserver | None = None
-    ) -> Turn:
+    async def begin(self, contact: ContactDoc, now: datetime, observer: TurnObserver | None = None) -> Turn:
         """A turn over ``contact`` (a working copy) at ``now``, with what the workspace has."""
         sources = self._sources
         workspace_id = contact["workspace_id"]
