@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from server.actors.contact_actor import event_id, startable
@@ -63,7 +64,7 @@ async def stop_run(services: Services, workspace_id: str, run_id: str) -> dict[s
     return _run_view(result.run, result.contact, workspace_id)
 
 
-def _run_view(run: RunDoc, contact: dict[str, Any], workspace_id: str) -> dict[str, Any]:
+def _run_view(run: RunDoc, contact: Mapping[str, Any], workspace_id: str) -> dict[str, Any]:
     """A run as the API shows it, with the contact it belongs to."""
     return {**run, "contact_id": contact["_id"], "phone": contact.get("phone"), "workspace_id": workspace_id}
 
