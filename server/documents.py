@@ -82,7 +82,7 @@ class ContactDoc(TypedDict, total=False):
     Every stored contact has its id, workspace and version (the commit's compare-and-set needs
     them; ``as_contact`` checks them where a stored document enters the turn); any other key may
     be missing (a document written before the key existed, a tombstone, a store projection), so
-    the code reads those with ``get``.
+    the code reads those with ``get`` unless the turn has just set them.
     """
 
     _id: Required[str]
@@ -139,6 +139,6 @@ def as_contact(raw: dict[str, Any]) -> ContactDoc:
     for name, kind in _CONTACT_REQUIRED:
         if not isinstance(raw.get(name), kind):
             raise ValueError(
-                f"stored contact {raw.get('_id')!r}: {name} is {raw.get(name)!r}, not a {kind.__name__}"
+                f"stored contact {raw.get('_id')!r}: {name} is {raw.get(name)!r}, expected {kind.__name__}"
             )
     return cast(ContactDoc, raw)

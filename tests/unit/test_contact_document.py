@@ -115,9 +115,9 @@ def test_a_stored_contact_enters_a_turn_once_checked_as_the_same_document() -> N
 @pytest.mark.parametrize(
     ("key", "value", "said"),
     [
-        ("version", None, "version is None, not a int"),
-        ("workspace_id", 7, "workspace_id is 7, not a str"),
-        ("_id", None, "_id is None, not a str"),
+        ("version", None, "version is None, expected int"),
+        ("workspace_id", 7, "workspace_id is 7, expected str"),
+        ("_id", None, "_id is None, expected str"),
     ],
 )
 def test_a_stored_contact_without_an_id_a_workspace_or_a_version_is_refused_naming_what_is_wrong(
