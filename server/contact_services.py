@@ -12,6 +12,7 @@ import logging
 from typing import Any
 
 from server.cancellation import cancel_all_and_wait
+from server.documents import ContactDoc
 from server.integrations.klaviyo import KlaviyoClient
 from server.integrations.klaviyo_sync import KlaviyoSync
 from server.operations.contact_erasure import ERASED_TOPIC
@@ -29,7 +30,7 @@ class ContactServices:
         self._tasks: list[asyncio.Task[Any]] = []
         self.imports = ContactImports(services)
 
-    async def after_turn(self, before: dict[str, Any] | None, after: dict[str, Any]) -> None:
+    async def after_turn(self, before: ContactDoc | None, after: ContactDoc) -> None:
         """After a commit: hand new external updates to the sync. (Inbox subscribers hear of the
         commit from the turn's news, ``RedisPubSub.contact_changed``: one message per turn.)"""
         if self.klaviyo is not None and after.get("external_sync"):

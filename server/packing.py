@@ -3,6 +3,7 @@ between replicas, idle actors' documents. One codec, so datetimes always come ba
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC
 from typing import Any
 
@@ -12,7 +13,7 @@ from bson.codec_options import CodecOptions
 _CODEC: CodecOptions[dict[str, Any]] = CodecOptions(tz_aware=True, tzinfo=UTC)
 
 
-def pack(document: dict[str, Any]) -> bytes:
+def pack(document: Mapping[str, Any]) -> bytes:
     return bson.encode(document, codec_options=_CODEC)
 
 

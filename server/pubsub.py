@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import logging
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from server.cancellation import cancel_and_wait
@@ -61,7 +61,7 @@ def analytics_topic(workspace_id: str, flow_id: str) -> str:
     return f"{ANALYTICS_TOPIC}{workspace_id}:{flow_id}"
 
 
-def in_inbox(contact: dict[str, Any]) -> bool:
+def in_inbox(contact: Mapping[str, Any]) -> bool:
     """A contact is a conversation of the inbox once a message was exchanged with it."""
     return contact.get("last_message_at") is not None
 
@@ -115,7 +115,7 @@ class RedisPubSub:
         await self._redis.execute_command("PUBLISH", self._prefix + topic, pack(payload))
 
     async def contact_changed(
-        self, contact: dict[str, Any], run_ids: set[str], flows: set[str] | frozenset[str] = frozenset()
+        self, contact: Mapping[str, Any], run_ids: set[str], flows: set[str] | frozenset[str] = frozenset()
     ) -> None:
         """A committed turn's news, one PUBLISH: the contact (packed once), the runs it changed,
         the flows whose counters it stored (``turn_news`` fans it out where it is received)."""

@@ -29,6 +29,7 @@ from server.actors.identity_commands import note_identities
 from server.actors.turn_logic import Assigner, InboundTrigger, SegmentMatcher, TurnLogic, startable
 from server.clock import Clock
 from server.document_copy import copy_document
+from server.documents import ContactDoc, as_contact
 from server.errors import Conflict, InvalidInput, NotFound, Unavailable, WindowClosed, WorkspaceDisabled
 from server.identity import Identities
 from server.ids import ContactKey, new_id
@@ -64,7 +65,7 @@ class ActorDeps:
     # Picks the agent for an ``assign`` node: (agent document or None, why not).
     assigner: Assigner | None = None
     # After the commit and its effects: inbox news, external profile syncs.
-    after_turn: Callable[[dict[str, Any] | None, dict[str, Any]], Awaitable[None]] | None = None
+    after_turn: Callable[[ContactDoc | None, ContactDoc], Awaitable[None]] | None = None
     # Inbound triggers (keywords, catch-all): (workspace, text, button) -> (flow id, trigger) or None.
     inbound_trigger: InboundTrigger | None = None
     # The workspace's default channel id now (None: the sandbox); a run started without a channel
@@ -114,7 +115,7 @@ class ContactActor:
         self.key = key
         self._deps = deps
         self.mailbox: deque[Envelope] | None = None  # only while there is work
-        self.document: dict[str, Any] | None = None  # while turns run
+        self.document: ContactDoc | None = None  # while turns run
         self._packed: bytes | None = None  # the document while idle
         self.last_active = time.monotonic()
         self.task: asyncio.Task[None] | None = None
@@ -179,11 +180,11 @@ class ContactActor:
             if not future.done():
                 future.set_result(result)
 
-    async def _load(self, *, lazily: bool = True) -> dict[str, Any]:
+    async def _load(self, *, lazily: bool = True) -> ContactDoc:
         """The contact as of its last commit; a stored outbox is delivered first (a crash may have cut
         it short). ``lazily``: a turn follows, whose commit drops what went (``deliver_outbox``)."""
         if self.document is None and self._packed is not None:
-            self.document = unpack(self._packed)
+            self.document = as_contact(unpack(self._packed))
             self._packed = None
         if self.document is None:
             found = await self._deps.contacts.load(self.key)
@@ -254,13 +255,13 @@ class ContactActor:
         raise Conflict(f"contact {self.key.doc_id} kept changing under us; try again")
 
     async def _after_commit(
-        self, before: dict[str, Any], after: dict[str, Any], changed_runs: set[str], inbound: list[str]
+        self, before: ContactDoc, after: ContactDoc, changed_runs: set[str], inbound: list[str]
     ) -> None:
         await self._deps.effects.after_commit(before, after, changed_runs, inbound)
         if self._deps.after_turn is not None:
             await self._deps.after_turn(before, after)
 
-    async def _screen_sends(self, turn: Turn, before: dict[str, Any], event: Event) -> None:
+    async def _screen_sends(self, turn: Turn, before: ContactDoc, event: Event) -> None:
         """Before the commit: what this turn queued passes the send policy (holds, stamps, typing)."""
         policy = self._deps.send_policy
         if policy is None or not turn.contact.get("outbox"):

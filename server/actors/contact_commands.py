@@ -7,7 +7,7 @@ Synchronous and free of I/O: the caller has already looked up and checked what n
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from server.actors.events import (
     AgentMessage,
@@ -104,7 +104,9 @@ TOMBSTONE_KEEPS = ("_id", "workspace_id", "version", "lease_epoch", "applied_eve
 
 def _erase(turn: Turn, event: EraseContact) -> TurnResult:
     """Everything about the person goes; the tombstone stays under the same id (and is no contact)."""
-    contact = turn.contact
+    # Every key goes, also one no ContactDoc lists (written by an older server): the document is
+    # handled as the plain dict it is, here only.
+    contact = cast(dict[str, Any], turn.contact)
     for name in [k for k in contact if k not in TOMBSTONE_KEEPS]:
         del contact[name]
     contact.update(
@@ -119,7 +121,7 @@ def _erase(turn: Turn, event: EraseContact) -> TurnResult:
             **event.tombstone,
         }
     )
-    return TurnResult(contact)
+    return TurnResult(turn.contact)
 
 
 def set_contact_data(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -20,8 +20,8 @@ from server.actors.events import DeferSend, Event, TurnResult
 from server.actors.flow_counters import FlowCounters
 from server.actors.message_statuses import StatusLedger
 from server.channels.base import Channel, SendResult
+from server.documents import ContactDoc, TimerDoc
 from server.ids import ContactKey
-from server.machines.documents import TimerDoc
 from server.sending.holds import QUIET_HOURS
 from server.sending.policy import SendPolicy
 from server.sending.rules import MARKETING_TO_US, NO_OPT_IN, TYPING, WINDOW_CLOSED, Deferral, deferrable
@@ -38,7 +38,7 @@ class TimerScheduler(Protocol):
 
 class ChangePublisher(Protocol):
     async def contact_changed(
-        self, contact: dict[str, Any], run_ids: set[str], flows: set[str] | frozenset[str] = frozenset()
+        self, contact: Mapping[str, Any], run_ids: set[str], flows: set[str] | frozenset[str] = frozenset()
     ) -> None:
         """One turn's news, all subscribers' (the contact, its changed runs, its conversation, the
         flows whose counters it stored), as one message: issue 19."""
@@ -49,7 +49,7 @@ class DeliveryReporter(Protocol):
     """Where a broadcast message's hold, retry or refusal is shown (its recipient's record)."""
 
     async def note(
-        self, contact: dict[str, Any], message: dict[str, Any], state: str, info: dict[str, Any]
+        self, contact: Mapping[str, Any], message: dict[str, Any], state: str, info: dict[str, Any]
     ) -> None: ...
 
 
@@ -124,7 +124,7 @@ class Effects:
         if self.settling:
             await asyncio.wait(set(self.settling), timeout=timeout)
 
-    async def redo_after_commit(self, contact: dict[str, Any], applied_inbound: list[str]) -> None:
+    async def redo_after_commit(self, contact: ContactDoc, applied_inbound: list[str]) -> None:
         """Everything ``after_commit`` does, again, for a committed turn whose effects may have been
         cut: every timer armed (job id = timer id), the outbox delivered (each message looked up
         first: it may have gone), every run projected, the inbound marked applied. All idempotent."""
@@ -140,17 +140,17 @@ class Effects:
 
     async def after_commit(
         self,
-        before: dict[str, Any] | None,
-        after: dict[str, Any],
+        before: ContactDoc | None,
+        after: ContactDoc,
         changed_runs: set[str],
         applied_inbound: list[str],
     ) -> None:
         key = ContactKey.of_contact(after)
-        known = {t["id"] for t in (before or {}).get("timers", [])}
+        known = {t["id"] for t in (before.get("timers", []) if before is not None else [])}
         for timer in after.get("timers", []):
             if timer["id"] not in known:
                 await self.timers.schedule(key, timer)
-        queued_before = {m["id"] for m in (before or {}).get("outbox", [])}
+        queued_before = {m["id"] for m in (before.get("outbox", []) if before is not None else [])}
         await self._report_holds(before, after)
         fresh = {m["id"] for m in after.get("outbox", [])} - queued_before
         await self.deliver_outbox(after, fresh=fresh, lazily=True)
@@ -164,7 +164,7 @@ class Effects:
         await self.publisher.contact_changed(after, changed_runs, counted)
 
     async def deliver_outbox(
-        self, contact: dict[str, Any], fresh: set[str] | None = None, *, lazily: bool = False
+        self, contact: ContactDoc, fresh: set[str] | None = None, *, lazily: bool = False
     ) -> None:
         """Send pending messages in order, each past the send policy first.
 
@@ -267,7 +267,7 @@ class Effects:
 
     def _defer(
         self,
-        contact: dict[str, Any],
+        contact: Mapping[str, Any],
         message: dict[str, Any],
         until: datetime,
         reason: str,
@@ -291,11 +291,11 @@ class Effects:
             except Exception:  # stopping: the message stays in the outbox, recovery decides again
                 log.info("could not hold %s now; recovery will", message["id"])
 
-    async def _report_holds(self, before: dict[str, Any] | None, after: dict[str, Any]) -> None:
+    async def _report_holds(self, before: ContactDoc | None, after: ContactDoc) -> None:
         """Broadcast messages this turn held (quiet hours) or set to retry: their recipients say so."""
         if self.deliveries is None:
             return
-        earlier = {m["id"]: m.get("hold") for m in (before or {}).get("outbox", [])}
+        earlier = {m["id"]: m.get("hold") for m in (before.get("outbox", []) if before is not None else [])}
         for message in after.get("outbox", []):
             hold = message.get("hold")
             if not message.get("broadcast_id") or not hold or hold == earlier.get(message["id"]):
@@ -312,7 +312,7 @@ class Effects:
             except Exception:
                 log.exception("recording the hold of %s on its broadcast failed", message["id"])
 
-    async def _report(self, contact: dict[str, Any], message: dict[str, Any], result: SendResult) -> None:
+    async def _report(self, contact: Mapping[str, Any], message: dict[str, Any], result: SendResult) -> None:
         """A broadcast message that waited or was refused: its recipient shows how it ended."""
         if self.deliveries is None or not message.get("broadcast_id"):
             return

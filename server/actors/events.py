@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from server.machines.documents import RunDoc
+from server.documents import ContactDoc, RunDoc
 
 
 @dataclass(frozen=True)
@@ -141,7 +141,7 @@ class MessageStatus:
 class TurnResult:
     """What a turn produced, for the caller that asked (API mutations wait for it)."""
 
-    contact: dict[str, Any]
+    contact: ContactDoc
     run: RunDoc | None = None
     duplicate: bool = False
     changed: bool = True

@@ -23,6 +23,7 @@ import logging
 from datetime import timedelta
 from typing import Any, Protocol
 
+from server.documents import ContactDoc
 from server.machines.flow_counts import COUNTS_FIELD
 from server.store.flow_counters import FlowCounterRepository, FlowRef, Pending
 
@@ -49,7 +50,7 @@ class FlowCounters:
         self._dirty: set[FlowRef] = set()
         self._publishing: asyncio.Task[None] | None = None
 
-    async def committed(self, contact: dict[str, Any]) -> set[str]:
+    async def committed(self, contact: ContactDoc) -> set[str]:
         """Store the counters a committed contact carries; on failure they stay for a later try.
 
         Returns the ids of the flows counted: the caller tells subscribers in the turn's news."""

@@ -8,10 +8,12 @@ what a contact that absorbs another keeps. Synchronous and free of I/O.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 from server.actors.events import AbsorbContact, Event, MergeInto, TurnResult, UpdateIdentities
+from server.documents import ContactDoc
 from server.errors import InvalidInput
 from server.identity import Identities
 from server.machines.contact_state import set_consent
@@ -36,11 +38,13 @@ def apply_identity_command(turn: Turn, event: Event) -> TurnResult:
     raise InvalidInput(f"unknown identity command {type(event).__name__}")
 
 
-def note_identities(contact: dict[str, Any], identities: Identities) -> bool:
+def note_identities(contact: ContactDoc, identities: Identities) -> bool:
     """The latest phone, BSUID, parent BSUID and username win; absent ones leave what is known."""
     changed = False
-    for name, value in identities.fields().items():
-        if contact.get(name) != value:
+    given = identities.fields()
+    for name in ("phone", "bsuid", "parent_bsuid", "username"):  # literal keys: typed
+        value = given.get(name)
+        if value and contact.get(name) != value:
             contact[name] = value
             changed = True
     return changed
@@ -60,7 +64,7 @@ def _merge_into(turn: Turn, event: MergeInto) -> TurnResult:
     return TurnResult(contact)
 
 
-def absorb(contact: dict[str, Any], absorbed: dict[str, Any], now: datetime) -> None:
+def absorb(contact: ContactDoc, absorbed: Mapping[str, Any], now: datetime) -> None:
     """The merge rule: the survivor (the older contact) keeps its own data and takes the rest.
 
     - tags: the union; variables: the survivor's values win, the absorbed contact fills the gaps;
@@ -78,13 +82,13 @@ def absorb(contact: dict[str, Any], absorbed: dict[str, Any], now: datetime) -> 
     for name, value in (absorbed.get("variables") or {}).items():
         if variables.get(name) is None:
             variables[name] = value
-    for name in ("phone", "bsuid", "parent_bsuid", "username", "name"):
-        if not contact.get(name) and absorbed.get(name):
-            contact[name] = absorbed[name]
+    for identity in ("phone", "bsuid", "parent_bsuid", "username", "name"):  # literal keys: typed
+        if not contact.get(identity) and absorbed.get(identity):
+            contact[identity] = absorbed[identity]
     _merge_consent(contact, absorbed, now)
-    for name in ("last_inbound_at", "last_message_at"):
-        times = [t for t in (contact.get(name), absorbed.get(name)) if t is not None]
-        contact[name] = max(times) if times else None
+    for moment in ("last_inbound_at", "last_message_at"):
+        times = [t for t in (contact.get(moment), absorbed.get(moment)) if isinstance(t, datetime)]
+        contact[moment] = max(times) if times else None
     contact["unread"] = int(contact.get("unread") or 0) + int(absorbed.get("unread") or 0)
     if not contact.get("assigned_agent") and absorbed.get("assigned_agent"):
         contact["assigned_agent"] = absorbed["assigned_agent"]
@@ -94,11 +98,11 @@ def absorb(contact: dict[str, Any], absorbed: dict[str, Any], now: datetime) -> 
     del merged[:-MERGED_FROM_KEPT]
 
 
-def _withdrew(contact: dict[str, Any]) -> bool:
+def _withdrew(contact: Mapping[str, Any]) -> bool:
     return not contact.get("opted_in") and bool(contact.get("opt_out"))
 
 
-def _merge_consent(contact: dict[str, Any], absorbed: dict[str, Any], now: datetime) -> None:
+def _merge_consent(contact: ContactDoc, absorbed: Mapping[str, Any], now: datetime) -> None:
     where = {"merged_from": absorbed["_id"]}
     if _withdrew(absorbed) or _withdrew(contact):
         set_consent(contact, False, now, "merge", **where)

@@ -26,8 +26,8 @@ from server.actors.flow_counters import RECOVERY_WINDOW, FlowCounters
 from server.actors.message_statuses import StatusLedger
 from server.actors.timers import ArqTimerScheduler
 from server.clock import Clock
+from server.documents import TimerDoc
 from server.ids import ContactKey
-from server.machines.documents import TimerDoc
 from server.machines.flow_counts import COUNTS_FIELD
 from server.sending import holds
 from server.store.contacts import ContactRepository

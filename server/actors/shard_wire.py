@@ -18,6 +18,7 @@ import bson
 from bson.errors import InvalidDocument
 
 from server.actors.events import Event, TurnResult
+from server.documents import as_contact
 from server.errors import InvalidFlow, KonvoError
 
 _EVENT_TYPES: dict[str, type[Any]] = {cls.__name__: cls for cls in typing.get_args(Event)}
@@ -56,7 +57,7 @@ def encode_result(result: TurnResult) -> dict[str, Any]:
 
 def decode_result(document: dict[str, Any]) -> TurnResult:
     return TurnResult(
-        document["contact"],
+        as_contact(document["contact"]),  # the owner replica's contact, decoded from its BSON
         run=document.get("run"),
         duplicate=document["duplicate"],
         changed=document["changed"],

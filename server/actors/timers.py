@@ -48,9 +48,9 @@ from arq.worker import Retry
 
 from server.actors.events import TimerFired, TurnResult
 from server.clock import Clock, SystemClock
+from server.documents import TimerDoc
 from server.errors import Unavailable, WorkspaceDisabled
 from server.ids import ContactKey
-from server.machines.documents import TimerDoc
 from server.redis_keys import arq_job_id
 
 log = logging.getLogger(__name__)

@@ -12,7 +12,7 @@ does; only ``TurnSources`` differ.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -32,12 +32,12 @@ from server.actors.events import (
 )
 from server.actors.identity_commands import apply_identity_command, note_identities
 from server.clock import as_utc
+from server.documents import ContactDoc, RunDoc
 from server.errors import InvalidInput, NotFound
 from server.identity import Identities
 from server.ids import ContactKey
 from server.machines import contact_state, runner, statuses
 from server.machines.compiler import CompiledFlow
-from server.machines.documents import RunDoc
 from server.machines.turn import ACTIVE, AssignRequest, Turn, TurnObserver, end_run
 from server.sending import holds
 
@@ -46,7 +46,7 @@ log = logging.getLogger(__name__)
 APPLIED_EVENTS_KEPT = 200
 ENDED_RUNS_KEPT = 20
 
-SegmentMatcher = Callable[[dict[str, Any], dict[str, Any], datetime, str], bool]  # + workspace zone
+SegmentMatcher = Callable[[dict[str, Any], Mapping[str, Any], datetime, str], bool]  # + workspace zone
 Assigner = Callable[[str, AssignRequest], Awaitable[tuple[dict[str, Any] | None, str | None]]]
 InboundTrigger = Callable[[str, str | None, str | None], Awaitable[tuple[str, dict[str, Any]] | None]]
 
@@ -109,9 +109,7 @@ class TurnLogic:
     def __init__(self, sources: TurnSources) -> None:
         self._sources = sources
 
-    async def begin(
-        self, contact: dict[str, Any], now: datetime, observer: TurnObserver | None = None
-    ) -> Turn:
+    async def begin(self, contact: ContactDoc, now: datetime, observer: TurnObserver | None = None) -> Turn:
         """A turn over ``contact`` (a working copy) at ``now``, with what the workspace has."""
         sources = self._sources
         workspace_id = contact["workspace_id"]
@@ -127,7 +125,7 @@ class TurnLogic:
         return turn
 
     @staticmethod
-    def finish(before: dict[str, Any] | None, turn: Turn, event: Event) -> None:
+    def finish(before: ContactDoc | None, turn: Turn, event: Event) -> None:
         """Bookkeeping of a turn that changed the contact: inbox order, version, applied event ids,
         and only the latest ``ENDED_RUNS_KEPT`` ended runs kept (the ``runs`` collection has all)."""
         contact = turn.contact

@@ -8,7 +8,7 @@ by ADMIN keys.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Mapping
 from datetime import datetime
 from enum import Enum
 from typing import Any
@@ -196,7 +196,7 @@ async def _support_tags(info: strawberry.Info, workspace_id: str) -> set[str]:
 
 @strawberry.type(description="a contact's conversation as the agents' inbox shows it")
 class Conversation:
-    doc: strawberry.Private[dict[str, Any]]
+    doc: strawberry.Private[Mapping[str, Any]]  # a stored contact, or a ContactDoc a turn returned
 
     @strawberry.field(description="the contact id")
     def id(self) -> strawberry.ID:

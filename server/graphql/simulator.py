@@ -9,18 +9,18 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import Enum
-from typing import Annotated, Any
+from typing import Annotated
 
 import strawberry
 from strawberry.scalars import JSON
 
+from server.documents import RunDoc, StepDoc
 from server.graphql import runs
 from server.graphql.json_values import plain
 from server.graphql.messages import RenderedMessage
 from server.graphql.permissions import ADMIN_ONLY
 from server.graphql.runs import RunStatus
 from server.graphql.types import FlowIssue
-from server.machines.documents import StepDoc
 from server.machines.rendering import plain_text
 from server.machines.turn import ACTIVE
 from server.operations import simulation as ops
@@ -139,7 +139,7 @@ class SimulatedStep:
 
 @strawberry.type(description="a run of the simulation (the flow's, and any it connected to)")
 class SimulatedRun:
-    doc: strawberry.Private[dict[str, Any]]
+    doc: strawberry.Private[RunDoc]
 
     @strawberry.field
     def id(self) -> strawberry.ID:
@@ -184,7 +184,7 @@ class SimulationEnd:
     at: datetime | None = strawberry.field(description="virtual time it ended; null while waiting")
 
 
-def _why(result: ops.Simulation, run: dict[str, Any]) -> str:
+def _why(result: ops.Simulation, run: RunDoc) -> str:
     """A sentence on the run's end: the failing step's own explanation when it gave one."""
     status, reason = run["status"], run.get("end_reason") or ""
     if status in ACTIVE:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from enum import Enum
 from typing import Any
@@ -311,7 +312,7 @@ class Run:
         return runs.run_ended_at(self)
 
 
-async def assigned_agent_of(info: strawberry.Info, contact: dict[str, Any]) -> Agent | None:
+async def assigned_agent_of(info: strawberry.Info, contact: Mapping[str, Any]) -> Agent | None:
     """The agent who owns the contact's conversation (batched per operation), or None."""
     agent_id = contact.get("assigned_agent")
     found = await loaders(info).agents.load((contact["workspace_id"], agent_id)) if agent_id else None
@@ -320,7 +321,7 @@ async def assigned_agent_of(info: strawberry.Info, contact: dict[str, Any]) -> A
 
 @strawberry.type
 class Contact:
-    doc: strawberry.Private[dict[str, Any]]
+    doc: strawberry.Private[Mapping[str, Any]]  # a stored contact, or a ContactDoc a turn returned
 
     @strawberry.field(description="the contact's stable id (a phone or BSUID change keeps it)")
     def id(self) -> strawberry.ID:

@@ -21,6 +21,7 @@ from arq.worker import Worker, func
 
 from server.actors.events import Event, ExternalSyncResult, TurnResult
 from server.clock import Clock
+from server.documents import ContactDoc
 from server.ids import ContactKey
 from server.integrations.klaviyo import DEFAULT_BASE_URL, KlaviyoClient, KlaviyoError, KlaviyoSettings
 from server.redis_keys import arq_job_id
@@ -72,9 +73,9 @@ class KlaviyoSync:
         self.retry_delays = RETRY_DELAYS
         self.max_attempts = MAX_ATTEMPTS
 
-    async def after_turn(self, before: dict[str, Any] | None, after: dict[str, Any]) -> None:
+    async def after_turn(self, before: ContactDoc | None, after: ContactDoc) -> None:
         """Enqueue entries this turn added (only an enqueue: the flow never waits for Klaviyo)."""
-        known = {e["id"] for e in (before or {}).get("external_sync", [])}
+        known = {e["id"] for e in (before.get("external_sync", []) if before is not None else [])}
         key = ContactKey.of_contact(after)
         for entry in after.get("external_sync", []):
             if entry["id"] not in known:
@@ -120,13 +121,13 @@ class KlaviyoSync:
     async def _attempt(self, workspace_id: str, local_id: str, sync_id: str) -> str:
         key = ContactKey(workspace_id, local_id)
         contact = await self._contacts.load(key)
-        entries = (contact or {}).get("external_sync", [])
+        entries = contact.get("external_sync", []) if contact is not None else []
         entry = next((e for e in entries if e["id"] == sync_id), None)
         if entry is None or entry.get("gave_up"):
             return "gone"  # done already, or replaced by a newer value
         attempt = int(entry.get("attempts") or 0) + 1
         try:
-            phone = (contact or {}).get("phone")
+            phone = contact.get("phone") if contact is not None else None
             if not phone:  # a username-only customer: Klaviyo profiles are found by phone number
                 raise KlaviyoError(
                     "the contact has no phone number to find its Klaviyo profile by", retryable=False

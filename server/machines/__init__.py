@@ -3,6 +3,6 @@ the catalog a flow is checked against and the node behaviour that decides what a
 Pure: no I/O, no store, no network.
 
 Layer 3. May import: segments, the pure WhatsApp formats of ``channels.whatsapp`` (message limits,
-template messages, form answers) and the ground floor (clock, durations, errors, ids, identity,
-window). Never store, actors or anything above.
+template messages, form answers) and the ground floor (clock, documents, durations, errors, ids,
+identity, window). Never store, actors or anything above.
 """

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from server.documents import RunDoc
 from server.errors import InvalidInput
 from server.machines.compiler import CompiledFlow
 from server.machines.definition import (
     MessageNode,
     WhatsAppFlowNode,
 )
-from server.machines.documents import RunDoc
 from server.machines.node_entry import enter, follow
 from server.machines.send_nodes import flow_token
 from server.machines.turn import INVALID_VALUE, Turn, cancel_run_timers, end_run, record_step, save_variables

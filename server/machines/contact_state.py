@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from server.documents import ContactDoc
 from server.ids import new_id
 from server.machines.values import fold
 
@@ -33,7 +34,7 @@ def opt_out_word(text: str | None, keys: frozenset[str]) -> str | None:
     return word if word and word in keys else None
 
 
-def set_consent(contact: dict[str, Any], opted_in: bool, now: datetime, source: str, **where: Any) -> bool:
+def set_consent(contact: ContactDoc, opted_in: bool, now: datetime, source: str, **where: Any) -> bool:
     """Record consent given or withdrawn with who/when/where; False when nothing changed.
 
     ``source`` is ``flow``, ``api`` or ``keyword``; ``where`` carries the details (flow, node and
@@ -43,14 +44,17 @@ def set_consent(contact: dict[str, Any], opted_in: bool, now: datetime, source: 
         return False
     record = {"at": now, "source": source, **{k: v for k, v in where.items() if v is not None}}
     contact["opted_in"] = opted_in
-    contact["opt_in" if opted_in else "opt_out"] = record
+    if opted_in:
+        contact["opt_in"] = record
+    else:
+        contact["opt_out"] = record
     log = contact.setdefault("consent_log", [])
     log.append({"opted_in": opted_in, **record})
     del log[:-CONSENT_LOG_KEPT]
     return True
 
 
-def set_assignment(contact: dict[str, Any], agent: dict[str, Any], now: datetime, **how: Any) -> None:
+def set_assignment(contact: ContactDoc, agent: dict[str, Any], now: datetime, **how: Any) -> None:
     """Hand the conversation to ``agent`` (a stored agent document); ``how`` says by what means.
 
     A contact that never exchanged a message enters the inbox now, so its agent can see it.
@@ -67,7 +71,7 @@ def set_assignment(contact: dict[str, Any], agent: dict[str, Any], now: datetime
     }
 
 
-def clear_assignment(contact: dict[str, Any], now: datetime, **how: Any) -> bool:
+def clear_assignment(contact: ContactDoc, now: datetime, **how: Any) -> bool:
     """Give the conversation back to the flows; False when nobody owned it."""
     if not contact.get("assigned_agent"):
         return False
@@ -83,7 +87,7 @@ def clear_assignment(contact: dict[str, Any], now: datetime, **how: Any) -> bool
 
 
 def queue_external_sync(
-    contact: dict[str, Any],
+    contact: ContactDoc,
     link: dict[str, Any],
     field: str,
     value: Any,
@@ -119,14 +123,14 @@ def queue_external_sync(
     return entry
 
 
-def note_inbound(contact: dict[str, Any], at: datetime) -> None:
+def note_inbound(contact: ContactDoc, at: datetime) -> None:
     """A customer message: the inbox shows one more unread and moves the conversation up."""
     contact["unread"] = int(contact.get("unread") or 0) + 1
     contact["last_message_at"] = at
 
 
-def note_outbound(before: dict[str, Any] | None, contact: dict[str, Any], now: datetime) -> None:
+def note_outbound(before: ContactDoc | None, contact: ContactDoc, now: datetime) -> None:
     """Move the conversation up when this turn queued messages to the customer."""
-    sent_before = {m["id"] for m in (before or {}).get("outbox", [])}
+    sent_before = {m["id"] for m in (before.get("outbox", []) if before is not None else [])}
     if any(m["id"] not in sent_before for m in contact.get("outbox", [])):
         contact["last_message_at"] = now

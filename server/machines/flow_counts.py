@@ -20,11 +20,11 @@ A committed turn carries its counters in the contact document (``COUNTS_FIELD``,
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
+from typing import Any, Final
 
-from server.machines.documents import RunDoc, StepDoc
+from server.documents import ContactDoc, RunDoc, StepDoc
 
-COUNTS_FIELD = "counts_pending"
+COUNTS_FIELD: Final = "counts_pending"
 MAX_PENDING = 100  # entries a contact keeps while the counter store cannot take them
 
 # (flow id, version, node id or None for the run itself, counter name parts)
@@ -65,7 +65,7 @@ class TurnCounts:
     def waited(self, run: RunDoc, node_id: str) -> None:
         self._add(run, node_id, "waited")
 
-    def entry(self, contact: dict[str, Any]) -> dict[str, Any] | None:
+    def entry(self, contact: ContactDoc) -> dict[str, Any] | None:
         """This turn's counters as stored: keyed by the committed version (the idempotency key)."""
         if not self.counts:
             return None
@@ -77,7 +77,7 @@ class TurnCounts:
             ],
         }
 
-    def pend(self, contact: dict[str, Any]) -> None:
+    def pend(self, contact: ContactDoc) -> None:
         """Add this turn's entry to the contact (after its version was bumped, before the commit)."""
         entry = self.entry(contact)
         if entry is None:

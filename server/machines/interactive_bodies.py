@@ -7,10 +7,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from server.documents import RunDoc
 from server.machines.definition import (
     MessageNode,
 )
-from server.machines.documents import RunDoc
 from server.machines.placeholders import render
 from server.machines.turn import Turn
 

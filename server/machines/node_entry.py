@@ -13,6 +13,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from server.clock import as_utc
+from server.documents import RunDoc
 from server.durations import parse_duration
 from server.errors import InvalidInput
 from server.machines import splits
@@ -32,7 +33,6 @@ from server.machines.definition import (
     TemplateNode,
     WhatsAppFlowNode,
 )
-from server.machines.documents import RunDoc
 from server.machines.placeholders import render, scope_value
 from server.machines.send_nodes import send_message, send_template, send_whatsapp_flow
 from server.machines.turn import (

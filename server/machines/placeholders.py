@@ -8,9 +8,10 @@ A placeholder may name a format after a bar (``{{contact.birthday|date:long}}``,
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
-from server.machines.documents import RunDoc
+from server.documents import RunDoc
 from server.machines.formats import Format, FormatError, parse_format, write_value
 from server.machines.regional import Regional
 
@@ -34,7 +35,7 @@ def lookup(path: list[str], root: Any) -> Any:
     return current
 
 
-def scope_value(name: str, contact: dict[str, Any], run: RunDoc) -> Any:
+def scope_value(name: str, contact: Mapping[str, Any], run: RunDoc) -> Any:
     head, _, rest = name.partition(".")
     parts = rest.split(".") if rest else []
     if head == "contact":
@@ -54,7 +55,7 @@ def _typed(name: str) -> bool:
 
 
 def render(
-    template: str, contact: dict[str, Any], run: RunDoc, regional: Regional | None = None
+    template: str, contact: Mapping[str, Any], run: RunDoc, regional: Regional | None = None
 ) -> tuple[str, list[str]]:
     """Text with placeholders filled; missing ones render empty and are returned as warnings.
 

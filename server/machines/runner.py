@@ -12,6 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from server.documents import ContactDoc, RunDoc, TimerDoc
 from server.durations import parse_duration
 from server.ids import new_id
 from server.machines.answers import form_answer, is_answer_to, location_answer
@@ -23,7 +24,6 @@ from server.machines.definition import (
     Node,
     WhatsAppFlowNode,
 )
-from server.machines.documents import RunDoc, TimerDoc
 from server.machines.node_entry import enter, follow
 from server.machines.replies import choose
 from server.machines.turn import (
@@ -75,7 +75,7 @@ def start(turn: Turn, compiled: CompiledFlow, run: RunDoc) -> None:
     enter(turn, compiled, run, compiled.definition.start or END)
 
 
-def waiting_for_reply(contact: dict[str, Any]) -> RunDoc | None:
+def waiting_for_reply(contact: ContactDoc) -> RunDoc | None:
     """The run (at most one) whose current node is waiting for what the customer says."""
     runs: list[RunDoc] = contact.get("runs", [])
     for run in runs[::-1]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from server.documents import RunDoc
 from server.durations import parse_duration
 from server.machines.compiler import CompiledFlow
 from server.machines.definition import (
@@ -18,7 +19,6 @@ from server.machines.definition import (
     TemplateNode,
     WhatsAppFlowNode,
 )
-from server.machines.documents import RunDoc
 from server.machines.interactive_bodies import interactive_body
 from server.machines.placeholders import render
 from server.machines.turn import ENDED, WAIT, Turn, add_timer, end_run, queue_message, record_step

@@ -14,13 +14,14 @@ Stored as a list (node ids may hold dots, which Mongo field names cannot) of
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
+from server.documents import ContactDoc
 from server.machines.definition import SplitBranch
 
-ASSIGNMENTS = "splits"
+ASSIGNMENTS: Final = "splits"
 MAX_ASSIGNMENTS = 200  # a contact goes through a bounded number of split nodes; oldest dropped
 
 
@@ -45,7 +46,7 @@ def pick(branches: Sequence[SplitBranch], number: float) -> SplitBranch:
     return branches[-1]
 
 
-def kept_branch(contact: dict[str, Any], flow_id: str, node_id: str) -> str | None:
+def kept_branch(contact: Mapping[str, Any], flow_id: str, node_id: str) -> str | None:
     """The branch this contact was given at this node before (sticky splits), or None."""
     for entry in contact.get(ASSIGNMENTS) or []:
         if entry.get("flow_id") == flow_id and entry.get("node") == node_id:
@@ -53,7 +54,7 @@ def kept_branch(contact: dict[str, Any], flow_id: str, node_id: str) -> str | No
     return None
 
 
-def keep(contact: dict[str, Any], flow_id: str, node_id: str, branch: str, at: datetime, run_id: str) -> None:
+def keep(contact: ContactDoc, flow_id: str, node_id: str, branch: str, at: datetime, run_id: str) -> None:
     """Remember ``branch`` for this contact at this node (replacing an older assignment)."""
     entries = [
         e

@@ -11,16 +11,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from server.documents import ContactDoc, RunDoc
 from server.machines import runner
 from server.machines.compiler import CompiledFlow
 from server.machines.definition import AnsweredNode
-from server.machines.documents import RunDoc
 from server.machines.turn import ACTIVE, Turn, record_step
 
 SEND_ACTIONS = ("message_sent", "template_sent")
 
 
-def sender_of(contact: dict[str, Any], message_id: str) -> tuple[RunDoc, str] | None:
+def sender_of(contact: ContactDoc, message_id: str) -> tuple[RunDoc, str] | None:
     """The run and node that queued ``message_id`` (found by its send step), newest runs first."""
     for run in reversed(contact.get("runs", [])):
         for step in reversed(run.get("steps", [])):

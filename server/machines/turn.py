@@ -7,15 +7,15 @@ in one CAS write and only then performs them.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from server.documents import ContactDoc, RunDoc, StepDoc, TimerDoc
 from server.identity import address_of
 from server.ids import new_id
 from server.machines.contact_state import queue_external_sync
-from server.machines.documents import RunDoc, StepDoc, TimerDoc
 from server.machines.regional import FALLBACK_LOCALE, Regional
 from server.machines.rendering import TemplateKey, render_message
 from server.window import window_open
@@ -74,13 +74,13 @@ class TurnObserver(Protocol):
 class Turn:
     """One actor turn: the working contact, the clock reading, and the effects recorded so far."""
 
-    contact: dict[str, Any]
+    contact: ContactDoc
     now: datetime
     timezone: str = "UTC"
     locale: str = FALLBACK_LOCALE
     changed_runs: set[str] = field(default_factory=set)
     connects: list[ConnectRequest] = field(default_factory=list)
-    segment_matcher: Callable[[dict[str, Any], dict[str, Any], datetime, str], bool] | None = None
+    segment_matcher: Callable[[dict[str, Any], Mapping[str, Any], datetime, str], bool] | None = None
     fields: dict[str, tuple[str, list[str]]] = field(default_factory=dict)
     # (template name, language) -> MARKETING | UTILITY | AUTHENTICATION, for the consent check;
     # (name, "") holds the category of any language of that name.

@@ -15,6 +15,7 @@ from pymongo.errors import DuplicateKeyError
 
 from server.actors.contact_actor import event_id
 from server.actors.events import AssignAgent, ReleaseContact
+from server.documents import ContactDoc
 from server.errors import Conflict, InvalidInput, NotFound
 from server.ids import ContactKey, new_id
 from server.machines.flow_walk import raw_nodes
@@ -210,7 +211,7 @@ async def _refuse_if_named(
 
 async def assign_contact(
     services: Services, workspace_id: str, who: Who, agent_ref: str, by: str | None = None
-) -> dict[str, Any]:
+) -> ContactDoc:
     """Hand the conversation to an available agent (INVALID_INPUT saying why when not possible)."""
     agent, why = await services.picker.agent(workspace_id, str(agent_ref))
     if agent is None:
@@ -226,7 +227,7 @@ async def assign_to_team(
     team: str,
     strategy: str | None = None,
     by: str | None = None,
-) -> dict[str, Any]:
+) -> ContactDoc:
     """Hand the conversation to a team member picked by the team's policy (or ``strategy``)."""
     agent, why = await services.picker.from_team(workspace_id, team, strategy)
     if agent is None:
@@ -240,14 +241,14 @@ async def assign_to_team(
 
 async def release_contact(
     services: Services, workspace_id: str, who: Who, by: str | None = None
-) -> dict[str, Any]:
+) -> ContactDoc:
     """Give the conversation back to the flows (a no-op when nobody owns it)."""
     key = await find_contact_key(services, workspace_id, who)
-    contact = await _ask(services, key, ReleaseContact(event_id(), by=by)) if key is not None else {}
-    if contact.get("version", 0) == 0:
+    contact = await _ask(services, key, ReleaseContact(event_id(), by=by)) if key is not None else None
+    if contact is None or contact.get("version", 0) == 0:
         raise NotFound(f"no contact known as {who}")
     return contact
 
 
-async def _ask(services: Services, key: ContactKey, event: Any) -> dict[str, Any]:
+async def _ask(services: Services, key: ContactKey, event: Any) -> ContactDoc:
     return (await services.actors.ask(key, event)).contact

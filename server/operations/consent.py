@@ -8,10 +8,9 @@ only STOP or BAJA, or one of the workspace's words, in any case and with or with
 
 from __future__ import annotations
 
-from typing import Any
-
 from server.actors.contact_actor import event_id
 from server.actors.events import SetConsent
+from server.documents import ContactDoc
 from server.errors import InvalidInput
 from server.machines.contact_state import DEFAULT_OPT_OUT_WORDS
 from server.machines.values import fold
@@ -31,7 +30,7 @@ async def set_opt_in(
     opted_in: bool,
     by: str | None = None,
     key_id: str | None = None,
-) -> dict[str, Any]:
+) -> ContactDoc:
     key = await contact_key(services, workspace_id, who)
     event = SetConsent(event_id(), bool(opted_in), source="api", by=by, key_id=key_id)
     return (await services.actors.ask(key, event)).contact

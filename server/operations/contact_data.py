@@ -13,6 +13,7 @@ from typing import Any
 
 from server.actors.contact_actor import event_id
 from server.actors.events import ImportContact, SetVariables, TagContact
+from server.documents import ContactDoc
 from server.errors import Conflict, InvalidInput, NotFound, Unavailable
 from server.identity import Identities
 from server.machines.regional import Regional
@@ -53,16 +54,14 @@ async def _tag_name(services: Services, workspace_id: str, tag: Any, where: str 
     return name
 
 
-async def tag_contact(services: Services, workspace_id: str, who: Who, tag: str, add: bool) -> dict[str, Any]:
+async def tag_contact(services: Services, workspace_id: str, who: Who, tag: str, add: bool) -> ContactDoc:
     name = await _tag_name(services, workspace_id, tag)  # checked first: a refused call claims nothing
     key = await contact_key(services, workspace_id, who)
     event = TagContact(event_id(), add=(name,)) if add else TagContact(event_id(), remove=(name,))
     return (await services.actors.ask(key, event)).contact
 
 
-async def set_variable(
-    services: Services, workspace_id: str, who: Who, field: str, value: Any
-) -> dict[str, Any]:
+async def set_variable(services: Services, workspace_id: str, who: Who, field: str, value: Any) -> ContactDoc:
     field_doc = await services.fields.get_by_name(workspace_id, str(field).strip())
     if field_doc is None:
         raise NotFound(f"no field called {field!r}; create it first (createField)", field="field")
@@ -165,7 +164,7 @@ class RowRefusal:
 class ImportOutcome:
     """What applying rows did: contacts created, updated or already holding everything."""
 
-    contacts: list[dict[str, Any]] = field(default_factory=list)
+    contacts: list[ContactDoc] = field(default_factory=list)
     created: int = 0
     updated: int = 0
     unchanged: int = 0
@@ -245,7 +244,7 @@ async def apply_rows(
     gate = asyncio.Semaphore(IMPORT_CONCURRENCY)
     locks: dict[str, asyncio.Lock] = {}
 
-    async def one(row: ImportRow) -> dict[str, Any]:
+    async def one(row: ImportRow) -> ContactDoc:
         async with gate:
             resolved = await services.directory.resolve(workspace_id, row.identities)
             assert resolved is not None  # resolve creates

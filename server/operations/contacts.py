@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from server.actors.contact_actor import event_id, startable
 from server.actors.events import StartFlow, StopRun
 from server.channels.choice import chosen_channel_id
+from server.documents import RunDoc
 from server.errors import InvalidInput, NotFound
 from server.identity import Identities
 from server.ids import ContactKey, new_id
-from server.machines.documents import RunDoc
 from server.operations.channel_inbound import accept_inbound, inbound_record
 from server.operations.contact_data import checked_contact_data
 from server.operations.contact_identifiers import Who, contact_key, identities_of
@@ -63,7 +64,7 @@ async def stop_run(services: Services, workspace_id: str, run_id: str) -> dict[s
     return _run_view(result.run, result.contact, workspace_id)
 
 
-def _run_view(run: RunDoc, contact: dict[str, Any], workspace_id: str) -> dict[str, Any]:
+def _run_view(run: RunDoc, contact: Mapping[str, Any], workspace_id: str) -> dict[str, Any]:
     """A run as the API shows it, with the contact it belongs to."""
     return {**run, "contact_id": contact["_id"], "phone": contact.get("phone"), "workspace_id": workspace_id}
 

@@ -8,12 +8,14 @@ customer service window.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 from server.actors.contact_actor import event_id
 from server.actors.events import AgentMessage, MarkRead
 from server.channels.base import TYPING
+from server.documents import ContactDoc
 from server.errors import InvalidInput, NotFound
 from server.identity import message_address
 from server.ids import ContactKey, new_id
@@ -51,7 +53,7 @@ def sender_of(message: dict[str, Any]) -> str:
     return "SYSTEM"
 
 
-async def messages(services: Services, contact: dict[str, Any], last: int) -> list[dict[str, Any]]:
+async def messages(services: Services, contact: Mapping[str, Any], last: int) -> list[dict[str, Any]]:
     """The latest ``last`` messages, oldest first; ones still waiting in the outbox show as queued."""
     if last < 1 or last > MAX_MESSAGES:
         raise InvalidInput(f"last must be between 1 and {MAX_MESSAGES}", field="last")
@@ -104,7 +106,7 @@ async def send_agent_message(
     key = await contact_key(services, workspace_id, who)  # after the checks: a refused call claims nothing
     if agent_id is None:
         current = await services.contacts.load(key)
-        agent_id = (current or {}).get("assigned_agent")
+        agent_id = current.get("assigned_agent") if current is not None else None
     message_id = new_id("msg")
     result = await services.actors.ask(key, AgentMessage(message_id, body, agent_id))
     sent = await services.messages.get(message_id)
@@ -126,9 +128,9 @@ async def send_agent_message(
     }
 
 
-async def mark_read(services: Services, workspace_id: str, who: Who) -> dict[str, Any]:
+async def mark_read(services: Services, workspace_id: str, who: Who) -> ContactDoc:
     key = await find_contact_key(services, workspace_id, who)
-    contact = (await services.actors.ask(key, MarkRead(event_id()))).contact if key is not None else {}
-    if contact.get("version", 0) == 0:
+    contact = (await services.actors.ask(key, MarkRead(event_id()))).contact if key is not None else None
+    if contact is None or contact.get("version", 0) == 0:
         raise NotFound(f"no conversation with {who}")
     return contact

@@ -30,12 +30,12 @@ from server.actors.contact_commands import TurnExtras
 from server.actors.events import Event, InboundMessage, StartFlow, TimerFired
 from server.actors.turn_logic import SegmentMatcher, TurnLogic
 from server.clock import as_utc
+from server.documents import ContactDoc, RunDoc, StepDoc, TimerDoc
 from server.durations import parse_duration
 from server.errors import InvalidFlow, InvalidInput
 from server.ids import ContactKey, new_id
 from server.machines.compiler import CompiledFlow, compile_flow
 from server.machines.definition import parse_flow
-from server.machines.documents import RunDoc, StepDoc
 from server.machines.flow_checks.issues import FlowIssue
 from server.machines.rendering import render_message
 from server.machines.turn import AssignRequest
@@ -100,7 +100,7 @@ class SimulatedMessage:
 class Simulation:
     started_at: datetime
     ended_at: datetime
-    contact: dict[str, Any]
+    contact: ContactDoc
     transcript: list[SimulatedMessage] = field(default_factory=list)
     steps: list[SimulatedStep] = field(default_factory=list)
     issues: list[FlowIssue] = field(default_factory=list)
@@ -108,11 +108,11 @@ class Simulation:
     stopped: str | None = None  # TURN_LIMIT or HORIZON when a limit ended the simulation
 
     @property
-    def runs(self) -> list[dict[str, Any]]:
+    def runs(self) -> list[RunDoc]:
         return list(self.contact.get("runs", []))
 
     @property
-    def last_run(self) -> dict[str, Any] | None:
+    def last_run(self) -> RunDoc | None:
         runs = self.runs
         return runs[-1] if runs else None
 
@@ -195,7 +195,7 @@ class _Sources:
 class _Recorder:
     """``TurnObserver``: each step with the contact's tags and variables right after it."""
 
-    def __init__(self, contact: dict[str, Any], now: datetime, into: list[SimulatedStep]) -> None:
+    def __init__(self, contact: ContactDoc, now: datetime, into: list[SimulatedStep]) -> None:
         self._contact = contact
         self._now = now
         self._into = into
@@ -249,7 +249,7 @@ async def _checked_flow(
     return simulated, compile_flow(parsed), [i for i in issues if i.severity != "ERROR"]
 
 
-async def _contact(services: Services, workspace_id: str, given: Any, start: datetime) -> dict[str, Any]:
+async def _contact(services: Services, workspace_id: str, given: Any, start: datetime) -> ContactDoc:
     """The pretend contact: ``given`` (tags, variables, consent, window, agent) over a new one."""
     if given is None:
         given = {}
@@ -322,7 +322,7 @@ def _tapped_title(transcript: list[SimulatedMessage], button: str | None) -> str
 
 
 class _Simulator:
-    def __init__(self, logic: TurnLogic, contact: dict[str, Any], result: Simulation) -> None:
+    def __init__(self, logic: TurnLogic, contact: ContactDoc, result: Simulation) -> None:
         self._logic = logic
         self._key = ContactKey.of_contact(contact)
         self.contact = contact
@@ -345,7 +345,7 @@ class _Simulator:
         working["outbox"] = []
         self.contact = working
 
-    def next_timer(self) -> dict[str, Any] | None:
+    def next_timer(self) -> TimerDoc | None:
         timers = self.contact.get("timers", [])
         return min(timers, key=lambda t: (as_utc(t["due_at"]), t["id"])) if timers else None
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import calendar
 import re
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -46,7 +47,7 @@ class _Missing:
 MISSING = _Missing()
 
 
-def matches(segment: Any, contact: dict[str, Any], now: datetime, zone: Zone = UTC) -> bool:
+def matches(segment: Any, contact: Mapping[str, Any], now: datetime, zone: Zone = UTC) -> bool:
     """Whether the contact is in the segment at ``now`` (same answer as the Mongo filter).
 
     ``zone``: the workspace's time zone, where ``$date`` values without an offset are read.
@@ -54,7 +55,7 @@ def matches(segment: Any, contact: dict[str, Any], now: datetime, zone: Zone = U
     return _eval(parse_segment(segment, zone=zone), contact, now)
 
 
-def _eval(node: Segment, doc: dict[str, Any], now: datetime) -> bool:
+def _eval(node: Segment, doc: Mapping[str, Any], now: datetime) -> bool:
     if isinstance(node, All):
         return all(_eval(p, doc, now) for p in node.parts)
     if isinstance(node, AnyOf):
@@ -85,7 +86,7 @@ def _eval(node: Segment, doc: dict[str, Any], now: datetime) -> bool:
     return _var(node, doc)
 
 
-def _var(node: Var, doc: dict[str, Any]) -> bool:
+def _var(node: Var, doc: Mapping[str, Any]) -> bool:
     variables = doc.get(FIELD_VARIABLES, MISSING)
     value = variables.get(node.name, MISSING) if isinstance(variables, dict) else MISSING
     op, wanted = node.op, node.value

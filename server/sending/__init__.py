@@ -13,7 +13,7 @@ through ``Effects.deliver_outbox``; before that, the turn that queued it passes 
 - ``policy``: ``SendPolicy``, the decision point the actor and the effects call.
 
 Pure except ``policy`` (which reads the workspace's settings through a loader it is given).
-Layer 3 (with the machines). May import ``machines`` (pure), ``clock``, ``window``, ``expiring``,
-``errors``; nothing from ``store``/``channels`` but the pure country lookup of
+Layer 3 (with the machines). May import ``machines`` (pure), ``clock``, ``documents``, ``window``,
+``expiring``, ``errors``; nothing from ``store``/``channels`` but the pure country lookup of
 ``channels.whatsapp.costs`` and the send codes of ``channels.base``.
 """

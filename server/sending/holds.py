@@ -13,17 +13,18 @@ already armed, finds nothing when it fires) pushed back by the time held. The ru
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 from server.clock import as_utc
+from server.documents import ContactDoc, RunDoc, TimerDoc
 from server.ids import new_id
-from server.machines.documents import RunDoc, TimerDoc
 from server.machines.turn import Turn, record_step
 
 WAKE = "send"  # timer kind
 QUIET_HOURS = "QUIET_HOURS"
-PAUSED = "outbox_paused_until"  # nothing goes to this contact before then (pair rate)
+PAUSED: Final = "outbox_paused_until"  # nothing goes to this contact before then (pair rate)
 
 
 def hold(
@@ -95,18 +96,18 @@ def held(message: dict[str, Any], now: datetime) -> bool:
     return due is not None and as_utc(due) > now
 
 
-def paused(contact: dict[str, Any], now: datetime) -> bool:
+def paused(contact: Mapping[str, Any], now: datetime) -> bool:
     due = contact.get(PAUSED)
     return due is not None and as_utc(due) > now
 
 
-def waiting(contact: dict[str, Any], now: datetime) -> bool:
+def waiting(contact: Mapping[str, Any], now: datetime) -> bool:
     """Every message left in the outbox waits for a time to come (nothing to redeliver before)."""
     outbox = contact.get("outbox") or []
     return bool(outbox) and (paused(contact, now) or all(held(m, now) for m in outbox))
 
 
-def _add_wake(contact: dict[str, Any], message: dict[str, Any], until: datetime) -> None:
+def _add_wake(contact: ContactDoc, message: dict[str, Any], until: datetime) -> None:
     timer: TimerDoc = {
         "id": new_id("tmr"),
         "run_id": None,
@@ -118,7 +119,7 @@ def _add_wake(contact: dict[str, Any], message: dict[str, Any], until: datetime)
     contact.setdefault("timers", []).append(timer)
 
 
-def _drop_wake(contact: dict[str, Any], message_id: str) -> None:
+def _drop_wake(contact: ContactDoc, message_id: str) -> None:
     contact["timers"] = [
         t
         for t in contact.get("timers", [])
@@ -126,7 +127,7 @@ def _drop_wake(contact: dict[str, Any], message_id: str) -> None:
     ]
 
 
-def _run_of(contact: dict[str, Any], message: dict[str, Any]) -> RunDoc | None:
+def _run_of(contact: ContactDoc, message: dict[str, Any]) -> RunDoc | None:
     run_id = message.get("run_id")
     if not run_id:
         return None
@@ -147,7 +148,7 @@ def _push_back_no_reply(turn: Turn, run: RunDoc, message: dict[str, Any], until:
     delay = as_utc(until) - turn.now
     if delay.total_seconds() <= 0:
         return
-    moved = {**old, "id": new_id("tmr"), "due_at": as_utc(old["due_at"]) + delay}
+    moved: TimerDoc = {**old, "id": new_id("tmr"), "due_at": as_utc(old["due_at"]) + delay}
     turn.contact["timers"] = [t for t in turn.contact["timers"] if t["id"] != old["id"]] + [moved]
     waiting["timer_id"] = moved["id"]
     waiting["due_at"] = moved["due_at"]

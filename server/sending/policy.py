@@ -20,12 +20,13 @@ authentication template (a one-time code held till morning is useless).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from server.clock import Clock
+from server.documents import ContactDoc
 from server.expiring import ExpiringCache
 from server.ids import new_id
 from server.machines.turn import Turn
@@ -140,7 +141,7 @@ class SendPolicy:
         if message.get("run_id") and not message.get("quiet_exempt") and await transactional(message):
             message["quiet_exempt"] = True
 
-    def quiet_hold(self, contact: dict[str, Any], rules: SendingRules, now: datetime) -> QuietHold | None:
+    def quiet_hold(self, contact: Mapping[str, Any], rules: SendingRules, now: datetime) -> QuietHold | None:
         """Until when quiet hours hold an automated message to ``contact`` due ``now``, or None."""
         windows = rules.settings.quiet_hours
         if not windows:
@@ -153,7 +154,7 @@ class SendPolicy:
 
     # --- 2. at the channel ------------------------------------------------------------------
 
-    async def before_send(self, contact: dict[str, Any], message: dict[str, Any]) -> Decision:
+    async def before_send(self, contact: Mapping[str, Any], message: dict[str, Any]) -> Decision:
         now = self._clock.now()
         if holds.held(message, now) or holds.paused(contact, now):
             return WAIT
@@ -189,7 +190,7 @@ def automated(message: dict[str, Any]) -> bool:
 
 
 def _typing_first(
-    contact: dict[str, Any], fresh: list[dict[str, Any]], answering: Answering, now: datetime
+    contact: ContactDoc, fresh: list[dict[str, Any]], answering: Answering, now: datetime
 ) -> None:
     """Put one read receipt with the typing indicator before a flow's first answer (WhatsApp only).
 

@@ -28,6 +28,7 @@ given up as a failure with the code:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -85,7 +86,7 @@ class Deferral:
     counted: bool = True  # a pacing wait of our own does not use up a retry
 
 
-def refusal(contact: dict[str, Any], message: dict[str, Any], now: datetime) -> Refusal | None:
+def refusal(contact: Mapping[str, Any], message: dict[str, Any], now: datetime) -> Refusal | None:
     """Why ``message`` must not be sent to ``contact`` now, or None."""
     kind = message.get("kind")
     if kind == TYPING:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -55,7 +56,7 @@ def recipient_country(recipient: str | None) -> str | None:
     return country_of(recipient)
 
 
-def contact_zone(contact: dict[str, Any], workspace_zone: str) -> tuple[ZoneInfo, str]:
+def contact_zone(contact: Mapping[str, Any], workspace_zone: str) -> tuple[ZoneInfo, str]:
     """(zone, where it came from: ``contact`` | ``phone`` | ``workspace``)."""
     named = (contact.get("variables") or {}).get(VARIABLE)
     zone = _zone(named) if isinstance(named, str) else None

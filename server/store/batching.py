@@ -17,7 +17,7 @@ a failure of the whole round trip (store down) is raised to every caller of the 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from enum import Enum
 from typing import Any, Generic, TypeVar
 
@@ -103,7 +103,7 @@ class WriteBatcher(_GroupFlusher[WriteOp, Outcome]):
                 future.set_exception(_write_error(error))
 
 
-class CasBatcher(_GroupFlusher[tuple[dict[str, Any], dict[str, Any]], bool]):
+class CasBatcher(_GroupFlusher[tuple[dict[str, Any], Mapping[str, Any]], bool]):
     """Compare-and-set replaces of many documents in one unordered bulk; each caller learns if it won.
 
     A bulk only says how many replaces matched in total, and an upsert (which would report a lost
@@ -112,14 +112,14 @@ class CasBatcher(_GroupFlusher[tuple[dict[str, Any], dict[str, Any]], bool]):
     stored ``commit_id`` of each document tells whose write landed.
     """
 
-    async def replace(self, query: dict[str, Any], document: dict[str, Any]) -> bool:
+    async def replace(self, query: dict[str, Any], document: Mapping[str, Any]) -> bool:
         """Replace the document matching ``query`` (which names its ``_id``); False if none matched."""
         return await self._submit((query, document))
 
     async def _flush(
-        self, batch: list[tuple[tuple[dict[str, Any], dict[str, Any]], asyncio.Future[bool]]]
+        self, batch: list[tuple[tuple[dict[str, Any], Mapping[str, Any]], asyncio.Future[bool]]]
     ) -> None:
-        operations = [ReplaceOne(query, document) for (query, document), _ in batch]
+        operations: list[ReplaceOne[Any]] = [ReplaceOne(query, document) for (query, document), _ in batch]
         failed: dict[int, dict[str, Any]] = {}
         try:
             matched = (await self._collection.bulk_write(operations, ordered=False)).matched_count

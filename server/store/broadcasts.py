@@ -10,7 +10,7 @@ contact was reached outside the 24-hour window, which is what WhatsApp's tier li
 from __future__ import annotations
 
 import builtins
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -175,7 +175,7 @@ class RecipientRepository:
     async def count(self, broadcast_id: str) -> int:
         return await self._docs.count_documents({"broadcast_id": broadcast_id})
 
-    async def note(self, contact: Document, message: Document, state: str, info: Document) -> None:
+    async def note(self, contact: Mapping[str, Any], message: Document, state: str, info: Document) -> None:
         """What became of a recipient's message past the send policy (``delivery``): HELD for quiet
         hours, RETRYING after Meta's "later", then SENT, REFUSED or FAILED with the reason."""
         delivery = {"state": state, **{k: v for k, v in info.items() if v is not None}}

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from datetime import datetime
 from typing import Any
 
 from pymongo import InsertOne, UpdateOne
 
+from server.documents import ContactDoc, as_contact
 from server.ids import ContactKey, new_id
 from server.store.batching import CasBatcher, IdLoader, Outcome, WriteBatcher
 from server.store.database import Database
 
 
-def new_contact(key: ContactKey, now: datetime) -> dict[str, Any]:
+def new_contact(key: ContactKey, now: datetime) -> ContactDoc:
     """A contact's first document; its identities are set by the turn that creates it.
 
     A key stored before identities (``ws:+phone``: an old timer, an old message's record) names
@@ -57,7 +58,7 @@ def workspace_range(workspace_id: str) -> dict[str, Any]:
     return {"$gt": f"{workspace_id}:", "$lt": f"{workspace_id};"}
 
 
-def cas_filter(document: dict[str, Any], expected_version: int) -> dict[str, Any]:
+def cas_filter(document: Mapping[str, Any], expected_version: int) -> dict[str, Any]:
     """The filter of a compare-and-set write: same version, and no newer lease epoch."""
     query: dict[str, Any] = {"_id": document["_id"], "version": expected_version}
     epoch = document.get("lease_epoch")
@@ -75,8 +76,9 @@ class ContactRepository:
         self._commits = CasBatcher(self._contacts)
         self._loads = IdLoader(self._contacts)
 
-    async def load(self, key: ContactKey) -> dict[str, Any] | None:
-        return await self._loads.load(key.doc_id)
+    async def load(self, key: ContactKey) -> ContactDoc | None:
+        found = await self._loads.load(key.doc_id)
+        return as_contact(found) if found is not None else None
 
     async def get(self, workspace_id: str, contact_id: str) -> dict[str, Any] | None:
         return await self._contacts.find_one({"_id": contact_id, "workspace_id": workspace_id})
@@ -106,7 +108,7 @@ class ContactRepository:
         scope = {"_id": workspace_range(workspace_id), **live_contacts(workspace_id)}
         return await self._contacts.count_documents({"$and": [scope, match]} if match else scope)
 
-    async def compare_and_set(self, document: dict[str, Any], expected_version: int) -> bool:
+    async def compare_and_set(self, document: ContactDoc, expected_version: int) -> bool:
         """Write ``document`` only if the stored version is still ``expected_version``.
 
         Version 0 means "not stored yet": the insert fails if another writer created it first.
@@ -142,10 +144,11 @@ class ContactRepository:
 
     async def with_pending_work(
         self, workspace_id: str | None = None, counts_since: datetime | None = None
-    ) -> AsyncIterator[dict[str, Any]]:
+    ) -> AsyncIterator[ContactDoc]:
         """Contacts holding timers or undelivered messages (of one workspace, or all): what recovery
         must re-arm; with ``counts_since``, in the same scan, those carrying flow counters of turns
-        committed since then (most were counted already: the counter store's marks tell)."""
+        committed since then (most were counted already: the counter store's marks tell).
+        Projected to what recovery reads (and the keys every contact has)."""
         conditions: list[dict[str, Any]] = [{"timers.0": {"$exists": True}}, {"outbox.0": {"$exists": True}}]
         fields = {
             "timers": 1,
@@ -154,6 +157,7 @@ class ContactRepository:
             "outbox.not_before": 1,
             "outbox_paused_until": 1,
             "workspace_id": 1,
+            "version": 1,
         }
         if counts_since is not None:
             conditions.append({"counts_pending.at": {"$gte": counts_since}})
@@ -163,7 +167,7 @@ class ContactRepository:
             query = {"workspace_id": workspace_id, **query}
         cursor = self._contacts.find(query, fields).batch_size(5000)
         async for document in cursor:
-            yield document
+            yield as_contact(document)
 
     async def keys_with_active_runs(
         self, workspace_id: str, flow_id: str, below_version: int

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from typing import Any
 
 from pymongo import ReplaceOne
@@ -16,7 +17,7 @@ class RunRepository:
         self._runs = database.collection("runs")
         self._writes = WriteBatcher(self._runs)  # projections of many actors share round trips
 
-    async def project(self, contact: dict[str, Any], run_ids: set[str]) -> None:
+    async def project(self, contact: Mapping[str, Any], run_ids: set[str]) -> None:
         """Upsert the given runs; ``contact_version`` guards against an older write landing last.
 
         Each projection replaces the whole document (what the run is now, no field of an earlier

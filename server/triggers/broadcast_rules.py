@@ -19,12 +19,13 @@ share it, so a broadcast plans against what all of them have used in the last 24
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from server.document_copy import copy_document
+from server.documents import as_contact
 from server.machines import runner
 from server.machines.catalog import Catalog
 from server.machines.compiler import CompiledFlow, node_edges
@@ -95,7 +96,7 @@ def window_sensitive(definition: FlowDefinition) -> bool:
     return any(i.code == "SIMPLE_MESSAGE_AFTER_WEBHOOK_START" for i in issues)
 
 
-Matcher = Callable[[dict[str, Any], dict[str, Any], datetime, str], bool]  # + workspace zone
+Matcher = Callable[[dict[str, Any], Mapping[str, Any], datetime, str], bool]  # + workspace zone
 
 
 @dataclass
@@ -123,8 +124,8 @@ class Judge:
         return None
 
     def _first_send_blocked(self, contact: dict[str, Any]) -> bool:
-        working = copy_document(contact)
-        working.update(runs=[], timers=[], outbox=[])
+        working = as_contact(copy_document(contact))
+        working.update({"runs": [], "timers": [], "outbox": []})
         turn = Turn(
             contact=working,
             now=self.now,

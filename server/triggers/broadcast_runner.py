@@ -367,7 +367,7 @@ class BroadcastRunner:
         )
         if run is not None and run.get("end_reason") == CONTACT_WITH_AGENT:
             # Assigned after this batch was judged: the actor skipped the run; so is the recipient.
-            state = {"state": "skipped", "reason": CONTACT_WITH_AGENT, "run_id": run["id"]}
+            state: dict[str, Any] = {"state": "skipped", "reason": CONTACT_WITH_AGENT, "run_id": run["id"]}
         else:
             state = {"state": "started", "run_id": run and run["id"]}
         finished.append((recipient["_id"], {**state, "at": services.clock.now()}))

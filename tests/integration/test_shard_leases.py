@@ -34,6 +34,7 @@ from server.actors.shard_wire import (
 )
 from server.clock import SystemClock
 from server.config import Settings
+from server.documents import ContactDoc
 from server.errors import Conflict, InvalidFlow, NotFound, Unavailable
 from server.ids import ContactKey
 from server.packing import pack, unpack
@@ -540,7 +541,8 @@ def test_events_results_and_errors_cross_the_wire_unchanged() -> None:
     ]
     for event in events:
         assert decode_event(unpack(pack(encode_event(event)))) == event
-    result = TurnResult({"_id": "ws:+34", "version": 3, "updated_at": at}, run={"id": "run_1"}, changed=True)
+    contact: ContactDoc = {"_id": "ws:+34", "workspace_id": "ws", "version": 3, "updated_at": at}
+    result = TurnResult(contact, run={"id": "run_1"}, changed=True)
     assert decode_result(unpack(pack(encode_result(result)))) == result
     flow_error = decode_error(unpack(pack(encode_error(InvalidFlow("bad node", node_id="n1")))))
     assert type(flow_error) is InvalidFlow and flow_error.message == "bad node" and flow_error.node_id == "n1"

@@ -53,6 +53,7 @@ LAYERS: dict[str, int] = {
     "server.egress_transport": 2,
     "server.redis_keys": 1,
     "server.document_copy": 1,
+    "server.documents": 1,
     "server.contact_directory": 2,
     "server.workspace_gate": 2,
     "server.workspace_inflight": 1,

@@ -5,15 +5,15 @@ a contact document, a compiled flow and a clock reading are all a turn needs."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, get_origin
 
 import pytest
 
+from server.documents import ContactDoc, RunDoc
 from server.ids import ContactKey
 from server.machines import runner
 from server.machines.compiler import CompiledFlow, compile_flow
 from server.machines.definition import parse_flow
-from server.machines.documents import ContactDoc, RunDoc
 from server.machines.turn import MAX_STEPS_KEPT, Turn, end_run, record_step
 from server.segments import matches
 from server.store.contacts import new_contact
@@ -639,7 +639,8 @@ def test_a_long_run_keeps_its_first_step_and_counts_the_dropped_ones() -> None:
 
 def test_a_new_run_has_every_key_its_typed_document_requires_and_no_other() -> None:
     """``RunDoc`` says which keys of a run the code may rely on: a run as ``new_run`` makes it has
-    exactly its required keys, and the keys a run gains later are the optional ones."""
+    exactly its required keys, and the keys a run gains later are the optional ones. The same for
+    the contact: a new one has every key ``ContactDoc`` requires, and a turn adds only keys it lists."""
     compiled = flow(
         {"id": "ask", "type": "message", "text": "¿Talla?", "on_reply": "split"},
         {
@@ -649,10 +650,14 @@ def test_a_new_run_has_every_key_its_typed_document_requires_and_no_other() -> N
         },
     )
     t = turn()
+    known = ContactDoc.__required_keys__ | ContactDoc.__optional_keys__
+    assert ContactDoc.__required_keys__ <= set(t.contact) <= known
     run = runner.new_run(t, compiled, FLOW_ID, 1, {"source": "api"})
     assert set(run) == RunDoc.__required_keys__
     runner.start(t, compiled, run)
     runner.deliver_reply(later(t, SECOND), compiled, run, "M", None)
     assert run["status"] == "completed" and {"button", "splits"} <= set(run)
     assert set(run) <= RunDoc.__required_keys__ | RunDoc.__optional_keys__
-    assert set(t.contact) <= ContactDoc.__optional_keys__ | {"applied_events"}  # the actor's own key
+    assert set(t.contact) <= known and {"splits", "outbox"} <= set(t.contact)
+    assert isinstance(t.contact["splits"], list)  # sticky A/B assignments: a list, as the type says
+    assert get_origin(ContactDoc.__annotations__["splits"]) is list

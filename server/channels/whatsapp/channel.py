@@ -208,7 +208,7 @@ class WhatsAppChannel:
         }
         if template is not None:
             contact = await self._contacts.load(ContactKey.referenced_by(document))
-            is_open = window_open((contact or {}).get("last_inbound_at"), self._clock.now())
+            is_open = window_open(contact.get("last_inbound_at") if contact else None, self._clock.now())
             document["template_category"] = template.get("category")
             phone = str(message.get("to") or "")
             document["cost_estimate"] = estimate(str(template.get("category")), phone, is_open)

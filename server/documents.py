@@ -3,9 +3,9 @@
 They are stored as plain BSON documents (the contact in ``contacts``, its runs in
 ``contact["runs"]``, timers in ``contact["timers"]``, steps in ``run["steps"]``); the
 ``TypedDict``s say which keys the code may rely on, so the machines, the actor and the timer
-scheduler agree on them without ``dict[str, Any]``. ``ContactDoc`` lists the keys the machines
-read and write; the store and the actor add their own bookkeeping (``applied_events``,
-``inbound_pending``...), which the machines never touch.
+scheduler agree on them without ``dict[str, Any]``. ``ContactDoc`` lists every key the server
+writes to a contact, the actor's and the store's bookkeeping included. Ground floor: the store
+loads and commits these shapes and the machines change them, and neither imports the other.
 
 No ``from __future__ import annotations`` here: ``TypedDict`` reads ``NotRequired`` only from
 evaluated annotations, and ``__required_keys__`` must be right for the tests that hold the
@@ -13,7 +13,7 @@ documents to these shapes.
 """
 
 from datetime import datetime
-from typing import Any, NotRequired, TypedDict
+from typing import Any, NotRequired, Required, TypedDict, cast
 
 
 class TimerDoc(TypedDict):
@@ -74,17 +74,20 @@ class RunDoc(TypedDict):
 
 
 class ContactDoc(TypedDict, total=False):
-    """A contact as the machines read and change it: identity, consent, values, runs, timers and
-    the messages a turn queues (``outbox``). ``new_contact`` (``server/store/contacts.py``) sets
-    every key but the optional ones a turn adds later.
+    """A contact document as the actor loads, changes and commits it: identity, consent, values,
+    runs, timers, the messages a turn queues (``outbox``) and the bookkeeping of the actor, the
+    inbox, merges and erasure. ``new_contact`` (``server/store/contacts.py``) sets every key but
+    those a turn adds later.
 
-    ``Turn.contact`` is still ``dict[str, Any]``: typing it with this reaches through every
-    function that takes the working contact (the actor's commands, the send policy, the commit's
-    ``TurnResult``), which the actor path's current rework (issue 19) changes anyway.
+    Every stored contact has its id, workspace and version (the commit's compare-and-set needs
+    them; ``as_contact`` checks them where a stored document enters the turn); any other key may
+    be missing (a document written before the key existed, a tombstone, a store projection), so
+    the code reads those with ``get`` unless the turn has just set them.
     """
 
-    _id: str
-    workspace_id: str
+    _id: Required[str]
+    workspace_id: Required[str]
+    version: Required[int]
     phone: str | None
     bsuid: str | None
     parent_bsuid: str | None
@@ -98,12 +101,44 @@ class ContactDoc(TypedDict, total=False):
     consent_log: list[dict[str, Any]]
     assigned_agent: str | None
     assignment: dict[str, Any] | None
+    last_release: dict[str, Any]  # who gave the conversation back to the flows, and when
     last_inbound_at: datetime | None
+    last_message_at: datetime | None  # the inbox's order (set by the first message either way)
+    unread: int  # customer messages the inbox shows as unread
+    inbound_channel_id: str | None  # the number the customer last wrote to
     runs: list[RunDoc]
     timers: list[TimerDoc]
     outbox: list[dict[str, Any]]
+    outbox_paused_until: datetime  # nothing goes to this contact before then (pair rate)
     external_sync: list[dict[str, Any]]
-    splits: dict[str, Any]
-    version: int
+    splits: list[dict[str, Any]]  # sticky A/B branches given: {flow_id, node, branch, at, run_id}
+    applied_events: list[str]  # ids of the latest events applied (the actor's dedupe)
+    counts_pending: list[dict[str, Any]]  # flow counters of committed turns not yet counted
+    lease_epoch: int  # the shard lease epoch of the last commit (fences a replica that lost it)
+    commit_id: str  # tells a batched write whether it landed
+    merged_into: str | None  # set on a contact merged into another: its events go there
+    merged_at: datetime
+    merged_from: list[dict[str, Any]]  # contacts merged into this one
+    erased_at: datetime | None  # a tombstone: the contact was erased (and what stays of it)
+    erased_by: str | None
+    identity_hashes: list[str]
+    erased_messages: int
     created_at: datetime
     updated_at: datetime
+
+
+# What every stored contact holds, and of what type (``as_contact`` checks them).
+_CONTACT_REQUIRED: tuple[tuple[str, type], ...] = (("_id", str), ("workspace_id", str), ("version", int))
+
+
+def as_contact(raw: dict[str, Any]) -> ContactDoc:
+    """A contact document read from the store (or unpacked from BSON) as a ``ContactDoc``: the one
+    conversion from the raw document, where it enters the actor's turn. It checks the keys every
+    stored contact has; the others are optional in the type. The same dict comes back (no copy).
+    """
+    for name, kind in _CONTACT_REQUIRED:
+        if not isinstance(raw.get(name), kind):
+            raise ValueError(
+                f"stored contact {raw.get('_id')!r}: {name} is {raw.get(name)!r}, expected {kind.__name__}"
+            )
+    return cast(ContactDoc, raw)
