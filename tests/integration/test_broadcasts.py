@@ -9,6 +9,7 @@ from datetime import timedelta
 import pytest
 
 from server.channels.whatsapp.costs import estimate
+from server.clock import VirtualTiming
 from server.runtime import Runtime
 from server.triggers.broadcast_runner import FREEZE_BATCH, SANDBOX_CONCURRENCY, BroadcastRunner
 from tests.integration.broadcast_support import (
@@ -25,6 +26,7 @@ from tests.support.clock import ShiftedClock
 from tests.support.graph_api_fake import GraphApiFake
 from tests.support.graphql import GraphQLClient, GraphQLErrors, eventually
 from tests.support.live import live_server
+from tests.support.timing import advance_until
 from tests.support.whatsapp import connect_fake
 from tests.support.ws import GraphQLWebSocket
 
@@ -175,10 +177,12 @@ async def test_estimate_prices_the_template_from_the_rate_card(runtime: Runtime,
         raise AssertionError("a marketing broadcast without opt-in was accepted")
 
 
+@pytest.mark.parametrize("timing", ["virtual"], indirect=True)
 async def test_messaging_limit_makes_the_excess_wait_not_drop(
-    runtime: Runtime, gql: GraphQLClient, clock: ShiftedClock
+    runtime: Runtime, gql: GraphQLClient, clock: ShiftedClock, timing: VirtualTiming
 ) -> None:
-    """TIER_250: 250 closed-window contacts go, 50 wait a day; open windows do not count."""
+    """TIER_250: 250 closed-window contacts go, 50 wait a day; open windows do not count. The
+    runner's polls run on virtual time: it looks again only when the test lets time pass."""
     await create_template(gql, "notice", "UTILITY")
     await gql("mutation { setMessagingLimit(tier: TIER_250) }")
     now = clock.now()
@@ -189,7 +193,6 @@ async def test_messaging_limit_makes_the_excess_wait_not_drop(
             for i in range(20)
         ]
     )
-    runtime.triggers.runner.poll_seconds = 0.05
     created = (await gql(CREATE, i={"template": {"name": "notice"}, "segment": {"all": []}}))[
         "createBroadcast"
     ]
@@ -201,8 +204,16 @@ async def test_messaging_limit_makes_the_excess_wait_not_drop(
         lambda: get(gql, created["id"]), lambda b: b["counts"]["started"] == 270, timeout=90
     )
     assert waiting["status"] == "RUNNING" and waiting["counts"]["queued"] == 50
+    await timing.advance(runtime.triggers.runner.poll_seconds * 4)
+    again = await get(gql, created["id"])  # looked again: the day is not over, nothing more went
+    assert again["counts"] == waiting["counts"] and again["waitingForCapacityUntil"]
     clock.advance(timedelta(hours=24, minutes=1))
-    done = await finished(gql, created["id"])
+    done = await advance_until(
+        timing,
+        lambda: get(gql, created["id"]),
+        lambda b: b["status"] in ("COMPLETED", "CANCELLED", "FAILED"),
+        step=runtime.triggers.runner.poll_seconds,
+    )
     assert done["counts"]["started"] == 320 and done["counts"]["queued"] == 0
     assert len(await sends_per_phone(runtime, created["id"])) == 320
 
