@@ -12,7 +12,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from server.clock import VirtualTiming
+from server.clock import SystemTiming, VirtualTiming
 
 T = TypeVar("T")
 
@@ -67,3 +67,18 @@ async def run_on(timing: VirtualTiming, task: asyncio.Future[T], timeout: float 
         if due is not None and not task.done():
             await timing.advance(due)
     return task.result()
+
+
+class WatchedTiming(SystemTiming):
+    """The system timing, counting who waits in ``wait`` now: for a test that needs a component
+    idle on real time (a race with asyncio's own timeout) before it acts."""
+
+    def __init__(self) -> None:
+        self.waiting = 0
+
+    async def wait(self, event: asyncio.Event, seconds: float) -> bool:
+        self.waiting += 1
+        try:
+            return await super().wait(event, seconds)
+        finally:
+            self.waiting -= 1
