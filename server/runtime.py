@@ -115,6 +115,9 @@ class Runtime:
         self.settings = settings
         self.clock = clock or SystemClock()
         self.timing = timing or SystemTiming()
+        # Deadlines that mirror a Redis key's lifetime (shard leases, WebSocket slots) run on the
+        # system timing whatever ``timing`` is: Redis expires keys in real time (server/clock.py).
+        self.redis_timing = SystemTiming()
         # Secrets at rest are sealed with these keys; every outbound HTTP call passes this policy.
         self.secrets = SecretBox.from_setting(settings.secret_key.get_secret_value())
         self.egress = EgressPolicy(EgressAllowList.parse(settings.egress_allow), resolver or system_resolver)
@@ -126,7 +129,7 @@ class Runtime:
         self.contacts = ContactRepository(self.database)
         # Finding a contact by a phone or a BSUID (server/contact_directory.py); merges need actors.
         self.identities = IdentityRepository(self.database)
-        self.directory = ContactDirectory(self.identities, self.contacts, self.clock)
+        self.directory = ContactDirectory(self.identities, self.contacts, self.clock, self.timing)
         self.runs = RunRepository(self.database)
         # Provider ids scoped by workspace; documents of older versions found by their bare ids.
         self.legacy_ids = LegacyProviderIds(self.database)
@@ -176,13 +179,13 @@ class Runtime:
             cached_template=self.caches.template_of,
         )
         self.channel = ChannelRouter(self.channels, SandboxChannel(self.messages, self.clock), self.whatsapp)
-        self.pubsub = RedisPubSub(self.redis, self.prefix + "pubsub:")
+        self.pubsub = RedisPubSub(self.redis, self.prefix + "pubsub:", self.timing)
         # Flow analytics: counters each commit carries, stored exactly once, news to subscribers.
         self.flow_counters = FlowCounterRepository(self.database)
         self.counters = FlowCounters(self.flow_counters, self.pubsub)
         # WebSockets: each operation re-checks its key; revocations reach every process (4403), and
         # one key holds at most max_sockets_per_key sockets across processes.
-        self.key_guard = KeyGuard(self.workspaces, self.pubsub, settings.api_key_recheck_seconds)
+        self.key_guard = KeyGuard(self.workspaces, self.pubsub, settings.api_key_recheck_seconds, self.timing)
         # An operator's disable/delete reaches every process: keys, webhooks and turns refused; a
         # deletion waits for the work in flight of the workspace on every live replica.
         self.workspace_gate = WorkspaceGate(
@@ -190,7 +193,10 @@ class Runtime:
         )
         self.workspace_gate.on_change(self._workspace_changed)
         self.socket_slots = SocketSlots(
-            self.redis, socket_slots_prefix(self.prefix), settings.max_sockets_per_key
+            self.redis,
+            socket_slots_prefix(self.prefix),
+            settings.max_sockets_per_key,
+            timing=self.redis_timing,
         )
         # Quiet hours, Meta's caps and refusals, the typing indicator (server/sending/).
         self.send_policy = SendPolicy(self._sending_rules, self.clock)
@@ -331,9 +337,9 @@ class Runtime:
             workspace_gate=self.workspace_gate,
             redirect=self._ask,
             identities_of=self.directory.identities_of,
-            # Shard leases are Redis keys that expire in real time: the actors trust them, route
-            # by them and measure idleness on the system timing, whatever ``self.timing`` is.
-            timing=SystemTiming(),
+            # Shard leases are Redis keys: the actors trust them, route by them and measure
+            # idleness on the system timing, whatever ``self.timing`` is.
+            timing=self.redis_timing,
         )
         # Contacts are sharded over the replicas sharing this store and Redis; a single process
         # leases every shard at start (server/actors/shards.py).
