@@ -104,8 +104,8 @@ class Runtime:
     ) -> None:
         """``store_listeners`` watch the store's commands (to count round trips); ``resolver`` answers
         the egress policy's host lookups (tests resolve names without DNS); ``timing`` paces polls,
-        retries and throttles (a test may pass a ``VirtualTiming``; the actors and their shard
-        leases keep the system one, see ``start``)."""
+        retries and throttles (a test may pass a ``VirtualTiming``; what mirrors a Redis key's
+        lifetime keeps the system one: ``redis_timing``)."""
         if not settings.mongodb_uri or not settings.redis_url:
             raise RuntimeError("KONVO_MONGODB_URI and KONVO_REDIS_URL must be set before start")
         if settings.secret_key is None:
