@@ -25,11 +25,10 @@ reaches it (``ContactActor``), and a moved identity still names the same person.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from server.clock import Clock
+from server.clock import Clock, SystemTiming, Timing
 from server.errors import InvalidInput
 from server.identity import KINDS, PHONE, Identities
 from server.ids import ContactKey, new_contact_key
@@ -51,10 +50,17 @@ class Resolved:
 
 
 class ContactDirectory:
-    def __init__(self, identities: IdentityRepository, contacts: ContactRepository, clock: Clock) -> None:
+    def __init__(
+        self,
+        identities: IdentityRepository,
+        contacts: ContactRepository,
+        clock: Clock,
+        timing: Timing | None = None,
+    ) -> None:
         self._identities = identities
         self._contacts = contacts
         self._clock = clock
+        self._timing = timing or SystemTiming()  # how long an owner found stays cached
         self._cache: dict[tuple[str, str, str], tuple[float, str]] = {}
         self.merge: Merge | None = None  # wired by the runtime once actors run
 
@@ -164,7 +170,7 @@ class ContactDirectory:
 
     async def _owner(self, workspace_id: str, kind: str, value: str) -> str | None:
         cached = self._cache.get((workspace_id, kind, value))
-        if cached is not None and cached[0] > time.monotonic():
+        if cached is not None and cached[0] > self._timing.monotonic():
             return cached[1]
         owner = await self._identities.owner(workspace_id, kind, value)
         if owner is not None:
@@ -184,7 +190,7 @@ class ContactDirectory:
             return
         if len(self._cache) >= CACHE_ENTRIES:
             self._cache.clear()  # rarely reached; cheaper than an LRU on every message
-        self._cache[(workspace_id, kind, value)] = (time.monotonic() + CACHE_SECONDS, owner)
+        self._cache[(workspace_id, kind, value)] = (self._timing.monotonic() + CACHE_SECONDS, owner)
 
 
 def _one(kind: str, value: str) -> Identities:

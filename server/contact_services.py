@@ -50,7 +50,7 @@ class ContactServices:
             integrations_queue(services.prefix),
             lambda: services.actors,
             services.clock,
-            KlaviyoClient(services.egress),
+            KlaviyoClient(services.egress, sleep=services.timing.sleep),
             gate=services.workspace_gate,
         )
         if services.settings.start_timer_worker:

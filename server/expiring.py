@@ -11,17 +11,19 @@ but is not kept: it may have read what the change replaced.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Generic, TypeVar
+
+from server.clock import SystemTiming, Timing
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
 
 class ExpiringCache(Generic[K, V]):
-    def __init__(self, ttl_seconds: float, max_entries: int = 10_000) -> None:
+    def __init__(self, ttl_seconds: float, max_entries: int = 10_000, timing: Timing | None = None) -> None:
         self.ttl = ttl_seconds
+        self._timing = timing or SystemTiming()
         self._max_entries = max_entries
         self._entries: dict[K, tuple[float, V]] = {}
         self._loading: dict[K, asyncio.Future[V]] = {}
@@ -30,7 +32,7 @@ class ExpiringCache(Generic[K, V]):
     async def get(self, key: K, load: Callable[[], Awaitable[V]]) -> V:
         """The cached value of ``key``, or what ``load()`` returns (shared with concurrent askers)."""
         entry = self._entries.get(key)
-        if entry is not None and entry[0] > time.monotonic():
+        if entry is not None and entry[0] > self._timing.monotonic():
             return entry[1]
         loading = self._loading.get(key)
         if loading is None:
@@ -52,7 +54,7 @@ class ExpiringCache(Generic[K, V]):
             if generation == self._generation:
                 if len(self._entries) >= self._max_entries:
                     self._entries.clear()  # rarely reached: many workspaces; cheaper than an LRU
-                self._entries[key] = (time.monotonic() + self.ttl, value)
+                self._entries[key] = (self._timing.monotonic() + self.ttl, value)
             return value
         finally:
             if generation == self._generation:

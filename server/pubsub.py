@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from server.cancellation import cancel_and_wait
+from server.clock import SystemTiming, Timing
 from server.ids import ContactKey
 from server.packing import pack, unpack
 from server.redis_clients import RedisCommands, subscriber
@@ -90,9 +91,10 @@ class SubscriberOverflow(Exception):
 
 
 class RedisPubSub:
-    def __init__(self, redis: RedisCommands, prefix: str) -> None:
+    def __init__(self, redis: RedisCommands, prefix: str, timing: Timing | None = None) -> None:
         self._redis = redis
         self._prefix = prefix
+        self._timing = timing or SystemTiming()  # the pause before reconnecting
         self._queues: dict[str, set[asyncio.Queue[Any]]] = defaultdict(set)
         self._handlers: dict[str, list[Callable[[dict[str, Any]], None]]] = defaultdict(list)
         # Local analytics topics per workspace: whether a turn's message needs decoding at all.
@@ -182,7 +184,7 @@ class RedisPubSub:
                 raise
             except Exception:
                 log.exception("pub/sub connection lost; reconnecting")
-                await asyncio.sleep(0.5)
+                await self._timing.sleep(0.5)
             finally:
                 with contextlib.suppress(Exception):
                     if pubsub is not None:

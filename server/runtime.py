@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
@@ -30,7 +29,7 @@ from server.channels.whatsapp.client import GraphClient
 from server.channels.whatsapp.costs import reconcile as reconcile_cost
 from server.channels.whatsapp.limiter import ThroughputLimiter
 from server.channels.whatsapp.pair_rate import PairPacer
-from server.clock import Clock, SystemClock
+from server.clock import Clock, SystemClock, SystemTiming, Timing
 from server.config import Settings
 from server.contact_directory import ContactDirectory
 from server.contact_merge import ContactMerger, MergeRepository
@@ -101,9 +100,12 @@ class Runtime:
         clock: Clock | None = None,
         store_listeners: Sequence[CommandListener] = (),
         resolver: Resolver | None = None,
+        timing: Timing | None = None,
     ) -> None:
         """``store_listeners`` watch the store's commands (to count round trips); ``resolver`` answers
-        the egress policy's host lookups (tests resolve names without DNS)."""
+        the egress policy's host lookups (tests resolve names without DNS); ``timing`` paces polls,
+        retries and throttles (a test may pass a ``VirtualTiming``; what mirrors a Redis key's
+        lifetime keeps the system one: ``redis_timing``)."""
         if not settings.mongodb_uri or not settings.redis_url:
             raise RuntimeError("KONVO_MONGODB_URI and KONVO_REDIS_URL must be set before start")
         if settings.secret_key is None:
@@ -112,6 +114,10 @@ class Runtime:
             )
         self.settings = settings
         self.clock = clock or SystemClock()
+        self.timing = timing or SystemTiming()
+        # Deadlines that mirror a Redis key's lifetime (shard leases, WebSocket slots) run on the
+        # system timing whatever ``timing`` is: Redis expires keys in real time (server/clock.py).
+        self.redis_timing = SystemTiming()
         # Secrets at rest are sealed with these keys; every outbound HTTP call passes this policy.
         self.secrets = SecretBox.from_setting(settings.secret_key.get_secret_value())
         self.egress = EgressPolicy(EgressAllowList.parse(settings.egress_allow), resolver or system_resolver)
@@ -123,7 +129,7 @@ class Runtime:
         self.contacts = ContactRepository(self.database)
         # Finding a contact by a phone or a BSUID (server/contact_directory.py); merges need actors.
         self.identities = IdentityRepository(self.database)
-        self.directory = ContactDirectory(self.identities, self.contacts, self.clock)
+        self.directory = ContactDirectory(self.identities, self.contacts, self.clock, self.timing)
         self.runs = RunRepository(self.database)
         # Provider ids scoped by workspace; documents of older versions found by their bare ids.
         self.legacy_ids = LegacyProviderIds(self.database)
@@ -159,7 +165,9 @@ class Runtime:
         # what they stored (``MessagingLimitRepository.record``).
         self.limits = MessagingLimitRepository(self.database)
         # One Graph API client per process (keep-alive); the limiter is shared through Redis.
-        self.graph = GraphClient(ThroughputLimiter(self.redis, self.prefix), self.egress)
+        self.graph = GraphClient(
+            ThroughputLimiter(self.redis, self.prefix, timing=self.timing), self.egress, timing=self.timing
+        )
         self.whatsapp = WhatsAppChannel(
             self.graph,
             self.messages,
@@ -171,13 +179,13 @@ class Runtime:
             cached_template=self.caches.template_of,
         )
         self.channel = ChannelRouter(self.channels, SandboxChannel(self.messages, self.clock), self.whatsapp)
-        self.pubsub = RedisPubSub(self.redis, self.prefix + "pubsub:")
+        self.pubsub = RedisPubSub(self.redis, self.prefix + "pubsub:", self.timing)
         # Flow analytics: counters each commit carries, stored exactly once, news to subscribers.
         self.flow_counters = FlowCounterRepository(self.database)
         self.counters = FlowCounters(self.flow_counters, self.pubsub)
         # WebSockets: each operation re-checks its key; revocations reach every process (4403), and
         # one key holds at most max_sockets_per_key sockets across processes.
-        self.key_guard = KeyGuard(self.workspaces, self.pubsub, settings.api_key_recheck_seconds)
+        self.key_guard = KeyGuard(self.workspaces, self.pubsub, settings.api_key_recheck_seconds, self.timing)
         # An operator's disable/delete reaches every process: keys, webhooks and turns refused; a
         # deletion waits for the work in flight of the workspace on every live replica.
         self.workspace_gate = WorkspaceGate(
@@ -185,7 +193,10 @@ class Runtime:
         )
         self.workspace_gate.on_change(self._workspace_changed)
         self.socket_slots = SocketSlots(
-            self.redis, socket_slots_prefix(self.prefix), settings.max_sockets_per_key
+            self.redis,
+            socket_slots_prefix(self.prefix),
+            settings.max_sockets_per_key,
+            timing=self.redis_timing,
         )
         # Quiet hours, Meta's caps and refusals, the typing indicator (server/sending/).
         self.send_policy = SendPolicy(self._sending_rules, self.clock)
@@ -198,6 +209,7 @@ class Runtime:
         self.services = Services(
             settings=settings,
             clock=self.clock,
+            timing=self.timing,
             secrets=self.secrets,
             egress=self.egress,
             prefix=self.prefix,
@@ -325,6 +337,9 @@ class Runtime:
             workspace_gate=self.workspace_gate,
             redirect=self._ask,
             identities_of=self.directory.identities_of,
+            # Shard leases are Redis keys: the actors trust them, route by them and measure
+            # idleness on the system timing, whatever ``self.timing`` is.
+            timing=self.redis_timing,
         )
         # Contacts are sharded over the replicas sharing this store and Redis; a single process
         # leases every shard at start (server/actors/shards.py).
@@ -361,6 +376,7 @@ class Runtime:
                 max_in_flight=settings.timer_max_in_flight,
                 claim_seconds=settings.timer_claim_seconds,
                 clock=self.clock,
+                timing=self.timing,
             )
             self._worker = worker
             self._tasks.append(asyncio.create_task(worker.main(), name="timer-worker"))
@@ -418,8 +434,9 @@ class Runtime:
             try:
                 lost = await self._redis_lost()  # checked first: it also sets the marker
                 interval = self.settings.contact_scan_interval_seconds
-                scan = lost or last_scan is None or time.monotonic() - last_scan >= interval
-                started = time.monotonic()
+                now = self.timing.monotonic()
+                scan = lost or last_scan is None or now - last_scan >= interval
+                started = now
                 # After the first scan, carried flow counters older than the last one were seen.
                 window = RECOVERY_WINDOW if last_scan is None else timedelta(seconds=started - last_scan + 60)
                 await self.recover_now(scan_contacts=scan, counts_window=window)
@@ -429,7 +446,7 @@ class Runtime:
                 raise
             except Exception:
                 log.exception("recovery pass failed; will try again")
-            await asyncio.sleep(self.settings.recovery_interval_seconds)
+            await self.timing.sleep(self.settings.recovery_interval_seconds)
 
     async def _redis_lost(self) -> bool:
         """True once after Redis lost its data (a restart without persistence, FLUSHALL): the

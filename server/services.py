@@ -27,7 +27,7 @@ from server.actors.shards import ShardedActors
 from server.actors.timers import ArqTimerScheduler
 from server.channels.router import ChannelRouter
 from server.channels.whatsapp.client import GraphClient
-from server.clock import Clock
+from server.clock import Clock, Timing
 from server.config import Settings
 from server.contact_directory import ContactDirectory
 from server.egress import EgressPolicy
@@ -114,6 +114,7 @@ class Services:
     # the process
     settings: Settings
     clock: Clock
+    timing: Timing  # elapsed time and waiting: polls, back-offs, throttles (server/clock.py)
     secrets: SecretBox
     egress: EgressPolicy
     prefix: str  # of every Redis key of this deployment

@@ -90,7 +90,7 @@ async def traced_actor_cost(runtime: Runtime, first: int, sample: int) -> ActorC
         del results
         gc.collect()
         live, _ = tracemalloc.get_traced_memory()
-        runtime.actors.passivate_idle(time.monotonic())
+        runtime.actors.passivate_idle(0)
         await asyncio.sleep(0.2)  # let anything still running after the turns finish
         gc.collect()
         after, _ = tracemalloc.get_traced_memory()
@@ -108,7 +108,7 @@ async def measure(services: harness.Services, count: int, quick: bool) -> Row:
         assert runtime.actors is not None
         await harness.workspace(runtime)
         await touch(runtime, 10_000_000, 200)  # warm caches and connection pools
-        runtime.actors.passivate_idle(time.monotonic())
+        runtime.actors.passivate_idle(0)
         gc.collect()
         baseline = harness.rss_bytes()
         started = time.perf_counter()
@@ -116,7 +116,7 @@ async def measure(services: harness.Services, count: int, quick: bool) -> Row:
         touched_in = time.perf_counter() - started
         active = runtime.actors.active_count
         peak = harness.rss_bytes()
-        runtime.actors.passivate_idle(time.monotonic())
+        runtime.actors.passivate_idle(0)
         await asyncio.sleep(0.2)
         gc.collect()
         passivated = harness.rss_bytes()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -27,7 +26,7 @@ from server.actors.events import (
 from server.actors.flow_cache import FlowCache
 from server.actors.identity_commands import note_identities
 from server.actors.turn_logic import Assigner, InboundTrigger, SegmentMatcher, TurnLogic, startable
-from server.clock import Clock
+from server.clock import Clock, SystemTiming, Timing
 from server.document_copy import copy_document
 from server.documents import ContactDoc, as_contact
 from server.errors import Conflict, InvalidInput, NotFound, Unavailable, WindowClosed, WorkspaceDisabled
@@ -85,6 +84,9 @@ class ActorDeps:
     # it): timers are held and nothing is sent. A turn it admits, with the effects of its commit,
     # counts as the workspace's work in flight, which a deletion waits for (``server/workspace_gate.py``).
     workspace_gate: WorkspaceGate | None = None
+    # Elapsed time of the actors: idleness, passivation, shard routing and lease trust. It must run
+    # no slower than real time where shard leases are involved (server/clock.py).
+    timing: Timing = field(default_factory=SystemTiming)
     # What a turn does with its event (the deps above are its sources); the simulator shares it.
     turns: TurnLogic = field(init=False)
 
@@ -117,7 +119,7 @@ class ContactActor:
         self.mailbox: deque[Envelope] | None = None  # only while there is work
         self.document: ContactDoc | None = None  # while turns run
         self._packed: bytes | None = None  # the document while idle
-        self.last_active = time.monotonic()
+        self.last_active = deps.timing.monotonic()
         self.task: asyncio.Task[None] | None = None
 
     def post(self, event: Event, future: asyncio.Future[TurnResult]) -> None:
@@ -148,7 +150,7 @@ class ContactActor:
             # No await between the empty check above and here: a later post starts a new task.
             self.task = None
             self.mailbox = None
-            self.last_active = time.monotonic()
+            self.last_active = self._deps.timing.monotonic()
             self._pack()
             _fail(mailbox, Unavailable("the server stopped before this turn ran; retry"))  # if cancelled
 

@@ -3,10 +3,14 @@
 Contacts hash into a fixed number of shards. Every replica heartbeats a membership sorted set;
 each shard's owner is chosen by rendezvous hashing over the live replicas (a join or a death
 moves only the shards it must). The owner holds the shard's lease key (``SET NX PX``), renews it
-every ``ttl / 5`` and trusts it only until its last renewal + ttl - margin by its own monotonic
-clock, so it stops committing before another replica can take the shard. Every acquisition takes
-a fencing epoch that the contact commit writes into the document: a replica that lost its lease
-(paused, partitioned) can never overwrite a commit of a newer owner (``store.contacts.cas_filter``).
+every ``ttl / 5`` and trusts it only until its last renewal + ttl - margin by its own timing
+(measured from before the renewal was sent), so it stops committing before another replica can
+take the shard. That holds only while the timing runs no slower than Redis's real time: a server
+gives leases the system timing (``server/clock.py``); a test may give a virtual one to a replica
+that no other replica competes with, and advance it to see a lease's trust run out. Every
+acquisition takes a fencing epoch that the contact commit writes into the document: a replica
+that lost its lease (paused, partitioned) can never overwrite a commit of a newer owner
+(``store.contacts.cas_filter``).
 
 A replica that should no longer own a shard (another one joined) hands it over: it stops taking
 new turns for it, lets the queued ones finish (``drain``), then releases the lease. A killed
@@ -16,10 +20,8 @@ replica's leases expire after the ttl and the survivors take them on their next 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
-import time
 import zlib
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -27,6 +29,7 @@ from dataclasses import dataclass
 from redis.exceptions import RedisError
 
 from server.cancellation import cancel_all_and_wait, cancel_and_wait
+from server.clock import SystemTiming, Timing
 from server.errors import Unavailable
 from server.ids import ContactKey
 from server.redis_clients import RedisCommands, register_script
@@ -119,7 +122,7 @@ class Lease:
     shard: int
     epoch: int
     token: bytes
-    valid_until: float  # monotonic
+    valid_until: float  # on the leases' timing
     draining: bool = False
 
 
@@ -154,7 +157,10 @@ class ShardLeases:
         on_lost: Callable[[int], None] | None = None,
         on_members: Callable[[frozenset[str]], None] | None = None,
         drain_timeout: float = 30.0,
+        timing: Timing | None = None,
     ) -> None:
+        """``timing`` must run no slower than real time (the system one in a server): Redis expires
+        the lease keys in real time, and a lease is trusted until a deadline measured on it."""
         if "/" in replica_id:
             raise ValueError("a replica id cannot contain '/' (it separates the id from the epoch)")
         self.replica_id = replica_id
@@ -163,6 +169,7 @@ class ShardLeases:
         self.renew_every = ttl_seconds / 5
         self.margin = ttl_seconds / 5
         self._redis = redis
+        self._timing = timing or SystemTiming()
         # One hash slot for all (server/redis_keys.py): the scripts take the epoch with the leases.
         self._members_key = shard_keys_prefix(prefix) + "members"
         self._epoch_key = shard_keys_prefix(prefix) + "epoch"
@@ -193,13 +200,13 @@ class ShardLeases:
     def owns(self, shard: int) -> bool:
         """Whether new turns of the shard may start here: held, trusted, not being handed over."""
         lease = self._held.get(shard)
-        return lease is not None and not lease.draining and lease.valid_until > time.monotonic()
+        return lease is not None and not lease.draining and lease.valid_until > self._timing.monotonic()
 
     def fence(self, key: ContactKey) -> int:
         """The epoch to write with a commit of ``key``; refuses once the lease cannot be trusted."""
         shard = self.shard_of(key)
         lease = self._held.get(shard)
-        if lease is None or lease.valid_until <= time.monotonic():
+        if lease is None or lease.valid_until <= self._timing.monotonic():
             raise Unavailable(
                 f"this server no longer holds the lease of shard {shard} (contact {key.doc_id}); retry"
             )
@@ -231,9 +238,7 @@ class ShardLeases:
         ticked = self._ticked
         self._hurry += 1
         try:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(timeout):
-                    await ticked.wait()
+            await self._timing.wait(ticked, timeout)
         finally:
             self._hurry -= 1
 
@@ -243,9 +248,10 @@ class ShardLeases:
         """Join and wait (bounded) until this replica holds its shards, so it can serve at once."""
         await self.tick()
         self._task = asyncio.create_task(self._loop(), name=f"shard-leases:{self.replica_id}")
-        deadline = time.monotonic() + (self.ttl * 2 + 2 if settle_seconds is None else settle_seconds)
-        while not self.settled and time.monotonic() < deadline:
-            await self.wait_tick(deadline - time.monotonic())
+        timing = self._timing
+        deadline = timing.monotonic() + (self.ttl * 2 + 2 if settle_seconds is None else settle_seconds)
+        while not self.settled and timing.monotonic() < deadline:
+            await self.wait_tick(deadline - timing.monotonic())
 
     async def stop(self) -> None:
         """Release every lease and leave, so the others take the shards at once (not after a ttl)."""
@@ -266,8 +272,9 @@ class ShardLeases:
     async def _loop(self) -> None:
         while True:
             busy = self._hurry or any(lease.draining for lease in self._held.values())
-            await asyncio.sleep(self.renew_every / 4 if busy else self.renew_every)
+            await self._timing.sleep(self.renew_every / 4 if busy else self.renew_every)
             try:
+                # On the loop's real clock: it bounds Redis I/O (server/clock.py), as the ttl does.
                 async with asyncio.timeout(self.ttl):
                     await self.tick()
             except (RedisError, OSError, TimeoutError) as exc:
@@ -298,7 +305,7 @@ class ShardLeases:
                 )
         wanted = [s for s in sorted(self._desired) if s not in self._held]
         if wanted:
-            started = time.monotonic()
+            started = self._timing.monotonic()
             epochs = await self._acquire(
                 keys=[self._epoch_key, *(self._lease_keys[s] for s in wanted)],
                 args=[self.replica_id, ttl_ms],
@@ -319,7 +326,7 @@ class ShardLeases:
         held = list(self._held.values())
         if not held:
             return []
-        started = time.monotonic()
+        started = self._timing.monotonic()
         renewed = await self._renew(
             keys=[self._lease_keys[lease.shard] for lease in held],
             args=[ttl_ms, *(lease.token for lease in held)],
@@ -347,7 +354,7 @@ class ShardLeases:
 
     def _expire(self) -> None:
         """Leases not renewed in time are dropped locally (Redis may be unreachable)."""
-        now = time.monotonic()
+        now = self._timing.monotonic()
         for lease in list(self._held.values()):
             if lease.valid_until <= now and not lease.draining:
                 log.warning("the lease of shard %d expired unrenewed", lease.shard)

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from redis.exceptions import RedisError
 
 from server.cancellation import cancel_and_wait
+from server.clock import SystemTiming, Timing
 from server.redis_clients import RedisCommands
 
 log = logging.getLogger(__name__)
@@ -37,8 +38,10 @@ class ShardMailboxes:
         on_request: Callable[[bytes], None],
         on_reply: Callable[[bytes], None],
         on_send_failed: Callable[[str, Exception], None],
+        timing: Timing | None = None,
     ) -> None:
         self._redis = redis
+        self._timing = timing or SystemTiming()  # the pause after a failed read
         self._prefix = prefix
         self._inbox = self.inbox_of(replica_id)
         self._replies = self.replies_of(replica_id)
@@ -123,7 +126,7 @@ class ShardMailboxes:
                 payloads = await self._take(key)
             except (RedisError, OSError) as exc:
                 log.warning("reading %s failed: %s", what, exc)
-                await asyncio.sleep(0.5)
+                await self._timing.sleep(0.5)
                 continue
             for payload in payloads:
                 handle(payload)

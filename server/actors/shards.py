@@ -16,7 +16,6 @@ import asyncio
 import dataclasses
 import logging
 import os
-import time
 import typing
 from typing import Any
 
@@ -75,6 +74,7 @@ class ShardedActors:
             on_lost=self._retire,
             on_members=self._members_changed,
             drain_timeout=handover_grace_seconds + 5,
+            timing=deps.timing,
         )
         self._mailboxes = ShardMailboxes(
             redis,
@@ -83,6 +83,7 @@ class ShardedActors:
             on_request=self._accept,
             on_reply=self._answered,
             on_send_failed=self._send_failed,
+            timing=deps.timing,
         )
         self._idle_seconds = idle_seconds
         self._ask_timeout = ask_timeout_seconds
@@ -112,13 +113,15 @@ class ShardedActors:
     async def ask(self, key: ContactKey, event: Event) -> TurnResult:
         return await self.tell(key, event)
 
-    def passivate_idle(self, older_than: float) -> int:
-        return sum(local.system.passivate_idle(older_than) for local in list(self._shards.values()))
+    def passivate_idle(self, idle_seconds: float) -> int:
+        return sum(local.system.passivate_idle(idle_seconds) for local in list(self._shards.values()))
 
     async def start(self) -> None:
         """Listen for forwarded events, then join and wait (bounded) until our shards are held."""
         self._mailboxes.start()
-        self._sweeper = asyncio.create_task(sweep_idle(self, self._idle_seconds), name="actor-sweeper")
+        self._sweeper = asyncio.create_task(
+            sweep_idle(self, self._idle_seconds, self.deps.timing), name="actor-sweeper"
+        )
         await self.leases.start()
 
     async def stop(self, grace_seconds: float = 10.0) -> None:
@@ -170,7 +173,8 @@ class ShardedActors:
 
     async def _deliver(self, key: ContactKey, event: Event, shard: int, hops: int) -> TurnResult:
         """Run here once the shard is ours, or forward to its holder; wait briefly while it moves."""
-        deadline = time.monotonic() + self._route_wait
+        timing = self.deps.timing
+        deadline = timing.monotonic() + self._route_wait
         while True:
             if self._stopping:
                 raise Unavailable("the server is shutting down; retry shortly")
@@ -181,7 +185,7 @@ class ShardedActors:
                 if hops >= MAX_HOPS:
                     raise Unavailable(f"contact {key.doc_id} is moving between servers; retry shortly")
                 return await self._forward(owner, key, event, hops)
-            remaining = deadline - time.monotonic()
+            remaining = deadline - timing.monotonic()
             if remaining <= 0:
                 raise Unavailable(f"no server holds contact {key.doc_id} right now; retry shortly")
             await self.leases.wait_tick(min(remaining, 1.0))
@@ -195,7 +199,8 @@ class ShardedActors:
                 "id": request_id,
                 "from": self.replica_id,
                 "hops": hops + 1,
-                "expires": time.time() + self._ask_timeout,
+                # Wall time: the owner compares it with its own clock (replicas' monotonic clocks differ).
+                "expires": self.deps.clock.now().timestamp() + self._ask_timeout,
                 "workspace_id": key.workspace_id,
                 "contact": key.local_id,
                 "event": encode_event(event),
@@ -204,7 +209,7 @@ class ShardedActors:
         self._mailboxes.send(self._mailboxes.inbox_of(owner), payload, request_id)
         self.forwarded += 1
         try:
-            async with asyncio.timeout(self._ask_timeout):
+            async with asyncio.timeout(self._ask_timeout):  # waits on another process: real time
                 return await future
         except TimeoutError:
             raise Unavailable(
@@ -273,7 +278,7 @@ class ShardedActors:
         except Exception:
             log.exception("dropped an unreadable forwarded event")
             return
-        if request["expires"] < time.time():
+        if request["expires"] < self.deps.clock.now().timestamp():
             return  # its sender already answered Unavailable; a retry carries the same event id
         self.received += 1
         try:

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from typing import Protocol
 
 from server.actors.contact_actor import ActorDeps, ContactActor
 from server.actors.events import Event, TurnResult
 from server.cancellation import cancel_all_and_wait, cancel_and_wait
+from server.clock import Timing
 from server.errors import Unavailable
 from server.ids import ContactKey
 
@@ -37,7 +37,9 @@ class ActorSystem:
         return len(self._actors)
 
     async def start(self) -> None:
-        self._sweeper = asyncio.create_task(sweep_idle(self, self._idle_seconds), name="actor-sweeper")
+        self._sweeper = asyncio.create_task(
+            sweep_idle(self, self._idle_seconds, self.deps.timing), name="actor-sweeper"
+        )
 
     def tell(self, key: ContactKey, event: Event) -> asyncio.Future[TurnResult]:
         """Queue ``event`` for the contact; the future resolves once its turn is committed."""
@@ -53,9 +55,11 @@ class ActorSystem:
     async def ask(self, key: ContactKey, event: Event) -> TurnResult:
         return await self.tell(key, event)
 
-    def passivate_idle(self, older_than: float) -> int:
-        """Drop actors idle since ``older_than`` (monotonic); their state is safe in the store."""
+    def passivate_idle(self, idle_seconds: float) -> int:
+        """Drop actors idle for ``idle_seconds`` or more (on the actors' timing); their state is safe
+        in the store."""
         actors = self._actors
+        older_than = self.deps.timing.monotonic() - idle_seconds
         idle = [key for key, actor in actors.items() if actor.idle and actor.last_active <= older_than]
         for key in idle:
             del actors[key]
@@ -81,12 +85,12 @@ class ActorSystem:
 
 
 class Passivating(Protocol):
-    def passivate_idle(self, older_than: float) -> int: ...
+    def passivate_idle(self, idle_seconds: float) -> int: ...
 
 
-async def sweep_idle(actors: Passivating, idle_seconds: float) -> None:
+async def sweep_idle(actors: Passivating, idle_seconds: float, timing: Timing) -> None:
     """Forever: passivate the actors idle for ``idle_seconds``, looking a few times per period."""
     interval = max(0.05, min(idle_seconds / 2, 5.0))
     while True:
-        await asyncio.sleep(interval)
-        actors.passivate_idle(time.monotonic() - idle_seconds)
+        await timing.sleep(interval)
+        actors.passivate_idle(idle_seconds)

@@ -47,10 +47,11 @@ from arq.utils import to_unix_ms
 from arq.worker import Retry
 
 from server.actors.events import TimerFired, TurnResult
-from server.clock import Clock, SystemClock
+from server.clock import Clock, SystemClock, SystemTiming, Timing
 from server.documents import TimerDoc
 from server.errors import Unavailable, WorkspaceDisabled
 from server.ids import ContactKey
+from server.redis_clients import RedisCommands
 from server.redis_keys import arq_job_id
 
 log = logging.getLogger(__name__)
@@ -163,7 +164,7 @@ class ArqTimerScheduler:
 
 
 async def migrate_legacy_timers(
-    redis: Any, legacy_queue: str, scheduler: ArqTimerScheduler, batch_size: int = 500
+    redis: RedisCommands, legacy_queue: str, scheduler: ArqTimerScheduler, batch_size: int = 500
 ) -> int:
     """Move timers queued before keys were hash-tagged (queue ``konvo:<db>:timers``, job id = timer
     id) into the tagged layout, due when they were; returns how many. Runs with every recovery
@@ -230,8 +231,10 @@ class TimerWorker:
         max_tries: int = MAX_TRIES,
         stop_grace_seconds: float = 5.0,
         clock: Clock | None = None,
+        timing: Timing | None = None,
     ) -> None:
         self._clock = clock or SystemClock()
+        self._timing = timing or SystemTiming()  # the poll and the pause after a failed one
         self._pool = pool
         self.queue_name = queue_name
         self._actors = actors
@@ -258,7 +261,7 @@ class TimerWorker:
                     await self._step()
                 except Exception:  # Redis gone for a moment: nothing is lost, claims expire
                     log.exception("timer worker: polling failed; retrying in 1 s")
-                    await asyncio.sleep(1.0)
+                    await self._timing.sleep(1.0)
         finally:
             await asyncio.shield(self._stop())
 
@@ -273,11 +276,9 @@ class TimerWorker:
         self._wake.clear()
         if self._done:
             return
-        # asyncio.timeout, not wait_for: 3.11's wait_for drops a cancel that lands as the wake
-        # fires, and this loop would then poll on forever through the server's stop.
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(self._poll):
-                await self._wake.wait()
+        # Never wait_for (3.11's drops a cancel that lands as the wake fires, and this loop would
+        # then poll on forever through the server's stop): ``Timing.wait`` keeps the cancel.
+        await self._timing.wait(self._wake, self._poll)
 
     async def _claim_due(self, limit: int) -> int:
         now_ms = _now_ms(self._clock)

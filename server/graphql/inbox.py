@@ -7,7 +7,6 @@ by ADMIN keys.
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncGenerator, Mapping
 from datetime import datetime
 from enum import Enum
@@ -187,10 +186,11 @@ async def _support_tags(info: strawberry.Info, workspace_id: str) -> set[str]:
     ctx = info.context
     cache: dict[str, tuple[float, set[str]]] = ctx.__dict__.setdefault("_support_tags", {})
     cached = cache.get(workspace_id)
-    if cached is not None and cached[0] > time.monotonic():
+    timing = ctx.services.timing
+    if cached is not None and cached[0] > timing.monotonic():
         return cached[1]
     names = {t["name"] for t in await ctx.services.tags.list(workspace_id) if t["kind"] == "SUPPORT"}
-    cache[workspace_id] = (time.monotonic() + SUPPORT_TAGS_TTL, names)
+    cache[workspace_id] = (timing.monotonic() + SUPPORT_TAGS_TTL, names)
     return names
 
 

@@ -21,6 +21,7 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
+from server.clock import SystemTiming, Timing
 from server.expiring import ExpiringCache
 from server.pubsub import RedisPubSub
 from server.store.workspaces import WorkspaceRepository
@@ -36,11 +37,18 @@ OnRevoked = Callable[[str], None]  # called with the reason the socket is closed
 
 
 class KeyGuard:
-    def __init__(self, workspaces: WorkspaceRepository, pubsub: RedisPubSub, recheck_seconds: float) -> None:
+    def __init__(
+        self,
+        workspaces: WorkspaceRepository,
+        pubsub: RedisPubSub,
+        recheck_seconds: float,
+        timing: Timing | None = None,
+    ) -> None:
         self._workspaces = workspaces
         self._pubsub = pubsub
         self.recheck_seconds = recheck_seconds
-        self._live: ExpiringCache[tuple[str, str], bool] = ExpiringCache(recheck_seconds)
+        self._timing = timing or SystemTiming()  # the sweep's period and the cache's
+        self._live: ExpiringCache[tuple[str, str], bool] = ExpiringCache(recheck_seconds, timing=self._timing)
         self._revoked: dict[str, None] = {}  # insertion-ordered set
         self._watchers: dict[str, set[OnRevoked]] = {}
         self._workspace_keys: dict[str, set[str]] = {}  # workspace -> watched key ids
@@ -118,7 +126,7 @@ class KeyGuard:
 
     async def _sweep_periodically(self) -> None:
         while True:
-            await asyncio.sleep(self.recheck_seconds)
+            await self._timing.sleep(self.recheck_seconds)
             await self.sweep()
 
     async def sweep(self) -> None:

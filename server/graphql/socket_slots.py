@@ -13,6 +13,7 @@ import asyncio
 import logging
 import uuid
 
+from server.clock import SystemTiming, Timing
 from server.redis_clients import RedisCommands, register_script
 
 log = logging.getLogger(__name__)
@@ -45,9 +46,17 @@ return #KEYS
 
 class SocketSlots:
     def __init__(
-        self, redis: RedisCommands, prefix: str, limit: int, ttl_seconds: float = SLOT_TTL_SECONDS
+        self,
+        redis: RedisCommands,
+        prefix: str,
+        limit: int,
+        ttl_seconds: float = SLOT_TTL_SECONDS,
+        timing: Timing | None = None,
     ) -> None:
+        """``timing`` paces the renewals of slots Redis expires in real time: it must run no slower
+        than real time (server/clock.py)."""
         self._redis = redis
+        self._timing = timing or SystemTiming()
         self._prefix = prefix
         self.limit = limit
         self._ttl_ms = int(ttl_seconds * 1000)
@@ -78,7 +87,7 @@ class SocketSlots:
 
     async def keep_alive(self) -> None:
         while True:
-            await asyncio.sleep(self._ttl_ms / 3000)
+            await self._timing.sleep(self._ttl_ms / 3000)
             try:
                 await self.renew()
             except Exception as exc:  # Redis is away: renew next time; slots outlive a short outage

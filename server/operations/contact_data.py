@@ -258,7 +258,7 @@ async def apply_rows(
                     except (Unavailable, Conflict):  # a shard changing hands, a contended contact
                         if attempt == ROW_ATTEMPTS:
                             raise
-                        await asyncio.sleep(0.2 * attempt)  # applying the row again is harmless
+                        await services.timing.sleep(0.2 * attempt)  # applying the row again is harmless
         if not result.changed:
             outcome.unchanged += 1
         elif result.contact["version"] == 1:

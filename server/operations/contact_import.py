@@ -116,7 +116,7 @@ class ContactImports:
                     log.exception("contact import %s stopped; it resumes at the next start", job_id)
                     return
                 log.warning("contact import %s: batch failed (%s), retrying", job_id, exc)
-                await asyncio.sleep(min(30.0, 0.5 * 2**failures))
+                await self._services.timing.sleep(min(30.0, 0.5 * 2**failures))
 
     async def _next_chunk(self, job_id: str, checker: RowChecker) -> bool:
         """Apply the job's next chunk; False when none is left (the job completed, or waits for rows)."""

@@ -14,14 +14,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from server.actors.events import StartFlow
-from server.cancellation import cancel_all_and_wait
+from server.cancellation import cancel_all_and_wait, cancel_and_wait
 from server.channels.whatsapp.limiter import clamp_rate
 from server.errors import InvalidInput, KonvoError, NotFound
 from server.ids import ContactKey, new_id
@@ -95,9 +94,7 @@ class BroadcastRunner:
                     raise
                 except Exception:
                     log.exception("looking for due broadcasts failed; will try again")
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self.poll_seconds):
-                        await self._wake.wait()
+                await self.services.timing.wait(self._wake, self.poll_seconds)
         finally:
             await cancel_all_and_wait(self._driving.values())
 
@@ -136,7 +133,7 @@ class BroadcastRunner:
         except Exception:
             log.exception("broadcast %s stopped on an error; it is retried at the next poll", broadcast_id)
         finally:
-            renewer.cancel()
+            await cancel_and_wait(renewer)
             with contextlib.suppress(Exception):
                 await self.services.broadcasts.release(broadcast_id, self.owner)
             self._driving.pop(broadcast_id, None)
@@ -147,9 +144,14 @@ class BroadcastRunner:
     async def _renew(self, broadcast_id: str, driver: asyncio.Task[None]) -> None:
         every = max(self.lease.total_seconds() / 3, 0.05)
         while True:
-            await asyncio.sleep(every)
+            await self.services.timing.sleep(every)
             until = self.services.clock.now() + self.lease
-            if not await self.services.broadcasts.renew(broadcast_id, self.owner, until):
+            try:
+                renewed = await self.services.broadcasts.renew(broadcast_id, self.owner, until)
+            except Exception as exc:  # a store blip: try again next time (the lease outlives 2 misses)
+                log.warning("renewing the lease on broadcast %s failed: %s", broadcast_id, exc)
+                continue
+            if not renewed:
                 log.warning("lost the lease on broadcast %s; another process drives it", broadcast_id)
                 driver.cancel()
                 return
@@ -180,7 +182,7 @@ class BroadcastRunner:
                     return
                 continue
             if await services.recipients.queued(broadcast_id, "", 1):
-                await asyncio.sleep(self.poll_seconds)  # some starts failed for a passing reason
+                await services.timing.sleep(self.poll_seconds)  # some starts failed for a passing reason
                 continue
             done = {
                 "status": "completed",
@@ -388,7 +390,7 @@ class BroadcastRunner:
         self, broadcast: dict[str, Any], finished: list[tuple[str, dict[str, Any]]]
     ) -> None:
         while True:
-            await asyncio.sleep(FLUSH_EVERY_SECONDS)
+            await self.services.timing.sleep(FLUSH_EVERY_SECONDS)
             await self._flush(finished)
             await self._publish(broadcast)
 
@@ -411,18 +413,18 @@ class BroadcastRunner:
             current = await services.broadcasts.find(broadcast_id)
             if current is None or current["status"] != "running":
                 return False
-            await asyncio.sleep(self.poll_seconds)
+            await services.timing.sleep(self.poll_seconds)
 
     def _relieve_memory(self) -> None:
         """A large broadcast activates an actor per recipient: passivate the idle ones early."""
         actors = self.services.actors.system
         if actors is not None and actors.active_count > PASSIVATE_ABOVE:
-            actors.passivate_idle(time.monotonic() - 1.0)
+            actors.passivate_idle(1.0)
 
     async def _publish(self, broadcast: dict[str, Any], force: bool = False) -> None:
         """Tell ``broadcastProgress`` subscribers to look again (throttled)."""
         broadcast_id = broadcast["_id"]
-        moment = time.monotonic()
+        moment = self.services.timing.monotonic()
         if not force and moment - self._published.get(broadcast_id, 0.0) < PUBLISH_EVERY_SECONDS:
             return
         self._published[broadcast_id] = moment

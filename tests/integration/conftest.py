@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from server.clock import SystemClock
+from server.clock import SystemClock, SystemTiming, Timing, VirtualTiming
 from server.config import Settings
 from server.runtime import Runtime
 from server.store.workspaces import new_api_key
@@ -51,8 +51,15 @@ def clock() -> ShiftedClock:
 
 
 @pytest.fixture
-async def runtime(fast_settings: Settings, clock: ShiftedClock) -> AsyncIterator[Runtime]:
-    runtime = Runtime(fast_settings, resolver=HostsResolver(), clock=clock)
+def timing(request: pytest.FixtureRequest) -> Timing:
+    """The runtime's timing (polls, retries, throttles): real, unless a test asks for virtual time
+    with ``@pytest.mark.parametrize("timing", ["virtual"], indirect=True)`` and advances it."""
+    return VirtualTiming() if getattr(request, "param", None) == "virtual" else SystemTiming()
+
+
+@pytest.fixture
+async def runtime(fast_settings: Settings, clock: ShiftedClock, timing: Timing) -> AsyncIterator[Runtime]:
+    runtime = Runtime(fast_settings, resolver=HostsResolver(), clock=clock, timing=timing)
     await runtime.start()
     try:
         yield runtime

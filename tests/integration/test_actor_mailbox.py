@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import random
-import time
 from typing import Any
 
 import pytest
@@ -21,16 +20,19 @@ from server.errors import Unavailable
 from server.ids import ContactKey, new_id
 from server.runtime import Runtime
 from tests.integration.conftest import WORKSPACE, make_workspace
+from tests.support.timing import until
 
 
 class Watched:
     """An ActorSystem of its own on the runtime's deps, counting the turns of one workspace in flight.
 
     Every turn of an inbound message asks the workspace's timezone once (entering the turn) and
-    calls ``after_turn`` once (after its commit): between the two, the turn is in flight.
+    calls ``after_turn`` once (after its commit): between the two, the turn is in flight. While
+    ``held`` (``hold``/``release``), a turn entering waits there: a turn in flight for as long as
+    a test needs, with no duration to guess.
     """
 
-    def __init__(self, runtime: Runtime, slow: float = 0.0) -> None:
+    def __init__(self, runtime: Runtime) -> None:
         assert runtime.actors is not None
         deps = runtime.actors.deps
         timezone_of, after_turn = deps.timezone_of, deps.after_turn
@@ -49,13 +51,15 @@ class Watched:
 
         self.most_in_flight = 0
         self.turns = 0
+        self._open = asyncio.Event()
+        self._open.set()
 
         async def watched_timezone(workspace_id: str) -> str:
             self.in_flight += 1
             self.turns += 1
             self.most_in_flight = max(self.most_in_flight, self.in_flight)
             zone = await timezone_of(workspace_id)
-            await asyncio.sleep(slow)  # widen the window another turn of the contact would slip into
+            await watched._open.wait()  # held: the window another turn of the contact would slip into
             return zone
 
         async def watched_after_turn(before: dict[str, Any] | None, after: dict[str, Any]) -> None:
@@ -72,6 +76,12 @@ class Watched:
                 after_turn=watched_after_turn,
             )
         )
+
+    def hold(self) -> None:
+        self._open.clear()
+
+    def release(self) -> None:
+        self._open.set()
 
 
 def inbound(text: str) -> InboundMessage:
@@ -131,7 +141,7 @@ async def test_tells_racing_the_task_exit_all_apply_in_order_one_at_a_time(runti
 
 async def test_an_idle_actor_holds_no_task_and_passivation_only_drops_idle_ones(runtime: Runtime) -> None:
     await make_workspace(runtime)
-    watched = Watched(runtime, slow=0.2)
+    watched = Watched(runtime)
     system = watched.system
     idle, busy = ContactKey(WORKSPACE, "+34600999002"), ContactKey(WORKSPACE, "+34600999003")
     await system.ask(idle, inbound("hola"))
@@ -140,10 +150,12 @@ async def test_an_idle_actor_holds_no_task_and_passivation_only_drops_idle_ones(
     assert actor.document is None and actor._packed  # idle: the document kept packed
     assert (await system.ask(idle, inbound("sigo"))).contact["version"] == 2
     assert watched.loads == 1  # the second turn read the packed copy, not the store
+    watched.hold()
     pending = system.tell(busy, inbound("hola"))
-    await asyncio.sleep(0.05)
-    assert system.passivate_idle(time.monotonic() + 1) == 1  # the busy one stays
+    await until(lambda: watched.in_flight == 1, "the busy contact's turn running")
+    assert system.passivate_idle(0) == 1  # the busy one stays
     assert system.active_count == 1 and actor_task(system, busy) is not None
+    watched.release()
     result = await pending
     assert result.contact["version"] == 1
     loads = watched.loads
@@ -168,20 +180,26 @@ async def test_a_failed_turn_reaches_its_caller_and_the_next_reloads(runtime: Ru
 
 async def test_stop_runs_the_queued_turns_and_answers_the_rest(runtime: Runtime) -> None:
     await make_workspace(runtime)
-    watched = Watched(runtime, slow=0.05)
+    watched = Watched(runtime)
     system = watched.system
     key = ContactKey(WORKSPACE, "+34600999005")
+    watched.hold()
     queued = [system.tell(key, inbound(f"m{i}")) for i in range(3)]
-    await system.stop(grace_seconds=5)
+    await until(lambda: watched.in_flight == 1, "the first turn running")
+    stopping = asyncio.create_task(system.stop(grace_seconds=5))
+    await until(lambda: system._stopping, "the stop begun")  # while a turn is in flight
+    watched.release()
+    await stopping
     assert [(await f).contact["version"] for f in queued] == [1, 2, 3]
     with pytest.raises(Unavailable):
         system.tell(key, inbound("tarde"))
 
-    slow = Watched(runtime, slow=1.0).system
+    stuck = Watched(runtime)
+    stuck.hold()  # never released: the first turn outlives the grace
     other = ContactKey(WORKSPACE, "+34600999006")
-    cut = [slow.tell(other, inbound(f"m{i}")) for i in range(3)]
-    await asyncio.sleep(0.05)
-    await slow.stop(grace_seconds=0.1)  # the first turn is cancelled, the others never run
+    cut = [stuck.system.tell(other, inbound(f"m{i}")) for i in range(3)]
+    await until(lambda: stuck.in_flight == 1, "the first turn running")
+    await stuck.system.stop(grace_seconds=0.1)  # the first turn is cancelled, the others never run
     for future in cut:
         with pytest.raises(Unavailable):
             await future

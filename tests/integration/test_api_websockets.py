@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import websockets
 
+from server.clock import Timing, VirtualTiming
 from server.config import Settings
 from server.graphql.socket_slots import SocketSlots
 from server.redis_keys import socket_slots_prefix
@@ -26,11 +27,11 @@ PHONE = "+34600222333"
 
 
 @pytest.fixture
-async def ws_runtime(fast_settings: Settings) -> AsyncIterator[Runtime]:
+async def ws_runtime(fast_settings: Settings, timing: Timing) -> AsyncIterator[Runtime]:
     settings = fast_settings.model_copy(
         update={"max_ws_frame_bytes": 4096, "max_sockets_per_key": 2, "api_key_recheck_seconds": 0.5}
     )
-    runtime = Runtime(settings)
+    runtime = Runtime(settings, timing=timing)
     await runtime.start()
     try:
         yield runtime
@@ -151,7 +152,10 @@ async def test_revoking_a_key_closes_its_sockets_and_refuses_it_everywhere(ws_ru
         await admin.http.aclose()
 
 
-async def test_a_socket_is_closed_even_when_the_revocation_message_is_lost(ws_runtime: Runtime) -> None:
+@pytest.mark.parametrize("timing", ["virtual"], indirect=True)
+async def test_a_socket_is_closed_even_when_the_revocation_message_is_lost(
+    ws_runtime: Runtime, timing: VirtualTiming
+) -> None:
     admin, key, key_id = await admin_key_and_websocket_key(ws_runtime)
     workspace_id = (await ws_runtime.workspaces.find_key(key) or {})["workspace_id"]
     try:
@@ -159,7 +163,8 @@ async def test_a_socket_is_closed_even_when_the_revocation_message_is_lost(ws_ru
             await ws.subscribe("c", WATCH, p=PHONE)
             # Revoked in the store only, as if the pub/sub message had been lost on the way.
             await ws_runtime.workspaces.revoke_key(workspace_id, key_id, ws_runtime.clock.now())
-            assert await close_code(ws) == 4403  # the sweep found it within api_key_recheck_seconds
+            await timing.advance(ws_runtime.settings.api_key_recheck_seconds)  # the guard's sweep
+            assert await close_code(ws) == 4403
     finally:
         await admin.http.aclose()
 

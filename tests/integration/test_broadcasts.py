@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import time
 from datetime import timedelta
+from typing import Any
 
 import pytest
+from pymongo.errors import ConnectionFailure
 
 from server.channels.whatsapp.costs import estimate
+from server.clock import VirtualTiming, as_utc
 from server.runtime import Runtime
 from server.triggers.broadcast_runner import FREEZE_BATCH, SANDBOX_CONCURRENCY, BroadcastRunner
 from tests.integration.broadcast_support import (
@@ -25,6 +28,7 @@ from tests.support.clock import ShiftedClock
 from tests.support.graph_api_fake import GraphApiFake
 from tests.support.graphql import GraphQLClient, GraphQLErrors, eventually
 from tests.support.live import live_server
+from tests.support.timing import advance_until
 from tests.support.whatsapp import connect_fake
 from tests.support.ws import GraphQLWebSocket
 
@@ -175,10 +179,12 @@ async def test_estimate_prices_the_template_from_the_rate_card(runtime: Runtime,
         raise AssertionError("a marketing broadcast without opt-in was accepted")
 
 
+@pytest.mark.parametrize("timing", ["virtual"], indirect=True)
 async def test_messaging_limit_makes_the_excess_wait_not_drop(
-    runtime: Runtime, gql: GraphQLClient, clock: ShiftedClock
+    runtime: Runtime, gql: GraphQLClient, clock: ShiftedClock, timing: VirtualTiming
 ) -> None:
-    """TIER_250: 250 closed-window contacts go, 50 wait a day; open windows do not count."""
+    """TIER_250: 250 closed-window contacts go, 50 wait a day; open windows do not count. The
+    runner's polls run on virtual time: it looks again only when the test lets time pass."""
     await create_template(gql, "notice", "UTILITY")
     await gql("mutation { setMessagingLimit(tier: TIER_250) }")
     now = clock.now()
@@ -189,7 +195,6 @@ async def test_messaging_limit_makes_the_excess_wait_not_drop(
             for i in range(20)
         ]
     )
-    runtime.triggers.runner.poll_seconds = 0.05
     created = (await gql(CREATE, i={"template": {"name": "notice"}, "segment": {"all": []}}))[
         "createBroadcast"
     ]
@@ -201,10 +206,65 @@ async def test_messaging_limit_makes_the_excess_wait_not_drop(
         lambda: get(gql, created["id"]), lambda b: b["counts"]["started"] == 270, timeout=90
     )
     assert waiting["status"] == "RUNNING" and waiting["counts"]["queued"] == 50
+    await timing.advance(runtime.triggers.runner.poll_seconds * 4)
+    again = await get(gql, created["id"])  # looked again: the day is not over, nothing more went
+    assert again["counts"] == waiting["counts"] and again["waitingForCapacityUntil"]
     clock.advance(timedelta(hours=24, minutes=1))
-    done = await finished(gql, created["id"])
+    done = await advance_until(
+        timing,
+        lambda: get(gql, created["id"]),
+        lambda b: b["status"] in ("COMPLETED", "CANCELLED", "FAILED"),
+        step=runtime.triggers.runner.poll_seconds,
+    )
     assert done["counts"]["started"] == 320 and done["counts"]["queued"] == 0
     assert len(await sends_per_phone(runtime, created["id"])) == 320
+
+
+@pytest.mark.parametrize("timing", ["virtual"], indirect=True)
+async def test_the_runner_keeps_renewing_its_lease_through_a_store_blip(
+    runtime: Runtime,
+    gql: GraphQLClient,
+    clock: ShiftedClock,
+    timing: VirtualTiming,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A renewal that fails once (the store away for a moment) is tried again at the next period;
+    the renewer lives on as long as the drive does (it used to end with its first error, and the
+    lease ran out under a broadcast still being driven)."""
+    await create_template(gql, "blip", "UTILITY")
+    await gql("mutation { setMessagingLimit(tier: TIER_250) }")
+    now = clock.now()
+    await runtime.limits.record(
+        WORKSPACE, [f"+3468{i:07d}" for i in range(250)], now
+    )  # the day's budget used
+    await runtime.services.audience.insert_many([contact(WORKSPACE, "+34690000001", now, opted_in=True)])
+    created = (await gql(CREATE, i={"template": {"name": "blip"}, "segment": {"all": []}}))["createBroadcast"]
+    waiting = await eventually(
+        lambda: get(gql, created["id"]), lambda b: b["waitingForCapacityUntil"] is not None
+    )
+    assert waiting["status"] == "RUNNING"
+    repo = runtime.services.broadcasts
+    renew, renewals = repo.renew, []
+
+    async def renew_after_a_blip(broadcast_id: str, owner: str, until: Any) -> bool:
+        renewals.append(until)
+        if len(renewals) == 1:
+            raise ConnectionFailure("the store is away for a moment")
+        return await renew(broadcast_id, owner, until)
+
+    monkeypatch.setattr(repo, "renew", renew_after_a_blip)
+
+    async def lease_until() -> Any:
+        found = await repo.find(created["id"])
+        assert found is not None and found["lease_owner"] == runtime.triggers.runner.owner
+        return as_utc(found["lease_until"])
+
+    before = await lease_until()
+    clock.advance(timedelta(minutes=1))  # each renewal reaches further than the claim did
+    every = runtime.triggers.runner.lease.total_seconds() / 3
+    renewed = await advance_until(timing, lease_until, lambda until: until > before, step=every, timeout=30)
+    assert len(renewals) >= 2 and renewed in [as_utc(until) for until in renewals[1:]]
+    await gql("mutation($id: ID!) { cancelBroadcast(id: $id) { status } }", id=created["id"])
 
 
 async def test_scheduled_pause_resume_and_cancel(runtime: Runtime, gql: GraphQLClient) -> None:

@@ -9,6 +9,7 @@ import pytest
 
 from server.runtime import Runtime
 from tests.integration.conftest import WORKSPACE
+from tests.support.timing import until
 
 
 class CountingLookups:
@@ -31,7 +32,7 @@ async def test_concurrent_askers_share_one_lookup_then_the_cache(runtime: Runtim
     lookups = CountingLookups(runtime)
     lookups.gate.clear()
     askers = [asyncio.create_task(runtime.channel.channel_for(WORKSPACE)) for _ in range(20)]
-    await asyncio.sleep(0.05)
+    await until(lambda: lookups.calls == 1, "the askers joined the lookup, which began")
     lookups.gate.set()
     assert await asyncio.gather(*askers) == [None] * 20  # no number connected: the sandbox
     await runtime.channel.channel_for(WORKSPACE)
@@ -43,7 +44,7 @@ async def test_a_cancelled_asker_does_not_cancel_the_others_lookup(runtime: Runt
     lookups.gate.clear()
     first = asyncio.create_task(runtime.channel.channel_for(WORKSPACE))
     second = asyncio.create_task(runtime.channel.channel_for(WORKSPACE))
-    await asyncio.sleep(0.05)
+    await until(lambda: lookups.calls == 1, "the askers joined the lookup, which began")
     first.cancel()
     lookups.gate.set()
     assert await second is None
@@ -56,7 +57,7 @@ async def test_a_lookup_begun_before_forget_is_not_cached(runtime: Runtime) -> N
     lookups = CountingLookups(runtime)
     lookups.gate.clear()
     stale = asyncio.create_task(runtime.channel.channel_for(WORKSPACE))
-    await asyncio.sleep(0.05)
+    await until(lambda: lookups.calls == 1, "the askers joined the lookup, which began")
     runtime.channel.forget(WORKSPACE)  # a number was connected meanwhile
     lookups.gate.set()
     await stale

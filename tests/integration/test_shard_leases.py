@@ -32,7 +32,7 @@ from server.actors.shard_wire import (
     encode_event,
     encode_result,
 )
-from server.clock import SystemClock
+from server.clock import SystemClock, VirtualTiming
 from server.config import Settings
 from server.documents import ContactDoc
 from server.errors import Conflict, InvalidFlow, NotFound, Unavailable
@@ -44,6 +44,7 @@ from server.runtime import Runtime
 from tests.conftest import ServiceURLs
 from tests.integration.conftest import WORKSPACE, make_workspace
 from tests.support.tcp_gate import TcpGate
+from tests.support.timing import asleep
 
 TTL = 1.5  # short leases keep the takeover tests quick
 
@@ -182,6 +183,39 @@ async def test_a_holder_stops_trusting_each_lease_before_redis_lets_it_expire(re
                 trusted_for = a._held[shard].valid_until - time.monotonic()  # read after the PTTL
                 assert 0 < trusted_for < expires_in, (shard, trusted_for, expires_in)
             await a.wait_tick(TTL)
+    finally:
+        await a.stop()
+
+
+async def test_renewals_keep_the_trust_and_it_ends_at_the_last_renewal_plus_ttl_less_the_margin(
+    redis: RedisCommands,
+) -> None:
+    """On the leases' own (virtual) timing: each renewal every ttl/5 extends the trust, and once
+    renewals stop the lease is trusted until exactly the last one + ttl - margin, then refused.
+    One replica, nobody to take its leases: Redis's real-time expiry plays no part here."""
+    prefix, shards = fresh_prefix(), 4
+    timing = VirtualTiming()
+    a = ShardLeases(redis, prefix, "a-" + uuid.uuid4().hex[:6], shards, TTL, timing=timing)
+    await a.start()
+    key = ContactKey("ws", "+34600000001")
+    try:
+        assert a.held == frozenset(range(shards))
+        for _ in range(10):  # 10 renewals: twice the ttl, trusted throughout
+            assert await asleep(timing) == pytest.approx(a.renew_every)
+            await timing.advance(a.renew_every)
+            await asleep(timing)  # the tick renewed (Redis) and the loop sleeps again
+            assert all(a.owns(s) for s in range(shards))
+        last_renewal = timing.monotonic()
+        assert a._task is not None
+        a._task.cancel()  # renewals stop (a hung loop)
+        trusted = TTL - a.margin
+        await timing.advance(trusted - 0.01)
+        assert all(a.owns(s) for s in range(shards)) and a.fence(key)
+        await timing.advance(0.01)
+        assert timing.monotonic() == pytest.approx(last_renewal + trusted)
+        assert not any(a.owns(s) for s in range(shards))
+        with pytest.raises(Unavailable):
+            a.fence(key)
     finally:
         await a.stop()
 

@@ -20,6 +20,7 @@ from arq.worker import Worker, func
 from server.actors.events import TimerFired, TurnResult
 from server.actors.recovery import recover
 from server.actors.timers import FIRE_TIMER, TimerWorker, fire_timer
+from server.clock import VirtualTiming
 from server.config import Settings
 from server.errors import Unavailable
 from server.ids import ContactKey
@@ -29,6 +30,7 @@ from server.redis_keys import arq_job_id, legacy_timer_queue
 from server.runtime import Runtime
 from tests.support.contacts import key_of
 from tests.support.graphql import eventually
+from tests.support.timing import WatchedTiming, advance_until, asleep, until
 
 WORKSPACE = "ws_timers"
 FLOW = {
@@ -235,19 +237,25 @@ async def test_a_claimed_timer_whose_turn_never_committed_runs_again(quiet: Runt
     await quiet.recover_now()
     crashed = worker_for(quiet, HungActors(), claim_seconds=1.0)
     assert await crashed._claim_due(10) == 1  # claimed, then the process "dies": no ack, no release
-    survivor = worker_for(quiet)
+    timing = VirtualTiming()
+    survivor = worker_for(quiet, timing=timing)
     async with running(survivor):
-        await asyncio.sleep(0.3)
-        assert not fired(await run_of(quiet, document))  # still claimed by the dead worker
-        await eventually(lambda: run_of(quiet, document), fired, timeout=10)
+        for _ in range(5):  # five polls (each ends asleep): the timer is still the dead worker's
+            await asleep(timing)
+            await timing.advance(0.05)
+        await asleep(timing)
+        assert survivor.fired == 0 and not fired(await run_of(quiet, document))
+        # Its claim is a Redis key expiring in real time (1 s): polls go on until it is retaken.
+        await advance_until(timing, lambda: run_of(quiet, document), fired, step=0.05, timeout=10)
     assert survivor.fired == 1
 
 
 async def test_a_cancel_landing_as_the_worker_wakes_still_stops_it(quiet: Runtime) -> None:
     """The server's stop cancels the worker; a turn finishing at that moment must not eat the cancel."""
-    worker = worker_for(quiet)
+    timing = WatchedTiming()  # the real one: the cancel race is asyncio's
+    worker = worker_for(quiet, timing=timing)
     task = asyncio.create_task(worker.main())
-    await asyncio.sleep(0.2)  # idle, waiting for a wake or the poll
+    await until(lambda: timing.waiting == 1, "the worker idle, waiting for a wake or the poll")
     worker._wake.set()  # a turn just finished ...
     task.cancel()  # ... as the server stops
     done, _ = await asyncio.wait({task}, timeout=5)

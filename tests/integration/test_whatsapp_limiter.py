@@ -10,8 +10,10 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from server.channels.whatsapp.limiter import ThroughputLimiter, clamp_rate
+from server.clock import VirtualTiming
 from server.dev.embedded import free_port
 from tests.conftest import ServiceURLs
+from tests.support.timing import asleep, run_on, until
 
 
 async def test_two_clients_share_one_number(services: ServiceURLs) -> None:
@@ -49,8 +51,9 @@ async def test_senders_of_one_process_queue_in_order_and_reserve_slots_in_blocks
     """A broadcast keeps hundreds of sends waiting: they are served in arrival order from blocks of
     slots, not each with a reservation of its own (issue 19: three per message under load)."""
     redis = Redis.from_url(services.redis_url)
+    timing = VirtualTiming()
     try:
-        limiter = ThroughputLimiter(redis, f"konvo:limiter-{uuid.uuid4().hex[:8]}:")
+        limiter = ThroughputLimiter(redis, f"konvo:limiter-{uuid.uuid4().hex[:8]}:", timing=timing)
         granted: list[int] = []
 
         async def send(index: int) -> None:
@@ -58,19 +61,20 @@ async def test_senders_of_one_process_queue_in_order_and_reserve_slots_in_blocks
             granted.append(index)
 
         before = await _evalsha_calls(redis)
-        await asyncio.gather(*(send(i) for i in range(200)))
+        await run_on(timing, asyncio.gather(*(send(i) for i in range(200))))
         reservations = await _evalsha_calls(redis) - before
         assert granted == list(range(200))
-        # Blocks of 50 slots at 1,000/s; a stalled loop gives up some slots and reserves again.
-        assert 4 <= reservations <= 40
+        # Blocks of 50 slots at 1,000/s; on virtual time no wake-up is late, so no slot is given up.
+        assert reservations == 4
     finally:
         await redis.aclose()
 
 
 async def test_a_sender_that_stops_waiting_leaves_its_slot_to_the_next(services: ServiceURLs) -> None:
     redis = Redis.from_url(services.redis_url)
+    timing = VirtualTiming()
     try:
-        limiter = ThroughputLimiter(redis, f"konvo:limiter-{uuid.uuid4().hex[:8]}:")
+        limiter = ThroughputLimiter(redis, f"konvo:limiter-{uuid.uuid4().hex[:8]}:", timing=timing)
         granted: list[int] = []
 
         async def send(index: int) -> None:
@@ -80,10 +84,31 @@ async def test_a_sender_that_stops_waiting_leaves_its_slot_to_the_next(services:
         tasks = [asyncio.create_task(send(i)) for i in range(4)]
         await asyncio.sleep(0)  # every sender queued
         tasks[1].cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await run_on(timing, asyncio.gather(*tasks, return_exceptions=True))
         assert granted == [0, 2, 3]
         assert tasks[1].cancelled()
-        await limiter.acquire("pn_cancel", 20)  # the number's queue starts again after it emptied
+        # The number's queue starts again after it emptied.
+        await run_on(timing, asyncio.ensure_future(limiter.acquire("pn_cancel", 20)))
+    finally:
+        await redis.aclose()
+
+
+async def test_a_sender_waits_for_its_slot_on_the_limiters_timing(services: ServiceURLs) -> None:
+    """At 1 message/s the second sender goes a second after the first: not while time stands
+    still, not half a second later, and at once when its slot comes."""
+    redis = Redis.from_url(services.redis_url)
+    timing = VirtualTiming()
+    try:
+        limiter = ThroughputLimiter(redis, f"konvo:limiter-{uuid.uuid4().hex[:8]}:", timing=timing)
+        first = asyncio.ensure_future(limiter.acquire("pn_slow", 1))
+        second = asyncio.ensure_future(limiter.acquire("pn_slow", 1))
+        await until(first.done, "the first sender's slot (free at once)")
+        delay = await asleep(timing)  # a second from Redis's schedule, less the round trip
+        assert 0.5 < delay <= 1.0 and not second.done()
+        await timing.advance(0.5)
+        assert not second.done()
+        await timing.advance(delay - 0.5)
+        await until(second.done, "the second sender's slot")
     finally:
         await redis.aclose()
 

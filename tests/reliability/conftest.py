@@ -24,7 +24,7 @@ from server.store.workspaces import new_api_key
 from tests.conftest import REDIS_KINDS, ServiceURLs
 from tests.e2e.conftest import ServedProcess
 from tests.e2e.servers import KONVO
-from tests.integration.conftest import api_key, clock, fast_settings, gql, runtime  # noqa: F401 - fixtures
+from tests.integration.conftest import api_key, clock, fast_settings, gql, runtime, timing  # noqa: F401 - fixtures
 from tests.support.graphql import GraphQLClient
 from tests.support.network import LOOPBACK_ALLOW
 from tests.support.redis_cluster import LocalRedisCluster

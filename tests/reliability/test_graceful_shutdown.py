@@ -16,6 +16,7 @@ from tests.reliability.conftest import Api, publish
 from tests.reliability.drive import Outcome, all_ended, drive_all, phones, verify
 from tests.reliability.flows import wait_and_timer_flow
 from tests.support.catalog import ensure_catalog
+from tests.support.timing import until
 
 pytestmark = pytest.mark.e2e
 
@@ -36,7 +37,7 @@ async def test_sigterm_finishes_in_flight_turns(
         numbers = phones(contacts)
         rng = random.Random()
         drivers = drive_all(api, mongo, cluster.db_name, flow_id, numbers, outcome, [0], rng)
-        await asyncio.sleep(1.0)
+        await until(lambda: len(outcome.acked_replies) >= contacts // 10, "the drivers under way", 30)
         process = cluster.procs[0].process
         acked_before = sum(len(v) for v in outcome.acked_replies.values())
         process.send_signal(signal.SIGTERM)

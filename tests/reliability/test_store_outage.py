@@ -20,6 +20,7 @@ from server.ids import scoped_id
 from tests.reliability.conftest import WORKSPACE
 from tests.reliability.webhooks import CHANNEL_ID, add_channel, inbound_text
 from tests.support.graph_api_fake import GraphApiFake
+from tests.support.timing import until
 from tests.support.whatsapp_webhooks import WebhookClient
 
 pytestmark = pytest.mark.e2e
@@ -61,7 +62,7 @@ async def outage(cluster_factory: Any, own_store: ManagedProcess, down_seconds: 
                         await asyncio.sleep(0.05)
 
             tasks = [asyncio.create_task(sender(n)) for n in range(senders)]
-            await asyncio.sleep(0.5)
+            await until(lambda: len(acked) >= senders, "every sender's first webhook accepted", 30)
             await asyncio.to_thread(own_store.stop)
             store_down = True
             await asyncio.sleep(down_seconds)

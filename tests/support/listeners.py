@@ -80,7 +80,7 @@ class Listener:
                 writer.write(b"SSH-2.0-OpenSSH_9.6 internal-banner\r\n")
                 await writer.drain()
             elif self.behaviour == "hang":
-                await asyncio.sleep(3600)
+                await asyncio.Event().wait()  # a peer that never answers (until torn down)
             elif self.behaviour == "http":
                 await self._serve_http(reader, writer)
         except (asyncio.CancelledError, ConnectionError, asyncio.IncompleteReadError):

@@ -12,11 +12,16 @@ import pytest
 from server.cancellation import cancel_all_and_wait, cancel_and_wait
 
 
-async def blocked_with_cleanup(cleanup: asyncio.Event, finished: asyncio.Event) -> None:
-    """Runs until cancelled, then takes until ``cleanup`` is set to finish its ``finally``."""
+async def blocked_with_cleanup(
+    cleanup: asyncio.Event, finished: asyncio.Event, cleaning: asyncio.Event | None = None
+) -> None:
+    """Runs until cancelled, then takes until ``cleanup`` is set to finish its ``finally``
+    (``cleaning`` is set as the ``finally`` begins)."""
     try:
         await asyncio.Event().wait()
     finally:
+        if cleaning is not None:
+            cleaning.set()
         await cleanup.wait()
         finished.set()
 
@@ -27,10 +32,10 @@ async def started(task: asyncio.Task[None]) -> asyncio.Task[None]:
 
 
 async def test_the_task_is_cancelled_and_its_finally_has_run_when_the_stop_returns() -> None:
-    cleanup, finished = asyncio.Event(), asyncio.Event()
-    task = await started(asyncio.create_task(blocked_with_cleanup(cleanup, finished)))
+    cleanup, finished, cleaning = asyncio.Event(), asyncio.Event(), asyncio.Event()
+    task = await started(asyncio.create_task(blocked_with_cleanup(cleanup, finished, cleaning)))
     stopping = asyncio.create_task(cancel_and_wait(task))
-    await asyncio.sleep(0.01)
+    await cleaning.wait()  # cancelled, in its finally
     assert not stopping.done(), "returned before the task's finally ran"
     cleanup.set()
     await stopping  # the task's CancelledError is absorbed
@@ -57,9 +62,10 @@ async def test_a_cancellation_aimed_at_the_caller_is_not_swallowed() -> None:
         went_on.append("all")
 
     for stop in (stop_single, stop_all):
-        task = await started(asyncio.create_task(blocked_with_cleanup(cleanup, finished)))
+        cleaning = asyncio.Event()
+        task = await started(asyncio.create_task(blocked_with_cleanup(cleanup, finished, cleaning)))
         caller = asyncio.create_task(stop())
-        await asyncio.sleep(0.01)  # the caller waits on the task's cleanup
+        await cleaning.wait()  # the caller waits on the task's cleanup
         caller.cancel()
         await asyncio.wait([caller])
         assert caller.cancelled(), stop.__name__
@@ -71,8 +77,8 @@ async def test_a_cancellation_aimed_at_the_caller_is_not_swallowed() -> None:
 
 async def test_a_stop_in_the_finally_of_a_cancelled_task_still_waits_for_its_child() -> None:
     """The parent's own cancel was delivered already: waiting for the child must not end at once."""
-    cleanup, finished = asyncio.Event(), asyncio.Event()
-    child = await started(asyncio.create_task(blocked_with_cleanup(cleanup, finished)))
+    cleanup, finished, cleaning = asyncio.Event(), asyncio.Event(), asyncio.Event()
+    child = await started(asyncio.create_task(blocked_with_cleanup(cleanup, finished, cleaning)))
     child_done_at_stop: list[bool] = []
 
     async def parent() -> None:
@@ -84,7 +90,7 @@ async def test_a_stop_in_the_finally_of_a_cancelled_task_still_waits_for_its_chi
 
     running = await started(asyncio.create_task(parent()))
     running.cancel()
-    await asyncio.sleep(0.01)
+    await cleaning.wait()  # the parent's finally cancelled the child, which cleans up
     cleanup.set()
     await asyncio.wait([running])
     assert running.cancelled() and child_done_at_stop == [True]
@@ -105,15 +111,17 @@ async def test_a_task_that_failed_raises_its_error_from_cancel_and_wait() -> Non
 async def test_cancel_all_logs_each_failure_and_still_waits_for_every_task(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    cleanup, finished = asyncio.Event(), asyncio.Event()
+    cleanup, finished, cleaning = asyncio.Event(), asyncio.Event(), asyncio.Event()
 
     async def failed() -> None:
         raise ValueError("broken before the stop")
 
     broken = asyncio.create_task(failed(), name="broken-one")
-    slow = await started(asyncio.create_task(blocked_with_cleanup(cleanup, finished), name="slow-one"))
+    slow = await started(
+        asyncio.create_task(blocked_with_cleanup(cleanup, finished, cleaning), name="slow-one")
+    )
     stopping = asyncio.create_task(cancel_all_and_wait([broken, slow]))
-    await asyncio.sleep(0.01)
+    await cleaning.wait()
     assert not stopping.done()
     cleanup.set()
     with caplog.at_level(logging.ERROR, logger="server.cancellation"):
@@ -125,17 +133,14 @@ async def test_cancel_all_logs_each_failure_and_still_waits_for_every_task(
 
 
 async def test_a_loop_may_finish_its_cleanup_within_the_grace() -> None:
-    settled = asyncio.Event()
-
-    async def loop_with_cleanup() -> None:
-        try:
-            await asyncio.Event().wait()
-        finally:
-            await asyncio.sleep(0.8)  # e.g. acking the timer jobs whose turns committed
-            settled.set()
-
-    task = await started(asyncio.create_task(loop_with_cleanup()))
-    await cancel_all_and_wait([task], grace_seconds=5.0)
+    cleanup, settled, cleaning = asyncio.Event(), asyncio.Event(), asyncio.Event()
+    # Its cleanup (e.g. acking the timer jobs whose turns committed) ends when the test says.
+    task = await started(asyncio.create_task(blocked_with_cleanup(cleanup, settled, cleaning)))
+    stopping = asyncio.create_task(cancel_all_and_wait([task], grace_seconds=5.0))
+    await cleaning.wait()
+    await asyncio.sleep(0)  # the stop now waits within its grace
+    cleanup.set()
+    await stopping
     assert settled.is_set() and task.cancelled()
 
 

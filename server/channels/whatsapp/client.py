@@ -12,10 +12,8 @@ time or a dropped connection) is never sent again and ends as ``OUTCOME_UNKNOWN`
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import random
-import time
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urljoin
@@ -30,6 +28,7 @@ from server.channels.whatsapp.errors import (
     transport_failure,
 )
 from server.channels.whatsapp.limiter import ThroughputLimiter
+from server.clock import SystemTiming, Timing
 from server.egress import EgressClient, EgressPolicy, never_sent, printable_origin, same_origin
 from server.errors import EgressRefused
 from server.ids import scoped_id
@@ -74,6 +73,8 @@ class GraphClient:
     limiter: ThroughputLimiter | None
     egress: EgressPolicy
     policy: RetryPolicy = field(default_factory=RetryPolicy)
+    # The retries' delays and their total budget (a request's own timeout is httpx's, real time).
+    timing: Timing = field(default_factory=SystemTiming)
     _http: EgressClient | None = None
 
     def http(self) -> EgressClient:
@@ -147,7 +148,7 @@ class GraphClient:
         """``repeatable`` False: a request that must not reach the server twice (a message to a
         customer) is retried only after failures that certainly left nothing there."""
         policy = self.policy
-        started = time.monotonic()
+        started = self.timing.monotonic()
         failure: Failure | None = None
         remote = ""
         attempt = 0
@@ -186,9 +187,9 @@ class GraphClient:
             if failure.verdict == "later" or attempt >= policy.attempts:
                 break
             delay = policy.delay(attempt, failure.retry_after)
-            if time.monotonic() - started + delay > policy.max_total_seconds:
+            if self.timing.monotonic() - started + delay > policy.max_total_seconds:
                 break
-            await asyncio.sleep(delay)
+            await self.timing.sleep(delay)
         assert failure is not None
         _log_failure(method, url, failure, remote)
         return ApiResult(

@@ -14,16 +14,21 @@ flight, so the schedule filled half a second ahead, a loaded loop woke the sleep
 late one threw its slot away and queued again at the back: three reservations per message and a
 fraction of the number's rate. Now one task sleeps, a late wake-up gives up only the slots that
 passed while it slept, and a block costs one round trip instead of one per message.
+
+The pump waits for its slots on an injected ``Timing`` (``server/clock.py``): Redis gives each slot
+as a delay from now, so a virtual timing paces the queue exactly as real time would, without
+waiting (tests); a server uses the system one, as a slot reached early would be a send over the
+limit in Redis's real time.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import deque
 
 from redis.commands.core import AsyncScript
 
+from server.clock import SystemTiming, Timing
 from server.redis_clients import RedisCommands, register_script
 
 DEFAULT_RATE = 80
@@ -65,8 +70,11 @@ def clamp_rate(rate: float | int | None) -> float:
 class ThroughputLimiter:
     """``await acquire(number, rate)`` returns when this process may send one message on ``number``."""
 
-    def __init__(self, redis: RedisCommands, prefix: str = "konvo:", burst: int = 0) -> None:
+    def __init__(
+        self, redis: RedisCommands, prefix: str = "konvo:", burst: int = 0, timing: Timing | None = None
+    ) -> None:
         self._redis = redis
+        self.timing = timing or SystemTiming()
         self._prefix = prefix + "wa:throughput:"
         self._burst = burst  # messages allowed ahead of the steady schedule after an idle period
         self._script: AsyncScript = register_script(redis, _GCRA)
@@ -129,15 +137,16 @@ class _NumberQueue:
                 interval = 1 / rate
                 late_allowed = max(interval, LATE_SLOT_SECONDS)
                 count = min(waiting, max(1, int(rate * BLOCK_SECONDS)))
-                first = time.monotonic() + await self._limiter.reserve(self._number, rate, count)
+                timing = self._limiter.timing
+                first = timing.monotonic() + await self._limiter.reserve(self._number, rate, count)
                 for slot in range(count):
                     due = first + slot * interval
-                    delay = due - time.monotonic()
+                    delay = due - timing.monotonic()
                     if delay > 0:
-                        await asyncio.sleep(delay)
+                        await timing.sleep(delay)
                     if not self._waiting():
                         break  # the slots left go unused: nobody waits for them
-                    if time.monotonic() - due > late_allowed and skipped < MAX_RESERVATIONS:
+                    if timing.monotonic() - due > late_allowed and skipped < MAX_RESERVATIONS:
                         skipped += 1
                         continue
                     skipped = 0
