@@ -357,9 +357,9 @@ def store_process(
     """SecantusDB with its WiredTiger files in ``data_dir/data``: standalone unless ``replica_set``.
 
     As the one-node replica set ``secantus`` (its default) the store also copies every write into
-    its oplog, for change streams, which the server does not use: a quarter of its CPU per webhook
-    in the P1 benchmark (docs/scaling.md). Standalone it keeps its journal (WiredTiger's log) as
-    before, and sessions and transactions work the same.
+    its oplog, for change streams, which the server does not use: 1.2-3.0 of its 7.7-8.7 CPU-ms
+    per webhook in the P1 benchmark (docs/scaling.md). Standalone it keeps its journal
+    (WiredTiger's log) as before, and sessions and transactions work the same.
     Tests of replica-set behaviour (``replicaSet=`` URIs) start one with ``replica_set=True``.
     """
     storage = (data_dir / "data").resolve()
