@@ -351,8 +351,17 @@ def _redis_ping(port: int) -> bool:
         client.close()
 
 
-def store_process(data_dir: Path, port: int, log_level: str = "WARNING") -> ManagedProcess:
-    """SecantusDB with its WiredTiger files in ``data_dir/data``."""
+def store_process(
+    data_dir: Path, port: int, log_level: str = "WARNING", replica_set: bool = False
+) -> ManagedProcess:
+    """SecantusDB with its WiredTiger files in ``data_dir/data``: standalone unless ``replica_set``.
+
+    As the one-node replica set ``secantus`` (its default) the store also copies every write into
+    its oplog, for change streams, which the server does not use: 1.2-3.0 of its 7.7-8.7 CPU-ms
+    per webhook in the P1 benchmark (docs/scaling.md). Standalone it keeps its journal
+    (WiredTiger's log) as before, and sessions and transactions work the same.
+    Tests of replica-set behaviour (``replicaSet=`` URIs) start one with ``replica_set=True``.
+    """
     storage = (data_dir / "data").resolve()
     return ManagedProcess(
         name="secantusd",
@@ -366,6 +375,7 @@ def store_process(data_dir: Path, port: int, log_level: str = "WARNING") -> Mana
             str(storage),
             "--log-level",
             log_level,
+            *([] if replica_set else ["--standalone"]),
         ],
         data_dir=data_dir.resolve(),
         workdir=storage,

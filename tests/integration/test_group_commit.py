@@ -16,7 +16,7 @@ from pymongo.errors import WriteError
 from server.config import Settings
 from server.ids import ContactKey, new_id
 from server.store.batching import CasBatcher, IdLoader, Outcome, WriteBatcher
-from server.store.contacts import ContactRepository, new_contact
+from server.store.contacts import ContactRepository, cas_filter, new_contact
 from server.store.database import Database
 
 
@@ -153,3 +153,31 @@ async def test_a_caller_cancelled_while_its_bulk_is_at_the_store_leaves_the_othe
     assert cancelled.cancelled()
     # The cancelled caller's write was already on its way: it landed too (it is not undone).
     assert {d["_id"]: d["version"] async for d in collection.find()} == {0: 2, 1: 2, 2: 2}
+
+
+async def test_the_compare_and_set_filter_matches_only_the_same_version_under_no_newer_epoch(
+    database: Database,
+) -> None:
+    """``cas_filter`` is spelt for the embedded store's planner; what it matches is the plain rule."""
+    collection = _collection(database)
+    stored = [
+        {"_id": "same", "version": 3},
+        {"_id": "older_epoch", "version": 3, "lease_epoch": 4},
+        {"_id": "same_epoch", "version": 3, "lease_epoch": 5},
+        {"_id": "newer_epoch", "version": 3, "lease_epoch": 6},
+        {"_id": "newer", "version": 4},
+        {"_id": "older", "version": 2},
+        {"_id": "unversioned"},
+    ]
+    await collection.insert_many(stored)
+
+    async def matched(epoch: int | None) -> list[str]:
+        found = []
+        for document in stored:
+            mine = {"_id": document["_id"], **({"lease_epoch": epoch} if epoch is not None else {})}
+            if await collection.find_one(cas_filter(mine, 3)) is not None:
+                found.append(document["_id"])
+        return found
+
+    assert await matched(None) == ["same", "older_epoch", "same_epoch", "newer_epoch"]
+    assert await matched(5) == ["same", "older_epoch", "same_epoch"]

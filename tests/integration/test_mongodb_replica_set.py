@@ -1,10 +1,13 @@
-"""MongoDB through a replica-set URI: the embedded store advertises itself as the one-node replica
-set ``secantus``, so the server is run here with ``replicaSet=secantus`` (server discovery, not a
-direct connection) and the URI's concerns. Commits (the contact compare-and-set) are sent with
-``w: majority`` whatever ``w`` the URI gives; the other collections take the URI's."""
+"""MongoDB through a replica-set URI: an embedded store started as the one-node replica set
+``secantus`` (the session's own runs standalone), so the server is run here with
+``replicaSet=secantus`` (server discovery, not a direct connection) and the URI's concerns.
+Commits (the contact compare-and-set) are sent with ``w: majority`` whatever ``w`` the URI gives;
+the other collections take the URI's."""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -12,6 +15,7 @@ from pymongo import AsyncMongoClient
 from pymongo.monitoring import CommandFailedEvent, CommandListener, CommandStartedEvent, CommandSucceededEvent
 
 from server.config import Settings
+from server.dev.embedded import free_port, mongodb_uri_for, store_process
 from server.operations import contacts as contact_ops
 from server.operations import flows as flow_ops
 from server.runtime import Runtime
@@ -40,8 +44,24 @@ class WriteConcerns(CommandListener):
         pass
 
 
+@pytest.fixture(scope="module")
+def replica_set_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A direct URI of a replica-set store: the external test store as it is, else an embedded
+    store started as the one-node replica set (the session's embedded store is standalone)."""
+    external = os.environ.get("KONVO_TEST_MONGODB_URI")
+    if external:
+        yield external
+        return
+    process = store_process(tmp_path_factory.mktemp("replica-set-store"), free_port(), replica_set=True)
+    process.start()
+    try:
+        yield mongodb_uri_for(process.port)
+    finally:
+        process.stop()
+
+
 async def replica_set_uri(direct_uri: str, options: str) -> str:
-    """The session store's address as a replica-set URI, or skip when the store is no replica set."""
+    """The store's address as a replica-set URI, or skip when the store is no replica set."""
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(direct_uri, serverSelectionTimeoutMS=5000)
     try:
         name = (await client.admin.command("hello")).get("setName")
@@ -53,13 +73,12 @@ async def replica_set_uri(direct_uri: str, options: str) -> str:
     return f"mongodb://{host}/?replicaSet={name}&retryWrites=false&{options}"
 
 
-async def test_commits_wait_for_a_majority_whatever_the_uri_says(settings: Settings) -> None:
-    assert settings.mongodb_uri is not None
-    relaxed = Database(
-        await replica_set_uri(settings.mongodb_uri, "w=1&wtimeoutMS=4000"), settings.mongodb_db
-    )
+async def test_commits_wait_for_a_majority_whatever_the_uri_says(
+    settings: Settings, replica_set_store: str
+) -> None:
+    relaxed = Database(await replica_set_uri(replica_set_store, "w=1&wtimeoutMS=4000"), settings.mongodb_db)
     default = Database(
-        await replica_set_uri(settings.mongodb_uri, "readConcernLevel=majority"), settings.mongodb_db
+        await replica_set_uri(replica_set_store, "readConcernLevel=majority"), settings.mongodb_db
     )
     try:
         assert relaxed.collection("contacts").write_concern.document == {"w": "majority", "wtimeout": 4000}
@@ -74,9 +93,10 @@ async def test_commits_wait_for_a_majority_whatever_the_uri_says(settings: Setti
         await default.close()
 
 
-async def test_a_turn_commits_with_majority_through_a_replica_set_uri(fast_settings: Settings) -> None:
-    assert fast_settings.mongodb_uri is not None
-    uri = await replica_set_uri(fast_settings.mongodb_uri, "w=1&readConcernLevel=local")
+async def test_a_turn_commits_with_majority_through_a_replica_set_uri(
+    fast_settings: Settings, replica_set_store: str
+) -> None:
+    uri = await replica_set_uri(replica_set_store, "w=1&readConcernLevel=local")
     concerns = WriteConcerns()
     runtime = Runtime(fast_settings.model_copy(update={"mongodb_uri": uri}), store_listeners=[concerns])
     await runtime.start()
