@@ -96,6 +96,7 @@ def _run(settings: Settings) -> None:
     from server.dev.seed import seed_demo
     from server.redaction import configure_logging
     from server.web.app import create_app
+    from server.web.heap import settle_after_startup
 
     configure_logging(settings.log_level)
     api_key = asyncio.run(seed_demo(settings))
@@ -111,6 +112,7 @@ def _run(settings: Settings) -> None:
         async def startup(self, sockets: list[socket.socket] | None = None) -> None:
             await super().startup(sockets=sockets)
             if self.started:
+                settle_after_startup()
                 print(banner, flush=True)
 
     config = uvicorn.Config(

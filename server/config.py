@@ -72,6 +72,14 @@ class Settings(BaseSettings):
 
     actor_idle_seconds: float = Field(60.0, description="passivate a contact actor idle this long")
     timer_poll_seconds: float = Field(0.05, description="how often the arq worker polls due timers")
+    integrations_poll_seconds: float = Field(
+        1.0,
+        description=(
+            "how often the integrations worker (Klaviyo profile syncs) polls its queue: a sync "
+            "starts up to this late; each poll is a Redis round trip, and at the timers' 50 ms "
+            "this idle poll was a fifth of an idle server's CPU"
+        ),
+    )
     recovery_interval_seconds: float = Field(
         60.0, description="how often timers in the store are re-armed in Redis"
     )

@@ -54,7 +54,7 @@ class ContactServices:
             gate=services.workspace_gate,
         )
         if services.settings.start_timer_worker:
-            worker = self.klaviyo.worker(services.settings.timer_poll_seconds)
+            worker = self.klaviyo.worker(services.settings.integrations_poll_seconds)
             self._tasks.append(asyncio.create_task(worker.main(), name="integrations-worker"))
             await self.imports.resume()
 

@@ -21,6 +21,7 @@ import socket
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import Protocol
 
@@ -126,6 +127,11 @@ def _mapped_errors() -> Iterator[None]:
         raise httpx.NetworkError(type(exc).__name__) from exc
 
 
+def _extensions(response: aiohttp.ClientResponse) -> dict[str, bytes]:
+    return {"http_version": b"HTTP/1.1", "reason_phrase": (response.reason or "").encode()}
+
+
+@lru_cache(maxsize=1024)
 def _is_literal(host: str) -> bool:
     try:
         ip_address(host.strip("[]"))
@@ -180,12 +186,25 @@ class PinnedTransport(httpx.AsyncBaseTransport):
                     sock_read=timeout.get("read"),
                 ),
             )
+        length = response.content_length
+        if length is not None and length <= _CHUNK:
+            # A small answer of known length (every Graph API reply) is read here at once: streaming
+            # it through httpx's iterators cost more CPU than the request itself.
+            with _mapped_errors():
+                content = await response.read()
+            return httpx.Response(
+                status_code=response.status,
+                headers=response.raw_headers,
+                content=content,
+                request=request,
+                extensions=_extensions(response),
+            )
         return httpx.Response(
             status_code=response.status,
-            headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in response.raw_headers],
+            headers=response.raw_headers,
             stream=_ResponseStream(response),
             request=request,
-            extensions={"http_version": b"HTTP/1.1", "reason_phrase": (response.reason or "").encode()},
+            extensions=_extensions(response),
         )
 
     async def aclose(self) -> None:

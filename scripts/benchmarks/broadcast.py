@@ -22,10 +22,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import os
 import sys
 import time
 import uuid
+from collections.abc import Coroutine
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -51,6 +53,7 @@ from server.ids import ContactKey  # noqa: E402
 from server.runtime import Runtime  # noqa: E402
 from server.store.contacts import new_contact  # noqa: E402
 from server.triggers.broadcasts import create_broadcast, progress  # noqa: E402
+from server.web.heap import settle_after_startup  # noqa: E402
 
 TEMPLATE = {
     "name": "bench_notice",
@@ -154,6 +157,8 @@ async def run(services: Services, count: int, rate: int, sandbox: bool, quick: b
             }
             window = CostWindow(processes, lambda: StoreWork.of(stats))
             params = {"body": ["{{contact.name}}"]}
+            settle_after_startup()  # what ``konvo serve`` does once it listens
+            profiler = _profiler()
             window.open()
             began = time.monotonic()
             broadcast = await create_broadcast(
@@ -166,6 +171,9 @@ async def run(services: Services, count: int, rate: int, sandbox: bool, quick: b
                 await fake.wait_requests(count, 30)
             usage, work = window.close()
             elapsed = time.monotonic() - began
+            if profiler is not None:
+                profiler.disable()
+                profiler.dump_stats(os.environ["KONVO_BENCH_PROFILE"])
             counts = await progress(runtime.services, found)
             report: dict[str, Any] = {
                 "contacts": count,
@@ -187,6 +195,15 @@ async def run(services: Services, count: int, rate: int, sandbox: bool, quick: b
             await runtime.stop()
     report["costs"] = _costs(report, usage, work, quick)
     return report
+
+
+def _profiler() -> cProfile.Profile | None:
+    """``KONVO_BENCH_PROFILE=path``: cProfile (CPU time) of this process over the measured window."""
+    if not os.environ.get("KONVO_BENCH_PROFILE"):
+        return None
+    profiler = cProfile.Profile(time.process_time)
+    profiler.enable()
+    return profiler
 
 
 def _costs(report: dict[str, Any], usage: CpuUsage, work: StoreWork | None, quick: bool) -> EventCosts:
@@ -211,6 +228,20 @@ def _costs(report: dict[str, Any], usage: CpuUsage, work: StoreWork | None, quic
     )
 
 
+def served_loop(main: Coroutine[Any, Any, dict[str, Any]]) -> dict[str, Any]:
+    """Run the runtime on the event loop ``konvo serve`` has (uvicorn's "auto": uvloop when
+    installed, as ``uvicorn[standard]`` installs it); on asyncio's own loop the bench charged the
+    server for a loop it does not run (a third more CPU per message)."""
+    try:
+        import uvloop
+
+        runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
+    except ImportError:  # pragma: no cover - konvo serve then runs on asyncio's loop too
+        runner = asyncio.Runner()
+    with runner:
+        return runner.run(main)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--contacts", type=int, default=100_000)
@@ -223,10 +254,10 @@ def main() -> int:
     if external:
         settings = Settings(mongodb_db=f"bench_{uuid.uuid4().hex[:8]}")
         settings = settings.model_copy(update=local_security(settings))
-        report = asyncio.run(run(Services(settings), count, args.rate, args.sandbox, args.quick))
+        report = served_loop(run(Services(settings), count, args.rate, args.sandbox, args.quick))
     else:
         with services() as running:
-            report = asyncio.run(run(running, count, args.rate, args.sandbox, args.quick))
+            report = served_loop(run(running, count, args.rate, args.sandbox, args.quick))
     costs = report.pop("costs")
     for key, value in report.items():
         print(f"{key:>20}: {value}")

@@ -235,6 +235,7 @@ async def measure(services: harness.Services, count: int, quick: bool) -> Row:
             await wait_quiet({"server": server.pid, "store": services.store_pid})
             window = CostWindow(processes, server.store_work)
             window.open()
+            server.profile_window()
             posted = await load.run()
             served.check_answers(posted)
             done = await wait_done(settings, fake, sent_before + count, template["_id"], window)

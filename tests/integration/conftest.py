@@ -38,6 +38,7 @@ def fast_settings(settings: Settings) -> Settings:
         update={
             "actor_idle_seconds": 30.0,
             "timer_poll_seconds": 0.05,
+            "integrations_poll_seconds": 0.05,
             "recovery_interval_seconds": 2.0,
             "rate_limit_points": 10_000_000,
         }

@@ -9,6 +9,7 @@ point anywhere (and to change its answer) without DNS; "strict" runtimes leave
 from __future__ import annotations
 
 import datetime as dt
+import json
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -398,3 +399,31 @@ async def test_klaviyo_calls_pass_the_same_policy(listeners: Callable[..., Await
     finally:
         await strict.aclose()
         await allowed.aclose()
+
+
+async def test_a_cookie_one_host_sets_is_never_sent_back(
+    make: Make, listeners: Callable[..., Awaitable[Listener]]
+) -> None:
+    """One client serves every tenant: a cookie from an answer must not ride on the next request."""
+    service = await listeners(
+        handler=lambda *_: json_answer(200, graph_page(), {"Set-Cookie": "session=tenant-a; Path=/"})
+    )
+    _, gql = await make(LOOPBACK_ALLOW)
+    await gql(CONNECT, i=connect_input(service.url()))
+    for _ in range(2):
+        assert (await gql(SYNC))["syncTemplates"] == [{"name": "internal_report"}]
+    assert [request.headers.get("cookie") for request in service.requests] == [None, None]
+
+
+@pytest.mark.parametrize("names", [1, 900], ids=["small-answer", "answer-over-64-KiB"])
+async def test_answers_are_read_whole_whatever_their_size(
+    make: Make, listeners: Callable[..., Awaitable[Listener]], names: int
+) -> None:
+    """Small answers are read at once by the transport, larger ones streamed: both arrive whole."""
+    page = {"data": [{**graph_page(f"t{i:04d}_{'x' * 60}")["data"][0]} for i in range(names)]}
+    assert (len(json.dumps(page)) > 64 * 1024) == (names > 1)
+    service = await listeners(handler=answering(page))
+    _, gql = await make(LOOPBACK_ALLOW)
+    await gql(CONNECT, i=connect_input(service.url()))
+    synced = (await gql(SYNC))["syncTemplates"]
+    assert sorted(t["name"] for t in synced) == [f"t{i:04d}_{'x' * 60}" for i in range(names)]
