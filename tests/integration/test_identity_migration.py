@@ -168,6 +168,14 @@ async def test_a_store_of_the_previous_version_keeps_every_contact_run_timer_and
         await eventually(
             lambda: runtime.messages.get(first_out["_id"]), lambda m: m is not None and m["status"] == "read"
         )
+        # The run records it in the contact's own turn, told after the message is written: wait for
+        # that turn before the delay fires, or the run may complete first (both orders are right).
+        await eventually(
+            lambda: _contact(gql, PHONES["delayed"]),
+            lambda c: any(
+                s["action"] == "message_status" and s["outcome"] == "read" for s in c["runs"][-1]["steps"]
+            ),
+        )
 
         # The delay armed by the previous version (an arq job naming ``workspace, phone``) fires.
         clock.advance(timedelta(hours=2, minutes=5))
