@@ -180,5 +180,6 @@ async def test_applied_inbound_messages_leave_their_pending_marks_by_one_filter_
         assert await messages.record_inbound(record) is None
     await asyncio.gather(*(messages.mark_applied([record["_id"]]) for record in records))
     assert all([await messages.applied(record["_id"]) for record in records])
-    # the first delete goes out alone, the 19 queued behind it as one filter
-    assert statements(counted, "inbound_pending") == {"insert": 20, "delete": 2}
+    # one filter for the ids queued together (at most: the first alone, the rest behind it)
+    written = statements(counted, "inbound_pending")
+    assert written["insert"] == 20 and written["delete"] <= 2, written
