@@ -30,7 +30,7 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import unquote
 
-from pymongo import InsertOne, ReplaceOne, UpdateOne
+from pymongo import InsertOne, UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.errors import BulkWriteError, OperationFailure
 
@@ -253,21 +253,18 @@ def _lost_mark_race(error: OperationFailure) -> bool:
 
 def _mark_write(
     contact_id: str, workspace_id: str, version: int, stored: bool, in_transaction: bool
-) -> InsertOne[dict[str, Any]] | ReplaceOne[dict[str, Any]] | UpdateOne:
+) -> InsertOne[dict[str, Any]] | UpdateOne:
     """The write raising a contact's mark to ``version``.
 
-    Inside the transaction the marks just read stay as read until it commits (a concurrent change
-    is a write conflict, and the transaction is tried again from the read), so a mark is written
-    whole: a first mark inserted, for a fifth of the CPU of the ``$max`` upsert on the embedded
-    store (0.09 against 0.53 ms per document, issue 19: a first turn of a contact, every recipient
-    of a broadcast, writes one), a later one replaced (0.43 against 0.53). Without a transaction
-    a duplicate key would fail the whole bulk after some marks landed, and a replace could lower a
-    mark another process raised meanwhile, so there every mark stays a ``$max`` upsert."""
-    mark = {"v": version, "workspace_id": workspace_id}
+    A contact's first mark, read as absent inside the transaction, is inserted: on the embedded
+    store an insert costs 0.09-0.18 ms against 0.48-0.53 for the ``$max`` upsert (issue 19), and
+    a first turn of a contact (every recipient of a broadcast, most webhooks) writes one. Another
+    process inserting that mark meanwhile conflicts with this transaction, which is tried again
+    from the read. A later mark stays a ``$max`` upsert (a whole replace measured no cheaper), and
+    so does every mark without a transaction: there a duplicate key would fail the whole bulk
+    after some marks landed."""
     if in_transaction and not stored:
-        return InsertOne({"_id": contact_id, **mark})
-    if in_transaction:
-        return ReplaceOne({"_id": contact_id}, mark)
+        return InsertOne({"_id": contact_id, "v": version, "workspace_id": workspace_id})
     return UpdateOne(
         {"_id": contact_id},
         {"$max": {"v": version}, "$setOnInsert": {"workspace_id": workspace_id}},
