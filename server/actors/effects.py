@@ -155,7 +155,10 @@ class Effects:
         fresh = {m["id"] for m in after.get("outbox", [])} - queued_before
         await self.deliver_outbox(after, fresh=fresh, lazily=True)
         if changed_runs:
-            await self.runs.project(after, changed_runs)
+            started = changed_runs - {
+                run["id"] for run in (before.get("runs", []) if before is not None else [])
+            }
+            await self.runs.project(after, changed_runs, started)
         counted: set[str] = set()
         if self.counters is not None:
             counted = await self.counters.committed(after)

@@ -166,6 +166,25 @@ class IdLoader(_GroupFlusher[Any, dict[str, Any] | None]):
             seen.add(doc_id)
 
 
+class IdDeleter(_GroupFlusher[Any, None]):
+    """Deletes by ``_id`` merged into one ``delete_many`` with ``$in`` per round trip.
+
+    One filter over the group's ids costs the embedded store about two thirds of as many one-id
+    deletes in a bulk (0.24-0.32 against 0.47-0.49 ms per document, issue 19)."""
+
+    async def delete(self, doc_ids: Sequence[Any]) -> None:
+        """Delete these documents (missing ones are no error); returns once the store has."""
+        if doc_ids:
+            await self._submit(list(doc_ids))
+
+    async def _flush(self, batch: list[tuple[Any, asyncio.Future[None]]]) -> None:
+        ids = list({doc_id for doc_ids, _ in batch for doc_id in doc_ids})
+        await self._collection.delete_many({"_id": {"$in": ids}})
+        for _, future in batch:
+            if not future.done():
+                future.set_result(None)
+
+
 def _write_error(error: dict[str, Any]) -> WriteError:
     return WriteError(str(error.get("errmsg", "write failed"))[:300], error.get("code"), error)
 

@@ -30,11 +30,11 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import unquote
 
-from pymongo import UpdateOne
+from pymongo import InsertOne, UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
-from pymongo.errors import OperationFailure
+from pymongo.errors import BulkWriteError, OperationFailure
 
-from server.store.batching import _GroupFlusher
+from server.store.batching import DUPLICATE_KEY, _GroupFlusher
 from server.store.database import Database
 
 ATTEMPTS = 5  # tries of one transaction that lost a write conflict
@@ -157,7 +157,9 @@ class FlowCounterRepository(_GroupFlusher[Pending, None]):
                 if exc.code == ILLEGAL_OPERATION and "replica set" in str(exc):
                     log.warning("the store has no transactions (not a replica set): %s", UNSAFE)
                     self._transactions = False
-                elif not exc.has_error_label("TransientTransactionError") or attempt == ATTEMPTS:
+                elif not (exc.has_error_label("TransientTransactionError") or _lost_mark_race(exc)):
+                    raise
+                elif attempt == ATTEMPTS:
                     raise
 
     async def _write(self, session: AsyncClientSession | None, pending: list[Pending]) -> None:
@@ -176,11 +178,7 @@ class FlowCounterRepository(_GroupFlusher[Pending, None]):
                 self._count(workspace_id, entry, increments, inserts)
         workspaces = {contact_id: workspace_id for contact_id, workspace_id, _ in pending}
         mark_writes = [
-            UpdateOne(
-                {"_id": contact_id},
-                {"$max": {"v": version}, "$setOnInsert": {"workspace_id": workspaces[contact_id]}},
-                upsert=True,
-            )
+            _mark_write(contact_id, workspaces[contact_id], version, contact_id in marks, session is not None)
             for contact_id, version in counted.items()
             if version > marks.get(contact_id, 0)
         ]
@@ -242,6 +240,36 @@ class FlowCounterRepository(_GroupFlusher[Pending, None]):
             async for document in self._counters.find(query, {"workspace_id": 0, "flow_id": 0}):
                 totals.add(document)
         return totals
+
+
+def _lost_mark_race(error: OperationFailure) -> bool:
+    """A first mark inserted by another process after this transaction read none (its transaction
+    is aborted, nothing of it stored): tried again, the read finds that mark."""
+    if not isinstance(error, BulkWriteError):
+        return False
+    write_errors: list[dict[str, Any]] = (error.details or {}).get("writeErrors") or []
+    return bool(write_errors) and all(e.get("code") == DUPLICATE_KEY for e in write_errors)
+
+
+def _mark_write(
+    contact_id: str, workspace_id: str, version: int, stored: bool, in_transaction: bool
+) -> InsertOne[dict[str, Any]] | UpdateOne:
+    """The write raising a contact's mark to ``version``.
+
+    A contact's first mark, read as absent inside the transaction, is inserted: on the embedded
+    store an insert costs 0.09-0.18 ms against 0.48-0.53 for the ``$max`` upsert (issue 19), and
+    a first turn of a contact (every recipient of a broadcast, most webhooks) writes one. Another
+    process inserting that mark meanwhile conflicts with this transaction, which is tried again
+    from the read. A later mark stays a ``$max`` upsert (a whole replace measured no cheaper), and
+    so does every mark without a transaction: there a duplicate key would fail the whole bulk
+    after some marks landed."""
+    if in_transaction and not stored:
+        return InsertOne({"_id": contact_id, "v": version, "workspace_id": workspace_id})
+    return UpdateOne(
+        {"_id": contact_id},
+        {"$max": {"v": version}, "$setOnInsert": {"workspace_id": workspace_id}},
+        upsert=True,
+    )
 
 
 def bucket_ranges(

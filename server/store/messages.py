@@ -19,10 +19,10 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
-from pymongo import DeleteMany, InsertOne
+from pymongo import InsertOne
 
 from server.ids import ContactKey, scoped_id
-from server.store.batching import IdLoader, Outcome, WriteBatcher
+from server.store.batching import IdDeleter, IdLoader, Outcome, WriteBatcher
 from server.store.database import Database
 from server.store.legacy_ids import LegacyProviderIds
 
@@ -39,6 +39,7 @@ class MessageRepository:
         # Group commit: concurrent webhooks and sends share round trips (server/store/batching.py).
         self._writes = WriteBatcher(self._messages)
         self._pending_writes = WriteBatcher(self._pending)
+        self._pending_deletes = IdDeleter(self._pending)  # applied: one filter for the group
         self._ref_writes = WriteBatcher(self._refs)
         self._loads = IdLoader(self._messages)
         self._pending_loads = IdLoader(self._pending)
@@ -85,7 +86,7 @@ class MessageRepository:
         return await self._pending_loads.load(message_id) is None
 
     async def mark_applied(self, message_ids: list[str]) -> None:
-        await self._pending_writes.write(DeleteMany({"_id": {"$in": message_ids}}))
+        await self._pending_deletes.delete(message_ids)
 
     async def record_outbound(self, document: dict[str, Any]) -> bool:
         """Store an outbound message once (its id is the outbox id, so redelivery is a no-op)."""

@@ -29,6 +29,14 @@ def documents_written(command_name: str, reply: Mapping[str, Any]) -> int:
 
 
 WRITE_COMMANDS = ("insert", "update", "delete", "findAndModify")
+# Where a write command lists its statements (an insert's documents may travel as a document sequence).
+_STATEMENTS = {"insert": "documents", "update": "updates", "delete": "deletes"}
+
+
+def _statements(event: monitoring.CommandStartedEvent) -> int:
+    """How many documents or filters a write command carries (one for ``findAndModify``)."""
+    field = _STATEMENTS.get(event.command_name)
+    return len(event.command.get(field) or ()) if field is not None else 1
 
 
 class StoreStats(monitoring.CommandListener):
@@ -43,12 +51,17 @@ class StoreStats(monitoring.CommandListener):
         self.failures = 0
         self.documents_written = 0
         self.written_by_collection: Counter[str] = Counter()
+        # Write statements sent, by (collection, command): an insert costs the embedded store a
+        # fraction of an update or a delete of the same document (issue 19).
+        self.statements: Counter[tuple[str, str]] = Counter()
         self._writing: dict[tuple[Any, int], str] = {}  # (connection, request) -> collection
 
     def started(self, event: monitoring.CommandStartedEvent) -> None:
         self.commands[event.command_name] += 1
         if event.command_name in WRITE_COMMANDS:
-            self._writing[(event.connection_id, event.request_id)] = str(event.command[event.command_name])
+            collection = str(event.command[event.command_name])
+            self._writing[(event.connection_id, event.request_id)] = collection
+            self.statements[(collection, event.command_name)] += _statements(event)
 
     def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
         written = documents_written(event.command_name, event.reply)
