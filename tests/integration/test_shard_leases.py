@@ -22,7 +22,7 @@ from server.actors.events import (
     TagContact,
     TurnResult,
 )
-from server.actors.leases import ShardLeases
+from server.actors.leases import ShardLeases, rendezvous_owner
 from server.actors.shard_wire import (
     RemoteTurnError,
     decode_error,
@@ -217,6 +217,61 @@ async def test_renewals_keep_the_trust_and_it_ends_at_the_last_renewal_plus_ttl_
         with pytest.raises(Unavailable):
             a.fence(key)
     finally:
+        await a.stop()
+
+
+async def test_the_loop_renews_four_times_as_often_while_someone_waits_or_a_shard_drains(
+    redis: RedisCommands,
+) -> None:
+    """After a tick, the next renewal is due in ``renew_every / 4`` while someone waits for a tick
+    or a shard is being handed over, in ``renew_every`` otherwise: a start or a handover settles
+    sooner, and no lease's trust lapses between renewals meanwhile. On the leases' own (virtual)
+    timing, one replica: the other member is a name in the membership with no process behind it,
+    so nobody takes a's leases, and the long ttl keeps Redis's real-time expiry out of the way."""
+    prefix, shards, ttl = fresh_prefix(), 16, 60.0
+    timing = VirtualTiming()
+    drained: list[int] = []
+    release = asyncio.Event()
+
+    async def drain(shard: int) -> None:
+        drained.append(shard)
+        await release.wait()
+
+    a = ShardLeases(redis, prefix, "a", shards, ttl, drain=drain, timing=timing)
+    quick = a.renew_every / 4
+    await a.start()
+    try:
+        assert a.held == frozenset(range(shards))
+        assert await asleep(timing) == pytest.approx(a.renew_every)  # idle
+        await timing.advance(a.renew_every)
+        assert await asleep(timing) == pytest.approx(a.renew_every)  # still idle after a tick
+
+        waiter = asyncio.create_task(a.wait_tick(ttl * 10))  # its timeout sleeps on the timing too
+        await until(lambda: timing.sleeping == 2, 10, "the waiter waiting")
+        await timing.advance(a.renew_every)
+        await until(lambda: waiter.done() and timing.sleeping == 1, 10, "the tick answering the waiter")
+        assert timing.next_due() == pytest.approx(quick)  # someone waited: the next tick comes sooner
+        await timing.advance(quick)
+        assert await asleep(timing) == pytest.approx(a.renew_every)  # nobody waits any more
+
+        moving = {s for s in range(shards) if rendezvous_owner(s, ["a", "ghost"]) == "ghost"}
+        assert moving and moving != set(range(shards))
+        await redis.zadd(shard_keys_prefix(prefix) + "members", {"ghost": float("inf")})
+        await timing.advance(a.renew_every)  # the tick that sees the ghost starts the handovers
+        assert await asleep(timing) == pytest.approx(quick)
+        await until(lambda: set(drained) == moving, 10, "each moving shard draining")
+        assert not any(a.owns(s) for s in moving)
+        await timing.advance(quick)  # still draining: still the quick pace
+        assert await asleep(timing) == pytest.approx(quick)
+        assert a.held == frozenset(range(shards))  # the draining leases were renewed too
+
+        release.set()
+        await until(lambda: not a._handovers, 10, "the handovers releasing their leases")
+        await timing.advance(quick)  # the sleep began while draining; the next one is idle again
+        assert await asleep(timing) == pytest.approx(a.renew_every)
+        assert a.held == frozenset(range(shards)) - moving
+    finally:
+        release.set()
         await a.stop()
 
 
