@@ -47,3 +47,20 @@ def test_up_to_the_kept_number_of_ended_runs_nothing_is_dropped_and_a_first_even
     TurnLogic.finish(None, turn, MarkRead("first"))
 
     assert document["applied_events"] == ["first"] and document["runs"] == runs
+
+
+def test_only_a_turn_that_queued_a_new_message_moves_the_conversation_up() -> None:
+    """``last_message_at`` orders the inbox: a message still waiting in the outbox from an earlier
+    turn (held, or not delivered yet) does not move the conversation up again."""
+    earlier = NOW - timedelta(hours=2)
+    document = new_contact(ContactKey("ws_unit", "+34600111222"), NOW - timedelta(days=3))
+    document["last_message_at"] = earlier
+    document["outbox"] = [{"id": "msg_waiting"}]  # type: ignore[typeddict-item]  # only what is read
+    before = dict(document)
+    before["outbox"] = [{"id": "msg_waiting"}]
+    TurnLogic.finish(before, Turn(contact=document, now=NOW), MarkRead("read"))  # type: ignore[arg-type]
+    assert document["last_message_at"] == earlier
+
+    document["outbox"] = [{"id": "msg_waiting"}, {"id": "msg_new"}]  # type: ignore[typeddict-item]
+    TurnLogic.finish(before, Turn(contact=document, now=NOW), MarkRead("answer"))  # type: ignore[arg-type]
+    assert document["last_message_at"] == NOW
