@@ -30,6 +30,13 @@ MAILBOX = "tests/integration/test_actor_mailbox.py"
 WEBHOOK = "tests/integration/test_whatsapp_webhook.py"
 SEGMENTS_EVERY_LEAF = "tests/integration/test_segments_every_leaf.py"
 SEGMENTS_PROPERTY = "tests/integration/test_segments_property.py"
+DEDUPE_FIRST = (
+    "tests/unit/test_turn_bookkeeping.py",
+    f"{MAILBOX}::test_an_older_event_told_again_is_a_duplicate_not_only_the_latest",
+    f"{MAILBOX}::test_tells_racing_the_task_exit_all_apply_in_order_one_at_a_time",
+    "tests/integration/test_turn_effects.py::test_a_redelivered_message_redoes_the_effects_its_turn_lost",
+    f"{WEBHOOK}::test_the_same_wamid_twice_is_applied_once",
+)
 
 # Cheapest first: a run that is stopped early has the fast targets' figures.
 TARGETS: tuple[Target, ...] = (
@@ -68,14 +75,23 @@ TARGETS: tuple[Target, ...] = (
     ),
     Target(
         name="dedupe",
-        why="the actor's applied-event dedupe (a redelivered event is applied once)",
-        files=("server/actors/contact_actor.py",),
-        mutants=("*ContactActorǁ_finish__mutmut_*", "*ContactActorǁ_turn__mutmut_*"),
+        why="the actor's applied-event dedupe and a turn's commit (a redelivered event is applied once)",
+        # The turn moved from ``_turn``/``_finish`` to ``_admitted_turn`` (check, redeliver, CAS
+        # retry) and ``TurnLogic.finish`` (version, updated_at, applied ids, ended runs kept).
+        files=("server/actors/contact_actor.py", "server/actors/turn_logic.py"),
+        mutants=(
+            "*ContactActorǁ_turn__mutmut_*",
+            "*ContactActorǁ_admitted_turn__mutmut_*",
+            "*TurnLogicǁfinish__mutmut_*",
+        ),
+        # The pure bookkeeping and the four dedupe tests first; the actor's other integration
+        # tests (mailbox, effects after a commit, outbox) only for what they leave alive.
+        first_tests=DEDUPE_FIRST,
         tests=(
-            f"{MAILBOX}::test_an_older_event_told_again_is_a_duplicate_not_only_the_latest",
-            f"{MAILBOX}::test_tells_racing_the_task_exit_all_apply_in_order_one_at_a_time",
-            "tests/integration/test_turn_effects.py::test_a_redelivered_message_redoes_the_effects_its_turn_lost",
-            f"{WEBHOOK}::test_the_same_wamid_twice_is_applied_once",
+            *DEDUPE_FIRST,
+            MAILBOX,
+            "tests/integration/test_turn_effects.py",
+            "tests/integration/test_sent_outbox.py",
         ),
     ),
     Target(

@@ -223,3 +223,25 @@ async def test_an_older_event_told_again_is_a_duplicate_not_only_the_latest(runt
     assert stored is not None and stored["version"] == 3
     assert stored["applied_events"][-3:] == [first.event_id, second.event_id, third.event_id]
     await system.stop()
+
+
+async def test_a_turn_on_a_document_another_writer_moved_on_reloads_and_redoes_it(runtime: Runtime) -> None:
+    """Two actor systems on one store (a stale owner and the new one): the first's cached document
+    is behind, its compare-and-set loses, and the turn is redone on the stored document: nothing
+    the other wrote is lost, and nothing is refused."""
+    await make_workspace(runtime)
+    stale, current = Watched(runtime), Watched(runtime)
+    key = ContactKey(WORKSPACE, "+34600999008")
+    first, second, third = inbound("uno"), inbound("dos"), inbound("tres")
+    await stale.system.ask(key, first)  # cached at version 1
+    await current.system.ask(key, second)  # version 2 in the store
+    loads = stale.loads
+    result = await stale.system.ask(key, third)
+    assert result.changed and not result.duplicate
+    assert stale.loads == loads + 1  # the lost race reloaded once, then won
+    stored = await runtime.contacts.load(key)
+    assert stored is not None and stored["version"] == 3
+    assert stored["applied_events"][-3:] == [first.event_id, second.event_id, third.event_id]
+    assert result.contact["version"] == 3
+    await stale.system.stop()
+    await current.system.stop()

@@ -7,7 +7,9 @@ from typing import Any
 import pytest
 from arq.constants import job_key_prefix
 
+from server.actors.events import EraseContact, InboundMessage, SetVariables
 from server.actors.message_statuses import StatusReport
+from server.ids import ContactKey, new_id
 from server.operations.contact_erasure import PER_CONTACT, erased_message
 from server.redis_keys import arq_job_id, timer_queue
 from server.runtime import Runtime
@@ -111,3 +113,25 @@ async def test_export_then_erase_leaves_only_an_anonymous_tombstone(
     assert again["contact"]["id"] != contact_id and again["contact"]["runs"] == []
     fresh = (await gql(EXPORT, id=again["contact"]["id"]))["exportContact"]
     assert fresh["contact"]["tags"] == [] and [m.get("text") for m in fresh["messages"]] == ["hola"]
+
+
+async def test_events_for_an_erased_contact_leave_its_tombstone_as_it_is(runtime: Runtime) -> None:
+    """A late message or command for an erased contact is answered (unchanged, with the tombstone)
+    and resurrects nobody: the stored tombstone is not written again."""
+    await make_workspace(runtime)
+    assert runtime.actors is not None
+    key = ContactKey(WORKSPACE, "+34600900077")
+    now = runtime.clock.now()
+    await runtime.actors.ask(key, InboundMessage(new_id("in"), now, text="hola"))
+    tombstone = {"erased_at": now, "erased_by": "usr_1", "identity_hashes": [], "erased_messages": 1}
+    await runtime.actors.ask(key, EraseContact(new_id("evt"), tombstone=tombstone))
+    erased = await runtime.contacts.load(key)
+    assert erased is not None and erased["erased_at"] is not None
+    for late in (
+        InboundMessage(new_id("in"), now, text="sigo aqui"),
+        SetVariables(new_id("evt"), {"size": "M"}),
+    ):
+        result = await runtime.actors.ask(key, late)
+        assert result.changed is False and not result.duplicate, type(late).__name__
+        assert result.contact["erased_at"] == erased["erased_at"], type(late).__name__
+    assert await runtime.contacts.load(key) == erased

@@ -19,8 +19,10 @@ from typing import Any
 import httpx
 import pytest
 
+from server.actors.events import TagContact
 from server.clock import SystemClock
 from server.config import Settings
+from server.ids import ContactKey, new_id
 from server.runtime import Runtime
 from server.web.app import create_app
 from tests.integration.conftest import WORKSPACE, client_for, make_workspace, publish
@@ -372,6 +374,12 @@ async def test_two_contacts_found_to_be_one_person_merge_by_the_rule(
     # The absorbed contact's id still leads to the person: its actor hands events to the survivor.
     again = await gql('mutation($w: String!) { tagContact(whatsappId: $w, tag: "vip") { id tags } }', w=phone)
     assert again["tagContact"]["id"] == older["id"]
+    assert runtime.actors is not None  # also an event told to the absorbed contact's own key
+    late = await runtime.actors.ask(
+        ContactKey.from_doc_id(absorbed["_id"]), TagContact(new_id("evt"), add=("late",))
+    )
+    assert late.contact["_id"] != absorbed["_id"] and "late" in late.contact["tags"]
+    assert (await runtime.contacts.get(WORKSPACE, newer["id"])) == absorbed
     live = [c for c in await contacts_in_store(runtime) if not c.get("merged_into")]
     assert [c["_id"] for c in live] == [older["id"]]
 

@@ -571,13 +571,18 @@ async def test_ask_is_forwarded_to_the_owner(fast_settings: Settings) -> None:
         await settled([one, two])
         assert one.actors is not None and two.actors is not None
         key = next(contacts_on(two, 1))
-        result = await one.actors.ask(key, inbound("hi from one"))
+        first = inbound("hi from one")
+        result = await one.actors.ask(key, first)
         assert result.changed and result.contact["version"] == 1
         assert result.contact["last_inbound_at"] is not None and result.contact["last_inbound_at"].tzinfo
         stored = await one.contacts.load(key)
         assert stored is not None and stored["lease_epoch"] == leases_of(two).fence(key)
         assert one.actors.forwarded == 1 and one.actors.active_count == 0
         assert two.actors.received == 1 and two.actors.active_count == 1
+        # The same event forwarded again (a provider redelivering to this replica): a duplicate,
+        # answered across the wire with the owner's contact.
+        again = await one.actors.ask(key, first)
+        assert again.duplicate and not again.changed and again.contact["version"] == 1
         # A domain error comes back as the same class and message.
         with pytest.raises(NotFound, match="run run_missing not found"):
             await one.actors.ask(key, StopRun("evt_stop", "run_missing"))
