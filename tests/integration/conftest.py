@@ -11,6 +11,8 @@ import pytest
 from server.clock import SystemClock, SystemTiming, Timing, VirtualTiming
 from server.config import Settings
 from server.runtime import Runtime
+from server.store.database import Database
+from server.store.stats import StoreStats
 from server.store.workspaces import new_api_key
 from server.web.app import create_app
 from tests.support.catalog import ensure_catalog
@@ -106,3 +108,12 @@ async def fake() -> AsyncIterator[GraphApiFake]:
         yield server
     finally:
         await server.stop()
+
+
+@pytest.fixture
+async def counted(settings: Settings) -> AsyncIterator[Database]:
+    """A connection to the test's store that counts its commands and documents (``StoreStats``)."""
+    assert settings.mongodb_uri
+    database = Database(settings.mongodb_uri, settings.mongodb_db, stats=StoreStats())
+    yield database
+    await database.close()

@@ -11,14 +11,12 @@ meeting a stored one never goes backwards, a count is stored once, an applied me
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from server.config import Settings
-from server.errors import Unavailable
 from server.ids import new_id
 from server.operations.channel_inbound import inbound_record
 from server.runtime import Runtime
@@ -27,9 +25,8 @@ from server.store.flow_counters import FlowCounterRepository
 from server.store.legacy_ids import LegacyProviderIds
 from server.store.messages import MessageRepository
 from server.store.runs import RunRepository
-from server.store.stats import StoreStats
 from tests.integration.conftest import WORKSPACE, publish
-from tests.integration.test_turn_effects import CutEffects, customer_answers, start_waiting_run, system_with
+from tests.integration.test_turn_effects import commit_losing_effects, customer_answers, start_waiting_run
 from tests.support.contacts import key_of
 from tests.support.flows import skeleton_flow
 from tests.support.graphql import GraphQLClient
@@ -41,14 +38,6 @@ TRIGGER = "mutation($i: InboundTriggerInput!) { createInboundTrigger(input: $i) 
 @pytest.fixture
 def fast_settings(fast_settings: Settings) -> Settings:
     return fast_settings.model_copy(update={"store_stats": True})
-
-
-@pytest.fixture
-async def counted(settings: Settings) -> AsyncIterator[Database]:
-    assert settings.mongodb_uri
-    database = Database(settings.mongodb_uri, settings.mongodb_db, stats=StoreStats())
-    yield database
-    await database.close()
 
 
 def statements(database: Database, collection: str) -> dict[str, int]:
@@ -124,13 +113,8 @@ async def test_a_run_whose_first_projection_a_crash_cut_is_projected_when_the_me
     await gql('mutation($p: String!) { sandboxInbound(phone: $p, text: "hola") }', p=PHONE)  # window open
     await gql(TRIGGER, i={"flowId": flow_id, "kind": "ANY_MESSAGE", "priority": 0})
     record, event = await customer_answers(runtime, "¿Qué tenéis?")
-    cut, _ = system_with(runtime, CutEffects)
+    stored = await commit_losing_effects(runtime, event)
     key = await key_of(runtime, WORKSPACE, PHONE)
-    with pytest.raises(Unavailable):  # its caller is told to retry
-        await cut.ask(key, event)
-    await cut.stop()
-    stored = await runtime.contacts.load(key)
-    assert stored is not None and event.event_id in stored["applied_events"]  # committed
     [run] = [r for r in stored["runs"] if r["flow_id"] == flow_id]
     assert await runtime.runs.get(WORKSPACE, run["id"]) is None  # its insert was cut
     assert not await runtime.messages.applied(record["_id"])

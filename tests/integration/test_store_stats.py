@@ -3,8 +3,6 @@ each command by name, and only the documents the store really inserted, changed 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import httpx
 import pytest
 from pymongo import DeleteOne, InsertOne, UpdateOne
@@ -12,16 +10,7 @@ from pymongo import DeleteOne, InsertOne, UpdateOne
 from server.config import Settings
 from server.runtime import Runtime
 from server.store.database import Database
-from server.store.stats import StoreStats
 from server.web.app import create_app
-
-
-@pytest.fixture
-async def counted(settings: Settings) -> AsyncIterator[Database]:
-    assert settings.mongodb_uri
-    database = Database(settings.mongodb_uri, settings.mongodb_db, stats=StoreStats())
-    yield database
-    await database.close()
 
 
 def _metrics(text: str) -> dict[str, float]:

@@ -17,6 +17,7 @@ import pytest
 from server.actors.effects import Effects
 from server.actors.events import InboundMessage
 from server.actors.system import ActorSystem
+from server.documents import ContactDoc
 from server.errors import Unavailable
 from server.ids import new_id
 from server.operations.channel_inbound import accept_inbound, inbound_record
@@ -58,6 +59,19 @@ def system_with(runtime: Runtime, effects_class: type[Effects]) -> tuple[ActorSy
     return ActorSystem(dataclasses.replace(deps, effects=effects, fence_of=None)), effects
 
 
+async def commit_losing_effects(runtime: Runtime, event: InboundMessage) -> ContactDoc:
+    """Apply ``event`` on an actor whose effects fail after the commit (a crash in between): its
+    caller is told to retry; returns the stored contact, which holds the event as applied."""
+    cut, _ = system_with(runtime, CutEffects)
+    key = await key_of(runtime, WORKSPACE, PHONE)
+    with pytest.raises(Unavailable):
+        await cut.ask(key, event)
+    await cut.stop()
+    stored = await runtime.contacts.load(key)
+    assert stored is not None and event.event_id in stored["applied_events"]  # committed
+    return stored
+
+
 async def start_waiting_run(runtime: Runtime, gql: GraphQLClient) -> str:
     from tests.integration.conftest import publish
 
@@ -90,13 +104,8 @@ async def test_a_redelivered_message_redoes_the_effects_its_turn_lost(
 ) -> None:
     run_id = await start_waiting_run(runtime, gql)
     record, event = await customer_answers(runtime, "Sí, por favor")
-    cut, _ = system_with(runtime, CutEffects)
+    await commit_losing_effects(runtime, event)  # committed ...
     key = await key_of(runtime, WORKSPACE, PHONE)
-    with pytest.raises(Unavailable):  # its caller is told to retry
-        await cut.ask(key, event)
-    await cut.stop()
-    stored = await runtime.contacts.load(key)
-    assert stored is not None and event.event_id in stored["applied_events"]  # committed ...
     assert not await runtime.messages.applied(record["_id"])  # ... but its effects were lost
     projected = await runtime.runs.get(WORKSPACE, run_id)
     assert projected is not None and projected["status"] == "waiting"  # the projection is behind
