@@ -47,13 +47,15 @@ async def eventually(
     accept: Callable[[T], bool],
     timeout: float = 10.0,
     interval: float = 0.05,
+    pause: Callable[[], Awaitable[object]] | None = None,
 ) -> T:
-    """Poll ``probe`` until ``accept`` says yes; fail with the last value seen."""
+    """Poll ``probe`` until ``accept`` says yes, ``pause`` (default: ``interval`` of real time)
+    between tries; fail with the last value seen after ``timeout`` seconds of real time."""
     deadline = time.monotonic() + timeout
     value = await probe()
     while not accept(value):
         if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s; last value: {value!r}")
-        await asyncio.sleep(interval)
+            raise AssertionError(f"condition not met within {timeout}s of real time; last value: {value!r}")
+        await (pause() if pause is not None else asyncio.sleep(interval))
         value = await probe()
     return value

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from server.clock import SystemTiming, VirtualTiming
+from tests.support.graphql import eventually
 
 T = TypeVar("T")
 
@@ -45,14 +46,7 @@ async def advance_until(
 ) -> T:
     """Advance ``step`` at a time until ``accept(await probe())``: for a whole runtime, whose
     components wake, do their I/O and sleep again at moments a test does not follow one by one."""
-    deadline = time.monotonic() + timeout
-    value = await probe()
-    while not accept(value):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s of real time; last value: {value!r}")
-        await timing.advance(step)
-        value = await probe()
-    return value
+    return await eventually(probe, accept, timeout=timeout, pause=lambda: timing.advance(step))
 
 
 async def run_on(timing: VirtualTiming, task: asyncio.Future[T], timeout: float = 30.0) -> T:
