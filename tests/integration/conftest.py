@@ -117,3 +117,11 @@ async def counted(settings: Settings) -> AsyncIterator[Database]:
     database = Database(settings.mongodb_uri, settings.mongodb_db, stats=StoreStats())
     yield database
     await database.close()
+
+
+def statements(database: Database, collection: str) -> dict[str, int]:
+    """Write statements sent to ``collection`` so far through ``database`` (``counted``), by command."""
+    assert database.stats is not None
+    return {
+        command: n for (into, command), n in database.stats.statements.items() if into == collection and n
+    }

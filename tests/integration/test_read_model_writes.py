@@ -25,7 +25,7 @@ from server.store.flow_counters import FlowCounterRepository
 from server.store.legacy_ids import LegacyProviderIds
 from server.store.messages import MessageRepository
 from server.store.runs import RunRepository
-from tests.integration.conftest import WORKSPACE, publish
+from tests.integration.conftest import WORKSPACE, publish, statements
 from tests.integration.test_turn_effects import commit_losing_effects, customer_answers, start_waiting_run
 from tests.support.contacts import key_of
 from tests.support.flows import skeleton_flow
@@ -38,14 +38,6 @@ TRIGGER = "mutation($i: InboundTriggerInput!) { createInboundTrigger(input: $i) 
 @pytest.fixture
 def fast_settings(fast_settings: Settings) -> Settings:
     return fast_settings.model_copy(update={"store_stats": True})
-
-
-def statements(database: Database, collection: str) -> dict[str, int]:
-    """Write statements sent to ``collection`` so far, by command."""
-    assert database.stats is not None
-    return {
-        command: n for (into, command), n in database.stats.statements.items() if into == collection and n
-    }
 
 
 def contact_with_run(version: int, status: str, node: str) -> dict[str, Any]:

@@ -8,15 +8,19 @@ message until the next commit: a reloaded actor, recovery and the next turn neve
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
+from server.actors.events import AgentMessage, Redeliver
 from server.actors.recovery import recover
 from server.config import Settings
+from server.ids import new_id
 from server.operations import inbox
 from server.runtime import Runtime
 from tests.integration.conftest import WORKSPACE, publish
+from tests.integration.test_quiet_hours import DAY, at, nights_are_quiet, one_message
 from tests.integration.test_typing_indicator import ECHO, answers
 from tests.integration.test_whatsapp_webhook import (  # noqa: F401 - fixtures
     channel_fixture,
@@ -25,6 +29,7 @@ from tests.integration.test_whatsapp_webhook import (  # noqa: F401 - fixtures
     graph_fixture,
     webhook_fixture,
 )
+from tests.support.clock import ShiftedClock
 from tests.support.contacts import key_of
 from tests.support.graph_api_fake import GraphApiFake
 from tests.support.graphql import GraphQLClient, eventually
@@ -168,3 +173,34 @@ async def test_a_read_receipt_before_a_sent_answer_waits_for_the_next_commit_and
 
 async def graph_answers(graph: GraphApiFake) -> list[tuple[str, Any]]:
     return answers(graph)
+
+
+async def test_a_sent_message_a_cut_short_reload_left_in_the_actors_copy_is_not_sent_again(
+    runtime: Runtime, gql: GraphQLClient, api_key: str, fake: GraphApiFake, clock: ShiftedClock
+) -> None:
+    """The stored outbox lists a promo held for the night and, after it, an agent's message sent at
+    once (listed until the next commit). In the morning a reloaded actor's delivery stops at the
+    promo (Meta down for a moment), so its copy still lists the agent's message when the wake
+    timer's turn commits: that commit's delivery looks it up (it was not queued by the turn) and
+    does not send it again."""
+    await connect_fake(runtime, WORKSPACE, fake)
+    await nights_are_quiet(gql)
+    promo = await publish(gql, one_message("Night promo", "¡Ofertas!"))
+    at(clock, DAY, 22, 30)
+    await say(gql, "hola")
+    at(clock, DAY, 23, 30)
+    await gql("mutation($f: ID!, $p: String!) { startFlow(flowId: $f, phone: $p) { id } }", f=promo, p=PHONE)
+    key = await key_of(runtime, WORKSPACE, PHONE)
+    assert runtime.actors is not None
+    await runtime.actors.ask(key, AgentMessage(new_id("agent"), "Te escribo yo"))
+    assert [body["text"]["body"] for body in sent(fake)] == ["Te escribo yo"]
+    stored = await runtime.contacts.load(key)
+    assert stored is not None and [m["text"] for m in stored["outbox"]] == ["¡Ofertas!", "Te escribo yo"]
+
+    await eventually(lambda: passivated(runtime), lambda dropped: dropped >= 1)
+    fake.server_errors(times=5)  # every attempt of the reload's first send
+    at(clock, DAY + timedelta(days=1), 9, 5)  # the promo's wake timer fires
+    await eventually(lambda: sent_now(fake), lambda bodies: len(bodies) >= 2)
+    await runtime.actors.ask(key, Redeliver(new_id("barrier")))  # the wake turn's effects are done
+    assert sum(1 for r in fake.requests if r.fault == "2") == 5  # the reload's send gave up
+    assert [body["text"]["body"] for body in sent(fake)] == ["Te escribo yo", "¡Ofertas!"]
