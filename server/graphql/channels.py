@@ -135,12 +135,7 @@ def _given(data: object) -> dict[str, Any]:
 async def channel_view(info: TenantInfo, doc: dict[str, Any], with_token: bool = False) -> WhatsAppChannel:
     """A channel as the API shows it (``isDefault`` needs the workspace's current default)."""
     default_id = await info.context.services.channel.default_channel_id(doc["workspace_id"])
-    return WhatsAppChannel.of(doc, _base(info), with_token=with_token, default_id=default_id)
-
-
-def _base(info: TenantInfo) -> str:
-    request = info.context.request
-    return str(request.base_url).rstrip("/") if request is not None else ""
+    return WhatsAppChannel.of(doc, info.context.base_url(), with_token=with_token, default_id=default_id)
 
 
 @strawberry.type
@@ -152,7 +147,7 @@ class ChannelsQuery:
         ctx = info.context
         found = await channel_ops.whatsapp_channels(ctx.services, ctx.workspace(), include_disconnected)
         default_id = await ctx.services.channel.default_channel_id(ctx.workspace())
-        return [WhatsAppChannel.of(d, _base(info), default_id=default_id) for d in found]
+        return [WhatsAppChannel.of(d, info.context.base_url(), default_id=default_id) for d in found]
 
 
 @strawberry.type

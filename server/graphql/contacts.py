@@ -28,11 +28,9 @@ from server.operations.contact_identifiers import ContactRef
 def caller(info: TenantInfo) -> str | None:
     """Who is acting, for the record: the key's agent, else the API key id."""
     ctx = info.context
-    agent_id = getattr(ctx, "agent_id", None)
-    if agent_id:
-        return f"agent:{agent_id}"
-    key_id = getattr(ctx, "key_id", None)
-    return f"key:{key_id}" if key_id else None
+    if ctx.agent_id:
+        return f"agent:{ctx.agent_id}"
+    return f"key:{ctx.key_id}" if ctx.key_id else None
 
 
 @strawberry.type(description="the workspace's Klaviyo connection (the private key is never shown)")
@@ -180,7 +178,7 @@ class ContactsMutation:
             ContactRef(phone, whatsapp_id),
             opted_in,
             by=caller(info),
-            key_id=getattr(ctx, "key_id", None),
+            key_id=ctx.key_id,
         )
         return Contact(doc=contact)
 

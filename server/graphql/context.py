@@ -78,6 +78,14 @@ class Context:
         self.auth_error = None
         return True
 
+    def base_url(self) -> str:
+        """This server's URL as the caller reached it (the webhook URLs the API shows start with it);
+        without a transport, the configured host and port."""
+        if self.request is not None:
+            return str(self.request.base_url).rstrip("/")
+        settings = self.services.settings
+        return f"http://{settings.host}:{settings.port}"
+
     def workspace(self) -> str:
         if self.workspace_id is None:
             raise auth_failure(self.auth_code, self.auth_error)

@@ -349,7 +349,7 @@ class InboxMutation:
     ) -> OutboundMessage:
         ctx = info.context
         workspace_id = ctx.workspace()
-        agent = str(agent_id) if agent_id else getattr(ctx, "agent_id", None)
+        agent = str(agent_id) if agent_id else ctx.agent_id
         if agent_id and ctx.role == AGENT:
             agent = await _own_agent(ctx, workspace_id, str(agent_id))
         who = ContactRef(phone, whatsapp_id)

@@ -18,15 +18,6 @@ from server.triggers import webhooks as webhook_ops
 from server.triggers.signatures import scheme_of
 
 
-def _base_url(info: TenantInfo) -> str:
-    request = getattr(info.context, "request", None)
-    base = getattr(request, "base_url", None)
-    if base is not None:
-        return str(base).rstrip("/")
-    settings = info.context.services.settings
-    return f"http://{settings.host}:{settings.port}"
-
-
 @strawberry.type(
     description="POST JSON to `url`, signed with `secret`, to start the flow for a contact; the secret "
     "is shown once, by createWebhookTrigger and rotateWebhookTriggerSecret"
@@ -40,7 +31,7 @@ class WebhookTrigger:
 
     @strawberry.field
     def url(self, info: TenantInfo) -> str:
-        return f"{_base_url(info)}/hooks/{self.doc['_id']}"
+        return f"{info.context.base_url()}/hooks/{self.doc['_id']}"
 
     @strawberry.field(
         description="HMAC key for X-Konvo-Signature / X-Shopify-Hmac-Sha256, or the token; only in the "
