@@ -13,6 +13,7 @@ from typing import Annotated
 
 import strawberry
 
+from server.graphql.context import TenantInfo
 from server.graphql.permissions import ADMIN_ONLY
 from server.graphql.runs import RunStatus
 from server.operations import analytics as ops
@@ -178,7 +179,7 @@ class AnalyticsQuery:
     )
     async def flow_analytics(
         self,
-        info: strawberry.Info,
+        info: TenantInfo,
         flow_id: strawberry.ID,
         version: int | None = None,
         since: Annotated[datetime | None, strawberry.argument(name="from")] = None,
@@ -196,7 +197,7 @@ class AnalyticsSubscription:
         description="the flow's analytics (all time) at once, then again when committed turns change them",
     )
     async def flow_analytics_updated(
-        self, info: strawberry.Info, flow_id: strawberry.ID, version: int | None = None
+        self, info: TenantInfo, flow_id: strawberry.ID, version: int | None = None
     ) -> AsyncGenerator[FlowAnalytics, None]:
         ctx = info.context
         services, workspace_id = ctx.services, ctx.workspace()

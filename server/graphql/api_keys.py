@@ -13,6 +13,7 @@ import strawberry
 
 from server.clock import as_utc
 from server.errors import Conflict, InvalidInput, NotFound
+from server.graphql.context import TenantInfo
 from server.graphql.permissions import ADMIN_ONLY, ANY_ROLE
 from server.store.workspaces import ADMIN, new_api_key
 
@@ -58,15 +59,17 @@ class CreatedApiKey:
 @strawberry.type
 class ApiKeyQuery:
     @strawberry.field(permission_classes=ADMIN_ONLY, description="this workspace's API keys")
-    async def api_keys(self, info: strawberry.Info, include_revoked: bool = False) -> list[ApiKey]:
+    async def api_keys(self, info: TenantInfo, include_revoked: bool = False) -> list[ApiKey]:
         ctx = info.context
         found = await ctx.services.workspaces.list_keys(ctx.workspace(), include_revoked)
         return [ApiKey.of(d) for d in found]
 
     @strawberry.field(permission_classes=ANY_ROLE, description="the key this request is made with")
-    async def current_api_key(self, info: strawberry.Info) -> ApiKey:
+    async def current_api_key(self, info: TenantInfo) -> ApiKey:
         ctx = info.context
-        found = await ctx.services.workspaces.get_key(ctx.workspace(), ctx.key_id)
+        workspace_id = ctx.workspace()
+        assert ctx.key_id is not None  # authenticate sets it with the workspace
+        found = await ctx.services.workspaces.get_key(workspace_id, ctx.key_id)
         if found is None:
             raise NotFound("this API key no longer exists")
         return ApiKey.of(found)
@@ -79,7 +82,7 @@ class ApiKeyMutation:
         description="a new key for this workspace; an AGENT key may be tied to an agent (agentId)",
     )
     async def create_api_key(
-        self, info: strawberry.Info, name: str, role: Role, agent_id: strawberry.ID | None = None
+        self, info: TenantInfo, name: str, role: Role, agent_id: strawberry.ID | None = None
     ) -> CreatedApiKey:
         ctx = info.context
         workspace_id = ctx.workspace()
@@ -102,7 +105,7 @@ class ApiKeyMutation:
         description="the key stops working at once, its open WebSockets on every server process "
         "closed (4403); refused (CONFLICT) for the last ADMIN key",
     )
-    async def revoke_api_key(self, info: strawberry.Info, id: strawberry.ID) -> ApiKey:
+    async def revoke_api_key(self, info: TenantInfo, id: strawberry.ID) -> ApiKey:
         ctx = info.context
         workspace_id = ctx.workspace()
         workspaces = ctx.services.workspaces

@@ -8,14 +8,14 @@ error for a legal request). Giving such arguments the default ``null`` makes "om
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import strawberry
 from strawberry.types.base import StrawberryOptional, has_object_definition
 from strawberry.types.unset import UNSET
 
 
-def default_omitted_to_null(*roots: Any) -> None:
+def default_omitted_to_null(*roots: type | None) -> None:
     """Set ``default=None`` on every nullable, default-less argument of the roots' fields."""
     for root in roots:
         if root is None or not has_object_definition(root):

@@ -15,6 +15,7 @@ import strawberry
 from strawberry.scalars import JSON
 
 from server.errors import InvalidInput, NotFound
+from server.graphql.context import TenantInfo
 from server.graphql.permissions import ADMIN_ONLY
 from server.triggers import broadcasts as ops
 from server.triggers.broadcast_rules import DEFAULT_TIER
@@ -207,7 +208,7 @@ class Broadcast:
         return self.doc.get("waiting_for_capacity_until")
 
     @strawberry.field
-    async def counts(self, info: strawberry.Info) -> BroadcastCounts:
+    async def counts(self, info: TenantInfo) -> BroadcastCounts:
         counts = self.known or await ops.progress(info.context.services, self.doc)
         return BroadcastCounts.of(counts)
 
@@ -217,7 +218,7 @@ class Broadcast:
     )
     async def recipients(
         self,
-        info: strawberry.Info,
+        info: TenantInfo,
         state: str | None = None,
         delivery: str | None = None,
         first: int = 100,
@@ -287,12 +288,12 @@ class BroadcastEstimate:
 @strawberry.type
 class BroadcastQuery:
     @strawberry.field(permission_classes=ADMIN_ONLY, description="newest first")
-    async def broadcasts(self, info: strawberry.Info) -> list[Broadcast]:
+    async def broadcasts(self, info: TenantInfo) -> list[Broadcast]:
         ctx = info.context
         return [Broadcast(doc=d) for d in await ctx.services.broadcasts.list(ctx.workspace())]
 
     @strawberry.field(permission_classes=ADMIN_ONLY)
-    async def broadcast(self, info: strawberry.Info, id: strawberry.ID) -> Broadcast | None:
+    async def broadcast(self, info: TenantInfo, id: strawberry.ID) -> Broadcast | None:
         ctx = info.context
         found = await ctx.services.broadcasts.get(ctx.workspace(), str(id))
         return Broadcast(doc=found) if found else None
@@ -300,7 +301,7 @@ class BroadcastQuery:
     @strawberry.field(
         permission_classes=ADMIN_ONLY, description="who would get it and what it costs, if sent now"
     )
-    async def estimate_broadcast(self, info: strawberry.Info, input: BroadcastInput) -> BroadcastEstimate:
+    async def estimate_broadcast(self, info: TenantInfo, input: BroadcastInput) -> BroadcastEstimate:
         ctx = info.context
         found = await ops.estimate_broadcast(ctx.services, ctx.workspace(), input.data())
         return BroadcastEstimate(
@@ -320,7 +321,7 @@ class BroadcastQuery:
         description="a business portfolio's tier (businessId, as its channels name it), or the "
         "workspace's own portfolio's (numbers connected without a business id)",
     )
-    async def messaging_limit(self, info: strawberry.Info, business_id: str | None = None) -> MessagingTier:
+    async def messaging_limit(self, info: TenantInfo, business_id: str | None = None) -> MessagingTier:
         ctx = info.context
         tier = await ops.messaging_tier(ctx.services, ctx.workspace(), business_id)
         return MessagingTier(tier or DEFAULT_TIER)
@@ -329,22 +330,22 @@ class BroadcastQuery:
 @strawberry.type
 class BroadcastMutation:
     @strawberry.mutation(permission_classes=ADMIN_ONLY, description="starts at startAt (now when omitted)")
-    async def create_broadcast(self, info: strawberry.Info, input: BroadcastInput) -> Broadcast:
+    async def create_broadcast(self, info: TenantInfo, input: BroadcastInput) -> Broadcast:
         ctx = info.context
         return Broadcast(doc=await ops.create_broadcast(ctx.services, ctx.admin_workspace(), input.data()))
 
     @strawberry.mutation(permission_classes=ADMIN_ONLY)
-    async def pause_broadcast(self, info: strawberry.Info, id: strawberry.ID) -> Broadcast:
+    async def pause_broadcast(self, info: TenantInfo, id: strawberry.ID) -> Broadcast:
         ctx = info.context
         return Broadcast(doc=await ops.pause_broadcast(ctx.services, ctx.admin_workspace(), str(id)))
 
     @strawberry.mutation(permission_classes=ADMIN_ONLY)
-    async def resume_broadcast(self, info: strawberry.Info, id: strawberry.ID) -> Broadcast:
+    async def resume_broadcast(self, info: TenantInfo, id: strawberry.ID) -> Broadcast:
         ctx = info.context
         return Broadcast(doc=await ops.resume_broadcast(ctx.services, ctx.admin_workspace(), str(id)))
 
     @strawberry.mutation(permission_classes=ADMIN_ONLY, description="recipients not yet started are not sent")
-    async def cancel_broadcast(self, info: strawberry.Info, id: strawberry.ID) -> Broadcast:
+    async def cancel_broadcast(self, info: TenantInfo, id: strawberry.ID) -> Broadcast:
         ctx = info.context
         return Broadcast(doc=await ops.cancel_broadcast(ctx.services, ctx.admin_workspace(), str(id)))
 
@@ -354,7 +355,7 @@ class BroadcastMutation:
         "numbers; without businessId, the workspace's own portfolio",
     )
     async def set_messaging_limit(
-        self, info: strawberry.Info, tier: MessagingTier, business_id: str | None = None
+        self, info: TenantInfo, tier: MessagingTier, business_id: str | None = None
     ) -> MessagingTier:
         ctx = info.context
         found = await ops.set_messaging_tier(ctx.services, ctx.admin_workspace(), tier.value, business_id)
@@ -368,13 +369,13 @@ class BroadcastSubscription:
         description="the broadcast at once, then whenever its status or counts change",
     )
     async def broadcast_progress(
-        self, info: strawberry.Info, id: strawberry.ID
+        self, info: TenantInfo, id: strawberry.ID
     ) -> AsyncGenerator[Broadcast, None]:
         ctx = info.context
         services, workspace_id = ctx.services, ctx.workspace()
         updates = services.pubsub.subscribe(ops.broadcast_topic(workspace_id, str(id)))
         try:
-            last: Any = None
+            last: tuple[object, ...] | None = None
             while True:
                 found = await services.broadcasts.get(workspace_id, str(id))
                 if found is None:

@@ -16,6 +16,7 @@ import strawberry
 from strawberry.scalars import JSON
 
 from server.clock import as_utc
+from server.graphql.context import TenantInfo
 from server.graphql.permissions import ADMIN_ONLY, ANY_ROLE
 from server.operations import agents as agent_ops
 from server.operations import fields as field_ops
@@ -167,22 +168,22 @@ class TemplateInput:
 @strawberry.type
 class CatalogQuery:
     @strawberry.field(permission_classes=ANY_ROLE)
-    async def tags(self, info: strawberry.Info) -> list[Tag]:
+    async def tags(self, info: TenantInfo) -> list[Tag]:
         ctx = info.context
         return [Tag.of(d) for d in await tag_ops.list_tags(ctx.services, ctx.workspace())]
 
     @strawberry.field(permission_classes=ANY_ROLE)
-    async def fields(self, info: strawberry.Info) -> list[Field]:
+    async def fields(self, info: TenantInfo) -> list[Field]:
         ctx = info.context
         return [Field.of(d) for d in await field_ops.list_fields(ctx.services, ctx.workspace())]
 
     @strawberry.field(permission_classes=ANY_ROLE)
-    async def agents(self, info: strawberry.Info) -> list[Agent]:
+    async def agents(self, info: TenantInfo) -> list[Agent]:
         ctx = info.context
         return [Agent.of(d) for d in await agent_ops.list_agents(ctx.services, ctx.workspace())]
 
     @strawberry.field(permission_classes=ANY_ROLE)
-    async def templates(self, info: strawberry.Info) -> list[Template]:
+    async def templates(self, info: TenantInfo) -> list[Template]:
         ctx = info.context
         return [Template.of(d) for d in await draft_ops.list_templates(ctx.services, ctx.workspace())]
 
@@ -190,14 +191,14 @@ class CatalogQuery:
 @strawberry.type
 class CatalogMutation:
     @strawberry.mutation(permission_classes=ADMIN_ONLY)
-    async def create_tag(self, info: strawberry.Info, name: str, kind: TagKind) -> Tag:
+    async def create_tag(self, info: TenantInfo, name: str, kind: TagKind) -> Tag:
         ctx = info.context
         return Tag.of(await tag_ops.create_tag(ctx.services, ctx.admin_workspace(), name, kind.value))
 
     @strawberry.mutation(
         permission_classes=ADMIN_ONLY, description="refused (CONFLICT) while a flow uses the tag"
     )
-    async def rename_tag(self, info: strawberry.Info, id: strawberry.ID, name: str) -> Tag:
+    async def rename_tag(self, info: TenantInfo, id: strawberry.ID, name: str) -> Tag:
         ctx = info.context
         return Tag.of(await tag_ops.rename_tag(ctx.services, ctx.admin_workspace(), str(id), name))
 
@@ -205,14 +206,14 @@ class CatalogMutation:
         permission_classes=ADMIN_ONLY,
         description="refused (CONFLICT, naming the flows) while a flow uses the tag",
     )
-    async def delete_tag(self, info: strawberry.Info, id: strawberry.ID) -> bool:
+    async def delete_tag(self, info: TenantInfo, id: strawberry.ID) -> bool:
         ctx = info.context
         return await tag_ops.delete_tag(ctx.services, ctx.admin_workspace(), str(id))
 
     @strawberry.mutation(permission_classes=ADMIN_ONLY)
     async def create_field(
         self,
-        info: strawberry.Info,
+        info: TenantInfo,
         name: str,
         type: FieldType,
         options: list[str] | None = None,
@@ -231,7 +232,7 @@ class CatalogMutation:
 
     @strawberry.mutation(permission_classes=ADMIN_ONLY)
     async def create_agent(
-        self, info: strawberry.Info, email: str, name: str, teams: list[str] | None = None
+        self, info: TenantInfo, email: str, name: str, teams: list[str] | None = None
     ) -> Agent:
         ctx = info.context
         return Agent.of(await agent_ops.create_agent(ctx.services, ctx.admin_workspace(), email, name, teams))
@@ -239,16 +240,14 @@ class CatalogMutation:
     @strawberry.mutation(
         permission_classes=ADMIN_ONLY, description="the agent takes (or stops taking) new conversations"
     )
-    async def set_agent_availability(
-        self, info: strawberry.Info, id: strawberry.ID, available: bool
-    ) -> Agent:
+    async def set_agent_availability(self, info: TenantInfo, id: strawberry.ID, available: bool) -> Agent:
         ctx = info.context
         return Agent.of(
             await agent_ops.set_agent_availability(ctx.services, ctx.admin_workspace(), str(id), available)
         )
 
     @strawberry.mutation(permission_classes=ADMIN_ONLY)
-    async def create_template(self, info: strawberry.Info, input: TemplateInput) -> Template:
+    async def create_template(self, info: TenantInfo, input: TemplateInput) -> Template:
         ctx = info.context
         data = {
             "name": input.name,
@@ -263,9 +262,7 @@ class CatalogMutation:
         description="edit a draft or a rejected template; a rejected one is resubmitted to Meta at once "
         "(flows waiting on it go from TEMPLATE_REJECTED back to PENDING_APPROVAL)",
     )
-    async def update_template(
-        self, info: strawberry.Info, id: strawberry.ID, input: TemplateInput
-    ) -> Template:
+    async def update_template(self, info: TenantInfo, id: strawberry.ID, input: TemplateInput) -> Template:
         ctx = info.context
         data = {
             "name": input.name,

@@ -14,6 +14,7 @@ from typing import Any
 import strawberry
 
 from server.graphql.catalog import Template
+from server.graphql.context import TenantInfo
 from server.graphql.permissions import ADMIN_ONLY
 from server.operations import channels as channel_ops
 from server.operations import templates as template_ops
@@ -127,34 +128,26 @@ class UpdateWhatsAppChannelInput:
     )
 
 
-def _given(data: Any) -> dict[str, Any]:
+def _given(data: object) -> dict[str, Any]:
     return {k: v for k, v in vars(data).items() if v is not None}
 
 
-async def channel_view(
-    info: strawberry.Info, doc: dict[str, Any], with_token: bool = False
-) -> WhatsAppChannel:
+async def channel_view(info: TenantInfo, doc: dict[str, Any], with_token: bool = False) -> WhatsAppChannel:
     """A channel as the API shows it (``isDefault`` needs the workspace's current default)."""
     default_id = await info.context.services.channel.default_channel_id(doc["workspace_id"])
-    return WhatsAppChannel.of(doc, _base(info), with_token=with_token, default_id=default_id)
-
-
-def _base(info: strawberry.Info) -> str:
-    request = getattr(info.context, "request", None)
-    url = getattr(request, "base_url", None)
-    return str(url).rstrip("/") if url else ""
+    return WhatsAppChannel.of(doc, info.context.base_url(), with_token=with_token, default_id=default_id)
 
 
 @strawberry.type
 class ChannelsQuery:
     @strawberry.field(permission_classes=ADMIN_ONLY, description="every connected number, oldest first")
     async def whatsapp_channels(
-        self, info: strawberry.Info, include_disconnected: bool = False
+        self, info: TenantInfo, include_disconnected: bool = False
     ) -> list[WhatsAppChannel]:
         ctx = info.context
         found = await channel_ops.whatsapp_channels(ctx.services, ctx.workspace(), include_disconnected)
         default_id = await ctx.services.channel.default_channel_id(ctx.workspace())
-        return [WhatsAppChannel.of(d, _base(info), default_id=default_id) for d in found]
+        return [WhatsAppChannel.of(d, info.context.base_url(), default_id=default_id) for d in found]
 
 
 @strawberry.type
@@ -165,7 +158,7 @@ class ChannelsMutation:
         description="connect a WhatsApp Cloud API number; a number the workspace already has is "
         "updated in place (same id and webhook URL, reconnected if it was disconnected)",
     )
-    async def connect_whatsapp(self, info: strawberry.Info, input: ConnectWhatsAppInput) -> WhatsAppChannel:
+    async def connect_whatsapp(self, info: TenantInfo, input: ConnectWhatsAppInput) -> WhatsAppChannel:
         ctx = info.context
         document = await channel_ops.connect_whatsapp(ctx.services, ctx.workspace(), _given(input))
         return await channel_view(info, document, with_token=True)
@@ -177,7 +170,7 @@ class ChannelsMutation:
         "egress policy), display phone or throughput tier, or make it the default",
     )
     async def update_whatsapp_channel(
-        self, info: strawberry.Info, id: strawberry.ID, input: UpdateWhatsAppChannelInput
+        self, info: TenantInfo, id: strawberry.ID, input: UpdateWhatsAppChannelInput
     ) -> WhatsAppChannel:
         ctx = info.context
         document = await channel_ops.update_whatsapp_channel(
@@ -191,7 +184,7 @@ class ChannelsMutation:
         description="stop using a number: its secrets are dropped and its webhook answers 410; its "
         "messages and runs are kept, and what it would have sent goes through the default channel",
     )
-    async def disconnect_whatsapp(self, info: strawberry.Info, id: strawberry.ID) -> bool:
+    async def disconnect_whatsapp(self, info: TenantInfo, id: strawberry.ID) -> bool:
         ctx = info.context
         return await channel_ops.disconnect_whatsapp(ctx.services, ctx.workspace(), str(id))
 
@@ -200,19 +193,19 @@ class ChannelsMutation:
         permission_classes=ADMIN_ONLY,
         description="the number that sends what names no channel of its own",
     )
-    async def set_default_whatsapp_channel(self, info: strawberry.Info, id: strawberry.ID) -> WhatsAppChannel:
+    async def set_default_whatsapp_channel(self, info: TenantInfo, id: strawberry.ID) -> WhatsAppChannel:
         ctx = info.context
         document = await channel_ops.set_default_channel(ctx.services, ctx.workspace(), str(id))
         return await channel_view(info, document)
 
     @strawberry.mutation(permission_classes=ADMIN_ONLY, description="send a draft or fixed template to Meta")
-    async def submit_template(self, info: strawberry.Info, id: strawberry.ID) -> Template:
+    async def submit_template(self, info: TenantInfo, id: strawberry.ID) -> Template:
         ctx = info.context
         return Template.of(await template_ops.submit_template(ctx.services, ctx.workspace(), str(id)))
 
     @strawberry.mutation(
         permission_classes=ADMIN_ONLY, description="read every template's status from Meta now"
     )
-    async def sync_templates(self, info: strawberry.Info) -> list[Template]:
+    async def sync_templates(self, info: TenantInfo) -> list[Template]:
         ctx = info.context
         return [Template.of(d) for d in await template_ops.sync_templates(ctx.services, ctx.workspace())]

@@ -15,6 +15,7 @@ from strawberry.scalars import JSON
 
 from server.errors import InvalidInput, NotFound
 from server.graphql.contacts import caller
+from server.graphql.context import TenantInfo
 from server.graphql.permissions import ADMIN_ONLY
 from server.operations.contact_import import import_topic
 
@@ -78,7 +79,7 @@ class ImportJob:
         return self.doc.get("finished_at")
 
     @strawberry.field(description="refused rows in row order: first (at most 1,000) after skipping `skip`")
-    async def errors(self, info: strawberry.Info, first: int = 100, skip: int = 0) -> list[ImportRowError]:
+    async def errors(self, info: TenantInfo, first: int = 100, skip: int = 0) -> list[ImportRowError]:
         if not 1 <= first <= MAX_ERRORS_PAGE:
             raise InvalidInput(f"first must be between 1 and {MAX_ERRORS_PAGE}", field="first")
         if skip < 0:
@@ -87,15 +88,11 @@ class ImportJob:
         return [ImportRowError(**refusal) for refusal in found]
 
 
-def _imports(info: strawberry.Info) -> Any:
-    return info.context.imports
-
-
 @strawberry.type
 class ImportQuery:
     @strawberry.field(permission_classes=ADMIN_ONLY, description="a contact import job of this workspace")
-    async def import_job(self, info: strawberry.Info, id: strawberry.ID) -> ImportJob | None:
-        found = await _imports(info).jobs.get(info.context.workspace(), str(id))
+    async def import_job(self, info: TenantInfo, id: strawberry.ID) -> ImportJob | None:
+        found = await info.context.imports.jobs.get(info.context.workspace(), str(id))
         return ImportJob(doc=found) if found else None
 
 
@@ -108,19 +105,19 @@ class ImportMutation:
         "rows follow through addContactImportRows (a request body is bounded). Read it with importJob or "
         "follow importProgress",
     )
-    async def start_contact_import(self, info: strawberry.Info, rows: JSON, more: bool = False) -> ImportJob:
+    async def start_contact_import(self, info: TenantInfo, rows: JSON, more: bool = False) -> ImportJob:
         ctx = info.context
-        return ImportJob(doc=await _imports(info).start(ctx.workspace(), rows, more, caller(info)))
+        return ImportJob(doc=await info.context.imports.start(ctx.workspace(), rows, more, caller(info)))
 
     @strawberry.mutation(
         permission_classes=ADMIN_ONLY,
         description="the next rows of an import started with more: true (more: false on the last call)",
     )
     async def add_contact_import_rows(
-        self, info: strawberry.Info, job_id: strawberry.ID, rows: JSON, more: bool = False
+        self, info: TenantInfo, job_id: strawberry.ID, rows: JSON, more: bool = False
     ) -> ImportJob:
         ctx = info.context
-        return ImportJob(doc=await _imports(info).add(ctx.workspace(), str(job_id), rows, more))
+        return ImportJob(doc=await info.context.imports.add(ctx.workspace(), str(job_id), rows, more))
 
 
 @strawberry.type
@@ -130,11 +127,11 @@ class ImportSubscription:
         description="the import job at once, then after every batch, until it completes",
     )
     async def import_progress(
-        self, info: strawberry.Info, job_id: strawberry.ID
+        self, info: TenantInfo, job_id: strawberry.ID
     ) -> AsyncGenerator[ImportJob, None]:
         ctx = info.context
         workspace_id = ctx.workspace()
-        imports = _imports(info)
+        imports = info.context.imports
         updates = ctx.services.pubsub.subscribe(import_topic(str(job_id)))
         try:
             current = await imports.jobs.get(workspace_id, str(job_id))

@@ -13,6 +13,7 @@ from strawberry.scalars import JSON
 
 from server.errors import InvalidInput
 from server.graphql.arguments import Phone, WhatsappId
+from server.graphql.context import TenantInfo
 from server.graphql.json_values import plain
 from server.graphql.pagination import PageInfo, decode_cursor, encode_cursor, page_size
 from server.graphql.permissions import ADMIN_ONLY, ANY_ROLE
@@ -24,14 +25,12 @@ from server.operations import klaviyo_settings as klaviyo_ops
 from server.operations.contact_identifiers import ContactRef
 
 
-def caller(info: strawberry.Info) -> str | None:
+def caller(info: TenantInfo) -> str | None:
     """Who is acting, for the record: the key's agent, else the API key id."""
     ctx = info.context
-    agent_id = getattr(ctx, "agent_id", None)
-    if agent_id:
-        return f"agent:{agent_id}"
-    key_id = getattr(ctx, "key_id", None)
-    return f"key:{key_id}" if key_id else None
+    if ctx.agent_id:
+        return f"agent:{ctx.agent_id}"
+    return f"key:{ctx.key_id}" if ctx.key_id else None
 
 
 @strawberry.type(description="the workspace's Klaviyo connection (the private key is never shown)")
@@ -85,7 +84,7 @@ class ContactsQuery:
     )
     async def contacts(
         self,
-        info: strawberry.Info,
+        info: TenantInfo,
         segment: JSON | None = None,
         search: str | None = None,
         first: int | None = None,
@@ -110,7 +109,7 @@ class ContactsQuery:
         permission_classes=ANY_ROLE,
         description="the workspace's own opt-out words; STOP and BAJA always apply as well",
     )
-    async def opt_out_keywords(self, info: strawberry.Info) -> list[str]:
+    async def opt_out_keywords(self, info: TenantInfo) -> list[str]:
         ctx = info.context
         return await consent_ops.opt_out_keywords(ctx.services, ctx.workspace())
 
@@ -120,12 +119,12 @@ class ContactsQuery:
         "(fields, tags, consent history, runs with steps, pending timers, outbox, external sync state), "
         "identities, messages, archived runs, broadcast deliveries, status reports, webhook requests",
     )
-    async def export_contact(self, info: strawberry.Info, id: strawberry.ID) -> JSON:
+    async def export_contact(self, info: TenantInfo, id: strawberry.ID) -> JSON:
         ctx = info.context
         return plain(await contact_erasure.export_contact(ctx.services, ctx.workspace(), str(id)))
 
     @strawberry.field(permission_classes=ADMIN_ONLY)
-    async def klaviyo_settings(self, info: strawberry.Info) -> KlaviyoSettings:
+    async def klaviyo_settings(self, info: TenantInfo) -> KlaviyoSettings:
         ctx = info.context
         return KlaviyoSettings.of(await klaviyo_ops.get_klaviyo(ctx.services, ctx.workspace()))
 
@@ -134,7 +133,7 @@ class ContactsQuery:
 class ContactsMutation:
     @strawberry.mutation(permission_classes=ANY_ROLE, description="add a tag of the catalog to the contact")
     async def tag_contact(
-        self, info: strawberry.Info, phone: Phone, tag: str, whatsapp_id: WhatsappId = None
+        self, info: TenantInfo, phone: Phone, tag: str, whatsapp_id: WhatsappId = None
     ) -> Contact:
         ctx = info.context
         who = ContactRef(phone, whatsapp_id)
@@ -142,7 +141,7 @@ class ContactsMutation:
 
     @strawberry.mutation(permission_classes=ANY_ROLE)
     async def untag_contact(
-        self, info: strawberry.Info, phone: Phone, tag: str, whatsapp_id: WhatsappId = None
+        self, info: TenantInfo, phone: Phone, tag: str, whatsapp_id: WhatsappId = None
     ) -> Contact:
         ctx = info.context
         who = ContactRef(phone, whatsapp_id)
@@ -155,7 +154,7 @@ class ContactsMutation:
     )
     async def set_variable(
         self,
-        info: strawberry.Info,
+        info: TenantInfo,
         phone: Phone,
         field: str,
         value: JSON | None = None,
@@ -170,7 +169,7 @@ class ContactsMutation:
         description="record marketing consent given or withdrawn (kept with when and by whom)",
     )
     async def set_opt_in(
-        self, info: strawberry.Info, phone: Phone, opted_in: bool, whatsapp_id: WhatsappId = None
+        self, info: TenantInfo, phone: Phone, opted_in: bool, whatsapp_id: WhatsappId = None
     ) -> Contact:
         ctx = info.context
         contact = await consent_ops.set_opt_in(
@@ -179,7 +178,7 @@ class ContactsMutation:
             ContactRef(phone, whatsapp_id),
             opted_in,
             by=caller(info),
-            key_id=getattr(ctx, "key_id", None),
+            key_id=ctx.key_id,
         )
         return Contact(doc=contact)
 
@@ -190,7 +189,7 @@ class ContactsMutation:
         "the error lists every refused row in extensions.rows (index from 0, field, code, message); "
         "importing the same rows again changes nothing. Larger files: startContactImport",
     )
-    async def import_contacts(self, info: strawberry.Info, rows: JSON) -> list[Contact]:
+    async def import_contacts(self, info: TenantInfo, rows: JSON) -> list[Contact]:
         ctx = info.context
         outcome = await ops.import_contacts(ctx.services, ctx.workspace(), rows)
         return [Contact(doc=c) for c in outcome.contacts]
@@ -200,7 +199,7 @@ class ContactsMutation:
         description="erase a contact (data-subject erasure): its document, identities, messages, runs, "
         "timers, outbox and external sync state; an anonymous tombstone records who erased it and when",
     )
-    async def erase_contact(self, info: strawberry.Info, id: strawberry.ID) -> bool:
+    async def erase_contact(self, info: TenantInfo, id: strawberry.ID) -> bool:
         ctx = info.context
         await contact_erasure.erase_contact(ctx.services, ctx.workspace(), str(id), caller(info))
         return True
@@ -209,7 +208,7 @@ class ContactsMutation:
         permission_classes=ADMIN_ONLY,
         description="the workspace's own opt-out words (whole message, any case or accents)",
     )
-    async def set_opt_out_keywords(self, info: strawberry.Info, words: list[str]) -> list[str]:
+    async def set_opt_out_keywords(self, info: TenantInfo, words: list[str]) -> list[str]:
         ctx = info.context
         return await consent_ops.set_opt_out_keywords(ctx.services, ctx.workspace(), words)
 
@@ -218,7 +217,7 @@ class ContactsMutation:
         description="connect Klaviyo (a private key with profiles:write); null privateKey disconnects",
     )
     async def set_klaviyo_settings(
-        self, info: strawberry.Info, private_key: str | None, base_url: str | None = None
+        self, info: TenantInfo, private_key: str | None, base_url: str | None = None
     ) -> KlaviyoSettings:
         ctx = info.context
         view = await klaviyo_ops.set_klaviyo(ctx.services, ctx.workspace(), private_key, base_url)

@@ -19,6 +19,7 @@ from server.errors import Forbidden, InvalidInput
 from server.graphql.arguments import Phone, WhatsappId
 from server.graphql.catalog import Agent
 from server.graphql.contacts import caller
+from server.graphql.context import Context, TenantInfo
 from server.graphql.inbound_kinds import MessageLocation
 from server.graphql.loaders import loaders
 from server.graphql.messages import Message, OutboundMessage, RenderedMessage, rendered_of
@@ -66,7 +67,7 @@ class Team:
         return TeamPolicy(self.doc.get("policy") or "ROUND_ROBIN")
 
     @strawberry.field
-    async def agents(self, info: strawberry.Info) -> list[Agent]:
+    async def agents(self, info: TenantInfo) -> list[Agent]:
         found = await ops.team_members(info.context.services, self.doc["workspace_id"], self.doc["name"])
         return [Agent.of(a) for a in found]
 
@@ -151,7 +152,7 @@ class InboxMessage(Message):
         return strawberry.ID(str(quoted)) if quoted else None
 
     @strawberry.field(description="the message this one quotes (a reply to it), when this workspace has it")
-    async def quoted(self, info: strawberry.Info) -> InboxMessage | None:
+    async def quoted(self, info: TenantInfo) -> InboxMessage | None:
         quoted = (self.doc.get("context") or {}).get("id")
         return await _message_by_provider_id(info, self.doc.get("workspace_id"), quoted)
 
@@ -167,12 +168,12 @@ class MessageReaction:
     workspace_id: strawberry.Private[str]
 
     @strawberry.field(description="the message reacted to, when this workspace has it")
-    async def message(self, info: strawberry.Info) -> InboxMessage | None:
+    async def message(self, info: TenantInfo) -> InboxMessage | None:
         return await _message_by_provider_id(info, self.workspace_id, str(self.message_id))
 
 
 async def _message_by_provider_id(
-    info: strawberry.Info, workspace_id: str | None, provider_id: Any
+    info: TenantInfo, workspace_id: str | None, provider_id: object
 ) -> InboxMessage | None:
     """A message of the same workspace by the id a quote or a reaction names (batched per level)."""
     if not workspace_id or not isinstance(provider_id, str) or not provider_id:
@@ -181,10 +182,10 @@ async def _message_by_provider_id(
     return InboxMessage(doc=found) if found else None
 
 
-async def _support_tags(info: strawberry.Info, workspace_id: str) -> set[str]:
+async def _support_tags(info: TenantInfo, workspace_id: str) -> set[str]:
     """Names of SUPPORT tags, cached on the request (or subscription) context for a few seconds."""
     ctx = info.context
-    cache: dict[str, tuple[float, set[str]]] = ctx.__dict__.setdefault("_support_tags", {})
+    cache = ctx.support_tags
     cached = cache.get(workspace_id)
     timing = ctx.services.timing
     if cached is not None and cached[0] > timing.monotonic():
@@ -215,11 +216,11 @@ class Conversation:
         return Contact(doc=self.doc)
 
     @strawberry.field
-    async def assigned_agent(self, info: strawberry.Info) -> Agent | None:
+    async def assigned_agent(self, info: TenantInfo) -> Agent | None:
         return await assigned_agent_of(info, self.doc)
 
     @strawberry.field(description="the contact's SUPPORT tags (marketing tags are not shown here)")
-    async def support_tags(self, info: strawberry.Info) -> list[str]:
+    async def support_tags(self, info: TenantInfo) -> list[str]:
         support = await _support_tags(info, self.doc["workspace_id"])
         return [t for t in self.doc.get("tags", []) if t in support]
 
@@ -228,7 +229,7 @@ class Conversation:
         return int(self.doc.get("unread") or 0)
 
     @strawberry.field(description="the 24-hour window is open: agents may write free text")
-    def window_open(self, info: strawberry.Info) -> bool:
+    def window_open(self, info: TenantInfo) -> bool:
         return window_open(self.doc.get("last_inbound_at"), info.context.services.clock.now())
 
     @strawberry.field
@@ -236,7 +237,7 @@ class Conversation:
         return self.doc.get("last_message_at")
 
     @strawberry.field(description="the latest messages in and out, oldest first")
-    async def messages(self, info: strawberry.Info, last: int = 50) -> list[InboxMessage]:
+    async def messages(self, info: TenantInfo, last: int = 50) -> list[InboxMessage]:
         found = await inbox_ops.messages(info.context.services, self.doc, last)
         return [InboxMessage(doc=m) for m in found]
 
@@ -275,7 +276,7 @@ class InboxQuery:
     )
     async def conversations(
         self,
-        info: strawberry.Info,
+        info: TenantInfo,
         assigned_to: strawberry.ID | None = None,
         unassigned: bool = False,
         first: int | None = None,
@@ -301,7 +302,7 @@ class InboxQuery:
 
     @strawberry.field(permission_classes=ANY_ROLE)
     async def conversation(
-        self, info: strawberry.Info, phone: Phone, whatsapp_id: WhatsappId = None
+        self, info: TenantInfo, phone: Phone, whatsapp_id: WhatsappId = None
     ) -> Conversation | None:
         ctx = info.context
         if phone is None and whatsapp_id is None:
@@ -311,24 +312,22 @@ class InboxQuery:
         return Conversation(doc=found) if found else None
 
     @strawberry.field(permission_classes=ANY_ROLE)
-    async def teams(self, info: strawberry.Info) -> list[Team]:
+    async def teams(self, info: TenantInfo) -> list[Team]:
         ctx = info.context
         return [Team(doc=t) for t in await ops.list_teams(ctx.services, ctx.workspace())]
 
 
-async def _own_agent(ctx: Any, workspace_id: str, agent_ref: str) -> str:
+async def _own_agent(ctx: Context, workspace_id: str, agent_ref: str) -> str:
     """The id of the agent ``agent_ref`` (id or e-mail) names when it is the AGENT key's own agent:
     an inbox key must not write in a colleague's name (whether that agent exists is not said)."""
-    own = getattr(ctx, "agent_id", None)
-    if own is not None and agent_ref == own:
+    own = ctx.agent_id
+    if own is None:
+        raise Forbidden("this AGENT key is tied to no agent, so it cannot send as one: leave agentId out")
+    if agent_ref == own:
         return own
-    named = await ctx.services.agents.find(workspace_id, agent_ref.strip()) if own is not None else None
+    named = await ctx.services.agents.find(workspace_id, agent_ref.strip())
     if named is None or named["_id"] != own:
-        raise Forbidden(
-            "an AGENT key sends only as its own agent: leave agentId out"
-            if own is not None
-            else "this AGENT key is tied to no agent, so it cannot send as one: leave agentId out"
-        )
+        raise Forbidden("an AGENT key sends only as its own agent: leave agentId out")
     return own
 
 
@@ -342,7 +341,7 @@ class InboxMutation:
     )
     async def send_agent_message(
         self,
-        info: strawberry.Info,
+        info: TenantInfo,
         phone: Phone,
         text: str,
         agent_id: strawberry.ID | None = None,
@@ -350,7 +349,7 @@ class InboxMutation:
     ) -> OutboundMessage:
         ctx = info.context
         workspace_id = ctx.workspace()
-        agent = str(agent_id) if agent_id else getattr(ctx, "agent_id", None)
+        agent = str(agent_id) if agent_id else ctx.agent_id
         if agent_id and ctx.role == AGENT:
             agent = await _own_agent(ctx, workspace_id, str(agent_id))
         who = ContactRef(phone, whatsapp_id)
@@ -359,7 +358,7 @@ class InboxMutation:
 
     @strawberry.mutation(permission_classes=ANY_ROLE)
     async def mark_conversation_read(
-        self, info: strawberry.Info, phone: Phone, whatsapp_id: WhatsappId = None
+        self, info: TenantInfo, phone: Phone, whatsapp_id: WhatsappId = None
     ) -> Conversation:
         ctx = info.context
         who = ContactRef(phone, whatsapp_id)
@@ -370,7 +369,7 @@ class InboxMutation:
         description="hand the conversation to an available agent (id or e-mail); flows stop answering",
     )
     async def assign_contact(
-        self, info: strawberry.Info, phone: Phone, agent_id: strawberry.ID, whatsapp_id: WhatsappId = None
+        self, info: TenantInfo, phone: Phone, agent_id: strawberry.ID, whatsapp_id: WhatsappId = None
     ) -> Contact:
         ctx = info.context
         who = ContactRef(phone, whatsapp_id)
@@ -384,7 +383,7 @@ class InboxMutation:
     )
     async def assign_contact_to_team(
         self,
-        info: strawberry.Info,
+        info: TenantInfo,
         phone: Phone,
         team: str,
         strategy: TeamPolicy | None = None,
@@ -399,7 +398,7 @@ class InboxMutation:
 
     @strawberry.mutation(permission_classes=ANY_ROLE, description="hand the conversation back to the flows")
     async def release_contact(
-        self, info: strawberry.Info, phone: Phone, whatsapp_id: WhatsappId = None
+        self, info: TenantInfo, phone: Phone, whatsapp_id: WhatsappId = None
     ) -> Contact:
         ctx = info.context
         who = ContactRef(phone, whatsapp_id)
@@ -408,7 +407,7 @@ class InboxMutation:
     @strawberry.mutation(permission_classes=ADMIN_ONLY)
     async def create_team(
         self,
-        info: strawberry.Info,
+        info: TenantInfo,
         name: str,
         agent_ids: list[strawberry.ID] | None = None,
         policy: TeamPolicy = TeamPolicy.ROUND_ROBIN,
@@ -422,7 +421,7 @@ class InboxMutation:
     )
     async def update_team(
         self,
-        info: strawberry.Info,
+        info: TenantInfo,
         id: strawberry.ID,
         name: str | None = None,
         agent_ids: list[strawberry.ID] | None = None,
@@ -436,7 +435,7 @@ class InboxMutation:
         return Team(doc=team)
 
     @strawberry.mutation(permission_classes=ADMIN_ONLY, description="refused (CONFLICT) while a flow uses it")
-    async def delete_team(self, info: strawberry.Info, id: strawberry.ID) -> bool:
+    async def delete_team(self, info: TenantInfo, id: strawberry.ID) -> bool:
         ctx = info.context
         return await ops.delete_team(ctx.services, ctx.workspace(), str(id))
 
@@ -445,7 +444,7 @@ class InboxMutation:
     )
     async def update_agent(
         self,
-        info: strawberry.Info,
+        info: TenantInfo,
         id: strawberry.ID,
         name: str | None = None,
         email: str | None = None,
@@ -458,7 +457,7 @@ class InboxMutation:
         permission_classes=ADMIN_ONLY,
         description="refused (CONFLICT) while a flow names the agent or they own conversations",
     )
-    async def delete_agent(self, info: strawberry.Info, id: strawberry.ID) -> bool:
+    async def delete_agent(self, info: TenantInfo, id: strawberry.ID) -> bool:
         ctx = info.context
         return await ops.delete_agent(ctx.services, ctx.workspace(), str(id))
 
@@ -470,7 +469,7 @@ class InboxSubscription:
         description="every committed change of a conversation (new messages, assignment, reads, tags)",
     )
     async def inbox_updated(
-        self, info: strawberry.Info, assigned_to: strawberry.ID | None = None
+        self, info: TenantInfo, assigned_to: strawberry.ID | None = None
     ) -> AsyncGenerator[Conversation, None]:
         ctx = info.context
         updates = ctx.services.pubsub.subscribe(inbox_topic(ctx.workspace()))

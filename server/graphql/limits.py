@@ -18,10 +18,12 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Protocol
 
 from graphql import GraphQLError
 from graphql.validation import ValidationContext, ValidationRule
+from starlette.responses import Response
+from starlette.websockets import WebSocket
 from strawberry.extensions import AddValidationRules, MaxAliasesLimiter, MaxTokensLimiter, SchemaExtension
 from strawberry.extensions.query_depth_limiter import IgnoreContext, create_validator
 
@@ -59,6 +61,20 @@ class RateLimiter:
         return max(1.0, math.ceil(int(ttl_ms) / 1000))
 
 
+class Limited(Protocol):
+    """What the limits read from a request's context (the tenant's ``Context`` and the operator's):
+    the key's rate window, the key once authenticated, and the HTTP response a refusal marks 429."""
+
+    @property
+    def rate_limiter(self) -> RateLimiter | None: ...
+
+    @property
+    def key_id(self) -> str | None: ...
+
+    @property
+    def response(self) -> Response | WebSocket | None: ...
+
+
 class QueryBudget(SchemaExtension):
     """Refuses an operation that costs too much, then spends its cost from the key's rate window.
 
@@ -91,9 +107,10 @@ class QueryBudget(SchemaExtension):
         yield
 
 
-async def _spend(context: Any, points: int) -> None:
-    limiter: RateLimiter | None = getattr(context, "rate_limiter", None)
-    key_id = getattr(context, "key_id", None)
+async def _spend(context: Limited | None, points: int) -> None:
+    if context is None:  # executed without a transport (a test or tool): no key, no window
+        return
+    limiter, key_id = context.rate_limiter, context.key_id
     if limiter is None or key_id is None:
         return
     try:
@@ -113,12 +130,11 @@ async def _spend(context: Any, points: int) -> None:
         )
 
 
-def _mark_http_response(context: Any, retry_after: float) -> None:
-    response = getattr(context, "response", None)
-    headers = getattr(response, "headers", None)
-    if response is not None and headers is not None and hasattr(response, "status_code"):
+def _mark_http_response(context: Limited, retry_after: float) -> None:
+    response = context.response
+    if isinstance(response, Response):  # over a WebSocket the error payload says it all
         response.status_code = 429
-        headers["Retry-After"] = str(int(retry_after))
+        response.headers["Retry-After"] = str(int(retry_after))
 
 
 def _skip_introspection(ignore: IgnoreContext) -> bool:

@@ -18,10 +18,11 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextvars import ContextVar
 from typing import Any
 
-import strawberry
 from strawberry.dataloader import DataLoader
 from strawberry.extensions import SchemaExtension
+from strawberry.types import StreamExecutionResult
 
+from server.graphql.context import TenantInfo
 from server.services import Services
 
 Document = dict[str, Any]
@@ -78,7 +79,7 @@ class Loaders:
 _current: ContextVar[Loaders | None] = ContextVar("konvo_graphql_loaders", default=None)
 
 
-def loaders(info: strawberry.Info) -> Loaders:
+def loaders(info: TenantInfo) -> Loaders:
     """The running operation's loaders (fresh ones, batching nothing, outside ``BatchLoads``)."""
     return _current.get() or Loaders(info.context.services)
 
@@ -94,7 +95,7 @@ class BatchLoads(SchemaExtension):
             # Not ``reset(token)``: a subscription's stream may be closed from another context.
             _current.set(None)
 
-    def on_stream_result(self, result: Any) -> Iterator[None]:
+    def on_stream_result(self, result: StreamExecutionResult) -> Iterator[None]:
         yield
         _current.set(self._fresh())  # the next subscription event reads the store anew
 

@@ -19,9 +19,14 @@ not even show it exists, and a proxy can keep ``/operator/`` off the internet al
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import strawberry
+from starlette.requests import HTTPConnection
+from starlette.responses import Response
+from starlette.websockets import WebSocket
+from strawberry.extensions import SchemaExtension
 from strawberry.permission import BasePermission
 
 from server.errors import Unauthenticated
@@ -41,7 +46,13 @@ OPERATOR_KEY_ID = "operator"  # the rate window's name; never the key itself
 class OperatorContext:
     """Per request: the services, whether the caller holds the operator key, and from where."""
 
-    def __init__(self, services: Services, request: Any, response: Any, rate_limiter: RateLimiter) -> None:
+    def __init__(
+        self,
+        services: Services,
+        request: HTTPConnection,
+        response: Response | WebSocket,
+        rate_limiter: RateLimiter,
+    ) -> None:
         self.services = services
         self.request = request
         self.response = response
@@ -50,11 +61,15 @@ class OperatorContext:
         self.client = _client_address(request)
 
 
+OperatorInfo = strawberry.Info[OperatorContext, None]
+"""What a resolver of the operator API is given."""
+
+
 class OperatorOnly(BasePermission):
     message = "send the operator key: Authorization: Bearer <KONVO_OPERATOR_KEY>"
 
-    def has_permission(self, source: Any, info: Any, **kwargs: Any) -> bool:
-        if getattr(info.context, "key_id", None) != OPERATOR_KEY_ID:
+    def has_permission(self, source: object, info: OperatorInfo, **kwargs: Any) -> bool:
+        if info.context.key_id != OPERATOR_KEY_ID:
             raise Unauthenticated(self.message)
         return True
 
@@ -138,7 +153,7 @@ class OperatorQuery:
     @strawberry.field(permission_classes=OPERATOR, description="workspaces, oldest first")
     async def workspaces(
         self,
-        info: strawberry.Info,
+        info: OperatorInfo,
         status: WorkspaceStatus | None = None,
         first: int | None = None,
         after: str | None = None,
@@ -160,7 +175,7 @@ class OperatorQuery:
         )
 
     @strawberry.field(permission_classes=OPERATOR)
-    async def workspace(self, info: strawberry.Info, id: strawberry.ID) -> Workspace | None:
+    async def workspace(self, info: OperatorInfo, id: strawberry.ID) -> Workspace | None:
         found = await info.context.services.workspaces.get(str(id))
         return Workspace.of(found) if found else None
 
@@ -170,7 +185,7 @@ class OperatorMutation:
     @strawberry.mutation(
         permission_classes=OPERATOR, description="a new workspace and its first ADMIN key (shown once)"
     )
-    async def create_workspace(self, info: strawberry.Info, input: CreateWorkspaceInput) -> CreatedWorkspace:
+    async def create_workspace(self, info: OperatorInfo, input: CreateWorkspaceInput) -> CreatedWorkspace:
         spec = admin.NewWorkspace(
             name=input.name,
             timezone=input.timezone,
@@ -186,7 +201,7 @@ class OperatorMutation:
         description="stop a workspace: its keys are refused (WORKSPACE_DISABLED), its webhooks answered "
         "410 and its timers and broadcasts held until it is enabled again; nothing is deleted",
     )
-    async def disable_workspace(self, info: strawberry.Info, id: strawberry.ID) -> Workspace:
+    async def disable_workspace(self, info: OperatorInfo, id: strawberry.ID) -> Workspace:
         document = await admin.disable_workspace(info.context.services, str(id))
         _audit(info, "disableWorkspace", str(id))
         return Workspace.of(document)
@@ -195,7 +210,7 @@ class OperatorMutation:
         permission_classes=OPERATOR,
         description="let a disabled workspace work again; timers that fell due meanwhile fire now",
     )
-    async def enable_workspace(self, info: strawberry.Info, id: strawberry.ID) -> Workspace:
+    async def enable_workspace(self, info: OperatorInfo, id: strawberry.ID) -> Workspace:
         document = await admin.enable_workspace(info.context.services, str(id))
         _audit(info, "enableWorkspace", str(id))
         return Workspace.of(document)
@@ -204,23 +219,23 @@ class OperatorMutation:
         permission_classes=OPERATOR,
         description="delete the workspace and everything of it, in the store and in Redis; not undoable",
     )
-    async def delete_workspace(self, info: strawberry.Info, id: strawberry.ID) -> WorkspaceDeletion:
+    async def delete_workspace(self, info: OperatorInfo, id: strawberry.ID) -> WorkspaceDeletion:
         deletion = await admin.delete_workspace(info.context.services, str(id))
         _audit(info, "deleteWorkspace", str(id))
         return WorkspaceDeletion.of(deletion)
 
 
-def _audit(info: strawberry.Info, operation: str, workspace_id: str) -> None:
+def _audit(info: OperatorInfo, operation: str, workspace_id: str) -> None:
     log.info("operator %s %s from %s", operation, workspace_id, info.context.client)
 
 
-def build_operator_schema(*extensions: Any) -> strawberry.Schema:
+def build_operator_schema(*extensions: Callable[[], SchemaExtension]) -> strawberry.Schema:
     return CodedSchema(query=OperatorQuery, mutation=OperatorMutation, extensions=[*extensions, CodedErrors])
 
 
 operator_schema = build_operator_schema()  # for exporting the SDL
 
 
-def _client_address(request: Any) -> str:
-    client = getattr(request, "client", None)
+def _client_address(request: HTTPConnection) -> str:
+    client = request.client  # None where the ASGI server does not say (e.g. a Unix socket)
     return client.host if client is not None else "unknown"

@@ -13,8 +13,9 @@ as soon as they carry the rule.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
+import strawberry
 from strawberry.permission import BasePermission, PermissionExtension
 from strawberry.types.field import StrawberryField
 
@@ -29,10 +30,27 @@ def auth_failure(code: str | None, message: str | None) -> KonvoError:
     return WorkspaceDisabled(text) if code == WorkspaceDisabled.code else Unauthenticated(text)
 
 
-def _check_authenticated(info: Any) -> Any:
+class Caller(Protocol):
+    """What the rules read from the request's context (``server.graphql.context.Context``, which
+    imports this module, so it is named here by the fields the rules use)."""
+
+    @property
+    def workspace_id(self) -> str | None: ...
+
+    @property
+    def role(self) -> str | None: ...
+
+    @property
+    def auth_code(self) -> str: ...
+
+    @property
+    def auth_error(self) -> str | None: ...
+
+
+def _check_authenticated(info: strawberry.Info[Caller, None]) -> Caller:
     context = info.context
-    if getattr(context, "workspace_id", None) is None:
-        raise auth_failure(getattr(context, "auth_code", None), getattr(context, "auth_error", None))
+    if context.workspace_id is None:
+        raise auth_failure(context.auth_code, context.auth_error)
     return context
 
 
@@ -41,7 +59,7 @@ class Authenticated(BasePermission):
 
     message = "authentication required"
 
-    def has_permission(self, source: Any, info: Any, **kwargs: Any) -> bool:
+    def has_permission(self, source: object, info: strawberry.Info[Caller, None], **kwargs: Any) -> bool:
         _check_authenticated(info)
         return True
 
@@ -54,7 +72,7 @@ class AdminOnly(BasePermission):
 
     message = "this API key's role cannot do that; an ADMIN key is needed"
 
-    def has_permission(self, source: Any, info: Any, **kwargs: Any) -> bool:
+    def has_permission(self, source: object, info: strawberry.Info[Caller, None], **kwargs: Any) -> bool:
         # Raising (rather than returning False) lets the caller tell "who are you?" from "not you".
         if _check_authenticated(info).role != ADMIN:
             raise Forbidden(self.message)

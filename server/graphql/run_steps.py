@@ -29,17 +29,18 @@ from strawberry.scalars import JSON
 from server.channels.whatsapp.errors import error_title
 from server.graphql import runs
 from server.graphql.catalog import Agent
+from server.graphql.context import TenantInfo
 from server.graphql.inbound_kinds import MessageLocation
 from server.graphql.json_values import plain
 from server.graphql.loaders import loaders
 from server.graphql.messages import OutboundMessage
 
 
-def _text(value: Any) -> str | None:
+def _text(value: object) -> str | None:
     return None if value is None else str(value)
 
 
-def _moment(value: Any) -> datetime | None:
+def _moment(value: object) -> datetime | None:
     if isinstance(value, datetime):
         return value
     if isinstance(value, str):
@@ -95,7 +96,7 @@ class MessageStep(Step):
         return strawberry.ID(str(found)) if found else None
 
     @strawberry.field(description="the message as stored once sent (null while it waits in the outbox)")
-    async def message(self, info: strawberry.Info) -> OutboundMessage | None:
+    async def message(self, info: TenantInfo) -> OutboundMessage | None:
         message_id = self._detail.get("message")
         if not message_id:
             return None
@@ -308,7 +309,7 @@ class Assigned(Step):
         return self._detail.get("agent_id")
 
     @strawberry.field(description="the agent (null if deleted since)")
-    async def assigned_agent(self, info: strawberry.Info) -> Agent | None:
+    async def assigned_agent(self, info: TenantInfo) -> Agent | None:
         agent_id = self._detail.get("agent_id")
         found = await loaders(info).agents.load((self.workspace_id, str(agent_id))) if agent_id else None
         return Agent.of(found) if found else None

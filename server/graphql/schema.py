@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable, Mapping
 from enum import Enum
 from typing import Annotated, Any
 
 import strawberry
+from strawberry.extensions import SchemaExtension
 from strawberry.scalars import JSON
 
 from server.errors import NotFound
@@ -18,6 +19,7 @@ from server.graphql.catalog import CatalogMutation, CatalogQuery
 from server.graphql.channels import ChannelsMutation, ChannelsQuery
 from server.graphql.contact_imports import ImportMutation, ImportQuery, ImportSubscription
 from server.graphql.contacts import ContactsMutation, ContactsQuery
+from server.graphql.context import TenantInfo
 from server.graphql.errors import CodedErrors, CodedSchema
 from server.graphql.flow_document import all_types as flow_document_types
 from server.graphql.inbound_kinds import LocationInput, ReactionInput, sandbox_share
@@ -63,10 +65,6 @@ class RunConnection:
     page_info: PageInfo
 
 
-def _ctx(info: strawberry.Info) -> Any:
-    return info.context
-
-
 @strawberry.type
 class Query(
     CatalogQuery,
@@ -82,34 +80,35 @@ class Query(
     SimulatorQuery,
 ):
     @strawberry.field(permission_classes=ANY_ROLE)
-    async def workspace(self, info: strawberry.Info) -> Workspace:
-        ctx = _ctx(info)
+    async def workspace(self, info: TenantInfo) -> Workspace:
+        ctx = info.context
         found = await ctx.services.workspaces.get(ctx.workspace())
         if found is None:
             raise NotFound("workspace not found")
         return Workspace.of(found)
 
     @strawberry.field(permission_classes=ADMIN_ONLY)
-    async def flows(self, info: strawberry.Info) -> list[Flow]:
-        ctx = _ctx(info)
+    async def flows(self, info: TenantInfo) -> list[Flow]:
+        ctx = info.context
         return [Flow(doc=f) for f in await ctx.services.flows.list(ctx.workspace())]
 
     @strawberry.field(permission_classes=ADMIN_ONLY)
-    async def flow(self, info: strawberry.Info, id: strawberry.ID) -> Flow | None:
-        ctx = _ctx(info)
+    async def flow(self, info: TenantInfo, id: strawberry.ID) -> Flow | None:
+        ctx = info.context
         found = await ctx.services.flows.get(ctx.workspace(), str(id))
         return Flow(doc=found) if found else None
 
     @strawberry.field(permission_classes=ANY_ROLE)
     async def contact(
         self,
-        info: strawberry.Info,
+        info: TenantInfo,
         id: strawberry.ID | None = None,
         phone: Phone = None,
         whatsapp_id: WhatsappId = None,
     ) -> Contact | None:
-        ctx = _ctx(info)
+        ctx = info.context
         workspace_id = ctx.workspace()
+        found: Mapping[str, Any] | None
         if phone is not None or whatsapp_id is not None:
             key = await find_contact_key(ctx.services, workspace_id, ContactRef(phone, whatsapp_id))
             found = await ctx.services.contacts.load(key) if key is not None else None
@@ -120,8 +119,8 @@ class Query(
         return Contact(doc=found) if found and found.get("erased_at") is None else None
 
     @strawberry.field(permission_classes=ANY_ROLE)
-    async def run(self, info: strawberry.Info, id: strawberry.ID) -> Run | None:
-        ctx = _ctx(info)
+    async def run(self, info: TenantInfo, id: strawberry.ID) -> Run | None:
+        ctx = info.context
         workspace_id = ctx.workspace()
         contact = await ctx.services.contacts.find_run(workspace_id, str(id))
         if contact is not None:
@@ -133,14 +132,14 @@ class Query(
     @strawberry.field(permission_classes=ANY_ROLE, description="runs, newest first, filtered and paginated")
     async def runs(
         self,
-        info: strawberry.Info,
+        info: TenantInfo,
         flow_id: strawberry.ID | None = None,
         contact_id: strawberry.ID | None = None,
         status: RunStatus | None = None,
         first: int | None = None,
         after: str | None = None,
     ) -> RunConnection:
-        ctx = _ctx(info)
+        ctx = info.context
         limit = page_size(first)
         cursor = decode_cursor(after)
         found = await ctx.services.runs.page(
@@ -164,9 +163,9 @@ class Query(
         description="what the sandbox channel sent to this customer, oldest first",
     )
     async def sandbox_outbox(
-        self, info: strawberry.Info, phone: Phone, whatsapp_id: WhatsappId = None
+        self, info: TenantInfo, phone: Phone, whatsapp_id: WhatsappId = None
     ) -> list[OutboundMessage]:
-        ctx = _ctx(info)
+        ctx = info.context
         if phone is None and whatsapp_id is None:
             return []
         key = await find_contact_key(ctx.services, ctx.workspace(), ContactRef(phone, whatsapp_id))
@@ -188,33 +187,33 @@ class Mutation(
     SendingMutation,
 ):
     @strawberry.mutation(permission_classes=ADMIN_ONLY)
-    async def import_flow(self, info: strawberry.Info, definition: JSON) -> Flow:
-        ctx = _ctx(info)
+    async def import_flow(self, info: TenantInfo, definition: JSON) -> Flow:
+        ctx = info.context
         return Flow(doc=await flow_ops.import_flow(ctx.services, ctx.admin_workspace(), definition))
 
     @strawberry.mutation(permission_classes=ADMIN_ONLY)
-    async def update_flow_draft(self, info: strawberry.Info, id: strawberry.ID, definition: JSON) -> Flow:
-        ctx = _ctx(info)
+    async def update_flow_draft(self, info: TenantInfo, id: strawberry.ID, definition: JSON) -> Flow:
+        ctx = info.context
         return Flow(doc=await flow_ops.update_draft(ctx.services, ctx.admin_workspace(), str(id), definition))
 
     @strawberry.mutation(permission_classes=ADMIN_ONLY)
-    async def validate_flow(self, info: strawberry.Info, id: strawberry.ID) -> list[FlowIssue]:
-        ctx = _ctx(info)
+    async def validate_flow(self, info: TenantInfo, id: strawberry.ID) -> list[FlowIssue]:
+        ctx = info.context
         flow = await flow_ops.require_flow(ctx.services, ctx.admin_workspace(), str(id))
         return [FlowIssue.of(i) for i in await flow_ops.flow_issues(ctx.services, ctx.workspace(), flow)]
 
     @strawberry.mutation(permission_classes=ADMIN_ONLY)
     async def publish_flow(
-        self, info: strawberry.Info, id: strawberry.ID, in_flight: InFlightPolicy = InFlightPolicy.FINISH
+        self, info: TenantInfo, id: strawberry.ID, in_flight: InFlightPolicy = InFlightPolicy.FINISH
     ) -> Flow:
-        ctx = _ctx(info)
+        ctx = info.context
         return Flow(
             doc=await flow_ops.publish_flow(ctx.services, ctx.admin_workspace(), str(id), in_flight.value)
         )
 
     @strawberry.mutation(permission_classes=ADMIN_ONLY)
-    async def archive_flow(self, info: strawberry.Info, id: strawberry.ID) -> Flow:
-        ctx = _ctx(info)
+    async def archive_flow(self, info: TenantInfo, id: strawberry.ID) -> Flow:
+        ctx = info.context
         return Flow(doc=await flow_ops.archive_flow(ctx.services, ctx.admin_workspace(), str(id)))
 
     @strawberry.mutation(
@@ -226,7 +225,7 @@ class Mutation(
     )
     async def start_flow(
         self,
-        info: strawberry.Info,
+        info: TenantInfo,
         flow_id: strawberry.ID,
         phone: Phone,
         variables: JSON | None = None,
@@ -234,7 +233,7 @@ class Mutation(
         contact: JSON | None = None,
         channel_id: strawberry.ID | None = None,
     ) -> Run:
-        ctx = _ctx(info)
+        ctx = info.context
         who = ContactRef(phone, whatsapp_id)
         run = await contact_ops.start_flow(
             ctx.services,
@@ -253,17 +252,17 @@ class Mutation(
         "runs under way keep theirs",
     )
     async def set_flow_channel(
-        self, info: strawberry.Info, id: strawberry.ID, channel_id: strawberry.ID | None = None
+        self, info: TenantInfo, id: strawberry.ID, channel_id: strawberry.ID | None = None
     ) -> Flow:
-        ctx = _ctx(info)
+        ctx = info.context
         flow = await flow_ops.set_flow_channel(
             ctx.services, ctx.admin_workspace(), str(id), channel_id and str(channel_id)
         )
         return Flow(doc=flow)
 
     @strawberry.mutation(permission_classes=ADMIN_ONLY)
-    async def stop_run(self, info: strawberry.Info, id: strawberry.ID) -> Run:
-        ctx = _ctx(info)
+    async def stop_run(self, info: TenantInfo, id: strawberry.ID) -> Run:
+        ctx = info.context
         return Run(doc=await contact_ops.stop_run(ctx.services, ctx.admin_workspace(), str(id)))
 
     @strawberry.mutation(
@@ -275,7 +274,7 @@ class Mutation(
     )
     async def sandbox_inbound(
         self,
-        info: strawberry.Info,
+        info: TenantInfo,
         phone: Phone,
         text: str | None = None,
         button_id: str | None = None,
@@ -286,7 +285,7 @@ class Mutation(
         bsuid: Annotated[str | None, strawberry.argument(description="the customer's BSUID")] = None,
         username: Annotated[str | None, strawberry.argument(description="the username shown")] = None,
     ) -> bool:
-        ctx = _ctx(info)
+        ctx = info.context
         shared = sandbox_share(location, flow_response, reaction, reply_to)
         who = await sandbox_customer(ctx.services, ctx.workspace(), phone, bsuid, username)
         await contact_ops.customer_says(ctx.services, ctx.workspace(), who, text, button_id, shared=shared)
@@ -300,9 +299,9 @@ class Subscription(InboxSubscription, BroadcastSubscription, AnalyticsSubscripti
         description="the contact's current state at once, then every committed change, in order",
     )
     async def contact_updated(
-        self, info: strawberry.Info, phone: Phone, whatsapp_id: WhatsappId = None
+        self, info: TenantInfo, phone: Phone, whatsapp_id: WhatsappId = None
     ) -> AsyncGenerator[Contact, None]:
-        ctx = _ctx(info)
+        ctx = info.context
         workspace_id = ctx.workspace()
         key = await contact_key(ctx.services, workspace_id, ContactRef(phone, whatsapp_id))
         updates = ctx.services.pubsub.subscribe(contact_topic(key))
@@ -322,9 +321,9 @@ class Subscription(InboxSubscription, BroadcastSubscription, AnalyticsSubscripti
         permission_classes=ANY_ROLE, description="every change of a run in this workspace (or one flow)"
     )
     async def run_updated(
-        self, info: strawberry.Info, flow_id: strawberry.ID | None = None
+        self, info: TenantInfo, flow_id: strawberry.ID | None = None
     ) -> AsyncGenerator[Run, None]:
-        ctx = _ctx(info)
+        ctx = info.context
         updates = ctx.services.pubsub.subscribe(run_topic(ctx.workspace()))
         try:
             async for run in updates:
@@ -334,7 +333,7 @@ class Subscription(InboxSubscription, BroadcastSubscription, AnalyticsSubscripti
             await updates.aclose()
 
 
-def build_schema(*extensions: Any) -> strawberry.Schema:
+def build_schema(*extensions: Callable[[], SchemaExtension]) -> strawberry.Schema:
     """The schema with request extensions (limits) in front of batched loads and error coding.
 
     ``server.graphql.limits`` adds the served limits; ``schema`` below has none, for exporting

@@ -9,6 +9,7 @@ from enum import Enum
 
 import strawberry
 
+from server.graphql.context import TenantInfo
 from server.graphql.permissions import ADMIN_ONLY, ANY_ROLE
 from server.operations import sending as sending_ops
 from server.sending.settings import WEEKDAYS, SendingSettings
@@ -71,7 +72,7 @@ class SendingSettingsView:
 @strawberry.type
 class SendingQuery:
     @strawberry.field(permission_classes=ANY_ROLE, name="sendingSettings")
-    async def sending_settings(self, info: strawberry.Info) -> SendingSettingsView:
+    async def sending_settings(self, info: TenantInfo) -> SendingSettingsView:
         ctx = info.context
         return SendingSettingsView.of(*await sending_ops.sending_settings(ctx.services, ctx.workspace()))
 
@@ -85,7 +86,7 @@ class SendingMutation:
     )
     async def update_sending_settings(
         self,
-        info: strawberry.Info,
+        info: TenantInfo,
         quiet_hours: list[QuietHoursWindowInput] | None = None,
         typing_indicator: bool | None = None,
     ) -> SendingSettingsView:

@@ -16,6 +16,7 @@ from strawberry.scalars import JSON
 
 from server.documents import RunDoc, StepDoc
 from server.graphql import runs
+from server.graphql.context import TenantInfo
 from server.graphql.json_values import plain
 from server.graphql.messages import RenderedMessage
 from server.graphql.permissions import ADMIN_ONLY
@@ -281,7 +282,7 @@ class SimulatorQuery:
     )
     async def simulate_flow(
         self,
-        info: strawberry.Info,
+        info: TenantInfo,
         definition: JSON,
         *,
         contact: Annotated[

@@ -10,20 +10,12 @@ import strawberry
 from strawberry.scalars import JSON
 
 from server.errors import InvalidInput
+from server.graphql.context import TenantInfo
 from server.graphql.permissions import ADMIN_ONLY
 from server.operations import workspaces as workspace_ops
 from server.triggers import inbound as inbound_ops
 from server.triggers import webhooks as webhook_ops
 from server.triggers.signatures import scheme_of
-
-
-def _base_url(info: strawberry.Info) -> str:
-    request = getattr(info.context, "request", None)
-    base = getattr(request, "base_url", None)
-    if base is not None:
-        return str(base).rstrip("/")
-    settings = info.context.services.settings
-    return f"http://{settings.host}:{settings.port}"
 
 
 @strawberry.type(
@@ -38,8 +30,8 @@ class WebhookTrigger:
         return strawberry.ID(self.doc["_id"])
 
     @strawberry.field
-    def url(self, info: strawberry.Info) -> str:
-        return f"{_base_url(info)}/hooks/{self.doc['_id']}"
+    def url(self, info: TenantInfo) -> str:
+        return f"{info.context.base_url()}/hooks/{self.doc['_id']}"
 
     @strawberry.field(
         description="HMAC key for X-Konvo-Signature / X-Shopify-Hmac-Sha256, or the token; only in the "
@@ -140,7 +132,7 @@ def _fields(data: InboundTriggerInput) -> dict[str, Any]:
 class TriggerQuery:
     @strawberry.field(permission_classes=ADMIN_ONLY, description="webhook triggers (all, or of one flow)")
     async def webhook_triggers(
-        self, info: strawberry.Info, flow_id: strawberry.ID | None = None
+        self, info: TenantInfo, flow_id: strawberry.ID | None = None
     ) -> list[WebhookTrigger]:
         ctx = info.context
         found = await ctx.services.webhooks.list(ctx.workspace(), flow_id and str(flow_id))
@@ -149,7 +141,7 @@ class TriggerQuery:
     @strawberry.field(
         permission_classes=ADMIN_ONLY, description="inbound triggers in the order they are tried"
     )
-    async def inbound_triggers(self, info: strawberry.Info) -> list[InboundTrigger]:
+    async def inbound_triggers(self, info: TenantInfo) -> list[InboundTrigger]:
         ctx = info.context
         return [InboundTrigger.of(d) for d in await ctx.services.inbound.list(ctx.workspace())]
 
@@ -162,7 +154,7 @@ class TriggerMutation:
     )
     async def create_webhook_trigger(
         self,
-        info: strawberry.Info,
+        info: TenantInfo,
         flow_id: strawberry.ID,
         mapping: JSON,
         secret: str | None = None,
@@ -180,7 +172,7 @@ class TriggerMutation:
         "workspace's default)",
     )
     async def set_webhook_trigger_channel(
-        self, info: strawberry.Info, id: strawberry.ID, channel_id: strawberry.ID | None = None
+        self, info: TenantInfo, id: strawberry.ID, channel_id: strawberry.ID | None = None
     ) -> WebhookTrigger:
         ctx = info.context
         document = await webhook_ops.set_webhook_trigger_channel(
@@ -194,7 +186,7 @@ class TriggerMutation:
         "konvo_legacy, shopify or token",
     )
     async def set_webhook_trigger_signature(
-        self, info: strawberry.Info, id: strawberry.ID, signature: str
+        self, info: TenantInfo, id: strawberry.ID, signature: str
     ) -> WebhookTrigger:
         ctx = info.context
         document = await webhook_ops.set_signature_scheme(
@@ -208,7 +200,7 @@ class TriggerMutation:
         "`secret` may be given (e.g. Shopify's new signing key)",
     )
     async def rotate_webhook_trigger_secret(
-        self, info: strawberry.Info, id: strawberry.ID, secret: str | None = None
+        self, info: TenantInfo, id: strawberry.ID, secret: str | None = None
     ) -> WebhookTrigger:
         ctx = info.context
         document = await webhook_ops.rotate_webhook_trigger_secret(
@@ -217,7 +209,7 @@ class TriggerMutation:
         return WebhookTrigger(doc=document)
 
     @strawberry.mutation(permission_classes=ADMIN_ONLY)
-    async def delete_webhook_trigger(self, info: strawberry.Info, id: strawberry.ID) -> bool:
+    async def delete_webhook_trigger(self, info: TenantInfo, id: strawberry.ID) -> bool:
         ctx = info.context
         return await webhook_ops.delete_webhook_trigger(ctx.services, ctx.admin_workspace(), str(id))
 
@@ -226,14 +218,12 @@ class TriggerMutation:
         description="the country national phone numbers belong to (ISO 3166, e.g. ES): in API arguments, "
         "imports and webhook payloads",
     )
-    async def set_default_country(self, info: strawberry.Info, country: str | None) -> str | None:
+    async def set_default_country(self, info: TenantInfo, country: str | None) -> str | None:
         ctx = info.context
         return await workspace_ops.set_default_country(ctx.services, ctx.admin_workspace(), country)
 
     @strawberry.mutation(permission_classes=ADMIN_ONLY)
-    async def create_inbound_trigger(
-        self, info: strawberry.Info, input: InboundTriggerInput
-    ) -> InboundTrigger:
+    async def create_inbound_trigger(self, info: TenantInfo, input: InboundTriggerInput) -> InboundTrigger:
         ctx = info.context
         fields = _fields(input)
         flow_id = fields.pop("flow_id", None)
@@ -246,7 +236,7 @@ class TriggerMutation:
 
     @strawberry.mutation(permission_classes=ADMIN_ONLY)
     async def update_inbound_trigger(
-        self, info: strawberry.Info, id: strawberry.ID, input: InboundTriggerInput
+        self, info: TenantInfo, id: strawberry.ID, input: InboundTriggerInput
     ) -> InboundTrigger:
         ctx = info.context
         document = await inbound_ops.update_inbound_trigger(
@@ -255,6 +245,6 @@ class TriggerMutation:
         return InboundTrigger.of(document)
 
     @strawberry.mutation(permission_classes=ADMIN_ONLY)
-    async def delete_inbound_trigger(self, info: strawberry.Info, id: strawberry.ID) -> bool:
+    async def delete_inbound_trigger(self, info: TenantInfo, id: strawberry.ID) -> bool:
         ctx = info.context
         return await inbound_ops.delete_inbound_trigger(ctx.services, ctx.admin_workspace(), str(id))

@@ -14,6 +14,7 @@ from server.clock import as_utc
 from server.errors import InvalidFlow
 from server.graphql import runs
 from server.graphql.catalog import Agent
+from server.graphql.context import TenantInfo
 from server.graphql.costs import CostEstimate
 from server.graphql.flow_document import FlowDefinitionType, flow_definition
 from server.graphql.json_values import plain
@@ -109,7 +110,7 @@ class FlowIssue:
         )
 
 
-async def _diagram(info: strawberry.Info, definition: object) -> str | None:
+async def _diagram(info: TenantInfo, definition: object) -> str | None:
     """Mermaid text of a flow document (None when a draft cannot be drawn: see its issues);
     template buttons are titled as the templates show them."""
     if not isinstance(definition, dict):
@@ -128,7 +129,7 @@ class FlowVersion:
     definition: JSON
 
     @strawberry.field
-    async def diagram(self, info: strawberry.Info) -> str:
+    async def diagram(self, info: TenantInfo) -> str:
         return await _diagram(info, self.definition) or ""  # a published version always compiles
 
 
@@ -194,17 +195,17 @@ class Flow:
         description="Meta's charges per template node: for one recipient country, or for the "
         "workspace's contacts by country (rate card in server/channels/whatsapp/rate_card.json)"
     )
-    async def cost_estimate(self, info: strawberry.Info, country: str | None = None) -> CostEstimate:
+    async def cost_estimate(self, info: TenantInfo, country: str | None = None) -> CostEstimate:
         found = await flow_cost_estimate(info.context.services, self.doc["workspace_id"], self.doc, country)
         return CostEstimate.of(found)
 
     @strawberry.field(description="validation of the draft against the workspace's catalog")
-    async def issues(self, info: strawberry.Info) -> list[FlowIssue]:
+    async def issues(self, info: TenantInfo) -> list[FlowIssue]:
         found = await flow_issues(info.context.services, self.doc["workspace_id"], self.doc)
         return [FlowIssue.of(i) for i in found]
 
     @strawberry.field
-    async def versions(self, info: strawberry.Info) -> list[FlowVersion]:
+    async def versions(self, info: TenantInfo) -> list[FlowVersion]:
         stored = await info.context.services.flows.list_versions(self.doc["_id"])
         return [
             FlowVersion(version=v["version"], published_at=v["published_at"], definition=v["definition"])
@@ -212,7 +213,7 @@ class Flow:
         ]
 
     @strawberry.field(description="Mermaid text of the active version's graph (the draft's if none)")
-    async def diagram(self, info: strawberry.Info) -> str | None:
+    async def diagram(self, info: TenantInfo) -> str | None:
         definition = self.doc["draft"]
         if self.doc.get("active_version"):
             version = await info.context.services.flows.get_version(
@@ -240,7 +241,7 @@ class Run:
         return self.doc.get("flow_name")
 
     @strawberry.field(permission_classes=ADMIN_ONLY, description="the flow (ADMIN keys; see flowName)")
-    async def flow(self, info: strawberry.Info) -> Flow | None:
+    async def flow(self, info: TenantInfo) -> Flow | None:
         found = await loaders(info).flows.load((info.context.workspace(), self.doc["flow_id"]))
         return Flow(doc=found) if found else None
 
@@ -253,7 +254,7 @@ class Run:
         return self.doc.get("phone")
 
     @strawberry.field
-    async def contact(self, info: strawberry.Info) -> Contact | None:
+    async def contact(self, info: TenantInfo) -> Contact | None:
         contact_id = self.doc.get("contact_id")
         if contact_id is None:
             return None
@@ -281,7 +282,7 @@ class Run:
         return self.doc.get("reply")
 
     @strawberry.field(description="what happened, oldest first: one type per action (see Step)")
-    def steps(self, info: strawberry.Info) -> list[Step]:
+    def steps(self, info: TenantInfo) -> list[Step]:
         workspace_id = info.context.workspace()
         return [step_of(s, workspace_id) for s in self.doc.get("steps", [])]
 
@@ -312,7 +313,7 @@ class Run:
         return runs.run_ended_at(self)
 
 
-async def assigned_agent_of(info: strawberry.Info, contact: Mapping[str, Any]) -> Agent | None:
+async def assigned_agent_of(info: TenantInfo, contact: Mapping[str, Any]) -> Agent | None:
     """The agent who owns the contact's conversation (batched per operation), or None."""
     agent_id = contact.get("assigned_agent")
     found = await loaders(info).agents.load((contact["workspace_id"], agent_id)) if agent_id else None
@@ -369,14 +370,14 @@ class Contact:
         return self.doc.get("assigned_agent")
 
     @strawberry.field(description="the agent who owns the conversation; flows stay quiet meanwhile")
-    async def assigned_agent(self, info: strawberry.Info) -> Agent | None:
+    async def assigned_agent(self, info: TenantInfo) -> Agent | None:
         return await assigned_agent_of(info, self.doc)
 
     @strawberry.field(
         description="the agent who owns the conversation",
         deprecation_reason="assignedAgent is the Agent now; use it (and assignedAgentId for the id)",
     )
-    async def agent(self, info: strawberry.Info) -> Agent | None:
+    async def agent(self, info: TenantInfo) -> Agent | None:
         return await assigned_agent_of(info, self.doc)
 
     @strawberry.field(
@@ -406,7 +407,7 @@ class Contact:
         return self.doc.get("last_inbound_at")
 
     @strawberry.field(description="the 24-hour customer service window is open")
-    def window_open(self, info: strawberry.Info) -> bool:
+    def window_open(self, info: TenantInfo) -> bool:
         return window_open(self.doc.get("last_inbound_at"), info.context.services.clock.now())
 
     @strawberry.field

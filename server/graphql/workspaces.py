@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import strawberry
 
+from server.graphql.context import TenantInfo
 from server.graphql.permissions import ADMIN_ONLY
 from server.graphql.types import Workspace
 from server.operations import workspaces as workspace_ops
@@ -20,7 +21,7 @@ class WorkspaceMutation:
     )
     async def update_workspace(
         self,
-        info: strawberry.Info,
+        info: TenantInfo,
         timezone: str | None = None,
         locale: str | None = None,
         name: str | None = None,

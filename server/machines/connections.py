@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Hashable
-from typing import Any
 
 from server.errors import InvalidFlow
 from server.machines.definition import parse_flow
@@ -22,7 +21,7 @@ class ConnectionMemo:
         self._capacity = capacity
         self._known: OrderedDict[Hashable, frozenset[str]] = OrderedDict()
 
-    def targets(self, key: Hashable, document: Any) -> frozenset[str]:
+    def targets(self, key: Hashable, document: object) -> frozenset[str]:
         """The flow names ``document`` connects to before any wait (none if it does not parse)."""
         found = self._known.get(key)
         if found is not None:

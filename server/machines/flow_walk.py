@@ -11,7 +11,7 @@ from typing import Any
 SEGMENT_NAMES = ("tag", "var", "assigned_to")
 
 
-def raw_nodes(definition: Any, kind: str | None = None) -> Iterator[dict[str, Any]]:
+def raw_nodes(definition: object, kind: str | None = None) -> Iterator[dict[str, Any]]:
     """The nodes of a stored flow document (of one ``type`` when ``kind`` is given)."""
     if not isinstance(definition, dict):
         return
@@ -20,7 +20,7 @@ def raw_nodes(definition: Any, kind: str | None = None) -> Iterator[dict[str, An
             yield node
 
 
-def segment_names(segment: Any) -> Iterator[tuple[str, str]]:
+def segment_names(segment: object) -> Iterator[tuple[str, str]]:
     """The ``tag``, ``var`` and ``assigned_to`` names in a raw segment, through all/any/not, in
     document order."""
     stack = [segment]
@@ -42,7 +42,7 @@ def segment_names(segment: Any) -> Iterator[tuple[str, str]]:
                 yield key, part[key]
 
 
-def definition_segments(definition: Any) -> Iterator[Any]:
+def definition_segments(definition: object) -> Iterator[object]:
     """Every segment a stored flow document holds (the branches of its ``condition`` nodes)."""
     for node in raw_nodes(definition, "condition"):
         for branch in node.get("branches") or []:

@@ -59,7 +59,7 @@ class SendingRules:
     timezone: str = "UTC"
 
 
-def settings_from_document(document: Any) -> SendingSettings:
+def settings_from_document(document: object) -> SendingSettings:
     """The stored settings (absent or unreadable parts take their defaults, never raise)."""
     if not isinstance(document, dict):
         return SendingSettings()
@@ -72,7 +72,7 @@ def settings_from_document(document: Any) -> SendingSettings:
     )
 
 
-def parse_quiet_hours(raw: Any, field_name: str = "quietHours") -> tuple[QuietWindow, ...]:
+def parse_quiet_hours(raw: object, field_name: str = "quietHours") -> tuple[QuietWindow, ...]:
     """Quiet windows from input, or ``InvalidInput`` naming the window and field that is wrong."""
     if not isinstance(raw, list | tuple):
         raise InvalidInput(f"{field_name}: a list of windows {{days, start, end}}", field=field_name)
@@ -81,7 +81,7 @@ def parse_quiet_hours(raw: Any, field_name: str = "quietHours") -> tuple[QuietWi
     return tuple(_window(item, f"{field_name}[{index}]") for index, item in enumerate(raw))
 
 
-def _window(item: Any, where: str) -> QuietWindow:
+def _window(item: object, where: str) -> QuietWindow:
     if not isinstance(item, dict):
         raise InvalidInput(f"{where}: a window is {{days, start, end}}", field=where)
     days_raw = item.get("days")
@@ -103,7 +103,7 @@ def _window(item: Any, where: str) -> QuietWindow:
     return QuietWindow(days=tuple(sorted(days)), start=start or time(0), end=end)
 
 
-def _clock(value: Any, where: str, allow_midnight_end: bool) -> time | None:
+def _clock(value: object, where: str, allow_midnight_end: bool) -> time | None:
     text = str(value or "").strip()
     if allow_midnight_end and text in ("24:00", "24:00:00"):
         return None

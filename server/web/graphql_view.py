@@ -21,9 +21,9 @@ from collections.abc import AsyncGenerator, Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, NoReturn
 
-from cross_web import HTTPException
+from cross_web import AsyncHTTPRequestAdapter, HTTPException
 from graphql import GraphQLError
 from redis.exceptions import RedisError
 from starlette.requests import Request
@@ -283,7 +283,7 @@ class KonvoGraphQL(GraphQL[Context, None]):
     async def execute_single(
         self,
         request: Request,
-        request_adapter: Any,
+        request_adapter: AsyncHTTPRequestAdapter,
         sub_response: Response,
         context: Context,
         root_value: None,
@@ -306,7 +306,7 @@ class KonvoGraphQL(GraphQL[Context, None]):
 
     async def _execute(
         self,
-        request_adapter: Any,
+        request_adapter: AsyncHTTPRequestAdapter,
         context: Context,
         root_value: None,
         request_data: GraphQLRequestData,
@@ -387,7 +387,7 @@ def as_graphql_response_json(response: Response) -> Response:
     )
 
 
-def _reject_constant(name: str) -> Any:
+def _reject_constant(name: str) -> NoReturn:
     raise json.JSONDecodeError(f"{name} is not valid JSON", name, 0)
 
 

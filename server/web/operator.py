@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import hmac
 import logging
-from typing import Any
 
 from cross_web import HTTPException
 from redis.exceptions import RedisError
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 
 from server.graphql.context import bearer_token
@@ -45,7 +47,10 @@ class OperatorGraphQL(KonvoGraphQL):
             settings.rate_limit_window_seconds,
         )
 
-    async def get_context(self, request: Any, response: Any) -> OperatorContext:  # type: ignore[override]
+    # The tenant view's HTTP handling with a context of its own (the one the operator schema reads).
+    async def get_context(  # type: ignore[override]
+        self, request: Request | WebSocket, response: Response | WebSocket
+    ) -> OperatorContext:
         context = OperatorContext(self.runtime.services, request, response, self.rate_limiter)
         given = bearer_token(request.headers.get("authorization"))
         if given is not None and hmac.compare_digest(given.encode(), self._key):
