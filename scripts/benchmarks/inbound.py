@@ -12,7 +12,8 @@ filter on cloned contact documents, same driver and concurrency, in a collection
 contacts collection's indexes (the store maintains each index on every
 write, so that is the store's own limit for a contact commit). The rate without any secondary
 index is printed in the notes too.
-``KONVO_BENCH_PROFILE=path`` runs the server under cProfile and writes its stats there.
+``KONVO_BENCH_PROFILE=path`` runs the server under cProfile and writes its stats there;
+``KONVO_BENCH_SAMPLE=path`` samples its stacks in CPU time instead (collapsed stacks, ``served.py``).
 """
 
 from __future__ import annotations
@@ -221,6 +222,7 @@ async def measure(services: harness.Services, count: int, quick: bool) -> Row:
     global last_rate
     settings = services.settings
     profile = os.environ.get("KONVO_BENCH_PROFILE")
+    sample = os.environ.get("KONVO_BENCH_SAMPLE")
     with graph_fake() as fake:
         template = await seed(settings, fake, count)
         reference = await raw_cas_rate(settings, template, count)
@@ -228,7 +230,9 @@ async def measure(services: harness.Services, count: int, quick: bool) -> Row:
         sent_before = await fake.received()
         requests = webhooks(fake, 1, count, "b")
         with (
-            served.konvo_serve(settings, Path(profile) if profile else None) as server,
+            served.konvo_serve(
+                settings, Path(profile) if profile else None, Path(sample) if sample else None
+            ) as server,
             LoadGenerator(served.webhook_url(server.url), requests, served.CONCURRENCY) as load,
         ):
             processes = served.processes(services, server, load, fake)

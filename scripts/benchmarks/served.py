@@ -73,6 +73,37 @@ finally:
     profiler.dump_stats(out)
 """
 
+# ``konvo serve`` under a sampler in CPU time (``KONVO_BENCH_SAMPLE``): every millisecond of the
+# process's CPU (``ITIMER_PROF``) the main thread's Python stack is counted, written as collapsed
+# stacks ("frame;frame;... count" lines, the flame graph tools' input). Unlike cProfile it adds
+# no cost per call, so call-heavy code is not overstated; unlike a wall-clock sampler it does not
+# charge a function for the time its process waited for a core on a busy machine.
+CPU_SAMPLED = """
+import collections, signal, sys
+from server.cli import app
+out = sys.argv[1]
+sys.argv = ["konvo", *sys.argv[2:]]
+stacks = collections.Counter()
+
+def sample(_signum, frame):
+    names = []
+    while frame is not None:
+        code = frame.f_code
+        where = code.co_filename.rsplit("site-packages/", 1)[-1]
+        names.append(f"{code.co_name} ({where}:{code.co_firstlineno})")
+        frame = frame.f_back
+    stacks[";".join(reversed(names))] += 1
+
+signal.signal(signal.SIGPROF, sample)
+signal.signal(signal.SIGUSR1, lambda *_: signal.setitimer(signal.ITIMER_PROF, 0.001, 0.001))
+try:
+    app()
+finally:
+    signal.setitimer(signal.ITIMER_PROF, 0, 0)
+    with open(out, "w") as file:
+        file.writelines(f"{stack} {count}\\n" for stack, count in stacks.items())
+"""
+
 
 async def add_channel(runtime: Runtime, fake_fields: dict[str, Any]) -> dict[str, Any]:
     """The bench workspace's WhatsApp channel, sending to the fake at the highest throughput."""
@@ -148,8 +179,11 @@ class Served:
 
 
 @contextmanager
-def konvo_serve(settings: Settings, profile: Path | None = None) -> Iterator[Served]:
-    """``konvo serve`` on the bench's store and Redis, counting its store work. ``profile``: cProfile it."""
+def konvo_serve(
+    settings: Settings, profile: Path | None = None, sample: Path | None = None
+) -> Iterator[Served]:
+    """``konvo serve`` on the bench's store and Redis, counting its store work. ``profile``: cProfile
+    it; ``sample``: sample its stacks in CPU time (both from ``Served.profile_window`` on)."""
     port = free_port()
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("KONVO_")},
@@ -167,8 +201,11 @@ def konvo_serve(settings: Settings, profile: Path | None = None) -> Iterator[Ser
     args = [KONVO, "serve"]
     if profile is not None:
         args = [sys.executable, "-c", CPU_PROFILED, str(profile), "serve"]
+    elif sample is not None:
+        args = [sys.executable, "-c", CPU_SAMPLED, str(sample), "serve"]
     with _process(args, env, port) as process:
-        yield Served(f"http://127.0.0.1:{port}", process.pid, profiled=profile is not None)
+        profiled = profile is not None or sample is not None
+        yield Served(f"http://127.0.0.1:{port}", process.pid, profiled=profiled)
 
 
 @contextmanager

@@ -12,6 +12,7 @@ import pytest
 from pymongo import InsertOne, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import WriteError
+from pymongo.monitoring import CommandFailedEvent, CommandListener, CommandStartedEvent, CommandSucceededEvent
 
 from server.config import Settings
 from server.ids import ContactKey, new_id
@@ -181,3 +182,50 @@ async def test_the_compare_and_set_filter_matches_only_the_same_version_under_no
 
     assert await matched(None) == ["same", "older_epoch", "same_epoch", "newer_epoch"]
     assert await matched(5) == ["same", "older_epoch", "same_epoch"]
+
+
+class _BulkCounter(CommandListener):
+    """Counts the write commands (bulks) sent to the store."""
+
+    def __init__(self) -> None:
+        self.inserts = 0
+
+    def started(self, event: CommandStartedEvent) -> None:
+        if event.command_name == "insert":
+            self.inserts += 1
+
+    def succeeded(self, event: CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: CommandFailedEvent) -> None:
+        pass
+
+
+async def test_a_busy_group_lingers_for_the_writes_that_follow_it(settings: Settings) -> None:
+    """Right after a bulk (under load) the next group waits a moment for the turns in flight: the
+    write that opens it and those queued meanwhile share one bulk (issue 19: the driver's work is
+    per round trip). Before, the opening write went out alone and the others in a bulk of their own."""
+    assert settings.mongodb_uri
+    bulks = _BulkCounter()
+    database = Database(settings.mongodb_uri, settings.mongodb_db, listeners=[bulks])
+    try:
+        batcher = WriteBatcher(_collection(database), linger=0.05)
+        together = await asyncio.gather(*(batcher.write(InsertOne({"_id": i})) for i in (-1, 0)))
+        assert together == [Outcome.DONE] * 2 and bulks.inserts == 1  # one bulk: there is load
+        opening = asyncio.create_task(batcher.write(InsertOne({"_id": 1})))
+        await asyncio.sleep(0)  # the group's flusher has started and lingers
+        await asyncio.sleep(0)
+        following = [asyncio.create_task(batcher.write(InsertOne({"_id": i}))) for i in (2, 3)]
+        assert await asyncio.gather(opening, *following) == [Outcome.DONE] * 3
+        assert bulks.inserts == 2
+    finally:
+        await database.close()
+
+
+async def test_lone_writes_do_not_linger(database: Database) -> None:
+    """A write with no bulk before it, or after a bulk that carried it alone, goes at once: one
+    webhook at a time gains nothing from waiting (no timing is measured: a lingering write here
+    would wait an hour)."""
+    batcher = WriteBatcher(_collection(database), linger=3600.0)
+    for i in range(3):
+        assert await asyncio.wait_for(batcher.write(InsertOne({"_id": i})), timeout=60) is Outcome.DONE
