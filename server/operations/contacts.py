@@ -118,4 +118,5 @@ async def customer_says(
     )
     if event is not None:
         await services.actors.ask(key, event)
+        await services.messages.mark_applied([event.event_id])  # the turn may have run in another process
     return stored
