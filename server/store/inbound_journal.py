@@ -5,19 +5,18 @@ messages their actors may not have applied yet: recovery re-tells those after a 
 mark per message (``inbound_pending``: an insert at the webhook and a delete once applied, two of
 the embedded store's ~8 documents per webhook, issue 19). Here the messages stored together (the
 group commit of ``server/store/batching.py``: those arriving while the previous group is at the
-store) share one entry ``{_id, ids, at}`` in ``inbound_journal``, inserted beside their message
-inserts, and the entry is deleted once every message in it was applied. Under load a group holds
-several messages, so the store writes two documents per group, not per message.
+store) share one entry ``{_id, workspace_id, ids, at}`` per workspace in ``inbound_journal``,
+inserted beside their message inserts and deleted once every message in it was applied. Under
+load a group holds several messages, so the store writes two documents per group, not per message.
 
 What "applied" means is unchanged: the message's turn committed and its effects ran (the actor's
 ``Effects.after_commit`` and ``redo_after_commit`` settle it), or a turn told to apply it ended
 well (``MessageRepository.settle_when_applied``: the turn may run in another process). Until then
-the entry stays:
-after a crash, recovery (``recovered``) reads the entries older than its grace, re-tells their
-messages, and the actor's ``applied_events`` drops those it did apply (as it did for a mark a
-crash left between the commit and its delete). An entry recovery finds partly settled by this
-process is narrowed to the rest first, so siblings of a message that keeps failing are not told
-again pass after pass.
+the entry stays: after a crash, recovery (``recovered``) reads the entries older than its grace,
+re-tells their messages, and the actor's ``applied_events`` drops those it did apply (as it did
+for a mark a crash left between the commit and its delete). An entry recovery finds partly
+settled by this process is narrowed to the rest first, so siblings of a message that keeps
+failing are not told again pass after pass.
 
 The entries are kept in process memory as well (``_open``); memory holds no more than the entries
 in the store plus those of the last grace period: recovery forgets the ones it no longer finds.
@@ -50,8 +49,9 @@ class _Entry:
     tracked: int  # when this process took it up (a count): recovery forgets only older ones
 
 
-class InboundJournal(_GroupFlusher[tuple[str, datetime], str]):
-    """Holds inbound message ids until applied; one document per group stored together."""
+class InboundJournal(_GroupFlusher[tuple[str, str, datetime], None]):
+    """Holds inbound message ids until applied; one document per workspace of a group stored together
+    (every document names its workspace: ``server/store/workspace_data.py``)."""
 
     def __init__(self, database: Database) -> None:
         collection = database.collection(COLLECTION)
@@ -62,19 +62,26 @@ class InboundJournal(_GroupFlusher[tuple[str, datetime], str]):
         self._held: dict[str, set[str]] = {}  # message id -> the entries listing it
         self._tracked = 0
 
-    async def hold(self, message_id: str, at: datetime) -> None:
-        """Record ``message_id`` (timestamped ``at``) as stored and not yet applied; durable on return."""
-        await self._submit((message_id, at))
+    async def hold(self, message_id: str, workspace_id: str, at: datetime) -> None:
+        """Record ``message_id`` (of ``workspace_id``, timestamped ``at``) as stored and not yet
+        applied; durable on return."""
+        await self._submit((message_id, workspace_id, at))
 
-    async def _flush(self, batch: list[tuple[tuple[str, datetime], asyncio.Future[str]]]) -> None:
-        ids = list(dict.fromkeys(message_id for (message_id, _), _ in batch))
-        at = min(when for (_, when), _ in batch)
-        entry_id = new_id("inj")
-        await self._entries.insert_one({"_id": entry_id, "ids": ids, "at": at})
-        self._track(entry_id, set(ids), at)
+    async def _flush(self, batch: list[tuple[tuple[str, str, datetime], asyncio.Future[None]]]) -> None:
+        entries: dict[str, dict[str, Any]] = {}
+        for (message_id, workspace_id, at), _ in batch:
+            entry = entries.setdefault(
+                workspace_id, {"_id": new_id("inj"), "workspace_id": workspace_id, "ids": [], "at": at}
+            )
+            if message_id not in entry["ids"]:
+                entry["ids"].append(message_id)
+            entry["at"] = min(entry["at"], at)
+        await self._entries.insert_many(list(entries.values()))
+        for entry in entries.values():
+            self._track(entry["_id"], set(entry["ids"]), entry["at"])
         for _, future in batch:
             if not future.done():
-                future.set_result(entry_id)
+                future.set_result(None)
 
     def holds(self, message_id: str) -> bool:
         """Whether an entry this process knows still waits for this message."""

@@ -68,7 +68,7 @@ class MessageRepository:
                 stored_id: str = bare["_id"]
                 return stored_id
         _, inserted = await asyncio.gather(
-            self._journal.hold(document["_id"], document["at"]),
+            self._journal.hold(document["_id"], document["workspace_id"], document["at"]),
             self._writes.write(InsertOne({**document, "direction": "in"})),
         )
         return None if inserted is Outcome.DONE else document["_id"]
