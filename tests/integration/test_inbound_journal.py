@@ -72,6 +72,22 @@ async def test_messages_stored_together_share_a_journal_entry_instead_of_a_mark_
     assert await counted.collection(JOURNAL).count_documents({}) == 0
 
 
+async def test_a_group_from_two_workspaces_writes_one_entry_per_workspace(counted: Database) -> None:
+    """Every document names its workspace (deleting a workspace relies on it)."""
+    messages = MessageRepository(counted, LegacyProviderIds(counted))
+    now = datetime.now(UTC)
+    ours = [record_at(now) for _ in range(3)]
+    theirs = [
+        inbound_record("ws_other", new_id("wamid"), channel="whatsapp", text="hi", at=now) for _ in range(3)
+    ]
+    await asyncio.gather(*(messages.record_inbound(r) for r in [*ours, *theirs]))
+    entries = await counted.collection(JOURNAL).find().to_list()
+    by_workspace: dict[str, set[str]] = {}
+    for entry in entries:
+        by_workspace.setdefault(entry["workspace_id"], set()).update(entry["ids"])
+    assert by_workspace == {WORKSPACE: {r["_id"] for r in ours}, "ws_other": {r["_id"] for r in theirs}}
+
+
 async def test_a_turn_that_ran_elsewhere_settles_the_entry_when_it_answers(counted: Database) -> None:
     messages = MessageRepository(counted, LegacyProviderIds(counted))
     applied, failed = record_at(datetime.now(UTC)), record_at(datetime.now(UTC))
