@@ -156,6 +156,14 @@ class RecipientRepository:
         waiting = await self._waiting(broadcast_id, after_id, limit)
         return sorted([*older, *waiting], key=lambda d: str(d["_id"]))[:limit]
 
+    async def any_queued(self, broadcast_id: str) -> bool:
+        """Whether any recipient still waits: one an older version froze, or a member of the
+        audience with no outcome (each outcome is of a member)."""
+        if await self._docs.find_one({"broadcast_id": broadcast_id, "state": "queued"}, {"_id": 1}):
+            return True
+        frozen = await self._audience.count_documents(_members_of(broadcast_id))
+        return frozen > 0 and frozen > await self._docs.count_documents({"broadcast_id": broadcast_id})
+
     async def _waiting(
         self, broadcast_id: str, after_id: str, limit: int, up_to: str | None = None
     ) -> list[Document]:
@@ -168,7 +176,7 @@ class RecipientRepository:
             members = await (
                 self._audience.find({"_id": {"$gt": after, "$lte" if up_to else "$lt": end}})
                 .sort("_id", 1)
-                .limit(max(limit, 100))
+                .limit(max(limit, SCAN_BATCH))
                 .to_list()
             )
             if not members:
@@ -292,6 +300,7 @@ class RecipientRepository:
 
 AUDIENCE_FIELDS = ("_id", "broadcast_id", "workspace_id", "contact_id", "phone")
 CANCEL_BATCH = 500
+SCAN_BATCH = 500  # audience members read at once looking for those without an outcome
 
 
 def _members_of(broadcast_id: str) -> Document:

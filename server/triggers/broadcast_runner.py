@@ -35,6 +35,10 @@ from server.workspace_inflight import Ticket
 log = logging.getLogger(__name__)
 
 FREEZE_BATCH = 1000
+# Set once the audience is frozen (``broadcast_audience``). Not the older versions' ``frozen``: an
+# older replica that takes a broadcast over during a rolling deploy freezes it again its own way
+# (queued recipients, keeping every outcome already stored) instead of finding nobody queued.
+FROZEN = "audience_frozen"
 PUBLISH_EVERY_SECONDS = 0.5
 FLUSH_EVERY_SECONDS = 0.5  # recipients' states are written in bulk this often while sending
 PASSIVATE_ABOVE = 20_000  # actors in memory: beyond this, a broadcast passivates idle ones
@@ -172,7 +176,7 @@ class BroadcastRunner:
             failed = {"status": "failed", "error": exc.message, "finished_at": services.clock.now()}
             await repo.update(broadcast_id, failed, status="running")
             return
-        if not broadcast.get("frozen"):
+        if not (broadcast.get(FROZEN) or broadcast.get("frozen")):  # "frozen": by an older version
             await self._freeze(broadcast)
         while True:
             outcome = await self._pass(broadcast, plan)
@@ -182,7 +186,7 @@ class BroadcastRunner:
                 if not await self._wait_for_capacity(broadcast):
                     return
                 continue
-            if await services.recipients.queued(broadcast_id, "", 1):
+            if await services.recipients.any_queued(broadcast_id):
                 await services.timing.sleep(self.poll_seconds)  # some starts failed for a passing reason
                 continue
             done = {
@@ -222,8 +226,8 @@ class BroadcastRunner:
                 batch = []
         await services.recipients.add_many(batch)
         total = await services.recipients.count(broadcast_id)
-        await services.broadcasts.update(broadcast_id, {"frozen": True, "total": total, "frozen_at": now})
-        broadcast.update(frozen=True, total=total)
+        await services.broadcasts.update(broadcast_id, {FROZEN: True, "total": total, "frozen_at": now})
+        broadcast.update({FROZEN: True, "total": total})
         await self._publish(broadcast, force=True)
 
     async def _pass(self, broadcast: dict[str, Any], plan: Plan) -> PassOutcome:

@@ -88,7 +88,9 @@ async def test_a_recipient_is_written_once_with_its_outcome_and_listed_as_before
     await recipients.note(stranger, {"broadcast_id": BROADCAST}, "HELD", {"reason": "QUIET_HOURS"})
     assert await recipients.count(BROADCAST) == 5
 
+    assert await recipients.any_queued(BROADCAST)
     assert await recipients.cancel_queued(BROADCAST, now) == 2
+    assert not await recipients.any_queued(BROADCAST)
     assert counts(await recipients.state_counts(BROADCAST)) == {"started": 2, "skipped": 1, "cancelled": 2}
     assert await recipients.queued(BROADCAST, "", 10) == []
     # a start that raced the cancel wins, as before
@@ -108,5 +110,7 @@ async def test_a_broadcast_frozen_by_an_older_version_runs_on(counted: Database)
     assert counts(await recipients.state_counts(older)) == {"started": 1, "queued": 2}
     listed = await recipients.page(older, None, None, "", 10)
     assert states(listed) == [(PHONES[0], "started"), (PHONES[1], "queued"), (PHONES[2], "queued")]
+    assert await recipients.any_queued(older)
     assert await recipients.cancel_queued(older, now) == 2
+    assert not await recipients.any_queued(older)
     assert counts(await recipients.state_counts(older)) == {"started": 1, "cancelled": 2}
