@@ -114,3 +114,23 @@ async def test_a_broadcast_frozen_by_an_older_version_runs_on(counted: Database)
     assert await recipients.cancel_queued(older, now) == 2
     assert not await recipients.any_queued(older)
     assert counts(await recipients.state_counts(older)) == {"started": 1, "cancelled": 2}
+
+
+async def test_an_older_replica_freezing_a_broadcast_again_lists_nobody_twice(counted: Database) -> None:
+    """A rolling deploy: an older replica takes the broadcast over and freezes it its own way
+    (queued documents, kept where an outcome is stored); every recipient is still listed once."""
+    recipients = RecipientRepository(counted)
+    both = "bc_both"
+    await recipients.add_many([frozen(both, p) for p in PHONES])
+    queued = await recipients.queued(both, "", 2)
+    now = datetime.now(UTC)
+    await recipients.set_states(
+        [(r, {"state": "started", "run_id": "run_b", "at": now}) for r in queued], ["queued"]
+    )
+    older_freeze = counted.collection("broadcast_recipients")
+    for phone in PHONES:  # what the older version's add_many did: insert, duplicates kept as they are
+        if await older_freeze.find_one({"_id": f"{both}:{phone}"}) is None:
+            await older_freeze.insert_one(frozen(both, phone))
+    assert [r["phone"] for r in await recipients.queued(both, "", 10)] == PHONES[2:]
+    assert counts(await recipients.state_counts(both)) == {"started": 2, "queued": 3}
+    assert [d["phone"] for d in await recipients.page(both, None, None, "", 10)] == PHONES
