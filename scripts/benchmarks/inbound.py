@@ -173,9 +173,9 @@ async def wait_done(
     is marked applied (after its turn's sends and read models, its run projection): ``window``
     holds all the work of each webhook but its last pub/sub notices.
 
-    A pending mark that stops going away for ``STALLED_SECONDS`` is left and counted: the server
+    A pending message that stays listed for ``STALLED_SECONDS`` is left and counted: the server
     lost the tail of that turn (seen when a lease loss cancelled committed turns). The window is
-    then closed as of the last mark that went. ``phones``: only these contacts are waited for
+    then closed as of the last one that went. ``phones``: only these contacts are waited for
     (contacts seeded for a later part are waiting too).
     """
     deadline = time.monotonic() + DONE_TIMEOUT
@@ -193,17 +193,25 @@ async def wait_done(
                 raise TimeoutError("contacts still wait")
             await asyncio.sleep(0.05)
         usage, work = window.close() if window is not None else (None, None)
-        pending = await database["inbound_pending"].count_documents({})
+        pending = await pending_inbound(database)
         progress = time.monotonic()
         while pending and time.monotonic() - progress < STALLED_SECONDS and time.monotonic() < deadline:
             await asyncio.sleep(0.2)
-            now_pending = await database["inbound_pending"].count_documents({})
+            now_pending = await pending_inbound(database)
             if now_pending < pending:
                 pending, progress = now_pending, time.monotonic()
                 usage, work = window.close() if window is not None else (None, None)
         return Done(usage, work, pending)
     finally:
         await client.close()
+
+
+async def pending_inbound(database: Any) -> int:
+    """Inbound messages still waiting to be marked applied: those journal entries list (and marks
+    of an older version, if the store has any)."""
+    listed = [len(entry["ids"]) async for entry in database["inbound_journal"].find({}, {"ids": 1})]
+    marks: int = await database["inbound_pending"].count_documents({})
+    return marks + sum(listed)
 
 
 def webhooks(

@@ -99,7 +99,7 @@ async def recover(
             report.outboxes += 1
     async for message in messages.unapplied_inbound(clock.now() - inbound_grace):
         key = ContactKey.referenced_by(message)
-        actors.tell(key, InboundMessage.from_record(message))
+        messages.settle_when_applied(message["_id"], actors.tell(key, InboundMessage.from_record(message)))
         report.inbound += 1
     if ledger is not None:
         report.statuses = await ledger.recover(clock.now() - inbound_grace)

@@ -84,6 +84,7 @@ def tell_inbound(services: Services, key: ContactKey, event: InboundMessage) -> 
     except Unavailable:
         return
     future.add_done_callback(_consume)
+    services.messages.settle_when_applied(event.event_id, future)  # the turn may run elsewhere
 
 
 def _consume(future: asyncio.Future[TurnResult]) -> None:

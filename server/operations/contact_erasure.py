@@ -104,6 +104,7 @@ PER_CONTACT: tuple[tuple[str, Callable[[Held], Query]], ...] = (
     ("messages", _messages),
     ("runs", _by_contact),
     ("broadcast_recipients", _by_contact),
+    ("broadcast_audience", _by_contact),
     ("messaging_reach", _reach),
     ("hook_requests", _by_phone),  # webhook trigger requests (their body names the customer)
     ("contact_merges", _merges),

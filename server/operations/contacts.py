@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from typing import Any
 
@@ -117,5 +118,7 @@ async def customer_says(
         ),
     )
     if event is not None:
-        await services.actors.ask(key, event)
+        turn = asyncio.ensure_future(services.actors.ask(key, event))
+        services.messages.settle_when_applied(event.event_id, turn)  # the turn may run elsewhere
+        await turn
     return stored

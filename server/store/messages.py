@@ -1,10 +1,12 @@
 """Conversation messages in and out; inbound ones double as the durable record of an event.
 
 Every secondary index costs each write of the embedded store about as much as the write itself,
-so ``messages`` keeps only the conversation index (by ``contact_id``). Two side collections
-keyed by ``_id`` alone answer the other questions: ``inbound_pending`` holds the ids of inbound
-messages stored but not yet applied by their actor (what recovery re-tells), and
-``message_refs`` maps a provider's id (a wamid) to our message (what a status webhook names).
+so ``messages`` keeps only the conversation index (by ``contact_id``). Side collections keyed by
+``_id`` alone answer the other questions: ``inbound_journal`` lists, a group at a time, the inbound
+messages stored but not yet applied by their actor (what recovery re-tells:
+``server/store/inbound_journal.py``; older versions kept a mark per message in
+``inbound_pending``, still read), and ``message_refs`` maps a provider's id (a wamid) to our
+message (what a status webhook names).
 
 A provider's id is unique only as far as the provider is honest, and any tenant can post any
 wamid to its own channel: an inbound message's ``_id`` and a reference's are the provider id
@@ -15,7 +17,8 @@ Documents stored before that keep their bare ids and stay found (``server/store/
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Awaitable
 from datetime import datetime
 from typing import Any
 
@@ -24,7 +27,10 @@ from pymongo import InsertOne
 from server.ids import ContactKey, scoped_id
 from server.store.batching import IdDeleter, IdLoader, Outcome, WriteBatcher
 from server.store.database import Database
+from server.store.inbound_journal import InboundJournal
 from server.store.legacy_ids import LegacyProviderIds
+
+log = logging.getLogger(__name__)
 
 # How far an outbound message got; a later one wins and ``failed`` is final.
 STATUS_ORDER = ("sent", "delivered", "read", "failed")
@@ -38,7 +44,9 @@ class MessageRepository:
         self._refs = database.collection("message_refs")
         # Group commit: concurrent webhooks and sends share round trips (server/store/batching.py).
         self._writes = WriteBatcher(self._messages)
-        self._pending_writes = WriteBatcher(self._pending)
+        self._journal = InboundJournal(database)
+        self._settling: set[asyncio.Task[None]] = set()  # ``settle_when_applied``'s marks
+        self._legacy_marks: set[str] = set()  # marks older versions left, re-told by recovery here
         self._pending_deletes = IdDeleter(self._pending)  # applied: one filter for the group
         self._ref_writes = WriteBatcher(self._refs)
         self._loads = IdLoader(self._messages)
@@ -50,8 +58,8 @@ class MessageRepository:
 
         ``document`` has its ``provider_id`` and, as ``_id``, that id scoped by its workspace. A
         provider's retry finds the first copy (also one stored under the bare id by an older
-        version). Both writes finish before the caller acknowledges the webhook. A retry of a
-        message whose pending mark was lost (a crash between the two) stores the mark then.
+        version). Both writes (the message, its journal entry) finish before the caller
+        acknowledges the webhook; a retry is held again, so a crash between the two loses nothing.
         """
         if self._legacy.may_exist(document["at"]):
             bare = await self._loads.load(document["provider_id"])
@@ -59,15 +67,8 @@ class MessageRepository:
             if ours and bare is not None and bare.get("direction") == "in":
                 stored_id: str = bare["_id"]
                 return stored_id
-        pending = {
-            "_id": document["_id"],
-            "workspace_id": document["workspace_id"],
-            "phone": document.get("phone"),
-            "contact_id": document.get("contact_id"),
-            "at": document["at"],
-        }
         _, inserted = await asyncio.gather(
-            self._pending_writes.write(InsertOne(pending)),
+            self._journal.hold(document["_id"], document["workspace_id"], document["at"]),
             self._writes.write(InsertOne({**document, "direction": "in"})),
         )
         return None if inserted is Outcome.DONE else document["_id"]
@@ -82,11 +83,36 @@ class MessageRepository:
         ).to_list()
 
     async def applied(self, message_id: str) -> bool:
-        """Whether the actor has applied this inbound message (its pending mark is gone)."""
+        """Whether the actor has applied this inbound message: no journal entry lists it any more
+        (nor a mark of an older version)."""
+        if self._journal.holds(message_id) or await self._journal.listed(message_id):
+            return False
         return await self._pending_loads.load(message_id) is None
 
     async def mark_applied(self, message_ids: list[str]) -> None:
-        await self._pending_deletes.delete(message_ids)
+        """These inbound messages' turns committed and their effects ran (the actor's process)."""
+        legacy = [message_id for message_id in message_ids if message_id in self._legacy_marks]
+        self._legacy_marks.difference_update(legacy)
+        await asyncio.gather(self._journal.settle(message_ids), self._pending_deletes.delete(legacy))
+
+    def settle_when_applied(self, message_id: str, turn: Awaitable[object]) -> None:
+        """Mark the message applied once ``turn``, told to apply it, ends well: the turn may run in
+        another process, whose own ``mark_applied`` does not know this one's journal entries."""
+        future = asyncio.ensure_future(turn)
+
+        def done(finished: asyncio.Future[object]) -> None:
+            if finished.cancelled() or finished.exception() is not None:
+                return  # its entry stays: recovery tells it again
+            task = asyncio.ensure_future(self.mark_applied([message_id]))
+            self._settling.add(task)
+            task.add_done_callback(self._settled)
+
+        future.add_done_callback(done)
+
+    def _settled(self, task: asyncio.Task[None]) -> None:
+        self._settling.discard(task)
+        if not task.cancelled() and task.exception() is not None:  # the entry stays: recovery re-tells
+            log.warning("an applied inbound message stays pending: %s", task.exception())
 
     async def record_outbound(self, document: dict[str, Any]) -> bool:
         """Store an outbound message once (its id is the outbox id, so redelivery is a no-op)."""
@@ -103,7 +129,11 @@ class MessageRepository:
         return outcomes[0] is Outcome.DONE
 
     async def unapplied_inbound(self, older_than: datetime) -> AsyncIterator[dict[str, Any]]:
-        """Inbound messages stored before ``older_than`` and still not applied (for recovery)."""
+        """Inbound messages stored before ``older_than`` and still not applied (for recovery, which
+        tells each to its actor: ``settle_when_applied``). Journal entries first, then the marks an
+        older version left (a rolling deploy, or a store it wrote before it was upgraded)."""
+        async for message in self._journal.recovered(older_than, self._messages_by_id):
+            yield message
         cursor = self._pending.find({"at": {"$lt": older_than}}, {"_id": 1})
         ids = [document["_id"] async for document in cursor]
         for start in range(0, len(ids), 500):
@@ -114,7 +144,15 @@ class MessageRepository:
                 await self._pending.delete_many({"_id": {"$in": orphans}})
             for message_id in chunk:
                 if message_id in found:
+                    self._legacy_marks.add(message_id)
                     yield found[message_id]
+
+    async def _messages_by_id(self, ids: list[str]) -> dict[str, dict[str, Any]]:
+        found: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            found.update({d["_id"]: d for d in await self._messages.find({"_id": {"$in": chunk}}).to_list()})
+        return found
 
     async def sent_messages(self, message_ids: list[str]) -> set[str]:
         """Which of these outbox ids were sent: recorded with the provider's id (what a redelivery

@@ -4,9 +4,10 @@ A broadcast is driven by one process at a time: the runner takes a lease on its 
 renews it while it works; a crashed process's lease expires and another process takes over.
 Each recipient is started with the event id ``bc:{broadcast}:{phone}``, so when a restart
 re-sends a recipient whose turn committed but whose state was not yet written, the contact
-actor's ``applied_events`` drops it: nobody is messaged twice. Recipients' states are written
-in bulk; the throughput per number is the channel's limiter's business, not the runner's. The
-messaging limit is the business portfolio's: every number of it counts against one budget.
+actor's ``applied_events`` drops it: nobody is messaged twice. Recipients' outcomes are written
+in bulk, each once (``RecipientRepository``); the throughput per number is the channel's
+limiter's business, not the runner's. The messaging limit is the business portfolio's: every
+number of it counts against one budget.
 """
 
 from __future__ import annotations
@@ -34,6 +35,10 @@ from server.workspace_inflight import Ticket
 log = logging.getLogger(__name__)
 
 FREEZE_BATCH = 1000
+# Set once the audience is frozen (``broadcast_audience``). Not the older versions' ``frozen``: an
+# older replica that takes a broadcast over during a rolling deploy freezes it again its own way
+# (queued recipients, keeping every outcome already stored) instead of finding nobody queued.
+FROZEN = "audience_frozen"
 PUBLISH_EVERY_SECONDS = 0.5
 FLUSH_EVERY_SECONDS = 0.5  # recipients' states are written in bulk this often while sending
 PASSIVATE_ABOVE = 20_000  # actors in memory: beyond this, a broadcast passivates idle ones
@@ -171,7 +176,7 @@ class BroadcastRunner:
             failed = {"status": "failed", "error": exc.message, "finished_at": services.clock.now()}
             await repo.update(broadcast_id, failed, status="running")
             return
-        if not broadcast.get("frozen"):
+        if not (broadcast.get(FROZEN) or broadcast.get("frozen")):  # "frozen": by an older version
             await self._freeze(broadcast)
         while True:
             outcome = await self._pass(broadcast, plan)
@@ -181,7 +186,7 @@ class BroadcastRunner:
                 if not await self._wait_for_capacity(broadcast):
                     return
                 continue
-            if await services.recipients.queued(broadcast_id, "", 1):
+            if await services.recipients.any_queued(broadcast_id):
                 await services.timing.sleep(self.poll_seconds)  # some starts failed for a passing reason
                 continue
             done = {
@@ -221,8 +226,8 @@ class BroadcastRunner:
                 batch = []
         await services.recipients.add_many(batch)
         total = await services.recipients.count(broadcast_id)
-        await services.broadcasts.update(broadcast_id, {"frozen": True, "total": total, "frozen_at": now})
-        broadcast.update(frozen=True, total=total)
+        await services.broadcasts.update(broadcast_id, {FROZEN: True, "total": total, "frozen_at": now})
+        broadcast.update({FROZEN: True, "total": total})
         await self._publish(broadcast, force=True)
 
     async def _pass(self, broadcast: dict[str, Any], plan: Plan) -> PassOutcome:
@@ -236,7 +241,7 @@ class BroadcastRunner:
         fields = await services.caches.fields_of(workspace_id)
         gate = asyncio.Semaphore(await self.in_flight(broadcast))
         inflight: set[asyncio.Task[None]] = set()
-        finished: list[tuple[str, dict[str, Any]]] = []
+        finished: list[tuple[dict[str, Any], dict[str, Any]]] = []
         flusher = asyncio.create_task(self._flush_every(broadcast, finished))
         after = ""
         try:
@@ -296,14 +301,14 @@ class BroadcastRunner:
         contacts = await services.audience.load_many([r["contact_id"] for r in batch])
         now = services.clock.now()
         judge = Judge(plan, now, timezone, matches, fields)
-        skips: list[tuple[str, dict[str, Any]]] = []
+        skips: list[tuple[dict[str, Any], dict[str, Any]]] = []
         starts: list[dict[str, Any]] = []
         closed: list[str] = []
         for recipient in batch:
             contact = contacts.get(recipient["contact_id"])
             reason = judge.skip_reason(contact)
             if reason is not None:
-                skips.append((recipient["_id"], {"state": "skipped", "reason": reason, "at": now}))
+                skips.append((recipient, {"state": "skipped", "reason": reason, "at": now}))
                 continue
             assert contact is not None
             starts.append(recipient)
@@ -334,7 +339,7 @@ class BroadcastRunner:
         broadcast: dict[str, Any],
         plan: Plan,
         recipient: dict[str, Any],
-        finished: list[tuple[str, dict[str, Any]]],
+        finished: list[tuple[dict[str, Any], dict[str, Any]]],
         gate: asyncio.Semaphore,
     ) -> None:
         services = self.services
@@ -350,9 +355,8 @@ class BroadcastRunner:
         try:
             result = await services.actors.ask(key, event)
         except (InvalidInput, NotFound) as exc:
-            finished.append(
-                (recipient["_id"], {"state": "failed", "reason": exc.message, "at": services.clock.now()})
-            )
+            failed = {"state": "failed", "reason": exc.message, "at": services.clock.now()}
+            finished.append((recipient, failed))
             return
         except KonvoError as exc:  # contended or shutting down: stays queued for the next pass
             log.info("broadcast %s: %s stays queued: %s", broadcast_id, key.doc_id, exc.message)
@@ -372,9 +376,9 @@ class BroadcastRunner:
             state: dict[str, Any] = {"state": "skipped", "reason": CONTACT_WITH_AGENT, "run_id": run["id"]}
         else:
             state = {"state": "started", "run_id": run and run["id"]}
-        finished.append((recipient["_id"], {**state, "at": services.clock.now()}))
+        finished.append((recipient, {**state, "at": services.clock.now()}))
 
-    async def _flush(self, finished: list[tuple[str, dict[str, Any]]]) -> None:
+    async def _flush(self, finished: list[tuple[dict[str, Any], dict[str, Any]]]) -> None:
         """Write the states of recipients started since the last flush, in one bulk write."""
         if not finished:
             return
@@ -387,7 +391,7 @@ class BroadcastRunner:
             raise
 
     async def _flush_every(
-        self, broadcast: dict[str, Any], finished: list[tuple[str, dict[str, Any]]]
+        self, broadcast: dict[str, Any], finished: list[tuple[dict[str, Any], dict[str, Any]]]
     ) -> None:
         while True:
             await self.services.timing.sleep(FLUSH_EVERY_SECONDS)

@@ -1,7 +1,8 @@
 """Broadcast use cases: create (now or at ``start_at``), pause, resume, cancel, progress, estimate.
 
 A broadcast sends a flow, or a single template, to the contacts of a segment. Its audience is
-frozen into ``broadcast_recipients`` when it starts; the per-process ``BroadcastRunner`` then
+frozen (``RecipientRepository``: ``broadcast_audience``, each outcome then written once into
+``broadcast_recipients``) when it starts; the per-process ``BroadcastRunner`` then
 starts each recipient through its contact actor. A template broadcast runs as a hidden one-node
 flow (``hidden: true``, named after the broadcast) so every send goes through the same runs,
 outbox and channel as any flow.

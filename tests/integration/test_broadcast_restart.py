@@ -38,12 +38,13 @@ async def test_restart_in_the_middle_of_a_broadcast(
     second = Runtime(runtime.settings)  # same store and Redis, new process state
     # Simulate the worst moments of a crash before starting: one recipient whose turn committed
     # but whose state was never written, and a lease still held by a process that is gone.
-    client = second.database.collection("broadcast_recipients")
+    client = second.database.collection("broadcast_recipients")  # outcomes (the audience is apart)
     half_done = await client.find_one({"broadcast_id": bid, "state": "started"})
     assert half_done is not None
-    await client.update_one({"_id": half_done["_id"]}, {"$set": {"state": "queued", "run_id": None}})
-    queued = await client.count_documents({"broadcast_id": bid, "state": "queued"})
-    assert queued > 1, "the broadcast finished before the restart; slow the runner down further"
+    await client.delete_one({"_id": half_done["_id"]})  # queued again: a member with no outcome
+    queued = await second.recipients.queued(bid, "", 1000)
+    assert half_done["_id"] in {r["_id"] for r in queued}
+    assert len(queued) > 1, "the broadcast finished before the restart; slow the runner down further"
     await second.database.collection("broadcasts").update_one(
         {"_id": bid}, {"$set": {"lease_owner": "proc_gone", "lease_until": now - timedelta(seconds=1)}}
     )

@@ -3,27 +3,23 @@
 Issue 19: on the embedded store an insert costs a fraction of an update or a delete of the same
 document (a run's guarded replace-upsert 1.17 ms against 0.42 for an insert; a flow-count mark's
 ``$max`` upsert 0.53 against 0.09; a one-id delete 0.48 against 0.30 under one ``$in`` filter).
-So a run begun by the turn is inserted, a contact's first mark is inserted, and the pending marks
-of applied inbound messages go by one filter per group. Each keeps its guarantee: a projection
-meeting a stored one never goes backwards, a count is stored once, an applied message is applied.
+So a run begun by the turn is inserted and a contact's first mark is inserted (applied inbound
+messages leave the journal a group at a time: ``test_inbound_journal.py``). Each keeps its
+guarantee: a projection meeting a stored one never goes backwards, a count is stored once, an
+applied message is applied.
 """
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from server.config import Settings
-from server.ids import new_id
-from server.operations.channel_inbound import inbound_record
 from server.runtime import Runtime
 from server.store.database import Database
 from server.store.flow_counters import FlowCounterRepository
-from server.store.legacy_ids import LegacyProviderIds
-from server.store.messages import MessageRepository
 from server.store.runs import RunRepository
 from tests.integration.conftest import WORKSPACE, publish, statements
 from tests.integration.test_turn_effects import commit_losing_effects, customer_answers, start_waiting_run
@@ -139,23 +135,3 @@ async def test_a_contacts_first_flow_count_mark_is_inserted_and_counts_stay_exac
     assert totals.nodes["ask"][("entered",)] == 2
     mark = await counted.collection("flow_count_marks").find_one({"_id": contact})
     assert mark == {"_id": contact, "v": 2, "workspace_id": WORKSPACE}
-
-
-async def test_applied_inbound_messages_leave_their_pending_marks_by_one_filter_per_group(
-    counted: Database,
-) -> None:
-    messages = MessageRepository(counted, LegacyProviderIds(counted))
-    now = datetime.now(UTC)
-    records = [
-        inbound_record(
-            WORKSPACE, new_id("wamid"), phone="+34600777004", channel="whatsapp", text="hola", at=now
-        )
-        for _ in range(20)
-    ]
-    for record in records:
-        assert await messages.record_inbound(record) is None
-    await asyncio.gather(*(messages.mark_applied([record["_id"]]) for record in records))
-    assert all([await messages.applied(record["_id"]) for record in records])
-    # one filter for the ids queued together (at most: the first alone, the rest behind it)
-    written = statements(counted, "inbound_pending")
-    assert written["insert"] == 20 and written["delete"] <= 2, written

@@ -555,6 +555,10 @@ async def use_every_feature(runtime: Runtime, http: httpx.AsyncClient, workspace
             "text": "hola",
         }
     )
+    # the pending mark of a message an older version stored (one per message; still recovered)
+    await runtime.database.collection("inbound_pending").insert_one(
+        {"_id": scoped_id(workspace_id, "wamid.older"), "workspace_id": workspace_id, "at": now}
+    )
     await eventually(lambda: _count(runtime, "runs", workspace_id), lambda n: n >= 2)
     # Identities: a phone contact and a username-only one found to be one person (a merge).
     bsuid = new_bsuid("ES")
