@@ -143,6 +143,9 @@ async def replicas_run(
         await api.aclose()
 
 
+# A hang guard, not a speed check: at load 10 on 2 cores starting the three processes took 45 s and
+# the restart after the kill was still starting when the default 120 s ran out.
+@pytest.mark.timeout(300)
 async def test_three_replicas_short(
     cluster_factory: Any, mongo: AsyncMongoClient[dict[str, Any]], services: ServiceURLs
 ) -> None:
