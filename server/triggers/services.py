@@ -10,18 +10,22 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import timedelta
+from typing import Protocol
 
-from server.services import Services
-from server.triggers.broadcast_runner import BroadcastRunner
-from server.triggers.webhooks import apply_request
+from server.triggers.broadcast_runner import BroadcastRunner, BroadcastRunnerServices
+from server.triggers.webhooks import HookApplyServices, apply_request
 
 log = logging.getLogger(__name__)
 
 HOOK_GRACE = timedelta(seconds=30)
 
 
+class TriggerWorkerServices(BroadcastRunnerServices, HookApplyServices, Protocol):
+    """What the trigger workers (the broadcast runner, webhook request recovery) use."""
+
+
 class TriggerServices:
-    def __init__(self, services: Services, broadcasts_due: asyncio.Event) -> None:
+    def __init__(self, services: TriggerWorkerServices, broadcasts_due: asyncio.Event) -> None:
         self._services = services
         self.runner = BroadcastRunner(services, broadcasts_due)
         self.hook_grace = HOOK_GRACE
