@@ -1,7 +1,8 @@
 """The per-process workers behind contacts: the Klaviyo sync after each commit and contact
 imports.
 
-Built by the composition root (``Runtime``) from the ``Services``; the root hands ``after_turn``
+Built by the composition root (``Runtime``), which hands it its ``Services``; it reads only what
+``ContactWorkerServices`` lists. The root hands ``after_turn``
 to the actors (external syncs after a commit) and starts and stops the workers.
 """
 

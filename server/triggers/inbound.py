@@ -1,7 +1,7 @@
 """Inbound trigger use cases: create, change and delete keyword / catch-all triggers of a workspace.
 
 Each change clears this process's cache of the workspace's rules at once (other processes see it
-within ``Services.INBOUND_TTL_SECONDS``).
+within ``workspace_caches.TTL_SECONDS``).
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """What a server process runs for triggers: the broadcast runner, and the recovery of webhook
 requests that were stored but never handed to their contact's actor.
 
-Built by the composition root from the ``Services``; recovery runs with the root's periodic
-recovery. The repositories and the keyword-rule cache are in ``Services``.
+Built by the composition root, which hands it its ``Services``; it reads only what
+``TriggerWorkerServices`` lists (the runner's services and the webhook requests'). Recovery runs
+with the root's periodic recovery.
 """
 
 from __future__ import annotations
