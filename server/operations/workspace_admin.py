@@ -63,20 +63,40 @@ FIRST_KEY_NAME = "first admin key"
 
 
 class WorkspaceAdminServices(Protocol):
-    """The operator's workspace administration: the whole store, the deployment's Redis keys and
-    timers, the workspace gate and the broadcast runner."""
-
-    @property
-    def actors(self) -> ActorsHandle: ...
-
-    @property
-    def arq(self) -> ArqRedis: ...
+    """Creating, listing and disabling workspaces: their repository, the gate, the clock."""
 
     @property
     def clock(self) -> Clock: ...
 
     @property
+    def workspace_gate(self) -> WorkspaceGate: ...
+
+    @property
+    def workspaces(self) -> WorkspaceRepository: ...
+
+
+class WorkspaceEnableServices(WorkspaceAdminServices, Protocol):
+    """Enabling a workspace again: its contacts' timers come back and its actors are told,
+    and the broadcast runner looks for broadcasts due."""
+
+    @property
+    def actors(self) -> ActorsHandle: ...
+
+    @property
     def contacts(self) -> ContactRepository: ...
+
+    @property
+    def timers(self) -> ArqTimerScheduler: ...
+
+    @property
+    def wake_broadcasts(self) -> Callable[[], None]: ...
+
+
+class WorkspaceDeletionServices(WorkspaceAdminServices, Protocol):
+    """Deleting a workspace: the whole store, and the deployment's Redis keys and timers."""
+
+    @property
+    def arq(self) -> ArqRedis: ...
 
     @property
     def database(self) -> Database: ...
@@ -92,15 +112,6 @@ class WorkspaceAdminServices(Protocol):
 
     @property
     def timers(self) -> ArqTimerScheduler: ...
-
-    @property
-    def wake_broadcasts(self) -> Callable[[], None]: ...
-
-    @property
-    def workspace_gate(self) -> WorkspaceGate: ...
-
-    @property
-    def workspaces(self) -> WorkspaceRepository: ...
 
 
 @dataclass(frozen=True)
@@ -182,7 +193,7 @@ async def disable_workspace(services: WorkspaceAdminServices, workspace_id: str)
     return updated
 
 
-async def enable_workspace(services: WorkspaceAdminServices, workspace_id: str) -> dict[str, Any]:
+async def enable_workspace(services: WorkspaceEnableServices, workspace_id: str) -> dict[str, Any]:
     """Let the workspace work again; what was held (timers, outboxes, broadcasts) resumes."""
     found = await require_workspace(services, workspace_id)
     _refuse_if_deleting(found)
@@ -199,7 +210,7 @@ async def enable_workspace(services: WorkspaceAdminServices, workspace_id: str) 
     return updated
 
 
-async def delete_workspace(services: WorkspaceAdminServices, workspace_id: str) -> Deletion:
+async def delete_workspace(services: WorkspaceDeletionServices, workspace_id: str) -> Deletion:
     """Remove everything of the workspace, in the store and in Redis (see the module's docstring)."""
     await require_workspace(services, workspace_id)
     await services.workspaces.set_status(workspace_id, DELETING, {"deleting_at": services.clock.now()})
@@ -233,7 +244,7 @@ async def delete_workspace(services: WorkspaceAdminServices, workspace_id: str) 
     return Deletion(workspace_id, documents, sweep)
 
 
-def _redis_of(services: WorkspaceAdminServices) -> WorkspaceRedis:
+def _redis_of(services: WorkspaceDeletionServices) -> WorkspaceRedis:
     """The sweep over this deployment's keys and the queues whose jobs name a workspace."""
     queues = [services.timers.queue_name]
     queues.append(integrations_queue(services.prefix))  # the Klaviyo sync's (server/contact_services.py)

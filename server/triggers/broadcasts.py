@@ -77,17 +77,8 @@ class SendingChannelServices(Protocol):
     def channel(self) -> ChannelRouter: ...
 
 
-class BroadcastServices(BroadcastPlanServices, SendingChannelServices, Protocol):
-    """What the broadcast use cases read and change."""
-
-    @property
-    def audience(self) -> AudienceRepository: ...
-
-    @property
-    def broadcasts(self) -> BroadcastRepository: ...
-
-    @property
-    def caches(self) -> WorkspaceCaches: ...
+class BroadcastDraftServices(BroadcastPlanServices, Protocol):
+    """Checking a broadcast before it is stored or estimated: its flow or template, its channel."""
 
     @property
     def channels(self) -> ChannelRepository: ...
@@ -95,14 +86,41 @@ class BroadcastServices(BroadcastPlanServices, SendingChannelServices, Protocol)
     @property
     def clock(self) -> Clock: ...
 
+
+class BroadcastServices(BroadcastDraftServices, Protocol):
+    """Creating, pausing, resuming and cancelling broadcasts, and their progress."""
+
     @property
-    def limits(self) -> MessagingLimitRepository: ...
+    def broadcasts(self) -> BroadcastRepository: ...
 
     @property
     def pubsub(self) -> RedisPubSub: ...
 
     @property
     def recipients(self) -> RecipientRepository: ...
+
+    @property
+    def wake_broadcasts(self) -> Callable[[], None]: ...
+
+
+class BroadcastEstimateServices(BroadcastDraftServices, SendingChannelServices, Protocol):
+    """Estimating a broadcast: its audience now, the messaging limit it is paced by."""
+
+    @property
+    def audience(self) -> AudienceRepository: ...
+
+    @property
+    def caches(self) -> WorkspaceCaches: ...
+
+    @property
+    def limits(self) -> MessagingLimitRepository: ...
+
+
+class MessagingTierServices(Protocol):
+    """Reading and setting a business's messaging-limit tier (a change wakes the broadcast runner)."""
+
+    @property
+    def limits(self) -> MessagingLimitRepository: ...
 
     @property
     def wake_broadcasts(self) -> Callable[[], None]: ...
@@ -150,7 +168,7 @@ class Draft:
     channel_id: str | None = None  # the number it sends from (None: the flow's, else the default)
 
 
-async def _check(services: BroadcastServices, workspace_id: str, data: dict[str, Any]) -> Draft:
+async def _check(services: BroadcastDraftServices, workspace_id: str, data: dict[str, Any]) -> Draft:
     flow_id, template = data.get("flow_id"), data.get("template")
     if (flow_id is None) == (template is None):
         raise InvalidInput("give either flowId or template (not both)", field="flowId")
@@ -341,7 +359,7 @@ async def cancel_broadcast(
     return updated
 
 
-def now(services: BroadcastServices) -> datetime:
+def now(services: BroadcastDraftServices) -> datetime:
     return services.clock.now()
 
 
@@ -454,7 +472,7 @@ class Estimate:
 
 
 async def estimate_broadcast(
-    services: BroadcastServices, workspace_id: str, data: dict[str, Any]
+    services: BroadcastEstimateServices, workspace_id: str, data: dict[str, Any]
 ) -> Estimate:
     """Who would be messaged, skipped (and why), and the cost, if the broadcast started now.
 
@@ -517,13 +535,13 @@ def checked_business_id(business_id: str | None) -> str | None:
 
 
 async def messaging_tier(
-    services: BroadcastServices, workspace_id: str, business_id: str | None = None
+    services: MessagingTierServices, workspace_id: str, business_id: str | None = None
 ) -> str | None:
     return await services.limits.tier(workspace_id, checked_business_id(business_id))
 
 
 async def set_messaging_tier(
-    services: BroadcastServices, workspace_id: str, tier: str, business_id: str | None = None
+    services: MessagingTierServices, workspace_id: str, tier: str, business_id: str | None = None
 ) -> str:
     """The tier Meta shows for a business portfolio (``business_id``), or for the workspace's own
     portfolio (its numbers connected without a business id)."""

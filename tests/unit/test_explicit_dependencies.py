@@ -39,10 +39,6 @@ WIDER: dict[str, int] = {
     "server.operations.catalog.CatalogServices": 11,
     # messages, statuses, template news and identity changes of one webhook batch
     "server.operations.channel_inbound.InboundServices": 12,
-    # create, enable and delete a workspace: the whole store, its Redis keys and timers
-    "server.operations.workspace_admin.WorkspaceAdminServices": 12,
-    # create, pause, resume, cancel, estimate broadcasts and set the messaging tier
-    "server.triggers.broadcasts.BroadcastServices": 13,
     # freeze the audience, pace by the messaging limit, start each recipient's run
     "server.triggers.broadcast_runner.BroadcastRunnerServices": 14,
     # verify, map and store a webhook request, then apply it through the actor
