@@ -1,7 +1,8 @@
 """The per-process workers behind contacts: the Klaviyo sync after each commit and contact
 imports.
 
-Built by the composition root (``Runtime``) from the ``Services``; the root hands ``after_turn``
+Built by the composition root (``Runtime``), which hands it its ``Services``; it reads only what
+``ContactWorkerServices`` lists. The root hands ``after_turn``
 to the actors (external syncs after a commit) and starts and stops the workers.
 """
 
@@ -9,22 +10,49 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import Any, Protocol
+
+from arq.connections import ArqRedis
 
 from server.cancellation import cancel_all_and_wait
+from server.config import Settings
 from server.documents import ContactDoc
+from server.egress import EgressPolicy
 from server.integrations.klaviyo import KlaviyoClient
 from server.integrations.klaviyo_sync import KlaviyoSync
 from server.operations.contact_erasure import ERASED_TOPIC
-from server.operations.contact_import import ContactImports
+from server.operations.contact_import import ContactImports, ImportServices
 from server.redis_keys import integrations_queue
-from server.services import Services
+from server.store.contacts import ContactRepository
+from server.store.workspace_settings import WorkspaceSettingsRepository
 
 log = logging.getLogger(__name__)
 
 
+class ContactWorkerServices(ImportServices, Protocol):
+    """What the contact workers (the Klaviyo sync, contact imports) use."""
+
+    @property
+    def arq(self) -> ArqRedis: ...
+
+    @property
+    def contacts(self) -> ContactRepository: ...
+
+    @property
+    def egress(self) -> EgressPolicy: ...
+
+    @property
+    def prefix(self) -> str: ...
+
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def workspace_settings(self) -> WorkspaceSettingsRepository: ...
+
+
 class ContactServices:
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: ContactWorkerServices) -> None:
         self._services = services
         self.klaviyo: KlaviyoSync | None = None
         self._tasks: list[asyncio.Task[Any]] = []

@@ -1,9 +1,12 @@
 """The services use cases take: one frozen set, built once by the composition root (``server/runtime.py``).
 
-Use cases (``server/operations/``, ``server/triggers/``) and the GraphQL resolvers receive a
-``Services`` and nothing else of the process: repositories, the clock, the per-workspace caches,
-pub/sub, the channel router, the send policy and the actors handle. They never import the root,
-which only starts, stops and reports health.
+The GraphQL resolvers and the HTTP edges hold a ``Services`` and nothing else of the process:
+repositories, the clock, the per-workspace caches, pub/sub, the channel router, the send policy
+and the actors handle. Use cases (``server/operations/``, ``server/triggers/``) never take it
+whole: each declares the few members it reads as a ``Protocol`` of read-only properties next to
+its functions (``TagServices``, ``PublishServices``...), which this frozen dataclass satisfies
+structurally, so a signature says what a use case touches and mypy holds it to that. Nobody below
+the edges imports the root, which only starts, stops and reports health.
 
 May import: actors, machines, store, channels, sending, pubsub and the modules of the ground floor
 (clock, config, errors, ids, egress, secret_box, contact_directory, workspace_gate, workspace_caches);

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from server.clock import SystemClock
 from server.config import Settings
@@ -20,11 +20,14 @@ from server.operations import fields as field_ops
 from server.operations import flows as flow_ops
 from server.operations import tags as tag_ops
 from server.operations import template_drafts as draft_ops
+from server.operations.agents import AgentServices
+from server.operations.fields import FieldServices
+from server.operations.tags import TagServices
+from server.operations.template_drafts import TemplateDraftServices
 from server.runtime import Runtime
-from server.services import Services
-from server.store.workspaces import new_api_key
-from server.triggers.inbound import create_inbound_trigger
-from server.triggers.webhooks import create_webhook_trigger
+from server.store.workspaces import WorkspaceRepository, new_api_key
+from server.triggers.inbound import InboundTriggerServices, create_inbound_trigger
+from server.triggers.webhooks import WebhookTriggerServices, create_webhook_trigger
 
 DEMO_WORKSPACE = "demo"
 DEMO_TIMEZONE = "Europe/Madrid"
@@ -33,7 +36,22 @@ TRIGGERS_MARK = "demo_triggers_seeded"
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
-async def load_example_catalog(services: Services, workspace_id: str) -> None:
+class SeedServices(
+    AgentServices,
+    FieldServices,
+    InboundTriggerServices,
+    TagServices,
+    TemplateDraftServices,
+    WebhookTriggerServices,
+    Protocol,
+):
+    """What seeding the example catalog and triggers uses."""
+
+    @property
+    def workspaces(self) -> WorkspaceRepository: ...
+
+
+async def load_example_catalog(services: SeedServices, workspace_id: str) -> None:
     """Create the tags, fields, agents and templates the example flows use (skips existing ones)."""
     catalog = json.loads((EXAMPLES / "catalog.json").read_text())
     tags = {t["name"] for t in await tag_ops.list_tags(services, workspace_id)}
@@ -60,7 +78,7 @@ def example_flows() -> list[dict[str, Any]]:
     return [json.loads(path.read_text()) for path in sorted((EXAMPLES / "flows").glob("*.json"))]
 
 
-async def load_example_triggers(services: Services, workspace_id: str) -> None:
+async def load_example_triggers(services: SeedServices, workspace_id: str) -> None:
     """Create the triggers of ``examples/triggers.json`` once per workspace (the marker says so)."""
     workspace = await services.workspaces.get(workspace_id)
     if (workspace or {}).get(TRIGGERS_MARK):

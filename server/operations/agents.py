@@ -5,11 +5,13 @@ availability, which assignment reads.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Protocol
 
+from server.clock import Clock
 from server.errors import Conflict, InvalidInput, NotFound
 from server.ids import new_id
-from server.services import Services
+from server.store.catalog import AgentRepository
+from server.store.teams import TeamRepository
 from server.text_input import (
     MAX_AGENT_NAME,
     MAX_EMAIL,
@@ -17,6 +19,19 @@ from server.text_input import (
 )
 
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+
+
+class AgentServices(Protocol):
+    """What the agent use cases read: agents, their teams, the clock."""
+
+    @property
+    def agents(self) -> AgentRepository: ...
+
+    @property
+    def clock(self) -> Clock: ...
+
+    @property
+    def teams(self) -> TeamRepository: ...
 
 
 def normalize_email(email: object) -> str:
@@ -36,7 +51,7 @@ def _teams(teams: list[str] | None) -> list[str]:
 
 
 async def create_agent(
-    services: Services, workspace_id: str, email: str, name: str, teams: list[str] | None = None
+    services: AgentServices, workspace_id: str, email: str, name: str, teams: list[str] | None = None
 ) -> dict[str, Any]:
     email = normalize_email(email)
     document: dict[str, Any] = {
@@ -55,7 +70,7 @@ async def create_agent(
 
 
 async def set_agent(
-    services: Services, workspace_id: str, email: str, name: str, teams: list[str] | None = None
+    services: AgentServices, workspace_id: str, email: str, name: str, teams: list[str] | None = None
 ) -> dict[str, Any]:
     """Create the agent or update its name (and teams, when given): idempotent, for seeding."""
     email = normalize_email(email)
@@ -75,11 +90,11 @@ async def set_agent(
     return updated
 
 
-async def list_agents(services: Services, workspace_id: str) -> list[dict[str, Any]]:
+async def list_agents(services: AgentServices, workspace_id: str) -> list[dict[str, Any]]:
     return await services.agents.list(workspace_id)
 
 
-async def find_agent(services: Services, workspace_id: str, id_or_email: str) -> dict[str, Any]:
+async def find_agent(services: AgentServices, workspace_id: str, id_or_email: str) -> dict[str, Any]:
     found = await services.agents.find(workspace_id, id_or_email.strip())
     if found is None:
         raise NotFound(f"agent {id_or_email} not found")
@@ -87,7 +102,7 @@ async def find_agent(services: Services, workspace_id: str, id_or_email: str) ->
 
 
 async def set_agent_availability(
-    services: Services, workspace_id: str, agent_id: str, available: bool
+    services: AgentServices, workspace_id: str, agent_id: str, available: bool
 ) -> dict[str, Any]:
     agent = await find_agent(services, workspace_id, agent_id)
     updated = await services.agents.update(workspace_id, agent["_id"], {"available": bool(available)})

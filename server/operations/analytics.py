@@ -12,17 +12,30 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
-from server.clock import as_utc
+from server.clock import Clock, as_utc
 from server.errors import InvalidInput, NotFound
 from server.machines.definition import parse_flow
 from server.machines.statuses import SEND_ACTIONS
-from server.services import Services
-from server.store.flow_counters import ceil_hour, floor_hour
+from server.store.flow_counters import FlowCounterRepository, ceil_hour, floor_hour
+from server.store.flows import FlowRepository
 
 Name = tuple[str, ...]
 FUNNEL = ("sent", "delivered", "read", "failed")
+
+
+class AnalyticsServices(Protocol):
+    """What flow analytics reads: flows and their node counters."""
+
+    @property
+    def clock(self) -> Clock: ...
+
+    @property
+    def flow_counters(self) -> FlowCounterRepository: ...
+
+    @property
+    def flows(self) -> FlowRepository: ...
 
 
 def _by_key(counters: Counter[Name], kind: str) -> list[tuple[str, int]]:
@@ -124,7 +137,7 @@ class FlowStats:
         return sorted(found, key=lambda row: (-row[2], row[0], row[1]))
 
 
-async def _node_order(services: Services, flow: dict[str, Any], version: int | None) -> list[str]:
+async def _node_order(services: AnalyticsServices, flow: dict[str, Any], version: int | None) -> list[str]:
     """The node ids of the version asked for (else the active one, else the draft), in order."""
     definition: Any = flow.get("draft")
     wanted = version or flow.get("active_version")
@@ -141,7 +154,7 @@ async def _node_order(services: Services, flow: dict[str, Any], version: int | N
 
 
 async def flow_analytics(
-    services: Services,
+    services: AnalyticsServices,
     workspace_id: str,
     flow_id: str,
     version: int | None = None,

@@ -9,24 +9,35 @@ assigned, the inbox owns its messages and flows do not answer them (``screen_inb
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from pymongo.errors import DuplicateKeyError
 
+from server.actors.agent_picker import AgentPicker
 from server.actors.contact_actor import event_id
 from server.actors.events import AssignAgent, ReleaseContact
 from server.documents import ContactDoc
 from server.errors import Conflict, InvalidInput, NotFound
 from server.ids import ContactKey, new_id
 from server.machines.flow_walk import raw_nodes
-from server.operations.agents import agent_name, find_agent, normalize_email
-from server.operations.contact_identifiers import Who, contact_key, find_contact_key
-from server.operations.flow_versions import flows_using
-from server.services import Services
+from server.operations.agents import AgentServices, agent_name, find_agent, normalize_email
+from server.operations.contact_identifiers import IdentifierServices, Who, contact_key, find_contact_key
+from server.operations.flow_versions import FlowVersionServices, flows_using
+from server.store.catalog import AgentTeams
 from server.store.teams import POLICIES
 from server.text_input import MAX_TEAM_NAME, checked_name
 
 # --- teams --------------------------------------------------------------------------------------
+
+
+class AssignmentServices(AgentServices, FlowVersionServices, IdentifierServices, Protocol):
+    """What teams and conversation hand-offs use: team members, the agent picker, and the contact's actor."""
+
+    @property
+    def members(self) -> AgentTeams: ...
+
+    @property
+    def picker(self) -> AgentPicker: ...
 
 
 def _policy(policy: object) -> str:
@@ -40,7 +51,7 @@ def _team_name(name: object) -> str:
     return checked_name(name, field="name", limit=MAX_TEAM_NAME, what="a team name")
 
 
-async def _agent_ids(services: Services, workspace_id: str, refs: list[str] | None) -> list[str]:
+async def _agent_ids(services: AssignmentServices, workspace_id: str, refs: list[str] | None) -> list[str]:
     ids: list[str] = []
     for ref in refs or []:
         found = await services.agents.find(workspace_id, str(ref).strip())
@@ -51,23 +62,23 @@ async def _agent_ids(services: Services, workspace_id: str, refs: list[str] | No
     return ids
 
 
-async def require_team(services: Services, workspace_id: str, team_ref: str) -> dict[str, Any]:
+async def require_team(services: AssignmentServices, workspace_id: str, team_ref: str) -> dict[str, Any]:
     team = await services.teams.find(workspace_id, team_ref)
     if team is None:
         raise NotFound(f"team {team_ref} not found")
     return team
 
 
-async def list_teams(services: Services, workspace_id: str) -> list[dict[str, Any]]:
+async def list_teams(services: AssignmentServices, workspace_id: str) -> list[dict[str, Any]]:
     return await services.teams.list(workspace_id)
 
 
-async def team_members(services: Services, workspace_id: str, name: str) -> list[dict[str, Any]]:
+async def team_members(services: AssignmentServices, workspace_id: str, name: str) -> list[dict[str, Any]]:
     return await services.members.members(workspace_id, name)
 
 
 async def create_team(
-    services: Services, workspace_id: str, name: str, agent_ids: list[str] | None, policy: object
+    services: AssignmentServices, workspace_id: str, name: str, agent_ids: list[str] | None, policy: object
 ) -> dict[str, Any]:
     name = _team_name(name)
     members = await _agent_ids(services, workspace_id, agent_ids)
@@ -86,7 +97,7 @@ async def create_team(
 
 
 async def update_team(
-    services: Services,
+    services: AssignmentServices,
     workspace_id: str,
     team_id: str,
     name: str | None = None,
@@ -117,7 +128,7 @@ async def update_team(
     return team
 
 
-async def delete_team(services: Services, workspace_id: str, team_id: str) -> bool:
+async def delete_team(services: AssignmentServices, workspace_id: str, team_id: str) -> bool:
     team = await require_team(services, workspace_id, team_id)
     await _refuse_if_named(services, workspace_id, f"delete team {team['name']!r}", _names_team(team["name"]))
     await services.members.remove(workspace_id, team["name"])
@@ -128,7 +139,7 @@ async def delete_team(services: Services, workspace_id: str, team_id: str) -> bo
 
 
 async def update_agent(
-    services: Services,
+    services: AssignmentServices,
     workspace_id: str,
     agent_id: str,
     name: str | None = None,
@@ -162,7 +173,7 @@ async def update_agent(
     return updated
 
 
-async def delete_agent(services: Services, workspace_id: str, agent_id: str) -> bool:
+async def delete_agent(services: AssignmentServices, workspace_id: str, agent_id: str) -> bool:
     """Delete an agent no flow names and who owns no conversation (release or reassign them first)."""
     agent = await find_agent(services, workspace_id, agent_id)
     await _refuse_if_named(services, workspace_id, f"delete agent {agent['email']}", _names_agent(agent))
@@ -197,7 +208,7 @@ def _names_agent(agent: dict[str, Any], by_id: bool = True) -> Callable[[Any], b
 
 
 async def _refuse_if_named(
-    services: Services, workspace_id: str, action: str, uses: Callable[[Any], bool]
+    services: AssignmentServices, workspace_id: str, action: str, uses: Callable[[Any], bool]
 ) -> None:
     """CONFLICT naming the flows whose draft or active version would break."""
     using = await flows_using(services, workspace_id, uses)
@@ -210,7 +221,7 @@ async def _refuse_if_named(
 
 
 async def assign_contact(
-    services: Services, workspace_id: str, who: Who, agent_ref: str, by: str | None = None
+    services: AssignmentServices, workspace_id: str, who: Who, agent_ref: str, by: str | None = None
 ) -> ContactDoc:
     """Hand the conversation to an available agent (INVALID_INPUT saying why when not possible)."""
     agent, why = await services.picker.agent(workspace_id, str(agent_ref))
@@ -221,7 +232,7 @@ async def assign_contact(
 
 
 async def assign_to_team(
-    services: Services,
+    services: AssignmentServices,
     workspace_id: str,
     who: Who,
     team: str,
@@ -240,7 +251,7 @@ async def assign_to_team(
 
 
 async def release_contact(
-    services: Services, workspace_id: str, who: Who, by: str | None = None
+    services: AssignmentServices, workspace_id: str, who: Who, by: str | None = None
 ) -> ContactDoc:
     """Give the conversation back to the flows (a no-op when nobody owns it)."""
     key = await find_contact_key(services, workspace_id, who)
@@ -250,5 +261,5 @@ async def release_contact(
     return contact
 
 
-async def _ask(services: Services, key: ContactKey, event: Any) -> ContactDoc:
+async def _ask(services: AssignmentServices, key: ContactKey, event: Any) -> ContactDoc:
     return (await services.actors.ask(key, event)).contact

@@ -7,13 +7,59 @@ The catalog's entries have their own use cases: ``tags.py``, ``fields.py``, ``ag
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
+from server.clock import Clock
 from server.machines.catalog import Catalog, TemplateSummary, summarize_template
-from server.services import Services
+from server.machines.connections import ConnectionMemo
+from server.store.catalog import AgentRepository, FieldRepository, TagRepository, TemplateRepository
+from server.store.channels import ChannelRepository
+from server.store.flows import FlowRepository
+from server.store.teams import TeamRepository
+from server.store.triggers import WebhookTriggerRepository
+from server.workspace_caches import WorkspaceCaches
 
 
-async def catalog_snapshot(services: Services, workspace_id: str, flow_id: str | None = None) -> Catalog:
+class CatalogServices(Protocol):
+    """Every repository a catalog snapshot reads, and the connection-loop memo."""
+
+    @property
+    def agents(self) -> AgentRepository: ...
+
+    @property
+    def caches(self) -> WorkspaceCaches: ...
+
+    @property
+    def channels(self) -> ChannelRepository: ...
+
+    @property
+    def clock(self) -> Clock: ...
+
+    @property
+    def fields(self) -> FieldRepository: ...
+
+    @property
+    def flow_connections(self) -> ConnectionMemo: ...
+
+    @property
+    def flows(self) -> FlowRepository: ...
+
+    @property
+    def tags(self) -> TagRepository: ...
+
+    @property
+    def teams(self) -> TeamRepository: ...
+
+    @property
+    def templates(self) -> TemplateRepository: ...
+
+    @property
+    def webhooks(self) -> WebhookTriggerRepository: ...
+
+
+async def catalog_snapshot(
+    services: CatalogServices, workspace_id: str, flow_id: str | None = None
+) -> Catalog:
     """What the workspace has; with ``flow_id``, also whether a webhook trigger starts that flow."""
     tags = await services.tags.list(workspace_id)
     fields = await services.fields.list(workspace_id)
@@ -42,7 +88,7 @@ async def catalog_snapshot(services: Services, workspace_id: str, flow_id: str |
 
 
 async def instant_connections_of(
-    services: Services, flows: list[dict[str, Any]]
+    services: CatalogServices, flows: list[dict[str, Any]]
 ) -> dict[str, frozenset[str]]:
     """Which flows each flow connects to before any wait, in its draft or in its active version.
 

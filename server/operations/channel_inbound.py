@@ -15,25 +15,49 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol
 
 from server.actors.events import InboundMessage, TurnResult, UpdateIdentities
-from server.actors.message_statuses import StatusReport
+from server.actors.message_statuses import StatusLedger, StatusReport
 from server.channels.whatsapp.webhook import InboundWhatsApp, StatusUpdate, TemplateUpdate, WebhookBatch
 from server.channels.whatsapp.webhook_identities import IdentityChange
+from server.contact_directory import ContactDirectory
 from server.errors import InvalidInput, KonvoError, Unavailable
 from server.identity import PHONE, Identities
 from server.ids import ContactKey, scoped_id
-from server.operations.contact_erasure import erased_message
-from server.operations.templates import apply_template_status
+from server.operations.contact_erasure import ErasedMessageServices, erased_message
+from server.operations.templates import TemplateStatusServices, apply_template_status
 from server.phones import parse_phone
-from server.services import Services
-from server.store.channels import is_connected
-from server.store.statuses import report_id
+from server.store.channels import ChannelRepository, is_connected
+from server.store.messages import MessageRepository
+from server.store.statuses import MessageStatusRepository, report_id
 
 log = logging.getLogger(__name__)
 
 CHANNEL = "whatsapp"
+
+
+class InboundMessageServices(Protocol):
+    """Storing an inbound message: the message repository only."""
+
+    @property
+    def messages(self) -> MessageRepository: ...
+
+
+class InboundServices(ErasedMessageServices, InboundMessageServices, TemplateStatusServices, Protocol):
+    """Applying a WhatsApp webhook batch: the directory, the status ledger, channels, the actors."""
+
+    @property
+    def channels(self) -> ChannelRepository: ...
+
+    @property
+    def directory(self) -> ContactDirectory: ...
+
+    @property
+    def ledger(self) -> StatusLedger: ...
+
+    @property
+    def message_statuses(self) -> MessageStatusRepository: ...
 
 
 @dataclass
@@ -58,7 +82,9 @@ def inbound_record(workspace_id: str, provider_id: str, **fields: Any) -> dict[s
     }
 
 
-async def accept_inbound(services: Services, record: dict[str, Any]) -> tuple[bool, InboundMessage | None]:
+async def accept_inbound(
+    services: InboundMessageServices, record: dict[str, Any]
+) -> tuple[bool, InboundMessage | None]:
     """Store an inbound message (built by ``inbound_record``) and return the event to apply.
 
     Returns (new, event): ``new`` is False for a provider retry; the event is None when a
@@ -75,7 +101,7 @@ async def accept_inbound(services: Services, record: dict[str, Any]) -> tuple[bo
     return False, InboundMessage.from_record(existing or record)
 
 
-def tell_inbound(services: Services, key: ContactKey, event: InboundMessage) -> None:
+def tell_inbound(services: InboundServices, key: ContactKey, event: InboundMessage) -> None:
     """Queue the event without waiting for its turn; if the server is stopping, recovery applies it."""
     if not services.actors.started:
         return
@@ -93,7 +119,9 @@ def _consume(future: asyncio.Future[TurnResult]) -> None:
         future.exception()
 
 
-async def receive_whatsapp(services: Services, channel: dict[str, Any], batch: WebhookBatch) -> Received:
+async def receive_whatsapp(
+    services: InboundServices, channel: dict[str, Any], batch: WebhookBatch
+) -> Received:
     """Apply a verified webhook batch for ``channel``; store errors propagate (the caller answers 503)."""
     received = Received(ignored=list(batch.skipped))
     workspaces = _Workspaces(services, channel)
@@ -166,7 +194,7 @@ def _identities(
     return who
 
 
-async def _learn_identities(services: Services, workspace_id: str, status: StatusUpdate) -> None:
+async def _learn_identities(services: InboundServices, workspace_id: str, status: StatusUpdate) -> None:
     """A status about a message we sent to a phone also names the customer's BSUID (and the other
     way round): the contact it is about learns what it did not know. No contact is created."""
     person = status.recipient
@@ -185,7 +213,7 @@ async def _learn_identities(services: Services, workspace_id: str, status: Statu
 
 
 async def _identity_change(
-    services: Services, workspace_id: str, change: IdentityChange, received: Received
+    services: InboundServices, workspace_id: str, change: IdentityChange, received: Received
 ) -> None:
     """A customer's number or BSUID changed: the contact follows it (``ContactDirectory.move``)."""
     try:
@@ -211,7 +239,7 @@ async def _identity_change(
     received.identities += 1
 
 
-async def _ask(services: Services, key: ContactKey, event: UpdateIdentities) -> None:
+async def _ask(services: InboundServices, key: ContactKey, event: UpdateIdentities) -> None:
     """Wait for the turn: the webhook is answered (and not retried by Meta) only once it is applied."""
     if not services.actors.started:
         raise Unavailable("the server is not started")
@@ -232,7 +260,7 @@ class _Workspaces:
     it names.
     """
 
-    def __init__(self, services: Services, channel: dict[str, Any]) -> None:
+    def __init__(self, services: InboundServices, channel: dict[str, Any]) -> None:
         self._services = services
         self._channel = channel
         own = (channel["workspace_id"], channel["_id"])
@@ -310,7 +338,7 @@ def _report(status: StatusUpdate) -> StatusReport:
 
 
 async def _template_update(
-    services: Services, channel: dict[str, Any], update: TemplateUpdate, received: Received
+    services: InboundServices, channel: dict[str, Any], update: TemplateUpdate, received: Received
 ) -> bool:
     """Hand a template status change to the templates use case; quality/category news is logged."""
     waba_id = channel.get("waba_id")

@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import re
 import secrets
-from typing import Any
+from typing import Any, Protocol
 
 from pymongo.errors import DuplicateKeyError
 
 from server.channels import choice
+from server.channels.router import ChannelRouter
 from server.channels.whatsapp.limiter import MAX_RATE
+from server.egress import EgressPolicy
 from server.errors import Conflict, InvalidInput, NotFound
 from server.ids import new_id
 from server.operations import templates
-from server.services import Services
+from server.operations.templates import TemplateServices
 from server.store.channels import (
     CONNECTED,
     DEFAULT_API_VERSION,
@@ -36,6 +38,17 @@ _HEADER = re.compile(r"[A-Za-z0-9-]{1,64}")
 MAX_DISPLAY_PHONE = 32
 
 
+class ChannelServices(TemplateServices, Protocol):
+    """Connecting and changing WhatsApp numbers: the channel router, the egress policy, and the
+    template reviews a reconnection starts."""
+
+    @property
+    def channel(self) -> ChannelRouter: ...
+
+    @property
+    def egress(self) -> EgressPolicy: ...
+
+
 def _required(value: Any, field: str, what: str) -> str:
     text = str(value or "").strip()
     if not text:
@@ -43,7 +56,7 @@ def _required(value: Any, field: str, what: str) -> str:
     return text
 
 
-async def _settings(services: Services, data: dict[str, Any]) -> dict[str, Any]:
+async def _settings(services: ChannelServices, data: dict[str, Any]) -> dict[str, Any]:
     """The checked value of every setting given in ``data`` (snake_case keys; absent ones omitted)."""
     checked: dict[str, Any] = {}
     if data.get("base_url") is not None:
@@ -102,7 +115,9 @@ def _ids(data: dict[str, Any]) -> tuple[str, str]:
     return phone_number_id, waba_id
 
 
-async def connect_whatsapp(services: Services, workspace_id: str, data: dict[str, Any]) -> dict[str, Any]:
+async def connect_whatsapp(
+    services: ChannelServices, workspace_id: str, data: dict[str, Any]
+) -> dict[str, Any]:
     """Store a WhatsApp channel, or update (and reconnect) the one this number already has.
 
     A new channel takes webhook events once Meta has verified the callback URL
@@ -145,7 +160,11 @@ async def connect_whatsapp(services: Services, workspace_id: str, data: dict[str
 
 
 async def _reconnect(
-    services: Services, workspace_id: str, existing: dict[str, Any], waba_id: str, settings: dict[str, Any]
+    services: ChannelServices,
+    workspace_id: str,
+    existing: dict[str, Any],
+    waba_id: str,
+    settings: dict[str, Any],
 ) -> dict[str, Any]:
     """``connectWhatsApp`` of a number the workspace has: its settings and secrets replaced."""
     changes: dict[str, Any] = {**settings, "waba_id": waba_id, "status": CONNECTED, "disconnected_at": None}
@@ -158,7 +177,7 @@ async def _reconnect(
 
 
 async def update_whatsapp_channel(
-    services: Services, workspace_id: str, channel_id: str, data: dict[str, Any]
+    services: ChannelServices, workspace_id: str, channel_id: str, data: dict[str, Any]
 ) -> dict[str, Any]:
     """Change a connected channel: rotate its token or app secret, move its base URL (within the
     egress policy), its display phone or throughput tier, or make it the default."""
@@ -176,7 +195,9 @@ async def update_whatsapp_channel(
     return channel
 
 
-async def set_default_channel(services: Services, workspace_id: str, channel_id: str) -> dict[str, Any]:
+async def set_default_channel(
+    services: ChannelServices, workspace_id: str, channel_id: str
+) -> dict[str, Any]:
     """The channel that sends whatever names no channel of its own (and runs started without one)."""
     channel = await require_channel(services, workspace_id, channel_id, field="id")
     await services.channels.set_default(workspace_id, channel_id)
@@ -184,7 +205,7 @@ async def set_default_channel(services: Services, workspace_id: str, channel_id:
     return channel
 
 
-async def disconnect_whatsapp(services: Services, workspace_id: str, channel_id: str) -> bool:
+async def disconnect_whatsapp(services: ChannelServices, workspace_id: str, channel_id: str) -> bool:
     """Stop using a number: its secrets are dropped, its webhook answers 410, its history stays.
 
     Runs and conversations on it continue through the workspace's default channel (if any).
@@ -200,24 +221,24 @@ async def disconnect_whatsapp(services: Services, workspace_id: str, channel_id:
 
 
 async def require_channel(
-    services: Services, workspace_id: str, channel_id: str, field: str = "channelId"
+    services: ChannelServices, workspace_id: str, channel_id: str, field: str = "channelId"
 ) -> dict[str, Any]:
     return await choice.require_channel(services.channels, workspace_id, channel_id, field)
 
 
 async def whatsapp_channels(
-    services: Services, workspace_id: str, include_disconnected: bool = False
+    services: ChannelServices, workspace_id: str, include_disconnected: bool = False
 ) -> list[dict[str, Any]]:
     return await services.channels.list(workspace_id, include_disconnected)
 
 
-def _forget(services: Services, workspace_id: str) -> None:
+def _forget(services: ChannelServices, workspace_id: str) -> None:
     forget = getattr(services.channel, "forget", None)
     if forget is not None:
         forget(workspace_id)
 
 
-async def _channels_changed(services: Services, workspace_id: str) -> None:
+async def _channels_changed(services: ChannelServices, workspace_id: str) -> None:
     _forget(services, workspace_id)
     # Flows published in the sandbox sent unreviewed templates: from now on Meta must approve them.
     await templates.review_sandbox_flows(services, workspace_id)

@@ -8,23 +8,39 @@ only STOP or BAJA, or one of the workspace's words, in any case and with or with
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from server.actors.contact_actor import event_id
 from server.actors.events import SetConsent
 from server.documents import ContactDoc
 from server.errors import InvalidInput
 from server.machines.contact_state import DEFAULT_OPT_OUT_WORDS
 from server.machines.values import fold
-from server.operations.contact_identifiers import Who, contact_key
-from server.services import Services
-from server.workspace_gate import SETTINGS
+from server.operations.contact_identifiers import IdentifierServices, Who, contact_key
+from server.services import ActorsHandle
+from server.store.workspace_settings import WorkspaceSettingsRepository
+from server.workspace_gate import SETTINGS, WorkspaceGate
 
 OPT_OUT_SETTING = "opt_out_keywords"  # in the workspace's settings (store/workspace_settings.py)
 MAX_WORDS = 50
 MAX_WORD = 40
 
 
+class ConsentServices(IdentifierServices, Protocol):
+    """What consent by API and the opt-out words use."""
+
+    @property
+    def actors(self) -> ActorsHandle: ...
+
+    @property
+    def workspace_gate(self) -> WorkspaceGate: ...
+
+    @property
+    def workspace_settings(self) -> WorkspaceSettingsRepository: ...
+
+
 async def set_opt_in(
-    services: Services,
+    services: ConsentServices,
     workspace_id: str,
     who: Who,
     opted_in: bool,
@@ -36,7 +52,7 @@ async def set_opt_in(
     return (await services.actors.ask(key, event)).contact
 
 
-async def opt_out_keywords(services: Services, workspace_id: str) -> list[str]:
+async def opt_out_keywords(services: ConsentServices, workspace_id: str) -> list[str]:
     """The workspace's own words (STOP and BAJA always apply on top of them)."""
     settings = await services.workspace_settings.get(workspace_id)
     return list(settings.get(OPT_OUT_SETTING) or [])
@@ -61,7 +77,7 @@ def checked_opt_out_keywords(words: list[str], field: str = "words") -> list[str
     return cleaned
 
 
-async def set_opt_out_keywords(services: Services, workspace_id: str, words: list[str]) -> list[str]:
+async def set_opt_out_keywords(services: ConsentServices, workspace_id: str, words: list[str]) -> list[str]:
     cleaned = checked_opt_out_keywords(words)
     await services.workspace_settings.set(workspace_id, OPT_OUT_SETTING, cleaned)
     await services.workspace_gate.changed(workspace_id, SETTINGS)  # every process re-reads them

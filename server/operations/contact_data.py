@@ -9,23 +9,51 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from server.actors.contact_actor import event_id
 from server.actors.events import ImportContact, SetVariables, TagContact
+from server.clock import Timing
 from server.documents import ContactDoc
 from server.errors import Conflict, InvalidInput, NotFound, Unavailable
 from server.identity import Identities
 from server.machines.regional import Regional
 from server.machines.values import coerce_value
-from server.operations.contact_identifiers import Who, contact_key, contact_phone
+from server.operations.contact_identifiers import (
+    IdentifierServices,
+    PhoneServices,
+    Who,
+    contact_key,
+    contact_phone,
+)
 from server.operations.tags import normalize_tag_name
-from server.services import Services
+from server.services import ActorsHandle
+from server.store.catalog import FieldRepository, TagRepository
 from server.text_input import checked_characters
 
 MAX_IMPORT_ROWS = 1000
 IMPORT_CONCURRENCY = 32
 ROW_ATTEMPTS = 4
+
+
+class ContactCheckServices(PhoneServices, Protocol):
+    """Checking a contact's tags and variables against the workspace's fields and tags."""
+
+    @property
+    def fields(self) -> FieldRepository: ...
+
+    @property
+    def tags(self) -> TagRepository: ...
+
+
+class ContactDataServices(ContactCheckServices, IdentifierServices, Protocol):
+    """Applying tags and variables through the contact's actor (imports pace with the timing)."""
+
+    @property
+    def actors(self) -> ActorsHandle: ...
+
+    @property
+    def timing(self) -> Timing: ...
 
 
 def checked_value(
@@ -47,21 +75,25 @@ def checked_value(
         ) from None
 
 
-async def _tag_name(services: Services, workspace_id: str, tag: Any, where: str = "") -> str:
+async def _tag_name(services: ContactCheckServices, workspace_id: str, tag: Any, where: str = "") -> str:
     name = normalize_tag_name(tag, field="tag")
     if await services.tags.get_by_name(workspace_id, name) is None:
         raise NotFound(f"{where}no tag called {name!r}; create it first (createTag)", field="tag")
     return name
 
 
-async def tag_contact(services: Services, workspace_id: str, who: Who, tag: str, add: bool) -> ContactDoc:
+async def tag_contact(
+    services: ContactDataServices, workspace_id: str, who: Who, tag: str, add: bool
+) -> ContactDoc:
     name = await _tag_name(services, workspace_id, tag)  # checked first: a refused call claims nothing
     key = await contact_key(services, workspace_id, who)
     event = TagContact(event_id(), add=(name,)) if add else TagContact(event_id(), remove=(name,))
     return (await services.actors.ask(key, event)).contact
 
 
-async def set_variable(services: Services, workspace_id: str, who: Who, field: str, value: Any) -> ContactDoc:
+async def set_variable(
+    services: ContactDataServices, workspace_id: str, who: Who, field: str, value: Any
+) -> ContactDoc:
     field_doc = await services.fields.get_by_name(workspace_id, str(field).strip())
     if field_doc is None:
         raise NotFound(f"no field called {field!r}; create it first (createField)", field="field")
@@ -85,7 +117,7 @@ class ContactData:
 
 
 async def check_contact_names(
-    services: Services, workspace_id: str, names: list[str], tags: list[Any], where: str
+    services: ContactCheckServices, workspace_id: str, names: list[str], tags: list[Any], where: str
 ) -> None:
     """Every field name and tag exists in the workspace's catalog, or INVALID_INPUT naming it.
 
@@ -102,7 +134,7 @@ async def check_contact_names(
 
 
 async def checked_contact_data(
-    services: Services, workspace_id: str, raw: Any, where: str = "contact"
+    services: ContactCheckServices, workspace_id: str, raw: Any, where: str = "contact"
 ) -> ContactData:
     """``{fields: {name: value}, tags: [name]}`` typed against the workspace's fields and tags.
 
@@ -173,7 +205,7 @@ class ImportOutcome:
 class RowChecker:
     """Checks import rows against the workspace's fields and tags (read once per import)."""
 
-    def __init__(self, services: Services, workspace_id: str) -> None:
+    def __init__(self, services: ContactCheckServices, workspace_id: str) -> None:
         self._services = services
         self._workspace_id = workspace_id
         self._fields: dict[str, dict[str, Any]] | None = None
@@ -234,7 +266,7 @@ class RowChecker:
 
 
 async def apply_rows(
-    services: Services, workspace_id: str, rows: list[ImportRow], outcome: ImportOutcome
+    services: ContactDataServices, workspace_id: str, rows: list[ImportRow], outcome: ImportOutcome
 ) -> None:
     """Apply checked rows, ``IMPORT_CONCURRENCY`` contacts at a time (their turns share commits).
 
@@ -270,7 +302,7 @@ async def apply_rows(
     outcome.contacts += await asyncio.gather(*(one(row) for row in rows))
 
 
-async def import_contacts(services: Services, workspace_id: str, rows: Any) -> ImportOutcome:
+async def import_contacts(services: ContactDataServices, workspace_id: str, rows: Any) -> ImportOutcome:
     """Create or update contacts from rows ``{phone, variables?, tags?, optedIn?}`` (at most 1,000).
 
     Every row is checked before any is applied, so a bad row leaves the workspace untouched; the

@@ -24,20 +24,28 @@ import logging
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
+from arq.connections import ArqRedis
 from arq.constants import in_progress_key_prefix, job_key_prefix, result_key_prefix, retry_key_prefix
 from pymongo.errors import BulkWriteError
 
 from server.actors.contact_actor import event_id
 from server.actors.events import EraseContact
+from server.clock import Clock
+from server.contact_directory import ContactDirectory
 from server.errors import InvalidInput, NotFound
 from server.identity import KINDS
 from server.ids import ContactKey, scoped_id
 from server.integrations.klaviyo_sync import job_id as sync_job_id
+from server.pubsub import RedisPubSub
 from server.redis_keys import arq_job_id, integrations_queue, timer_queue
-from server.services import Services
+from server.services import ActorsHandle
 from server.store.batching import DUPLICATE_KEY
+from server.store.contacts import ContactRepository
+from server.store.database import Database
+from server.store.identities import IdentityRepository
+from server.store.workspaces import WorkspaceRepository
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +53,48 @@ ERASED_TOPIC = "contacts:erased"
 SALT_FIELD = "erasure_salt"
 
 Query = dict[str, Any]
+
+
+class ErasedMessageServices(Protocol):
+    """Telling whether a message id belongs to an erased contact."""
+
+    @property
+    def database(self) -> Database: ...
+
+    @property
+    def workspaces(self) -> WorkspaceRepository: ...
+
+
+class ErasureServices(Protocol):
+    """Exporting and erasing a contact: the whole store, its identities, its timers and every
+    process's directory cache."""
+
+    @property
+    def actors(self) -> ActorsHandle: ...
+
+    @property
+    def arq(self) -> ArqRedis: ...
+
+    @property
+    def clock(self) -> Clock: ...
+
+    @property
+    def contacts(self) -> ContactRepository: ...
+
+    @property
+    def database(self) -> Database: ...
+
+    @property
+    def directory(self) -> ContactDirectory: ...
+
+    @property
+    def identities(self) -> IdentityRepository: ...
+
+    @property
+    def prefix(self) -> str: ...
+
+    @property
+    def pubsub(self) -> RedisPubSub: ...
 
 
 @dataclass(frozen=True)
@@ -113,7 +163,7 @@ PER_CONTACT: tuple[tuple[str, Callable[[Held], Query]], ...] = (
 """Every collection holding documents about one contact, and how they name it."""
 
 
-async def _contact(services: Services, workspace_id: str, contact_id: str) -> dict[str, Any]:
+async def _contact(services: ErasureServices, workspace_id: str, contact_id: str) -> dict[str, Any]:
     found = await services.contacts.get(workspace_id, contact_id)
     if found is None or found.get("erased_at") is not None:
         raise NotFound(f"contact {contact_id} not found", field="id")
@@ -124,14 +174,14 @@ async def _contact(services: Services, workspace_id: str, contact_id: str) -> di
     return found
 
 
-async def _held(services: Services, contact: dict[str, Any]) -> Held:
+async def _held(services: ErasureServices, contact: dict[str, Any]) -> Held:
     workspace_id = contact["workspace_id"]
     query = _messages(Held(workspace_id, contact["_id"], contact.get("phone"), []))
     messages = await services.database.collection("messages").find(query, {"_id": 1}).to_list()
     return Held(workspace_id, contact["_id"], contact.get("phone"), [m["_id"] for m in messages])
 
 
-async def export_contact(services: Services, workspace_id: str, contact_id: str) -> dict[str, Any]:
+async def export_contact(services: ErasureServices, workspace_id: str, contact_id: str) -> dict[str, Any]:
     """Everything held about the contact: its document (fields, tags, consent history, runs with
     their steps, pending timers, outbox, external sync state), its identities, messages, archived
     runs, broadcast deliveries, status reports, webhook requests and merges."""
@@ -145,7 +195,7 @@ async def export_contact(services: Services, workspace_id: str, contact_id: str)
 
 
 async def erase_contact(
-    services: Services, workspace_id: str, contact_id: str, by: str | None
+    services: ErasureServices, workspace_id: str, contact_id: str, by: str | None
 ) -> dict[str, Any]:
     """Erase the contact (and contacts merged into it); returns the tombstone."""
     contact = await _contact(services, workspace_id, contact_id)
@@ -156,7 +206,7 @@ async def erase_contact(
     return tombstone
 
 
-async def _erase_one(services: Services, contact: dict[str, Any], by: str | None) -> dict[str, Any]:
+async def _erase_one(services: ErasureServices, contact: dict[str, Any], by: str | None) -> dict[str, Any]:
     workspace_id, contact_id = contact["workspace_id"], contact["_id"]
     held = await _held(services, contact)
     salt = await workspace_salt(services, workspace_id)
@@ -196,7 +246,7 @@ async def _erase_one(services: Services, contact: dict[str, Any], by: str | None
     return {"_id": contact_id, "workspace_id": workspace_id, **tombstone}
 
 
-async def _drop_jobs(services: Services, queue_name: str, job_ids: list[str]) -> None:
+async def _drop_jobs(services: ErasureServices, queue_name: str, job_ids: list[str]) -> None:
     """Remove arq jobs (armed timers, queued syncs) so nothing about the contact stays in Redis."""
     if not job_ids or services.arq is None:
         return
@@ -211,7 +261,7 @@ def keyed_hash(salt: str, value: str) -> str:
     return hmac.new(salt.encode(), value.encode(), hashlib.sha256).hexdigest()
 
 
-async def workspace_salt(services: Services, workspace_id: str) -> str:
+async def workspace_salt(services: ErasureServices, workspace_id: str) -> str:
     """The workspace's erasure salt, made on first use (the first writer wins)."""
     workspaces = services.database.collection("workspaces")
     await workspaces.update_one(
@@ -223,7 +273,7 @@ async def workspace_salt(services: Services, workspace_id: str) -> str:
     return str(found[SALT_FIELD])
 
 
-async def erased_message(services: Services, workspace_id: str, provider_id: str) -> bool:
+async def erased_message(services: ErasedMessageServices, workspace_id: str, provider_id: str) -> bool:
     """Whether a provider id names a message of an erased contact (a late status about it).
 
     Asked for every status whose message is unknown: a workspace that never erased anyone has no
@@ -238,7 +288,7 @@ async def erased_message(services: Services, workspace_id: str, provider_id: str
     return found is not None
 
 
-async def _message_hashes(services: Services, workspace_id: str, provider_id: str) -> list[str]:
+async def _message_hashes(services: ErasedMessageServices, workspace_id: str, provider_id: str) -> list[str]:
     found = await services.workspaces.get(workspace_id)
     salt = (found or {}).get(SALT_FIELD)
     if not salt:

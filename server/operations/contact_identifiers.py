@@ -9,14 +9,30 @@ are checked by ``server/identity.py``. Which contact they name is the directory'
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
+from server.contact_directory import ContactDirectory
 from server.errors import InvalidInput
 from server.identity import BSUID, PARENT_BSUID, Identities, bsuid_kind, display_username, parse_bsuid
 from server.ids import ContactKey
 from server.phones import parse_phone
-from server.services import Services
+from server.workspace_caches import WorkspaceCaches
 
 WHATSAPP_ID = "whatsappId"
+
+
+class PhoneServices(Protocol):
+    """Reading a phone argument: the workspace's default country (caches)."""
+
+    @property
+    def caches(self) -> WorkspaceCaches: ...
+
+
+class IdentifierServices(PhoneServices, Protocol):
+    """Finding the contact an API argument names (the contact directory)."""
+
+    @property
+    def directory(self) -> ContactDirectory: ...
 
 
 @dataclass(frozen=True)
@@ -34,12 +50,14 @@ Who = ContactRef | str
 """A ``ContactRef``, or a phone number as given."""
 
 
-async def contact_phone(services: Services, workspace_id: str, raw: object, field: str = "phone") -> str:
+async def contact_phone(services: PhoneServices, workspace_id: str, raw: object, field: str = "phone") -> str:
     """``raw`` as E.164, or ``InvalidInput`` naming ``field``."""
     return parse_phone(raw, field=field, region=await services.caches.default_country_of(workspace_id))
 
 
-async def identities_of(services: Services, workspace_id: str, who: Who, field: str = "phone") -> Identities:
+async def identities_of(
+    services: IdentifierServices, workspace_id: str, who: Who, field: str = "phone"
+) -> Identities:
     """The identity an argument names; ``InvalidInput`` naming the argument when it names none."""
     if not isinstance(who, ContactRef):  # a phone as given (parse_phone names what is wrong)
         return Identities(phone=await contact_phone(services, workspace_id, who, field))
@@ -59,7 +77,9 @@ async def identities_of(services: Services, workspace_id: str, who: Who, field: 
     return Identities(phone=await contact_phone(services, workspace_id, raw, WHATSAPP_ID))
 
 
-async def contact_key(services: Services, workspace_id: str, who: Who, field: str = "phone") -> ContactKey:
+async def contact_key(
+    services: IdentifierServices, workspace_id: str, who: Who, field: str = "phone"
+) -> ContactKey:
     """The contact (actor) an argument names in this workspace; created on its first turn if new."""
     resolved = await services.directory.resolve(
         workspace_id, await identities_of(services, workspace_id, who, field)
@@ -69,7 +89,7 @@ async def contact_key(services: Services, workspace_id: str, who: Who, field: st
 
 
 async def find_contact_key(
-    services: Services, workspace_id: str, who: Who, field: str = "phone"
+    services: IdentifierServices, workspace_id: str, who: Who, field: str = "phone"
 ) -> ContactKey | None:
     """The contact an argument names, or None when nobody is known by it (nothing is created)."""
     return await services.directory.find(
@@ -78,7 +98,11 @@ async def find_contact_key(
 
 
 async def sandbox_customer(
-    services: Services, workspace_id: str, phone: str | None, bsuid: str | None, username: str | None
+    services: IdentifierServices,
+    workspace_id: str,
+    phone: str | None,
+    bsuid: str | None,
+    username: str | None,
 ) -> Identities:
     """The sandbox's customer as WhatsApp would report them: a phone and/or a BSUID, and a username."""
     if phone is None and bsuid is None:

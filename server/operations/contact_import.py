@@ -18,14 +18,24 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from server.cancellation import cancel_all_and_wait
+from server.clock import Clock
 from server.errors import InvalidInput, NotFound
 from server.ids import new_id
-from server.operations.contact_data import ImportOutcome, ImportRow, RowChecker, RowRefusal, apply_rows
-from server.services import Services
+from server.operations.contact_data import (
+    ContactDataServices,
+    ImportOutcome,
+    ImportRow,
+    RowChecker,
+    RowRefusal,
+    apply_rows,
+)
+from server.pubsub import RedisPubSub
+from server.store.database import Database
 from server.store.import_jobs import ImportJobRepository
+from server.workspace_gate import WorkspaceGate
 
 log = logging.getLogger(__name__)
 
@@ -34,12 +44,28 @@ STALE_CLAIM = timedelta(minutes=5)
 MAX_FAILURES = 8
 
 
+class ImportServices(ContactDataServices, Protocol):
+    """Contact import jobs: their collection, the clock and timing, the workspace gate, progress news."""
+
+    @property
+    def clock(self) -> Clock: ...
+
+    @property
+    def database(self) -> Database: ...
+
+    @property
+    def pubsub(self) -> RedisPubSub: ...
+
+    @property
+    def workspace_gate(self) -> WorkspaceGate: ...
+
+
 def import_topic(job_id: str) -> str:
     return f"import:{job_id}"
 
 
 class ContactImports:
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: ImportServices) -> None:
         self._services = services
         self.jobs = ImportJobRepository(services.database)
         self._workers: dict[str, asyncio.Task[None]] = {}

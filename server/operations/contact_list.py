@@ -10,20 +10,31 @@ by contact id, which is creation order for contacts created since identities (do
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Protocol
 
+from server.clock import Clock
 from server.errors import InvalidInput
 from server.segments import to_mongo_filter
 from server.segments.language import regex_literal
-from server.services import Services
+from server.workspace_caches import WorkspaceCaches
 
 MAX_SEARCH = 100
 MAX_CONTACTS_PAGE = 200
 _PHONE_LIKE = re.compile(r"\+?[\d\s\-().]+")
 
 
+class ContactListServices(Protocol):
+    """Compiling a contact filter: the workspace's caches and the clock."""
+
+    @property
+    def caches(self) -> WorkspaceCaches: ...
+
+    @property
+    def clock(self) -> Clock: ...
+
+
 async def contact_filter(
-    services: Services, workspace_id: str, segment: Any, search: str | None
+    services: ContactListServices, workspace_id: str, segment: Any, search: str | None
 ) -> dict[str, Any]:
     """The store filter for ``segment`` and ``search`` ({} for every contact)."""
     parts: list[dict[str, Any]] = []

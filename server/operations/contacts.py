@@ -4,25 +4,48 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from server.actors.contact_actor import event_id, startable
 from server.actors.events import StartFlow, StopRun
 from server.channels.choice import chosen_channel_id
+from server.clock import Clock
 from server.documents import RunDoc
 from server.errors import InvalidInput, NotFound
 from server.identity import Identities
 from server.ids import ContactKey, new_id
-from server.operations.channel_inbound import accept_inbound, inbound_record
-from server.operations.contact_data import checked_contact_data
-from server.operations.contact_identifiers import Who, contact_key, identities_of
+from server.operations.channel_inbound import InboundMessageServices, accept_inbound, inbound_record
+from server.operations.contact_data import ContactCheckServices, checked_contact_data
+from server.operations.contact_identifiers import IdentifierServices, Who, contact_key, identities_of
 from server.operations.sandbox_share import SandboxShare
-from server.services import Services
+from server.services import ActorsHandle
+from server.store.channels import ChannelRepository
+from server.store.contacts import ContactRepository
+from server.store.flows import FlowRepository
 from server.text_input import MAX_BUTTON_ID, MAX_MESSAGE_TEXT, checked_characters
 
 
+class ContactRunServices(ContactCheckServices, IdentifierServices, InboundMessageServices, Protocol):
+    """What starting and stopping runs and sandbox messages use."""
+
+    @property
+    def actors(self) -> ActorsHandle: ...
+
+    @property
+    def channels(self) -> ChannelRepository: ...
+
+    @property
+    def clock(self) -> Clock: ...
+
+    @property
+    def contacts(self) -> ContactRepository: ...
+
+    @property
+    def flows(self) -> FlowRepository: ...
+
+
 async def start_flow(
-    services: Services,
+    services: ContactRunServices,
     workspace_id: str,
     flow_id: str,
     who: Who,
@@ -56,7 +79,7 @@ async def start_flow(
     return _run_view(result.run, result.contact, workspace_id)
 
 
-async def stop_run(services: Services, workspace_id: str, run_id: str) -> dict[str, Any]:
+async def stop_run(services: ContactRunServices, workspace_id: str, run_id: str) -> dict[str, Any]:
     contact = await services.contacts.find_run(workspace_id, run_id)
     if contact is None:
         raise NotFound(f"run {run_id} not found or already archived")
@@ -71,7 +94,7 @@ def _run_view(run: RunDoc, contact: Mapping[str, Any], workspace_id: str) -> dic
 
 
 async def customer_says(
-    services: Services,
+    services: ContactRunServices,
     workspace_id: str,
     who: Who | Identities,
     text: str | None,

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 from server.channels.whatsapp.costs import country_of, load_rate_card
 from server.machines.definition import TemplateNode, parse_flow
-from server.services import Services
 from server.store.audience import ContactPhones
+from server.store.catalog import TemplateRepository
+from server.store.database import Database
+from server.store.flows import FlowRepository
 
 ASSUMPTION = (
     "one send per template node to every contact counted, outside the customer-service window "
@@ -15,8 +17,21 @@ ASSUMPTION = (
 )
 
 
+class CostServices(Protocol):
+    """What a flow's cost estimate reads."""
+
+    @property
+    def database(self) -> Database: ...
+
+    @property
+    def flows(self) -> FlowRepository: ...
+
+    @property
+    def templates(self) -> TemplateRepository: ...
+
+
 async def flow_cost_estimate(
-    services: Services, workspace_id: str, flow: dict[str, Any], country: str | None = None
+    services: CostServices, workspace_id: str, flow: dict[str, Any], country: str | None = None
 ) -> dict[str, Any]:
     """Per template node: its category and price for ``country``, or for the workspace's contacts."""
     card = load_rate_card()

@@ -5,22 +5,37 @@ external profile property (Klaviyo); flows save values into them by name.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Protocol
 
+from server.clock import Clock
 from server.errors import Conflict, InvalidInput, NotFound
 from server.ids import new_id
 from server.machines.values import FIELD_TYPES, fold
-from server.services import Services
+from server.store.catalog import FieldRepository
 from server.text_input import (
     MAX_FIELD_NAME,
     MAX_OPTION,
     checked_name,
 )
+from server.workspace_caches import WorkspaceCaches
 
 MAX_OPTIONS = 100
 RESERVED_FIELDS = frozenset({"phone", "name"})  # built into every contact ({{contact.phone}})
 EXTERNAL_SYSTEMS = ("klaviyo",)
 _FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+class FieldServices(Protocol):
+    """What the field use cases read: fields, the caches they invalidate, the clock."""
+
+    @property
+    def caches(self) -> WorkspaceCaches: ...
+
+    @property
+    def clock(self) -> Clock: ...
+
+    @property
+    def fields(self) -> FieldRepository: ...
 
 
 def normalize_field_name(name: object) -> str:
@@ -85,7 +100,7 @@ def _external(external: Any) -> dict[str, str] | None:
 
 
 async def create_field(
-    services: Services,
+    services: FieldServices,
     workspace_id: str,
     name: str,
     field_type: object,
@@ -110,11 +125,11 @@ async def create_field(
     return document
 
 
-async def list_fields(services: Services, workspace_id: str) -> list[dict[str, Any]]:
+async def list_fields(services: FieldServices, workspace_id: str) -> list[dict[str, Any]]:
     return await services.fields.list(workspace_id)
 
 
-async def get_field(services: Services, workspace_id: str, name: str) -> dict[str, Any]:
+async def get_field(services: FieldServices, workspace_id: str, name: str) -> dict[str, Any]:
     found = await services.fields.get_by_name(workspace_id, name)
     if found is None:
         raise NotFound(f"no field called {name!r}; create it first (createField)", field="name")

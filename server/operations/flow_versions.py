@@ -10,15 +10,34 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from server.actors.events import EndFlowRuns
+from server.clock import Clock
 from server.ids import ContactKey, new_id
-from server.services import Services
+from server.services import ActorsHandle
+from server.store.contacts import ContactRepository
+from server.store.flows import FlowRepository
+
+
+class FlowVersionServices(Protocol):
+    """Activating a flow version and ending older runs: flows, contacts and their actors."""
+
+    @property
+    def actors(self) -> ActorsHandle: ...
+
+    @property
+    def clock(self) -> Clock: ...
+
+    @property
+    def contacts(self) -> ContactRepository: ...
+
+    @property
+    def flows(self) -> FlowRepository: ...
 
 
 async def activate_version(
-    services: Services, workspace_id: str, flow_id: str, version: int, in_flight: str = "finish"
+    services: FlowVersionServices, workspace_id: str, flow_id: str, version: int, in_flight: str = "finish"
 ) -> dict[str, Any]:
     """Make ``version`` the one new runs start on (at publish, or once its templates are approved)."""
     updated = await services.flows.update(
@@ -39,7 +58,7 @@ async def activate_version(
     return updated
 
 
-async def end_older_runs(services: Services, workspace_id: str, flow_id: str, version: int) -> int:
+async def end_older_runs(services: FlowVersionServices, workspace_id: str, flow_id: str, version: int) -> int:
     """Ask every contact still running an older version of the flow to end that run."""
     pending = [
         services.actors.tell(
@@ -52,7 +71,7 @@ async def end_older_runs(services: Services, workspace_id: str, flow_id: str, ve
     return len(pending)
 
 
-async def definitions_in_use(services: Services, flow: dict[str, Any]) -> list[Any]:
+async def definitions_in_use(services: FlowVersionServices, flow: dict[str, Any]) -> list[Any]:
     """The flow's draft and, when a version is active, that version's document: what will run
     once published and what runs now. Raw (as stored): a draft that does not parse counts too."""
     definitions = [flow.get("draft")]
@@ -63,7 +82,9 @@ async def definitions_in_use(services: Services, flow: dict[str, Any]) -> list[A
     return definitions
 
 
-async def flows_using(services: Services, workspace_id: str, uses: Callable[[Any], bool]) -> list[str]:
+async def flows_using(
+    services: FlowVersionServices, workspace_id: str, uses: Callable[[Any], bool]
+) -> list[str]:
     """Names of the workspace's flows whose draft or active version ``uses`` (a tag, team, agent...)."""
     using: list[str] = []
     for flow in await services.flows.list(workspace_id):

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 from server.channels.choice import chosen_channel_id
+from server.clock import Clock
 from server.errors import InvalidFlow, InvalidInput, NotFound
 from server.ids import new_id
 from server.machines.catalog import Catalog
@@ -12,10 +13,29 @@ from server.machines.definition import parse_flow
 from server.machines.flow_checks.issues import FlowIssue
 from server.machines.validator import validate
 from server.operations import templates
-from server.operations.catalog import catalog_snapshot
+from server.operations.catalog import CatalogServices, catalog_snapshot
 from server.operations.flow_versions import activate_version
-from server.services import Services
+from server.operations.templates import TemplateServices
+from server.store.channels import ChannelRepository
+from server.store.flows import FlowRepository
 from server.text_input import MAX_FLOW_NAME, checked_name
+
+
+class FlowServices(Protocol):
+    """Editing a flow: flows, channels and the clock."""
+
+    @property
+    def channels(self) -> ChannelRepository: ...
+
+    @property
+    def clock(self) -> Clock: ...
+
+    @property
+    def flows(self) -> FlowRepository: ...
+
+
+class PublishServices(CatalogServices, FlowServices, TemplateServices, Protocol):
+    """Publishing a flow: validation against the catalog, template submission and version activation."""
 
 
 def issues_of(definition: dict[str, Any], catalog: Catalog | None = None) -> list[FlowIssue]:
@@ -27,13 +47,13 @@ def issues_of(definition: dict[str, Any], catalog: Catalog | None = None) -> lis
     return validate(flow, catalog)
 
 
-async def flow_issues(services: Services, workspace_id: str, flow: dict[str, Any]) -> list[FlowIssue]:
+async def flow_issues(services: CatalogServices, workspace_id: str, flow: dict[str, Any]) -> list[FlowIssue]:
     """A flow's draft checked against what its workspace has (tags, fields, agents, templates)."""
     catalog = await catalog_snapshot(services, workspace_id, flow["_id"])
     return issues_of(flow["draft"], catalog)
 
 
-async def import_flow(services: Services, workspace_id: str, definition: Any) -> dict[str, Any]:
+async def import_flow(services: FlowServices, workspace_id: str, definition: Any) -> dict[str, Any]:
     """Store a new draft; a document that cannot be parsed at all is refused with its node id."""
     flow = parse_flow(definition)
     checked_name(flow.name, field="name", limit=MAX_FLOW_NAME, what="a flow name")
@@ -55,7 +75,7 @@ async def import_flow(services: Services, workspace_id: str, definition: Any) ->
     )
 
 
-async def require_flow(services: Services, workspace_id: str, flow_id: str) -> dict[str, Any]:
+async def require_flow(services: FlowServices, workspace_id: str, flow_id: str) -> dict[str, Any]:
     flow = await services.flows.get(workspace_id, flow_id)
     if flow is None:
         raise NotFound(f"flow {flow_id} not found")
@@ -63,7 +83,7 @@ async def require_flow(services: Services, workspace_id: str, flow_id: str) -> d
 
 
 async def update_draft(
-    services: Services, workspace_id: str, flow_id: str, definition: Any
+    services: FlowServices, workspace_id: str, flow_id: str, definition: Any
 ) -> dict[str, Any]:
     flow = await require_flow(services, workspace_id, flow_id)
     parsed = parse_flow(definition)
@@ -83,7 +103,7 @@ IN_FLIGHT_POLICIES = ("finish", "exit")
 
 
 async def publish_flow(
-    services: Services, workspace_id: str, flow_id: str, in_flight: str = "finish"
+    services: PublishServices, workspace_id: str, flow_id: str, in_flight: str = "finish"
 ) -> dict[str, Any]:
     """Freeze the draft as version N and make it the one new runs start on.
 
@@ -139,7 +159,7 @@ async def publish_flow(
     return await activate_version(services, workspace_id, flow_id, version, in_flight)
 
 
-async def archive_flow(services: Services, workspace_id: str, flow_id: str) -> dict[str, Any]:
+async def archive_flow(services: FlowServices, workspace_id: str, flow_id: str) -> dict[str, Any]:
     await require_flow(services, workspace_id, flow_id)
     updated = await services.flows.update(
         workspace_id, flow_id, {"status": "archived", "updated_at": services.clock.now()}
@@ -149,7 +169,7 @@ async def archive_flow(services: Services, workspace_id: str, flow_id: str) -> d
 
 
 async def set_flow_channel(
-    services: Services, workspace_id: str, flow_id: str, channel_id: str | None
+    services: FlowServices, workspace_id: str, flow_id: str, channel_id: str | None
 ) -> dict[str, Any]:
     """The number the flow's runs talk through (None: the workspace's default channel).
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from server.actors.contact_actor import event_id
 from server.actors.events import AgentMessage, MarkRead
@@ -19,16 +19,31 @@ from server.documents import ContactDoc
 from server.errors import InvalidInput, NotFound
 from server.identity import message_address
 from server.ids import ContactKey, new_id
-from server.operations.agents import find_agent
-from server.operations.contact_identifiers import Who, contact_key, find_contact_key
-from server.services import Services
+from server.operations.agents import AgentServices, find_agent
+from server.operations.contact_identifiers import IdentifierServices, Who, contact_key, find_contact_key
+from server.services import ActorsHandle
+from server.store.contacts import ContactRepository
+from server.store.messages import MessageRepository
 from server.text_input import checked_text
 
 MAX_MESSAGES = 200
 
 
+class InboxServices(AgentServices, IdentifierServices, Protocol):
+    """What the agents' inbox reads and does: contacts, messages, agents and the contact's actor."""
+
+    @property
+    def actors(self) -> ActorsHandle: ...
+
+    @property
+    def contacts(self) -> ContactRepository: ...
+
+    @property
+    def messages(self) -> MessageRepository: ...
+
+
 async def conversations(
-    services: Services,
+    services: InboxServices,
     workspace_id: str,
     assigned_to: str | None,
     unassigned: bool,
@@ -53,7 +68,7 @@ def sender_of(message: dict[str, Any]) -> str:
     return "SYSTEM"
 
 
-async def messages(services: Services, contact: Mapping[str, Any], last: int) -> list[dict[str, Any]]:
+async def messages(services: InboxServices, contact: Mapping[str, Any], last: int) -> list[dict[str, Any]]:
     """The latest ``last`` messages, oldest first; ones still waiting in the outbox show as queued."""
     if last < 1 or last > MAX_MESSAGES:
         raise InvalidInput(f"last must be between 1 and {MAX_MESSAGES}", field="last")
@@ -98,7 +113,7 @@ def with_reactions(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 async def send_agent_message(
-    services: Services, workspace_id: str, who: Who, text: str, agent_ref: str | None
+    services: InboxServices, workspace_id: str, who: Who, text: str, agent_ref: str | None
 ) -> dict[str, Any]:
     """Queue an agent's text to the customer; returns the message as the inbox shows it."""
     body = checked_text(text, field="text", what="an agent's message")
@@ -128,7 +143,7 @@ async def send_agent_message(
     }
 
 
-async def mark_read(services: Services, workspace_id: str, who: Who) -> ContactDoc:
+async def mark_read(services: InboxServices, workspace_id: str, who: Who) -> ContactDoc:
     key = await find_contact_key(services, workspace_id, who)
     contact = (await services.actors.ask(key, MarkRead(event_id()))).contact if key is not None else None
     if contact is None or contact.get("version", 0) == 0:

@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
+from server.egress import EgressPolicy
 from server.errors import InvalidInput
 from server.integrations.klaviyo import DEFAULT_BASE_URL
-from server.services import Services
+from server.store.workspace_settings import WorkspaceSettingsRepository
+
+
+class KlaviyoSettingsServices(Protocol):
+    """A workspace's Klaviyo settings and the egress policy its base URL must pass."""
+
+    @property
+    def egress(self) -> EgressPolicy: ...
+
+    @property
+    def workspace_settings(self) -> WorkspaceSettingsRepository: ...
 
 
 def view(stored: dict[str, Any] | None) -> dict[str, Any]:
@@ -20,12 +31,12 @@ def view(stored: dict[str, Any] | None) -> dict[str, Any]:
     }
 
 
-async def get_klaviyo(services: Services, workspace_id: str) -> dict[str, Any]:
+async def get_klaviyo(services: KlaviyoSettingsServices, workspace_id: str) -> dict[str, Any]:
     return view((await services.workspace_settings.get(workspace_id)).get("klaviyo"))
 
 
 async def set_klaviyo(
-    services: Services, workspace_id: str, private_key: str | None, base_url: str | None = None
+    services: KlaviyoSettingsServices, workspace_id: str, private_key: str | None, base_url: str | None = None
 ) -> dict[str, Any]:
     """Connect (or, with no key, disconnect) Klaviyo; pending syncs use the new settings."""
     key = (private_key or "").strip()

@@ -6,24 +6,37 @@ HH:MM times) and makes this process use it at once (others within the policy's c
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
+from server.sending.policy import SendPolicy
 from server.sending.settings import (
     SendingSettings,
     parse_quiet_hours,
     settings_from_document,
 )
-from server.services import Services
+from server.store.workspace_settings import WorkspaceSettingsRepository
 
 
-async def sending_settings(services: Services, workspace_id: str) -> tuple[SendingSettings, str]:
+class SendingSettingsServices(Protocol):
+    """A workspace's sending settings and the send policy that caches them."""
+
+    @property
+    def send_policy(self) -> SendPolicy: ...
+
+    @property
+    def workspace_settings(self) -> WorkspaceSettingsRepository: ...
+
+
+async def sending_settings(
+    services: SendingSettingsServices, workspace_id: str
+) -> tuple[SendingSettings, str]:
     """The settings and the workspace's time zone (the fallback for contacts of unknown zone)."""
     rules = await services.send_policy.rules_of(workspace_id)
     return rules.settings, rules.timezone
 
 
 async def update_sending_settings(
-    services: Services,
+    services: SendingSettingsServices,
     workspace_id: str,
     quiet_hours: list[dict[str, Any]] | None,
     typing_indicator: bool | None,

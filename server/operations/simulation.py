@@ -24,10 +24,12 @@ import copy
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
+from server.actors.agent_picker import AgentPicker
 from server.actors.contact_commands import TurnExtras
 from server.actors.events import Event, InboundMessage, StartFlow, TimerFired
+from server.actors.flow_cache import FlowCache
 from server.actors.turn_logic import SegmentMatcher, TurnLogic
 from server.clock import as_utc
 from server.documents import ContactDoc, RunDoc, StepDoc, TimerDoc
@@ -40,11 +42,10 @@ from server.machines.flow_checks.issues import FlowIssue
 from server.machines.rendering import render_message
 from server.machines.turn import AssignRequest
 from server.machines.values import coerce_value
-from server.operations.catalog import catalog_snapshot
-from server.operations.contact_identifiers import contact_phone
+from server.operations.catalog import CatalogServices, catalog_snapshot
+from server.operations.contact_identifiers import PhoneServices, contact_phone
 from server.operations.flows import issues_of
 from server.segments import matches
-from server.services import Services
 from server.store.contacts import new_contact
 from server.text_input import MAX_BUTTON_ID, MAX_MESSAGE_TEXT, checked_characters
 from server.window import window_open
@@ -65,6 +66,16 @@ CONTACT_KEYS = (
     "windowOpen",
     "assignedAgent",
 )
+
+
+class SimulationServices(CatalogServices, PhoneServices, Protocol):
+    """A flow simulation: the catalog it validates against, the compiled-flow cache and the agent picker."""
+
+    @property
+    def flow_cache(self) -> FlowCache: ...
+
+    @property
+    def picker(self) -> AgentPicker: ...
 
 
 @dataclass(frozen=True)
@@ -148,7 +159,7 @@ def parse_script(script: list[dict[str, Any]]) -> list[ScriptInput]:
 class _Flows:
     """``FlowLookup`` for a simulation: the simulated flow by its id or name, others read-only."""
 
-    def __init__(self, services: Services, simulated: dict[str, Any]) -> None:
+    def __init__(self, services: SimulationServices, simulated: dict[str, Any]) -> None:
         self._services = services
         self._simulated = simulated
 
@@ -166,7 +177,9 @@ class _Flows:
 class _Compiled:
     """``CompiledLookup``: the simulated draft's machine, else the published versions' cache."""
 
-    def __init__(self, services: Services, simulated: dict[str, Any], compiled: CompiledFlow) -> None:
+    def __init__(
+        self, services: SimulationServices, simulated: dict[str, Any], compiled: CompiledFlow
+    ) -> None:
         self._services = services
         self._key = (simulated["_id"], simulated["active_version"])
         self._compiled = compiled
@@ -222,7 +235,7 @@ class _Recorder:
 
 
 async def _checked_flow(
-    services: Services, workspace_id: str, definition: Any
+    services: SimulationServices, workspace_id: str, definition: Any
 ) -> tuple[dict[str, Any], CompiledFlow, list[FlowIssue]]:
     """The flow as a published version would be; refused like ``publishFlow`` when it has errors."""
     if not isinstance(definition, dict):
@@ -249,7 +262,9 @@ async def _checked_flow(
     return simulated, compile_flow(parsed), [i for i in issues if i.severity != "ERROR"]
 
 
-async def _contact(services: Services, workspace_id: str, given: Any, start: datetime) -> ContactDoc:
+async def _contact(
+    services: SimulationServices, workspace_id: str, given: Any, start: datetime
+) -> ContactDoc:
     """The pretend contact: ``given`` (tags, variables, consent, window, agent) over a new one."""
     if given is None:
         given = {}
@@ -368,7 +383,7 @@ class _Simulator:
 
 
 async def simulate(
-    services: Services,
+    services: SimulationServices,
     workspace_id: str,
     definition: Any,
     contact: Any,

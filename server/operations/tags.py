@@ -5,7 +5,7 @@ segments name them; a tag a flow still uses cannot be deleted, and a rename reta
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, Protocol
 
 from pymongo.errors import DuplicateKeyError
 
@@ -14,8 +14,8 @@ from server.actors.events import TagContact
 from server.errors import Conflict, InvalidInput, NotFound
 from server.ids import ContactKey, new_id
 from server.machines.flow_walk import definition_segments, raw_nodes, segment_names
-from server.operations.flow_versions import flows_using
-from server.services import Services
+from server.operations.flow_versions import FlowVersionServices, flows_using
+from server.store.catalog import TagRepository
 from server.text_input import (
     MAX_TAG_NAME,
     checked_name,
@@ -23,6 +23,13 @@ from server.text_input import (
 
 TAG_KINDS = ("MARKETING", "SUPPORT")
 RETAG_CONCURRENCY = 16
+
+
+class TagServices(FlowVersionServices, Protocol):
+    """What the tag use cases read and retag: tags, contacts and the flows that name them."""
+
+    @property
+    def tags(self) -> TagRepository: ...
 
 
 def normalize_tag_name(name: object, field: str = "name") -> str:
@@ -36,7 +43,7 @@ def _tag_kind(kind: object) -> str:
     return value
 
 
-async def create_tag(services: Services, workspace_id: str, name: str, kind: object) -> dict[str, Any]:
+async def create_tag(services: TagServices, workspace_id: str, name: str, kind: object) -> dict[str, Any]:
     name = normalize_tag_name(name)
     document = {
         "_id": new_id("tag"),
@@ -50,18 +57,18 @@ async def create_tag(services: Services, workspace_id: str, name: str, kind: obj
     return document
 
 
-async def require_tag(services: Services, workspace_id: str, tag_id: str) -> dict[str, Any]:
+async def require_tag(services: TagServices, workspace_id: str, tag_id: str) -> dict[str, Any]:
     tag = await services.tags.get(workspace_id, tag_id)
     if tag is None:
         raise NotFound(f"tag {tag_id} not found")
     return tag
 
 
-async def list_tags(services: Services, workspace_id: str) -> list[dict[str, Any]]:
+async def list_tags(services: TagServices, workspace_id: str) -> list[dict[str, Any]]:
     return await services.tags.list(workspace_id)
 
 
-async def rename_tag(services: Services, workspace_id: str, tag_id: str, name: str) -> dict[str, Any]:
+async def rename_tag(services: TagServices, workspace_id: str, tag_id: str, name: str) -> dict[str, Any]:
     """Rename a tag no flow uses yet.
 
     Flows and contacts hold tag *names*, so renaming a tag a flow uses would silently break
@@ -82,7 +89,7 @@ async def rename_tag(services: Services, workspace_id: str, tag_id: str, name: s
     return updated
 
 
-async def delete_tag(services: Services, workspace_id: str, tag_id: str) -> bool:
+async def delete_tag(services: TagServices, workspace_id: str, tag_id: str) -> bool:
     """Delete a tag no flow uses, and take it off every contact.
 
     The rule: refused with CONFLICT, naming the flows, while the draft or the active version of
@@ -97,7 +104,7 @@ async def delete_tag(services: Services, workspace_id: str, tag_id: str) -> bool
     return deleted
 
 
-async def retag_contacts(services: Services, workspace_id: str, old: str, new: str | None) -> int:
+async def retag_contacts(services: TagServices, workspace_id: str, old: str, new: str | None) -> int:
     """Rename (or, with ``new`` None, remove) a tag on every contact that has it.
 
     Through each contact's actor, not a bulk update: an actor holding the contact in memory
@@ -116,14 +123,14 @@ async def retag_contacts(services: Services, workspace_id: str, old: str, new: s
     return len(keys)
 
 
-async def flows_using_tag(services: Services, workspace_id: str, name: str) -> list[str]:
+async def flows_using_tag(services: TagServices, workspace_id: str, name: str) -> list[str]:
     """Names of the flows whose draft or active version adds, removes or tests tag ``name``."""
     return await flows_using(
         services, workspace_id, lambda definition: name in tags_in_definition(definition)
     )
 
 
-async def _refuse_if_used(services: Services, workspace_id: str, name: str, action: str) -> None:
+async def _refuse_if_used(services: TagServices, workspace_id: str, name: str, action: str) -> None:
     using = await flows_using_tag(services, workspace_id, name)
     if using:
         listed = ", ".join(repr(n) for n in using)

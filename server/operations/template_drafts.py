@@ -5,15 +5,17 @@ drafts and listed. Submitting them to Meta and following their review is ``templ
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Protocol
 
 from server.channels.whatsapp.template_message import MAX_TEMPLATE_BUTTONS, MAX_TEMPLATE_BUTTONS_BY_TYPE
+from server.clock import Clock
 from server.errors import Conflict, InvalidInput
 from server.ids import new_id
-from server.services import Services
+from server.store.catalog import TemplateRepository
 from server.text_input import (
     checked_text,
 )
+from server.workspace_caches import WorkspaceCaches
 
 TEMPLATE_CATEGORIES = ("MARKETING", "UTILITY", "AUTHENTICATION")
 TEMPLATE_STATUSES = ("DRAFT", "PENDING", "APPROVED", "REJECTED", "PAUSED", "DISABLED", "FLAGGED")
@@ -26,6 +28,19 @@ MAX_BODY = 1024
 MAX_HEADER_TEXT = 60
 MAX_FOOTER = 60
 MAX_BUTTON_TEXT = 25
+
+
+class TemplateDraftServices(Protocol):
+    """Writing template drafts: templates, the caches and the clock."""
+
+    @property
+    def caches(self) -> WorkspaceCaches: ...
+
+    @property
+    def clock(self) -> Clock: ...
+
+    @property
+    def templates(self) -> TemplateRepository: ...
 
 
 def _upper(value: object) -> str:
@@ -141,7 +156,9 @@ def template_fields(data: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def create_template(services: Services, workspace_id: str, data: dict[str, Any]) -> dict[str, Any]:
+async def create_template(
+    services: TemplateDraftServices, workspace_id: str, data: dict[str, Any]
+) -> dict[str, Any]:
     """Store a template as DRAFT; publishing a flow that uses it submits it to Meta."""
     fields = template_fields(data)
     now = services.clock.now()
@@ -164,5 +181,5 @@ async def create_template(services: Services, workspace_id: str, data: dict[str,
     return document
 
 
-async def list_templates(services: Services, workspace_id: str) -> list[dict[str, Any]]:
+async def list_templates(services: TemplateDraftServices, workspace_id: str) -> list[dict[str, Any]]:
     return await services.templates.list(workspace_id)

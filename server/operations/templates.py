@@ -10,17 +10,20 @@ edits a draft or a rejected template and resubmits it. The lifecycle is told in 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Protocol
 
 from pymongo.errors import DuplicateKeyError
 
+from server.channels.whatsapp.client import GraphClient
 from server.channels.whatsapp.template_message import PARAM, SENDABLE_TEMPLATE_STATUSES, parameter_count
 from server.errors import Conflict, EgressRefused, InvalidInput, NotFound, Unavailable
 from server.ids import new_id
 from server.machines.definition import TemplateNode, parse_flow
-from server.operations.flow_versions import activate_version
+from server.operations.flow_versions import FlowVersionServices, activate_version
 from server.operations.template_drafts import template_fields, validate_components
-from server.services import Services
+from server.store.catalog import TemplateRepository
+from server.store.channels import ChannelRepository
+from server.workspace_caches import WorkspaceCaches
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +46,27 @@ META_STATUSES = {
 SUBMITTABLE = ("DRAFT", "REJECTED")
 
 
-async def _whatsapp(services: Services, workspace_id: str) -> dict[str, Any]:
+class TemplateStatusServices(FlowVersionServices, Protocol):
+    """Applying a template's review outcome and activating the flows waiting for it."""
+
+    @property
+    def templates(self) -> TemplateRepository: ...
+
+
+class TemplateServices(TemplateStatusServices, Protocol):
+    """Submitting and syncing templates with Meta (the Graph API client) and refreshing waiting flows."""
+
+    @property
+    def caches(self) -> WorkspaceCaches: ...
+
+    @property
+    def channels(self) -> ChannelRepository: ...
+
+    @property
+    def graph(self) -> GraphClient: ...
+
+
+async def _whatsapp(services: TemplateServices, workspace_id: str) -> dict[str, Any]:
     channel = await services.channels.for_workspace(workspace_id)
     if channel is None:
         raise InvalidInput("this workspace has no WhatsApp number; connect one first (connectWhatsApp)")
@@ -79,7 +102,7 @@ def meta_components(components: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return result
 
 
-async def submit_template(services: Services, workspace_id: str, template_id: str) -> dict[str, Any]:
+async def submit_template(services: TemplateServices, workspace_id: str, template_id: str) -> dict[str, Any]:
     """Send a DRAFT (or fixed REJECTED) template to Meta for review; it becomes PENDING."""
     channel = await _whatsapp(services, workspace_id)
     template = await services.templates.get(workspace_id, template_id)
@@ -139,7 +162,11 @@ def _reason(status: str, reason: str | None) -> str | None:
 
 
 async def _set_status(
-    services: Services, workspace_id: str, template: dict[str, Any], meta_status: str, reason: str | None
+    services: TemplateStatusServices,
+    workspace_id: str,
+    template: dict[str, Any],
+    meta_status: str,
+    reason: str | None,
 ) -> dict[str, Any]:
     raw = meta_status.strip().upper()
     status = META_STATUSES.get(raw)
@@ -152,7 +179,7 @@ async def _set_status(
 
 
 async def apply_template_status(
-    services: Services,
+    services: TemplateStatusServices,
     workspace_id: str,
     *,
     meta_id: str | None,
@@ -177,7 +204,7 @@ async def apply_template_status(
     await refresh_waiting_flows(services, workspace_id)
 
 
-async def sync_templates(services: Services, workspace_id: str) -> list[dict[str, Any]]:
+async def sync_templates(services: TemplateServices, workspace_id: str) -> list[dict[str, Any]]:
     """ "Sync now": read every template Meta has for the WABA; update ours, import the ones we lack."""
     channel = await _whatsapp(services, workspace_id)
     result = await services.graph.list_templates(channel)
@@ -215,7 +242,7 @@ def _refused_by_egress(code: str | None, operation: str) -> None:
         raise EgressRefused(f"{operation}: the channel's base URL", field="baseUrl")
 
 
-async def _import(services: Services, workspace_id: str, remote: dict[str, Any]) -> None:
+async def _import(services: TemplateServices, workspace_id: str, remote: dict[str, Any]) -> None:
     """A template created outside the product (e.g. in WhatsApp Manager) becomes usable by flows."""
     try:
         components = validate_components(
@@ -257,7 +284,7 @@ def templates_of(definition: Any) -> set[tuple[str, str]]:
 
 
 async def unapproved_templates(
-    services: Services, workspace_id: str, definition: Any
+    services: TemplateStatusServices, workspace_id: str, definition: Any
 ) -> list[dict[str, Any]]:
     """The templates a flow uses that cannot be sent yet (missing ones are the validator's job)."""
     waiting = []
@@ -273,7 +300,7 @@ def waiting_state(templates: list[dict[str, Any]]) -> str:
     return "template_rejected" if any(t["status"] == "REJECTED" for t in templates) else "pending_approval"
 
 
-async def refresh_waiting_flows(services: Services, workspace_id: str) -> list[str]:
+async def refresh_waiting_flows(services: TemplateStatusServices, workspace_id: str) -> list[str]:
     """Move every flow version waiting for Meta to where its templates now are; returns activated ids.
 
     All templates sendable: the version becomes active. One rejected: ``template_rejected``
@@ -313,7 +340,7 @@ EDITABLE = ("DRAFT", "REJECTED")
 
 
 async def update_template(
-    services: Services, workspace_id: str, template_id: str, data: dict[str, Any]
+    services: TemplateServices, workspace_id: str, template_id: str, data: dict[str, Any]
 ) -> dict[str, Any]:
     """Edit a draft or a rejected template; a rejected one goes back to Meta for review at once.
 
@@ -360,7 +387,7 @@ async def update_template(
     return updated
 
 
-async def _awaited_by_a_flow(services: Services, workspace_id: str, template: dict[str, Any]) -> bool:
+async def _awaited_by_a_flow(services: TemplateServices, workspace_id: str, template: dict[str, Any]) -> bool:
     """Whether a published version waits for this template (so it must reach Meta now)."""
     key = (template["name"], template["language"])
     for flow in await services.flows.list(workspace_id):
@@ -375,7 +402,7 @@ async def _awaited_by_a_flow(services: Services, workspace_id: str, template: di
 # --- a sandbox workspace connects WhatsApp ---------------------------------------------------------
 
 
-async def review_sandbox_flows(services: Services, workspace_id: str) -> list[str]:
+async def review_sandbox_flows(services: TemplateServices, workspace_id: str) -> list[str]:
     """Hold every active flow whose templates Meta has not approved, and submit its drafts.
 
     In the sandbox, templates are sent unreviewed. Once a WhatsApp number is connected only

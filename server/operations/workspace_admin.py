@@ -20,28 +20,98 @@ which ``konvo workspace`` drives.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
+
+from arq.connections import ArqRedis
 
 from server.actors.recovery import rearm_workspace
+from server.actors.timers import ArqTimerScheduler
+from server.clock import Clock
+from server.config import Settings
 from server.errors import Conflict, InvalidInput, NotFound
 from server.ids import new_id
 from server.machines.regional import check_timezone, default_locale, normalize_locale
 from server.operations.workspaces import checked_country, checked_workspace_name
+from server.redis_clients import RedisCommands
 from server.redis_keys import integrations_queue
-from server.services import Services
+from server.services import ActorsHandle
+from server.store.contacts import ContactRepository
+from server.store.database import Database
 from server.store.workspace_data import (
     WORKSPACES,
     delete_workspace_documents,
     workspace_names,
 )
-from server.store.workspaces import ACTIVE, ADMIN, DELETING, DISABLED, STATUSES, new_api_key, status_of
-from server.workspace_gate import DELETED
+from server.store.workspaces import (
+    ACTIVE,
+    ADMIN,
+    DELETING,
+    DISABLED,
+    STATUSES,
+    WorkspaceRepository,
+    new_api_key,
+    status_of,
+)
+from server.workspace_gate import DELETED, WorkspaceGate
 from server.workspace_redis import RedisSweep, WorkspaceRedis
 
 log = logging.getLogger(__name__)
 
 FIRST_KEY_NAME = "first admin key"
+
+
+class WorkspaceAdminServices(Protocol):
+    """Creating, listing and disabling workspaces: their repository, the gate, the clock."""
+
+    @property
+    def clock(self) -> Clock: ...
+
+    @property
+    def workspace_gate(self) -> WorkspaceGate: ...
+
+    @property
+    def workspaces(self) -> WorkspaceRepository: ...
+
+
+class WorkspaceEnableServices(WorkspaceAdminServices, Protocol):
+    """Enabling a workspace again: its contacts' timers come back and its actors are told,
+    and the broadcast runner looks for broadcasts due."""
+
+    @property
+    def actors(self) -> ActorsHandle: ...
+
+    @property
+    def contacts(self) -> ContactRepository: ...
+
+    @property
+    def timers(self) -> ArqTimerScheduler: ...
+
+    @property
+    def wake_broadcasts(self) -> Callable[[], None]: ...
+
+
+class WorkspaceDeletionServices(WorkspaceAdminServices, Protocol):
+    """Deleting a workspace: the whole store, and the deployment's Redis keys and timers."""
+
+    @property
+    def arq(self) -> ArqRedis: ...
+
+    @property
+    def database(self) -> Database: ...
+
+    @property
+    def prefix(self) -> str: ...
+
+    @property
+    def redis(self) -> RedisCommands: ...
+
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def timers(self) -> ArqTimerScheduler: ...
 
 
 @dataclass(frozen=True)
@@ -65,7 +135,9 @@ class Deletion:
     undrained: list[str] = field(default_factory=list)
 
 
-async def create_workspace(services: Services, spec: NewWorkspace) -> tuple[dict[str, Any], str]:
+async def create_workspace(
+    services: WorkspaceAdminServices, spec: NewWorkspace
+) -> tuple[dict[str, Any], str]:
     """A new active workspace and its first ADMIN key (the plain key: shown this once)."""
     name = checked_workspace_name(spec.name)
     timezone = check_timezone(spec.timezone)
@@ -91,21 +163,21 @@ async def create_workspace(services: Services, spec: NewWorkspace) -> tuple[dict
 
 
 async def list_workspaces(
-    services: Services, status: str | None, after_id: str | None, limit: int
+    services: WorkspaceAdminServices, status: str | None, after_id: str | None, limit: int
 ) -> list[dict[str, Any]]:
     if status is not None and status not in STATUSES:
         raise InvalidInput(f"status is one of {', '.join(STATUSES)}", field="status")
     return await services.workspaces.page(status, after_id, limit)
 
 
-async def require_workspace(services: Services, workspace_id: str) -> dict[str, Any]:
+async def require_workspace(services: WorkspaceAdminServices, workspace_id: str) -> dict[str, Any]:
     found = await services.workspaces.get(workspace_id)
     if found is None:
         raise NotFound(f"no workspace {workspace_id!r}", field="id")
     return found
 
 
-async def disable_workspace(services: Services, workspace_id: str) -> dict[str, Any]:
+async def disable_workspace(services: WorkspaceAdminServices, workspace_id: str) -> dict[str, Any]:
     """Stop the workspace (idempotent: disabling a disabled one keeps its first ``disabled_at``)."""
     found = await require_workspace(services, workspace_id)
     if status_of(found) == DISABLED:
@@ -121,7 +193,7 @@ async def disable_workspace(services: Services, workspace_id: str) -> dict[str, 
     return updated
 
 
-async def enable_workspace(services: Services, workspace_id: str) -> dict[str, Any]:
+async def enable_workspace(services: WorkspaceEnableServices, workspace_id: str) -> dict[str, Any]:
     """Let the workspace work again; what was held (timers, outboxes, broadcasts) resumes."""
     found = await require_workspace(services, workspace_id)
     _refuse_if_deleting(found)
@@ -138,7 +210,7 @@ async def enable_workspace(services: Services, workspace_id: str) -> dict[str, A
     return updated
 
 
-async def delete_workspace(services: Services, workspace_id: str) -> Deletion:
+async def delete_workspace(services: WorkspaceDeletionServices, workspace_id: str) -> Deletion:
     """Remove everything of the workspace, in the store and in Redis (see the module's docstring)."""
     await require_workspace(services, workspace_id)
     await services.workspaces.set_status(workspace_id, DELETING, {"deleting_at": services.clock.now()})
@@ -172,7 +244,7 @@ async def delete_workspace(services: Services, workspace_id: str) -> Deletion:
     return Deletion(workspace_id, documents, sweep)
 
 
-def _redis_of(services: Services) -> WorkspaceRedis:
+def _redis_of(services: WorkspaceDeletionServices) -> WorkspaceRedis:
     """The sweep over this deployment's keys and the queues whose jobs name a workspace."""
     queues = [services.timers.queue_name]
     queues.append(integrations_queue(services.prefix))  # the Klaviyo sync's (server/contact_services.py)

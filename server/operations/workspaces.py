@@ -10,17 +10,31 @@ change is announced to every server process, so each re-reads the settings at on
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from server.errors import InvalidInput, NotFound
 from server.machines.regional import check_timezone, normalize_locale
 from server.operations import consent as consent_ops
 from server.phones import country_code
-from server.services import Services
+from server.store.workspace_settings import WorkspaceSettingsRepository
+from server.store.workspaces import WorkspaceRepository
 from server.text_input import checked_name
-from server.workspace_gate import SETTINGS
+from server.workspace_gate import SETTINGS, WorkspaceGate
 
 MAX_WORKSPACE_NAME = 120
+
+
+class WorkspaceServices(Protocol):
+    """A workspace's own settings and the gate that caches them."""
+
+    @property
+    def workspace_gate(self) -> WorkspaceGate: ...
+
+    @property
+    def workspace_settings(self) -> WorkspaceSettingsRepository: ...
+
+    @property
+    def workspaces(self) -> WorkspaceRepository: ...
 
 
 @dataclass(frozen=True)
@@ -65,7 +79,7 @@ def _checked(changes: WorkspaceChanges) -> dict[str, Any]:
 
 
 async def update_workspace(
-    services: Services, workspace_id: str, changes: WorkspaceChanges
+    services: WorkspaceServices, workspace_id: str, changes: WorkspaceChanges
 ) -> dict[str, Any]:
     """Change the given settings (each checked first: a refusal stores nothing).
 
@@ -91,7 +105,9 @@ async def update_workspace(
     return updated
 
 
-async def set_default_country(services: Services, workspace_id: str, country: str | None) -> str | None:
+async def set_default_country(
+    services: WorkspaceServices, workspace_id: str, country: str | None
+) -> str | None:
     """``setDefaultCountry``: the country national phone numbers belong to (None clears it)."""
     code = checked_country(country, "country")
     updated = await services.workspaces.update(workspace_id, {"default_country": code})

@@ -18,18 +18,36 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from server.actors.events import StartFlow
 from server.cancellation import cancel_all_and_wait, cancel_and_wait
 from server.channels.whatsapp.limiter import clamp_rate
+from server.clock import Clock, Timing
 from server.errors import InvalidInput, KonvoError, NotFound
 from server.ids import ContactKey, new_id
+from server.pubsub import RedisPubSub
 from server.segments import matches, to_mongo_filter
-from server.services import Services
+from server.services import ActorsHandle
+from server.store.broadcasts import (
+    AudienceRepository,
+    BroadcastRepository,
+    MessagingLimitRepository,
+    RecipientRepository,
+)
 from server.triggers.broadcast_rules import CONTACT_WITH_AGENT, Judge, Plan, tier_limit
-from server.triggers.broadcasts import DAY, broadcast_topic, make_plan, messaging_portfolio, sending_channel
+from server.triggers.broadcasts import (
+    DAY,
+    BroadcastPlanServices,
+    SendingChannelServices,
+    broadcast_topic,
+    make_plan,
+    messaging_portfolio,
+    sending_channel,
+)
 from server.window import window_open
+from server.workspace_caches import WorkspaceCaches
+from server.workspace_gate import WorkspaceGate
 from server.workspace_inflight import Ticket
 
 log = logging.getLogger(__name__)
@@ -50,6 +68,40 @@ MIN_CONCURRENCY, MAX_CONCURRENCY = 16, 1000
 SANDBOX_CONCURRENCY = 64
 
 
+class BroadcastRunnerServices(BroadcastPlanServices, SendingChannelServices, Protocol):
+    """What the broadcast runner uses to drive broadcasts to the end."""
+
+    @property
+    def actors(self) -> ActorsHandle: ...
+
+    @property
+    def audience(self) -> AudienceRepository: ...
+
+    @property
+    def broadcasts(self) -> BroadcastRepository: ...
+
+    @property
+    def caches(self) -> WorkspaceCaches: ...
+
+    @property
+    def clock(self) -> Clock: ...
+
+    @property
+    def limits(self) -> MessagingLimitRepository: ...
+
+    @property
+    def pubsub(self) -> RedisPubSub: ...
+
+    @property
+    def recipients(self) -> RecipientRepository: ...
+
+    @property
+    def timing(self) -> Timing: ...
+
+    @property
+    def workspace_gate(self) -> WorkspaceGate: ...
+
+
 @dataclass
 class PassOutcome:
     deferred: int = 0  # waiting for messaging-limit capacity
@@ -59,7 +111,7 @@ class PassOutcome:
 class BroadcastRunner:
     def __init__(
         self,
-        services: Services,
+        services: BroadcastRunnerServices,
         wake: asyncio.Event | None = None,
         poll_seconds: float = 0.5,
         lease_seconds: float = 15.0,

@@ -11,19 +11,31 @@ outbox and channel as any flow.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
+from server.actors.flow_cache import FlowCache
 from server.channels.choice import chosen_channel_id
+from server.channels.router import ChannelRouter
 from server.channels.whatsapp.costs import estimate as estimate_cost
-from server.clock import as_utc
+from server.clock import Clock, as_utc
 from server.errors import Conflict, InvalidInput, NotFound
 from server.ids import new_id
 from server.machines.compiler import compile_flow
 from server.machines.definition import FlowDefinition, TemplateNode, parse_flow
+from server.pubsub import RedisPubSub
 from server.segments import matches, to_mongo_filter, validate_segment
-from server.services import Services
+from server.store.broadcasts import (
+    AudienceRepository,
+    BroadcastRepository,
+    MessagingLimitRepository,
+    RecipientRepository,
+)
+from server.store.catalog import TemplateRepository
+from server.store.channels import ChannelRepository
+from server.store.flows import FlowRepository
 from server.text_input import MAX_BROADCAST_NAME, checked_name
 from server.triggers.broadcast_rules import (
     TIERS,
@@ -35,6 +47,7 @@ from server.triggers.broadcast_rules import (
     window_sensitive,
 )
 from server.window import window_open
+from server.workspace_caches import WorkspaceCaches
 
 STATUSES = ("scheduled", "running", "paused", "completed", "cancelled", "failed")
 UNUSABLE_TEMPLATE = ("REJECTED", "PAUSED", "DISABLED")  # the sandbox sends drafts; WhatsApp: APPROVED only
@@ -45,11 +58,80 @@ DAY = timedelta(hours=24)
 _BUSINESS_ID = re.compile(r"[0-9A-Za-z_-]{1,64}")
 
 
+class BroadcastPlanServices(Protocol):
+    """Planning a broadcast: its flow, compiled, and the templates it sends."""
+
+    @property
+    def flow_cache(self) -> FlowCache: ...
+
+    @property
+    def flows(self) -> FlowRepository: ...
+
+    @property
+    def templates(self) -> TemplateRepository: ...
+
+
+class SendingChannelServices(Protocol):
+    """Choosing the channel a broadcast sends from (the channel router)."""
+
+    @property
+    def channel(self) -> ChannelRouter: ...
+
+
+class BroadcastDraftServices(BroadcastPlanServices, Protocol):
+    """Checking a broadcast before it is stored or estimated: its flow or template, its channel."""
+
+    @property
+    def channels(self) -> ChannelRepository: ...
+
+    @property
+    def clock(self) -> Clock: ...
+
+
+class BroadcastServices(BroadcastDraftServices, Protocol):
+    """Creating, pausing, resuming and cancelling broadcasts, and their progress."""
+
+    @property
+    def broadcasts(self) -> BroadcastRepository: ...
+
+    @property
+    def pubsub(self) -> RedisPubSub: ...
+
+    @property
+    def recipients(self) -> RecipientRepository: ...
+
+    @property
+    def wake_broadcasts(self) -> Callable[[], None]: ...
+
+
+class BroadcastEstimateServices(BroadcastDraftServices, SendingChannelServices, Protocol):
+    """Estimating a broadcast: its audience now, the messaging limit it is paced by."""
+
+    @property
+    def audience(self) -> AudienceRepository: ...
+
+    @property
+    def caches(self) -> WorkspaceCaches: ...
+
+    @property
+    def limits(self) -> MessagingLimitRepository: ...
+
+
+class MessagingTierServices(Protocol):
+    """Reading and setting a business's messaging-limit tier (a change wakes the broadcast runner)."""
+
+    @property
+    def limits(self) -> MessagingLimitRepository: ...
+
+    @property
+    def wake_broadcasts(self) -> Callable[[], None]: ...
+
+
 def broadcast_topic(workspace_id: str, broadcast_id: str) -> str:
     return f"broadcast:{workspace_id}:{broadcast_id}"
 
 
-async def _categories(services: Services, workspace_id: str) -> dict[str, str]:
+async def _categories(services: BroadcastPlanServices, workspace_id: str) -> dict[str, str]:
     """Template name -> category (MARKETING wins when languages disagree)."""
     found: dict[str, str] = {}
     for template in await services.templates.list(workspace_id):
@@ -87,7 +169,7 @@ class Draft:
     channel_id: str | None = None  # the number it sends from (None: the flow's, else the default)
 
 
-async def _check(services: Services, workspace_id: str, data: dict[str, Any]) -> Draft:
+async def _check(services: BroadcastDraftServices, workspace_id: str, data: dict[str, Any]) -> Draft:
     flow_id, template = data.get("flow_id"), data.get("template")
     if (flow_id is None) == (template is None):
         raise InvalidInput("give either flowId or template (not both)", field="flowId")
@@ -142,7 +224,9 @@ async def _check(services: Services, workspace_id: str, data: dict[str, Any]) ->
     )
 
 
-async def create_broadcast(services: Services, workspace_id: str, data: dict[str, Any]) -> dict[str, Any]:
+async def create_broadcast(
+    services: BroadcastServices, workspace_id: str, data: dict[str, Any]
+) -> dict[str, Any]:
     draft = await _check(services, workspace_id, data)
     now = services.clock.now()
     broadcast_id = new_id("bc")
@@ -177,7 +261,7 @@ async def create_broadcast(services: Services, workspace_id: str, data: dict[str
 
 
 async def _hidden_flow(
-    services: Services, workspace_id: str, broadcast_id: str, draft: Draft, now: datetime
+    services: BroadcastServices, workspace_id: str, broadcast_id: str, draft: Draft, now: datetime
 ) -> str:
     assert draft.template is not None
     flow_id = f"flow_{broadcast_id}"
@@ -210,7 +294,9 @@ async def _hidden_flow(
     return flow_id
 
 
-async def require_broadcast(services: Services, workspace_id: str, broadcast_id: str) -> dict[str, Any]:
+async def require_broadcast(
+    services: BroadcastServices, workspace_id: str, broadcast_id: str
+) -> dict[str, Any]:
     found = await services.broadcasts.get(workspace_id, broadcast_id)
     if found is None:
         raise NotFound(f"broadcast {broadcast_id} not found")
@@ -218,7 +304,7 @@ async def require_broadcast(services: Services, workspace_id: str, broadcast_id:
 
 
 async def _move(
-    services: Services,
+    services: BroadcastServices,
     workspace_id: str,
     broadcast_id: str,
     allowed: tuple[str, ...],
@@ -235,7 +321,9 @@ async def _move(
     return updated
 
 
-async def pause_broadcast(services: Services, workspace_id: str, broadcast_id: str) -> dict[str, Any]:
+async def pause_broadcast(
+    services: BroadcastServices, workspace_id: str, broadcast_id: str
+) -> dict[str, Any]:
     return await _move(
         services,
         workspace_id,
@@ -245,7 +333,9 @@ async def pause_broadcast(services: Services, workspace_id: str, broadcast_id: s
     )
 
 
-async def resume_broadcast(services: Services, workspace_id: str, broadcast_id: str) -> dict[str, Any]:
+async def resume_broadcast(
+    services: BroadcastServices, workspace_id: str, broadcast_id: str
+) -> dict[str, Any]:
     current = await require_broadcast(services, workspace_id, broadcast_id)
     target = "running" if current.get("started_at") else "scheduled"
     updated = await _move(
@@ -255,7 +345,9 @@ async def resume_broadcast(services: Services, workspace_id: str, broadcast_id: 
     return updated
 
 
-async def cancel_broadcast(services: Services, workspace_id: str, broadcast_id: str) -> dict[str, Any]:
+async def cancel_broadcast(
+    services: BroadcastServices, workspace_id: str, broadcast_id: str
+) -> dict[str, Any]:
     moment = now(services)
     updated = await _move(
         services,
@@ -268,11 +360,11 @@ async def cancel_broadcast(services: Services, workspace_id: str, broadcast_id: 
     return updated
 
 
-def now(services: Services) -> datetime:
+def now(services: BroadcastDraftServices) -> datetime:
     return services.clock.now()
 
 
-async def make_plan(services: Services, broadcast: dict[str, Any]) -> Plan:
+async def make_plan(services: BroadcastPlanServices, broadcast: dict[str, Any]) -> Plan:
     """The flow version and rules a running broadcast applies (re-made after a restart)."""
     workspace_id = broadcast["workspace_id"]
     flow = await services.flows.get(workspace_id, broadcast["flow_id"])
@@ -294,7 +386,7 @@ async def make_plan(services: Services, broadcast: dict[str, Any]) -> Plan:
 
 
 async def sending_channel(
-    services: Services, workspace_id: str, broadcast: dict[str, Any] | None = None
+    services: SendingChannelServices, workspace_id: str, broadcast: dict[str, Any] | None = None
 ) -> dict[str, Any] | None:
     """The channel a broadcast sends through: its own (a broadcast may name one), else the
     workspace's WhatsApp channel; None for the sandbox."""
@@ -306,7 +398,7 @@ async def sending_channel(
 
 
 async def messaging_portfolio(
-    services: Services, workspace_id: str, broadcast: dict[str, Any] | None = None
+    services: SendingChannelServices, workspace_id: str, broadcast: dict[str, Any] | None = None
 ) -> str | None:
     """The business portfolio a broadcast sends through (its channel's); None is the workspace's own."""
     return portfolio_of(await sending_channel(services, workspace_id, broadcast))
@@ -331,7 +423,7 @@ class Counts:
     delivery: dict[str, int] = field(default_factory=dict)
 
 
-async def progress(services: Services, broadcast: dict[str, Any]) -> Counts:
+async def progress(services: BroadcastServices, broadcast: dict[str, Any]) -> Counts:
     counts = Counts()
     broadcast_id = broadcast["_id"]
     for row in await services.recipients.state_counts(broadcast_id):
@@ -380,7 +472,9 @@ class Estimate:
     category: str | None = None
 
 
-async def estimate_broadcast(services: Services, workspace_id: str, data: dict[str, Any]) -> Estimate:
+async def estimate_broadcast(
+    services: BroadcastEstimateServices, workspace_id: str, data: dict[str, Any]
+) -> Estimate:
     """Who would be messaged, skipped (and why), and the cost, if the broadcast started now.
 
     The cost is the rate card's price of the first template each eligible recipient would get
@@ -441,12 +535,14 @@ def checked_business_id(business_id: str | None) -> str | None:
     return text
 
 
-async def messaging_tier(services: Services, workspace_id: str, business_id: str | None = None) -> str | None:
+async def messaging_tier(
+    services: MessagingTierServices, workspace_id: str, business_id: str | None = None
+) -> str | None:
     return await services.limits.tier(workspace_id, checked_business_id(business_id))
 
 
 async def set_messaging_tier(
-    services: Services, workspace_id: str, tier: str, business_id: str | None = None
+    services: MessagingTierServices, workspace_id: str, tier: str, business_id: str | None = None
 ) -> str:
     """The tier Meta shows for a business portfolio (``business_id``), or for the workspace's own
     portfolio (its numbers connected without a business id)."""

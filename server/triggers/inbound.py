@@ -1,20 +1,39 @@
 """Inbound trigger use cases: create, change and delete keyword / catch-all triggers of a workspace.
 
 Each change clears this process's cache of the workspace's rules at once (other processes see it
-within ``Services.INBOUND_TTL_SECONDS``).
+within ``workspace_caches.TTL_SECONDS``).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
+from server.clock import Clock
 from server.errors import InvalidInput, NotFound
 from server.ids import new_id
 from server.machines.keywords import KINDS, MATCHES, normalize
-from server.services import Services
+from server.store.flows import FlowRepository
+from server.store.triggers import InboundTriggerRepository
+from server.workspace_caches import WorkspaceCaches
 
 MAX_KEYWORDS = 50
 MAX_KEYWORD = 100
+
+
+class InboundTriggerServices(Protocol):
+    """What the inbound trigger use cases read and change."""
+
+    @property
+    def caches(self) -> WorkspaceCaches: ...
+
+    @property
+    def clock(self) -> Clock: ...
+
+    @property
+    def flows(self) -> FlowRepository: ...
+
+    @property
+    def inbound(self) -> InboundTriggerRepository: ...
 
 
 def _clean(changes: dict[str, Any]) -> dict[str, Any]:
@@ -46,13 +65,13 @@ def _clean(changes: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-async def _check_flow(services: Services, workspace_id: str, flow_id: str) -> None:
+async def _check_flow(services: InboundTriggerServices, workspace_id: str, flow_id: str) -> None:
     if await services.flows.get(workspace_id, flow_id) is None:
         raise NotFound(f"flow {flow_id} not found", field="flowId")
 
 
 async def create_inbound_trigger(
-    services: Services, workspace_id: str, flow_id: str, fields: dict[str, Any]
+    services: InboundTriggerServices, workspace_id: str, flow_id: str, fields: dict[str, Any]
 ) -> dict[str, Any]:
     await _check_flow(services, workspace_id, flow_id)
     document = {"kind": "KEYWORD", "match": "EXACT", "keywords": [], "priority": 0, "enabled": True}
@@ -71,7 +90,7 @@ async def create_inbound_trigger(
 
 
 async def update_inbound_trigger(
-    services: Services, workspace_id: str, trigger_id: str, fields: dict[str, Any]
+    services: InboundTriggerServices, workspace_id: str, trigger_id: str, fields: dict[str, Any]
 ) -> dict[str, Any]:
     current = await services.inbound.get(workspace_id, trigger_id)
     if current is None:
@@ -89,7 +108,9 @@ async def update_inbound_trigger(
     return updated
 
 
-async def delete_inbound_trigger(services: Services, workspace_id: str, trigger_id: str) -> bool:
+async def delete_inbound_trigger(
+    services: InboundTriggerServices, workspace_id: str, trigger_id: str
+) -> bool:
     if not await services.inbound.delete(workspace_id, trigger_id):
         raise NotFound(f"inbound trigger {trigger_id} not found")
     services.caches.forget_rules(workspace_id)

@@ -1,8 +1,9 @@
 """What a server process runs for triggers: the broadcast runner, and the recovery of webhook
 requests that were stored but never handed to their contact's actor.
 
-Built by the composition root from the ``Services``; recovery runs with the root's periodic
-recovery. The repositories and the keyword-rule cache are in ``Services``.
+Built by the composition root, which hands it its ``Services``; it reads only what
+``TriggerWorkerServices`` lists (the runner's services and the webhook requests'). Recovery runs
+with the root's periodic recovery.
 """
 
 from __future__ import annotations
@@ -10,18 +11,22 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import timedelta
+from typing import Protocol
 
-from server.services import Services
-from server.triggers.broadcast_runner import BroadcastRunner
-from server.triggers.webhooks import apply_request
+from server.triggers.broadcast_runner import BroadcastRunner, BroadcastRunnerServices
+from server.triggers.webhooks import HookApplyServices, apply_request
 
 log = logging.getLogger(__name__)
 
 HOOK_GRACE = timedelta(seconds=30)
 
 
+class TriggerWorkerServices(BroadcastRunnerServices, HookApplyServices, Protocol):
+    """What the trigger workers (the broadcast runner, webhook request recovery) use."""
+
+
 class TriggerServices:
-    def __init__(self, services: Services, broadcasts_due: asyncio.Event) -> None:
+    def __init__(self, services: TriggerWorkerServices, broadcasts_due: asyncio.Event) -> None:
         self._services = services
         self.runner = BroadcastRunner(services, broadcasts_due)
         self.hook_grace = HOOK_GRACE

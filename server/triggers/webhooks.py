@@ -15,26 +15,84 @@ import json
 import logging
 import secrets
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from pymongo.errors import PyMongoError
 from redis.exceptions import RedisError
 
 from server.actors.events import StartFlow
 from server.channels.choice import chosen_channel_id
+from server.clock import Clock
+from server.config import Settings
+from server.contact_directory import ContactDirectory
 from server.errors import InvalidInput, KonvoError, NotFound
 from server.identity import Identities
 from server.ids import new_id
 from server.json_limits import JsonTooDeep, check_json_depth
-from server.operations.contact_data import check_contact_names, checked_contact_data
-from server.services import Services
+from server.operations.contact_data import ContactCheckServices, check_contact_names, checked_contact_data
+from server.services import ActorsHandle, SignatureClaims
+from server.store.channels import ChannelRepository
+from server.store.flows import FlowRepository
+from server.store.triggers import HookRequestRepository, WebhookTriggerRepository
 from server.triggers.mapping import Extracted, PayloadError, WebhookMapping, extract, parse_mapping
 from server.triggers.signatures import SCHEMES, scheme_of, verify
+from server.workspace_gate import WorkspaceGate
 
 log = logging.getLogger(__name__)
 
 IDEMPOTENCY_HEADERS = ("idempotency-key", "x-shopify-webhook-id")
 MAX_KEY_LENGTH = 200
+
+
+class HookApplyServices(Protocol):
+    """Handing a stored webhook request to its contact's actor."""
+
+    @property
+    def actors(self) -> ActorsHandle: ...
+
+    @property
+    def directory(self) -> ContactDirectory: ...
+
+    @property
+    def hook_requests(self) -> HookRequestRepository: ...
+
+    @property
+    def workspace_gate(self) -> WorkspaceGate: ...
+
+
+class HookReceiveServices(ContactCheckServices, HookApplyServices, Protocol):
+    """Accepting a ``POST /hooks/{id}`` request: the trigger, its signature's single use, the store."""
+
+    @property
+    def clock(self) -> Clock: ...
+
+    @property
+    def flows(self) -> FlowRepository: ...
+
+    @property
+    def replays(self) -> SignatureClaims: ...
+
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def webhooks(self) -> WebhookTriggerRepository: ...
+
+
+class WebhookTriggerServices(ContactCheckServices, Protocol):
+    """Creating and changing webhook triggers."""
+
+    @property
+    def channels(self) -> ChannelRepository: ...
+
+    @property
+    def clock(self) -> Clock: ...
+
+    @property
+    def flows(self) -> FlowRepository: ...
+
+    @property
+    def webhooks(self) -> WebhookTriggerRepository: ...
 
 
 def hook_event_id(trigger_id: str, key: str) -> str:
@@ -49,7 +107,7 @@ def _new_secret(given: str | None) -> str:
 
 
 async def create_webhook_trigger(
-    services: Services,
+    services: WebhookTriggerServices,
     workspace_id: str,
     flow_id: str,
     mapping: Any,
@@ -82,7 +140,7 @@ async def create_webhook_trigger(
 
 
 async def set_webhook_trigger_channel(
-    services: Services, workspace_id: str, trigger_id: str, channel_id: str | None
+    services: WebhookTriggerServices, workspace_id: str, trigger_id: str, channel_id: str | None
 ) -> dict[str, Any]:
     """Choose the number the trigger's runs talk through (None: the flow's, else the default)."""
     channel_id = await chosen_channel_id(services.channels, workspace_id, channel_id)
@@ -93,7 +151,7 @@ async def set_webhook_trigger_channel(
 
 
 async def set_signature_scheme(
-    services: Services, workspace_id: str, trigger_id: str, scheme: str
+    services: WebhookTriggerServices, workspace_id: str, trigger_id: str, scheme: str
 ) -> dict[str, Any]:
     """Move a trigger to another signature scheme, e.g. an older trigger to the timestamped one."""
     if scheme not in SCHEMES:
@@ -105,7 +163,7 @@ async def set_signature_scheme(
 
 
 async def rotate_webhook_trigger_secret(
-    services: Services, workspace_id: str, trigger_id: str, secret: str | None = None
+    services: WebhookTriggerServices, workspace_id: str, trigger_id: str, secret: str | None = None
 ) -> dict[str, Any]:
     """Replace the trigger's secret; the old one stops working at once. Returns the trigger with
     the new secret, shown this once."""
@@ -116,7 +174,9 @@ async def rotate_webhook_trigger_secret(
     return {**updated, "secret": new}
 
 
-async def delete_webhook_trigger(services: Services, workspace_id: str, trigger_id: str) -> bool:
+async def delete_webhook_trigger(
+    services: WebhookTriggerServices, workspace_id: str, trigger_id: str
+) -> bool:
     if not await services.webhooks.delete(workspace_id, trigger_id):
         raise NotFound(f"webhook trigger {trigger_id} not found")
     return True
@@ -149,7 +209,7 @@ def _unavailable(trigger_id: str, exc: Exception) -> HookResponse:
     return _error(503, "the server cannot take the request now; retry later")
 
 
-async def receive(services: Services, trigger_id: str, body: bytes, headers: Any) -> HookResponse:
+async def receive(services: HookReceiveServices, trigger_id: str, body: bytes, headers: Any) -> HookResponse:
     """Everything ``POST /hooks/{trigger_id}`` does, as a status code and a JSON body.
 
     A timestamped signature is claimed before the request is stored and given back unless the
@@ -172,7 +232,9 @@ async def receive(services: Services, trigger_id: str, body: bytes, headers: Any
         return await _verified(services, trigger, body, headers)
 
 
-async def _verified(services: Services, trigger: dict[str, Any], body: bytes, headers: Any) -> HookResponse:
+async def _verified(
+    services: HookReceiveServices, trigger: dict[str, Any], body: bytes, headers: Any
+) -> HookResponse:
     """Check the signature, claim it against replays and store the request."""
     trigger_id = trigger["_id"]
     verdict = verify(scheme_of(trigger), trigger["secret"], body, headers, services.clock.now().timestamp())
@@ -195,7 +257,9 @@ async def _verified(services: Services, trigger: dict[str, Any], body: bytes, he
     return response
 
 
-async def _accept(services: Services, trigger: dict[str, Any], body: bytes, headers: Any) -> HookResponse:
+async def _accept(
+    services: HookReceiveServices, trigger: dict[str, Any], body: bytes, headers: Any
+) -> HookResponse:
     """Map an authenticated request and store it; 202 once stored (then its actor is told)."""
     trigger_id = trigger["_id"]
     mapping = parse_mapping(trigger["mapping"])
@@ -242,7 +306,7 @@ async def _accept(services: Services, trigger: dict[str, Any], body: bytes, head
 
 
 async def _contact_data(
-    services: Services, workspace_id: str, mapping: WebhookMapping, extracted: Extracted
+    services: HookReceiveServices, workspace_id: str, mapping: WebhookMapping, extracted: Extracted
 ) -> dict[str, Any] | None:
     """The mapping's contact fields typed against the workspace's fields (a value that does not fit,
     or a field deleted since the trigger was made, is refused with the field and the path named)."""
@@ -263,14 +327,14 @@ async def _contact_data(
 _pending: set[asyncio.Task[None]] = set()
 
 
-def _apply_later(services: Services, request: dict[str, Any]) -> None:
+def _apply_later(services: HookReceiveServices, request: dict[str, Any]) -> None:
     """Hand the stored request to its actor; the response does not wait for the turn."""
     task = asyncio.create_task(apply_request(services, request))
     _pending.add(task)
     task.add_done_callback(_pending.discard)
 
 
-async def apply_request(services: Services, request: dict[str, Any]) -> None:
+async def apply_request(services: HookApplyServices, request: dict[str, Any]) -> None:
     """Start the flow for a stored request and mark it applied (a failure is recorded, not raised);
     nothing while its workspace may not act (recovery applies it once enabled)."""
     try:
@@ -285,7 +349,7 @@ async def apply_request(services: Services, request: dict[str, Any]) -> None:
         await _apply_admitted(services, request)
 
 
-async def _apply_admitted(services: Services, request: dict[str, Any]) -> None:
+async def _apply_admitted(services: HookApplyServices, request: dict[str, Any]) -> None:
     contact = request.get("contact") or {}
     event = StartFlow(
         request["event_id"],

@@ -2,7 +2,7 @@
 
 Top to bottom, the way an event travels: the CLI and dev tools; the HTTP/WebSocket edges
 (``server/web/``); the composition root; the GraphQL API; use cases (``operations``, ``triggers``)
-and the ``Services`` they take; the actors; the pure machines; I/O (store, channels, pub/sub);
+and the ``Services`` whose members their protocols name; the actors; the pure machines; I/O (store, channels, pub/sub);
 the ground floor every layer may use. Every import counts, also one inside a function or under
 ``TYPE_CHECKING``: a lazy import that closes a loop is still a loop.
 """
