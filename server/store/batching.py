@@ -51,7 +51,7 @@ class Outcome(Enum):
     DUPLICATE = "duplicate"  # the write hit a unique key: an insert's retry, or a lost CAS race
 
 
-class _GroupFlusher(Generic[Item, Result]):
+class GroupFlusher(Generic[Item, Result]):
     """Queues items with a future each and flushes them in groups, at most one group in flight.
 
     While a group is at the store the next items queue up; when it returns they go out together.
@@ -99,7 +99,7 @@ class _GroupFlusher(Generic[Item, Result]):
         raise NotImplementedError
 
 
-class WriteBatcher(_GroupFlusher[WriteOp, Outcome]):
+class WriteBatcher(GroupFlusher[WriteOp, Outcome]):
     """Writes to one collection, sent as unordered bulk writes, at most one bulk in flight."""
 
     async def write(self, operation: WriteOp) -> Outcome:
@@ -125,7 +125,7 @@ class WriteBatcher(_GroupFlusher[WriteOp, Outcome]):
                 future.set_exception(_write_error(error))
 
 
-class CasBatcher(_GroupFlusher[tuple[dict[str, Any], Mapping[str, Any]], bool]):
+class CasBatcher(GroupFlusher[tuple[dict[str, Any], Mapping[str, Any]], bool]):
     """Compare-and-set replaces of many documents in one unordered bulk; each caller learns if it won.
 
     A bulk only says how many replaces matched in total, and an upsert (which would report a lost
@@ -163,7 +163,7 @@ class CasBatcher(_GroupFlusher[tuple[dict[str, Any], Mapping[str, Any]], bool]):
                 future.set_result(landed is None or document["commit_id"] in landed)
 
 
-class IdLoader(_GroupFlusher[Any, dict[str, Any] | None]):
+class IdLoader(GroupFlusher[Any, dict[str, Any] | None]):
     """Finds by ``_id`` batched into one ``$in`` query per round trip (same scheme as the writes)."""
 
     async def load(self, doc_id: Any) -> dict[str, Any] | None:
@@ -188,7 +188,7 @@ class IdLoader(_GroupFlusher[Any, dict[str, Any] | None]):
             seen.add(doc_id)
 
 
-class IdDeleter(_GroupFlusher[Any, None]):
+class IdDeleter(GroupFlusher[Any, None]):
     """Deletes by ``_id`` merged into one ``delete_many`` with ``$in`` per round trip.
 
     One filter over the group's ids costs the embedded store about two thirds of as many one-id

@@ -34,7 +34,7 @@ from pymongo import InsertOne, UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.errors import BulkWriteError, OperationFailure
 
-from server.store.batching import DUPLICATE_KEY, _GroupFlusher
+from server.store.batching import DUPLICATE_KEY, GroupFlusher
 from server.store.database import Database
 
 ATTEMPTS = 5  # tries of one transaction that lost a write conflict
@@ -114,7 +114,7 @@ class CounterTotals:
                 into[_name_of(encoded)] += int(n)
 
 
-class FlowCounterRepository(_GroupFlusher[Pending, None]):
+class FlowCounterRepository(GroupFlusher[Pending, None]):
     def __init__(self, database: Database) -> None:
         self._database = database
         self._counters = database.collection("flow_counters")

@@ -34,7 +34,7 @@ from datetime import datetime
 from typing import Any
 
 from server.ids import new_id
-from server.store.batching import IdDeleter, _GroupFlusher
+from server.store.batching import GroupFlusher, IdDeleter
 from server.store.database import Database
 
 COLLECTION = "inbound_journal"
@@ -49,7 +49,7 @@ class _Entry:
     tracked: int  # when this process took it up (a count): recovery forgets only older ones
 
 
-class InboundJournal(_GroupFlusher[tuple[str, str, datetime], None]):
+class InboundJournal(GroupFlusher[tuple[str, str, datetime], None]):
     """Holds inbound message ids until applied; one document per workspace of a group stored together
     (every document names its workspace: ``server/store/workspace_data.py``)."""
 

@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 # How far an outbound message got; a later one wins and ``failed`` is final.
 STATUS_ORDER = ("sent", "delivered", "read", "failed")
+RECOVERY_CHUNK = 500  # ids per lookup when recovery reads stored messages
 
 
 class MessageRepository:
@@ -136,9 +137,9 @@ class MessageRepository:
             yield message
         cursor = self._pending.find({"at": {"$lt": older_than}}, {"_id": 1})
         ids = [document["_id"] async for document in cursor]
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            found = {d["_id"]: d for d in await self._messages.find({"_id": {"$in": chunk}}).to_list()}
+        for start in range(0, len(ids), RECOVERY_CHUNK):
+            chunk = ids[start : start + RECOVERY_CHUNK]
+            found = await self._messages_by_id(chunk)
             orphans = [message_id for message_id in chunk if message_id not in found]
             if orphans:  # the message insert failed after its mark: Meta retried or will retry
                 await self._pending.delete_many({"_id": {"$in": orphans}})
@@ -149,8 +150,8 @@ class MessageRepository:
 
     async def _messages_by_id(self, ids: list[str]) -> dict[str, dict[str, Any]]:
         found: dict[str, dict[str, Any]] = {}
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
+        for start in range(0, len(ids), RECOVERY_CHUNK):
+            chunk = ids[start : start + RECOVERY_CHUNK]
             found.update({d["_id"]: d for d in await self._messages.find({"_id": {"$in": chunk}}).to_list()})
         return found
 

@@ -209,7 +209,9 @@ async def test_a_busy_group_lingers_for_the_writes_that_follow_it(settings: Sett
     bulks = _BulkCounter()
     database = Database(settings.mongodb_uri, settings.mongodb_db, listeners=[bulks])
     try:
-        batcher = WriteBatcher(_collection(database), linger=0.05)
+        # A long linger, so a stalled machine cannot let the group go before the writes that follow
+        # it are queued (the group then waits out the linger: a second).
+        batcher = WriteBatcher(_collection(database), linger=1.0)
         together = await asyncio.gather(*(batcher.write(InsertOne({"_id": i})) for i in (-1, 0)))
         assert together == [Outcome.DONE] * 2 and bulks.inserts == 1  # one bulk: there is load
         opening = asyncio.create_task(batcher.write(InsertOne({"_id": 1})))
